@@ -1,0 +1,1 @@
+"""Request handlers, one module per API family, and the registry that maps keys to them."""

@@ -1,0 +1,141 @@
+"""Fetch (1): whole batches from each partition, long polling until min_bytes or max_wait.
+
+Fetch sessions (KIP-227) are answered the way Kafka answers when its session cache has no
+room: a full response with session id 0, after which clients keep sending full fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from strom.broker.registry import api
+from strom.broker.state import Broker, RequestContext
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.storage.api import FileRegion, OffsetOutOfRange, ReadResult, UnknownTopic
+
+LEADER_EPOCH: Final = 0
+FINAL_EPOCH: Final = -1
+
+
+@dataclass(slots=True)
+class FetchBudget:
+    remaining: int
+    first: bool = True
+
+
+def region_bytes(chunks: Any) -> bytes:
+    parts = []
+    for chunk in chunks:
+        if isinstance(chunk, FileRegion):
+            parts.append(os.pread(chunk.fd, chunk.size, chunk.position))
+        else:
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+def leader_epoch_error(requested: int) -> ErrorCode | None:
+    if requested < 0 or requested == LEADER_EPOCH:
+        return None
+    if requested > LEADER_EPOCH:
+        return ErrorCode.unknown_leader_epoch
+    return ErrorCode.fenced_leader_epoch
+
+
+async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, part: Any,
+                         budget: FetchBudget) -> tuple[Any, int]:
+    def answer(error: ErrorCode, hw: int = -1, lso: int = -1, records: bytes = b"") -> Any:
+        return b.make("PartitionData", partition_index=part.partition, error_code=error,
+                      high_watermark=hw, last_stable_offset=hw, log_start_offset=lso,
+                      aborted_transactions=None, preferred_read_replica=-1, records=records)
+
+    if topic is None:
+        return answer(ErrorCode.unknown_topic_id), 0
+    try:
+        plog = broker.engine.partition(topic, part.partition)
+    except UnknownTopic:
+        return answer(ErrorCode.unknown_topic_or_partition), 0
+    epoch_error = leader_epoch_error(int(getattr(part, "current_leader_epoch", -1)))
+    if epoch_error is not None:
+        return answer(epoch_error, plog.high_watermark, plog.log_start_offset), 0
+    limit = min(int(part.partition_max_bytes), budget.remaining)
+    try:
+        result: ReadResult = await plog.read(int(part.fetch_offset), max(limit, 0), budget.first)
+    except OffsetOutOfRange:
+        return answer(ErrorCode.offset_out_of_range, plog.high_watermark,
+                      plog.log_start_offset), 0
+    data = region_bytes(result.chunks) if result.size else b""
+    if data:
+        budget.first = False
+        budget.remaining -= len(data)
+    return answer(ErrorCode.none, result.high_watermark, result.log_start_offset, data), len(data)
+
+
+def topic_name(broker: Broker, topic: Any) -> str | None:
+    name = getattr(topic, "topic", None)
+    if name is not None:
+        return str(name)
+    info = broker.engine.topic_by_id(topic.topic_id)
+    return None if info is None else info.name
+
+
+async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> tuple[tuple[Any, ...], int]:
+    budget = FetchBudget(remaining=max(int(request.max_bytes), 0))
+    topics = []
+    total = 0
+    for topic in request.topics:
+        name = topic_name(broker, topic)
+        partitions = []
+        for part in topic.partitions:
+            data, size = await read_partition(broker, b, name, part, budget)
+            partitions.append(data)
+            total += size
+        topics.append(b.make("FetchableTopicResponse", topic=name or "",
+                             topic_id=getattr(topic, "topic_id", None),
+                             partitions=tuple(partitions)))
+    return tuple(topics), total
+
+
+def watched_partitions(broker: Broker, request: Any) -> list[tuple[str, int]]:
+    keys: list[tuple[str, int]] = []
+    for topic in request.topics:
+        name = topic_name(broker, topic)
+        if name is not None:
+            keys.extend((name, int(p.partition)) for p in topic.partitions)
+    return keys
+
+
+def fetch_response(b: ResponseBuilder, error: ErrorCode, topics: tuple[Any, ...]) -> Any:
+    return b.make("FetchResponse", throttle_time=NO_THROTTLE, error_code=error, session_id=0,
+                  responses=topics)
+
+
+@api(1, "Fetch", (4, 17),
+     "long poll (max_wait_ms/min_bytes), max_bytes and per-partition limits, topic ids (v13+); "
+     "sessions answered sessionless (session id 0)")
+async def handle_fetch(broker: Broker, ctx: RequestContext, request: Any,
+                       b: ResponseBuilder) -> Any:
+    session_id = int(getattr(request, "session_id", 0))
+    epoch = int(getattr(request, "session_epoch", FINAL_EPOCH))
+    if session_id != 0 and epoch not in (0, FINAL_EPOCH):
+        return fetch_response(b, ErrorCode.fetch_session_id_not_found, ())
+    max_wait_s = min(request.max_wait.total_seconds(),
+                     broker.config.get_int("fetch.max.wait.ms.cap") / 1000)
+    deadline = time.monotonic() + max(max_wait_s, 0)
+    keys = watched_partitions(broker, request)
+    event = broker.waiters.register(keys)
+    try:
+        while True:
+            event.clear()
+            topics, total = await read_all(broker, b, request)
+            remaining = deadline - time.monotonic()
+            if total >= int(request.min_bytes) or remaining <= 0:
+                return fetch_response(b, ErrorCode.none, topics)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
+    finally:
+        broker.waiters.unregister(keys, event)

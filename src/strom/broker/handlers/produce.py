@@ -1,0 +1,118 @@
+"""Produce (0): validate each partition's batch, append it, answer per acks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kio.serial.readers import tz_aware_from_i64
+from kio.static.primitive import i64
+
+from strom.broker.registry import api
+from strom.broker.state import Broker, RequestContext
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.protocol.records import RecordsError, validate_produce_records
+from strom.storage.api import AppendBatch, StorageError, UnknownTopic
+
+log = logging.getLogger(__name__)
+
+VALID_ACKS: Final = (-1, 0, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOutcome:
+    error: ErrorCode
+    base_offset: int = -1
+    log_append_time_ms: int = -1
+    log_start_offset: int = -1
+    message: str | None = None
+
+
+async def append_partition(broker: Broker, topic: str, index: int, records: bytes | None,
+                           deep_validate: bool) -> PartitionOutcome:
+    try:
+        plog = broker.engine.partition(topic, index)
+    except UnknownTopic:
+        return PartitionOutcome(ErrorCode.unknown_topic_or_partition)
+    cfg = broker.engine.log_config(topic)
+    now_ms = int(time.time() * 1000)
+    try:
+        batches = validate_produce_records(
+            records or b"", max_message_bytes=cfg.max_message_bytes,
+            timestamp_type=cfg.message_timestamp_type, now_ms=now_ms,
+            timestamp_before_max_ms=cfg.message_timestamp_before_max_ms,
+            timestamp_after_max_ms=cfg.message_timestamp_after_max_ms,
+            max_decompressed_bytes=broker.config.get_int("message.max.decompressed.bytes"),
+            require_keys="compact" in cfg.cleanup_policy,
+            deep_validate_compressed=deep_validate,
+        )
+    except RecordsError as exc:
+        return PartitionOutcome(ErrorCode(exc.error_code), message=exc.message)
+    appends = [AppendBatch(v.data, v.record_count, v.header.max_timestamp,
+                           v.header.base_timestamp) for v in batches]
+    try:
+        result = await plog.append(appends)
+    except StorageError as exc:
+        log.error("append to %s-%d failed: %s", topic, index, exc)
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=str(exc))
+    broker.waiters.notify(topic, index)
+    append_time = now_ms if cfg.message_timestamp_type == "LogAppendTime" else -1
+    return PartitionOutcome(ErrorCode.none, result.base_offset, append_time,
+                            result.log_start_offset)
+
+
+def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome) -> Any:
+    append_time = (None if outcome.log_append_time_ms < 0
+                   else tz_aware_from_i64(i64(outcome.log_append_time_ms)))
+    return b.make("PartitionProduceResponse", index=index, error_code=outcome.error,
+                  base_offset=outcome.base_offset, log_append_time=append_time,
+                  log_start_offset=outcome.log_start_offset, record_errors=(),
+                  error_message=outcome.message)
+
+
+def resolve_topic(broker: Broker, topic: Any) -> str | None:
+    name = getattr(topic, "name", None)
+    if name is not None:
+        return str(name)
+    info = broker.engine.topic_by_id(topic.topic_id)
+    return None if info is None else info.name
+
+
+async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: int) -> Any:
+    name = resolve_topic(broker, topic)
+    responses = []
+    for part in topic.partition_data:
+        if acks not in VALID_ACKS:
+            outcome = PartitionOutcome(ErrorCode.invalid_required_acks)
+        elif name is None:
+            outcome = PartitionOutcome(ErrorCode.unknown_topic_id)
+        else:
+            outcome = await append_partition(broker, name, part.index, part.records,
+                                             deep_validate=True)
+        responses.append(partition_response(b, part.index, outcome))
+    return b.make("TopicProduceResponse", name=name or "",
+                  topic_id=getattr(topic, "topic_id", None), partition_responses=tuple(responses))
+
+
+@api(0, "Produce", (3, 12),
+     "acks 0/1/-1; one v2 batch per partition; v0-v2 advertised but refused (KAFKA-18659)",
+     advertised_min_version=0)
+async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
+                         b: ResponseBuilder) -> Any:
+    acks = int(request.acks)
+    if request.transactional_id is not None:
+        topics = tuple(
+            b.make("TopicProduceResponse", name=t.name, topic_id=getattr(t, "topic_id", None),
+                   partition_responses=tuple(
+                       partition_response(b, p.index, PartitionOutcome(
+                           ErrorCode.transactional_id_authorization_failed,
+                           message="transactions are not supported yet"))
+                       for p in t.partition_data))
+            for t in request.topic_data)
+    else:
+        topics = tuple([await produce_topic(broker, b, t, acks) for t in request.topic_data])
+    if acks == 0:
+        return None
+    return b.make("ProduceResponse", responses=topics, throttle_time=NO_THROTTLE)

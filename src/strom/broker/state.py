@@ -1,0 +1,120 @@
+"""The broker's shared state: its config, storage engine, cluster identity and fetch waiters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from strom.config.broker import BrokerConfig
+from strom.storage.api import StorageEngine, TopicExists, TopicInfo
+
+log = logging.getLogger(__name__)
+
+MAX_TOPIC_NAME_LENGTH: Final = 249
+_LEGAL_TOPIC_NAME: Final = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    client_id: str | None
+    client_host: str
+    api_version: int
+    correlation_id: int
+
+
+def topic_name_error(name: str | None) -> str | None:
+    """Why Kafka would refuse this topic name, or None if it is legal."""
+    if not name:
+        return "Topic name is empty"
+    if name in (".", ".."):
+        return f"Topic name cannot be {name!r}"
+    if len(name) > MAX_TOPIC_NAME_LENGTH:
+        return f"Topic name is longer than {MAX_TOPIC_NAME_LENGTH} characters"
+    if not _LEGAL_TOPIC_NAME.match(name):
+        return f"Topic name {name!r} has characters other than ASCII alphanumerics, '.', '_', '-'"
+    return None
+
+
+class PartitionWaiters:
+    """Lets long-polling fetches sleep until an append lands on a partition they read."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, int], set[asyncio.Event]] = defaultdict(set)
+
+    def register(self, keys: list[tuple[str, int]]) -> asyncio.Event:
+        event = asyncio.Event()
+        for key in keys:
+            self._events[key].add(event)
+        return event
+
+    def unregister(self, keys: list[tuple[str, int]], event: asyncio.Event) -> None:
+        for key in keys:
+            waiting = self._events.get(key)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._events[key]
+
+    def notify(self, topic: str, partition: int) -> None:
+        for event in self._events.get((topic, partition), ()):
+            event.set()
+
+
+def load_or_create_cluster_id(data_dir: Path) -> str:
+    """The cluster id lives in meta.properties, as in a KRaft broker's log directory."""
+    path = data_dir / "meta.properties"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("cluster.id="):
+                return line.split("=", 1)[1].strip()
+    cluster_id = _kafka_uuid_string()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"version=1\ncluster.id={cluster_id}\n")
+    tmp.replace(path)
+    return cluster_id
+
+
+def _kafka_uuid_string() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class Broker:
+    """What every handler needs; one per process."""
+
+    def __init__(self, config: BrokerConfig, engine: StorageEngine, cluster_id: str) -> None:
+        self.config = config
+        self.engine = engine
+        self.cluster_id = cluster_id
+        self.node_id = config.node_id
+        self.advertised_host = config.advertised
+        self.advertised_port = config.port
+        self.waiters = PartitionWaiters()
+        self._create_lock = asyncio.Lock()
+
+    async def auto_create_topic(self, name: str) -> TopicInfo | None:
+        """Creates `name` with the broker defaults if auto.create.topics.enable allows it."""
+        if not self.config.get_bool("auto.create.topics.enable"):
+            return None
+        if topic_name_error(name) is not None:
+            return None
+        async with self._create_lock:
+            existing = self.engine.topics().get(name)
+            if existing is not None:
+                return existing
+            try:
+                info = await self.engine.create_topic(
+                    name, self.config.get_int("num.partitions"), {}
+                )
+            except TopicExists:
+                return self.engine.topics().get(name)
+            log.info("auto-created topic %s with %d partitions", name, info.partitions)
+            return info

@@ -1,0 +1,1 @@
+"""The `strom` command: serve a broker, and topic/produce/consume tools that are Kafka clients."""

@@ -1,0 +1,229 @@
+"""What the client commands share: connection options, client construction, error messages.
+
+The client commands are ordinary Kafka clients (confluent-kafka) and work against any cluster;
+they never import the broker's internals.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import click
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata
+
+DEFAULT_BOOTSTRAP: Final = "localhost:9092"
+BOOTSTRAP_ENV: Final = "STROM_BOOTSTRAP"
+BASE64_MARKER: Final = "base64"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """A failure explained to the user (exit status 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Where the cluster is and how to talk to it."""
+
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    settings: Mapping[str, str] = field(default_factory=dict)
+    request_timeout: float = 5.0
+    verbose: bool = False
+
+    @property
+    def timeout_ms(self) -> int:
+        return max(1, int(self.request_timeout * 1000))
+
+    def config(self, **defaults: Any) -> dict[str, Any]:
+        """A librdkafka configuration: ours, then the caller's defaults, then --command-config."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "socket.connection.setup.timeout.ms": max(1000, self.timeout_ms),
+            "logger": client_logger(self.verbose),
+        }
+        conf.update(defaults)
+        conf.update(self.settings)
+        return conf
+
+
+def client_logger(verbose: bool) -> logging.Logger:
+    """librdkafka's log lines go here: to stderr with --verbose, nowhere otherwise."""
+    logger = logging.getLogger("strom.cli.client")
+    logger.propagate = False
+    logger.handlers.clear()
+    if verbose:
+        handler: logging.Handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.setLevel(logging.DEBUG)
+    else:
+        handler = logging.NullHandler()
+    logger.addHandler(handler)
+    return logger
+
+
+def parse_pairs(items: Iterable[str], option: str) -> dict[str, str]:
+    """`k=v` items (e.g. of --config) into a dict; the value may contain `=`."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        pairs[key.strip()] = value
+    return pairs
+
+
+def client_options(func: F) -> F:
+    """Adds -b/--bootstrap-server, -X/--command-config, --request-timeout and --verbose;
+    the command receives them as one `client: ClientOptions` argument."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, bootstrap_server: str, command_config: tuple[str, ...],
+                request_timeout: float, verbose: bool, **kwargs: Any) -> Any:
+        settings = parse_pairs(command_config, "--command-config")
+        kwargs["client"] = ClientOptions(bootstrap_server, settings, request_timeout, verbose)
+        return func(*args, **kwargs)
+
+    options = (
+        click.option("-b", "--bootstrap-server", default=DEFAULT_BOOTSTRAP, show_default=True,
+                     envvar=BOOTSTRAP_ENV, show_envvar=True, metavar="HOST:PORT[,...]",
+                     help="Brokers to bootstrap from."),
+        click.option("-X", "--command-config", multiple=True, metavar="KEY=VALUE",
+                     help="A librdkafka client setting, e.g. -X security.protocol=SSL "
+                          "(repeatable)."),
+        click.option("--request-timeout", type=click.FloatRange(min=0.1), default=5.0,
+                     show_default=True, metavar="SECONDS",
+                     help="How long to wait for the cluster to answer a request."),
+        click.option("-v", "--verbose", is_flag=True, help="Show the client library's log."),
+    )
+    decorated: Any = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
+# --- errors -------------------------------------------------------------------------------
+
+UNREACHABLE: Final = frozenset({
+    KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+    KafkaError._RESOLVE, KafkaError._TIMED_OUT_QUEUE, KafkaError._MSG_TIMED_OUT,
+})
+UNKNOWN_TOPIC: Final = frozenset({
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_ID,
+})
+
+
+def unreachable_message(client: ClientOptions) -> str:
+    return (f"cannot reach a broker at {client.bootstrap} within {client.request_timeout:g}s "
+            "(is `strom serve` running? pass its address with -b HOST:PORT)")
+
+
+def unknown_topic_message(topic: str) -> str:
+    return f"topic {topic} does not exist (create it with `strom topic create {topic}`)"
+
+
+def kafka_error(exc: BaseException) -> KafkaError | None:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+def describe_error(error: KafkaError | None, client: ClientOptions, topic: str | None = None,
+                   action: str = "the request") -> str:
+    """A message that says what went wrong and, where we can tell, what to do about it."""
+    if error is None:
+        return f"{action} failed"
+    code = error.code()
+    if code in UNREACHABLE:
+        return unreachable_message(client)
+    if code in UNKNOWN_TOPIC and topic is not None:
+        return unknown_topic_message(topic)
+    if code in (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION):
+        return f"{action} failed: the broker does not support it ({error.str()})"
+    return f"{action} failed: {error.str()} ({error.name()})"
+
+
+def fail(exc: BaseException, client: ClientOptions, topic: str | None = None,
+         action: str = "the request") -> CliError:
+    """The CliError to raise for a client exception."""
+    error = kafka_error(exc)
+    if error is None:
+        return CliError(f"{action} failed: {exc}")
+    return CliError(describe_error(error, client, topic, action))
+
+
+# --- metadata -----------------------------------------------------------------------------
+
+def admin_client(client: ClientOptions) -> AdminClient:
+    return AdminClient(client.config(**{"socket.timeout.ms": max(client.timeout_ms, 10)}))
+
+
+def cluster_metadata(admin: Any, client: ClientOptions) -> ClusterMetadata:
+    """All topics' metadata (listing all topics never auto-creates one)."""
+    try:
+        return admin.list_topics(timeout=client.request_timeout)
+    except KafkaException as exc:
+        raise fail(exc, client, action="fetching metadata") from None
+
+
+def topic_partitions(metadata: ClusterMetadata, topic: str) -> list[int]:
+    """The topic's partition ids, or a CliError saying how to create the topic."""
+    info = metadata.topics.get(topic)
+    if info is None or (info.error is not None and info.error.code() in UNKNOWN_TOPIC):
+        raise CliError(unknown_topic_message(topic))
+    if info.error is not None:
+        raise CliError(f"topic {topic} is not available: {info.error.str()}")
+    return sorted(info.partitions)
+
+
+def check_partitions(topic: str, available: list[int], wanted: Iterable[int]) -> None:
+    for partition in wanted:
+        if partition not in available:
+            raise CliError(f"topic {topic} has no partition {partition} (it has "
+                           f"{len(available)}: {format_ids(available)}; add some with "
+                           f"`strom topic alter {topic} --partitions N`)")
+
+
+def format_ids(ids: Iterable[int]) -> str:
+    return ",".join(str(i) for i in ids) or "none"
+
+
+# --- bytes in text and JSON ---------------------------------------------------------------
+
+def bytes_to_json(data: bytes | None) -> str | dict[str, str] | None:
+    """UTF-8 text as a string; anything else as {"base64": "..."}."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {BASE64_MARKER: base64.b64encode(data).decode("ascii")}
+
+
+def json_to_bytes(value: Any, what: str) -> bytes | None:
+    """The inverse of bytes_to_json; other JSON values are encoded as compact JSON text."""
+    import json
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and set(value) == {BASE64_MARKER}:
+        try:
+            return base64.b64decode(str(value[BASE64_MARKER]), validate=True)
+        except binascii.Error:
+            raise ValueError(f"{what}: invalid base64") from None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def bytes_to_text(data: bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", errors="backslashreplace")

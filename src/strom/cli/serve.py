@@ -1,0 +1,90 @@
+"""`strom serve`: run a broker in the foreground until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from strom.config.broker import BrokerConfig
+from strom.config.topic import ConfigError
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter(f"{text!r} is not HOST:PORT (e.g. localhost:9092)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """Kafka's server.properties format: name=value lines, # comments."""
+    settings: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{path}:{number}: expected name=value, got {line!r}")
+        settings[name.strip()] = value.strip()
+    return settings
+
+
+def build_config(data_dir: Path, listen: str, config_file: Path | None,
+                 sets: tuple[str, ...]) -> BrokerConfig:
+    host, port = parse_listen(listen)
+    settings = read_config_file(config_file) if config_file else {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--set {item!r}: expected name=value")
+        settings[name.strip()] = value
+    try:
+        return BrokerConfig.build(data_dir, host, port, settings)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+async def run_until_signalled(config: BrokerConfig) -> None:
+    from strom.server.app import BrokerServer
+
+    server = BrokerServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    click.echo(f"strom is ready on {config.host}:{server.port} (data in {config.data_dir})",
+               err=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./data"),
+              show_default=True, help="Where the log and metadata live.")
+@click.option("--listen", default="localhost:9092", show_default=True, help="HOST:PORT.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True),
+              help="A server.properties-style file of name=value settings.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="A broker setting by Kafka's dotted name, e.g. flush.messages=1.")
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(data_dir: Path, listen: str, config_file: Path | None, sets: tuple[str, ...],
+          log_level: str) -> None:
+    """Run a broker with its log on local disk."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = build_config(data_dir, listen, config_file, sets)
+    try:
+        import uvloop
+
+        uvloop.run(run_until_signalled(config))
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None

@@ -1,0 +1,1 @@
+"""Typed settings for the broker and for topics; every default lives here."""

@@ -1,0 +1,131 @@
+"""Broker settings: typed, with Kafka's dotted names at the boundary and every default here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from strom.config.topic import TOPIC_CONFIGS, ConfigError, LogConfig
+
+MIB: Final = 1024 * 1024
+
+# Names a broker accepts besides the topic-level defaults (log.*), with their defaults.
+BROKER_SETTINGS: Final[Mapping[str, str]] = {
+    "node.id": "1",
+    "auto.create.topics.enable": "true",
+    "num.partitions": "1",
+    "default.replication.factor": "1",
+    "socket.request.max.bytes": str(100 * MIB),
+    "socket.request.max.bytes.pre.auth": str(64 * 1024),
+    "queued.max.requests.per.connection": "100",
+    "max.connections": "10000",
+    "connections.max.idle.ms": "600000",
+    "log.retention.check.interval.ms": "300000",
+    "log.flush.scheduler.interval.ms": "1000",
+    "group.initial.rebalance.delay.ms": "3000",
+    "message.max.decompressed.bytes": str(256 * MIB),
+    "fetch.max.wait.ms.cap": "30000",
+    "max.incremental.fetch.session.cache.slots": "1000",
+}
+
+# Topic configs may be given to the broker by their topic-level name too (--set flush.messages=1).
+_TOPIC_ALIASES: Final[Mapping[str, str]] = {
+    key.name: key.broker_name for key in TOPIC_CONFIGS.values() if key.broker_name
+}
+_BROKER_TOPIC_DEFAULTS: Final[Mapping[str, str]] = {
+    key.broker_name: key.default for key in TOPIC_CONFIGS.values() if key.broker_name
+}
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ConfigError(f"{text!r} is not true or false")
+    return lowered == "true"
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{text!r} is not an integer") from None
+
+
+@dataclass(slots=True)
+class BrokerConfig:
+    """Everything a broker is told at start; `settings` keeps the dotted names it was given."""
+
+    data_dir: Path = Path("./data")
+    host: str = "localhost"
+    port: int = 9092
+    advertised_host: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, data_dir: Path, host: str, port: int,
+              overrides: Mapping[str, str] | None = None) -> BrokerConfig:
+        config = cls(data_dir=data_dir, host=host, port=port)
+        for name, value in (overrides or {}).items():
+            config.set(name, value)
+        return config
+
+    def set(self, name: str, value: str) -> None:
+        """Sets one setting by its Kafka name; raises ConfigError for unknown names or values."""
+        name = name.strip()
+        if name == "advertised.host":
+            self.advertised_host = value.strip()
+            return
+        broker_name = _TOPIC_ALIASES.get(name, name)
+        if broker_name in _BROKER_TOPIC_DEFAULTS:
+            topic_name = next(k for k, v in _TOPIC_ALIASES.items() if v == broker_name)
+            try:
+                TOPIC_CONFIGS[topic_name].parse(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        elif broker_name in BROKER_SETTINGS:
+            if BROKER_SETTINGS[broker_name] in ("true", "false"):
+                _bool(value)
+            else:
+                _int(value)
+        else:
+            raise ConfigError(f"unknown setting {name!r}; see docs/configuration.md")
+        self.settings[broker_name] = value.strip()
+
+    def get(self, name: str) -> str:
+        if name in self.settings:
+            return self.settings[name]
+        if name in BROKER_SETTINGS:
+            return BROKER_SETTINGS[name]
+        return _BROKER_TOPIC_DEFAULTS[name]
+
+    def get_int(self, name: str) -> int:
+        return _int(self.get(name))
+
+    def get_bool(self, name: str) -> bool:
+        return _bool(self.get(name))
+
+    @property
+    def node_id(self) -> int:
+        return self.get_int("node.id")
+
+    @property
+    def advertised(self) -> str:
+        return self.advertised_host or self.host
+
+    def topic_default(self, topic_name: str) -> tuple[str, bool]:
+        """The broker's value for a topic config and whether it was set (not Kafka's default)."""
+        key = TOPIC_CONFIGS[topic_name]
+        assert key.broker_name is not None
+        if key.broker_name in self.settings:
+            return self.settings[key.broker_name], True
+        return key.default, False
+
+    def effective_topic_configs(self, overrides: Mapping[str, str]) -> dict[str, str]:
+        values = {name: self.topic_default(name)[0] for name in TOPIC_CONFIGS}
+        values.update(overrides)
+        return values
+
+    def log_config(self, overrides: Mapping[str, str]) -> LogConfig:
+        return LogConfig.from_effective(self.effective_topic_configs(overrides))

@@ -1,0 +1,163 @@
+"""Topic-level configs: their names, types, defaults and validation.
+
+Kafka's dotted names (``retention.ms``) appear only here, at the config boundary; the rest of
+strom reads a typed ``LogConfig``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+MIB: Final = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A config name or value that Kafka would reject (INVALID_CONFIG)."""
+
+
+def _int(lo: int, hi: int = 2**63 - 1) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ConfigError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{value} is outside [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip()
+        if value not in allowed:
+            raise ConfigError(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _cleanup_policy(text: str) -> str:
+    parts = sorted({p.strip() for p in text.split(",") if p.strip()})
+    if not parts or any(p not in ("compact", "delete") for p in parts):
+        raise ConfigError(f"{text!r} must be a list of 'compact' and 'delete'")
+    return ",".join(parts)
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{value} is outside [0, 1]")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One topic config: its Kafka name, default, the broker setting that overrides the default."""
+
+    name: str
+    default: str
+    kind: str  # Kafka's ConfigType name: INT, LONG, STRING, LIST, DOUBLE, BOOLEAN, CLASS
+    parse: Callable[[str], object]
+    broker_name: str | None = None
+    doc: str = ""
+
+
+_DAY_MS: Final = 24 * 3600 * 1000
+
+TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
+    k.name: k
+    for k in (
+        ConfigKey("cleanup.policy", "delete", "LIST", _cleanup_policy, "log.cleanup.policy"),
+        ConfigKey("compression.type", "producer", "STRING",
+                  _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
+                  "compression.type"),
+        ConfigKey("delete.retention.ms", str(_DAY_MS), "LONG", _int(0),
+                  "log.cleaner.delete.retention.ms"),
+        ConfigKey("file.delete.delay.ms", "60000", "LONG", _int(0), "log.segment.delete.delay.ms"),
+        ConfigKey("flush.messages", str(2**63 - 1), "LONG", _int(1), "log.flush.interval.messages"),
+        ConfigKey("flush.ms", str(2**63 - 1), "LONG", _int(0), "log.flush.interval.ms"),
+        ConfigKey("index.interval.bytes", "4096", "INT", _int(0, 2**31 - 1),
+                  "log.index.interval.bytes"),
+        ConfigKey("max.compaction.lag.ms", str(2**63 - 1), "LONG", _int(1),
+                  "log.cleaner.max.compaction.lag.ms"),
+        ConfigKey("max.message.bytes", str(MIB + 12), "INT", _int(0, 2**31 - 1),
+                  "message.max.bytes"),
+        ConfigKey("message.timestamp.after.max.ms", str(2**63 - 1), "LONG", _int(0),
+                  "log.message.timestamp.after.max.ms"),
+        ConfigKey("message.timestamp.before.max.ms", str(2**63 - 1), "LONG", _int(0),
+                  "log.message.timestamp.before.max.ms"),
+        ConfigKey("message.timestamp.type", "CreateTime", "STRING",
+                  _choice("CreateTime", "LogAppendTime"), "log.message.timestamp.type"),
+        ConfigKey("min.cleanable.dirty.ratio", "0.5", "DOUBLE", _ratio,
+                  "log.cleaner.min.cleanable.ratio"),
+        ConfigKey("min.compaction.lag.ms", "0", "LONG", _int(0),
+                  "log.cleaner.min.compaction.lag.ms"),
+        ConfigKey("min.insync.replicas", "1", "INT", _int(1, 2**31 - 1), "min.insync.replicas"),
+        ConfigKey("retention.bytes", "-1", "LONG", _int(-1), "log.retention.bytes"),
+        ConfigKey("retention.ms", str(7 * _DAY_MS), "LONG", _int(-1), "log.retention.ms"),
+        ConfigKey("segment.bytes", str(1024 * MIB), "INT", _int(14, 2**31 - 1),
+                  "log.segment.bytes"),
+        ConfigKey("segment.index.bytes", str(10 * MIB), "INT", _int(4, 2**31 - 1),
+                  "log.index.size.max.bytes"),
+        ConfigKey("segment.ms", str(7 * _DAY_MS), "LONG", _int(1), "log.roll.ms"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """The typed view of one topic's effective configs that the storage engines read."""
+
+    cleanup_policy: str
+    compression_type: str
+    delete_retention_ms: int
+    flush_messages: int
+    flush_ms: int
+    index_interval_bytes: int
+    max_message_bytes: int
+    message_timestamp_type: str
+    message_timestamp_before_max_ms: int
+    message_timestamp_after_max_ms: int
+    min_cleanable_dirty_ratio: float
+    min_compaction_lag_ms: int
+    retention_bytes: int
+    retention_ms: int
+    segment_bytes: int
+    segment_index_bytes: int
+    segment_ms: int
+
+    @classmethod
+    def from_effective(cls, values: Mapping[str, str]) -> LogConfig:
+        def get(name: str) -> object:
+            return TOPIC_CONFIGS[name].parse(values[name])
+
+        kwargs = {
+            name.replace(".", "_"): get(name)
+            for name in TOPIC_CONFIGS
+            if name.replace(".", "_") in cls.__dataclass_fields__
+        }
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
+    """Checks names and values; returns the normalised overrides. Raises ConfigError."""
+    out: dict[str, str] = {}
+    for name, value in configs.items():
+        key = TOPIC_CONFIGS.get(name)
+        if key is None:
+            raise ConfigError(f"Unknown topic config name: {name}")
+        if value is None:
+            raise ConfigError(f"Null value not supported for topic config {name}")
+        try:
+            key.parse(value)
+        except ConfigError as exc:
+            raise ConfigError(f"Invalid value {value!r} for configuration {name}: {exc}") from None
+        out[name] = value.strip()
+    return out

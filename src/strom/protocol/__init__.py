@@ -1,0 +1,1 @@
+"""The Kafka wire format: framing, safe decoding on kio's schemas, record batches, error codes."""

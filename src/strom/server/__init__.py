@@ -1,0 +1,1 @@
+"""asyncio TCP listeners, the per-connection loop, dispatch and the broker's lifecycle."""

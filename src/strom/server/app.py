@@ -1,0 +1,102 @@
+"""The broker process: open storage, listen, run background work (retention, flush), stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from strom.broker.registry import load_handlers
+from strom.broker.state import Broker, load_or_create_cluster_id
+from strom.config.broker import BrokerConfig
+from strom.server.connection import Connection, ConnectionLimits
+from strom.storage.local.engine import LocalEngine
+
+log = logging.getLogger(__name__)
+
+
+class BrokerServer:
+    """A running broker: `await start()`, then `port` is known; `await stop()` ends it."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.engine = LocalEngine(config.data_dir, config)
+        self.broker: Broker | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connections: set[asyncio.Task[None]] = set()
+        self.port = config.port
+
+    def limits(self) -> ConnectionLimits:
+        c = self.config
+        return ConnectionLimits(
+            max_frame_bytes=c.get_int("socket.request.max.bytes"),
+            max_frame_bytes_before_api_versions=c.get_int("socket.request.max.bytes.pre.auth"),
+            queued_requests=c.get_int("queued.max.requests.per.connection"),
+            idle_timeout_s=c.get_int("connections.max.idle.ms") / 1000,
+        )
+
+    async def start(self) -> None:
+        load_handlers()
+        await self.engine.open()
+        cluster_id = load_or_create_cluster_id(self.config.data_dir)
+        self.broker = Broker(self.config, self.engine, cluster_id)
+        limits = self.limits()
+        max_connections = self.config.get_int("max.connections")
+        broker = self.broker
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if len(self._connections) >= max_connections:
+                log.warning("refusing connection: max.connections=%d reached", max_connections)
+                writer.close()
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._connections.add(task)
+            try:
+                await Connection(broker, reader, writer, limits).run()
+            finally:
+                self._connections.discard(task)
+
+        self._server = await asyncio.start_server(on_connect, self.config.host, self.config.port,
+                                                  reuse_address=True, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.broker.advertised_port = self.port
+        self._tasks.append(asyncio.create_task(self._every(
+            "log.retention.check.interval.ms", self.engine.run_retention)))
+        self._tasks.append(asyncio.create_task(self._every(
+            "log.flush.scheduler.interval.ms", self.engine.flush_due)))
+        log.info("strom listening on %s:%d, data in %s", self.config.host, self.port,
+                 self.config.data_dir)
+
+    async def _every(self, setting: str, work: Callable[[int], Awaitable[object]]) -> None:
+        interval = self.config.get_int(setting) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await work(int(time.time() * 1000))
+            except Exception:
+                log.exception("background %s failed", setting)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in [*self._tasks, *self._connections]:
+            task.cancel()
+        for task in [*self._tasks, *self._connections]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        await self.engine.close()
+        log.info("strom stopped")
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

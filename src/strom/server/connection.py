@@ -1,0 +1,120 @@
+"""One client connection: read frames with size limits and timeouts, answer in request order.
+
+A reader task reads ahead up to `queued.max.requests.per.connection` frames while the
+connection loop handles them one at a time, as Kafka mutes a channel while a request is in
+flight, so responses always leave in request order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from strom.broker.state import Broker
+from strom.protocol.framing import FrameError, check_frame_size, peek_header
+from strom.protocol.messages import API_VERSIONS_KEY, ErrorCode, encode_response, response_type
+from strom.server.dispatch import CloseConnection, dispatch, error_body
+
+log = logging.getLogger(__name__)
+
+FRAME_READ_TIMEOUT_S: Final = 60.0
+WRITE_TIMEOUT_S: Final = 60.0
+_EOF: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    max_frame_bytes: int
+    max_frame_bytes_before_api_versions: int
+    queued_requests: int
+    idle_timeout_s: float
+
+
+class Connection:
+    def __init__(self, broker: Broker, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, limits: ConnectionLimits) -> None:
+        self.broker = broker
+        self.reader = reader
+        self.writer = writer
+        self.limits = limits
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.seen_api_versions = False
+
+    def frame_limit(self) -> int:
+        if self.seen_api_versions:
+            return self.limits.max_frame_bytes
+        return self.limits.max_frame_bytes_before_api_versions
+
+    async def read_frame(self) -> bytes | None:
+        try:
+            prefix = await asyncio.wait_for(self.reader.readexactly(4),
+                                            self.limits.idle_timeout_s)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise FrameError("connection closed inside a frame size") from None
+            return None
+        except TimeoutError:
+            raise FrameError("idle connection timed out") from None
+        size = int.from_bytes(prefix, "big", signed=True)
+        check_frame_size(size, self.frame_limit())
+        try:
+            return await asyncio.wait_for(self.reader.readexactly(size), FRAME_READ_TIMEOUT_S)
+        except asyncio.IncompleteReadError:
+            raise FrameError("connection closed inside a frame") from None
+        except TimeoutError:
+            raise FrameError("timed out reading a frame") from None
+
+    async def read_ahead(self, queue: asyncio.Queue[object]) -> None:
+        try:
+            while True:
+                frame = await self.read_frame()
+                if frame is None:
+                    break
+                if not self.seen_api_versions and peek_header(frame)[0] == API_VERSIONS_KEY:
+                    self.seen_api_versions = True
+                await queue.put(frame)
+        except (FrameError, ConnectionError) as exc:
+            log.info("closing connection from %s: %s", self.peer, exc)
+        finally:
+            await queue.put(_EOF)
+
+    async def run(self) -> None:
+        queue: asyncio.Queue[object] = asyncio.Queue(self.limits.queued_requests)
+        reader_task = asyncio.create_task(self.read_ahead(queue))
+        try:
+            while True:
+                frame = await queue.get()
+                if frame is _EOF:
+                    break
+                assert isinstance(frame, bytes)
+                response = await self.answer(frame)
+                if response is not None:
+                    self.writer.write(response)
+                    await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+        except CloseConnection as exc:
+            log.warning("closing connection from %s: %s", self.peer, exc)
+        except (ConnectionError, TimeoutError) as exc:
+            log.info("connection from %s ended: %s", self.peer, exc)
+        finally:
+            reader_task.cancel()
+            self.writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(self.writer.wait_closed(), 5)
+
+    async def answer(self, frame: bytes) -> bytes | None:
+        try:
+            return await dispatch(self.broker, memoryview(frame), self.peer)
+        except FrameError as exc:
+            raise CloseConnection(str(exc)) from None
+        except CloseConnection:
+            raise
+        except Exception:
+            api_key, version, correlation_id = peek_header(frame)
+            log.exception("error handling API %d v%d from %s", api_key, version, self.peer)
+            cls = response_type(api_key, version)
+            return encode_response(api_key, version, correlation_id,
+                                   error_body(cls, ErrorCode.unknown_server_error))

@@ -1,0 +1,114 @@
+"""From a request frame to a response frame: version checks, safe decoding, the handler."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import typing
+from typing import Any, Final
+
+from kio.serial.readers import read_int16
+from kio.static.protocol import Entity
+
+from strom.broker.handlers.api_versions import api_versions_response
+from strom.broker.registry import REGISTRY, ApiSpec
+from strom.broker.state import Broker, RequestContext
+from strom.protocol.framing import FrameError, parse_header, peek_header
+from strom.protocol.messages import (
+    API_VERSIONS_KEY,
+    ErrorCode,
+    ResponseBuilder,
+    encode_response,
+    request_type,
+    response_type,
+)
+from strom.protocol.safe_decoder import DecodeError, decode_exact
+
+log = logging.getLogger(__name__)
+
+PRODUCE_KEY: Final = 0
+
+
+class CloseConnection(Exception):
+    """The request cannot be answered; Kafka closes the connection in these cases."""
+
+
+def error_body(cls: type[Entity], error: ErrorCode) -> Entity:
+    """A response of `cls` carrying `error` in its top-level error field and empty arrays."""
+    values: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            values[field.name] = field.default
+            continue
+        kind = field.metadata.get("kafka_type")
+        hint = hints[field.name]
+        if kind == "error_code":
+            values[field.name] = error
+        elif kind is None:
+            values[field.name] = () if typing.get_origin(hint) is not None else None
+        elif kind in ("string", "bytes", "records"):
+            values[field.name] = None if type(None) in typing.get_args(hint) else ""
+        elif kind in ("timedelta_i32", "timedelta_i64"):
+            from datetime import timedelta
+
+            values[field.name] = timedelta(0)
+        elif kind == "bool":
+            values[field.name] = False
+        else:
+            values[field.name] = -1 if kind.startswith("int") else 0
+    return cls(**values)
+
+
+def unsupported_version(api_key: int, version: int, correlation_id: int,
+                        spec: ApiSpec) -> bytes:
+    if api_key == API_VERSIONS_KEY:
+        # KIP-511: answer with v0 and the versions we serve, so the client can pick one.
+        body = api_versions_response(ResponseBuilder(API_VERSIONS_KEY, 0),
+                                     ErrorCode.unsupported_version)
+        return encode_response(API_VERSIONS_KEY, 0, correlation_id, body)
+    try:
+        cls = response_type(api_key, version)
+    except Exception:
+        raise CloseConnection(f"{spec.name} v{version} is not supported") from None
+    return encode_response(api_key, version, correlation_id,
+                           error_body(cls, ErrorCode.unsupported_version))
+
+
+async def dispatch(broker: Broker, frame: memoryview, client_host: str) -> bytes | None:
+    """Returns the response frame, or None when no response is due (Produce acks=0)."""
+    api_key, version, correlation_id = peek_header(frame)
+    spec = REGISTRY.get(api_key)
+    if spec is None:
+        raise CloseConnection(f"unknown API key {api_key}")
+    if not spec.serves(version):
+        if api_key == PRODUCE_KEY and 0 <= version < spec.min_version and _acks_zero(frame):
+            return None
+        return unsupported_version(api_key, version, correlation_id, spec)
+    req_type = request_type(api_key, version)
+    if req_type is None:
+        raise CloseConnection(f"no schema for {spec.name} v{version}")
+    header = parse_header(frame, req_type)
+    try:
+        request = decode_exact(req_type, frame, header.body_offset)
+    except DecodeError as exc:
+        raise CloseConnection(f"malformed {spec.name} v{version} request: {exc}") from None
+    ctx = RequestContext(header.client_id, client_host, version, correlation_id)
+    builder = ResponseBuilder(api_key, version)
+    body = await spec.handler(broker, ctx, request, builder)
+    if body is None:
+        return None
+    return encode_response(api_key, version, correlation_id, body)
+
+
+def _acks_zero(frame: memoryview) -> bool:
+    """Old Produce versions start with acks right after a v1 header; acks=0 wants no answer."""
+    try:
+        client_id_len, _ = read_int16(frame, 8)
+        acks, _ = read_int16(frame, 10 + max(int(client_id_len), 0))
+    except Exception:
+        return False
+    return int(acks) == 0
+
+
+__all__ = ("CloseConnection", "FrameError", "dispatch", "error_body")

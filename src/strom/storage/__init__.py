@@ -1,0 +1,1 @@
+"""Log engines behind one interface: local (segmented files), and later postgres."""

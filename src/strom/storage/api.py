@@ -1,0 +1,161 @@
+"""The Log engine interface that everything above ``storage/`` is written against.
+
+An engine keeps topics (name, id, partition count, config overrides) and, per partition, a log
+of Kafka v2 record batches stored exactly as received, except for the base offset (bytes 0-8)
+and partition leader epoch (bytes 12-16), which are outside the CRC and set at append.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from strom.config.topic import LogConfig
+
+
+class StorageError(Exception):
+    """Base class of the errors an engine reports; each maps to one Kafka error code."""
+
+
+class OffsetOutOfRange(StorageError):
+    pass
+
+
+class UnknownTopic(StorageError):
+    pass
+
+
+class TopicExists(StorageError):
+    pass
+
+
+class CorruptLog(StorageError):
+    """An internal invariant broke (offsets going backwards, a bad CRC on disk)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendBatch:
+    """One validated batch ready to append; the engine assigns its base offset."""
+
+    data: bytearray  # the whole batch, header included
+    record_count: int  # last_offset_delta + 1
+    max_timestamp: int  # ms; -1 if none
+    first_timestamp: int  # base timestamp, ms
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRegion:
+    """Bytes of a segment file that a fetch can send with os.sendfile."""
+
+    fd: int
+    position: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Whole batches from the first one containing the fetch offset, in offset order."""
+
+    chunks: Sequence[bytes | FileRegion]
+    size: int
+    high_watermark: int
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: Mapping[str, str] = field(default_factory=dict)  # overrides only
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSize:
+    topic: str
+    partition: int
+    size_bytes: int
+
+
+class PartitionLog(Protocol):
+    """One partition's log."""
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    @property
+    def log_end_offset(self) -> int: ...
+
+    @property
+    def high_watermark(self) -> int: ...
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
+        """Appends whole batches atomically in order; durable per the flush policy on return."""
+        ...
+
+    async def read(self, offset: int, max_bytes: int, min_one_batch: bool) -> ReadResult:
+        """Raises OffsetOutOfRange unless log_start_offset <= offset <= log_end_offset."""
+        ...
+
+    async def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= timestamp_ms, or None."""
+        ...
+
+    async def max_timestamp(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record with the largest timestamp, or None if empty."""
+        ...
+
+    async def delete_records_before(self, offset: int) -> int:
+        """Advances the log start offset (never backwards); returns the new log start offset."""
+        ...
+
+
+class StorageEngine(Protocol):
+    """Topics and their partitions' logs, and the durable metadata about them."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def topics(self) -> Mapping[str, TopicInfo]: ...
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None: ...
+
+    async def create_topic(self, name: str, partitions: int,
+                           configs: Mapping[str, str]) -> TopicInfo: ...
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    async def create_partitions(self, name: str, total: int) -> TopicInfo: ...
+
+    async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
+        """Replaces the topic's overrides with `configs` (already validated)."""
+        ...
+
+    def partition(self, name: str, index: int) -> PartitionLog:
+        """Raises UnknownTopic for a missing topic or partition."""
+        ...
+
+    def log_config(self, name: str) -> LogConfig: ...
+
+    def partition_sizes(self) -> Sequence[PartitionSize]: ...
+
+    async def run_retention(self, now_ms: int) -> int:
+        """Deletes whole segments past retention.ms/retention.bytes; returns segments deleted."""
+        ...
+
+    async def flush_due(self, now_ms: int) -> None:
+        """Flushes partitions whose flush.ms has elapsed."""
+        ...
