@@ -21,6 +21,7 @@ Results are also written to bench/results/ as JSON and markdown. See bench/READM
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -34,13 +35,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import confluent_kafka
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 REPO = Path(__file__).resolve().parent.parent
 TANSU_SCRIPT = Path("/work/shared/peers/tansu.sh")
@@ -63,12 +66,15 @@ class Settings:
     startups: int  # starts per broker for the startup-time median
     rss_topics: int  # topics x partitions for the RSS-after-partitions figure
     rss_partitions: int
+    rss_create_limit_s: float  # bound on creating those partitions
 
 
-FULL = Settings({100: 200_000, 1024: 50_000}, 20.0, 15.0, 5_000, 10.0, 5, 100, 10)
-QUICK = Settings({100: 40_000, 1024: 10_000}, 6.0, 6.0, 5_000, 3.0, 3, 100, 10)
+FULL = Settings({100: 500_000, 1024: 125_000}, 15.0, 10.0, 5_000, 10.0, 5, 100, 10, 60.0)
+QUICK = Settings({100: 40_000, 1024: 10_000}, 6.0, 6.0, 5_000, 3.0, 3, 100, 10, 30.0)
+CREATE_LIMIT_S = 20.0  # bound on creating the few topics of the throughput and latency runs
 PARTITION_COUNTS = (1, 6)
 ACKS = ("1", "all")
+FETCH_WAITS_MS = (500, 10)  # librdkafka's default, and a short wait that bounds fetch polling
 
 
 def log(message: str) -> None:
@@ -127,13 +133,12 @@ def start_broker(name: str, root: Path, tansu: str, timeout_s: float = 30.0) -> 
     """Spawn a broker in a fresh dir on a free port; wait for its first accepted connection."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
     port = free_port()
-    logfile = open(data_dir / "broker.log", "wb")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    begin = time.perf_counter()
-    proc = subprocess.Popen(broker_command(name, port, data_dir, tansu), cwd=data_dir,
-                            stdout=logfile, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    logfile.close()
+    with open(data_dir / "broker.log", "wb") as logfile:
+        begin = time.perf_counter()
+        proc = subprocess.Popen(broker_command(name, port, data_dir, tansu), cwd=data_dir,
+                                stdout=logfile, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
     broker = Broker(name, proc, port, data_dir, 0.0)
     while time.perf_counter() - begin < timeout_s:
         if not broker.alive():
@@ -149,8 +154,13 @@ def start_broker(name: str, root: Path, tansu: str, timeout_s: float = 30.0) -> 
 
 
 def stop_broker(broker: Broker) -> None:
-    """SIGTERM the broker's process group (its own session), SIGKILL after 5 s."""
-    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    """SIGTERM the broker's process group (its own session), SIGKILL after 3 s.
+
+    Tansu only exits on SIGTERM once its clients have gone, so close clients first: clients
+    kept alive by exception tracebacks are only freed by the cycle collector.
+    """
+    gc.collect()
+    for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
         if broker.proc.poll() is not None:
             return
         try:
@@ -200,7 +210,11 @@ def create_topics(bootstrap: str, partitions: dict[str, int], timeout_s: float) 
     futures = admin.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s)
     deadline = time.perf_counter() + timeout_s
     for name, future in futures.items():
-        future.result(timeout=max(0.1, deadline - time.perf_counter()))
+        try:
+            future.result(timeout=max(0.1, deadline - time.perf_counter()))
+        except TimeoutError:
+            raise TimeoutError(f"no CreateTopics answer for {name} within {timeout_s:.0f} s"
+                               ) from None
     while time.perf_counter() < deadline:
         meta = admin.list_topics(timeout=max(0.1, min(5.0, deadline - time.perf_counter())))
         ready = [name for name, count in partitions.items()
@@ -245,6 +259,7 @@ def produce_run(bootstrap: str, topic: str, size: int, count: int, acks: str,
                          "message.timeout.ms": int(limit_s * 1000) + 5000,
                          "delivery.report.only.error": True, "on_delivery": on_delivery})
     payload = os.urandom(size)
+    producer.list_topics(topic, timeout=10)  # connect + metadata outside the timed window
     begin = time.perf_counter()
     deadline = begin + limit_s
     sent = 0
@@ -268,8 +283,9 @@ def produce_run(bootstrap: str, topic: str, size: int, count: int, acks: str,
 class ConsumeResult:
     received: int
     errors: int
-    seconds: float
+    seconds: float  # assign -> last record
     first_error: str = ""
+    first_batch_s: float = 0.0  # assign -> first records
 
     @property
     def msgs_per_s(self) -> float:
@@ -281,23 +297,28 @@ def consume_run(bootstrap: str, topic: str, partitions: int, expected: int,
     """Read `expected` records from the beginning of all partitions; time assign -> last."""
     consumer = Consumer(consumer_config(bootstrap))
     received = errors = 0
-    first_error = ""
+    first_error, first_batch_s = "", 0.0
     try:
+        consumer.list_topics(topic, timeout=10)  # connect + metadata outside the timed window
         begin = time.perf_counter()
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-        deadline = begin + limit_s
-        while received < expected and time.perf_counter() < deadline:
-            batch = consumer.consume(num_messages=min(10_000, expected - received), timeout=0.2)
+        # Offset 0 is the beginning of these fresh topics. With OFFSET_BEGINNING librdkafka
+        # resolves partitions one by one and its first fetch can long-poll (fetch.wait.max.ms)
+        # on a single empty partition: a client-side 0.5 s stall, whatever the broker.
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        while received < expected and time.perf_counter() - begin < limit_s:
+            batch = consumer.consume(num_messages=min(1000, expected - received), timeout=0.2)
             for msg in batch:
                 if msg.error() is None:
                     received += 1
                 else:
                     errors += 1
                     first_error = first_error or str(msg.error())
+            if batch and not first_batch_s:
+                first_batch_s = time.perf_counter() - begin
         seconds = time.perf_counter() - begin
     finally:
         consumer.close()
-    return ConsumeResult(received, errors, seconds, first_error)
+    return ConsumeResult(received, errors, seconds, first_error, first_batch_s)
 
 
 # --------------------------------------------------------------------------- latency
@@ -349,12 +370,13 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def latency_run(bootstrap: str, topic: str, rate: int, seconds: float,
+def latency_run(bootstrap: str, topic: str, rate: int, seconds: float, fetch_wait_ms: int,
                 size: int = 100) -> LatencyResult:
     """A producer thread sends at a paced rate; this thread polls and records receive - send."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 1})
-    consumer = Consumer(consumer_config(bootstrap))
+    consumer = Consumer(consumer_config(bootstrap) | {"fetch.wait.max.ms": fetch_wait_ms})
     samples: list[float] = []
+    create_topics(bootstrap, {topic: 1}, CREATE_LIMIT_S)
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         producer.produce(topic, b"warmup")
@@ -368,8 +390,9 @@ def latency_run(bootstrap: str, topic: str, rate: int, seconds: float,
         while time.perf_counter() < deadline and not (done.is_set() and len(samples) >= sent[0]):
             msg = consumer.poll(0.05)
             now_ns = time.perf_counter_ns()
-            if msg is not None and msg.error() is None and len(msg.value() or b"") == size:
-                samples.append((now_ns - struct.unpack(">q", msg.value()[:8])[0]) / 1e6)
+            value = msg.value() if msg is not None and msg.error() is None else None
+            if value is not None and len(value) == size:
+                samples.append((now_ns - struct.unpack(">q", value[:8])[0]) / 1e6)
         sender.join(15.0)
     finally:
         consumer.close()
@@ -379,3 +402,344 @@ def latency_run(bootstrap: str, topic: str, rate: int, seconds: float,
     return LatencyResult(sent[0], len(samples), percentile(samples, 0.50),
                          percentile(samples, 0.99), percentile(samples, 0.999), samples[-1],
                          sent[0] / seconds)
+
+
+# --------------------------------------------------------------------------- phases
+
+Record = dict[str, Any]
+
+
+def attempt(errors: list[str], label: str, fn: Callable[[], Any]) -> Any:
+    """Run one measurement; on failure log it, remember it and return None."""
+    try:
+        return fn()
+    except Exception as exc:  # a failed figure must not stop the run
+        message = f"{label}: {type(exc).__name__}: {exc}".strip()
+        errors.append(message)
+        lines = message.splitlines()
+        log(f"  FAILED {lines[0]}" + (f" ... {lines[-1]}" if len(lines) > 1 else ""))
+        return None
+
+
+def combo_key(size: int, partitions: int, acks: str) -> str:
+    return f"{size} B, {partitions} part, acks={acks}"
+
+
+def combos(settings: Settings) -> list[tuple[int, int, str]]:
+    return [(size, parts, acks) for size in sorted(settings.count_by_size)
+            for parts in PARTITION_COUNTS for acks in ACKS]
+
+
+def topic_name(size: int, partitions: int, acks: str) -> str:
+    return f"bench-{size}b-p{partitions}-acks{acks}"
+
+
+def bench_startup(name: str, root: Path, tansu: str, settings: Settings) -> Record:
+    """Median of N cold starts, each in a fresh data dir on a fresh port."""
+    times: list[float] = []
+    for i in range(settings.startups):
+        broker = start_broker(name, root, tansu)
+        stop_broker(broker)
+        times.append(broker.startup_s)
+        log(f"{name}: start {i + 1}/{settings.startups}: {broker.startup_s * 1000:.0f} ms")
+    return {"runs_s": times, "median_s": statistics.median(times)}
+
+
+def produce_one_each(bootstrap: str, topics: dict[str, int]) -> int:
+    """One record to every partition; returns how many were still unacknowledged after 30 s."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for topic, count in topics.items():
+        for partition in range(count):
+            producer.produce(topic, b"one record", partition=partition)
+    return int(producer.flush(30.0))
+
+
+def bench_memory(name: str, root: Path, tansu: str, settings: Settings) -> Record:
+    """RSS idle after start, then after topics x partitions with one record in each."""
+    broker = start_broker(name, root, tansu)
+    try:
+        time.sleep(1.0)
+        record: Record = {"idle_mb": rss_mb(broker.proc.pid)}
+        log(f"{name}: RSS idle {record['idle_mb']:.1f} MiB")
+        topics = {f"rss-{i:03d}": settings.rss_partitions for i in range(settings.rss_topics)}
+        begin = time.perf_counter()
+        create_topics(broker.bootstrap, topics, settings.rss_create_limit_s)
+        record["create_s"] = time.perf_counter() - begin
+        record["unflushed"] = produce_one_each(broker.bootstrap, topics)
+        time.sleep(1.0)
+        record["partitions_mb"] = rss_mb(broker.proc.pid)
+        log(f"{name}: created {sum(topics.values())} partitions in {record['create_s']:.2f} s,"
+            f" RSS {record['partitions_mb']:.1f} MiB ({record['unflushed']} unflushed)")
+        return record
+    finally:
+        stop_broker(broker)
+
+
+def bench_produce(broker: Broker, settings: Settings, errors: list[str]) -> Record:
+    """The 8 producer combos, each on its own topic; returns per-combo results."""
+    topics = {topic_name(*combo): combo[1] for combo in combos(settings)}
+    create_topics(broker.bootstrap, topics, CREATE_LIMIT_S)
+    out: Record = {}
+    for size, parts, acks in combos(settings):
+        key, count = combo_key(size, parts, acks), settings.count_by_size[size]
+        result = attempt(errors, f"produce {key}", partial(
+            produce_run, broker.bootstrap, topic_name(size, parts, acks), size, count, acks,
+            settings.produce_limit_s))
+        if result is None:
+            continue
+        out[key] = dict(asdict(result), msgs_per_s=result.msgs_per_s,
+                        mb_per_s=result.msgs_per_s * size / 1e6, count=count)
+        log(f"{broker.name}: produce {key}: {result.msgs_per_s:,.0f} msg/s,"
+            f" {out[key]['mb_per_s']:.1f} MB/s ({result.delivered:,}/{count:,} delivered,"
+            f" {result.errors} errors, {result.seconds:.2f} s)"
+            + (f" first error: {result.first_error}" if result.first_error else ""))
+    return out
+
+
+def bench_consume(broker: Broker, produced: Record, settings: Settings,
+                  errors: list[str]) -> Record:
+    """Read back each topic of bench_produce (as many records as were delivered)."""
+    out: Record = {}
+    for size, parts, acks in combos(settings):
+        key = combo_key(size, parts, acks)
+        expected = produced.get(key, {}).get("delivered", 0)
+        if expected <= 0:
+            continue
+        result = attempt(errors, f"consume {key}", partial(
+            consume_run, broker.bootstrap, topic_name(size, parts, acks), parts, expected,
+            settings.consume_limit_s))
+        if result is None:
+            continue
+        out[key] = dict(asdict(result), expected=expected, msgs_per_s=result.msgs_per_s,
+                        mb_per_s=result.msgs_per_s * size / 1e6)
+        log(f"{broker.name}: consume {key}: {result.msgs_per_s:,.0f} msg/s,"
+            f" {out[key]['mb_per_s']:.1f} MB/s ({result.received:,}/{expected:,} read,"
+            f" {result.seconds:.2f} s)"
+            + (f" first error: {result.first_error}" if result.first_error else ""))
+    return out
+
+
+def bench_latency(broker: Broker, settings: Settings, errors: list[str]) -> Record:
+    """One paced latency run per consumer fetch.wait.max.ms (librdkafka's default and short)."""
+    out: Record = {}
+    for wait_ms in FETCH_WAITS_MS:
+        result = attempt(errors, f"latency fetch.wait.max.ms={wait_ms}", partial(
+            latency_run, broker.bootstrap, f"bench-latency-wait{wait_ms}",
+            settings.latency_rate, settings.latency_s, wait_ms))
+        if result is None:
+            continue
+        out[f"wait{wait_ms}"] = asdict(result)
+        log(f"{broker.name}: latency at {result.send_rate:,.0f} msg/s, fetch.wait.max.ms="
+            f"{wait_ms}: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, p99.9"
+            f" {result.p999_ms:.2f} ms ({result.received:,}/{result.sent:,} received)")
+    return out
+
+
+def bench_broker(name: str, root: Path, tansu: str, settings: Settings) -> Record:
+    """All measurements of one broker; every broker process is stopped before returning."""
+    errors: list[str] = []
+    record: Record = {"errors": errors}
+    record["startup"] = attempt(errors, "startup",
+                                lambda: bench_startup(name, root, tansu, settings))
+    if record["startup"] is None:
+        return record  # it does not start: nothing else to measure
+    record["memory"] = attempt(errors, "memory",
+                               lambda: bench_memory(name, root, tansu, settings))
+    broker = attempt(errors, "start", lambda: start_broker(name, root, tansu))
+    if broker is None:
+        return record
+    try:
+        produced = attempt(errors, "produce", lambda: bench_produce(broker, settings, errors))
+        record["produce"] = produced or {}
+        if broker.alive():
+            record["consume"] = attempt(errors, "consume", lambda: bench_consume(
+                broker, record["produce"], settings, errors))
+        if broker.alive():
+            record["latency"] = bench_latency(broker, settings, errors)
+        record["rss_after_bench_mb"] = rss_mb(broker.proc.pid) if broker.alive() else None
+        if not broker.alive():
+            errors.append(f"{name} exited with {broker.proc.returncode}:\n{broker.log_tail()}")
+    finally:
+        stop_broker(broker)
+    return record
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class Row:
+    """One line of the table: a figure per broker (None = not measured) and its display."""
+
+    metric: str
+    better: str  # "higher" or "lower"
+    values: dict[str, float | None] = field(default_factory=dict)
+    cells: dict[str, str] = field(default_factory=dict)
+
+    def ratio(self) -> str:
+        strom, tansu = self.values.get("strom"), self.values.get("tansu")
+        return "-" if strom is None or not tansu else f"{strom / tansu:.2f}x"
+
+
+def throughput_cell(entry: Record) -> str:
+    text = f"{entry['msgs_per_s'] / 1000:,.1f}k msg/s, {entry['mb_per_s']:.1f} MB/s"
+    failed = int(entry.get("errors", 0)) + int(entry.get("undelivered", 0))
+    if "expected" in entry:  # a consumer result
+        missing = int(entry["expected"]) - int(entry["received"])
+    else:
+        missing = int(entry["count"]) - int(entry["delivered"]) - failed
+    if failed:
+        text += f" ({failed:,} failed)"
+    if missing > 0:
+        text += f" ({missing:,} missing)"
+    return text
+
+
+def lookup(record: Record, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(record, dict) or record.get(key) is None:
+            return None
+        record = record[key]
+    return record
+
+
+def add_row(rows: list[Row], results: dict[str, Record], metric: str, better: str,
+            path: tuple[str, ...], fmt: Callable[[Any], str],
+            value: Callable[[Any], float] = float) -> None:
+    row = Row(metric, better)
+    for name, record in results.items():
+        found = lookup(record, path)
+        row.values[name] = None if found is None else value(found)
+        row.cells[name] = "failed" if found is None else fmt(found)
+    rows.append(row)
+
+
+def build_rows(results: dict[str, Record], settings: Settings) -> list[Row]:
+    rows: list[Row] = []
+    for kind in ("produce", "consume"):
+        for size, parts, acks in combos(settings):
+            key = combo_key(size, parts, acks)
+            add_row(rows, results, f"{kind} {key}", "higher", (kind, key), throughput_cell,
+                    lambda entry: float(entry["msgs_per_s"]))
+    for wait_ms in FETCH_WAITS_MS:
+        for label, name in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms")):
+            add_row(rows, results, f"e2e latency {label} @ {settings.latency_rate:,} msg/s,"
+                    f" fetch.wait.max.ms={wait_ms}", "lower", ("latency", f"wait{wait_ms}", name),
+                    lambda ms: f"{ms:.2f} ms")
+    add_row(rows, results, f"startup to first connection (median of {settings.startups})",
+            "lower", ("startup", "median_s"), lambda s: f"{s * 1000:.0f} ms")
+    parts = settings.rss_topics * settings.rss_partitions
+    add_row(rows, results, "RSS idle after start", "lower", ("memory", "idle_mb"),
+            lambda mb: f"{mb:.1f} MiB")
+    add_row(rows, results, f"RSS with {parts:,} partitions, 1 record each", "lower",
+            ("memory", "partitions_mb"), lambda mb: f"{mb:.1f} MiB")
+    add_row(rows, results, f"create {settings.rss_topics} topics x {settings.rss_partitions}"
+            " partitions", "lower", ("memory", "create_s"), lambda s: f"{s:.2f} s")
+    add_row(rows, results, "RSS after the throughput + latency runs", "lower",
+            ("rss_after_bench_mb",), lambda mb: f"{mb:.1f} MiB")
+    return rows
+
+
+def table_lines(rows: list[Row], names: list[str], markdown: bool) -> list[str]:
+    header = ["metric", *names, "strom/tansu", "better"]
+    body = [[row.metric, *(row.cells.get(n, "-") for n in names), row.ratio(), row.better]
+            for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body)]
+
+
+def version_of(command: list[str]) -> str:
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30,
+                             env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+        return (out.stdout or out.stderr).strip().splitlines()[-1]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def machine_info(tansu: str | None) -> Record:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.machine())
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "confluent_kafka": str(confluent_kafka.__version__),
+            "librdkafka": confluent_kafka.libversion()[0],
+            "tansu": version_of([tansu, "--version"]) if tansu else "-",
+            "strom": version_of([sys.executable, "-m", "strom", "--version"])}
+
+
+def header_lines(machine: Record, mode: str) -> list[str]:
+    return [f"strom vs Tansu broker benchmark ({mode} run, {time.strftime('%Y-%m-%d %H:%M:%S')})",
+            f"machine: nproc={machine['nproc']}, {machine['cpu']}, {machine['platform']}",
+            f"python {machine['python']}, confluent-kafka {machine['confluent_kafka']}"
+            f" (librdkafka {machine['librdkafka']}), {machine['tansu']}, {machine['strom']}",
+            "tansu: memory storage engine; strom: defaults (log on local disk)"]
+
+
+def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list[str],
+                  payload: Record) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_path, md_path = out_dir / f"bench-{stamp}.json", out_dir / f"bench-{stamp}.md"
+    payload = dict(payload, rows=[asdict(row) | {"ratio": row.ratio()} for row in rows])
+    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    errors = [f"- {name}: {e}" for name in names for e in payload["results"][name]["errors"]]
+    md = [f"# {header[0]}", "", *(f"- {line}" for line in header[1:]), "",
+          *table_lines(rows, names, markdown=True), ""]
+    if errors:
+        md += ["## Failures", "", *errors, ""]
+    md_path.write_text("\n".join(md))
+    return json_path, md_path
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="reduced run (~1 min)")
+    parser.add_argument("--only", choices=BROKERS, help="benchmark one broker only")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
+                        help="where the JSON and markdown results go")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    settings = QUICK if args.quick else FULL
+    names = [args.only] if args.only else list(BROKERS)
+    tansu = tansu_binary() if "tansu" in names else ""
+    machine = machine_info(tansu or None)
+    header = header_lines(machine, "quick" if args.quick else "full")
+    print("\n".join(header), flush=True)
+    root = Path(tempfile.mkdtemp(prefix="strom-bench-"))
+    results: dict[str, Record] = {}
+    try:
+        for name in names:
+            log(f"=== {name} ===")
+            results[name] = bench_broker(name, root, tansu, settings)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    rows = build_rows(results, settings)
+    print("\n" + "\n".join([*header[:1], *table_lines(rows, names, markdown=False)]))
+    for name in names:
+        for error in results[name]["errors"]:
+            lines = error.splitlines()
+            print(f"FAILED {name}: {lines[0]}" + (f" ... {lines[-1]}" if len(lines) > 1 else ""))
+    payload = {"machine": machine, "settings": asdict(settings), "results": results}
+    json_path, md_path = write_results(args.out, header, rows, names, payload)
+    log(f"wrote {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}"
+        f" and {md_path.name}")
+    return 0 if all(not results[n]["errors"] for n in names) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

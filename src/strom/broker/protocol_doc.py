@@ -26,7 +26,7 @@ def render() -> str:
     registry = load_handlers()
     rows = []
     for spec in sorted(registry.values(), key=lambda s: s.key):
-        versions = f"{spec.min_version}–{spec.max_version}"
+        versions = f"{spec.min_version}-{spec.max_version}"
         if spec.advertised_min != spec.min_version:
             versions += f" (advertised from {spec.advertised_min})"
         rows.append(f"| {spec.key} | {spec.name} | {versions} | {spec.notes} |")

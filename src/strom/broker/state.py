@@ -17,6 +17,7 @@ from strom.storage.api import StorageEngine, TopicExists, TopicInfo
 log = logging.getLogger(__name__)
 
 MAX_TOPIC_NAME_LENGTH: Final = 249
+CLUSTER_METADATA_TOPIC: Final = "__cluster_metadata"
 _LEGAL_TOPIC_NAME: Final = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 
@@ -104,7 +105,7 @@ class Broker:
         """Creates `name` with the broker defaults if auto.create.topics.enable allows it."""
         if not self.config.get_bool("auto.create.topics.enable"):
             return None
-        if topic_name_error(name) is not None:
+        if topic_name_error(name) is not None or name == CLUSTER_METADATA_TOPIC:
             return None
         async with self._create_lock:
             existing = self.engine.topics().get(name)

@@ -11,12 +11,14 @@ import binascii
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import click
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata
+from confluent_kafka.admin import AdminClient, ClusterMetadata  # type: ignore[attr-defined]
 
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 BOOTSTRAP_ENV: Final = "STROM_BOOTSTRAP"
@@ -161,11 +163,37 @@ def fail(exc: BaseException, client: ClientOptions, topic: str | None = None,
 
 # --- metadata -----------------------------------------------------------------------------
 
+C = TypeVar("C")
+
+
+def make_client(factory: Callable[[dict[str, Any]], C], conf: dict[str, Any]) -> C:
+    """A Producer, Consumer or AdminClient; a CliError when a setting is refused."""
+    try:
+        return factory(conf)
+    except (KafkaException, ValueError, TypeError) as exc:
+        error = kafka_error(exc)
+        reason = error.str() if error is not None else str(exc)
+        raise CliError(f"invalid client configuration: {reason} (check --command-config)"
+                       ) from None
+
+
+R = TypeVar("R")
+
+
+def outcome(future: Future[R], client: ClientOptions) -> R:
+    """An admin future's result; bounded even if the client never completes it."""
+    try:
+        return future.result(timeout=client.request_timeout * 3 + 1)
+    except FutureTimeout:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from None
+
+
 def admin_client(client: ClientOptions) -> AdminClient:
-    return AdminClient(client.config(**{"socket.timeout.ms": max(client.timeout_ms, 10)}))
+    conf = client.config(**{"socket.timeout.ms": max(client.timeout_ms, 10)})
+    return make_client(AdminClient, conf)
 
 
-def cluster_metadata(admin: Any, client: ClientOptions) -> ClusterMetadata:
+def cluster_metadata(admin: AdminClient, client: ClientOptions) -> ClusterMetadata:
     """All topics' metadata (listing all topics never auto-creates one)."""
     try:
         return admin.list_topics(timeout=client.request_timeout)
@@ -197,10 +225,10 @@ def format_ids(ids: Iterable[int]) -> str:
 
 # --- bytes in text and JSON ---------------------------------------------------------------
 
-def bytes_to_json(data: bytes | None) -> str | dict[str, str] | None:
+def bytes_to_json(data: str | bytes | None) -> str | dict[str, str] | None:
     """UTF-8 text as a string; anything else as {"base64": "..."}."""
-    if data is None:
-        return None
+    if data is None or isinstance(data, str):
+        return data
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -223,7 +251,9 @@ def json_to_bytes(value: Any, what: str) -> bytes | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def bytes_to_text(data: bytes | None) -> str:
+def bytes_to_text(data: str | bytes | None) -> str:
     if data is None:
         return ""
+    if isinstance(data, str):
+        return data
     return data.decode("utf-8", errors="backslashreplace")

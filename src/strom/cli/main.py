@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from strom import __version__
+from strom.cli.consume import consume
+from strom.cli.produce import produce
 from strom.cli.serve import serve
+from strom.cli.topic import topic
 
 
 @click.group()
@@ -15,6 +18,9 @@ def cli() -> None:
 
 
 cli.add_command(serve)
+cli.add_command(topic)
+cli.add_command(produce)
+cli.add_command(consume)
 
 
 def main() -> None:

@@ -66,6 +66,9 @@ class ResponseBuilder:
         names = _field_names(cls)
         return cls(**{k: v for k, v in values.items() if k in names})
 
+    def has_class(self, class_name: str) -> bool:
+        return hasattr(self._module, class_name)
+
     def has(self, class_name: str, field_name: str) -> bool:
         return field_name in _field_names(getattr(self._module, class_name))
 

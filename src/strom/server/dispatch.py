@@ -22,7 +22,7 @@ from strom.protocol.messages import (
     request_type,
     response_type,
 )
-from strom.protocol.safe_decoder import DecodeError, decode_exact
+from strom.protocol.safe_decoder import DecodeError, decode
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ async def dispatch(broker: Broker, frame: memoryview, client_host: str) -> bytes
         raise CloseConnection(f"no schema for {spec.name} v{version}")
     header = parse_header(frame, req_type)
     try:
-        request = decode_exact(req_type, frame, header.body_offset)
+        # Kafka ignores bytes after the body; librdkafka's all-topics Metadata (v9+) has 3.
+        request, _ = decode(req_type, frame, header.body_offset)
     except DecodeError as exc:
         raise CloseConnection(f"malformed {spec.name} v{version} request: {exc}") from None
     ctx = RequestContext(header.client_id, client_host, version, correlation_id)

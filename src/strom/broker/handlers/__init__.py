@@ -2,7 +2,13 @@
 
 from strom.broker.handlers import (  # noqa: F401
     api_versions,
+    cluster,
+    configs,
     fetch,
+    list_offsets,
     metadata,
+    offset_for_leader_epoch,
     produce,
+    records_admin,
+    topics,
 )

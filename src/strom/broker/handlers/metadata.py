@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any, Final
 
+from strom.broker.operations import CLUSTER_OPERATIONS, OPERATIONS_OMITTED, TOPIC_OPERATIONS
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import TopicInfo
 
-# Kafka's "authorized operations were not requested" sentinel.
-OPERATIONS_OMITTED: Final = -(2**31)
 ZERO_UUID: Final = uuid.UUID(int=0)
 
 
@@ -25,11 +24,12 @@ def partition_entries(broker: Broker, b: ResponseBuilder, info: TopicInfo) -> tu
     )
 
 
-def topic_entry(broker: Broker, b: ResponseBuilder, info: TopicInfo) -> Any:
+def topic_entry(broker: Broker, b: ResponseBuilder, info: TopicInfo,
+                operations: int = OPERATIONS_OMITTED) -> Any:
     return b.make("MetadataResponseTopic", error_code=ErrorCode.none, name=info.name,
                   topic_id=info.topic_id, is_internal=info.name.startswith("__"),
                   partitions=partition_entries(broker, b, info),
-                  topic_authorized_operations=OPERATIONS_OMITTED)
+                  topic_authorized_operations=operations)
 
 
 def error_topic(b: ResponseBuilder, name: str | None, topic_id: uuid.UUID | None,
@@ -40,7 +40,7 @@ def error_topic(b: ResponseBuilder, name: str | None, topic_id: uuid.UUID | None
 
 
 async def requested_topic(broker: Broker, b: ResponseBuilder, topic: Any,
-                          allow_create: bool) -> Any:
+                          allow_create: bool, operations: int) -> Any:
     topic_id = getattr(topic, "topic_id", None)
     name = topic.name
     if name is None:
@@ -49,7 +49,7 @@ async def requested_topic(broker: Broker, b: ResponseBuilder, topic: Any,
         info = broker.engine.topic_by_id(topic_id)
         if info is None:
             return error_topic(b, None, topic_id, ErrorCode.unknown_topic_id)
-        return topic_entry(broker, b, info)
+        return topic_entry(broker, b, info, operations)
     if topic_name_error(name) is not None:
         return error_topic(b, name, topic_id, ErrorCode.invalid_topic_exception)
     info = broker.engine.topics().get(name)
@@ -57,23 +57,28 @@ async def requested_topic(broker: Broker, b: ResponseBuilder, topic: Any,
         info = await broker.auto_create_topic(name)
     if info is None:
         return error_topic(b, name, topic_id, ErrorCode.unknown_topic_or_partition)
-    return topic_entry(broker, b, info)
+    return topic_entry(broker, b, info, operations)
 
 
 @api(3, "Metadata", (0, 13), "topic ids (v10+), auto-creation per auto.create.topics.enable")
 async def handle_metadata(broker: Broker, ctx: RequestContext, request: Any,
                           b: ResponseBuilder) -> Any:
     wanted = request.topics
+    topic_ops = (TOPIC_OPERATIONS if getattr(request, "include_topic_authorized_operations", False)
+                 else OPERATIONS_OMITTED)
+    cluster_ops = (CLUSTER_OPERATIONS
+                   if getattr(request, "include_cluster_authorized_operations", False)
+                   else OPERATIONS_OMITTED)
     # v0 asks for every topic with an empty list, later versions with null.
     if wanted is None or (b.version == 0 and not wanted):
-        topics = tuple(topic_entry(broker, b, info)
+        topics = tuple(topic_entry(broker, b, info, topic_ops)
                        for info in sorted(broker.engine.topics().values(), key=lambda t: t.name))
     else:
         allow = bool(getattr(request, "allow_auto_topic_creation", True))
-        topics = tuple([await requested_topic(broker, b, t, allow) for t in wanted])
+        topics = tuple([await requested_topic(broker, b, t, allow, topic_ops) for t in wanted])
     brokers = (b.make("MetadataResponseBroker", node_id=broker.node_id,
                       host=broker.advertised_host, port=broker.advertised_port, rack=None),)
     return b.make("MetadataResponse", throttle_time=NO_THROTTLE, brokers=brokers,
                   cluster_id=broker.cluster_id, controller_id=broker.node_id, topics=topics,
-                  cluster_authorized_operations=OPERATIONS_OMITTED,
+                  cluster_authorized_operations=cluster_ops,
                   error_code=ErrorCode.none)

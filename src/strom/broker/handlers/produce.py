@@ -28,10 +28,11 @@ class PartitionOutcome:
     log_append_time_ms: int = -1
     log_start_offset: int = -1
     message: str | None = None
+    record_errors: tuple[tuple[int, str], ...] = ()
 
 
 async def append_partition(broker: Broker, topic: str, index: int, records: bytes | None,
-                           deep_validate: bool) -> PartitionOutcome:
+                           produce_version: int) -> PartitionOutcome:
     try:
         plog = broker.engine.partition(topic, index)
     except UnknownTopic:
@@ -46,10 +47,11 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
             timestamp_after_max_ms=cfg.message_timestamp_after_max_ms,
             max_decompressed_bytes=broker.config.get_int("message.max.decompressed.bytes"),
             require_keys="compact" in cfg.cleanup_policy,
-            deep_validate_compressed=deep_validate,
+            produce_version=produce_version,
         )
     except RecordsError as exc:
-        return PartitionOutcome(ErrorCode(exc.error_code), message=exc.message)
+        return PartitionOutcome(ErrorCode(exc.error_code), message=exc.message,
+                                record_errors=exc.record_errors)
     appends = [AppendBatch(v.data, v.record_count, v.header.max_timestamp,
                            v.header.base_timestamp) for v in batches]
     try:
@@ -68,7 +70,12 @@ def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome
                    else tz_aware_from_i64(i64(outcome.log_append_time_ms)))
     return b.make("PartitionProduceResponse", index=index, error_code=outcome.error,
                   base_offset=outcome.base_offset, log_append_time=append_time,
-                  log_start_offset=outcome.log_start_offset, record_errors=(),
+                  log_start_offset=outcome.log_start_offset,
+                  record_errors=tuple(
+                      b.make("BatchIndexAndErrorMessage", batch_index=i,
+                             batch_index_error_message=text)
+                      for i, text in outcome.record_errors
+                      if b.has_class("BatchIndexAndErrorMessage")),
                   error_message=outcome.message)
 
 
@@ -90,7 +97,7 @@ async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: in
             outcome = PartitionOutcome(ErrorCode.unknown_topic_id)
         else:
             outcome = await append_partition(broker, name, part.index, part.records,
-                                             deep_validate=True)
+                                             b.version)
         responses.append(partition_response(b, part.index, outcome))
     return b.make("TopicProduceResponse", name=name or "",
                   topic_id=getattr(topic, "topic_id", None), partition_responses=tuple(responses))

@@ -1,0 +1,73 @@
+"""DeleteRecords (21): advances partitions' log start offsets, as Partition.deleteRecordsOnLeader.
+
+Offset -1 means the high watermark; an offset beyond the high watermark (or negative) is
+OFFSET_OUT_OF_RANGE; a topic whose cleanup.policy lacks "delete" answers POLICY_VIOLATION;
+Kafka's internal topics are refused with INVALID_TOPIC_EXCEPTION. The low watermark answered
+is the log start offset after the deletion (the lowest across replicas, and there is one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from strom.broker.registry import api
+from strom.broker.state import Broker, RequestContext
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.storage.api import OffsetOutOfRange, StorageError, UnknownTopic
+
+HIGH_WATERMARK: Final = -1
+INVALID_LOW_WATERMARK: Final = -1
+# org.apache.kafka.common.internals.Topic.INTERNAL_TOPICS
+INTERNAL_TOPICS: Final = frozenset({"__consumer_offsets", "__transaction_state",
+                                    "__share_group_state"})
+
+
+class Refused(Exception):
+    def __init__(self, code: ErrorCode) -> None:
+        super().__init__(code.name)
+        self.code = code
+
+
+async def delete_before(broker: Broker, topic: str, index: int, offset: int) -> int:
+    """The new low watermark; raises Refused."""
+    try:
+        plog = broker.engine.partition(topic, index)
+    except UnknownTopic:
+        raise Refused(ErrorCode.unknown_topic_or_partition) from None
+    if topic in INTERNAL_TOPICS:
+        raise Refused(ErrorCode.invalid_topic_exception)
+    if "delete" not in broker.engine.log_config(topic).cleanup_policy.split(","):
+        raise Refused(ErrorCode.policy_violation)
+    target = plog.high_watermark if offset == HIGH_WATERMARK else offset
+    if target < 0 or target > plog.high_watermark:
+        raise Refused(ErrorCode.offset_out_of_range)
+    try:
+        return await plog.delete_records_before(target)
+    except OffsetOutOfRange:
+        raise Refused(ErrorCode.offset_out_of_range) from None
+    except (StorageError, OSError):
+        raise Refused(ErrorCode.kafka_storage_error) from None
+
+
+@api(21, "DeleteRecords", (0, 2), "offset -1 is the high watermark; compact-only topics refused")
+async def handle_delete_records(broker: Broker, ctx: RequestContext, request: Any,
+                                b: ResponseBuilder) -> Any:
+    # Kafka keys the request by topic-partition: a repeated partition counts once (last offset).
+    wanted: dict[str, dict[int, int]] = {}
+    for topic in request.topics:
+        per_topic = wanted.setdefault(str(topic.name), {})
+        for part in topic.partitions:
+            per_topic[int(part.partition_index)] = int(part.offset)
+    topics = []
+    for name, offsets in wanted.items():
+        partitions = []
+        for index, offset in offsets.items():
+            error, low = ErrorCode.none, INVALID_LOW_WATERMARK
+            try:
+                low = await delete_before(broker, name, index, offset)
+            except Refused as refused:
+                error = refused.code
+            partitions.append(b.make("DeleteRecordsPartitionResult", partition_index=index,
+                                     low_watermark=low, error_code=error))
+        topics.append(b.make("DeleteRecordsTopicResult", name=name, partitions=tuple(partitions)))
+    return b.make("DeleteRecordsResponse", throttle_time=NO_THROTTLE, topics=tuple(topics))

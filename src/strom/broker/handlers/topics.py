@@ -1,0 +1,384 @@
+"""CreateTopics (19), DeleteTopics (20) and CreatePartitions (37), with the checks, order of
+checks, error codes and messages of Kafka's KRaft controller (ControllerApis and
+ReplicationControlManager) for a cluster of one broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from strom.broker.handlers.configs import topic_config_views
+from strom.broker.registry import api
+from strom.broker.state import CLUSTER_METADATA_TOPIC, Broker, RequestContext, topic_name_error
+from strom.config.topic import ConfigError, validate_topic_configs
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.storage.api import StorageError, TopicExists, TopicInfo, UnknownTopic
+
+ZERO_UUID: Final = uuid.UUID(int=0)
+# ReplicationControlManager.MAX_PARTITIONS_PER_BATCH: more in one request is a policy violation.
+MAX_PARTITIONS_PER_BATCH: Final = 10_000
+DUPLICATE_NAME: Final = "Duplicate topic name."
+
+
+class Refusal(Exception):
+    """A topic's answer is this error code and message."""
+
+    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Outcome:
+    name: str | None
+    error: ErrorCode = ErrorCode.none
+    message: str | None = None
+    topic_id: uuid.UUID = ZERO_UUID
+    partitions: int = -1
+    replication: int = -1
+    overrides: dict[str, str] = field(default_factory=dict)
+
+
+def _collides(a: str, b: str) -> bool:
+    return a != b and a.replace(".", "_") == b.replace(".", "_")
+
+
+def duplicates(names: Iterable[str | None]) -> set[str]:
+    return {n for n, count in Counter(names).items() if count > 1 and n is not None}
+
+
+# --- manual replica assignments --------------------------------------------------------------
+
+
+def check_replicas(broker: Broker, replicas: Iterable[int], replication: int | None) -> None:
+    """ReplicationControlManager.validateManualPartitionAssignment for our one broker."""
+    ids = sorted(int(r) for r in replicas)
+    if not ids:
+        raise Refusal(ErrorCode.invalid_replica_assignment,
+                      "The manual partition assignment includes an empty replica list.")
+    previous = None
+    for broker_id in ids:
+        if broker_id != broker.node_id:
+            raise Refusal(ErrorCode.invalid_replica_assignment,
+                          f"The manual partition assignment includes broker {broker_id}, "
+                          "but no such broker is registered.")
+        if broker_id == previous:
+            raise Refusal(ErrorCode.invalid_replica_assignment,
+                          f"The manual partition assignment includes the broker {previous} "
+                          "more than once.")
+        previous = broker_id
+    if replication is not None and len(ids) != replication:
+        raise Refusal(ErrorCode.invalid_replica_assignment,
+                      f"The manual partition assignment includes a partition with {len(ids)} "
+                      "replica(s), but this is not consistent with previous partitions, which "
+                      f"have {replication} replica(s).")
+
+
+def assigned_layout(broker: Broker, topic: Any) -> tuple[int, int]:
+    """(partitions, replication factor) of a topic created with manual assignments."""
+    if int(topic.replication_factor) != -1:
+        raise Refusal(ErrorCode.invalid_request, "A manual partition assignment was specified, "
+                      "but replication factor was not set to -1.")
+    if int(topic.num_partitions) != -1:
+        raise Refusal(ErrorCode.invalid_request, "A manual partition assignment was specified, "
+                      "but numPartitions was not set to -1.")
+    seen: set[int] = set()
+    replication: int | None = None
+    for assignment in topic.assignments:
+        index = int(assignment.partition_index)
+        if index in seen:
+            raise Refusal(ErrorCode.invalid_replica_assignment,
+                          f"Found multiple manual partition assignments for partition {index}")
+        check_replicas(broker, assignment.broker_ids, replication)
+        replication = len(assignment.broker_ids)
+        seen.add(index)
+    if seen != set(range(len(seen))):
+        raise Refusal(ErrorCode.invalid_replica_assignment,
+                      "partitions should be a consecutive 0-based integer sequence")
+    return len(seen), replication or 1
+
+
+def default_layout(broker: Broker, topic: Any) -> tuple[int, int]:
+    requested_rf = int(topic.replication_factor)
+    requested_partitions = int(topic.num_partitions)
+    if requested_rf < -1 or requested_rf == 0:
+        raise Refusal(ErrorCode.invalid_replication_factor,
+                      "Replication factor must be larger than 0, or -1 to use the default value.")
+    if requested_partitions < -1 or requested_partitions == 0:
+        raise Refusal(ErrorCode.invalid_partitions,
+                      "Number of partitions was set to an invalid non-positive value.")
+    partitions = (broker.config.get_int("num.partitions") if requested_partitions == -1
+                  else requested_partitions)
+    replication = (broker.config.get_int("default.replication.factor") if requested_rf == -1
+                   else requested_rf)
+    if replication > 1:
+        raise Refusal(ErrorCode.invalid_replication_factor,
+                      f"Unable to replicate the partition {replication} time(s): The target "
+                      f"replication factor of {replication} cannot be reached because only 1 "
+                      "broker(s) are registered.")
+    return partitions, replication
+
+
+# --- CreateTopics ----------------------------------------------------------------------------
+
+
+def requested_partition_total(broker: Broker, topics: Iterable[Any]) -> int:
+    total = 0
+    for topic in topics:
+        if topic.assignments:
+            total += len(topic.assignments)
+        elif int(topic.num_partitions) == -1:
+            total += broker.config.get_int("num.partitions")
+        elif int(topic.num_partitions) > 0:
+            total += int(topic.num_partitions)
+    return total
+
+
+def check_new_name(broker: Broker, name: str) -> None:
+    existing = broker.engine.topics()
+    if name in existing:
+        raise Refusal(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
+    error = topic_name_error(name)
+    if error is not None:
+        raise Refusal(ErrorCode.invalid_topic_exception, error)
+    if "." in name or "_" in name:
+        for other in existing:
+            if _collides(name, other):
+                raise Refusal(ErrorCode.invalid_topic_exception,
+                              f"Topic '{name}' collides with existing topic: {other}")
+
+
+def requested_configs(topic: Any) -> dict[str, str]:
+    nulls = [c.name for c in topic.configs if c.value is None]
+    if nulls:
+        raise Refusal(ErrorCode.invalid_config,
+                      "Null value not supported for topic configs: " + ",".join(nulls))
+    try:
+        return validate_topic_configs({c.name: c.value for c in topic.configs})
+    except ConfigError as exc:
+        raise Refusal(ErrorCode.invalid_config, str(exc)) from None
+
+
+async def create_one(broker: Broker, topic: Any, validate_only: bool) -> Outcome:
+    name = str(topic.name)
+    check_new_name(broker, name)
+    overrides = requested_configs(topic)
+    if topic.assignments:
+        partitions, replication = assigned_layout(broker, topic)
+    else:
+        partitions, replication = default_layout(broker, topic)
+    outcome = Outcome(name, topic_id=uuid.uuid4(), partitions=partitions,
+                      replication=replication, overrides=overrides)
+    if validate_only:
+        return outcome  # Kafka answers validate-only with the id it would have used
+    try:
+        info = await broker.engine.create_topic(name, partitions, overrides)
+    except TopicExists:
+        raise Refusal(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
+    except (StorageError, OSError) as exc:
+        raise Refusal(ErrorCode.unknown_server_error, str(exc)) from None
+    outcome.topic_id = info.topic_id
+    return outcome
+
+
+def created_result(broker: Broker, b: ResponseBuilder, outcome: Outcome) -> Any:
+    configs: tuple[Any, ...] = ()
+    if outcome.error == ErrorCode.none and b.has("CreatableTopicResult", "configs"):
+        configs = tuple(
+            b.make("CreatableTopicConfigs", name=view.name, value=view.value, read_only=False,
+                   config_source=view.source, is_sensitive=False)
+            for view in topic_config_views(broker.config, outcome.overrides)
+        )
+    return b.make("CreatableTopicResult", name=outcome.name, topic_id=outcome.topic_id,
+                  error_code=outcome.error, error_message=outcome.message,
+                  topic_config_error_code=0, num_partitions=outcome.partitions,
+                  replication_factor=outcome.replication, configs=configs)
+
+
+async def create_all(broker: Broker, request: Any) -> list[Outcome]:
+    topics = list(request.topics)
+    dups = duplicates(t.name for t in topics)
+    unique = [t for t in topics if t.name not in dups]
+    if requested_partition_total(broker, unique) > MAX_PARTITIONS_PER_BATCH:
+        return [Outcome(t.name, ErrorCode.policy_violation,
+                        "Excessively large number of partitions per request.") for t in topics]
+    outcomes = []
+    for topic in unique:
+        if topic.name == CLUSTER_METADATA_TOPIC:
+            continue
+        try:
+            outcomes.append(await create_one(broker, topic, bool(request.validate_only)))
+        except Refusal as refusal:
+            outcomes.append(Outcome(topic.name, refusal.code, refusal.message))
+    outcomes.extend(Outcome(name, ErrorCode.invalid_request, DUPLICATE_NAME)
+                    for name in sorted(dups))
+    if any(t.name == CLUSTER_METADATA_TOPIC for t in unique):
+        outcomes.append(Outcome(CLUSTER_METADATA_TOPIC, ErrorCode.invalid_request,
+                                f"Creation of internal topic {CLUSTER_METADATA_TOPIC} is "
+                                "prohibited."))
+    return outcomes
+
+
+@api(19, "CreateTopics", (2, 7),
+     "validate_only, manual assignments on this broker, topic configs; v5+ returns configs")
+async def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any,
+                               b: ResponseBuilder) -> Any:
+    outcomes = await create_all(broker, request)
+    return b.make("CreateTopicsResponse", throttle_time=NO_THROTTLE,
+                  topics=tuple(created_result(broker, b, o) for o in outcomes))
+
+
+# --- DeleteTopics ----------------------------------------------------------------------------
+
+
+def delete_targets(request: Any) -> list[tuple[str | None, uuid.UUID]]:
+    if getattr(request, "topics", None) is not None:
+        return [(t.name, t.topic_id or ZERO_UUID) for t in request.topics]
+    return [(name, ZERO_UUID) for name in request.topic_names]
+
+
+def resolve_target(broker: Broker, name: str | None, topic_id: uuid.UUID,
+                   dup_names: set[str], dup_ids: set[uuid.UUID]) -> Outcome:
+    if name is None and topic_id == ZERO_UUID:
+        return Outcome(None, ErrorCode.invalid_request,
+                       "Neither topic name nor id were specified.")
+    if name is not None and topic_id != ZERO_UUID:
+        return Outcome(name, ErrorCode.invalid_request,
+                       "You may not specify both topic name and topic id.", topic_id)
+    if name is not None:
+        if name in dup_names:
+            return Outcome(name, ErrorCode.invalid_request, DUPLICATE_NAME)
+        info = broker.engine.topics().get(name)
+        if info is None:
+            return Outcome(name, ErrorCode.unknown_topic_or_partition,
+                           "This server does not host this topic-partition.")
+        return Outcome(name, topic_id=info.topic_id)
+    if topic_id in dup_ids:
+        return Outcome(None, ErrorCode.invalid_request, "Duplicate topic id.", topic_id)
+    found = broker.engine.topic_by_id(topic_id)
+    if found is None:
+        return Outcome(None, ErrorCode.unknown_topic_id, "This server does not host this topic ID.",
+                       topic_id)
+    return Outcome(found.name, topic_id=topic_id)
+
+
+async def delete_resolved(broker: Broker, outcome: Outcome) -> None:
+    assert outcome.name is not None
+    try:
+        await broker.engine.delete_topic(outcome.name)
+    except UnknownTopic:
+        outcome.error = ErrorCode.unknown_topic_or_partition
+        outcome.message = "This server does not host this topic-partition."
+
+
+async def delete_all(broker: Broker, request: Any) -> list[Outcome]:
+    targets = delete_targets(request)
+    dup_names = duplicates(name for name, tid in targets if tid == ZERO_UUID)
+    dup_ids = {tid for tid, n in Counter(t for name, t in targets if name is None).items()
+               if n > 1 and tid != ZERO_UUID}
+    outcomes: list[Outcome] = []
+    reported: set[tuple[str | None, uuid.UUID]] = set()
+    for name, topic_id in targets:
+        if (name, topic_id) in reported and (name in dup_names or topic_id in dup_ids):
+            continue  # one answer per duplicated name or id, as Kafka
+        reported.add((name, topic_id))
+        outcomes.append(resolve_target(broker, name, topic_id, dup_names, dup_ids))
+    # A name and an id that resolve to the same topic: Kafka refuses the name.
+    by_id: dict[uuid.UUID, Outcome] = {}
+    for outcome in outcomes:
+        if outcome.error != ErrorCode.none:
+            continue
+        if outcome.topic_id in by_id:
+            outcome.error = ErrorCode.invalid_request
+            outcome.message = "The provided topic name maps to an ID that was already supplied."
+            by_id[outcome.topic_id].error = ErrorCode.invalid_request
+            by_id[outcome.topic_id].message = outcome.message
+            continue
+        by_id[outcome.topic_id] = outcome
+    for outcome in by_id.values():
+        if outcome.error == ErrorCode.none:
+            await delete_resolved(broker, outcome)
+    return outcomes
+
+
+@api(20, "DeleteTopics", (1, 6), "by name, or by topic id (v6)")
+async def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any,
+                               b: ResponseBuilder) -> Any:
+    outcomes = await delete_all(broker, request)
+    responses = tuple(
+        b.make("DeletableTopicResult", name=o.name, topic_id=o.topic_id, error_code=o.error,
+               error_message=o.message)
+        for o in outcomes
+    )
+    return b.make("DeleteTopicsResponse", throttle_time=NO_THROTTLE, responses=responses)
+
+
+# --- CreatePartitions ------------------------------------------------------------------------
+
+
+def check_growth(broker: Broker, topic: Any) -> TopicInfo:
+    """ReplicationControlManager.createPartitions' checks; the topic as it is now."""
+    name = str(topic.name)
+    info = broker.engine.topics().get(name)
+    if info is None:
+        raise Refusal(ErrorCode.unknown_topic_or_partition,
+                      "This server does not host this topic-partition.")
+    count = int(topic.count)
+    if count == info.partitions:
+        raise Refusal(ErrorCode.invalid_partitions,
+                      f"Topic already has {info.partitions} partition(s).")
+    if count < info.partitions:
+        raise Refusal(ErrorCode.invalid_partitions,
+                      f"The topic {name} currently has {info.partitions} partition(s); {count} "
+                      "would not be an increase.")
+    additional = count - info.partitions
+    if topic.assignments is not None:
+        if len(topic.assignments) != additional:
+            raise Refusal(ErrorCode.invalid_replica_assignment,
+                          f"Attempted to add {additional} additional partition(s), but only "
+                          f"{len(topic.assignments)} assignment(s) were specified.")
+        for assignment in topic.assignments:
+            check_replicas(broker, assignment.broker_ids, 1)
+    if additional > MAX_PARTITIONS_PER_BATCH:
+        raise Refusal(ErrorCode.policy_violation,
+                      "Excessively large number of partitions per request.")
+    return info
+
+
+async def grow_topic(broker: Broker, topic: Any, validate_only: bool) -> None:
+    info = check_growth(broker, topic)
+    if validate_only:
+        return
+    try:
+        await broker.engine.create_partitions(info.name, int(topic.count))
+    except UnknownTopic:
+        raise Refusal(ErrorCode.unknown_topic_or_partition,
+                      "This server does not host this topic-partition.") from None
+    except (StorageError, OSError) as exc:
+        raise Refusal(ErrorCode.unknown_server_error, str(exc)) from None
+
+
+@api(37, "CreatePartitions", (0, 3), "grows a topic; validate_only; assignments on this broker")
+async def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any,
+                                   b: ResponseBuilder) -> Any:
+    topics = list(request.topics)
+    dups = duplicates(t.name for t in topics)
+    results = [b.make("CreatePartitionsTopicResult", name=name,
+                      error_code=ErrorCode.invalid_request, error_message=DUPLICATE_NAME)
+               for name in sorted(dups)]
+    for topic in topics:
+        if topic.name in dups:
+            continue
+        error, message = ErrorCode.none, None
+        try:
+            await grow_topic(broker, topic, bool(request.validate_only))
+        except Refusal as refusal:
+            error, message = refusal.code, refusal.message
+        results.append(b.make("CreatePartitionsTopicResult", name=topic.name, error_code=error,
+                              error_message=message))
+    return b.make("CreatePartitionsResponse", throttle_time=NO_THROTTLE, results=tuple(results))

@@ -1,0 +1,359 @@
+"""LocalEngine: the embedded default StorageEngine, segmented log files in one data directory.
+
+    <data_dir>/
+      __topics/<topic>.json                 topic metadata (TopicStore)
+      <topic>-<partition>/                  one directory per partition
+        00000000000000000000.log            segments, named by base offset (LogSegment)
+        00000000000000000000.index          sparse offset index (OffsetIndex)
+        00000000000000000000.timeindex      sparse time index (TimeIndex)
+      log-start-offset-checkpoint           log start offsets advanced by DeleteRecords
+      recovery-point-offset-checkpoint      offsets below which everything was fsynced
+      .clean-shutdown                       written by close(), removed by open()
+
+See docs/storage.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final
+
+from strom.config.broker import BrokerConfig
+from strom.config.topic import LogConfig
+from strom.storage.api import (
+    PartitionLog,
+    PartitionSize,
+    StorageEngine,
+    StorageError,
+    TopicExists,
+    TopicInfo,
+    UnknownTopic,
+)
+from strom.storage.local.checkpoint import (
+    LOG_START_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
+    TopicPartition,
+    read_offset_checkpoint,
+    write_offset_checkpoint,
+)
+from strom.storage.local.files import FdGraveyard, fsync_dir, unlink_quietly, write_atomic
+from strom.storage.local.partition_log import LocalPartitionLog, PartitionHooks
+from strom.storage.local.recovery import LogLoader
+from strom.storage.local.topic_store import TopicStore
+
+log = logging.getLogger(__name__)
+
+CLEAN_SHUTDOWN_FILE: Final = ".clean-shutdown"
+DELETE_DIR_SUFFIX: Final = "-delete"
+RECOVERY_CHECKPOINT_INTERVAL_S: Final = 60.0  # Kafka's log.flush.offset.checkpoint.interval.ms
+_PARTITION_DIR: Final = re.compile(r"^(.+)-(\d+)$")
+_TOPIC_NAME: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _check_name(name: str) -> None:
+    if not _TOPIC_NAME.match(name) or name in (".", ".."):
+        raise ValueError(f"invalid topic name {name!r}")
+
+
+class LocalEngine:
+    """Implements StorageEngine; `await open()` before use and `await close()` at the end."""
+
+    def __init__(self, data_dir: Path, config: BrokerConfig) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self._store = TopicStore(data_dir)
+        self._topics: dict[str, TopicInfo] = {}
+        self._topics_view = MappingProxyType(self._topics)
+        self._by_id: dict[uuid.UUID, TopicInfo] = {}
+        self._logs: dict[str, list[LocalPartitionLog]] = {}
+        self._log_configs: dict[str, LogConfig] = {}
+        self._graveyard = FdGraveyard()
+        self._meta_lock = asyncio.Lock()
+        self._checkpoint_lock = asyncio.Lock()
+        self._recovery_points_written: dict[TopicPartition, int] = {}
+        self._last_recovery_checkpoint = time.monotonic()
+        self._hooks = PartitionHooks(self._retire_fd, self._checkpoint_log_start_offsets)
+        self._opened = False
+        self.clean_shutdown = False  # whether the last open found a clean shutdown
+
+    # -- open / close --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        await asyncio.to_thread(self._open_blocking)
+        self._opened = True
+
+    def _open_blocking(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.data_dir / CLEAN_SHUTDOWN_FILE
+        clean = marker.exists()
+        self.clean_shutdown = clean
+        topics = self._store.load()
+        log_starts = read_offset_checkpoint(self.data_dir / LOG_START_CHECKPOINT)
+        recovery_points = read_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
+        self._sweep(topics)
+        now = _now_ms()
+        for info in topics.values():
+            config = self.config.log_config(info.configs)
+            logs = []
+            for p in range(info.partitions):
+                directory = self._partition_dir(info.name, p)
+                loaded = LogLoader(directory, config, clean, log_starts.get((info.name, p)),
+                                   recovery_points.get((info.name, p)), now).load()
+                logs.append(LocalPartitionLog(info.name, p, directory, config, loaded,
+                                              self._hooks))
+            self._register(info, config, logs)
+        if clean:
+            unlink_quietly(marker)
+            fsync_dir(self.data_dir)
+        else:
+            self._write_recovery_points()
+        log.info("opened %d topic(s), %d partition(s) in %s (%s shutdown)", len(self._topics),
+                 sum(len(v) for v in self._logs.values()), self.data_dir,
+                 "clean" if clean else "unclean")
+
+    def _sweep(self, topics: Mapping[str, TopicInfo]) -> None:
+        """Finishes interrupted topic deletions; reports directories of unknown partitions."""
+        with os.scandir(self.data_dir) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if entry.name.endswith(DELETE_DIR_SUFFIX):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    continue
+                m = _PARTITION_DIR.match(entry.name)
+                if m is None:
+                    continue
+                info = topics.get(m.group(1))
+                if info is None or int(m.group(2)) >= info.partitions:
+                    log.warning("ignoring %s: no such topic partition (it is removed if that "
+                                "partition is created)", entry.path)
+
+    async def close(self) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        logs = [p for parts in self._logs.values() for p in parts]
+        await asyncio.gather(*(p.close(deleting=False) for p in logs))
+        async with self._checkpoint_lock:
+            await asyncio.to_thread(self._write_checkpoints_and_marker)
+        self._graveyard.close_all()
+        self._topics.clear()
+        self._by_id.clear()
+        self._logs.clear()
+        self._log_configs.clear()
+
+    def _write_checkpoints_and_marker(self) -> None:
+        write_offset_checkpoint(self.data_dir / LOG_START_CHECKPOINT, self._log_start_entries())
+        self._write_recovery_points()
+        write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b"")
+
+    # -- checkpoints and retired fds -----------------------------------------------------
+
+    def _log_start_entries(self) -> dict[TopicPartition, int]:
+        return {(t, p.partition): p.log_start_offset
+                for t, parts in self._logs.items() for p in parts if p.log_start_offset > 0}
+
+    def _write_recovery_points(self) -> None:
+        entries = {(t, p.partition): p.recovery_point
+                   for t, parts in self._logs.items() for p in parts}
+        write_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT, entries)
+        self._recovery_points_written = entries
+        self._last_recovery_checkpoint = time.monotonic()
+
+    async def _checkpoint_log_start_offsets(self) -> None:
+        async with self._checkpoint_lock:
+            entries = self._log_start_entries()
+            await asyncio.to_thread(write_offset_checkpoint,
+                                    self.data_dir / LOG_START_CHECKPOINT, entries)
+
+    async def _checkpoint_recovery_points(self) -> None:
+        async with self._checkpoint_lock:
+            await asyncio.to_thread(self._write_recovery_points)
+
+    def _retire_fd(self, fd: int) -> None:
+        """Closes a deleted segment's fd after log.segment.delete.delay.ms."""
+        self._graveyard.retire(fd, self.config.get_int("log.segment.delete.delay.ms") / 1000)
+
+    # -- topics --------------------------------------------------------------------------
+
+    def _partition_dir(self, name: str, partition: int) -> Path:
+        return self.data_dir / f"{name}-{partition}"
+
+    def _register(self, info: TopicInfo, config: LogConfig,
+                  logs: list[LocalPartitionLog]) -> None:
+        self._topics[info.name] = info
+        self._by_id[info.topic_id] = info
+        self._log_configs[info.name] = config
+        self._logs[info.name] = logs
+
+    def _check_opened(self) -> None:
+        if not self._opened:
+            raise StorageError("the storage engine is not open")
+
+    def _info(self, name: str) -> TopicInfo:
+        info = self._topics.get(name)
+        if info is None:
+            raise UnknownTopic(f"unknown topic {name!r}")
+        return info
+
+    def topics(self) -> Mapping[str, TopicInfo]:
+        """A live, read-only view."""
+        return self._topics_view
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        return self._by_id.get(topic_id)
+
+    def _new_logs(self, info: TopicInfo, config: LogConfig, first: int,
+                  total: int) -> list[LocalPartitionLog]:
+        """Creates partition directories first..total-1, replacing stale ones (blocking)."""
+        now = _now_ms()
+        logs = []
+        for p in range(first, total):
+            directory = self._partition_dir(info.name, p)
+            if directory.exists():
+                log.warning("removing stale directory %s", directory)
+                shutil.rmtree(directory)
+            loaded = LogLoader(directory, config, False, None, None, now).load()
+            logs.append(LocalPartitionLog(info.name, p, directory, config, loaded, self._hooks))
+        fsync_dir(self.data_dir)
+        return logs
+
+    async def create_topic(self, name: str, partitions: int,
+                           configs: Mapping[str, str]) -> TopicInfo:
+        self._check_opened()
+        _check_name(name)
+        if partitions < 1:
+            raise ValueError(f"a topic needs at least one partition, not {partitions}")
+        async with self._meta_lock:
+            if name in self._topics:
+                raise TopicExists(f"topic {name!r} already exists")
+            info = TopicInfo(name, uuid.uuid4(), partitions, dict(configs))
+            config = self.config.log_config(info.configs)
+            await asyncio.to_thread(self._store.save, info)
+            logs = await asyncio.to_thread(self._new_logs, info, config, 0, partitions)
+            self._register(info, config, logs)
+            return info
+
+    async def delete_topic(self, name: str) -> None:
+        self._check_opened()
+        async with self._meta_lock:
+            info = self._info(name)
+            logs = self._logs.pop(name)
+            del self._topics[name], self._by_id[info.topic_id], self._log_configs[name]
+            for p in logs:
+                await p.close(deleting=True)
+            await self._checkpoint_log_start_offsets()
+            await self._checkpoint_recovery_points()
+            await asyncio.to_thread(self._store.remove, name)
+            await asyncio.to_thread(self._remove_dirs, info)
+
+    def _remove_dirs(self, info: TopicInfo) -> None:
+        """Renames partition directories to `<topic>-<p>.<uuid>-delete`, then removes them."""
+        doomed = []
+        for p in range(info.partitions):
+            directory = self._partition_dir(info.name, p)
+            target = directory.with_name(
+                f"{directory.name}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}")
+            try:
+                directory.rename(target)
+            except FileNotFoundError:
+                continue
+            doomed.append(target)
+        fsync_dir(self.data_dir)
+        for target in doomed:
+            shutil.rmtree(target, ignore_errors=True)
+
+    async def create_partitions(self, name: str, total: int) -> TopicInfo:
+        self._check_opened()
+        async with self._meta_lock:
+            info = self._info(name)
+            if total <= info.partitions:
+                raise ValueError(f"topic {name!r} has {info.partitions} partitions; "
+                                 f"the new count must be larger, not {total}")
+            new_info = replace(info, partitions=total)
+            config = self._log_configs[name]
+            await asyncio.to_thread(self._store.save, new_info)
+            logs = await asyncio.to_thread(self._new_logs, new_info, config, info.partitions,
+                                           total)
+            self._register(new_info, config, self._logs[name] + logs)
+            return new_info
+
+    async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
+        self._check_opened()
+        async with self._meta_lock:
+            info = self._info(name)
+            new_info = replace(info, configs=dict(configs))
+            config = self.config.log_config(new_info.configs)
+            await asyncio.to_thread(self._store.save, new_info)
+            for p in self._logs[name]:
+                p.config = config
+            self._register(new_info, config, self._logs[name])
+            return new_info
+
+    def refresh_log_configs(self) -> None:
+        """Recomputes every topic's LogConfig after the broker's defaults changed."""
+        for name, info in self._topics.items():
+            config = self.config.log_config(info.configs)
+            self._log_configs[name] = config
+            for p in self._logs[name]:
+                p.config = config
+
+    # -- partitions ----------------------------------------------------------------------
+
+    def partition(self, name: str, index: int) -> LocalPartitionLog:
+        logs = self._logs.get(name)
+        if logs is None or not 0 <= index < len(logs):
+            raise UnknownTopic(f"unknown topic partition {name}-{index}")
+        return logs[index]
+
+    def log_config(self, name: str) -> LogConfig:
+        config = self._log_configs.get(name)
+        if config is None:
+            raise UnknownTopic(f"unknown topic {name!r}")
+        return config
+
+    def partition_sizes(self) -> Sequence[PartitionSize]:
+        return [PartitionSize(t, p.partition, p.size_bytes)
+                for t, parts in self._logs.items() for p in parts]
+
+    def _all_logs(self) -> list[LocalPartitionLog]:
+        return [p for parts in self._logs.values() for p in parts]
+
+    async def run_retention(self, now_ms: int) -> int:
+        self._graveyard.reap()
+        deleted = 0
+        for p in self._all_logs():
+            deleted += await p.run_retention(now_ms)
+        return deleted
+
+    async def flush_due(self, now_ms: int) -> None:
+        self._graveyard.reap()
+        await asyncio.gather(*(p.flush() for p in self._all_logs() if p.is_flush_due(now_ms)))
+        if time.monotonic() - self._last_recovery_checkpoint >= RECOVERY_CHECKPOINT_INTERVAL_S:
+            entries = {(t, p.partition): p.recovery_point
+                       for t, parts in self._logs.items() for p in parts}
+            if entries != self._recovery_points_written:
+                await self._checkpoint_recovery_points()
+            self._last_recovery_checkpoint = time.monotonic()
+
+
+if TYPE_CHECKING:  # LocalEngine and LocalPartitionLog implement the storage protocols
+    def _conforms(engine: LocalEngine, plog: LocalPartitionLog) -> tuple[StorageEngine,
+                                                                          PartitionLog]:
+        return engine, plog

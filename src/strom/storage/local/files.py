@@ -1,0 +1,105 @@
+"""Small file-system helpers: durable atomic writes, directory fsync, reading a FileRegion."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from strom.storage.api import FileRegion
+
+TMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(path: Path) -> None:
+    """Makes a directory's entries (creates, renames, unlinks) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Writes `data` to `path` so that a crash leaves either the old or the new content."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def read_file(path: Path) -> bytes | None:
+    """The whole file, or None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def pread_exact(fd: int, size: int, position: int) -> bytes:
+    """Exactly `size` bytes at `position`; fewer only if the file ends first."""
+    data = os.pread(fd, size, position)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.pread(fd, size - got, position + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def read_region(region: FileRegion) -> bytes:
+    """The bytes a FileRegion stands for (for callers that cannot os.sendfile)."""
+    data = pread_exact(region.fd, region.size, region.position)
+    if len(data) != region.size:
+        raise OSError(f"short read: {len(data)} of {region.size} bytes at {region.position}")
+    return data
+
+
+class FdGraveyard:
+    """File descriptors of deleted segments, closed only after a grace period so that a
+    FileRegion handed to a fetch a moment earlier can still be sent or read."""
+
+    def __init__(self) -> None:
+        self._fds: list[tuple[float, int]] = []  # (monotonic deadline, fd)
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def retire(self, fd: int, delay_s: float) -> None:
+        self._fds.append((time.monotonic() + delay_s, fd))
+
+    def reap(self) -> None:
+        """Closes the fds whose grace period is over."""
+        now = time.monotonic()
+        keep = []
+        for deadline, fd in self._fds:
+            if deadline <= now:
+                os.close(fd)
+            else:
+                keep.append((deadline, fd))
+        self._fds = keep
+
+    def close_all(self) -> None:
+        for _, fd in self._fds:
+            os.close(fd)
+        self._fds.clear()

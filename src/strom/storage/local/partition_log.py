@@ -1,0 +1,384 @@
+"""LocalPartitionLog: one partition's segments, implementing the PartitionLog protocol.
+
+Concurrency model (one event loop): every change to the in-memory state happens in a
+synchronous stretch without awaits, so appends are atomic and in order and a read sees a
+consistent snapshot. Blocking work that may take long (fsync, loading an inactive segment's
+indexes, unlinking) runs in threads; code after such an await re-checks what it relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from strom.config.topic import LogConfig
+from strom.storage.api import (
+    AppendBatch,
+    AppendResult,
+    CorruptLog,
+    FileRegion,
+    OffsetOutOfRange,
+    ReadResult,
+    UnknownTopic,
+)
+from strom.storage.local import retention
+from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
+from strom.storage.local.flush import LogFlusher, now_ms
+from strom.storage.local.log_segment import LogSegment
+from strom.storage.local.recovery import LoadedLog
+from strom.storage.local.timestamps import search_segment
+
+log = logging.getLogger(__name__)
+
+_NO_CHUNKS: tuple[bytes | FileRegion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionHooks:
+    """What a partition needs from its engine."""
+
+    retire_fd: Callable[[int], None]  # closes a deleted segment's fd after a grace period
+    log_start_changed: Callable[[], Awaitable[None]]  # durably checkpoints log start offsets
+
+
+class LocalPartitionLog:
+    """A partition's log in `<data_dir>/<topic>-<partition>/`."""
+
+    def __init__(self, topic: str, partition: int, directory: Path, config: LogConfig,
+                 loaded: LoadedLog, hooks: PartitionHooks) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.directory = directory
+        self.config = config
+        self._hooks = hooks
+        self._segments = loaded.segments
+        self._bases = [seg.base_offset for seg in self._segments]
+        self._active = self._segments[-1]
+        self._lso = loaded.log_start_offset
+        self._leo = loaded.log_end_offset
+        self._size = sum(seg.size for seg in self._segments)
+        self._flusher = LogFlusher(self._leo, lambda: (self._leo, self._active.fd))
+        self._maintenance = asyncio.Lock()
+        self._closed = False
+
+    # -- PartitionLog properties ---------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._lso
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._leo
+
+    @property
+    def high_watermark(self) -> int:
+        return self._leo  # a single replica: everything appended is committed
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def recovery_point(self) -> int:
+        """Everything below this offset is fsynced."""
+        return self._flusher.recovery_point
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnknownTopic(f"{self.topic}-{self.partition} was deleted or closed")
+
+    # -- append and roll -----------------------------------------------------------------
+
+    async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
+        self._check_open()
+        if not batches:
+            return AppendResult(self._leo, self._leo - 1, self._lso)
+        total = 0
+        records = 0
+        max_ts = -1
+        for b in batches:
+            total += len(b.data)
+            records += b.record_count
+            if b.max_timestamp > max_ts:
+                max_ts = b.max_timestamp
+        if total > MAX_RELATIVE_OFFSET or records - 1 > MAX_RELATIVE_OFFSET or records < 1:
+            raise CorruptLog(f"an append of {total} bytes and {records} records is too large")
+        seg = self._active
+        if seg.size and self._should_roll(seg, total, records, max_ts):
+            seg = self._roll()
+        base = self._leo
+        next_offset = seg.append(batches, base, self.config.index_interval_bytes)
+        self._leo = next_offset
+        self._size += total
+        if next_offset - self._flusher.recovery_point >= self.config.flush_messages:
+            await self._flusher.flush_to(next_offset)
+        return AppendResult(base, next_offset - 1, self._lso)
+
+    def _should_roll(self, seg: LogSegment, size: int, records: int, max_ts: int) -> bool:
+        """Kafka's shouldRoll: segment.bytes, a full index, int32 relative offsets, segment.ms
+        (from the first batch's max timestamp, or the segment's creation when it has none)."""
+        config = self.config
+        if seg.size + size > config.segment_bytes or seg.is_index_full():
+            return True
+        if self._leo + records - 1 - seg.base_offset > MAX_RELATIVE_OFFSET:
+            return True
+        if seg.rolling_timestamp >= 0:
+            waited = max_ts - seg.rolling_timestamp
+        else:
+            waited = now_ms() - seg.created_ms
+        return waited > config.segment_ms
+
+    def _roll(self) -> LogSegment:
+        old = self._active
+        old.on_become_inactive()
+        new = LogSegment.create(self.directory, self._leo, self.config.segment_index_bytes,
+                                now_ms())
+        self._segments.append(new)
+        self._bases.append(new.base_offset)
+        self._active = new
+        self._flusher.rolled(old, new.base_offset)
+        log.debug("%s: rolled a new segment at offset %d", self.directory.name, new.base_offset)
+        return new
+
+    # -- flush ---------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        await self._flusher.flush_to(self._leo)
+
+    def is_flush_due(self, now_ms: int) -> bool:
+        """Whether flush.ms has passed since the last flush and there is something to flush."""
+        flusher = self._flusher
+        return (not self._closed and self._leo > flusher.recovery_point
+                and now_ms - flusher.last_flush_ms >= self.config.flush_ms)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _max_relative(self, i: int) -> int:
+        """Upper bound of segment i's relative offsets: up to the next segment's base."""
+        if i + 1 < len(self._segments):
+            return self._segments[i + 1].base_offset - self._segments[i].base_offset
+        return MAX_RELATIVE_OFFSET + 1
+
+    async def _load(self, segments: Sequence[LogSegment]) -> None:
+        """Loads inactive segments' indexes in a thread."""
+        jobs = [(seg, self._max_relative(self._segments.index(seg))) for seg in segments]
+        interval = self.config.index_interval_bytes
+
+        def work() -> None:
+            for seg, max_rel in jobs:
+                seg.ensure_loaded(max_rel, interval)
+
+        await asyncio.to_thread(work)
+        for seg, _ in jobs:  # deleted meanwhile: its fd was opened after it was retired
+            if seg not in self._segments and seg.fd >= 0:
+                self._hooks.retire_fd(seg.detach_fd())
+
+    def _check_offset(self, offset: int) -> None:
+        self._check_open()
+        if not self._lso <= offset <= self._leo:
+            raise OffsetOutOfRange(f"offset {offset} is outside [{self._lso}, {self._leo}] in "
+                                   f"{self.topic}-{self.partition}")
+
+    async def read(self, offset: int, max_bytes: int, min_one_batch: bool) -> ReadResult:
+        while True:
+            self._check_offset(offset)
+            if offset == self._leo:
+                return ReadResult(_NO_CHUNKS, 0, self._leo, self._lso)
+            i = bisect_right(self._bases, offset) - 1
+            segments = self._segments
+            unloaded = []
+            budget = max_bytes
+            for j in range(i, len(segments)):
+                if not segments[j].loaded:
+                    unloaded.append(segments[j])
+                budget -= segments[j].size
+                if budget <= 0:
+                    break
+            if not unloaded:
+                return self._read_loaded(i, offset, max_bytes, min_one_batch)
+            await self._load(unloaded)
+
+    def _read_loaded(self, i: int, offset: int, max_bytes: int,
+                     min_one_batch: bool) -> ReadResult:
+        segments = self._segments
+        seg = segments[i]
+        found = seg.find_batch(offset)
+        while found is None:
+            i += 1
+            if i >= len(segments) or not segments[i].loaded:
+                raise CorruptLog(f"offset {offset} is missing from {self.directory}")
+            seg = segments[i]
+            found = seg.find_batch(offset)
+        position, size = found
+        if size > max_bytes:
+            if not min_one_batch:
+                return ReadResult(_NO_CHUNKS, 0, self._leo, self._lso)
+            return ReadResult((FileRegion(seg.fd, position, size),), size, self._leo, self._lso)
+        end = seg.find_end(position, max_bytes)
+        chunks: list[bytes | FileRegion] = [FileRegion(seg.fd, position, end - position)]
+        total = end - position
+        while end == seg.size and total < max_bytes and i + 1 < len(segments):
+            i += 1
+            seg = segments[i]
+            if not seg.loaded:
+                break
+            end = seg.find_end(0, max_bytes - total)
+            if end:
+                chunks.append(FileRegion(seg.fd, 0, end))
+                total += end
+        return ReadResult(chunks, total, self._leo, self._lso)
+
+    async def _largest_timestamp(self, seg: LogSegment) -> tuple[int, int]:
+        found = seg.largest_timestamp(self._max_relative(self._segments.index(seg)))
+        if found is None:
+            await self._load([seg])
+            found = seg.max_timestamp, seg.offset_of_max_timestamp
+        return found
+
+    async def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        from_offset = -1
+        while True:
+            self._check_open()
+            if self._lso == self._leo:
+                return None
+            i = max(0, bisect_right(self._bases, from_offset) - 1)
+            if i >= len(self._segments) or from_offset >= self._leo:
+                return None
+            seg = self._segments[i]
+            largest, _ = await self._largest_timestamp(seg)
+            if seg not in self._segments:
+                continue  # deleted meanwhile
+            i = self._segments.index(seg)
+            if largest >= timestamp_ms:
+                if not seg.loaded:
+                    await self._load([seg])
+                    continue
+                found = search_segment(seg, timestamp_ms, self._lso)
+                if found is not None:
+                    return found
+            if seg is self._active:
+                return None
+            from_offset = self._segments[i + 1].base_offset
+
+    async def max_timestamp(self) -> tuple[int, int] | None:
+        best = (-1, -1)
+        for seg in list(self._segments):
+            if seg in self._segments:
+                ts, offset = await self._largest_timestamp(seg)
+                if ts > best[0]:
+                    best = (ts, offset)
+        self._check_open()
+        if best[0] < 0 or self._lso == self._leo:
+            return None
+        return best[1], best[0]
+
+    # -- deletion ------------------------------------------------------------------------
+
+    async def delete_records_before(self, offset: int) -> int:
+        self._check_open()
+        if offset == -1:  # Kafka's DeleteRecords: -1 means the high watermark
+            offset = self.high_watermark
+        if offset < 0 or offset > self._leo:
+            raise OffsetOutOfRange(f"cannot delete records before {offset}: the log ends at "
+                                   f"{self._leo} in {self.topic}-{self.partition}")
+        if offset <= self._lso:
+            return self._lso
+        self._lso = offset
+        await self._hooks.log_start_changed()
+        async with self._maintenance:
+            if not self._closed:
+                count = retention.count_log_start_breached(self._bases, self._lso)
+                await self._delete_oldest(count)
+        return self._lso
+
+    async def run_retention(self, now_ms: int) -> int:
+        """Deletes the oldest segments that retention selects; returns how many."""
+        async with self._maintenance:
+            if self._closed:
+                return 0
+            config = self.config
+            count = retention.count_log_start_breached(self._bases, self._lso)
+            if retention.deletes_by_policy(config.cleanup_policy):
+                sizes = [seg.size for seg in self._segments]
+                count = max(count, retention.count_size_breached(sizes, config.retention_bytes))
+                count = max(count, await self._count_time_breached(now_ms))
+            await self._delete_oldest(count)
+            return count
+
+    async def _count_time_breached(self, now_ms: int) -> int:
+        retention_ms = self.config.retention_ms
+        count = 0
+        if retention_ms < 0:
+            return 0
+        while count < len(self._segments) - 1:
+            seg = self._segments[count]
+            largest, _ = await self._largest_timestamp(seg)
+            if largest < 0:
+                largest = int(os.stat(seg.log_path).st_mtime * 1000)
+            if not retention.retention_ms_breached(largest, now_ms, retention_ms):
+                break
+            count += 1
+        return count
+
+    async def _delete_oldest(self, count: int) -> None:
+        """Drops the first `count` segments (never the active one); their fds are retired,
+        not closed, so reads in flight can finish."""
+        count = min(count, len(self._segments) - 1)
+        if count <= 0:
+            return
+        removed = self._segments[:count]
+        del self._segments[:count]
+        del self._bases[:count]
+        self._size -= sum(seg.size for seg in removed)
+        self._lso = max(self._lso, self._segments[0].base_offset)
+        log.info("%s: deleted %d segment(s); log start offset %d", self.directory.name, count,
+                 self._lso)
+        try:  # a background roll flush may still be using a removed segment
+            await self._flusher.wait_rolled()
+        except Exception:
+            log.exception("%s: a segment flush failed", self.directory.name)
+        for seg in removed:
+            if seg.fd >= 0:
+                self._hooks.retire_fd(seg.detach_fd())
+
+        def unlink() -> None:
+            for seg in removed:
+                seg.delete_files()
+
+        await asyncio.to_thread(unlink)
+
+    # -- close ---------------------------------------------------------------------------
+
+    async def close(self, deleting: bool) -> None:
+        """Flushes and saves the active segment's indexes, then closes the fds; when the
+        partition is being deleted, skips the flush and retires the fds instead."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._maintenance:
+            await self._flusher.wait_idle()
+            active = self._active
+            if not deleting:
+                active.on_become_inactive()
+                if active.size and (active.index_dirty
+                                    or self._flusher.recovery_point < self._leo):
+                    await asyncio.to_thread(active.persist)
+                self._flusher.recovery_point = self._leo
+            for seg in self._segments:
+                fd = seg.detach_fd()
+                if fd < 0:
+                    continue
+                if deleting:
+                    self._hooks.retire_fd(fd)
+                else:
+                    os.close(fd)

@@ -1,0 +1,140 @@
+"""Acknowledged data survives broker restarts: a clean restart keeps every offset and value, and
+with flush.messages=1 every message the broker acknowledged survives a SIGKILL of the broker."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from strom.testing import EmbeddedBroker
+from tests.integration.conftest import (
+    DEADLINE_S,
+    Delivered,
+    consume_partitions,
+    create_topic,
+    produce_all,
+    producer,
+    unique_name,
+)
+
+READY = re.compile(r"strom is ready on (\S+):(\d+) ")
+
+
+def test_clean_restart_keeps_offsets_and_values(tmp_path: Path) -> None:
+    with EmbeddedBroker(data_dir=tmp_path / "data") as b:
+        topic = create_topic(b.bootstrap_servers, unique_name("restart"), partitions=2,
+                             config={"segment.bytes": "4096"})
+        records = [{"key": f"k{i}".encode(), "value": f"value {i} ".encode() * 20,
+                    "partition": i % 2, "headers": [("i", str(i).encode())]}
+                   for i in range(200)]
+        delivered = produce_all(producer(b.bootstrap_servers), topic, records)
+        assert not delivered.failed
+        before = [(m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp())
+                  for m in consume_partitions(b.bootstrap_servers, topic, (0, 1))]
+        assert len(before) == 200
+        port = b.port
+
+        b.restart()
+
+        assert b.port == port
+        after = [(m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp())
+                 for m in consume_partitions(b.bootstrap_servers, topic, (0, 1))]
+        assert after == before
+        more = produce_all(producer(b.bootstrap_servers), topic,
+                           [{"value": b"after restart", "partition": p} for p in (0, 1)])
+        assert not more.failed
+        assert sorted((m.partition(), m.offset()) for m in more.acked) == [(0, 100), (1, 100)]
+        tail = consume_partitions(b.bootstrap_servers, topic, (0, 1), start=100)
+        assert sorted((m.partition(), m.offset(), m.value()) for m in tail) == [
+            (0, 100, b"after restart"), (1, 100, b"after restart")]
+
+
+@contextmanager
+def broker_process(data_dir: Path, log_path: Path, *settings: str) -> Iterator[
+        tuple[subprocess.Popen[bytes], str]]:
+    """`python -m strom serve` on a free port; yields (process, bootstrap) once it is ready."""
+    args = [sys.executable, "-m", "strom", "serve", "--data-dir", str(data_dir),
+            "--listen", "127.0.0.1:0"]
+    for setting in settings:
+        args += ["--set", setting]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            ready = READY.search(log_path.read_text(errors="replace"))
+            if ready:
+                break
+            assert proc.poll() is None, f"broker exited early:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"broker not ready:\n{log_path.read_text()}"
+            time.sleep(0.05)
+        yield proc, f"{ready.group(1)}:{ready.group(2)}"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    topic = unique_name("sigkill")
+    partitions = (0, 1)
+    delivered = Delivered()
+    produced = 0
+    with broker_process(data_dir, tmp_path / "first.log", "flush.messages=1") as (proc, bootstrap):
+        create_topic(bootstrap, topic, partitions=len(partitions))
+        p = producer(bootstrap, linger_ms=1, message_timeout_ms=3000, retries=0,
+                     queue_buffering_max_messages=100000)
+        killed_at = None
+        deadline = time.monotonic() + DEADLINE_S
+        # Produce without pause; kill the broker once a good number of messages were acked,
+        # while more are in flight, and keep producing into the dead broker for a while.
+        while produced < 20000 and time.monotonic() < deadline:
+            p.produce(topic, value=f"message-{produced}".encode(),
+                      partition=partitions[produced % len(partitions)], on_delivery=delivered)
+            produced += 1
+            p.poll(0)
+            if killed_at is None and len(delivered.acked) >= 1000:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                killed_at = produced
+            elif killed_at is not None and produced >= killed_at + 500:
+                break
+        assert killed_at is not None, "too few messages were acknowledged before the deadline"
+        assert p.flush(DEADLINE_S) == 0
+    assert len(delivered.acked) + len(delivered.failed) == produced
+    assert delivered.failed, "the kill came too late: nothing was left in flight"
+    acked: dict[int, list[tuple[int, bytes]]] = {p: [] for p in partitions}
+    for m in delivered.acked:
+        acked[m.partition()].append((m.offset(), m.value()))
+
+    with broker_process(data_dir, tmp_path / "second.log") as (_proc, bootstrap):
+        survived = consume_partitions(bootstrap, topic, partitions)
+        by_partition: dict[int, list[tuple[int, bytes]]] = {p: [] for p in partitions}
+        for m in survived:
+            by_partition[m.partition()].append((m.offset(), m.value()))
+        for p in partitions:
+            log = by_partition[p]
+            assert [o for o, _ in log] == list(range(len(log))), f"gaps in partition {p}"
+            assert acked[p] == sorted(acked[p]), "acknowledged offsets went backwards"
+            stored = dict(log)
+            lost = [(o, v) for o, v in acked[p] if stored.get(o) != v]
+            assert not lost, f"partition {p} lost {len(lost)} acknowledged messages: {lost[:5]}"
+            # Anything beyond the acknowledged messages is a later message of ours, in order.
+            sequence = [int(v.rsplit(b"-", 1)[1]) for _, v in log]
+            assert sequence == sorted(set(sequence))
+            assert all(n % len(partitions) == p for n in sequence)
+
+        # The recovered log takes new messages at its end.
+        more = produce_all(producer(bootstrap), topic, [{"value": b"after", "partition": 0}])
+        assert [m.offset() for m in more.acked] == [len(by_partition[0])]
