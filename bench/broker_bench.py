@@ -58,8 +58,9 @@ T0 = time.perf_counter()
 class Settings:
     """Sizes and time bounds of one run (full or --quick)."""
 
-    count_by_size: dict[int, int]  # record size (bytes) -> records per producer combo
-    produce_limit_s: float  # bound on one producer combo (produce + flush)
+    count_by_size: dict[int, int]  # record size (bytes) -> records per producer round
+    rounds: int  # timed producer rounds per combo (the median rate is reported)
+    produce_limit_s: float  # bound on one producer round (produce + flush)
     consume_limit_s: float  # bound on reading one topic back
     latency_rate: int  # msg/s of the paced latency producer
     latency_s: float  # how long the paced producer runs
@@ -69,11 +70,16 @@ class Settings:
     rss_create_limit_s: float  # bound on creating those partitions
 
 
-FULL = Settings({100: 500_000, 1024: 125_000}, 15.0, 10.0, 5_000, 10.0, 5, 100, 10, 60.0)
-QUICK = Settings({100: 40_000, 1024: 10_000}, 6.0, 6.0, 5_000, 3.0, 3, 100, 10, 30.0)
+FULL = Settings({100: 300_000, 1024: 75_000}, 3, 8.0, 10.0, 5_000, 10.0, 5, 100, 10, 60.0)
+QUICK = Settings({100: 40_000, 1024: 10_000}, 1, 6.0, 6.0, 5_000, 3.0, 3, 100, 10, 30.0)
 CREATE_LIMIT_S = 20.0  # bound on creating the few topics of the throughput and latency runs
 PARTITION_COUNTS = (1, 6)
 ACKS = ("1", "all")
+# By default librdkafka stops fetching a partition for fetch.queue.backoff.ms (1 s) once
+# queued.min.messages (100k) records are prefetched: a client-side stall in the middle of the
+# consumer throughput runs, whatever the broker. Let it prefetch freely instead.
+UNTHROTTLED_PREFETCH = {"queued.min.messages": 1_000_000, "queued.max.messages.kbytes": 1_048_576,
+                        "fetch.queue.backoff.ms": 10}
 FETCH_WAITS_MS = (500, 10)  # librdkafka's default, and a short wait that bounds fetch polling
 
 
@@ -295,7 +301,7 @@ class ConsumeResult:
 def consume_run(bootstrap: str, topic: str, partitions: int, expected: int,
                 limit_s: float) -> ConsumeResult:
     """Read `expected` records from the beginning of all partitions; time assign -> last."""
-    consumer = Consumer(consumer_config(bootstrap))
+    consumer = Consumer(consumer_config(bootstrap) | UNTHROTTLED_PREFETCH)
     received = errors = 0
     first_error, first_batch_s = "", 0.0
     try:
@@ -475,24 +481,39 @@ def bench_memory(name: str, root: Path, tansu: str, settings: Settings) -> Recor
         stop_broker(broker)
 
 
+def produce_rounds(bootstrap: str, topic: str, size: int, acks: str,
+                   settings: Settings) -> Record:
+    """Timed producer rounds into one topic (stopping after one that ran out of time)."""
+    count = settings.count_by_size[size]
+    rounds: list[ProduceResult] = []
+    while len(rounds) < settings.rounds and (not rounds or rounds[-1].sent == count):
+        rounds.append(produce_run(bootstrap, topic, size, count, acks, settings.produce_limit_s))
+    rate = statistics.median(r.msgs_per_s for r in rounds)
+    totals = {name: sum(getattr(r, name) for r in rounds)
+              for name in ("sent", "delivered", "errors", "undelivered")}
+    return {"msgs_per_s": rate, "mb_per_s": rate * size / 1e6, "count": count * len(rounds),
+            **totals, "first_error": next((r.first_error for r in rounds if r.first_error), ""),
+            "rounds": [asdict(r) | {"msgs_per_s": r.msgs_per_s} for r in rounds]}
+
+
 def bench_produce(broker: Broker, settings: Settings, errors: list[str]) -> Record:
     """The 8 producer combos, each on its own topic; returns per-combo results."""
     topics = {topic_name(*combo): combo[1] for combo in combos(settings)}
     create_topics(broker.bootstrap, topics, CREATE_LIMIT_S)
     out: Record = {}
     for size, parts, acks in combos(settings):
-        key, count = combo_key(size, parts, acks), settings.count_by_size[size]
+        key = combo_key(size, parts, acks)
         result = attempt(errors, f"produce {key}", partial(
-            produce_run, broker.bootstrap, topic_name(size, parts, acks), size, count, acks,
-            settings.produce_limit_s))
+            produce_rounds, broker.bootstrap, topic_name(size, parts, acks), size, acks,
+            settings))
         if result is None:
             continue
-        out[key] = dict(asdict(result), msgs_per_s=result.msgs_per_s,
-                        mb_per_s=result.msgs_per_s * size / 1e6, count=count)
-        log(f"{broker.name}: produce {key}: {result.msgs_per_s:,.0f} msg/s,"
-            f" {out[key]['mb_per_s']:.1f} MB/s ({result.delivered:,}/{count:,} delivered,"
-            f" {result.errors} errors, {result.seconds:.2f} s)"
-            + (f" first error: {result.first_error}" if result.first_error else ""))
+        out[key] = result
+        rates = ", ".join(f"{r['msgs_per_s'] / 1000:,.0f}k" for r in result["rounds"])
+        log(f"{broker.name}: produce {key}: {result['msgs_per_s']:,.0f} msg/s,"
+            f" {result['mb_per_s']:.1f} MB/s (rounds: {rates} msg/s; {result['delivered']:,}/"
+            f"{result['count']:,} delivered, {result['errors']} errors)"
+            + (f" first error: {result['first_error']}" if result["first_error"] else ""))
     return out
 
 

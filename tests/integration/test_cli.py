@@ -74,6 +74,7 @@ def test_create_list_describe_delete(broker: EmbeddedBroker, topic: str) -> None
     described = run(broker, "topic", "describe", topic).stdout
     assert f"Topic: {topic}" in described and "partitions: 3" in described
     assert "retention.ms" in described and "3600000" in described
+    assert "dynamic_topic" in described
 
     failed = run(broker, "topic", "create", topic, code=1)
     assert f"topic {topic} already exists" in failed.stderr and "--if-not-exists" in failed.stderr

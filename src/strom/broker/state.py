@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 MAX_TOPIC_NAME_LENGTH: Final = 249
 CLUSTER_METADATA_TOPIC: Final = "__cluster_metadata"
+# org.apache.kafka.common.internals.Topic.INTERNAL_TOPICS
+INTERNAL_TOPICS: Final = frozenset({"__consumer_offsets", "__transaction_state",
+                                    "__share_group_state"})
 _LEGAL_TOPIC_NAME: Final = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 

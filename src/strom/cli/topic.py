@@ -10,11 +10,12 @@ from typing import Any
 
 import click
 from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPartition
-from confluent_kafka.admin import (  # type: ignore[attr-defined]
+from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     OffsetSpec,
     ResourceType,
 )
@@ -100,8 +101,16 @@ def create(name: str, partitions: int | None, replication_factor: int | None,
             raise CliError(f"topic {name} already exists (pass --if-not-exists to accept "
                            "that, or change it with `strom topic alter`)") from None
         raise fail(exc, client, None, f"creating topic {name}") from None
-    count = len(topic_partitions(cluster_metadata(admin, client), name))
-    click.echo(f"created topic {name} with {count} partition{'s' if count != 1 else ''}")
+    click.echo(f"created topic {name}{created_size(admin, client, name)}")
+
+
+def created_size(admin: AdminClient, client: ClientOptions, name: str) -> str:
+    """The ' with N partitions' suffix; empty while the new topic's metadata spreads."""
+    info = cluster_metadata(admin, client).topics.get(name)
+    if info is None or info.error is not None:
+        return ""
+    count = len(info.partitions)
+    return f" with {count} partition{'s' if count != 1 else ''}"
 
 
 # --- list ---------------------------------------------------------------------------------
@@ -218,8 +227,12 @@ def print_configs(out: Console, entries: Mapping[str, ConfigEntry] | None,
 
 
 def source_name(source: Any) -> str:
-    name = getattr(source, "name", str(source))
-    return str(name).lower().removesuffix("_config")
+    """`dynamic_topic` for ConfigSource.DYNAMIC_TOPIC_CONFIG (the client may give its int)."""
+    try:
+        name = ConfigSource(source).name
+    except ValueError:
+        name = str(source)
+    return name.lower().removesuffix("_config")
 
 
 def warn(message: str) -> None:

@@ -57,6 +57,8 @@ class BrokerServer:
             self._connections.add(task)
             try:
                 await Connection(broker, reader, writer, limits).run()
+            except asyncio.CancelledError:
+                pass  # the broker is stopping; Connection.run closed the socket
             finally:
                 self._connections.discard(task)
 

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from strom.broker.operations import CLUSTER_OPERATIONS, OPERATIONS_OMITTED, TOPIC_OPERATIONS
 from strom.broker.registry import api
-from strom.broker.state import Broker, RequestContext, topic_name_error
+from strom.broker.state import INTERNAL_TOPICS, Broker, RequestContext, topic_name_error
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import TopicInfo
 
@@ -27,7 +27,7 @@ def partition_entries(broker: Broker, b: ResponseBuilder, info: TopicInfo) -> tu
 def topic_entry(broker: Broker, b: ResponseBuilder, info: TopicInfo,
                 operations: int = OPERATIONS_OMITTED) -> Any:
     return b.make("MetadataResponseTopic", error_code=ErrorCode.none, name=info.name,
-                  topic_id=info.topic_id, is_internal=info.name.startswith("__"),
+                  topic_id=info.topic_id, is_internal=info.name in INTERNAL_TOPICS,
                   partitions=partition_entries(broker, b, info),
                   topic_authorized_operations=operations)
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 from typing import Any, Final
 
 from strom.broker.registry import api
-from strom.broker.state import Broker, RequestContext
+from strom.broker.state import INTERNAL_TOPICS, Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import OffsetOutOfRange, StorageError, UnknownTopic
 
 HIGH_WATERMARK: Final = -1
 INVALID_LOW_WATERMARK: Final = -1
-# org.apache.kafka.common.internals.Topic.INTERNAL_TOPICS
-INTERNAL_TOPICS: Final = frozenset({"__consumer_offsets", "__transaction_state",
-                                    "__share_group_state"})
 
 
 class Refused(Exception):
