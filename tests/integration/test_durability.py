@@ -24,6 +24,8 @@ from tests.integration.conftest import (
 )
 
 READY = re.compile(r"strom is ready on (\S+):(\d+) ")
+# Messages the SIGKILL test lets the producer have unreported at any moment.
+WINDOW = 500
 
 
 def test_clean_restart_keeps_offsets_and_values(tmp_path: Path) -> None:
@@ -93,27 +95,34 @@ def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
     produced = 0
     with broker_process(data_dir, tmp_path / "first.log", "flush.messages=1") as (proc, bootstrap):
         create_topic(bootstrap, topic, partitions=len(partitions))
-        p = producer(bootstrap, linger_ms=1, message_timeout_ms=3000, retries=0,
-                     queue_buffering_max_messages=100000)
+        prod = producer(bootstrap, linger_ms=1, message_timeout_ms=1500, retries=0)
         killed_at = None
+        in_flight_at_kill = 0
         deadline = time.monotonic() + DEADLINE_S
-        # Produce without pause; kill the broker once a good number of messages were acked,
-        # while more are in flight, and keep producing into the dead broker for a while.
-        while produced < 20000 and time.monotonic() < deadline:
-            p.produce(topic, value=f"message-{produced}".encode(),
-                      partition=partitions[produced % len(partitions)], on_delivery=delivered)
-            produced += 1
-            p.poll(0)
-            if killed_at is None and len(delivered.acked) >= 1000:
+        # Produce with up to WINDOW messages unreported; once enough were acknowledged, kill the
+        # broker while messages are in flight, and keep producing into the dead broker a while.
+        while time.monotonic() < deadline:
+            in_flight = produced - len(delivered.acked) - len(delivered.failed)
+            if in_flight < WINDOW:
+                prod.produce(topic, value=f"message-{produced}".encode(),
+                          partition=partitions[produced % len(partitions)],
+                          on_delivery=delivered)
+                produced += 1
+                prod.poll(0)
+            else:
+                prod.poll(0.001)
+            if killed_at is None and len(delivered.acked) >= 2000:
                 proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
                 killed_at = produced
-            elif killed_at is not None and produced >= killed_at + 500:
+                in_flight_at_kill = produced - len(delivered.acked) - len(delivered.failed)
+                proc.wait(10)
+            elif killed_at is not None and produced >= killed_at + 100:
                 break
         assert killed_at is not None, "too few messages were acknowledged before the deadline"
-        assert p.flush(DEADLINE_S) == 0
+        assert prod.flush(DEADLINE_S) == 0
     assert len(delivered.acked) + len(delivered.failed) == produced
-    assert delivered.failed, "the kill came too late: nothing was left in flight"
+    assert in_flight_at_kill > 0, "nothing was in flight when the broker was killed"
+    assert len(delivered.acked) < produced, "every message was acknowledged despite the kill"
     acked: dict[int, list[tuple[int, bytes]]] = {p: [] for p in partitions}
     for m in delivered.acked:
         acked[m.partition()].append((m.offset(), m.value()))
@@ -130,10 +139,10 @@ def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
             stored = dict(log)
             lost = [(o, v) for o, v in acked[p] if stored.get(o) != v]
             assert not lost, f"partition {p} lost {len(lost)} acknowledged messages: {lost[:5]}"
-            # Anything beyond the acknowledged messages is a later message of ours, in order.
-            sequence = [int(v.rsplit(b"-", 1)[1]) for _, v in log]
-            assert sequence == sorted(set(sequence))
-            assert all(n % len(partitions) == p for n in sequence)
+            # Each partition holds a prefix of what was sent to it: every acknowledged message
+            # and perhaps some that were written but not acknowledged before the kill.
+            sent = [f"message-{n}".encode() for n in range(p, produced, len(partitions))]
+            assert [v for _, v in log] == sent[:len(log)]
 
         # The recovered log takes new messages at its end.
         more = produce_all(producer(bootstrap), topic, [{"value": b"after", "partition": 0}])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from strom import __version__
@@ -24,4 +26,8 @@ cli.add_command(consume)
 
 
 def main() -> None:
+    # kio registers hypothesis strategies when hypothesis is importable, and hypothesis's first
+    # import in a new working directory builds a cache there (about 1 s). The command line never
+    # needs those strategies; tests that do import hypothesis before kio.
+    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
     cli()
