@@ -155,6 +155,19 @@ def test_message_above_the_broker_limit_is_refused(broker: EmbeddedBroker, topic
     assert [(m.offset(), m.value()) for m in got] == [(0, b"small")]
 
 
+def test_topic_max_message_bytes_is_enforced(broker: EmbeddedBroker,
+                                             new_topic: Callable[..., str]) -> None:
+    topic = new_topic(config={"max.message.bytes": "10000"})
+    p = producer(broker.bootstrap_servers, linger_ms=0)
+    too_big = produce_all(p, topic, [{"value": os.urandom(12_000)}])
+    fits = produce_all(p, topic, [{"value": b"f" * 9_000}])
+
+    [(err, _msg)] = too_big.failed
+    assert err.code() == KafkaError.MSG_SIZE_TOO_LARGE
+    assert not fits.failed
+    assert [m.offset() for m in fits.acked] == [0]
+
+
 def test_keys_spread_over_many_partitions(broker: EmbeddedBroker,
                                           new_topic: Callable[..., str]) -> None:
     partitions = 16

@@ -7,13 +7,17 @@ Varints are zigzag-encoded LEB128, at most 5 bytes (10 for a varlong), as in Kaf
 
 Both readers work on a buffer that ends exactly where the records end, so a read past the end
 is an IndexError, which they turn into INVALID_RECORD as Kafka does for malformed records.
+
+The walk runs for every produced batch, so ``walk_records`` is the C extension
+``strom.protocol._record_walk`` when it was built (``WALK_IMPLEMENTATION == "c"``), with exactly
+the semantics of the pure-Python ``walk_records_py``, used otherwise (no compiler at install).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from strom.protocol import compression
 from strom.protocol.batch_header import BATCH_HEADER_SIZE, BatchHeader
@@ -95,7 +99,7 @@ def _skip_headers(buf: ReadBuffer, pos: int) -> int:
     return pos
 
 
-def walk_records(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int, int]:
+def walk_records_py(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int, int]:
     """Checks that `count` well-formed records with offset deltas 0..count-1 fill buf[pos:].
 
     Returns (min timestamp delta, max timestamp delta, number of null keys). Creates no
@@ -159,6 +163,23 @@ def walk_records(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int, int]:
     if pos != end:
         raise invalid(_REMAINING)
     return lo, hi, nulls
+
+
+WalkRecords = Callable[[ReadBuffer, int, int], tuple[int, int, int]]
+
+
+def _c_walk() -> WalkRecords | None:
+    try:
+        from strom.protocol._record_walk import walk_records as c_walk
+    except ImportError:  # built without a C compiler: the Python walk it is
+        return None
+    return c_walk
+
+
+_C_WALK: Final = _c_walk()
+walk_records: Final[WalkRecords] = walk_records_py if _C_WALK is None else _C_WALK
+"""walk_records_py's contract and results, in C when the extension is built."""
+WALK_IMPLEMENTATION: Final[Literal["c", "python"]] = "python" if _C_WALK is None else "c"
 
 
 def _bytes_field(buf: ReadBuffer, pos: int) -> tuple[bytes | None, int]:
