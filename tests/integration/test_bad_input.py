@@ -14,8 +14,8 @@ from kio.schema.errors import ErrorCode
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import i16, i32
-from strom.protocol.records import build_batch
 
+from strom.protocol.records import build_batch
 from strom.testing import EmbeddedBroker
 from tests.integration.raw_client import RawClient
 

@@ -278,7 +278,7 @@ def test_eof_error_is_raised_from_none() -> None:
 
 
 def test_bad_arguments() -> None:
-    walk = c_walk()
+    walk: Any = c_walk()
     with pytest.raises(TypeError):
         walk("text", 0, 0)
     with pytest.raises(TypeError):

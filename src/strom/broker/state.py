@@ -104,6 +104,15 @@ class Broker:
         self.waiters = PartitionWaiters()
         self._create_lock = asyncio.Lock()
 
+    def resolve_topic(self, name: str | None, topic_id: uuid.UUID | None) -> str | None:
+        """The topic a request names, by name or (newer versions) by id; None if unknown."""
+        if name:
+            return name
+        if topic_id is None:
+            return None
+        info = self.engine.topic_by_id(topic_id)
+        return None if info is None else info.name
+
     async def auto_create_topic(self, name: str) -> TopicInfo | None:
         """Creates `name` with the broker defaults if auto.create.topics.enable allows it."""
         if not self.config.get_bool("auto.create.topics.enable"):

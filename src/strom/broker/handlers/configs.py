@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
 
+from strom.broker.errors import ApiError
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
 from strom.config.broker import BROKER_SETTINGS, BrokerConfig
@@ -78,13 +79,6 @@ _NODE_ID: Final = re.compile(r"-?[0-9]+")
 _DUPLICATE_RESOURCE: Final = "Each resource must appear at most once."
 
 
-class ResourceError(Exception):
-    """One resource's answer is this error code and message."""
-
-    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +176,10 @@ def parse_node_id(name: str) -> int | None:
 def described_topic(broker: Broker, name: str) -> TopicInfo:
     error = topic_name_error(name)
     if error is not None:
-        raise ResourceError(ErrorCode.invalid_topic_exception, error)
+        raise ApiError(ErrorCode.invalid_topic_exception, error)
     info = broker.engine.topics().get(name)
     if info is None:
-        raise ResourceError(ErrorCode.unknown_topic_or_partition)
+        raise ApiError(ErrorCode.unknown_topic_or_partition)
     return info
 
 
@@ -198,14 +192,14 @@ def resource_views(broker: Broker, resource_type: int, name: str) -> list[Config
             return []  # the cluster-wide dynamic defaults: strom has none
         node = parse_node_id(name)
         if node is None:
-            raise ResourceError(ErrorCode.invalid_request,
+            raise ApiError(ErrorCode.invalid_request,
                                 f"Broker id must be an integer, but it is: {name}")
         if node != broker.node_id:
-            raise ResourceError(ErrorCode.invalid_request,
+            raise ApiError(ErrorCode.invalid_request,
                                 f"Unexpected broker id, expected {broker.node_id} or empty "
                                 f"string, but received {name}")
         return broker_config_views(broker.config)
-    raise ResourceError(ErrorCode.invalid_request, f"Unsupported resource type {resource_type}")
+    raise ApiError(ErrorCode.invalid_request, f"Unsupported resource type {resource_type}")
 
 
 def config_entry(b: ResponseBuilder, view: ConfigView, with_synonyms: bool,
@@ -229,7 +223,7 @@ def describe_resource(broker: Broker, b: ResponseBuilder, resource: Any, with_sy
 
     try:
         views = resource_views(broker, int(resource.resource_type), resource.resource_name)
-    except ResourceError as exc:
+    except ApiError as exc:
         return result(exc.code, exc.message, ())
     wanted = resource.configuration_keys
     if wanted:
@@ -257,11 +251,11 @@ def check_entries(configs: Iterable[Any], incremental: bool) -> None:
     """The broker-side checks Kafka makes before forwarding to the controller."""
     counts = Counter(c.name for c in configs)
     if any(n > 1 for n in counts.values()):
-        raise ResourceError(ErrorCode.invalid_request, "Error due to duplicate config keys")
+        raise ApiError(ErrorCode.invalid_request, "Error due to duplicate config keys")
     nulls = [c.name for c in configs if c.value is None
              and not (incremental and int(c.config_operation) == OpType.DELETE)]
     if nulls:
-        raise ResourceError(ErrorCode.invalid_request,
+        raise ApiError(ErrorCode.invalid_request,
                             "Null value not supported for : " + ", ".join(nulls))
 
 
@@ -269,15 +263,15 @@ def check_broker_change(broker: Broker, name: str, configs: Iterable[Any]) -> No
     if name:
         node = parse_node_id(name)
         if node is None:
-            raise ResourceError(ErrorCode.invalid_request,
+            raise ApiError(ErrorCode.invalid_request,
                                 f"Node id must be an integer, but it is: {name}")
         if node != broker.node_id:
-            raise ResourceError(ErrorCode.invalid_request,
+            raise ApiError(ErrorCode.invalid_request,
                                 f"Unexpected broker id, expected {broker.node_id}, "
                                 f"but received {name}")
     names = sorted({c.name for c in configs})
     if names:
-        raise ResourceError(ErrorCode.invalid_request,
+        raise ApiError(ErrorCode.invalid_request,
                             f"Cannot update these configs dynamically: {', '.join(names)} "
                             "(strom has no dynamic broker configs)")
 
@@ -289,7 +283,7 @@ def _list_parts(value: str) -> list[str]:
 def apply_list_op(current: Mapping[str, str], name: str, op: OpType, value: str) -> str:
     key = TOPIC_CONFIGS.get(name)
     if key is None or key.kind != "LIST":
-        raise ResourceError(ErrorCode.invalid_config,
+        raise ApiError(ErrorCode.invalid_config,
                             f"Can't {op.name} to key {name} because its type is not LIST.")
     # Kafka starts from the config's own default, not the broker's, when there is no override.
     parts = _list_parts(current.get(name, key.default))
@@ -313,16 +307,16 @@ def apply_ops(current: Mapping[str, str], ops: Iterable[Any]) -> dict[str, str]:
         elif code in (OpType.APPEND, OpType.SUBTRACT):
             updated[entry.name] = apply_list_op(updated, entry.name, OpType(code), entry.value)
         else:
-            raise ResourceError(ErrorCode.invalid_request, f"Unknown operations type {code}")
+            raise ApiError(ErrorCode.invalid_request, f"Unknown operations type {code}")
     return updated
 
 
 def check_topic_resource_name(name: str) -> None:
     if not name:
-        raise ResourceError(ErrorCode.invalid_request, "Default topic resources are not allowed.")
+        raise ApiError(ErrorCode.invalid_request, "Default topic resources are not allowed.")
     error = topic_name_error(name)
     if error is not None:
-        raise ResourceError(ErrorCode.invalid_topic_exception, error)
+        raise ApiError(ErrorCode.invalid_topic_exception, error)
 
 
 async def alter_topic(broker: Broker, resource: Any, incremental: bool,
@@ -338,16 +332,16 @@ async def alter_topic(broker: Broker, resource: Any, incremental: bool,
     try:
         overrides = validate_topic_configs(wanted)
     except ConfigError as exc:
-        raise ResourceError(ErrorCode.invalid_config, str(exc)) from None
+        raise ApiError(ErrorCode.invalid_config, str(exc)) from None
     if info is None:
-        raise ResourceError(ErrorCode.unknown_topic_or_partition,
+        raise ApiError(ErrorCode.unknown_topic_or_partition,
                             f"The topic '{name}' does not exist.")
     if validate_only or overrides == current:
         return
     try:
         await broker.engine.set_topic_configs(name, overrides)
     except UnknownTopic:
-        raise ResourceError(ErrorCode.unknown_topic_or_partition,
+        raise ApiError(ErrorCode.unknown_topic_or_partition,
                             f"The topic '{name}' does not exist.") from None
 
 
@@ -360,7 +354,7 @@ async def alter_resource(broker: Broker, resource: Any, incremental: bool,
     elif resource_type == RESOURCE_TOPIC:
         await alter_topic(broker, resource, incremental, validate_only)
     else:
-        raise ResourceError(ErrorCode.invalid_request,
+        raise ApiError(ErrorCode.invalid_request,
                             f"Unsupported resource type {resource_type}")
 
 
@@ -372,9 +366,9 @@ async def alter_all(broker: Broker, b: ResponseBuilder, request: Any,
         error, message = ErrorCode.none, None
         try:
             if counts[(int(resource.resource_type), resource.resource_name)] > 1:
-                raise ResourceError(ErrorCode.invalid_request, _DUPLICATE_RESOURCE)
+                raise ApiError(ErrorCode.invalid_request, _DUPLICATE_RESOURCE)
             await alter_resource(broker, resource, incremental, bool(request.validate_only))
-        except ResourceError as exc:
+        except ApiError as exc:
             error, message = exc.code, exc.message
         responses.append(b.make("AlterConfigsResourceResponse", error_code=error,
                                 error_message=message, resource_type=resource.resource_type,

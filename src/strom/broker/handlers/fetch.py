@@ -76,11 +76,7 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
 
 
 def topic_name(broker: Broker, topic: Any) -> str | None:
-    name = getattr(topic, "topic", None)
-    if name is not None:
-        return str(name)
-    info = broker.engine.topic_by_id(topic.topic_id)
-    return None if info is None else info.name
+    return broker.resolve_topic(getattr(topic, "topic", None), getattr(topic, "topic_id", None))
 
 
 async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> tuple[tuple[Any, ...], int]:

@@ -79,16 +79,8 @@ def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome
                   error_message=outcome.message)
 
 
-def resolve_topic(broker: Broker, topic: Any) -> str | None:
-    name = getattr(topic, "name", None)
-    if name is not None:
-        return str(name)
-    info = broker.engine.topic_by_id(topic.topic_id)
-    return None if info is None else info.name
-
-
 async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: int) -> Any:
-    name = resolve_topic(broker, topic)
+    name = broker.resolve_topic(getattr(topic, "name", None), getattr(topic, "topic_id", None))
     responses = []
     for part in topic.partition_data:
         if acks not in VALID_ACKS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from strom.broker.errors import ApiError
 from strom.broker.registry import api
 from strom.broker.state import INTERNAL_TOPICS, Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
@@ -19,31 +20,27 @@ HIGH_WATERMARK: Final = -1
 INVALID_LOW_WATERMARK: Final = -1
 
 
-class Refused(Exception):
-    def __init__(self, code: ErrorCode) -> None:
-        super().__init__(code.name)
-        self.code = code
 
 
 async def delete_before(broker: Broker, topic: str, index: int, offset: int) -> int:
-    """The new low watermark; raises Refused."""
+    """The new low watermark; raises ApiError."""
     try:
         plog = broker.engine.partition(topic, index)
     except UnknownTopic:
-        raise Refused(ErrorCode.unknown_topic_or_partition) from None
+        raise ApiError(ErrorCode.unknown_topic_or_partition) from None
     if topic in INTERNAL_TOPICS:
-        raise Refused(ErrorCode.invalid_topic_exception)
+        raise ApiError(ErrorCode.invalid_topic_exception)
     if "delete" not in broker.engine.log_config(topic).cleanup_policy.split(","):
-        raise Refused(ErrorCode.policy_violation)
+        raise ApiError(ErrorCode.policy_violation)
     target = plog.high_watermark if offset == HIGH_WATERMARK else offset
     if target < 0 or target > plog.high_watermark:
-        raise Refused(ErrorCode.offset_out_of_range)
+        raise ApiError(ErrorCode.offset_out_of_range)
     try:
         return await plog.delete_records_before(target)
     except OffsetOutOfRange:
-        raise Refused(ErrorCode.offset_out_of_range) from None
+        raise ApiError(ErrorCode.offset_out_of_range) from None
     except (StorageError, OSError):
-        raise Refused(ErrorCode.kafka_storage_error) from None
+        raise ApiError(ErrorCode.kafka_storage_error) from None
 
 
 @api(21, "DeleteRecords", (0, 2), "offset -1 is the high watermark; compact-only topics refused")
@@ -62,7 +59,7 @@ async def handle_delete_records(broker: Broker, ctx: RequestContext, request: An
             error, low = ErrorCode.none, INVALID_LOW_WATERMARK
             try:
                 low = await delete_before(broker, name, index, offset)
-            except Refused as refused:
+            except ApiError as refused:
                 error = refused.code
             partitions.append(b.make("DeleteRecordsPartitionResult", partition_index=index,
                                      low_watermark=low, error_code=error))

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from strom.broker.errors import ApiError
 from strom.broker.handlers.configs import topic_config_views
 from strom.broker.registry import api
 from strom.broker.state import CLUSTER_METADATA_TOPIC, Broker, RequestContext, topic_name_error
@@ -24,13 +25,6 @@ MAX_PARTITIONS_PER_BATCH: Final = 10_000
 DUPLICATE_NAME: Final = "Duplicate topic name."
 
 
-class Refusal(Exception):
-    """A topic's answer is this error code and message."""
-
-    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(slots=True)
@@ -59,21 +53,21 @@ def check_replicas(broker: Broker, replicas: Iterable[int], replication: int | N
     """ReplicationControlManager.validateManualPartitionAssignment for our one broker."""
     ids = sorted(int(r) for r in replicas)
     if not ids:
-        raise Refusal(ErrorCode.invalid_replica_assignment,
+        raise ApiError(ErrorCode.invalid_replica_assignment,
                       "The manual partition assignment includes an empty replica list.")
     previous = None
     for broker_id in ids:
         if broker_id != broker.node_id:
-            raise Refusal(ErrorCode.invalid_replica_assignment,
+            raise ApiError(ErrorCode.invalid_replica_assignment,
                           f"The manual partition assignment includes broker {broker_id}, "
                           "but no such broker is registered.")
         if broker_id == previous:
-            raise Refusal(ErrorCode.invalid_replica_assignment,
+            raise ApiError(ErrorCode.invalid_replica_assignment,
                           f"The manual partition assignment includes the broker {previous} "
                           "more than once.")
         previous = broker_id
     if replication is not None and len(ids) != replication:
-        raise Refusal(ErrorCode.invalid_replica_assignment,
+        raise ApiError(ErrorCode.invalid_replica_assignment,
                       f"The manual partition assignment includes a partition with {len(ids)} "
                       "replica(s), but this is not consistent with previous partitions, which "
                       f"have {replication} replica(s).")
@@ -82,23 +76,23 @@ def check_replicas(broker: Broker, replicas: Iterable[int], replication: int | N
 def assigned_layout(broker: Broker, topic: Any) -> tuple[int, int]:
     """(partitions, replication factor) of a topic created with manual assignments."""
     if int(topic.replication_factor) != -1:
-        raise Refusal(ErrorCode.invalid_request, "A manual partition assignment was specified, "
+        raise ApiError(ErrorCode.invalid_request, "A manual partition assignment was specified, "
                       "but replication factor was not set to -1.")
     if int(topic.num_partitions) != -1:
-        raise Refusal(ErrorCode.invalid_request, "A manual partition assignment was specified, "
+        raise ApiError(ErrorCode.invalid_request, "A manual partition assignment was specified, "
                       "but numPartitions was not set to -1.")
     seen: set[int] = set()
     replication: int | None = None
     for assignment in topic.assignments:
         index = int(assignment.partition_index)
         if index in seen:
-            raise Refusal(ErrorCode.invalid_replica_assignment,
+            raise ApiError(ErrorCode.invalid_replica_assignment,
                           f"Found multiple manual partition assignments for partition {index}")
         check_replicas(broker, assignment.broker_ids, replication)
         replication = len(assignment.broker_ids)
         seen.add(index)
     if seen != set(range(len(seen))):
-        raise Refusal(ErrorCode.invalid_replica_assignment,
+        raise ApiError(ErrorCode.invalid_replica_assignment,
                       "partitions should be a consecutive 0-based integer sequence")
     return len(seen), replication or 1
 
@@ -107,17 +101,17 @@ def default_layout(broker: Broker, topic: Any) -> tuple[int, int]:
     requested_rf = int(topic.replication_factor)
     requested_partitions = int(topic.num_partitions)
     if requested_rf < -1 or requested_rf == 0:
-        raise Refusal(ErrorCode.invalid_replication_factor,
+        raise ApiError(ErrorCode.invalid_replication_factor,
                       "Replication factor must be larger than 0, or -1 to use the default value.")
     if requested_partitions < -1 or requested_partitions == 0:
-        raise Refusal(ErrorCode.invalid_partitions,
+        raise ApiError(ErrorCode.invalid_partitions,
                       "Number of partitions was set to an invalid non-positive value.")
     partitions = (broker.config.get_int("num.partitions") if requested_partitions == -1
                   else requested_partitions)
     replication = (broker.config.get_int("default.replication.factor") if requested_rf == -1
                    else requested_rf)
     if replication > 1:
-        raise Refusal(ErrorCode.invalid_replication_factor,
+        raise ApiError(ErrorCode.invalid_replication_factor,
                       f"Unable to replicate the partition {replication} time(s): The target "
                       f"replication factor of {replication} cannot be reached because only 1 "
                       "broker(s) are registered.")
@@ -142,26 +136,26 @@ def requested_partition_total(broker: Broker, topics: Iterable[Any]) -> int:
 def check_new_name(broker: Broker, name: str) -> None:
     existing = broker.engine.topics()
     if name in existing:
-        raise Refusal(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
+        raise ApiError(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.")
     error = topic_name_error(name)
     if error is not None:
-        raise Refusal(ErrorCode.invalid_topic_exception, error)
+        raise ApiError(ErrorCode.invalid_topic_exception, error)
     if "." in name or "_" in name:
         for other in existing:
             if _collides(name, other):
-                raise Refusal(ErrorCode.invalid_topic_exception,
+                raise ApiError(ErrorCode.invalid_topic_exception,
                               f"Topic '{name}' collides with existing topic: {other}")
 
 
 def requested_configs(topic: Any) -> dict[str, str]:
     nulls = [c.name for c in topic.configs if c.value is None]
     if nulls:
-        raise Refusal(ErrorCode.invalid_config,
+        raise ApiError(ErrorCode.invalid_config,
                       "Null value not supported for topic configs: " + ",".join(nulls))
     try:
         return validate_topic_configs({c.name: c.value for c in topic.configs})
     except ConfigError as exc:
-        raise Refusal(ErrorCode.invalid_config, str(exc)) from None
+        raise ApiError(ErrorCode.invalid_config, str(exc)) from None
 
 
 async def create_one(broker: Broker, topic: Any, validate_only: bool) -> Outcome:
@@ -179,9 +173,9 @@ async def create_one(broker: Broker, topic: Any, validate_only: bool) -> Outcome
     try:
         info = await broker.engine.create_topic(name, partitions, overrides)
     except TopicExists:
-        raise Refusal(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
+        raise ApiError(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
     except (StorageError, OSError) as exc:
-        raise Refusal(ErrorCode.unknown_server_error, str(exc)) from None
+        raise ApiError(ErrorCode.unknown_server_error, str(exc)) from None
     outcome.topic_id = info.topic_id
     return outcome
 
@@ -213,7 +207,7 @@ async def create_all(broker: Broker, request: Any) -> list[Outcome]:
             continue
         try:
             outcomes.append(await create_one(broker, topic, bool(request.validate_only)))
-        except Refusal as refusal:
+        except ApiError as refusal:
             outcomes.append(Outcome(topic.name, refusal.code, refusal.message))
     outcomes.extend(Outcome(name, ErrorCode.invalid_request, DUPLICATE_NAME)
                     for name in sorted(dups))
@@ -326,26 +320,26 @@ def check_growth(broker: Broker, topic: Any) -> TopicInfo:
     name = str(topic.name)
     info = broker.engine.topics().get(name)
     if info is None:
-        raise Refusal(ErrorCode.unknown_topic_or_partition,
+        raise ApiError(ErrorCode.unknown_topic_or_partition,
                       "This server does not host this topic-partition.")
     count = int(topic.count)
     if count == info.partitions:
-        raise Refusal(ErrorCode.invalid_partitions,
+        raise ApiError(ErrorCode.invalid_partitions,
                       f"Topic already has {info.partitions} partition(s).")
     if count < info.partitions:
-        raise Refusal(ErrorCode.invalid_partitions,
+        raise ApiError(ErrorCode.invalid_partitions,
                       f"The topic {name} currently has {info.partitions} partition(s); {count} "
                       "would not be an increase.")
     additional = count - info.partitions
     if topic.assignments is not None:
         if len(topic.assignments) != additional:
-            raise Refusal(ErrorCode.invalid_replica_assignment,
+            raise ApiError(ErrorCode.invalid_replica_assignment,
                           f"Attempted to add {additional} additional partition(s), but only "
                           f"{len(topic.assignments)} assignment(s) were specified.")
         for assignment in topic.assignments:
             check_replicas(broker, assignment.broker_ids, 1)
     if additional > MAX_PARTITIONS_PER_BATCH:
-        raise Refusal(ErrorCode.policy_violation,
+        raise ApiError(ErrorCode.policy_violation,
                       "Excessively large number of partitions per request.")
     return info
 
@@ -357,10 +351,10 @@ async def grow_topic(broker: Broker, topic: Any, validate_only: bool) -> None:
     try:
         await broker.engine.create_partitions(info.name, int(topic.count))
     except UnknownTopic:
-        raise Refusal(ErrorCode.unknown_topic_or_partition,
+        raise ApiError(ErrorCode.unknown_topic_or_partition,
                       "This server does not host this topic-partition.") from None
     except (StorageError, OSError) as exc:
-        raise Refusal(ErrorCode.unknown_server_error, str(exc)) from None
+        raise ApiError(ErrorCode.unknown_server_error, str(exc)) from None
 
 
 @api(37, "CreatePartitions", (0, 3), "grows a topic; validate_only; assignments on this broker")
@@ -377,7 +371,7 @@ async def handle_create_partitions(broker: Broker, ctx: RequestContext, request:
         error, message = ErrorCode.none, None
         try:
             await grow_topic(broker, topic, bool(request.validate_only))
-        except Refusal as refusal:
+        except ApiError as refusal:
             error, message = refusal.code, refusal.message
         results.append(b.make("CreatePartitionsTopicResult", name=topic.name, error_code=error,
                               error_message=message))
