@@ -1,0 +1,57 @@
+"""`strom serve` turns --listen, --config files and --set into broker settings, refusing unknown
+names and bad values with a message that says what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+
+from strom.cli.serve import build_config, parse_listen
+from strom.config.broker import BrokerConfig
+
+
+def test_listen_forms() -> None:
+    assert parse_listen("localhost:9092") == ("localhost", 9092)
+    assert parse_listen("[::1]:19092") == ("::1", 19092)
+    assert parse_listen(":9092") == ("0.0.0.0", 9092)
+    with pytest.raises(click.BadParameter, match="HOST:PORT"):
+        parse_listen("localhost")
+
+
+def test_config_file_then_set_overrides(tmp_path: Path) -> None:
+    props = tmp_path / "server.properties"
+    props.write_text("# comment\nnum.partitions=3\nlog.retention.ms = 1000\n\n")
+    config = build_config(tmp_path, "127.0.0.1:0", props, ("num.partitions=5", "flush.messages=1"))
+    assert config.get_int("num.partitions") == 5
+    assert config.get_int("log.retention.ms") == 1000
+    # A topic-level name sets the broker default of every topic.
+    assert config.log_config({}).flush_messages == 1
+    assert config.topic_default("flush.messages") == ("1", True)
+
+
+def test_topic_override_beats_broker_default(tmp_path: Path) -> None:
+    config = BrokerConfig.build(tmp_path, "h", 1, {"log.retention.ms": "5000"})
+    assert config.log_config({}).retention_ms == 5000
+    assert config.log_config({"retention.ms": "7"}).retention_ms == 7
+    assert config.topic_default("segment.bytes")[1] is False
+
+
+@pytest.mark.parametrize("item, message", [
+    ("no.such.setting=1", "unknown setting"),
+    ("num.partitions=many", "not an integer"),
+    ("auto.create.topics.enable=yes", "true or false"),
+    ("message.timestamp.type=Sometimes", "not one of"),
+    ("novalue", "expected name=value"),
+])
+def test_bad_settings_are_refused(tmp_path: Path, item: str, message: str) -> None:
+    with pytest.raises(click.BadParameter, match=message):
+        build_config(tmp_path, "127.0.0.1:0", None, (item,))
+
+
+def test_bad_config_file_line(tmp_path: Path) -> None:
+    props = tmp_path / "bad.properties"
+    props.write_text("num.partitions\n")
+    with pytest.raises(click.BadParameter, match="bad.properties:1"):
+        build_config(tmp_path, "127.0.0.1:0", props, ())
