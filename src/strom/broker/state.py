@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from strom.broker.group_runtime import GroupRuntime
 from strom.config.broker import BrokerConfig
+from strom.coordinator.group.model import GroupConfig
 from strom.storage.api import StorageEngine, TopicExists, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,17 @@ def _kafka_uuid_string() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def group_config(config: BrokerConfig) -> GroupConfig:
+    return GroupConfig(
+        min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),
+        max_session_timeout_ms=config.get_int("group.max.session.timeout.ms"),
+        initial_rebalance_delay_ms=config.get_int("group.initial.rebalance.delay.ms"),
+        max_group_size=config.get_int("group.max.size"),
+        offsets_retention_ms=config.get_int("offsets.retention.minutes") * 60_000,
+        offsets_topic_partitions=config.get_int("offsets.topic.num.partitions"),
+    )
+
+
 class Broker:
     """What every handler needs; one per process."""
 
@@ -103,6 +116,7 @@ class Broker:
         self.advertised_port = config.port
         self.waiters = PartitionWaiters()
         self._create_lock = asyncio.Lock()
+        self.groups = GroupRuntime(engine, group_config(config))
 
     def resolve_topic(self, name: str | None, topic_id: uuid.UUID | None) -> str | None:
         """The topic a request names, by name or (newer versions) by id; None if unknown."""

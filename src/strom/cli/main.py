@@ -8,6 +8,7 @@ import click
 
 from strom import __version__
 from strom.cli.consume import consume
+from strom.cli.group import group
 from strom.cli.produce import produce
 from strom.cli.serve import serve
 from strom.cli.topic import topic
@@ -23,6 +24,7 @@ cli.add_command(serve)
 cli.add_command(topic)
 cli.add_command(produce)
 cli.add_command(consume)
+cli.add_command(group)
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ class BrokerServer:
         await self.engine.open()
         cluster_id = load_or_create_cluster_id(self.config.data_dir)
         self.broker = Broker(self.config, self.engine, cluster_id)
+        await self.broker.groups.start()
         limits = self.limits()
         max_connections = self.config.get_int("max.connections")
         broker = self.broker
@@ -93,6 +94,8 @@ class BrokerServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
+        if self.broker is not None:
+            await self.broker.groups.stop()
         await self.engine.close()
         log.info("strom stopped")
 

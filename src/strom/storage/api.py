@@ -7,6 +7,7 @@ and partition leader epoch (bytes 12-16), which are outside the CRC and set at a
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,13 @@ class FileRegion:
     fd: int
     position: int
     size: int
+
+
+def chunks_bytes(chunks: Sequence[bytes | FileRegion]) -> bytes:
+    """The bytes of a read's chunks, file regions read with pread."""
+    return b"".join(
+        os.pread(c.fd, c.size, c.position) if isinstance(c, FileRegion) else c for c in chunks
+    )
 
 
 @dataclass(frozen=True, slots=True)

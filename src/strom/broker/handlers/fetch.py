@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -16,7 +15,7 @@ from typing import Any, Final
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import FileRegion, OffsetOutOfRange, ReadResult, UnknownTopic
+from strom.storage.api import OffsetOutOfRange, ReadResult, UnknownTopic, chunks_bytes
 
 LEADER_EPOCH: Final = 0
 FINAL_EPOCH: Final = -1
@@ -26,16 +25,6 @@ FINAL_EPOCH: Final = -1
 class FetchBudget:
     remaining: int
     first: bool = True
-
-
-def region_bytes(chunks: Any) -> bytes:
-    parts = []
-    for chunk in chunks:
-        if isinstance(chunk, FileRegion):
-            parts.append(os.pread(chunk.fd, chunk.size, chunk.position))
-        else:
-            parts.append(chunk)
-    return b"".join(parts)
 
 
 def leader_epoch_error(requested: int) -> ErrorCode | None:
@@ -68,7 +57,7 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
     except OffsetOutOfRange:
         return answer(ErrorCode.offset_out_of_range, plog.high_watermark,
                       plog.log_start_offset), 0
-    data = region_bytes(result.chunks) if result.size else b""
+    data = chunks_bytes(result.chunks) if result.size else b""
     if data:
         budget.first = False
         budget.remaining -= len(data)

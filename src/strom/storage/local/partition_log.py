@@ -357,6 +357,52 @@ class LocalPartitionLog:
 
         await asyncio.to_thread(unlink)
 
+    # -- compaction: hooks for the LogCleaner (cleaner.py) -------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def segments(self) -> tuple[LogSegment, ...]:
+        """A snapshot of the segments, oldest first; the last one is the active segment."""
+        return tuple(self._segments)
+
+    async def load_segments(self, segments: Sequence[LogSegment]) -> None:
+        """Opens inactive segments and loads their indexes, off the event loop."""
+        await self._load([seg for seg in segments if not seg.loaded and seg in self._segments])
+
+    async def replace_segments(self, old: Sequence[LogSegment],
+                               swap: Callable[[], LogSegment]) -> bool:
+        """Replaces the consecutive inactive segments `old` by the segment that `swap()`
+        (blocking, run in a thread) puts in their place on disk. False, doing nothing, if the
+        partition was closed or `old` are no longer its segments. The fds of `old` are
+        retired, not closed, so reads in flight can finish."""
+        async with self._maintenance:
+            n = len(old)
+            i = self._segments.index(old[0]) if old and old[0] in self._segments else -1
+            if i < 0 or i + n >= len(self._segments) or self._segments[i:i + n] != list(old):
+                return False
+            await self._load(old)  # so that no read opens a replaced file by its name
+            await self._flusher.wait_rolled()
+            if self._closed:
+                return False
+            try:
+                new = await asyncio.to_thread(swap)
+            except BaseException:
+                self._closed = True  # the files may have changed under the in-memory state
+                log.critical("%s: replacing cleaned segments failed; the partition is closed "
+                             "until restart (recovery completes or undoes the swap)",
+                             self.directory.name)
+                raise
+            self._segments[i:i + n] = [new]
+            self._bases[i:i + n] = [new.base_offset]
+            self._size += new.size - sum(seg.size for seg in old)
+            for seg in old:
+                if seg.fd >= 0:
+                    self._hooks.retire_fd(seg.detach_fd())
+            return True
+
     # -- close ---------------------------------------------------------------------------
 
     async def close(self, deleting: bool) -> None:

@@ -1,5 +1,7 @@
 """Opening a partition directory: Kafka's LogLoader, simplified.
 
+* Segment replacements by the LogCleaner that a crash interrupted are completed or undone
+  (cleaner_swap.complete_swaps).
 * Segment files are listed and sorted by base offset; stray temp files and index files
   without their log are removed.
 * After a clean shutdown only the tail of the active segment is validated: the indexes saved
@@ -23,6 +25,7 @@ from typing import Final
 from strom.config.topic import LogConfig
 from strom.protocol.batch_header import BATCH_HEADER_SIZE, MAX_TIMESTAMP_OFFSET
 from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET, ScanOutcome, scan_batches
+from strom.storage.local.cleaner_swap import complete_swaps
 from strom.storage.local.files import TMP_SUFFIX, pread_exact, unlink_quietly
 from strom.storage.local.log_segment import LOG_SUFFIX, LogSegment
 from strom.storage.local.offset_index import INDEX_SUFFIX, OffsetIndex
@@ -78,6 +81,7 @@ class LogLoader:
 
     def load(self) -> LoadedLog:
         self.directory.mkdir(parents=True, exist_ok=True)
+        complete_swaps(self.directory)  # a LogCleaner swap interrupted by a crash
         segments = list_segments(self.directory, self.config.segment_index_bytes, self.now_ms)
         log_end: int | None
         if not segments:

@@ -1,0 +1,168 @@
+"""The asyncio shell around the I/O-free group coordinator.
+
+It persists the records each coordinator step emits to `__consumer_offsets` before answering,
+parks JoinGroup/SyncGroup calls whose answer comes later, delivers completions to them, runs the
+coordinator's timers, and replays `__consumer_offsets` into the coordinator at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Final, TypeVar
+
+from strom.coordinator.group.coordinator import GroupCoordinator
+from strom.coordinator.group.model import GroupConfig, GroupLogRecord, Step
+from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
+from strom.protocol.record_builder import build_batch
+from strom.protocol.records import RecordsError, iter_records
+from strom.storage.api import AppendBatch, StorageEngine, TopicExists, chunks_bytes
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+OFFSETS_TOPIC: Final = "__consumer_offsets"
+OFFSETS_TOPIC_CONFIGS: Final = {"cleanup.policy": "compact", "segment.bytes": str(100 * 2**20)}
+READ_CHUNK_BYTES: Final = 4 * 2**20
+TIMER_MAX_SLEEP_S: Final = 0.5
+
+PendingKey = tuple[str, str, str]
+
+
+class GroupRuntime:
+    def __init__(self, engine: StorageEngine, config: GroupConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.coordinator = GroupCoordinator(config)
+        self._pending: dict[PendingKey, asyncio.Future[Any]] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.ensure_offsets_topic()
+        started = time.monotonic()
+        count = await self.replay_all()
+        log.info("loaded %d group records from %s in %.0f ms", count, OFFSETS_TOPIC,
+                 (time.monotonic() - started) * 1000)
+        self._timer = asyncio.create_task(self._run_timers())
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+        self._pending.clear()
+
+    async def ensure_offsets_topic(self) -> None:
+        if OFFSETS_TOPIC in self.engine.topics():
+            return
+        with contextlib.suppress(TopicExists):
+            await self.engine.create_topic(OFFSETS_TOPIC, self.config.offsets_topic_partitions,
+                                           OFFSETS_TOPIC_CONFIGS)
+
+    async def replay_all(self) -> int:
+        count = 0
+        info = self.engine.topics()[OFFSETS_TOPIC]
+        for partition in range(info.partitions):
+            for key, value in await self._read_partition(partition):
+                self.coordinator.replay(GroupLogRecord(partition, key, value))
+                count += 1
+        return count
+
+    async def _read_partition(self, partition: int) -> list[tuple[bytes, bytes | None]]:
+        plog = self.engine.partition(OFFSETS_TOPIC, partition)
+        out: list[tuple[bytes, bytes | None]] = []
+        offset = plog.log_start_offset
+        while offset < plog.log_end_offset:
+            result = await plog.read(offset, READ_CHUNK_BYTES, True)
+            data = chunks_bytes(result.chunks)
+            if not data:
+                break
+            offset = self._collect(data, offset, out)
+        return out
+
+    @staticmethod
+    def _collect(data: bytes, start: int, out: list[tuple[bytes, bytes | None]]) -> int:
+        """Adds the keyed records at or after `start`; returns the offset after the last batch."""
+        pos, next_offset = 0, start
+        view = memoryview(data)
+        while pos + BATCH_HEADER_SIZE <= len(data):
+            header = read_batch_header(view, pos)
+            batch = view[pos: pos + header.size]
+            pos += header.size
+            next_offset = header.next_offset
+            if header.is_control:
+                continue
+            try:
+                for record in iter_records(batch):
+                    if header.base_offset + record.offset_delta >= start and record.key:
+                        out.append((record.key, record.value))
+            except RecordsError as exc:
+                log.warning("skipping unreadable batch at offset %d of %s: %s",
+                            header.base_offset, OFFSETS_TOPIC, exc)
+        return next_offset
+
+    async def run(self, step: Step[T]) -> T:
+        """Persists the step's records, delivers its completions, and returns its answer
+        (waiting for it when the coordinator parked the call)."""
+        future: asyncio.Future[Any] | None = None
+        if step.result is None:
+            assert step.pending_key is not None, "a step without a result must name its key"
+            future = asyncio.get_running_loop().create_future()
+            old = self._pending.pop(step.pending_key, None)
+            if old is not None and not old.done():
+                old.cancel()
+            self._pending[step.pending_key] = future
+        await self.apply(step)
+        if future is None:
+            assert step.result is not None
+            return step.result
+        try:
+            return await future  # type: ignore[no-any-return]
+        finally:
+            if self._pending.get(step.pending_key) is future:  # type: ignore[arg-type]
+                del self._pending[step.pending_key]  # type: ignore[arg-type]
+
+    async def apply(self, step: Step[Any]) -> None:
+        if step.records:
+            await self.persist(step.records)
+        for completion in step.completions:
+            key = (completion.kind, completion.group_id, completion.member_id)
+            future = self._pending.get(key)
+            if future is not None and not future.done():
+                future.set_result(completion.result)
+        self._wake.set()
+
+    async def persist(self, records: Sequence[GroupLogRecord]) -> None:
+        now_ms = int(time.time() * 1000)
+        by_partition: dict[int, list[GroupLogRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        # Start every append before awaiting any, so records keep the coordinator's order.
+        appends = []
+        for partition, group in by_partition.items():
+            data = bytearray(build_batch([(r.key, r.value, [], now_ms) for r in group]))
+            batch = AppendBatch(data, len(group), now_ms, now_ms)
+            appends.append(self.engine.partition(OFFSETS_TOPIC, partition).append([batch]))
+        await asyncio.gather(*appends)
+
+    async def _run_timers(self) -> None:
+        while True:
+            deadline = self.coordinator.next_deadline_ms()
+            now_ms = int(time.time() * 1000)
+            sleep_s = TIMER_MAX_SLEEP_S if deadline is None else (deadline - now_ms) / 1000
+            self._wake.clear()
+            if sleep_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(sleep_s, TIMER_MAX_SLEEP_S))
+            try:
+                await self.apply(self.coordinator.tick(int(time.time() * 1000)))
+            except Exception:
+                log.exception("group coordinator timer failed")

@@ -1,0 +1,184 @@
+"""Classic consumer groups: FindCoordinator (10), JoinGroup (11), Heartbeat (12), LeaveGroup (13),
+SyncGroup (14), DescribeGroups (15), ListGroups (16), DeleteGroups (42).
+
+Each handler maps the request of its version onto the coordinator's model and back; the
+coordinator decides, the GroupRuntime persists and waits.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from strom.broker.operations import OPERATIONS_OMITTED
+from strom.broker.registry import api
+from strom.broker.state import Broker, RequestContext
+from strom.coordinator.group.model import (
+    HeartbeatRequest,
+    JoinRequest,
+    JoinResult,
+    LeaveMember,
+    LeaveRequest,
+    SyncRequest,
+)
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+
+KEY_TYPE_GROUP: Final = 0
+KEY_TYPE_TRANSACTION: Final = 1
+# Operations a consumer group supports: READ 3, DELETE 6, DESCRIBE 8.
+GROUP_OPERATIONS: Final = sum(1 << op for op in (3, 6, 8))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def coordinator_entry(broker: Broker, b: ResponseBuilder, key: str, key_type: int) -> Any:
+    if key_type == KEY_TYPE_GROUP:
+        error, message = ErrorCode.none, None
+    elif key_type == KEY_TYPE_TRANSACTION:
+        error, message = ErrorCode.coordinator_not_available, "transactions are not supported yet"
+    else:
+        error, message = ErrorCode.invalid_request, f"unknown key type {key_type}"
+    ok = error == ErrorCode.none
+    return dict(key=key, node_id=broker.node_id if ok else -1,
+                host=broker.advertised_host if ok else "",
+                port=broker.advertised_port if ok else -1,
+                error_code=error, error_message=message)
+
+
+@api(10, "FindCoordinator", (0, 6), "group coordinator is this broker; batched keys (v4+); "
+     "transaction coordinator not served yet (COORDINATOR_NOT_AVAILABLE)")
+async def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any,
+                                  b: ResponseBuilder) -> Any:
+    key_type = int(getattr(request, "key_type", KEY_TYPE_GROUP))
+    if b.version >= 4:
+        entries = [coordinator_entry(broker, b, key, key_type) for key in request.coordinator_keys]
+        return b.make("FindCoordinatorResponse", throttle_time=NO_THROTTLE, coordinators=tuple(
+            b.make("Coordinator", **entry) for entry in entries))
+    entry = coordinator_entry(broker, b, request.key, key_type)
+    return b.make("FindCoordinatorResponse", throttle_time=NO_THROTTLE,
+                  error_code=entry["error_code"], error_message=entry["error_message"],
+                  node_id=entry["node_id"], host=entry["host"], port=entry["port"])
+
+
+def join_response(b: ResponseBuilder, result: JoinResult) -> Any:
+    members = tuple(
+        b.make("JoinGroupResponseMember", member_id=m.member_id,
+               group_instance_id=m.group_instance_id, metadata=m.metadata)
+        for m in result.members)
+    return b.make("JoinGroupResponse", throttle_time=NO_THROTTLE,
+                  error_code=ErrorCode(result.error), generation_id=result.generation_id,
+                  protocol_type=result.protocol_type,
+                  protocol_name=(result.protocol_name if b.version >= 7
+                                 else result.protocol_name or ""), leader=result.leader,
+                  skip_assignment=result.skip_assignment, member_id=result.member_id,
+                  members=members)
+
+
+@api(11, "JoinGroup", (0, 9), "classic protocol; MEMBER_ID_REQUIRED from v4; static membership")
+async def handle_join_group(broker: Broker, ctx: RequestContext, request: Any,
+                            b: ResponseBuilder) -> Any:
+    session_ms = int(request.session_timeout.total_seconds() * 1000)
+    rebalance = getattr(request, "rebalance_timeout", None)
+    join = JoinRequest(
+        group_id=request.group_id, member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        client_id=ctx.client_id or "", client_host=ctx.client_host,
+        session_timeout_ms=session_ms,
+        rebalance_timeout_ms=session_ms if rebalance is None
+        else int(rebalance.total_seconds() * 1000),
+        protocol_type=request.protocol_type,
+        protocols=tuple((p.name, p.metadata) for p in request.protocols),
+        require_known_member_id=b.version >= 4, reason=getattr(request, "reason", None))
+    result = await broker.groups.run(broker.groups.coordinator.join(join, now_ms()))
+    return join_response(b, result)
+
+
+@api(14, "SyncGroup", (0, 5), "the leader's assignment reaches every member of the generation")
+async def handle_sync_group(broker: Broker, ctx: RequestContext, request: Any,
+                            b: ResponseBuilder) -> Any:
+    sync = SyncRequest(
+        group_id=request.group_id, member_id=request.member_id,
+        generation_id=int(request.generation_id),
+        group_instance_id=getattr(request, "group_instance_id", None),
+        protocol_type=getattr(request, "protocol_type", None),
+        protocol_name=getattr(request, "protocol_name", None),
+        assignments=tuple((a.member_id, a.assignment) for a in request.assignments))
+    result = await broker.groups.run(broker.groups.coordinator.sync(sync, now_ms()))
+    return b.make("SyncGroupResponse", throttle_time=NO_THROTTLE,
+                  error_code=ErrorCode(result.error), protocol_type=result.protocol_type,
+                  protocol_name=result.protocol_name, assignment=result.assignment)
+
+
+@api(12, "Heartbeat", (0, 4), "")
+async def handle_heartbeat(broker: Broker, ctx: RequestContext, request: Any,
+                           b: ResponseBuilder) -> Any:
+    beat = HeartbeatRequest(group_id=request.group_id, member_id=request.member_id,
+                            generation_id=int(request.generation_id),
+                            group_instance_id=getattr(request, "group_instance_id", None))
+    error = await broker.groups.run(broker.groups.coordinator.heartbeat(beat, now_ms()))
+    return b.make("HeartbeatResponse", throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
+
+
+@api(13, "LeaveGroup", (0, 5), "batched members from v3")
+async def handle_leave_group(broker: Broker, ctx: RequestContext, request: Any,
+                             b: ResponseBuilder) -> Any:
+    if b.version >= 3:
+        members = tuple(LeaveMember(m.member_id, m.group_instance_id, getattr(m, "reason", None))
+                        for m in request.members)
+    else:
+        members = (LeaveMember(request.member_id, None, None),)
+    leave = LeaveRequest(group_id=request.group_id, members=members)
+    result = await broker.groups.run(broker.groups.coordinator.leave(leave, now_ms()))
+    error = result.error
+    if b.version < 3 and error == ErrorCode.none and result.members:
+        error = result.members[0][2]  # a single leaver's own error is the answer
+    members = tuple(
+        b.make("MemberResponse", member_id=member_id, group_instance_id=instance_id,
+               error_code=ErrorCode(code))
+        for member_id, instance_id, code in result.members) if b.version >= 3 else ()
+    return b.make("LeaveGroupResponse", throttle_time=NO_THROTTLE, error_code=ErrorCode(error),
+                  members=members)
+
+
+@api(15, "DescribeGroups", (0, 6), "")
+async def handle_describe_groups(broker: Broker, ctx: RequestContext, request: Any,
+                                 b: ResponseBuilder) -> Any:
+    operations = (GROUP_OPERATIONS if getattr(request, "include_authorized_operations", False)
+                  else OPERATIONS_OMITTED)
+    groups = []
+    for group in broker.groups.coordinator.describe(list(request.groups)):
+        members = tuple(
+            b.make("DescribedGroupMember", member_id=m.member_id,
+                   group_instance_id=m.group_instance_id, client_id=m.client_id,
+                   client_host=m.client_host, member_metadata=m.metadata,
+                   member_assignment=m.assignment)
+            for m in group.members)
+        groups.append(b.make(
+            "DescribedGroup", error_code=ErrorCode(group.error), error_message=None,
+            group_id=group.group_id, group_state=group.state, protocol_type=group.protocol_type,
+            protocol_data=group.protocol, members=members, authorized_operations=operations))
+    return b.make("DescribeGroupsResponse", throttle_time=NO_THROTTLE, groups=tuple(groups))
+
+
+@api(16, "ListGroups", (0, 5), "states filter (v4+), types filter (v5+)")
+async def handle_list_groups(broker: Broker, ctx: RequestContext, request: Any,
+                             b: ResponseBuilder) -> Any:
+    listings = broker.groups.coordinator.list_groups(
+        tuple(getattr(request, "states_filter", ())), tuple(getattr(request, "types_filter", ())))
+    return b.make("ListGroupsResponse", throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
+                  groups=tuple(
+                      b.make("ListedGroup", group_id=g.group_id, protocol_type=g.protocol_type,
+                             group_state=g.state, group_type=g.group_type)
+                      for g in listings))
+
+
+@api(42, "DeleteGroups", (0, 2), "NON_EMPTY_GROUP for groups with members")
+async def handle_delete_groups(broker: Broker, ctx: RequestContext, request: Any,
+                               b: ResponseBuilder) -> Any:
+    step = broker.groups.coordinator.delete_groups(list(request.groups_names), now_ms())
+    results = await broker.groups.run(step)
+    return b.make("DeleteGroupsResponse", throttle_time=NO_THROTTLE, results=tuple(
+        b.make("DeletableGroupResult", group_id=group_id, error_code=ErrorCode(code))
+        for group_id, code in results))

@@ -1,0 +1,1 @@
+"""State machines without I/O: group coordination, offsets, (later) transactions."""

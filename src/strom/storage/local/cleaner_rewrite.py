@@ -1,0 +1,170 @@
+"""Writing one cleaned segment: the LogCleaner's per-record rules and the `.cleaned` file.
+
+A record of the cleaned range is kept unless (Kafka's Cleaner.shouldRetainRecord):
+
+* its offset is at or past the end of the offset map: kept, whatever it is;
+* it has no key: removed (a compacted topic cannot hold keyless records);
+* the map has a later offset for its key: removed (superseded);
+* it is a tombstone (null value) in a batch whose delete horizon has passed: removed.
+
+A batch is copied byte for byte when nothing changes; re-encoded (record_rewrite) when some
+records go or when it keeps tombstones and has no delete horizon yet (it then gets
+now + delete.retention.ms, KIP-534). A run of batches that lost all their records becomes one
+header-only empty batch spanning their offsets, so batches stay contiguous in offsets, as the
+rest of the local engine (recovery, reads) requires; control batches are kept as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from strom.protocol.batch_header import BatchHeader, read_batch_header
+from strom.protocol.record_rewrite import delete_horizon_ms, empty_batch, rebuild_batch
+from strom.protocol.records import Record
+from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
+from strom.storage.local.cleaner_map import (
+    CleaningAborted,
+    OffsetMap,
+    Source,
+    parse_batch,
+    read_batches,
+)
+from strom.storage.local.log_segment import LogSegment
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRules:
+    omap: OffsetMap
+    map_end: int
+    now_ms: int
+    delete_retention_ms: int
+    max_decompressed_bytes: int
+
+
+@dataclass(slots=True)
+class CleanedSegment:
+    segment: LogSegment  # in memory only: size and indexes of the `.cleaned` file, no fd
+    changed: bool  # False if the file is a byte-for-byte copy of a single source
+    pending_horizon_ms: int | None  # the earliest delete horizon of the tombstones kept
+
+
+def _retain(offset: int, r: Record, rules: RetentionRules, horizon_passed: bool) -> bool:
+    if offset >= rules.map_end:
+        return True
+    if r.key is None or rules.omap.get(r.key) > offset:
+        return False
+    return r.value is not None or not horizon_passed
+
+
+def filter_batch(h: BatchHeader, data: bytes,
+                 rules: RetentionRules) -> tuple[bytes | None, int | None]:
+    """(the batch to write: `data` itself if unchanged, a rebuilt batch, or None if no record
+    is left; the delete horizon of the tombstones it keeps, None if it keeps none)."""
+    if h.is_control:
+        return data, None
+    records = parse_batch(h, data, rules.max_decompressed_bytes)
+    if records is None:
+        return data, None
+    horizon = delete_horizon_ms(h)
+    passed = horizon is not None and rules.now_ms >= horizon
+    kept = [r for r in records if _retain(h.base_offset + r.offset_delta, r, rules, passed)]
+    if not kept:
+        return None, None
+    if not any(r.value is None for r in kept):
+        if len(kept) == len(records):
+            return data, None
+        return rebuild_batch(h, data, kept, horizon_ms=horizon), None
+    if horizon is None:
+        horizon = rules.now_ms + rules.delete_retention_ms
+    elif len(kept) == len(records):
+        return data, horizon
+    return rebuild_batch(h, data, kept, horizon_ms=horizon), horizon
+
+
+class _Writer:
+    """Appends batches to the `.cleaned` file and tracks them in the output LogSegment,
+    turning each run of emptied batches into one empty batch."""
+
+    def __init__(self, file: os.PathLike[str], seg: LogSegment, index_interval: int) -> None:
+        self.out = open(file, "wb")  # noqa: SIM115 (closed by close())
+        self.seg = seg
+        self.interval = index_interval
+        self.run: tuple[int, int, int, int] | None = None  # base, last, max ts, leader epoch
+
+    def write(self, data: bytes) -> None:
+        self._end_run()
+        h = read_batch_header(data)
+        if self.seg.size + h.size > MAX_RELATIVE_OFFSET:
+            raise CleaningAborted("the cleaned segment would not fit int32 positions")
+        self.out.write(data)
+        self.seg.track_header(self.seg.size, h, self.interval)
+        self.seg.size += h.size
+
+    def emptied(self, h: BatchHeader) -> None:
+        if self.run is None:
+            self.run = (h.base_offset, h.last_offset, h.max_timestamp, h.partition_leader_epoch)
+        else:
+            base, _, max_ts, epoch = self.run
+            self.run = (base, h.last_offset, max(max_ts, h.max_timestamp), epoch)
+
+    def _end_run(self) -> None:
+        if self.run is not None:
+            run, self.run = self.run, None
+            self.write(empty_batch(*run))
+
+    def finish(self, mtime_ns: int) -> None:
+        self._end_run()
+        self.out.flush()
+        os.fsync(self.out.fileno())
+        os.utime(self.out.fileno(), ns=(mtime_ns, mtime_ns))  # retention reads it if no ts
+        self.out.close()
+
+    def close(self) -> None:
+        self.out.close()
+
+
+def write_cleaned(path: Path, seg: LogSegment, sources: Sequence[Source], rules: RetentionRules,
+                  index_interval: int, should_stop: Callable[[], bool]) -> CleanedSegment:
+    """Writes the cleaned batches of `sources` (consecutive segments) to `path` and fsyncs it;
+    `seg` is the empty in-memory segment that describes the output."""
+    writer = _Writer(path, seg, index_interval)
+    changed = len(sources) > 1
+    pending: int | None = None
+    try:
+        for source in sources:
+            for h, data in read_batches(source):
+                if should_stop():
+                    raise CleaningAborted
+                kept, horizon = filter_batch(h, data, rules)
+                if kept is None:
+                    writer.emptied(h)
+                else:
+                    writer.write(kept)
+                changed |= kept is not data
+                if horizon is not None:
+                    pending = horizon if pending is None else min(pending, horizon)
+        writer.finish(max(os.fstat(s.fd).st_mtime_ns for s in sources))
+    finally:
+        writer.close()
+    seg.on_become_inactive()
+    return CleanedSegment(seg, changed, pending)
+
+
+def group_segments(spans: Sequence[tuple[int, int, int]], max_bytes: int) -> list[range]:
+    """Kafka's groupSegmentsBySize: consecutive segments (base offset, end offset, size) merged
+    while their total size stays within `max_bytes` (segment.bytes) and their offsets within
+    an int32 of the first base; returns index ranges into `spans`."""
+    groups: list[range] = []
+    i = 0
+    while i < len(spans):
+        j, size = i + 1, spans[i][2]
+        while (j < len(spans) and size + spans[j][2] <= max_bytes
+               and spans[j][1] - 1 - spans[i][0] <= MAX_RELATIVE_OFFSET):
+            size += spans[j][2]
+            j += 1
+        groups.append(range(i, j))
+        i = j
+    return groups
