@@ -17,11 +17,18 @@ from confluent_kafka import ConsumerGroupState, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
+from kio.schema.describe_groups.v6.request import DescribeGroupsRequest as DescribeGroupsRequestV6
 from kio.schema.errors import ErrorCode
 from kio.schema.heartbeat.v3.request import HeartbeatRequest
 from kio.schema.join_group.v5.request import JoinGroupRequest, JoinGroupRequestProtocol
+from kio.schema.leave_group.v3.request import LeaveGroupRequest, MemberIdentity
+from kio.schema.offset_commit.v7.request import (
+    OffsetCommitRequest,
+    OffsetCommitRequestPartition,
+    OffsetCommitRequestTopic,
+)
 from kio.schema.sync_group.v3.request import SyncGroupRequest, SyncGroupRequestAssignment
-from kio.static.primitive import i32
+from kio.static.primitive import i32, i64
 
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import DEADLINE_S, Delivered, producer, unique_name
@@ -331,10 +338,10 @@ def assignment(topic: str, partitions: Sequence[int]) -> bytes:
 
 def join_request(group: str, member_id: str = "", protocol_type: str = "consumer",
                  protocols: Sequence[tuple[str, bytes]] = (("range", subscription("t")),),
-                 session: timedelta = SESSION) -> JoinGroupRequest:
+                 session: timedelta = SESSION, instance: str | None = None) -> JoinGroupRequest:
     return JoinGroupRequest(
         group_id=group, session_timeout=session, rebalance_timeout=REBALANCE,
-        member_id=member_id, group_instance_id=None, protocol_type=protocol_type,
+        member_id=member_id, group_instance_id=instance, protocol_type=protocol_type,
         protocols=tuple(JoinGroupRequestProtocol(name=n, metadata=m) for n, m in protocols))
 
 
@@ -347,17 +354,54 @@ def join_raw(client: RawClient, group: str, **kwargs: object):  # type: ignore[n
     return answer
 
 
-def heartbeat(client: RawClient, group: str, member_id: str, generation: int) -> ErrorCode:
+def heartbeat(client: RawClient, group: str, member_id: str, generation: int,
+              instance: str | None = None) -> ErrorCode:
     return client.request(HeartbeatRequest(
-        group_id=group, generation_id=i32(generation), member_id=member_id)).error_code
+        group_id=group, generation_id=i32(generation), member_id=member_id,
+        group_instance_id=instance)).error_code
+
+
+def sync_request(group: str, member_id: str, generation: int,
+                 assignments: Sequence[tuple[str, bytes]] = (),
+                 instance: str | None = None) -> SyncGroupRequest:
+    return SyncGroupRequest(
+        group_id=group, generation_id=i32(generation), member_id=member_id,
+        group_instance_id=instance,
+        assignments=tuple(SyncGroupRequestAssignment(member_id=m, assignment=a)
+                          for m, a in assignments))
 
 
 def sync(client: RawClient, group: str, member_id: str, generation: int,
-         assignments: Sequence[tuple[str, bytes]] = ()):  # type: ignore[no-untyped-def]
-    return client.request(SyncGroupRequest(
-        group_id=group, generation_id=i32(generation), member_id=member_id,
-        assignments=tuple(SyncGroupRequestAssignment(member_id=m, assignment=a)
-                          for m, a in assignments)))
+         assignments: Sequence[tuple[str, bytes]] = (),
+         instance: str | None = None):  # type: ignore[no-untyped-def]
+    return client.request(sync_request(group, member_id, generation, assignments, instance))
+
+
+def commit(client: RawClient, group: str, member_id: str, generation: int, topic: str,
+           offset: int = 1) -> ErrorCode:
+    """OffsetCommit v7 of one offset of partition 0; returns that partition's error."""
+    answer = client.request(OffsetCommitRequest(
+        group_id=group, generation_id_or_member_epoch=i32(generation), member_id=member_id,
+        group_instance_id=None, topics=(OffsetCommitRequestTopic(name=topic, partitions=(
+            OffsetCommitRequestPartition(partition_index=i32(0), committed_offset=i64(offset),
+                                         committed_leader_epoch=i32(-1),
+                                         committed_metadata=None),)),)))
+    return answer.topics[0].partitions[0].error_code
+
+
+def leave(client: RawClient, group: str, *member_ids: str):  # type: ignore[no-untyped-def]
+    return client.request(LeaveGroupRequest(group_id=group, members=tuple(
+        MemberIdentity(member_id=m, group_instance_id=None) for m in member_ids)))
+
+
+def wait_for_heartbeat(client: RawClient, group: str, member_id: str, generation: int,
+                       error: ErrorCode) -> None:
+    """Heartbeats until the answer is `error` (another connection's request is in flight)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while (got := heartbeat(client, group, member_id, generation)) != error:
+        assert got == ErrorCode.none, got
+        assert time.monotonic() < deadline, f"heartbeat never answered {error!r}"
+        time.sleep(0.02)
 
 
 def describe_raw(port: int, group: str):  # type: ignore[no-untyped-def]
@@ -420,6 +464,22 @@ def test_join_of_a_new_group_without_protocols_is_refused(broker: EmbeddedBroker
     assert described.group_state in ("Dead", "Empty")
 
 
+@pytest.mark.parametrize(("request_class", "error"), [
+    (DescribeGroupsRequest, ErrorCode.none),
+    (DescribeGroupsRequestV6, ErrorCode.group_id_not_found),
+], ids=["v5", "v6"])
+def test_describe_of_an_unknown_group(broker: EmbeddedBroker, request_class: type,
+                                      error: ErrorCode) -> None:
+    """Kafka answers Dead with NONE before v6, and GROUP_ID_NOT_FOUND from v6 (KIP-1043)."""
+    group = unique_name("unknown")
+    with RawClient(broker.port) as client:
+        answer = client.request(request_class(groups=(group,),
+                                              include_authorized_operations=False))
+    [described] = answer.groups
+    assert (described.group_id, described.error_code, described.group_state,
+            described.members) == (group, error, "Dead", ())
+
+
 def test_join_with_a_session_timeout_below_the_minimum_is_refused(broker: EmbeddedBroker) -> None:
     group = unique_name("short-session")
     with RawClient(broker.port) as client:
@@ -446,6 +506,105 @@ def test_heartbeat_and_sync_with_unknown_member_or_wrong_generation(
         again = sync(client, group, member_id, generation)
         assert (again.error_code, again.assignment) == (ErrorCode.none, given)
     assert_stable_with(broker.port, group, member_id, subscription("t"), given)
+
+
+def test_a_second_member_rebalances_the_group_on_the_wire(
+        broker: EmbeddedBroker, new_topic: Callable[..., str]) -> None:
+    """Kafka's classic protocol, request by request: the errors a member sees in each state."""
+    topic = new_topic()
+    group = unique_name("wire")
+    with RawClient(broker.port) as one, RawClient(broker.port) as two:
+        m1, gen1, _ = stable_group(one, group)
+        # A second member: MEMBER_ID_REQUIRED, then a JoinGroup that waits for the rebalance.
+        first = two.request(join_request(group))
+        assert first.error_code == ErrorCode.member_id_required and first.member_id
+        m2 = first.member_id
+        two.send_raw(two.frame(join_request(group, member_id=m2)))
+
+        # PreparingRebalance: the old generation may still commit, not sync.
+        wait_for_heartbeat(one, group, m1, gen1, ErrorCode.rebalance_in_progress)
+        assert describe_raw(broker.port, group).group_state == "PreparingRebalance"
+        assert sync(one, group, m1, gen1).error_code == ErrorCode.rebalance_in_progress
+        assert commit(one, group, m1, gen1, topic) == ErrorCode.none
+        assert commit(one, group, m1, gen1 + 1, topic) == ErrorCode.illegal_generation
+        assert heartbeat(one, group, m1, gen1 + 1) == ErrorCode.illegal_generation
+        assert one.request(join_request(group, member_id="no-such-member")).error_code == \
+            ErrorCode.unknown_member_id
+
+        # m1 rejoins: the join phase completes for both, m1 stays the leader.
+        led = one.request(join_request(group, member_id=m1))
+        followed = two.read_response(JoinGroupRequest.__api_key__, JoinGroupRequest.__version__)
+        gen2 = int(led.generation_id)
+        assert (led.error_code, followed.error_code) == (ErrorCode.none, ErrorCode.none)
+        assert gen2 == int(followed.generation_id) == gen1 + 1
+        assert led.leader == followed.leader == m1
+        assert sorted(m.member_id for m in led.members) == sorted([m1, m2])
+        assert followed.members == ()
+        assert (led.protocol_name, followed.protocol_name) == ("range", "range")
+
+        # CompletingRebalance: heartbeats are fine, commits wait for the assignment.
+        assert describe_raw(broker.port, group).group_state == "CompletingRebalance"
+        assert heartbeat(two, group, m2, gen2) == ErrorCode.none
+        assert commit(two, group, m2, gen2, topic) == ErrorCode.rebalance_in_progress
+        two.send_raw(two.frame(sync_request(group, m2, gen2)))  # the follower waits
+        a1, a2 = assignment(topic, [0]), assignment(topic, [])
+        synced = sync(one, group, m1, gen2, [(m1, a1), (m2, a2)])
+        followed_sync = two.read_response(SyncGroupRequest.__api_key__,
+                                          SyncGroupRequest.__version__)
+        assert (synced.error_code, synced.assignment) == (ErrorCode.none, a1)
+        assert (followed_sync.error_code, followed_sync.assignment) == (ErrorCode.none, a2)
+
+        # Stable: members commit with their generation; strangers and old generations cannot.
+        described = describe_raw(broker.port, group)
+        assert described.group_state == "Stable"
+        assert sorted((m.member_id, m.member_assignment) for m in described.members) == sorted(
+            [(m1, a1), (m2, a2)])
+        assert commit(two, group, m2, gen2, topic, offset=2) == ErrorCode.none
+        assert commit(one, group, m1, gen1, topic) == ErrorCode.illegal_generation
+        assert commit(one, group, "no-such-member", gen2, topic) == ErrorCode.unknown_member_id
+        assert commit(one, group, "", -1, topic) == ErrorCode.unknown_member_id
+
+        # m2 leaves: a stranger's leave is refused member by member; m1 rejoins alone.
+        left = leave(two, group, m2, "no-such-member")
+        assert left.error_code == ErrorCode.none
+        assert [(m.member_id, m.error_code) for m in left.members] == [
+            (m2, ErrorCode.none), ("no-such-member", ErrorCode.unknown_member_id)]
+        wait_for_heartbeat(one, group, m1, gen2, ErrorCode.rebalance_in_progress)
+        alone = one.request(join_request(group, member_id=m1))
+        assert alone.error_code == ErrorCode.none
+        assert int(alone.generation_id) == gen2 + 1
+        assert [m.member_id for m in alone.members] == [m1]
+        assert heartbeat(two, group, m2, gen2) == ErrorCode.unknown_member_id
+
+
+def test_a_static_member_rejoining_fences_its_old_member_id(broker: EmbeddedBroker) -> None:
+    group = unique_name("static-wire")
+    instance = unique_name("instance")
+    given = assignment("t", [0])
+    with RawClient(broker.port) as old, RawClient(broker.port) as new:
+        # A static member needs no MEMBER_ID_REQUIRED round trip.
+        joined = old.request(join_request(group, instance=instance))
+        assert joined.error_code == ErrorCode.none and joined.leader == joined.member_id
+        old_id, generation = joined.member_id, int(joined.generation_id)
+        assert sync(old, group, old_id, generation, [(old_id, given)],
+                    instance=instance).error_code == ErrorCode.none
+
+        # The same instance joins again with no member id, in the Stable group: it takes the
+        # member's place under a new member id, with no new generation.
+        rejoined = new.request(join_request(group, instance=instance))
+        assert rejoined.error_code == ErrorCode.none
+        assert int(rejoined.generation_id) == generation
+        new_id = rejoined.member_id
+        assert new_id and new_id != old_id
+        assert heartbeat(old, group, old_id, generation, instance) == \
+            ErrorCode.fenced_instance_id
+        assert heartbeat(new, group, new_id, generation, instance) == ErrorCode.none
+        again = sync(new, group, new_id, generation, instance=instance)
+        assert (again.error_code, again.assignment) == (ErrorCode.none, given)
+    described = describe_raw(broker.port, group)
+    assert described.group_state == "Stable"
+    assert [(m.member_id, m.group_instance_id, m.member_assignment)
+            for m in described.members] == [(new_id, instance, given)]
 
 
 def test_oversized_member_metadata_gets_an_answer_or_a_clean_close(

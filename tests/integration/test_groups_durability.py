@@ -8,7 +8,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from confluent_kafka import ConsumerGroupState, TopicPartition
+from confluent_kafka import OFFSET_INVALID, ConsumerGroupState, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from strom.testing import EmbeddedBroker
@@ -71,14 +71,25 @@ def test_clean_restart_keeps_committed_offsets_and_the_group(tmp_path: Path) -> 
         finally:
             outsider.close()
         before = committed(bootstrap, group, topic, range(3))
-        assert before == {0: (3, "rewound"), 1: (10, "kept"), 2: (10, "")}
+        # confluent-kafka shows the empty metadata of a commit without any as None.
+        assert before == {0: (3, "rewound"), 1: (10, "kept"), 2: (10, None)}
+        # A second group, deleted before the restart, must stay deleted.
+        deleted = unique_name("group-deleted")
+        consume_all(bootstrap, deleted, topic, 30)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.delete_consumer_groups([deleted], request_timeout=10)[deleted].result(DEADLINE_S)
+        assert committed(bootstrap, deleted, topic, range(3)) == dict.fromkeys(
+            range(3), (OFFSET_INVALID, None))
 
         b.restart()
 
         assert committed(bootstrap, group, topic, range(3)) == before
+        assert committed(bootstrap, deleted, topic, range(3)) == dict.fromkeys(
+            range(3), (OFFSET_INVALID, None))
         admin = AdminClient({"bootstrap.servers": bootstrap})
         listed = admin.list_consumer_groups(request_timeout=10).result(DEADLINE_S)
         assert group in {g.group_id for g in listed.valid}
+        assert deleted not in {g.group_id for g in listed.valid}
         described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(
             DEADLINE_S)
         assert described.state == ConsumerGroupState.EMPTY
@@ -113,7 +124,7 @@ def test_acknowledged_commits_survive_a_broker_sigkill(tmp_path: Path) -> None:
         with broker_process(data_dir, log_path, "flush.messages=1",
                             listen=f"127.0.0.1:{port}") as (_, bootstrap):
             assert committed(bootstrap, group, topic, (0, 1)) == {
-                p: (last[p] + 1, "") for p in (0, 1)}
+                p: (last[p] + 1, None) for p in (0, 1)}
             # The member that lived through the crash goes on from there, skipping nothing.
             drain([member], lambda: len(log) >= 50, linger_s=0.3)
             assert sorted((r.partition, r.offset) for r in log) == [

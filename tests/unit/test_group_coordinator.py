@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from typing import Any
 
 import pytest
 from kio.schema.errors import ErrorCode as E
@@ -66,7 +67,7 @@ class Harness:
         # The latest answer per (kind, member id), whether immediate or a completion.
         self.answers: dict[tuple[str, str], JoinResult | SyncResult] = {}
 
-    def take(self, step: Step[object]) -> Step[object]:
+    def take(self, step: Step[Any]) -> Step[Any]:
         self.completions.extend(step.completions)
         self.records.extend(step.records)
         for completion in step.completions:
@@ -80,7 +81,7 @@ class Harness:
         req = JoinRequest(group, member_id, instance, "client", "/10.0.0.1", session_ms,
                           rebalance_ms, protocol_type, protocols, require, None, skip)
         step = self.c.join(req, self.now)
-        self.take(step)  # type: ignore[arg-type]
+        self.take(step)
         if step.result is not None and step.result.error == E.none:
             self.answers[("join", step.result.member_id)] = step.result
         return step
@@ -91,7 +92,7 @@ class Harness:
         req = SyncRequest(group, member_id, generation, instance, protocol_type, protocol_name,
                           tuple((assignments or {}).items()))
         step = self.c.sync(req, self.now)
-        self.take(step)  # type: ignore[arg-type]
+        self.take(step)
         if step.result is not None:
             self.answers[("sync", member_id)] = step.result
         return step
@@ -100,7 +101,7 @@ class Harness:
                   instance: str | None = None) -> int:
         step = self.c.heartbeat(HeartbeatRequest(group, member_id, generation, instance),
                                 self.now)
-        self.take(step)  # type: ignore[arg-type]
+        self.take(step)
         assert step.result is not None
         return step.result
 
@@ -110,14 +111,14 @@ class Harness:
         req = CommitRequest(group, generation, member_id, instance, tuple(
             OffsetCommit(t, p, o, -1, metadata) for t, p, o in offsets))
         step = self.c.commit_offsets(req, self.now)
-        self.take(step)  # type: ignore[arg-type]
+        self.take(step)
         assert step.result is not None
         return [error for _, _, error in step.result.partition_errors]
 
     def leave(self, *members: tuple[str, str | None], group: str = "g") -> tuple[int, list[int]]:
         step = self.c.leave(LeaveRequest(group, tuple(LeaveMember(m, i, None) for m, i in members)),
                             self.now)
-        self.take(step)  # type: ignore[arg-type]
+        self.take(step)
         assert step.result is not None
         return step.result.error, [error for _, _, error in step.result.members]
 
@@ -125,7 +126,7 @@ class Harness:
         """Moves the clock and ticks as a shell would: again while a deadline is due."""
         self.now += ms
         for _ in range(100):
-            self.take(self.c.tick(self.now))  # type: ignore[arg-type]
+            self.take(self.c.tick(self.now))
             deadline = self.c.next_deadline_ms()
             if deadline is None or deadline > self.now:
                 return
@@ -151,14 +152,14 @@ class Harness:
     def state(self, group: str = "g") -> str:
         return self.c.describe([group])[0].state
 
-    def new_member(self, **kwargs: object) -> str:
+    def new_member(self, **kwargs: Any) -> str:
         """A member id parked in the group's current join."""
-        step = self.join(**kwargs)  # type: ignore[arg-type]
+        step = self.join(**kwargs)
         assert step.pending_key is not None, step
         return step.pending_key[2]
 
     def stable_group(self, size: int, group: str = "g", instance: str | None = None,
-                     **kwargs: object) -> list[str]:
+                     **kwargs: Any) -> list[str]:
         """`size` members joined and synced at generation 1; the first is the leader."""
         members = [self.new_member(group=group, instance=instance, **kwargs)
                    for _ in range(size)]
@@ -210,12 +211,14 @@ def test_join_validation_errors() -> None:
         assert result is not None and result.error == E.invalid_session_timeout
     result = h.join("someone").result  # a member id for a group that does not exist
     assert result is not None and result.error == E.unknown_member_id
-    for kwargs in ({"protocol_type": ""}, {"protocols": ()}):
-        result = h.join(**kwargs).result  # type: ignore[arg-type]
+    cases: list[dict[str, Any]] = [{"protocol_type": ""}, {"protocols": ()}]
+    for kwargs in cases:
+        result = h.join(**kwargs).result
         assert result is not None and result.error == E.inconsistent_group_protocol
     first = h.new_member()
-    for kwargs in ({"protocol_type": "connect"}, {"protocols": (("roundrobin", b""),)}):
-        result = h.join(**kwargs).result  # type: ignore[arg-type]
+    cases = [{"protocol_type": "connect"}, {"protocols": (("roundrobin", b""),)}]
+    for kwargs in cases:
+        result = h.join(**kwargs).result
         assert result is not None and result.error == E.inconsistent_group_protocol
     result = h.join("stranger").result
     assert result is not None and result.error == E.unknown_member_id
@@ -321,7 +324,7 @@ def test_sync_waits_for_the_leader_and_stores_the_group() -> None:
 def test_sync_errors() -> None:
     h = Harness()
     a, _ = h.stable_group(2)
-    cases = [
+    cases: list[tuple[dict[str, Any], int]] = [
         (dict(member_id="nobody", generation=1), E.unknown_member_id),
         (dict(member_id=a, generation=7), E.illegal_generation),
         (dict(member_id=a, generation=1, protocol_type="connect"), E.inconsistent_group_protocol),
@@ -330,7 +333,7 @@ def test_sync_errors() -> None:
         (dict(member_id=a, generation=1, group=""), E.invalid_group_id),
     ]
     for kwargs, error in cases:
-        result = h.sync(**kwargs).result  # type: ignore[arg-type]
+        result = h.sync(**kwargs).result
         assert result is not None and result.error == error, kwargs
 
 
@@ -405,14 +408,18 @@ def test_group_max_size() -> None:
     assert result.member_id == ""
 
 
-def test_a_repeated_join_answers_the_parked_one() -> None:
+def test_a_repeated_join_or_sync_replaces_the_parked_one() -> None:
     h = Harness()
     a, b = h.stable_group(2)
     h.join(b, protocols=(("range", b"new"),))
-    assert h.join(b).pending_key == ("join", "g", b)
-    assert h.joined(b).error == E.rebalance_in_progress  # the first request's answer
+    step = h.join(b)  # same key: the shell's new waiter replaces the old one
+    assert step.pending_key == ("join", "g", b) and step.completions == ()
     h.join(a)
-    assert h.joined(b).generation_id == 2
+    assert [c.member_id for c in h.completions] == [b] and h.joined(b).generation_id == 2
+    assert h.sync(b, 2).pending_key == ("sync", "g", b)
+    assert h.sync(b, 2).completions == ()
+    h.sync(a, 2, {a: b"a", b: b"b"})
+    assert [c.member_id for c in h.completions] == [b] and h.synced(b).assignment == b"b"
 
 
 def test_rejoin_with_same_metadata_in_completing_and_stable() -> None:
@@ -632,6 +639,26 @@ def test_offsets_of_an_empty_group_expire_after_retention() -> None:
     assert h.c.describe(["g"])[0].error == E.group_id_not_found
 
 
+def test_empty_group_without_offsets_is_removed_at_the_next_retention_check() -> None:
+    h = Harness(offsets_retention_check_interval_ms=60_000)
+    (a,) = h.stable_group(1)
+    h.leave((a, None))
+    h.records.clear()
+    h.advance(59_999)
+    assert h.state() == "Empty"
+    h.advance(1)
+    assert h.c.list_groups() == [] and h.c.next_deadline_ms() is None
+    assert [(decode_key(r.key), r.value) for r in h.records] == [(GroupMetadataKey("g"), None)]
+
+
+def test_pending_member_rejoining_with_an_instance_id_is_refused() -> None:
+    h = Harness()
+    result = h.join(require=True).result
+    assert result is not None
+    refused = h.join(result.member_id, instance="i").result  # Kafka: IllegalStateException
+    assert refused is not None and refused.error == E.unknown_server_error
+
+
 def test_simple_group_offsets_expire_per_commit() -> None:
     h = Harness(offsets_retention_ms=50_000, offsets_retention_check_interval_ms=1_000)
     h.commit("", -1, ("t", 0, 1), group="s")
@@ -786,7 +813,7 @@ def test_replay_rebuilds_groups_and_offsets(caplog: pytest.LogCaptureFixture) ->
     a, b = h.stable_group(2)
     h.commit(a, 1, ("t", 0, 10), ("t", 1, 11))
     h.commit("", -1, ("u", 0, 3), group="simple")
-    h.take(h.c.delete_offsets("simple", [("u", 0)], h.now))  # type: ignore[arg-type]
+    h.take(h.c.delete_offsets("simple", [("u", 0)], h.now))
     h.commit("", -1, ("u", 1, 4), group="simple")
     fresh = GroupCoordinator(h.config)
     with caplog.at_level(logging.WARNING):

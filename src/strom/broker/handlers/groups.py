@@ -90,7 +90,8 @@ async def handle_join_group(broker: Broker, ctx: RequestContext, request: Any,
         else int(rebalance.total_seconds() * 1000),
         protocol_type=request.protocol_type,
         protocols=tuple((p.name, p.metadata) for p in request.protocols),
-        require_known_member_id=b.version >= 4, reason=getattr(request, "reason", None))
+        require_known_member_id=b.version >= 4, reason=getattr(request, "reason", None),
+        supports_skip_assignment=b.version >= 9)
     result = await broker.groups.run(broker.groups.coordinator.join(join, now_ms()))
     return join_response(b, result)
 
@@ -149,6 +150,9 @@ async def handle_describe_groups(broker: Broker, ctx: RequestContext, request: A
                   else OPERATIONS_OMITTED)
     groups = []
     for group in broker.groups.coordinator.describe(list(request.groups)):
+        error = ErrorCode(group.error)
+        if b.version < 6 and error == ErrorCode.group_id_not_found:
+            error = ErrorCode.none  # before v6 an unknown group is described as Dead, no error
         members = tuple(
             b.make("DescribedGroupMember", member_id=m.member_id,
                    group_instance_id=m.group_instance_id, client_id=m.client_id,
@@ -156,7 +160,7 @@ async def handle_describe_groups(broker: Broker, ctx: RequestContext, request: A
                    member_assignment=m.assignment)
             for m in group.members)
         groups.append(b.make(
-            "DescribedGroup", error_code=ErrorCode(group.error), error_message=None,
+            "DescribedGroup", error_code=error, error_message=None,
             group_id=group.group_id, group_state=group.state, protocol_type=group.protocol_type,
             protocol_data=group.protocol, members=members, authorized_operations=operations))
     return b.make("DescribeGroupsResponse", throttle_time=NO_THROTTLE, groups=tuple(groups))

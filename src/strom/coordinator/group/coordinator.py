@@ -147,6 +147,8 @@ class GroupCoordinator:
     # -- internals ------------------------------------------------------------------------
 
     def _begin(self, now_ms: int) -> None:
+        """Starts a call; the first one after replay starts the loaded members' sessions
+        (Kafka's onGroupLoaded)."""
         ctx = self._ctx
         ctx.begin(now_ms)
         for group_id in sorted(self._loaded):
@@ -155,7 +157,7 @@ class GroupCoordinator:
                 continue
             for member in group.members.values():
                 rebalance.schedule_session(ctx, group, member)
-            if len(group.members) > ctx.config.max_group_size:  # a smaller limit since
+            if len(group.members) > ctx.config.max_group_size:  # the limit was lowered
                 rebalance.prepare_rebalance(ctx, group)
         self._loaded.clear()
 

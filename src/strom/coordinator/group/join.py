@@ -28,7 +28,7 @@ _STABLE = GroupState.STABLE
 @dataclass(frozen=True, slots=True)
 class Parked:
     """The request waits; its answer is the first completion for `member_id` emitted from
-    index `since` of `Context.completions` on (earlier ones answer a replaced request)."""
+    index `since` of `Context.completions` on, within this call or a later one."""
 
     member_id: str
     since: int
@@ -199,10 +199,8 @@ def _current_member_join(ctx: Context, group: ClassicGroup,
 
 def _update_member_and_rebalance(ctx: Context, group: ClassicGroup, member: Member,
                                  req: JoinRequest) -> Parked:
-    # A second JoinGroup replaces a parked one (Kafka drops the old callback); the older
-    # request is answered so no waiter is left hanging.
-    ctx.maybe_answer_join(group, member, join_error(member.member_id,
-                                                    ErrorCode.rebalance_in_progress))
+    # A JoinGroup from a member already parked replaces the parked one under the same key
+    # (Kafka drops the old callback): the shell's new waiter supersedes the old one.
     group.update_member(member, tuple(req.protocols), req.rebalance_timeout_ms,
                         req.session_timeout_ms)
     group.set_awaiting_join(member, True)

@@ -57,8 +57,7 @@ def handle_sync(ctx: Context, req: SyncRequest) -> SyncResult | Parked:
         rebalance.schedule_session(ctx, group, member)
         return result
     # CompletingRebalance: park until the leader's assignment arrives (a repeated SyncGroup
-    # replaces the parked one, which is answered so no waiter hangs).
-    ctx.maybe_answer_sync(group, member, sync_error(ErrorCode.rebalance_in_progress))
+    # replaces the parked one under the same key, as Kafka replaces the callback).
     member.awaiting_sync = True
     parked = park(ctx, req.member_id)
     if group.is_leader(req.member_id):

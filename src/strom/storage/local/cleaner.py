@@ -311,9 +311,9 @@ class LogCleaner:
             old = [segs[i] for i in group]
             cleaned = await asyncio.to_thread(self._write_group, plog, old,
                                               [sources[i] for i in group], rules)
-            if cleaned.pending_horizon_ms is not None:
-                pending = min(pending or cleaned.pending_horizon_ms,
-                              cleaned.pending_horizon_ms)
+            horizon = cleaned.pending_horizon_ms
+            if horizon is not None:
+                pending = horizon if pending is None else min(pending, horizon)
             path = cleaned_path(plog.directory, old[0].base_offset)
             if not cleaned.changed:
                 unlink_quietly(path)

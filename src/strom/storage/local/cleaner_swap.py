@@ -106,10 +106,9 @@ def complete_swaps(directory: Path) -> None:
         replaced = [b for b in logs if base < b < end]
         log.warning("%s: completing an interrupted swap that replaces %d segment(s)", swap,
                     len(replaced) + 1)
-        for b in [base, *replaced]:
+        for b in [base]:
             _unlink_indexes(directory, b)
-            if b != base:
-                unlink_quietly(_path(directory, b, LOG_SUFFIX))
+        print("REPLACED", replaced)
         fsync_dir(directory)
         os.replace(swap, _path(directory, base, LOG_SUFFIX))
         fsync_dir(directory)

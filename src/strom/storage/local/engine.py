@@ -8,6 +8,7 @@
         00000000000000000000.timeindex      sparse time index (TimeIndex)
       log-start-offset-checkpoint           log start offsets advanced by DeleteRecords
       recovery-point-offset-checkpoint      offsets below which everything was fsynced
+      cleaner-offset-checkpoint             compacted partitions' first dirty offsets (LogCleaner)
       .clean-shutdown                       written by close(), removed by open()
 
 See docs/storage.md.
@@ -46,6 +47,7 @@ from strom.storage.local.checkpoint import (
     read_offset_checkpoint,
     write_offset_checkpoint,
 )
+from strom.storage.local.cleaner import CleanTarget, LogCleaner, compacts
 from strom.storage.local.files import FdGraveyard, fsync_dir, unlink_quietly, write_atomic
 from strom.storage.local.partition_log import LocalPartitionLog, PartitionHooks
 from strom.storage.local.recovery import LogLoader
@@ -87,6 +89,7 @@ class LocalEngine:
         self._recovery_points_written: dict[TopicPartition, int] = {}
         self._last_recovery_checkpoint = time.monotonic()
         self._hooks = PartitionHooks(self._retire_fd, self._checkpoint_log_start_offsets)
+        self.cleaner = LogCleaner(data_dir, config.get_int("message.max.decompressed.bytes"))
         self._opened = False
         self.clean_shutdown = False  # whether the last open found a clean shutdown
 
@@ -107,6 +110,7 @@ class LocalEngine:
         log_starts = read_offset_checkpoint(self.data_dir / LOG_START_CHECKPOINT)
         recovery_points = read_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
         self._sweep(topics)
+        self.cleaner.load()
         now = _now_ms()
         for info in topics.values():
             config = self.config.log_config(info.configs)
@@ -148,6 +152,7 @@ class LocalEngine:
         if not self._opened:
             return
         self._opened = False
+        await self.cleaner.stop()
         logs = [p for parts in self._logs.values() for p in parts]
         await asyncio.gather(*(p.close(deleting=False) for p in logs))
         async with self._checkpoint_lock:
@@ -256,6 +261,7 @@ class LocalEngine:
             info = self._info(name)
             logs = self._logs.pop(name)
             del self._topics[name], self._by_id[info.topic_id], self._log_configs[name]
+            self.cleaner.forget(name)
             for p in logs:
                 await p.close(deleting=True)
             await self._checkpoint_log_start_offsets()
@@ -341,6 +347,21 @@ class LocalEngine:
         for p in self._all_logs():
             deleted += await p.run_retention(now_ms)
         return deleted
+
+    async def run_cleaner(self, now_ms: int) -> int:
+        """One LogCleaner pass over the partitions of topics whose cleanup.policy includes
+        compact (the server calls it every log.cleaner.backoff.ms); returns how many
+        partitions were cleaned. See cleaner.py."""
+        if not self._opened:
+            return 0
+        self._graveyard.reap()
+        targets: list[CleanTarget] = []
+        for name, parts in self._logs.items():
+            if compacts(self._log_configs[name].cleanup_policy):
+                lag = self.config.effective_topic_configs(self._topics[name].configs)[
+                    "max.compaction.lag.ms"]
+                targets.extend(CleanTarget(p, int(lag)) for p in parts)
+        return await self.cleaner.run(targets, now_ms)
 
     async def flush_due(self, now_ms: int) -> None:
         self._graveyard.reap()

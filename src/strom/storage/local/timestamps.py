@@ -8,7 +8,8 @@ batch whose max timestamp >= target holds the answer. Inside it:
 * LogAppendTime batch: every record has the batch's max timestamp: its first live record;
 * compressed batch (not decompressed here): the first record if its timestamp (the batch's
   base timestamp) qualifies, else (max(base offset, log start), max timestamp), i.e. batch
-  granularity.
+  granularity. A batch with a delete horizon (compaction, KIP-534) holds the horizon in its
+  base timestamp field, so only its max timestamp is used.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from strom.protocol.batch_header import (
     LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
 )
+from strom.protocol.record_rewrite import DELETE_HORIZON_MASK
 from strom.storage.api import CorruptLog
 from strom.storage.local.log_segment import (
     H_ATTRIBUTES,
@@ -78,7 +80,8 @@ def _in_batch(seg: LogSegment, pos: int, h: tuple[Any, ...], target: int,
     if attrs & TIMESTAMP_TYPE_MASK:
         return max(base, min_offset), max_ts
     if attrs & COMPRESSION_MASK:
-        if base >= min_offset and h[H_BASE_TIMESTAMP] >= target:
+        if (base >= min_offset and h[H_BASE_TIMESTAMP] >= target
+                and not attrs & DELETE_HORIZON_MASK):
             return base, h[H_BASE_TIMESTAMP]
         return max(base, min_offset), max_ts
     batch = seg.read_batch(pos, LOG_OVERHEAD + h[H_LENGTH])
