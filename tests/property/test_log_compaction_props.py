@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from strom.protocol.compression import GZIP, LZ4, NONE
 from strom.storage.local import LocalEngine, LocalPartitionLog
+from strom.storage.local.cleaner import CRASH_POINTS
 from tests.unit.batch_factory import crash_engine, read_all
 from tests.unit.test_log_cleaner import (
     Rec,
@@ -30,7 +31,7 @@ KEYS = [b"k%d" % i for i in range(6)]
 FILLER = b"filler"
 
 # Operations: ("write", [(key index, value or None)], codec), ("tick", ms),
-# ("clean", crash at the n-th crash-hook call or None), ("reopen",). A scenario is rounds of
+# ("clean", None or (step, n): crash after the n-th time the pass reaches `step`), ("reopen",). A scenario is rounds of
 # a few writes, maybe a tick, then a pass or a clean restart.
 write_op = st.tuples(st.just("write"),
                      st.lists(st.tuples(st.integers(0, len(KEYS) - 1),
@@ -38,7 +39,8 @@ write_op = st.tuples(st.just("write"),
                               min_size=1, max_size=3),
                      st.sampled_from([NONE, NONE, GZIP, LZ4]))
 tick_op = st.tuples(st.just("tick"), st.integers(1, 300))
-clean_op = st.tuples(st.just("clean"), st.none() | st.integers(0, 8))
+clean_op = st.tuples(st.just("clean"), st.none() | st.tuples(st.sampled_from(CRASH_POINTS),
+                                                            st.integers(0, 2)))
 reopen_op = st.tuples(st.just("reopen"))
 rounds = st.lists(
     st.tuples(st.lists(write_op, min_size=1, max_size=10), st.lists(tick_op, max_size=1),
@@ -96,15 +98,14 @@ async def opened(data_dir: Path, max_keys: int) -> LocalEngine:
     return engine
 
 
-async def clean(engine: LocalEngine, data_dir: Path, model: Model, crash_at: int | None,
-                now: int) -> tuple[LocalEngine, int]:
-    """A pass, crashing at the crash_at-th step if it gets that far, then recovering."""
-    calls = 0
+async def clean(engine: LocalEngine, data_dir: Path, model: Model,
+                crash_at: tuple[str, int] | None, now: int) -> tuple[LocalEngine, int]:
+    """A pass, crashing at crash_at (if the pass gets there), then recovering."""
+    seen: dict[str, int] = {}
 
     def hook(step: str) -> None:
-        nonlocal calls
-        calls += 1
-        if calls - 1 == crash_at:
+        seen[step] = seen.get(step, 0) + 1
+        if (step, seen[step] - 1) == crash_at:
             raise SimulatedCrash(step)
 
     await engine.partition("c", 0).flush()

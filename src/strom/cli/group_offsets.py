@@ -204,7 +204,9 @@ def parse_datetime(ctx: click.Context | None, param: click.Parameter | None,
         raise click.BadParameter(f"{value!r} is not an ISO 8601 date-time such as "
                                  "2024-05-01T12:00:00 or 2024-05-01T12:00:00.000+02:00",
                                  ctx, param) from None
-    return int(moment.timestamp() * 1000)  # a naive datetime's timestamp() is local time
+    # a naive datetime's timestamp() is local time; before 1970 means from the beginning
+    # (negative timestamps are ListOffsets' codes for latest and earliest)
+    return max(0, int(moment.timestamp() * 1000))
 
 
 @dataclass(frozen=True, slots=True)

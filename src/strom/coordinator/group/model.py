@@ -8,6 +8,7 @@ append `records`, deliver `completions`, then return `result` or wait on `pendin
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -32,6 +33,9 @@ class GroupConfig:
     offset_metadata_max_bytes: int = 4096
     # Kafka's GroupCoordinator.NewMemberJoinTimeoutMs: a new member's JoinGroup is dropped after it.
     new_member_join_timeout_ms: int = 300_000
+    # KIP-848 consumer groups: group.consumer.session.timeout.ms, .heartbeat.interval.ms
+    consumer_session_timeout_ms: int = 45_000
+    consumer_heartbeat_interval_ms: int = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,3 +218,73 @@ def join_error(member_id: str, error: int) -> JoinResult:
 
 def sync_error(error: int) -> SyncResult:
     return SyncResult(error, None, None, b"")
+
+
+# -- KIP-848 consumer groups ---------------------------------------------------------------
+
+TopicPartitionIds = tuple[tuple[uuid.UUID, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMetadata:
+    """A topic as the coordinator sees it when it computes assignments."""
+
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    internal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerHeartbeatRequest:
+    """ConsumerGroupHeartbeat; None fields did not change since the member's last heartbeat."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+    instance_id: str | None
+    rack_id: str | None
+    rebalance_timeout_ms: int  # -1: unchanged
+    subscribed_topic_names: tuple[str, ...] | None
+    subscribed_topic_regex: str | None
+    server_assignor: str | None
+    owned: TopicPartitionIds | None
+    client_id: str
+    client_host: str
+    topics: tuple[TopicMetadata, ...]  # the cluster's topics at the time of the request
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerHeartbeatResult:
+    error: int
+    error_message: str | None
+    member_id: str | None
+    member_epoch: int
+    heartbeat_interval_ms: int
+    assignment: TopicPartitionIds | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerMemberDescription:
+    member_id: str
+    instance_id: str | None
+    rack_id: str | None
+    member_epoch: int
+    client_id: str
+    client_host: str
+    subscribed_topic_names: tuple[str, ...]
+    subscribed_topic_regex: str | None
+    assignment: TopicPartitionIds
+    target_assignment: TopicPartitionIds
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupDescription:
+    group_id: str
+    error: int
+    error_message: str | None
+    state: str
+    group_epoch: int
+    assignment_epoch: int
+    assignor_name: str
+    members: tuple[ConsumerMemberDescription, ...]

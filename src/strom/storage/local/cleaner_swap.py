@@ -106,9 +106,10 @@ def complete_swaps(directory: Path) -> None:
         replaced = [b for b in logs if base < b < end]
         log.warning("%s: completing an interrupted swap that replaces %d segment(s)", swap,
                     len(replaced) + 1)
-        for b in [base]:
+        for b in [base, *replaced]:
             _unlink_indexes(directory, b)
-        print("REPLACED", replaced)
+            if b != base:
+                unlink_quietly(_path(directory, b, LOG_SUFFIX))
         fsync_dir(directory)
         os.replace(swap, _path(directory, base, LOG_SUFFIX))
         fsync_dir(directory)
