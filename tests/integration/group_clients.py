@@ -54,7 +54,7 @@ class Consumed:
     member: str
     partition: int
     offset: int
-    value: bytes
+    value: bytes | None
 
 
 @dataclass
@@ -137,6 +137,22 @@ def spread_ok(assignments: Mapping[str, frozenset[int]], partitions: set[int]) -
     return max(sizes) - min(sizes) <= 1
 
 
+class Steady:
+    """Called with a condition's value on every poll; True once it held `seconds` in a row."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.since: float | None = None
+
+    def __call__(self, holds: bool) -> bool:
+        if not holds:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = time.monotonic()
+        return time.monotonic() - self.since >= self.seconds
+
+
 def settle(members: Sequence[Member], partitions: Iterable[int], *,
            pump: Callable[[], None] | None = None, stable_s: float = 1.0,
            deadline_s: float = DEADLINE_S) -> dict[str, frozenset[int]]:
@@ -144,7 +160,7 @@ def settle(members: Sequence[Member], partitions: Iterable[int], *,
     spread `partitions` without overlap and stay so for `stable_s`; returns the assignments."""
     wanted = set(partitions)
     deadline = time.monotonic() + deadline_s
-    stable_since: float | None = None
+    steady = Steady(stable_s)
     last: dict[str, frozenset[int]] = {}
     while True:
         if pump is not None:
@@ -152,12 +168,8 @@ def settle(members: Sequence[Member], partitions: Iterable[int], *,
         for member in members:
             member.step()
         now = {m.name: m.partitions() for m in members}
-        if spread_ok(now, wanted) and now == last:
-            stable_since = stable_since or time.monotonic()
-            if time.monotonic() - stable_since >= stable_s:
-                return now
-        else:
-            stable_since = None
+        if steady(spread_ok(now, wanted) and now == last):
+            return now
         last = now
         assert time.monotonic() < deadline, (
             f"assignment never settled over {sorted(wanted)}: {now}; events: "

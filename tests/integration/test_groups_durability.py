@@ -129,6 +129,8 @@ def test_acknowledged_commits_survive_a_broker_sigkill(tmp_path: Path) -> None:
             drain([member], lambda: len(log) >= 50, linger_s=0.3)
             assert sorted((r.partition, r.offset) for r in log) == [
                 (p, o) for p in (0, 1) for o in range(25)]
+            # Its membership was durable too: it kept its generation, with no rebalance.
+            assert member.events == [("assign", (0, 1))]
             close_all([member])
     finally:
         if member is not None:

@@ -163,6 +163,15 @@ class Trio:
             assert time.monotonic() < deadline, (
                 f"timed out waiting for {what}: {self.assignments()}")
 
+    def close(self) -> None:
+        """Stops all three at once: a member left polling alone would see the others leave,
+        rejoin, and wait in JoinGroup for a member that is no longer polled."""
+        for t in self.threads:
+            t.stop.set()
+        close_all([self.confluent])
+        for t in self.threads:
+            t.join()
+
     def spread_and_unchanged(self, partitions: set[int]) -> bool:
         now = self.assignments()
         unchanged, self._last = now == self._last, now
@@ -192,12 +201,12 @@ def test_three_client_libraries_share_a_group(broker: EmbeddedBroker,
                                  partition_assignment_strategy="range",
                                  session_timeout_ms=SESSION_MS,
                                  heartbeat_interval_ms=HEARTBEAT_MS)
-    cleanup.append(lambda: close_all([confluent]))
-    kp = ThreadMember("kafka-python").start(kafka_python_member(bootstrap, group, topic))
-    cleanup.append(kp.join)
-    aio = ThreadMember("aiokafka").start(aiokafka_member(bootstrap, group, topic))
-    cleanup.append(aio.join)
+    kp = ThreadMember("kafka-python")
+    aio = ThreadMember("aiokafka")
     trio = Trio(confluent, log, kp, aio)
+    cleanup.append(trio.close)
+    kp.start(kafka_python_member(bootstrap, group, topic))
+    aio.start(aiokafka_member(bootstrap, group, topic))
 
     trio.poll_until(lambda: trio.spread_and_unchanged(everything),
                     "the three to share the partitions", stable_s=2.0)
@@ -232,5 +241,4 @@ def test_three_client_libraries_share_a_group(broker: EmbeddedBroker,
     assert {m.client_id: {tp.partition for tp in m.assignment.topic_partitions}
             for m in described.members} == {
         f"mixed-{name}": set(parts) for name, parts in settled.items()}
-    kp.join()  # a member that failed on its thread fails the test here
-    aio.join()
+    trio.close()  # a member that failed on its thread fails the test here

@@ -30,17 +30,17 @@ from tests.unit.test_log_cleaner import (
 KEYS = [b"k%d" % i for i in range(6)]
 FILLER = b"filler"
 
-# Operations: ("write", [(key index, value or None)], codec), ("tick", ms),
-# ("clean", None or (step, n): crash after the n-th time the pass reaches `step`), ("reopen",). A scenario is rounds of
-# a few writes, maybe a tick, then a pass or a clean restart.
+# Operations: ("write", [(key index, value or None)], codec), ("tick", ms), ("reopen",),
+# ("clean", None or (step, n): crash after the n-th time the pass reaches `step`).
+# A scenario is rounds of a few writes, maybe a tick, then a pass or a clean restart.
 write_op = st.tuples(st.just("write"),
                      st.lists(st.tuples(st.integers(0, len(KEYS) - 1),
                                         st.none() | st.binary(min_size=1, max_size=30)),
                               min_size=1, max_size=3),
                      st.sampled_from([NONE, NONE, GZIP, LZ4]))
 tick_op = st.tuples(st.just("tick"), st.integers(1, 300))
-clean_op = st.tuples(st.just("clean"), st.none() | st.tuples(st.sampled_from(CRASH_POINTS),
-                                                            st.integers(0, 2)))
+crash_spec = st.tuples(st.sampled_from(CRASH_POINTS), st.integers(0, 2))
+clean_op = st.tuples(st.just("clean"), st.none() | crash_spec)
 reopen_op = st.tuples(st.just("reopen"))
 rounds = st.lists(
     st.tuples(st.lists(write_op, min_size=1, max_size=10), st.lists(tick_op, max_size=1),
@@ -123,7 +123,8 @@ async def clean(engine: LocalEngine, data_dir: Path, model: Model,
 
 
 async def scenario(data_dir: Path, configs: dict[str, str], model: Model,
-                   ops: list[tuple[object, ...]], max_keys: int) -> None:
+                   ops: list[tuple[object, ...]], max_keys: int,
+                   final_crashes: list[tuple[str, int]]) -> None:
     engine = await opened(data_dir, max_keys)
     await engine.create_topic("c", 1, configs)
     now = 1_000_000
@@ -139,18 +140,20 @@ async def scenario(data_dir: Path, configs: dict[str, str], model: Model,
         else:
             await engine.close()
             engine = await opened(data_dir, max_keys)
-    # Finally everything becomes old and inactive, any dirt is enough, and passes run until
-    # none is due (the map may be small; tombstones get a horizon in one pass and go in a
-    # later one): what is left is exactly the last value of each live key.
+    # Finally everything becomes old and inactive, any dirt is enough, and passes (the first
+    # ones may crash) run until none is due (the map may be small; tombstones get a horizon
+    # in one pass and go in a later one): what is left is the last value of each live key.
     await engine.set_topic_configs("c", {**configs, "min.cleanable.dirty.ratio": "0"})
     now += model.min_lag_ms + 1
     plog = engine.partition("c", 0)
     await plog.append([keyed([(FILLER, b"x" * 600)], now)])  # rolls: the rest is inactive
     model.history.append((plog.log_end_offset - 1, FILLER, b"x" * 600))
     model.written_at[plog.log_end_offset - 1] = now
-    for _ in range(200):
+    for i in range(200):
         now += model.retention_ms + model.min_lag_ms + 1
-        engine, cleaned = await clean(engine, data_dir, model, None, now)
+        crash_at = final_crashes[i] if i < len(final_crashes) else None
+        engine, cleaned = await clean(engine, data_dir, model, crash_at, now)
+        model.check(engine.partition("c", 0), await read_all(engine.partition("c", 0)), now)
         if not cleaned:
             break
     plog = engine.partition("c", 0)
@@ -168,13 +171,14 @@ async def scenario(data_dir: Path, configs: dict[str, str], model: Model,
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations, segment_bytes=st.integers(150, 600),
        ratio=st.sampled_from(["0", "0.2", "0.5"]), retention=st.sampled_from([0, 100, 500]),
-       lag=st.sampled_from([0, 0, 200]), max_keys=st.sampled_from([2, 1000]))
+       lag=st.sampled_from([0, 0, 200]), max_keys=st.sampled_from([2, 1000]),
+       final_crashes=st.lists(crash_spec, max_size=4))
 def test_compaction_keeps_the_latest_record_of_each_key(
         ops: list[tuple[object, ...]], segment_bytes: int, ratio: str, retention: int,
-        lag: int, max_keys: int) -> None:
+        lag: int, max_keys: int, final_crashes: list[tuple[str, int]]) -> None:
     configs = {"cleanup.policy": "compact", "segment.bytes": str(segment_bytes),
                "min.cleanable.dirty.ratio": ratio, "delete.retention.ms": str(retention),
                "min.compaction.lag.ms": str(lag)}
     model = Model(min_lag_ms=lag, retention_ms=retention)
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(scenario(Path(tmp), configs, model, ops, max_keys))
+        asyncio.run(scenario(Path(tmp), configs, model, ops, max_keys, final_crashes))

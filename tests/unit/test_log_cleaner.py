@@ -22,7 +22,6 @@ from strom.storage.api import AppendBatch, FileRegion
 from strom.storage.local import LocalEngine, LocalPartitionLog, read_region
 from strom.storage.local.cleaner import CRASH_POINTS, CleanTarget
 from strom.storage.local.cleaner_rewrite import group_segments
-from strom.storage.local.log_segment import segment_name
 from tests.unit.batch_factory import (
     append_batch,
     crash_engine,
@@ -55,7 +54,7 @@ def engine_for(path: Path) -> LocalEngine:
 
 
 def parse(batches: Sequence[bytes]) -> list[Rec]:
-    out = []
+    out: list[Rec] = []
     for b in batches:
         h = read_batch_header(b)
         out.extend((h.base_offset + r.offset_delta, r.key, r.value) for r in iter_records(b))
@@ -88,7 +87,7 @@ def latest_per_key(history: Sequence[Rec], below: int) -> list[Rec]:
 async def write(plog: LocalPartitionLog, count: int, keys: int, ts: int = T0,
                 start: int = 0) -> list[Rec]:
     """`count` single-record batches, key i % keys, then a flush; returns what was written."""
-    out = []
+    out: list[Rec] = []
     for i in range(start, start + count):
         key, value = b"k%d" % (i % keys), b"v%d" % i
         result = await plog.append([keyed([(key, value)], ts + i)])

@@ -53,5 +53,5 @@ def test_bad_settings_are_refused(tmp_path: Path, item: str, message: str) -> No
 def test_bad_config_file_line(tmp_path: Path) -> None:
     props = tmp_path / "bad.properties"
     props.write_text("num.partitions\n")
-    with pytest.raises(click.BadParameter, match="bad.properties:1"):
+    with pytest.raises(click.BadParameter, match=r"bad\.properties:1"):
         build_config(tmp_path, "127.0.0.1:0", props, ())

@@ -101,6 +101,8 @@ def group_config(config: BrokerConfig) -> GroupConfig:
         max_group_size=config.get_int("group.max.size"),
         offsets_retention_ms=config.get_int("offsets.retention.minutes") * 60_000,
         offsets_topic_partitions=config.get_int("offsets.topic.num.partitions"),
+        consumer_session_timeout_ms=config.get_int("group.consumer.session.timeout.ms"),
+        consumer_heartbeat_interval_ms=config.get_int("group.consumer.heartbeat.interval.ms"),
     )
 
 

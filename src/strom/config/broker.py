@@ -29,6 +29,8 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "group.min.session.timeout.ms": "6000",
     "group.max.session.timeout.ms": "1800000",
     "group.max.size": str(2**31 - 1),
+    "group.consumer.session.timeout.ms": "45000",
+    "group.consumer.heartbeat.interval.ms": "5000",
     "offsets.retention.minutes": "10080",
     "offsets.topic.num.partitions": "50",
     "message.max.decompressed.bytes": str(256 * MIB),

@@ -4,6 +4,7 @@ from strom.broker.handlers import (  # noqa: F401
     api_versions,
     cluster,
     configs,
+    consumer_groups,
     fetch,
     groups,
     list_offsets,

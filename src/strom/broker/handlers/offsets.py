@@ -134,6 +134,13 @@ async def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any,
     if b.version >= 8:
         groups = []
         for group in request.groups:
+            denied = broker.groups.coordinator.validate_offset_fetch(
+                group.group_id, getattr(group, "member_id", None),
+                int(getattr(group, "member_epoch", -1)))
+            if denied:
+                groups.append(b.make("OffsetFetchResponseGroup", group_id=group.group_id,
+                                     topics=(), error_code=ErrorCode(denied)))
+                continue
             error, topics = fetch_group(broker, b, group.group_id, group.topics)
             groups.append(b.make("OffsetFetchResponseGroup", group_id=group.group_id,
                                  topics=tuple(topics), error_code=error))

@@ -193,45 +193,54 @@ def from_ids(ids: Iterable[tuple[TopicId, Iterable[int]]]) -> dict[TopicId, froz
     return {t: ps for t, ps in out.items() if ps}
 
 
+def _invalid(message: str) -> HeartbeatError:
+    return HeartbeatError(ErrorCode.invalid_request, message)
+
+
 def validate(req: ConsumerHeartbeatRequest) -> None:
     """Kafka's throwIfConsumerGroupHeartbeatRequestIsInvalid."""
-    def invalid(message: str) -> HeartbeatError:
-        return HeartbeatError(ErrorCode.invalid_request, message)
     if not req.group_id:
-        raise invalid("GroupId can't be empty.")
+        raise _invalid("GroupId can't be empty.")
     if not req.member_id:
-        raise invalid("MemberId can't be empty.")
+        raise _invalid("MemberId can't be empty.")
     if req.instance_id is not None and not req.instance_id:
-        raise invalid("InstanceId can't be empty.")
+        raise _invalid("InstanceId can't be empty.")
     if req.rack_id is not None and not req.rack_id:
-        raise invalid("RackId can't be empty.")
-    if req.member_epoch == JOIN_EPOCH:
-        if req.rebalance_timeout_ms == -1:
-            raise invalid("RebalanceTimeoutMs must be provided in first request.")
-        if req.owned is None or any(ps for _, ps in req.owned):
-            raise invalid("TopicPartitions must be empty when (re-)joining.")
-        if req.subscribed_topic_names is None and req.subscribed_topic_regex is None:
-            raise invalid("SubscribedTopicNames or SubscribedTopicRegex must be set in first "
-                          "request.")
-    elif req.member_epoch == STATIC_LEAVE_EPOCH:
-        if req.instance_id is None:
-            raise invalid("InstanceId can't be null.")
-    elif req.member_epoch < STATIC_LEAVE_EPOCH:
-        raise invalid(f"MemberEpoch {req.member_epoch} is invalid.")
+        raise _invalid("RackId can't be empty.")
+    _validate_epoch_fields(req)
     if req.server_assignor is not None and req.server_assignor not in ASSIGNORS:
         raise HeartbeatError(ErrorCode.unsupported_assignor,
                              f"ServerAssignor {req.server_assignor} is not supported. "
                              f"Supported assignors: {', '.join(sorted(ASSIGNORS))}.")
-    regex = req.subscribed_topic_regex
-    if regex is not None:
-        try:
-            if not regex or len(regex) > REGEX_MAX_CHARS:
-                raise re.error("empty or too long")
-            re.compile(regex)
-        except re.error as exc:
-            raise HeartbeatError(ErrorCode.invalid_regular_expression,
-                                 f"SubscribedTopicRegex `{regex}` is not a valid regular "
-                                 f"expression: {exc}.") from None
+    if req.subscribed_topic_regex:  # "" clears the regex subscription (librdkafka sends it)
+        _validate_regex(req.subscribed_topic_regex)
+
+
+def _validate_epoch_fields(req: ConsumerHeartbeatRequest) -> None:
+    if req.member_epoch == JOIN_EPOCH:
+        if req.rebalance_timeout_ms == -1:
+            raise _invalid("RebalanceTimeoutMs must be provided in first request.")
+        if req.owned is None or any(ps for _, ps in req.owned):
+            raise _invalid("TopicPartitions must be empty when (re-)joining.")
+        if req.subscribed_topic_names is None and req.subscribed_topic_regex is None:
+            raise _invalid("SubscribedTopicNames or SubscribedTopicRegex must be set in first "
+                           "request.")
+    elif req.member_epoch == STATIC_LEAVE_EPOCH:
+        if req.instance_id is None:
+            raise _invalid("InstanceId can't be null.")
+    elif req.member_epoch < STATIC_LEAVE_EPOCH:
+        raise _invalid(f"MemberEpoch {req.member_epoch} is invalid.")
+
+
+def _validate_regex(regex: str) -> None:
+    try:
+        if len(regex) > REGEX_MAX_CHARS:
+            raise re.error("too long")
+        re.compile(regex)
+    except re.error as exc:
+        raise HeartbeatError(ErrorCode.invalid_regular_expression,
+                             f"SubscribedTopicRegex `{regex}` is not a valid regular "
+                             f"expression: {exc}.") from None
 
 
 def check_epoch(member: ConsumerMember, req: ConsumerHeartbeatRequest) -> None:
@@ -314,7 +323,7 @@ class ConsumerGroups:
             kept = previous.assignment
             group.remove(previous_id)
             self._cancel(group.group_id, previous_id)
-            group.target[member.member_id] = group.target.pop(previous_id, kept.assigned)
+            group.target[member.member_id] = dict(kept.assigned)
             member.assignment = MemberAssignment(JOIN_EPOCH, NO_OWNER_EPOCH)
         member.instance_id = instance_id
         group.static_members[instance_id] = member.member_id
@@ -415,9 +424,9 @@ def _update_member(member: ConsumerMember, req: ConsumerHeartbeatRequest) -> boo
         names = tuple(sorted(set(req.subscribed_topic_names)))
         changed = names != member.subscribed_topic_names
         member.subscribed_topic_names = names
-    if req.subscribed_topic_regex is not None and req.subscribed_topic_regex != \
-            member.subscribed_regex:
-        member.subscribed_regex = req.subscribed_topic_regex
+    regex = req.subscribed_topic_regex
+    if regex is not None and (regex or None) != member.subscribed_regex:
+        member.subscribed_regex = regex or None
         changed = True
     if req.server_assignor is not None and req.server_assignor != member.server_assignor:
         member.server_assignor = req.server_assignor

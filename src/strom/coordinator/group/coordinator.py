@@ -8,11 +8,13 @@ syncs, offset retention) are timers that `tick(now_ms)` fires; `next_deadline_ms
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TypeVar, cast
 
 from kio.schema.errors import ErrorCode
 
 from strom.coordinator.group import offsets, rebalance
+from strom.coordinator.group.consumer_group import ConsumerGroup, ConsumerGroups
 from strom.coordinator.group.context import RETENTION_KEY, Context, Timer
 from strom.coordinator.group.group import GroupState
 from strom.coordinator.group.join import Parked, handle_join
@@ -21,6 +23,9 @@ from strom.coordinator.group.model import (
     CommitRequest,
     CommitResult,
     CommittedOffset,
+    ConsumerGroupDescription,
+    ConsumerHeartbeatRequest,
+    ConsumerHeartbeatResult,
     GroupConfig,
     GroupDescription,
     GroupListing,
@@ -35,6 +40,7 @@ from strom.coordinator.group.model import (
     SyncRequest,
     SyncResult,
     TopicPartition,
+    join_error,
 )
 from strom.coordinator.group.replay import replay_record
 
@@ -42,17 +48,26 @@ T = TypeVar("T")
 R = TypeVar("R", JoinResult, SyncResult)
 
 CLASSIC_GROUP_TYPE = "classic"
+CONSUMER_GROUP_TYPE = "consumer"
 
 
 class GroupCoordinator:
     def __init__(self, config: GroupConfig) -> None:
         self._ctx = Context(config)
         self._loaded: set[str] = set()  # replayed groups whose sessions are not yet running
+        # KIP-848 groups; their committed offsets live in an Empty classic group of the same id
+        self._consumer = ConsumerGroups(config)
 
     # -- membership -----------------------------------------------------------------------
 
     def join(self, req: JoinRequest, now_ms: int) -> Step[JoinResult]:
         self._begin(now_ms)
+        consumer = self._consumer.groups.get(req.group_id)
+        if consumer is not None:  # group.consumer.migration.policy=disabled
+            if consumer.members:
+                return self._step(join_error(req.member_id,
+                                             ErrorCode.inconsistent_group_protocol))
+            del self._consumer.groups[req.group_id]  # an Empty consumer group becomes classic
         return self._parked_step("join", req.group_id, handle_join(self._ctx, req))
 
     def sync(self, req: SyncRequest, now_ms: int) -> Step[SyncResult]:
@@ -71,7 +86,23 @@ class GroupCoordinator:
 
     def commit_offsets(self, req: CommitRequest, now_ms: int) -> Step[CommitResult]:
         self._begin(now_ms)
+        consumer = self._consumer.groups.get(req.group_id)
+        if consumer is not None:
+            error = _validate_member_epoch(consumer, req.member_id, req.generation_id)
+            if error is not None:
+                return self._step(CommitResult(
+                    tuple((o.topic, o.partition, error) for o in req.offsets)))
+            # Valid: stored as a simple commit into the offsets-holding classic group.
+            req = replace(req, generation_id=-1, member_id="", group_instance_id=None)
         return self._step(offsets.commit_offsets(self._ctx, req))
+
+    def validate_offset_fetch(self, group_id: str, member_id: str | None,
+                              member_epoch: int) -> int | None:
+        """OffsetFetch v9+ of a KIP-848 member: UNKNOWN_MEMBER_ID / STALE_MEMBER_EPOCH."""
+        consumer = self._consumer.groups.get(group_id)
+        if consumer is None or (member_epoch < 0 and not member_id):
+            return None
+        return _validate_member_epoch(consumer, member_id or "", member_epoch)
 
     def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None,
                       ) -> tuple[int, dict[TopicPartition, CommittedOffset]]:
@@ -91,6 +122,8 @@ class GroupCoordinator:
         descriptions = []
         for group_id in group_ids:
             group = self._ctx.groups.get(group_id)
+            if group_id in self._consumer.groups:  # Kafka: "Group X is not a classic group."
+                group = None
             if group is None:
                 descriptions.append(GroupDescription(group_id, ErrorCode.group_id_not_found,
                                                      GroupState.DEAD.value, "", "", ()))
@@ -103,19 +136,77 @@ class GroupCoordinator:
 
     def list_groups(self, states: Sequence[str] = (), types: Sequence[str] = (),
                     ) -> list[GroupListing]:
-        """Groups filtered by state and type, both case-insensitive; all groups are classic."""
-        if types and CLASSIC_GROUP_TYPE not in {t.lower() for t in types}:
-            return []
+        """Groups filtered by state and type, both case-insensitive."""
+        kinds = {t.lower() for t in types} or {CLASSIC_GROUP_TYPE, CONSUMER_GROUP_TYPE}
         wanted = {s.lower() for s in states}
-        return [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
-                for g in self._ctx.groups.values()
-                if not wanted or g.state.value.lower() in wanted]
+        listings = []
+        if CLASSIC_GROUP_TYPE in kinds:
+            listings = [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
+                        for g in self._ctx.groups.values()
+                        if g.group_id not in self._consumer.groups
+                        and (not wanted or g.state.value.lower() in wanted)]
+        if CONSUMER_GROUP_TYPE in kinds:
+            listings += [GroupListing(g.group_id, CONSUMER_GROUP_TYPE, g.state().value,
+                                      CONSUMER_GROUP_TYPE)
+                         for g in self._consumer.groups.values()
+                         if not wanted or g.state().value.lower() in wanted]
+        return listings
 
     def delete_groups(self, group_ids: Sequence[str], now_ms: int,
                       ) -> Step[list[tuple[str, int]]]:
         """One (group_id, error) per distinct id, in request order."""
         self._begin(now_ms)
-        return self._step(offsets.delete_groups(self._ctx, group_ids))
+        consumer_errors: dict[str, int] = {}
+        for group_id in dict.fromkeys(group_ids):
+            consumer = self._consumer.groups.get(group_id)
+            if consumer is None:
+                continue
+            if consumer.members:
+                consumer_errors[group_id] = ErrorCode.non_empty_group
+                continue
+            del self._consumer.groups[group_id]
+            consumer_errors[group_id] = ErrorCode.none
+        classic = [g for g in group_ids if consumer_errors.get(g, ErrorCode.none)
+                   == ErrorCode.none]
+        results = dict(offsets.delete_groups(self._ctx, classic))
+        return self._step([(g, consumer_errors[g] if g in consumer_errors else results[g])
+                           for g in dict.fromkeys(group_ids)])
+
+    # -- KIP-848 consumer groups ----------------------------------------------------------
+
+    def consumer_heartbeat(self, req: ConsumerHeartbeatRequest, now_ms: int,
+                           ) -> Step[ConsumerHeartbeatResult]:
+        """ConsumerGroupHeartbeat; group.consumer.migration.policy=disabled: a classic group
+        with members is not converted, an Empty one is."""
+        self._begin(now_ms)
+        classic = self._ctx.groups.get(req.group_id)
+        if (classic is not None and not classic.is_(GroupState.EMPTY)
+                and req.group_id not in self._consumer.groups):
+            return self._step(ConsumerHeartbeatResult(
+                ErrorCode.group_id_not_found, f"Group {req.group_id} is not a consumer group.",
+                None, 0, 0))
+        return self._step(self._consumer.heartbeat(req, now_ms))
+
+    def consumer_describe(self, group_ids: Sequence[str]) -> list[ConsumerGroupDescription]:
+        out = []
+        for group_id in group_ids:
+            group = self._consumer.groups.get(group_id)
+            if group is None:
+                message = (f"Group {group_id} is not a consumer group."
+                           if group_id in self._ctx.groups else
+                           f"Group {group_id} not found.")
+                out.append(ConsumerGroupDescription(group_id, ErrorCode.group_id_not_found,
+                                                    message, "Dead", -1, -1, "", ()))
+                continue
+            out.append(ConsumerGroupDescription(
+                group_id, ErrorCode.none, None, group.state().value, group.group_epoch,
+                group.assignment_epoch, group.assignor_name(),
+                tuple(group.describe_member(m) for m in group.members.values())))
+        return out
+
+    def consumer_group(self, group_id: str) -> ConsumerGroup | None:
+        """The KIP-848 group's state, for tests and tools; do not mutate."""
+        return self._consumer.groups.get(group_id)
 
     def partition_for(self, group_id: str) -> int:
         return self._ctx.partition_for(group_id)
@@ -128,13 +219,16 @@ class GroupCoordinator:
         cutoff = ctx.timers.seq
         while (due := ctx.timers.pop_due(now_ms, cutoff)) is not None:
             _fire(ctx, due[1])
+        self._consumer.tick(now_ms)
         return self._step(None)
 
     def next_deadline_ms(self) -> int | None:
         """When `tick` next has work; a time not after now means "tick now"."""
         if self._loaded:
             return 0
-        return self._ctx.timers.next_deadline_ms()
+        deadlines = [d for d in (self._ctx.timers.next_deadline_ms(),
+                                 self._consumer.next_deadline_ms()) if d is not None]
+        return min(deadlines, default=None)
 
     # -- startup --------------------------------------------------------------------------
 
@@ -181,6 +275,18 @@ class GroupCoordinator:
                 answer = cast(R, completions.pop(index).result)
                 return Step(answer, None, tuple(completions), step.records)
         return Step(None, key, step.completions, step.records)
+
+
+def _validate_member_epoch(group: ConsumerGroup, member_id: str, member_epoch: int,
+                           ) -> int | None:
+    """Kafka's ConsumerGroup.validateOffsetCommit: an epoch below 0 commits only into a group
+    without members; a member's commit carries its current member epoch."""
+    if member_epoch < 0 and not group.members:
+        return None
+    member = group.members.get(member_id)
+    if member is None:
+        return ErrorCode.unknown_member_id
+    return None if member_epoch == member.member_epoch else ErrorCode.stale_member_epoch
 
 
 def _fire(ctx: Context, timer: Timer) -> None:

@@ -1,0 +1,111 @@
+"""KIP-848 consumer groups: ConsumerGroupHeartbeat (68) and ConsumerGroupDescribe (69).
+
+The coordinator assigns partitions server-side; the handler hands it a snapshot of the cluster's
+topics (what Metadata would say) with each heartbeat so that new topics and partition counts
+are picked up on the next heartbeat.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Any, Final
+
+from strom.broker.group_runtime import OFFSETS_TOPIC
+from strom.broker.operations import OPERATIONS_OMITTED
+from strom.broker.registry import api
+from strom.broker.state import Broker, RequestContext
+from strom.coordinator.group.model import (
+    ConsumerHeartbeatRequest,
+    TopicMetadata,
+    TopicPartitionIds,
+)
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+
+INTERNAL_TOPICS: Final = frozenset({OFFSETS_TOPIC, "__transaction_state"})
+# Operations a consumer group supports: READ 3, DELETE 6, DESCRIBE 8.
+GROUP_OPERATIONS: Final = sum(1 << op for op in (3, 6, 8))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def topics_snapshot(broker: Broker) -> tuple[TopicMetadata, ...]:
+    return tuple(TopicMetadata(t.name, t.topic_id, t.partitions, t.name in INTERNAL_TOPICS)
+                 for t in broker.engine.topics().values())
+
+
+def _owned(request: Any) -> TopicPartitionIds | None:
+    if request.topic_partitions is None:
+        return None
+    return tuple((t.topic_id, tuple(int(p) for p in t.partitions))
+                 for t in request.topic_partitions if t.topic_id is not None)
+
+
+@api(68, "ConsumerGroupHeartbeat", (0, 1), "KIP-848 server-side assignment (uniform, range); "
+     "topic regex via Python re (v1); membership not persisted")
+async def handle_consumer_group_heartbeat(broker: Broker, ctx: RequestContext, request: Any,
+                                          b: ResponseBuilder) -> Any:
+    member_id = request.member_id
+    if b.version == 0 and not member_id and request.member_epoch == 0:
+        member_id = str(uuid.uuid4())  # v0: the coordinator names new members
+    rebalance = request.rebalance_timeout
+    beat = ConsumerHeartbeatRequest(
+        group_id=request.group_id, member_id=member_id, member_epoch=int(request.member_epoch),
+        instance_id=request.instance_id, rack_id=request.rack_id,
+        rebalance_timeout_ms=int(rebalance.total_seconds() * 1000),
+        subscribed_topic_names=(None if request.subscribed_topic_names is None
+                                else tuple(request.subscribed_topic_names)),
+        subscribed_topic_regex=getattr(request, "subscribed_topic_regex", None),
+        server_assignor=request.server_assignor, owned=_owned(request),
+        client_id=ctx.client_id or "", client_host=ctx.client_host,
+        topics=topics_snapshot(broker))
+    step = broker.groups.coordinator.consumer_heartbeat(beat, now_ms())
+    result = await broker.groups.run(step)
+    assignment = None
+    if result.assignment is not None:
+        assignment = b.make("Assignment", topic_partitions=tuple(
+            b.make("TopicPartitions", topic_id=t, partitions=ps) for t, ps in result.assignment))
+    return b.make("ConsumerGroupHeartbeatResponse", throttle_time=NO_THROTTLE,
+                  error_code=ErrorCode(result.error), error_message=result.error_message,
+                  member_id=result.member_id, member_epoch=result.member_epoch,
+                  heartbeat_interval=timedelta(milliseconds=result.heartbeat_interval_ms),
+                  assignment=assignment)
+
+
+def _assignment(broker: Broker, b: ResponseBuilder, ids: TopicPartitionIds) -> Any:
+    parts = []
+    for topic_id, partitions in ids:
+        info = broker.engine.topic_by_id(topic_id)
+        parts.append(b.make("TopicPartitions", topic_id=topic_id,
+                            topic_name="" if info is None else info.name,
+                            partitions=partitions))
+    return b.make("Assignment", topic_partitions=tuple(parts))
+
+
+@api(69, "ConsumerGroupDescribe", (0, 1), "states Empty/Assigning/Reconciling/Stable; "
+     "GROUP_ID_NOT_FOUND for unknown and classic groups")
+async def handle_consumer_group_describe(broker: Broker, ctx: RequestContext, request: Any,
+                                         b: ResponseBuilder) -> Any:
+    operations = (GROUP_OPERATIONS if request.include_authorized_operations
+                  else OPERATIONS_OMITTED)
+    groups = []
+    for group in broker.groups.coordinator.consumer_describe(list(request.group_ids)):
+        members = tuple(
+            b.make("Member", member_id=m.member_id, instance_id=m.instance_id,
+                   rack_id=m.rack_id, member_epoch=m.member_epoch, client_id=m.client_id,
+                   client_host=m.client_host, subscribed_topic_names=m.subscribed_topic_names,
+                   subscribed_topic_regex=m.subscribed_topic_regex,
+                   assignment=_assignment(broker, b, m.assignment),
+                   target_assignment=_assignment(broker, b, m.target_assignment),
+                   member_type=1)
+            for m in group.members)
+        groups.append(b.make(
+            "DescribedGroup", error_code=ErrorCode(group.error), error_message=group.error_message,
+            group_id=group.group_id, group_state=group.state, group_epoch=group.group_epoch,
+            assignment_epoch=group.assignment_epoch, assignor_name=group.assignor_name,
+            members=members, authorized_operations=operations))
+    return b.make("ConsumerGroupDescribeResponse", throttle_time=NO_THROTTLE,
+                  groups=tuple(groups))
