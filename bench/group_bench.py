@@ -16,8 +16,8 @@ an empty group, which is not the one measured). Helpers come from bench/broker_b
 
 Usage (from the repository root):
 
-    .venv/bin/python bench/group_bench.py            # full run, ~3 min on 2 cores
-    .venv/bin/python bench/group_bench.py --quick    # reduced run, ~1 min
+    .venv/bin/python bench/group_bench.py            # full run, ~4 min on 2 cores
+    .venv/bin/python bench/group_bench.py --quick    # reduced run, ~1.5 min
     .venv/bin/python bench/group_bench.py --only strom
 
 Results are also written to bench/results/ as JSON and markdown. See bench/README.md.
@@ -85,6 +85,9 @@ FULL = Settings(3, 10, 20, 40.0, 40.0, 5.0, 1000, 90.0)
 QUICK = Settings(1, 10, 20, 30.0, 30.0, 2.0, 200, 60.0)
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 1_000
+# A stable group: complete, balanced assignment and no rebalance callback for QUIET_S
+# (longer than the 1 s heartbeat, through which classic members learn of a rebalance).
+QUIET_S = 1.2
 POLL_S = 0.05  # poll timeout of each member's loop (poll wakes as soon as an event arrives)
 ASYNC_WINDOW = 1000  # most asynchronous commits in flight at once
 ALTER_BATCH = 100  # AlterConsumerGroupOffsets requests in flight at once
@@ -184,13 +187,33 @@ class Board:
                 member.owned = set()
             self._check(now)
 
-    def _check(self, now: float | None = None) -> None:
-        if self.converged_at is not None or not self.members:
-            return
+    def _holds(self) -> bool:
+        """Every watched member owns its share: all partitions, disjoint, counts within 1."""
         owned = [m.owned for m in self.members]
-        if all(owned) and sum(map(len, owned)) == len(self.all) and set().union(*owned) == self.all:
+        counts = [len(o) for o in owned]
+        return (bool(owned) and min(counts) > 0 and max(counts) - min(counts) <= 1
+                and sum(counts) == len(self.all) and set().union(*owned) == self.all)
+
+    def _check(self, now: float | None = None) -> None:
+        if self.converged_at is None and self.members and self._holds():
             self.converged_at = now or time.perf_counter()
             self.changed.notify_all()
+
+    def wait_stable(self, quiet_s: float, timeout_s: float, members: list[Member]) -> float:
+        """Wait for a complete assignment and then quiet_s without callbacks; returns the
+        time of the last callback before the quiet spell."""
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            self.wait(max(0.1, deadline - time.perf_counter()), members)
+            with self.lock:
+                last = self.events[-1][0] if self.events else 0.0
+                if self._holds() and time.perf_counter() - last >= quiet_s:
+                    return last
+                if not self._holds():
+                    self.converged_at = None  # a rebalance is under way: start again
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"group not quiet for {quiet_s} s within {timeout_s:.0f} s")
+            time.sleep(0.05)
 
     def wait(self, timeout_s: float, members: list[Member]) -> float:
         deadline = time.perf_counter() + timeout_s
@@ -281,7 +304,7 @@ def rebalance_trial(bootstrap: str, topic: str, group: str, variant: Variant,
         board.watch(stable)
         for member in stable:
             member.start()
-        formed_at = board.wait(settings.form_limit_s, stable)
+        formed_at = board.wait_stable(QUIET_S, settings.form_limit_s, stable)
         formation_s = formed_at - min(m.subscribed_at for m in stable)
         callbacks_before = board.callbacks
         board.watch(members)
@@ -564,7 +587,7 @@ def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="reduced run (~1 min)")
+    parser.add_argument("--quick", action="store_true", help="reduced run (~1.5 min)")
     parser.add_argument("--only", choices=BROKERS, help="benchmark one broker only")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                         help="where the JSON and markdown results go")

@@ -168,7 +168,7 @@ async def scenario(data_dir: Path, configs: dict[str, str], model: Model,
     await engine.close()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations, segment_bytes=st.integers(150, 600),
        ratio=st.sampled_from(["0", "0.2", "0.5"]), retention=st.sampled_from([0, 100, 500]),
        lag=st.sampled_from([0, 0, 200]), max_keys=st.sampled_from([2, 1000]),

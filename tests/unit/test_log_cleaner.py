@@ -408,3 +408,47 @@ def test_a_crash_at_any_step_leaves_old_or_new_segments(tmp_path: Path, step: st
         await engine.close()
 
     asyncio.run(main())
+
+
+def test_unreadable_batches_are_kept_and_corrupt_ones_stop_the_cleaning(tmp_path: Path) -> None:
+    async def body(engine: LocalEngine, plog: LocalPartitionLog) -> None:
+        bogus = make_batch(2, base_timestamp=T0, compression=GZIP)  # gzip bit, plain records
+        await plog.append([append_batch(bogus)])
+        await write(plog, 30, 2, start=2)
+        await engine.run_cleaner(T0 + 10_000)
+        assert (await read_all(plog))[0][16:] == bytes(bogus)[16:]  # kept byte for byte
+        await write(plog, 30, 2, start=32)
+        first = plog.segments[0].log_path
+        data = bytearray(first.read_bytes())
+        data[-1] ^= 0xFF  # a bit flip in a segment the cleaner will read
+        first.write_bytes(bytes(data))
+        before = [s.log_path.read_bytes() for s in plog.segments]
+        assert await engine.run_cleaner(T0 + 10_000) == 0  # CorruptLog: not re-sealed
+        assert [s.log_path.read_bytes() for s in plog.segments] == before
+        assert await engine.run_cleaner(T0 + 10_000) == 0  # uncleanable until restart
+
+    run(tmp_path, COMPACT, body)
+
+
+def test_an_infinite_delete_retention_keeps_tombstones(tmp_path: Path) -> None:
+    async def body(engine: LocalEngine, plog: LocalPartitionLog) -> None:
+        await plog.append([keyed([(b"gone", None)], T0)])
+        await write(plog, 20, 3, start=1)
+        assert await engine.run_cleaner(T0 + 10_000) == 1
+        tomb = (await read_all(plog))[0]
+        assert delete_horizon_ms(read_batch_header(tomb)) == 2**63 - 1
+        assert await engine.run_cleaner(2**62) == 0
+
+    run(tmp_path, {**COMPACT, "delete.retention.ms": str(2**63 - 1)}, body)
+
+
+def test_offset_for_timestamp_ignores_a_delete_horizon(tmp_path: Path) -> None:
+    async def body(engine: LocalEngine, plog: LocalPartitionLog) -> None:
+        await plog.append([keyed([(b"a", None), (b"b", b"1")], T0, compression=GZIP)])
+        await write(plog, 20, 3, ts=T0 + 10, start=2)
+        assert await engine.run_cleaner(T0 + 10_000) == 1
+        h = read_batch_header((await read_all(plog))[0])
+        assert h.compression == GZIP and delete_horizon_ms(h) == T0 + 11_000
+        assert await plog.offset_for_timestamp(T0) == (0, T0)  # not (0, the horizon)
+
+    run(tmp_path, COMPACT, body)

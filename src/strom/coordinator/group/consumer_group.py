@@ -7,8 +7,14 @@ target's epoch; each member then walks to its target through `reconcile` (revoke
 receive partitions nobody else owns). `partition_owners` is what the coordinator has told the
 members they may hold: it never names two members for one partition.
 
-Membership is not persisted: after a restart members heartbeating with an epoch above 0 get
-UNKNOWN_MEMBER_ID and rejoin with epoch 0; committed offsets are persisted as for classic groups.
+Persistence: with an `emit` sink, `ConsumerGroups` writes Kafka's KIP-848 records (types 3-8 of
+`consumer_log_format`: group epoch, subscribed topic metadata, member metadata, target
+assignment epoch and members, current member assignments) whenever they change, and tombstones
+when a member leaves or is fenced and when the group is deleted. It diffs the group's persisted
+view (`persisted_view`) against what it last wrote, so every mutation path is covered. Replay
+(`replay.py`) rebuilds the groups with their epochs and assignments, so after a restart members
+keep heartbeating with their epochs and keep their partitions; their sessions start at load.
+Committed offsets are persisted as for classic groups.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Final
 
 from kio.schema.errors import ErrorCode
 
+from strom.coordinator.group import consumer_log_format as clf
 from strom.coordinator.group.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, Assignment
 from strom.coordinator.group.model import (
     ConsumerHeartbeatRequest,
@@ -40,6 +47,7 @@ from strom.coordinator.group.reconcile import (
 from strom.coordinator.group.timers import TimerQueue
 
 TopicId = uuid.UUID
+Emit = Callable[[str, bytes, bytes | None], None]
 JOIN_EPOCH: Final = 0
 LEAVE_EPOCH: Final = -1
 STATIC_LEAVE_EPOCH: Final = -2
@@ -186,6 +194,69 @@ def _by_str(item: tuple[TopicId, frozenset[int]]) -> str:
     return str(item[0])
 
 
+STATE_BYTES: Final = {MemberState.STABLE: clf.STATE_STABLE,
+                      MemberState.UNREVOKED_PARTITIONS: clf.STATE_UNREVOKED_PARTITIONS,
+                      MemberState.UNRELEASED_PARTITIONS: clf.STATE_UNRELEASED_PARTITIONS}
+PersistedView = dict[clf.ConsumerKey, clf.ConsumerValue]
+
+
+def _ids(assignment: Mapping[TopicId, frozenset[int]]) -> clf.TopicPartitions:
+    return tuple((t, tuple(sorted(ps))) for t, ps in sorted(assignment.items(), key=_by_str)
+                 if ps)
+
+
+def persisted_view(group: ConsumerGroup) -> PersistedView:
+    """The records (types 3-8) that describe `group`, by key: what a compacted log holds."""
+    gid = group.group_id
+    view: PersistedView = {}
+    if group.group_epoch == 0 and not group.members:
+        return view  # never really created (a join refused before any change)
+    for member in group.members.values():
+        view[clf.ConsumerKey(clf.MEMBER_METADATA, gid, member.member_id)] = \
+            clf.MemberMetadataValue(
+                member.instance_id, member.rack_id, member.client_id, member.client_host,
+                member.subscribed_topic_names, member.subscribed_regex, member.server_assignor,
+                member.rebalance_timeout_ms)
+    view[clf.ConsumerKey(clf.PARTITION_METADATA, gid)] = clf.PartitionMetadataValue(tuple(
+        clf.TopicMetadataValue(topic_id, name, count)
+        for name, (topic_id, count) in sorted(group.subscription_metadata.items())))
+    view[clf.ConsumerKey(clf.GROUP_METADATA, gid)] = clf.GroupEpochValue(group.group_epoch)
+    for member_id, target in group.target.items():
+        view[clf.ConsumerKey(clf.TARGET_ASSIGNMENT_MEMBER, gid, member_id)] = \
+            clf.TargetMemberValue(_ids(target))
+    view[clf.ConsumerKey(clf.TARGET_ASSIGNMENT_METADATA, gid)] = \
+        clf.AssignmentEpochValue(group.assignment_epoch)
+    for member in group.members.values():
+        current = member.assignment
+        view[clf.ConsumerKey(clf.CURRENT_MEMBER_ASSIGNMENT, gid, member.member_id)] = \
+            clf.CurrentAssignmentValue(current.member_epoch, current.previous_member_epoch,
+                                       STATE_BYTES[current.state], _ids(current.assigned),
+                                       _ids(current.pending_revocation))
+    return view
+
+
+# Kafka's order: a member's tombstones (current assignment, target, metadata) come before the
+# group-level records they change; group-level tombstones (deletion) come last.
+_MEMBER_TOMBSTONE_ORDER: Final = (clf.CURRENT_MEMBER_ASSIGNMENT, clf.TARGET_ASSIGNMENT_MEMBER,
+                                  clf.MEMBER_METADATA)
+_GROUP_TOMBSTONE_ORDER: Final = (clf.TARGET_ASSIGNMENT_METADATA, clf.PARTITION_METADATA,
+                                 clf.GROUP_METADATA)
+
+
+def diff_views(old: Mapping[clf.ConsumerKey, clf.ConsumerValue],
+               new: Mapping[clf.ConsumerKey, clf.ConsumerValue],
+               ) -> list[tuple[clf.ConsumerKey, clf.ConsumerValue | None]]:
+    """The records that turn `old` into `new`: values for changed keys, None for removed."""
+    removed = [key for key in old if key not in new]
+    out: list[tuple[clf.ConsumerKey, clf.ConsumerValue | None]] = []
+    for kind in _MEMBER_TOMBSTONE_ORDER:
+        out += [(key, None) for key in removed if key.kind == kind]
+    out += [(key, value) for key, value in new.items() if old.get(key) != value]
+    for kind in _GROUP_TOMBSTONE_ORDER:
+        out += [(key, None) for key in removed if key.kind == kind]
+    return out
+
+
 def from_ids(ids: Iterable[tuple[TopicId, Iterable[int]]]) -> dict[TopicId, frozenset[int]]:
     out: dict[TopicId, frozenset[int]] = {}
     for topic, partitions in ids:
@@ -272,11 +343,15 @@ def response(member: ConsumerMember, config: GroupConfig,
 class ConsumerGroups:
     """Every consumer group and their deadlines: sessions and revocation (rebalance) timeouts."""
 
-    def __init__(self, config: GroupConfig) -> None:
+    def __init__(self, config: GroupConfig, emit: Emit | None = None) -> None:
         self.config = config
         self.groups: dict[str, ConsumerGroup] = {}
         # ("session" | "revocation", group id, member id) -> member epoch when scheduled
         self.timers: TimerQueue[int] = TimerQueue()
+        # where records go (group id, key, value or None); None: nothing is persisted
+        self.emit = emit
+        # what the log holds for each group (written by `sync`, rebuilt by replay)
+        self.persisted: dict[str, PersistedView] = {}
 
     def heartbeat(self, req: ConsumerHeartbeatRequest, now_ms: int) -> ConsumerHeartbeatResult:
         try:
@@ -286,6 +361,35 @@ class ConsumerGroups:
             return self._heartbeat(req, now_ms)
         except HeartbeatError as exc:
             return ConsumerHeartbeatResult(exc.code, exc.message, None, 0, 0)
+        finally:
+            self.sync(req.group_id)
+
+    def sync(self, group_id: str) -> None:
+        """Emits the records that bring the log's view of the group up to date."""
+        if self.emit is None:
+            return
+        group = self.groups.get(group_id)
+        new = {} if group is None else persisted_view(group)
+        old = self.persisted.get(group_id, {})
+        for key, value in diff_views(old, new):
+            self.emit(group_id, clf.encode_key(key),
+                      None if value is None else clf.encode_value(value))
+        if new:
+            self.persisted[group_id] = new
+        else:
+            self.persisted.pop(group_id, None)
+
+    def drop(self, group_id: str) -> None:
+        """Deletes the group (it must have no members), tombstoning its records."""
+        group = self.groups.pop(group_id)
+        assert not group.members, "dropping a consumer group with members"
+        self.sync(group_id)
+
+    def restore(self, group: ConsumerGroup, now_ms: int) -> None:
+        """Installs a group rebuilt by replay; its members' sessions start now."""
+        self.groups[group.group_id] = group
+        for member in group.members.values():
+            self._schedule(group, member, now_ms)
 
     def _member(self, group: ConsumerGroup, req: ConsumerHeartbeatRequest) -> ConsumerMember:
         member = group.members.get(req.member_id)
@@ -331,7 +435,7 @@ class ConsumerGroups:
     def _heartbeat(self, req: ConsumerHeartbeatRequest, now_ms: int) -> ConsumerHeartbeatResult:
         group = self.groups.get(req.group_id)
         if group is None:
-            if req.member_epoch != JOIN_EPOCH:  # not persisted: an unknown member must rejoin
+            if req.member_epoch != JOIN_EPOCH:  # an unknown member must rejoin
                 raise HeartbeatError(ErrorCode.unknown_member_id,
                                      f"Group {req.group_id} has no member {req.member_id}.")
             group = self.groups[req.group_id] = ConsumerGroup(req.group_id)
@@ -394,6 +498,14 @@ class ConsumerGroups:
             self.timers.schedule(key, now_ms + member.rebalance_timeout_ms, epoch)
 
     def tick(self, now_ms: int) -> None:
+        touched: set[str] = set()
+        try:
+            self._tick(now_ms, touched)
+        finally:
+            for group_id in sorted(touched):
+                self.sync(group_id)
+
+    def _tick(self, now_ms: int, touched: set[str]) -> None:
         cutoff = self.timers.seq
         while (due := self.timers.pop_due(now_ms, cutoff)) is not None:
             key, epoch = due
@@ -407,6 +519,7 @@ class ConsumerGroups:
                     member.assignment.state is MemberState.UNREVOKED_PARTITIONS
                     and member.member_epoch == epoch):
                 self.fence(group, member_id)
+                touched.add(group_id)
 
     def next_deadline_ms(self) -> int | None:
         return self.timers.next_deadline_ms()

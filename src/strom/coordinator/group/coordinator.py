@@ -42,7 +42,7 @@ from strom.coordinator.group.model import (
     TopicPartition,
     join_error,
 )
-from strom.coordinator.group.replay import replay_record
+from strom.coordinator.group.replay import load_consumer_group, replay_record
 
 T = TypeVar("T")
 R = TypeVar("R", JoinResult, SyncResult)
@@ -56,7 +56,7 @@ class GroupCoordinator:
         self._ctx = Context(config)
         self._loaded: set[str] = set()  # replayed groups whose sessions are not yet running
         # KIP-848 groups; their committed offsets live in an Empty classic group of the same id
-        self._consumer = ConsumerGroups(config)
+        self._consumer = ConsumerGroups(config, self._emit_consumer_record)
 
     # -- membership -----------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ class GroupCoordinator:
             if consumer.members:
                 return self._step(join_error(req.member_id,
                                              ErrorCode.inconsistent_group_protocol))
-            del self._consumer.groups[req.group_id]  # an Empty consumer group becomes classic
+            self._consumer.drop(req.group_id)  # an Empty consumer group becomes classic
         return self._parked_step("join", req.group_id, handle_join(self._ctx, req))
 
     def sync(self, req: SyncRequest, now_ms: int) -> Step[SyncResult]:
@@ -164,7 +164,7 @@ class GroupCoordinator:
             if consumer.members:
                 consumer_errors[group_id] = ErrorCode.non_empty_group
                 continue
-            del self._consumer.groups[group_id]
+            self._consumer.drop(group_id)
             consumer_errors[group_id] = ErrorCode.none
         classic = [g for g in group_ids if consumer_errors.get(g, ErrorCode.none)
                    == ErrorCode.none]
@@ -234,7 +234,7 @@ class GroupCoordinator:
 
     def replay(self, record: GroupLogRecord) -> None:
         """Applies one `__consumer_offsets` record, in log order, before serving requests."""
-        group_id = replay_record(self._ctx, record)
+        group_id = replay_record(self._ctx, record, self._consumer.persisted)
         if group_id is not None:
             self._loaded.add(group_id)
 
@@ -246,6 +246,7 @@ class GroupCoordinator:
         ctx = self._ctx
         ctx.begin(now_ms)
         for group_id in sorted(self._loaded):
+            self._load_consumer_group(group_id, now_ms)
             group = ctx.groups.get(group_id)
             if group is None:
                 continue
@@ -254,6 +255,18 @@ class GroupCoordinator:
             if len(group.members) > ctx.config.max_group_size:  # the limit was lowered
                 rebalance.prepare_rebalance(ctx, group)
         self._loaded.clear()
+
+    def _load_consumer_group(self, group_id: str, now_ms: int) -> None:
+        view = self._consumer.persisted.get(group_id)
+        if not view:
+            return
+        group = load_consumer_group(group_id, view)
+        if group is not None:
+            self._consumer.restore(group, now_ms)
+
+    def _emit_consumer_record(self, group_id: str, key: bytes, value: bytes | None) -> None:
+        ctx = self._ctx
+        ctx.records.append(GroupLogRecord(ctx.partition_for(group_id), key, value))
 
     def _step(self, result: T) -> Step[T]:
         ctx = self._ctx

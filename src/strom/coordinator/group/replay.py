@@ -1,10 +1,26 @@
 """Rebuilding groups and offsets from `__consumer_offsets`, one record at a time in log order
-(Kafka's GroupMetadataManager.loadGroupsAndOffsets, incrementally)."""
+(Kafka's GroupMetadataManager.loadGroupsAndOffsets, incrementally).
+
+KIP-848 records (key versions 3-8) are applied to the log's view of each consumer group (latest
+value per key; a tombstone removes the key), and `load_consumer_group` turns a view into a
+`ConsumerGroup` once the log has been read: members with their epochs, states, assignments and
+target assignments, the group and assignment epochs and the subscribed topics' metadata.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
+from collections.abc import Mapping
 
+from strom.coordinator.group import consumer_log_format as clf
+from strom.coordinator.group.consumer_group import (
+    STATE_BYTES,
+    ConsumerGroup,
+    ConsumerMember,
+    PersistedView,
+)
 from strom.coordinator.group.context import Context
 from strom.coordinator.group.group import ClassicGroup, GroupState, Member
 from strom.coordinator.group.log_format import (
@@ -17,12 +33,24 @@ from strom.coordinator.group.log_format import (
     decode_offset_commit_value,
 )
 from strom.coordinator.group.model import CommittedOffset, GroupLogRecord
+from strom.coordinator.group.reconcile import MemberAssignment
 
 log = logging.getLogger(__name__)
 
 
-def replay_record(ctx: Context, record: GroupLogRecord) -> str | None:
-    """Applies one record; returns the group it touched, or None if it was skipped."""
+def replay_record(ctx: Context, record: GroupLogRecord,
+                  consumer_views: dict[str, PersistedView] | None = None) -> str | None:
+    """Applies one record; returns the group it touched, or None if it was skipped.
+    KIP-848 records go to `consumer_views` (skipped without it)."""
+    if clf.key_version(record.key) in clf.CONSUMER_KEY_VERSIONS:
+        try:
+            if consumer_views is None:
+                raise LogFormatError("no consumer group state to replay into")
+            return _replay_consumer(consumer_views, record)
+        except LogFormatError as exc:
+            log.warning("skipping unreadable __consumer_offsets-%d record: %s",
+                        record.partition, exc)
+            return None
     try:
         key = decode_key(record.key)
         if isinstance(key, OffsetCommitKey):
@@ -101,3 +129,100 @@ def _load_group(group_id: str, value: GroupMetadataValue) -> ClassicGroup:
     group.state = GroupState.STABLE if group.members else GroupState.EMPTY
     group.subscribed_topics = group.compute_subscribed_topics()
     return group
+
+
+# -- KIP-848 consumer groups ---------------------------------------------------------------
+
+_STATES = {byte: state for state, byte in STATE_BYTES.items()}
+
+
+def _replay_consumer(views: dict[str, PersistedView], record: GroupLogRecord) -> str:
+    key = clf.decode_key(record.key)
+    view = views.setdefault(key.group_id, {})
+    if record.value is None:
+        view.pop(key, None)
+        if not view:
+            del views[key.group_id]
+        return key.group_id
+    value = clf.decode_value(key.kind, record.value)
+    if isinstance(value, clf.CurrentAssignmentValue) and value.state not in _STATES:
+        raise LogFormatError(f"member {key.member_id}: unknown member state {value.state}")
+    if isinstance(value, clf.MemberMetadataValue) and value.subscribed_topic_regex is not None:
+        try:
+            re.compile(value.subscribed_topic_regex)
+        except re.error as exc:
+            raise LogFormatError(f"member {key.member_id}: bad regex ({exc})") from None
+    view[key] = value
+    return key.group_id
+
+
+def _assignment(ids: clf.TopicPartitions) -> dict[uuid.UUID, frozenset[int]]:
+    out: dict[uuid.UUID, frozenset[int]] = {}
+    for topic, partitions in ids:
+        out[topic] = out.get(topic, frozenset()) | frozenset(partitions)
+    return {t: ps for t, ps in out.items() if ps}
+
+
+def load_consumer_group(group_id: str, view: Mapping[clf.ConsumerKey, clf.ConsumerValue],
+                        ) -> ConsumerGroup | None:
+    """The group the log's records describe; None if they hold no group epoch (left over
+    records of a deleted group)."""
+    group = ConsumerGroup(group_id)
+    epoch = None
+    currents: dict[str, clf.CurrentAssignmentValue] = {}
+    targets: dict[str, clf.TargetMemberValue] = {}
+    for key, value in view.items():
+        if isinstance(value, clf.GroupEpochValue):
+            epoch = value.epoch
+        elif isinstance(value, clf.AssignmentEpochValue):
+            group.assignment_epoch = value.epoch
+        elif isinstance(value, clf.PartitionMetadataValue):
+            group.subscription_metadata = {t.name: (t.topic_id, t.partitions)
+                                           for t in value.topics}
+            group.topic_names = {t.topic_id: t.name for t in value.topics}
+        else:
+            assert key.member_id is not None, "member record without a member id"
+            if isinstance(value, clf.MemberMetadataValue):
+                group.members[key.member_id] = _member(key.member_id, value)
+            elif isinstance(value, clf.TargetMemberValue):
+                targets[key.member_id] = value
+            else:
+                currents[key.member_id] = value
+    if epoch is None:
+        log.warning("consumer group %s: records without a group epoch; not loaded", group_id)
+        return None
+    group.group_epoch = epoch
+    group.target = {member_id: _assignment(target.partitions)
+                    for member_id, target in targets.items() if member_id in group.members}
+    for member in group.members.values():
+        if member.instance_id is not None:
+            group.static_members[member.instance_id] = member.member_id
+        current = currents.get(member.member_id)
+        if current is not None:
+            _restore_assignment(group, member, current)
+    return group
+
+
+def _restore_assignment(group: ConsumerGroup, member: ConsumerMember,
+                        current: clf.CurrentAssignmentValue) -> None:
+    restored = MemberAssignment(
+        current.member_epoch, current.previous_member_epoch, _STATES[current.state],
+        _assignment(current.assigned), _assignment(current.pending_revocation))
+    if any((t, p) in group.partition_owners for t, ps in restored.owned().items() for p in ps):
+        log.warning("consumer group %s: member %s owns partitions another member owns; it "
+                    "must rejoin", group.group_id, member.member_id)
+        return
+    group.set_assignment(member, restored)
+
+
+def _member(member_id: str, value: clf.MemberMetadataValue) -> ConsumerMember:
+    member = ConsumerMember(member_id)
+    member.instance_id = value.instance_id
+    member.rack_id = value.rack_id
+    member.client_id = value.client_id
+    member.client_host = value.client_host
+    member.subscribed_topic_names = value.subscribed_topic_names
+    member.subscribed_regex = value.subscribed_topic_regex
+    member.server_assignor = value.server_assignor
+    member.rebalance_timeout_ms = value.rebalance_timeout_ms
+    return member

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from strom.protocol.batch_header import BatchHeader, read_batch_header
 from strom.protocol.record_rewrite import delete_horizon_ms, empty_batch, rebuild_batch
@@ -33,6 +34,8 @@ from strom.storage.local.cleaner_map import (
     read_batches,
 )
 from strom.storage.local.log_segment import LogSegment
+
+_LONG_MAX: Final = 2**63 - 1  # delete.retention.ms may be Long.MAX_VALUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +81,7 @@ def filter_batch(h: BatchHeader, data: bytes,
             return data, None
         return rebuild_batch(h, data, kept, horizon_ms=horizon), None
     if horizon is None:
-        horizon = rules.now_ms + rules.delete_retention_ms
+        horizon = min(rules.now_ms + rules.delete_retention_ms, _LONG_MAX)
     elif len(kept) == len(records):
         return data, horizon
     return rebuild_batch(h, data, kept, horizon_ms=horizon), horizon
