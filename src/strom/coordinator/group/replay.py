@@ -195,16 +195,16 @@ def load_consumer_group(group_id: str, view: Mapping[clf.ConsumerKey, clf.Consum
     group.target = {member_id: _assignment(target.partitions)
                     for member_id, target in targets.items() if member_id in group.members}
     for member in group.members.values():
-        if member.instance_id is not None:
-            group.static_members[member.instance_id] = member.member_id
-        current = currents.get(member.member_id)
-        if current is not None:
-            _restore_assignment(group, member, current)
+        _restore_member(group, member, currents.get(member.member_id))
     return group
 
 
-def _restore_assignment(group: ConsumerGroup, member: ConsumerMember,
-                        current: clf.CurrentAssignmentValue) -> None:
+def _restore_member(group: ConsumerGroup, member: ConsumerMember,
+                    current: clf.CurrentAssignmentValue | None) -> None:
+    if member.instance_id is not None:
+        group.static_members[member.instance_id] = member.member_id
+    if current is None:
+        return
     restored = MemberAssignment(
         current.member_epoch, current.previous_member_epoch, _STATES[current.state],
         _assignment(current.assigned), _assignment(current.pending_revocation))
