@@ -452,3 +452,27 @@ def test_offset_for_timestamp_ignores_a_delete_horizon(tmp_path: Path) -> None:
         assert await plog.offset_for_timestamp(T0) == (0, T0)  # not (0, the horizon)
 
     run(tmp_path, COMPACT, body)
+
+
+def test_close_stops_a_pass_whose_caller_was_cancelled(tmp_path: Path) -> None:
+    async def body(engine: LocalEngine, plog: LocalPartitionLog) -> list[Rec]:
+        history = await write(plog, 200, 7)
+        task = asyncio.create_task(engine.run_cleaner(T0 + 10_000))
+        await asyncio.sleep(0.01)
+        task.cancel()  # as the server does at stop; the pass goes on until close()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return history
+
+    history = run(tmp_path, COMPACT, body)  # run() closes the engine: it stops the pass
+
+    async def reopen() -> None:
+        engine = engine_for(tmp_path)
+        await engine.open()
+        plog = engine.partition("c", 0)
+        check_contiguous(await read_all(plog), 0, 200)
+        assert set(latest_per_key(history, 200)) <= set(await records(plog)) <= set(history)
+        assert not any(n.endswith((".cleaned", ".swap")) for n in segment_names(plog))
+        await engine.close()
+
+    asyncio.run(reopen())

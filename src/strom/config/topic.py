@@ -141,6 +141,7 @@ class LogConfig:
     flush_messages: int
     flush_ms: int
     index_interval_bytes: int
+    max_compaction_lag_ms: int
     max_message_bytes: int
     message_timestamp_type: str
     message_timestamp_before_max_ms: int

@@ -71,6 +71,8 @@ class BrokerServer:
             "log.retention.check.interval.ms", self.engine.run_retention)))
         self._tasks.append(asyncio.create_task(self._every(
             "log.flush.scheduler.interval.ms", self.engine.flush_due)))
+        self._tasks.append(asyncio.create_task(self._every(
+            "log.cleaner.backoff.ms", self.engine.run_cleaner)))
         log.info("strom listening on %s:%d, data in %s", self.config.host, self.port,
                  self.config.data_dir)
 

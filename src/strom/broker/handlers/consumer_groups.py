@@ -45,7 +45,7 @@ def _owned(request: Any) -> TopicPartitionIds | None:
 
 
 @api(68, "ConsumerGroupHeartbeat", (0, 1), "KIP-848 server-side assignment (uniform, range); "
-     "topic regex via Python re (v1); membership not persisted")
+     "topic regex via Python re (v1); membership persisted in __consumer_offsets")
 async def handle_consumer_group_heartbeat(broker: Broker, ctx: RequestContext, request: Any,
                                           b: ResponseBuilder) -> Any:
     member_id = request.member_id

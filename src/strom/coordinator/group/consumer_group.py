@@ -109,6 +109,9 @@ class ConsumerGroup:
         # name -> (topic id, partitions) of the subscribed topics as of the group epoch
         self.subscription_metadata: dict[str, tuple[TopicId, int]] = {}
         self.topic_names: dict[TopicId, str] = {}
+        # what changed since the records were last written (see ConsumerGroups.sync)
+        self.dirty: set[str] = set()  # member ids
+        self.targets_dirty = False
 
     def state(self) -> ConsumerGroupState:
         if not self.members:
@@ -139,6 +142,7 @@ class ConsumerGroup:
                 assert other is None, f"{topic}-{p} given to {member.member_id} owned by {other}"
                 self.partition_owners[(topic, p)] = (member.member_id, new.member_epoch)
         member.assignment = new
+        self.dirty.add(member.member_id)
 
     def owner_epoch(self, member_id: str) -> Callable[[TopicId, int], int]:
         def epoch(topic: TopicId, partition: int) -> int:
@@ -151,6 +155,7 @@ class ConsumerGroup:
         self.set_assignment(member, MemberAssignment(LEAVE_EPOCH, member.member_epoch))
         del self.members[member_id]
         self.target.pop(member_id, None)
+        self.dirty.add(member_id)
         if member.instance_id is not None and self.static_members.get(member.instance_id) == \
                 member_id:
             del self.static_members[member.instance_id]
@@ -176,6 +181,7 @@ class ConsumerGroup:
         assignor = ASSIGNORS[self.assignor_name()]
         self.target = assignor(subscriptions, counts, self.target)
         self.assignment_epoch = self.group_epoch
+        self.targets_dirty = True
 
     def describe_member(self, member: ConsumerMember) -> ConsumerMemberDescription:
         return ConsumerMemberDescription(
@@ -205,56 +211,107 @@ def _ids(assignment: Mapping[TopicId, frozenset[int]]) -> clf.TopicPartitions:
                  if ps)
 
 
+def _member_metadata(member: ConsumerMember) -> clf.MemberMetadataValue:
+    return clf.MemberMetadataValue(
+        member.instance_id, member.rack_id, member.client_id, member.client_host,
+        member.subscribed_topic_names, member.subscribed_regex, member.server_assignor,
+        member.rebalance_timeout_ms)
+
+
+def _current(member: ConsumerMember) -> clf.CurrentAssignmentValue:
+    current = member.assignment
+    return clf.CurrentAssignmentValue(current.member_epoch, current.previous_member_epoch,
+                                      STATE_BYTES[current.state], _ids(current.assigned),
+                                      _ids(current.pending_revocation))
+
+
+def _group_records(group: ConsumerGroup) -> PersistedView:
+    """The group-level records (types 4, 3, 6)."""
+    gid = group.group_id
+    return {
+        clf.ConsumerKey(clf.PARTITION_METADATA, gid): clf.PartitionMetadataValue(tuple(
+            clf.TopicMetadataValue(topic_id, name, count)
+            for name, (topic_id, count) in sorted(group.subscription_metadata.items()))),
+        clf.ConsumerKey(clf.GROUP_METADATA, gid): clf.GroupEpochValue(group.group_epoch),
+        clf.ConsumerKey(clf.TARGET_ASSIGNMENT_METADATA, gid):
+            clf.AssignmentEpochValue(group.assignment_epoch),
+    }
+
+
+def _exists(group: ConsumerGroup) -> bool:
+    return group.group_epoch != 0 or bool(group.members)  # else a join refused at once
+
+
 def persisted_view(group: ConsumerGroup) -> PersistedView:
     """The records (types 3-8) that describe `group`, by key: what a compacted log holds."""
     gid = group.group_id
     view: PersistedView = {}
-    if group.group_epoch == 0 and not group.members:
-        return view  # never really created (a join refused before any change)
+    if not _exists(group):
+        return view
     for member in group.members.values():
         view[clf.ConsumerKey(clf.MEMBER_METADATA, gid, member.member_id)] = \
-            clf.MemberMetadataValue(
-                member.instance_id, member.rack_id, member.client_id, member.client_host,
-                member.subscribed_topic_names, member.subscribed_regex, member.server_assignor,
-                member.rebalance_timeout_ms)
-    view[clf.ConsumerKey(clf.PARTITION_METADATA, gid)] = clf.PartitionMetadataValue(tuple(
-        clf.TopicMetadataValue(topic_id, name, count)
-        for name, (topic_id, count) in sorted(group.subscription_metadata.items())))
-    view[clf.ConsumerKey(clf.GROUP_METADATA, gid)] = clf.GroupEpochValue(group.group_epoch)
+            _member_metadata(member)
     for member_id, target in group.target.items():
         view[clf.ConsumerKey(clf.TARGET_ASSIGNMENT_MEMBER, gid, member_id)] = \
             clf.TargetMemberValue(_ids(target))
-    view[clf.ConsumerKey(clf.TARGET_ASSIGNMENT_METADATA, gid)] = \
-        clf.AssignmentEpochValue(group.assignment_epoch)
     for member in group.members.values():
-        current = member.assignment
         view[clf.ConsumerKey(clf.CURRENT_MEMBER_ASSIGNMENT, gid, member.member_id)] = \
-            clf.CurrentAssignmentValue(current.member_epoch, current.previous_member_epoch,
-                                       STATE_BYTES[current.state], _ids(current.assigned),
-                                       _ids(current.pending_revocation))
+            _current(member)
+    view.update(_group_records(group))
     return view
 
 
+def _changed_records(group: ConsumerGroup, old: Mapping[clf.ConsumerKey, clf.ConsumerValue],
+                     ) -> list[tuple[clf.ConsumerKey, clf.ConsumerValue | None]]:
+    """`diff_views(old, persisted_view(group))`, looking only at the group-level records and
+    the members marked dirty (all of them when the target assignment was recomputed)."""
+    gid = group.group_id
+    fresh: dict[clf.ConsumerKey, clf.ConsumerValue | None] = dict(_group_records(group))
+    member_ids = set(group.dirty)
+    if group.targets_dirty:
+        member_ids |= group.target.keys()
+    for member_id in member_ids:
+        member = group.members.get(member_id)
+        target = group.target.get(member_id)
+        fresh[clf.ConsumerKey(clf.MEMBER_METADATA, gid, member_id)] = \
+            None if member is None else _member_metadata(member)
+        fresh[clf.ConsumerKey(clf.TARGET_ASSIGNMENT_MEMBER, gid, member_id)] = \
+            None if target is None else clf.TargetMemberValue(_ids(target))
+        fresh[clf.ConsumerKey(clf.CURRENT_MEMBER_ASSIGNMENT, gid, member_id)] = \
+            None if member is None else _current(member)
+    changes = [(key, value) for key, value in fresh.items()
+               if old.get(key) != value and (value is not None or key in old)]
+    changes.sort(key=_rank)
+    return changes
+
+
 # Kafka's order: a member's tombstones (current assignment, target, metadata) come before the
-# group-level records they change; group-level tombstones (deletion) come last.
-_MEMBER_TOMBSTONE_ORDER: Final = (clf.CURRENT_MEMBER_ASSIGNMENT, clf.TARGET_ASSIGNMENT_MEMBER,
-                                  clf.MEMBER_METADATA)
-_GROUP_TOMBSTONE_ORDER: Final = (clf.TARGET_ASSIGNMENT_METADATA, clf.PARTITION_METADATA,
-                                 clf.GROUP_METADATA)
+# records they change; then member metadata, subscription metadata, group epoch, target
+# assignment, assignment epoch, current assignments; group-level tombstones (deletion) last.
+_ORDER: Final = {
+    (clf.CURRENT_MEMBER_ASSIGNMENT, True): 0, (clf.TARGET_ASSIGNMENT_MEMBER, True): 1,
+    (clf.MEMBER_METADATA, True): 2,
+    (clf.MEMBER_METADATA, False): 10, (clf.PARTITION_METADATA, False): 11,
+    (clf.GROUP_METADATA, False): 12, (clf.TARGET_ASSIGNMENT_MEMBER, False): 13,
+    (clf.TARGET_ASSIGNMENT_METADATA, False): 14, (clf.CURRENT_MEMBER_ASSIGNMENT, False): 15,
+    (clf.TARGET_ASSIGNMENT_METADATA, True): 20, (clf.PARTITION_METADATA, True): 21,
+    (clf.GROUP_METADATA, True): 22,
+}
+
+
+def _rank(change: tuple[clf.ConsumerKey, clf.ConsumerValue | None]) -> int:
+    return _ORDER[(change[0].kind, change[1] is None)]
 
 
 def diff_views(old: Mapping[clf.ConsumerKey, clf.ConsumerValue],
                new: Mapping[clf.ConsumerKey, clf.ConsumerValue],
                ) -> list[tuple[clf.ConsumerKey, clf.ConsumerValue | None]]:
     """The records that turn `old` into `new`: values for changed keys, None for removed."""
-    removed = [key for key in old if key not in new]
-    out: list[tuple[clf.ConsumerKey, clf.ConsumerValue | None]] = []
-    for kind in _MEMBER_TOMBSTONE_ORDER:
-        out += [(key, None) for key in removed if key.kind == kind]
-    out += [(key, value) for key, value in new.items() if old.get(key) != value]
-    for kind in _GROUP_TOMBSTONE_ORDER:
-        out += [(key, None) for key in removed if key.kind == kind]
-    return out
+    changes: list[tuple[clf.ConsumerKey, clf.ConsumerValue | None]] = [
+        (key, None) for key in old if key not in new]
+    changes += [(key, value) for key, value in new.items() if old.get(key) != value]
+    changes.sort(key=_rank)
+    return changes
 
 
 def from_ids(ids: Iterable[tuple[TopicId, Iterable[int]]]) -> dict[TopicId, frozenset[int]]:
@@ -366,16 +423,33 @@ class ConsumerGroups:
 
     def sync(self, group_id: str) -> None:
         """Emits the records that bring the log's view of the group up to date."""
-        if self.emit is None:
-            return
         group = self.groups.get(group_id)
-        new = {} if group is None else persisted_view(group)
+        if self.emit is None:
+            if group is not None:
+                group.dirty.clear()
+                group.targets_dirty = False
+            return
         old = self.persisted.get(group_id, {})
-        for key, value in diff_views(old, new):
-            self.emit(group_id, clf.encode_key(key),
-                      None if value is None else clf.encode_value(value))
-        if new:
-            self.persisted[group_id] = new
+        if group is None or not _exists(group):
+            changes = diff_views(old, {})
+        else:
+            changes = _changed_records(group, old)
+            group.dirty.clear()
+            group.targets_dirty = False
+        self._write(group_id, old, changes)
+
+    def _write(self, group_id: str, view: PersistedView,
+               changes: list[tuple[clf.ConsumerKey, clf.ConsumerValue | None]]) -> None:
+        assert self.emit is not None
+        for key, value in changes:
+            if value is None:
+                view.pop(key, None)
+                self.emit(group_id, clf.encode_key(key), None)
+            else:
+                view[key] = value
+                self.emit(group_id, clf.encode_key(key), clf.encode_value(value))
+        if view:
+            self.persisted[group_id] = view
         else:
             self.persisted.pop(group_id, None)
 
@@ -390,6 +464,11 @@ class ConsumerGroups:
         self.groups[group.group_id] = group
         for member in group.members.values():
             self._schedule(group, member, now_ms)
+        group.dirty.clear()
+        group.targets_dirty = False
+        if self.emit is not None:  # records the load dropped (orphans) are tombstoned
+            old = self.persisted.get(group.group_id, {})
+            self._write(group.group_id, old, diff_views(old, persisted_view(group)))
 
     def _member(self, group: ConsumerGroup, req: ConsumerHeartbeatRequest) -> ConsumerMember:
         member = group.members.get(req.member_id)
@@ -440,6 +519,7 @@ class ConsumerGroups:
                                      f"Group {req.group_id} has no member {req.member_id}.")
             group = self.groups[req.group_id] = ConsumerGroup(req.group_id)
         is_new = req.member_id not in group.members
+        group.dirty.add(req.member_id)
         member = self._member(group, req)
         before = member.assignment
         bump = _update_member(member, req) or is_new

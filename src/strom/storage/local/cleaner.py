@@ -197,7 +197,8 @@ class LogCleaner:
                 await self.clean(plog, todo, now_ms)
                 cleaned += 1
             except CleaningAborted as exc:
-                log.info("%s: cleaning stopped: %s", plog.directory.name, exc or "stop request")
+                log.info("%s: cleaning stopped: %s", plog.directory.name,
+                         str(exc) or "a stop request")
             except Exception:
                 log.exception("%s: cleaning failed; not cleaning it again until restart",
                               plog.directory.name)

@@ -101,7 +101,7 @@ class _Writer:
         self._end_run()
         h = read_batch_header(data)
         if self.seg.size + h.size > MAX_RELATIVE_OFFSET:
-            raise CleaningAborted("the cleaned segment would not fit int32 positions")
+            raise RuntimeError("the cleaned segment would not fit int32 positions")
         self.out.write(data)
         self.seg.track_header(self.seg.size, h, self.interval)
         self.seg.size += h.size

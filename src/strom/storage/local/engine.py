@@ -358,9 +358,8 @@ class LocalEngine:
         targets: list[CleanTarget] = []
         for name, parts in self._logs.items():
             if compacts(self._log_configs[name].cleanup_policy):
-                lag = self.config.effective_topic_configs(self._topics[name].configs)[
-                    "max.compaction.lag.ms"]
-                targets.extend(CleanTarget(p, int(lag)) for p in parts)
+                lag = self._log_configs[name].max_compaction_lag_ms
+                targets.extend(CleanTarget(p, lag) for p in parts)
         return await self.cleaner.run(targets, now_ms)
 
     async def flush_due(self, now_ms: int) -> None:
