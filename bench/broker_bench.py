@@ -708,10 +708,11 @@ def header_lines(machine: Record, mode: str) -> list[str]:
 
 
 def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list[str],
-                  payload: Record) -> tuple[Path, Path]:
+                  payload: Record, prefix: str = "bench") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    json_path, md_path = out_dir / f"bench-{stamp}.json", out_dir / f"bench-{stamp}.md"
+    json_path = out_dir / f"{prefix}-{stamp}.json"
+    md_path = out_dir / f"{prefix}-{stamp}.md"
     payload = dict(payload, rows=[asdict(row) | {"ratio": row.ratio()} for row in rows])
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     errors = [f"- {name}: {e}" for name in names for e in payload["results"][name]["errors"]]

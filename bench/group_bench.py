@@ -26,7 +26,6 @@ Results are also written to bench/results/ as JSON and markdown. See bench/READM
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import socket
 import statistics
@@ -58,6 +57,7 @@ from broker_bench import (
     stop_broker,
     table_lines,
     tansu_binary,
+    write_results,
 )
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -568,23 +568,6 @@ def header_lines(machine: Record, mode: str) -> list[str]:
             " (group.initial.rebalance.delay.ms=3000)"]
 
 
-def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list[str],
-                  payload: Record) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    json_path = out_dir / f"group-bench-{stamp}.json"
-    md_path = out_dir / f"group-bench-{stamp}.md"
-    payload = dict(payload, rows=[asdict(row) | {"ratio": row.ratio()} for row in rows])
-    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    errors = [f"- {name}: {e}" for name in names for e in payload["results"][name]["errors"]]
-    md = [f"# {header[0]}", "", *(f"- {line}" for line in header[1:]), "",
-          *table_lines(rows, names, markdown=True), ""]
-    if errors:
-        md += ["## Failures", "", *errors, ""]
-    md_path.write_text("\n".join(md))
-    return json_path, md_path
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced run (~1.5 min)")
@@ -619,7 +602,8 @@ def main() -> int:
         for key, reason in results[name]["na"].items():
             print(f"n/a {name}: {key}: {reason}")
     payload = {"machine": machine, "settings": asdict(settings), "results": results}
-    json_path, md_path = write_results(args.out, header, rows, names, payload)
+    json_path, md_path = write_results(args.out, header, rows, names, payload,
+                                       prefix="group-bench")
     log(f"wrote {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}"
         f" and {md_path.name}")
     return 0 if all(not results[n]["errors"] for n in names) else 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from strom.broker.group_runtime import GroupRuntime
+from strom.broker.producer_ids import ProducerIdAllocator
 from strom.config.broker import BrokerConfig
 from strom.coordinator.group.model import GroupConfig
 from strom.storage.api import StorageEngine, TopicExists, TopicInfo
@@ -119,6 +120,7 @@ class Broker:
         self.waiters = PartitionWaiters()
         self._create_lock = asyncio.Lock()
         self.groups = GroupRuntime(engine, group_config(config))
+        self.producer_ids = ProducerIdAllocator(engine)
 
     def resolve_topic(self, name: str | None, topic_id: uuid.UUID | None) -> str | None:
         """The topic a request names, by name or (newer versions) by id; None if unknown."""

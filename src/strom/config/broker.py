@@ -34,6 +34,7 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "offsets.retention.minutes": "10080",
     "offsets.topic.num.partitions": "50",
     "message.max.decompressed.bytes": str(256 * MIB),
+    "producer.id.expiration.ms": "86400000",
     "fetch.max.wait.ms.cap": "30000",
     "max.incremental.fetch.session.cache.slots": "1000",
 }

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from strom.config.topic import LogConfig
+from strom.protocol.batch_header import BatchHeader
 
 
 class StorageError(Exception):
@@ -94,6 +95,26 @@ class PartitionSize:
     size_bytes: int
 
 
+class ProducerStateTracker(Protocol):
+    """Idempotent producer state an engine keeps per partition, in step with the log
+    (strom.coordinator.producer_state.ProducerStateManager implements it; the engine gets a
+    factory, so storage never imports the coordinator)."""
+
+    def apply_batch(self, header: BatchHeader) -> None:
+        """Records a batch just appended, or replayed from the log at open, in log order."""
+        ...
+
+    def expire(self, now_ms: int) -> int:
+        """Forgets producers idle for producer.id.expiration.ms; returns how many."""
+        ...
+
+    def snapshot(self) -> bytes: ...
+
+    def load_snapshot(self, data: bytes) -> None:
+        """Replaces the state by a snapshot's; raises ValueError if `data` is damaged."""
+        ...
+
+
 class PartitionLog(Protocol):
     """One partition's log."""
 
@@ -109,8 +130,17 @@ class PartitionLog(Protocol):
     @property
     def size_bytes(self) -> int: ...
 
+    @property
+    def producer_state(self) -> ProducerStateTracker | None:
+        """The partition's idempotent producer state, None if the engine keeps none."""
+        ...
+
     async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
-        """Appends whole batches atomically in order; durable per the flush policy on return."""
+        """Appends whole batches atomically in order; durable per the flush policy on return.
+
+        Runs without suspending until the batches are written and `producer_state` has
+        applied them, so a synchronous check of the producer state made right before
+        `await append(...)` cannot interleave with another append."""
         ...
 
     async def read(self, offset: int, max_bytes: int, min_one_batch: bool) -> ReadResult:
@@ -166,4 +196,9 @@ class StorageEngine(Protocol):
 
     async def flush_due(self, now_ms: int) -> None:
         """Flushes partitions whose flush.ms has elapsed."""
+        ...
+
+    async def reserve_producer_ids(self, count: int) -> int:
+        """Durably reserves `count` producer ids never handed out before (across restarts);
+        returns the first."""
         ...

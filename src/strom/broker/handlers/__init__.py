@@ -12,6 +12,7 @@ from strom.broker.handlers import (  # noqa: F401
     offset_for_leader_epoch,
     offsets,
     produce,
+    producer_ids,
     records_admin,
     topics,
 )

@@ -12,9 +12,11 @@ from kio.static.primitive import i64
 
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.coordinator.producer_state import ProducerStateManager, Verdict, last_sequence
+from strom.protocol.batch_header import BatchHeader
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.protocol.records import RecordsError, validate_produce_records
-from strom.storage.api import AppendBatch, StorageError, UnknownTopic
+from strom.protocol.records import RecordsError, ValidatedBatch, validate_produce_records
+from strom.storage.api import AppendBatch, PartitionLog, StorageError, UnknownTopic
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +56,58 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
                                 record_errors=exc.record_errors)
     appends = [AppendBatch(v.data, v.record_count, v.header.max_timestamp,
                            v.header.base_timestamp) for v in batches]
+    log_append_time = cfg.message_timestamp_type == "LogAppendTime"
+    # The producer state check and the append run with no suspension in between: see
+    # PartitionLog.append. Nothing may be awaited from here to `plog.append`.
+    early = check_producer_state(plog, batches, log_append_time)
+    if early is not None:
+        return early
     try:
         result = await plog.append(appends)
     except StorageError as exc:
         log.error("append to %s-%d failed: %s", topic, index, exc)
         return PartitionOutcome(ErrorCode.kafka_storage_error, message=str(exc))
     broker.waiters.notify(topic, index)
-    append_time = now_ms if cfg.message_timestamp_type == "LogAppendTime" else -1
+    append_time = now_ms if log_append_time else -1
     return PartitionOutcome(ErrorCode.none, result.base_offset, append_time,
                             result.log_start_offset)
+
+
+def check_producer_state(plog: PartitionLog, batches: list[ValidatedBatch],
+                         log_append_time: bool) -> PartitionOutcome | None:
+    """None to append; otherwise the answer without appending: a duplicate's original offsets
+    with no error (Kafka 3.x), or the sequence/epoch error (Kafka's ProducerAppendInfo)."""
+    state = plog.producer_state
+    for v in batches:
+        h = v.header
+        if h.producer_id < 0 or h.is_control:
+            continue
+        if h.base_sequence < 0:  # Kafka's LogValidator.validateBatch
+            return PartitionOutcome(
+                ErrorCode.invalid_record,
+                message=f"Invalid sequence number {h.base_sequence} in record batch with "
+                        f"producerId {h.producer_id}")
+        if not isinstance(state, ProducerStateManager):
+            continue  # an engine that keeps no producer state: append as before
+        outcome = _check_batch(state, h, plog.log_start_offset, log_append_time)
+        if outcome is not None:
+            return outcome
+    return None
+
+
+def _check_batch(state: ProducerStateManager, h: BatchHeader, log_start_offset: int,
+                 log_append_time: bool) -> PartitionOutcome | None:
+    result = state.check(h.producer_id, h.producer_epoch, h.base_sequence,
+                         last_sequence(h.base_sequence, h.last_offset_delta))
+    if result.verdict is Verdict.APPEND:
+        return None
+    if result.duplicate is not None:
+        dup = result.duplicate
+        log.debug("duplicate batch of producer %d (seq %d-%d) answered with offset %d",
+                  h.producer_id, dup.first_seq, dup.last_seq, dup.first_offset)
+        return PartitionOutcome(ErrorCode.none, dup.first_offset,
+                                dup.timestamp if log_append_time else -1, log_start_offset)
+    return PartitionOutcome(ErrorCode(result.error_code), message=result.message)
 
 
 def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome) -> Any:

@@ -23,7 +23,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -34,6 +34,7 @@ from strom.config.topic import LogConfig
 from strom.storage.api import (
     PartitionLog,
     PartitionSize,
+    ProducerStateTracker,
     StorageEngine,
     StorageError,
     TopicExists,
@@ -50,12 +51,14 @@ from strom.storage.local.checkpoint import (
 from strom.storage.local.cleaner import CleanTarget, LogCleaner, compacts
 from strom.storage.local.files import FdGraveyard, fsync_dir, unlink_quietly, write_atomic
 from strom.storage.local.partition_log import LocalPartitionLog, PartitionHooks
-from strom.storage.local.recovery import LogLoader
+from strom.storage.local.producer_snapshots import rebuild
+from strom.storage.local.recovery import LoadedLog, LogLoader
 from strom.storage.local.topic_store import TopicStore
 
 log = logging.getLogger(__name__)
 
 CLEAN_SHUTDOWN_FILE: Final = ".clean-shutdown"
+PRODUCER_ID_BLOCK_FILE: Final = "producer-id-block"
 DELETE_DIR_SUFFIX: Final = "-delete"
 RECOVERY_CHECKPOINT_INTERVAL_S: Final = 60.0  # Kafka's log.flush.offset.checkpoint.interval.ms
 _PARTITION_DIR: Final = re.compile(r"^(.+)-(\d+)$")
@@ -74,9 +77,15 @@ def _check_name(name: str) -> None:
 class LocalEngine:
     """Implements StorageEngine; `await open()` before use and `await close()` at the end."""
 
-    def __init__(self, data_dir: Path, config: BrokerConfig) -> None:
+    def __init__(self, data_dir: Path, config: BrokerConfig,
+                 producer_state_factory: Callable[[], ProducerStateTracker] | None = None
+                 ) -> None:
+        """`producer_state_factory` makes each partition's idempotent producer state (the
+        server passes the coordinator's ProducerStateManager); without it none is kept."""
         self.data_dir = data_dir
         self.config = config
+        self._producer_state_factory = producer_state_factory
+        self._producer_id_lock = asyncio.Lock()
         self._store = TopicStore(data_dir)
         self._topics: dict[str, TopicInfo] = {}
         self._topics_view = MappingProxyType(self._topics)
@@ -119,8 +128,7 @@ class LocalEngine:
                 directory = self._partition_dir(info.name, p)
                 loaded = LogLoader(directory, config, clean, log_starts.get((info.name, p)),
                                    recovery_points.get((info.name, p)), now).load()
-                logs.append(LocalPartitionLog(info.name, p, directory, config, loaded,
-                                              self._hooks))
+                logs.append(self._partition_log(info.name, p, directory, config, loaded, now))
             self._register(info, config, logs)
         if clean:
             unlink_quietly(marker)
@@ -130,6 +138,16 @@ class LocalEngine:
         log.info("opened %d topic(s), %d partition(s) in %s (%s shutdown)", len(self._topics),
                  sum(len(v) for v in self._logs.values()), self.data_dir,
                  "clean" if clean else "unclean")
+
+    def _partition_log(self, topic: str, partition: int, directory: Path, config: LogConfig,
+                       loaded: LoadedLog, now: int) -> LocalPartitionLog:
+        """The partition's log with its producer state rebuilt (blocking)."""
+        if self._producer_state_factory is None:
+            return LocalPartitionLog(topic, partition, directory, config, loaded, self._hooks)
+        state = self._producer_state_factory()
+        snapshot = rebuild(directory, loaded.segments, state, loaded.log_end_offset, now)
+        return LocalPartitionLog(topic, partition, directory, config, loaded, self._hooks,
+                                 state, snapshot)
 
     def _sweep(self, topics: Mapping[str, TopicInfo]) -> None:
         """Finishes interrupted topic deletions; reports directories of unknown partitions."""
@@ -235,7 +253,7 @@ class LocalEngine:
                 log.warning("removing stale directory %s", directory)
                 shutil.rmtree(directory)
             loaded = LogLoader(directory, config, False, None, None, now).load()
-            logs.append(LocalPartitionLog(info.name, p, directory, config, loaded, self._hooks))
+            logs.append(self._partition_log(info.name, p, directory, config, loaded, now))
         fsync_dir(self.data_dir)
         return logs
 
@@ -345,8 +363,32 @@ class LocalEngine:
         self._graveyard.reap()
         deleted = 0
         for p in self._all_logs():
+            p.expire_producers(now_ms)  # Kafka checks producer.id.expiration.ms periodically
             deleted += await p.run_retention(now_ms)
         return deleted
+
+    async def reserve_producer_ids(self, count: int) -> int:
+        """Reserves `count` producer ids in `producer-id-block` (the next unreserved id,
+        written atomically and fsynced before any reserved id is handed out)."""
+        self._check_opened()
+        if count < 1:
+            raise ValueError(f"cannot reserve {count} producer ids")
+        async with self._producer_id_lock:
+            return await asyncio.to_thread(self._reserve_producer_ids, count)
+
+    def _reserve_producer_ids(self, count: int) -> int:
+        path = self.data_dir / PRODUCER_ID_BLOCK_FILE
+        first = 0
+        if path.exists():
+            text = path.read_text().strip()
+            try:
+                first = int(text.removeprefix("next="))
+            except ValueError:
+                raise StorageError(f"{path} is damaged: {text[:100]!r}") from None
+        if first < 0 or first + count > 2**63 - 1:
+            raise StorageError(f"producer ids are exhausted ({path}: next={first})")
+        write_atomic(path, f"next={first + count}\n".encode())
+        return first
 
     async def run_cleaner(self, now_ms: int) -> int:
         """One LogCleaner pass over the partitions of topics whose cleanup.policy includes

@@ -35,13 +35,16 @@ class LogFlusher:
         self._flush: asyncio.Future[None] | None = None
         self._rolled: asyncio.Task[None] | None = None
 
-    def rolled(self, seg: LogSegment, end_offset: int) -> None:
-        """Flushes a segment that just became inactive, after earlier rolled ones."""
+    def rolled(self, seg: LogSegment, end_offset: int,
+               after: Callable[[], None] | None = None) -> None:
+        """Flushes a segment that just became inactive, after earlier rolled ones; then runs
+        `after` (blocking, in a thread; failures are logged: producer state snapshots)."""
         self._rolled = asyncio.get_running_loop().create_task(
-            self._flush_rolled(seg, end_offset, self._rolled))
+            self._flush_rolled(seg, end_offset, self._rolled, after))
 
     async def _flush_rolled(self, seg: LogSegment, end_offset: int,
-                            previous: asyncio.Task[None] | None) -> None:
+                            previous: asyncio.Task[None] | None,
+                            after: Callable[[], None] | None) -> None:
         if previous is not None:
             try:
                 await previous
@@ -49,6 +52,12 @@ class LogFlusher:
                 log.debug("an earlier roll flush failed", exc_info=True)
         await asyncio.to_thread(seg.persist)
         self.recovery_point = max(self.recovery_point, end_offset)
+        if after is not None:
+            try:
+                await asyncio.to_thread(after)
+            except Exception:
+                log.warning("%s: the work after a roll flush failed", seg.log_path,
+                            exc_info=True)
 
     async def wait_rolled(self) -> None:
         task = self._rolled

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strom.config.topic import LogConfig
+from strom.protocol.batch_header import read_batch_header
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
     CorruptLog,
     FileRegion,
     OffsetOutOfRange,
+    ProducerStateTracker,
     ReadResult,
     UnknownTopic,
 )
@@ -30,6 +32,7 @@ from strom.storage.local import retention
 from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
 from strom.storage.local.flush import LogFlusher, now_ms
 from strom.storage.local.log_segment import LogSegment
+from strom.storage.local.producer_snapshots import write_snapshot
 from strom.storage.local.recovery import LoadedLog
 from strom.storage.local.timestamps import search_segment
 
@@ -50,7 +53,9 @@ class LocalPartitionLog:
     """A partition's log in `<data_dir>/<topic>-<partition>/`."""
 
     def __init__(self, topic: str, partition: int, directory: Path, config: LogConfig,
-                 loaded: LoadedLog, hooks: PartitionHooks) -> None:
+                 loaded: LoadedLog, hooks: PartitionHooks,
+                 producer_state: ProducerStateTracker | None = None,
+                 snapshot_offset: int = -1) -> None:
         self.topic = topic
         self.partition = partition
         self.directory = directory
@@ -65,6 +70,8 @@ class LocalPartitionLog:
         self._flusher = LogFlusher(self._leo, lambda: (self._leo, self._active.fd))
         self._maintenance = asyncio.Lock()
         self._closed = False
+        self._producer_state = producer_state
+        self._snapshot_offset = snapshot_offset  # the newest producer state snapshot's
 
     # -- PartitionLog properties ---------------------------------------------------------
 
@@ -83,6 +90,10 @@ class LocalPartitionLog:
     @property
     def size_bytes(self) -> int:
         return self._size
+
+    @property
+    def producer_state(self) -> ProducerStateTracker | None:
+        return self._producer_state
 
     @property
     def recovery_point(self) -> int:
@@ -119,6 +130,9 @@ class LocalPartitionLog:
         base = self._leo
         next_offset = seg.append(batches, base, self.config.index_interval_bytes)
         self._leo = next_offset
+        if self._producer_state is not None:  # before any await: see PartitionLog.append
+            for b in batches:
+                self._producer_state.apply_batch(read_batch_header(b.data))
         self._size += total
         if next_offset - self._flusher.recovery_point >= self.config.flush_messages:
             await self._flusher.flush_to(next_offset)
@@ -146,9 +160,24 @@ class LocalPartitionLog:
         self._segments.append(new)
         self._bases.append(new.base_offset)
         self._active = new
-        self._flusher.rolled(old, new.base_offset)
+        self._flusher.rolled(old, new.base_offset, self._snapshot_writer(new.base_offset))
         log.debug("%s: rolled a new segment at offset %d", self.directory.name, new.base_offset)
         return new
+
+    def _snapshot_writer(self, offset: int) -> Callable[[], None] | None:
+        """Writes the producer state as of now (everything below `offset`) when called."""
+        if self._producer_state is None:
+            return None
+        self._snapshot_offset = offset
+        data = self._producer_state.snapshot()
+        directory = self.directory
+        return lambda: write_snapshot(directory, offset, data)
+
+    def expire_producers(self, now_ms: int) -> int:
+        """Forgets producers idle for producer.id.expiration.ms; returns how many."""
+        if self._producer_state is None or self._closed:
+            return 0
+        return self._producer_state.expire(now_ms)
 
     # -- flush ---------------------------------------------------------------------------
 
@@ -420,6 +449,15 @@ class LocalPartitionLog:
                                     or self._flusher.recovery_point < self._leo):
                     await asyncio.to_thread(active.persist)
                 self._flusher.recovery_point = self._leo
+                writer = (self._snapshot_writer(self._leo)
+                          if self._leo not in (0, self._snapshot_offset) else None)
+                if writer is not None:
+                    try:
+                        await asyncio.to_thread(writer)
+                    except OSError:
+                        log.warning("%s: could not save the producer state snapshot; it will "
+                                    "be rebuilt from the log", self.directory.name,
+                                    exc_info=True)
             for seg in self._segments:
                 fd = seg.detach_fd()
                 if fd < 0:

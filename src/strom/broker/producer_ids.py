@@ -1,0 +1,36 @@
+"""Producer ids for InitProducerId: handed out from blocks the storage engine reserves durably.
+
+Like Kafka's ProducerIdManager, ids come from blocks of PRODUCER_ID_BLOCK_SIZE; a block is
+reserved (and fsynced) before any id in it is used, so ids never repeat across restarts. The
+ids left in a block when the broker stops are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from strom.storage.api import StorageEngine
+
+PRODUCER_ID_BLOCK_SIZE: Final = 1000  # Kafka's ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE
+
+
+class ProducerIdAllocator:
+    def __init__(self, engine: StorageEngine, block_size: int = PRODUCER_ID_BLOCK_SIZE) -> None:
+        self._engine = engine
+        self._block_size = block_size
+        self._next = 0
+        self._end = 0  # the current block is [_next, _end)
+        self._lock = asyncio.Lock()
+
+    async def allocate(self) -> int:
+        """A producer id never handed out before; raises StorageError if none can be
+        reserved."""
+        while self._next >= self._end:
+            async with self._lock:
+                if self._next >= self._end:
+                    first = await self._engine.reserve_producer_ids(self._block_size)
+                    self._next, self._end = first, first + self._block_size
+        producer_id = self._next  # no await between the check above and here
+        self._next += 1
+        return producer_id
