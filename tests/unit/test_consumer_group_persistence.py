@@ -11,7 +11,8 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from strom.coordinator.group import consumer_log_format as clf
-from strom.coordinator.group.consumer_group import ConsumerGroup, persisted_view, to_ids
+from strom.coordinator.group.consumer_group import ConsumerGroup, to_ids
+from strom.coordinator.group.consumer_group_log import persisted_view
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.log_format import LogFormatError
 from strom.coordinator.group.model import (

@@ -14,7 +14,8 @@ from typing import TypeVar, cast
 from kio.schema.errors import ErrorCode
 
 from strom.coordinator.group import offsets, rebalance
-from strom.coordinator.group.consumer_group import ConsumerGroup, ConsumerGroups
+from strom.coordinator.group.consumer_group import ConsumerGroup
+from strom.coordinator.group.consumer_heartbeat import ConsumerGroups
 from strom.coordinator.group.context import RETENTION_KEY, Context, Timer
 from strom.coordinator.group.group import GroupState
 from strom.coordinator.group.join import Parked, handle_join

@@ -15,12 +15,8 @@ import uuid
 from collections.abc import Mapping
 
 from strom.coordinator.group import consumer_log_format as clf
-from strom.coordinator.group.consumer_group import (
-    STATE_BYTES,
-    ConsumerGroup,
-    ConsumerMember,
-    PersistedView,
-)
+from strom.coordinator.group.consumer_group import ConsumerGroup, ConsumerMember
+from strom.coordinator.group.consumer_group_log import STATE_BYTES, PersistedView
 from strom.coordinator.group.context import Context
 from strom.coordinator.group.group import ClassicGroup, GroupState, Member
 from strom.coordinator.group.log_format import (
