@@ -1,4 +1,5 @@
-"""KIP-848 consumer groups (`group.protocol=consumer`): state and ConsumerGroupHeartbeat.
+"""KIP-848 consumer groups (`group.protocol=consumer`): the state of a group and its members.
+The heartbeat lives in `consumer_heartbeat`, the persisted records in `consumer_group_log`.
 
 Kafka's GroupMetadataManager.consumerGroupHeartbeat without I/O. The group epoch moves when
 members or subscriptions (or the partition counts of subscribed topics) change; the target
@@ -7,7 +8,7 @@ target's epoch; each member then walks to its target through `reconcile` (revoke
 receive partitions nobody else owns). `partition_owners` is what the coordinator has told the
 members they may hold: it never names two members for one partition.
 
-Persistence: with an `emit` sink, `ConsumerGroups` writes Kafka's KIP-848 records (types 3-8 of
+Persistence: with an `emit` sink, `ConsumerGroups` (consumer_heartbeat.py) writes Kafka's KIP-848 records (types 3-8 of
 `consumer_log_format`: group epoch, subscribed topic metadata, member metadata, target
 assignment epoch and members, current member assignments) whenever they change, and tombstones
 when a member leaves or is fenced and when the group is deleted. It diffs the group's persisted
