@@ -29,7 +29,7 @@ COUNT = 90
 @pytest.fixture
 def kafka_producer(broker: EmbeddedBroker, request: pytest.FixtureRequest,
                    ) -> Iterator[KafkaProducer]:
-    # Idempotence (kafka-python 3's default) needs InitProducerId, which strom does not serve yet.
+    # Idempotence off here; its default (on) is covered by test_idempotent_producer.py.
     p = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, client_id="it-kafka-python",
                       compression_type=getattr(request, "param", None), linger_ms=5,
                       enable_idempotence=False, acks="all", request_timeout_ms=10000)

@@ -230,3 +230,40 @@ def test_producer_ids_are_reserved_durably(tmp_path: Path) -> None:
         return firsts
 
     assert asyncio.run(run()) == [0, 1000, 1010, 2010]
+
+
+def test_concurrent_produces_of_one_batch_append_it_once(tmp_path: Path) -> None:
+    """The broker's check and the append run without a suspension in between."""
+    from strom.broker.handlers.produce import append_partition
+    from strom.broker.state import Broker
+
+    async def run() -> None:
+        config = BrokerConfig.build(tmp_path, "127.0.0.1", 0, {"flush.messages": "1"})
+        engine = LocalEngine(tmp_path, config, ProducerStateManager)
+        await engine.open()
+        try:
+            broker = Broker(config, engine, cluster_id="test")
+            await engine.create_topic("t", 1, {})
+            data = bytes(idem(5, 0, count=4).data)
+            outcomes = await asyncio.gather(*(append_partition(broker, "t", 0, data, 9)
+                                              for _ in range(8)))
+            assert {(o.error.value, o.base_offset) for o in outcomes} == {(0, 0)}
+            assert engine.partition("t", 0).log_end_offset == 4
+        finally:
+            await engine.close()
+
+    asyncio.run(run())
+
+
+def test_retention_checks_expire_idle_producers(tmp_path: Path) -> None:
+    async def run() -> None:
+        engine = make_engine(tmp_path)
+        await engine.open()
+        await engine.create_topic("t", 1, {})
+        await engine.partition("t", 0).append([idem(1, 0)])
+        assert len(state_of(engine, "t")) == 1
+        await engine.run_retention(int(time.time() * 1000) + 86_400_000 + 10_000)
+        assert len(state_of(engine, "t")) == 0
+        await engine.close()
+
+    asyncio.run(run())

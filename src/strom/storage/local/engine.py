@@ -6,9 +6,11 @@
         00000000000000000000.log            segments, named by base offset (LogSegment)
         00000000000000000000.index          sparse offset index (OffsetIndex)
         00000000000000000000.timeindex      sparse time index (TimeIndex)
+        00000000000000000000.snapshot       producer state at that offset (producer_snapshots)
       log-start-offset-checkpoint           log start offsets advanced by DeleteRecords
       recovery-point-offset-checkpoint      offsets below which everything was fsynced
       cleaner-offset-checkpoint             compacted partitions' first dirty offsets (LogCleaner)
+      producer-id-block                     the next producer id not yet reserved
       .clean-shutdown                       written by close(), removed by open()
 
 See docs/storage.md.
