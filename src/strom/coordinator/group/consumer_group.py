@@ -9,8 +9,9 @@ receive partitions nobody else owns). `partition_owners` is what the coordinator
 members they may hold: it never names two members for one partition.
 
 Persistence: with an `emit` sink, `ConsumerGroups` (consumer_heartbeat.py) writes Kafka's
-KIP-848 records (types 3-8 of `consumer_log_format`: group epoch, subscribed topic metadata, member metadata, target
-assignment epoch and members, current member assignments) whenever they change, and tombstones
+KIP-848 records (types 3-8 of `consumer_log_format`: group epoch, subscribed topic metadata,
+member metadata, target assignment epoch and members, current member assignments) whenever
+they change, and tombstones
 when a member leaves or is fenced and when the group is deleted. It diffs the group's persisted
 view (`persisted_view`) against what it last wrote, so every mutation path is covered. Replay
 (`replay.py`) rebuilds the groups with their epochs and assignments, so after a restart members
