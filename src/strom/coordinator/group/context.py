@@ -27,6 +27,7 @@ from strom.coordinator.group.model import (
     TopicPartition,
 )
 from strom.coordinator.group.timers import TimerQueue
+from strom.coordinator.hashing import partition_for
 
 TimerKind = Literal["session", "pending", "join", "initial_join", "sync", "retention"]
 
@@ -58,13 +59,6 @@ def sync_key(group_id: str) -> tuple[str, str]:
 RETENTION_KEY = ("retention",)
 
 
-def java_string_hash(value: str) -> int:
-    """Java's `String.hashCode` (over UTF-16 code units, int32 arithmetic)."""
-    units = value.encode("utf-16-be", "surrogatepass")
-    h = 0
-    for i in range(0, len(units), 2):
-        h = (31 * h + ((units[i] << 8) | units[i + 1])) & 0xFFFFFFFF
-    return h - (1 << 32) if h & 0x80000000 else h
 
 
 class Context:
@@ -82,7 +76,7 @@ class Context:
         self.records = []
 
     def partition_for(self, group_id: str) -> int:
-        return (java_string_hash(group_id) & 0x7FFFFFFF) % self.config.offsets_topic_partitions
+        return partition_for(group_id, self.config.offsets_topic_partitions)
 
     # -- answers to parked requests -------------------------------------------------------
 
