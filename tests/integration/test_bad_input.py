@@ -143,3 +143,50 @@ def test_request_larger_than_pre_api_versions_limit_is_refused(broker: EmbeddedB
     with RawClient(broker.port) as client:
         client.send_raw(struct.pack(">i", limit + 1) + b"\0" * 16)
         assert client.is_closed_by_peer()
+
+
+def test_failed_acks_zero_produce_closes_the_connection(broker: EmbeddedBroker,
+                                                        topic_with_data: str) -> None:
+    """The producer waits for no answer, so Kafka closes the connection to make it notice."""
+    request = ProduceRequest(
+        transactional_id=None, acks=i16(0), timeout=timedelta(seconds=5),
+        topic_data=(TopicProduceData(name=topic_with_data, partition_data=(
+            PartitionProduceData(index=i32(99), records=build_batch(
+                [(b"k", b"v", [], 1_700_000_000_000)])),)),))
+    with RawClient(broker.port) as client:
+        client.request(api_versions())
+        client.send_raw(client.frame(request))
+        assert client.is_closed_by_peer()
+    assert_serving(broker, topic_with_data, expected_end=3)
+
+
+def test_successful_acks_zero_produce_gets_no_answer(broker: EmbeddedBroker,
+                                                     topic_with_data: str) -> None:
+    request = ProduceRequest(
+        transactional_id=None, acks=i16(0), timeout=timedelta(seconds=5),
+        topic_data=(TopicProduceData(name=topic_with_data, partition_data=(
+            PartitionProduceData(index=i32(0), records=build_batch(
+                [(b"k", b"v", [], 1_700_000_000_000)])),)),))
+    with RawClient(broker.port) as client:
+        client.request(api_versions())
+        client.send_raw(client.frame(request))
+        # The next answer on this connection is the metadata's, not a produce response.
+        answer = client.request(metadata(topic_with_data))
+        assert answer.topics[0].error_code == ErrorCode.none
+    assert_serving(broker, topic_with_data, expected_end=4)
+
+
+def test_topic_id_lookup_before_v12_is_an_invalid_request(broker: EmbeddedBroker,
+                                                          topic_with_data: str) -> None:
+    from kio.schema.metadata.v11.request import MetadataRequest as MetadataV11
+    from kio.schema.metadata.v11.request import MetadataRequestTopic as TopicV11
+
+    info = broker.server.engine.topics()[topic_with_data]
+    request = MetadataV11(topics=(TopicV11(topic_id=info.topic_id, name=None),),
+                          allow_auto_topic_creation=False,
+                          include_topic_authorized_operations=False)
+    with RawClient(broker.port) as client:
+        client.request(api_versions())
+        answer = client.request(request)
+    assert answer.brokers, "a full answer, not the generic error body"
+    assert answer.topics[0].error_code == ErrorCode.invalid_request

@@ -12,3 +12,8 @@ class ApiError(Exception):
         super().__init__(message or code.name)
         self.code = code
         self.message = message
+
+
+class CloseConnection(Exception):
+    """The request cannot be answered; Kafka closes the connection in these cases (an unknown
+    API key, a malformed body, a failed Produce with acks=0)."""

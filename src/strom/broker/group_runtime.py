@@ -112,45 +112,54 @@ class GroupRuntime:
     async def run(self, step: Step[T]) -> T:
         """Persists the step's records, delivers its completions, and returns its answer
         (waiting for it when the coordinator parked the call)."""
+        key = step.pending_key
         future: asyncio.Future[Any] | None = None
         if step.result is None:
-            assert step.pending_key is not None, "a step without a result must name its key"
+            assert key is not None, "a step without a result must name its key"
             future = asyncio.get_running_loop().create_future()
-            old = self._pending.pop(step.pending_key, None)
+            old = self._pending.pop(key, None)
             if old is not None and not old.done():
                 old.cancel()
-            self._pending[step.pending_key] = future
-        await self.apply(step)
-        if future is None:
-            assert step.result is not None
-            return step.result
+            self._pending[key] = future
         try:
+            await self.apply(step)
+            if future is None:
+                assert step.result is not None
+                return step.result
             return await future  # type: ignore[no-any-return]
         finally:
-            if self._pending.get(step.pending_key) is future:  # type: ignore[arg-type]
-                del self._pending[step.pending_key]  # type: ignore[arg-type]
+            if key is not None and self._pending.get(key) is future:
+                del self._pending[key]
 
     async def apply(self, step: Step[Any]) -> None:
-        if step.records:
-            await self.persist(step.records)
-        for completion in step.completions:
-            key = (completion.kind, completion.group_id, completion.member_id)
-            future = self._pending.get(key)
-            if future is not None and not future.done():
-                future.set_result(completion.result)
-        self._wake.set()
+        """Persists, then delivers. If the write fails, the parked calls still get their
+        answers (the coordinator has moved on in memory) and the caller sees the error."""
+        try:
+            if step.records:
+                await self.persist(step.records)
+        finally:
+            for completion in step.completions:
+                key = (completion.kind, completion.group_id, completion.member_id)
+                future = self._pending.get(key)
+                if future is not None and not future.done():
+                    future.set_result(completion.result)
+            self._wake.set()
 
     async def persist(self, records: Sequence[GroupLogRecord]) -> None:
+        if OFFSETS_TOPIC not in self.engine.topics():
+            log.warning("%s is missing (deleted?); creating it again", OFFSETS_TOPIC)
+            await self.ensure_offsets_topic()
         now_ms = int(time.time() * 1000)
         by_partition: dict[int, list[GroupLogRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
+        logs = {p: self.engine.partition(OFFSETS_TOPIC, p) for p in by_partition}
         # Start every append before awaiting any, so records keep the coordinator's order.
         appends = []
         for partition, group in by_partition.items():
             data = bytearray(build_batch([(r.key, r.value, [], now_ms) for r in group]))
             batch = AppendBatch(data, len(group), now_ms, now_ms)
-            appends.append(self.engine.partition(OFFSETS_TOPIC, partition).append([batch]))
+            appends.append(logs[partition].append([batch]))
         await asyncio.gather(*appends)
 
     async def _run_timers(self) -> None:

@@ -16,12 +16,14 @@ from typing import Final
 from strom.broker.state import Broker
 from strom.protocol.framing import FrameError, check_frame_size, peek_header
 from strom.protocol.messages import API_VERSIONS_KEY, ErrorCode, encode_response, response_type
-from strom.server.dispatch import CloseConnection, dispatch, error_body
+from strom.server.dispatch import PRODUCE_KEY, CloseConnection, dispatch, error_body
 
 log = logging.getLogger(__name__)
 
 FRAME_READ_TIMEOUT_S: Final = 60.0
 WRITE_TIMEOUT_S: Final = 60.0
+# Bytes of requests read ahead of the one being handled (one larger frame is always allowed).
+READ_AHEAD_BYTES: Final = 8 * 1024 * 1024
 _EOF: Final = object()
 
 
@@ -43,6 +45,9 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.seen_api_versions = False
+        self._queued_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
 
     def frame_limit(self) -> int:
         if self.seen_api_versions:
@@ -69,18 +74,35 @@ class Connection:
             raise FrameError("timed out reading a frame") from None
 
     async def read_ahead(self, queue: asyncio.Queue[object]) -> None:
+        """Reads frames ahead of the handler, at most `queued_requests` frames and, beyond the
+        first, READ_AHEAD_BYTES of them, so a client cannot make the broker buffer without
+        bound while one slow request (a long-polling fetch) is in flight."""
         try:
             while True:
+                await self._room.wait()
                 frame = await self.read_frame()
                 if frame is None:
                     break
                 if not self.seen_api_versions and peek_header(frame)[0] == API_VERSIONS_KEY:
                     self.seen_api_versions = True
+                self._queued_bytes += len(frame)
+                if self._queued_bytes >= READ_AHEAD_BYTES:
+                    self._room.clear()
                 await queue.put(frame)
         except (FrameError, ConnectionError) as exc:
             log.info("closing connection from %s: %s", self.peer, exc)
-        finally:
-            await queue.put(_EOF)
+        except asyncio.CancelledError:
+            # Never block here: a cancelled reader with a full queue would hang forever.
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(_EOF)
+            raise
+        await queue.put(_EOF)
+
+    def taken(self, frame: bytes) -> None:
+        """The handler took `frame` off the queue: its bytes no longer count as read ahead."""
+        self._queued_bytes -= len(frame)
+        if self._queued_bytes < READ_AHEAD_BYTES:
+            self._room.set()
 
     async def run(self) -> None:
         queue: asyncio.Queue[object] = asyncio.Queue(self.limits.queued_requests)
@@ -91,6 +113,7 @@ class Connection:
                 if frame is _EOF:
                     break
                 assert isinstance(frame, bytes)
+                self.taken(frame)
                 response = await self.answer(frame)
                 if response is not None:
                     self.writer.write(response)
@@ -115,6 +138,13 @@ class Connection:
         except Exception:
             api_key, version, correlation_id = peek_header(frame)
             log.exception("error handling API %d v%d from %s", api_key, version, self.peer)
-            cls = response_type(api_key, version)
-            return encode_response(api_key, version, correlation_id,
-                                   error_body(cls, ErrorCode.unknown_server_error))
+            if api_key == PRODUCE_KEY:
+                # An acks=0 producer expects no answer; Kafka closes the connection instead.
+                raise CloseConnection("Produce failed") from None
+            try:
+                cls = response_type(api_key, version)
+                return encode_response(api_key, version, correlation_id,
+                                       error_body(cls, ErrorCode.unknown_server_error))
+            except Exception:
+                log.exception("cannot encode an error answer for API %d v%d", api_key, version)
+                raise CloseConnection("no error answer") from None

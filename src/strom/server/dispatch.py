@@ -10,6 +10,7 @@ from typing import Any, Final
 from kio.serial.readers import read_int16
 from kio.static.protocol import Entity
 
+from strom.broker.errors import CloseConnection
 from strom.broker.handlers.api_versions import api_versions_response
 from strom.broker.registry import REGISTRY, ApiSpec
 from strom.broker.state import Broker, RequestContext
@@ -29,9 +30,6 @@ log = logging.getLogger(__name__)
 PRODUCE_KEY: Final = 0
 
 
-class CloseConnection(Exception):
-    """The request cannot be answered; Kafka closes the connection in these cases."""
-
 
 def error_body(cls: type[Entity], error: ErrorCode) -> Entity:
     """A response of `cls` carrying `error` in its top-level error field and empty arrays."""
@@ -48,7 +46,8 @@ def error_body(cls: type[Entity], error: ErrorCode) -> Entity:
         elif kind is None:
             values[field.name] = () if typing.get_origin(hint) is not None else None
         elif kind in ("string", "bytes", "records"):
-            values[field.name] = None if type(None) in typing.get_args(hint) else ""
+            empty: str | bytes = "" if kind == "string" else b""
+            values[field.name] = None if type(None) in typing.get_args(hint) else empty
         elif kind in ("timedelta_i32", "timedelta_i64"):
             from datetime import timedelta
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -15,7 +16,15 @@ from typing import Any, Final
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import OffsetOutOfRange, ReadResult, UnknownTopic, chunks_bytes
+from strom.storage.api import (
+    OffsetOutOfRange,
+    ReadResult,
+    StorageError,
+    UnknownTopic,
+    chunks_bytes,
+)
+
+log = logging.getLogger(__name__)
 
 LEADER_EPOCH: Final = 0
 FINAL_EPOCH: Final = -1
@@ -54,10 +63,15 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
     limit = min(int(part.partition_max_bytes), budget.remaining)
     try:
         result: ReadResult = await plog.read(int(part.fetch_offset), max(limit, 0), budget.first)
+        data = chunks_bytes(result.chunks) if result.size else b""
     except OffsetOutOfRange:
         return answer(ErrorCode.offset_out_of_range, plog.high_watermark,
                       plog.log_start_offset), 0
-    data = chunks_bytes(result.chunks) if result.size else b""
+    except UnknownTopic:  # deleted while we read
+        return answer(ErrorCode.unknown_topic_or_partition), 0
+    except (StorageError, OSError) as exc:
+        log.error("fetch from %s-%d failed: %s", topic, part.partition, exc)
+        return answer(ErrorCode.kafka_storage_error), 0
     if data:
         budget.first = False
         budget.remaining -= len(data)

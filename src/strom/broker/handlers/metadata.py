@@ -34,6 +34,8 @@ def topic_entry(broker: Broker, b: ResponseBuilder, info: TopicInfo,
 
 def error_topic(b: ResponseBuilder, name: str | None, topic_id: uuid.UUID | None,
                 error: ErrorCode) -> Any:
+    if name is None and b.version < 12:
+        name = ""  # the response's name is nullable only from v12
     return b.make("MetadataResponseTopic", error_code=error, name=name,
                   topic_id=topic_id or ZERO_UUID, is_internal=False, partitions=(),
                   topic_authorized_operations=OPERATIONS_OMITTED)
@@ -44,7 +46,8 @@ async def requested_topic(broker: Broker, b: ResponseBuilder, topic: Any,
     topic_id = getattr(topic, "topic_id", None)
     name = topic.name
     if name is None:
-        if topic_id is None or topic_id == ZERO_UUID:
+        if topic_id is None or topic_id == ZERO_UUID or b.version < 12:
+            # Kafka resolves topic ids in Metadata only from v12.
             return error_topic(b, None, topic_id, ErrorCode.invalid_request)
         info = broker.engine.topic_by_id(topic_id)
         if info is None:

@@ -10,6 +10,7 @@ from typing import Any, Final
 from kio.serial.readers import tz_aware_from_i64
 from kio.static.primitive import i64
 
+from strom.broker.errors import CloseConnection
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.coordinator.producer_state import ProducerStateManager, Verdict, last_sequence
@@ -158,5 +159,10 @@ async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
     else:
         topics = tuple([await produce_topic(broker, b, t, acks) for t in request.topic_data])
     if acks == 0:
+        failed = [p.error_code for t in topics for p in t.partition_responses if p.error_code]
+        if failed:
+            # The client waits for no answer, so Kafka closes the connection to make it
+            # refresh its metadata and notice (KafkaApis.handleProduceRequest).
+            raise CloseConnection(f"Produce with acks=0 failed: {ErrorCode(failed[0]).name}")
         return None
     return b.make("ProduceResponse", responses=topics, throttle_time=NO_THROTTLE)

@@ -22,7 +22,6 @@ Committed offsets are persisted as for classic groups.
 from __future__ import annotations
 
 import enum
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +38,7 @@ from strom.coordinator.group.reconcile import (
     MemberAssignment,
     MemberState,
 )
+from strom.coordinator.group.topic_regex import matches
 
 TopicId = uuid.UUID
 JOIN_EPOCH: Final = 0
@@ -85,8 +85,8 @@ class ConsumerMember:
     def subscribed(self, topics: Mapping[str, TopicMetadata]) -> set[str]:
         names = {n for n in self.subscribed_topic_names if n in topics}
         if self.subscribed_regex is not None:
-            pattern = re.compile(self.subscribed_regex)
-            names |= {n for n, t in topics.items() if not t.internal and pattern.fullmatch(n)}
+            regex = self.subscribed_regex
+            names |= {n for n, t in topics.items() if not t.internal and matches(regex, n)}
         return names
 
 

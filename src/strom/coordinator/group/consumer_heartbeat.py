@@ -3,7 +3,6 @@ leaves, static members, timers; persists through `consumer_group_log`."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from kio.schema.errors import ErrorCode
@@ -41,6 +40,7 @@ from strom.coordinator.group.reconcile import (
     reconcile,
 )
 from strom.coordinator.group.timers import TimerQueue
+from strom.coordinator.group.topic_regex import RegexError, compile_topic_regex
 
 Emit = Callable[[str, bytes, bytes | None], None]
 
@@ -86,9 +86,9 @@ def _validate_epoch_fields(req: ConsumerHeartbeatRequest) -> None:
 def _validate_regex(regex: str) -> None:
     try:
         if len(regex) > REGEX_MAX_CHARS:
-            raise re.error("too long")
-        re.compile(regex)
-    except re.error as exc:
+            raise RegexError(f"longer than {REGEX_MAX_CHARS} characters")
+        compile_topic_regex(regex)
+    except RegexError as exc:
         raise HeartbeatError(ErrorCode.invalid_regular_expression,
                              f"SubscribedTopicRegex `{regex}` is not a valid regular "
                              f"expression: {exc}.") from None

@@ -10,7 +10,6 @@ target assignments, the group and assignment epochs and the subscribed topics' m
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 
@@ -30,6 +29,7 @@ from strom.coordinator.group.log_format import (
 )
 from strom.coordinator.group.model import CommittedOffset, GroupLogRecord
 from strom.coordinator.group.reconcile import MemberAssignment
+from strom.coordinator.group.topic_regex import RegexError, compile_topic_regex
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ def _replay_consumer(views: dict[str, PersistedView], record: GroupLogRecord) ->
         raise LogFormatError(f"member {key.member_id}: unknown member state {value.state}")
     if isinstance(value, clf.MemberMetadataValue) and value.subscribed_topic_regex is not None:
         try:
-            re.compile(value.subscribed_topic_regex)
-        except re.error as exc:
+            compile_topic_regex(value.subscribed_topic_regex)
+        except RegexError as exc:
             raise LogFormatError(f"member {key.member_id}: bad regex ({exc})") from None
     view[key] = value
     return key.group_id
