@@ -37,6 +37,12 @@ class CorruptLog(StorageError):
     """An internal invariant broke (offsets going backwards, a bad CRC on disk)."""
 
 
+class LogDirFailure(StorageError):
+    """A write or fsync of the partition's files failed: the partition is offline (appends and
+    reads raise this) until restart, when recovery validates everything past its recovery
+    point (Kafka halts the log directory; KAFKA_STORAGE_ERROR)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppendBatch:
     """One validated batch ready to append; the engine assigns its base offset."""
@@ -144,7 +150,14 @@ class PartitionLog(Protocol):
         ...
 
     async def read(self, offset: int, max_bytes: int, min_one_batch: bool) -> ReadResult:
-        """Raises OffsetOutOfRange unless log_start_offset <= offset <= log_end_offset."""
+        """Raises OffsetOutOfRange unless log_start_offset <= offset <= log_end_offset; returns
+        nothing at or past the high watermark."""
+        ...
+
+    async def wait_durable(self, offset: int) -> None:
+        """Returns once everything below `offset` is as durable as the flush policy makes an
+        acknowledged append (with flush.messages=1: fsynced); for answering a duplicate batch
+        no earlier than its original. Raises LogDirFailure if the partition is offline."""
         ...
 
     async def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:

@@ -18,7 +18,7 @@ from strom.broker.handlers.fetch import LEADER_EPOCH, leader_epoch_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import PartitionLog, UnknownTopic
+from strom.storage.api import PartitionLog, StorageError, UnknownTopic
 
 LATEST: Final = -1
 EARLIEST: Final = -2
@@ -107,7 +107,13 @@ async def list_partition(broker: Broker, b: ResponseBuilder, topic: str, part: A
     epoch_error = leader_epoch_error(int(getattr(part, "current_leader_epoch", -1)))
     if epoch_error is not None:
         return answer(epoch_error)
-    return answer(ErrorCode.none, await lookup(plog, timestamp, replica_id))
+    try:
+        found = await lookup(plog, timestamp, replica_id)
+    except UnknownTopic:  # deleted while we looked
+        return answer(ErrorCode.unknown_topic_or_partition)
+    except StorageError:
+        return answer(ErrorCode.kafka_storage_error)
+    return answer(ErrorCode.none, found)
 
 
 @api(2, "ListOffsets", (1, 11),

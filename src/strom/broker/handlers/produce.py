@@ -62,6 +62,13 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
     # PartitionLog.append. Nothing may be awaited from here to `plog.append`.
     early = check_producer_state(plog, batches, log_append_time)
     if early is not None:
+        if early.error == ErrorCode.none:
+            # A retried batch: answer only once the original is as durable as an append
+            # would be (flush.messages=1 waits for its fsync).
+            try:
+                await plog.wait_durable(plog.log_end_offset)
+            except StorageError as exc:
+                return PartitionOutcome(ErrorCode.kafka_storage_error, message=str(exc))
         return early
     try:
         result = await plog.append(appends)

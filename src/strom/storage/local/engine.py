@@ -186,6 +186,11 @@ class LocalEngine:
     def _write_checkpoints_and_marker(self) -> None:
         write_offset_checkpoint(self.data_dir / LOG_START_CHECKPOINT, self._log_start_entries())
         self._write_recovery_points()
+        offline = [p.directory.name for p in self._all_logs() if p.offline]
+        if offline:  # no clean shutdown: recovery validates them from their recovery points
+            log.error("not marking a clean shutdown: %s offline after I/O failures",
+                      ", ".join(offline))
+            return
         write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b"")
 
     # -- checkpoints and retired fds -----------------------------------------------------
@@ -286,11 +291,15 @@ class LocalEngine:
                 await p.close(deleting=True)
             await self._checkpoint_log_start_offsets()
             await self._checkpoint_recovery_points()
+            # The directories go first: a crash in between leaves the topic with empty
+            # partitions, never a partition directory without its topic (or back with it).
+            doomed = await asyncio.to_thread(self._rename_dirs_for_deletion, info)
             await asyncio.to_thread(self._store.remove, name)
-            await asyncio.to_thread(self._remove_dirs, info)
+            await asyncio.to_thread(_remove_trees, doomed)
 
-    def _remove_dirs(self, info: TopicInfo) -> None:
-        """Renames partition directories to `<topic>-<p>.<uuid>-delete`, then removes them."""
+    def _rename_dirs_for_deletion(self, info: TopicInfo) -> list[Path]:
+        """Renames partition directories to `<topic>-<p>.<uuid>-delete` (removed by open if
+        not by delete_topic), durably; returns the new names."""
         doomed = []
         for p in range(info.partitions):
             directory = self._partition_dir(info.name, p)
@@ -302,8 +311,7 @@ class LocalEngine:
                 continue
             doomed.append(target)
         fsync_dir(self.data_dir)
-        for target in doomed:
-            shutil.rmtree(target, ignore_errors=True)
+        return doomed
 
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
         self._check_opened()
@@ -364,10 +372,20 @@ class LocalEngine:
     async def run_retention(self, now_ms: int) -> int:
         self._graveyard.reap()
         deleted = 0
-        for p in self._all_logs():
-            p.expire_producers(now_ms)  # Kafka checks producer.id.expiration.ms periodically
-            deleted += await p.run_retention(now_ms)
+        for p in self._all_logs():  # one failing partition must not stop the others
+            try:
+                p.expire_producers(now_ms)  # Kafka checks producer.id.expiration.ms
+                deleted += await p.run_retention(now_ms)
+            except Exception:
+                log.exception("%s: retention failed", p.directory.name)
         return deleted
+
+    @staticmethod
+    async def _flush_one(p: LocalPartitionLog) -> None:
+        try:
+            await p.flush()
+        except Exception:
+            log.exception("%s: a scheduled flush failed", p.directory.name)
 
     async def reserve_producer_ids(self, count: int) -> int:
         """Reserves `count` producer ids in `producer-id-block` (the next unreserved id,
@@ -408,13 +426,19 @@ class LocalEngine:
 
     async def flush_due(self, now_ms: int) -> None:
         self._graveyard.reap()
-        await asyncio.gather(*(p.flush() for p in self._all_logs() if p.is_flush_due(now_ms)))
+        await asyncio.gather(*(self._flush_one(p) for p in self._all_logs()
+                               if p.is_flush_due(now_ms)))
         if time.monotonic() - self._last_recovery_checkpoint >= RECOVERY_CHECKPOINT_INTERVAL_S:
             entries = {(t, p.partition): p.recovery_point
                        for t, parts in self._logs.items() for p in parts}
             if entries != self._recovery_points_written:
                 await self._checkpoint_recovery_points()
             self._last_recovery_checkpoint = time.monotonic()
+
+
+def _remove_trees(paths: Sequence[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 if TYPE_CHECKING:  # LocalEngine and LocalPartitionLog implement the storage protocols

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
 
 from strom.storage.api import FileRegion
+
+log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
 
@@ -89,17 +92,22 @@ class FdGraveyard:
         self._fds.append((time.monotonic() + delay_s, fd))
 
     def reap(self) -> None:
-        """Closes the fds whose grace period is over."""
+        """Closes the fds whose grace period is over; each leaves the list before its close,
+        so none is closed twice (its number may be reused), whatever a close raises."""
         now = time.monotonic()
-        keep = []
-        for deadline, fd in self._fds:
-            if deadline <= now:
-                os.close(fd)
-            else:
-                keep.append((deadline, fd))
-        self._fds = keep
+        due = [entry for entry in self._fds if entry[0] <= now]
+        self._fds = [entry for entry in self._fds if entry[0] > now]
+        for _, fd in due:
+            _close_quietly(fd)
 
     def close_all(self) -> None:
-        for _, fd in self._fds:
-            os.close(fd)
-        self._fds.clear()
+        fds, self._fds = self._fds, []
+        for _, fd in fds:
+            _close_quietly(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError as exc:  # the fd is released even so (Linux, POSIX.1-2024)
+        log.warning("closing a retired fd %d failed: %s", fd, exc)

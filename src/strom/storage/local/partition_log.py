@@ -9,6 +9,7 @@ indexes, unlinking) runs in threads; code after such an await re-checks what it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from bisect import bisect_right
@@ -23,6 +24,7 @@ from strom.storage.api import (
     AppendResult,
     CorruptLog,
     FileRegion,
+    LogDirFailure,
     OffsetOutOfRange,
     ProducerStateTracker,
     ReadResult,
@@ -85,7 +87,11 @@ class LocalPartitionLog:
 
     @property
     def high_watermark(self) -> int:
-        return self._leo  # a single replica: everything appended is committed
+        """A single replica: everything appended is committed, except that with
+        flush.messages=1 only what is fsynced is (Kafka advances it after the flush)."""
+        if self.config.flush_messages == 1:
+            return min(self._flusher.recovery_point, self._leo)
+        return self._leo
 
     @property
     def size_bytes(self) -> int:
@@ -104,9 +110,15 @@ class LocalPartitionLog:
     def segment_count(self) -> int:
         return len(self._segments)
 
+    @property
+    def offline(self) -> bool:
+        """Whether an fsync or index write failed: appends and reads raise LogDirFailure."""
+        return self._flusher.failure is not None
+
     def _check_open(self) -> None:
         if self._closed:
             raise UnknownTopic(f"{self.topic}-{self.partition} was deleted or closed")
+        self._flusher.check()
 
     # -- append and roll -----------------------------------------------------------------
 
@@ -128,7 +140,10 @@ class LocalPartitionLog:
         if seg.size and self._should_roll(seg, total, records, max_ts):
             seg = self._roll()
         base = self._leo
-        next_offset = seg.append(batches, base, self.config.index_interval_bytes)
+        try:
+            next_offset = seg.append(batches, base, self.config.index_interval_bytes)
+        except OSError as exc:
+            raise self._flusher.fail(f"{seg.log_path}: an append", exc) from exc
         self._leo = next_offset
         if self._producer_state is not None:  # before any await: see PartitionLog.append
             for b in batches:
@@ -184,10 +199,19 @@ class LocalPartitionLog:
     async def flush(self) -> None:
         await self._flusher.flush_to(self._leo)
 
+    async def wait_durable(self, offset: int) -> None:
+        """Returns once everything below `offset` is as durable as an acknowledged append
+        (with flush.messages=1, fsynced: joins the fsync in flight or starts one); raises
+        LogDirFailure if the partition is offline. For answering a duplicate batch."""
+        self._check_open()
+        if self.config.flush_messages == 1:
+            await self._flusher.flush_to(min(offset, self._leo))
+
     def is_flush_due(self, now_ms: int) -> bool:
         """Whether flush.ms has passed since the last flush and there is something to flush."""
         flusher = self._flusher
-        return (not self._closed and self._leo > flusher.recovery_point
+        return (not self._closed and flusher.failure is None
+                and self._leo > flusher.recovery_point
                 and now_ms - flusher.last_flush_ms >= self.config.flush_ms)
 
     # -- reads ---------------------------------------------------------------------------
@@ -199,18 +223,44 @@ class LocalPartitionLog:
         return MAX_RELATIVE_OFFSET + 1
 
     async def _load(self, segments: Sequence[LogSegment]) -> None:
-        """Loads inactive segments' indexes in a thread."""
-        jobs = [(seg, self._max_relative(self._segments.index(seg))) for seg in segments]
+        """Loads inactive segments' indexes in a thread. A segment deleted meanwhile (its file
+        may be gone) is skipped: callers re-check and retry (OffsetOutOfRange once the log
+        start offset passed it); UnknownTopic if the partition was closed meanwhile."""
+        jobs = [(seg, self._max_relative(self._segments.index(seg)))
+                for seg in segments if seg in self._segments]
         interval = self.config.index_interval_bytes
+        missing: list[LogSegment] = []
 
         def work() -> None:
             for seg, max_rel in jobs:
-                seg.ensure_loaded(max_rel, interval)
+                try:
+                    seg.ensure_loaded(max_rel, interval)
+                except FileNotFoundError:
+                    missing.append(seg)
 
-        await asyncio.to_thread(work)
-        for seg, _ in jobs:  # deleted meanwhile: its fd was opened after it was retired
-            if seg not in self._segments and seg.fd >= 0:
+        try:
+            await asyncio.to_thread(work)
+        except Exception:
+            self._check_open()  # closed meanwhile: that is the error to report
+            raise
+        finally:
+            self._drop_stale_fds([seg for seg, _ in jobs])
+        self._check_open()
+        for seg in missing:
+            if seg in self._segments:
+                raise CorruptLog(f"{seg.log_path} is missing")
+
+    def _drop_stale_fds(self, segments: Sequence[LogSegment]) -> None:
+        """Segments deleted or a partition closed meanwhile: their fds were opened after
+        they were retired or closed. No read handed out a region of them: close (or retire)
+        them now."""
+        for seg in segments:
+            if seg.fd < 0:
+                continue
+            if seg not in self._segments:
                 self._hooks.retire_fd(seg.detach_fd())
+            elif self._closed:
+                os.close(seg.detach_fd())
 
     def _check_offset(self, offset: int) -> None:
         self._check_open()
@@ -219,10 +269,12 @@ class LocalPartitionLog:
                                    f"{self.topic}-{self.partition}")
 
     async def read(self, offset: int, max_bytes: int, min_one_batch: bool) -> ReadResult:
+        """Whole batches below the high watermark (nothing unflushed with flush.messages=1)."""
         while True:
             self._check_offset(offset)
-            if offset == self._leo:
-                return ReadResult(_NO_CHUNKS, 0, self._leo, self._lso)
+            hw = self.high_watermark
+            if offset >= hw:
+                return ReadResult(_NO_CHUNKS, 0, hw, self._lso)
             i = bisect_right(self._bases, offset) - 1
             segments = self._segments
             unloaded = []
@@ -240,6 +292,7 @@ class LocalPartitionLog:
     def _read_loaded(self, i: int, offset: int, max_bytes: int,
                      min_one_batch: bool) -> ReadResult:
         segments = self._segments
+        hw = self.high_watermark
         seg = segments[i]
         found = seg.find_batch(offset)
         while found is None:
@@ -251,21 +304,31 @@ class LocalPartitionLog:
         position, size = found
         if size > max_bytes:
             if not min_one_batch:
-                return ReadResult(_NO_CHUNKS, 0, self._leo, self._lso)
-            return ReadResult((FileRegion(seg.fd, position, size),), size, self._leo, self._lso)
-        end = seg.find_end(position, max_bytes)
+                return ReadResult(_NO_CHUNKS, 0, hw, self._lso)
+            return ReadResult((FileRegion(seg.fd, position, size),), size, hw, self._lso)
+        end = seg.find_end(position, min(max_bytes, self._readable_end(i, hw) - position))
         chunks: list[bytes | FileRegion] = [FileRegion(seg.fd, position, end - position)]
         total = end - position
         while end == seg.size and total < max_bytes and i + 1 < len(segments):
             i += 1
             seg = segments[i]
-            if not seg.loaded:
+            if not seg.loaded or seg.base_offset >= hw:
                 break
-            end = seg.find_end(0, max_bytes - total)
+            end = seg.find_end(0, min(max_bytes - total, self._readable_end(i, hw)))
             if end:
                 chunks.append(FileRegion(seg.fd, 0, end))
                 total += end
-        return ReadResult(chunks, total, self._leo, self._lso)
+        return ReadResult(chunks, total, hw, self._lso)
+
+    def _readable_end(self, i: int, hw: int) -> int:
+        """The position in loaded segment i where the batches at or past `hw` start (a batch
+        boundary: the recovery point is a log end offset or a segment's base offset)."""
+        seg = self._segments[i]
+        if hw >= self._leo or (i + 1 < len(self._segments)
+                               and hw >= self._segments[i + 1].base_offset):
+            return seg.size
+        found = seg.find_batch(hw)
+        return seg.size if found is None else found[0]
 
     async def _largest_timestamp(self, seg: LogSegment) -> tuple[int, int]:
         found = seg.largest_timestamp(self._max_relative(self._segments.index(seg)))
@@ -333,7 +396,7 @@ class LocalPartitionLog:
     async def run_retention(self, now_ms: int) -> int:
         """Deletes the oldest segments that retention selects; returns how many."""
         async with self._maintenance:
-            if self._closed:
+            if self._closed or self.offline:
                 return 0
             config = self.config
             count = retention.count_log_start_breached(self._bases, self._lso)
@@ -390,7 +453,8 @@ class LocalPartitionLog:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Closed, or offline after an I/O failure: not to be cleaned."""
+        return self._closed or self.offline
 
     @property
     def segments(self) -> tuple[LogSegment, ...]:
@@ -436,28 +500,16 @@ class LocalPartitionLog:
 
     async def close(self, deleting: bool) -> None:
         """Flushes and saves the active segment's indexes, then closes the fds; when the
-        partition is being deleted, skips the flush and retires the fds instead."""
+        partition is being deleted, skips the flush and retires the fds instead. An offline
+        partition is not written to: recovery validates it from its recovery point."""
         if self._closed:
             return
         self._closed = True
         async with self._maintenance:
-            await self._flusher.wait_idle()
-            active = self._active
-            if not deleting:
-                active.on_become_inactive()
-                if active.size and (active.index_dirty
-                                    or self._flusher.recovery_point < self._leo):
-                    await asyncio.to_thread(active.persist)
-                self._flusher.recovery_point = self._leo
-                writer = (self._snapshot_writer(self._leo)
-                          if self._leo not in (0, self._snapshot_offset) else None)
-                if writer is not None:
-                    try:
-                        await asyncio.to_thread(writer)
-                    except OSError:
-                        log.warning("%s: could not save the producer state snapshot; it will "
-                                    "be rebuilt from the log", self.directory.name,
-                                    exc_info=True)
+            with contextlib.suppress(LogDirFailure):  # offline: logged when it happened
+                await self._flusher.wait_idle()
+            if not deleting and not self.offline:
+                await self._persist_at_close()
             for seg in self._segments:
                 fd = seg.detach_fd()
                 if fd < 0:
@@ -466,3 +518,22 @@ class LocalPartitionLog:
                     self._hooks.retire_fd(fd)
                 else:
                     os.close(fd)
+
+    async def _persist_at_close(self) -> None:
+        active = self._active
+        active.on_become_inactive()
+        if active.size and (active.index_dirty or self._flusher.recovery_point < self._leo):
+            try:
+                await asyncio.to_thread(active.persist)
+            except OSError as exc:
+                self._flusher.fail(f"{active.log_path}: persisting at close", exc)
+                return
+        self._flusher.recovery_point = self._leo
+        writer = (self._snapshot_writer(self._leo)
+                  if self._leo not in (0, self._snapshot_offset) else None)
+        if writer is not None:
+            try:
+                await asyncio.to_thread(writer)
+            except OSError:
+                log.warning("%s: could not save the producer state snapshot; it will be "
+                            "rebuilt from the log", self.directory.name, exc_info=True)
