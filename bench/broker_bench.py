@@ -727,42 +727,56 @@ def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list
 # --------------------------------------------------------------------------- main
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(quick_help: str = "reduced run (~1 min)") -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="reduced run (~1 min)")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--only", choices=BROKERS, help="benchmark one broker only")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                         help="where the JSON and markdown results go")
     return parser.parse_args()
 
 
-def main() -> int:
-    args = parse_args()
-    settings = QUICK if args.quick else FULL
-    names = [args.only] if args.only else list(BROKERS)
-    tansu = tansu_binary() if "tansu" in names else ""
-    machine = machine_info(tansu or None)
-    header = header_lines(machine, "quick" if args.quick else "full")
-    print("\n".join(header), flush=True)
-    root = Path(tempfile.mkdtemp(prefix="strom-bench-"))
-    results: dict[str, Record] = {}
-    try:
-        for name in names:
-            log(f"=== {name} ===")
-            results[name] = bench_broker(name, root, tansu, settings)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    rows = build_rows(results, settings)
-    print("\n" + "\n".join([*header[:1], *table_lines(rows, names, markdown=False)]))
+def report(results: dict[str, Record], names: list[str]) -> None:
     for name in names:
         for error in results[name]["errors"]:
             lines = error.splitlines()
             print(f"FAILED {name}: {lines[0]}" + (f" ... {lines[-1]}" if len(lines) > 1 else ""))
+        for key, reason in results[name].get("na", {}).items():
+            print(f"n/a {name}: {key}: {reason}")
+
+
+def run_benchmark(args: argparse.Namespace, settings: Any,
+                  bench: Callable[[str, Path, str, Any], Record],
+                  rows_of: Callable[[dict[str, Record], Any], list[Row]],
+                  header_of: Callable[[Record, str], list[str]], prefix: str) -> int:
+    """Runs `bench` for each broker, prints the table, writes the results; the exit status."""
+    names = [args.only] if args.only else list(BROKERS)
+    tansu = tansu_binary() if "tansu" in names else ""
+    machine = machine_info(tansu or None)
+    header = header_of(machine, "quick" if args.quick else "full")
+    print("\n".join(header), flush=True)
+    root = Path(tempfile.mkdtemp(prefix=f"strom-{prefix}-"))
+    results: dict[str, Record] = {}
+    try:
+        for name in names:
+            log(f"=== {name} ===")
+            results[name] = bench(name, root, tansu, settings)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    rows = rows_of(results, settings)
+    print("\n" + "\n".join([*header[:1], *table_lines(rows, names, markdown=False)]))
+    report(results, names)
     payload = {"machine": machine, "settings": asdict(settings), "results": results}
-    json_path, md_path = write_results(args.out, header, rows, names, payload)
+    json_path, md_path = write_results(args.out, header, rows, names, payload, prefix=prefix)
     log(f"wrote {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}"
         f" and {md_path.name}")
     return 0 if all(not results[n]["errors"] for n in names) else 1
+
+
+def main() -> int:
+    args = parse_args()
+    settings = QUICK if args.quick else FULL
+    return run_benchmark(args, settings, bench_broker, build_rows, header_lines, "bench")
 
 
 if __name__ == "__main__":

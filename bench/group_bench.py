@@ -25,17 +25,14 @@ Results are also written to bench/results/ as JSON and markdown. See bench/READM
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import socket
 import statistics
 import struct
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,21 +40,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from broker_bench import (
-    BROKERS,
-    REPO,
     Broker,
     Record,
     Row,
     attempt,
     create_topics,
     log,
-    machine_info,
+    parse_args,
     rss_mb,
+    run_benchmark,
     start_broker,
     stop_broker,
-    table_lines,
-    tansu_binary,
-    write_results,
 )
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -568,45 +561,10 @@ def header_lines(machine: Record, mode: str) -> list[str]:
             " (group.initial.rebalance.delay.ms=3000)"]
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="reduced run (~1.5 min)")
-    parser.add_argument("--only", choices=BROKERS, help="benchmark one broker only")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
-                        help="where the JSON and markdown results go")
-    return parser.parse_args()
-
-
 def main() -> int:
-    args = parse_args()
+    args = parse_args("reduced run (~1.5 min)")
     settings = QUICK if args.quick else FULL
-    names = [args.only] if args.only else list(BROKERS)
-    tansu = tansu_binary() if "tansu" in names else ""
-    machine = machine_info(tansu or None)
-    header = header_lines(machine, "quick" if args.quick else "full")
-    print("\n".join(header), flush=True)
-    root = Path(tempfile.mkdtemp(prefix="strom-group-bench-"))
-    results: dict[str, Record] = {}
-    try:
-        for name in names:
-            log(f"=== {name} ===")
-            results[name] = bench_broker(name, root, tansu, settings)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    rows = build_rows(results, settings)
-    print("\n" + "\n".join([*header[:1], *table_lines(rows, names, markdown=False)]))
-    for name in names:
-        for error in results[name]["errors"]:
-            lines = error.splitlines()
-            print(f"FAILED {name}: {lines[0]}" + (f" ... {lines[-1]}" if len(lines) > 1 else ""))
-        for key, reason in results[name]["na"].items():
-            print(f"n/a {name}: {key}: {reason}")
-    payload = {"machine": machine, "settings": asdict(settings), "results": results}
-    json_path, md_path = write_results(args.out, header, rows, names, payload,
-                                       prefix="group-bench")
-    log(f"wrote {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}"
-        f" and {md_path.name}")
-    return 0 if all(not results[n]["errors"] for n in names) else 1
+    return run_benchmark(args, settings, bench_broker, build_rows, header_lines, "group-bench")
 
 
 if __name__ == "__main__":
