@@ -267,3 +267,17 @@ def test_retention_checks_expire_idle_producers(tmp_path: Path) -> None:
         await engine.close()
 
     asyncio.run(run())
+
+
+def test_active_producers_lists_epoch_and_last_batch() -> None:
+    state = ProducerStateManager()
+    assert state.active_producers() == []
+    add(state, 7, 0, 0, 0, count=3, ts=1000)
+    add(state, 7, 0, 3, 3, count=2, ts=2000)
+    add(state, 9, 2, 0, 5, count=1, ts=1500)
+    listed = {p.producer_id: p for p in state.active_producers()}
+    assert set(listed) == {7, 9}
+    assert (listed[7].epoch, listed[7].last_sequence, listed[7].last_timestamp) == (0, 4, 2000)
+    assert (listed[9].epoch, listed[9].last_sequence, listed[9].last_timestamp) == (2, 0, 1500)
+    state.expire(1500 + state.producer_id_expiration_ms)
+    assert [p.producer_id for p in state.active_producers()] == [7]

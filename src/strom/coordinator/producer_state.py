@@ -19,6 +19,7 @@ a producer with up to five requests in flight can retry any of them:
 
 * `apply_batch(header)` records a batch once it is in the log, for appends and when the log
   is replayed at open (no checks: the log is the truth).
+* `active_producers()` lists each known producer's epoch and last batch (DescribeProducers).
 * `expire(now_ms)` forgets producers whose last batch timestamp is `producer.id.expiration.ms`
   old (Kafka's `removeExpiredProducers`).
 * `snapshot()` / `load_snapshot(data)`: a compact binary image with a CRC (see `_MAGIC`).
@@ -120,6 +121,16 @@ class ProducerEntry:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveProducer:
+    """What DescribeProducers reports of a producer (Kafka's ProducerStateEntry)."""
+
+    producer_id: int
+    epoch: int
+    last_sequence: int  # of the last retained batch; NO_SEQUENCE if none
+    last_timestamp: int  # the last batch's max timestamp; -1 if none
+
+
 class Verdict(enum.Enum):
     APPEND = "append"
     DUPLICATE = "duplicate"
@@ -154,6 +165,11 @@ class ProducerStateManager:
     def entries(self) -> dict[int, tuple[int, tuple[BatchMetadata, ...]]]:
         """producer id -> (epoch, retained batches): a comparable image of the state."""
         return {pid: (e.epoch, tuple(e.batches)) for pid, e in self._producers.items()}
+
+    def active_producers(self) -> list[ActiveProducer]:
+        """Each producer the partition knows (not yet expired), in the order first seen."""
+        return [ActiveProducer(e.producer_id, e.epoch, e.last_seq, e.last_timestamp)
+                for e in self._producers.values()]
 
     # -- before an append ----------------------------------------------------------------
 

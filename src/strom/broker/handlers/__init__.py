@@ -5,6 +5,7 @@ from strom.broker.handlers import (  # noqa: F401
     cluster,
     configs,
     consumer_groups,
+    describe_producers,
     fetch,
     groups,
     list_offsets,

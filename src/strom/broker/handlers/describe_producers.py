@@ -1,0 +1,63 @@
+"""DescribeProducers (61, KIP-664): the active idempotent producers of partitions.
+
+Per requested partition, as Kafka's ReplicaManager.activeProducerState: every producer the
+partition's producer state knows (those not yet expired by producer.id.expiration.ms), with its
+epoch and the last sequence and timestamp of its last batch. coordinator_epoch and
+current_txn_start_offset are -1: there are no transactions yet. An unknown topic or partition
+gets UNKNOWN_TOPIC_OR_PARTITION (no error message, as Kafka); NOT_LEADER_OR_FOLLOWER never
+happens on a single broker. Partitions are answered in request order, repeats included.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from strom.broker.registry import api
+from strom.broker.state import Broker, RequestContext
+from strom.coordinator.producer_state import ActiveProducer, ProducerStateManager
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.storage.api import UnknownTopic
+
+NO_COORDINATOR_EPOCH: Final = -1
+NO_TXN_START_OFFSET: Final = -1
+
+
+def active_producers(broker: Broker, topic: str, index: int) -> list[ActiveProducer] | None:
+    """The partition's producers; None if the topic or partition does not exist."""
+    try:
+        plog = broker.engine.partition(topic, index)
+    except UnknownTopic:
+        return None
+    state = plog.producer_state
+    if not isinstance(state, ProducerStateManager):
+        return []  # an engine that keeps no producer state
+    return state.active_producers()
+
+
+@api(61, "DescribeProducers", (0, 0),
+     "active idempotent producers per partition (epoch, last sequence and timestamp); "
+     "coordinator epoch and transaction start offset -1 (no transactions yet)")
+async def handle_describe_producers(broker: Broker, ctx: RequestContext, request: Any,
+                                    b: ResponseBuilder) -> Any:
+    topics = []
+    for topic in request.topics:
+        name = str(topic.name)
+        partitions = []
+        for index in topic.partition_indexes:
+            producers = active_producers(broker, name, int(index))
+            if producers is None:
+                partitions.append(b.make(
+                    "PartitionResponse", partition_index=index,
+                    error_code=ErrorCode.unknown_topic_or_partition, error_message=None,
+                    active_producers=()))
+                continue
+            states = tuple(b.make(
+                "ProducerState", producer_id=p.producer_id, producer_epoch=p.epoch,
+                last_sequence=p.last_sequence, last_timestamp=p.last_timestamp,
+                coordinator_epoch=NO_COORDINATOR_EPOCH,
+                current_txn_start_offset=NO_TXN_START_OFFSET) for p in producers)
+            partitions.append(b.make("PartitionResponse", partition_index=index,
+                                     error_code=ErrorCode.none, error_message=None,
+                                     active_producers=states))
+        topics.append(b.make("TopicResponse", name=name, partitions=tuple(partitions)))
+    return b.make("DescribeProducersResponse", throttle_time=NO_THROTTLE, topics=tuple(topics))
