@@ -14,7 +14,6 @@ from strom.coordinator.group import consumer_log_format as clf
 from strom.coordinator.group.consumer_group import ConsumerGroup, to_ids
 from strom.coordinator.group.consumer_group_log import persisted_view
 from strom.coordinator.group.coordinator import GroupCoordinator
-from strom.coordinator.group.log_format import LogFormatError
 from strom.coordinator.group.model import (
     ConsumerHeartbeatRequest,
     ConsumerHeartbeatResult,
@@ -23,6 +22,7 @@ from strom.coordinator.group.model import (
     TopicMetadata,
     TopicPartitionIds,
 )
+from strom.coordinator.log_codec import LogFormatError
 
 T1 = uuid.UUID(int=1)
 T2 = uuid.UUID(int=2)

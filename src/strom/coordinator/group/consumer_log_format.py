@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from strom.coordinator.group.log_format import LogFormatError, _Reader
+from strom.coordinator.log_codec import LogFormatError, LogReader, legacy_string, uvarint
 
 GROUP_METADATA: Final = 3
 PARTITION_METADATA: Final = 4
@@ -124,32 +124,20 @@ def kind_of(value: ConsumerValue) -> int:
 # -- encoding ------------------------------------------------------------------------------
 
 
-def _legacy_string(value: str) -> bytes:
-    raw = value.encode()
-    if len(raw) > 0x7FFF:
-        raise LogFormatError(f"string of {len(raw)} bytes does not fit an int16 length")
-    return struct.pack(">h", len(raw)) + raw
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _cstring(value: str | None) -> bytes:
     if value is None:
         return b"\x00"
     raw = value.encode()
-    return _uvarint(len(raw) + 1) + raw
+    return uvarint(len(raw) + 1) + raw
 
 
 def _carray(items: Iterable[bytes]) -> bytes:
     parts = list(items)
-    return _uvarint(len(parts) + 1) + b"".join(parts)
+    return uvarint(len(parts) + 1) + b"".join(parts)
 
 
 _NO_TAGS: Final = b"\x00"
@@ -163,11 +151,11 @@ def _topic_partitions(value: TopicPartitions) -> bytes:
 def encode_key(key: ConsumerKey) -> bytes:
     if key.kind not in CONSUMER_KEY_VERSIONS:
         raise LogFormatError(f"not a consumer group record type: {key.kind}")
-    out = struct.pack(">h", key.kind) + _legacy_string(key.group_id)
+    out = struct.pack(">h", key.kind) + legacy_string(key.group_id)
     if key.kind in _MEMBER_KEYS:
         if key.member_id is None:
             raise LogFormatError(f"record type {key.kind} needs a member id")
-        out += _legacy_string(key.member_id)
+        out += legacy_string(key.member_id)
     return out
 
 
@@ -206,7 +194,7 @@ def key_version(buf: bytes) -> int:
 
 
 def decode_key(buf: bytes) -> ConsumerKey:
-    reader = _Reader(bytes(buf))
+    reader = LogReader(bytes(buf))
     kind = reader.int16("key version")
     if kind not in CONSUMER_KEY_VERSIONS:
         raise LogFormatError(f"not a consumer group key version: {kind}")
@@ -216,16 +204,16 @@ def decode_key(buf: bytes) -> ConsumerKey:
     return ConsumerKey(kind, group_id, member_id)
 
 
-def _uuid(reader: _Reader, what: str) -> uuid.UUID:
-    return uuid.UUID(bytes=reader._take(16, what))
+def _uuid(reader: LogReader, what: str) -> uuid.UUID:
+    return uuid.UUID(bytes=reader.take(16, what))
 
 
-def _int8(reader: _Reader, what: str) -> int:
-    value: int = struct.unpack(">b", reader._take(1, what))[0]
+def _int8(reader: LogReader, what: str) -> int:
+    value: int = struct.unpack(">b", reader.take(1, what))[0]
     return value
 
 
-def _read_topic_partitions(reader: _Reader, what: str) -> TopicPartitions:
+def _read_topic_partitions(reader: LogReader, what: str) -> TopicPartitions:
     out = []
     for _ in range(reader.array_count(what)):
         topic = _uuid(reader, f"{what} topic id")
@@ -236,7 +224,7 @@ def _read_topic_partitions(reader: _Reader, what: str) -> TopicPartitions:
     return tuple(out)
 
 
-def _read_partition_metadata(reader: _Reader) -> PartitionMetadataValue:
+def _read_partition_metadata(reader: LogReader) -> PartitionMetadataValue:
     topics = []
     for _ in range(reader.array_count("topics")):
         topic_id = _uuid(reader, "topic id")
@@ -254,7 +242,7 @@ def _read_partition_metadata(reader: _Reader) -> PartitionMetadataValue:
     return PartitionMetadataValue(tuple(topics))
 
 
-def _read_member_metadata(reader: _Reader) -> MemberMetadataValue:
+def _read_member_metadata(reader: LogReader) -> MemberMetadataValue:
     instance_id = reader.nullable_string("instance id")
     rack_id = reader.nullable_string("rack id")
     client_id = reader.string("client id")
@@ -268,7 +256,7 @@ def _read_member_metadata(reader: _Reader) -> MemberMetadataValue:
                                assignor, timeout)
 
 
-def _read_current(reader: _Reader) -> CurrentAssignmentValue:
+def _read_current(reader: LogReader) -> CurrentAssignmentValue:
     epoch = reader.int32("member epoch")
     previous = reader.int32("previous member epoch")
     state = _int8(reader, "state")
@@ -279,7 +267,7 @@ def _read_current(reader: _Reader) -> CurrentAssignmentValue:
 
 def decode_value(kind: int, buf: bytes) -> ConsumerValue:
     """The value of a record whose key has version (type) `kind`."""
-    reader = _Reader(bytes(buf))
+    reader = LogReader(bytes(buf))
     version = reader.int16("value version")
     if version != VALUE_VERSION:
         raise LogFormatError(f"record type {kind}: unsupported value version {version}")

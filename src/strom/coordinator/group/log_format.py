@@ -13,15 +13,12 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from strom.coordinator.log_codec import LogFormatError, LogReader
+
 OFFSET_COMMIT_KEY_VERSION: Final = 1
 GROUP_METADATA_KEY_VERSION: Final = 2
 OFFSET_COMMIT_VALUE_VERSION: Final = 3
 GROUP_METADATA_VALUE_VERSION: Final = 3
-MAX_TAGGED_FIELDS: Final = 1024
-
-
-class LogFormatError(ValueError):
-    """The bytes are not a `__consumer_offsets` key or value this broker can read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,92 +114,8 @@ def encode_group_metadata_value(value: GroupMetadataValue) -> bytes:
 # -- decoding ------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Reads Kafka primitives from `buf`, checking each length against the bytes left."""
-
-    __slots__ = ("buf", "flexible", "pos")
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.pos = 0
-        self.flexible = False
-
-    def _take(self, size: int, what: str) -> bytes:
-        if size < 0 or size > len(self.buf) - self.pos:
-            raise LogFormatError(f"{what}: needs {size} bytes, {len(self.buf) - self.pos} left")
-        chunk = self.buf[self.pos:self.pos + size]
-        self.pos += size
-        return chunk
-
-    def _fixed(self, fmt: str, what: str) -> int:
-        value: int = struct.unpack(fmt, self._take(struct.calcsize(fmt), what))[0]
-        return value
-
-    def int16(self, what: str) -> int:
-        return self._fixed(">h", what)
-
-    def int32(self, what: str) -> int:
-        return self._fixed(">i", what)
-
-    def int64(self, what: str) -> int:
-        return self._fixed(">q", what)
-
-    def uvarint(self, what: str) -> int:
-        value = 0
-        for shift in range(0, 35, 7):
-            byte = self._take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise LogFormatError(f"{what}: unsigned varint longer than 5 bytes")
-
-    def _length(self, what: str, legacy_fmt: str) -> int:
-        if self.flexible:
-            return self.uvarint(what) - 1
-        return self._fixed(legacy_fmt, what)
-
-    def nullable_string(self, what: str) -> str | None:
-        size = self._length(what, ">h")
-        if size == -1:
-            return None
-        try:
-            return self._take(size, what).decode()
-        except UnicodeDecodeError as exc:
-            raise LogFormatError(f"{what}: not UTF-8 ({exc})") from None
-
-    def string(self, what: str) -> str:
-        value = self.nullable_string(what)
-        if value is None:
-            raise LogFormatError(f"{what}: null where a string is required")
-        return value
-
-    def bytes_(self, what: str) -> bytes:
-        return self._take(self._length(what, ">i"), what)
-
-    def array_count(self, what: str) -> int:
-        count = self._length(what, ">i")
-        # Every element takes at least one byte: a larger count is a lie.
-        if count < 0 or count > len(self.buf) - self.pos:
-            raise LogFormatError(f"{what}: bad array count {count}")
-        return count
-
-    def skip_tagged_fields(self, what: str) -> None:
-        if not self.flexible:
-            return
-        count = self.uvarint(what)
-        if count > MAX_TAGGED_FIELDS:
-            raise LogFormatError(f"{what}: {count} tagged fields")
-        for _ in range(count):
-            self.uvarint(what)
-            self._take(self.uvarint(what), what)
-
-    def end(self, what: str) -> None:
-        if self.pos != len(self.buf):
-            raise LogFormatError(f"{what}: {len(self.buf) - self.pos} trailing bytes")
-
-
-def _reader(buf: bytes, what: str, max_version: int, flexible_from: int) -> tuple[_Reader, int]:
-    reader = _Reader(bytes(buf))
+def _reader(buf: bytes, what: str, max_version: int, flexible_from: int) -> tuple[LogReader, int]:
+    reader = LogReader(bytes(buf))
     version = reader.int16(f"{what} version")
     if not 0 <= version <= max_version:
         raise LogFormatError(f"{what}: unsupported version {version}")
@@ -211,7 +124,7 @@ def _reader(buf: bytes, what: str, max_version: int, flexible_from: int) -> tupl
 
 
 def decode_key(buf: bytes) -> OffsetCommitKey | GroupMetadataKey:
-    reader = _Reader(bytes(buf))
+    reader = LogReader(bytes(buf))
     version = reader.int16("key version")
     key: OffsetCommitKey | GroupMetadataKey
     if version in (0, 1):
@@ -238,7 +151,7 @@ def decode_offset_commit_value(buf: bytes) -> OffsetCommitValue:
                              expire_timestamp_ms)
 
 
-def _decode_member(reader: _Reader, version: int) -> MemberMetadataValue:
+def _decode_member(reader: LogReader, version: int) -> MemberMetadataValue:
     member_id = reader.string("member_id")
     group_instance_id = reader.nullable_string("group_instance_id") if version >= 3 else None
     client_id = reader.string("client_id")

@@ -21,7 +21,6 @@ from strom.coordinator.group.group import ClassicGroup, GroupState, Member
 from strom.coordinator.group.log_format import (
     GroupMetadataKey,
     GroupMetadataValue,
-    LogFormatError,
     OffsetCommitKey,
     decode_group_metadata_value,
     decode_key,
@@ -30,6 +29,7 @@ from strom.coordinator.group.log_format import (
 from strom.coordinator.group.model import CommittedOffset, GroupLogRecord
 from strom.coordinator.group.reconcile import MemberAssignment
 from strom.coordinator.group.topic_regex import RegexError, compile_topic_regex
+from strom.coordinator.log_codec import LogFormatError
 
 log = logging.getLogger(__name__)
 

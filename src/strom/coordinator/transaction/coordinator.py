@@ -22,9 +22,9 @@ from typing import TypeVar
 from kio.schema.errors import ErrorCode
 
 from strom.coordinator.hashing import partition_for
+from strom.coordinator.log_codec import LogFormatError
 from strom.coordinator.transaction import rules
 from strom.coordinator.transaction.log_format import (
-    LogFormatError,
     decode_key,
     decode_value,
     encode_key,

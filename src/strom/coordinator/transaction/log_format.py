@@ -14,20 +14,16 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from strom.coordinator.log_codec import MAX_TAGGED_FIELDS, LogFormatError, LogReader, uvarint
 from strom.coordinator.transaction.model import NO_PRODUCER_ID
 
 KEY_VERSION: Final = 0
 VALUE_VERSION: Final = 1
 FLEXIBLE_FROM: Final = 1
 CLIENT_TRANSACTION_VERSION: Final = 2  # KIP-890 part 2 semantics
-MAX_TAGGED_FIELDS: Final = 1024
 _TAG_PREVIOUS_PRODUCER_ID: Final = 0
 _TAG_NEXT_PRODUCER_ID: Final = 1
 _TAG_CLIENT_TRANSACTION_VERSION: Final = 2
-
-
-class LogFormatError(ValueError):
-    """The bytes are not a `__transaction_state` key or value this broker can read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +43,18 @@ class TransactionLogValue:
 # -- encoding ------------------------------------------------------------------------------
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _string(value: str, flexible: bool) -> bytes:
     raw = value.encode()
     if len(raw) > 0x7FFF:
         raise LogFormatError(f"string of {len(raw)} bytes does not fit an int16 length")
-    head = _uvarint(len(raw) + 1) if flexible else struct.pack(">h", len(raw))
+    head = uvarint(len(raw) + 1) if flexible else struct.pack(">h", len(raw))
     return head + raw
 
 
 def _count(count: int, flexible: bool) -> bytes:
-    return _uvarint(count + 1) if flexible else struct.pack(">i", count)
+    return uvarint(count + 1) if flexible else struct.pack(">i", count)
 
 
 def encode_key(transactional_id: str) -> bytes:
@@ -81,8 +70,8 @@ def _tagged_fields(value: TransactionLogValue) -> bytes:
     if value.client_transaction_version != 0:
         fields.append((_TAG_CLIENT_TRANSACTION_VERSION,
                        struct.pack(">h", value.client_transaction_version)))
-    return _uvarint(len(fields)) + b"".join(
-        _uvarint(tag) + _uvarint(len(data)) + data for tag, data in fields)
+    return uvarint(len(fields)) + b"".join(
+        uvarint(tag) + uvarint(len(data)) + data for tag, data in fields)
 
 
 def encode_value(value: TransactionLogValue, version: int = VALUE_VERSION) -> bytes:
@@ -97,7 +86,7 @@ def encode_value(value: TransactionLogValue, version: int = VALUE_VERSION) -> by
         parts.append(_count(len(partition_ids), flexible))
         parts.append(struct.pack(f">{len(partition_ids)}i", *partition_ids))
         if flexible:
-            parts.append(_uvarint(0))
+            parts.append(uvarint(0))
     parts.append(struct.pack(">qq", value.txn_last_update_timestamp_ms,
                              value.txn_start_timestamp_ms))
     if flexible:
@@ -108,66 +97,9 @@ def encode_value(value: TransactionLogValue, version: int = VALUE_VERSION) -> by
 # -- decoding ------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Reads Kafka primitives from `buf`, checking each length against the bytes left."""
-
-    __slots__ = ("buf", "flexible", "pos")
-
-    def __init__(self, buf: bytes, flexible: bool = False) -> None:
-        self.buf = buf
-        self.pos = 0
-        self.flexible = flexible
-
-    def left(self) -> int:
-        return len(self.buf) - self.pos
-
-    def take(self, size: int, what: str) -> bytes:
-        if size < 0 or size > self.left():
-            raise LogFormatError(f"{what}: needs {size} bytes, {self.left()} left")
-        chunk = self.buf[self.pos:self.pos + size]
-        self.pos += size
-        return chunk
-
-    def fixed(self, fmt: str, what: str) -> int:
-        value: int = struct.unpack(fmt, self.take(struct.calcsize(fmt), what))[0]
-        return value
-
-    def uvarint(self, what: str) -> int:
-        value = 0
-        for shift in range(0, 35, 7):
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise LogFormatError(f"{what}: unsigned varint longer than 5 bytes")
-
-    def string(self, what: str) -> str:
-        size = self.uvarint(what) - 1 if self.flexible else self.fixed(">h", what)
-        if size < 0:
-            raise LogFormatError(f"{what}: null where a string is required")
-        try:
-            return self.take(size, what).decode()
-        except UnicodeDecodeError as exc:
-            raise LogFormatError(f"{what}: not UTF-8 ({exc})") from None
-
-    def count(self, what: str, min_element_bytes: int, nullable: bool = False) -> int:
-        """An array count (-1 is null, read as empty when `nullable`), bounded by the bytes
-        left: every element takes at least `min_element_bytes`."""
-        count = self.uvarint(what) - 1 if self.flexible else self.fixed(">i", what)
-        if count == -1 and nullable:
-            return 0
-        if count < 0 or count * min_element_bytes > self.left():
-            raise LogFormatError(f"{what}: bad array count {count}")
-        return count
-
-    def end(self, what: str) -> None:
-        if self.pos != len(self.buf):
-            raise LogFormatError(f"{what}: {self.left()} trailing bytes")
-
-
 def decode_key(buf: bytes) -> str:
     """The transactional id of a TransactionLogKey."""
-    reader = _Reader(bytes(buf))
+    reader = LogReader(bytes(buf))
     version = reader.fixed(">h", "key version")
     if version != KEY_VERSION:
         raise LogFormatError(f"unsupported __transaction_state key version {version}")
@@ -176,12 +108,12 @@ def decode_key(buf: bytes) -> str:
     return transactional_id
 
 
-def _decode_partitions(reader: _Reader) -> tuple[tuple[str, tuple[int, ...]], ...]:
+def _decode_partitions(reader: LogReader) -> tuple[tuple[str, tuple[int, ...]], ...]:
     topics = []
     # A topic entry is at least a string length and a count (3 bytes flexible, 6 legacy).
-    for _ in range(reader.count("partitions", 3 if reader.flexible else 6, nullable=True)):
+    for _ in range(reader.array_count("partitions", 3 if reader.flexible else 6, nullable=True)):
         topic = reader.string("topic")
-        count = reader.count("partition_ids", 4)
+        count = reader.array_count("partition_ids", 4)
         ids = struct.unpack(f">{count}i", reader.take(4 * count, "partition_ids"))
         if reader.flexible:
             _skip_tagged_fields(reader, {})
@@ -189,7 +121,7 @@ def _decode_partitions(reader: _Reader) -> tuple[tuple[str, tuple[int, ...]], ..
     return tuple(topics)
 
 
-def _skip_tagged_fields(reader: _Reader, wanted: dict[int, bytes]) -> None:
+def _skip_tagged_fields(reader: LogReader, wanted: dict[int, bytes]) -> None:
     """Reads a tagged-field section; the data of tags in `wanted` is stored there."""
     count = reader.uvarint("tagged fields")
     if count > MAX_TAGGED_FIELDS:
@@ -211,7 +143,7 @@ def _tag_int(tags: dict[int, bytes], tag: int, fmt: str, default: int) -> int:
 
 
 def decode_value(buf: bytes) -> TransactionLogValue:
-    reader = _Reader(bytes(buf))
+    reader = LogReader(bytes(buf))
     version = reader.fixed(">h", "value version")
     if version not in (0, 1):
         raise LogFormatError(f"unsupported TransactionLogValue version {version}")
