@@ -6,7 +6,6 @@ subprocess broker."""
 from __future__ import annotations
 
 import contextlib
-import re
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from tests.integration.broker_process import serve_process
 from tests.integration.conftest import DEADLINE_S
 
 # What every group test module starts its broker with: no initial rebalance delay (a new group's
@@ -30,7 +30,6 @@ GROUP_BROKER_SETTINGS: Mapping[str, str] = {
 }
 
 WORKER = Path(__file__).with_name("group_worker.py")
-READY = re.compile(r"strom is ready on (\S+):(\d+) ")
 
 
 def group_conf(bootstrap: str, group: str, **extra: Any) -> dict[str, Any]:
@@ -257,33 +256,7 @@ class Worker:
 @contextmanager
 def broker_process(data_dir: Path, log_path: Path, *settings: str,
                    listen: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`python -m strom serve` with the group settings and `settings`; yields (process,
-    bootstrap) once it is ready, and stops it (SIGTERM, then SIGKILL) on the way out."""
-    args = [sys.executable, "-m", "strom", "serve", "--data-dir", str(data_dir),
-            "--listen", listen]
-    for name, value in GROUP_BROKER_SETTINGS.items():
-        args += ["--set", f"{name}={value}"]
-    for setting in settings:
-        args += ["--set", setting]
-    start = log_path.read_text() if log_path.exists() else ""
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            text = log_path.read_text(errors="replace")[len(start):]
-            ready = READY.search(text)
-            if ready:
-                break
-            assert proc.poll() is None, f"broker exited early:\n{text}"
-            assert time.monotonic() < deadline, f"broker not ready:\n{text}"
-            time.sleep(0.05)
-        yield proc, f"{ready.group(1)}:{ready.group(2)}"
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    """`python -m strom serve` with the group settings and `settings` (see serve_process)."""
+    group = [f"{name}={value}" for name, value in GROUP_BROKER_SETTINGS.items()]
+    with serve_process(data_dir, log_path, *group, *settings, listen=listen) as running:
+        yield running

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from strom.testing import EmbeddedBroker
+from tests.integration.broker_process import serve_process
 from tests.integration.conftest import (
     DEADLINE_S,
     Delivered,
@@ -57,43 +54,13 @@ def test_clean_restart_keeps_offsets_and_values(tmp_path: Path) -> None:
             (0, 100, b"after restart"), (1, 100, b"after restart")]
 
 
-@contextmanager
-def broker_process(data_dir: Path, log_path: Path, *settings: str) -> Iterator[
-        tuple[subprocess.Popen[bytes], str]]:
-    """`python -m strom serve` on a free port; yields (process, bootstrap) once it is ready."""
-    args = [sys.executable, "-m", "strom", "serve", "--data-dir", str(data_dir),
-            "--listen", "127.0.0.1:0"]
-    for setting in settings:
-        args += ["--set", setting]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            ready = READY.search(log_path.read_text(errors="replace"))
-            if ready:
-                break
-            assert proc.poll() is None, f"broker exited early:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"broker not ready:\n{log_path.read_text()}"
-            time.sleep(0.05)
-        yield proc, f"{ready.group(1)}:{ready.group(2)}"
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
 def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     topic = unique_name("sigkill")
     partitions = (0, 1)
     delivered = Delivered()
     produced = 0
-    with broker_process(data_dir, tmp_path / "first.log", "flush.messages=1") as (proc, bootstrap):
+    with serve_process(data_dir, tmp_path / "first.log", "flush.messages=1") as (proc, bootstrap):
         create_topic(bootstrap, topic, partitions=len(partitions))
         prod = producer(bootstrap, linger_ms=1, message_timeout_ms=1500, retries=0)
         killed_at = None
@@ -127,7 +94,7 @@ def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
     for m in delivered.acked:
         acked[m.partition()].append((m.offset(), m.value()))
 
-    with broker_process(data_dir, tmp_path / "second.log") as (_proc, bootstrap):
+    with serve_process(data_dir, tmp_path / "second.log") as (_proc, bootstrap):
         survived = consume_partitions(bootstrap, topic, partitions)
         by_partition: dict[int, list[tuple[int, bytes]]] = {p: [] for p in partitions}
         for m in survived:
