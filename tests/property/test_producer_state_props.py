@@ -36,6 +36,7 @@ class Header:
     last_offset_delta: int
     max_timestamp: int = 0
     is_control: bool = False
+    is_transactional: bool = False
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pytest
 from strom.config.broker import BrokerConfig
 from strom.protocol.batch_header import crc_matches, read_batch_header
 from strom.protocol.compression import GZIP, LZ4, NONE, SNAPPY, ZSTD
+from strom.protocol.control_batch import build_control_batch
 from strom.protocol.record_builder import build_batch
 from strom.protocol.record_rewrite import DELETE_HORIZON_MASK, delete_horizon_ms
 from strom.protocol.records import iter_records
@@ -331,15 +332,13 @@ def test_readers_of_replaced_segments_still_read_valid_data(tmp_path: Path) -> N
 def test_keyless_records_are_removed_and_control_batches_kept(tmp_path: Path) -> None:
     async def body(engine: LocalEngine, plog: LocalPartitionLog) -> None:
         await plog.append([append_batch(make_batch(2, base_timestamp=T0))])  # keyless
-        await plog.append([keyed([(b"\x00\x00", b"\x00\x00\x00\x00")], T0,
-                                 control=True, producer_id=5, transactional=True)])
+        marker = build_control_batch(5, 0, True, T0)
+        await plog.append([AppendBatch(bytearray(marker), 1, T0, T0)])
         await write(plog, 20, 2, start=3)
         await engine.run_cleaner(T0 + 10_000)
         batches = await read_all(plog)
         assert read_batch_header(batches[0]).records_count == 0  # the keyless ones went
-        assert read_batch_header(batches[1]).is_control and batches[1][16:] == bytes(
-            build_batch([(b"\x00\x00", b"\x00\x00\x00\x00", (), T0)], control=True,
-                        producer_id=5, transactional=True))[16:]
+        assert read_batch_header(batches[1]).is_control and batches[1][16:] == marker[16:]
         check_contiguous(batches, 0, plog.log_end_offset)
 
     run(tmp_path, COMPACT, body)

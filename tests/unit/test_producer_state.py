@@ -35,6 +35,7 @@ class Header:
     last_offset_delta: int
     max_timestamp: int = 1000
     is_control: bool = False
+    is_transactional: bool = False
 
 
 def add(state: ProducerStateManager, pid: int, epoch: int, seq: int, offset: int,

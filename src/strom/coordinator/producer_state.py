@@ -17,11 +17,23 @@ a producer with up to five requests in flight can retry any of them:
   - the same epoch: the sequence must follow the last batch's (`Int.MAX` wraps to 0), else
     OUT_OF_ORDER_SEQUENCE_NUMBER.
 
-* `apply_batch(header)` records a batch once it is in the log, for appends and when the log
-  is replayed at open (no checks: the log is the truth).
+  With `transactional=False`, a producer with an open transaction is refused with
+  INVALID_TXN_STATE (Kafka's ProducerAppendInfo).
+
+* `apply_batch(header, control_type)` records a batch once it is in the log, for appends and
+  when the log is replayed at open (no checks: the log is the truth). Transactions (Kafka's
+  ProducerStateManager, transaction part): a transactional data batch opens its producer's
+  transaction at its base offset if none is open (also with base sequence -1: the group
+  coordinator's transactional offset commits); a COMMIT or ABORT marker closes it, an ABORT
+  adding an `AbortedTxn` (Kafka's .txnindex entry). A marker of a newer epoch (KIP-890 bump)
+  takes the epoch and drops the retained batches; with the same epoch the sequence continues.
+* `first_unstable_offset()` (the last stable offset's bound), `aborted_transactions(...)`
+  (what a read_committed fetch returns), `prune_aborted(log_start_offset)`, and
+  `check_marker(...)` before a marker is written.
 * `active_producers()` lists each known producer's epoch and last batch (DescribeProducers).
-* `expire(now_ms)` forgets producers whose last batch timestamp is `producer.id.expiration.ms`
-  old (Kafka's `removeExpiredProducers`).
+* `expire(now_ms)` forgets producers whose last batch or marker timestamp is
+  `producer.id.expiration.ms` old and that have no open transaction (Kafka's
+  `removeExpiredProducers`).
 * `snapshot()` / `load_snapshot(data)`: a compact binary image with a CRC (see `_MAGIC`).
 """
 
@@ -30,28 +42,40 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Final, Protocol
 
 INT32_MAX: Final = 2**31 - 1
 NO_PRODUCER_ID: Final = -1
 NO_PRODUCER_EPOCH: Final = -1
 NO_SEQUENCE: Final = -1
+NO_OFFSET: Final = -1
 BATCHES_RETAINED: Final = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
 DEFAULT_PRODUCER_ID_EXPIRATION_MS: Final = 86_400_000
 
 OUT_OF_ORDER_SEQUENCE_NUMBER: Final = 45
 INVALID_PRODUCER_EPOCH: Final = 47
+INVALID_TXN_STATE: Final = 48
+
+ABORT_MARKER: Final = 0  # Kafka's ControlRecordType ids (strom.protocol.control_batch)
+COMMIT_MARKER: Final = 1
 
 # Snapshot: magic, version, CRC-32 of everything after it, producer count; then per producer
-# (id, epoch, batch count) and each batch (first seq, last seq, first offset, last offset,
-# timestamp). All big-endian.
+# (id, epoch[, current txn first offset, marker timestamp], batch count) and each batch (first
+# seq, last seq, first offset, last offset, timestamp); version 2 then has the aborted
+# transactions: a count and (producer id, first offset, last offset, last stable offset)
+# each. All big-endian. Version 1 (no transactions) is still read.
 _MAGIC: Final = b"STPS"
-_VERSION: Final = 1
+_VERSION: Final = 2
 _PREAMBLE: Final = struct.Struct(">4sBII")  # magic, version, crc, count
-_PRODUCER: Final = struct.Struct(">qhB")
+_PRODUCER_V1: Final = struct.Struct(">qhB")
+_PRODUCER: Final = struct.Struct(">qhqqB")
 _BATCH: Final = struct.Struct(">iiqqq")
+_COUNT: Final = struct.Struct(">I")
+_ABORTED: Final = struct.Struct(">qqqq")
 
 
 class BatchHeaderLike(Protocol):
@@ -78,6 +102,9 @@ class BatchHeaderLike(Protocol):
     @property
     def is_control(self) -> bool: ...
 
+    @property
+    def is_transactional(self) -> bool: ...
+
 
 def last_sequence(base_sequence: int, last_offset_delta: int) -> int:
     """The sequence of a batch's last record (Kafka's DefaultRecordBatch.incrementSequence)."""
@@ -99,12 +126,25 @@ class BatchMetadata:
     timestamp: int  # the batch's max timestamp (the append time on LogAppendTime topics)
 
 
+@dataclass(frozen=True, slots=True)
+class AbortedTxn:
+    """An aborted transaction (Kafka's .txnindex entry): its first data offset, its ABORT
+    marker's offset, and the last stable offset once it was aborted."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    last_stable_offset: int
+
+
 @dataclass(slots=True)
 class ProducerEntry:
     producer_id: int
     epoch: int
     batches: deque[BatchMetadata] = field(
         default_factory=lambda: deque(maxlen=BATCHES_RETAINED))
+    current_txn_first_offset: int = NO_OFFSET  # of the open transaction; -1 if none
+    marker_timestamp: int = -1  # of the last transaction marker; -1 if none
 
     @property
     def last_seq(self) -> int:
@@ -112,7 +152,9 @@ class ProducerEntry:
 
     @property
     def last_timestamp(self) -> int:
-        return self.batches[-1].timestamp if self.batches else -1
+        """The last batch's or marker's timestamp, whichever is later."""
+        batch_ts = self.batches[-1].timestamp if self.batches else -1
+        return max(batch_ts, self.marker_timestamp)
 
     def find(self, first_seq: int, last_seq: int) -> BatchMetadata | None:
         for meta in self.batches:
@@ -129,6 +171,7 @@ class ActiveProducer:
     epoch: int
     last_sequence: int  # of the last retained batch; NO_SEQUENCE if none
     last_timestamp: int  # the last batch's max timestamp; -1 if none
+    current_txn_start_offset: int = NO_OFFSET  # the open transaction's first offset
 
 
 class Verdict(enum.Enum):
@@ -149,12 +192,15 @@ APPEND: Final = CheckResult(Verdict.APPEND)
 
 
 class ProducerStateManager:
-    """One partition's idempotent producer state; implements storage's ProducerStateTracker."""
+    """One partition's producer state; implements storage's ProducerStateTracker."""
 
     def __init__(self, producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS
                  ) -> None:
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self._producers: dict[int, ProducerEntry] = {}
+        self._ongoing: dict[int, int] = {}  # open transactions: first offset -> producer id
+        self._aborted: list[AbortedTxn] = []  # in marker (last offset) order
+        self._aborted_last: list[int] = []  # their last offsets, for bisecting
 
     def __len__(self) -> int:
         return len(self._producers)
@@ -166,19 +212,39 @@ class ProducerStateManager:
         """producer id -> (epoch, retained batches): a comparable image of the state."""
         return {pid: (e.epoch, tuple(e.batches)) for pid, e in self._producers.items()}
 
+    def txn_image(self) -> tuple[dict[int, int], tuple[AbortedTxn, ...]]:
+        """(producer id -> open transaction's first offset, aborted transactions): a
+        comparable image of the transaction state."""
+        return ({pid: e.current_txn_first_offset for pid, e in self._producers.items()
+                 if e.current_txn_first_offset >= 0}, tuple(self._aborted))
+
     def active_producers(self) -> list[ActiveProducer]:
         """Each producer the partition knows (not yet expired), in the order first seen."""
-        return [ActiveProducer(e.producer_id, e.epoch, e.last_seq, e.last_timestamp)
+        return [ActiveProducer(e.producer_id, e.epoch, e.last_seq, e.last_timestamp,
+                               e.current_txn_first_offset)
                 for e in self._producers.values()]
 
     # -- before an append ----------------------------------------------------------------
 
-    def check(self, producer_id: int, epoch: int, base_sequence: int,
-              last_seq: int) -> CheckResult:
+    def check(self, producer_id: int, epoch: int, base_sequence: int, last_seq: int, *,
+              transactional: bool = False) -> CheckResult:
         """What to do with a client's batch (see the module docstring)."""
         entry = self._producers.get(producer_id)
         if entry is None:
             return APPEND  # unknown or expired: any sequence (Kafka 3.x)
+        result = self._check_sequence(entry, epoch, base_sequence, last_seq)
+        if (result is APPEND and not transactional
+                and entry.current_txn_first_offset != NO_OFFSET):
+            return CheckResult(
+                Verdict.REJECT, INVALID_TXN_STATE,
+                f"Expected transactional write from producer {producer_id} at offset "
+                f"{entry.current_txn_first_offset}: a transaction is open")
+        return result
+
+    @staticmethod
+    def _check_sequence(entry: ProducerEntry, epoch: int, base_sequence: int,
+                        last_seq: int) -> CheckResult:
+        producer_id = entry.producer_id
         if epoch == entry.epoch:
             duplicate = entry.find(base_sequence, last_seq)
             if duplicate is not None:
@@ -202,10 +268,19 @@ class ProducerStateManager:
                 f"(incoming seq. number), {entry.last_seq} (current end sequence number)")
         return APPEND
 
+    def check_marker(self, producer_id: int, producer_epoch: int) -> int | None:
+        """INVALID_PRODUCER_EPOCH if the partition knows a newer epoch of the producer than a
+        transaction marker's, else None."""
+        entry = self._producers.get(producer_id)
+        if entry is not None and producer_epoch < entry.epoch:
+            return INVALID_PRODUCER_EPOCH
+        return None
+
     # -- after an append, and replaying the log ------------------------------------------
 
-    def apply_batch(self, header: BatchHeaderLike) -> None:
-        """Records a batch that is in the log; batches without a producer id are ignored."""
+    def apply_batch(self, header: BatchHeaderLike, control_type: int | None = None) -> None:
+        """Records a batch that is in the log; batches without a producer id are ignored.
+        `control_type` is the marker type of a control batch (None: not a marker)."""
         producer_id = header.producer_id
         if producer_id < 0:
             return
@@ -218,64 +293,166 @@ class ProducerStateManager:
             entry.batches.clear()
         elif header.producer_epoch < entry.epoch:
             return  # an older epoch's batch (only possible in a replayed log): nothing to learn
-        if header.is_control or header.base_sequence < 0:
-            return  # transaction markers carry no sequence
+        if header.is_control:
+            if control_type in (ABORT_MARKER, COMMIT_MARKER):
+                self._end_txn(entry, header.base_offset, control_type == ABORT_MARKER,
+                              header.max_timestamp)
+            return  # markers carry no sequence
         first_offset = header.base_offset
+        if header.is_transactional and entry.current_txn_first_offset == NO_OFFSET:
+            entry.current_txn_first_offset = first_offset
+            self._ongoing[first_offset] = producer_id
+        if header.base_sequence < 0:
+            return
         entry.batches.append(BatchMetadata(
             header.base_sequence, last_sequence(header.base_sequence, header.last_offset_delta),
             first_offset, first_offset + header.last_offset_delta, header.max_timestamp))
 
+    def _end_txn(self, entry: ProducerEntry, marker_offset: int, abort: bool,
+                 timestamp: int) -> None:
+        entry.marker_timestamp = timestamp
+        first = entry.current_txn_first_offset
+        if first == NO_OFFSET:
+            return  # nothing open here (an empty transaction, or the data was cleaned)
+        entry.current_txn_first_offset = NO_OFFSET
+        del self._ongoing[first]
+        if abort:
+            lso = min(self._ongoing, default=marker_offset + 1)
+            self._aborted.append(AbortedTxn(entry.producer_id, first, marker_offset, lso))
+            self._aborted_last.append(marker_offset)
+
     def expire(self, now_ms: int) -> int:
-        """Forgets producers idle for producer.id.expiration.ms; returns how many."""
+        """Forgets producers idle for producer.id.expiration.ms that have no open
+        transaction; returns how many."""
         limit = self.producer_id_expiration_ms
         expired = [pid for pid, e in self._producers.items()
-                   if now_ms - e.last_timestamp >= limit]
+                   if e.current_txn_first_offset == NO_OFFSET
+                   and now_ms - e.last_timestamp >= limit]
         for pid in expired:
             del self._producers[pid]
         return len(expired)
+
+    # -- transactions: the last stable offset and the aborted transactions ---------------
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest open transaction, None if none is open."""
+        return min(self._ongoing) if self._ongoing else None
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int
+                             ) -> list[tuple[int, int]]:
+        """(producer id, first offset) of the aborted transactions that overlap
+        [fetch_offset, upper_bound), in first offset order (Kafka's collectAbortedTxns)."""
+        found = []
+        for txn in self._aborted[bisect_left(self._aborted_last, fetch_offset):]:
+            if txn.first_offset < upper_bound:
+                found.append((txn.first_offset, txn.producer_id))
+            if txn.last_stable_offset >= upper_bound:
+                break
+        found.sort()
+        return [(pid, first) for first, pid in found]
+
+    def last_data_offsets(self) -> dict[int, int]:
+        """producer id -> last offset of its last retained batch: the batches the log cleaner
+        keeps (emptied) so that a rebuild from the log finds each producer's last sequence
+        (Kafka's RETAIN_EMPTY)."""
+        return {pid: e.batches[-1].last_offset for pid, e in self._producers.items()
+                if e.batches}
+
+    def aborted_ranges(self) -> list[tuple[int, int, int]]:
+        """(producer id, first offset, last offset) of every aborted transaction retained, in
+        marker order: what the log cleaner removes."""
+        return [(t.producer_id, t.first_offset, t.last_offset) for t in self._aborted]
+
+    def prune_aborted(self, log_start_offset: int) -> None:
+        """Drops the aborted transactions whose marker is below the log start offset."""
+        cut = bisect_left(self._aborted_last, log_start_offset)
+        if cut:
+            del self._aborted[:cut]
+            del self._aborted_last[:cut]
 
     # -- snapshots -----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
         body = bytearray()
         for entry in self._producers.values():
-            body += _PRODUCER.pack(entry.producer_id, entry.epoch, len(entry.batches))
+            body += _PRODUCER.pack(entry.producer_id, entry.epoch,
+                                   entry.current_txn_first_offset, entry.marker_timestamp,
+                                   len(entry.batches))
             for m in entry.batches:
                 body += _BATCH.pack(m.first_seq, m.last_seq, m.first_offset, m.last_offset,
                                     m.timestamp)
+        body += _COUNT.pack(len(self._aborted))
+        for t in self._aborted:
+            body += _ABORTED.pack(t.producer_id, t.first_offset, t.last_offset,
+                                  t.last_stable_offset)
         crc = zlib.crc32(body) & 0xFFFFFFFF
         return _PREAMBLE.pack(_MAGIC, _VERSION, crc, len(self._producers)) + bytes(body)
 
     def load_snapshot(self, data: bytes) -> None:
         """Replaces the state by a snapshot's; raises ValueError if it is damaged."""
-        self._producers = _decode(memoryview(data))
+        producers, aborted = _decode(memoryview(data))
+        ongoing = {e.current_txn_first_offset: pid for pid, e in producers.items()
+                   if e.current_txn_first_offset != NO_OFFSET}
+        if len(ongoing) != sum(e.current_txn_first_offset != NO_OFFSET
+                               for e in producers.values()):
+            raise ValueError("producer state snapshot: two transactions at one offset")
+        self._producers, self._ongoing = producers, ongoing
+        self._aborted = aborted
+        self._aborted_last = [t.last_offset for t in aborted]
 
 
-def _decode(view: memoryview) -> dict[int, ProducerEntry]:
+def _decode(view: memoryview) -> tuple[dict[int, ProducerEntry], list[AbortedTxn]]:
     if len(view) < _PREAMBLE.size:
         raise ValueError("producer state snapshot is truncated")
     magic, version, crc, count = _PREAMBLE.unpack_from(view, 0)
-    if magic != _MAGIC or version != _VERSION:
+    if magic != _MAGIC or version not in (1, _VERSION):
         raise ValueError(f"not a producer state snapshot (magic {magic!r}, version {version})")
     body = view[_PREAMBLE.size:]
     if zlib.crc32(body) & 0xFFFFFFFF != crc:
         raise ValueError("producer state snapshot CRC mismatch")
-    if count * _PRODUCER.size > len(body):
+    if count * (_PRODUCER_V1 if version == 1 else _PRODUCER).size > len(body):
         raise ValueError(f"producer state snapshot declares {count} producers")
     producers: dict[int, ProducerEntry] = {}
     pos = 0
     for _ in range(count):
-        if pos + _PRODUCER.size > len(body):
-            raise ValueError("producer state snapshot is truncated")
-        pid, epoch, n = _PRODUCER.unpack_from(body, pos)
-        pos += _PRODUCER.size
-        if n > BATCHES_RETAINED or pos + n * _BATCH.size > len(body):
-            raise ValueError(f"producer state snapshot: bad batch count {n}")
+        entry, pos = _decode_producer(body, pos, version)
+        producers[entry.producer_id] = entry
+    if version == 1:
+        if pos != len(body):
+            raise ValueError("producer state snapshot has trailing bytes")
+        return producers, []
+    return producers, _decode_aborted(body, pos)
+
+
+def _decode_producer(body: memoryview, pos: int, version: int) -> tuple[ProducerEntry, int]:
+    layout = _PRODUCER_V1 if version == 1 else _PRODUCER
+    if pos + layout.size > len(body):
+        raise ValueError("producer state snapshot is truncated")
+    if version == 1:
+        pid, epoch, n = layout.unpack_from(body, pos)
         entry = ProducerEntry(pid, epoch)
-        for _ in range(n):
-            entry.batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
-            pos += _BATCH.size
-        producers[pid] = entry
-    if pos != len(body):
-        raise ValueError("producer state snapshot has trailing bytes")
-    return producers
+    else:
+        pid, epoch, txn_first, marker_ts, n = layout.unpack_from(body, pos)
+        entry = ProducerEntry(pid, epoch, current_txn_first_offset=txn_first,
+                              marker_timestamp=marker_ts)
+    pos += layout.size
+    if n > BATCHES_RETAINED or pos + n * _BATCH.size > len(body):
+        raise ValueError(f"producer state snapshot: bad batch count {n}")
+    for _ in range(n):
+        entry.batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
+        pos += _BATCH.size
+    return entry, pos
+
+
+def _decode_aborted(body: memoryview, pos: int) -> list[AbortedTxn]:
+    if pos + _COUNT.size > len(body):
+        raise ValueError("producer state snapshot is truncated")
+    (count,) = _COUNT.unpack_from(body, pos)
+    pos += _COUNT.size
+    if pos + count * _ABORTED.size != len(body):
+        raise ValueError(f"producer state snapshot: bad aborted transaction count {count}")
+    aborted = [AbortedTxn(*_ABORTED.unpack_from(body, pos + i * _ABORTED.size))
+               for i in range(count)]
+    if any(a.last_offset < b.last_offset for b, a in pairwise(aborted)):
+        raise ValueError("producer state snapshot: aborted transactions out of order")
+    return aborted

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from strom.config.topic import LogConfig
-from strom.protocol.batch_header import BatchHeader
+from strom.protocol.batch_header import BATCH_HEADER_SIZE, BatchHeader, read_batch_header
+from strom.protocol.control_batch import control_type
 
 
 class StorageError(Exception):
@@ -35,6 +36,11 @@ class TopicExists(StorageError):
 
 class CorruptLog(StorageError):
     """An internal invariant broke (offsets going backwards, a bad CRC on disk)."""
+
+
+class InvalidProducerEpoch(StorageError):
+    """A transaction marker's producer epoch is older than the partition's (Kafka's
+    INVALID_PRODUCER_EPOCH); the exception's message says which."""
 
 
 class LogDirFailure(StorageError):
@@ -84,6 +90,21 @@ class ReadResult:
     size: int
     high_watermark: int
     log_start_offset: int
+    last_stable_offset: int = -1  # -1 (not given): the high watermark
+
+    def __post_init__(self) -> None:
+        if self.last_stable_offset < 0:
+            object.__setattr__(self, "last_stable_offset", self.high_watermark)
+
+
+def batch_control_type(data: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
+    """The marker type (strom.protocol.control_batch ABORT, COMMIT, ...) of the batch at `pos`
+    if it is a control batch, None if it is a data batch; ValueError if it is malformed."""
+    if len(data) - pos < BATCH_HEADER_SIZE:
+        raise ValueError("shorter than a batch header")
+    if not read_batch_header(data, pos).is_control:
+        return None
+    return control_type(data, pos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +123,40 @@ class PartitionSize:
 
 
 class ProducerStateTracker(Protocol):
-    """Idempotent producer state an engine keeps per partition, in step with the log
-    (strom.coordinator.producer_state.ProducerStateManager implements it; the engine gets a
-    factory, so storage never imports the coordinator)."""
+    """Idempotent and transactional producer state an engine keeps per partition, in step
+    with the log (strom.coordinator.producer_state.ProducerStateManager implements it; the
+    engine gets a factory, so storage never imports the coordinator)."""
 
-    def apply_batch(self, header: BatchHeader) -> None:
-        """Records a batch just appended, or replayed from the log at open, in log order."""
+    def apply_batch(self, header: BatchHeader, control_type: int | None = None) -> None:
+        """Records a batch just appended, or replayed from the log at open, in log order;
+        `control_type` is a control batch's marker type (batch_control_type), else None."""
+        ...
+
+    def check_marker(self, producer_id: int, producer_epoch: int) -> int | None:
+        """INVALID_PRODUCER_EPOCH (47) if a newer epoch of the producer is known, else None."""
+        ...
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest open transaction; None if none is open."""
+        ...
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int
+                             ) -> list[tuple[int, int]]:
+        """(producer id, first offset) of the aborted transactions whose marker is at or
+        past fetch_offset and that start below upper_bound, in offset order."""
+        ...
+
+    def aborted_ranges(self) -> list[tuple[int, int, int]]:
+        """(producer id, first offset, marker offset) of every aborted transaction kept."""
+        ...
+
+    def last_data_offsets(self) -> dict[int, int]:
+        """producer id -> last offset of its last data batch (the cleaner keeps that batch's
+        header, Kafka's RETAIN_EMPTY)."""
+        ...
+
+    def prune_aborted(self, log_start_offset: int) -> None:
+        """Forgets aborted transactions whose marker is below the log start offset."""
         ...
 
     def expire(self, now_ms: int) -> int:
@@ -134,6 +183,12 @@ class PartitionLog(Protocol):
     def high_watermark(self) -> int: ...
 
     @property
+    def last_stable_offset(self) -> int:
+        """min(first offset of the earliest open transaction, high watermark): where
+        read_committed consumers stop. The high watermark without producer state."""
+        ...
+
+    @property
     def size_bytes(self) -> int: ...
 
     @property
@@ -149,9 +204,25 @@ class PartitionLog(Protocol):
         `await append(...)` cannot interleave with another append."""
         ...
 
-    async def read(self, offset: int, max_bytes: int, min_one_batch: bool) -> ReadResult:
+    async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
+                            coordinator_epoch: int = 0) -> AppendResult:
+        """Appends a COMMIT or ABORT marker (strom.protocol.control_batch) as `append` does
+        (same durability; the producer state closes the producer's transaction). Raises
+        InvalidProducerEpoch, appending nothing, if the partition knows a newer epoch."""
+        ...
+
+    async def read(self, offset: int, max_bytes: int, min_one_batch: bool,
+                   committed: bool = False) -> ReadResult:
         """Raises OffsetOutOfRange unless log_start_offset <= offset <= log_end_offset; returns
-        nothing at or past the high watermark."""
+        nothing at or past the high watermark, or with `committed` (read_committed) at or past
+        the last stable offset (a batch boundary)."""
+        ...
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int
+                             ) -> list[tuple[int, int]]:
+        """(producer id, first offset) of the aborted transactions overlapping
+        [fetch_offset, upper_bound), for a read_committed fetch; empty without producer
+        state."""
         ...
 
     async def wait_durable(self, offset: int) -> None:

@@ -5,16 +5,18 @@
 1. Survey each compacted partition. Its *first dirty offset* (cleaner-offset-checkpoint; the
    log start offset if there is none) splits the log into a clean and a dirty section. The
    *cleanable* section ends at the first segment that is active, not yet flushed (below the
-   recovery point), or, with min.compaction.lag.ms, dirty with a record newer than the lag
-   (Kafka's segment granularity). Dirty ratio = dirty bytes / (clean + dirty bytes).
+   recovery point), reaches the first unstable offset (an open transaction's first offset),
+   or, with min.compaction.lag.ms, dirty with a record newer than the lag (Kafka's segment
+   granularity). Dirty ratio = dirty bytes / (clean + dirty bytes).
 2. A partition is due when it has dirty bytes and its dirty ratio >= min.cleanable.dirty.ratio
    or its oldest dirty batch is older than max.compaction.lag.ms; or when the delete horizon
    of tombstones kept by an earlier cleaning has passed. Due partitions are cleaned one after
    another, dirtiest first.
 3. Cleaning: build the offset map over the cleanable dirty section (cleaner_map), then rewrite
    the segments from the log start to where the map ends, in groups of at most segment.bytes
-   (cleaner_rewrite), swapping each group in (cleaner_swap, crash-safe), oldest first. Then
-   the first dirty offset moves to the map's end.
+   (cleaner_rewrite; aborted transactions' data batches are removed, markers kept), swapping
+   each group in (cleaner_swap, crash-safe), oldest first. Then the first dirty offset moves
+   to the map's end.
 
 Reading and writing run in threads, one batch at a time with a check for a stop request in
 between; appends and reads go on meanwhile (sources are read through private dup'd fds, and
@@ -42,6 +44,7 @@ from strom.storage.local.checkpoint import (
 )
 from strom.storage.local.cleaner_map import (
     MAX_MAP_KEYS,
+    AbortedIndex,
     CleaningAborted,
     Source,
     build_offset_map,
@@ -230,11 +233,14 @@ class LogCleaner:
     async def _cleanable_end(self, plog: LocalPartitionLog, segs: Sequence[LogSegment],
                              first_dirty: int, now_ms: int) -> int:
         """Index of the first segment that may not be cleaned: the active one, one that is not
-        wholly flushed, or a dirty one with a record newer than min.compaction.lag.ms."""
+        wholly flushed, one that reaches the first unstable offset (Kafka never cleans an open
+        transaction), or a dirty one with a record newer than min.compaction.lag.ms."""
         lag = plog.config.min_compaction_lag_ms
+        state = plog.producer_state
+        unstable = None if state is None else state.first_unstable_offset()
         for i in range(len(segs) - 1):
             next_base = segs[i + 1].base_offset
-            if next_base > plog.recovery_point:
+            if next_base > plog.recovery_point or (unstable is not None and next_base > unstable):
                 return i
             if lag > 0 and next_base > first_dirty:
                 found = segs[i].largest_timestamp(next_base - segs[i].base_offset)
@@ -261,11 +267,15 @@ class LogCleaner:
                        seg.offset_index.lookup(max(0, todo.first_dirty - seg.base_offset)))
                 for src, seg, end in zip(sources, segs, ends, strict=True)
                 if end > todo.first_dirty]
+            state = plog.producer_state
+            aborted = AbortedIndex(() if state is None else state.aborted_ranges())
             omap, map_end = await asyncio.to_thread(
                 build_offset_map, map_sources, todo.first_dirty, todo.cleanable_end,
-                self.max_map_keys, self.max_decompressed_bytes, partial(self._stop, plog))
+                self.max_map_keys, self.max_decompressed_bytes, partial(self._stop, plog),
+                aborted)
             rules = RetentionRules(omap, map_end, now_ms, plog.config.delete_retention_ms,
-                                   self.max_decompressed_bytes)
+                                   self.max_decompressed_bytes, aborted,
+                                   {} if state is None else state.last_data_offsets())
             count = sum(1 for s in segs if s.base_offset < map_end)
             spans = [(s.base_offset, end, s.size) for s, end in zip(segs, ends, strict=True)]
             pending = await self._rewrite(plog, segs[:count], sources[:count], spans[:count],

@@ -5,13 +5,15 @@ up to 32 bytes are stored as they are; longer ones as a marker byte and a 32-byt
 digest (33 bytes, so a digest never equals a stored key), which bounds an entry's size. The
 number of keys is bounded too (MAX_MAP_KEYS, Kafka's log.cleaner.dedupe.buffer.size): when
 the next batch would not fit, the map ends before it and the rest of the dirty section waits
-for the next cleaning.
+for the next cleaning. Records of aborted transactions (`AbortedIndex`) are not mapped: the
+rewrite removes them, and they must not hide a key's committed record.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Final
@@ -73,6 +75,37 @@ class OffsetMap:
         return self._offsets.get(map_key(key), -1)
 
 
+class AbortedIndex:
+    """The offset ranges (first data offset .. ABORT marker offset) of aborted transactions,
+    per producer: a transactional data batch of the producer inside one was aborted."""
+
+    __slots__ = ("_firsts", "_lasts")
+
+    def __init__(self, ranges: Iterable[tuple[int, int, int]] = ()) -> None:
+        by_producer: dict[int, list[tuple[int, int]]] = {}
+        for producer_id, first, last in ranges:
+            by_producer.setdefault(producer_id, []).append((first, last))
+        self._firsts: dict[int, list[int]] = {}
+        self._lasts: dict[int, list[int]] = {}
+        for producer_id, spans in by_producer.items():
+            spans.sort()
+            self._firsts[producer_id] = [first for first, _ in spans]
+            self._lasts[producer_id] = [last for _, last in spans]
+
+    def __len__(self) -> int:
+        return sum(len(firsts) for firsts in self._firsts.values())
+
+    def aborted(self, h: BatchHeader) -> bool:
+        """Whether `h` is a data batch of an aborted transaction."""
+        if h.is_control or not h.is_transactional:
+            return False
+        firsts = self._firsts.get(h.producer_id)
+        if firsts is None:
+            return False
+        i = bisect_right(firsts, h.base_offset) - 1
+        return i >= 0 and h.base_offset <= self._lasts[h.producer_id][i]
+
+
 def read_batches(source: Source) -> Iterator[tuple[BatchHeader, bytes]]:
     """The whole batches of a segment file from `source.start`, each checked (sane header,
     CRC-32C): a bad one raises CorruptLog, so the cleaner never re-seals corrupt data."""
@@ -109,16 +142,18 @@ def parse_batch(h: BatchHeader, data: bytes, max_decompressed_bytes: int) -> lis
 
 
 def build_offset_map(sources: Sequence[Source], first_dirty: int, end: int, max_keys: int,
-                     max_decompressed_bytes: int,
-                     should_stop: Callable[[], bool]) -> tuple[OffsetMap, int]:
-    """Maps the keyed records with offsets in [first_dirty, end) (control batches aside);
-    returns the map and the offset where it ends (`end` unless the map filled up first)."""
+                     max_decompressed_bytes: int, should_stop: Callable[[], bool],
+                     aborted: AbortedIndex | None = None) -> tuple[OffsetMap, int]:
+    """Maps the keyed records with offsets in [first_dirty, end) (control batches and aborted
+    transactions' batches aside); returns the map and the offset where it ends (`end` unless
+    the map filled up first)."""
     omap = OffsetMap()
+    aborted = aborted or AbortedIndex()
     for source in sources:
         for h, data in read_batches(source):
             if should_stop():
                 raise CleaningAborted
-            if h.last_offset < first_dirty or h.is_control:
+            if h.last_offset < first_dirty or h.is_control or aborted.aborted(h):
                 continue
             if h.base_offset >= end:
                 return omap, end

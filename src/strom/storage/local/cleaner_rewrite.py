@@ -3,9 +3,14 @@
 A record of the cleaned range is kept unless (Kafka's Cleaner.shouldRetainRecord):
 
 * its offset is at or past the end of the offset map: kept, whatever it is;
+* it is in a data batch of an aborted transaction: removed (Kafka discards such batches);
 * it has no key: removed (a compacted topic cannot hold keyless records);
 * the map has a later offset for its key: removed (superseded);
 * it is a tombstone (null value) in a batch whose delete horizon has passed: removed.
+
+A producer's last data batch (per the producer state) that loses all its records is kept as a
+header-only batch with its producer id, epoch and sequences (Kafka's RETAIN_EMPTY), so that a
+rebuild of the producer state from the log still finds the producer's last sequence.
 
 A batch is copied byte for byte when nothing changes; re-encoded (record_rewrite) when some
 records go or when it keeps tombstones and has no delete horizon yet (it then gets
@@ -18,15 +23,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from strom.protocol.batch_header import BatchHeader, read_batch_header
+from strom.protocol.batch_header import (
+    _HEADER,
+    BATCH_HEADER_SIZE,
+    CONTROL_MASK,
+    LOG_OVERHEAD,
+    TIMESTAMP_TYPE_MASK,
+    TRANSACTIONAL_MASK,
+    BatchHeader,
+    read_batch_header,
+)
+from strom.protocol.record_builder import MAGIC, reseal
 from strom.protocol.record_rewrite import delete_horizon_ms, empty_batch, rebuild_batch
 from strom.protocol.records import Record
 from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
 from strom.storage.local.cleaner_map import (
+    AbortedIndex,
     CleaningAborted,
     OffsetMap,
     Source,
@@ -45,6 +61,8 @@ class RetentionRules:
     now_ms: int
     delete_retention_ms: int
     max_decompressed_bytes: int
+    aborted: AbortedIndex = field(default_factory=AbortedIndex)
+    last_data_offsets: dict[int, int] = field(default_factory=dict)  # producer -> offset
 
 
 @dataclass(slots=True)
@@ -62,12 +80,34 @@ def _retain(offset: int, r: Record, rules: RetentionRules, horizon_passed: bool)
     return r.value is not None or not horizon_passed
 
 
+def retained_empty_batch(h: BatchHeader) -> bytes:
+    """The header-only batch that keeps a producer's last batch (Kafka's writeEmptyHeader):
+    same offsets, producer id, epoch, base sequence and flags, no records, uncompressed."""
+    attributes = h.attributes & (TIMESTAMP_TYPE_MASK | TRANSACTIONAL_MASK | CONTROL_MASK)
+    out = bytearray(_HEADER.pack(
+        h.base_offset, BATCH_HEADER_SIZE - LOG_OVERHEAD, h.partition_leader_epoch, MAGIC, 0,
+        attributes, h.last_offset_delta, h.max_timestamp, h.max_timestamp, h.producer_id,
+        h.producer_epoch, h.base_sequence, 0))
+    reseal(out)
+    return bytes(out)
+
+
+def _emptied(h: BatchHeader, data: bytes, rules: RetentionRules) -> bytes | None:
+    """What a batch that lost all its records becomes: kept as a header if it is its
+    producer's last batch, else nothing (it joins a run of emptied batches)."""
+    if h.producer_id >= 0 and rules.last_data_offsets.get(h.producer_id) == h.last_offset:
+        return data if h.records_count == 0 else retained_empty_batch(h)
+    return None
+
+
 def filter_batch(h: BatchHeader, data: bytes,
                  rules: RetentionRules) -> tuple[bytes | None, int | None]:
     """(the batch to write: `data` itself if unchanged, a rebuilt batch, or None if no record
     is left; the delete horizon of the tombstones it keeps, None if it keeps none)."""
     if h.is_control:
         return data, None
+    if h.base_offset < rules.map_end and rules.aborted.aborted(h):
+        return _emptied(h, data, rules), None
     records = parse_batch(h, data, rules.max_decompressed_bytes)
     if records is None:
         return data, None
@@ -75,7 +115,7 @@ def filter_batch(h: BatchHeader, data: bytes,
     passed = horizon is not None and rules.now_ms >= horizon
     kept = [r for r in records if _retain(h.base_offset + r.offset_delta, r, rules, passed)]
     if not kept:
-        return None, None
+        return _emptied(h, data, rules), None
     if not any(r.value is None for r in kept):
         if len(kept) == len(records):
             return data, None

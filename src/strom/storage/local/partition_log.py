@@ -19,16 +19,19 @@ from pathlib import Path
 
 from strom.config.topic import LogConfig
 from strom.protocol.batch_header import read_batch_header
+from strom.protocol.control_batch import build_control_batch
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
     CorruptLog,
     FileRegion,
+    InvalidProducerEpoch,
     LogDirFailure,
     OffsetOutOfRange,
     ProducerStateTracker,
     ReadResult,
     UnknownTopic,
+    batch_control_type,
 )
 from strom.storage.local import retention
 from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
@@ -74,6 +77,7 @@ class LocalPartitionLog:
         self._closed = False
         self._producer_state = producer_state
         self._snapshot_offset = snapshot_offset  # the newest producer state snapshot's
+        self._prune_aborted()
 
     # -- PartitionLog properties ---------------------------------------------------------
 
@@ -92,6 +96,26 @@ class LocalPartitionLog:
         if self.config.flush_messages == 1:
             return min(self._flusher.recovery_point, self._leo)
         return self._leo
+
+    @property
+    def last_stable_offset(self) -> int:
+        """min(first unstable offset, high watermark), never below the log start offset."""
+        hw = self.high_watermark
+        state = self._producer_state
+        first_unstable = None if state is None else state.first_unstable_offset()
+        if first_unstable is None:
+            return hw
+        return min(max(first_unstable, self._lso), hw)
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int
+                             ) -> list[tuple[int, int]]:
+        if self._producer_state is None:
+            return []
+        return self._producer_state.aborted_transactions(fetch_offset, upper_bound)
+
+    def _prune_aborted(self) -> None:
+        if self._producer_state is not None:
+            self._producer_state.prune_aborted(self._lso)
 
     @property
     def size_bytes(self) -> int:
@@ -129,6 +153,7 @@ class LocalPartitionLog:
         total = 0
         records = 0
         max_ts = -1
+        kinds = _control_types(batches)
         for b in batches:
             total += len(b.data)
             records += b.record_count
@@ -146,12 +171,24 @@ class LocalPartitionLog:
             raise self._flusher.fail(f"{seg.log_path}: an append", exc) from exc
         self._leo = next_offset
         if self._producer_state is not None:  # before any await: see PartitionLog.append
-            for b in batches:
-                self._producer_state.apply_batch(read_batch_header(b.data))
+            for b, kind in zip(batches, kinds, strict=True):
+                self._producer_state.apply_batch(read_batch_header(b.data), kind)
         self._size += total
         if next_offset - self._flusher.recovery_point >= self.config.flush_messages:
             await self._flusher.flush_to(next_offset)
         return AppendResult(base, next_offset - 1, self._lso)
+
+    async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
+                            coordinator_epoch: int = 0) -> AppendResult:
+        self._check_open()
+        state = self._producer_state
+        if state is not None and state.check_marker(producer_id, producer_epoch) is not None:
+            raise InvalidProducerEpoch(
+                f"the transaction marker's epoch {producer_epoch} of producer {producer_id} is "
+                f"older than the one {self.topic}-{self.partition} knows")
+        ts = now_ms()
+        data = build_control_batch(producer_id, producer_epoch, commit, ts, coordinator_epoch)
+        return await self.append([AppendBatch(bytearray(data), 1, ts, ts)])
 
     def _should_roll(self, seg: LogSegment, size: int, records: int, max_ts: int) -> bool:
         """Kafka's shouldRoll: segment.bytes, a full index, int32 relative offsets, segment.ms
@@ -268,13 +305,15 @@ class LocalPartitionLog:
             raise OffsetOutOfRange(f"offset {offset} is outside [{self._lso}, {self._leo}] in "
                                    f"{self.topic}-{self.partition}")
 
-    async def read(self, offset: int, max_bytes: int, min_one_batch: bool) -> ReadResult:
-        """Whole batches below the high watermark (nothing unflushed with flush.messages=1)."""
+    async def read(self, offset: int, max_bytes: int, min_one_batch: bool,
+                   committed: bool = False) -> ReadResult:
+        """Whole batches below the high watermark (nothing unflushed with flush.messages=1),
+        or with `committed` below the last stable offset."""
         while True:
             self._check_offset(offset)
-            hw = self.high_watermark
-            if offset >= hw:
-                return ReadResult(_NO_CHUNKS, 0, hw, self._lso)
+            hw, lso = self.high_watermark, self.last_stable_offset
+            if offset >= (lso if committed else hw):
+                return ReadResult(_NO_CHUNKS, 0, hw, self._lso, lso)
             i = bisect_right(self._bases, offset) - 1
             segments = self._segments
             unloaded = []
@@ -286,13 +325,14 @@ class LocalPartitionLog:
                 if budget <= 0:
                     break
             if not unloaded:
-                return self._read_loaded(i, offset, max_bytes, min_one_batch)
+                return self._read_loaded(i, offset, max_bytes, min_one_batch, committed)
             await self._load(unloaded)
 
-    def _read_loaded(self, i: int, offset: int, max_bytes: int,
-                     min_one_batch: bool) -> ReadResult:
+    def _read_loaded(self, i: int, offset: int, max_bytes: int, min_one_batch: bool,
+                     committed: bool) -> ReadResult:
         segments = self._segments
-        hw = self.high_watermark
+        hw, lso = self.high_watermark, self.last_stable_offset
+        limit = lso if committed else hw
         seg = segments[i]
         found = seg.find_batch(offset)
         while found is None:
@@ -304,25 +344,26 @@ class LocalPartitionLog:
         position, size = found
         if size > max_bytes:
             if not min_one_batch:
-                return ReadResult(_NO_CHUNKS, 0, hw, self._lso)
-            return ReadResult((FileRegion(seg.fd, position, size),), size, hw, self._lso)
-        end = seg.find_end(position, min(max_bytes, self._readable_end(i, hw) - position))
+                return ReadResult(_NO_CHUNKS, 0, hw, self._lso, lso)
+            return ReadResult((FileRegion(seg.fd, position, size),), size, hw, self._lso, lso)
+        end = seg.find_end(position, min(max_bytes, self._readable_end(i, limit) - position))
         chunks: list[bytes | FileRegion] = [FileRegion(seg.fd, position, end - position)]
         total = end - position
         while end == seg.size and total < max_bytes and i + 1 < len(segments):
             i += 1
             seg = segments[i]
-            if not seg.loaded or seg.base_offset >= hw:
+            if not seg.loaded or seg.base_offset >= limit:
                 break
-            end = seg.find_end(0, min(max_bytes - total, self._readable_end(i, hw)))
+            end = seg.find_end(0, min(max_bytes - total, self._readable_end(i, limit)))
             if end:
                 chunks.append(FileRegion(seg.fd, 0, end))
                 total += end
-        return ReadResult(chunks, total, hw, self._lso)
+        return ReadResult(chunks, total, hw, self._lso, lso)
 
     def _readable_end(self, i: int, hw: int) -> int:
         """The position in loaded segment i where the batches at or past `hw` start (a batch
-        boundary: the recovery point is a log end offset or a segment's base offset)."""
+        boundary: the recovery point is a log end offset or a segment's base offset, the last
+        stable offset a transaction's first batch's base offset)."""
         seg = self._segments[i]
         if hw >= self._leo or (i + 1 < len(self._segments)
                                and hw >= self._segments[i + 1].base_offset):
@@ -386,6 +427,7 @@ class LocalPartitionLog:
         if offset <= self._lso:
             return self._lso
         self._lso = offset
+        self._prune_aborted()
         await self._hooks.log_start_changed()
         async with self._maintenance:
             if not self._closed:
@@ -433,6 +475,7 @@ class LocalPartitionLog:
         del self._bases[:count]
         self._size -= sum(seg.size for seg in removed)
         self._lso = max(self._lso, self._segments[0].base_offset)
+        self._prune_aborted()
         log.info("%s: deleted %d segment(s); log start offset %d", self.directory.name, count,
                  self._lso)
         try:  # a background roll flush may still be using a removed segment
@@ -537,3 +580,15 @@ class LocalPartitionLog:
             except OSError:
                 log.warning("%s: could not save the producer state snapshot; it will be "
                             "rebuilt from the log", self.directory.name, exc_info=True)
+
+
+def _control_types(batches: Sequence[AppendBatch]) -> list[int | None]:
+    """Each batch's marker type (None for data batches), read before anything is written: a
+    malformed control batch is refused whole."""
+    out = []
+    for b in batches:
+        try:
+            out.append(batch_control_type(b.data))
+        except ValueError as exc:
+            raise CorruptLog(f"an unreadable control batch: {exc}") from None
+    return out

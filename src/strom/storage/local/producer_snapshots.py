@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from strom.protocol.batch_header import BatchHeader
+from strom.protocol.control_batch import CONTROL_KEY_WINDOW, control_type
 from strom.storage.api import ProducerStateTracker
 from strom.storage.local.batch_scan import scan_batches
 from strom.storage.local.files import unlink_quietly, write_atomic
@@ -85,16 +86,30 @@ def load_latest(directory: Path, tracker: ProducerStateTracker, log_end_offset: 
     return -1
 
 
+def read_control_type(fd: int, pos: int, h: BatchHeader) -> int | None:
+    """The marker type of the control batch at `pos` of `fd` (a small pread), None if it is
+    unreadable (logged; it then closes no transaction)."""
+    data = os.pread(fd, min(h.size, CONTROL_KEY_WINDOW), pos)
+    try:
+        return control_type(data)
+    except ValueError as exc:
+        log.warning("the control batch at offset %d is unreadable: %s", h.base_offset, exc)
+        return None
+
+
 def replay(segments: Sequence[LogSegment], tracker: ProducerStateTracker,
            from_offset: int) -> int:
-    """Applies the headers of every batch whose last offset is >= from_offset, in log order
-    (blocking; opens and closes its own fds). Returns how many batches were applied."""
+    """Applies the headers of every batch whose last offset is >= from_offset, in log order,
+    with the marker type of control batches (blocking; opens and closes its own fds).
+    Returns how many batches were applied."""
     applied = 0
+    fd = -1
 
-    def on_batch(_pos: int, h: BatchHeader) -> None:
+    def on_batch(pos: int, h: BatchHeader) -> None:
         nonlocal applied
         if h.last_offset >= from_offset:
-            tracker.apply_batch(h)
+            kind = read_control_type(fd, pos, h) if h.is_control else None
+            tracker.apply_batch(h, kind)
             applied += 1
 
     for i, seg in enumerate(segments):
