@@ -1,7 +1,8 @@
 """Property: whatever clients do to the group coordinator core (joins, syncs, heartbeats,
-leaves, commits, deletions, time passing) in any order, generations never go back, Stable
-groups hold the current generation's assignment, answers go only to parked requests and
-none stays parked past the rebalance timeout, and the records it emitted rebuild its state."""
+leaves, commits, transactional commits and their markers, deletions, time passing) in any
+order, generations never go back, Stable groups hold the current generation's assignment,
+answers go only to parked requests and none stays parked past the rebalance timeout, and the
+records and markers it emitted rebuild its state (committed and pending offsets)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from strom.coordinator.group import (
     SyncResult,
 )
 from strom.coordinator.group.group import ClassicGroup, GroupState
+from strom.coordinator.group.model import TxnCommitRequest
 
 MAX_REBALANCE_TIMEOUT_MS = 30_000
 CONFIG = GroupConfig(initial_rebalance_delay_ms=3_000, offsets_retention_ms=120_000,
@@ -77,7 +79,9 @@ class GroupMachine(RuleBasedStateMachine):
         self.now = 0
         self.clients = [Client(c.group_id, c.instance_id) for c in CLIENTS]
         self.waiters: dict[tuple[str, str, str], tuple[int, int]] = {}  # key -> (client, since)
-        self.records: list[GroupLogRecord] = []
+        # the log of every __consumer_offsets partition, with (partition, producer, commit) markers
+        self.records: list[GroupLogRecord | tuple[int, int, bool]] = []
+        self.txn_groups: set[str] = set()  # groups that got transactional offsets
         self.generations: dict[str, int] = {}
         self.assignment_root: dict[str, str] = {}  # renamed static member id -> original id
 
@@ -219,6 +223,30 @@ class GroupMachine(RuleBasedStateMachine):
                                 (OffsetCommit(topic, partition, offset, 3, "meta"),))
         self.deliver(self.core.commit_offsets(req, self.now))
 
+    @rule(index=st.integers(-1, len(CLIENTS) - 1), producer_id=st.integers(1, 2),
+          topic=st.sampled_from(TOPICS), partition=st.integers(0, 1),
+          offset=st.integers(0, 1000))
+    def txn_commit(self, index: int, producer_id: int, topic: str, partition: int,
+                   offset: int) -> None:
+        commit = (OffsetCommit(topic, partition, offset, -1, None),)
+        if index < 0:
+            req = TxnCommitRequest("tx", "simple", producer_id, 0, -1, "", None, commit)
+        else:
+            client = self.clients[index]
+            req = TxnCommitRequest("tx", client.group_id, producer_id, 0, client.generation_id,
+                                   client.member_id, client.instance_id, commit)
+        step = self.core.txn_commit_offsets(req, self.now)
+        assert all(r.producer_id == producer_id for r in step.records)
+        self.txn_groups.add(req.group_id)
+        self.deliver(step)
+
+    @rule(group_id=st.sampled_from(GROUPS), producer_id=st.integers(1, 2), commit=st.booleans())
+    def end_txn(self, group_id: str, producer_id: int, commit: bool) -> None:
+        """The producer's marker on one group's partition (each group has its own here)."""
+        partition = self.core.partition_for(group_id)
+        self.records.append((partition, producer_id, commit))
+        self.deliver(self.core.complete_txn(partition, producer_id, commit, self.now))
+
     @rule(group_id=st.sampled_from(GROUPS), topic=st.sampled_from(TOPICS))
     def delete_offsets(self, group_id: str, topic: str) -> None:
         step = self.core.delete_offsets(group_id, [(topic, 0), (topic, 1)], self.now)
@@ -295,12 +323,18 @@ class GroupMachine(RuleBasedStateMachine):
     def check_replay(self) -> None:
         fresh = GroupCoordinator(CONFIG)
         for record in self.records:
-            fresh.replay(record)
+            if isinstance(record, tuple):
+                fresh.replay_marker(*record)
+            else:
+                fresh.replay(record)
         for group_id in GROUPS:
             assert fresh.fetch_offsets(group_id, None) == self.core.fetch_offsets(group_id, None)
+            assert fresh.unstable_offsets(group_id) == self.core.unstable_offsets(group_id)
             live, loaded = self.group(group_id), fresh._ctx.groups.get(group_id)
             if live is None or live.state not in (GroupState.STABLE, GroupState.EMPTY):
                 continue
+            if live.generation_id == 0 and not live.offsets and group_id in self.txn_groups:
+                continue  # kept by an aborted transaction's offsets until the next expiry
             if live.generation_id == 0 and not live.offsets:
                 assert loaded is None
                 continue

@@ -12,12 +12,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
 from typing import Any, Final, TypeVar
 
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.model import GroupConfig, GroupLogRecord, Step
-from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
-from strom.protocol.record_builder import build_batch
+from strom.protocol.batch_header import BATCH_HEADER_SIZE, BatchHeader, read_batch_header
+from strom.protocol.control_batch import ABORT, COMMIT, control_type
+from strom.protocol.record_builder import RecordInput, build_batch
 from strom.protocol.records import RecordsError, iter_records
 from strom.storage.api import AppendBatch, StorageEngine, TopicExists, chunks_bytes
 
@@ -33,6 +36,17 @@ TIMER_MAX_SLEEP_S: Final = 0.5
 PendingKey = tuple[str, str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A transaction marker read from `__consumer_offsets`, replayed in log order."""
+
+    producer_id: int
+    commit: bool
+
+
+LogEntry = GroupLogRecord | Marker
+
+
 class GroupRuntime:
     def __init__(self, engine: StorageEngine, config: GroupConfig) -> None:
         self.engine = engine
@@ -41,6 +55,7 @@ class GroupRuntime:
         self._pending: dict[PendingKey, asyncio.Future[Any]] = {}
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def start(self) -> None:
         await self.ensure_offsets_topic()
@@ -48,9 +63,13 @@ class GroupRuntime:
         count = await self.replay_all()
         log.info("loaded %d group records from %s in %.0f ms", count, OFFSETS_TOPIC,
                  (time.monotonic() - started) * 1000)
+        self._stopping = False
         self._timer = asyncio.create_task(self._run_timers())
 
     async def stop(self) -> None:
+        # The flag too: Python 3.11's wait_for can swallow a cancel that races a wake-up.
+        self._stopping = True
+        self._wake.set()
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -71,26 +90,30 @@ class GroupRuntime:
         count = 0
         info = self.engine.topics()[OFFSETS_TOPIC]
         for partition in range(info.partitions):
-            for key, value in await self._read_partition(partition):
-                self.coordinator.replay(GroupLogRecord(partition, key, value))
-                count += 1
+            for entry in await self._read_partition(partition):
+                if isinstance(entry, Marker):
+                    self.coordinator.replay_marker(partition, entry.producer_id, entry.commit)
+                else:
+                    self.coordinator.replay(entry)
+                    count += 1
         return count
 
-    async def _read_partition(self, partition: int) -> list[tuple[bytes, bytes | None]]:
+    async def _read_partition(self, partition: int) -> list[LogEntry]:
         plog = self.engine.partition(OFFSETS_TOPIC, partition)
-        out: list[tuple[bytes, bytes | None]] = []
+        out: list[LogEntry] = []
         offset = plog.log_start_offset
         while offset < plog.log_end_offset:
             result = await plog.read(offset, READ_CHUNK_BYTES, True)
             data = chunks_bytes(result.chunks)
             if not data:
                 break
-            offset = self._collect(data, offset, out)
+            offset = self._collect(data, offset, partition, out)
         return out
 
     @staticmethod
-    def _collect(data: bytes, start: int, out: list[tuple[bytes, bytes | None]]) -> int:
-        """Adds the keyed records at or after `start`; returns the offset after the last batch."""
+    def _collect(data: bytes, start: int, partition: int, out: list[LogEntry]) -> int:
+        """Adds the keyed records and transaction markers at or after `start`, in log order;
+        returns the offset after the last batch."""
         pos, next_offset = 0, start
         view = memoryview(data)
         while pos + BATCH_HEADER_SIZE <= len(data):
@@ -98,13 +121,11 @@ class GroupRuntime:
             batch = view[pos: pos + header.size]
             pos += header.size
             next_offset = header.next_offset
-            if header.is_control:
+            if header.next_offset <= start:
                 continue
             try:
-                for record in iter_records(batch):
-                    if header.base_offset + record.offset_delta >= start and record.key:
-                        out.append((record.key, record.value))
-            except RecordsError as exc:
+                _collect_batch(batch, header, start, partition, out)
+            except (RecordsError, ValueError) as exc:
                 log.warning("skipping unreadable batch at offset %d of %s: %s",
                             header.base_offset, OFFSETS_TOPIC, exc)
         return next_offset
@@ -157,13 +178,19 @@ class GroupRuntime:
         # Start every append before awaiting any, so records keep the coordinator's order.
         appends = []
         for partition, group in by_partition.items():
-            data = bytearray(build_batch([(r.key, r.value, [], now_ms) for r in group]))
-            batch = AppendBatch(data, len(group), now_ms, now_ms)
-            appends.append(logs[partition].append([batch]))
+            batches = [_append_batch(list(run), producer, now_ms) for producer, run
+                       in groupby(group, key=lambda r: (r.producer_id, r.producer_epoch))]
+            appends.append(logs[partition].append(batches))
         await asyncio.gather(*appends)
 
+    async def complete_txn(self, partition: int, producer_id: int, commit: bool) -> None:
+        """The transaction runtime wrote the producer's COMMIT or ABORT marker to
+        `__consumer_offsets` partition `partition`: its pending offsets there count or go."""
+        now_ms = int(time.time() * 1000)
+        await self.apply(self.coordinator.complete_txn(partition, producer_id, commit, now_ms))
+
     async def _run_timers(self) -> None:
-        while True:
+        while not self._stopping:
             deadline = self.coordinator.next_deadline_ms()
             now_ms = int(time.time() * 1000)
             sleep_s = TIMER_MAX_SLEEP_S if deadline is None else (deadline - now_ms) / 1000
@@ -175,3 +202,34 @@ class GroupRuntime:
                 await self.apply(self.coordinator.tick(int(time.time() * 1000)))
             except Exception:
                 log.exception("group coordinator timer failed")
+
+
+def _append_batch(records: list[GroupLogRecord], producer: tuple[int, int], now_ms: int,
+                  ) -> AppendBatch:
+    """One batch of the records; a transactional one if they belong to a producer."""
+    producer_id, producer_epoch = producer
+    entries: list[RecordInput] = [(r.key, r.value, (), now_ms) for r in records]
+    if producer_id >= 0:
+        data = build_batch(entries, producer_id=producer_id, producer_epoch=producer_epoch,
+                           base_sequence=-1, transactional=True)
+    else:
+        data = build_batch(entries)
+    return AppendBatch(bytearray(data), len(records), now_ms, now_ms)
+
+
+def _collect_batch(batch: memoryview, header: BatchHeader, start: int, partition: int,
+                   out: list[LogEntry]) -> None:
+    """A marker, or the batch's keyed records at or after `start` (of its producer if it
+    is transactional)."""
+    if header.is_control:
+        kind = control_type(batch)
+        if header.is_transactional and kind in (ABORT, COMMIT):
+            out.append(Marker(header.producer_id, kind == COMMIT))
+        return
+    producer_id, producer_epoch = -1, -1
+    if header.is_transactional:
+        producer_id, producer_epoch = header.producer_id, header.producer_epoch
+    for record in iter_records(batch):
+        if header.base_offset + record.offset_delta >= start and record.key:
+            out.append(GroupLogRecord(partition, record.key, record.value, producer_id,
+                                      producer_epoch))

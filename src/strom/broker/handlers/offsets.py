@@ -92,11 +92,23 @@ def fetched_partition(b: ResponseBuilder, index: int, committed: CommittedOffset
         metadata="" if committed is None else (committed.metadata or ""))
 
 
+def fetched(b: ResponseBuilder, index: int, committed: CommittedOffset | None,
+            error: ErrorCode, unstable: bool) -> Any:
+    """A partition's entry; UNSTABLE_OFFSET_COMMIT (and no offset) while a transaction has
+    an offset for it pending and the client asked for stable offsets (KIP-447)."""
+    if unstable and error == ErrorCode.none:
+        return fetched_partition(b, index, None, ErrorCode.unstable_offset_commit)
+    return fetched_partition(b, index, committed, error)
+
+
 def fetch_group(broker: Broker, b: ResponseBuilder, group_id: str,
-                topics: Iterable[Any] | None) -> tuple[ErrorCode, list[Any]]:
+                topics: Iterable[Any] | None, require_stable: bool = False,
+                ) -> tuple[ErrorCode, list[Any]]:
     """(group error, topic entries) for one group of an OffsetFetch."""
     topic_class = ("OffsetFetchResponseTopics" if b.has_class("OffsetFetchResponseTopics")
                    else "OffsetFetchResponseTopic")
+    unstable = (broker.groups.coordinator.unstable_offsets(group_id) if require_stable
+                else set())
     if topics is None:
         error, offsets = broker.groups.coordinator.fetch_offsets(group_id, None)
         by_topic: dict[str, list[tuple[int, CommittedOffset]]] = {}
@@ -104,7 +116,7 @@ def fetch_group(broker: Broker, b: ResponseBuilder, group_id: str,
             by_topic.setdefault(topic, []).append((partition, committed))
         entries = [
             b.make(topic_class, name=name, topic_id=topic_id(broker, name), partitions=tuple(
-                fetched_partition(b, p, c, ErrorCode.none) for p, c in parts))
+                fetched(b, p, c, ErrorCode.none, (name, p) in unstable) for p, c in parts))
             for name, parts in by_topic.items()]
         return ErrorCode(error), entries
     entries = []
@@ -115,8 +127,9 @@ def fetch_group(broker: Broker, b: ResponseBuilder, group_id: str,
         error, offsets = broker.groups.coordinator.fetch_offsets(group_id, wanted)
         group_error = ErrorCode(error) or group_error
         parts = tuple(
-            fetched_partition(b, int(p), offsets.get((name, int(p))) if name else None,
-                              ErrorCode.none if name else ErrorCode.unknown_topic_id)
+            fetched(b, int(p), offsets.get((name, int(p))) if name else None,
+                    ErrorCode.none if name else ErrorCode.unknown_topic_id,
+                    (name, int(p)) in unstable)
             for p in topic.partition_indexes)
         entries.append(b.make(topic_class, name=getattr(topic, "name", None),
                               topic_id=getattr(topic, "topic_id", None), partitions=parts))
@@ -128,9 +141,11 @@ def topic_id(broker: Broker, name: str) -> uuid.UUID | None:
     return None if info is None else info.topic_id
 
 
-@api(9, "OffsetFetch", (1, 10), "multiple groups (v8+), require_stable accepted, topic ids (v10)")
+@api(9, "OffsetFetch", (1, 10), "multiple groups (v8+), require_stable (v7+: "
+     "UNSTABLE_OFFSET_COMMIT while a transaction's offset is pending), topic ids (v10)")
 async def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any,
                               b: ResponseBuilder) -> Any:
+    require_stable = bool(getattr(request, "require_stable", False))
     if b.version >= 8:
         groups = []
         for group in request.groups:
@@ -141,11 +156,12 @@ async def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any,
                 groups.append(b.make("OffsetFetchResponseGroup", group_id=group.group_id,
                                      topics=(), error_code=ErrorCode(denied)))
                 continue
-            error, topics = fetch_group(broker, b, group.group_id, group.topics)
+            error, topics = fetch_group(broker, b, group.group_id, group.topics,
+                                        require_stable)
             groups.append(b.make("OffsetFetchResponseGroup", group_id=group.group_id,
                                  topics=tuple(topics), error_code=error))
         return b.make("OffsetFetchResponse", throttle_time=NO_THROTTLE, groups=tuple(groups))
-    error, topics = fetch_group(broker, b, request.group_id, request.topics)
+    error, topics = fetch_group(broker, b, request.group_id, request.topics, require_stable)
     return b.make("OffsetFetchResponse", throttle_time=NO_THROTTLE, topics=tuple(topics),
                   error_code=error)
 

@@ -23,6 +23,7 @@ from strom.coordinator.group.model import (
     SyncRequest,
     SyncResult,
     TopicPartition,
+    TxnCommitRequest,
 )
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "SyncRequest",
     "SyncResult",
     "TopicPartition",
+    "TxnCommitRequest",
 ]

@@ -27,6 +27,7 @@ from strom.coordinator.group.model import (
     TopicPartition,
 )
 from strom.coordinator.group.timers import TimerQueue
+from strom.coordinator.group.txn_pending import PendingTxnOffsets
 from strom.coordinator.hashing import partition_for
 
 TimerKind = Literal["session", "pending", "join", "initial_join", "sync", "retention"]
@@ -59,8 +60,6 @@ def sync_key(group_id: str) -> tuple[str, str]:
 RETENTION_KEY = ("retention",)
 
 
-
-
 class Context:
     def __init__(self, config: GroupConfig) -> None:
         self.config = config
@@ -69,6 +68,7 @@ class Context:
         self.now_ms = 0
         self.completions: list[Completion] = []
         self.records: list[GroupLogRecord] = []
+        self.txn = PendingTxnOffsets()  # TxnOffsetCommit offsets of open transactions
 
     def begin(self, now_ms: int) -> None:
         self.now_ms = now_ms
@@ -119,11 +119,15 @@ class Context:
             None))
 
     def offset_record(self, group_id: str, tp: TopicPartition,
-                      committed: CommittedOffset | None) -> None:
+                      committed: CommittedOffset | None,
+                      producer: tuple[int, int] | None = None) -> None:
+        """An OffsetCommit record; with `producer` (id, epoch), one of its transaction."""
         key = encode_offset_commit_key(OffsetCommitKey(group_id, tp[0], tp[1]))
         value = None
         if committed is not None:
             value = encode_offset_commit_value(OffsetCommitValue(
                 committed.offset, committed.leader_epoch, committed.metadata or "",
                 committed.commit_timestamp_ms))
-        self.records.append(GroupLogRecord(self.partition_for(group_id), key, value))
+        producer_id, producer_epoch = (-1, -1) if producer is None else producer
+        self.records.append(GroupLogRecord(self.partition_for(group_id), key, value,
+                                           producer_id, producer_epoch))

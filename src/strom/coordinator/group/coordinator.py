@@ -13,7 +13,7 @@ from typing import TypeVar, cast
 
 from kio.schema.errors import ErrorCode
 
-from strom.coordinator.group import offsets, rebalance
+from strom.coordinator.group import offsets, rebalance, txn_offsets
 from strom.coordinator.group.consumer_group import ConsumerGroup
 from strom.coordinator.group.consumer_heartbeat import ConsumerGroups
 from strom.coordinator.group.context import RETENTION_KEY, Context, Timer
@@ -41,6 +41,7 @@ from strom.coordinator.group.model import (
     SyncRequest,
     SyncResult,
     TopicPartition,
+    TxnCommitRequest,
     join_error,
 )
 from strom.coordinator.group.replay import load_consumer_group, replay_record
@@ -96,6 +97,33 @@ class GroupCoordinator:
             # Valid: stored as a simple commit into the offsets-holding classic group.
             req = replace(req, generation_id=-1, member_id="", group_instance_id=None)
         return self._step(offsets.commit_offsets(self._ctx, req))
+
+    def txn_commit_offsets(self, req: TxnCommitRequest, now_ms: int) -> Step[CommitResult]:
+        """TxnOffsetCommit, once the group's partition is in the producer's transaction: the
+        offsets are written in its transactional batch and stay pending until its marker."""
+        self._begin(now_ms)
+        consumer = self._consumer.groups.get(req.group_id)
+        if consumer is not None:
+            error = _validate_member_epoch(consumer, req.member_id, req.generation_id)
+            if error == ErrorCode.stale_member_epoch:  # not a TxnOffsetCommit error
+                error = ErrorCode.illegal_generation
+            if error is not None:
+                return self._step(CommitResult(
+                    tuple((o.topic, o.partition, error) for o in req.offsets)))
+            req = replace(req, generation_id=-1, member_id="", group_instance_id=None)
+        return self._step(txn_offsets.commit_txn_offsets(self._ctx, req))
+
+    def complete_txn(self, partition: int, producer_id: int, commit: bool, now_ms: int,
+                     ) -> Step[None]:
+        """The producer's COMMIT or ABORT marker is in `__consumer_offsets` partition
+        `partition`: its pending offsets there become committed or go away."""
+        self._begin(now_ms)
+        txn_offsets.complete_txn(self._ctx, partition, producer_id, commit)
+        return self._step(None)
+
+    def unstable_offsets(self, group_id: str) -> set[TopicPartition]:
+        """The group's partitions with offsets of an open transaction."""
+        return txn_offsets.unstable_partitions(self._ctx, group_id)
 
     def validate_offset_fetch(self, group_id: str, member_id: str | None,
                               member_epoch: int) -> int | None:
@@ -162,7 +190,7 @@ class GroupCoordinator:
             consumer = self._consumer.groups.get(group_id)
             if consumer is None:
                 continue
-            if consumer.members:
+            if consumer.members or self._ctx.txn.has_pending(group_id):
                 consumer_errors[group_id] = ErrorCode.non_empty_group
                 continue
             self._consumer.drop(group_id)
@@ -238,6 +266,11 @@ class GroupCoordinator:
         group_id = replay_record(self._ctx, record, self._consumer.persisted)
         if group_id is not None:
             self._loaded.add(group_id)
+
+    def replay_marker(self, partition: int, producer_id: int, commit: bool) -> None:
+        """Applies a transaction marker of `__consumer_offsets` partition `partition`, in
+        log order with the records."""
+        self._loaded.update(txn_offsets.complete_txn(self._ctx, partition, producer_id, commit))
 
     # -- internals ------------------------------------------------------------------------
 

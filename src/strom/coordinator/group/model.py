@@ -139,6 +139,21 @@ class CommitRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class TxnCommitRequest:
+    """TxnOffsetCommit (KIP-98; member fields from v3, KIP-447): offsets a transactional
+    producer commits for a group; they count once its transaction commits."""
+
+    transactional_id: str
+    group_id: str
+    producer_id: int
+    producer_epoch: int
+    generation_id: int  # a KIP-848 member's member epoch
+    member_id: str
+    group_instance_id: str | None
+    offsets: tuple[OffsetCommit, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CommitResult:
     partition_errors: tuple[tuple[str, int, int], ...]  # (topic, partition, error)
     error: int = 0
@@ -184,11 +199,15 @@ class GroupListing:
 
 @dataclass(frozen=True, slots=True)
 class GroupLogRecord:
-    """A record for `__consumer_offsets` partition `partition`; `value` None is a tombstone."""
+    """A record for `__consumer_offsets` partition `partition`; `value` None is a tombstone.
+    A transactional producer's records (`producer_id` >= 0) go into a transactional batch of
+    that producer and count once a COMMIT marker of that producer follows them."""
 
     partition: int
     key: bytes
     value: bytes | None
+    producer_id: int = -1
+    producer_epoch: int = -1
 
 
 @dataclass(frozen=True, slots=True)

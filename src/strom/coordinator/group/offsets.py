@@ -23,7 +23,7 @@ from strom.coordinator.group.model import (
 _EMPTY = GroupState.EMPTY
 
 
-def _java_length(text: str) -> int:
+def java_length(text: str) -> int:
     """Java's String.length(): UTF-16 code units, what Kafka compares to the metadata limit."""
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
@@ -62,7 +62,7 @@ def commit_offsets(ctx: Context, req: CommitRequest) -> CommitResult:
     errors = []
     for commit in req.offsets:
         metadata = commit.metadata or ""
-        if _java_length(metadata) > ctx.config.offset_metadata_max_bytes:
+        if java_length(metadata) > ctx.config.offset_metadata_max_bytes:
             too_large = int(ErrorCode.offset_metadata_too_large)
             errors.append((commit.topic, commit.partition, too_large))
             continue
@@ -70,6 +70,7 @@ def commit_offsets(ctx: Context, req: CommitRequest) -> CommitResult:
         committed = CommittedOffset(commit.offset, commit.leader_epoch, metadata, ctx.now_ms)
         group.offsets[tp] = committed
         ctx.offset_record(group.group_id, tp, committed)
+        ctx.txn.note_committed(group.group_id, tp)
         errors.append((commit.topic, commit.partition, int(ErrorCode.none)))
     return CommitResult(tuple(errors))
 
@@ -102,7 +103,7 @@ def delete_offsets(ctx: Context, group_id: str, partitions: Sequence[TopicPartit
             eligible.append(tp)
             errors.append((tp[0], tp[1], int(ErrorCode.none)))
     if eligible:
-        cleanup_group(ctx, group, _remove_offsets(group, eligible))
+        cleanup_group(ctx, group, _remove_offsets(ctx, group, eligible))
     return ErrorCode.none, tuple(errors)
 
 
@@ -112,10 +113,11 @@ def delete_groups(ctx: Context, group_ids: Sequence[str]) -> list[tuple[str, int
         group = ctx.groups.get(group_id)
         if group is None or group.is_(GroupState.DEAD):
             results.append((group_id, int(ErrorCode.group_id_not_found)))
-        elif not group.is_(_EMPTY):
+        elif not group.is_(_EMPTY) or ctx.txn.has_pending(group_id):
+            # Offsets of an open transaction keep the group (its marker is still to come).
             results.append((group_id, int(ErrorCode.non_empty_group)))
         else:
-            cleanup_group(ctx, group, _remove_offsets(group, list(group.offsets)), force=True)
+            cleanup_group(ctx, group, _remove_offsets(ctx, group, list(group.offsets)), force=True)
             results.append((group_id, int(ErrorCode.none)))
     return results
 
@@ -124,12 +126,15 @@ def expire_offsets(ctx: Context) -> None:
     """The periodic `offsets.retention.check.interval.ms` task over every group."""
     for group in list(ctx.groups.values()):
         expired = _expired_offsets(group, ctx.now_ms, ctx.config.offsets_retention_ms)
-        cleanup_group(ctx, group, _remove_offsets(group, expired))
+        cleanup_group(ctx, group, _remove_offsets(ctx, group, expired))
 
 
-def _remove_offsets(group: ClassicGroup, partitions: Sequence[TopicPartition],
+def _remove_offsets(ctx: Context, group: ClassicGroup, partitions: Sequence[TopicPartition],
                     ) -> list[TopicPartition]:
-    return [tp for tp in partitions if group.offsets.pop(tp, None) is not None]
+    removed = [tp for tp in partitions if group.offsets.pop(tp, None) is not None]
+    for tp in removed:
+        ctx.txn.forget_committed(group.group_id, tp)
+    return removed
 
 
 def cleanup_group(ctx: Context, group: ClassicGroup, removed: Sequence[TopicPartition],
@@ -138,7 +143,8 @@ def cleanup_group(ctx: Context, group: ClassicGroup, removed: Sequence[TopicPart
     (with a metadata tombstone unless it never had a generation: offsets-only groups)."""
     for tp in removed:
         ctx.offset_record(group.group_id, tp, None)
-    if force or (group.is_(_EMPTY) and not group.offsets):
+    if force or (group.is_(_EMPTY) and not group.offsets
+                 and not ctx.txn.has_pending(group.group_id)):
         group.state = GroupState.DEAD
         del ctx.groups[group.group_id]
         ctx.timers.cancel(join_key(group.group_id))

@@ -49,7 +49,9 @@ def replay_record(ctx: Context, record: GroupLogRecord,
             return None
     try:
         key = decode_key(record.key)
-        if isinstance(key, OffsetCommitKey):
+        if isinstance(key, OffsetCommitKey) and record.producer_id >= 0:
+            _replay_txn_offset(ctx, key, record)
+        elif isinstance(key, OffsetCommitKey):
             _replay_offset(ctx, key, record.value)
         else:
             _replay_group(ctx, key, record.value)
@@ -67,22 +69,39 @@ def _get_or_create(ctx: Context, group_id: str) -> ClassicGroup:
 
 
 def _drop_if_unused(ctx: Context, group: ClassicGroup) -> None:
-    # Kafka loads a group only if it has metadata or offsets.
-    if not group.offsets and group.generation_id == 0 and group.protocol_type is None:
+    # Kafka loads a group only if it has metadata or offsets (committed or pending).
+    if (not group.offsets and group.generation_id == 0 and group.protocol_type is None
+            and not ctx.txn.has_pending(group.group_id)):
         del ctx.groups[group.group_id]
 
 
 def _replay_offset(ctx: Context, key: OffsetCommitKey, raw: bytes | None) -> None:
     tp = (key.topic, key.partition)
     if raw is None:
+        ctx.txn.forget_committed(key.group_id, tp)
         group = ctx.groups.get(key.group_id)
         if group is not None and group.offsets.pop(tp, None) is not None:
             _drop_if_unused(ctx, group)
         return
+    _get_or_create(ctx, key.group_id).offsets[tp] = _committed(raw)
+    ctx.txn.note_committed(key.group_id, tp)
+
+
+def _committed(raw: bytes) -> CommittedOffset:
     value = decode_offset_commit_value(raw)
     expire = None if value.expire_timestamp_ms == -1 else value.expire_timestamp_ms
-    _get_or_create(ctx, key.group_id).offsets[tp] = CommittedOffset(
-        value.offset, value.leader_epoch, value.metadata, value.commit_timestamp_ms, expire)
+    return CommittedOffset(value.offset, value.leader_epoch, value.metadata,
+                           value.commit_timestamp_ms, expire)
+
+
+def _replay_txn_offset(ctx: Context, key: OffsetCommitKey, record: GroupLogRecord) -> None:
+    """An offset of a transaction: pending until the producer's marker on this partition."""
+    if record.value is None:  # the coordinator writes none; nothing to wait for
+        return
+    committed = _committed(record.value)
+    _get_or_create(ctx, key.group_id)
+    ctx.txn.add(record.partition, record.producer_id, key.group_id,
+                (key.topic, key.partition), committed)
 
 
 def _replay_group(ctx: Context, key: GroupMetadataKey, raw: bytes | None) -> None:

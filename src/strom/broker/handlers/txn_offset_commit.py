@@ -1,0 +1,82 @@
+"""TxnOffsetCommit (28): a transactional producer commits a consumer group's offsets as part of
+its transaction (KIP-98; the group member fields of v3+ are KIP-447's fencing).
+
+Kafka's order of checks: the group id, then that the group's `__consumer_offsets` partition is
+in the producer's ongoing transaction (AddOffsetsToTxn put it there), then the group member,
+then each offset's metadata size. The offsets are written in the producer's transactional batch
+and count once its COMMIT marker lands (GroupRuntime.complete_txn).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strom.broker.group_runtime import OFFSETS_TOPIC
+from strom.broker.handlers.offsets import NO_EPOCH, now_ms, partition_error
+from strom.broker.registry import api
+from strom.broker.state import Broker, RequestContext
+from strom.coordinator.group.model import OffsetCommit, TxnCommitRequest
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+
+Key = tuple[int, int]  # (topic index in the request, partition)
+
+
+def txn_commit_response(b: ResponseBuilder, request: Any, errors: dict[Key, ErrorCode]) -> Any:
+    topics = tuple(
+        b.make("TxnOffsetCommitResponseTopic", name=t.name, partitions=tuple(
+            b.make("TxnOffsetCommitResponsePartition", partition_index=p.partition_index,
+                   error_code=errors[(ti, int(p.partition_index))])
+            for p in t.partitions))
+        for ti, t in enumerate(request.topics))
+    return b.make("TxnOffsetCommitResponse", throttle_time=NO_THROTTLE, topics=topics)
+
+
+def _offsets(broker: Broker, request: Any, errors: dict[Key, ErrorCode],
+             ) -> list[tuple[Key, OffsetCommit]]:
+    """The offsets of known partitions; unknown ones get UNKNOWN_TOPIC_OR_PARTITION."""
+    valid = []
+    for ti, topic in enumerate(request.topics):
+        for p in topic.partitions:
+            key = (ti, int(p.partition_index))
+            error = partition_error(broker, topic.name, int(p.partition_index))
+            if error is not None:
+                errors[key] = error
+                continue
+            valid.append((key, OffsetCommit(
+                topic=topic.name, partition=int(p.partition_index),
+                offset=int(p.committed_offset),
+                leader_epoch=int(getattr(p, "committed_leader_epoch", NO_EPOCH)),
+                metadata=p.committed_metadata)))
+    return valid
+
+
+@api(28, "TxnOffsetCommit", (0, 4), "offsets pending until the transaction's marker; "
+     "KIP-447 member checks (v3+); KIP-890 verification of the group's offsets partition")
+async def handle_txn_offset_commit(broker: Broker, ctx: RequestContext, request: Any,
+                                   b: ResponseBuilder) -> Any:
+    errors: dict[Key, ErrorCode] = {}
+    valid = _offsets(broker, request, errors)
+    if not request.group_id:
+        error = ErrorCode.invalid_group_id
+    else:
+        partition = broker.groups.coordinator.partition_for(request.group_id)
+        error = ErrorCode(broker.transactions.verify(
+            request.transactional_id, int(request.producer_id), int(request.producer_epoch),
+            [(OFFSETS_TOPIC, partition)]))
+    if error != ErrorCode.none:
+        errors.update((key, error) for key, _ in valid)
+        return txn_commit_response(b, request, errors)
+    if valid:
+        commit = TxnCommitRequest(
+            transactional_id=request.transactional_id, group_id=request.group_id,
+            producer_id=int(request.producer_id), producer_epoch=int(request.producer_epoch),
+            generation_id=int(getattr(request, "generation_id", -1)),
+            member_id=getattr(request, "member_id", ""),
+            group_instance_id=getattr(request, "group_instance_id", None),
+            offsets=tuple(c for _, c in valid))
+        step = broker.groups.coordinator.txn_commit_offsets(commit, now_ms())
+        result = await broker.groups.run(step)
+        outcome = {(t, p): ErrorCode(code) for t, p, code in result.partition_errors}
+        for key, c in valid:
+            errors[key] = outcome.get((c.topic, c.partition), ErrorCode.none)
+    return txn_commit_response(b, request, errors)
