@@ -160,6 +160,27 @@ class TransactionMachine(RuleBasedStateMachine):
         assert answer[1:] != (pid, epoch)
         self.producers.append((tid, *answer[1:]))
 
+    @precondition(lambda self: self.producers)
+    @rule(data=st.data(), commit=st.booleans())
+    def end_v1(self, data: st.DataObject, commit: bool) -> None:
+        """EndTxn below v5 (transaction version 1): the epoch stays."""
+        tid, pid, epoch = identity = self.pick(data)
+        before = self.core.snapshot().get(tid)
+        step = self.core.end_txn(tid, pid, epoch, commit, self.now, bump_epoch=False)
+        self.deliver(step)
+        result = step.result
+        if result.error != E.none:
+            return
+        assert identity not in self.fenced and identity not in self.retired, identity
+        assert before is not None
+        assert (result.producer_id, result.producer_epoch) == (pid, epoch)
+        if before.state is TxnState.ONGOING:
+            event("EndTxn v1 ended a transaction")
+            assert self.core.snapshot()[tid].state in (PREPARE[commit], COMPLETE[commit])
+        else:
+            event("EndTxn v1 retry answered again")
+            assert before.state is COMPLETE[commit], before
+
     @precondition(lambda self: self.pending)
     @rule(data=st.data())
     def write_markers(self, data: st.DataObject) -> None:

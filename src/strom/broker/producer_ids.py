@@ -23,6 +23,25 @@ class ProducerIdAllocator:
         self._end = 0  # the current block is [_next, _end)
         self._lock = asyncio.Lock()
 
+    async def ensure(self, count: int) -> None:
+        """Makes sure `count` ids can be taken with `take` without waiting (the rest of the
+        current block is dropped when it holds fewer); raises StorageError if none can be
+        reserved."""
+        assert 0 < count <= self._block_size
+        while self._end - self._next < count:
+            async with self._lock:
+                if self._end - self._next < count:
+                    first = await self._engine.reserve_producer_ids(self._block_size)
+                    self._next, self._end = first, first + self._block_size
+
+    def take(self) -> int | None:
+        """An id from the reserved block, or None when it is used up (see `ensure`)."""
+        if self._next >= self._end:
+            return None
+        producer_id = self._next
+        self._next += 1
+        return producer_id
+
     async def allocate(self) -> int:
         """A producer id never handed out before; raises StorageError if none can be
         reserved."""

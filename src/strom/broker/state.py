@@ -13,6 +13,7 @@ from typing import Final
 
 from strom.broker.group_runtime import GroupRuntime
 from strom.broker.producer_ids import ProducerIdAllocator
+from strom.broker.txn_runtime import TransactionRuntime, transaction_config
 from strom.config.broker import BrokerConfig
 from strom.coordinator.group.model import GroupConfig
 from strom.storage.api import StorageEngine, TopicExists, TopicInfo
@@ -121,6 +122,9 @@ class Broker:
         self._create_lock = asyncio.Lock()
         self.groups = GroupRuntime(engine, group_config(config))
         self.producer_ids = ProducerIdAllocator(engine)
+        self.transactions = TransactionRuntime(
+            engine, transaction_config(config, self.groups, self.producer_ids),
+            self.producer_ids, self.groups, self.waiters.notify)
 
     def resolve_topic(self, name: str | None, topic_id: uuid.UUID | None) -> str | None:
         """The topic a request names, by name or (newer versions) by id; None if unknown."""

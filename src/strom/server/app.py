@@ -18,6 +18,25 @@ from strom.storage.local.engine import LocalEngine
 log = logging.getLogger(__name__)
 
 
+async def cancel_all(tasks: list[asyncio.Task[None]], patience_s: float = 10.0) -> None:
+    """Cancels the tasks and waits for them, cancelling again while any is still running:
+    Python 3.11's asyncio.wait_for can swallow a cancellation that races its inner future
+    (a connection reading its next request), and one cancel is then not enough."""
+    pending = {t for t in tasks if not t.done()}
+    deadline = time.monotonic() + patience_s
+    while pending and time.monotonic() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.2)
+    if pending:
+        log.warning("%d task(s) did not stop within %.0f s", len(pending), patience_s)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                log.debug("task ended with %r while stopping", exc)
+
+
 class BrokerServer:
     """A running broker: `await start()`, then `port` is known; `await stop()` ends it."""
 
@@ -47,6 +66,7 @@ class BrokerServer:
         cluster_id = load_or_create_cluster_id(self.config.data_dir)
         self.broker = Broker(self.config, self.engine, cluster_id)
         await self.broker.groups.start()
+        await self.broker.transactions.start()
         limits = self.limits()
         max_connections = self.config.get_int("max.connections")
         broker = self.broker
@@ -91,15 +111,12 @@ class BrokerServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in [*self._tasks, *self._connections]:
-            task.cancel()
-        for task in [*self._tasks, *self._connections]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all([*self._tasks, *self._connections])
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
         if self.broker is not None:
+            await self.broker.transactions.stop()
             await self.broker.groups.stop()
         await self.engine.close()
         log.info("strom stopped")

@@ -16,4 +16,6 @@ from strom.broker.handlers import (  # noqa: F401
     producer_ids,
     records_admin,
     topics,
+    transactions,
+    txn_offset_commit,
 )

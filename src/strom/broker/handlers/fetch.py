@@ -15,9 +15,11 @@ from typing import Any, Final
 
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import (
     OffsetOutOfRange,
+    PartitionLog,
     ReadResult,
     StorageError,
     UnknownTopic,
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LEADER_EPOCH: Final = 0
 FINAL_EPOCH: Final = -1
+READ_COMMITTED: Final = 1  # isolation_level
 
 
 @dataclass(slots=True)
@@ -44,12 +47,32 @@ def leader_epoch_error(requested: int) -> ErrorCode | None:
     return ErrorCode.fenced_leader_epoch
 
 
+def aborted_transactions(b: ResponseBuilder, plog: PartitionLog, fetch_offset: int,
+                         data: bytes) -> tuple[Any, ...]:
+    """The aborted transactions a read_committed consumer needs to drop records of the data
+    returned: those overlapping [fetch_offset, end of the last batch) (Kafka's
+    collectAbortedTxns with the fetched data's upper bound)."""
+    if not data:
+        return ()
+    upper = fetch_offset
+    view = memoryview(data)
+    pos = 0
+    while pos + BATCH_HEADER_SIZE <= len(data):
+        header = read_batch_header(view, pos)
+        upper = header.next_offset
+        pos += header.size
+    return tuple(b.make("AbortedTransaction", producer_id=pid, first_offset=first)
+                 for pid, first in plog.aborted_transactions(fetch_offset, upper))
+
+
 async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, part: Any,
-                         budget: FetchBudget) -> tuple[Any, int]:
-    def answer(error: ErrorCode, hw: int = -1, lso: int = -1, records: bytes = b"") -> Any:
+                         budget: FetchBudget, committed: bool) -> tuple[Any, int]:
+    def answer(error: ErrorCode, hw: int = -1, lso: int = -1, records: bytes = b"",
+               stable: int | None = None, aborted: tuple[Any, ...] | None = None) -> Any:
         return b.make("PartitionData", partition_index=part.partition, error_code=error,
-                      high_watermark=hw, last_stable_offset=hw, log_start_offset=lso,
-                      aborted_transactions=None, preferred_read_replica=-1, records=records)
+                      high_watermark=hw, last_stable_offset=hw if stable is None else stable,
+                      log_start_offset=lso, aborted_transactions=aborted,
+                      preferred_read_replica=-1, records=records)
 
     if topic is None:
         return answer(ErrorCode.unknown_topic_id), 0
@@ -62,8 +85,11 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
         return answer(epoch_error, plog.high_watermark, plog.log_start_offset), 0
     limit = min(int(part.partition_max_bytes), budget.remaining)
     try:
-        result: ReadResult = await plog.read(int(part.fetch_offset), max(limit, 0), budget.first)
+        fetch_offset = int(part.fetch_offset)
+        result: ReadResult = await plog.read(fetch_offset, max(limit, 0), budget.first,
+                                             committed=committed)
         data = chunks_bytes(result.chunks) if result.size else b""
+        aborted = aborted_transactions(b, plog, fetch_offset, data) if committed else None
     except OffsetOutOfRange:
         return answer(ErrorCode.offset_out_of_range, plog.high_watermark,
                       plog.log_start_offset), 0
@@ -75,7 +101,8 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
     if data:
         budget.first = False
         budget.remaining -= len(data)
-    return answer(ErrorCode.none, result.high_watermark, result.log_start_offset, data), len(data)
+    return answer(ErrorCode.none, result.high_watermark, result.log_start_offset, data,
+                  result.last_stable_offset, aborted), len(data)
 
 
 def topic_name(broker: Broker, topic: Any) -> str | None:
@@ -84,13 +111,14 @@ def topic_name(broker: Broker, topic: Any) -> str | None:
 
 async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> tuple[tuple[Any, ...], int]:
     budget = FetchBudget(remaining=max(int(request.max_bytes), 0))
+    committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     topics = []
     total = 0
     for topic in request.topics:
         name = topic_name(broker, topic)
         partitions = []
         for part in topic.partitions:
-            data, size = await read_partition(broker, b, name, part, budget)
+            data, size = await read_partition(broker, b, name, part, budget, committed)
             partitions.append(data)
             total += size
         topics.append(b.make("FetchableTopicResponse", topic=name or "",
@@ -115,7 +143,8 @@ def fetch_response(b: ResponseBuilder, error: ErrorCode, topics: tuple[Any, ...]
 
 @api(1, "Fetch", (4, 17),
      "long poll (max_wait_ms/min_bytes), max_bytes and per-partition limits, topic ids (v13+); "
-     "sessions answered sessionless (session id 0)")
+     "read_committed (up to the last stable offset, aborted transactions listed); sessions "
+     "answered sessionless (session id 0)")
 async def handle_fetch(broker: Broker, ctx: RequestContext, request: Any,
                        b: ResponseBuilder) -> Any:
     session_id = int(getattr(request, "session_id", 0))

@@ -13,6 +13,7 @@ from typing import Any, Final
 from strom.broker.operations import OPERATIONS_OMITTED
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_runtime import CoordinatorUnavailable
 from strom.coordinator.group.model import (
     HeartbeatRequest,
     JoinRequest,
@@ -25,6 +26,7 @@ from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
 KEY_TYPE_GROUP: Final = 0
 KEY_TYPE_TRANSACTION: Final = 1
+COORDINATOR_UNAVAILABLE: Final = -1  # internal: a transaction lookup while the log is down
 # Operations a consumer group supports: READ 3, DELETE 6, DESCRIBE 8.
 GROUP_OPERATIONS: Final = sum(1 << op for op in (3, 6, 8))
 
@@ -34,10 +36,10 @@ def now_ms() -> int:
 
 
 def coordinator_entry(broker: Broker, b: ResponseBuilder, key: str, key_type: int) -> Any:
-    if key_type == KEY_TYPE_GROUP:
+    if key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION):
         error, message = ErrorCode.none, None
-    elif key_type == KEY_TYPE_TRANSACTION:
-        error, message = ErrorCode.coordinator_not_available, "transactions are not supported yet"
+    elif key_type == COORDINATOR_UNAVAILABLE:
+        error, message = ErrorCode.coordinator_not_available, "the transaction log is unavailable"
     else:
         error, message = ErrorCode.invalid_request, f"unknown key type {key_type}"
     ok = error == ErrorCode.none
@@ -47,11 +49,16 @@ def coordinator_entry(broker: Broker, b: ResponseBuilder, key: str, key_type: in
                 error_code=error, error_message=message)
 
 
-@api(10, "FindCoordinator", (0, 6), "group coordinator is this broker; batched keys (v4+); "
-     "transaction coordinator not served yet (COORDINATOR_NOT_AVAILABLE)")
+@api(10, "FindCoordinator", (0, 6), "group and transaction coordinator are this broker; "
+     "batched keys (v4+)")
 async def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any,
                                   b: ResponseBuilder) -> Any:
     key_type = int(getattr(request, "key_type", KEY_TYPE_GROUP))
+    if key_type == KEY_TYPE_TRANSACTION:
+        try:  # Kafka creates __transaction_state on the first such lookup
+            await broker.transactions.ready()
+        except CoordinatorUnavailable:
+            key_type = COORDINATOR_UNAVAILABLE
     if b.version >= 4:
         entries = [coordinator_entry(broker, b, key, key_type) for key in request.coordinator_keys]
         return b.make("FindCoordinatorResponse", throttle_time=NO_THROTTLE, coordinators=tuple(

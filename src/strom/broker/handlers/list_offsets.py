@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final
 
-from strom.broker.handlers.fetch import LEADER_EPOCH, leader_epoch_error
+from strom.broker.handlers.fetch import LEADER_EPOCH, READ_COMMITTED, leader_epoch_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
@@ -68,11 +68,17 @@ async def max_timestamp_record(plog: PartitionLog) -> tuple[int, int] | None:
     return hit
 
 
-async def lookup(plog: PartitionLog, timestamp: int, replica_id: int) -> Found:
-    """UnifiedLog.fetchOffsetByTimestamp as Partition.fetchOffsetForTimestamp filters it."""
-    # Consumers see up to the high watermark (also the last stable offset: no transactions).
-    last_fetchable = (plog.high_watermark if replica_id == CONSUMER_REPLICA_ID
-                      else plog.log_end_offset)
+async def lookup(plog: PartitionLog, timestamp: int, replica_id: int,
+                 read_committed: bool = False) -> Found:
+    """UnifiedLog.fetchOffsetByTimestamp as Partition.fetchOffsetForTimestamp filters it:
+    consumers see up to the high watermark, read_committed ones up to the last stable
+    offset."""
+    if replica_id != CONSUMER_REPLICA_ID:
+        last_fetchable = plog.log_end_offset
+    elif read_committed:
+        last_fetchable = plog.last_stable_offset
+    else:
+        last_fetchable = plog.high_watermark
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return Found(plog.log_start_offset)
     if timestamp == LATEST:
@@ -89,7 +95,7 @@ async def lookup(plog: PartitionLog, timestamp: int, replica_id: int) -> Found:
 
 
 async def list_partition(broker: Broker, b: ResponseBuilder, topic: str, part: Any,
-                         replica_id: int, duplicated: bool) -> Any:
+                         replica_id: int, duplicated: bool, read_committed: bool) -> Any:
     def answer(error: ErrorCode, found: Found = NOT_FOUND) -> Any:
         return b.make("ListOffsetsPartitionResponse", partition_index=part.partition_index,
                       error_code=error, timestamp=found.timestamp, offset=found.offset,
@@ -108,7 +114,7 @@ async def list_partition(broker: Broker, b: ResponseBuilder, topic: str, part: A
     if epoch_error is not None:
         return answer(epoch_error)
     try:
-        found = await lookup(plog, timestamp, replica_id)
+        found = await lookup(plog, timestamp, replica_id, read_committed)
     except UnknownTopic:  # deleted while we looked
         return answer(ErrorCode.unknown_topic_or_partition)
     except StorageError:
@@ -117,11 +123,12 @@ async def list_partition(broker: Broker, b: ResponseBuilder, topic: str, part: A
 
 
 @api(2, "ListOffsets", (1, 11),
-     "earliest/latest/max-timestamp/by-time; tiered specials answer -1; isolation level "
-     "accepted (no transactions: LSO = high watermark)")
+     "earliest/latest/max-timestamp/by-time; tiered specials answer -1; read_committed "
+     "latest is the last stable offset")
 async def handle_list_offsets(broker: Broker, ctx: RequestContext, request: Any,
                               b: ResponseBuilder) -> Any:
     replica_id = int(request.replica_id)
+    read_committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     counts = Counter((str(t.name), int(p.partition_index))
                      for t in request.topics for p in t.partitions)
     # One answer per topic-partition, grouped by topic in request order, as Kafka's map gives.
@@ -134,7 +141,8 @@ async def handle_list_offsets(broker: Broker, ctx: RequestContext, request: Any,
             if index in per_topic:
                 continue
             per_topic[index] = await list_partition(broker, b, name, part, replica_id,
-                                                    counts[(name, index)] > 1)
+                                                    counts[(name, index)] > 1,
+                                                    read_committed)
     topics = tuple(b.make("ListOffsetsTopicResponse", name=name, partitions=tuple(parts.values()))
                    for name, parts in answered.items())
     return b.make("ListOffsetsResponse", throttle_time=NO_THROTTLE, topics=topics)

@@ -35,7 +35,8 @@ class PartitionOutcome:
 
 
 async def append_partition(broker: Broker, topic: str, index: int, records: bytes | None,
-                           produce_version: int) -> PartitionOutcome:
+                           produce_version: int, transactional_id: str | None = None,
+                           ) -> PartitionOutcome:
     try:
         plog = broker.engine.partition(topic, index)
     except UnknownTopic:
@@ -60,7 +61,8 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
     log_append_time = cfg.message_timestamp_type == "LogAppendTime"
     # The producer state check and the append run with no suspension in between: see
     # PartitionLog.append. Nothing may be awaited from here to `plog.append`.
-    early = check_producer_state(plog, batches, log_append_time)
+    early = (check_transaction(broker, transactional_id, topic, index, batches)
+             or check_producer_state(plog, batches, log_append_time))
     if early is not None:
         if early.error == ErrorCode.none:
             # A retried batch: answer only once the original is as durable as an append
@@ -79,6 +81,34 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
     append_time = now_ms if log_append_time else -1
     return PartitionOutcome(ErrorCode.none, result.base_offset, append_time,
                             result.log_start_offset)
+
+
+def check_transaction(broker: Broker, transactional_id: str | None, topic: str, index: int,
+                      batches: list[ValidatedBatch]) -> PartitionOutcome | None:
+    """Transactional batches need the request's transactional id, and (KIP-890 part 1) the
+    partition must be in that producer's ongoing transaction: a late write of a transaction
+    that already ended cannot land in the next one (a hanging transaction). Synchronous, like
+    the producer state check it precedes."""
+    for v in batches:
+        h = v.header
+        if not h.is_transactional:
+            continue
+        if transactional_id is None:
+            return PartitionOutcome(
+                ErrorCode.invalid_txn_state,
+                message="a transactional batch in a produce request without a transactional id")
+        error = broker.transactions.verify(transactional_id, h.producer_id, h.producer_epoch,
+                                           [(topic, index)])
+        if error == ErrorCode.producer_fenced:
+            error = ErrorCode.invalid_producer_epoch
+        elif error in (ErrorCode.coordinator_not_available, ErrorCode.concurrent_transactions):
+            error = ErrorCode.not_enough_replicas  # retriable, as Kafka's verification maps it
+        if error:
+            return PartitionOutcome(
+                ErrorCode(error),
+                message=f"{topic}-{index} is not part of an ongoing transaction of producer "
+                        f"{h.producer_id} (epoch {h.producer_epoch}) for {transactional_id!r}")
+    return None
 
 
 def check_producer_state(plog: PartitionLog, batches: list[ValidatedBatch],
@@ -106,7 +136,8 @@ def check_producer_state(plog: PartitionLog, batches: list[ValidatedBatch],
 def _check_batch(state: ProducerStateManager, h: BatchHeader, log_start_offset: int,
                  log_append_time: bool) -> PartitionOutcome | None:
     result = state.check(h.producer_id, h.producer_epoch, h.base_sequence,
-                         last_sequence(h.base_sequence, h.last_offset_delta))
+                         last_sequence(h.base_sequence, h.last_offset_delta),
+                         transactional=h.is_transactional)
     if result.verdict is Verdict.APPEND:
         return None
     if result.duplicate is not None:
@@ -132,7 +163,8 @@ def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome
                   error_message=outcome.message)
 
 
-async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: int) -> Any:
+async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: int,
+                        transactional_id: str | None) -> Any:
     name = broker.resolve_topic(getattr(topic, "name", None), getattr(topic, "topic_id", None))
     responses = []
     for part in topic.partition_data:
@@ -142,29 +174,22 @@ async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: in
             outcome = PartitionOutcome(ErrorCode.unknown_topic_id)
         else:
             outcome = await append_partition(broker, name, part.index, part.records,
-                                             b.version)
+                                             b.version, transactional_id)
         responses.append(partition_response(b, part.index, outcome))
     return b.make("TopicProduceResponse", name=name or "",
                   topic_id=getattr(topic, "topic_id", None), partition_responses=tuple(responses))
 
 
 @api(0, "Produce", (3, 12),
-     "acks 0/1/-1; one v2 batch per partition; v0-v2 advertised but refused (KAFKA-18659)",
+     "acks 0/1/-1; one v2 batch per partition; idempotent and transactional batches "
+     "(partition verified in the transaction, KIP-890 part 1); v0-v2 advertised but refused "
+     "(KAFKA-18659)",
      advertised_min_version=0)
 async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
                          b: ResponseBuilder) -> Any:
     acks = int(request.acks)
-    if request.transactional_id is not None:
-        topics = tuple(
-            b.make("TopicProduceResponse", name=t.name, topic_id=getattr(t, "topic_id", None),
-                   partition_responses=tuple(
-                       partition_response(b, p.index, PartitionOutcome(
-                           ErrorCode.transactional_id_authorization_failed,
-                           message="transactions are not supported yet"))
-                       for p in t.partition_data))
-            for t in request.topic_data)
-    else:
-        topics = tuple([await produce_topic(broker, b, t, acks) for t in request.topic_data])
+    topics = tuple([await produce_topic(broker, b, t, acks, request.transactional_id)
+                    for t in request.topic_data])
     if acks == 0:
         failed = [p.error_code for t in topics for p in t.partition_responses if p.error_code]
         if failed:

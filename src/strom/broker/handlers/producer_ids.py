@@ -5,20 +5,22 @@ returns a new producerId": a fresh id with epoch 0, whatever producer id and epo
 v3+) the request carries; so does strom. (Kafka clients bump an idempotent producer's epoch
 themselves after a sequence error; the partitions then accept the new epoch from sequence 0.)
 
-A transactional id gets COORDINATOR_NOT_AVAILABLE: there is no transaction coordinator yet
-(FindCoordinator answers the same for key type 1). It is the answer of a cluster whose
-transaction coordinator is not up: clients retry it until their timeout and then fail with a
-clear "coordinator not available" error, rather than with an authorization error (Kafka sends
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED only when ACLs deny the id).
+A transactional id goes to the transaction coordinator (strom.coordinator.transaction): a
+new epoch for the id (fencing older producers with it), after aborting a transaction the id
+left ongoing (the client is told CONCURRENT_TRANSACTIONS and retries); v3+ may name the
+producer id and epoch the client had (KIP-360). Clients before v4 get INVALID_PRODUCER_EPOCH
+where newer ones get PRODUCER_FENCED.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_runtime import CoordinatorUnavailable, now_ms
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import StorageError
 
@@ -28,9 +30,26 @@ NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
 
 
+async def init_transactional(broker: Broker, request: Any, version: int,
+                             answer: Callable[..., Any]) -> Any:
+    runtime = broker.transactions
+    timeout_ms = int(request.transaction_timeout.total_seconds() * 1000)
+    try:
+        await runtime.prepare()
+        result = await runtime.run(runtime.coordinator.init_producer_id(
+            request.transactional_id, timeout_ms, int(getattr(request, "producer_id", -1)),
+            int(getattr(request, "producer_epoch", -1)), now_ms()))
+    except CoordinatorUnavailable:
+        return answer(ErrorCode.coordinator_not_available)
+    error = ErrorCode(result.error)
+    if error == ErrorCode.producer_fenced and version < 4:
+        error = ErrorCode.invalid_producer_epoch
+    return answer(error, result.producer_id, result.producer_epoch)
+
+
 @api(22, "InitProducerId", (0, 5),
      "idempotent producers: a new producer id, epoch 0 (ids reserved durably in blocks of "
-     "1000); a transactional id gets COORDINATOR_NOT_AVAILABLE (no transactions yet)")
+     "1000); transactional ids: epoch bump, zombie fencing, KIP-360 recovery")
 async def handle_init_producer_id(broker: Broker, ctx: RequestContext, request: Any,
                                   b: ResponseBuilder) -> Any:
     def answer(error: ErrorCode, producer_id: int = NO_PRODUCER_ID,
@@ -39,7 +58,7 @@ async def handle_init_producer_id(broker: Broker, ctx: RequestContext, request: 
                       producer_id=producer_id, producer_epoch=epoch)
 
     if request.transactional_id is not None:
-        return answer(ErrorCode.coordinator_not_available)
+        return await init_transactional(broker, request, b.version, answer)
     try:
         producer_id = await broker.producer_ids.allocate()
     except StorageError as exc:

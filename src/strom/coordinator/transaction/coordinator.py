@@ -157,10 +157,17 @@ class TransactionCoordinator:
     # -- EndTxn ---------------------------------------------------------------------------
 
     def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int,
-                commit: bool, now_ms: int) -> Step[EndTxnResult]:
+                commit: bool, now_ms: int, bump_epoch: bool = True) -> Step[EndTxnResult]:
+        """EndTxn. `bump_epoch` is transaction version 2 (EndTxn v5+, KIP-890 part 2): the
+        end bumps the epoch and the answer carries it. Without it (transaction version 1:
+        clients that do not read the new epoch, such as librdkafka) the transaction ends at
+        the epoch it ran with, as Kafka does for them."""
         meta = self._txns.get(transactional_id)
         if meta is None:
             return self._step(EndTxnResult(ErrorCode.invalid_producer_id_mapping))
+        if not bump_epoch:
+            return self._step(self._end_txn_v1(meta, producer_id, producer_epoch, commit,
+                                               now_ms))
         retry = rules.is_retry(meta, producer_id, producer_epoch)
         if not retry:
             error = rules.check_producer(meta, producer_id, producer_epoch, allow_prepare=True)
@@ -176,6 +183,19 @@ class TransactionCoordinator:
                 return self._step(EndTxnResult(ErrorCode.coordinator_load_in_progress))
         view_id, view_epoch = rules.client_view(meta)
         return self._step(EndTxnResult(ErrorCode.none, view_id, view_epoch))
+
+    def _end_txn_v1(self, meta: TransactionMetadata, producer_id: int, producer_epoch: int,
+                    commit: bool, now_ms: int) -> EndTxnResult:
+        """Kafka's endTransaction for transaction version 1: no bump; a retry after the end
+        completed gets the same answer; an end with no transaction is INVALID_TXN_STATE."""
+        error = rules.check_producer(meta, producer_id, producer_epoch, allow_prepare=True)
+        if error is not None:
+            return EndTxnResult(error)
+        error = rules.end_txn_v1_error(meta.state, commit)
+        if error is not None or meta.state is not TxnState.ONGOING:
+            return EndTxnResult(error or ErrorCode.none, meta.producer_id, meta.producer_epoch)
+        self._prepare_end(meta, commit, now_ms, client_epoch=producer_epoch, bump=False)
+        return EndTxnResult(ErrorCode.none, meta.producer_id, meta.producer_epoch)
 
     def markers_written(self, transactional_id: str, producer_id: int, producer_epoch: int,
                         now_ms: int) -> Step[None]:
@@ -297,14 +317,20 @@ class TransactionCoordinator:
         self._prepare_end(meta, False, now_ms, client_epoch=None)
 
     def _prepare_end(self, meta: TransactionMetadata, commit: bool, now_ms: int,
-                     client_epoch: int | None) -> None:
-        """Ongoing (or, for an abort, idle) -> PrepareCommit/PrepareAbort with a bumped epoch;
+                     client_epoch: int | None, bump: bool = True) -> None:
+        """Ongoing (or, for an abort, idle) -> PrepareCommit/PrepareAbort with a bumped epoch
+        (unless `bump` is off: a transaction version 1 client ending its transaction);
         straight on to Complete* when no partition needs a marker."""
-        next_id = self._allocate() if is_epoch_exhausted(meta.producer_epoch) else NO_PRODUCER_ID
-        assert meta.producer_epoch < INT16_MAX, meta
-        meta.producer_epoch += 1
-        meta.last_producer_epoch = NO_PRODUCER_EPOCH if client_epoch is None else client_epoch
-        meta.next_producer_id = next_id
+        if bump:
+            next_id = (self._allocate() if is_epoch_exhausted(meta.producer_epoch)
+                       else NO_PRODUCER_ID)
+            assert meta.producer_epoch < INT16_MAX, meta
+            meta.producer_epoch += 1
+            meta.last_producer_epoch = (NO_PRODUCER_EPOCH if client_epoch is None
+                                        else client_epoch)
+            meta.next_producer_id = next_id
+        else:
+            meta.last_producer_epoch = NO_PRODUCER_EPOCH
         meta.state = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
         meta.txn_last_update_timestamp_ms = now_ms
         self._persist(meta)

@@ -61,6 +61,18 @@ def end_txn_error(state: TxnState, commit: bool, retry: bool) -> int | None:
     return ErrorCode.invalid_txn_state  # commit with no transaction
 
 
+def end_txn_v1_error(state: TxnState, commit: bool) -> int | None:
+    """Kafka's EndTxn state table for transaction version 1 (no epoch bump): a retry of a
+    completed end is answered again; None for Ongoing (end it) and for such a retry."""
+    wanted = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
+    done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+    if state is TxnState.ONGOING or state is done:
+        return None
+    if state is wanted:
+        return ErrorCode.concurrent_transactions
+    return ErrorCode.invalid_txn_state
+
+
 def valid_expected_producer(meta: TransactionMetadata, producer_id: int,
                              producer_epoch: int) -> bool:
     """Kafka's isValidProducerId for InitProducerId v3+ (KIP-360)."""

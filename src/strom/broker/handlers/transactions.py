@@ -1,0 +1,209 @@
+"""Transactions: AddPartitionsToTxn (24), AddOffsetsToTxn (25), EndTxn (26),
+DescribeTransactions (65), ListTransactions (66); InitProducerId with a transactional id is in
+producer_ids.py, TxnOffsetCommit in txn_offset_commit.py.
+
+Each handler maps its request version onto the core (strom.coordinator.transaction) through
+the TransactionRuntime, which appends the core's records to `__transaction_state` before the
+answer and writes the markers after it. Clients older than KIP-588 (InitProducerId < v4,
+AddPartitionsToTxn / AddOffsetsToTxn / EndTxn < v2) do not know PRODUCER_FENCED and get
+INVALID_PRODUCER_EPOCH instead, as from Kafka.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, Final, TypeVar
+
+from kio.serial.readers import tz_aware_from_i64
+from kio.static.primitive import i64
+
+from strom.broker.registry import api
+from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_runtime import CoordinatorUnavailable
+from strom.coordinator.transaction import AddPartitionsResult, EndTxnResult
+from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+
+T = TypeVar("T")
+
+# EndTxn v5 is transaction version 2 (KIP-890 part 2): the end bumps the producer epoch.
+END_TXN_BUMPS_FROM: Final = 5
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def fenced_as(error: int, version: int, knows_fenced_from: int) -> ErrorCode:
+    """PRODUCER_FENCED for clients that know it, INVALID_PRODUCER_EPOCH for older ones."""
+    if error == ErrorCode.producer_fenced and version < knows_fenced_from:
+        return ErrorCode.invalid_producer_epoch
+    return ErrorCode(error)
+
+
+async def call(broker: Broker, work: Callable[[], Awaitable[T]], unavailable: T) -> T:
+    """Runs a core call through the runtime; `unavailable` if its state cannot be used."""
+    try:
+        await broker.transactions.prepare()
+        return await work()
+    except CoordinatorUnavailable:
+        return unavailable
+
+
+# -- AddPartitionsToTxn ---------------------------------------------------------------------
+
+async def add_partitions(broker: Broker, transactional_id: str, producer_id: int,
+                         producer_epoch: int, topics: Any, verify_only: bool,
+                         ) -> AddPartitionsResult:
+    """Unknown topics or partitions fail the request: UNKNOWN_TOPIC_OR_PARTITION for them,
+    OPERATION_NOT_ATTEMPTED for the rest (Kafka's handleAddPartitionsToTransaction)."""
+    wanted = [(str(t.name), int(p)) for t in topics for p in t.partitions]
+    infos = broker.engine.topics()
+    unknown = {tp for tp in wanted
+               if tp[0] not in infos or not 0 <= tp[1] < infos[tp[0]].partitions}
+    if unknown:
+        return AddPartitionsResult(ErrorCode.unknown_topic_or_partition, tuple(
+            (t, p, ErrorCode.unknown_topic_or_partition if (t, p) in unknown
+             else ErrorCode.operation_not_attempted) for t, p in dict.fromkeys(wanted)))
+    runtime = broker.transactions
+
+    async def work() -> AddPartitionsResult:
+        return await runtime.run(runtime.coordinator.add_partitions(
+            transactional_id, producer_id, producer_epoch, wanted, now_ms(), verify_only))
+
+    unavailable = AddPartitionsResult(ErrorCode.coordinator_not_available, tuple(
+        (t, p, ErrorCode.coordinator_not_available) for t, p in dict.fromkeys(wanted)))
+    return await call(broker, work, unavailable)
+
+
+def topic_results(b: ResponseBuilder, result: AddPartitionsResult, version: int) -> Any:
+    by_topic: dict[str, list[Any]] = {}
+    for topic, partition, error in result.partition_errors:
+        by_topic.setdefault(topic, []).append(b.make(
+            "AddPartitionsToTxnPartitionResult", partition_index=partition,
+            partition_error_code=fenced_as(error, version, 2)))
+    return tuple(b.make("AddPartitionsToTxnTopicResult", name=name,
+                        results_by_partition=tuple(parts))
+                 for name, parts in by_topic.items())
+
+
+@api(24, "AddPartitionsToTxn", (0, 5),
+     "partitions join the producer's transaction; v4+ batches transactions and verify_only "
+     "(KIP-890 part 1)")
+async def handle_add_partitions_to_txn(broker: Broker, ctx: RequestContext, request: Any,
+                                       b: ResponseBuilder) -> Any:
+    if b.version <= 3:
+        result = await add_partitions(
+            broker, request.v3_and_below_transactional_id,
+            int(request.v3_and_below_producer_id), int(request.v3_and_below_producer_epoch),
+            request.v3_and_below_topics, verify_only=False)
+        return b.make("AddPartitionsToTxnResponse", throttle_time=NO_THROTTLE,
+                      results_by_topic_v3_and_below=topic_results(b, result, b.version))
+    results = []
+    for txn in request.transactions:
+        result = await add_partitions(broker, txn.transactional_id, int(txn.producer_id),
+                                      int(txn.producer_epoch), txn.topics,
+                                      bool(txn.verify_only))
+        results.append(b.make("AddPartitionsToTxnResult", transactional_id=txn.transactional_id,
+                              topic_results=topic_results(b, result, b.version)))
+    return b.make("AddPartitionsToTxnResponse", throttle_time=NO_THROTTLE,
+                  error_code=ErrorCode.none, results_by_transaction=tuple(results))
+
+
+# -- AddOffsetsToTxn ------------------------------------------------------------------------
+
+@api(25, "AddOffsetsToTxn", (0, 4),
+     "the group's __consumer_offsets partition joins the transaction")
+async def handle_add_offsets_to_txn(broker: Broker, ctx: RequestContext, request: Any,
+                                    b: ResponseBuilder) -> Any:
+    runtime = broker.transactions
+
+    async def work() -> int:
+        return await runtime.run(runtime.coordinator.add_offsets(
+            request.transactional_id, int(request.producer_id), int(request.producer_epoch),
+            request.group_id, now_ms()))
+
+    if not request.group_id:
+        error: int = ErrorCode.invalid_group_id
+    else:
+        error = await call(broker, work, int(ErrorCode.coordinator_not_available))
+    return b.make("AddOffsetsToTxnResponse", throttle_time=NO_THROTTLE,
+                  error_code=fenced_as(error, b.version, 2))
+
+
+# -- EndTxn ---------------------------------------------------------------------------------
+
+@api(26, "EndTxn", (0, 5),
+     "commit/abort: markers to every partition of the transaction; v5 (transaction version "
+     "2) bumps the producer epoch and returns it")
+async def handle_end_txn(broker: Broker, ctx: RequestContext, request: Any,
+                         b: ResponseBuilder) -> Any:
+    runtime = broker.transactions
+
+    async def work() -> EndTxnResult:
+        return await runtime.run(runtime.coordinator.end_txn(
+            request.transactional_id, int(request.producer_id), int(request.producer_epoch),
+            bool(request.committed), now_ms(), bump_epoch=b.version >= END_TXN_BUMPS_FROM))
+
+    result = await call(broker, work, EndTxnResult(ErrorCode.coordinator_not_available))
+    return b.make("EndTxnResponse", throttle_time=NO_THROTTLE,
+                  error_code=fenced_as(result.error, b.version, 2),
+                  producer_id=result.producer_id, producer_epoch=result.producer_epoch)
+
+
+# -- admin ----------------------------------------------------------------------------------
+
+def timestamp(ms: int) -> Any:
+    """A time for the wire; -1 (no transaction started) is sent as -1, as Kafka does."""
+    return tz_aware_from_i64(i64(ms if ms >= 0 else -1))
+
+
+@api(65, "DescribeTransactions", (0, 0),
+     "state, timeout, start time, producer id/epoch and partitions of transactional ids")
+async def handle_describe_transactions(broker: Broker, ctx: RequestContext, request: Any,
+                                       b: ResponseBuilder) -> Any:
+    try:
+        await broker.transactions.ready_if_exists()
+        described = broker.transactions.coordinator.describe(request.transactional_ids)
+    except CoordinatorUnavailable:
+        described = []
+    states = []
+    for d in described:
+        states.append(b.make(
+            "TransactionState", error_code=ErrorCode(d.error),
+            transactional_id=d.transactional_id, transaction_state=d.state,
+            transaction_timeout=timedelta(milliseconds=d.txn_timeout_ms),
+            transaction_start_time=timestamp(d.txn_start_timestamp_ms),
+            producer_id=d.producer_id, producer_epoch=d.producer_epoch,
+            topics=tuple(b.make("TopicData", topic=t, partitions=ps) for t, ps in d.topics)))
+    if not described and request.transactional_ids:
+        states = [b.make("TransactionState", error_code=ErrorCode.coordinator_not_available,
+                         transactional_id=t, transaction_state="",
+                         transaction_timeout=timedelta(0),
+                         transaction_start_time=timestamp(-1), producer_id=-1, producer_epoch=-1,
+                         topics=()) for t in request.transactional_ids]
+    return b.make("DescribeTransactionsResponse", throttle_time=NO_THROTTLE,
+                  transaction_states=tuple(states))
+
+
+@api(66, "ListTransactions", (0, 1),
+     "filters by state and producer id; v1 by running time (KIP-994)")
+async def handle_list_transactions(broker: Broker, ctx: RequestContext, request: Any,
+                                   b: ResponseBuilder) -> Any:
+    duration_ms = int(getattr(request, "duration_filter", -1))
+    try:
+        await broker.transactions.ready_if_exists()
+    except CoordinatorUnavailable:
+        return b.make("ListTransactionsResponse", throttle_time=NO_THROTTLE,
+                      error_code=ErrorCode.coordinator_not_available, unknown_state_filters=(),
+                      transaction_states=())
+    unknown, listings = broker.transactions.coordinator.list_transactions(
+        request.state_filters, [int(p) for p in request.producer_id_filters], duration_ms,
+        now_ms())
+    return b.make("ListTransactionsResponse", throttle_time=NO_THROTTLE,
+                  error_code=ErrorCode.none, unknown_state_filters=unknown,
+                  transaction_states=tuple(
+                      b.make("TransactionState", transactional_id=t.transactional_id,
+                             producer_id=t.producer_id, transaction_state=t.state)
+                      for t in listings))
