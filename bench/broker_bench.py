@@ -253,8 +253,15 @@ class ProduceResult:
 
 
 def produce_run(bootstrap: str, topic: str, size: int, count: int, acks: str,
-                limit_s: float) -> ProduceResult:
-    """Produce `count` records of `size` bytes as fast as possible, then flush; time it all."""
+                limit_s: float, extra: dict[str, Any] | None = None,
+                warmup: bool = False) -> ProduceResult:
+    """Produce `count` records of `size` bytes as fast as possible, then flush; time it all.
+
+    `extra` is merged into the producer's configuration (eos_bench: enable.idempotence).
+    With `warmup`, one extra record is produced and flushed before the clock starts: an
+    idempotent producer only sends once it has its producer id, and librdkafka retries
+    InitProducerId on a 500 ms timer when its first attempt finds no connection ready yet.
+    """
     failures: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:
@@ -263,9 +270,14 @@ def produce_run(bootstrap: str, topic: str, size: int, count: int, acks: str,
 
     producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
                          "message.timeout.ms": int(limit_s * 1000) + 5000,
-                         "delivery.report.only.error": True, "on_delivery": on_delivery})
+                         "delivery.report.only.error": True, "on_delivery": on_delivery}
+                        | (extra or {}))
     payload = os.urandom(size)
     producer.list_topics(topic, timeout=10)  # connect + metadata outside the timed window
+    if warmup:
+        producer.produce(topic, payload)
+        if producer.flush(10.0) or failures:
+            raise RuntimeError(f"warm-up record not delivered: {failures or 'timed out'}")
     begin = time.perf_counter()
     deadline = begin + limit_s
     sent = 0
@@ -720,6 +732,10 @@ def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list
           *table_lines(rows, names, markdown=True), ""]
     if errors:
         md += ["## Failures", "", *errors, ""]
+    na = [f"- {name}: {key}: {reason}" for name in names
+          for key, reason in payload["results"][name].get("na", {}).items()]
+    if na:
+        md += ["## Not measured (n/a, not supported)", "", *na, ""]
     md_path.write_text("\n".join(md))
     return json_path, md_path
 
