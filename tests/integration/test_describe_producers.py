@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from kio.schema.describe_producers.v0.request import DescribeProducersRequest, TopicRequest
 from kio.schema.errors import ErrorCode
 from kio.schema.types import TopicName
@@ -70,6 +71,23 @@ def test_idempotent_producer_is_listed_per_partition(broker: EmbeddedBroker) -> 
         assert state.coordinator_epoch == -1
         assert state.current_txn_start_offset == -1
     assert len(producer_ids) == 1  # one producer, the same id on both partitions
+
+
+def test_open_transaction_shows_its_start_offset(broker: EmbeddedBroker) -> None:
+    topic = create_topic(broker.bootstrap_servers, unique_name("describe-txn"), partitions=1)
+    plain = producer(broker.bootstrap_servers)
+    assert not produce_all(plain, topic, [{"value": b"before"}] * 3).failed
+    txn = Producer({"bootstrap.servers": broker.bootstrap_servers,
+                    "transactional.id": unique_name("describe-txn-id")})
+    txn.init_transactions(10)
+    txn.begin_transaction()
+    txn.produce(topic, value=b"in-txn")
+    txn.flush(10)
+    state = partitions_of(describe(broker.port, {topic: (0,)}))[(topic, 0)]
+    assert [int(p.current_txn_start_offset) for p in state.active_producers] == [3]
+    txn.commit_transaction(10)
+    state = partitions_of(describe(broker.port, {topic: (0,)}))[(topic, 0)]
+    assert [int(p.current_txn_start_offset) for p in state.active_producers] == [-1]
 
 
 def test_plain_producer_lists_no_producers(broker: EmbeddedBroker) -> None:

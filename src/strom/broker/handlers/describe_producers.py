@@ -2,10 +2,11 @@
 
 Per requested partition, as Kafka's ReplicaManager.activeProducerState: every producer the
 partition's producer state knows (those not yet expired by producer.id.expiration.ms), with its
-epoch and the last sequence and timestamp of its last batch. coordinator_epoch and
-current_txn_start_offset are -1: there are no transactions yet. An unknown topic or partition
-gets UNKNOWN_TOPIC_OR_PARTITION (no error message, as Kafka); NOT_LEADER_OR_FOLLOWER never
-happens on a single broker. Partitions are answered in request order, repeats included.
+epoch, the last sequence and timestamp of its last batch, and the first offset of its open
+transaction (-1 if none). coordinator_epoch is -1 (one coordinator, never moved). An unknown
+topic or partition gets UNKNOWN_TOPIC_OR_PARTITION (no error message, as Kafka);
+NOT_LEADER_OR_FOLLOWER never happens on a single broker. Partitions are answered in request
+order, repeats included.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import UnknownTopic
 
 NO_COORDINATOR_EPOCH: Final = -1
-NO_TXN_START_OFFSET: Final = -1
 
 
 def active_producers(broker: Broker, topic: str, index: int) -> list[ActiveProducer] | None:
@@ -55,7 +55,7 @@ async def handle_describe_producers(broker: Broker, ctx: RequestContext, request
                 "ProducerState", producer_id=p.producer_id, producer_epoch=p.epoch,
                 last_sequence=p.last_sequence, last_timestamp=p.last_timestamp,
                 coordinator_epoch=NO_COORDINATOR_EPOCH,
-                current_txn_start_offset=NO_TXN_START_OFFSET) for p in producers)
+                current_txn_start_offset=p.current_txn_start_offset) for p in producers)
             partitions.append(b.make("PartitionResponse", partition_index=index,
                                      error_code=ErrorCode.none, error_message=None,
                                      active_producers=states))
