@@ -22,21 +22,11 @@ from strom.coordinator.producer_state import (
     in_sequence,
     last_sequence,
 )
+from tests.unit.batch_factory import Header
 
 PRODUCERS = (1, 2, 3)
 FIRST_SEQUENCE = {1: 0, 2: INT32_MAX - 6, 3: 0}  # producer 2 wraps at Int.MAX
 
-
-@dataclass(frozen=True)
-class Header:
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    base_offset: int
-    last_offset_delta: int
-    max_timestamp: int = 0
-    is_control: bool = False
-    is_transactional: bool = False
 
 
 @dataclass

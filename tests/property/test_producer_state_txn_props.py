@@ -22,20 +22,10 @@ from strom.coordinator.producer_state import (
     last_sequence,
 )
 from strom.protocol.control_batch import ABORT, COMMIT
+from tests.unit.batch_factory import Header
 
 PRODUCERS = (1, 2, 3)
 
-
-@dataclass(frozen=True)
-class Header:
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    base_offset: int
-    last_offset_delta: int
-    max_timestamp: int = 0
-    is_control: bool = False
-    is_transactional: bool = False
 
 
 @dataclass

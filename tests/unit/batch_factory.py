@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import crc32c
@@ -141,3 +142,17 @@ async def read_all(plog: Any, offset: int | None = None) -> list[bytes]:
         out.extend(batches)
         offset = batch_last_offset(batches[-1]) + 1
     return out
+
+
+@dataclass(frozen=True)
+class Header:
+    """The batch header fields producer state reads (BatchHeaderLike), for state tests."""
+
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    base_offset: int
+    last_offset_delta: int
+    max_timestamp: int = 1000
+    is_control: bool = False
+    is_transactional: bool = False

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,19 +22,7 @@ from strom.coordinator.producer_state import (
 )
 from strom.storage.local.engine import LocalEngine
 from strom.storage.local.producer_snapshots import list_snapshots
-from tests.unit.batch_factory import batch, crash_engine
-
-
-@dataclass(frozen=True)
-class Header:
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    base_offset: int
-    last_offset_delta: int
-    max_timestamp: int = 1000
-    is_control: bool = False
-    is_transactional: bool = False
+from tests.unit.batch_factory import Header, batch, crash_engine
 
 
 def add(state: ProducerStateManager, pid: int, epoch: int, seq: int, offset: int,

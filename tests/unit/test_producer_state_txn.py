@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
 
 import pytest
 
@@ -21,18 +20,7 @@ from strom.coordinator.producer_state import (
     last_sequence,
 )
 from strom.protocol.control_batch import ABORT, COMMIT
-
-
-@dataclass(frozen=True)
-class Header:
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    base_offset: int
-    last_offset_delta: int
-    max_timestamp: int = 1000
-    is_control: bool = False
-    is_transactional: bool = False
+from tests.unit.batch_factory import Header
 
 
 def txn(state: ProducerStateManager, pid: int, offset: int, seq: int = 0, count: int = 1,
