@@ -96,13 +96,19 @@ class TransactionRuntime:
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        # Bumped by every (re)load: marker writers of an older load stop, since the reload
+        # asks again for the markers of every transaction it finds in Prepare*.
+        self._generation = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Replays `__transaction_state` if it exists (it is created on first use)."""
         if TXN_TOPIC in self.engine.topics():
-            await self.ready()
+            try:
+                await self.ready()
+            except CoordinatorUnavailable:  # the broker serves on; the timer retries
+                log.error("transactions are unavailable until %s can be loaded", TXN_TOPIC)
         self._timer = asyncio.create_task(self._run_timers())
 
     async def stop(self) -> None:
@@ -142,6 +148,11 @@ class TransactionRuntime:
             raise CoordinatorUnavailable(str(exc)) from exc
         self.coordinator = core
         self._ready = True
+        self._generation += 1
+        current = asyncio.current_task()
+        for task in self._markers:
+            if task is not current:
+                task.cancel()
         log.info("loaded %d transaction records from %s in %.0f ms", count, TXN_TOPIC,
                  (time.monotonic() - started) * 1000)
 
@@ -191,7 +202,7 @@ class TransactionRuntime:
                 self._ready = False
                 raise CoordinatorUnavailable(str(exc)) from exc
         for batch in step.markers:
-            task = asyncio.create_task(self._write_markers(batch))
+            task = asyncio.create_task(self._write_markers(batch, self._generation))
             self._markers.add(task)
             task.add_done_callback(self._markers.discard)
         self._wake.set()
@@ -231,17 +242,24 @@ class TransactionRuntime:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _write_markers(self, batch: MarkerBatch) -> None:
+    async def _write_markers(self, batch: MarkerBatch, generation: int) -> None:
         """Writes the batch's marker to each partition (retrying storage errors until it is
-        written or the broker stops), then completes the transaction in the core."""
+        written or the broker stops), then completes the transaction in the core. A writer
+        of an older load stops: the reload started its own for the same transaction."""
         for topic, partition in batch.partitions:
             delay = MARKER_RETRY_S[0]
-            while not await self._write_marker(batch, topic, partition):
+            while True:
+                if generation != self._generation:
+                    return
+                if await self._write_marker(batch, topic, partition):
+                    break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MARKER_RETRY_S[1])
         while True:
             try:
                 await self.prepare()
+                if generation != self._generation:
+                    return
                 await self.apply(self.coordinator.markers_written(
                     batch.transactional_id, batch.producer_id, batch.producer_epoch,
                     now_ms()))
@@ -283,8 +301,8 @@ class TransactionRuntime:
             if sleep_s > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(sleep_s, TIMER_MAX_SLEEP_S))
-            if not self._ready:
-                continue
+            if not self._ready and TXN_TOPIC not in self.engine.topics():
+                continue  # not created yet; once it exists (a failed append) reload it
             try:
                 await self.prepare()
                 await self.apply(self.coordinator.tick(now_ms()))

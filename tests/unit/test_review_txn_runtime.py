@@ -1,0 +1,175 @@
+"""Review findings on the transaction runtime (broker/txn_runtime.py), run against a real
+LocalEngine and Broker without a network."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from strom.broker.handlers.produce import append_partition
+from strom.broker.state import Broker
+from strom.broker.txn_runtime import MARKER_RETRY_S, TXN_TOPIC, CoordinatorUnavailable
+from strom.config.broker import BrokerConfig
+from strom.coordinator.producer_state import ProducerStateManager
+from strom.coordinator.transaction.model import TxnState
+from strom.protocol.batch_header import read_batch_header
+from strom.protocol.record_builder import build_batch
+from strom.storage.api import StorageError, chunks_bytes
+from strom.storage.local.engine import LocalEngine
+
+TOPIC = "data"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def open_broker(path: Path) -> Broker:
+    config = BrokerConfig.build(path, "localhost", 0, {
+        "transaction.state.log.num.partitions": "1", "offsets.topic.num.partitions": "1"})
+    engine = LocalEngine(path, config, ProducerStateManager)
+    await engine.open()
+    broker = Broker(config, engine, "cluster")
+    await broker.groups.start()
+    await broker.transactions.start()
+    await engine.create_topic(TOPIC, 1, {})
+    return broker
+
+
+async def close_broker(broker: Broker) -> None:
+    await broker.transactions.stop()
+    await broker.groups.stop()
+    await broker.engine.close()
+
+
+def run(path: Path, body: Callable[[Broker], Awaitable[None]]) -> None:
+    async def main() -> None:
+        broker = await open_broker(path)
+        try:
+            await body(broker)
+        finally:
+            await close_broker(broker)
+
+    asyncio.run(main())
+
+
+async def begin(broker: Broker, transactional_id: str, timeout_ms: int = 60_000,
+                ) -> tuple[int, int]:
+    """InitProducerId, AddPartitionsToTxn(data-0) and one transactional batch there."""
+    runtime = broker.transactions
+    await runtime.prepare()
+    init = await runtime.run(runtime.coordinator.init_producer_id(
+        transactional_id, timeout_ms, now_ms=now_ms()))
+    assert init.error == 0, init
+    pid, epoch = init.producer_id, init.producer_epoch
+    await runtime.prepare()
+    added = await runtime.run(runtime.coordinator.add_partitions(
+        transactional_id, pid, epoch, [(TOPIC, 0)], now_ms()))
+    assert added.error == 0, added
+    data = build_batch([(None, b"v", [], now_ms())], producer_id=pid, producer_epoch=epoch,
+                       base_sequence=0, transactional=True)
+    outcome = await append_partition(broker, TOPIC, 0, data, 9, transactional_id)
+    assert outcome.error == 0, outcome
+    return pid, epoch
+
+
+def fail_next_txn_append(broker: Broker) -> list[int]:
+    """The next append to __transaction_state-0 raises a StorageError (once)."""
+    plog = broker.engine.partition(TXN_TOPIC, 0)
+    original = plog.append
+    failures: list[int] = []
+
+    async def append(batches: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise StorageError("injected: disk hiccup")
+        return await original(batches)
+
+    plog.append = append  # type: ignore[method-assign]
+    return failures
+
+
+def test_timer_reloads_after_a_failed_append_so_timeouts_still_abort(tmp_path: Path) -> None:
+    """After an append to __transaction_state fails, the state is dropped until a reload; the
+    timer must reload it itself, else (with no further transactional request) an abandoned
+    transaction is never timed out and its partition's LSO stays stuck forever."""
+
+    async def body(broker: Broker) -> None:
+        await begin(broker, "t1", timeout_ms=200)
+        plog = broker.engine.partition(TOPIC, 0)
+        assert plog.last_stable_offset == 0
+        failures = fail_next_txn_append(broker)
+        runtime = broker.transactions
+        await runtime.prepare()
+        try:
+            await runtime.run(runtime.coordinator.init_producer_id("t2", 60_000,
+                                                                   now_ms=now_ms()))
+            raise AssertionError("the injected failure did not happen")
+        except CoordinatorUnavailable:
+            pass
+        assert failures == [1]
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and plog.last_stable_offset == 0:
+            await asyncio.sleep(0.1)
+        assert plog.last_stable_offset == plog.log_end_offset, "the LSO never advanced"
+        states = runtime.coordinator.snapshot()
+        assert states["t1"].state is TxnState.COMPLETE_ABORT
+
+    run(tmp_path, body)
+
+
+def test_a_reload_stops_the_marker_writers_of_the_old_state(tmp_path: Path) -> None:
+    """A reload asks again for the markers of every transaction in Prepare*; a writer started
+    before it must stop, or the partition gets the marker twice (and with transaction
+    version 1, where the next transaction has the same epoch, a late second COMMIT could end
+    that next transaction)."""
+
+    async def body(broker: Broker) -> None:
+        pid, epoch = await begin(broker, "t1")
+        plog = broker.engine.partition(TOPIC, 0)
+        original = plog.append_marker
+        calls: list[int] = []
+        blocked = asyncio.Event()
+
+        async def append_marker(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if not blocked.is_set():
+                raise StorageError("injected: marker write fails until unblocked")
+            return await original(*args, **kwargs)
+
+        plog.append_marker = append_marker  # type: ignore[method-assign]
+        runtime = broker.transactions
+        await runtime.prepare()
+        ended = await runtime.run(runtime.coordinator.end_txn("t1", pid, epoch, True, now_ms(),
+                                                              bump_epoch=False))
+        assert ended.error == 0
+        while not calls:
+            await asyncio.sleep(0.01)
+        runtime._ready = False  # what a failed append does
+        await runtime.prepare()  # reloads: PrepareCommit found, markers requested again
+        blocked.set()
+        deadline = time.monotonic() + 5
+        while (time.monotonic() < deadline
+               and runtime.coordinator.snapshot()["t1"].state is not TxnState.COMPLETE_COMMIT):
+            await asyncio.sleep(0.05)
+        assert runtime.coordinator.snapshot()["t1"].state is TxnState.COMPLETE_COMMIT
+        await asyncio.sleep(MARKER_RETRY_S[0] * 4)  # give a stale writer time to write
+        markers = [h for h in await batch_headers(plog) if h.is_control]
+        assert len(markers) == 1, markers
+        assert plog.last_stable_offset == plog.log_end_offset
+
+    run(tmp_path, body)
+
+
+async def batch_headers(plog: Any) -> list[Any]:
+    result = await plog.read(0, 1 << 20, True)
+    data = chunks_bytes(result.chunks)
+    headers, pos = [], 0
+    while pos < len(data):
+        header = read_batch_header(data, pos)
+        headers.append(header)
+        pos += header.size
+    return headers
