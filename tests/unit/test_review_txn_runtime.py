@@ -17,7 +17,7 @@ from strom.coordinator.producer_state import ProducerStateManager
 from strom.coordinator.transaction.model import TxnState
 from strom.protocol.batch_header import read_batch_header
 from strom.protocol.record_builder import build_batch
-from strom.storage.api import StorageError, chunks_bytes
+from strom.storage.api import AppendBatch, StorageError, chunks_bytes
 from strom.storage.local.engine import LocalEngine
 
 TOPIC = "data"
@@ -35,7 +35,8 @@ async def open_broker(path: Path) -> Broker:
     broker = Broker(config, engine, "cluster")
     await broker.groups.start()
     await broker.transactions.start()
-    await engine.create_topic(TOPIC, 1, {})
+    if TOPIC not in engine.topics():
+        await engine.create_topic(TOPIC, 1, {})
     return broker
 
 
@@ -173,3 +174,30 @@ async def batch_headers(plog: Any) -> list[Any]:
         headers.append(header)
         pos += header.size
     return headers
+
+
+def test_an_unreadable_transaction_log_does_not_stop_the_broker(tmp_path: Path) -> None:
+    """A record __transaction_state cannot decode: the broker starts and serves everything
+    else; transactional requests get COORDINATOR_NOT_AVAILABLE (as Kafka answers while it
+    cannot load a transaction log partition)."""
+
+    async def write_garbage(broker: Broker) -> None:
+        await broker.transactions.ready()  # creates the topic
+        stamp = now_ms()
+        data = bytearray(build_batch([(b"\x7f\x7fnot a key", b"junk", [], stamp)]))
+        await broker.engine.partition(TXN_TOPIC, 0).append(
+            [AppendBatch(data, 1, stamp, stamp)])
+
+    async def reopened(broker: Broker) -> None:
+        runtime = broker.transactions
+        try:
+            await runtime.prepare()
+            raise AssertionError("an unreadable log was loaded")
+        except CoordinatorUnavailable:
+            pass
+        plain = build_batch([(None, b"v", [], now_ms())])
+        outcome = await append_partition(broker, TOPIC, 0, plain, 9)
+        assert outcome.error == 0
+
+    run(tmp_path, write_garbage)
+    run(tmp_path, reopened)
