@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Final, TypeVar
 
+from strom.broker.log_scan import scan_partition
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.model import GroupConfig, GroupLogRecord, Step
-from strom.protocol.batch_header import BATCH_HEADER_SIZE, BatchHeader, read_batch_header
+from strom.protocol.batch_header import BatchHeader
 from strom.protocol.control_batch import ABORT, COMMIT, control_type
 from strom.protocol.record_builder import RecordInput, build_batch
 from strom.protocol.records import RecordsError, iter_records
-from strom.storage.api import AppendBatch, StorageEngine, TopicExists, chunks_bytes
+from strom.storage.api import AppendBatch, StorageEngine, TopicExists
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ T = TypeVar("T")
 
 OFFSETS_TOPIC: Final = "__consumer_offsets"
 OFFSETS_TOPIC_CONFIGS: Final = {"cleanup.policy": "compact", "segment.bytes": str(100 * 2**20)}
-READ_CHUNK_BYTES: Final = 4 * 2**20
 TIMER_MAX_SLEEP_S: Final = 0.5
 
 PendingKey = tuple[str, str, str]
@@ -99,36 +99,17 @@ class GroupRuntime:
         return count
 
     async def _read_partition(self, partition: int) -> list[LogEntry]:
-        plog = self.engine.partition(OFFSETS_TOPIC, partition)
         out: list[LogEntry] = []
-        offset = plog.log_start_offset
-        while offset < plog.log_end_offset:
-            result = await plog.read(offset, READ_CHUNK_BYTES, True)
-            data = chunks_bytes(result.chunks)
-            if not data:
-                break
-            offset = self._collect(data, offset, partition, out)
-        return out
 
-    @staticmethod
-    def _collect(data: bytes, start: int, partition: int, out: list[LogEntry]) -> int:
-        """Adds the keyed records and transaction markers at or after `start`, in log order;
-        returns the offset after the last batch."""
-        pos, next_offset = 0, start
-        view = memoryview(data)
-        while pos + BATCH_HEADER_SIZE <= len(data):
-            header = read_batch_header(view, pos)
-            batch = view[pos: pos + header.size]
-            pos += header.size
-            next_offset = header.next_offset
-            if header.next_offset <= start:
-                continue
+        def on_batch(header: BatchHeader, batch: memoryview, start: int) -> None:
             try:
                 _collect_batch(batch, header, start, partition, out)
             except (RecordsError, ValueError) as exc:
                 log.warning("skipping unreadable batch at offset %d of %s: %s",
                             header.base_offset, OFFSETS_TOPIC, exc)
-        return next_offset
+
+        await scan_partition(self.engine.partition(OFFSETS_TOPIC, partition), on_batch)
+        return out
 
     async def run(self, step: Step[T]) -> T:
         """Persists the step's records, delivers its completions, and returns its answer

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from strom.broker.group_runtime import OFFSETS_TOPIC, GroupRuntime
+from strom.broker.log_scan import scan_partition
 from strom.broker.producer_ids import ProducerIdAllocator
 from strom.config.broker import BrokerConfig
 from strom.coordinator.log_codec import LogFormatError
@@ -33,7 +34,7 @@ from strom.coordinator.transaction import (
     TransactionCoordinator,
     TxnLogRecord,
 )
-from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
+from strom.protocol.batch_header import BatchHeader
 from strom.protocol.messages import ErrorCode
 from strom.protocol.record_builder import build_batch
 from strom.protocol.records import RecordsError, iter_records
@@ -44,7 +45,6 @@ from strom.storage.api import (
     StorageError,
     TopicExists,
     UnknownTopic,
-    chunks_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ T = TypeVar("T")
 
 TXN_TOPIC: Final = "__transaction_state"
 TXN_TOPIC_CONFIGS: Final = {"cleanup.policy": "compact", "segment.bytes": str(100 * 2**20)}
-READ_CHUNK_BYTES: Final = 4 * 2**20
 TIMER_MAX_SLEEP_S: Final = 1.0
 MARKER_RETRY_S: Final = (0.05, 2.0)  # first and longest backoff of a failed marker write
 # The most producer ids one core call can take: a new id and an exhausted epoch's successor.
@@ -164,16 +163,12 @@ class TransactionRuntime:
 
     async def _read_all(self) -> list[TxnLogRecord]:
         out: list[TxnLogRecord] = []
-        partitions = self.engine.topics()[TXN_TOPIC].partitions
-        for partition in range(partitions):
-            plog = self.engine.partition(TXN_TOPIC, partition)
-            offset = plog.log_start_offset
-            while offset < plog.high_watermark:
-                result = await plog.read(offset, READ_CHUNK_BYTES, True)
-                data = chunks_bytes(result.chunks)
-                if not data:
-                    break
-                offset = _collect(partition, data, offset, out)
+        for partition in range(self.engine.topics()[TXN_TOPIC].partitions):
+            def on_batch(header: BatchHeader, batch: memoryview, start: int,
+                         partition: int = partition) -> None:
+                _collect(partition, header, batch, start, out)
+
+            await scan_partition(self.engine.partition(TXN_TOPIC, partition), on_batch)
         return out
 
     # -- requests -------------------------------------------------------------------------
@@ -318,24 +313,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _collect(partition: int, data: bytes, start: int, out: list[TxnLogRecord]) -> int:
-    """Adds the keyed records at or after `start`; returns the offset after the last batch."""
-    pos, next_offset = 0, start
-    view = memoryview(data)
-    while pos + BATCH_HEADER_SIZE <= len(data):
-        header = read_batch_header(view, pos)
-        batch = view[pos: pos + header.size]
-        pos += header.size
-        next_offset = header.next_offset
-        if header.is_control:
-            continue
-        try:
-            for record in iter_records(batch):
-                if header.base_offset + record.offset_delta >= start and record.key:
-                    out.append(TxnLogRecord(partition, bytes(record.key),
-                                            None if record.value is None
-                                            else bytes(record.value)))
-        except RecordsError as exc:
-            raise LogFormatError(f"{TXN_TOPIC}-{partition} offset {header.base_offset}: "
-                                 f"{exc}") from exc
-    return next_offset
+def _collect(partition: int, header: BatchHeader, batch: memoryview, start: int,
+             out: list[TxnLogRecord]) -> None:
+    """Adds the batch's keyed records at or after `start`."""
+    if header.is_control:
+        return
+    try:
+        for record in iter_records(batch):
+            if header.base_offset + record.offset_delta >= start and record.key:
+                out.append(TxnLogRecord(partition, bytes(record.key),
+                                        None if record.value is None else bytes(record.value)))
+    except RecordsError as exc:
+        raise LogFormatError(f"{TXN_TOPIC}-{partition} offset {header.base_offset}: "
+                             f"{exc}") from exc
