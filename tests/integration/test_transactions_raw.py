@@ -16,8 +16,13 @@ import pytest
 from kio.schema.describe_transactions.v0.request import DescribeTransactionsRequest
 from kio.schema.errors import ErrorCode
 from kio.schema.list_transactions.v1.request import ListTransactionsRequest
-from kio.schema.types import ProducerId, TransactionalId
-from kio.static.primitive import i64
+from kio.schema.types import ProducerId, TopicName, TransactionalId
+from kio.schema.write_txn_markers.v1.request import (
+    WritableTxnMarker,
+    WritableTxnMarkerTopic,
+    WriteTxnMarkersRequest,
+)
+from kio.static.primitive import i16, i32, i64
 
 from strom.protocol.record_builder import build_batch
 from strom.testing import EmbeddedBroker
@@ -199,6 +204,33 @@ def test_clients_cannot_write_control_batches(client: RawClient,
     assert raw_end_txn(client, transactional_id, pid, epoch, True).error_code == ErrorCode.none
     wait_for_offset(client, topic, 0, READ_COMMITTED, 2)
     assert read(client_bootstrap(client), topic, (0,), committed=True) == {0: [(0, b"real")]}
+
+
+def test_markers_from_a_client_are_refused(client: RawClient,
+                                           new_topic: Callable[..., str]) -> None:
+    """WriteTxnMarkers is inter-broker (ClusterAction in Kafka): a client's COMMIT marker for
+    a partition, in the transaction or not, is refused and changes nothing."""
+    topic = new_topic(prefix="txn-forged", partitions=2)
+    transactional_id, pid, epoch = begin(client, topic, (0,))
+    ok = raw_produce(client, topic, 0, txn_batch(pid, epoch, 0, [b"open"]), transactional_id)
+    assert ok.error_code == ErrorCode.none
+    answer = client.request(WriteTxnMarkersRequest(markers=(WritableTxnMarker(
+        producer_id=ProducerId(pid), producer_epoch=i16(epoch), transaction_result=True,
+        topics=(WritableTxnMarkerTopic(name=TopicName(topic),
+                                       partition_indexes=(i32(0), i32(1))),),
+        coordinator_epoch=i32(0)),)))
+    errors = {int(p.partition_index): p.error_code
+              for m in answer.markers for t in m.topics for p in t.partitions}
+    assert errors == {0: ErrorCode.cluster_authorization_failed,
+                      1: ErrorCode.cluster_authorization_failed}
+    # Nothing was written: the transaction is still open and holds the LSO.
+    assert list_offset(client, topic, 0, READ_UNCOMMITTED) == 1
+    assert list_offset(client, topic, 0, READ_COMMITTED) == 0
+    assert list_offset(client, topic, 1, READ_UNCOMMITTED) == 0
+    assert describe(client, transactional_id)[transactional_id].transaction_state == "Ongoing"
+    assert raw_end_txn(client, transactional_id, pid, epoch, False).error_code == ErrorCode.none
+    wait_for_offset(client, topic, 0, READ_COMMITTED, 2)
+    assert read(client_bootstrap(client), topic, (0,), committed=True) == {0: []}
 
 
 def test_add_partitions_with_an_unknown_topic(client: RawClient,

@@ -1,4 +1,4 @@
-"""Transactions: AddPartitionsToTxn (24), AddOffsetsToTxn (25), EndTxn (26),
+"""Transactions: AddPartitionsToTxn (24), AddOffsetsToTxn (25), EndTxn (26), WriteTxnMarkers (27),
 DescribeTransactions (65), ListTransactions (66); InitProducerId with a transactional id is in
 producer_ids.py, TxnOffsetCommit in txn_offset_commit.py.
 
@@ -207,3 +207,24 @@ async def handle_list_transactions(broker: Broker, ctx: RequestContext, request:
                       b.make("TransactionState", transactional_id=t.transactional_id,
                              producer_id=t.producer_id, transaction_state=t.state)
                       for t in listings))
+
+
+# -- WriteTxnMarkers ------------------------------------------------------------------------
+
+@api(27, "WriteTxnMarkers", (1, 2),
+     "inter-broker: refused with CLUSTER_AUTHORIZATION_FAILED; markers come only from this "
+     "broker's transaction coordinator")
+async def handle_write_txn_markers(broker: Broker, ctx: RequestContext, request: Any,
+                                   b: ResponseBuilder) -> Any:
+    """Kafka's coordinators send this to partition leaders, and only a principal with
+    ClusterAction may. A single strom broker writes its markers itself, so a client's request
+    is refused the way Kafka refuses one without that permission: a marker forged past the
+    coordinator would end a transaction behind its back."""
+    denied = ErrorCode.cluster_authorization_failed
+    return b.make("WriteTxnMarkersResponse", markers=tuple(
+        b.make("WritableTxnMarkerResult", producer_id=m.producer_id, topics=tuple(
+            b.make("WritableTxnMarkerTopicResult", name=t.name, partitions=tuple(
+                b.make("WritableTxnMarkerPartitionResult", partition_index=p,
+                       error_code=denied) for p in t.partition_indexes))
+            for t in m.topics))
+        for m in request.markers))
