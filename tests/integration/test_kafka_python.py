@@ -110,3 +110,38 @@ def test_seek_to_an_offset(broker: EmbeddedBroker, topic: str,
     kafka_consumer.seek(tp, 3)
     [first, *_rest] = read_until(kafka_consumer, 1)
     assert (first.offset, first.value) == (3, b"v3")
+
+
+def test_transactional_producer_commit_and_abort(broker: EmbeddedBroker,
+                                                 new_topic: Callable[..., str]) -> None:
+    """kafka-python's transactions (transaction version 1, like librdkafka): a read_committed
+    consumer sees the committed transaction only, a read_uncommitted one both."""
+    topic = new_topic(partitions=2)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap_servers,
+                      transactional_id=f"kp-{topic}", request_timeout_ms=10000)
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        for i in range(4):
+            p.send(topic, value=b"c%d" % i, partition=i % 2)
+        p.commit_transaction()
+        p.begin_transaction()
+        for i in range(4):
+            p.send(topic, value=b"a%d" % i, partition=i % 2)
+        p.flush()
+        p.abort_transaction()
+    finally:
+        p.close(timeout=5)
+    seen = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        c = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=None,
+                          isolation_level=isolation, enable_auto_commit=False,
+                          auto_offset_reset="earliest", consumer_timeout_ms=3000)
+        try:
+            c.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+            seen[isolation] = sorted(m.value for m in c)
+        finally:
+            c.close()
+    committed = [b"c0", b"c1", b"c2", b"c3"]
+    assert seen["read_committed"] == committed
+    assert seen["read_uncommitted"] == sorted([*committed, b"a0", b"a1", b"a2", b"a3"])
