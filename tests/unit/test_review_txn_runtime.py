@@ -201,3 +201,51 @@ def test_an_unreadable_transaction_log_does_not_stop_the_broker(tmp_path: Path) 
 
     run(tmp_path, write_garbage)
     run(tmp_path, reopened)
+
+
+def test_a_reload_sees_appends_still_waiting_for_their_fsync(tmp_path: Path,
+                                                            monkeypatch: Any) -> None:
+    """With flush.messages=1 the high watermark waits for the fsync; a reload must not read
+    the log while an answered (or about to be answered) state record is below the log end
+    but above the high watermark, or the reloaded state forgets it."""
+    import os
+
+    from strom.storage.local import flush
+
+    slow = asyncio.Event()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if slow.is_set():
+            time.sleep(0.3)
+        real_fsync(fd)
+
+    monkeypatch.setattr(flush.os, "fsync", fsync)
+
+    async def body(broker: Broker) -> None:
+        runtime = broker.transactions
+        await runtime.prepare()
+        slow.set()
+        init = asyncio.ensure_future(runtime.run(runtime.coordinator.init_producer_id(
+            "late", 60_000, now_ms=now_ms())))
+        await asyncio.sleep(0.05)  # the record is written, its fsync in flight
+        runtime._ready = False
+        await runtime.prepare()
+        assert "late" in runtime.coordinator.snapshot()
+        assert (await init).error == 0
+
+    async def main() -> None:
+        config = BrokerConfig.build(tmp_path, "localhost", 0, {
+            "transaction.state.log.num.partitions": "1", "offsets.topic.num.partitions": "1",
+            "flush.messages": "1"})
+        engine = LocalEngine(tmp_path, config, ProducerStateManager)
+        await engine.open()
+        broker = Broker(config, engine, "cluster")
+        await broker.groups.start()
+        await broker.transactions.start()
+        try:
+            await body(broker)
+        finally:
+            await close_broker(broker)
+
+    asyncio.run(main())

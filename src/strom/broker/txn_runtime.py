@@ -168,7 +168,11 @@ class TransactionRuntime:
                          partition: int = partition) -> None:
                 _collect(partition, header, batch, start, out)
 
-            await scan_partition(self.engine.partition(TXN_TOPIC, partition), on_batch)
+            plog = self.engine.partition(TXN_TOPIC, partition)
+            # Appends answered or still in flight count too (flush.messages=1 holds the high
+            # watermark back until their fsync): wait for them, then read everything.
+            await plog.wait_durable(plog.log_end_offset)
+            await scan_partition(plog, on_batch)
         return out
 
     # -- requests -------------------------------------------------------------------------
