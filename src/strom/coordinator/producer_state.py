@@ -28,32 +28,32 @@ a producer with up to five requests in flight can retry any of them:
   adding an `AbortedTxn` (Kafka's .txnindex entry). A marker of a newer epoch (KIP-890 bump)
   takes the epoch and drops the retained batches; with the same epoch the sequence continues.
 * `first_unstable_offset()` (the last stable offset's bound), `aborted_transactions(...)`
-  (what a read_committed fetch returns), `prune_aborted(log_start_offset)`, and
+  (what a read_committed fetch returns), `prune_aborted(offset)` (log start offset, cleaner), and
   `check_marker(...)` before a marker is written.
 * `active_producers()` lists each known producer's epoch and last batch (DescribeProducers).
 * `expire(now_ms)` forgets producers whose last batch or marker timestamp is
   `producer.id.expiration.ms` old and that have no open transaction (Kafka's
   `removeExpiredProducers`).
-* `snapshot()` / `load_snapshot(data)`: a compact binary image with a CRC (see `_MAGIC`).
+* `snapshot()` / `load_snapshot(data)`: a compact binary image with a CRC
+  (`producer_state_snapshot`).
 """
 
 from __future__ import annotations
 
 import enum
-import struct
-import zlib
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Final, Protocol
+
+from strom.coordinator.producer_state_snapshot import MAX_BATCHES, ProducerImage, decode, encode
 
 INT32_MAX: Final = 2**31 - 1
 NO_PRODUCER_ID: Final = -1
 NO_PRODUCER_EPOCH: Final = -1
 NO_SEQUENCE: Final = -1
 NO_OFFSET: Final = -1
-BATCHES_RETAINED: Final = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
+BATCHES_RETAINED: Final = MAX_BATCHES  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
 DEFAULT_PRODUCER_ID_EXPIRATION_MS: Final = 86_400_000
 
 OUT_OF_ORDER_SEQUENCE_NUMBER: Final = 45
@@ -62,21 +62,6 @@ INVALID_TXN_STATE: Final = 48
 
 ABORT_MARKER: Final = 0  # Kafka's ControlRecordType ids (strom.protocol.control_batch)
 COMMIT_MARKER: Final = 1
-
-# Snapshot: magic, version, CRC-32 of everything after it, producer count; then per producer
-# (id, epoch[, current txn first offset, marker timestamp], batch count) and each batch (first
-# seq, last seq, first offset, last offset, timestamp); version 2 then has the aborted
-# transactions: a count and (producer id, first offset, last offset, last stable offset)
-# each. All big-endian. Version 1 (no transactions) is still read.
-_MAGIC: Final = b"STPS"
-_VERSION: Final = 2
-_PREAMBLE: Final = struct.Struct(">4sBII")  # magic, version, crc, count
-_PRODUCER_V1: Final = struct.Struct(">qhB")
-_PRODUCER: Final = struct.Struct(">qhqqB")
-_BATCH: Final = struct.Struct(">iiqqq")
-_COUNT: Final = struct.Struct(">I")
-_ABORTED: Final = struct.Struct(">qqqq")
-
 
 class BatchHeaderLike(Protocol):
     """The fields of a v2 batch header that producer state reads (BatchHeader has them)."""
@@ -363,9 +348,14 @@ class ProducerStateManager:
         marker order: what the log cleaner removes."""
         return [(t.producer_id, t.first_offset, t.last_offset) for t in self._aborted]
 
-    def prune_aborted(self, log_start_offset: int) -> None:
-        """Drops the aborted transactions whose marker is below the log start offset."""
-        cut = bisect_left(self._aborted_last, log_start_offset)
+    def prune_aborted(self, offset: int) -> None:
+        """Drops the aborted transactions whose marker is below `offset`: the log start
+        offset, or the end of a log cleaner pass, which removed every record of the aborted
+        transactions below it (an entry is needed only while some of its records exist).
+        Snapshots taken before still hold them; loaded, they are harmless while their ABORT
+        markers are in the log (a reader drops nothing between such an entry's first offset
+        and its marker) and the next cleaner pass prunes them again."""
+        cut = bisect_left(self._aborted_last, offset)
         if cut:
             del self._aborted[:cut]
             del self._aborted_last[:cut]
@@ -373,86 +363,33 @@ class ProducerStateManager:
     # -- snapshots -----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        body = bytearray()
-        for entry in self._producers.values():
-            body += _PRODUCER.pack(entry.producer_id, entry.epoch,
-                                   entry.current_txn_first_offset, entry.marker_timestamp,
-                                   len(entry.batches))
-            for m in entry.batches:
-                body += _BATCH.pack(m.first_seq, m.last_seq, m.first_offset, m.last_offset,
-                                    m.timestamp)
-        body += _COUNT.pack(len(self._aborted))
-        for t in self._aborted:
-            body += _ABORTED.pack(t.producer_id, t.first_offset, t.last_offset,
-                                  t.last_stable_offset)
-        crc = zlib.crc32(body) & 0xFFFFFFFF
-        return _PREAMBLE.pack(_MAGIC, _VERSION, crc, len(self._producers)) + bytes(body)
+        """The state as a snapshot (producer_state_snapshot): what the log cleaner pruned
+        from the aborted transactions is not in it."""
+        producers = [
+            ProducerImage(e.producer_id, e.epoch, e.current_txn_first_offset,
+                          e.marker_timestamp,
+                          [(m.first_seq, m.last_seq, m.first_offset, m.last_offset, m.timestamp)
+                           for m in e.batches])
+            for e in self._producers.values()]
+        return encode(producers, ((t.producer_id, t.first_offset, t.last_offset,
+                                   t.last_stable_offset) for t in self._aborted))
 
     def load_snapshot(self, data: bytes) -> None:
         """Replaces the state by a snapshot's; raises ValueError if it is damaged."""
-        producers, aborted = _decode(memoryview(data))
+        images, aborted_rows = decode(data)
+        producers: dict[int, ProducerEntry] = {}
+        for image in images:
+            entry = ProducerEntry(image.producer_id, image.epoch,
+                                  current_txn_first_offset=image.txn_first_offset,
+                                  marker_timestamp=image.marker_timestamp)
+            entry.batches.extend(BatchMetadata(*b) for b in image.batches)
+            producers[image.producer_id] = entry
         ongoing = {e.current_txn_first_offset: pid for pid, e in producers.items()
                    if e.current_txn_first_offset != NO_OFFSET}
         if len(ongoing) != sum(e.current_txn_first_offset != NO_OFFSET
                                for e in producers.values()):
             raise ValueError("producer state snapshot: two transactions at one offset")
+        aborted = [AbortedTxn(*row) for row in aborted_rows]
         self._producers, self._ongoing = producers, ongoing
         self._aborted = aborted
         self._aborted_last = [t.last_offset for t in aborted]
-
-
-def _decode(view: memoryview) -> tuple[dict[int, ProducerEntry], list[AbortedTxn]]:
-    if len(view) < _PREAMBLE.size:
-        raise ValueError("producer state snapshot is truncated")
-    magic, version, crc, count = _PREAMBLE.unpack_from(view, 0)
-    if magic != _MAGIC or version not in (1, _VERSION):
-        raise ValueError(f"not a producer state snapshot (magic {magic!r}, version {version})")
-    body = view[_PREAMBLE.size:]
-    if zlib.crc32(body) & 0xFFFFFFFF != crc:
-        raise ValueError("producer state snapshot CRC mismatch")
-    if count * (_PRODUCER_V1 if version == 1 else _PRODUCER).size > len(body):
-        raise ValueError(f"producer state snapshot declares {count} producers")
-    producers: dict[int, ProducerEntry] = {}
-    pos = 0
-    for _ in range(count):
-        entry, pos = _decode_producer(body, pos, version)
-        producers[entry.producer_id] = entry
-    if version == 1:
-        if pos != len(body):
-            raise ValueError("producer state snapshot has trailing bytes")
-        return producers, []
-    return producers, _decode_aborted(body, pos)
-
-
-def _decode_producer(body: memoryview, pos: int, version: int) -> tuple[ProducerEntry, int]:
-    layout = _PRODUCER_V1 if version == 1 else _PRODUCER
-    if pos + layout.size > len(body):
-        raise ValueError("producer state snapshot is truncated")
-    if version == 1:
-        pid, epoch, n = layout.unpack_from(body, pos)
-        entry = ProducerEntry(pid, epoch)
-    else:
-        pid, epoch, txn_first, marker_ts, n = layout.unpack_from(body, pos)
-        entry = ProducerEntry(pid, epoch, current_txn_first_offset=txn_first,
-                              marker_timestamp=marker_ts)
-    pos += layout.size
-    if n > BATCHES_RETAINED or pos + n * _BATCH.size > len(body):
-        raise ValueError(f"producer state snapshot: bad batch count {n}")
-    for _ in range(n):
-        entry.batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
-        pos += _BATCH.size
-    return entry, pos
-
-
-def _decode_aborted(body: memoryview, pos: int) -> list[AbortedTxn]:
-    if pos + _COUNT.size > len(body):
-        raise ValueError("producer state snapshot is truncated")
-    (count,) = _COUNT.unpack_from(body, pos)
-    pos += _COUNT.size
-    if pos + count * _ABORTED.size != len(body):
-        raise ValueError(f"producer state snapshot: bad aborted transaction count {count}")
-    aborted = [AbortedTxn(*_ABORTED.unpack_from(body, pos + i * _ABORTED.size))
-               for i in range(count)]
-    if any(a.last_offset < b.last_offset for b, a in pairwise(aborted)):
-        raise ValueError("producer state snapshot: aborted transactions out of order")
-    return aborted

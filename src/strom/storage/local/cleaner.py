@@ -14,8 +14,10 @@
    another, dirtiest first.
 3. Cleaning: build the offset map over the cleanable dirty section (cleaner_map), then rewrite
    the segments from the log start to where the map ends, in groups of at most segment.bytes
-   (cleaner_rewrite; aborted transactions' data batches are removed, markers kept), swapping
-   each group in (cleaner_swap, crash-safe), oldest first. Then the first dirty offset moves
+   (cleaner_rewrite; aborted transactions' data batches are removed, and markers whose
+   transaction has no data left get a delete horizon and later go: cleaner_txn), swapping
+   each group in (cleaner_swap, crash-safe), oldest first. Then the aborted transactions
+   below the map's end are dropped from the producer state and the first dirty offset moves
    to the map's end.
 
 Reading and writing run in threads, one batch at a time with a check for a stop request in
@@ -56,9 +58,11 @@ from strom.storage.local.cleaner_rewrite import (
     write_cleaned,
 )
 from strom.storage.local.cleaner_swap import CrashHook, cleaned_path, swap_in
+from strom.storage.local.cleaner_txn import NOTHING, PrunedPasses, TxnMarkers
 from strom.storage.local.files import pread_exact, unlink_quietly
 from strom.storage.local.log_segment import LogSegment
 from strom.storage.local.partition_log import LocalPartitionLog
+from strom.storage.local.producer_snapshots import list_snapshots
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +133,7 @@ class LogCleaner:
         self._first_dirty: dict[TopicPartition, int] = {}
         self._horizons: dict[TopicPartition, int] = {}
         self._uncleanable: set[TopicPartition] = set()
+        self._pruned = PrunedPasses()
         self._stopping = False
         self._task: asyncio.Task[int] | None = None
 
@@ -156,6 +161,7 @@ class LogCleaner:
             for tp in [tp for tp in entries if tp[0] == topic]:
                 del entries[tp]
         self._uncleanable = {tp for tp in self._uncleanable if tp[0] != topic}
+        self._pruned.forget_topic(topic)
 
     async def _write_checkpoints(self) -> None:
         first_dirty, horizons = dict(self._first_dirty), dict(self._horizons)
@@ -268,14 +274,19 @@ class LogCleaner:
                 for src, seg, end in zip(sources, segs, ends, strict=True)
                 if end > todo.first_dirty]
             state = plog.producer_state
+            snapshots = [] if state is None else await asyncio.to_thread(
+                list_snapshots, plog.directory)
             aborted = AbortedIndex(() if state is None else state.aborted_ranges())
             omap, map_end = await asyncio.to_thread(
                 build_offset_map, map_sources, todo.first_dirty, todo.cleanable_end,
                 self.max_map_keys, self.max_decompressed_bytes, partial(self._stop, plog),
                 aborted)
+            txns = TxnMarkers(NOTHING if state is None else map_end,
+                              min(map_end, self._pruned.drop_below(_key(plog), state,
+                                                                   snapshots)))
             rules = RetentionRules(omap, map_end, now_ms, plog.config.delete_retention_ms,
                                    self.max_decompressed_bytes, aborted,
-                                   {} if state is None else state.last_data_offsets())
+                                   {} if state is None else state.last_data_offsets(), txns)
             count = sum(1 for s in segs if s.base_offset < map_end)
             spans = [(s.base_offset, end, s.size) for s, end in zip(segs, ends, strict=True)]
             pending = await self._rewrite(plog, segs[:count], sources[:count], spans[:count],
@@ -288,6 +299,9 @@ class LogCleaner:
                  sum(s.size for s in segs), sum(s.size for s in plog.segments[:-1]
                                                 if s.base_offset < todo.cleanable_end))
         tp = _key(plog)
+        if state is not None:  # every aborted record below map_end is gone now
+            state.prune_aborted(map_end)
+            self._pruned.pruned(tp, state, plog.log_end_offset, map_end)
         self._first_dirty[tp] = map_end
         if pending is None:
             self._horizons.pop(tp, None)
@@ -316,7 +330,7 @@ class LogCleaner:
                        sources: Sequence[Source], spans: Sequence[tuple[int, int, int]],
                        rules: RetentionRules) -> int | None:
         """Writes and swaps in each group of segments; returns the earliest delete horizon of
-        the tombstones kept."""
+        the tombstones and markers kept."""
         pending: int | None = None
         for group in group_segments(spans, plog.config.segment_bytes):
             old = [segs[i] for i in group]

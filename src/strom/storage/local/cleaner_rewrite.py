@@ -16,7 +16,10 @@ A batch is copied byte for byte when nothing changes; re-encoded (record_rewrite
 records go or when it keeps tombstones and has no delete horizon yet (it then gets
 now + delete.retention.ms, KIP-534). A run of batches that lost all their records becomes one
 header-only empty batch spanning their offsets, so batches stay contiguous in offsets, as the
-rest of the local engine (recovery, reads) requires; control batches are kept as they are.
+rest of the local engine (recovery, reads) requires. Control batches are kept as they are,
+except a COMMIT/ABORT marker whose transaction has no data batch left (cleaner_txn): it gets a
+delete horizon, and a later pass past the horizon removes it (it joins a run of emptied
+batches).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from strom.storage.local.cleaner_map import (
     parse_batch,
     read_batches,
 )
+from strom.storage.local.cleaner_txn import TxnMarkers
 from strom.storage.local.log_segment import LogSegment
 
 _LONG_MAX: Final = 2**63 - 1  # delete.retention.ms may be Long.MAX_VALUE
@@ -63,13 +67,14 @@ class RetentionRules:
     max_decompressed_bytes: int
     aborted: AbortedIndex = field(default_factory=AbortedIndex)
     last_data_offsets: dict[int, int] = field(default_factory=dict)  # producer -> offset
+    txns: TxnMarkers = field(default_factory=TxnMarkers)  # default: markers are kept
 
 
 @dataclass(slots=True)
 class CleanedSegment:
     segment: LogSegment  # in memory only: size and indexes of the `.cleaned` file, no fd
     changed: bool  # False if the file is a byte-for-byte copy of a single source
-    pending_horizon_ms: int | None  # the earliest delete horizon of the tombstones kept
+    pending_horizon_ms: int | None  # the earliest delete horizon of tombstones/markers kept
 
 
 def _retain(offset: int, r: Record, rules: RetentionRules, horizon_passed: bool) -> bool:
@@ -102,10 +107,39 @@ def _emptied(h: BatchHeader, data: bytes, rules: RetentionRules) -> bytes | None
 
 def filter_batch(h: BatchHeader, data: bytes,
                  rules: RetentionRules) -> tuple[bytes | None, int | None]:
-    """(the batch to write: `data` itself if unchanged, a rebuilt batch, or None if no record
-    is left; the delete horizon of the tombstones it keeps, None if it keeps none)."""
+    """(the batch to write: `data` itself if unchanged, a rebuilt batch, or None if nothing is
+    left; the delete horizon of the tombstones or the marker it keeps, None if none). Batches
+    must come in log order from the log start (rules.txns follows the transactions)."""
     if h.is_control:
+        return _filter_marker(h, data, rules)
+    kept, horizon = _filter_data(h, data, rules)
+    if kept is not None:
+        rules.txns.data_kept(h)
+    return kept, horizon
+
+
+def _filter_marker(h: BatchHeader, data: bytes,
+                   rules: RetentionRules) -> tuple[bytes | None, int | None]:
+    """A control batch is kept as it is unless it is a marker whose transaction has no data
+    left (cleaner_txn): then it gets a delete horizon, and once that has passed it goes."""
+    if not rules.txns.removable(h, data):
         return data, None
+    horizon = delete_horizon_ms(h)
+    if horizon is None:
+        records = parse_batch(h, data, rules.max_decompressed_bytes)
+        if not records:
+            return data, None
+        horizon = min(rules.now_ms + rules.delete_retention_ms, _LONG_MAX)
+        return rebuild_batch(h, data, records, horizon_ms=horizon), horizon
+    if rules.now_ms < horizon:
+        return data, horizon
+    if h.base_offset < rules.txns.drop_below:
+        return None, None
+    return data, None  # older snapshots might need it: a later pass may remove it
+
+
+def _filter_data(h: BatchHeader, data: bytes,
+                 rules: RetentionRules) -> tuple[bytes | None, int | None]:
     if h.base_offset < rules.map_end and rules.aborted.aborted(h):
         return _emptied(h, data, rules), None
     records = parse_batch(h, data, rules.max_decompressed_bytes)
