@@ -125,15 +125,23 @@ def delete_groups(ctx: Context, group_ids: Sequence[str]) -> list[tuple[str, int
 def expire_offsets(ctx: Context) -> None:
     """The periodic `offsets.retention.check.interval.ms` task over every group."""
     for group in list(ctx.groups.values()):
-        expired = _expired_offsets(group, ctx.now_ms, ctx.config.offsets_retention_ms)
+        pending = ctx.txn.pending_partitions(group.group_id)  # wait for their transactions
+        expired = [tp for tp in _expired_offsets(group, ctx.now_ms,
+                                                 ctx.config.offsets_retention_ms)
+                   if tp not in pending]
         cleanup_group(ctx, group, _remove_offsets(ctx, group, expired))
 
 
 def _remove_offsets(ctx: Context, group: ClassicGroup, partitions: Sequence[TopicPartition],
                     ) -> list[TopicPartition]:
-    removed = [tp for tp in partitions if group.offsets.pop(tp, None) is not None]
+    """Removes the offsets, committed or pending (Kafka writes a tombstone for either, and
+    the tombstone drops the pending ones); returns those that need a tombstone."""
+    pending = ctx.txn.pending_partitions(group.group_id)
+    removed = [tp for tp in partitions
+               if group.offsets.pop(tp, None) is not None or tp in pending]
     for tp in removed:
         ctx.txn.forget_committed(group.group_id, tp)
+        ctx.txn.discard(group.group_id, tp)
     return removed
 
 

@@ -79,6 +79,7 @@ def _replay_offset(ctx: Context, key: OffsetCommitKey, raw: bytes | None) -> Non
     tp = (key.topic, key.partition)
     if raw is None:
         ctx.txn.forget_committed(key.group_id, tp)
+        ctx.txn.discard(key.group_id, tp)
         group = ctx.groups.get(key.group_id)
         if group is not None and group.offsets.pop(tp, None) is not None:
             _drop_if_unused(ctx, group)

@@ -51,6 +51,19 @@ class PendingTxnOffsets:
     def forget_committed(self, group_id: str, tp: TopicPartition) -> None:
         self._committed_seq.pop((group_id, tp), None)
 
+    def discard(self, group_id: str, tp: TopicPartition) -> None:
+        """A plain tombstone for `tp` was written (or replayed): the group's pending offsets
+        for it go, whichever transaction wrote them (Kafka's replay of a tombstone)."""
+        by_producer = self._by_group.get(group_id)
+        if by_producer is None:
+            return
+        for producer_id in [p for p, offsets in by_producer.items() if tp in offsets]:
+            del by_producer[producer_id][tp]
+            if not by_producer[producer_id]:
+                del by_producer[producer_id]
+        if not by_producer:
+            del self._by_group[group_id]
+
     def has_pending(self, group_id: str) -> bool:
         return group_id in self._by_group
 
