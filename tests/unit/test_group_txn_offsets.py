@@ -130,15 +130,31 @@ def test_consumer_group_member_epoch() -> None:
     assert committed(h.c) == {("t1", 0): 3}
 
 
-def test_pending_offsets_keep_the_group() -> None:
+def test_pending_offsets_keep_the_group_from_expiring() -> None:
     h = Harness()
     txn_commit(h, ("t", 0, 4))
-    assert h.c.delete_groups(["g"], h.now).result == [("g", E.non_empty_group)]
     h.advance(h.config.offsets_retention_check_interval_ms)
     assert h.c.unstable_offsets("g") == {TP}
     complete(h, commit=True)
     assert committed(h.c) == {TP: 4}
     assert h.c.delete_groups(["g"], h.now).result == [("g", E.none)]
+
+
+def test_deleting_a_group_drops_its_pending_offsets() -> None:
+    """Kafka's deleteAllOffsets: pending offsets get a tombstone too, and the transaction's
+    later COMMIT marker brings nothing back, live or replayed."""
+    h = Harness()
+    txn_commit(h, ("t", 0, 4))
+    step = h.c.delete_groups(["g"], h.now)
+    assert step.result == [("g", E.none)]
+    tombstones = [r for r in step.records if r.value is None]
+    assert tombstones, "the pending partition needs a tombstone"
+    log = [*h.records, *step.records]
+    complete(h, commit=True)
+    assert committed(h.c) == {}
+    assert h.c.unstable_offsets("g") == set()
+    fresh = replayed([*log, (PID, True)])
+    assert committed(fresh) == {} and fresh.unstable_offsets("g") == set()
 
 
 def replayed(records: list[GroupLogRecord | tuple[int, bool]]) -> GroupCoordinator:

@@ -190,7 +190,7 @@ class GroupCoordinator:
             consumer = self._consumer.groups.get(group_id)
             if consumer is None:
                 continue
-            if consumer.members or self._ctx.txn.has_pending(group_id):
+            if consumer.members:
                 consumer_errors[group_id] = ErrorCode.non_empty_group
                 continue
             self._consumer.drop(group_id)

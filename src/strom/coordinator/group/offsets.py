@@ -113,11 +113,13 @@ def delete_groups(ctx: Context, group_ids: Sequence[str]) -> list[tuple[str, int
         group = ctx.groups.get(group_id)
         if group is None or group.is_(GroupState.DEAD):
             results.append((group_id, int(ErrorCode.group_id_not_found)))
-        elif not group.is_(_EMPTY) or ctx.txn.has_pending(group_id):
-            # Offsets of an open transaction keep the group (its marker is still to come).
+        elif not group.is_(_EMPTY):
             results.append((group_id, int(ErrorCode.non_empty_group)))
         else:
-            cleanup_group(ctx, group, _remove_offsets(ctx, group, list(group.offsets)), force=True)
+            # Committed and pending offsets alike get a tombstone (Kafka's deleteAllOffsets):
+            # the tombstone drops the pending ones, so a later COMMIT marker brings none back.
+            doomed = [*group.offsets, *sorted(ctx.txn.pending_partitions(group_id))]
+            cleanup_group(ctx, group, _remove_offsets(ctx, group, doomed), force=True)
             results.append((group_id, int(ErrorCode.none)))
     return results
 
