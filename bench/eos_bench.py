@@ -47,6 +47,7 @@ from broker_bench import (
     attempt,
     create_topics,
     log,
+    lookup,
     parse_args,
     produce_run,
     rss_mb,
@@ -439,14 +440,6 @@ class RatioRow(Row):
 
     def ratio(self) -> str:
         return "-"
-
-
-def lookup(record: Record, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(record, dict) or record.get(key) is None:
-            return None
-        record = record[key]
-    return record
 
 
 def build_rows(results: dict[str, Record], settings: Settings) -> list[Row]:

@@ -46,6 +46,7 @@ from broker_bench import (
     attempt,
     create_topics,
     log,
+    lookup,
     parse_args,
     rss_mb,
     run_benchmark,
@@ -501,14 +502,6 @@ def bench_broker(name: str, root: Path, tansu: str, settings: Settings) -> Recor
 
 
 # --------------------------------------------------------------------------- report
-
-
-def lookup(record: Record, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(record, dict) or record.get(key) is None:
-            return None
-        record = record[key]
-    return record
 
 
 def build_rows(results: dict[str, Record], settings: Settings) -> list[Row]:

@@ -45,11 +45,7 @@ class ProducerIdAllocator:
     async def allocate(self) -> int:
         """A producer id never handed out before; raises StorageError if none can be
         reserved."""
-        while self._next >= self._end:
-            async with self._lock:
-                if self._next >= self._end:
-                    first = await self._engine.reserve_producer_ids(self._block_size)
-                    self._next, self._end = first, first + self._block_size
-        producer_id = self._next  # no await between the check above and here
-        self._next += 1
+        await self.ensure(1)
+        producer_id = self.take()  # no await since `ensure`: the id is there
+        assert producer_id is not None
         return producer_id

@@ -35,8 +35,8 @@ def active_producers(broker: Broker, topic: str, index: int) -> list[ActiveProdu
 
 
 @api(61, "DescribeProducers", (0, 0),
-     "active idempotent producers per partition (epoch, last sequence and timestamp); "
-     "coordinator epoch and transaction start offset -1 (no transactions yet)")
+     "active producers per partition (epoch, last sequence and timestamp, open "
+     "transaction's start offset); coordinator epoch -1")
 async def handle_describe_producers(broker: Broker, ctx: RequestContext, request: Any,
                                     b: ResponseBuilder) -> Any:
     topics = []

@@ -18,9 +18,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from strom.broker.handlers.transactions import call, fenced_as
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import CoordinatorUnavailable, now_ms
+from strom.broker.txn_runtime import now_ms
+from strom.coordinator.transaction import InitProducerIdResult
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import StorageError
 
@@ -34,17 +36,14 @@ async def init_transactional(broker: Broker, request: Any, version: int,
                              answer: Callable[..., Any]) -> Any:
     runtime = broker.transactions
     timeout_ms = int(request.transaction_timeout.total_seconds() * 1000)
-    try:
-        await runtime.prepare()
-        result = await runtime.run(runtime.coordinator.init_producer_id(
+
+    async def work() -> InitProducerIdResult:
+        return await runtime.run(runtime.coordinator.init_producer_id(
             request.transactional_id, timeout_ms, int(getattr(request, "producer_id", -1)),
             int(getattr(request, "producer_epoch", -1)), now_ms()))
-    except CoordinatorUnavailable:
-        return answer(ErrorCode.coordinator_not_available)
-    error = ErrorCode(result.error)
-    if error == ErrorCode.producer_fenced and version < 4:
-        error = ErrorCode.invalid_producer_epoch
-    return answer(error, result.producer_id, result.producer_epoch)
+
+    result = await call(broker, work, InitProducerIdResult(ErrorCode.coordinator_not_available))
+    return answer(fenced_as(result.error, version, 4), result.producer_id, result.producer_epoch)
 
 
 @api(22, "InitProducerId", (0, 5),

@@ -11,7 +11,6 @@ INVALID_PRODUCER_EPOCH instead, as from Kafka.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Final, TypeVar
@@ -21,7 +20,7 @@ from kio.static.primitive import i64
 
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import CoordinatorUnavailable
+from strom.broker.txn_runtime import CoordinatorUnavailable, now_ms
 from strom.coordinator.transaction import AddPartitionsResult, EndTxnResult
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
@@ -29,10 +28,6 @@ T = TypeVar("T")
 
 # EndTxn v5 is transaction version 2 (KIP-890 part 2): the end bumps the producer epoch.
 END_TXN_BUMPS_FROM: Final = 5
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def fenced_as(error: int, version: int, knows_fenced_from: int) -> ErrorCode:

@@ -23,10 +23,6 @@ from strom.coordinator.transaction.model import (
 EPOCH_EXHAUSTED_AT: Final = INT16_MAX - 1
 
 
-
-
-
-
 def is_epoch_exhausted(epoch: int) -> bool:
     return epoch >= EPOCH_EXHAUSTED_AT
 
