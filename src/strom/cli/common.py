@@ -10,6 +10,7 @@ import base64
 import binascii
 import functools
 import logging
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -19,6 +20,8 @@ from typing import Any, Final, TypeVar
 import click
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
+from rich.console import Console
+from rich.text import Text
 
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
 BOOTSTRAP_ENV: Final = "STROM_BOOTSTRAP"
@@ -188,6 +191,17 @@ def outcome(future: Future[R], client: ClientOptions) -> R:
         raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from None
 
 
+def wait(future: Future[Any], client: ClientOptions, topic: str | None, action: str) -> Any:
+    try:
+        return outcome(future, client)
+    except KafkaException as exc:
+        raise fail(exc, client, topic, action) from None
+
+
+def timeouts(client: ClientOptions) -> dict[str, float]:
+    return {"request_timeout": client.request_timeout}
+
+
 def admin_client(client: ClientOptions) -> AdminClient:
     conf = client.config(**{"socket.timeout.ms": max(client.timeout_ms, 10)})
     return make_client(AdminClient, conf)
@@ -221,6 +235,27 @@ def check_partitions(topic: str, available: list[int], wanted: Iterable[int]) ->
 
 def format_ids(ids: Iterable[int]) -> str:
     return ",".join(str(i) for i in ids) or "none"
+
+
+# --- output -------------------------------------------------------------------------------
+
+def console() -> Console:
+    """Rich output on the current stdout; wide when not a terminal, so nothing is cut."""
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200,
+                   highlight=False)
+
+
+def row(*values: object) -> list[Text]:
+    """Table cells as plain text (names may contain `[`, which rich would read as markup)."""
+    return [Text("" if v is None else str(v)) for v in values]
+
+
+def dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 # --- bytes in text and JSON ---------------------------------------------------------------

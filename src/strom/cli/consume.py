@@ -39,6 +39,7 @@ from strom.cli.common import (
     fail,
     make_client,
     topic_partitions,
+    warn,
 )
 
 GROUP_ID: Final = "strom-cli"
@@ -221,7 +222,7 @@ class Reader:
         if error.fatal() or error.code() in UNKNOWN_TOPIC:
             raise CliError(describe_error(error, self.client, self.topic, "consuming"))
         if error.code() not in UNREACHABLE:  # the client reconnects by itself
-            click.echo(f"warning: {error.str()}", err=True)
+            warn(error.str())
 
 
 # --- command ------------------------------------------------------------------------------

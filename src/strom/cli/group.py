@@ -28,10 +28,16 @@ from strom.cli.common import (
     admin_client,
     client_options,
     cluster_metadata,
+    console,
+    dash,
     describe_error,
     fail,
     kafka_error,
     outcome,
+    row,
+    timeouts,
+    wait,
+    warn,
 )
 from strom.cli.group_offsets import (
     Partition,
@@ -44,7 +50,6 @@ from strom.cli.group_offsets import (
     reset_offsets,
     state_name,
 )
-from strom.cli.topic import console, dash, row, timeouts, wait, warn
 
 STATES: Final = {
     "empty": ConsumerGroupState.EMPTY, "stable": ConsumerGroupState.STABLE,

@@ -32,13 +32,17 @@ from strom.cli.common import (
     check_partitions,
     client_options,
     cluster_metadata,
+    console,
+    dash,
     describe_error,
     fail,
     kafka_error,
     outcome,
+    row,
+    timeouts,
     topic_partitions,
+    warn,
 )
-from strom.cli.topic import console, dash, row, timeouts, warn
 
 Partition = tuple[str, int]
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future
 from typing import Any
 
 import click
@@ -31,38 +29,22 @@ from strom.cli.common import (
     admin_client,
     client_options,
     cluster_metadata,
+    console,
+    dash,
     fail,
     format_ids,
     kafka_error,
     outcome,
     parse_pairs,
+    row,
+    timeouts,
     topic_partitions,
+    wait,
+    warn,
 )
 
 CONFIG_OPTION = click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
                              help="A topic config, e.g. retention.ms=86400000 (repeatable).")
-
-
-def console() -> Console:
-    """Rich output on the current stdout; wide when not a terminal, so nothing is cut."""
-    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200,
-                   highlight=False)
-
-
-def row(*values: object) -> list[Text]:
-    """Table cells as plain text (names may contain `[`, which rich would read as markup)."""
-    return [Text("" if v is None else str(v)) for v in values]
-
-
-def timeouts(client: ClientOptions) -> dict[str, float]:
-    return {"request_timeout": client.request_timeout}
-
-
-def wait(future: Future[Any], client: ClientOptions, topic: str | None, action: str) -> Any:
-    try:
-        return outcome(future, client)
-    except KafkaException as exc:
-        raise fail(exc, client, topic, action) from None
 
 
 @click.group()
@@ -178,10 +160,6 @@ def describe(name: str, all_configs: bool, client: ClientOptions) -> None:
     print_configs(out, topic_configs(admin, client, name), all_configs)
 
 
-def dash(value: int | None) -> str:
-    return "-" if value is None else str(value)
-
-
 def watermarks(admin: AdminClient, client: ClientOptions, name: str, ids: list[int],
                spec: OffsetSpec) -> dict[int, int]:
     """Each partition's offset for `spec` (ListOffsets); empty with a warning if unavailable."""
@@ -233,10 +211,6 @@ def source_name(source: Any) -> str:
     except ValueError:
         name = str(source)
     return name.lower().removesuffix("_config")
-
-
-def warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
 
 
 # --- alter --------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def build_batch(records: Sequence[RecordInput], *, compression: int = NONE,
         len(records) - 1, base_ts, max_ts, producer_id, producer_epoch, base_sequence,
         len(records)))
     out += payload
-    struct.pack_into(">I", out, CRC_OFFSET, batch_crc(out, 0, size))
+    reseal(out)
     return bytes(out)
 
 

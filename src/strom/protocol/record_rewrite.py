@@ -18,20 +18,17 @@ records were all removed (Kafka writes one to keep a producer's last sequence).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from typing import Final
 
 from strom.protocol.batch_header import (
     _HEADER,
     BATCH_HEADER_SIZE,
-    CRC_OFFSET,
     LOG_OVERHEAD,
     BatchHeader,
-    batch_crc,
 )
 from strom.protocol.compression import NONE, SNAPPY, XERIAL_MAGIC, compress
-from strom.protocol.record_builder import MAGIC, encode_record
+from strom.protocol.record_builder import MAGIC, encode_record, reseal
 from strom.protocol.record_walk import Record
 
 DELETE_HORIZON_MASK: Final = 0x40
@@ -43,7 +40,7 @@ def delete_horizon_ms(header: BatchHeader) -> int | None:
 
 
 def _seal(out: bytearray) -> bytes:
-    struct.pack_into(">I", out, CRC_OFFSET, batch_crc(out, 0, len(out)))
+    reseal(out)
     return bytes(out)
 
 
