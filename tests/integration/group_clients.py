@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from tests.integration.broker_process import serve_process
-from tests.integration.conftest import DEADLINE_S
+from tests.integration.conftest import DEADLINE_S, Delivered, producer
 
 # What every group test module starts its broker with: no initial rebalance delay (a new group's
 # first generation forms at once) and a low minimum session timeout (tests use 1-6 s sessions).
@@ -116,6 +116,34 @@ class Member:
         if not self.closed:
             self.closed = True
             self.consumer.close()
+
+
+def kip848_member(name: str, bootstrap: str, group: str, topic: str, log: list[Consumed],
+                  assignor: str | None = None) -> Member:
+    """A member on the new protocol (`group.protocol=consumer`): no session/heartbeat/
+    assignment-strategy settings (they are forbidden with it)."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
+        "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 100, "socket.timeout.ms": 10000,
+    }
+    if assignor is not None:
+        conf["group.remote.assignor"] = assignor
+    member = Member(name, Consumer(conf), log)
+    member.consumer.subscribe([topic], on_assign=member._on_assign,
+                              on_revoke=member._on_revoke, on_lost=member._on_lost)
+    return member
+
+
+def produce_spread(bootstrap: str, topic: str, count: int, start: int, partitions: int) -> None:
+    """Values v{start}..v{start+count-1}, value i to partition i % `partitions`; all acked."""
+    delivered = Delivered()
+    prod = producer(bootstrap)
+    for i in range(start, start + count):
+        prod.produce(topic, value=f"v{i}".encode(), partition=i % partitions,
+                     on_delivery=delivered)
+    prod.flush(15)
+    assert len(delivered.acked) == count and not delivered.failed
 
 
 def close_all(members: Iterable[Member]) -> None:

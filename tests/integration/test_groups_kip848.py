@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType
+from confluent_kafka import ConsumerGroupState, ConsumerGroupType
 from confluent_kafka.admin import AdminClient
 from kio.schema.consumer_group_describe.v0.request import ConsumerGroupDescribeRequest
 from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
@@ -20,14 +20,16 @@ from kio.schema.types import GroupId
 from kio.static.primitive import i32, i32Timedelta
 
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, Delivered, producer, unique_name
+from tests.integration.conftest import DEADLINE_S, unique_name
 from tests.integration.group_clients import (
     GROUP_BROKER_SETTINGS,
     Consumed,
     Member,
     close_all,
     drain,
+    kip848_member,
     offsets_by_partition,
+    produce_spread,
     settle,
 )
 from tests.integration.raw_client import RawClient
@@ -48,31 +50,6 @@ def members() -> Iterator[list[Member]]:
     close_all(made)
 
 
-def kip848_member(name: str, bootstrap: str, group: str, topic: str, log: list[Consumed],
-                  assignor: str) -> Member:
-    """A member on the new protocol: no session/heartbeat/assignment-strategy settings (they
-    are forbidden with group.protocol=consumer)."""
-    conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
-        "group.remote.assignor": assignor, "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100, "socket.timeout.ms": 10000,
-    }
-    member = Member(name, Consumer(conf), log)
-    member.consumer.subscribe([topic], on_assign=member._on_assign,
-                              on_revoke=member._on_revoke, on_lost=member._on_lost)
-    return member
-
-
-def produce(bootstrap: str, topic: str, count: int, start: int) -> None:
-    delivered = Delivered()
-    prod = producer(bootstrap)
-    for i in range(start, start + count):
-        prod.produce(topic, value=f"v{i}".encode(), partition=i % PARTITIONS,
-                     on_delivery=delivered)
-    prod.flush(15)
-    assert len(delivered.acked) == count and not delivered.failed
-
-
 @pytest.mark.parametrize("assignor", ["uniform", "range"])
 def test_three_members_then_one_leaves(broker: EmbeddedBroker, new_topic: Any,
                                        members: list[Member], assignor: str) -> None:
@@ -80,7 +57,7 @@ def test_three_members_then_one_leaves(broker: EmbeddedBroker, new_topic: Any,
     topic = new_topic(PARTITIONS)
     group = unique_name("kip848")
     log: list[Consumed] = []
-    produce(bootstrap, topic, 60, 0)
+    produce_spread(bootstrap, topic, 60, 0, PARTITIONS)
     for name in ("a", "b", "c"):
         members.append(kip848_member(name, bootstrap, group, topic, log, assignor))
     spread = settle(members, range(PARTITIONS))
@@ -94,7 +71,7 @@ def test_three_members_then_one_leaves(broker: EmbeddedBroker, new_topic: Any,
     members[0].close()
     rest = members[1:]
     settle(rest, range(PARTITIONS))
-    produce(bootstrap, topic, 60, 60)
+    produce_spread(bootstrap, topic, 60, 60, PARTITIONS)
     drain(rest, lambda: len(log) >= 120)
     by_partition = offsets_by_partition(log)
     assert {p: sorted(offs) for p, offs in by_partition.items()} == {

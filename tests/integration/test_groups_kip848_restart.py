@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState
+from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, Delivered, create_topic, producer, unique_name
+from tests.integration.conftest import DEADLINE_S, create_topic, unique_name
 from tests.integration.group_clients import (
     GROUP_BROKER_SETTINGS,
     Consumed,
     Member,
     close_all,
     drain,
+    kip848_member,
+    produce_spread,
     settle,
 )
 
@@ -43,29 +45,6 @@ def members() -> Iterator[list[Member]]:
     close_all(made)
 
 
-def kip848_member(name: str, bootstrap: str, group: str, topic: str,
-                  log: list[Consumed]) -> Member:
-    conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
-        "enable.auto.commit": False, "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 100, "socket.timeout.ms": 10000,
-    }
-    member = Member(name, Consumer(conf), log)
-    member.consumer.subscribe([topic], on_assign=member._on_assign,
-                              on_revoke=member._on_revoke, on_lost=member._on_lost)
-    return member
-
-
-def produce(bootstrap: str, topic: str, count: int, start: int) -> None:
-    delivered = Delivered()
-    prod = producer(bootstrap)
-    for i in range(start, start + count):
-        prod.produce(topic, value=f"v{i}".encode(), partition=i % PARTITIONS,
-                     on_delivery=delivered)
-    prod.flush(15)
-    assert len(delivered.acked) == count and not delivered.failed
-
-
 def describe(bootstrap: str, group: str) -> Any:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     return admin.describe_consumer_groups([group], request_timeout=10)[group].result(
@@ -78,7 +57,7 @@ def test_members_keep_their_partitions_across_a_restart(broker: EmbeddedBroker,
     topic = create_topic(bootstrap, unique_name("kip848-restart"), partitions=PARTITIONS)
     group = unique_name("kip848-restart")
     log: list[Consumed] = []
-    produce(bootstrap, topic, 40, 0)
+    produce_spread(bootstrap, topic, 40, 0, PARTITIONS)
     for name in ("a", "b"):
         members.append(kip848_member(name, bootstrap, group, topic, log))
     spread = settle(members, range(PARTITIONS))
@@ -92,7 +71,7 @@ def test_members_keep_their_partitions_across_a_restart(broker: EmbeddedBroker,
 
     broker.restart()
 
-    produce(bootstrap, topic, 40, 40)
+    produce_spread(bootstrap, topic, 40, 40, PARTITIONS)
     drain(members, lambda: len(log) >= 80, linger_s=1.0)
     # The same members hold the same partitions; no callback fired since the restart.
     assert {m.name: m.partitions() for m in members} == spread

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 
 from strom.broker.log_scan import scan_partition
 from strom.coordinator.group.coordinator import GroupCoordinator
-from strom.coordinator.group.model import GroupConfig, GroupLogRecord, Step
+from strom.coordinator.group.model import GroupConfig, GroupLogRecord, PendingKey, Step
 from strom.protocol.batch_header import BatchHeader
 from strom.protocol.control_batch import ABORT, COMMIT, control_type
 from strom.protocol.record_builder import RecordInput, build_batch
@@ -32,8 +32,6 @@ T = TypeVar("T")
 OFFSETS_TOPIC: Final = "__consumer_offsets"
 OFFSETS_TOPIC_CONFIGS: Final = {"cleanup.policy": "compact", "segment.bytes": str(100 * 2**20)}
 TIMER_MAX_SLEEP_S: Final = 0.5
-
-PendingKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +139,7 @@ class GroupRuntime:
                 await self.persist(step.records)
         finally:
             for completion in step.completions:
-                key = (completion.kind, completion.group_id, completion.member_id)
-                future = self._pending.get(key)
+                future = self._pending.get(completion.key)
                 if future is not None and not future.done():
                     future.set_result(completion.result)
             self._wake.set()

@@ -7,15 +7,16 @@ are picked up on the next heartbeat.
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 from typing import Any, Final
 
 from strom.broker.group_runtime import OFFSETS_TOPIC
+from strom.broker.handlers.groups import GROUP_OPERATIONS
 from strom.broker.operations import OPERATIONS_OMITTED
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_runtime import now_ms
 from strom.coordinator.group.model import (
     ConsumerHeartbeatRequest,
     TopicMetadata,
@@ -24,12 +25,6 @@ from strom.coordinator.group.model import (
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
 INTERNAL_TOPICS: Final = frozenset({OFFSETS_TOPIC, "__transaction_state"})
-# Operations a consumer group supports: READ 3, DELETE 6, DESCRIBE 8.
-GROUP_OPERATIONS: Final = sum(1 << op for op in (3, 6, 8))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def topics_snapshot(broker: Broker) -> tuple[TopicMetadata, ...]:
@@ -45,7 +40,7 @@ def _owned(request: Any) -> TopicPartitionIds | None:
 
 
 @api(68, "ConsumerGroupHeartbeat", (0, 1), "KIP-848 server-side assignment (uniform, range); "
-     "topic regex via Python re (v1); membership persisted in __consumer_offsets")
+     "topic regex via RE2 (v1); membership persisted in __consumer_offsets")
 async def handle_consumer_group_heartbeat(broker: Broker, ctx: RequestContext, request: Any,
                                           b: ResponseBuilder) -> Any:
     member_id = request.member_id

@@ -7,13 +7,12 @@ coordinator decides, the GroupRuntime persists and waits.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Final
 
 from strom.broker.operations import OPERATIONS_OMITTED
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import CoordinatorUnavailable
+from strom.broker.txn_runtime import CoordinatorUnavailable, now_ms
 from strom.coordinator.group.model import (
     HeartbeatRequest,
     JoinRequest,
@@ -29,10 +28,6 @@ KEY_TYPE_TRANSACTION: Final = 1
 COORDINATOR_UNAVAILABLE: Final = -1  # internal: a transaction lookup while the log is down
 # Operations a consumer group supports: READ 3, DELETE 6, DESCRIBE 8.
 GROUP_OPERATIONS: Final = sum(1 << op for op in (3, 6, 8))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def coordinator_entry(broker: Broker, b: ResponseBuilder, key: str, key_type: int) -> Any:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_runtime import now_ms
 from strom.coordinator.group.model import CommitRequest, CommittedOffset, OffsetCommit
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
 NO_OFFSET: Final = -1
 NO_EPOCH: Final = -1
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def partition_error(broker: Broker, topic: str | None, partition: int) -> ErrorCode | None:
@@ -32,6 +28,15 @@ def partition_error(broker: Broker, topic: str | None, partition: int) -> ErrorC
 
 def commit_topic_name(broker: Broker, topic: Any) -> str | None:
     return broker.resolve_topic(getattr(topic, "name", None), getattr(topic, "topic_id", None))
+
+
+def offset_commit(topic: str, partition: Any) -> OffsetCommit:
+    """One partition of an OffsetCommit or TxnOffsetCommit request."""
+    return OffsetCommit(
+        topic=topic, partition=int(partition.partition_index),
+        offset=int(partition.committed_offset),
+        leader_epoch=int(getattr(partition, "committed_leader_epoch", NO_EPOCH)),
+        metadata=partition.committed_metadata)
 
 
 def commit_response(b: ResponseBuilder, request: Any,
@@ -62,10 +67,7 @@ async def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any
                 errors[key] = error or ErrorCode.invalid_group_id
                 continue
             assert name is not None
-            valid.append((key, OffsetCommit(
-                topic=name, partition=int(p.partition_index), offset=int(p.committed_offset),
-                leader_epoch=int(getattr(p, "committed_leader_epoch", NO_EPOCH)),
-                metadata=p.committed_metadata)))
+            valid.append((key, offset_commit(name, p)))
     if valid:
         commit = CommitRequest(
             group_id=request.group_id,

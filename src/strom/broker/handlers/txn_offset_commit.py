@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from strom.broker.group_runtime import OFFSETS_TOPIC
-from strom.broker.handlers.offsets import NO_EPOCH, now_ms, partition_error
+from strom.broker.handlers.offsets import offset_commit, partition_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_runtime import now_ms
 from strom.coordinator.group.model import OffsetCommit, TxnCommitRequest
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
@@ -42,11 +43,7 @@ def _offsets(broker: Broker, request: Any, errors: dict[Key, ErrorCode],
             if error is not None:
                 errors[key] = error
                 continue
-            valid.append((key, OffsetCommit(
-                topic=topic.name, partition=int(p.partition_index),
-                offset=int(p.committed_offset),
-                leader_epoch=int(getattr(p, "committed_leader_epoch", NO_EPOCH)),
-                metadata=p.committed_metadata)))
+            valid.append((key, offset_commit(topic.name, p)))
     return valid
 
 

@@ -92,8 +92,7 @@ class GroupCoordinator:
         if consumer is not None:
             error = _validate_member_epoch(consumer, req.member_id, req.generation_id)
             if error is not None:
-                return self._step(CommitResult(
-                    tuple((o.topic, o.partition, error) for o in req.offsets)))
+                return self._step(offsets.reject_all(req.offsets, error))
             # Valid: stored as a simple commit into the offsets-holding classic group.
             req = replace(req, generation_id=-1, member_id="", group_instance_id=None)
         return self._step(offsets.commit_offsets(self._ctx, req))
@@ -108,8 +107,7 @@ class GroupCoordinator:
             if error == ErrorCode.stale_member_epoch:  # not a TxnOffsetCommit error
                 error = ErrorCode.illegal_generation
             if error is not None:
-                return self._step(CommitResult(
-                    tuple((o.topic, o.partition, error) for o in req.offsets)))
+                return self._step(offsets.reject_all(req.offsets, error))
             req = replace(req, generation_id=-1, member_id="", group_instance_id=None)
         return self._step(txn_offsets.commit_txn_offsets(self._ctx, req))
 

@@ -177,10 +177,6 @@ class ClassicGroup:
             self.pending_sync_members.add(new_id)
         return member
 
-    def is_static_member_fenced(self, instance_id: str, member_id: str) -> bool:
-        current = self.static_members.get(instance_id)
-        return current is not None and current != member_id
-
     def has_all_members_joined(self) -> bool:
         return len(self.members) == self.num_awaiting_join and not self.pending_members
 

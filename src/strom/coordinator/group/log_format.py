@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from strom.coordinator.log_codec import LogFormatError, LogReader
+from strom.coordinator.log_codec import LogFormatError, LogReader, legacy_string
 
 OFFSET_COMMIT_KEY_VERSION: Final = 1
 GROUP_METADATA_KEY_VERSION: Final = 2
@@ -68,12 +68,7 @@ class GroupMetadataValue:
 
 
 def _string(value: str | None) -> bytes:
-    if value is None:
-        return struct.pack(">h", -1)
-    raw = value.encode()
-    if len(raw) > 0x7FFF:
-        raise LogFormatError(f"string of {len(raw)} bytes does not fit an int16 length")
-    return struct.pack(">h", len(raw)) + raw
+    return struct.pack(">h", -1) if value is None else legacy_string(value)
 
 
 def _bytes(value: bytes) -> bytes:

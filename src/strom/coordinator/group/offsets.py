@@ -17,7 +17,9 @@ from strom.coordinator.group.model import (
     CommitRequest,
     CommitResult,
     CommittedOffset,
+    OffsetCommit,
     TopicPartition,
+    TxnCommitRequest,
 )
 
 _EMPTY = GroupState.EMPTY
@@ -28,7 +30,11 @@ def java_length(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-def _validate_commit(group: ClassicGroup, req: CommitRequest) -> int | None:
+def validate_offset_commit(group: ClassicGroup, req: CommitRequest | TxnCommitRequest,
+                           transactional: bool = False) -> int | None:
+    """Kafka's ClassicGroup.validateOffsetCommit. A commit without member fields is a simple
+    one: into an Empty group, or (transactional: v0-v2, or a producer outside group
+    management) into any group."""
     if group.is_(GroupState.DEAD):
         return ErrorCode.coordinator_not_available
     if req.generation_id < 0 and group.is_(_EMPTY):
@@ -39,30 +45,42 @@ def _validate_commit(group: ClassicGroup, req: CommitRequest) -> int | None:
         if error is not None:
             return error
         return ErrorCode.illegal_generation if req.generation_id != group.generation_id else None
-    return None if group.is_(_EMPTY) else ErrorCode.unknown_member_id
+    return None if transactional or group.is_(_EMPTY) else ErrorCode.unknown_member_id
 
 
-def _all(req: CommitRequest, error: int) -> CommitResult:
-    return CommitResult(tuple((o.topic, o.partition, error) for o in req.offsets))
+def reject_all(offsets: Sequence[OffsetCommit], error: int) -> CommitResult:
+    """The same error for every partition of a commit."""
+    return CommitResult(tuple((o.topic, o.partition, error) for o in offsets))
+
+
+def commit_group(ctx: Context, req: CommitRequest | TxnCommitRequest) -> ClassicGroup | None:
+    """The group a commit goes into, created for a simple commit; None for a commit from a
+    generation this coordinator never had."""
+    group = ctx.groups.get(req.group_id)
+    if group is None and req.generation_id < 0:
+        group = ctx.groups[req.group_id] = ClassicGroup(req.group_id, ctx.now_ms)
+    return group
+
+
+def metadata_too_large(ctx: Context, metadata: str) -> bool:
+    return java_length(metadata) > ctx.config.offset_metadata_max_bytes
 
 
 def commit_offsets(ctx: Context, req: CommitRequest) -> CommitResult:
-    group = ctx.groups.get(req.group_id)
+    group = commit_group(ctx, req)
     if group is None:
-        if req.generation_id >= 0:  # a commit from a generation this coordinator never had
-            return _all(req, ErrorCode.illegal_generation)
-        group = ctx.groups[req.group_id] = ClassicGroup(req.group_id, ctx.now_ms)
-    error = _validate_commit(group, req)
+        return reject_all(req.offsets, ErrorCode.illegal_generation)
+    error = validate_offset_commit(group, req)
     if error is not None:
-        return _all(req, error)
+        return reject_all(req.offsets, error)
     if group.is_(GroupState.COMPLETING_REBALANCE):
-        return _all(req, ErrorCode.rebalance_in_progress)
+        return reject_all(req.offsets, ErrorCode.rebalance_in_progress)
     if not group.is_(_EMPTY):  # Stable or PreparingRebalance: the commit is also a heartbeat
         rebalance.schedule_session(ctx, group, group.members[req.member_id])
     errors = []
     for commit in req.offsets:
         metadata = commit.metadata or ""
-        if java_length(metadata) > ctx.config.offset_metadata_max_bytes:
+        if metadata_too_large(ctx, metadata):
             too_large = int(ErrorCode.offset_metadata_too_large)
             errors.append((commit.topic, commit.partition, too_large))
             continue

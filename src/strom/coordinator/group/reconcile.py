@@ -65,17 +65,15 @@ def reconcile(member: MemberAssignment, target_epoch: int, target: Assignment,
     if member.state is MemberState.UNREVOKED_PARTITIONS:
         if _owns_any(owned, member.pending_revocation):
             return member
-        return _next(member, member.member_epoch, member.assigned, target_epoch, target, owned,
-                     owner_epoch)
-    if member.state is MemberState.STABLE and member.member_epoch == target_epoch:
+    elif member.state is MemberState.STABLE and member.member_epoch == target_epoch:
         return member
-    return _next(member, member.member_epoch, member.assigned, target_epoch, target, owned,
-                 owner_epoch)
+    return _next(member, target_epoch, target, owned, owner_epoch)
 
 
-def _next(member: MemberAssignment, member_epoch: int, current: Assignment, target_epoch: int,
-          target: Assignment, owned: Assignment | None,
+def _next(member: MemberAssignment, target_epoch: int, target: Assignment,
+          owned: Assignment | None,
           owner_epoch: Callable[[TopicId, int], int]) -> MemberAssignment:
+    current = member.assigned
     assigned: dict[TopicId, frozenset[int]] = {}
     revoking: dict[TopicId, frozenset[int]] = {}
     unreleased = False
@@ -94,7 +92,7 @@ def _next(member: MemberAssignment, member_epoch: int, current: Assignment, targ
             assigned[topic] = frozenset(keep)
     if revoking and _owns_any(owned, revoking):
         # Revoke first; the epoch does not move until the member acknowledges the revocation.
-        return MemberAssignment(member_epoch, member.member_epoch,
+        return MemberAssignment(member.member_epoch, member.member_epoch,
                                 MemberState.UNREVOKED_PARTITIONS, assigned, revoking)
     state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
     return MemberAssignment(target_epoch, member.member_epoch, state, assigned, {})

@@ -10,11 +10,10 @@ target assignments, the group and assignment epochs and the subscribed topics' m
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 
 from strom.coordinator.group import consumer_log_format as clf
-from strom.coordinator.group.consumer_group import ConsumerGroup, ConsumerMember
+from strom.coordinator.group.consumer_group import ConsumerGroup, ConsumerMember, from_ids
 from strom.coordinator.group.consumer_group_log import STATE_BYTES, PersistedView
 from strom.coordinator.group.context import Context
 from strom.coordinator.group.group import ClassicGroup, GroupState, Member
@@ -172,13 +171,6 @@ def _replay_consumer(views: dict[str, PersistedView], record: GroupLogRecord) ->
     return key.group_id
 
 
-def _assignment(ids: clf.TopicPartitions) -> dict[uuid.UUID, frozenset[int]]:
-    out: dict[uuid.UUID, frozenset[int]] = {}
-    for topic, partitions in ids:
-        out[topic] = out.get(topic, frozenset()) | frozenset(partitions)
-    return {t: ps for t, ps in out.items() if ps}
-
-
 def load_consumer_group(group_id: str, view: Mapping[clf.ConsumerKey, clf.ConsumerValue],
                         ) -> ConsumerGroup | None:
     """The group the log's records describe; None if they hold no group epoch (left over
@@ -208,7 +200,7 @@ def load_consumer_group(group_id: str, view: Mapping[clf.ConsumerKey, clf.Consum
         log.warning("consumer group %s: records without a group epoch; not loaded", group_id)
         return None
     group.group_epoch = epoch
-    group.target = {member_id: _assignment(target.partitions)
+    group.target = {member_id: from_ids(target.partitions)
                     for member_id, target in targets.items() if member_id in group.members}
     for member in group.members.values():
         _restore_member(group, member, currents.get(member.member_id))
@@ -223,7 +215,7 @@ def _restore_member(group: ConsumerGroup, member: ConsumerMember,
         return
     restored = MemberAssignment(
         current.member_epoch, current.previous_member_epoch, _STATES[current.state],
-        _assignment(current.assigned), _assignment(current.pending_revocation))
+        from_ids(current.assigned), from_ids(current.pending_revocation))
     if any((t, p) in group.partition_owners for t, ps in restored.owned().items() for p in ps):
         log.warning("consumer group %s: member %s owns partitions another member owns; it "
                     "must rejoin", group.group_id, member.member_id)

@@ -12,55 +12,36 @@ from __future__ import annotations
 from kio.schema.errors import ErrorCode
 
 from strom.coordinator.group.context import Context
-from strom.coordinator.group.group import ClassicGroup, GroupState
-from strom.coordinator.group.join import validate_current_member
+from strom.coordinator.group.group import ClassicGroup
 from strom.coordinator.group.model import (
-    UNKNOWN_MEMBER_ID,
     CommitResult,
     CommittedOffset,
     TopicPartition,
     TxnCommitRequest,
 )
-from strom.coordinator.group.offsets import java_length
-
-
-def _all(req: TxnCommitRequest, error: int) -> CommitResult:
-    return CommitResult(tuple((o.topic, o.partition, error) for o in req.offsets))
-
-
-def _validate(group: ClassicGroup, req: TxnCommitRequest) -> int | None:
-    """ClassicGroup.validateOffsetCommit with isTransactional: no member fields (v0-v2, or a
-    producer outside group management) commit into any group; no REBALANCE_IN_PROGRESS."""
-    if group.is_(GroupState.DEAD):
-        return ErrorCode.coordinator_not_available
-    if req.generation_id < 0 and group.is_(GroupState.EMPTY):
-        return None
-    if (req.generation_id >= 0 or req.member_id != UNKNOWN_MEMBER_ID
-            or req.group_instance_id is not None):
-        error = validate_current_member(group, req.member_id, req.group_instance_id)
-        if error is not None:
-            return error
-        return ErrorCode.illegal_generation if req.generation_id != group.generation_id else None
-    return None
+from strom.coordinator.group.offsets import (
+    commit_group,
+    metadata_too_large,
+    reject_all,
+    validate_offset_commit,
+)
 
 
 def commit_txn_offsets(ctx: Context, req: TxnCommitRequest) -> CommitResult:
     """Validates and writes the offsets as pending ones of the producer's transaction; the
     caller has verified that the group's partition is in that transaction."""
-    group = ctx.groups.get(req.group_id)
+    group = commit_group(ctx, req)
     if group is None:
-        if req.generation_id >= 0:
-            return _all(req, ErrorCode.illegal_generation)
-        group = ctx.groups[req.group_id] = ClassicGroup(req.group_id, ctx.now_ms)
-    error = _validate(group, req)
+        return reject_all(req.offsets, ErrorCode.illegal_generation)
+    error = validate_offset_commit(group, req, transactional=True)  # no REBALANCE_IN_PROGRESS
     if error is not None:
-        return _all(req, error)
+        return reject_all(req.offsets, error)
     partition = ctx.partition_for(req.group_id)
     producer = (req.producer_id, req.producer_epoch)
     errors = []
     for commit in req.offsets:
         metadata = commit.metadata or ""
-        if java_length(metadata) > ctx.config.offset_metadata_max_bytes:
+        if metadata_too_large(ctx, metadata):
             errors.append((commit.topic, commit.partition,
                            int(ErrorCode.offset_metadata_too_large)))
             continue

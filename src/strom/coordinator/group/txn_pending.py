@@ -70,9 +70,6 @@ class PendingTxnOffsets:
     def pending_partitions(self, group_id: str) -> set[TopicPartition]:
         return {tp for offsets in self._by_group.get(group_id, {}).values() for tp in offsets}
 
-    def groups_of(self, partition: int, producer_id: int) -> set[str]:
-        return set(self._by_txn.get((partition, producer_id), ()))
-
     def take(self, partition: int, producer_id: int) -> dict[str, GroupOffsets]:
         """Removes and returns the transaction's pending offsets, by group."""
         out: dict[str, GroupOffsets] = {}
