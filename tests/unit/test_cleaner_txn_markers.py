@@ -20,9 +20,16 @@ from strom.protocol.records import iter_records
 from strom.storage.api import AppendBatch
 from strom.storage.local import LocalPartitionLog
 from strom.storage.local.cleaner_txn import NOTHING, PrunedPasses
-from strom.storage.local.producer_snapshots import list_snapshots, snapshot_path
+from strom.storage.local.producer_snapshots import list_snapshots
 from tests.unit.batch_factory import crash_engine, read_all, region_bytes, split_batches
-from tests.unit.test_partition_log_txn import COMPACT, T0, keyed_tx, make_engine, state_of
+from tests.unit.test_partition_log_txn import (
+    COMPACT,
+    T0,
+    delete_snapshots,
+    keyed_tx,
+    open_partition,
+    state_of,
+)
 
 Rec = tuple[int, bytes | None, bytes | None]
 
@@ -107,10 +114,7 @@ async def write_transactions(plog: LocalPartitionLog) -> None:
 
 def test_markers_go_after_their_horizon_once_their_transaction_is_empty(tmp_path: Path) -> None:
     async def main() -> None:
-        engine = make_engine(tmp_path)
-        await engine.open()
-        await engine.create_topic("t", 1, COMPACT)
-        plog = engine.partition("t", 0)
+        engine, plog = await open_partition(tmp_path, COMPACT)
         await write_transactions(plog)
         await filler(plog, 12, "f")
         assert plog.aborted_transactions(0, 10) == [(2, 2)]
@@ -147,11 +151,8 @@ def test_markers_go_after_their_horizon_once_their_transaction_is_empty(tmp_path
         await engine.close()
 
         # a rebuild from the log alone: no transaction open, nothing aborted
-        for offset in list_snapshots(tmp_path / "t-0"):
-            snapshot_path(tmp_path / "t-0", offset).unlink()
-        engine = make_engine(tmp_path)
-        await engine.open()
-        plog = engine.partition("t", 0)
+        delete_snapshots(tmp_path / "t-0")
+        engine, plog = await open_partition(tmp_path)
         assert state_of(plog).first_unstable_offset() is None
         assert plog.last_stable_offset == plog.high_watermark == plog.log_end_offset
         assert plog.aborted_transactions(0, plog.log_end_offset) == []
@@ -166,10 +167,7 @@ def test_a_marker_whose_transaction_keeps_a_batch_stays(tmp_path: Path) -> None:
     find the transaction open and the last stable offset would stick there."""
 
     async def main() -> None:
-        engine = make_engine(tmp_path)
-        await engine.open()
-        await engine.create_topic("t", 1, COMPACT)
-        plog = engine.partition("t", 0)
+        engine, plog = await open_partition(tmp_path, COMPACT)
         await plog.append([keyed_tx(8, 0, b"b", b"x")])  # 0
         await plog.append([keyed_tx(8, 1, b"b", b"y")])  # 1: producer 8's last batch
         await plog.append_marker(8, 0, commit=False)  # 2
@@ -189,11 +187,8 @@ def test_a_marker_whose_transaction_keeps_a_batch_stays(tmp_path: Path) -> None:
         hw = plog.high_watermark
         await plog.flush()
         await crash_engine(engine)
-        for offset in list_snapshots(tmp_path / "t-0"):
-            snapshot_path(tmp_path / "t-0", offset).unlink()
-        engine = make_engine(tmp_path)
-        await engine.open()
-        plog = engine.partition("t", 0)
+        delete_snapshots(tmp_path / "t-0")
+        engine, plog = await open_partition(tmp_path)
         assert plog.last_stable_offset == plog.high_watermark == hw
         assert state_of(plog).first_unstable_offset() is None
         await engine.close()
@@ -203,10 +198,7 @@ def test_a_marker_whose_transaction_keeps_a_batch_stays(tmp_path: Path) -> None:
 
 def test_read_committed_never_sees_aborted_records_across_cleanings(tmp_path: Path) -> None:
     async def main() -> None:
-        engine = make_engine(tmp_path)
-        await engine.open()
-        await engine.create_topic("t", 1, COMPACT)
-        plog = engine.partition("t", 0)
+        engine, plog = await open_partition(tmp_path, COMPACT)
         committed: dict[bytes, bytes] = {}
         now = T0
         for round_ in range(6):
@@ -247,18 +239,13 @@ def test_a_stale_snapshot_brings_back_pruned_entries_harmlessly(tmp_path: Path) 
     readers are right, and the next pass prunes it again."""
 
     async def main() -> None:
-        engine = make_engine(tmp_path)
-        await engine.open()
-        await engine.create_topic("t", 1, COMPACT)
-        plog = engine.partition("t", 0)
+        engine, plog = await open_partition(tmp_path, COMPACT)
         await write_transactions(plog)
         await filler(plog, 12, "f")
         assert await engine.run_cleaner(T0 + 10_000) == 1
         assert plog.aborted_transactions(0, plog.log_end_offset) == []
         await crash_engine(engine)  # the newest snapshot predates the pass
-        engine = make_engine(tmp_path)
-        await engine.open()
-        plog = engine.partition("t", 0)
+        engine, plog = await open_partition(tmp_path)
         assert plog.aborted_transactions(0, plog.log_end_offset) == [(2, 2)]
         view = {k: v for _, k, v in await consume(plog, 0)}
         assert b"b" not in view and view[b"d"] == b"new"

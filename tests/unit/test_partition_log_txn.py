@@ -40,14 +40,28 @@ def make_engine(path: Path, **settings: str) -> LocalEngine:
                        ProducerStateManager)
 
 
+async def open_partition(path: Path, configs: dict[str, str] | None = None
+                         ) -> tuple[LocalEngine, LocalPartitionLog]:
+    """An opened engine on `path` and its partition t-0 (topic "t" created with `configs`
+    unless None: reopening)."""
+    engine = make_engine(path)
+    await engine.open()
+    if configs is not None:
+        await engine.create_topic("t", 1, configs)
+    return engine, engine.partition("t", 0)
+
+
+def delete_snapshots(directory: Path) -> None:
+    for offset in list_snapshots(directory):
+        snapshot_path(directory, offset).unlink()
+
+
 def run(path: Path, configs: dict[str, str],
         body: Callable[[LocalEngine, LocalPartitionLog], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        engine = make_engine(path)
-        await engine.open()
-        await engine.create_topic("t", 1, configs)
+        engine, plog = await open_partition(path, configs)
         try:
-            return await body(engine, engine.partition("t", 0))
+            return await body(engine, plog)
         finally:
             await engine.close()
 
@@ -161,10 +175,7 @@ async def _fill(plog: LocalPartitionLog) -> None:
 
 def test_reopen_and_crash_rebuild_the_same_transactions(tmp_path: Path) -> None:
     async def main() -> None:
-        engine = make_engine(tmp_path)
-        await engine.open()
-        await engine.create_topic("t", 1, {"segment.bytes": "600"})
-        plog = engine.partition("t", 0)
+        engine, plog = await open_partition(tmp_path, {"segment.bytes": "600"})
         await _fill(plog)
         image = state_of(plog).txn_image()
         lso, end = plog.last_stable_offset, plog.log_end_offset
@@ -172,17 +183,14 @@ def test_reopen_and_crash_rebuild_the_same_transactions(tmp_path: Path) -> None:
         assert len(aborted) == 7 and image[0] == {3: lso} and plog.segment_count > 3
         await engine.close()
         for reopen in ("clean", "crash", "no snapshots"):
-            engine = make_engine(tmp_path)
-            await engine.open()
-            plog = engine.partition("t", 0)
+            engine, plog = await open_partition(tmp_path)
             assert state_of(plog).txn_image() == image, reopen
             assert plog.last_stable_offset == lso
             assert plog.aborted_transactions(0, end) == aborted
             await plog.flush()
             await crash_engine(engine)
             if reopen == "crash":
-                for offset in list_snapshots(tmp_path / "t-0"):
-                    snapshot_path(tmp_path / "t-0", offset).unlink()
+                delete_snapshots(tmp_path / "t-0")
 
     asyncio.run(main())
 
@@ -267,10 +275,7 @@ def test_cleaner_keeps_each_producers_last_batch_header(tmp_path: Path) -> None:
     header, so a rebuild from the log (no snapshot) still knows the producer's sequence."""
 
     async def main() -> None:
-        engine = make_engine(tmp_path)
-        await engine.open()
-        await engine.create_topic("t", 1, COMPACT)
-        plog = engine.partition("t", 0)
+        engine, plog = await open_partition(tmp_path, COMPACT)
         now = int(time.time() * 1000)  # the rebuild expires producers idle for a day
         idem = bytearray(build_batch([(b"a", b"old", (), now)], producer_id=7,
                                      producer_epoch=0, base_sequence=0))
@@ -293,11 +298,8 @@ def test_cleaner_keeps_each_producers_last_batch_header(tmp_path: Path) -> None:
         image = state_of(plog).txn_image()
         await plog.flush()
         await crash_engine(engine)
-        for offset in list_snapshots(tmp_path / "t-0"):
-            snapshot_path(tmp_path / "t-0", offset).unlink()
-        engine = make_engine(tmp_path)
-        await engine.open()
-        plog = engine.partition("t", 0)
+        delete_snapshots(tmp_path / "t-0")
+        engine, plog = await open_partition(tmp_path)
         assert last_batches(state_of(plog)) == live
         # the pass pruned the aborted transaction (none of its records is left); rebuilt from
         # the log it starts at its first batch left, the empty header, and its marker is kept

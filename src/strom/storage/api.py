@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from strom.config.topic import LogConfig
-from strom.protocol.batch_header import BATCH_HEADER_SIZE, BatchHeader, read_batch_header
+from strom.protocol.batch_header import (
+    ATTRIBUTES_OFFSET,
+    BATCH_HEADER_SIZE,
+    CONTROL_MASK,
+    BatchHeader,
+)
 from strom.protocol.control_batch import control_type
 
 
@@ -102,7 +107,7 @@ def batch_control_type(data: bytes | bytearray | memoryview, pos: int = 0) -> in
     if it is a control batch, None if it is a data batch; ValueError if it is malformed."""
     if len(data) - pos < BATCH_HEADER_SIZE:
         raise ValueError("shorter than a batch header")
-    if not read_batch_header(data, pos).is_control:
+    if not data[pos + ATTRIBUTES_OFFSET + 1] & CONTROL_MASK:  # the attributes' low byte
         return None
     return control_type(data, pos)
 

@@ -52,6 +52,7 @@ from strom.storage.local.checkpoint import (
 )
 from strom.storage.local.cleaner import CleanTarget, LogCleaner, compacts
 from strom.storage.local.files import FdGraveyard, fsync_dir, unlink_quietly, write_atomic
+from strom.storage.local.flush import now_ms
 from strom.storage.local.partition_log import LocalPartitionLog, PartitionHooks
 from strom.storage.local.producer_snapshots import rebuild
 from strom.storage.local.recovery import LoadedLog, LogLoader
@@ -65,10 +66,6 @@ DELETE_DIR_SUFFIX: Final = "-delete"
 RECOVERY_CHECKPOINT_INTERVAL_S: Final = 60.0  # Kafka's log.flush.offset.checkpoint.interval.ms
 _PARTITION_DIR: Final = re.compile(r"^(.+)-(\d+)$")
 _TOPIC_NAME: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _check_name(name: str) -> None:
@@ -122,7 +119,7 @@ class LocalEngine:
         recovery_points = read_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
         self._sweep(topics)
         self.cleaner.load()
-        now = _now_ms()
+        now = now_ms()
         for info in topics.values():
             config = self.config.log_config(info.configs)
             logs = []
@@ -199,9 +196,12 @@ class LocalEngine:
         return {(t, p.partition): p.log_start_offset
                 for t, parts in self._logs.items() for p in parts if p.log_start_offset > 0}
 
+    def _recovery_point_entries(self) -> dict[TopicPartition, int]:
+        return {(t, p.partition): p.recovery_point
+                for t, parts in self._logs.items() for p in parts}
+
     def _write_recovery_points(self) -> None:
-        entries = {(t, p.partition): p.recovery_point
-                   for t, parts in self._logs.items() for p in parts}
+        entries = self._recovery_point_entries()
         write_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT, entries)
         self._recovery_points_written = entries
         self._last_recovery_checkpoint = time.monotonic()
@@ -252,7 +252,7 @@ class LocalEngine:
     def _new_logs(self, info: TopicInfo, config: LogConfig, first: int,
                   total: int) -> list[LocalPartitionLog]:
         """Creates partition directories first..total-1, replacing stale ones (blocking)."""
-        now = _now_ms()
+        now = now_ms()
         logs = []
         for p in range(first, total):
             directory = self._partition_dir(info.name, p)
@@ -429,9 +429,7 @@ class LocalEngine:
         await asyncio.gather(*(self._flush_one(p) for p in self._all_logs()
                                if p.is_flush_due(now_ms)))
         if time.monotonic() - self._last_recovery_checkpoint >= RECOVERY_CHECKPOINT_INTERVAL_S:
-            entries = {(t, p.partition): p.recovery_point
-                       for t, parts in self._logs.items() for p in parts}
-            if entries != self._recovery_points_written:
+            if self._recovery_point_entries() != self._recovery_points_written:
                 await self._checkpoint_recovery_points()
             self._last_recovery_checkpoint = time.monotonic()
 

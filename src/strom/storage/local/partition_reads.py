@@ -51,13 +51,13 @@ class PartitionReads(PartitionState):
                 if budget <= 0:
                     break
             if not unloaded:
-                return self._read_loaded(i, offset, max_bytes, min_one_batch, committed)
+                return self._read_loaded(i, offset, max_bytes, min_one_batch, hw, lso,
+                                         committed)
             await self._load(unloaded)
 
-    def _read_loaded(self, i: int, offset: int, max_bytes: int, min_one_batch: bool,
-                     committed: bool) -> ReadResult:
+    def _read_loaded(self, i: int, offset: int, max_bytes: int, min_one_batch: bool, hw: int,
+                     lso: int, committed: bool) -> ReadResult:
         segments = self._segments
-        hw, lso = self.high_watermark, self.last_stable_offset
         limit = lso if committed else hw
         seg = segments[i]
         found = seg.find_batch(offset)
