@@ -24,6 +24,7 @@ from tests.unit.test_log_cleaner import (
     check_contiguous,
     engine_for,
     keyed,
+    map_bytes,
     parse,
 )
 
@@ -91,10 +92,10 @@ async def write(plog: LocalPartitionLog, model: Model, records: list[tuple[int, 
         model.written_at[result.base_offset + i] = now
 
 
-async def opened(data_dir: Path, max_keys: int) -> LocalEngine:
+async def opened(data_dir: Path, map_budget: int) -> LocalEngine:
     engine = engine_for(data_dir)
     await engine.open()
-    engine.cleaner.max_map_keys = max_keys
+    engine.cleaner.dedupe_buffer_bytes = map_budget
     return engine
 
 
@@ -117,7 +118,7 @@ async def clean(engine: LocalEngine, data_dir: Path, model: Model,
         event(f"crash after step {crash}")
         end = engine.partition("c", 0).log_end_offset
         await crash_engine(engine)
-        engine = await opened(data_dir, engine.cleaner.max_map_keys)
+        engine = await opened(data_dir, engine.cleaner.dedupe_buffer_bytes)
         assert engine.partition("c", 0).log_end_offset == end
         return engine, 1
 
@@ -125,7 +126,7 @@ async def clean(engine: LocalEngine, data_dir: Path, model: Model,
 async def scenario(data_dir: Path, configs: dict[str, str], model: Model,
                    ops: list[tuple[object, ...]], max_keys: int,
                    final_crashes: list[tuple[str, int]]) -> None:
-    engine = await opened(data_dir, max_keys)
+    engine = await opened(data_dir, map_bytes(max_keys))
     await engine.create_topic("c", 1, configs)
     now = 1_000_000
     for op in ops:
@@ -139,7 +140,7 @@ async def scenario(data_dir: Path, configs: dict[str, str], model: Model,
             model.check(engine.partition("c", 0), await read_all(engine.partition("c", 0)), now)
         else:
             await engine.close()
-            engine = await opened(data_dir, max_keys)
+            engine = await opened(data_dir, map_bytes(max_keys))
     # Finally everything becomes old and inactive, any dirt is enough, and passes (the first
     # ones may crash) run until none is due (the map may be small; tombstones get a horizon
     # in one pass and go in a later one): what is left is the last value of each live key.

@@ -22,6 +22,7 @@ from strom.protocol.records import iter_records
 from strom.storage.api import AppendBatch, FileRegion
 from strom.storage.local import LocalEngine, LocalPartitionLog, read_region
 from strom.storage.local.cleaner import CRASH_POINTS, CleanTarget
+from strom.storage.local.cleaner_map import entry_bytes
 from strom.storage.local.cleaner_rewrite import group_segments
 from tests.unit.batch_factory import (
     append_batch,
@@ -48,6 +49,11 @@ def keyed(records: Sequence[tuple[bytes | None, bytes | None]], ts: int,
     data = bytearray(build_batch([(k, v, (), ts) for k, v in records], compression=compression,
                                  **kwargs))
     return AppendBatch(data, len(records), ts, ts)
+
+
+def map_bytes(keys: int) -> int:
+    """An offset map budget that holds exactly `keys` keys of up to 15 bytes."""
+    return keys * entry_bytes(15)
 
 
 def engine_for(path: Path) -> LocalEngine:
@@ -346,7 +352,7 @@ def test_keyless_records_are_removed_and_control_batches_kept(tmp_path: Path) ->
 
 def test_a_full_offset_map_spreads_cleaning_over_passes(tmp_path: Path) -> None:
     async def body(engine: LocalEngine, plog: LocalPartitionLog) -> None:
-        engine.cleaner.max_map_keys = 3
+        engine.cleaner.dedupe_buffer_bytes = map_bytes(3)
         history = await write(plog, 40, 6)
         ends = []
         while await engine.run_cleaner(T0 + 10_000):

@@ -25,6 +25,7 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "log.retention.check.interval.ms": "300000",
     "log.flush.scheduler.interval.ms": "1000",
     "log.cleaner.backoff.ms": "15000",
+    "log.cleaner.dedupe.buffer.size": str(128 * MIB),
     "group.initial.rebalance.delay.ms": "3000",
     "group.min.session.timeout.ms": "6000",
     "group.max.session.timeout.ms": "1800000",

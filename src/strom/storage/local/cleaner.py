@@ -12,7 +12,9 @@
    or its oldest dirty batch is older than max.compaction.lag.ms; or when the delete horizon
    of tombstones kept by an earlier cleaning has passed. Due partitions are cleaned one after
    another, dirtiest first.
-3. Cleaning: build the offset map over the cleanable dirty section (cleaner_map), then rewrite
+3. Cleaning: build the offset map over the cleanable dirty section (cleaner_map; its memory
+   is bounded by log.cleaner.dedupe.buffer.size, and when it fills up it ends there, maybe
+   inside a batch: the rest waits for the next passes), then rewrite
    the segments from the log start to where the map ends, in groups of at most segment.bytes
    (cleaner_rewrite; aborted transactions' data batches are removed, and markers whose
    transaction has no data left get a delete horizon and later go: cleaner_txn), swapping
@@ -21,10 +23,10 @@
    to the map's end.
 
 Reading and writing run in threads, one batch at a time with a check for a stop request in
-between; appends and reads go on meanwhile (sources are read through private dup'd fds, and
-replaced segments' fds are retired, not closed). Only the swap itself holds the partition's
-maintenance lock. A partition whose cleaning fails is skipped until restart (Kafka's
-"uncleanable partitions").
+between, streaming each batch's records (never a list of them); appends and reads go on
+meanwhile (sources are read through private dup'd fds, and replaced segments' fds are retired,
+not closed). Only the swap itself holds the partition's maintenance lock. A partition whose
+cleaning fails is skipped until restart (Kafka's "uncleanable partitions").
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
+from strom.config.topic import ConfigError
 from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
 from strom.storage.local.checkpoint import (
     TopicPartition,
@@ -45,7 +48,8 @@ from strom.storage.local.checkpoint import (
     write_offset_checkpoint,
 )
 from strom.storage.local.cleaner_map import (
-    MAX_MAP_KEYS,
+    DEFAULT_DEDUPE_BUFFER_BYTES,
+    MAX_ENTRY_BYTES,
     AbortedIndex,
     CleaningAborted,
     Source,
@@ -125,10 +129,16 @@ def _first_batch_timestamps(segments: Sequence[LogSegment]) -> list[int]:
 
 class LogCleaner:
     def __init__(self, data_dir: Path, max_decompressed_bytes: int,
-                 max_map_keys: int = MAX_MAP_KEYS) -> None:
+                 dedupe_buffer_bytes: int = DEFAULT_DEDUPE_BUFFER_BYTES) -> None:
+        """`dedupe_buffer_bytes` (log.cleaner.dedupe.buffer.size) bounds the offset map; a
+        value too small for one entry is refused, as Kafka's Cleaner refuses a map that cannot
+        hold a single record ("log cleaning will never make progress")."""
+        if dedupe_buffer_bytes < MAX_ENTRY_BYTES:
+            raise ConfigError(f"log.cleaner.dedupe.buffer.size {dedupe_buffer_bytes} is too "
+                              f"small for one offset map entry ({MAX_ENTRY_BYTES} bytes)")
         self.data_dir = data_dir
         self.max_decompressed_bytes = max_decompressed_bytes
-        self.max_map_keys = max_map_keys
+        self.dedupe_buffer_bytes = dedupe_buffer_bytes
         self.crash_hook: CrashHook = _no_hook  # tests raise from it to simulate a crash
         self._first_dirty: dict[TopicPartition, int] = {}
         self._horizons: dict[TopicPartition, int] = {}
@@ -279,7 +289,7 @@ class LogCleaner:
             aborted = AbortedIndex(() if state is None else state.aborted_ranges())
             omap, map_end = await asyncio.to_thread(
                 build_offset_map, map_sources, todo.first_dirty, todo.cleanable_end,
-                self.max_map_keys, self.max_decompressed_bytes, partial(self._stop, plog),
+                self.dedupe_buffer_bytes, self.max_decompressed_bytes, partial(self._stop, plog),
                 aborted)
             txns = TxnMarkers(NOTHING if state is None else map_end,
                               min(map_end, self._pruned.drop_below(_key(plog), state,

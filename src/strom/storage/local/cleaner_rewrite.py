@@ -20,12 +20,19 @@ rest of the local engine (recovery, reads) requires. Control batches are kept as
 except a COMMIT/ABORT marker whose transaction has no data batch left (cleaner_txn): it gets a
 delete horizon, and a later pass past the horizon removes it (it joins a run of emptied
 batches).
+
+Records are streamed, never listed: a first walk over a batch's records decides (how many are
+kept, whether a kept one is a tombstone), and only a batch that changes is walked again, its
+kept records going one by one into rebuild_batch, which compresses as it goes. A batch that
+cannot be read to its end is kept as it is. So the rewrite holds the batch read, one record,
+the rebuilt batch's compressed output and a small window, whatever the number of records.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -42,18 +49,19 @@ from strom.protocol.batch_header import (
 )
 from strom.protocol.record_builder import MAGIC, reseal
 from strom.protocol.record_rewrite import delete_horizon_ms, empty_batch, rebuild_batch
-from strom.protocol.records import Record
+from strom.protocol.records import Record, RecordsError, iter_records
 from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
 from strom.storage.local.cleaner_map import (
     AbortedIndex,
     CleaningAborted,
     OffsetMap,
     Source,
-    parse_batch,
     read_batches,
 )
 from strom.storage.local.cleaner_txn import TxnMarkers
 from strom.storage.local.log_segment import LogSegment
+
+log = logging.getLogger(__name__)
 
 _LONG_MAX: Final = 2**63 - 1  # delete.retention.ms may be Long.MAX_VALUE
 
@@ -106,7 +114,7 @@ def _emptied(h: BatchHeader, data: bytes, rules: RetentionRules) -> bytes | None
 
 
 def filter_batch(h: BatchHeader, data: bytes,
-                 rules: RetentionRules) -> tuple[bytes | None, int | None]:
+                 rules: RetentionRules) -> tuple[bytes | bytearray | None, int | None]:
     """(the batch to write: `data` itself if unchanged, a rebuilt batch, or None if nothing is
     left; the delete horizon of the tombstones or the marker it keeps, None if none). Batches
     must come in log order from the log start (rules.txns follows the transactions)."""
@@ -119,18 +127,19 @@ def filter_batch(h: BatchHeader, data: bytes,
 
 
 def _filter_marker(h: BatchHeader, data: bytes,
-                   rules: RetentionRules) -> tuple[bytes | None, int | None]:
+                   rules: RetentionRules) -> tuple[bytes | bytearray | None, int | None]:
     """A control batch is kept as it is unless it is a marker whose transaction has no data
     left (cleaner_txn): then it gets a delete horizon, and once that has passed it goes."""
     if not rules.txns.removable(h, data):
         return data, None
     horizon = delete_horizon_ms(h)
     if horizon is None:
-        records = parse_batch(h, data, rules.max_decompressed_bytes)
-        if not records:
-            return data, None
         horizon = min(rules.now_ms + rules.delete_retention_ms, _LONG_MAX)
-        return rebuild_batch(h, data, records, horizon_ms=horizon), horizon
+        try:
+            records = iter_records(data, max_decompressed_bytes=rules.max_decompressed_bytes)
+            return rebuild_batch(h, records, horizon_ms=horizon), horizon
+        except (RecordsError, ValueError):  # unreadable, or no record after all
+            return data, None
     if rules.now_ms < horizon:
         return data, horizon
     if h.base_offset < rules.txns.drop_below:
@@ -138,27 +147,58 @@ def _filter_marker(h: BatchHeader, data: bytes,
     return data, None  # older snapshots might need it: a later pass may remove it
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the rules make of a data batch's records, found by a first walk over them."""
+
+    kept: int
+    removed: int
+    tombstones: bool  # whether a kept record is a tombstone
+
+
+def _kept_records(h: BatchHeader, data: bytes, rules: RetentionRules,
+                  horizon_passed: bool) -> Iterator[Record]:
+    base = h.base_offset
+    for r in iter_records(data, max_decompressed_bytes=rules.max_decompressed_bytes):
+        if _retain(base + r.offset_delta, r, rules, horizon_passed):
+            yield r
+
+
+def _plan(h: BatchHeader, data: bytes, rules: RetentionRules,
+          horizon_passed: bool) -> _Plan | None:
+    """The batch's plan, None (logged) if its records cannot be read."""
+    kept = tombstones = 0
+    try:
+        for r in _kept_records(h, data, rules, horizon_passed):
+            kept += 1
+            tombstones += r.value is None
+    except RecordsError as exc:
+        log.warning("the log cleaner keeps the unreadable batch at offset %d as it is: %s",
+                    h.base_offset, exc)
+        return None
+    return _Plan(kept, max(h.records_count, 0) - kept, tombstones > 0)
+
+
 def _filter_data(h: BatchHeader, data: bytes,
-                 rules: RetentionRules) -> tuple[bytes | None, int | None]:
+                 rules: RetentionRules) -> tuple[bytes | bytearray | None, int | None]:
     if h.base_offset < rules.map_end and rules.aborted.aborted(h):
         return _emptied(h, data, rules), None
-    records = parse_batch(h, data, rules.max_decompressed_bytes)
-    if records is None:
-        return data, None
     horizon = delete_horizon_ms(h)
     passed = horizon is not None and rules.now_ms >= horizon
-    kept = [r for r in records if _retain(h.base_offset + r.offset_delta, r, rules, passed)]
-    if not kept:
+    plan = _plan(h, data, rules, passed)
+    if plan is None:
+        return data, None
+    if not plan.kept:
         return _emptied(h, data, rules), None
-    if not any(r.value is None for r in kept):
-        if len(kept) == len(records):
+    if not plan.tombstones:
+        if not plan.removed:
             return data, None
-        return rebuild_batch(h, data, kept, horizon_ms=horizon), None
+        return rebuild_batch(h, _kept_records(h, data, rules, passed), horizon_ms=horizon), None
     if horizon is None:
         horizon = min(rules.now_ms + rules.delete_retention_ms, _LONG_MAX)
-    elif len(kept) == len(records):
+    elif not plan.removed:
         return data, horizon
-    return rebuild_batch(h, data, kept, horizon_ms=horizon), horizon
+    return rebuild_batch(h, _kept_records(h, data, rules, passed), horizon_ms=horizon), horizon
 
 
 class _Writer:
@@ -171,7 +211,7 @@ class _Writer:
         self.interval = index_interval
         self.run: tuple[int, int, int, int] | None = None  # base, last, max ts, leader epoch
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         self._end_run()
         h = read_batch_header(data)
         if self.seg.size + h.size > MAX_RELATIVE_OFFSET:
