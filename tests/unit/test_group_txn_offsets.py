@@ -19,7 +19,7 @@ from kio.schema.txn_offset_commit.v3.request import (
 )
 from kio.static.primitive import i16, i32, i64
 
-from strom.broker.group_runtime import OFFSETS_TOPIC
+from strom.coordinator.internal_topics import OFFSETS_TOPIC
 from strom.broker.handlers.txn_offset_commit import handle_txn_offset_commit
 from strom.broker.state import Broker, RequestContext
 from strom.config.broker import BrokerConfig

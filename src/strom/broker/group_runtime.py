@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 from strom.broker.log_scan import scan_partition
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.model import GroupConfig, GroupLogRecord, PendingKey, Step
+from strom.coordinator.internal_topics import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS
 from strom.protocol.batch_header import BatchHeader
 from strom.protocol.control_batch import ABORT, COMMIT, control_type
 from strom.protocol.record_builder import RecordInput, build_batch
@@ -29,8 +30,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-OFFSETS_TOPIC: Final = "__consumer_offsets"
-OFFSETS_TOPIC_CONFIGS: Final = {"cleanup.policy": "compact", "segment.bytes": str(100 * 2**20)}
 TIMER_MAX_SLEEP_S: Final = 0.5
 
 
@@ -56,7 +55,11 @@ class GroupRuntime:
         self._stopping = False
 
     async def start(self) -> None:
+        """Creates `__consumer_offsets` if it does not exist (the only way it is created),
+        maps groups to its actual partitions, and replays it."""
         await self.ensure_offsets_topic()
+        partitions = self.engine.topics()[OFFSETS_TOPIC].partitions
+        self.coordinator.use_offsets_topic_partitions(partitions)
         started = time.monotonic()
         count = await self.replay_all()
         log.info("loaded %d group records from %s in %.0f ms", count, OFFSETS_TOPIC,
@@ -145,9 +148,6 @@ class GroupRuntime:
             self._wake.set()
 
     async def persist(self, records: Sequence[GroupLogRecord]) -> None:
-        if OFFSETS_TOPIC not in self.engine.topics():
-            log.warning("%s is missing (deleted?); creating it again", OFFSETS_TOPIC)
-            await self.ensure_offsets_topic()
         now_ms = int(time.time() * 1000)
         by_partition: dict[int, list[GroupLogRecord]] = {}
         for record in records:

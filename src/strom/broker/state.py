@@ -13,18 +13,17 @@ from typing import Final
 
 from strom.broker.group_runtime import GroupRuntime
 from strom.broker.producer_ids import ProducerIdAllocator
+from strom.broker.topic_locks import TopicLocks
 from strom.broker.txn_runtime import TransactionRuntime, transaction_config
 from strom.config.broker import BrokerConfig
+from strom.config.text import plural
 from strom.coordinator.group.model import GroupConfig
+from strom.coordinator.internal_topics import RESERVED_TOPICS
 from strom.storage.api import StorageEngine, TopicExists, TopicInfo
 
 log = logging.getLogger(__name__)
 
 MAX_TOPIC_NAME_LENGTH: Final = 249
-CLUSTER_METADATA_TOPIC: Final = "__cluster_metadata"
-# org.apache.kafka.common.internals.Topic.INTERNAL_TOPICS
-INTERNAL_TOPICS: Final = frozenset({"__consumer_offsets", "__transaction_state",
-                                    "__share_group_state"})
 _LEGAL_TOPIC_NAME: Final = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 
@@ -119,7 +118,7 @@ class Broker:
         self.advertised_host = config.advertised
         self.advertised_port = config.port
         self.waiters = PartitionWaiters()
-        self._create_lock = asyncio.Lock()
+        self.topic_locks = TopicLocks()
         self.groups = GroupRuntime(engine, group_config(config))
         self.producer_ids = ProducerIdAllocator(engine)
         self.transactions = TransactionRuntime(
@@ -136,12 +135,14 @@ class Broker:
         return None if info is None else info.name
 
     async def auto_create_topic(self, name: str) -> TopicInfo | None:
-        """Creates `name` with the broker defaults if auto.create.topics.enable allows it."""
+        """Creates `name` with the broker defaults if auto.create.topics.enable allows it;
+        never an internal topic (only its coordinator creates it). Raises StorageError or
+        OSError if the engine cannot create it."""
         if not self.config.get_bool("auto.create.topics.enable"):
             return None
-        if topic_name_error(name) is not None or name == CLUSTER_METADATA_TOPIC:
+        if topic_name_error(name) is not None or name in RESERVED_TOPICS:
             return None
-        async with self._create_lock:
+        async with self.topic_locks.hold(name):
             existing = self.engine.topics().get(name)
             if existing is not None:
                 return existing
@@ -151,5 +152,5 @@ class Broker:
                 )
             except TopicExists:
                 return self.engine.topics().get(name)
-            log.info("auto-created topic %s with %d partitions", name, info.partitions)
+            log.info("auto-created topic %s with %s", name, plural(info.partitions, "partition"))
             return info

@@ -7,9 +7,11 @@ coordinator then completes the pending transactional offset commits), after whic
 told (`markers_written`) and the transaction completes. A timer runs the core's timeouts.
 
 `__transaction_state` is created on first use, as Kafka does on the first FindCoordinator for a
-transactional id, and replayed at start when it exists. If an append to it fails, the core's
-in-memory state (which moved on) is thrown away and rebuilt from the log before the next
-request, as decisions/0003 requires.
+transactional id (this runtime is the only creator), and replayed at start when it exists;
+transactional ids map to its actual partition count, which wins over
+transaction.state.log.num.partitions once it exists (as in Kafka). If an append to it fails,
+the core's in-memory state (which moved on) is thrown away and rebuilt from the log before the
+next request, as decisions/0003 requires.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
-from strom.broker.group_runtime import OFFSETS_TOPIC, GroupRuntime
+from strom.broker.group_runtime import GroupRuntime
 from strom.broker.log_scan import scan_partition
 from strom.broker.producer_ids import ProducerIdAllocator
 from strom.config.broker import BrokerConfig
+from strom.coordinator.internal_topics import OFFSETS_TOPIC, TXN_TOPIC, TXN_TOPIC_CONFIGS
 from strom.coordinator.log_codec import LogFormatError
 from strom.coordinator.transaction import (
     MarkerBatch,
@@ -51,8 +55,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TXN_TOPIC: Final = "__transaction_state"
-TXN_TOPIC_CONFIGS: Final = {"cleanup.policy": "compact", "segment.bytes": str(100 * 2**20)}
 TIMER_MAX_SLEEP_S: Final = 1.0
 MARKER_RETRY_S: Final = (0.05, 2.0)  # first and longest backoff of a failed marker write
 # The most producer ids one core call can take: a new id and an exhausted epoch's successor.
@@ -137,6 +139,8 @@ class TransactionRuntime:
                         TXN_TOPIC, self.config.transaction_state_partitions,
                         TXN_TOPIC_CONFIGS)
             started = time.monotonic()
+            self.config = replace(self.config, transaction_state_partitions=(
+                self.engine.topics()[TXN_TOPIC].partitions))
             core = TransactionCoordinator(self.config)
             count = 0
             for record in await self._read_all():

@@ -82,9 +82,13 @@ def serve(data_dir: Path, listen: str, config_file: Path | None, sets: tuple[str
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = build_config(data_dir, listen, config_file, sets)
+    from strom.broker.internal_topic_check import StartupError
+
     try:
         import uvloop
 
         uvloop.run(run_until_signalled(config))
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -42,6 +42,7 @@ from strom.cli.common import (
     wait,
     warn,
 )
+from strom.config.text import plural
 
 CONFIG_OPTION = click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
                              help="A topic config, e.g. retention.ms=86400000 (repeatable).")
@@ -253,16 +254,16 @@ def alter_configs(admin: AdminClient, client: ClientOptions, name: str,
 def grow(admin: AdminClient, client: ClientOptions, name: str, current: int,
          partitions: int) -> None:
     if partitions == current:
-        click.echo(f"topic {name} already has {current} partitions")
+        click.echo(f"topic {name} already has {plural(current, 'partition')}")
         return
     if partitions < current:
-        raise CliError(f"topic {name} has {current} partitions and Kafka cannot remove "
+        raise CliError(f"topic {name} has {plural(current, 'partition')} and Kafka cannot remove "
                        "partitions (create a new topic to have fewer)")
     futures = admin.create_partitions([NewPartitions(name, partitions)],
                                       operation_timeout=client.request_timeout,
                                       **timeouts(client))
     wait(futures[name], client, name, f"adding partitions to topic {name}")
-    click.echo(f"topic {name} now has {partitions} partitions (was {current})")
+    click.echo(f"topic {name} now has {plural(partitions, 'partition')} (was {current})")
 
 
 # --- delete -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from strom.broker.internal_topic_check import StartupError, check_internal_topics
 from strom.broker.registry import load_handlers
 from strom.broker.state import Broker, load_or_create_cluster_id
 from strom.config.broker import BrokerConfig
@@ -61,8 +62,15 @@ class BrokerServer:
         )
 
     async def start(self) -> None:
+        """Raises StartupError (the engine closed again) if the data directory holds an
+        internal topic its coordinator cannot use."""
         load_handlers()
         await self.engine.open()
+        try:
+            await check_internal_topics(self.engine, self.config)
+        except StartupError:
+            await self.engine.close()
+            raise
         cluster_id = load_or_create_cluster_id(self.config.data_dir)
         self.broker = Broker(self.config, self.engine, cluster_id)
         await self.broker.groups.start()

@@ -52,7 +52,11 @@ class EmbeddedBroker:
                                         daemon=True)
         self._thread.start()
         server = BrokerServer(config)
-        self._call(server.start())
+        try:
+            self._call(server.start())
+        except BaseException:  # e.g. StartupError: no loop thread is left behind
+            self._stop_loop()
+            raise
         self._server = server
         self._port = server.port  # a restart keeps the same port
         return self
@@ -63,12 +67,16 @@ class EmbeddedBroker:
         try:
             self._call(self._server.stop())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._thread is not None:
-                self._thread.join(10)
-            self._loop.close()
             self._server = None
-            self._loop = None
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop.close()
+        self._loop = None
 
     def restart(self) -> None:
         """Stops cleanly and starts again on the same port and data directory."""

@@ -15,6 +15,7 @@ from typing import Any, Final
 from strom.broker.operations import CLUSTER_OPERATIONS, OPERATIONS_OMITTED, TOPIC_OPERATIONS
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
+from strom.coordinator.internal_topics import is_internal
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import TopicInfo
 
@@ -109,7 +110,7 @@ def topic_partitions(broker: Broker, b: ResponseBuilder, info: TopicInfo, start:
         for index in range(start, upper)
     )
     topic = b.make("DescribeTopicPartitionsResponseTopic", error_code=ErrorCode.none,
-                   name=info.name, topic_id=info.topic_id, is_internal=info.name.startswith("__"),
+                   name=info.name, topic_id=info.topic_id, is_internal=is_internal(info.name),
                    partitions=partitions, topic_authorized_operations=TOPIC_OPERATIONS)
     return topic, (upper if upper < info.partitions else -1)
 
@@ -117,7 +118,7 @@ def topic_partitions(broker: Broker, b: ResponseBuilder, info: TopicInfo, start:
 def missing_topic(b: ResponseBuilder, name: str, error: ErrorCode,
                   operations: int = OPERATIONS_OMITTED) -> Any:
     return b.make("DescribeTopicPartitionsResponseTopic", error_code=error, name=name,
-                  topic_id=ZERO_UUID, is_internal=name.startswith("__"), partitions=(),
+                  topic_id=ZERO_UUID, is_internal=is_internal(name), partitions=(),
                   topic_authorized_operations=operations)
 
 

@@ -24,6 +24,7 @@ from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
 from strom.config.broker import BROKER_SETTINGS, BrokerConfig
 from strom.config.topic import TOPIC_CONFIGS, ConfigError, ConfigKey, validate_topic_configs
+from strom.coordinator.internal_topics import config_refusal
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import TopicInfo, UnknownTopic
 
@@ -321,6 +322,12 @@ def check_topic_resource_name(name: str) -> None:
 
 async def alter_topic(broker: Broker, resource: Any, incremental: bool,
                       validate_only: bool) -> None:
+    async with broker.topic_locks.hold(str(resource.resource_name)):
+        await _alter_topic(broker, resource, incremental, validate_only)
+
+
+async def _alter_topic(broker: Broker, resource: Any, incremental: bool,
+                       validate_only: bool) -> None:
     name = resource.resource_name
     info = broker.engine.topics().get(name)
     current = dict(info.configs) if info is not None else {}
@@ -336,6 +343,9 @@ async def alter_topic(broker: Broker, resource: Any, incremental: bool,
     if info is None:
         raise ApiError(ErrorCode.unknown_topic_or_partition,
                             f"The topic '{name}' does not exist.")
+    refusal = config_refusal(name, overrides, broker.config.topic_default("cleanup.policy")[0])
+    if refusal is not None:
+        raise ApiError(ErrorCode.invalid_config, refusal)
     if validate_only or overrides == current:
         return
     try:

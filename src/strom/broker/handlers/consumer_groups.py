@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any
 
-from strom.broker.group_runtime import OFFSETS_TOPIC
 from strom.broker.handlers.groups import GROUP_OPERATIONS
 from strom.broker.operations import OPERATIONS_OMITTED
 from strom.broker.registry import api
@@ -22,9 +21,8 @@ from strom.coordinator.group.model import (
     TopicMetadata,
     TopicPartitionIds,
 )
+from strom.coordinator.internal_topics import INTERNAL_TOPICS
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-
-INTERNAL_TOPICS: Final = frozenset({OFFSETS_TOPIC, "__transaction_state"})
 
 
 def topics_snapshot(broker: Broker) -> tuple[TopicMetadata, ...]:

@@ -1,15 +1,20 @@
-"""Metadata (3): brokers, topics and partitions; auto-creates topics when allowed."""
+"""Metadata (3): brokers, topics and partitions; auto-creates topics when allowed (never an
+internal topic: only its coordinator creates it, see coordinator/internal_topics.py)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, Final
 
 from strom.broker.operations import CLUSTER_OPERATIONS, OPERATIONS_OMITTED, TOPIC_OPERATIONS
 from strom.broker.registry import api
-from strom.broker.state import INTERNAL_TOPICS, Broker, RequestContext, topic_name_error
+from strom.broker.state import Broker, RequestContext, topic_name_error
+from strom.coordinator.internal_topics import INTERNAL_TOPICS
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import TopicInfo
+from strom.storage.api import StorageError, TopicInfo
+
+log = logging.getLogger(__name__)
 
 ZERO_UUID: Final = uuid.UUID(int=0)
 
@@ -37,7 +42,8 @@ def error_topic(b: ResponseBuilder, name: str | None, topic_id: uuid.UUID | None
     if name is None and b.version < 12:
         name = ""  # the response's name is nullable only from v12
     return b.make("MetadataResponseTopic", error_code=error, name=name,
-                  topic_id=topic_id or ZERO_UUID, is_internal=False, partitions=(),
+                  topic_id=topic_id or ZERO_UUID, is_internal=name in INTERNAL_TOPICS,
+                  partitions=(),
                   topic_authorized_operations=OPERATIONS_OMITTED)
 
 
@@ -57,13 +63,18 @@ async def requested_topic(broker: Broker, b: ResponseBuilder, topic: Any,
         return error_topic(b, name, topic_id, ErrorCode.invalid_topic_exception)
     info = broker.engine.topics().get(name)
     if info is None and allow_create:
-        info = await broker.auto_create_topic(name)
+        try:
+            info = await broker.auto_create_topic(name)
+        except (StorageError, OSError):
+            log.exception("auto-creating topic %s failed", name)
+            return error_topic(b, name, topic_id, ErrorCode.unknown_server_error)
     if info is None:
         return error_topic(b, name, topic_id, ErrorCode.unknown_topic_or_partition)
     return topic_entry(broker, b, info, operations)
 
 
-@api(3, "Metadata", (0, 13), "topic ids (v10+), auto-creation per auto.create.topics.enable")
+@api(3, "Metadata", (0, 13), "topic ids (v10+), auto-creation per auto.create.topics.enable "
+     "(never of an internal topic)")
 async def handle_metadata(broker: Broker, ctx: RequestContext, request: Any,
                           b: ResponseBuilder) -> Any:
     wanted = request.topics

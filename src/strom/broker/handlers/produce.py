@@ -1,4 +1,10 @@
-"""Produce (0): validate each partition's batch, append it, answer per acks."""
+"""Produce (0): validate each partition's batch, append it, answer per acks.
+
+Internal topics are written by their coordinators only: a client's batch for one is refused
+with INVALID_TOPIC_EXCEPTION and no message, as Kafka's ReplicaManager.appendToLocalLog does.
+A storage failure is answered KAFKA_STORAGE_ERROR with a fixed message; the detail (which names
+files) goes to the broker's log only.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from kio.static.primitive import i64
 from strom.broker.errors import CloseConnection
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.coordinator.internal_topics import is_internal
 from strom.coordinator.producer_state import ProducerStateManager, Verdict, last_sequence
 from strom.protocol.batch_header import BatchHeader
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
@@ -22,6 +29,9 @@ from strom.storage.api import AppendBatch, PartitionLog, StorageError, UnknownTo
 log = logging.getLogger(__name__)
 
 VALID_ACKS: Final = (-1, 0, 1)
+# Errors.KAFKA_STORAGE_ERROR's message, and what strom's LogDirFailure means for the client.
+STORAGE_ERROR_MESSAGE: Final = ("Disk error when trying to access log file on the disk; the "
+                                "partition is offline until the broker restarts.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,8 @@ class PartitionOutcome:
 async def append_partition(broker: Broker, topic: str, index: int, records: bytes | None,
                            produce_version: int, transactional_id: str | None = None,
                            ) -> PartitionOutcome:
+    if is_internal(topic):
+        return PartitionOutcome(ErrorCode.invalid_topic_exception)
     try:
         plog = broker.engine.partition(topic, index)
     except UnknownTopic:
@@ -70,13 +82,15 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
             try:
                 await plog.wait_durable(plog.log_end_offset)
             except StorageError as exc:
-                return PartitionOutcome(ErrorCode.kafka_storage_error, message=str(exc))
+                log.error("%s-%d: answering a duplicate failed: %s", topic, index, exc)
+                return PartitionOutcome(ErrorCode.kafka_storage_error,
+                                        message=STORAGE_ERROR_MESSAGE)
         return early
     try:
         result = await plog.append(appends)
     except StorageError as exc:
         log.error("append to %s-%d failed: %s", topic, index, exc)
-        return PartitionOutcome(ErrorCode.kafka_storage_error, message=str(exc))
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=STORAGE_ERROR_MESSAGE)
     broker.waiters.notify(topic, index)
     append_time = now_ms if log_append_time else -1
     return PartitionOutcome(ErrorCode.none, result.base_offset, append_time,
@@ -183,7 +197,7 @@ async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: in
 @api(0, "Produce", (3, 12),
      "acks 0/1/-1; one v2 batch per partition; idempotent and transactional batches "
      "(partition verified in the transaction, KIP-890 part 1); v0-v2 advertised but refused "
-     "(KAFKA-18659)",
+     "(KAFKA-18659); internal topics refused (INVALID_TOPIC_EXCEPTION)",
      advertised_min_version=0)
 async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
                          b: ResponseBuilder) -> Any:

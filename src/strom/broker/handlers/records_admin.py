@@ -12,7 +12,8 @@ from typing import Any, Final
 
 from strom.broker.errors import ApiError
 from strom.broker.registry import api
-from strom.broker.state import INTERNAL_TOPICS, Broker, RequestContext
+from strom.broker.state import Broker, RequestContext
+from strom.coordinator.internal_topics import INTERNAL_TOPICS
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import OffsetOutOfRange, StorageError, UnknownTopic
 
@@ -23,7 +24,13 @@ INVALID_LOW_WATERMARK: Final = -1
 
 
 async def delete_before(broker: Broker, topic: str, index: int, offset: int) -> int:
-    """The new low watermark; raises ApiError."""
+    """The new low watermark; raises ApiError. Holds the topic's lock, so the topic is not
+    deleted or reconfigured meanwhile."""
+    async with broker.topic_locks.hold(topic):
+        return await _delete_before(broker, topic, index, offset)
+
+
+async def _delete_before(broker: Broker, topic: str, index: int, offset: int) -> int:
     try:
         plog = broker.engine.partition(topic, index)
     except UnknownTopic:

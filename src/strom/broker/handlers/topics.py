@@ -1,10 +1,15 @@
 """CreateTopics (19), DeleteTopics (20) and CreatePartitions (37), with the checks, order of
 checks, error codes and messages of Kafka's KRaft controller (ControllerApis and
 ReplicationControlManager) for a cluster of one broker.
+
+Internal topics belong to their coordinators: clients cannot create, delete or grow them
+(coordinator/internal_topics.py). Each topic's check and change run under its lock
+(broker/topic_locks.py), so concurrent requests on one topic each get their own answer.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -14,8 +19,14 @@ from typing import Any, Final
 from strom.broker.errors import ApiError
 from strom.broker.handlers.configs import topic_config_views
 from strom.broker.registry import api
-from strom.broker.state import CLUSTER_METADATA_TOPIC, Broker, RequestContext, topic_name_error
+from strom.broker.state import Broker, RequestContext, topic_name_error
 from strom.config.topic import ConfigError, validate_topic_configs
+from strom.coordinator.internal_topics import (
+    CLUSTER_METADATA_TOPIC,
+    creation_refusal,
+    deletion_refusal,
+    growth_refusal,
+)
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import StorageError, TopicExists, TopicInfo, UnknownTopic
 
@@ -23,8 +34,10 @@ ZERO_UUID: Final = uuid.UUID(int=0)
 # ReplicationControlManager.MAX_PARTITIONS_PER_BATCH: more in one request is a policy violation.
 MAX_PARTITIONS_PER_BATCH: Final = 10_000
 DUPLICATE_NAME: Final = "Duplicate topic name."
+# What a client is told when the broker's files fail it; the detail goes to the broker's log.
+STORAGE_FAILURE: Final = "The broker could not write the topic's files; see the broker's log."
 
-
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -159,8 +172,16 @@ def requested_configs(topic: Any) -> dict[str, str]:
 
 
 async def create_one(broker: Broker, topic: Any, validate_only: bool) -> Outcome:
+    async with broker.topic_locks.hold(str(topic.name)):
+        return await _create_one(broker, topic, validate_only)
+
+
+async def _create_one(broker: Broker, topic: Any, validate_only: bool) -> Outcome:
     name = str(topic.name)
     check_new_name(broker, name)
+    refusal = creation_refusal(name)
+    if refusal is not None:
+        raise ApiError(ErrorCode.invalid_request, refusal)
     overrides = requested_configs(topic)
     if topic.assignments:
         partitions, replication = assigned_layout(broker, topic)
@@ -174,8 +195,11 @@ async def create_one(broker: Broker, topic: Any, validate_only: bool) -> Outcome
         info = await broker.engine.create_topic(name, partitions, overrides)
     except TopicExists:
         raise ApiError(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
-    except (StorageError, OSError) as exc:
-        raise ApiError(ErrorCode.unknown_server_error, str(exc)) from None
+    except ValueError as exc:  # a count the engine cannot name directories for
+        raise ApiError(ErrorCode.invalid_partitions, str(exc)) from None
+    except (StorageError, OSError):
+        log.exception("creating topic %s failed", name)
+        raise ApiError(ErrorCode.unknown_server_error, STORAGE_FAILURE) from None
     outcome.topic_id = info.topic_id
     return outcome
 
@@ -219,7 +243,8 @@ async def create_all(broker: Broker, request: Any) -> list[Outcome]:
 
 
 @api(19, "CreateTopics", (2, 7),
-     "validate_only, manual assignments on this broker, topic configs; v5+ returns configs")
+     "validate_only, manual assignments on this broker, topic configs; v5+ returns configs; "
+     "internal topics are created by their coordinators only")
 async def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
     outcomes = await create_all(broker, request)
@@ -251,23 +276,35 @@ def resolve_target(broker: Broker, name: str | None, topic_id: uuid.UUID,
         if info is None:
             return Outcome(name, ErrorCode.unknown_topic_or_partition,
                            "This server does not host this topic-partition.")
-        return Outcome(name, topic_id=info.topic_id)
+        return refused_deletion(Outcome(name, topic_id=info.topic_id))
     if topic_id in dup_ids:
         return Outcome(None, ErrorCode.invalid_request, "Duplicate topic id.", topic_id)
     found = broker.engine.topic_by_id(topic_id)
     if found is None:
         return Outcome(None, ErrorCode.unknown_topic_id, "This server does not host this topic ID.",
                        topic_id)
-    return Outcome(found.name, topic_id=topic_id)
+    return refused_deletion(Outcome(found.name, topic_id=topic_id))
+
+
+def refused_deletion(outcome: Outcome) -> Outcome:
+    """The outcome with INVALID_TOPIC_EXCEPTION if its topic is internal."""
+    refusal = None if outcome.name is None else deletion_refusal(outcome.name)
+    if refusal is not None:
+        outcome.error, outcome.message = ErrorCode.invalid_topic_exception, refusal
+    return outcome
 
 
 async def delete_resolved(broker: Broker, outcome: Outcome) -> None:
     assert outcome.name is not None
     try:
-        await broker.engine.delete_topic(outcome.name)
+        async with broker.topic_locks.hold(outcome.name):
+            await broker.engine.delete_topic(outcome.name)
     except UnknownTopic:
         outcome.error = ErrorCode.unknown_topic_or_partition
         outcome.message = "This server does not host this topic-partition."
+    except (StorageError, OSError):
+        log.exception("deleting topic %s failed", outcome.name)
+        outcome.error, outcome.message = ErrorCode.unknown_server_error, STORAGE_FAILURE
 
 
 async def delete_all(broker: Broker, request: Any) -> list[Outcome]:
@@ -300,7 +337,7 @@ async def delete_all(broker: Broker, request: Any) -> list[Outcome]:
     return outcomes
 
 
-@api(20, "DeleteTopics", (1, 6), "by name, or by topic id (v6)")
+@api(20, "DeleteTopics", (1, 6), "by name, or by topic id (v6); internal topics refused")
 async def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
     outcomes = await delete_all(broker, request)
@@ -322,6 +359,9 @@ def check_growth(broker: Broker, topic: Any) -> TopicInfo:
     if info is None:
         raise ApiError(ErrorCode.unknown_topic_or_partition,
                       "This server does not host this topic-partition.")
+    refusal = growth_refusal(name)
+    if refusal is not None:
+        raise ApiError(ErrorCode.invalid_partitions, refusal)
     count = int(topic.count)
     if count == info.partitions:
         raise ApiError(ErrorCode.invalid_partitions,
@@ -345,19 +385,24 @@ def check_growth(broker: Broker, topic: Any) -> TopicInfo:
 
 
 async def grow_topic(broker: Broker, topic: Any, validate_only: bool) -> None:
-    info = check_growth(broker, topic)
-    if validate_only:
-        return
-    try:
-        await broker.engine.create_partitions(info.name, int(topic.count))
-    except UnknownTopic:
-        raise ApiError(ErrorCode.unknown_topic_or_partition,
-                      "This server does not host this topic-partition.") from None
-    except (StorageError, OSError) as exc:
-        raise ApiError(ErrorCode.unknown_server_error, str(exc)) from None
+    async with broker.topic_locks.hold(str(topic.name)):
+        info = check_growth(broker, topic)
+        if validate_only:
+            return
+        try:
+            await broker.engine.create_partitions(info.name, int(topic.count))
+        except UnknownTopic:
+            raise ApiError(ErrorCode.unknown_topic_or_partition,
+                          "This server does not host this topic-partition.") from None
+        except ValueError as exc:
+            raise ApiError(ErrorCode.invalid_partitions, str(exc)) from None
+        except (StorageError, OSError):
+            log.exception("adding partitions to topic %s failed", info.name)
+            raise ApiError(ErrorCode.unknown_server_error, STORAGE_FAILURE) from None
 
 
-@api(37, "CreatePartitions", (0, 3), "grows a topic; validate_only; assignments on this broker")
+@api(37, "CreatePartitions", (0, 3), "grows a topic; validate_only; assignments on this broker; "
+     "internal topics refused")
 async def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Any,
                                    b: ResponseBuilder) -> Any:
     topics = list(request.topics)

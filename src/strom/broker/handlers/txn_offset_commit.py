@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from strom.broker.group_runtime import OFFSETS_TOPIC
 from strom.broker.handlers.offsets import offset_commit, partition_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.broker.txn_runtime import now_ms
 from strom.coordinator.group.model import OffsetCommit, TxnCommitRequest
+from strom.coordinator.internal_topics import OFFSETS_TOPIC
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
 Key = tuple[int, int]  # (topic index in the request, partition)

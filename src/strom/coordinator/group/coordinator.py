@@ -238,6 +238,13 @@ class GroupCoordinator:
     def partition_for(self, group_id: str) -> int:
         return self._ctx.partition_for(group_id)
 
+    def use_offsets_topic_partitions(self, count: int) -> None:
+        """Maps group ids to `count` partitions: `__consumer_offsets`' actual partition count,
+        which wins over offsets.topic.num.partitions once the topic exists (as in Kafka)."""
+        if count < 1:
+            raise ValueError(f"__consumer_offsets needs a partition, not {count}")
+        self._ctx.config = replace(self._ctx.config, offsets_topic_partitions=count)
+
     # -- time -----------------------------------------------------------------------------
 
     def tick(self, now_ms: int) -> Step[None]:

@@ -22,6 +22,7 @@ from typing import TypeVar
 from kio.schema.errors import ErrorCode
 
 from strom.coordinator.hashing import partition_for
+from strom.coordinator.internal_topics import OFFSETS_TOPIC
 from strom.coordinator.log_codec import LogFormatError
 from strom.coordinator.transaction import rules
 from strom.coordinator.transaction.log_format import (
@@ -36,7 +37,6 @@ from strom.coordinator.transaction.model import (
     INT16_MAX,
     NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID,
-    OFFSETS_TOPIC,
     PREPARE_STATES,
     AddPartitionsResult,
     EndTxnResult,

@@ -22,7 +22,6 @@ TopicPartition = tuple[str, int]
 NO_PRODUCER_ID: Final = -1
 NO_PRODUCER_EPOCH: Final = -1
 INT16_MAX: Final = 2**15 - 1
-OFFSETS_TOPIC: Final = "__consumer_offsets"
 
 
 class ProducerIdUnavailable(Exception):

@@ -32,6 +32,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from strom.config.broker import BrokerConfig
+from strom.config.text import plural
 from strom.config.topic import LogConfig
 from strom.storage.api import (
     PartitionLog,
@@ -51,7 +52,13 @@ from strom.storage.local.checkpoint import (
     write_offset_checkpoint,
 )
 from strom.storage.local.cleaner import CleanTarget, LogCleaner, compacts
-from strom.storage.local.files import FdGraveyard, fsync_dir, unlink_quietly, write_atomic
+from strom.storage.local.files import (
+    NAME_MAX,
+    FdGraveyard,
+    fsync_dir,
+    unlink_quietly,
+    write_atomic,
+)
 from strom.storage.local.flush import now_ms
 from strom.storage.local.partition_log import LocalPartitionLog, PartitionHooks
 from strom.storage.local.producer_snapshots import rebuild
@@ -71,6 +78,24 @@ _TOPIC_NAME: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 def _check_name(name: str) -> None:
     if not _TOPIC_NAME.match(name) or name in (".", ".."):
         raise ValueError(f"invalid topic name {name!r}")
+
+
+def _check_partition_count(name: str, partitions: int) -> None:
+    """`<topic>-<partition>` must fit a file name: with a 249-character name (Kafka's
+    longest), up to 100,000 partitions."""
+    if partitions < 1:
+        raise ValueError(f"a topic needs at least one partition, not {partitions}")
+    if len(f"{name}-{partitions - 1}") > NAME_MAX:
+        raise ValueError(f"{partitions} partitions are too many for a topic name of "
+                         f"{len(name)} characters (partition directories are named "
+                         f"<topic>-<partition>, at most {NAME_MAX} characters)")
+
+
+def delete_dir_name(topic: str, partition: int) -> str:
+    """`<topic>-<p>.<32 hex>-delete`, the topic part shortened so that the name fits
+    NAME_MAX (Kafka's LocalLog.logDeleteDirName)."""
+    suffix = f"-{partition}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}"
+    return topic[:NAME_MAX - len(suffix)] + suffix
 
 
 class LocalEngine:
@@ -100,6 +125,7 @@ class LocalEngine:
         self.cleaner = LogCleaner(data_dir, config.get_int("message.max.decompressed.bytes"))
         self._opened = False
         self.clean_shutdown = False  # whether the last open found a clean shutdown
+        self._orphans: dict[str, list[int]] = {}
 
     # -- open / close --------------------------------------------------------------------
 
@@ -110,9 +136,10 @@ class LocalEngine:
         self._opened = True
 
     def _open_blocking(self) -> None:
+        fresh = _is_new_directory(self.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
-        clean = marker.exists()
+        clean = fresh or marker.exists()
         self.clean_shutdown = clean
         topics = self._store.load()
         log_starts = read_offset_checkpoint(self.data_dir / LOG_START_CHECKPOINT)
@@ -134,9 +161,10 @@ class LocalEngine:
             fsync_dir(self.data_dir)
         else:
             self._write_recovery_points()
-        log.info("opened %d topic(s), %d partition(s) in %s (%s shutdown)", len(self._topics),
-                 sum(len(v) for v in self._logs.values()), self.data_dir,
-                 "clean" if clean else "unclean")
+        log.info("opened %s, %s in %s (%s)", plural(len(self._topics), "topic"),
+                 plural(sum(len(v) for v in self._logs.values()), "partition"), self.data_dir,
+                 "a new data directory" if fresh
+                 else "clean shutdown" if clean else "unclean shutdown")
 
     def _partition_log(self, topic: str, partition: int, directory: Path, config: LogConfig,
                        loaded: LoadedLog, now: int) -> LocalPartitionLog:
@@ -150,6 +178,7 @@ class LocalEngine:
 
     def _sweep(self, topics: Mapping[str, TopicInfo]) -> None:
         """Finishes interrupted topic deletions; reports directories of unknown partitions."""
+        self._orphans = {}
         with os.scandir(self.data_dir) as entries:
             for entry in entries:
                 if not entry.is_dir(follow_symlinks=False):
@@ -162,6 +191,7 @@ class LocalEngine:
                     continue
                 info = topics.get(m.group(1))
                 if info is None or int(m.group(2)) >= info.partitions:
+                    self._orphans.setdefault(m.group(1), []).append(int(m.group(2)))
                     log.warning("ignoring %s: no such topic partition (it is removed if that "
                                 "partition is created)", entry.path)
 
@@ -259,6 +289,9 @@ class LocalEngine:
             if directory.exists():
                 log.warning("removing stale directory %s", directory)
                 shutil.rmtree(directory)
+            orphans = self._orphans.get(info.name, [])
+            if p in orphans:
+                orphans.remove(p)
             loaded = LogLoader(directory, config, False, None, None, now).load()
             logs.append(self._partition_log(info.name, p, directory, config, loaded, now))
         fsync_dir(self.data_dir)
@@ -268,8 +301,7 @@ class LocalEngine:
                            configs: Mapping[str, str]) -> TopicInfo:
         self._check_opened()
         _check_name(name)
-        if partitions < 1:
-            raise ValueError(f"a topic needs at least one partition, not {partitions}")
+        _check_partition_count(name, partitions)
         async with self._meta_lock:
             if name in self._topics:
                 raise TopicExists(f"topic {name!r} already exists")
@@ -303,8 +335,7 @@ class LocalEngine:
         doomed = []
         for p in range(info.partitions):
             directory = self._partition_dir(info.name, p)
-            target = directory.with_name(
-                f"{directory.name}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}")
+            target = directory.with_name(delete_dir_name(info.name, p))
             try:
                 directory.rename(target)
             except FileNotFoundError:
@@ -318,8 +349,9 @@ class LocalEngine:
         async with self._meta_lock:
             info = self._info(name)
             if total <= info.partitions:
-                raise ValueError(f"topic {name!r} has {info.partitions} partitions; "
+                raise ValueError(f"topic {name!r} has {plural(info.partitions, 'partition')}; "
                                  f"the new count must be larger, not {total}")
+            _check_partition_count(name, total)
             new_info = replace(info, partitions=total)
             config = self._log_configs[name]
             await asyncio.to_thread(self._store.save, new_info)
@@ -355,6 +387,9 @@ class LocalEngine:
         if logs is None or not 0 <= index < len(logs):
             raise UnknownTopic(f"unknown topic partition {name}-{index}")
         return logs[index]
+
+    def orphaned_partitions(self) -> Mapping[str, Sequence[int]]:
+        return {topic: sorted(parts) for topic, parts in self._orphans.items()}
 
     def log_config(self, name: str) -> LogConfig:
         config = self._log_configs.get(name)
@@ -432,6 +467,16 @@ class LocalEngine:
             if self._recovery_point_entries() != self._recovery_points_written:
                 await self._checkpoint_recovery_points()
             self._last_recovery_checkpoint = time.monotonic()
+
+
+def _is_new_directory(path: Path) -> bool:
+    """Whether `path` does not exist yet or is empty: nothing to recover, so no "unclean
+    shutdown" either."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except FileNotFoundError:
+        return True
 
 
 def _remove_trees(paths: Sequence[Path]) -> None:

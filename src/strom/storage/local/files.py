@@ -13,6 +13,14 @@ from strom.storage.api import FileRegion
 log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs)
+
+
+def tmp_path(path: Path) -> Path:
+    """`path` with TMP_SUFFIX, the name shortened first if it would not fit NAME_MAX. Callers
+    keep their names ASCII; two names may share a temp file only if they share their first
+    251 characters (a topic's `<name>.json` fits whole: names have at most 249)."""
+    return path.with_name(path.name[:NAME_MAX - len(TMP_SUFFIX)] + TMP_SUFFIX)
 
 
 def fsync_dir(path: Path) -> None:
@@ -26,7 +34,7 @@ def fsync_dir(path: Path) -> None:
 
 def write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
     """Writes `data` to `path` so that a crash leaves either the old or the new content."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp = tmp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         view = memoryview(data)
