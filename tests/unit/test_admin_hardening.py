@@ -18,8 +18,9 @@ from strom.broker.topic_locks import TopicLocks
 from strom.config.broker import BrokerConfig
 from strom.coordinator.producer_state import ProducerStateManager
 from strom.protocol.records import build_batch
-from strom.storage.local.engine import LocalEngine, delete_dir_name
+from strom.storage.local.engine import LocalEngine
 from strom.storage.local.files import NAME_MAX, tmp_path, write_atomic
+from strom.storage.local.names import delete_dir_name
 from tests.unit.batch_factory import batch
 from tests.unit.test_handlers_admin import (
     CREATE_PARTITIONS,

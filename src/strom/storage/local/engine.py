@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
@@ -52,14 +51,15 @@ from strom.storage.local.checkpoint import (
     write_offset_checkpoint,
 )
 from strom.storage.local.cleaner import CleanTarget, LogCleaner, compacts
-from strom.storage.local.files import (
-    NAME_MAX,
-    FdGraveyard,
-    fsync_dir,
-    unlink_quietly,
-    write_atomic,
-)
+from strom.storage.local.files import FdGraveyard, fsync_dir, unlink_quietly, write_atomic
 from strom.storage.local.flush import now_ms
+from strom.storage.local.names import (
+    DELETE_DIR_SUFFIX,
+    PARTITION_DIR,
+    check_partition_count,
+    check_topic_name,
+    delete_dir_name,
+)
 from strom.storage.local.partition_log import LocalPartitionLog, PartitionHooks
 from strom.storage.local.producer_snapshots import rebuild
 from strom.storage.local.recovery import LoadedLog, LogLoader
@@ -69,33 +69,7 @@ log = logging.getLogger(__name__)
 
 CLEAN_SHUTDOWN_FILE: Final = ".clean-shutdown"
 PRODUCER_ID_BLOCK_FILE: Final = "producer-id-block"
-DELETE_DIR_SUFFIX: Final = "-delete"
 RECOVERY_CHECKPOINT_INTERVAL_S: Final = 60.0  # Kafka's log.flush.offset.checkpoint.interval.ms
-_PARTITION_DIR: Final = re.compile(r"^(.+)-(\d+)$")
-_TOPIC_NAME: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-
-
-def _check_name(name: str) -> None:
-    if not _TOPIC_NAME.match(name) or name in (".", ".."):
-        raise ValueError(f"invalid topic name {name!r}")
-
-
-def _check_partition_count(name: str, partitions: int) -> None:
-    """`<topic>-<partition>` must fit a file name: with a 249-character name (Kafka's
-    longest), up to 100,000 partitions."""
-    if partitions < 1:
-        raise ValueError(f"a topic needs at least one partition, not {partitions}")
-    if len(f"{name}-{partitions - 1}") > NAME_MAX:
-        raise ValueError(f"{partitions} partitions are too many for a topic name of "
-                         f"{len(name)} characters (partition directories are named "
-                         f"<topic>-<partition>, at most {NAME_MAX} characters)")
-
-
-def delete_dir_name(topic: str, partition: int) -> str:
-    """`<topic>-<p>.<32 hex>-delete`, the topic part shortened so that the name fits
-    NAME_MAX (Kafka's LocalLog.logDeleteDirName)."""
-    suffix = f"-{partition}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}"
-    return topic[:NAME_MAX - len(suffix)] + suffix
 
 
 class LocalEngine:
@@ -186,7 +160,7 @@ class LocalEngine:
                 if entry.name.endswith(DELETE_DIR_SUFFIX):
                     shutil.rmtree(entry.path, ignore_errors=True)
                     continue
-                m = _PARTITION_DIR.match(entry.name)
+                m = PARTITION_DIR.match(entry.name)
                 if m is None:
                     continue
                 info = topics.get(m.group(1))
@@ -300,8 +274,8 @@ class LocalEngine:
     async def create_topic(self, name: str, partitions: int,
                            configs: Mapping[str, str]) -> TopicInfo:
         self._check_opened()
-        _check_name(name)
-        _check_partition_count(name, partitions)
+        check_topic_name(name)
+        check_partition_count(name, partitions)
         async with self._meta_lock:
             if name in self._topics:
                 raise TopicExists(f"topic {name!r} already exists")
@@ -351,7 +325,7 @@ class LocalEngine:
             if total <= info.partitions:
                 raise ValueError(f"topic {name!r} has {plural(info.partitions, 'partition')}; "
                                  f"the new count must be larger, not {total}")
-            _check_partition_count(name, total)
+            check_partition_count(name, total)
             new_info = replace(info, partitions=total)
             config = self._log_configs[name]
             await asyncio.to_thread(self._store.save, new_info)
