@@ -251,3 +251,27 @@ def test_a_new_data_directory_is_not_an_unclean_shutdown(tmp_path: Path,
     assert [m.rsplit("(", 1)[1] for m in opened] == [
         "a new data directory)", "unclean shutdown)", "clean shutdown)"]
     assert opened[0].startswith("opened 0 topics, 0 partitions")
+
+
+def test_an_unexpected_failure_on_one_topic_leaves_the_others_their_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = schema(CREATE_TOPICS, 7)
+    request = m.CreateTopicsRequest(topics=tuple(
+        m.CreatableTopic(name=n, num_partitions=1, replication_factor=1, assignments=(),
+                         configs=()) for n in ("ok1", "boom", "ok2")),
+        timeout=TIMEOUT, validate_only=False)
+
+    async def body(broker: Broker) -> list[tuple[str, int, str | None]]:
+        original = broker.engine.create_topic
+
+        async def create_topic(name: str, *args: Any) -> Any:
+            if name == "boom":
+                raise RuntimeError("a bug, with /some/server/path in it")
+            return await original(name, *args)
+
+        monkeypatch.setattr(broker.engine, "create_topic", create_topic)
+        response = await call(broker, CREATE_TOPICS, 7, request)
+        return [(t.name, t.error_code, t.error_message) for t in response.topics]
+
+    assert run(tmp_path, body) == [("ok1", E.none, None), ("boom", E.unknown_server_error, None),
+                                   ("ok2", E.none, None)]

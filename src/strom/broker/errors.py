@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from strom.protocol.messages import ErrorCode
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -12,6 +16,14 @@ class ApiError(Exception):
         super().__init__(message or code.name)
         self.code = code
         self.message = message
+
+
+def unexpected(what: str) -> ApiError:
+    """Called in an `except Exception` block: logs the exception with its traceback and
+    returns the UNKNOWN_SERVER_ERROR answer for that one resource (Kafka's
+    ApiError.fromThrowable), so the request's other resources still get their answers."""
+    log.exception("%s failed unexpectedly", what)
+    return ApiError(ErrorCode.unknown_server_error)
 
 
 class CloseConnection(Exception):

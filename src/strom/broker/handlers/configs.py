@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
 
-from strom.broker.errors import ApiError
+from strom.broker.errors import ApiError, unexpected
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
 from strom.config.broker import BROKER_SETTINGS, BrokerConfig
@@ -380,6 +380,8 @@ async def alter_all(broker: Broker, b: ResponseBuilder, request: Any,
             await alter_resource(broker, resource, incremental, bool(request.validate_only))
         except ApiError as exc:
             error, message = exc.code, exc.message
+        except Exception:
+            error = unexpected(f"altering configs of {resource.resource_name!r}").code
         responses.append(b.make("AlterConfigsResourceResponse", error_code=error,
                                 error_message=message, resource_type=resource.resource_type,
                                 resource_name=resource.resource_name))

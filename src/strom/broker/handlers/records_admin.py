@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from strom.broker.errors import ApiError
+from strom.broker.errors import ApiError, unexpected
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.coordinator.internal_topics import INTERNAL_TOPICS
@@ -68,6 +68,8 @@ async def handle_delete_records(broker: Broker, ctx: RequestContext, request: An
                 low = await delete_before(broker, name, index, offset)
             except ApiError as refused:
                 error = refused.code
+            except Exception:
+                error = unexpected(f"deleting records of {name}-{index}").code
             partitions.append(b.make("DeleteRecordsPartitionResult", partition_index=index,
                                      low_watermark=low, error_code=error))
         topics.append(b.make("DeleteRecordsTopicResult", name=name, partitions=tuple(partitions)))

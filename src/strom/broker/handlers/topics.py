@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from strom.broker.errors import ApiError
+from strom.broker.errors import ApiError, unexpected
 from strom.broker.handlers.configs import topic_config_views
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
@@ -233,6 +233,8 @@ async def create_all(broker: Broker, request: Any) -> list[Outcome]:
             outcomes.append(await create_one(broker, topic, bool(request.validate_only)))
         except ApiError as refusal:
             outcomes.append(Outcome(topic.name, refusal.code, refusal.message))
+        except Exception:
+            outcomes.append(Outcome(topic.name, unexpected(f"creating topic {topic.name}").code))
     outcomes.extend(Outcome(name, ErrorCode.invalid_request, DUPLICATE_NAME)
                     for name in sorted(dups))
     if any(t.name == CLUSTER_METADATA_TOPIC for t in unique):
@@ -305,6 +307,8 @@ async def delete_resolved(broker: Broker, outcome: Outcome) -> None:
     except (StorageError, OSError):
         log.exception("deleting topic %s failed", outcome.name)
         outcome.error, outcome.message = ErrorCode.unknown_server_error, STORAGE_FAILURE
+    except Exception:
+        outcome.error = unexpected(f"deleting topic {outcome.name}").code
 
 
 async def delete_all(broker: Broker, request: Any) -> list[Outcome]:
@@ -418,6 +422,8 @@ async def handle_create_partitions(broker: Broker, ctx: RequestContext, request:
             await grow_topic(broker, topic, bool(request.validate_only))
         except ApiError as refusal:
             error, message = refusal.code, refusal.message
+        except Exception:
+            error = unexpected(f"adding partitions to {topic.name}").code
         results.append(b.make("CreatePartitionsTopicResult", name=topic.name, error_code=error,
                               error_message=message))
     return b.make("CreatePartitionsResponse", throttle_time=NO_THROTTLE, results=tuple(results))
