@@ -233,53 +233,64 @@ skip_headers(const uint8_t *d, int64_t end, int64_t *pos)
     return ST_OK;
 }
 
-static PyObject *
-walk(const uint8_t *d, int64_t end, int64_t pos, int64_t count)
+/* Where a walk is: the next record's position and index, and the results so far. */
+typedef struct {
+    int64_t pos;
+    int64_t index;
+    i128 lo;
+    i128 hi;
+    int64_t nulls;
+} walk_state;
+
+/* Walks records st->index .. count - 1 from st->pos; returns 0, or -1 with the RecordsError
+   set. A final walk is walk_records_py's: a record that runs past the end of the buffer is an
+   error. A partial walk (final == 0) instead stops before the first record that is not wholly
+   inside the buffer (its length varint, its declared extent or any read past the end), with
+   st at that record's start: the caller walks it again with more bytes. Only a record's reads
+   decide; each record's results are added to st once it has passed all its checks. */
+static int
+walk_core(const uint8_t *d, int64_t end, int64_t count, int final, walk_state *st)
 {
-    i128 lo = (i128)1 << 64;
-    i128 hi = -lo;
-    int64_t nulls = 0;
+    int64_t pos = st->pos;
     int64_t i;
-    int st;
-    for (i = 0; i < count; i++) {
-        int64_t length, offset_delta, key_len, value_len;
+    int rd;
+    for (i = st->index; i < count; i++) {
+        int64_t start = pos, length, offset_delta, key_len, value_len;
         i128 delta;
-        if (UNLIKELY((st = read_varint(d, end, &pos, &length)) != ST_OK)) {
+        if (UNLIKELY((rd = read_varint(d, end, &pos, &length)) != ST_OK)) {
             goto bad_read;
         }
         int64_t record_end = pos + length;
         if (UNLIKELY(record_end > end)) {
-            return raise_invalid(0, "Invalid record size: expected %lld bytes in record payload, "
-                                 "but the batch has only %lld remaining bytes",
-                                 (long long)length, (long long)(end - pos));
+            if (!final) {
+                st->pos = start;
+                st->index = i;
+                return 0;
+            }
+            raise_invalid(0, "Invalid record size: expected %lld bytes in record payload, "
+                          "but the batch has only %lld remaining bytes",
+                          (long long)length, (long long)(end - pos));
+            return -1;
         }
         pos += 1; /* the attributes byte, unread */
-        if (UNLIKELY((st = read_varlong(d, end, &pos, &delta)) != ST_OK)) {
+        if (UNLIKELY((rd = read_varlong(d, end, &pos, &delta)) != ST_OK)) {
             goto bad_read;
         }
-        if (delta < lo) {
-            lo = delta;
-        }
-        if (delta > hi) {
-            hi = delta;
-        }
-        if (UNLIKELY((st = read_varint(d, end, &pos, &offset_delta)) != ST_OK)) {
+        if (UNLIKELY((rd = read_varint(d, end, &pos, &offset_delta)) != ST_OK)) {
             goto bad_read;
         }
         if (UNLIKELY(offset_delta != i)) {
-            return raise_invalid(0, "Record %lld has offset delta %lld, expected %lld",
-                                 (long long)i, (long long)offset_delta, (long long)i);
+            raise_invalid(0, "Record %lld has offset delta %lld, expected %lld",
+                          (long long)i, (long long)offset_delta, (long long)i);
+            return -1;
         }
-        if (UNLIKELY((st = read_varint(d, end, &pos, &key_len)) != ST_OK)) {
+        if (UNLIKELY((rd = read_varint(d, end, &pos, &key_len)) != ST_OK)) {
             goto bad_read;
         }
         if (key_len >= 0) {
             pos += key_len;
         }
-        else {
-            nulls++;
-        }
-        if (UNLIKELY((st = read_varint(d, end, &pos, &value_len)) != ST_OK)) {
+        if (UNLIKELY((rd = read_varint(d, end, &pos, &value_len)) != ST_OK)) {
             goto bad_read;
         }
         if (value_len > 0) {
@@ -290,49 +301,90 @@ walk(const uint8_t *d, int64_t end, int64_t pos, int64_t count)
             pos += 1;
         }
         else if (b < 0) {
-            st = ST_EOF;
+            rd = ST_EOF;
             goto bad_read;
         }
-        else if ((st = skip_headers(d, end, &pos)) != ST_OK) {
-            if (st < 0) {
-                return NULL;
+        else if ((rd = skip_headers(d, end, &pos)) != ST_OK) {
+            if (rd < 0) {
+                return -1;
             }
             goto bad_read;
         }
         if (UNLIKELY(pos != record_end)) {
-            return raise_invalid(0, "Invalid record size: expected to read %lld bytes in record "
-                                 "payload, but instead read %lld",
-                                 (long long)length, (long long)(length + pos - record_end));
+            raise_invalid(0, "Invalid record size: expected to read %lld bytes in record "
+                          "payload, but instead read %lld",
+                          (long long)length, (long long)(length + pos - record_end));
+            return -1;
+        }
+        if (delta < st->lo) {
+            st->lo = delta;
+        }
+        if (delta > st->hi) {
+            st->hi = delta;
+        }
+        st->nulls += key_len < 0;
+        continue;
+
+    bad_read:
+        if (rd == ST_EOF && !final) {
+            st->pos = start;
+            st->index = i;
+            return 0;
+        }
+        if (rd == ST_EOF) {
+            raise_invalid(1, PREMATURE_EOF, (long long)i);
+        }
+        else {
+            raise_invalid(0, TOO_LONG);
+        }
+        return -1;
+    }
+    st->pos = pos;
+    st->index = i;
+    if (final && pos != end) {
+        raise_invalid(0, REMAINING);
+        return -1;
+    }
+    return 0;
+}
+
+/* (lo, hi, nulls) as a tuple, preceded by (pos, index) when `with_position`. */
+static PyObject *
+walk_result(const walk_state *st, int with_position)
+{
+    PyObject *items[5] = {NULL, NULL, NULL, NULL, NULL};
+    int n = 0;
+    if (with_position) {
+        items[n++] = PyLong_FromLongLong((long long)st->pos);
+        items[n++] = PyLong_FromLongLong((long long)st->index);
+    }
+    items[n++] = i128_to_pylong(st->lo);
+    items[n++] = i128_to_pylong(st->hi);
+    items[n++] = PyLong_FromLongLong((long long)st->nulls);
+    PyObject *result = PyTuple_New(n);
+    for (int k = 0; k < n; k++) {
+        if (items[k] == NULL || result == NULL) {
+            for (int j = 0; j < n; j++) {
+                Py_XDECREF(items[j]);
+            }
+            Py_XDECREF(result);
+            return NULL;
         }
     }
-    if (pos != end) {
-        return raise_invalid(0, REMAINING);
+    for (int k = 0; k < n; k++) {
+        PyTuple_SET_ITEM(result, k, items[k]);
     }
-    PyObject *lo_obj = i128_to_pylong(lo);
-    PyObject *hi_obj = lo_obj == NULL ? NULL : i128_to_pylong(hi);
-    PyObject *nulls_obj = hi_obj == NULL ? NULL : PyLong_FromLongLong((long long)nulls);
-    if (nulls_obj == NULL) {
-        Py_XDECREF(lo_obj);
-        Py_XDECREF(hi_obj);
-        return NULL;
-    }
-    PyObject *result = PyTuple_New(3);
-    if (result == NULL) {
-        Py_DECREF(lo_obj);
-        Py_DECREF(hi_obj);
-        Py_DECREF(nulls_obj);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(result, 0, lo_obj);
-    PyTuple_SET_ITEM(result, 1, hi_obj);
-    PyTuple_SET_ITEM(result, 2, nulls_obj);
     return result;
+}
 
-bad_read:
-    if (st == ST_EOF) {
-        return raise_invalid(1, PREMATURE_EOF, (long long)i);
-    }
-    return raise_invalid(0, TOO_LONG);
+static void
+walk_state_init(walk_state *st, int64_t pos, int64_t index)
+{
+    st->pos = pos;
+    st->index = index;
+    st->lo = (i128)1 << 64;
+    st->hi = -st->lo;
+    st->nulls = 0;
 }
 
 /* An int argument as int64, clamped to [low, high] (Python ints are unbounded). */
@@ -375,6 +427,7 @@ walk_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL;
     int64_t end = (int64_t)view.len;
     int64_t pos, count;
+    walk_state st;
     if (end > MAX_BUFFER_LEN) {
         PyErr_SetString(PyExc_OverflowError, "walk_records: buffer too large");
     }
@@ -382,14 +435,127 @@ walk_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
        range (count > 0) or pos != end (count <= 0); no message shows pos. */
     else if (clamped_index(args[1], -end - 1, end + 1, &pos) == 0
              && clamped_index(args[2], 0, INT64_MAX, &count) == 0) {
-        result = walk((const uint8_t *)view.buf, end, pos, count);
+        walk_state_init(&st, pos, 0);
+        if (walk_core((const uint8_t *)view.buf, end, count, 1, &st) == 0) {
+            result = walk_result(&st, 0);
+        }
     }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(walk_chunk_doc,
+"walk_chunk(buf, pos, index, count, final, /)\n--\n\n"
+"Walks records index..count-1 from buf[pos:] (0 <= pos <= len(buf), index >= 0).\n\n"
+"Returns (pos, index, lo, hi, nulls): where the walk stopped and the results of the\n"
+"records it walked. The C twin of record_walk.walk_chunk_py, which documents it.");
+
+static PyObject *
+walk_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "walk_chunk() takes exactly 5 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    int final = PyObject_IsTrue(args[4]);
+    if (final < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    int64_t end = (int64_t)view.len;
+    int64_t pos, index, count;
+    walk_state st;
+    if (end > MAX_BUFFER_LEN) {
+        PyErr_SetString(PyExc_OverflowError, "walk_chunk: buffer too large");
+    }
+    else if (clamped_index(args[1], -1, end + 1, &pos) == 0
+             && clamped_index(args[2], -1, INT64_MAX, &index) == 0
+             && clamped_index(args[3], 0, INT64_MAX, &count) == 0) {
+        if (pos < 0 || pos > end || index < 0) {
+            PyErr_SetString(PyExc_ValueError,
+                            "walk_chunk: pos must be in [0, len(buf)] and index >= 0");
+        }
+        else {
+            walk_state_init(&st, pos, index);
+            if (walk_core((const uint8_t *)view.buf, end, count, final, &st) == 0) {
+                result = walk_result(&st, 1);
+            }
+        }
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(walk_headers_doc,
+"walk_headers(buf, pos, count, /)\n--\n\n"
+"Skips up to `count` record headers from buf[pos:] (0 <= pos <= len(buf)).\n\n"
+"Returns (pos, headers left). The C twin of record_walk.walk_headers_py, which documents it.");
+
+static PyObject *
+walk_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "walk_headers() takes exactly 3 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const uint8_t *d = (const uint8_t *)view.buf;
+    int64_t end = (int64_t)view.len;
+    int64_t pos, left;
+    if (end > MAX_BUFFER_LEN) {
+        PyErr_SetString(PyExc_OverflowError, "walk_headers: buffer too large");
+    }
+    else if (clamped_index(args[1], -1, end + 1, &pos) == 0
+             && clamped_index(args[2], 0, INT64_MAX, &left) == 0) {
+        if (pos < 0 || pos > end) {
+            PyErr_SetString(PyExc_ValueError, "walk_headers: pos must be in [0, len(buf)]");
+            goto done;
+        }
+        /* pos stays below end + 2**35 + 1: each header reads a varint below end first. */
+        for (; left > 0; left--) {
+            int64_t p = pos, key_len, value_len;
+            int rd = read_varint(d, end, &p, &key_len);
+            if (rd == ST_OK && key_len < 0) {
+                raise_invalid(0, "Invalid negative header key size %lld", (long long)key_len);
+                goto done;
+            }
+            if (rd == ST_OK) {
+                p += key_len;
+                rd = read_varint(d, end, &p, &value_len);
+            }
+            if (rd == ST_TOO_LONG) {
+                raise_invalid(0, TOO_LONG);
+                goto done;
+            }
+            if (rd == ST_EOF) {
+                break;
+            }
+            pos = p + (value_len > 0 ? value_len : 0);
+        }
+        result = Py_BuildValue("(LL)", (long long)pos, (long long)left);
+    }
+done:
     PyBuffer_Release(&view);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"walk_records", (PyCFunction)(void (*)(void))walk_records, METH_FASTCALL, walk_records_doc},
+    {"walk_chunk", (PyCFunction)(void (*)(void))walk_chunk, METH_FASTCALL, walk_chunk_doc},
+    {"walk_headers", (PyCFunction)(void (*)(void))walk_headers, METH_FASTCALL,
+     walk_headers_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,3 +3,9 @@
 def walk_records(
     buf: bytes | bytearray | memoryview, pos: int, count: int, /
 ) -> tuple[int, int, int]: ...
+def walk_chunk(
+    buf: bytes | bytearray | memoryview, pos: int, index: int, count: int, final: bool, /
+) -> tuple[int, int, int, int, int]: ...
+def walk_headers(
+    buf: bytes | bytearray | memoryview, pos: int, count: int, /
+) -> tuple[int, int]: ...

@@ -86,15 +86,27 @@ def _too_large(max_size: int) -> DecompressedTooLarge:
     return DecompressedTooLarge(f"decompressed data exceeds {max_size} bytes")
 
 
-def _unsnappy(data: Buffer, max_size: int) -> bytearray:
-    view = memoryview(data)
+def snappy_blocks(view: memoryview, max_size: int) -> tuple[list[memoryview], list[int]]:
+    """The raw snappy blocks of `view` (one, or xerial's) and the sizes they declare.
+
+    Raises DecompressedTooLarge if the sizes add up to more than `max_size`: snappy is
+    refused from what its blocks declare, before anything is decompressed.
+    """
     blocks = _xerial_blocks(view) if bytes(view[:8]) == XERIAL_MAGIC else [view]
     try:
         sizes = [int(cramjam.snappy.decompress_raw_len(block)) for block in blocks]
-        if sum(sizes) > max_size:
-            raise _too_large(max_size)
-        out = bytearray(sum(sizes))
-        pos = 0
+    except cramjam.DecompressionError as exc:
+        raise CompressionError(str(exc)) from None
+    if sum(sizes) > max_size:
+        raise _too_large(max_size)
+    return blocks, sizes
+
+
+def _unsnappy(data: Buffer, max_size: int) -> bytearray:
+    blocks, sizes = snappy_blocks(memoryview(data), max_size)
+    out = bytearray(sum(sizes))
+    pos = 0
+    try:
         for block, size in zip(blocks, sizes, strict=True):
             if cramjam.snappy.decompress_raw_into(block, memoryview(out)[pos : pos + size]) != size:
                 raise CompressionError("snappy: block shorter than its header says")

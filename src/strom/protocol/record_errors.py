@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
+
+# Kafka's messages for records that end early, records left over, and over-long varints.
+PREMATURE_EOF: Final = "Incorrect declared batch size, premature EOF reached"
+RECORDS_REMAINING: Final = "Incorrect declared batch size, records still remaining in batch"
+VARINT_TOO_LONG: Final = "Found invalid record structure: varint too long"
 
 
 class RecordsErrorCode(IntEnum):
@@ -43,3 +49,14 @@ def corrupt(message: str) -> RecordsError:
 
 def invalid(message: str) -> RecordsError:
     return RecordsError(RecordsErrorCode.INVALID_RECORD, message)
+
+
+def decompression_failed(codec_name: str, exc: Exception, max_decompressed_bytes: int,
+                         too_large: bool) -> RecordsError:
+    """MESSAGE_TOO_LARGE past the cap (so a Java producer splits the batch), else
+    INVALID_RECORD for data the codec cannot decode."""
+    if too_large:
+        return RecordsError(RecordsErrorCode.MESSAGE_TOO_LARGE,
+                            f"The {codec_name} batch decompresses to more than "
+                            f"{max_decompressed_bytes} bytes")
+    return invalid(f"Failed to decompress the {codec_name} record batch: {exc}")

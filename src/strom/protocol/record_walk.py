@@ -21,7 +21,15 @@ from typing import Final, Literal
 
 from strom.protocol import compression
 from strom.protocol.batch_header import BATCH_HEADER_SIZE, BatchHeader
-from strom.protocol.record_errors import RecordsError, RecordsErrorCode, invalid
+from strom.protocol.record_errors import (
+    PREMATURE_EOF,
+    RECORDS_REMAINING,
+    VARINT_TOO_LONG,
+    RecordsError,
+    RecordsErrorCode,
+    decompression_failed,
+    invalid,
+)
 
 ReadBuffer = bytes | bytearray | memoryview
 Header = tuple[bytes, bytes | None]
@@ -30,8 +38,7 @@ Header = tuple[bytes, bytes | None]
 # bits, low group first), looked up in the hot loop.
 _ZZ: Final = tuple((b >> 1) ^ -(b & 1) for b in range(1 << 7))
 _ZZ2: Final = tuple((v >> 1) ^ -(v & 1) for v in range(1 << 14))
-_PREMATURE_EOF: Final = "Incorrect declared batch size, premature EOF reached"
-_REMAINING: Final = "Incorrect declared batch size, records still remaining in batch"
+_INT64_MAX: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,7 @@ def _varint_n(buf: ReadBuffer, pos: int, max_bytes: int) -> tuple[int, int]:
         if b < 0x80:
             return (raw >> 1) ^ -(raw & 1), p + 1
         shift += 7
-    raise invalid("Found invalid record structure: varint too long")
+    raise invalid(VARINT_TOO_LONG)
 
 
 def _varint_more(buf: ReadBuffer, pos: int) -> tuple[int, int]:
@@ -105,9 +112,34 @@ def walk_records_py(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int, in
     Returns (min timestamp delta, max timestamp delta, number of null keys). Creates no
     per-record objects: this runs for every produced batch. Negative key/value lengths other
     than -1 read as null, as in Kafka's DefaultRecord.
+    """
+    return _walk(buf, pos, 0, count, True)[2:]
+
+
+def walk_chunk_py(buf: ReadBuffer, pos: int, index: int, count: int,
+                  final: bool) -> tuple[int, int, int, int, int]:
+    """Walks records index..count-1 from buf[pos:]; returns (pos, index, lo, hi, nulls).
+
+    `pos` and `index` are where the walk stopped; lo, hi and nulls are walk_records_py's
+    results for the records walked (2**64, -2**64, 0 for none). A final walk is
+    walk_records_py's, its offset deltas and record numbers counted from `index`. A partial
+    walk (`final` false), for a buffer that more bytes will follow, stops before the first
+    record that is not wholly inside it (its length varint, its declared extent or any of its
+    reads reach past the end) and never raises for what more bytes could change: the caller
+    walks that record again with more bytes. Needs 0 <= pos <= len(buf) and index >= 0.
+    """
+    if not 0 <= pos <= len(buf) or index < 0:
+        raise ValueError("walk_chunk: pos must be in [0, len(buf)] and index >= 0")
+    return _walk(buf, pos, index, count, final)
+
+
+def _walk(buf: ReadBuffer, pos: int, index: int, count: int,
+          final: bool) -> tuple[int, int, int, int, int]:
+    """The walk behind walk_records_py and walk_chunk_py.
 
     Each varint is read inline as ``zz[b]`` when one byte long, ``zz2[...]`` when two bytes
     long, else by a call; the inlining makes the walk ~20% faster than calls for every field.
+    A record's results are added once it has passed all its checks.
     """
     zz = _ZZ
     zz2 = _ZZ2
@@ -116,16 +148,20 @@ def walk_records_py(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int, in
     lo = 1 << 64
     hi = -lo
     nulls = 0
-    i = -1
+    i = index - 1
+    start = pos
     b2 = 0
     try:
-        for i in range(count):
+        for i in range(index, count):
+            start = pos
             b = buf[pos]
             length, pos = ((zz[b], pos + 1) if b < 0x80
                            else (zz2[(b & 0x7F) | (b2 << 7)], pos + 2)
                            if (b2 := buf[pos + 1]) < 0x80 else more(buf, pos))
             record_end = pos + length
             if record_end > end:
+                if not final:
+                    return start, i, lo, hi, nulls
                 raise invalid(f"Invalid record size: expected {length} bytes in record payload, "
                               f"but the batch has only {end - pos} remaining bytes")
             pos += 1  # the attributes byte
@@ -133,8 +169,6 @@ def walk_records_py(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int, in
             delta, pos = ((zz[b], pos + 1) if b < 0x80
                           else (zz2[(b & 0x7F) | (b2 << 7)], pos + 2)
                           if (b2 := buf[pos + 1]) < 0x80 else _varint_n(buf, pos, 10))
-            lo = delta if delta < lo else lo
-            hi = delta if delta > hi else hi
             b = buf[pos]
             offset_delta, pos = ((zz[b], pos + 1) if b < 0x80
                                  else (zz2[(b & 0x7F) | (b2 << 7)], pos + 2)
@@ -147,8 +181,6 @@ def walk_records_py(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int, in
                             if (b2 := buf[pos + 1]) < 0x80 else more(buf, pos))
             if key_len >= 0:
                 pos += key_len
-            else:
-                nulls += 1
             b = buf[pos]
             value_len, pos = ((zz[b], pos + 1) if b < 0x80
                               else (zz2[(b & 0x7F) | (b2 << 7)], pos + 2)
@@ -158,27 +190,64 @@ def walk_records_py(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int, in
             if pos != record_end:
                 raise invalid(f"Invalid record size: expected to read {length} bytes in record "
                               f"payload, but instead read {length + pos - record_end}")
+            lo = delta if delta < lo else lo
+            hi = delta if delta > hi else hi
+            nulls += key_len < 0
     except IndexError:
-        raise invalid(f"{_PREMATURE_EOF} (record {i})") from None
-    if pos != end:
-        raise invalid(_REMAINING)
-    return lo, hi, nulls
+        if not final:
+            return start, i, lo, hi, nulls
+        raise invalid(f"{PREMATURE_EOF} (record {i})") from None
+    i += 1
+    if final and pos != end:
+        raise invalid(RECORDS_REMAINING)
+    return pos, i, lo, hi, nulls
+
+
+def walk_headers_py(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int]:
+    """Skips up to `count` record headers from buf[pos:] as the walk does: (pos, headers left).
+
+    Stops before the first header whose key-length or value-length varint runs past the end
+    of buf; header values are skipped unread, so pos may pass the end. A negative key length
+    or a varint over 5 bytes raises RecordsError (INVALID_RECORD). Needs 0 <= pos <= len(buf).
+    """
+    if not 0 <= pos <= len(buf):
+        raise ValueError("walk_headers: pos must be in [0, len(buf)]")
+    left = min(max(count, 0), _INT64_MAX)
+    try:
+        while left > 0:
+            key_len, p = read_varint(buf, pos)
+            if key_len < 0:
+                raise invalid(f"Invalid negative header key size {key_len}")
+            value_len, p = read_varint(buf, p + key_len)
+            pos = p + (value_len if value_len > 0 else 0)
+            left -= 1
+    except IndexError:
+        pass
+    return pos, left
 
 
 WalkRecords = Callable[[ReadBuffer, int, int], tuple[int, int, int]]
+WalkChunk = Callable[[ReadBuffer, int, int, int, bool], tuple[int, int, int, int, int]]
+WalkHeaders = Callable[[ReadBuffer, int, int], tuple[int, int]]
 
 
-def _c_walk() -> WalkRecords | None:
+def _c_walk() -> tuple[WalkRecords, WalkChunk, WalkHeaders] | None:
     try:
+        from strom.protocol._record_walk import walk_chunk as c_chunk
+        from strom.protocol._record_walk import walk_headers as c_headers
         from strom.protocol._record_walk import walk_records as c_walk
     except ImportError:  # built without a C compiler: the Python walk it is
         return None
-    return c_walk
+    return c_walk, c_chunk, c_headers
 
 
 _C_WALK: Final = _c_walk()
-walk_records: Final[WalkRecords] = walk_records_py if _C_WALK is None else _C_WALK
+walk_records: Final[WalkRecords] = walk_records_py if _C_WALK is None else _C_WALK[0]
 """walk_records_py's contract and results, in C when the extension is built."""
+walk_chunk: Final[WalkChunk] = walk_chunk_py if _C_WALK is None else _C_WALK[1]
+"""walk_chunk_py's contract and results, in C when the extension is built."""
+walk_headers: Final[WalkHeaders] = walk_headers_py if _C_WALK is None else _C_WALK[2]
+"""walk_headers_py's contract and results, in C when the extension is built."""
 WALK_IMPLEMENTATION: Final[Literal["c", "python"]] = "python" if _C_WALK is None else "c"
 
 
@@ -191,7 +260,9 @@ def _bytes_field(buf: ReadBuffer, pos: int) -> tuple[bytes | None, int]:
     return bytes(buf[pos : pos + size]), pos + size
 
 
-def _parse_record(buf: ReadBuffer, pos: int) -> tuple[Record, int]:
+def parse_record(buf: ReadBuffer, pos: int) -> tuple[Record, int]:
+    """The record at buf[pos:] and the position after it; IndexError when a read or a key,
+    value or header runs past the end of buf."""
     length, pos = read_varint(buf, pos)
     record_end = pos + length
     if record_end > len(buf):
@@ -219,12 +290,12 @@ def parse_records(buf: ReadBuffer, pos: int, count: int) -> Iterator[Record]:
     """Yields `count` records from buf[pos:], which they must fill exactly."""
     for i in range(count):
         try:
-            record, pos = _parse_record(buf, pos)
+            record, pos = parse_record(buf, pos)
         except IndexError:
-            raise invalid(f"{_PREMATURE_EOF} (record {i})") from None
+            raise invalid(f"{PREMATURE_EOF} (record {i})") from None
         yield record
     if pos != len(buf):
-        raise invalid(_REMAINING)
+        raise invalid(RECORDS_REMAINING)
 
 
 def records_region(data: ReadBuffer, header: BatchHeader,
@@ -239,13 +310,10 @@ def records_region(data: ReadBuffer, header: BatchHeader,
     if codec not in compression.CODEC_NAMES:
         raise RecordsError(RecordsErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
                            f"Unknown compression type id: {codec}")
+    name = compression.CODEC_NAMES[codec]
     try:
         payload = memoryview(data)[BATCH_HEADER_SIZE:]
         return compression.decompress(codec, payload, max_decompressed_bytes), 0
-    except compression.DecompressedTooLarge:
-        raise RecordsError(RecordsErrorCode.MESSAGE_TOO_LARGE,
-                           f"The {compression.CODEC_NAMES[codec]} batch decompresses to more "
-                           f"than {max_decompressed_bytes} bytes") from None
     except compression.CompressionError as exc:
-        raise invalid(f"Failed to decompress the {compression.CODEC_NAMES[codec]} record "
-                      f"batch: {exc}") from None
+        too_large = isinstance(exc, compression.DecompressedTooLarge)
+        raise decompression_failed(name, exc, max_decompressed_bytes, too_large) from None

@@ -19,7 +19,9 @@ The checks run in Kafka's order, each with Kafka's error code:
    and collected into ``record_errors``: a null key on a compacted topic is INVALID_RECORD and
    a CreateTime timestamp outside the window is INVALID_TIMESTAMP, which wins if present.
    Compressed batches are decompressed up to ``max_decompressed_bytes``: more is
-   MESSAGE_TOO_LARGE (so a Java producer splits the batch); undecodable data is INVALID_RECORD.
+   MESSAGE_TOO_LARGE (so a Java producer splits the batch); undecodable data is INVALID_RECORD,
+   and both win over record errors. The records are walked as they decompress, in memory
+   bounded by record_stream's window whatever the decompressed size (record_stream).
 5. Timestamps are rewritten in the copy like DefaultRecordBatch.setMaxTimestamp: LogAppendTime
    sets the timestamp-type bit and max_timestamp = now; CreateTime sets max_timestamp to the
    records' true maximum (and clears a client-set LogAppendTime bit). The CRC is recomputed
@@ -44,7 +46,7 @@ from strom.protocol.batch_header import (
     crc_matches,
     read_batch_header,
 )
-from strom.protocol.compression import CODEC_NAMES, ZSTD
+from strom.protocol.compression import CODEC_NAMES, NONE, ZSTD
 from strom.protocol.record_builder import RecordInput, build_batch, reseal
 from strom.protocol.record_errors import (
     RecordError,
@@ -53,7 +55,14 @@ from strom.protocol.record_errors import (
     corrupt,
     invalid,
 )
-from strom.protocol.record_walk import Record, parse_records, records_region, walk_records
+from strom.protocol.record_stream import (
+    Chunks,
+    parse_stream,
+    record_chunks,
+    record_summaries,
+    walk_stream,
+)
+from strom.protocol.record_walk import Record, parse_records, walk_records
 
 __all__ = [
     "Record",
@@ -149,8 +158,12 @@ def iter_records(batch: ValidatedBatch | bytes | bytearray | memoryview, *,
         raise corrupt(f"Record batch magic {header.magic} is not 2")
     if not BATCH_HEADER_SIZE <= header.size <= len(data):
         raise corrupt(f"Record batch size {header.size} does not fit {len(data)} bytes")
-    buf, pos = records_region(memoryview(data)[: header.size], header, max_decompressed_bytes)
-    return parse_records(buf, pos, max(header.records_count, 0))
+    view = memoryview(data)[: header.size]
+    count = max(header.records_count, 0)
+    if header.compression == NONE:
+        return parse_records(view, BATCH_HEADER_SIZE, count)
+    chunks = record_chunks(view[BATCH_HEADER_SIZE:], header.compression, max_decompressed_bytes)
+    return parse_stream(chunks, count)
 
 
 def _next_batch_size(view: memoryview, pos: int) -> int | None:
@@ -229,9 +242,16 @@ def _check_fields(header: BatchHeader) -> None:
 
 def _validate_records(data: bytearray, header: BatchHeader, policy: _Policy,
                       max_decompressed_bytes: int) -> int:
-    """Walks the records; returns the batch's true max timestamp (CreateTime semantics)."""
-    buf, pos = records_region(data, header, max_decompressed_bytes)
-    lo_delta, hi_delta, null_keys = walk_records(buf, pos, header.records_count)
+    """Walks the records; returns the batch's true max timestamp (CreateTime semantics).
+
+    A compressed batch is walked as it decompresses (record_stream), in bounded memory.
+    """
+    count = header.records_count
+    if header.compression == NONE:
+        lo_delta, hi_delta, null_keys = walk_records(data, BATCH_HEADER_SIZE, count)
+    else:
+        lo_delta, hi_delta, null_keys = walk_stream(
+            _chunks(data, header, max_decompressed_bytes), count)
     if header.is_log_append_time:
         max_ts = header.max_timestamp
         suspect = True
@@ -244,21 +264,29 @@ def _validate_records(data: bytearray, header: BatchHeader, policy: _Policy,
             (policy.lo is not None and min_ts < policy.lo)
             or (policy.hi is not None and max_ts > policy.hi))
     if suspect or (policy.require_keys and null_keys):
-        _raise_record_errors(buf, pos, header, policy)
+        _raise_record_errors(_chunks(data, header, max_decompressed_bytes), header, policy)
     return max(NO_TIMESTAMP, max_ts)
 
 
-def _raise_record_errors(buf: bytes | bytearray | memoryview, pos: int, header: BatchHeader,
-                         policy: _Policy) -> None:
+def _chunks(data: bytearray, header: BatchHeader, max_decompressed_bytes: int) -> Chunks:
+    """The batch's records section, decompressed chunk by chunk if need be."""
+    section = memoryview(data)[BATCH_HEADER_SIZE:]
+    if header.compression == NONE:
+        return iter((section,))
+    return record_chunks(section, header.compression, max_decompressed_bytes)
+
+
+def _raise_record_errors(chunks: Chunks, header: BatchHeader, policy: _Policy) -> None:
     """The slow pass, run only when a record may be invalid: collects Kafka's RecordErrors."""
     errors: list[RecordError] = []
     any_timestamp_error = False
-    for i, record in enumerate(parse_records(buf, pos, header.records_count)):
-        if policy.require_keys and record.key is None:
+    for i, (timestamp_delta, null_key) in enumerate(record_summaries(chunks,
+                                                                       header.records_count)):
+        if policy.require_keys and null_key:
             errors.append((i, "Compacted topic cannot accept message without key"))
             continue
         ts = (header.max_timestamp if header.is_log_append_time
-              else header.base_timestamp + record.timestamp_delta)
+              else header.base_timestamp + timestamp_delta)
         message = policy.timestamp_error(header, ts, i)
         if message is not None:
             errors.append((i, message))
