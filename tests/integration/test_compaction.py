@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from kafka import KafkaConsumer
+from kafka import codec as kafka_codec
 
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import (
@@ -72,7 +73,7 @@ def wait_compacted(bootstrap: str, topic: str, total: int) -> list[Any]:
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize("compression", ["none", "lz4", "gzip"])
+@pytest.mark.parametrize("compression", ["none", "lz4", "gzip", "zstd", "snappy"])
 def test_latest_value_per_key_survives(broker: EmbeddedBroker,
                                        new_topic: Callable[..., str], compression: str) -> None:
     topic = new_topic(config=COMPACT)
@@ -90,7 +91,10 @@ def test_latest_value_per_key_survives(broker: EmbeddedBroker,
     # (The filler records sit in the active segment, which is never cleaned.)
     assert seen == expected
     assert len([m for m in messages if m.key() != b"filler"]) == len(expected) - 1
-    # kafka-python reads the same compacted view across the offset gaps.
+    if compression == "snappy" and not kafka_codec.has_snappy():
+        return  # kafka-python reads snappy only with python-snappy installed
+    # kafka-python reads the same compacted view across the offset gaps (the cleaner rewrote
+    # batches as streamed gzip/zstd/lz4 and xerial snappy).
     kc = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, enable_auto_commit=False,
                        consumer_timeout_ms=3000)
     try:
