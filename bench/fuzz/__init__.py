@@ -1,0 +1,1 @@
+"""A protocol fuzzer for strom: `python -m bench.fuzz` (see bench/fuzz/README.md)."""
