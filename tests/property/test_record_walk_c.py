@@ -285,3 +285,115 @@ def test_bad_arguments() -> None:
         walk(b"", 0.0, 0)
     with pytest.raises(TypeError):
         walk(b"", 0)
+
+
+# --- the partial walk (walk_chunk) and the header skip (walk_headers) of streaming ---
+
+def c_chunk() -> Any:
+    try:
+        from strom.protocol._record_walk import walk_chunk
+    except ImportError as exc:
+        pytest.fail(f"{REINSTALL}: {exc}")
+    return walk_chunk
+
+
+def c_headers() -> Any:
+    try:
+        from strom.protocol._record_walk import walk_headers
+    except ImportError as exc:
+        pytest.fail(f"{REINSTALL}: {exc}")
+    return walk_headers
+
+
+def call(fn: Any, *args: Any) -> Outcome:
+    try:
+        return ("ok", fn(*args))
+    except RecordsError as exc:
+        return ("error", exc.error_code, exc.message, str(exc))
+    except ValueError as exc:
+        return ("value-error", str(exc))
+
+
+def agree_fn(c_fn: Any, py_fn: Any, data: bytes, *args: Any) -> Outcome:
+    expected = call(py_fn, data, *args)
+    padded = memoryview(b"\x80\x81" + data + b"\xff\x80\x01")[2 : 2 + len(data)]
+    for buf in (data, bytearray(data), padded):
+        assert call(c_fn, buf, *args) == expected, (type(buf).__name__, data, args)
+    return expected
+
+
+def test_new_c_functions_are_the_ones_in_use() -> None:
+    assert record_walk.walk_chunk is c_chunk()
+    assert record_walk.walk_headers is c_headers()
+
+
+@SETTINGS
+@given(section=sections, cut=st.integers(0, 10**6), index=st.integers(0, 3),
+       final=st.booleans())
+def test_walk_chunk_agrees(section: tuple[bytes, int, tuple[int, int, int]], cut: int,
+                           index: int, final: bool) -> None:
+    data, count, _ = section
+    agree_fn(c_chunk(), record_walk.walk_chunk_py, data[: cut % (len(data) + 1)], 0, index,
+             count, final)
+
+
+@SETTINGS
+@given(case=damaged(), cut=st.integers(0, 10**6), final=st.booleans())
+def test_walk_chunk_agrees_on_damage(case: tuple[bytes, int, int], cut: int,
+                                     final: bool) -> None:
+    data, pos, count = case
+    data = data[: pos + cut % (len(data) - pos + 1)]
+    agree_fn(c_chunk(), record_walk.walk_chunk_py, data, pos, 0, count, final)
+
+
+@SETTINGS
+@given(data=st.binary(max_size=120), pos=st.integers(-2, 125), index=st.integers(-2, 5),
+       count=st.integers(-2, 40), final=st.booleans())
+def test_walk_chunk_agrees_on_random_bytes(data: bytes, pos: int, index: int, count: int,
+                                           final: bool) -> None:
+    agree_fn(c_chunk(), record_walk.walk_chunk_py, data, pos, index, count, final)
+
+
+def split_walk(data: bytes, count: int, cut: int) -> Outcome:
+    """A partial walk of data[:cut], then a final walk of all of data from where it stopped."""
+    try:
+        pos, index, lo, hi, nulls = record_walk.walk_chunk(data[:cut], 0, 0, count, False)
+        _, _, lo2, hi2, nulls2 = record_walk.walk_chunk(data, pos, index, count, True)
+    except RecordsError as exc:
+        return ("error", exc.error_code, exc.message)
+    return ("ok", (min(lo, lo2), max(hi, hi2), nulls + nulls2))
+
+
+@SETTINGS
+@given(section=st.one_of(sections, damaged().map(lambda c: (c[0][c[1]:], c[2], None))),
+       cut=st.integers(0, 10**6))
+def test_partial_walk_never_judges_what_more_bytes_change(
+        section: tuple[bytes, int, Any], cut: int) -> None:
+    """Resuming after a partial walk of any prefix gives walk_records' verdict on the whole."""
+    data, count, _ = section
+    expected = outcome(walk_records_py, data, 0, count)
+    assert split_walk(data, count, cut % (len(data) + 1)) == expected[:3]
+
+
+@st.composite
+def header_section(draw: st.DrawFn) -> tuple[bytes, int]:
+    headers = draw(st.lists(st.tuples(st.binary(max_size=6), length_field(key=False)),
+                            max_size=6))
+    body = b"".join(varint(len(k)) + k + v for k, (v, _) in headers)
+    return body, len(headers)
+
+
+@SETTINGS
+@given(section=header_section(), cut=st.integers(0, 100), count=st.integers(-1, 8))
+def test_walk_headers_agrees(section: tuple[bytes, int], cut: int, count: int) -> None:
+    body, n = section
+    assert agree_fn(c_headers(), record_walk.walk_headers_py, body, 0, n) == (
+        "ok", (len(body), 0))
+    agree_fn(c_headers(), record_walk.walk_headers_py, body[:cut], 0, count)
+
+
+@SETTINGS
+@given(data=st.lists(interesting_bytes, max_size=60).map(bytes), pos=st.integers(-2, 62),
+       count=st.one_of(st.integers(-2, 30), st.sampled_from([2**63 - 1, 2**63, 2**70])))
+def test_walk_headers_agrees_on_random_bytes(data: bytes, pos: int, count: int) -> None:
+    agree_fn(c_headers(), record_walk.walk_headers_py, data, pos, count)

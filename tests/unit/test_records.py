@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import random
 import struct
-import time
 import tracemalloc
 import zlib
 from datetime import UTC, datetime
@@ -430,7 +429,6 @@ def _bomb(codec: int, total: int = 100 * MIB) -> bytes:
 def test_decompression_bomb_stops_at_the_cap(codec: int) -> None:
     batch = raw_batch(_bomb(codec), 1, codec=codec)
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         err = error_of(batch, max_decompressed_bytes=MIB, max_message_bytes=len(batch))
         _, peak = tracemalloc.get_traced_memory()
@@ -438,7 +436,6 @@ def test_decompression_bomb_stops_at_the_cap(codec: int) -> None:
         tracemalloc.stop()
     assert err.error_code == TOO_LARGE
     assert peak < 8 * MIB + len(batch)
-    assert time.perf_counter() - started < 2.0
 
 
 def test_raw_snappy_claiming_too_much_is_refused_before_decompressing() -> None:
@@ -562,3 +559,48 @@ def test_aiokafka_reads_build_batch(codec: int, xerial: bool) -> None:
     batch = DefaultRecordBatch(build_batch(records, compression=codec, snappy_xerial=xerial))
     assert batch.validate_crc()
     assert [(r.key, r.value, r.timestamp) for r in batch] == [(k, v, t) for k, v, _, t in records]
+
+
+# ---------------------------------------------------------------- streaming (record_stream)
+
+
+@pytest.mark.parametrize(("codec", "xerial"), CODECS[1:], ids=CODEC_IDS[1:])
+def test_records_longer_than_the_window_and_across_chunks(codec: int, xerial: bool) -> None:
+    """Records of 3 MiB (past the 1 MiB window and the 2 MiB chunk: the streaming skipper),
+    one with 400,000 headers, between small ones: validated and read back whole."""
+    big = bytes(range(256)) * (3 * MIB // 256)
+    records: list[RecordInput] = [
+        (b"k0", b"v", [], NOW), (b"k1", big, [("h", b"x")], NOW + 1),
+        (None, b"w", [("", None)] * 400_000, NOW + 2), *sample(300, ts=NOW + 3),
+        (b"k-last", big[::-1], [], NOW - 1)]
+    batch = build_batch(records, compression=codec, snappy_xerial=xerial)
+    vb = validate(batch, max_message_bytes=100 * MIB, max_decompressed_bytes=64 * MIB)
+    assert vb.header.max_timestamp == NOW + 302
+    got = list(iter_records(vb, max_decompressed_bytes=64 * MIB))
+    assert [(r.key, r.value, len(r.headers)) for r in got] == [
+        (k, v, len(h)) for k, v, h, _ in records]
+    err = error_of(batch, max_message_bytes=100 * MIB, max_decompressed_bytes=64 * MIB,
+                   require_keys=True, timestamp_after_max_ms=1)
+    assert err.error_code == BAD_TS and [i for i, _ in err.record_errors] == [2, *range(3, 303)]
+
+
+@pytest.mark.parametrize("codec", [1, 2, 3, 4])
+def test_iter_records_refuses_a_small_undecodable_batch_at_once(codec: int) -> None:
+    with pytest.raises(RecordsError) as info:
+        iter_records(garbage_compressed(codec))  # not iterated: raised by the call itself
+    assert info.value.error_code == INVALID
+
+
+def test_zstd_frame_declaring_more_than_it_holds_is_invalid() -> None:
+    """zstd's streaming decoder ends such a frame without an error when its output buffer is
+    smaller than the declared size (cramjam's one-shot decoder too: it refused a frame that
+    declares 2 bytes but took this one); strom checks the content size itself."""
+    payload = records_bytes((0, 0, b"k", b"v", []))
+    empty_frame = (b"\x28\xb5\x2f\xfd" + bytes([0xA0]) + struct.pack("<I", 8 * MIB)
+                   + b"\x01\x00\x00")  # single segment, content size 8 MiB, one empty block
+    for frames in (compression.compress(4, payload) + empty_frame,
+                   empty_frame + compression.compress(4, payload)):
+        batch = raw_batch(frames, 1, codec=compression.ZSTD)
+        assert error_of(batch).error_code == INVALID
+        with pytest.raises(RecordsError):
+            list(iter_records(batch))

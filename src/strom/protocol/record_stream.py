@@ -90,8 +90,9 @@ def walk_stream(chunks: Chunks, count: int, window: int = WINDOW_BYTES) -> tuple
 def record_summaries(chunks: Chunks, count: int,
                      window: int = WINDOW_BYTES) -> Iterator[tuple[int, bool]]:
     """(timestamp delta, key is null) of each record, walked as walk_stream walks them."""
-    for delta, _, null in _walk_steps(chunks, count, window, 1):
-        yield delta, null > 0
+    for lo, hi, null in _walk_steps(chunks, count, window, 1):
+        # lo and hi start at 2**64 and -2**64, so one of them is the record's delta.
+        yield (lo if lo < _NO_RECORDS[0] else hi), null > 0
 
 
 def _walk_steps(chunks: Chunks, count: int, window: int,
@@ -109,6 +110,8 @@ def _walk_steps(chunks: Chunks, count: int, window: int,
                 lo, hi, nulls = delta, delta, int(null)
         except RecordsError as err:
             _fail(err, chunks)
+        except _DecompressionFailed as failed:
+            raise failed.error from None
         if done > i:
             i = done
             yield lo, hi, nulls
@@ -134,6 +137,14 @@ class _End(Exception):
     """The decompressed data ended."""
 
 
+class _DecompressionFailed(Exception):
+    """A decompression error met by the skipper, which must not take it for a record's."""
+
+    def __init__(self, error: RecordsError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class _Cursor:
     """The decompressed bytes from a record's start (position 0) on, read forward: the rest of
     the current buffer, then the next chunks, each dropped once passed."""
@@ -152,7 +163,8 @@ class _Cursor:
         return p - self.base
 
     def byte(self, p: int) -> int:
-        return self.data[self.at(p)]
+        index = self.at(p)  # may move on to the next chunk: data is read after
+        return self.data[index]
 
     def reaches(self, p: int) -> bool:
         """Whether the data goes on to position p (p <= its end)."""
@@ -170,7 +182,10 @@ class _Cursor:
     def _next(self) -> None:
         self.base += len(self.data)
         self.data = b""  # at the end, base is where the data ends
-        chunk = next(self._chunks, None)
+        try:
+            chunk = next(self._chunks, None)
+        except RecordsError as exc:
+            raise _DecompressionFailed(exc) from None
         if chunk is None:
             raise _End
         self.data = chunk
@@ -230,7 +245,8 @@ def _skip_fields(cur: _Cursor, pos: int, i: int) -> tuple[int, bool, int]:
 def _skip_headers(cur: _Cursor, pos: int, count: int) -> int:
     """Skips `count` headers: those inside a chunk in C, one cut by a chunk's end here."""
     while count > 0:
-        end, left = walk_headers(cur.data, cur.at(pos), count)
+        index = cur.at(pos)  # may move on to the next chunk: data is read after
+        end, left = walk_headers(cur.data, index, count)
         if left < count:
             pos, count = cur.base + end, left
             continue

@@ -11,6 +11,10 @@ is an IndexError, which they turn into INVALID_RECORD as Kafka does for malforme
 The walk runs for every produced batch, so ``walk_records`` is the C extension
 ``strom.protocol._record_walk`` when it was built (``WALK_IMPLEMENTATION == "c"``), with exactly
 the semantics of the pure-Python ``walk_records_py``, used otherwise (no compiler at install).
+So are ``walk_chunk`` (the walk resumed at any record, and a partial walk that stops before a
+record cut by the end of the buffer) and ``walk_headers``, with which record_stream walks a
+compressed batch as it decompresses. ``records_region`` decompresses whole: it is the one-shot
+reference that the streaming path is tested against.
 """
 
 from __future__ import annotations
