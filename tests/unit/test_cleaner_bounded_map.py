@@ -148,3 +148,10 @@ def test_the_clean_part_below_a_mid_batch_map_end_loses_superseded_records(
         assert await engine.run_cleaner(T0 + 10_000) == 0
 
     run(tmp_path, COMPACT, body)
+
+
+def test_the_engine_gives_the_cleaner_its_dedupe_buffer_setting(tmp_path: Path) -> None:
+    config = BrokerConfig.build(tmp_path, "localhost", 0,
+                                {"log.cleaner.dedupe.buffer.size": "1048576"})
+    engine = LocalEngine(tmp_path, config)
+    assert engine.cleaner.dedupe_buffer_bytes == 1_048_576

@@ -92,3 +92,5 @@ def serve(data_dir: Path, listen: str, config_file: Path | None, sets: tuple[str
         raise click.ClickException(f"cannot start: {exc}") from None
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
+    except ConfigError as exc:  # a setting only the component using it can judge
+        raise click.ClickException(f"cannot start: {exc}") from None

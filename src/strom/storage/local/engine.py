@@ -96,7 +96,8 @@ class LocalEngine:
         self._recovery_points_written: dict[TopicPartition, int] = {}
         self._last_recovery_checkpoint = time.monotonic()
         self._hooks = PartitionHooks(self._retire_fd, self._checkpoint_log_start_offsets)
-        self.cleaner = LogCleaner(data_dir, config.get_int("message.max.decompressed.bytes"))
+        self.cleaner = LogCleaner(data_dir, config.get_int("message.max.decompressed.bytes"),
+                                  config.get_int("log.cleaner.dedupe.buffer.size"))
         self._opened = False
         self.clean_shutdown = False  # whether the last open found a clean shutdown
         self._orphans: dict[str, list[int]] = {}
