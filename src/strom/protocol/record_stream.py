@@ -285,9 +285,6 @@ def _parse_chunks(chunks: Chunks, count: int) -> Iterator[Record]:
 def _parse_whole(buf: ReadBuffer, pos: int, chunks: Chunks) -> tuple[Record, int] | None:
     """The record at buf[pos:], or None while more bytes could change what it is."""
     try:
-        length, start = read_varint(buf, pos)
-        if start + length > len(buf):
-            return None
         if isinstance(buf, bytearray):
             with memoryview(buf) as view:  # keys and values copied once, not twice
                 return parse_record(view, pos)
@@ -295,7 +292,17 @@ def _parse_whole(buf: ReadBuffer, pos: int, chunks: Chunks) -> tuple[Record, int
     except IndexError:
         return None
     except RecordsError as err:
+        if _cut(buf, pos):  # its declared size passes the end of buf: wait for more
+            return None
         _fail(err, chunks)
+
+
+def _cut(buf: ReadBuffer, pos: int) -> bool:
+    try:
+        length, start = read_varint(buf, pos)
+    except RecordsError:
+        return False
+    return start + length > len(buf)
 
 
 def _parse_last(buf: ReadBuffer, pos: int, i: int) -> NoReturn:
