@@ -34,6 +34,7 @@ class Scenario:
     observed: str = ""
     ok: bool = False
     elapsed_s: float = 0.0
+    skipped: bool = False  # the run ended before the scenario could finish: no verdict
 
 
 def api_versions_frame(correlation_id: int) -> bytes:
@@ -113,7 +114,7 @@ def slowloris(address: tuple[str, int], stop: threading.Event, bytes_per_s: floa
             for byte in frame:
                 conn.send(bytes([byte]))
                 if stop.wait(1 / bytes_per_s):
-                    scenario.observed = "run ended first"
+                    scenario.observed, scenario.skipped = "not finished: the run ended", True
                     return scenario
             response = conn.recv_frame(10.0)
             scenario.ok = struct.unpack_from(">i", response, 0)[0] == 7

@@ -139,7 +139,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "## Protocol abuse", "", "| scenario | expected | observed | ok |",
               "|---|---|---|---|"]
     lines += [f"| {a['name']} | {a['expected']} | {a['observed']} | "
-              f"{'ok' if a['ok'] else '**NO**'} |" for a in result["abuse"]]
+              f"{'skipped' if a['skipped'] else 'ok' if a['ok'] else '**NO**'} |"
+              for a in result["abuse"]]
     lines += ["", "## Liveness", ""]
     for round_ in result["liveness"]:
         lines += [f"Round {round_['index']} at {round_['at_frames']:,} frames: "
