@@ -26,6 +26,9 @@ from bench.fuzz.wire import Conn
 CATEGORIES: Final = {"control": 5, "mutated": 62, "header": 8, "produce-batch": 25}
 RECORDED_SHARE: Final = 0.3
 UNMUTATED: Final = frozenset({"control", "probe"})
+# JoinGroup and SyncGroup may wait as long as the rebalance and session timeouts the request
+# (or another member's) chose, which Kafka does not bound: a replay that times out is no hang.
+PARKING_KEYS: Final = frozenset({11, 14})
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,10 @@ class Replayer:
                 exchange = conn.exchange(frame, self.settings.replay_window_s)
             verdict = {"response": "answered", "close": "closed", "reset": "reset"}.get(
                 exchange.outcome, "hang")
-            if verdict == "hang":
+            if verdict == "hang" and key in PARKING_KEYS:
+                verdict = "parked (waits on its group's rebalance, bounded by the client's own "
+                verdict += "timeouts: not judged)"
+            elif verdict == "hang":
                 if not _responsive(self.address):
                     verdict = "broker unresponsive"
                 self.findings.add("hang", f"{verdict}: API key {key} ({category})",
@@ -227,7 +233,8 @@ class Worker:
                 conn = self.step(conn)
             except Exception as exc:  # a harness bug: counted and shown, the worker goes on
                 self.tally.harness_error(repr(exc))
-                conn.close()
+                if conn is not None:
+                    conn.close()
                 conn = None
         if conn is not None:
             conn.close()
