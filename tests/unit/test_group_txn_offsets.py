@@ -19,12 +19,12 @@ from kio.schema.txn_offset_commit.v3.request import (
 )
 from kio.static.primitive import i16, i32, i64
 
-from strom.coordinator.internal_topics import OFFSETS_TOPIC
 from strom.broker.handlers.txn_offset_commit import handle_txn_offset_commit
 from strom.broker.state import Broker, RequestContext
 from strom.config.broker import BrokerConfig
 from strom.coordinator.group import GroupCoordinator, GroupLogRecord, OffsetCommit
 from strom.coordinator.group.model import CommitRequest, GroupConfig, TxnCommitRequest
+from strom.coordinator.internal_topics import OFFSETS_TOPIC
 from strom.protocol.batch_header import read_batch_header
 from strom.protocol.control_batch import build_control_batch
 from strom.protocol.messages import ResponseBuilder, encode_response
