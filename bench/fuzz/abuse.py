@@ -21,6 +21,7 @@ from bench.fuzz.wire import Closed, Conn
 
 CLOSE_WITHIN_S: Final = 5.0
 PIPELINE: Final = 1000
+IDLE_MARGIN_S: Final = 30.0
 API_VERSIONS_V3: Final = ApiVersionsV3(client_software_name="strom-fuzz",
                                        client_software_version="1")
 METADATA_V12: Final = MetadataV12(topics=None, allow_auto_topic_creation=False,
@@ -127,7 +128,7 @@ def slowloris(address: tuple[str, int], stop: threading.Event, bytes_per_s: floa
 
 class HeldConnections:
     """Connections kept open for the whole run: idle ones, a slow partial frame and one with
-    1,000 Metadata responses never read. `check` tries a sample of the idle ones at the end."""
+    1,000 Metadata responses never read. `check` tries samples of the idle ones."""
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.address = address
@@ -150,17 +151,25 @@ class HeldConnections:
             handshake(slow)
             slow.send(struct.pack(">i", 60_000) + b"\x00\x03")
 
-    def check(self, sample: int = 20) -> Scenario:
+    def check(self, idle_timeout_s: float, sample: int, at_end: bool) -> Scenario:
+        """Sends ApiVersions on `sample` idle connections (the first ones mid-run, the last
+        ones at the end). Before the broker's connections.max.idle.ms they must answer; well
+        after it they must have been closed, as Kafka closes idle connections."""
         held = time.monotonic() - self.opened_at
-        scenario = Scenario(f"{len(self.idle)} idle connections held {held:.0f} s, "
-                            f"{sample} sampled", "sampled ones still answer")
-        answered = 0
-        picked = self.idle[:: max(1, len(self.idle) // sample)][:sample]
-        for i, conn in enumerate(picked):
-            exchange = conn.exchange(api_versions_frame(i), 10.0)
-            answered += exchange.outcome == wire.RESPONSE
-        scenario.ok = answered == len(picked) and len(picked) > 0
-        scenario.observed = f"{answered}/{len(picked)} answered"
+        picked = self.idle[-sample:] if at_end else self.idle[:sample]
+        scenario = Scenario(f"{len(self.idle)} idle connections held {held:.0f} s "
+                            f"(idle timeout {idle_timeout_s:.0f} s), {len(picked)} sampled", "")
+        if abs(held - idle_timeout_s) < IDLE_MARGIN_S or not picked:
+            scenario.observed, scenario.skipped = "too close to the idle timeout to judge", True
+            return scenario
+        expect_open = held < idle_timeout_s
+        scenario.expected = "all still answer" if expect_open else "all closed by the broker"
+        outcomes = [conn.exchange(api_versions_frame(i), 10.0).outcome
+                    for i, conn in enumerate(picked)]
+        answered = outcomes.count(wire.RESPONSE)
+        closed = outcomes.count(wire.CLOSE) + outcomes.count(wire.RESET)
+        scenario.ok = answered == len(picked) if expect_open else closed == len(picked)
+        scenario.observed = f"{answered} answered, {closed} closed"
         return scenario
 
     def close(self) -> None:

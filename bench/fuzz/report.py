@@ -42,14 +42,18 @@ def build(run: Run, log: LogCounts) -> dict[str, Any]:
                          "frames": [pretty_hex(f) for f in signature.frames[:1]],
                          "count": signature.count})
     rss = run.broker.rss
+    outcomes = run.tally.as_json()
+    advertised = {tuple(pair) for pair in run.info.get("advertised_pairs", [])}
+    outcomes["versions_answered"] = len(run.tally.versions & advertised)
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "options": {k: str(v) for k, v in vars(run.options).items()},
         "broker": {"own": run.broker.own, "bootstrap": run.broker.bootstrap,
                    "exit_status": run.info.get("broker_exit_status")},
-        "info": {k: v for k, v in run.info.items() if k != "reproduced"},
+        "info": {k: v for k, v in run.info.items()
+                 if k not in ("reproduced", "advertised_pairs")},
         "frames": run.tally.total(),
-        "outcomes": run.tally.as_json(),
+        "outcomes": outcomes,
         "rss_kib": {"broker_start": run.info.get("rss_broker_start_kib"),
                     "fuzz_start": rss.start, "peak_sampled": rss.peak_sampled,
                     "end": rss.end, "vm_hwm": rss.hwm, "samples": rss.samples[::10]},
@@ -101,6 +105,30 @@ def _checks_table(checks: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _replays(replays: list[dict[str, Any]]) -> list[str]:
+    groups: dict[tuple[Any, str], list[float]] = {}
+    for replay in replays:
+        groups.setdefault((replay["api_key"], replay["verdict"]), []).append(
+            replay["elapsed_s"])
+    return [f"- API key {key}: {verdict} (x{len(times)}, after {min(times)}-{max(times)} s)"
+            for (key, verdict), times in sorted(groups.items(), key=str)] or ["- none"]
+
+
+def _bombs(bombs: list[dict[str, Any]]) -> list[str]:
+    """One row per kind and codec: how many were sent and what they got."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for bomb in bombs:
+        groups.setdefault((bomb["kind"], bomb["codec"]), []).append(bomb)
+    lines = ["| kind | codec | sent | records | frame bytes | answers | slowest s |",
+             "|---|---|---:|---:|---:|---|---:|"]
+    for (kind, codec), sent in groups.items():
+        answers = sorted({f"{b['outcome']} {b['error'] or ''}".strip() for b in sent})
+        lines.append(f"| {kind} | {codec} | {len(sent)} | {sent[0]['records']:,} | "
+                     f"{sent[0]['frame_bytes']:,} | {', '.join(answers)} | "
+                     f"{max(b['elapsed_s'] for b in sent)} |")
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     o, s, rss = result["outcomes"], result["summary"], result["rss_kib"]
     opts = result["options"]
@@ -127,15 +155,8 @@ def markdown(result: dict[str, Any]) -> str:
               f"{o['harness_errors'] or 'none'}", "",
               "## Per mutator and batch corruption", ""]
     lines += _outcome_table("mutator", o["labels"])
-    lines += ["", "## Timeouts replayed", ""]
-    for replay in o["replays"] or [{"api_key": "-", "verdict": "none", "elapsed_s": 0,
-                                     "category": "", "outcome": ""}]:
-        lines.append(f"- API key {replay['api_key']} ({replay['category']}): "
-                     f"{replay['verdict']} after {replay['elapsed_s']} s")
-    lines += ["", "## Compression bombs", "", "| kind | codec | records | frame bytes | "
-              "outcome | error | s |", "|---|---|---:|---:|---|---|---:|"]
-    lines += [f"| {b['kind']} | {b['codec']} | {b['records']:,} | {b['frame_bytes']:,} | "
-              f"{b['outcome']} | {b['error']} | {b['elapsed_s']} |" for b in o["bombs"]]
+    lines += ["", "## Timeouts replayed", "", *_replays(o["replays"]),
+              "", "## Compression bombs", "", *_bombs(o["bombs"])]
     lines += ["", "## Protocol abuse", "", "| scenario | expected | observed | ok |",
               "|---|---|---|---|"]
     lines += [f"| {a['name']} | {a['expected']} | {a['observed']} | "

@@ -112,7 +112,8 @@ def prepare(run: Run) -> tuple[target.Target, list[Any]]:
                                              names, options.seeds_per_version)
     seeds += [s for s in (Seed.of(f, "probe") for f in probe_frames) if s is not None]
     run.info.update(seeds_schema=schema_count, seeds_recorded=len(seeds) - schema_count,
-                    advertised_versions=sum(h - lo + 1 for lo, h in found.versions.values()),
+                    advertised_versions=len(found.advertised_pairs),
+                    advertised_pairs=sorted(found.advertised_pairs),
                     broker_settings=found.settings)
     say(f"seeds: {schema_count} from schemas, {len(seeds) - schema_count} recorded "
         f"({len(failed)} recording failures)")
@@ -141,7 +142,7 @@ def campaign(run: Run, found: target.Target, seeds: list[Any]) -> None:
     for thread in [w.thread for w in workers] + [bomber.thread, abuse_thread]:
         thread.start()
     try:
-        fuzz_loop(run, gate, workers, found.expected_internal)
+        fuzz_loop(run, gate, workers, found, held)
     finally:
         gate.stop()
         stop_abuse.set()
@@ -149,7 +150,7 @@ def campaign(run: Run, found: target.Target, seeds: list[Any]) -> None:
             thread.join(options.frame_timeout_s + 75)
     if broker.alive():
         liveness(run, None, found.expected_internal)
-        run.scenarios.append(held.check())
+        run.scenarios.append(held.check(found.idle_timeout_s, 20, at_end=True))
     held.close()
     say("waiting for timeout replays")
     replayer.drain(settings.replay_window_s + 20)
@@ -160,9 +161,11 @@ def campaign(run: Run, found: target.Target, seeds: list[Any]) -> None:
                              f"expected: {scenario.expected}")
 
 
-def fuzz_loop(run: Run, gate: Gate, workers: list[Worker], expected: dict[str, int]) -> None:
-    options = run.options
+def fuzz_loop(run: Run, gate: Gate, workers: list[Worker], found: target.Target,
+              held: abuse.HeldConnections) -> None:
+    options, expected = run.options, found.expected_internal
     start = time.monotonic()
+    idle_check_at = start + min(60.0, options.duration_s / 2, found.idle_timeout_s / 2)
     next_liveness = options.liveness_frames
     next_progress = start + options.progress_every_s
     while time.monotonic() - start < options.duration_s:
@@ -177,6 +180,9 @@ def fuzz_loop(run: Run, gate: Gate, workers: list[Worker], expected: dict[str, i
                                      worker.last_frame)
             say(f"BROKER DIED (exit status {code})")
             return
+        if idle_check_at and time.monotonic() >= idle_check_at:
+            run.scenarios.append(held.check(found.idle_timeout_s, 10, at_end=False))
+            idle_check_at = 0.0
         if run.tally.total() >= next_liveness:
             liveness(run, gate, expected)
             next_liveness = run.tally.total() + options.liveness_frames

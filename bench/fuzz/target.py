@@ -23,11 +23,12 @@ from bench.fuzz.wire import Client
 PRODUCE_TOPICS: Final = [("fuzz-batch-1", 1), ("fuzz-batch-3", 3)]
 DICTIONARY_TOPICS: Final = [("fuzz-p1", 1), ("fuzz-p3", 3)]
 SETTING_KEYS: Final = [*PARTITION_KEYS.values(), "message.max.decompressed.bytes",
-                       "fetch.max.wait.ms.cap"]
+                       "fetch.max.wait.ms.cap", "connections.max.idle.ms"]
 DEFAULTS: Final = {"offsets.topic.num.partitions": "50",
                    "transaction.state.log.num.partitions": "50",
                    "message.max.decompressed.bytes": str(256 * 2**20),
-                   "fetch.max.wait.ms.cap": "30000"}
+                   "fetch.max.wait.ms.cap": "30000",
+                   "connections.max.idle.ms": "600000"}
 
 
 @dataclass
@@ -43,6 +44,14 @@ class Target:
     @property
     def decompressed_max(self) -> int:
         return int(self.settings["message.max.decompressed.bytes"])
+
+    @property
+    def idle_timeout_s(self) -> float:
+        return int(self.settings["connections.max.idle.ms"]) / 1000
+
+    @property
+    def advertised_pairs(self) -> set[tuple[int, int]]:
+        return {(k, v) for k, (low, high) in self.versions.items() for v in range(low, high + 1)}
 
     @property
     def fetch_cap_s(self) -> float:
