@@ -1,9 +1,10 @@
-"""Property: with an offset map that holds only a few keys, a dirty section with more keys
-(also within a single batch) is cleaned over several passes, and after every pass the log is
-exactly what a model of Kafka's bounded map says: the map takes the dirty records in order
-until a new key does not fit, ends there (maybe inside a batch), and of the records below
-that end only those the map does not supersede remain, at their offsets; finally each key's
-latest record."""
+"""Property: the offset map (a table of digests and offsets) answers exactly as a dict that
+refuses new keys beyond its capacity; and with an offset map that holds only a few keys, a
+dirty section with more keys (also within a single batch) is cleaned over several passes, and
+after every pass the log is exactly what a model of Kafka's bounded map says: the map takes
+the dirty records in order until a new key does not fit, ends there (maybe inside a batch),
+and of the records below that end only those the map does not supersede remain, at their
+offsets; finally each key's latest record."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from strom.protocol.compression import GZIP, LZ4, NONE, SNAPPY, ZSTD
 from strom.storage.local import LocalEngine, LocalPartitionLog
+from strom.storage.local.cleaner_map import OffsetMap
 from tests.unit.batch_factory import read_all
 from tests.unit.test_log_cleaner import (
     T0,
@@ -29,6 +31,7 @@ from tests.unit.test_log_cleaner import (
 )
 
 KEYS = [b"k%d" % i for i in range(12)]
+MAP_KEYS = [b"", b"k", b"K" * 16, b"K" * 17, b"x" * 300, *[b"m%d" % i for i in range(60)]]
 MAX_PASSES = 400
 
 batch = st.tuples(st.lists(st.integers(0, len(KEYS) - 1), min_size=1, max_size=15),
@@ -102,3 +105,24 @@ def test_a_bounded_map_cleans_over_passes_as_the_model_says(
                "min.cleanable.dirty.ratio": "0"}
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario(Path(tmp), configs, capacity, batches_by_round))
+
+
+map_ops = st.lists(st.tuples(st.booleans(), st.sampled_from(MAP_KEYS),
+                             st.integers(0, 2**63 - 2)), max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(capacity=st.integers(1, 70), ops=map_ops)
+def test_the_offset_map_answers_as_a_dict_with_a_capacity(
+        capacity: int, ops: list[tuple[bool, bytes, int]]) -> None:
+    omap = OffsetMap(map_bytes(capacity))
+    model: dict[bytes, int] = {}
+    for is_put, key, offset in ops:
+        if is_put:
+            fits = key in model or len(model) < capacity
+            assert omap.put(key, offset) == fits
+            if fits:
+                model[key] = offset
+        assert omap.get(key) == model.get(key, -1)
+        assert len(omap) == len(model)
+    assert [omap.get(key) for key in MAP_KEYS] == [model.get(key, -1) for key in MAP_KEYS]

@@ -1,7 +1,8 @@
-"""The log cleaner's offset map is bounded by log.cleaner.dedupe.buffer.size: its entries are
-counted honestly (a tracemalloc peak stays within the budget), a full map ends inside a batch
-and the rest is cleaned by later passes, a budget too small for one entry is refused at start
-and, if set anyway, still makes progress one key per pass."""
+"""The log cleaner's offset map is bounded by log.cleaner.dedupe.buffer.size: one table of
+24-byte slots allocated at once within the budget (tracemalloc), no larger than the dirty
+section can fill, holding Kafka's 0.9 x slots keys of any length; a full map ends inside a
+batch and the rest is cleaned by later passes; a budget too small for a map of one key is
+refused at start and, if set anyway, still makes progress one key per pass."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from strom.storage.local import LocalEngine, LocalPartitionLog
 from strom.storage.local.cleaner import LogCleaner
 from strom.storage.local.cleaner_map import (
     DEFAULT_DEDUPE_BUFFER_BYTES,
-    ENTRY_OVERHEAD_BYTES,
-    MAX_ENTRY_BYTES,
+    LOAD_FACTOR,
+    MIN_DEDUPE_BUFFER_BYTES,
+    MIN_SLOTS,
+    SLOT_BYTES,
     OffsetMap,
-    entry_bytes,
+    capacity_of,
+    slots_for,
 )
 from tests.unit.batch_factory import read_all
 from tests.unit.test_log_cleaner import (
@@ -46,31 +50,67 @@ def test_the_setting_and_its_kafka_default() -> None:
     assert config.get_int("log.cleaner.dedupe.buffer.size") == 1_048_576
 
 
-def test_a_buffer_too_small_for_one_entry_is_refused(tmp_path: Path) -> None:
+def test_a_buffer_too_small_for_a_map_of_one_key_is_refused(tmp_path: Path) -> None:
+    assert MIN_DEDUPE_BUFFER_BYTES == 2 * SLOT_BYTES  # Kafka: slots x load factor must be > 1
     with pytest.raises(ConfigError, match=r"log\.cleaner\.dedupe\.buffer\.size"):
-        LogCleaner(tmp_path, 1 << 20, MAX_ENTRY_BYTES - 1)
-    assert LogCleaner(tmp_path, 1 << 20, MAX_ENTRY_BYTES).dedupe_buffer_bytes == MAX_ENTRY_BYTES
+        LogCleaner(tmp_path, 1 << 20, MIN_DEDUPE_BUFFER_BYTES - 1)
+    cleaner = LogCleaner(tmp_path, 1 << 20, MIN_DEDUPE_BUFFER_BYTES)
+    assert cleaner.dedupe_buffer_bytes == MIN_DEDUPE_BUFFER_BYTES
 
 
-def test_entries_cost_their_dict_share_int_and_rounded_key() -> None:
-    assert entry_bytes(0) == entry_bytes(15) == ENTRY_OVERHEAD_BYTES + 48
-    assert entry_bytes(16) == ENTRY_OVERHEAD_BYTES + 64
-    assert MAX_ENTRY_BYTES == entry_bytes(33) == ENTRY_OVERHEAD_BYTES + 80
-    omap = OffsetMap(2 * entry_bytes(2) + MAX_ENTRY_BYTES)
-    assert omap.put(b"k1", 1) and omap.put(b"k2", 2)
-    assert omap.put(b"x" * 100, 3)  # stored as a 33-byte digest
-    assert omap.used_bytes == omap.budget_bytes
+def test_slots_of_24_bytes_full_at_kafkas_load_factor() -> None:
+    assert (SLOT_BYTES, LOAD_FACTOR) == (24, 0.9)
+    slots = DEFAULT_DEDUPE_BUFFER_BYTES // SLOT_BYTES
+    assert (slots, capacity_of(slots)) == (5_592_405, 5_033_164)  # Kafka's, for 128 MiB
+    assert [slots_for(keys) for keys in (0, 1, 2, 3, 9, 10)] == [2, 2, 3, 4, 10, 12]
+    for keys in range(1, 3000):  # the fewest slots that hold exactly that many keys
+        assert capacity_of(slots_for(keys)) == keys > capacity_of(slots_for(keys) - 1)
+
+
+def test_a_map_holds_its_capacity_of_keys_of_any_length() -> None:
+    omap = OffsetMap(map_bytes(3))
+    assert (omap.size_bytes, omap.capacity) == (4 * SLOT_BYTES, 3)
+    assert omap.put(b"k1", 1) and omap.put(b"", 0) and omap.put(b"x" * 100, 2**63 - 2)
     assert not omap.put(b"k3", 4)  # a new key does not fit: nothing changes
     assert omap.get(b"k3") == -1 and len(omap) == 3
     assert omap.put(b"k1", 5) and omap.get(b"k1") == 5  # a known key always does
-    assert omap.get(b"x" * 100) == 3
-    assert OffsetMap(0).put(b"k", 0)  # the first key always goes in
+    assert omap.get(b"") == 0 and omap.get(b"x" * 100) == 2**63 - 2
+    assert omap.get(b"x" * 99 + b"y") == -1 and omap.get(b"k") == -1
 
 
-@pytest.mark.parametrize("key_length", [2, 12, 32, 200])
-def test_a_full_map_uses_no_more_memory_than_its_budget(key_length: int) -> None:
-    budget = 4 * 1024 * 1024
-    keys = [i.to_bytes(key_length, "big") for i in range(budget // ENTRY_OVERHEAD_BYTES)]
+def test_a_map_below_its_minimum_holds_one_key_and_probing_ends() -> None:
+    omap = OffsetMap(0)
+    assert omap.size_bytes == MIN_SLOTS * SLOT_BYTES and omap.capacity == 1
+    assert omap.put(b"k", 7) and not omap.put(b"other", 8)
+    assert [omap.get(b"k%d" % i) for i in range(100)] == [-1] * 100  # an empty slot ends it
+    assert omap.get(b"k") == 7
+
+
+def test_a_crowded_map_finds_every_key_and_no_other() -> None:
+    keys = [b"key-%d" % i * (1 + i % 7) for i in range(5000)]
+    omap = OffsetMap(map_bytes(len(keys)))
+    for i, key in enumerate(keys):
+        assert omap.put(key, i)
+    assert not omap.put(b"one more", 0)
+    for i, key in enumerate(keys):
+        assert omap.put(key, 2 * i)
+    assert [omap.get(key) for key in keys] == [2 * i for i in range(len(keys))]
+    assert all(omap.get(b"absent-%d" % i) == -1 for i in range(5000))
+
+
+def test_the_map_is_no_larger_than_the_dirty_section_can_fill() -> None:
+    small = OffsetMap(DEFAULT_DEDUPE_BUFFER_BYTES, max_keys=1000)
+    assert (small.size_bytes, small.capacity) == (slots_for(1000) * SLOT_BYTES, 1000)
+    assert all(small.put(b"k%d" % i, i) for i in range(1000))
+    assert not small.put(b"k1000", 1000)
+    assert OffsetMap(map_bytes(10), max_keys=10**9).capacity == 10  # the budget bounds it
+
+
+@pytest.mark.parametrize("key_length", [3, 200])
+def test_a_full_map_takes_its_table_once_within_the_budget(key_length: int) -> None:
+    budget = 4 * 1024 * 1024 + 7
+    held = capacity_of(budget // SLOT_BYTES)
+    keys = [i.to_bytes(key_length, "big") for i in range(held + 1)]
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -78,13 +118,12 @@ def test_a_full_map_uses_no_more_memory_than_its_budget(key_length: int) -> None
         for i, key in enumerate(keys):
             if not omap.put(key, 2**31 + i):
                 break
-        else:
-            raise AssertionError("the map never filled up")
-        peak = tracemalloc.get_traced_memory()[1] - base  # the dict, ints and any digests
+        current, peak = (m - base for m in tracemalloc.get_traced_memory())
     finally:
         tracemalloc.stop()
-    stored_keys = len(omap) * (33 + key_length) if key_length <= 32 else 0  # made above
-    assert budget * 0.5 < peak + stored_keys <= budget
+    assert len(omap) == held and i == held  # the map was full at its last key
+    assert budget - SLOT_BYTES < omap.size_bytes <= budget
+    assert omap.size_bytes <= current <= peak < omap.size_bytes + 4096  # nothing per key
 
 
 def test_one_batch_with_more_keys_than_the_map_holds_is_cleaned_over_passes(

@@ -22,7 +22,7 @@ from strom.protocol.records import iter_records
 from strom.storage.api import AppendBatch, FileRegion
 from strom.storage.local import LocalEngine, LocalPartitionLog, read_region
 from strom.storage.local.cleaner import CRASH_POINTS, CleanTarget
-from strom.storage.local.cleaner_map import entry_bytes
+from strom.storage.local.cleaner_map import SLOT_BYTES, slots_for
 from strom.storage.local.cleaner_rewrite import group_segments
 from tests.unit.batch_factory import (
     append_batch,
@@ -52,8 +52,8 @@ def keyed(records: Sequence[tuple[bytes | None, bytes | None]], ts: int,
 
 
 def map_bytes(keys: int) -> int:
-    """An offset map budget that holds exactly `keys` keys of up to 15 bytes."""
-    return keys * entry_bytes(15)
+    """An offset map budget that holds exactly `keys` keys (of any length)."""
+    return slots_for(keys) * SLOT_BYTES
 
 
 def engine_for(path: Path) -> LocalEngine:

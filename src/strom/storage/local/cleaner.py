@@ -49,7 +49,7 @@ from strom.storage.local.checkpoint import (
 )
 from strom.storage.local.cleaner_map import (
     DEFAULT_DEDUPE_BUFFER_BYTES,
-    MAX_ENTRY_BYTES,
+    MIN_DEDUPE_BUFFER_BYTES,
     AbortedIndex,
     CleaningAborted,
     Source,
@@ -131,11 +131,12 @@ class LogCleaner:
     def __init__(self, data_dir: Path, max_decompressed_bytes: int,
                  dedupe_buffer_bytes: int = DEFAULT_DEDUPE_BUFFER_BYTES) -> None:
         """`dedupe_buffer_bytes` (log.cleaner.dedupe.buffer.size) bounds the offset map; a
-        value too small for one entry is refused, as Kafka's Cleaner refuses a map that cannot
-        hold a single record ("log cleaning will never make progress")."""
-        if dedupe_buffer_bytes < MAX_ENTRY_BYTES:
+        value too small for a map that holds one key is refused, as Kafka's Cleaner refuses a
+        map that cannot hold a single record ("log cleaning will never make progress")."""
+        if dedupe_buffer_bytes < MIN_DEDUPE_BUFFER_BYTES:
             raise ConfigError(f"log.cleaner.dedupe.buffer.size {dedupe_buffer_bytes} is too "
-                              f"small for one offset map entry ({MAX_ENTRY_BYTES} bytes)")
+                              f"small for an offset map that holds one key "
+                              f"({MIN_DEDUPE_BUFFER_BYTES} bytes)")
         self.data_dir = data_dir
         self.max_decompressed_bytes = max_decompressed_bytes
         self.dedupe_buffer_bytes = dedupe_buffer_bytes
