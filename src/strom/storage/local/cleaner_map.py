@@ -18,17 +18,20 @@ for 128 MiB, as in Kafka.
 **Probing.** The first HASHED_PROBES probes take their slot from successive windows of the
 digest, then probing goes on linearly (Kafka reads successive 4-byte windows of the digest,
 then probes linearly); about 2.6 probes a key on average while the map fills to 0.9. An
-empty slot has a stored word of 0: the offset is stored plus one.
+empty slot has a stored word of 0: the offset is stored plus one. A put or a get costs about
+0.9 us (0.3 us of it BLAKE2b), next to about 3 us to parse a record (a dict took 0.2 us, but
+about 175 bytes a key: 770,000 keys in 128 MiB).
 
-**A full map.** Records are mapped one by one, streamed from each batch (iter_records, never a
-list); when a new key does not fit, the map ends at that record's offset, which may lie inside
-a batch (Kafka's buildOffsetMap also stops in the middle of a segment). A key already in the
-map is always updated. The rewrite keeps every record at or past the map's end, and the next
-pass starts mapping there (the first dirty offset), so a dirty section larger than the map,
-even a single batch with more keys, is cleaned over several passes. The map holds at least
-one key whatever the budget (MIN_SLOTS), so each pass makes progress; and LogCleaner refuses
-a buffer smaller than MIN_DEDUPE_BUFFER_BYTES, as Kafka's Cleaner refuses at start an offset
-map "too small to fit in even a single message" (slots x load factor <= 1).
+**A full map.** Records are mapped one by one, streamed from each batch (iter_records, never
+a list); when a new key does not fit, the map ends at that record's offset, which may lie
+inside a batch (Kafka's buildOffsetMap also stops in the middle of a segment). A key already
+in the map is always updated (it takes no slot; Kafka's full map stops at any keyed record).
+The rewrite keeps every record at or past the map's end, and the next pass starts mapping
+there (the first dirty offset), so a dirty section larger than the map, even a single batch
+with more keys, is cleaned over several passes. The map holds at least one key whatever the
+budget (MIN_SLOTS), so each pass makes progress; and LogCleaner refuses a buffer smaller
+than MIN_DEDUPE_BUFFER_BYTES, as Kafka's Cleaner refuses at start an offset map "too small
+to fit in even a single message" (slots x load factor <= 1).
 
 Records of aborted transactions (`AbortedIndex`) are not mapped: the rewrite removes them, and
 they must not hide a key's committed record. A batch whose records cannot be read to the end
