@@ -5,6 +5,7 @@ records without a key are refused as Kafka refuses them."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from tests.integration.conftest import (
 
 KEYS = 20
 ROUNDS = 15
+FILLER = random.Random(7).randbytes(1500)
 COMPACT = {"cleanup.policy": "compact", "segment.bytes": "2048",
            "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "600000"}
 
@@ -49,10 +51,12 @@ def write_history(bootstrap: str, topic: str, compression: str) -> dict[bytes, b
         latest[f"key-{k}".encode()] = None
     delivered = produce_all(p, topic, records)
     assert not delivered.failed
-    # A last write in a fresh segment, so everything before it is cleanable.
-    filler = [{"key": b"filler", "value": b"x" * 1500}] * 3
+    # A last write in a fresh segment, so everything before it is cleanable: incompressible, or
+    # zstd would shrink it into the history's segment (when the history fits in one), leaving
+    # nothing cleanable.
+    filler = [{"key": b"filler", "value": FILLER}] * 3
     produce_all(p, topic, filler)
-    latest[b"filler"] = b"x" * 1500
+    latest[b"filler"] = FILLER
     return latest
 
 
