@@ -6,7 +6,9 @@ Codec ids are the low three attribute bits of a v2 batch: 0 none, 1 gzip, 2 snap
 * gzip: a gzip stream (one or more members), its CRC-32 checked.
 * snappy: either raw snappy (librdkafka and most non-Java clients) or snappy-java's xerial
   framing (the Java client): the magic ``\\x82SNAPPY\\x00``, two big-endian int32 versions, then
-  blocks of a big-endian int32 length and a raw snappy block. Both are read; raw is written.
+  blocks of a big-endian int32 length and a raw snappy block. Both are read; `compress`
+  writes raw unless asked for xerial, and the log cleaner's streaming rewrite
+  (compress_stream.py) always writes xerial, which every Kafka client reads.
 * lz4: the LZ4 frame format, read with linked or independent blocks, written with
   independent ones (the Java client refuses linked blocks).
 * zstd: a zstd frame.
