@@ -254,10 +254,11 @@ class ProduceResult:
 
 def produce_run(bootstrap: str, topic: str, size: int, count: int, acks: str,
                 limit_s: float, extra: dict[str, Any] | None = None,
-                warmup: bool = False) -> ProduceResult:
+                warmup: bool = False, payload: bytes | None = None) -> ProduceResult:
     """Produce `count` records of `size` bytes as fast as possible, then flush; time it all.
 
     `extra` is merged into the producer's configuration (eos_bench: enable.idempotence).
+    `payload` (default: `size` random bytes) is the value of every record.
     With `warmup`, one extra record is produced and flushed before the clock starts: an
     idempotent producer only sends once it has its producer id, and librdkafka retries
     InitProducerId on a 500 ms timer when its first attempt finds no connection ready yet.
@@ -272,7 +273,7 @@ def produce_run(bootstrap: str, topic: str, size: int, count: int, acks: str,
                          "message.timeout.ms": int(limit_s * 1000) + 5000,
                          "delivery.report.only.error": True, "on_delivery": on_delivery}
                         | (extra or {}))
-    payload = os.urandom(size)
+    payload = os.urandom(size) if payload is None else payload
     producer.list_topics(topic, timeout=10)  # connect + metadata outside the timed window
     if warmup:
         producer.produce(topic, payload)
