@@ -14,14 +14,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from strom.coordinator.producer_state import (
+from strom.protocol.control_batch import ABORT, COMMIT
+from strom.storage.producer_state import (
     INVALID_PRODUCER_EPOCH,
     INVALID_TXN_STATE,
     ProducerStateManager,
     Verdict,
     last_sequence,
 )
-from strom.protocol.control_batch import ABORT, COMMIT
 from tests.unit.batch_factory import Header
 
 PRODUCERS = (1, 2, 3)

@@ -16,7 +16,6 @@ from strom.broker.handlers.produce import append_partition
 from strom.broker.state import Broker
 from strom.broker.topic_locks import TopicLocks
 from strom.config.broker import BrokerConfig
-from strom.coordinator.producer_state import ProducerStateManager
 from strom.protocol.records import build_batch
 from strom.storage.local.engine import LocalEngine
 from strom.storage.local.files import NAME_MAX, tmp_path, write_atomic
@@ -185,7 +184,7 @@ def test_storage_failures_reach_clients_without_paths(tmp_path: Path,
 
     async def main() -> tuple[Any, Any]:
         config = BrokerConfig.build(tmp_path, "localhost", 0, {"flush.messages": "1"})
-        engine = LocalEngine(tmp_path, config, ProducerStateManager)
+        engine = LocalEngine(tmp_path, config)
         await engine.open()
         broker = Broker(config, engine, "c")
         try:

@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from strom.coordinator.producer_state import ProducerStateManager
 from strom.protocol.batch_header import read_batch_header
 from strom.protocol.control_batch import ABORT, control_type
 from strom.protocol.record_builder import build_batch
@@ -21,6 +20,7 @@ from strom.storage.api import AppendBatch
 from strom.storage.local import LocalPartitionLog
 from strom.storage.local.cleaner_txn import NOTHING, PrunedPasses
 from strom.storage.local.producer_snapshots import list_snapshots
+from strom.storage.producer_state import ProducerStateManager
 from tests.unit.batch_factory import crash_engine, read_all, region_bytes, split_batches
 from tests.unit.test_partition_log_txn import (
     COMPACT,

@@ -22,7 +22,6 @@ from strom.broker.state import Broker
 from strom.config.broker import BrokerConfig
 from strom.coordinator.hashing import partition_for
 from strom.coordinator.internal_topics import OFFSETS_TOPIC, TXN_TOPIC
-from strom.coordinator.producer_state import ProducerStateManager
 from strom.protocol.records import build_batch
 from strom.server.app import BrokerServer
 from strom.storage.local.engine import LocalEngine
@@ -47,7 +46,7 @@ def with_broker(tmp_path: Path, body: Callable[[Broker], Awaitable[T]],
 
     async def main() -> T:
         config = BrokerConfig.build(tmp_path, "127.0.0.1", 0, dict(settings or {}))
-        engine = LocalEngine(tmp_path, config, ProducerStateManager)
+        engine = LocalEngine(tmp_path, config)
         await engine.open()
         broker = Broker(config, engine, cluster_id="c")
         await broker.groups.start()

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from strom.config.broker import BrokerConfig
-from strom.coordinator.producer_state import BatchMetadata, ProducerStateManager
 from strom.protocol.batch_header import read_batch_header
 from strom.protocol.control_batch import ABORT, COMMIT, control_type
 from strom.protocol.record_builder import build_batch
@@ -23,6 +22,7 @@ from strom.protocol.records import iter_records
 from strom.storage.api import AppendBatch, InvalidProducerEpoch, ReadResult
 from strom.storage.local import LocalEngine, LocalPartitionLog
 from strom.storage.local.producer_snapshots import list_snapshots, snapshot_path
+from strom.storage.producer_state import BatchMetadata, ProducerStateManager
 from tests.unit.batch_factory import (
     TRANSACTIONAL,
     batch,
@@ -36,8 +36,7 @@ T0 = 1_000_000
 
 
 def make_engine(path: Path, **settings: str) -> LocalEngine:
-    return LocalEngine(path, BrokerConfig.build(path, "localhost", 0, settings),
-                       ProducerStateManager)
+    return LocalEngine(path, BrokerConfig.build(path, "localhost", 0, settings))
 
 
 async def open_partition(path: Path, configs: dict[str, str] | None = None
@@ -96,7 +95,6 @@ def offsets(result: ReadResult) -> list[tuple[int, int]]:
 
 def state_of(plog: LocalPartitionLog) -> ProducerStateManager:
     state = plog.producer_state
-    assert isinstance(state, ProducerStateManager)
     return state
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from strom.config.broker import BrokerConfig
-from strom.coordinator.producer_state import (
+from strom.storage.local.engine import LocalEngine
+from strom.storage.local.producer_snapshots import list_snapshots
+from strom.storage.producer_state import (
     INT32_MAX,
     INVALID_PRODUCER_EPOCH,
     OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -20,8 +22,6 @@ from strom.coordinator.producer_state import (
     Verdict,
     last_sequence,
 )
-from strom.storage.local.engine import LocalEngine
-from strom.storage.local.producer_snapshots import list_snapshots
 from tests.unit.batch_factory import Header, batch, crash_engine
 
 
@@ -132,8 +132,7 @@ def test_snapshot_round_trip_and_damage() -> None:
 
 
 def make_engine(path: Path, **settings: str) -> LocalEngine:
-    return LocalEngine(path, BrokerConfig.build(path, "localhost", 0, settings),
-                       ProducerStateManager)
+    return LocalEngine(path, BrokerConfig.build(path, "localhost", 0, settings))
 
 
 def idem(pid: int, seq: int, count: int = 2, epoch: int = 0):  # type: ignore[no-untyped-def]
@@ -143,7 +142,6 @@ def idem(pid: int, seq: int, count: int = 2, epoch: int = 0):  # type: ignore[no
 
 def state_of(engine: LocalEngine, topic: str) -> ProducerStateManager:
     state = engine.partition(topic, 0).producer_state
-    assert isinstance(state, ProducerStateManager)
     return state
 
 
@@ -227,7 +225,7 @@ def test_concurrent_produces_of_one_batch_append_it_once(tmp_path: Path) -> None
 
     async def run() -> None:
         config = BrokerConfig.build(tmp_path, "127.0.0.1", 0, {"flush.messages": "1"})
-        engine = LocalEngine(tmp_path, config, ProducerStateManager)
+        engine = LocalEngine(tmp_path, config)
         await engine.open()
         try:
             broker = Broker(config, engine, cluster_id="test")

@@ -11,7 +11,8 @@ import zlib
 
 import pytest
 
-from strom.coordinator.producer_state import (
+from strom.protocol.control_batch import ABORT, COMMIT
+from strom.storage.producer_state import (
     INVALID_PRODUCER_EPOCH,
     INVALID_TXN_STATE,
     AbortedTxn,
@@ -19,7 +20,6 @@ from strom.coordinator.producer_state import (
     Verdict,
     last_sequence,
 )
-from strom.protocol.control_batch import ABORT, COMMIT
 from tests.unit.batch_factory import Header
 
 

@@ -13,7 +13,6 @@ from strom.broker.handlers.produce import append_partition
 from strom.broker.state import Broker
 from strom.broker.txn_runtime import MARKER_RETRY_S, TXN_TOPIC, CoordinatorUnavailable
 from strom.config.broker import BrokerConfig
-from strom.coordinator.producer_state import ProducerStateManager
 from strom.coordinator.transaction.model import TxnState
 from strom.protocol.batch_header import read_batch_header
 from strom.protocol.record_builder import build_batch
@@ -30,7 +29,7 @@ def now_ms() -> int:
 async def open_broker(path: Path) -> Broker:
     config = BrokerConfig.build(path, "localhost", 0, {
         "transaction.state.log.num.partitions": "1", "offsets.topic.num.partitions": "1"})
-    engine = LocalEngine(path, config, ProducerStateManager)
+    engine = LocalEngine(path, config)
     await engine.open()
     broker = Broker(config, engine, "cluster")
     await broker.groups.start()
@@ -238,7 +237,7 @@ def test_a_reload_sees_appends_still_waiting_for_their_fsync(tmp_path: Path,
         config = BrokerConfig.build(tmp_path, "localhost", 0, {
             "transaction.state.log.num.partitions": "1", "offsets.topic.num.partitions": "1",
             "flush.messages": "1"})
-        engine = LocalEngine(tmp_path, config, ProducerStateManager)
+        engine = LocalEngine(tmp_path, config)
         await engine.open()
         broker = Broker(config, engine, "cluster")
         await broker.groups.start()

@@ -12,7 +12,6 @@ from strom.broker.internal_topic_check import StartupError, check_internal_topic
 from strom.broker.registry import load_handlers
 from strom.broker.state import Broker, load_or_create_cluster_id
 from strom.config.broker import BrokerConfig
-from strom.coordinator.producer_state import ProducerStateManager
 from strom.server.connection import Connection, ConnectionLimits
 from strom.storage.local.engine import LocalEngine
 
@@ -43,9 +42,7 @@ class BrokerServer:
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
-        expiration_ms = config.get_int("producer.id.expiration.ms")
-        self.engine = LocalEngine(config.data_dir, config,
-                                  lambda: ProducerStateManager(expiration_ms))
+        self.engine = LocalEngine(config.data_dir, config)
         self.broker: Broker | None = None
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []

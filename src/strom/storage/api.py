@@ -18,9 +18,9 @@ from strom.protocol.batch_header import (
     ATTRIBUTES_OFFSET,
     BATCH_HEADER_SIZE,
     CONTROL_MASK,
-    BatchHeader,
 )
 from strom.protocol.control_batch import control_type
+from strom.storage.producer_state import ProducerStateManager, VerificationGuard
 
 
 class StorageError(Exception):
@@ -69,6 +69,27 @@ class AppendResult:
     base_offset: int
     last_offset: int
     log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A client's batch that the partition already holds (an idempotent producer's retry):
+    answered with the original's offsets and no error (Kafka 3.x)."""
+
+    base_offset: int
+    timestamp: int  # the original batch's max timestamp (its append time on LogAppendTime)
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A client's batch refused by the producer checks; nothing was appended."""
+
+    error_code: int  # Kafka's error code
+    message: str
+
+
+ProduceOutcome = AppendResult | Duplicate | Rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,54 +148,6 @@ class PartitionSize:
     size_bytes: int
 
 
-class ProducerStateTracker(Protocol):
-    """Idempotent and transactional producer state an engine keeps per partition, in step
-    with the log (strom.coordinator.producer_state.ProducerStateManager implements it; the
-    engine gets a factory, so storage never imports the coordinator)."""
-
-    def apply_batch(self, header: BatchHeader, control_type: int | None = None) -> None:
-        """Records a batch just appended, or replayed from the log at open, in log order;
-        `control_type` is a control batch's marker type (batch_control_type), else None."""
-        ...
-
-    def check_marker(self, producer_id: int, producer_epoch: int) -> int | None:
-        """INVALID_PRODUCER_EPOCH (47) if a newer epoch of the producer is known, else None."""
-        ...
-
-    def first_unstable_offset(self) -> int | None:
-        """The first offset of the earliest open transaction; None if none is open."""
-        ...
-
-    def aborted_transactions(self, fetch_offset: int, upper_bound: int
-                             ) -> list[tuple[int, int]]:
-        """(producer id, first offset) of the aborted transactions whose marker is at or
-        past fetch_offset and that start below upper_bound, in offset order."""
-        ...
-
-    def aborted_ranges(self) -> list[tuple[int, int, int]]:
-        """(producer id, first offset, marker offset) of every aborted transaction kept."""
-        ...
-
-    def last_data_offsets(self) -> dict[int, int]:
-        """producer id -> last offset of its last data batch (the cleaner keeps that batch's
-        header, Kafka's RETAIN_EMPTY)."""
-        ...
-
-    def prune_aborted(self, log_start_offset: int) -> None:
-        """Forgets aborted transactions whose marker is below the log start offset."""
-        ...
-
-    def expire(self, now_ms: int) -> int:
-        """Forgets producers idle for producer.id.expiration.ms; returns how many."""
-        ...
-
-    def snapshot(self) -> bytes: ...
-
-    def load_snapshot(self, data: bytes) -> None:
-        """Replaces the state by a snapshot's; raises ValueError if `data` is damaged."""
-        ...
-
-
 class PartitionLog(Protocol):
     """One partition's log."""
 
@@ -197,16 +170,26 @@ class PartitionLog(Protocol):
     def size_bytes(self) -> int: ...
 
     @property
-    def producer_state(self) -> ProducerStateTracker | None:
-        """The partition's idempotent producer state, None if the engine keeps none."""
+    def producer_state(self) -> ProducerStateManager:
+        """The partition's idempotent and transactional producer state, in step with the log."""
+        ...
+
+    async def produce(self, batches: Sequence[AppendBatch],
+                      verification: VerificationGuard | None = None) -> ProduceOutcome:
+        """A client's batches (validated): checks them against the producer state and
+        appends them, atomically, as Kafka's log does under its lock (strom.storage.
+        producer_checks: a duplicate's original offsets, or the sequence, epoch, transaction
+        state or KIP-890 verification error, else the append). A transactional batch that
+        would begin its producer's transaction here needs `verification`, the guard from
+        `producer_state.start_verification` taken before the transaction coordinator
+        confirmed the partition, still current. Durable per the flush policy on return, a
+        duplicate no earlier than its original."""
         ...
 
     async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
-        """Appends whole batches atomically in order; durable per the flush policy on return.
-
-        Runs without suspending until the batches are written and `producer_state` has
-        applied them, so a synchronous check of the producer state made right before
-        `await append(...)` cannot interleave with another append."""
+        """Appends whole batches atomically in order, without producer checks (the
+        coordinators' writes, Kafka's AppendOrigin.COORDINATOR); durable per the flush
+        policy on return. The producer state applies them."""
         ...
 
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,

@@ -15,9 +15,9 @@ from typing import Any, Final
 
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.coordinator.producer_state import ActiveProducer, ProducerStateManager
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import UnknownTopic
+from strom.storage.producer_state import ActiveProducer
 
 NO_COORDINATOR_EPOCH: Final = -1
 
@@ -28,10 +28,7 @@ def active_producers(broker: Broker, topic: str, index: int) -> list[ActiveProdu
         plog = broker.engine.partition(topic, index)
     except UnknownTopic:
         return None
-    state = plog.producer_state
-    if not isinstance(state, ProducerStateManager):
-        return []  # an engine that keeps no producer state
-    return state.active_producers()
+    return plog.producer_state.active_producers()
 
 
 @api(61, "DescribeProducers", (0, 0),

@@ -20,11 +20,17 @@ from strom.broker.errors import CloseConnection
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.coordinator.internal_topics import is_internal
-from strom.coordinator.producer_state import ProducerStateManager, Verdict, last_sequence
-from strom.protocol.batch_header import BatchHeader
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.protocol.records import RecordsError, ValidatedBatch, validate_produce_records
-from strom.storage.api import AppendBatch, PartitionLog, StorageError, UnknownTopic
+from strom.storage.api import (
+    AppendBatch,
+    Duplicate,
+    PartitionLog,
+    Rejected,
+    StorageError,
+    UnknownTopic,
+)
+from strom.storage.producer_state import VerificationGuard
 
 log = logging.getLogger(__name__)
 
@@ -70,47 +76,45 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
                                 record_errors=exc.record_errors)
     appends = [AppendBatch(v.data, v.record_count, v.header.max_timestamp,
                            v.header.base_timestamp) for v in batches]
-    log_append_time = cfg.message_timestamp_type == "LogAppendTime"
-    # The producer state check and the append run with no suspension in between: see
-    # PartitionLog.append. Nothing may be awaited from here to `plog.append`.
-    early = (check_transaction(broker, transactional_id, topic, index, batches)
-             or check_producer_state(plog, batches, log_append_time))
+    verification, early = verify_transaction(broker, transactional_id, plog, topic, index,
+                                             batches)
     if early is not None:
-        if early.error == ErrorCode.none:
-            # A retried batch: answer only once the original is as durable as an append
-            # would be (flush.messages=1 waits for its fsync).
-            try:
-                await plog.wait_durable(plog.log_end_offset)
-            except StorageError as exc:
-                log.error("%s-%d: answering a duplicate failed: %s", topic, index, exc)
-                return PartitionOutcome(ErrorCode.kafka_storage_error,
-                                        message=STORAGE_ERROR_MESSAGE)
         return early
     try:
-        result = await plog.append(appends)
+        outcome = await plog.produce(appends, verification)
     except StorageError as exc:
         log.error("append to %s-%d failed: %s", topic, index, exc)
         return PartitionOutcome(ErrorCode.kafka_storage_error, message=STORAGE_ERROR_MESSAGE)
+    if isinstance(outcome, Rejected):
+        return PartitionOutcome(ErrorCode(outcome.error_code), message=outcome.message)
+    log_append_time = cfg.message_timestamp_type == "LogAppendTime"
+    if isinstance(outcome, Duplicate):
+        return PartitionOutcome(ErrorCode.none, outcome.base_offset,
+                                outcome.timestamp if log_append_time else -1,
+                                outcome.log_start_offset)
     broker.waiters.notify(topic, index)
-    append_time = now_ms if log_append_time else -1
-    return PartitionOutcome(ErrorCode.none, result.base_offset, append_time,
-                            result.log_start_offset)
+    return PartitionOutcome(ErrorCode.none, outcome.base_offset,
+                            now_ms if log_append_time else -1, outcome.log_start_offset)
 
 
-def check_transaction(broker: Broker, transactional_id: str | None, topic: str, index: int,
-                      batches: list[ValidatedBatch]) -> PartitionOutcome | None:
-    """Transactional batches need the request's transactional id, and (KIP-890 part 1) the
-    partition must be in that producer's ongoing transaction: a late write of a transaction
-    that already ended cannot land in the next one (a hanging transaction). Synchronous, like
-    the producer state check it precedes."""
+def verify_transaction(broker: Broker, transactional_id: str | None, plog: PartitionLog,
+                       topic: str, index: int, batches: list[ValidatedBatch]
+                       ) -> tuple[VerificationGuard | None, PartitionOutcome | None]:
+    """KIP-890 part 1 for transactional batches: the partition's verification guard is taken
+    first, then the transaction coordinator must confirm that the partition is in the
+    producer's ongoing transaction, so that a late write of a transaction that already ended
+    cannot land in the next one (a hanging transaction); the engine appends only if the
+    guard is still current. Returns (guard, None), or (None, the refusal)."""
+    guard = None
     for v in batches:
         h = v.header
         if not h.is_transactional:
             continue
         if transactional_id is None:
-            return PartitionOutcome(
+            return None, PartitionOutcome(
                 ErrorCode.invalid_txn_state,
                 message="a transactional batch in a produce request without a transactional id")
+        guard = plog.producer_state.start_verification(h.producer_id)
         error = broker.transactions.verify(transactional_id, h.producer_id, h.producer_epoch,
                                            [(topic, index)])
         if error == ErrorCode.producer_fenced:
@@ -118,49 +122,12 @@ def check_transaction(broker: Broker, transactional_id: str | None, topic: str, 
         elif error in (ErrorCode.coordinator_not_available, ErrorCode.concurrent_transactions):
             error = ErrorCode.not_enough_replicas  # retriable, as Kafka's verification maps it
         if error:
-            return PartitionOutcome(
+            plog.producer_state.end_verification(h.producer_id, guard)
+            return None, PartitionOutcome(
                 ErrorCode(error),
                 message=f"{topic}-{index} is not part of an ongoing transaction of producer "
                         f"{h.producer_id} (epoch {h.producer_epoch}) for {transactional_id!r}")
-    return None
-
-
-def check_producer_state(plog: PartitionLog, batches: list[ValidatedBatch],
-                         log_append_time: bool) -> PartitionOutcome | None:
-    """None to append; otherwise the answer without appending: a duplicate's original offsets
-    with no error (Kafka 3.x), or the sequence/epoch error (Kafka's ProducerAppendInfo)."""
-    state = plog.producer_state
-    for v in batches:
-        h = v.header
-        if h.producer_id < 0 or h.is_control:
-            continue
-        if h.base_sequence < 0:  # Kafka's LogValidator.validateBatch
-            return PartitionOutcome(
-                ErrorCode.invalid_record,
-                message=f"Invalid sequence number {h.base_sequence} in record batch with "
-                        f"producerId {h.producer_id}")
-        if not isinstance(state, ProducerStateManager):
-            continue  # an engine that keeps no producer state: append as before
-        outcome = _check_batch(state, h, plog.log_start_offset, log_append_time)
-        if outcome is not None:
-            return outcome
-    return None
-
-
-def _check_batch(state: ProducerStateManager, h: BatchHeader, log_start_offset: int,
-                 log_append_time: bool) -> PartitionOutcome | None:
-    result = state.check(h.producer_id, h.producer_epoch, h.base_sequence,
-                         last_sequence(h.base_sequence, h.last_offset_delta),
-                         transactional=h.is_transactional)
-    if result.verdict is Verdict.APPEND:
-        return None
-    if result.duplicate is not None:
-        dup = result.duplicate
-        log.debug("duplicate batch of producer %d (seq %d-%d) answered with offset %d",
-                  h.producer_id, dup.first_seq, dup.last_seq, dup.first_offset)
-        return PartitionOutcome(ErrorCode.none, dup.first_offset,
-                                dup.timestamp if log_append_time else -1, log_start_offset)
-    return PartitionOutcome(ErrorCode(result.error_code), message=result.message)
+    return guard, None
 
 
 def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome) -> Any:

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 
 from strom.protocol.batch_header import BatchHeader
 from strom.protocol.control_batch import ABORT, COMMIT, control_type
-from strom.storage.api import ProducerStateTracker
 from strom.storage.local.checkpoint import TopicPartition
+from strom.storage.producer_state import ProducerStateManager
 
 NOTHING: int = -1  # a bound below every offset
 
@@ -78,13 +78,13 @@ class PrunedPasses:
     that pruned its aborted transactions."""
 
     def __init__(self) -> None:
-        self._passes: dict[TopicPartition, tuple[ProducerStateTracker, list[tuple[int, int]]]] = {}
+        self._passes: dict[TopicPartition, tuple[ProducerStateManager, list[tuple[int, int]]]] = {}
 
     def forget_topic(self, topic: str) -> None:
         for key in [k for k in self._passes if k[0] == topic]:
             del self._passes[key]
 
-    def pruned(self, key: TopicPartition, state: ProducerStateTracker, log_end: int,
+    def pruned(self, key: TopicPartition, state: ProducerStateManager, log_end: int,
                map_end: int) -> None:
         """Records a pass that called state.prune_aborted(map_end) at log end `log_end`."""
         known = self._passes.get(key)
@@ -94,7 +94,7 @@ class PrunedPasses:
             map_end = max(map_end, known[1].pop()[1])
         known[1].append((log_end, map_end))
 
-    def drop_below(self, key: TopicPartition, state: ProducerStateTracker | None,
+    def drop_below(self, key: TopicPartition, state: ProducerStateManager | None,
                    snapshots: list[int]) -> int:
         """The offset below which markers may be removed: the largest map end of a pruning
         pass of this state object whose log end lies below every snapshot (none: NOTHING)."""

@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -36,7 +36,6 @@ from strom.config.topic import LogConfig
 from strom.storage.api import (
     PartitionLog,
     PartitionSize,
-    ProducerStateTracker,
     StorageEngine,
     StorageError,
     TopicExists,
@@ -64,6 +63,7 @@ from strom.storage.local.partition_log import LocalPartitionLog, PartitionHooks
 from strom.storage.local.producer_snapshots import rebuild
 from strom.storage.local.recovery import LoadedLog, LogLoader
 from strom.storage.local.topic_store import TopicStore
+from strom.storage.producer_state import ProducerStateManager
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,10 @@ RECOVERY_CHECKPOINT_INTERVAL_S: Final = 60.0  # Kafka's log.flush.offset.checkpo
 class LocalEngine:
     """Implements StorageEngine; `await open()` before use and `await close()` at the end."""
 
-    def __init__(self, data_dir: Path, config: BrokerConfig,
-                 producer_state_factory: Callable[[], ProducerStateTracker] | None = None
-                 ) -> None:
-        """`producer_state_factory` makes each partition's idempotent producer state (the
-        server passes the coordinator's ProducerStateManager); without it none is kept."""
+    def __init__(self, data_dir: Path, config: BrokerConfig) -> None:
         self.data_dir = data_dir
         self.config = config
-        self._producer_state_factory = producer_state_factory
+        self._producer_id_expiration_ms = config.get_int("producer.id.expiration.ms")
         self._producer_id_lock = asyncio.Lock()
         self._store = TopicStore(data_dir)
         self._topics: dict[str, TopicInfo] = {}
@@ -144,9 +140,7 @@ class LocalEngine:
     def _partition_log(self, topic: str, partition: int, directory: Path, config: LogConfig,
                        loaded: LoadedLog, now: int) -> LocalPartitionLog:
         """The partition's log with its producer state rebuilt (blocking)."""
-        if self._producer_state_factory is None:
-            return LocalPartitionLog(topic, partition, directory, config, loaded, self._hooks)
-        state = self._producer_state_factory()
+        state = ProducerStateManager(self._producer_id_expiration_ms)
         snapshot = rebuild(directory, loaded.segments, state, loaded.log_end_offset, now)
         return LocalPartitionLog(topic, partition, directory, config, loaded, self._hooks,
                                  state, snapshot)

@@ -33,9 +33,11 @@ from strom.storage.api import (
     AppendBatch,
     AppendResult,
     CorruptLog,
+    Duplicate,
     InvalidProducerEpoch,
     LogDirFailure,
-    ProducerStateTracker,
+    ProduceOutcome,
+    Rejected,
     batch_control_type,
 )
 from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
@@ -46,6 +48,8 @@ from strom.storage.local.partition_reads import PartitionReads
 from strom.storage.local.partition_retention import PartitionRetention
 from strom.storage.local.partition_state import PartitionHooks
 from strom.storage.local.producer_snapshots import write_snapshot
+from strom.storage.producer_checks import check_client_batches
+from strom.storage.producer_state import BatchMetadata, ProducerStateManager, VerificationGuard
 
 __all__ = ["LocalPartitionLog", "PartitionHooks"]
 
@@ -72,7 +76,7 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
         return self._size
 
     @property
-    def producer_state(self) -> ProducerStateTracker | None:
+    def producer_state(self) -> ProducerStateManager:
         return self._producer_state
 
     @property
@@ -85,6 +89,26 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
         return len(self._segments)
 
     # -- append and roll -----------------------------------------------------------------
+
+    async def produce(self, batches: Sequence[AppendBatch],
+                      verification: VerificationGuard | None = None) -> ProduceOutcome:
+        self._check_open()
+        state = self._producer_state
+        # The check and the append's write run without suspending in between (append awaits
+        # only after the batches are written and applied): nothing can interleave.
+        found = check_client_batches(state, [read_batch_header(b.data) for b in batches],
+                                     verification)
+        if found is None:
+            return await self.append(batches)
+        if isinstance(found, BatchMetadata):
+            log.debug("%s-%d: a duplicate batch (seq %d-%d) answered with offset %d",
+                      self.topic, self.partition, found.first_seq, found.last_seq,
+                      found.first_offset)
+            # Answered no earlier than the original is as durable as an append would be
+            # (flush.messages=1 waits for its fsync).
+            await self.wait_durable(self._leo)
+            return Duplicate(found.first_offset, found.timestamp, self._lso)
+        return Rejected(*found)
 
     async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
         self._check_open()
@@ -110,9 +134,8 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
         except OSError as exc:
             raise self._flusher.fail(f"{seg.log_path}: an append", exc) from exc
         self._leo = next_offset
-        if self._producer_state is not None:  # before any await: see PartitionLog.append
-            for b, kind in zip(batches, kinds, strict=True):
-                self._producer_state.apply_batch(read_batch_header(b.data), kind)
+        for b, kind in zip(batches, kinds, strict=True):  # before any await: see append
+            self._producer_state.apply_batch(read_batch_header(b.data), kind)
         self._size += total
         if next_offset - self._flusher.recovery_point >= self.config.flush_messages:
             await self._flusher.flush_to(next_offset)
@@ -121,8 +144,7 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
                             coordinator_epoch: int = 0) -> AppendResult:
         self._check_open()
-        state = self._producer_state
-        if state is not None and state.check_marker(producer_id, producer_epoch) is not None:
+        if self._producer_state.check_marker(producer_id, producer_epoch) is not None:
             raise InvalidProducerEpoch(
                 f"the transaction marker's epoch {producer_epoch} of producer {producer_id} is "
                 f"older than the one {self.topic}-{self.partition} knows")
@@ -156,10 +178,8 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
         log.debug("%s: rolled a new segment at offset %d", self.directory.name, new.base_offset)
         return new
 
-    def _snapshot_writer(self, offset: int) -> Callable[[], None] | None:
+    def _snapshot_writer(self, offset: int) -> Callable[[], None]:
         """Writes the producer state as of now (everything below `offset`) when called."""
-        if self._producer_state is None:
-            return None
         self._snapshot_offset = offset
         data = self._producer_state.snapshot()
         directory = self.directory
@@ -167,7 +187,7 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
 
     def expire_producers(self, now_ms: int) -> int:
         """Forgets producers idle for producer.id.expiration.ms; returns how many."""
-        if self._producer_state is None or self._closed:
+        if self._closed:
             return 0
         return self._producer_state.expire(now_ms)
 

@@ -21,8 +21,6 @@ class PartitionReads(PartitionState):
 
     def aborted_transactions(self, fetch_offset: int, upper_bound: int
                              ) -> list[tuple[int, int]]:
-        if self._producer_state is None:
-            return []
         return self._producer_state.aborted_transactions(fetch_offset, upper_bound)
 
     def _check_offset(self, offset: int) -> None:

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strom.config.topic import LogConfig
-from strom.storage.api import CorruptLog, ProducerStateTracker, UnknownTopic
+from strom.storage.api import CorruptLog, UnknownTopic
 from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
 from strom.storage.local.flush import LogFlusher
 from strom.storage.local.log_segment import LogSegment
 from strom.storage.local.recovery import LoadedLog
+from strom.storage.producer_state import ProducerStateManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +38,7 @@ class PartitionState:
 
     def __init__(self, topic: str, partition: int, directory: Path, config: LogConfig,
                  loaded: LoadedLog, hooks: PartitionHooks,
-                 producer_state: ProducerStateTracker | None = None,
-                 snapshot_offset: int = -1) -> None:
+                 producer_state: ProducerStateManager, snapshot_offset: int = -1) -> None:
         self.topic = topic
         self.partition = partition
         self.directory = directory
@@ -71,15 +71,13 @@ class PartitionState:
     def last_stable_offset(self) -> int:
         """min(first unstable offset, high watermark), never below the log start offset."""
         hw = self.high_watermark
-        state = self._producer_state
-        first_unstable = None if state is None else state.first_unstable_offset()
+        first_unstable = self._producer_state.first_unstable_offset()
         if first_unstable is None:
             return hw
         return min(max(first_unstable, self._lso), hw)
 
     def _prune_aborted(self) -> None:
-        if self._producer_state is not None:
-            self._producer_state.prune_aborted(self._lso)
+        self._producer_state.prune_aborted(self._lso)
 
     # -- checks --------------------------------------------------------------------------
 

@@ -19,10 +19,10 @@ from typing import Final
 
 from strom.protocol.batch_header import BatchHeader
 from strom.protocol.control_batch import CONTROL_KEY_WINDOW, control_type
-from strom.storage.api import ProducerStateTracker
 from strom.storage.local.batch_scan import scan_batches
 from strom.storage.local.files import unlink_quietly, write_atomic
 from strom.storage.local.log_segment import LogSegment
+from strom.storage.producer_state import ProducerStateManager
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def load_latest(directory: Path, tracker: ProducerStateTracker, log_end_offset: int) -> int:
+def load_latest(directory: Path, tracker: ProducerStateManager, log_end_offset: int) -> int:
     """Loads the newest valid snapshot at or below `log_end_offset` into `tracker` and deletes
     those above it; returns its offset, or -1 if there is none (the tracker stays empty)."""
     offsets = list_snapshots(directory)
@@ -97,7 +97,7 @@ def read_control_type(fd: int, pos: int, h: BatchHeader) -> int | None:
         return None
 
 
-def replay(segments: Sequence[LogSegment], tracker: ProducerStateTracker,
+def replay(segments: Sequence[LogSegment], tracker: ProducerStateManager,
            from_offset: int) -> int:
     """Applies the headers of every batch whose last offset is >= from_offset, in log order,
     with the marker type of control batches (blocking; opens and closes its own fds).
@@ -129,7 +129,7 @@ def replay(segments: Sequence[LogSegment], tracker: ProducerStateTracker,
     return applied
 
 
-def rebuild(directory: Path, segments: Sequence[LogSegment], tracker: ProducerStateTracker,
+def rebuild(directory: Path, segments: Sequence[LogSegment], tracker: ProducerStateManager,
             log_end_offset: int, now_ms: int) -> int:
     """Loads the newest snapshot and replays the log after it (blocking); returns the
     loaded snapshot's offset (-1 if none)."""

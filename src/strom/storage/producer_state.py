@@ -31,6 +31,13 @@ a producer with up to five requests in flight can retry any of them:
   (what a read_committed fetch returns), `prune_aborted(offset)` (log start offset, cleaner), and
   `check_marker(...)` before a marker is written.
 * `active_producers()` lists each known producer's epoch and last batch (DescribeProducers).
+* KIP-890 part 1 verification (Kafka's VerificationGuard): before a transactional batch that
+  would begin its producer's transaction here is appended, the partition hands out a guard
+  (`start_verification`), the transaction coordinator confirms the partition is in the
+  producer's transaction, and the append goes ahead only if the guard is still the
+  producer's current one (`verified`). A marker of the producer, a new epoch, or the first
+  transactional batch written ends the guard, so a confirmation that raced the end of the
+  transaction cannot open a hanging one.
 * `expire(now_ms)` forgets producers whose last batch or marker timestamp is
   `producer.id.expiration.ms` old and that have no open transaction (Kafka's
   `removeExpiredProducers`).
@@ -46,7 +53,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from strom.coordinator.producer_state_snapshot import MAX_BATCHES, ProducerImage, decode, encode
+from strom.storage.producer_state_snapshot import MAX_BATCHES, ProducerImage, decode, encode
 
 INT32_MAX: Final = 2**31 - 1
 NO_PRODUCER_ID: Final = -1
@@ -122,6 +129,12 @@ class AbortedTxn:
     last_stable_offset: int
 
 
+class VerificationGuard:
+    """An opaque token: equal only to itself."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class ProducerEntry:
     producer_id: int
@@ -186,6 +199,7 @@ class ProducerStateManager:
         self._ongoing: dict[int, int] = {}  # open transactions: first offset -> producer id
         self._aborted: list[AbortedTxn] = []  # in marker (last offset) order
         self._aborted_last: list[int] = []  # their last offsets, for bisecting
+        self._verifying: dict[int, VerificationGuard] = {}  # producer id -> current guard
 
     def __len__(self) -> int:
         return len(self._producers)
@@ -253,6 +267,29 @@ class ProducerStateManager:
                 f"(incoming seq. number), {entry.last_seq} (current end sequence number)")
         return APPEND
 
+    def has_open_transaction(self, producer_id: int) -> bool:
+        entry = self._producers.get(producer_id)
+        return entry is not None and entry.current_txn_first_offset != NO_OFFSET
+
+    # -- KIP-890 verification ------------------------------------------------------------
+
+    def start_verification(self, producer_id: int) -> VerificationGuard:
+        """The producer's current guard, a new one if it has none."""
+        guard = self._verifying.get(producer_id)
+        if guard is None:
+            guard = self._verifying[producer_id] = VerificationGuard()
+        return guard
+
+    def verified(self, producer_id: int, guard: VerificationGuard | None) -> bool:
+        """Whether `guard` is still the producer's current one."""
+        return guard is not None and self._verifying.get(producer_id) is guard
+
+    def end_verification(self, producer_id: int, guard: VerificationGuard | None = None
+                         ) -> None:
+        """Forgets the producer's guard (only if it is `guard`, when given)."""
+        if guard is None or self._verifying.get(producer_id) is guard:
+            self._verifying.pop(producer_id, None)
+
     def check_marker(self, producer_id: int, producer_epoch: int) -> int | None:
         """INVALID_PRODUCER_EPOCH if the partition knows a newer epoch of the producer than a
         transaction marker's, else None."""
@@ -278,6 +315,8 @@ class ProducerStateManager:
             entry.batches.clear()
         elif header.producer_epoch < entry.epoch:
             return  # an older epoch's batch (only possible in a replayed log): nothing to learn
+        if header.is_control or header.is_transactional:
+            self._verifying.pop(producer_id, None)
         if header.is_control:
             if control_type in (ABORT_MARKER, COMMIT_MARKER):
                 self._end_txn(entry, header.base_offset, control_type == ABORT_MARKER,
@@ -315,6 +354,7 @@ class ProducerStateManager:
                    and now_ms - e.last_timestamp >= limit]
         for pid in expired:
             del self._producers[pid]
+            self._verifying.pop(pid, None)
         return len(expired)
 
     # -- transactions: the last stable offset and the aborted transactions ---------------
