@@ -186,7 +186,7 @@ def test_storage_failures_reach_clients_without_paths(tmp_path: Path,
         config = BrokerConfig.build(tmp_path, "localhost", 0, {"flush.messages": "1"})
         engine = LocalEngine(tmp_path, config)
         await engine.open()
-        broker = Broker(config, engine, "c")
+        broker = Broker(config, engine)
         try:
             await engine.create_topic("t", 1, {})
             monkeypatch.setattr(os, "fsync", no_space)

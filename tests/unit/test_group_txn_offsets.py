@@ -226,7 +226,7 @@ def run_broker(tmp_path: Path, body: Any) -> Any:
         engine = LocalEngine(tmp_path, config)
         await engine.open()
         try:
-            broker = Broker(config, engine, cluster_id="test-cluster")
+            broker = Broker(config, engine)
             await broker.groups.start()
             try:
                 return await body(broker, engine)

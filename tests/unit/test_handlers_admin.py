@@ -24,6 +24,7 @@ from strom.config.broker import BrokerConfig
 from strom.config.topic import TOPIC_CONFIGS
 from strom.protocol.messages import ErrorCode, ResponseBuilder, encode_response
 from strom.storage.local.engine import LocalEngine
+from strom.storage.local.meta_properties import load_or_create_cluster_id
 from tests.unit.batch_factory import batch
 
 T = TypeVar("T")
@@ -46,7 +47,9 @@ def run(tmp_path: Path, body: Callable[[Broker], Awaitable[T]],
         engine = LocalEngine(tmp_path, config)
         await engine.open()
         try:
-            return await body(Broker(config, engine, cluster_id="test-cluster"))
+            broker = Broker(config, engine)
+            await broker.register()
+            return await body(broker)
         finally:
             await engine.close()
 
@@ -740,7 +743,9 @@ def test_describe_cluster(tmp_path: Path, version: int) -> None:
 
     plain, with_ops = run(tmp_path, body, {"advertised.host": "example.test"})
     assert plain.error_code == E.none
-    assert (plain.cluster_id, plain.controller_id) == ("test-cluster", NODE)
+    cluster_id = load_or_create_cluster_id(tmp_path)  # the data directory's
+    assert len(cluster_id) == 22
+    assert (plain.cluster_id, plain.controller_id) == (cluster_id, NODE)
     assert [(b.broker_id, b.host, b.port) for b in plain.brokers] == [(NODE, "example.test", 0)]
     assert plain.cluster_authorized_operations == -(2**31)
     assert with_ops.cluster_authorized_operations > 0

@@ -48,7 +48,7 @@ def with_broker(tmp_path: Path, body: Callable[[Broker], Awaitable[T]],
         config = BrokerConfig.build(tmp_path, "127.0.0.1", 0, dict(settings or {}))
         engine = LocalEngine(tmp_path, config)
         await engine.open()
-        broker = Broker(config, engine, cluster_id="c")
+        broker = Broker(config, engine)
         await broker.groups.start()
         await broker.transactions.start()
         try:

@@ -228,7 +228,7 @@ def test_concurrent_produces_of_one_batch_append_it_once(tmp_path: Path) -> None
         engine = LocalEngine(tmp_path, config)
         await engine.open()
         try:
-            broker = Broker(config, engine, cluster_id="test")
+            broker = Broker(config, engine)
             await engine.create_topic("t", 1, {})
             data = bytes(idem(5, 0, count=4).data)
             outcomes = await asyncio.gather(*(append_partition(broker, "t", 0, data, 9)

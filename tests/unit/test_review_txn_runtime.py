@@ -31,7 +31,7 @@ async def open_broker(path: Path) -> Broker:
         "transaction.state.log.num.partitions": "1", "offsets.topic.num.partitions": "1"})
     engine = LocalEngine(path, config)
     await engine.open()
-    broker = Broker(config, engine, "cluster")
+    broker = Broker(config, engine)
     await broker.groups.start()
     await broker.transactions.start()
     if TOPIC not in engine.topics():
@@ -239,7 +239,7 @@ def test_a_reload_sees_appends_still_waiting_for_their_fsync(tmp_path: Path,
             "flush.messages": "1"})
         engine = LocalEngine(tmp_path, config)
         await engine.open()
-        broker = Broker(config, engine, "cluster")
+        broker = Broker(config, engine)
         await broker.groups.start()
         await broker.transactions.start()
         try:

@@ -18,8 +18,9 @@ OnBatch = Callable[[BatchHeader, memoryview, int], None]
 async def scan_partition(plog: PartitionLog, on_batch: OnBatch) -> None:
     """Calls `on_batch` for every batch from the log start offset to the high watermark, in
     log order."""
-    offset = plog.log_start_offset
-    while offset < plog.high_watermark:
+    offsets = await plog.offsets()
+    offset = offsets.log_start
+    while offset < offsets.high_watermark:
         result = await plog.read(offset, READ_CHUNK_BYTES, True)
         data = chunks_bytes(result.chunks)
         if not data:
@@ -34,3 +35,4 @@ async def scan_partition(plog: PartitionLog, on_batch: OnBatch) -> None:
                 on_batch(header, batch, offset)
             next_offset = header.next_offset
         offset = next_offset
+        offsets = await plog.offsets()

@@ -1,14 +1,11 @@
-"""The broker's shared state: its config, storage engine, cluster identity and fetch waiters."""
+"""The broker's shared state: its config, storage engine, cluster identity, coordinators."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from strom.broker.group_runtime import GroupRuntime
@@ -19,7 +16,7 @@ from strom.config.broker import BrokerConfig
 from strom.config.text import plural
 from strom.coordinator.group.model import GroupConfig
 from strom.coordinator.internal_topics import RESERVED_TOPICS
-from strom.storage.api import StorageEngine, TopicExists, TopicInfo
+from strom.storage.api import BrokerRegistration, StorageEngine, TopicExists, TopicInfo
 
 log = logging.getLogger(__name__)
 
@@ -48,52 +45,6 @@ def topic_name_error(name: str | None) -> str | None:
     return None
 
 
-class PartitionWaiters:
-    """Lets long-polling fetches sleep until an append lands on a partition they read."""
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, int], set[asyncio.Event]] = defaultdict(set)
-
-    def register(self, keys: list[tuple[str, int]]) -> asyncio.Event:
-        event = asyncio.Event()
-        for key in keys:
-            self._events[key].add(event)
-        return event
-
-    def unregister(self, keys: list[tuple[str, int]], event: asyncio.Event) -> None:
-        for key in keys:
-            waiting = self._events.get(key)
-            if waiting is not None:
-                waiting.discard(event)
-                if not waiting:
-                    del self._events[key]
-
-    def notify(self, topic: str, partition: int) -> None:
-        for event in self._events.get((topic, partition), ()):
-            event.set()
-
-
-def load_or_create_cluster_id(data_dir: Path) -> str:
-    """The cluster id lives in meta.properties, as in a KRaft broker's log directory."""
-    path = data_dir / "meta.properties"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.startswith("cluster.id="):
-                return line.split("=", 1)[1].strip()
-    cluster_id = _kafka_uuid_string()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"version=1\ncluster.id={cluster_id}\n")
-    tmp.replace(path)
-    return cluster_id
-
-
-def _kafka_uuid_string() -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
 def group_config(config: BrokerConfig) -> GroupConfig:
     return GroupConfig(
         min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),
@@ -110,20 +61,27 @@ def group_config(config: BrokerConfig) -> GroupConfig:
 class Broker:
     """What every handler needs; one per process."""
 
-    def __init__(self, config: BrokerConfig, engine: StorageEngine, cluster_id: str) -> None:
+    def __init__(self, config: BrokerConfig, engine: StorageEngine) -> None:
+        """`engine` is open."""
         self.config = config
         self.engine = engine
-        self.cluster_id = cluster_id
+        self.cluster_id = engine.cluster_id()
         self.node_id = config.node_id
         self.advertised_host = config.advertised
         self.advertised_port = config.port
-        self.waiters = PartitionWaiters()
         self.topic_locks = TopicLocks()
         self.groups = GroupRuntime(engine, group_config(config))
         self.producer_ids = ProducerIdAllocator(engine)
         self.transactions = TransactionRuntime(
             engine, transaction_config(config, self.groups, self.producer_ids),
-            self.producer_ids, self.groups, self.waiters.notify)
+            self.producer_ids, self.groups)
+
+    def registration(self) -> BrokerRegistration:
+        return BrokerRegistration(self.node_id, self.advertised_host, self.advertised_port)
+
+    async def register(self) -> None:
+        """Lists this broker in the engine, with its advertised host and port."""
+        await self.engine.register_broker(self.registration())
 
     def resolve_topic(self, name: str | None, topic_id: uuid.UUID | None) -> str | None:
         """The topic a request names, by name or (newer versions) by id; None if unknown."""

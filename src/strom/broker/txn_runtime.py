@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final, TypeVar
 
@@ -83,13 +83,11 @@ def transaction_config(config: BrokerConfig, groups: GroupRuntime,
 
 class TransactionRuntime:
     def __init__(self, engine: StorageEngine, config: TransactionConfig,
-                 producer_ids: ProducerIdAllocator, groups: GroupRuntime,
-                 notify: Callable[[str, int], None]) -> None:
+                 producer_ids: ProducerIdAllocator, groups: GroupRuntime) -> None:
         self.engine = engine
         self.config = config
         self.producer_ids = producer_ids
         self.groups = groups
-        self._notify = notify  # wakes long-polling fetches of a partition a marker reached
         self.coordinator = TransactionCoordinator(config)
         self._ready = False  # the topic exists and the coordinator holds its replayed state
         self._load_lock = asyncio.Lock()
@@ -175,7 +173,7 @@ class TransactionRuntime:
             plog = self.engine.partition(TXN_TOPIC, partition)
             # Appends answered or still in flight count too (flush.messages=1 holds the high
             # watermark back until their fsync): wait for them, then read everything.
-            await plog.wait_durable(plog.log_end_offset)
+            await plog.wait_durable((await plog.offsets()).log_end)
             await scan_partition(plog, on_batch)
         return out
 
@@ -288,7 +286,6 @@ class TransactionRuntime:
             log.error("transaction %s: writing the marker to %s-%d failed (%s); retrying",
                       batch.transactional_id, topic, partition, exc)
             return False
-        self._notify(topic, partition)
         if topic == OFFSETS_TOPIC:
             await self.groups.complete_txn(partition, batch.producer_id, batch.commit)
         return True

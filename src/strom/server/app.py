@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from strom.broker.internal_topic_check import StartupError, check_internal_topics
 from strom.broker.registry import load_handlers
-from strom.broker.state import Broker, load_or_create_cluster_id
+from strom.broker.state import Broker
 from strom.config.broker import BrokerConfig
 from strom.server.connection import Connection, ConnectionLimits
 from strom.storage.local.engine import LocalEngine
@@ -68,8 +68,7 @@ class BrokerServer:
         except StartupError:
             await self.engine.close()
             raise
-        cluster_id = load_or_create_cluster_id(self.config.data_dir)
-        self.broker = Broker(self.config, self.engine, cluster_id)
+        self.broker = Broker(self.config, self.engine)
         await self.broker.groups.start()
         await self.broker.transactions.start()
         limits = self.limits()
@@ -95,6 +94,7 @@ class BrokerServer:
                                                   reuse_address=True, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         self.broker.advertised_port = self.port
+        await self.broker.register()
         self._tasks.append(asyncio.create_task(self._every(
             "log.retention.check.interval.ms", self.engine.run_retention)))
         self._tasks.append(asyncio.create_task(self._every(

@@ -93,6 +93,16 @@ ProduceOutcome = AppendResult | Duplicate | Rejected
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionOffsets:
+    """A partition's offsets at one moment (by value: another broker may move them)."""
+
+    log_start: int
+    high_watermark: int
+    last_stable: int  # min(first offset of the earliest open transaction, high watermark)
+    log_end: int
+
+
+@dataclass(frozen=True, slots=True)
 class FileRegion:
     """Bytes of a segment file that a fetch can send with os.sendfile."""
 
@@ -142,6 +152,16 @@ class TopicInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerRegistration:
+    """A broker serving the cluster, as Metadata and DescribeCluster list it."""
+
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionSize:
     topic: str
     partition: int
@@ -151,23 +171,10 @@ class PartitionSize:
 class PartitionLog(Protocol):
     """One partition's log."""
 
-    @property
-    def log_start_offset(self) -> int: ...
-
-    @property
-    def log_end_offset(self) -> int: ...
-
-    @property
-    def high_watermark(self) -> int: ...
-
-    @property
-    def last_stable_offset(self) -> int:
-        """min(first offset of the earliest open transaction, high watermark): where
-        read_committed consumers stop. The high watermark without producer state."""
+    async def offsets(self) -> PartitionOffsets:
+        """The log start, high watermark, last stable (where read_committed consumers stop)
+        and log end offsets, taken together."""
         ...
-
-    @property
-    def size_bytes(self) -> int: ...
 
     @property
     def producer_state(self) -> ProducerStateManager:
@@ -201,7 +208,7 @@ class PartitionLog(Protocol):
 
     async def read(self, offset: int, max_bytes: int, min_one_batch: bool,
                    committed: bool = False) -> ReadResult:
-        """Raises OffsetOutOfRange unless log_start_offset <= offset <= log_end_offset; returns
+        """Raises OffsetOutOfRange unless log start <= offset <= log end; returns
         nothing at or past the high watermark, or with `committed` (read_committed) at or past
         the last stable offset (a batch boundary)."""
         ...
@@ -239,6 +246,20 @@ class StorageEngine(Protocol):
 
     async def close(self) -> None: ...
 
+    def cluster_id(self) -> str:
+        """The cluster's id (Kafka's form: 22 characters of URL-safe base64), fixed when
+        the storage was first opened; valid once open."""
+        ...
+
+    async def register_broker(self, registration: BrokerRegistration) -> None:
+        """Lists this broker among the cluster's (replacing an older registration of its
+        node id)."""
+        ...
+
+    async def brokers(self) -> Sequence[BrokerRegistration]:
+        """The brokers serving the cluster, by node id."""
+        ...
+
     def topics(self) -> Mapping[str, TopicInfo]: ...
 
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None: ...
@@ -272,8 +293,22 @@ class StorageEngine(Protocol):
         """Deletes whole segments past retention.ms/retention.bytes; returns segments deleted."""
         ...
 
+    async def run_cleaner(self, now_ms: int) -> int:
+        """One compaction pass over partitions whose cleanup.policy includes compact (each
+        key's last record kept; tombstones and transaction markers removed once
+        delete.retention.ms has passed, as Kafka's LogCleaner); returns how many partitions
+        were cleaned."""
+        ...
+
     async def flush_due(self, now_ms: int) -> None:
         """Flushes partitions whose flush.ms has elapsed."""
+        ...
+
+    async def wait_for_data(self, seen: Mapping[tuple[str, int], int], timeout_s: float
+                            ) -> None:
+        """Returns once the high watermark of a partition in `seen` ((topic, partition) ->
+        the high watermark the caller read) has moved, at once if it already has, or after
+        `timeout_s`: how a long-polling fetch sleeps."""
         ...
 
     async def reserve_producer_ids(self, count: int) -> int:

@@ -1,4 +1,5 @@
-"""Test tooling for users of strom and of any Kafka client: an in-process broker."""
+"""Test tooling for users of strom and of any Kafka client: an in-process broker, and the
+storage engine conformance checker (check_storage_engine)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from strom.testing.embedded import EmbeddedBroker
+    from strom.testing.storage_conformance import check_storage_engine
 
-__all__ = ["EmbeddedBroker"]
+__all__ = ["EmbeddedBroker", "check_storage_engine"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from strom.testing.embedded import EmbeddedBroker
 
         return EmbeddedBroker
+    if name == "check_storage_engine":
+        from strom.testing.storage_conformance import check_storage_engine
+
+        return check_storage_engine
     raise AttributeError(name)

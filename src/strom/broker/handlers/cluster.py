@@ -43,9 +43,9 @@ async def handle_describe_cluster(broker: Broker, ctx: RequestContext, request: 
                       brokers=(), cluster_authorized_operations=OPERATIONS_OMITTED)
     operations = (CLUSTER_OPERATIONS if request.include_cluster_authorized_operations
                   else OPERATIONS_OMITTED)
-    brokers = (b.make("DescribeClusterBroker", broker_id=broker.node_id,
-                      host=broker.advertised_host, port=broker.advertised_port, rack=None,
-                      is_fenced=False),)
+    brokers = tuple(b.make("DescribeClusterBroker", broker_id=r.node_id, host=r.host,
+                           port=r.port, rack=r.rack, is_fenced=False)
+                    for r in await broker.engine.brokers())
     return b.make("DescribeClusterResponse", throttle_time=NO_THROTTLE,
                   error_code=ErrorCode.none, error_message=None,
                   endpoint_type=ENDPOINT_TYPE_BROKERS, cluster_id=broker.cluster_id,

@@ -6,8 +6,6 @@ room: a full response with session id 0, after which clients keep sending full f
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -66,7 +64,8 @@ def aborted_transactions(b: ResponseBuilder, plog: PartitionLog, fetch_offset: i
 
 
 async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, part: Any,
-                         budget: FetchBudget, committed: bool) -> tuple[Any, int]:
+                         budget: FetchBudget, committed: bool) -> tuple[Any, int, int]:
+    """(the partition's answer, bytes of records in it, the high watermark read or -1)."""
     def answer(error: ErrorCode, hw: int = -1, lso: int = -1, records: bytes = b"",
                stable: int | None = None, aborted: tuple[Any, ...] | None = None) -> Any:
         return b.make("PartitionData", partition_index=part.partition, error_code=error,
@@ -75,14 +74,15 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
                       preferred_read_replica=-1, records=records)
 
     if topic is None:
-        return answer(ErrorCode.unknown_topic_id), 0
+        return answer(ErrorCode.unknown_topic_id), 0, -1
     try:
         plog = broker.engine.partition(topic, part.partition)
     except UnknownTopic:
-        return answer(ErrorCode.unknown_topic_or_partition), 0
+        return answer(ErrorCode.unknown_topic_or_partition), 0, -1
     epoch_error = leader_epoch_error(int(getattr(part, "current_leader_epoch", -1)))
     if epoch_error is not None:
-        return answer(epoch_error, plog.high_watermark, plog.log_start_offset), 0
+        offsets = await plog.offsets()
+        return answer(epoch_error, offsets.high_watermark, offsets.log_start), 0, -1
     limit = min(int(part.partition_max_bytes), budget.remaining)
     try:
         fetch_offset = int(part.fetch_offset)
@@ -91,49 +91,53 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
         data = chunks_bytes(result.chunks) if result.size else b""
         aborted = aborted_transactions(b, plog, fetch_offset, data) if committed else None
     except OffsetOutOfRange:
-        return answer(ErrorCode.offset_out_of_range, plog.high_watermark,
-                      plog.log_start_offset), 0
+        offsets = await plog.offsets()
+        return answer(ErrorCode.offset_out_of_range, offsets.high_watermark,
+                      offsets.log_start), 0, -1
     except UnknownTopic:  # deleted while we read
-        return answer(ErrorCode.unknown_topic_or_partition), 0
+        return answer(ErrorCode.unknown_topic_or_partition), 0, -1
     except (StorageError, OSError) as exc:
         log.error("fetch from %s-%d failed: %s", topic, part.partition, exc)
-        return answer(ErrorCode.kafka_storage_error), 0
+        return answer(ErrorCode.kafka_storage_error), 0, -1
     if data:
         budget.first = False
         budget.remaining -= len(data)
     return answer(ErrorCode.none, result.high_watermark, result.log_start_offset, data,
-                  result.last_stable_offset, aborted), len(data)
+                  result.last_stable_offset, aborted), len(data), result.high_watermark
 
 
 def topic_name(broker: Broker, topic: Any) -> str | None:
     return broker.resolve_topic(getattr(topic, "topic", None), getattr(topic, "topic_id", None))
 
 
-async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> tuple[tuple[Any, ...], int]:
+@dataclass(slots=True)
+class FetchRound:
+    """One read of every partition a fetch names."""
+
+    topics: tuple[Any, ...]
+    size: int  # bytes of records
+    seen: dict[tuple[str, int], int]  # the high watermarks read, to wait on
+
+
+async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> FetchRound:
     budget = FetchBudget(remaining=max(int(request.max_bytes), 0))
     committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     topics = []
     total = 0
+    seen: dict[tuple[str, int], int] = {}
     for topic in request.topics:
         name = topic_name(broker, topic)
         partitions = []
         for part in topic.partitions:
-            data, size = await read_partition(broker, b, name, part, budget, committed)
+            data, size, hw = await read_partition(broker, b, name, part, budget, committed)
             partitions.append(data)
             total += size
+            if name is not None and hw >= 0:
+                seen[(name, int(part.partition))] = hw
         topics.append(b.make("FetchableTopicResponse", topic=name or "",
                              topic_id=getattr(topic, "topic_id", None),
                              partitions=tuple(partitions)))
-    return tuple(topics), total
-
-
-def watched_partitions(broker: Broker, request: Any) -> list[tuple[str, int]]:
-    keys: list[tuple[str, int]] = []
-    for topic in request.topics:
-        name = topic_name(broker, topic)
-        if name is not None:
-            keys.extend((name, int(p.partition)) for p in topic.partitions)
-    return keys
+    return FetchRound(tuple(topics), total, seen)
 
 
 def fetch_response(b: ResponseBuilder, error: ErrorCode, topics: tuple[Any, ...]) -> Any:
@@ -154,16 +158,9 @@ async def handle_fetch(broker: Broker, ctx: RequestContext, request: Any,
     max_wait_s = min(request.max_wait.total_seconds(),
                      broker.config.get_int("fetch.max.wait.ms.cap") / 1000)
     deadline = time.monotonic() + max(max_wait_s, 0)
-    keys = watched_partitions(broker, request)
-    event = broker.waiters.register(keys)
-    try:
-        while True:
-            event.clear()
-            topics, total = await read_all(broker, b, request)
-            remaining = deadline - time.monotonic()
-            if total >= int(request.min_bytes) or remaining <= 0:
-                return fetch_response(b, ErrorCode.none, topics)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
-    finally:
-        broker.waiters.unregister(keys, event)
+    while True:
+        read = await read_all(broker, b, request)
+        remaining = deadline - time.monotonic()
+        if read.size >= int(request.min_bytes) or remaining <= 0:
+            return fetch_response(b, ErrorCode.none, read.topics)
+        await broker.engine.wait_for_data(read.seen, remaining)

@@ -73,14 +73,15 @@ async def lookup(plog: PartitionLog, timestamp: int, replica_id: int,
     """UnifiedLog.fetchOffsetByTimestamp as Partition.fetchOffsetForTimestamp filters it:
     consumers see up to the high watermark, read_committed ones up to the last stable
     offset."""
+    offsets = await plog.offsets()
     if replica_id != CONSUMER_REPLICA_ID:
-        last_fetchable = plog.log_end_offset
+        last_fetchable = offsets.log_end
     elif read_committed:
-        last_fetchable = plog.last_stable_offset
+        last_fetchable = offsets.last_stable
     else:
-        last_fetchable = plog.high_watermark
+        last_fetchable = offsets.high_watermark
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
-        return Found(plog.log_start_offset)
+        return Found(offsets.log_start)
     if timestamp == LATEST:
         return Found(last_fetchable)
     if timestamp in (LATEST_TIERED, EARLIEST_PENDING_UPLOAD):

@@ -90,8 +90,9 @@ async def handle_metadata(broker: Broker, ctx: RequestContext, request: Any,
     else:
         allow = bool(getattr(request, "allow_auto_topic_creation", True))
         topics = tuple([await requested_topic(broker, b, t, allow, topic_ops) for t in wanted])
-    brokers = (b.make("MetadataResponseBroker", node_id=broker.node_id,
-                      host=broker.advertised_host, port=broker.advertised_port, rack=None),)
+    brokers = tuple(b.make("MetadataResponseBroker", node_id=r.node_id, host=r.host,
+                           port=r.port, rack=r.rack)
+                    for r in await broker.engine.brokers())
     return b.make("MetadataResponse", throttle_time=NO_THROTTLE, brokers=brokers,
                   cluster_id=broker.cluster_id, controller_id=broker.node_id, topics=topics,
                   cluster_authorized_operations=cluster_ops,

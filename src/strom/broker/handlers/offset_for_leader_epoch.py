@@ -24,18 +24,17 @@ UNDEFINED_EPOCH: Final = -1
 UNDEFINED_EPOCH_OFFSET: Final = -1
 
 
-def end_offset_for(plog: PartitionLog, requested_epoch: int) -> tuple[int, int]:
+async def end_offset_for(plog: PartitionLog, requested_epoch: int) -> tuple[int, int]:
     """(epoch, end offset) as LeaderEpochFileCache.endOffsetFor answers."""
-    if requested_epoch == UNDEFINED_EPOCH:
+    if requested_epoch == UNDEFINED_EPOCH or requested_epoch > LEADER_EPOCH:
         return UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
+    offsets = await plog.offsets()
     if requested_epoch == LEADER_EPOCH:
-        return LEADER_EPOCH, plog.log_end_offset
-    if requested_epoch > LEADER_EPOCH:
-        return UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
-    return requested_epoch, plog.log_start_offset
+        return LEADER_EPOCH, offsets.log_end
+    return requested_epoch, offsets.log_start
 
 
-def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part: Any) -> Any:
+async def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part: Any) -> Any:
     def answer(error: ErrorCode, epoch: int = UNDEFINED_EPOCH,
                offset: int = UNDEFINED_EPOCH_OFFSET) -> Any:
         return b.make("EpochEndOffset", error_code=error, partition=part.partition,
@@ -48,7 +47,7 @@ def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part: Any) 
     epoch_error = leader_epoch_error(int(part.current_leader_epoch))
     if epoch_error is not None:
         return answer(epoch_error)
-    epoch, offset = end_offset_for(plog, int(part.leader_epoch))
+    epoch, offset = await end_offset_for(plog, int(part.leader_epoch))
     return answer(ErrorCode.none, epoch, offset)
 
 
@@ -56,10 +55,10 @@ def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part: Any) 
      "one leader epoch (0): epoch 0 ends at the log end offset, later epochs are undefined")
 async def handle_offset_for_leader_epoch(broker: Broker, ctx: RequestContext, request: Any,
                                          b: ResponseBuilder) -> Any:
-    topics = tuple(
+    topics = tuple([
         b.make("OffsetForLeaderTopicResult", topic=t.topic,
-               partitions=tuple(epoch_end_offset(broker, b, str(t.topic), p)
-                                for p in t.partitions))
+               partitions=tuple([await epoch_end_offset(broker, b, str(t.topic), p)
+                                 for p in t.partitions]))
         for t in request.topics
-    )
+    ])
     return b.make("OffsetForLeaderEpochResponse", throttle_time=NO_THROTTLE, topics=topics)

@@ -92,7 +92,6 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
         return PartitionOutcome(ErrorCode.none, outcome.base_offset,
                                 outcome.timestamp if log_append_time else -1,
                                 outcome.log_start_offset)
-    broker.waiters.notify(topic, index)
     return PartitionOutcome(ErrorCode.none, outcome.base_offset,
                             now_ms if log_append_time else -1, outcome.log_start_offset)
 

@@ -39,8 +39,9 @@ async def _delete_before(broker: Broker, topic: str, index: int, offset: int) ->
         raise ApiError(ErrorCode.invalid_topic_exception)
     if "delete" not in broker.engine.log_config(topic).cleanup_policy.split(","):
         raise ApiError(ErrorCode.policy_violation)
-    target = plog.high_watermark if offset == HIGH_WATERMARK else offset
-    if target < 0 or target > plog.high_watermark:
+    high_watermark = (await plog.offsets()).high_watermark
+    target = high_watermark if offset == HIGH_WATERMARK else offset
+    if target < 0 or target > high_watermark:
         raise ApiError(ErrorCode.offset_out_of_range)
     try:
         return await plog.delete_records_before(target)

@@ -34,6 +34,7 @@ from strom.config.broker import BrokerConfig
 from strom.config.text import plural
 from strom.config.topic import LogConfig
 from strom.storage.api import (
+    BrokerRegistration,
     PartitionLog,
     PartitionSize,
     StorageEngine,
@@ -52,6 +53,7 @@ from strom.storage.local.checkpoint import (
 from strom.storage.local.cleaner import CleanTarget, LogCleaner, compacts
 from strom.storage.local.files import FdGraveyard, fsync_dir, unlink_quietly, write_atomic
 from strom.storage.local.flush import now_ms
+from strom.storage.local.meta_properties import load_or_create_cluster_id
 from strom.storage.local.names import (
     DELETE_DIR_SUFFIX,
     PARTITION_DIR,
@@ -64,6 +66,7 @@ from strom.storage.local.producer_snapshots import rebuild
 from strom.storage.local.recovery import LoadedLog, LogLoader
 from strom.storage.local.topic_store import TopicStore
 from strom.storage.producer_state import ProducerStateManager
+from strom.storage.waiters import DataWaiters
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +94,14 @@ class LocalEngine:
         self._checkpoint_lock = asyncio.Lock()
         self._recovery_points_written: dict[TopicPartition, int] = {}
         self._last_recovery_checkpoint = time.monotonic()
-        self._hooks = PartitionHooks(self._retire_fd, self._checkpoint_log_start_offsets)
+        self._waiters = DataWaiters()
+        self._hooks = PartitionHooks(self._retire_fd, self._checkpoint_log_start_offsets,
+                                     self._waiters.notify)
         self.cleaner = LogCleaner(data_dir, config.get_int("message.max.decompressed.bytes"),
                                   config.get_int("log.cleaner.dedupe.buffer.size"))
         self._opened = False
+        self._cluster_id = ""
+        self._brokers: dict[int, BrokerRegistration] = {}
         self.clean_shutdown = False  # whether the last open found a clean shutdown
         self._orphans: dict[str, list[int]] = {}
 
@@ -112,6 +119,7 @@ class LocalEngine:
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
         clean = fresh or marker.exists()
         self.clean_shutdown = clean
+        self._cluster_id = load_or_create_cluster_id(self.data_dir)
         topics = self._store.load()
         log_starts = read_offset_checkpoint(self.data_dir / LOG_START_CHECKPOINT)
         recovery_points = read_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
@@ -188,6 +196,18 @@ class LocalEngine:
                       ", ".join(offline))
             return
         write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b"")
+
+    # -- the cluster ------------------------------------------------------------------------
+
+    def cluster_id(self) -> str:
+        self._check_opened()
+        return self._cluster_id
+
+    async def register_broker(self, registration: BrokerRegistration) -> None:
+        self._brokers[registration.node_id] = registration
+
+    async def brokers(self) -> Sequence[BrokerRegistration]:
+        return [self._brokers[n] for n in sorted(self._brokers)]
 
     # -- checkpoints and retired fds -----------------------------------------------------
 
@@ -356,6 +376,16 @@ class LocalEngine:
         if logs is None or not 0 <= index < len(logs):
             raise UnknownTopic(f"unknown topic partition {name}-{index}")
         return logs[index]
+
+    async def wait_for_data(self, seen: Mapping[tuple[str, int], int], timeout_s: float
+                            ) -> None:
+        await self._waiters.wait(seen, timeout_s, self._high_watermark)
+
+    def _high_watermark(self, key: tuple[str, int]) -> int | None:
+        logs = self._logs.get(key[0])
+        if logs is None or not 0 <= key[1] < len(logs):
+            return None
+        return logs[key[1]].high_watermark
 
     def orphaned_partitions(self) -> Mapping[str, Sequence[int]]:
         return {topic: sorted(parts) for topic, parts in self._orphans.items()}

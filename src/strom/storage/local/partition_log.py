@@ -36,6 +36,7 @@ from strom.storage.api import (
     Duplicate,
     InvalidProducerEpoch,
     LogDirFailure,
+    PartitionOffsets,
     ProduceOutcome,
     Rejected,
     batch_control_type,
@@ -70,6 +71,10 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
     @property
     def log_end_offset(self) -> int:
         return self._leo
+
+    async def offsets(self) -> PartitionOffsets:
+        return PartitionOffsets(self._lso, self.high_watermark, self.last_stable_offset,
+                                self._leo)
 
     @property
     def size_bytes(self) -> int:
@@ -139,6 +144,7 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
         self._size += total
         if next_offset - self._flusher.recovery_point >= self.config.flush_messages:
             await self._flusher.flush_to(next_offset)
+        self._hooks.appended(self.topic, self.partition)
         return AppendResult(base, next_offset - 1, self._lso)
 
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,

@@ -31,6 +31,7 @@ class PartitionHooks:
 
     retire_fd: Callable[[int], None]  # closes a deleted segment's fd after a grace period
     log_start_changed: Callable[[], Awaitable[None]]  # durably checkpoints log start offsets
+    appended: Callable[[str, int], None]  # the high watermark moved: wakes waiting fetches
 
 
 class PartitionState:
