@@ -17,13 +17,15 @@ READY = re.compile(r"strom is ready on (\S+):(\d+) ")
 
 
 @contextmanager
-def serve_process(data_dir: Path, log_path: Path, *settings: str,
-                  listen: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def serve_process(data_dir: Path | None, log_path: Path, *settings: str,
+                  listen: str = "127.0.0.1:0", storage: str | None = None,
+                  ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`python -m strom serve` with `settings` (NAME=VALUE); yields (process, bootstrap) once
     it is ready, and stops it (SIGTERM, then SIGKILL) on the way out. The log file may be
-    reused across starts: only what this start appends is searched."""
-    args = [sys.executable, "-m", "strom", "serve", "--data-dir", str(data_dir),
-            "--listen", listen]
+    reused across starts: only what this start appends is searched. With `storage` (a
+    storage URL) the broker gets --storage instead of --data-dir."""
+    where = ["--storage", storage] if storage is not None else ["--data-dir", str(data_dir)]
+    args = [sys.executable, "-m", "strom", "serve", *where, "--listen", listen]
     for setting in settings:
         args += ["--set", setting]
     start = log_path.read_text() if log_path.exists() else ""

@@ -11,6 +11,7 @@ import pytest
 from strom.config.broker import BrokerConfig
 from strom.storage.local import LocalEngine
 from strom.storage.local.partition_log import LocalPartitionLog
+from strom.storage.memory import MemoryEngine
 from strom.testing import check_storage_engine
 
 
@@ -31,3 +32,8 @@ def test_the_checker_catches_a_broken_rule(tmp_path: Path,
     monkeypatch.setattr(LocalPartitionLog, "produce", no_checks)
     with pytest.raises(AssertionError):
         asyncio.run(check_storage_engine(lambda: local_factory(tmp_path)))
+
+
+def test_the_memory_engine_conforms() -> None:
+    config = BrokerConfig.build(Path("unused"), "localhost", 0)
+    asyncio.run(check_storage_engine(lambda: MemoryEngine(config), durable=False))

@@ -12,6 +12,7 @@ import click
 
 from strom.config.broker import BrokerConfig
 from strom.config.topic import ConfigError
+from strom.storage.select import parse_storage_url
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -36,7 +37,7 @@ def read_config_file(path: Path) -> dict[str, str]:
 
 
 def build_config(data_dir: Path, listen: str, config_file: Path | None,
-                 sets: tuple[str, ...]) -> BrokerConfig:
+                 sets: tuple[str, ...], storage: str = "") -> BrokerConfig:
     host, port = parse_listen(listen)
     settings = read_config_file(config_file) if config_file else {}
     for item in sets:
@@ -45,7 +46,9 @@ def build_config(data_dir: Path, listen: str, config_file: Path | None,
             raise click.BadParameter(f"--set {item!r}: expected name=value")
         settings[name.strip()] = value
     try:
-        return BrokerConfig.build(data_dir, host, port, settings)
+        if storage:
+            parse_storage_url(storage)  # a bad URL is a usage error, said before anything
+        return BrokerConfig.build(data_dir, host, port, settings, storage)
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -59,8 +62,9 @@ async def run_until_signalled(config: BrokerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    click.echo(f"strom is ready on {config.host}:{server.port} (data in {config.data_dir})",
-               err=True)
+    where = ("in memory: nothing survives a restart" if not server.storage_url.durable
+             else f"data in {server.storage_url.path}")
+    click.echo(f"strom is ready on {config.host}:{server.port} ({where})", err=True)
     try:
         await stop.wait()
     finally:
@@ -68,20 +72,27 @@ async def run_until_signalled(config: BrokerConfig) -> None:
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./data"),
-              show_default=True, help="Where the log and metadata live.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the log and metadata live (shorthand for --storage file:DIR). "
+                   "[default: ./data]")
+@click.option("--storage", default=None, metavar="URL",
+              help="The storage engine: file:DIR (the local log, the default) or memory: "
+                   "(in memory, for tests and notebooks: nothing survives a restart).")
 @click.option("--listen", default="localhost:9092", show_default=True, help="HOST:PORT.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True),
               help="A server.properties-style file of name=value settings.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="A broker setting by Kafka's dotted name, e.g. flush.messages=1.")
 @click.option("--log-level", default="INFO", show_default=True)
-def serve(data_dir: Path, listen: str, config_file: Path | None, sets: tuple[str, ...],
-          log_level: str) -> None:
-    """Run a broker with its log on local disk."""
+def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: Path | None,
+          sets: tuple[str, ...], log_level: str) -> None:
+    """Run a broker (its log on local disk unless --storage says otherwise)."""
+    if data_dir is not None and storage is not None:
+        raise click.UsageError("give --data-dir DIR or --storage URL, not both "
+                               "(--data-dir DIR is --storage file:DIR)")
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = build_config(data_dir, listen, config_file, sets)
+    config = build_config(data_dir or Path("./data"), listen, config_file, sets, storage or "")
     from strom.broker.internal_topic_check import StartupError
 
     try:

@@ -71,6 +71,7 @@ class BrokerConfig:
     """Everything a broker is told at start; `settings` keeps the dotted names it was given."""
 
     data_dir: Path = Path("./data")
+    storage: str = ""  # a storage URL (strom.storage.select); empty: file:<data_dir>
     host: str = "localhost"
     port: int = 9092
     advertised_host: str | None = None
@@ -78,11 +79,18 @@ class BrokerConfig:
 
     @classmethod
     def build(cls, data_dir: Path, host: str, port: int,
-              overrides: Mapping[str, str] | None = None) -> BrokerConfig:
-        config = cls(data_dir=data_dir, host=host, port=port)
+              overrides: Mapping[str, str] | None = None, storage: str = "") -> BrokerConfig:
+        config = cls(data_dir=data_dir, storage=storage, host=host, port=port)
         for name, value in (overrides or {}).items():
             config.set(name, value)
         return config
+
+    @property
+    def log_dir(self) -> str:
+        """Where the log lives, as DescribeLogDirs and messages name it."""
+        if self.storage.strip().startswith("memory:"):
+            return "memory:"
+        return str(self.data_dir.resolve())
 
     def set(self, name: str, value: str) -> None:
         """Sets one setting by its Kafka name; raises ConfigError for unknown names or values."""

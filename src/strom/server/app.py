@@ -13,7 +13,7 @@ from strom.broker.registry import load_handlers
 from strom.broker.state import Broker
 from strom.config.broker import BrokerConfig
 from strom.server.connection import Connection, ConnectionLimits
-from strom.storage.local.engine import LocalEngine
+from strom.storage.select import StorageUrl, engine_for, parse_storage_url
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,11 @@ class BrokerServer:
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
-        self.engine = LocalEngine(config.data_dir, config)
+        self.storage_url = (parse_storage_url(config.storage) if config.storage
+                            else StorageUrl("file", config.data_dir))
+        if self.storage_url.path is not None:
+            config.data_dir = self.storage_url.path
+        self.engine = engine_for(self.storage_url, config)
         self.broker: Broker | None = None
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -101,8 +105,8 @@ class BrokerServer:
             "log.flush.scheduler.interval.ms", self.engine.flush_due)))
         self._tasks.append(asyncio.create_task(self._every(
             "log.cleaner.backoff.ms", self.engine.run_cleaner)))
-        log.info("strom listening on %s:%d, data in %s", self.config.host, self.port,
-                 self.config.data_dir)
+        log.info("strom listening on %s:%d, storage %s", self.config.host, self.port,
+                 self.storage_url)
 
     async def _every(self, setting: str, work: Callable[[int], Awaitable[object]]) -> None:
         interval = self.config.get_int(setting) / 1000

@@ -10,10 +10,12 @@ engine runs this and the append that follows as one atomic step.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Final
 
-from strom.protocol.batch_header import BatchHeader
+from strom.protocol.batch_header import BatchHeader, read_batch_header
+from strom.storage.api import AppendBatch, Duplicate, PartitionLog, ProduceOutcome, Rejected
 from strom.storage.producer_state import (
     INVALID_TXN_STATE,
     BatchMetadata,
@@ -24,6 +26,26 @@ from strom.storage.producer_state import (
 )
 
 INVALID_RECORD: Final = 87
+
+log = logging.getLogger(__name__)
+
+
+async def checked_append(plog: PartitionLog, batches: Sequence[AppendBatch],
+                         verification: VerificationGuard | None) -> ProduceOutcome:
+    """PartitionLog.produce for an engine whose `append` applies the batches to the producer
+    state before its first await: the check and the write then run with nothing in between.
+    A duplicate is answered once the original is as durable as an append would be."""
+    found = check_client_batches(plog.producer_state,
+                                 [read_batch_header(b.data) for b in batches], verification)
+    if found is None:
+        return await plog.append(batches)
+    if isinstance(found, BatchMetadata):
+        log.debug("a duplicate batch (seq %d-%d) answered with offset %d", found.first_seq,
+                  found.last_seq, found.first_offset)
+        offsets = await plog.offsets()
+        await plog.wait_durable(offsets.log_end)
+        return Duplicate(found.first_offset, found.timestamp, offsets.log_start)
+    return Rejected(*found)
 
 
 def check_client_batches(state: ProducerStateManager, headers: Sequence[BatchHeader],

@@ -21,13 +21,15 @@ from strom.server.app import BrokerServer
 
 
 class EmbeddedBroker:
-    """A real broker on 127.0.0.1 and a free port; data in `data_dir` (a temp dir by default)."""
+    """A real broker on 127.0.0.1 and a free port; data in `data_dir` (a temp dir by default),
+    or in the engine `storage` names (a storage URL such as "memory:")."""
 
     def __init__(self, settings: Mapping[str, str] | None = None,
-                 data_dir: Path | None = None, port: int = 0) -> None:
+                 data_dir: Path | None = None, port: int = 0, storage: str = "") -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="strom-")) if data_dir is None else data_dir
         self.settings = dict(settings or {})
+        self.storage = storage
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -46,7 +48,8 @@ class EmbeddedBroker:
     def start(self) -> EmbeddedBroker:
         if self._server is not None:
             raise RuntimeError("already started")
-        config = BrokerConfig.build(self.data_dir, "127.0.0.1", self._port, self.settings)
+        config = BrokerConfig.build(self.data_dir, "127.0.0.1", self._port, self.settings,
+                                    self.storage)
         self._loop = _new_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="strom-broker",
                                         daemon=True)

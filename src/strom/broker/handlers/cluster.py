@@ -78,7 +78,7 @@ def log_dir_topics(broker: Broker, b: ResponseBuilder,
 @api(35, "DescribeLogDirs", (1, 5), "one log directory, the data directory; volume sizes (v4+)")
 async def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request: Any,
                                    b: ResponseBuilder) -> Any:
-    log_dir = str(broker.config.data_dir.resolve())
+    log_dir = broker.config.log_dir
     try:
         usage = shutil.disk_usage(log_dir)
         total, usable = usage.total, usage.free

@@ -33,12 +33,10 @@ from strom.storage.api import (
     AppendBatch,
     AppendResult,
     CorruptLog,
-    Duplicate,
     InvalidProducerEpoch,
     LogDirFailure,
     PartitionOffsets,
     ProduceOutcome,
-    Rejected,
     batch_control_type,
 )
 from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
@@ -49,8 +47,8 @@ from strom.storage.local.partition_reads import PartitionReads
 from strom.storage.local.partition_retention import PartitionRetention
 from strom.storage.local.partition_state import PartitionHooks
 from strom.storage.local.producer_snapshots import write_snapshot
-from strom.storage.producer_checks import check_client_batches
-from strom.storage.producer_state import BatchMetadata, ProducerStateManager, VerificationGuard
+from strom.storage.producer_checks import checked_append
+from strom.storage.producer_state import ProducerStateManager, VerificationGuard
 
 __all__ = ["LocalPartitionLog", "PartitionHooks"]
 
@@ -98,22 +96,7 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
     async def produce(self, batches: Sequence[AppendBatch],
                       verification: VerificationGuard | None = None) -> ProduceOutcome:
         self._check_open()
-        state = self._producer_state
-        # The check and the append's write run without suspending in between (append awaits
-        # only after the batches are written and applied): nothing can interleave.
-        found = check_client_batches(state, [read_batch_header(b.data) for b in batches],
-                                     verification)
-        if found is None:
-            return await self.append(batches)
-        if isinstance(found, BatchMetadata):
-            log.debug("%s-%d: a duplicate batch (seq %d-%d) answered with offset %d",
-                      self.topic, self.partition, found.first_seq, found.last_seq,
-                      found.first_offset)
-            # Answered no earlier than the original is as durable as an append would be
-            # (flush.messages=1 waits for its fsync).
-            await self.wait_durable(self._leo)
-            return Duplicate(found.first_offset, found.timestamp, self._lso)
-        return Rejected(*found)
+        return await checked_append(self, batches, verification)
 
     async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
         self._check_open()
