@@ -572,6 +572,26 @@ def test_describe_broker_configs(tmp_path: Path) -> None:
     assert logger.error_code == E.invalid_request
 
 
+def test_describe_broker_configs_lists_listeners_by_kafkas_names(tmp_path: Path) -> None:
+    """A Kafka admin test looks up advertised.listeners; broker.id is node.id's older name."""
+    request = describe_request(4, [(4, "3", None)], synonyms=True)
+
+    async def body(broker: Broker) -> Any:
+        broker.listen_port = 19092  # as the server sets it once bound
+        return await call(broker, DESCRIBE_CONFIGS, 4, request)
+
+    settings = {"broker.id": "3", "advertised.listeners": "PLAINTEXT://proxy.example:9999"}
+    (node,) = run(tmp_path, body, settings).results
+    assert node.error_code == E.none
+    entries = {c.name: c for c in node.configs}
+    assert entries["listeners"].value == "PLAINTEXT://127.0.0.1:19092"
+    assert entries["listeners"].config_source == 4  # STATIC_BROKER_CONFIG
+    advertised = entries["advertised.listeners"]
+    assert (advertised.value, advertised.config_source) == ("PLAINTEXT://proxy.example:9999", 4)
+    assert entries["broker.id"].value == entries["node.id"].value == "3"
+    assert [c.name for c in node.configs] == sorted(c.name for c in node.configs)
+
+
 # --- AlterConfigs --------------------------------------------------------------------------------
 
 

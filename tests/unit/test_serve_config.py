@@ -10,6 +10,7 @@ import pytest
 
 from strom.cli.serve import build_config, parse_listen
 from strom.config.broker import BrokerConfig
+from strom.config.topic import ConfigError
 
 
 def test_listen_forms() -> None:
@@ -55,3 +56,20 @@ def test_bad_config_file_line(tmp_path: Path) -> None:
     props.write_text("num.partitions\n")
     with pytest.raises(click.BadParameter, match=r"bad\.properties:1"):
         build_config(tmp_path, "127.0.0.1:0", props, ())
+
+
+def test_kafkas_listener_and_node_id_names(tmp_path: Path) -> None:
+    config = BrokerConfig.build(tmp_path, "localhost", 9092, {
+        "listeners": "PLAINTEXT://127.0.0.1:19092",
+        "advertised.listeners": "PLAINTEXT://broker.example:29092", "broker.id": "4"})
+    assert (config.host, config.port, config.node_id) == ("127.0.0.1", 19092, 4)
+    assert (config.advertised, config.advertised_port) == ("broker.example", 29092)
+    everywhere = BrokerConfig.build(tmp_path, "h", 1, {"listeners": "PLAINTEXT://:9093"})
+    assert (everywhere.host, everywhere.port) == ("0.0.0.0", 9093)
+    for name, value, problem in [
+            ("listeners", "SSL://h:9093", "only PLAINTEXT"),
+            ("listeners", "PLAINTEXT://a:1,PLAINTEXT://b:2", "one listener"),
+            ("listeners", "PLAINTEXT://nowhere", "HOST:PORT"),
+            ("advertised.listeners", "PLAINTEXT://:9092", "a host clients can reach")]:
+        with pytest.raises(ConfigError, match=problem):
+            BrokerConfig.build(tmp_path, "h", 1, {name: value})

@@ -68,7 +68,8 @@ class Broker:
         self.cluster_id = engine.cluster_id()
         self.node_id = config.node_id
         self.advertised_host = config.advertised
-        self.advertised_port = config.port
+        self.listen_port = config.port  # the bound port once the server listens
+        self.advertised_port = config.advertised_port or config.port
         self.topic_locks = TopicLocks()
         self.groups = GroupRuntime(engine, group_config(config))
         self.producer_ids = ProducerIdAllocator(engine)

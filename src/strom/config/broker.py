@@ -66,6 +66,23 @@ def _int(text: str) -> int:
         raise ConfigError(f"{text!r} is not an integer") from None
 
 
+def parse_listener(name: str, value: str) -> tuple[str, int]:
+    """(host, port) of a one-listener `listeners` value: [PLAINTEXT://]HOST:PORT."""
+    text = value.strip()
+    if "," in text:
+        raise ConfigError(f"{name} {value!r}: strom serves one listener; several come with "
+                          "security (TLS, SASL)")
+    listener, sep, address = text.partition("://")
+    if not sep:
+        listener, address = "PLAINTEXT", text
+    if listener.upper() != "PLAINTEXT":
+        raise ConfigError(f"{name} {value!r}: only PLAINTEXT listeners are served so far")
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{name} {value!r}: expected PLAINTEXT://HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 @dataclass(slots=True)
 class BrokerConfig:
     """Everything a broker is told at start; `settings` keeps the dotted names it was given."""
@@ -75,6 +92,7 @@ class BrokerConfig:
     host: str = "localhost"
     port: int = 9092
     advertised_host: str | None = None
+    advertised_port: int | None = None  # None: the port the broker listens on
     settings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -98,6 +116,11 @@ class BrokerConfig:
         if name == "advertised.host":
             self.advertised_host = value.strip()
             return
+        if name in ("listeners", "advertised.listeners"):
+            self._set_listener(name, value)
+            return
+        if name == "broker.id":  # Kafka's older name of node.id
+            name = "node.id"
         broker_name = _TOPIC_ALIASES.get(name, name)
         if broker_name in _BROKER_TOPIC_DEFAULTS:
             topic_name = next(k for k, v in _TOPIC_ALIASES.items() if v == broker_name)
@@ -113,6 +136,19 @@ class BrokerConfig:
         else:
             raise ConfigError(f"unknown setting {name!r}; see docs/configuration.md")
         self.settings[broker_name] = value.strip()
+
+    def _set_listener(self, name: str, value: str) -> None:
+        """`listeners` / `advertised.listeners` with one PLAINTEXT listener (strom serves one
+        today): NAME://HOST:PORT, an empty host meaning all interfaces."""
+        host, port = parse_listener(name, value)
+        if name == "listeners":
+            self.host, self.port = host or "0.0.0.0", port
+        else:
+            if not host:
+                raise ConfigError(f"advertised.listeners {value!r}: needs a host clients can "
+                                  "reach")
+            self.advertised_host, self.advertised_port = host, port
+        self.settings[name] = value.strip()
 
     def get(self, name: str) -> str:
         if name in self.settings:

@@ -97,7 +97,8 @@ class BrokerServer:
         self._server = await asyncio.start_server(on_connect, self.config.host, self.config.port,
                                                   reuse_address=True, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
-        self.broker.advertised_port = self.port
+        self.broker.listen_port = self.port
+        self.broker.advertised_port = self.config.advertised_port or self.port
         await self.broker.register()
         self._tasks.append(asyncio.create_task(self._every(
             "log.retention.check.interval.ms", self.engine.run_retention)))

@@ -153,9 +153,33 @@ def _broker_doc(name: str) -> str:
     return _BROKER_DOCS.get(name, "")
 
 
-def broker_config_views(config: BrokerConfig) -> list[ConfigView]:
+def listener_views(broker: Broker) -> list[ConfigView]:
+    """`listeners` (as started: --listen or listeners), `advertised.listeners` (what clients
+    are told; Kafka's default is the listener) and `broker.id` (node.id's older name)."""
+    config = broker.config
+    node = "node.id"
+    node_source = (ConfigSource.STATIC_BROKER_CONFIG if node in config.settings
+                   else ConfigSource.DEFAULT_CONFIG)
+    advertised_source = (ConfigSource.STATIC_BROKER_CONFIG
+                         if config.advertised_host is not None
+                         else ConfigSource.DEFAULT_CONFIG)
+    return [
+        ConfigView("listeners", (Synonym("listeners", f"PLAINTEXT://{config.host}:{broker.listen_port}",
+                                         ConfigSource.STATIC_BROKER_CONFIG),),
+                   "LIST", True, "Where the broker listens: one PLAINTEXT listener."),
+        ConfigView("advertised.listeners", (Synonym(
+            "advertised.listeners",
+            f"PLAINTEXT://{broker.advertised_host}:{broker.advertised_port}",
+            advertised_source),), "LIST", True, "Where clients are told to connect."),
+        ConfigView("broker.id", (Synonym("broker.id", str(config.node_id), node_source),),
+                   "INT", True, "The node id of this broker (node.id's older name)."),
+    ]
+
+
+def broker_config_views(broker: Broker) -> list[ConfigView]:
     """The broker's settings and topic defaults, sorted by name; all read-only."""
-    views = []
+    config = broker.config
+    views = listener_views(broker)
     for name in sorted({*BROKER_SETTINGS, *_TOPIC_KEY_BY_BROKER_NAME}):
         synonyms = []
         if name in config.settings:
@@ -164,7 +188,7 @@ def broker_config_views(config: BrokerConfig) -> list[ConfigView]:
         synonyms.append(Synonym(name, _broker_default(name), ConfigSource.DEFAULT_CONFIG))
         views.append(ConfigView(name, tuple(synonyms), _broker_kind(name), True,
                                 _broker_doc(name)))
-    return views
+    return sorted(views, key=lambda v: v.name)
 
 
 def parse_node_id(name: str) -> int | None:
@@ -199,7 +223,7 @@ def resource_views(broker: Broker, resource_type: int, name: str) -> list[Config
             raise ApiError(ErrorCode.invalid_request,
                                 f"Unexpected broker id, expected {broker.node_id} or empty "
                                 f"string, but received {name}")
-        return broker_config_views(broker.config)
+        return broker_config_views(broker)
     raise ApiError(ErrorCode.invalid_request, f"Unsupported resource type {resource_type}")
 
 
