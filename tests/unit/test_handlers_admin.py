@@ -525,8 +525,9 @@ def test_describe_topic_configs(tmp_path: Path, version: int) -> None:
     assert [(s.name, s.value, s.source) for s in policy.synonyms] == [
         ("cleanup.policy", "compact", 1), ("log.cleanup.policy", "delete", 5)]
     assert (retention.value, retention.config_source) == ("5000", 4)
-    assert [(s.name, s.source) for s in retention.synonyms] == [
-        ("log.retention.ms", 4), ("log.retention.ms", 5)]
+    # log.retention.ms has no default in Kafka: the default comes from log.retention.hours.
+    assert [(s.name, s.value, s.source) for s in retention.synonyms] == [
+        ("log.retention.ms", "5000", 4), ("log.retention.hours", "168", 5)]
     assert (segment.config_source, segment.value) == (5, str(1024 * 1024 * 1024))
     if version >= 3:
         assert (policy.config_type, retention.config_type, segment.config_type) == (7, 5, 3)
@@ -861,3 +862,39 @@ def test_describe_topic_partitions_pages(tmp_path: Path) -> None:
     assert topic.topic_id != uuid.UUID(int=0) and topic.topic_authorized_operations > 0
     assert page(wrong_cursor) == ([("a", E.invalid_request, [])], None)
     assert page(negative) == ([("a", E.invalid_request, [])], None)
+
+
+def test_topic_configs_kafka_4_still_has_are_accepted_and_described(tmp_path: Path) -> None:
+    """preallocate, segment.jitter.ms, unclean.leader.election.enable and the throttled
+    replica lists: accepted (validated as Kafka does) and described; a config of Kafka's
+    default with no broker synonym lists no synonym, as Kafka's does."""
+    names = ["preallocate", "segment.jitter.ms", "unclean.leader.election.enable",
+             "leader.replication.throttled.replicas", "follower.replication.throttled.replicas",
+             "segment.ms"]
+    request = describe_request(4, [(2, "t", names)], synonyms=True)
+
+    async def body(broker: Broker) -> Any:
+        m = schema(CREATE_TOPICS, 7)
+        good = creatable(m, "t", configs={
+            "preallocate": "true", "segment.jitter.ms": "1000",
+            "leader.replication.throttled.replicas": "0:1,1:1"})
+        wrong = creatable(m, "u", configs={"follower.replication.throttled.replicas": "all"})
+        created = await call(broker, CREATE_TOPICS, 7, create_request(7, [good]))
+        bad = await call(broker, CREATE_TOPICS, 7, create_request(7, [wrong]))
+        described = await call(broker, DESCRIBE_CONFIGS, 4, request)
+        return created.topics[0], bad.topics[0], described.results[0]
+
+    created, bad, described = run(tmp_path, body)
+    assert created.error_code == E.none
+    assert bad.error_code == E.invalid_config
+    entries = {c.name: c for c in described.configs}
+    assert set(entries) == set(names)
+    assert (entries["preallocate"].value, entries["preallocate"].config_source) == ("true", 1)
+    assert entries["segment.jitter.ms"].value == "1000"
+    unclean = entries["unclean.leader.election.enable"]
+    assert (unclean.value, unclean.config_source) == ("false", 5)
+    follower = entries["follower.replication.throttled.replicas"]
+    assert (follower.value, follower.config_source, follower.synonyms) == ("", 5, ())
+    segment = entries["segment.ms"]
+    assert (segment.value, [(s.name, s.value) for s in segment.synonyms]) == (
+        "604800000", [("log.roll.hours", "168")])

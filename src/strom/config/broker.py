@@ -174,8 +174,7 @@ class BrokerConfig:
     def topic_default(self, topic_name: str) -> tuple[str, bool]:
         """The broker's value for a topic config and whether it was set (not Kafka's default)."""
         key = TOPIC_CONFIGS[topic_name]
-        assert key.broker_name is not None
-        if key.broker_name in self.settings:
+        if key.broker_name is not None and key.broker_name in self.settings:
             return self.settings[key.broker_name], True
         return key.default, False
 

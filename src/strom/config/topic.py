@@ -47,6 +47,25 @@ def _cleanup_policy(text: str) -> str:
     return ",".join(parts)
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise ConfigError(f"{text!r} is not true or false")
+    return value == "true"
+
+
+def _throttled_replicas(text: str) -> str:
+    """Kafka's ThrottledReplicaListValidator: empty, `*`, or PARTITION:BROKER,..."""
+    value = text.strip()
+    if value in ("", "*"):
+        return value
+    for item in value.split(","):
+        partition, colon, broker = item.strip().partition(":")
+        if not (colon and partition.isdigit() and broker.isdigit()):
+            raise ConfigError(f"{text!r} must be empty, '*', or a list of PARTITION:BROKER")
+    return value
+
+
 def _ratio(text: str) -> float:
     try:
         value = float(text)
@@ -85,6 +104,10 @@ TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
                   doc="How long tombstones stay in a compacted topic, in milliseconds."),
         ConfigKey("file.delete.delay.ms", "60000", "LONG", _int(0), "log.segment.delete.delay.ms",
                   doc="How long a deleted segment's files wait before removal, in ms."),
+        ConfigKey("follower.replication.throttled.replicas", "", "LIST", _throttled_replicas,
+                  doc="Replicas whose follower fetches are throttled. strom keeps one copy of "
+                      "each partition (on disk, or in PostgreSQL), so there is no follower "
+                      "traffic: accepted for tools, no effect."),
         ConfigKey("flush.messages", str(2**63 - 1), "LONG", _int(1), "log.flush.interval.messages",
                   doc="fsync a partition after this many appended messages."),
         ConfigKey("flush.ms", str(2**63 - 1), "LONG", _int(0), "log.flush.interval.ms",
@@ -92,6 +115,9 @@ TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
         ConfigKey("index.interval.bytes", "4096", "INT", _int(0, 2**31 - 1),
                   "log.index.interval.bytes",
                   doc="Bytes of batches between two offset index entries."),
+        ConfigKey("leader.replication.throttled.replicas", "", "LIST", _throttled_replicas,
+                  doc="Replicas whose leader-side replication is throttled. No replication "
+                      "traffic in strom: accepted for tools, no effect."),
         ConfigKey("max.compaction.lag.ms", str(2**63 - 1), "LONG", _int(1),
                   "log.cleaner.max.compaction.lag.ms",
                   doc="The longest a record may stay ineligible for compaction, in ms."),
@@ -115,6 +141,9 @@ TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
                   doc="The shortest a record stays uncompacted, in milliseconds."),
         ConfigKey("min.insync.replicas", "1", "INT", _int(1, 2**31 - 1), "min.insync.replicas",
                   doc="In-sync replicas an acks=all write needs (one broker: 1)."),
+        ConfigKey("preallocate", "false", "BOOLEAN", _boolean, "log.preallocate",
+                  doc="Whether new segment files are preallocated. strom's segments grow as "
+                      "written: accepted, no effect."),
         ConfigKey("retention.bytes", "-1", "LONG", _int(-1), "log.retention.bytes",
                   doc="The bytes a partition keeps before old segments go; -1 for no limit."),
         ConfigKey("retention.ms", str(7 * _DAY_MS), "LONG", _int(-1), "log.retention.ms",
@@ -125,8 +154,15 @@ TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
         ConfigKey("segment.index.bytes", str(10 * MIB), "INT", _int(4, 2**31 - 1),
                   "log.index.size.max.bytes",
                   doc="The size of a segment's offset and time index files."),
+        ConfigKey("segment.jitter.ms", "0", "LONG", _int(0), "log.roll.jitter.ms",
+                  doc="Kafka's random reduction of segment.ms, against many segments rolling "
+                      "at once. strom rolls at segment.ms exactly: accepted, no effect."),
         ConfigKey("segment.ms", str(7 * _DAY_MS), "LONG", _int(1), "log.roll.ms",
                   doc="The age at which a partition's active segment is rolled."),
+        ConfigKey("unclean.leader.election.enable", "false", "BOOLEAN", _boolean,
+                  "unclean.leader.election.enable",
+                  doc="Whether an out-of-sync replica may become leader. strom's partitions "
+                      "have one copy, so no election can lose data: accepted, no effect."),
     )
 }
 

@@ -91,25 +91,45 @@ class Synonym:
 
 @dataclass(frozen=True, slots=True)
 class ConfigView:
-    """One config as DescribeConfigs shows it; synonyms[0] is the value in effect."""
+    """One config as DescribeConfigs shows it: synonyms[0] is the value in effect, unless
+    `default` is given (the value when no synonym sets it, Kafka's DEFAULT_CONFIG)."""
 
     name: str
     synonyms: tuple[Synonym, ...]
     kind: str
     read_only: bool
     doc: str
+    default: str | None = None
+
+    @property
+    def _effective(self) -> Synonym:
+        first = self.synonyms[0] if self.synonyms else None
+        if self.default is not None and (
+                first is None or first.source == ConfigSource.DEFAULT_CONFIG):
+            return Synonym(self.name, self.default, ConfigSource.DEFAULT_CONFIG)
+        assert first is not None
+        return first
 
     @property
     def value(self) -> str:
-        return self.synonyms[0].value
+        return self._effective.value
 
     @property
     def source(self) -> int:
-        return int(self.synonyms[0].source)
+        return int(self._effective.source)
 
     @property
     def type_id(self) -> int:
         return CONFIG_TYPES.get(self.kind, 0)
+
+
+# Broker settings that have no default in Kafka: the topic default comes from another one,
+# which Kafka lists as the DEFAULT_CONFIG synonym instead (KafkaConfig.logRetentionTimeMillis).
+KAFKA_BROKER_DEFAULTS: Final[Mapping[str, tuple[str, str]]] = {
+    "log.retention.ms": ("log.retention.hours", "168"),
+    "log.roll.ms": ("log.roll.hours", "168"),
+    "log.roll.jitter.ms": ("log.roll.jitter.hours", "0"),
+}
 
 
 def topic_config_views(config: BrokerConfig, overrides: Mapping[str, str]) -> list[ConfigView]:
@@ -120,12 +140,15 @@ def topic_config_views(config: BrokerConfig, overrides: Mapping[str, str]) -> li
         synonyms = []
         if name in overrides:
             synonyms.append(Synonym(name, overrides[name], ConfigSource.DYNAMIC_TOPIC_CONFIG))
-        broker_name = key.broker_name or name
-        if broker_name in config.settings:
+        broker_name = key.broker_name
+        if broker_name is not None and broker_name in config.settings:
             synonyms.append(Synonym(broker_name, config.settings[broker_name],
                                     ConfigSource.STATIC_BROKER_CONFIG))
-        synonyms.append(Synonym(broker_name, key.default, ConfigSource.DEFAULT_CONFIG))
-        views.append(ConfigView(name, tuple(synonyms), key.kind, False, key.doc))
+        if broker_name is not None:  # Kafka lists the broker setting's default, if it has one
+            default_name, default = KAFKA_BROKER_DEFAULTS.get(broker_name,
+                                                              (broker_name, key.default))
+            synonyms.append(Synonym(default_name, default, ConfigSource.DEFAULT_CONFIG))
+        views.append(ConfigView(name, tuple(synonyms), key.kind, False, key.doc, key.default))
     return views
 
 
