@@ -11,11 +11,21 @@ engine runs this and the append that follows as one atomic step.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Final
 
 from strom.protocol.batch_header import BatchHeader, read_batch_header
-from strom.storage.api import AppendBatch, Duplicate, PartitionLog, ProduceOutcome, Rejected
+from strom.protocol.control_batch import build_control_batch
+from strom.storage.api import (
+    AppendBatch,
+    AppendResult,
+    Duplicate,
+    InvalidProducerEpoch,
+    PartitionLog,
+    ProduceOutcome,
+    Rejected,
+)
 from strom.storage.producer_state import (
     INVALID_TXN_STATE,
     BatchMetadata,
@@ -28,6 +38,19 @@ from strom.storage.producer_state import (
 INVALID_RECORD: Final = 87
 
 log = logging.getLogger(__name__)
+
+
+async def append_checked_marker(plog: PartitionLog, producer_id: int, producer_epoch: int,
+                                commit: bool, coordinator_epoch: int) -> AppendResult:
+    """PartitionLog.append_marker for any engine: refused (InvalidProducerEpoch, nothing
+    appended) if the partition knows a newer epoch of the producer, else appended now."""
+    if plog.producer_state.check_marker(producer_id, producer_epoch) is not None:
+        raise InvalidProducerEpoch(
+            f"the transaction marker's epoch {producer_epoch} of producer {producer_id} is "
+            "older than the one the partition knows")
+    ts = int(time.time() * 1000)
+    data = build_control_batch(producer_id, producer_epoch, commit, ts, coordinator_epoch)
+    return await plog.append([AppendBatch(bytearray(data), 1, ts, ts)])
 
 
 async def checked_append(plog: PartitionLog, batches: Sequence[AppendBatch],

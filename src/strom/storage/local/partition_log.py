@@ -28,12 +28,10 @@ import os
 from collections.abc import Callable, Sequence
 
 from strom.protocol.batch_header import read_batch_header
-from strom.protocol.control_batch import build_control_batch
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
     CorruptLog,
-    InvalidProducerEpoch,
     LogDirFailure,
     PartitionOffsets,
     ProduceOutcome,
@@ -47,7 +45,7 @@ from strom.storage.local.partition_reads import PartitionReads
 from strom.storage.local.partition_retention import PartitionRetention
 from strom.storage.local.partition_state import PartitionHooks
 from strom.storage.local.producer_snapshots import write_snapshot
-from strom.storage.producer_checks import checked_append
+from strom.storage.producer_checks import append_checked_marker, checked_append
 from strom.storage.producer_state import ProducerStateManager, VerificationGuard
 
 __all__ = ["LocalPartitionLog", "PartitionHooks"]
@@ -133,13 +131,8 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
                             coordinator_epoch: int = 0) -> AppendResult:
         self._check_open()
-        if self._producer_state.check_marker(producer_id, producer_epoch) is not None:
-            raise InvalidProducerEpoch(
-                f"the transaction marker's epoch {producer_epoch} of producer {producer_id} is "
-                f"older than the one {self.topic}-{self.partition} knows")
-        ts = now_ms()
-        data = build_control_batch(producer_id, producer_epoch, commit, ts, coordinator_epoch)
-        return await self.append([AppendBatch(bytearray(data), 1, ts, ts)])
+        return await append_checked_marker(self, producer_id, producer_epoch, commit,
+                                           coordinator_epoch)
 
     def _should_roll(self, seg: LogSegment, size: int, records: int, max_ts: int) -> bool:
         """Kafka's shouldRoll: segment.bytes, a full index, int32 relative offsets, segment.ms

@@ -8,7 +8,6 @@ with nothing in between (strom.storage.producer_checks).
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
@@ -19,13 +18,11 @@ from strom.protocol.batch_header import (
     BatchHeader,
     read_batch_header,
 )
-from strom.protocol.control_batch import build_control_batch
 from strom.protocol.record_rewrite import DELETE_HORIZON_MASK
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
     CorruptLog,
-    InvalidProducerEpoch,
     OffsetOutOfRange,
     PartitionOffsets,
     ProduceOutcome,
@@ -39,14 +36,10 @@ from strom.storage.local.retention import (
     retention_ms_breached,
 )
 from strom.storage.local.timestamps import first_record_at_or_after
-from strom.storage.producer_checks import checked_append
+from strom.storage.producer_checks import append_checked_marker, checked_append
 from strom.storage.producer_state import ProducerStateManager, VerificationGuard
 
 MAX_APPEND_RECORDS = 2**31 - 1
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class MemoryPartitionLog:
@@ -128,13 +121,8 @@ class MemoryPartitionLog:
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
                             coordinator_epoch: int = 0) -> AppendResult:
         self._check_open()
-        if self._producer_state.check_marker(producer_id, producer_epoch) is not None:
-            raise InvalidProducerEpoch(
-                f"the transaction marker's epoch {producer_epoch} of producer {producer_id} is "
-                f"older than the one {self.topic}-{self.partition} knows")
-        ts = now_ms()
-        data = build_control_batch(producer_id, producer_epoch, commit, ts, coordinator_epoch)
-        return await self.append([AppendBatch(bytearray(data), 1, ts, ts)])
+        return await append_checked_marker(self, producer_id, producer_epoch, commit,
+                                           coordinator_epoch)
 
     async def wait_durable(self, offset: int) -> None:
         self._check_open()  # memory is as durable as it gets
