@@ -37,3 +37,10 @@ def test_the_checker_catches_a_broken_rule(tmp_path: Path,
 def test_the_memory_engine_conforms() -> None:
     config = BrokerConfig.build(Path("unused"), "localhost", 0)
     asyncio.run(check_storage_engine(lambda: MemoryEngine(config), durable=False))
+
+
+def test_the_postgresql_engine_conforms(postgres_url: str) -> None:
+    from strom.storage.postgres import PostgresEngine
+
+    config = BrokerConfig.build(Path("unused"), "localhost", 0, storage=postgres_url)
+    asyncio.run(check_storage_engine(lambda: PostgresEngine(postgres_url, config)))

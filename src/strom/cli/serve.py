@@ -62,8 +62,9 @@ async def run_until_signalled(config: BrokerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    where = ("in memory: nothing survives a restart" if not server.storage_url.durable
-             else f"data in {server.storage_url.path}")
+    url = server.storage_url
+    where = ("in memory: nothing survives a restart" if not url.durable
+             else f"data in {url.path}" if url.path is not None else f"data in {url}")
     click.echo(f"strom is ready on {config.host}:{server.port} ({where})", err=True)
     try:
         await stop.wait()
@@ -76,8 +77,9 @@ async def run_until_signalled(config: BrokerConfig) -> None:
               help="Where the log and metadata live (shorthand for --storage file:DIR). "
                    "[default: ./data]")
 @click.option("--storage", default=None, metavar="URL",
-              help="The storage engine: file:DIR (the local log, the default) or memory: "
-                   "(in memory, for tests and notebooks: nothing survives a restart).")
+              help="The storage engine: file:DIR (the local log, the default), memory: "
+                   "(in memory, for tests and notebooks: nothing survives a restart) or "
+                   "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (PostgreSQL).")
 @click.option("--listen", default="localhost:9092", show_default=True, help="HOST:PORT.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True),
               help="A server.properties-style file of name=value settings.")
@@ -94,6 +96,7 @@ def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = build_config(data_dir or Path("./data"), listen, config_file, sets, storage or "")
     from strom.broker.internal_topic_check import StartupError
+    from strom.storage.api import StorageError
 
     try:
         import uvloop
@@ -101,7 +104,7 @@ def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: 
         uvloop.run(run_until_signalled(config))
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
-    except StartupError as exc:
+    except (StartupError, StorageError) as exc:
         raise click.ClickException(str(exc)) from None
     except ConfigError as exc:  # a setting only the component using it can judge
         raise click.ClickException(f"cannot start: {exc}") from None

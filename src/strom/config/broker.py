@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,8 +107,11 @@ class BrokerConfig:
     @property
     def log_dir(self) -> str:
         """Where the log lives, as DescribeLogDirs and messages name it."""
-        if self.storage.strip().startswith("memory:"):
+        storage = self.storage.strip()
+        if storage.startswith("memory:"):
             return "memory:"
+        if storage.startswith(("postgresql:", "postgres:")):  # the URL without its password
+            return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", storage)
         return str(self.data_dir.resolve())
 
     def set(self, name: str, value: str) -> None:

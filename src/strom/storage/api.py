@@ -54,6 +54,17 @@ class LogDirFailure(StorageError):
     point (Kafka halts the log directory; KAFKA_STORAGE_ERROR)."""
 
 
+class StorageUnavailable(StorageError):
+    """The storage did not answer (a database down or unreachable, a commit whose outcome is
+    unknown): retriable. Nothing was acknowledged; the partition re-reads its state from the
+    storage before it answers anything else."""
+
+
+class NotLeader(StorageError):
+    """Another broker took the partition over (its leader epoch moved on): this broker can no
+    longer append to it (Kafka's NOT_LEADER_OR_FOLLOWER)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppendBatch:
     """One validated batch ready to append; the engine assigns its base offset."""

@@ -400,6 +400,11 @@ class ProducerStateManager:
             del self._aborted[:cut]
             del self._aborted_last[:cut]
 
+    def adopt_verifications(self, other: ProducerStateManager) -> None:
+        """Takes over `other`'s KIP-890 verification guards (a state rebuilt from the log
+        replaces `other`, while produce requests holding its guards are in flight)."""
+        self._verifying.update(other._verifying)
+
     # -- snapshots -----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:

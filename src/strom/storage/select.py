@@ -2,7 +2,10 @@
 
 - `file:DIR` (or a bare directory path): the local engine, segment files in DIR (the default,
   `./data`; `--data-dir DIR` is its shorthand);
-- `memory:`: the in-memory engine, for tests and notebooks: nothing survives a restart.
+- `memory:`: the in-memory engine, for tests and notebooks: nothing survives a restart;
+- `postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST2[:PORT2]...]/DB[?PARAMS]` (or
+  `postgres://`): the PostgreSQL engine, libpq's URL form (several hosts with
+  `target_session_attrs=read-write` to find the primary).
 """
 
 from __future__ import annotations
@@ -15,19 +18,25 @@ from strom.config.broker import BrokerConfig
 from strom.config.topic import ConfigError
 from strom.storage.api import StorageEngine
 
-SCHEMES: Final = ("file:", "memory:")
+SCHEMES: Final = ("file:", "memory:", "postgresql:")
+POSTGRES_PREFIXES: Final = ("postgresql://", "postgres://")
 
 
 @dataclass(frozen=True, slots=True)
 class StorageUrl:
-    scheme: str  # "file" or "memory"
+    scheme: str  # "file", "memory" or "postgresql"
     path: Path | None = None  # the directory of a file: URL
+    url: str = ""  # the whole URL of a postgresql: one
 
     @property
     def durable(self) -> bool:
         return self.scheme != "memory"
 
     def __str__(self) -> str:
+        if self.scheme == "postgresql":
+            from strom.storage.postgres.connect import redact
+
+            return redact(self.url)
         return f"file:{self.path}" if self.path is not None else f"{self.scheme}:"
 
 
@@ -36,12 +45,18 @@ def parse_storage_url(text: str) -> StorageUrl:
     text = text.strip()
     if text == "memory:" or text == "memory://":
         return StorageUrl("memory")
+    if text.startswith(POSTGRES_PREFIXES):
+        if not text.split("//", 1)[1].split("/", 1)[0].strip("@"):
+            raise ConfigError(f"storage URL {text!r}: needs a host, e.g. "
+                              "postgresql://USER:PASSWORD@HOST:5432/DB")
+        return StorageUrl("postgresql", url=text)
     if text.startswith("file://"):
         path = text[len("file://"):]
     elif text.startswith("file:"):
         path = text[len("file:"):]
     elif ":" in text.split("/", 1)[0] or not text:
-        raise ConfigError(f"storage URL {text!r}: expected file:DIR or memory:")
+        raise ConfigError(f"storage URL {text!r}: expected file:DIR, memory: or "
+                          "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB")
     else:
         path = text  # a bare directory
     if not path:
@@ -51,6 +66,10 @@ def parse_storage_url(text: str) -> StorageUrl:
 
 def engine_for(url: StorageUrl, config: BrokerConfig) -> StorageEngine:
     """A new, unopened engine for `url`."""
+    if url.scheme == "postgresql":
+        from strom.storage.postgres import PostgresEngine
+
+        return PostgresEngine(url.url, config)
     if url.scheme == "memory":
         from strom.storage.memory import MemoryEngine
 

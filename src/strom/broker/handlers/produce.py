@@ -25,9 +25,11 @@ from strom.protocol.records import RecordsError, ValidatedBatch, validate_produc
 from strom.storage.api import (
     AppendBatch,
     Duplicate,
+    NotLeader,
     PartitionLog,
     Rejected,
     StorageError,
+    StorageUnavailable,
     UnknownTopic,
 )
 from strom.storage.producer_state import VerificationGuard
@@ -38,6 +40,8 @@ VALID_ACKS: Final = (-1, 0, 1)
 # Errors.KAFKA_STORAGE_ERROR's message, and what strom's LogDirFailure means for the client.
 STORAGE_ERROR_MESSAGE: Final = ("Disk error when trying to access log file on the disk; the "
                                 "partition is offline until the broker restarts.")
+UNAVAILABLE_MESSAGE: Final = ("The storage did not answer (its database is down or "
+                              "unreachable); nothing was appended: retry.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,11 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
         return early
     try:
         outcome = await plog.produce(appends, verification)
+    except NotLeader:
+        return PartitionOutcome(ErrorCode.not_leader_or_follower)
+    except StorageUnavailable as exc:  # logged once per outage by the engine
+        log.debug("append to %s-%d refused: %s", topic, index, exc)
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=UNAVAILABLE_MESSAGE)
     except StorageError as exc:
         log.error("append to %s-%d failed: %s", topic, index, exc)
         return PartitionOutcome(ErrorCode.kafka_storage_error, message=STORAGE_ERROR_MESSAGE)

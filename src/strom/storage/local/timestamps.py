@@ -21,6 +21,7 @@ from strom.protocol.batch_header import (
     COMPRESSION_MASK,
     LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
+    BatchHeader,
 )
 from strom.protocol.record_rewrite import DELETE_HORIZON_MASK
 from strom.storage.api import CorruptLog
@@ -72,6 +73,20 @@ def first_record_at_or_after(batch: bytes, target: int, min_offset: int) -> tupl
             return offset, ts
         pos = record_end
     return None
+
+
+def batch_first_at_or_after(h: BatchHeader, batch: bytes, target: int,
+                            min_offset: int) -> tuple[int, int] | None:
+    """As `_in_batch` answers, for a whole batch in memory (the memory and PostgreSQL
+    engines)."""
+    if h.attributes & TIMESTAMP_TYPE_MASK:
+        return max(h.base_offset, min_offset), h.max_timestamp
+    if h.attributes & COMPRESSION_MASK:
+        if (h.base_offset >= min_offset and h.base_timestamp >= target
+                and not h.attributes & DELETE_HORIZON_MASK):
+            return h.base_offset, h.base_timestamp
+        return max(h.base_offset, min_offset), h.max_timestamp
+    return first_record_at_or_after(batch, target, min_offset)
 
 
 def _in_batch(seg: LogSegment, pos: int, h: tuple[Any, ...], target: int,

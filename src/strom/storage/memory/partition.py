@@ -12,13 +12,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
 from strom.config.topic import LogConfig
-from strom.protocol.batch_header import (
-    COMPRESSION_MASK,
-    TIMESTAMP_TYPE_MASK,
-    BatchHeader,
-    read_batch_header,
-)
-from strom.protocol.record_rewrite import DELETE_HORIZON_MASK
+from strom.protocol.batch_header import BatchHeader, read_batch_header
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
@@ -35,7 +29,7 @@ from strom.storage.local.retention import (
     deletes_by_policy,
     retention_ms_breached,
 )
-from strom.storage.local.timestamps import first_record_at_or_after
+from strom.storage.local.timestamps import batch_first_at_or_after
 from strom.storage.producer_checks import append_checked_marker, checked_append
 from strom.storage.producer_state import ProducerStateManager, VerificationGuard
 
@@ -159,7 +153,7 @@ class MemoryPartitionLog:
             h = self.headers[i]
             if h.max_timestamp < timestamp_ms:
                 continue
-            found = _first_at_or_after(h, self.batches[i], timestamp_ms, self._log_start)
+            found = batch_first_at_or_after(h, self.batches[i], timestamp_ms, self._log_start)
             if found is not None:
                 return found
         return None
@@ -170,7 +164,7 @@ class MemoryPartitionLog:
         for i in range(bisect_left(self._lasts, self._log_start), len(self.batches)):
             h = self.headers[i]
             if h.max_timestamp >= 0 and (best is None or h.max_timestamp > best[0]):
-                found = _first_at_or_after(h, self.batches[i], h.max_timestamp,
+                found = batch_first_at_or_after(h, self.batches[i], h.max_timestamp,
                                            self._log_start)
                 best = (h.max_timestamp, h.base_offset if found is None else found[0])
         return None if best is None else (best[1], best[0])
@@ -220,15 +214,3 @@ class MemoryPartitionLog:
         self.batches, self.headers = kept, headers
         self._lasts = [h.last_offset for h in headers]
 
-
-def _first_at_or_after(h: BatchHeader, batch: bytes, target: int,
-                       min_offset: int) -> tuple[int, int] | None:
-    """As the local engine answers inside a batch (storage/local/timestamps.py)."""
-    if h.attributes & TIMESTAMP_TYPE_MASK:
-        return max(h.base_offset, min_offset), h.max_timestamp
-    if h.attributes & COMPRESSION_MASK:
-        if (h.base_offset >= min_offset and h.base_timestamp >= target
-                and not h.attributes & DELETE_HORIZON_MASK):
-            return h.base_offset, h.base_timestamp
-        return max(h.base_offset, min_offset), h.max_timestamp
-    return first_record_at_or_after(batch, target, min_offset)

@@ -1,0 +1,125 @@
+"""Reaching PostgreSQL: the connection pool, the session settings every connection gets, and
+how database errors become storage errors.
+
+The URL is libpq's (`postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST2[:PORT2]...]/DB?...`,
+`target_session_attrs=read-write` to find the primary among several hosts), handed to asyncpg
+as it is. Errors at start say what to fix in one line (StartupError); errors while running are
+StorageUnavailable (retriable: produce answers KAFKA_STORAGE_ERROR), logged once per outage,
+with a line when the database answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any, Final
+
+import asyncpg
+
+from strom.storage.api import StorageError, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S: Final = 10.0
+COMMAND_TIMEOUT_S: Final = 30.0
+POOL_SIZE: Final = 8
+# Server-side limits so that nothing a broker starts can hold a lock for long if the broker
+# stalls or loses the database (appends are single statements; these catch everything else).
+SESSION_SETTINGS: Final = {
+    "statement_timeout": "30s",
+    "lock_timeout": "10s",
+    "idle_in_transaction_session_timeout": "10s",
+    "application_name": "strom",
+}
+# Failures of the database or the way to it (as opposed to a bug in a statement).
+DATABASE_DOWN: Final = (OSError, TimeoutError, asyncpg.InterfaceError,
+                        asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                        asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+                        asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError,
+                        asyncpg.TooManyConnectionsError, asyncpg.DiskFullError,
+                        asyncpg.InsufficientResourcesError, asyncpg.ReadOnlySQLTransactionError,
+                        asyncpg.IdleInTransactionSessionTimeoutError)
+
+
+class StartupError(StorageError):
+    """The database cannot be used at all (wrong URL, credentials, a missing database, a
+    schema from a newer strom): the message says what to do."""
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+async def create_pool(url: str, node_name: str) -> Any:
+    settings = {**SESSION_SETTINGS, "application_name": node_name}
+    try:
+        return await asyncpg.create_pool(
+            url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_S,
+            command_timeout=COMMAND_TIMEOUT_S, server_settings=settings,
+            max_inactive_connection_lifetime=60.0, statement_cache_size=64)
+    except asyncpg.InvalidPasswordError:
+        raise StartupError(f"PostgreSQL at {redact(url)} refused the user name or password: "
+                           "check the credentials in --storage") from None
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise StartupError(f"PostgreSQL at {redact(url)} refused the connection: {exc} "
+                           "(check the user name in --storage and pg_hba.conf)") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise StartupError(f"PostgreSQL at {redact(url)}: the database does not exist; create "
+                           "it first (createdb NAME, or CREATE DATABASE NAME)") from None
+    except (OSError, TimeoutError, asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError) as exc:
+        raise StartupError(f"cannot reach PostgreSQL at {redact(url)}: {_reason(exc)} (is "
+                           "the server running, and the host and port right?)") from None
+    except (ValueError, asyncpg.ClientConfigurationError) as exc:
+        raise StartupError(f"the storage URL {redact(url)} is not a valid PostgreSQL URL: "
+                           f"{exc}") from None
+    except asyncpg.PostgresError as exc:
+        raise StartupError(f"PostgreSQL at {redact(url)} refused to start a session: "
+                           f"{exc}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT_S:g} s"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class Health:
+    """Whether the database answered the last statement: one log line when it stops
+    answering, one when it answers again."""
+
+    def __init__(self, url: str) -> None:
+        self.url = redact(url)
+        self.down_since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = asyncio.get_running_loop().time()
+            log.error("PostgreSQL at %s does not answer (%s): appends are refused with "
+                      "KAFKA_STORAGE_ERROR (retriable) until it does; retrying", self.url,
+                      _reason(exc))
+
+    def answered(self) -> None:
+        if self.down_since is not None:
+            down_for = asyncio.get_running_loop().time() - self.down_since
+            self.down_since = None
+            log.warning("PostgreSQL at %s answers again after %.1f s", self.url, down_for)
+
+    @contextlib.contextmanager
+    def statement(self, what: str) -> Iterator[None]:
+        """Runs a database call: a failure of the database becomes StorageUnavailable."""
+        try:
+            yield
+        except DATABASE_DOWN as exc:
+            self.failed(exc)
+            raise StorageUnavailable(f"{what}: PostgreSQL did not answer "
+                                     f"({_reason(exc)})") from exc
+        except asyncpg.PostgresError as exc:
+            raise StorageError(f"{what}: PostgreSQL refused the statement: {exc}") from exc
+        else:
+            self.answered()

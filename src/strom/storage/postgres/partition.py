@@ -1,0 +1,371 @@
+"""PostgresPartitionLog: one partition's log in PostgreSQL, appended to by group commit.
+
+An append takes its offsets and applies its batches to the producer state at once (so the
+producer checks of the next produce see it, as the local engine's do), then joins the
+partition's pending group. One committer per partition writes a group in one statement: the
+partition row's next offset moves by compare-and-set, fenced by the leader epoch, and the
+batch rows are inserted with it (APPEND). Appends that arrive while a commit is in flight form
+the next group, so the commit rate is not one per request. Every append of a group is answered
+after its commit, acks=1 and acks=all alike.
+
+If a commit fails, its outcome is unknown (it may have committed while the connection died):
+every append still pending fails with StorageUnavailable, and the partition is stale: before
+it answers anything else it reloads its offsets and producer state from the database
+(partition_load), so that a client's retry of a batch that did commit is found a duplicate.
+Reads of committed data need no reload unless they are read_committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from strom.config.topic import LogConfig
+from strom.protocol.batch_header import read_batch_header
+from strom.storage.api import (
+    AppendBatch,
+    AppendResult,
+    CorruptLog,
+    NotLeader,
+    OffsetOutOfRange,
+    PartitionOffsets,
+    ProduceOutcome,
+    ReadResult,
+    StorageError,
+    StorageUnavailable,
+    UnknownTopic,
+    batch_control_type,
+)
+from strom.storage.postgres.connect import Health
+from strom.storage.postgres.partition_load import reload
+from strom.storage.postgres.partition_lookup import max_timestamp, offset_for_timestamp
+from strom.storage.postgres.partition_maintenance import delete_records_before
+from strom.storage.postgres.status import Status
+from strom.storage.postgres.tail_cache import TailCache
+from strom.storage.producer_checks import append_checked_marker, checked_append
+from strom.storage.producer_state import ProducerStateManager, VerificationGuard
+
+log = logging.getLogger(__name__)
+
+MAX_APPEND_RECORDS: Final = 2**31 - 1
+MAX_GROUP_BYTES: Final = 4 * 1024 * 1024  # one commit's batches (at least one append)
+READ_ROWS: Final = 2000  # rows one read looks at, at most
+
+APPEND: Final = """
+WITH p AS (
+    UPDATE strom_partition SET next_offset = $3
+    WHERE partition_id = $1 AND next_offset = $2 AND leader_epoch = $4
+    RETURNING partition_id)
+INSERT INTO strom_batch (partition_id, base_offset, last_offset, max_timestamp, size, data)
+SELECT p.partition_id, b.base, b.last, b.ts, octet_length(b.data), b.data
+FROM p, unnest($5::bigint[], $6::bigint[], $7::bigint[], $8::bytea[]) AS b(base, last, ts, data)
+"""
+READ: Final = """
+SELECT data FROM (
+    SELECT data, sum(size) OVER w AS upto, row_number() OVER w AS n
+    FROM strom_batch
+    WHERE partition_id = $1 AND last_offset >= $2 AND base_offset < $3
+      AND base_offset >= coalesce((SELECT max(base_offset) FROM strom_batch
+                                   WHERE partition_id = $1 AND base_offset <= $2), 0)
+    WINDOW w AS (ORDER BY base_offset)
+    ORDER BY base_offset LIMIT $6) AS b
+WHERE upto <= $4 OR (n = 1 AND $5)
+ORDER BY n
+"""
+
+
+@dataclass(slots=True)
+class _Append:
+    base: int
+    end: int  # the offset after its last record
+    rows: list[tuple[int, int, int, bytes]]  # base offset, last offset, max timestamp, data
+    done: asyncio.Future[None]
+
+
+class Shared:
+    """What every partition of one engine uses."""
+
+    def __init__(self, pool: Any, health: Health, appended: Callable[[str, int], None],
+                 producer_id_expiration_ms: int) -> None:
+        self.pool = pool
+        self.health = health
+        self.appended = appended
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+
+
+class PostgresPartitionLog:
+    def __init__(self, shared: Shared, topic: str, partition: int, partition_id: int,
+                 config: LogConfig, leader_epoch: int) -> None:
+        self.db = shared
+        self.topic = topic
+        self.partition = partition
+        self.partition_id = partition_id
+        self.config = config
+        self.leader_epoch = leader_epoch
+        self.status = Status.STALE  # loaded by the engine before use
+        self.closed = False
+        self.log_start = 0
+        self.committed = 0  # the high watermark: everything below is in the database
+        self.assigned = 0  # the log end: committed, plus the appends being committed
+        self.size_bytes = 0
+        self.since_snapshot = 0  # batches committed since the last producer snapshot
+        self.snapshot_end = -1  # the offset the stored snapshot was taken at
+        self.tail = TailCache()
+        self.state = ProducerStateManager(shared.producer_id_expiration_ms)
+        self.reload_lock = asyncio.Lock()
+        self.maintenance_lock = asyncio.Lock()  # retention, delete-records, compaction
+        self._pending: list[_Append] = []
+        self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    @property
+    def producer_state(self) -> ProducerStateManager:
+        return self.state
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+    @property
+    def busy(self) -> bool:
+        """Whether appends are being committed (the producer state is ahead of the log)."""
+        return bool(self._pending) or (self._committer is not None
+                                       and not self._committer.done())
+
+    # -- readiness -------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self.closed:
+            raise UnknownTopic(f"{self.name} was deleted or closed")
+        if self.status is Status.FENCED:
+            raise NotLeader(f"{self.name} belongs to a newer leader epoch than "
+                            f"{self.leader_epoch}: another broker appends to it now")
+        if self.status is Status.STALE:
+            raise StorageUnavailable(f"{self.name} is reloading its state after a failed "
+                                     "commit")
+
+    async def ready(self) -> None:
+        """Reloads the partition if a commit failed since it was last loaded."""
+        if self.status is Status.STALE and not self.closed:
+            async with self.reload_lock:
+                if self.status is Status.STALE and not self.busy:
+                    await reload(self)
+        self._check_usable()
+
+    def last_stable(self) -> int:
+        first_unstable = self.state.first_unstable_offset()
+        if first_unstable is None:
+            return self.committed
+        return min(max(first_unstable, self.log_start), self.committed)
+
+    async def offsets(self) -> PartitionOffsets:
+        await self.ready()
+        return PartitionOffsets(self.log_start, self.committed, self.last_stable(),
+                                self.assigned)
+
+    # -- appends ---------------------------------------------------------------------------
+
+    async def produce(self, batches: Sequence[AppendBatch],
+                      verification: VerificationGuard | None = None) -> ProduceOutcome:
+        await self.ready()
+        return await checked_append(self, batches, verification)
+
+    async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
+        """Everything up to the first await happens at once: the checks of `produce` and the
+        producer state's update see each other."""
+        self._check_usable()
+        base = self.assigned
+        if not batches:
+            return AppendResult(base, base - 1, self.log_start)
+        try:
+            kinds = [batch_control_type(b.data) for b in batches]
+        except ValueError as exc:
+            raise CorruptLog(f"an unreadable control batch: {exc}") from None
+        if sum(b.record_count for b in batches) > MAX_APPEND_RECORDS:
+            raise CorruptLog("an append of more records than a batch can hold")
+        offset = base
+        rows = []
+        for b, kind in zip(batches, kinds, strict=True):
+            data = b.data
+            data[0:8] = offset.to_bytes(8, "big", signed=True)
+            data[12:16] = (0).to_bytes(4, "big")  # the partition leader epoch, as the local log
+            header = read_batch_header(data)
+            self.state.apply_batch(header, kind)
+            rows.append((offset, header.last_offset, header.max_timestamp, bytes(data)))
+            offset += b.record_count
+        self.assigned = offset
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Append(base, offset, rows, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+        await done
+        return AppendResult(base, offset - 1, self.log_start)
+
+    async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
+                            coordinator_epoch: int = 0) -> AppendResult:
+        await self.ready()
+        return await append_checked_marker(self, producer_id, producer_epoch, commit,
+                                           coordinator_epoch)
+
+    async def wait_durable(self, offset: int) -> None:
+        if offset <= self.committed:
+            return
+        self._check_usable()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._durable_waiters.append((offset, done))
+        await done
+
+    async def _commit_pending(self) -> None:
+        while self._pending:
+            group = _take_group(self._pending)
+            try:
+                await self._commit(group)
+            except StorageError as exc:
+                self._fail_pending(group, exc)
+                return
+            except BaseException as exc:  # cancelled (closing): the outcome is unknown
+                self._fail_pending(group, StorageUnavailable(
+                    f"the commit of {self.name} was interrupted ({type(exc).__name__})"))
+                raise
+            self._committed_group(group)
+
+    async def _commit(self, group: list[_Append]) -> None:
+        rows = [r for a in group for r in a.rows]
+        base, end = group[0].base, group[-1].end
+        with self.db.health.statement(f"append to {self.name}"):
+            async with self.db.pool.acquire() as conn:
+                status = await conn.execute(
+                    APPEND, self.partition_id, base, end, self.leader_epoch,
+                    [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                    [r[3] for r in rows])
+        if status != f"INSERT 0 {len(rows)}":
+            await self._refused(base)
+
+    async def _refused(self, base: int) -> None:
+        """The compare-and-set found the partition row moved: fenced by a newer epoch, or
+        deleted, or (a broken invariant) offsets that are not ours."""
+        with self.db.health.statement(f"append to {self.name}"):
+            row = await self.db.pool.fetchrow(
+                "SELECT leader_epoch, next_offset FROM strom_partition WHERE partition_id = $1",
+                self.partition_id)
+        if row is None:
+            self.closed = True
+            raise UnknownTopic(f"{self.name} was deleted")
+        if row["leader_epoch"] != self.leader_epoch:
+            self.status = Status.FENCED
+            raise NotLeader(f"{self.name} moved to leader epoch {row['leader_epoch']} "
+                            f"(this broker's is {self.leader_epoch}): appends refused")
+        raise StorageUnavailable(f"{self.name}'s next offset is {row['next_offset']} in the "
+                                 f"database, not {base} as this broker expected: reloading")
+
+    def _committed_group(self, group: list[_Append]) -> None:
+        for a in group:
+            for base, last, _ts, data in a.rows:
+                self.tail.add(base, last, data)
+                self.size_bytes += len(data)
+            self.since_snapshot += len(a.rows)
+            if not a.done.done():
+                a.done.set_result(None)
+        self.committed = group[-1].end
+        if self._durable_waiters:
+            waiting = []
+            for offset, done in self._durable_waiters:
+                if offset <= self.committed:
+                    if not done.done():
+                        done.set_result(None)
+                else:
+                    waiting.append((offset, done))
+            self._durable_waiters = waiting
+        self.db.appended(self.topic, self.partition)
+
+    def _fail_pending(self, group: list[_Append], exc: StorageError) -> None:
+        """Every append not committed fails; the partition reloads before its next answer."""
+        if self.status is Status.LOADED:
+            self.status = Status.STALE
+        log.warning("%s: %s; %d append(s) refused, the partition reloads", self.name, exc,
+                    len(group) + len(self._pending))
+        for a in [*group, *self._pending]:
+            if not a.done.done():
+                a.done.set_exception(type(exc)(str(exc)))
+                a.done.exception()  # retrieved: an acks=0 append may never await it
+        self._pending.clear()
+        for _offset, done in self._durable_waiters:
+            if not done.done():
+                done.set_exception(type(exc)(str(exc)))
+                done.exception()
+        self._durable_waiters.clear()
+
+    def mark_new(self) -> None:
+        """A partition just created: nothing to load."""
+        self.status = Status.LOADED
+
+    async def drain(self) -> None:
+        """Lets the commits in flight finish (for 10 s at most; then they are cancelled and
+        their appends fail), as a broker stopping does."""
+        committer = self._committer
+        if committer is not None and not committer.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(committer), 10)
+            except (TimeoutError, asyncio.CancelledError, StorageError):
+                committer.cancel()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def read(self, offset: int, max_bytes: int, min_one_batch: bool,
+                   committed: bool = False) -> ReadResult:
+        try:
+            await self.ready()
+        except (StorageUnavailable, NotLeader):
+            if committed or self.closed:
+                raise  # read_committed needs the transaction state the reload rebuilds
+        if self.closed:
+            raise UnknownTopic(f"{self.name} was deleted or closed")
+        if not self.log_start <= offset <= self.assigned:
+            raise OffsetOutOfRange(f"offset {offset} is outside [{self.log_start}, "
+                                   f"{self.assigned}] in {self.name}")
+        stable = self.last_stable()
+        limit = stable if committed else self.committed
+        hw, log_start = self.committed, self.log_start
+        if offset >= limit:
+            return ReadResult([], 0, hw, log_start, stable)
+        if self.tail.covers(offset):
+            chunks, size = self.tail.read(offset, limit, max_bytes, min_one_batch)
+            return ReadResult(chunks, size, hw, log_start, stable)
+        with self.db.health.statement(f"read from {self.name}"):
+            rows = await self.db.pool.fetch(READ, self.partition_id, offset, limit,
+                                            max_bytes, min_one_batch, READ_ROWS)
+        chunks = [r["data"] for r in rows]
+        return ReadResult(chunks, sum(len(c) for c in chunks), hw, log_start, stable)
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int
+                             ) -> list[tuple[int, int]]:
+        return self.state.aborted_transactions(fetch_offset, upper_bound)
+
+    async def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        await self.ready()
+        return await offset_for_timestamp(self, timestamp_ms)
+
+    async def max_timestamp(self) -> tuple[int, int] | None:
+        await self.ready()
+        return await max_timestamp(self)
+
+    async def delete_records_before(self, offset: int) -> int:
+        await self.ready()
+        return await delete_records_before(self, offset)
+
+
+def _take_group(pending: list[_Append]) -> list[_Append]:
+    """The oldest pending appends, up to MAX_GROUP_BYTES (at least one)."""
+    size = 0
+    count = 0
+    for a in pending:
+        size += sum(len(r[3]) for r in a.rows)
+        if count and size > MAX_GROUP_BYTES:
+            break
+        count += 1
+    group = pending[:count]
+    del pending[:count]
+    return group

@@ -1,0 +1,72 @@
+"""The PostgreSQL engine's tables, created and migrated by strom itself.
+
+`strom_schema` holds one row: the schema version the tables follow. A database without it gets
+every table at version SCHEMA_VERSION; an older version is migrated step by step (MIGRATIONS);
+a newer one, written by a newer strom, refuses to start with a message saying so. Brokers that
+start together take an advisory lock for the check, so exactly one creates or migrates.
+
+One row per record batch, stored as received (its base offset and partition leader epoch
+written at append); a partition's row holds its log start offset and its next offset (the high
+watermark), moved by compare-and-set together with the batch rows' insert, and the leader epoch
+that fences every append.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+ADVISORY_LOCK_ID: Final = 0x5354524F4D  # "STROM": serialises schema creation and migration
+
+TABLES: Final = """
+CREATE TABLE strom_schema (
+    version integer NOT NULL,
+    written_by text NOT NULL,
+    migrated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE strom_cluster (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    cluster_id text NOT NULL,
+    next_producer_id bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE strom_broker (
+    node_id integer PRIMARY KEY,
+    host text NOT NULL,
+    port integer NOT NULL,
+    rack text,
+    registered_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE strom_topic (
+    topic_id uuid PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    partitions integer NOT NULL,
+    configs jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE TABLE strom_partition (
+    partition_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    topic_id uuid NOT NULL REFERENCES strom_topic ON DELETE CASCADE,
+    index integer NOT NULL,
+    leader_epoch integer NOT NULL DEFAULT 0,
+    log_start bigint NOT NULL DEFAULT 0,
+    next_offset bigint NOT NULL DEFAULT 0,
+    UNIQUE (topic_id, index)
+);
+CREATE TABLE strom_batch (
+    partition_id bigint NOT NULL,
+    base_offset bigint NOT NULL,
+    last_offset bigint NOT NULL,
+    max_timestamp bigint NOT NULL,
+    size integer NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (partition_id, base_offset)
+);
+ALTER TABLE strom_batch ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE TABLE strom_producer_snapshot (
+    partition_id bigint PRIMARY KEY,
+    end_offset bigint NOT NULL,
+    state bytea NOT NULL
+);
+"""
+
+# version -> the SQL taking the schema from version-1 to version (none yet).
+MIGRATIONS: Final[dict[int, str]] = {}
