@@ -1,7 +1,10 @@
 """Fixtures for the integration tests: a real strom broker per module and a unique topic per test.
 
 Each test module gets one in-process broker on a free loopback port (override the module-scoped
-``broker_settings`` fixture to start it with other settings).  Topics are created through the
+``broker_settings`` fixture to start it with other settings). A module that sets
+``STORAGE_ENGINES = ALL_ENGINES`` runs all its tests once per storage engine (``file``, the
+local log; ``memory``; ``postgresql``, a new database on the session's private PostgreSQL
+server); others run on the local engine.  Topics are created through the
 Kafka protocol with confluent-kafka's AdminClient, as any Kafka user would create them, and the
 helpers here read topics back with confluent-kafka consumers that use ``assign()`` with explicit
 offsets (strom has no consumer groups yet).
@@ -30,10 +33,38 @@ def broker_settings() -> dict[str, str]:
     return {}
 
 
+ALL_ENGINES = ("file", "memory", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "storage_engine" in metafunc.fixturenames:
+        engines = getattr(metafunc.module, "STORAGE_ENGINES", ("file",))
+        metafunc.parametrize("storage_engine", engines, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def broker(broker_settings: dict[str, str]) -> Iterator[EmbeddedBroker]:
+def storage_engine(request: pytest.FixtureRequest) -> str:
+    """The storage engine of this module's broker (see STORAGE_ENGINES)."""
+    engine: str = request.param
+    return engine
+
+
+def storage_url(request: pytest.FixtureRequest, engine: str) -> str:
+    """A `--storage` URL of a new, empty store of `engine` ("" for the local default)."""
+    if engine == "memory":
+        return "memory:"
+    if engine == "postgresql":
+        url: str = request.getfixturevalue("postgres_server").new_database()
+        return url
+    return ""
+
+
+@pytest.fixture(scope="module")
+def broker(broker_settings: dict[str, str], storage_engine: str,
+           request: pytest.FixtureRequest) -> Iterator[EmbeddedBroker]:
     """One in-process broker for the whole module, on 127.0.0.1 and a free port."""
-    with EmbeddedBroker(settings=broker_settings) as running:
+    with EmbeddedBroker(settings=broker_settings,
+                        storage=storage_url(request, storage_engine)) as running:
         yield running
 
 

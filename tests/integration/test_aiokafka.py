@@ -11,7 +11,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S
+from tests.integration.conftest import ALL_ENGINES, DEADLINE_S
+
+STORAGE_ENGINES = ALL_ENGINES  # every test here runs on each storage engine
 
 PARTITIONS = 3
 COUNT = 90

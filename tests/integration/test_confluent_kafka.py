@@ -23,6 +23,7 @@ from confluent_kafka import (
 
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import (
+    ALL_ENGINES,
     DEADLINE_S,
     consume_partitions,
     consumer,
@@ -30,6 +31,8 @@ from tests.integration.conftest import (
     producer,
     unique_name,
 )
+
+STORAGE_ENGINES = ALL_ENGINES  # every test here runs on each storage engine
 
 # Kafka's default max.message.bytes (1 MiB + 12): the largest batch a topic accepts.
 DEFAULT_MAX_MESSAGE_BYTES = 1048588

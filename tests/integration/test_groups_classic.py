@@ -32,7 +32,7 @@ from kio.schema.sync_group.v3.request import SyncGroupRequest, SyncGroupRequestA
 from kio.static.primitive import i32, i64
 
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, Delivered, producer, unique_name
+from tests.integration.conftest import ALL_ENGINES, DEADLINE_S, Delivered, producer, unique_name
 from tests.integration.group_clients import (
     GROUP_BROKER_SETTINGS,
     Consumed,
@@ -46,6 +46,8 @@ from tests.integration.group_clients import (
     spread_ok,
 )
 from tests.integration.raw_client import RawClient
+
+STORAGE_ENGINES = ALL_ENGINES  # every test here runs on each storage engine
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from kio.schema.types import GroupId
 from kio.static.primitive import i32, i32Timedelta
 
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, unique_name
+from tests.integration.conftest import ALL_ENGINES, DEADLINE_S, unique_name
 from tests.integration.group_clients import (
     GROUP_BROKER_SETTINGS,
     Consumed,
@@ -33,6 +33,8 @@ from tests.integration.group_clients import (
     settle,
 )
 from tests.integration.raw_client import RawClient
+
+STORAGE_ENGINES = ALL_ENGINES  # every test here runs on each storage engine
 
 PARTITIONS = 6
 

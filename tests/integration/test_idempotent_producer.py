@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from kio.static.primitive import i16, i32
 
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import (
+    ALL_ENGINES,
     DEADLINE_S,
     consume_partitions,
     create_topic,
@@ -33,16 +33,12 @@ from tests.integration.conftest import (
 from tests.integration.raw_client import RawClient
 from tests.unit.batch_factory import make_batch
 
+STORAGE_ENGINES = ALL_ENGINES  # every test here runs on each storage engine
+
 OPEN_TEXT_DEPRECATED = "ignore:open_text is deprecated:DeprecationWarning"
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "open_text is deprecated", DeprecationWarning)
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(data_dir=tmp_path_factory.mktemp("idempotence")) as running:
-        yield running
 
 
 def init_producer_id(client: RawClient, transactional_id: str | None = None) -> Any:
@@ -103,7 +99,7 @@ def test_resent_batch_is_deduplicated_epochs_and_gaps(broker: EmbeddedBroker) ->
         for batch, offset in ((idempotent_batch(pid, 0, 0), 0), (idempotent_batch(pid, 0, 3), 3)):
             again = produce(client, topic, batch)
             assert (again.error_code, again.base_offset) == (ErrorCode.none, offset)
-        assert plog.log_end_offset == 6
+        assert broker.run(plog.offsets()).log_end == 6
 
         gap = produce(client, topic, idempotent_batch(pid, 0, 10))
         assert gap.error_code == ErrorCode.out_of_order_sequence_number
@@ -116,7 +112,7 @@ def test_resent_batch_is_deduplicated_epochs_and_gaps(broker: EmbeddedBroker) ->
         assert fenced.error_code == ErrorCode.invalid_producer_epoch
         bad_seq = produce(client, topic, idempotent_batch(pid, 1, -1))
         assert bad_seq.error_code == ErrorCode.invalid_record
-        assert plog.log_end_offset == 9
+        assert broker.run(plog.offsets()).log_end == 9
 
 
 def test_deduplication_survives_a_restart(tmp_path: Path) -> None:

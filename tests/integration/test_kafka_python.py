@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S
+from tests.integration.conftest import ALL_ENGINES, DEADLINE_S
+
+STORAGE_ENGINES = ALL_ENGINES  # every test here runs on each storage engine
 
 # kafka-python loads its protocol schemas with importlib.resources.read_text, which Python 3.11
 # deprecates; that is kafka-python's business, not a failure of strom.

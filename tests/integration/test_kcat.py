@@ -12,6 +12,9 @@ from collections.abc import Callable
 import pytest
 
 from strom.testing import EmbeddedBroker
+from tests.integration.conftest import ALL_ENGINES
+
+STORAGE_ENGINES = ALL_ENGINES  # every test here runs on each storage engine
 
 KCAT = shutil.which("kcat")
 

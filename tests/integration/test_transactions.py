@@ -43,6 +43,7 @@ from strom.protocol.record_builder import build_batch
 from strom.testing import EmbeddedBroker
 from tests.integration.broker_process import serve_process
 from tests.integration.conftest import (
+    ALL_ENGINES,
     DEADLINE_S,
     consume_partitions,
     consumer,
@@ -52,6 +53,8 @@ from tests.integration.conftest import (
     unique_name,
 )
 from tests.integration.raw_client import RawClient
+
+STORAGE_ENGINES = ALL_ENGINES  # every test here runs on each storage engine
 
 READ_COMMITTED = 1
 READ_UNCOMMITTED = 0
