@@ -2,8 +2,9 @@
 
 Internal topics are written by their coordinators only: a client's batch for one is refused
 with INVALID_TOPIC_EXCEPTION and no message, as Kafka's ReplicaManager.appendToLocalLog does.
-A storage failure is answered KAFKA_STORAGE_ERROR with a fixed message; the detail (which names
-files) goes to the broker's log only.
+A storage failure is answered KAFKA_STORAGE_ERROR with a fixed message, one for a full disk
+(the partition takes writes again once space is freed) and one for other failures (offline
+until restart); the detail (which names files) goes to the broker's log only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from strom.protocol.records import RecordsError, ValidatedBatch, validate_produc
 from strom.storage.api import (
     AppendBatch,
     Duplicate,
+    LogDirFull,
     PartitionLog,
     Rejected,
     StorageError,
@@ -38,6 +40,9 @@ VALID_ACKS: Final = (-1, 0, 1)
 # Errors.KAFKA_STORAGE_ERROR's message, and what strom's LogDirFailure means for the client.
 STORAGE_ERROR_MESSAGE: Final = ("Disk error when trying to access log file on the disk; the "
                                 "partition is offline until the broker restarts.")
+# LogDirFull: the same error code (retriable), but the partition recovers by itself.
+NO_SPACE_MESSAGE: Final = ("The broker's disk is full; the partition takes writes again "
+                           "once space is freed (retriable).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
         return early
     try:
         outcome = await plog.produce(appends, verification)
+    except LogDirFull:  # logged by the engine once per episode, not per request
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=NO_SPACE_MESSAGE)
     except StorageError as exc:
         log.error("append to %s-%d failed: %s", topic, index, exc)
         return PartitionOutcome(ErrorCode.kafka_storage_error, message=STORAGE_ERROR_MESSAGE)
