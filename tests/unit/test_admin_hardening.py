@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from strom.broker.handlers.produce import append_partition
+from strom.broker.handlers.produce import NO_SPACE_MESSAGE, append_partition
 from strom.broker.state import Broker
 from strom.broker.topic_locks import TopicLocks
 from strom.config.broker import BrokerConfig
 from strom.protocol.records import build_batch
+from strom.storage.local import log_segment
 from strom.storage.local.engine import LocalEngine
 from strom.storage.local.files import NAME_MAX, tmp_path, write_atomic
 from strom.storage.local.names import delete_dir_name
@@ -208,6 +209,37 @@ def test_storage_failures_reach_clients_without_paths(tmp_path: Path,
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("t-0" in r.getMessage() for r in logged)  # the detail stays in the log
     assert any(r.exc_info and str(tmp_path) in str(r.exc_info[1]) for r in logged)
+
+
+def test_a_full_disk_is_answered_with_its_own_message_and_logged_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """ENOSPC on a segment write: KAFKA_STORAGE_ERROR saying the partition recovers once space
+    is freed (not "offline until restart"), without paths; one ERROR line for the episode."""
+
+    def no_space(*_: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "t-0"))
+
+    async def main() -> list[Any]:
+        config = BrokerConfig.build(tmp_path, "localhost", 0)
+        engine = LocalEngine(tmp_path, config)
+        await engine.open()
+        broker = Broker(config, engine)
+        try:
+            await engine.create_topic("t", 1, {})
+            monkeypatch.setattr(log_segment, "_write_all", no_space)
+            return [await append_partition(broker, "t", 0, build_batch([(None, b"v", [], 0)]),
+                                           9) for _ in range(3)]
+        finally:
+            await engine.close()
+
+    with caplog.at_level(logging.ERROR):
+        outcomes = asyncio.run(main())
+    for produced in outcomes:
+        assert produced.error == E.kafka_storage_error
+        assert produced.message == NO_SPACE_MESSAGE and str(tmp_path) not in produced.message
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len([m for m in logged if "no space" in m]) == 1, logged
 
 
 @pytest.mark.parametrize(("name", "version", "ok"), [

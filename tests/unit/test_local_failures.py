@@ -37,21 +37,21 @@ def eio(*_: Any) -> None:
 def test_failed_roll_flush_takes_the_partition_offline(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    real_persist = LogSegment.persist
+    real_save = LogSegment.save_indexes
     calls: list[LogSegment] = []
 
-    def persist_failing_once(seg: LogSegment) -> None:
+    def save_failing_once(seg: LogSegment) -> None:
         calls.append(seg)
         if len(calls) == 1:
             eio()
-        real_persist(seg)
+        real_save(seg)
 
     async def main() -> None:
         engine = engine_for(tmp_path)
         await engine.open()
         await engine.create_topic("t", 1, {"segment.bytes": str(3 * SIZE)})
         plog = engine.partition("t", 0)
-        monkeypatch.setattr(LogSegment, "persist", persist_failing_once)
+        monkeypatch.setattr(LogSegment, "save_indexes", save_failing_once)
         for _ in range(4):  # the 4th append rolls; the roll flush fails in the background
             await plog.append([batch(1, value_size=100)])
         with caplog.at_level(logging.ERROR), pytest.raises(LogDirFailure):
@@ -71,7 +71,7 @@ def test_failed_roll_flush_takes_the_partition_offline(
         assert not (tmp_path / CLEAN_SHUTDOWN_FILE).exists()
         points = read_offset_checkpoint(tmp_path / RECOVERY_POINT_CHECKPOINT)
         assert points[("t", 0)] == 0  # not past the segment that was never fsynced
-        monkeypatch.setattr(LogSegment, "persist", real_persist)
+        monkeypatch.setattr(LogSegment, "save_indexes", real_save)
         engine = engine_for(tmp_path)
         await engine.open()  # recovery validates from offset 0
         plog = engine.partition("t", 0)

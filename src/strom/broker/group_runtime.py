@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Final, TypeVar
 
+from strom.broker.errors import ApiError
 from strom.broker.log_scan import scan_partition
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.model import GroupConfig, GroupLogRecord, PendingKey, Step
 from strom.coordinator.internal_topics import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS
 from strom.protocol.batch_header import BatchHeader
 from strom.protocol.control_batch import ABORT, COMMIT, control_type
+from strom.protocol.messages import ErrorCode
 from strom.protocol.record_builder import RecordInput, build_batch
 from strom.protocol.records import RecordsError, iter_records
-from strom.storage.api import AppendBatch, StorageEngine, TopicExists
+from strom.storage.api import AppendBatch, LogDirFull, StorageEngine, StorageError, TopicExists
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,17 @@ class GroupRuntime:
             self._wake.set()
 
     async def persist(self, records: Sequence[GroupLogRecord]) -> None:
+        """Appends the records; a storage failure (a full disk) is raised as NOT_COORDINATOR,
+        retriable, as Kafka maps KAFKA_STORAGE_ERROR for the group coordinator's writes."""
+        try:
+            await self._append_records(records)
+        except StorageError as exc:
+            if not isinstance(exc, LogDirFull):  # a full disk is logged once by the engine
+                log.error("appending to %s failed: %s", OFFSETS_TOPIC, exc)
+            raise ApiError(ErrorCode.not_coordinator,
+                           "The coordinator could not write its log") from exc
+
+    async def _append_records(self, records: Sequence[GroupLogRecord]) -> None:
         now_ms = int(time.time() * 1000)
         by_partition: dict[int, list[GroupLogRecord]] = {}
         for record in records:
@@ -178,6 +191,8 @@ class GroupRuntime:
                     await asyncio.wait_for(self._wake.wait(), min(sleep_s, TIMER_MAX_SLEEP_S))
             try:
                 await self.apply(self.coordinator.tick(int(time.time() * 1000)))
+            except ApiError as exc:
+                log.warning("group coordinator timer: %s", exc)
             except Exception:
                 log.exception("group coordinator timer failed")
 

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
+from strom.broker.errors import ApiError
 from strom.broker.state import Broker
 from strom.protocol.framing import FrameError, check_frame_size, peek_header
 from strom.protocol.messages import API_VERSIONS_KEY, ErrorCode, encode_response, response_type
@@ -135,16 +136,21 @@ class Connection:
             raise CloseConnection(str(exc)) from None
         except CloseConnection:
             raise
-        except Exception:
+        except Exception as exc:
             api_key, version, correlation_id = peek_header(frame)
-            log.exception("error handling API %d v%d from %s", api_key, version, self.peer)
+            code = ErrorCode.unknown_server_error
+            if isinstance(exc, ApiError):  # the whole request's answer (a coordinator's
+                code = exc.code            # write failed: NOT_COORDINATOR), logged where raised
+                log.debug("API %d v%d from %s: %s", api_key, version, self.peer, exc)
+            else:
+                log.exception("error handling API %d v%d from %s", api_key, version, self.peer)
             if api_key == PRODUCE_KEY:
                 # An acks=0 producer expects no answer; Kafka closes the connection instead.
                 raise CloseConnection("Produce failed") from None
             try:
                 cls = response_type(api_key, version)
                 return encode_response(api_key, version, correlation_id,
-                                       error_body(cls, ErrorCode.unknown_server_error))
+                                       error_body(cls, code))
             except Exception:
                 log.exception("cannot encode an error answer for API %d v%d", api_key, version)
                 raise CloseConnection("no error answer") from None

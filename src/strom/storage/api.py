@@ -65,6 +65,12 @@ class NotLeader(StorageError):
     longer append to it (Kafka's NOT_LEADER_OR_FOLLOWER)."""
 
 
+class LogDirFull(LogDirFailure):
+    """A write failed for lack of space (ENOSPC, EDQUOT): appends fail until space is freed,
+    then the partition takes writes again by itself; reads of committed records go on
+    (KAFKA_STORAGE_ERROR, retriable)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppendBatch:
     """One validated batch ready to append; the engine assigns its base offset."""

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+from strom.broker.errors import ApiError
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.broker.txn_runtime import now_ms
@@ -75,7 +76,12 @@ async def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any
             member_id=request.member_id,
             group_instance_id=getattr(request, "group_instance_id", None),
             offsets=tuple(c for _, c in valid))
-        result = await broker.groups.run(broker.groups.coordinator.commit_offsets(commit, now_ms()))
+        try:
+            result = await broker.groups.run(broker.groups.coordinator.commit_offsets(
+                commit, now_ms()))
+        except ApiError as exc:  # the write failed (a full disk): NOT_COORDINATOR, retriable
+            errors.update((key, exc.code) for key, _ in valid)
+            return commit_response(b, request, errors)
         outcome = {(t, p): ErrorCode(code) for t, p, code in result.partition_errors}
         for key, c in valid:
             errors[key] = (ErrorCode(result.error) if result.error

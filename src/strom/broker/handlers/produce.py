@@ -2,8 +2,9 @@
 
 Internal topics are written by their coordinators only: a client's batch for one is refused
 with INVALID_TOPIC_EXCEPTION and no message, as Kafka's ReplicaManager.appendToLocalLog does.
-A storage failure is answered KAFKA_STORAGE_ERROR with a fixed message; the detail (which names
-files) goes to the broker's log only.
+A storage failure is answered KAFKA_STORAGE_ERROR with a fixed message, one for a full disk
+(the partition takes writes again once space is freed) and one for other failures (offline
+until restart); the detail (which names files) goes to the broker's log only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from strom.protocol.records import RecordsError, ValidatedBatch, validate_produc
 from strom.storage.api import (
     AppendBatch,
     Duplicate,
+    LogDirFull,
     NotLeader,
     PartitionLog,
     Rejected,
@@ -42,6 +44,9 @@ STORAGE_ERROR_MESSAGE: Final = ("Disk error when trying to access log file on th
                                 "partition is offline until the broker restarts.")
 UNAVAILABLE_MESSAGE: Final = ("The storage did not answer (its database is down or "
                               "unreachable); nothing was appended: retry.")
+# LogDirFull: the same error code (retriable), but the partition recovers by itself.
+NO_SPACE_MESSAGE: Final = ("The broker's disk is full; the partition takes writes again "
+                           "once space is freed (retriable).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +91,8 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
         return early
     try:
         outcome = await plog.produce(appends, verification)
-    except NotLeader:
-        return PartitionOutcome(ErrorCode.not_leader_or_follower)
-    except StorageUnavailable as exc:  # logged once per outage by the engine
-        log.debug("append to %s-%d refused: %s", topic, index, exc)
-        return PartitionOutcome(ErrorCode.kafka_storage_error, message=UNAVAILABLE_MESSAGE)
     except StorageError as exc:
-        log.error("append to %s-%d failed: %s", topic, index, exc)
-        return PartitionOutcome(ErrorCode.kafka_storage_error, message=STORAGE_ERROR_MESSAGE)
+        return storage_failure(exc, topic, index)
     if isinstance(outcome, Rejected):
         return PartitionOutcome(ErrorCode(outcome.error_code), message=outcome.message)
     log_append_time = cfg.message_timestamp_type == "LogAppendTime"
@@ -103,6 +102,19 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
                                 outcome.log_start_offset)
     return PartitionOutcome(ErrorCode.none, outcome.base_offset,
                             now_ms if log_append_time else -1, outcome.log_start_offset)
+
+
+def storage_failure(exc: StorageError, topic: str, index: int) -> PartitionOutcome:
+    """The answer for an append the engine could not make."""
+    if isinstance(exc, NotLeader):
+        return PartitionOutcome(ErrorCode.not_leader_or_follower)
+    if isinstance(exc, StorageUnavailable):  # logged once per outage by the engine
+        log.debug("append to %s-%d refused: %s", topic, index, exc)
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=UNAVAILABLE_MESSAGE)
+    if isinstance(exc, LogDirFull):  # logged by the engine once per episode
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=NO_SPACE_MESSAGE)
+    log.error("append to %s-%d failed: %s", topic, index, exc)
+    return PartitionOutcome(ErrorCode.kafka_storage_error, message=STORAGE_ERROR_MESSAGE)
 
 
 def verify_transaction(broker: Broker, transactional_id: str | None, plog: PartitionLog,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from strom.broker.errors import ApiError
 from strom.broker.handlers.offsets import offset_commit, partition_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
@@ -72,7 +73,11 @@ async def handle_txn_offset_commit(broker: Broker, ctx: RequestContext, request:
             group_instance_id=getattr(request, "group_instance_id", None),
             offsets=tuple(c for _, c in valid))
         step = broker.groups.coordinator.txn_commit_offsets(commit, now_ms())
-        result = await broker.groups.run(step)
+        try:
+            result = await broker.groups.run(step)
+        except ApiError as exc:  # the write failed (a full disk): NOT_COORDINATOR, retriable
+            errors.update((key, exc.code) for key, _ in valid)
+            return txn_commit_response(b, request, errors)
         outcome = {(t, p): ErrorCode(code) for t, p, code in result.partition_errors}
         for key, c in valid:
             errors[key] = outcome.get((c.topic, c.partition), ErrorCode.none)

@@ -190,9 +190,9 @@ class LocalEngine:
     def _write_checkpoints_and_marker(self) -> None:
         write_offset_checkpoint(self.data_dir / LOG_START_CHECKPOINT, self._log_start_entries())
         self._write_recovery_points()
-        offline = [p.directory.name for p in self._all_logs() if p.offline]
+        offline = [p.directory.name for p in self._all_logs() if p.offline or p.disk_full]
         if offline:  # no clean shutdown: recovery validates them from their recovery points
-            log.error("not marking a clean shutdown: %s offline after I/O failures",
+            log.error("not marking a clean shutdown: %s offline or short of space",
                       ", ".join(offline))
             return
         write_atomic(self.data_dir / CLEAN_SHUTDOWN_FILE, b"")

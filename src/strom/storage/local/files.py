@@ -33,16 +33,21 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
-    """Writes `data` to `path` so that a crash leaves either the old or the new content."""
+    """Writes `data` to `path` so that a crash leaves either the old or the new content. If
+    the write fails (a full disk), the temporary file is removed: it would hold the space."""
     tmp = tmp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
     os.replace(tmp, path)
     if sync_dir:
         fsync_dir(path.parent)

@@ -128,8 +128,18 @@ class LogSegment:
 
     def persist(self) -> None:
         """fsyncs the log, then writes both indexes (blocking; run it in a thread)."""
+        self.sync_log()
+        self.save_indexes()
+
+    def sync_log(self) -> None:
+        """fsyncs the log (blocking). After a failure the kernel may have dropped the dirty
+        pages: never retry it as if nothing happened."""
         if self.fd >= 0:
             os.fsync(self.fd)
+
+    def save_indexes(self) -> None:
+        """Writes both indexes and fsyncs the directory (blocking). A failure (a full disk)
+        leaves the previous index files in place and may be retried."""
         self.offset_index.save(self.path(INDEX_SUFFIX))
         self.time_index.save(self.path(TIME_INDEX_SUFFIX))
         fsync_dir(self.directory)

@@ -23,8 +23,8 @@ class PartitionCompaction(PartitionState):
 
     @property
     def closed(self) -> bool:
-        """Closed, or offline after an I/O failure: not to be cleaned."""
-        return self._closed or self.offline
+        """Closed, offline after an I/O failure or short of space: not to be cleaned."""
+        return self._closed or self.offline or self.disk_full
 
     @property
     def segments(self) -> tuple[LogSegment, ...]:

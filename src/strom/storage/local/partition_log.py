@@ -43,6 +43,7 @@ from strom.storage.local.log_segment import LogSegment
 from strom.storage.local.partition_compaction import PartitionCompaction
 from strom.storage.local.partition_reads import PartitionReads
 from strom.storage.local.partition_retention import PartitionRetention
+from strom.storage.local.partition_space import PartitionSpace
 from strom.storage.local.partition_state import PartitionHooks
 from strom.storage.local.producer_snapshots import write_snapshot
 from strom.storage.producer_checks import append_checked_marker, checked_append
@@ -53,7 +54,8 @@ __all__ = ["LocalPartitionLog", "PartitionHooks"]
 log = logging.getLogger(__name__)
 
 
-class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction):
+class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction,
+                        PartitionSpace):
     """A partition's log in `<data_dir>/<topic>-<partition>/`. The constructor is
     PartitionState's: (topic, partition, directory, config, loaded, hooks, producer_state,
     snapshot_offset)."""
@@ -93,11 +95,11 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
 
     async def produce(self, batches: Sequence[AppendBatch],
                       verification: VerificationGuard | None = None) -> ProduceOutcome:
-        self._check_open()
+        await self._ensure_writable()  # first: the check and the append must not await
         return await checked_append(self, batches, verification)
 
     async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
-        self._check_open()
+        await self._ensure_writable()
         if not batches:
             return AppendResult(self._leo, self._leo - 1, self._lso)
         total = 0
@@ -117,8 +119,9 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
         base = self._leo
         try:
             next_offset = seg.append(batches, base, self.config.index_interval_bytes)
-        except OSError as exc:
-            raise self._flusher.fail(f"{seg.log_path}: an append", exc) from exc
+        except OSError as exc:  # the file was cut back: nothing of the batches remains
+            raise self._flusher.fail_write(f"{seg.log_path}: an append", exc) from exc
+        self._flusher.write_succeeded()
         self._leo = next_offset
         for b, kind in zip(batches, kinds, strict=True):  # before any await: see append
             self._producer_state.apply_batch(read_batch_header(b.data), kind)
@@ -130,7 +133,7 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
 
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
                             coordinator_epoch: int = 0) -> AppendResult:
-        self._check_open()
+        await self._ensure_writable()  # first: the epoch check and the append must not await
         return await append_checked_marker(self, producer_id, producer_epoch, commit,
                                            coordinator_epoch)
 
@@ -150,9 +153,14 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
 
     def _roll(self) -> LogSegment:
         old = self._active
+        try:
+            new = LogSegment.create(self.directory, self._leo,
+                                    self.config.segment_index_bytes, now_ms())
+        except OSError as exc:  # the active segment stays as it was
+            raise self._flusher.fail_write(
+                f"{self.directory.name}: creating the segment at offset {self._leo}",
+                exc) from exc
         old.on_become_inactive()
-        new = LogSegment.create(self.directory, self._leo, self.config.segment_index_bytes,
-                                now_ms())
         self._segments.append(new)
         self._bases.append(new.base_offset)
         self._active = new
@@ -190,7 +198,7 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
         """Whether flush.ms has passed since the last flush and there is something to flush."""
         flusher = self._flusher
         return (not self._closed and flusher.failure is None
-                and self._leo > flusher.recovery_point
+                and not flusher.waiting_for_space and self._leo > flusher.recovery_point
                 and now_ms - flusher.last_flush_ms >= self.config.flush_ms)
 
     # -- close ---------------------------------------------------------------------------
@@ -217,13 +225,24 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction)
                     os.close(fd)
 
     async def _persist_at_close(self) -> None:
+        """Saves what a roll could not for lack of space, then the active segment; if either
+        fails, the recovery point stays and the engine marks no clean shutdown."""
+        try:
+            await self._flusher.save_unsaved(lambda seg: seg in self._segments)
+        except LogDirFailure:
+            return  # logged when the episode began (or as the failure)
         active = self._active
         active.on_become_inactive()
         if active.size and (active.index_dirty or self._flusher.recovery_point < self._leo):
             try:
-                await asyncio.to_thread(active.persist)
+                await asyncio.to_thread(active.sync_log)
             except OSError as exc:
-                self._flusher.fail(f"{active.log_path}: persisting at close", exc)
+                self._flusher.fail(f"{active.log_path}: an fsync at close", exc)
+                return
+            try:
+                await asyncio.to_thread(active.save_indexes)
+            except OSError as exc:
+                self._flusher.fail_write(f"{active.log_path}: saving indexes at close", exc)
                 return
         self._flusher.recovery_point = self._leo
         writer = (self._snapshot_writer(self._leo)

@@ -51,7 +51,8 @@ class PartitionState:
         self._lso = loaded.log_start_offset
         self._leo = loaded.log_end_offset
         self._size = sum(seg.size for seg in self._segments)
-        self._flusher = LogFlusher(self._leo, lambda: (self._leo, self._active.fd))
+        self._flusher = LogFlusher(self._leo, lambda: (self._leo, self._active.fd),
+                                   directory.name)
         self._maintenance = asyncio.Lock()
         self._closed = False
         self._producer_state = producer_state
@@ -84,8 +85,15 @@ class PartitionState:
 
     @property
     def offline(self) -> bool:
-        """Whether an fsync or index write failed: appends and reads raise LogDirFailure."""
+        """Whether an fsync or a write failed (other than for lack of space): appends and
+        reads raise LogDirFailure until restart."""
         return self._flusher.failure is not None
+
+    @property
+    def disk_full(self) -> bool:
+        """Whether a write failed for lack of space and the partition has not written since:
+        appends raise LogDirFull, reads of committed records go on (partition_space.py)."""
+        return self._flusher.no_space is not None
 
     def _check_open(self) -> None:
         if self._closed:
