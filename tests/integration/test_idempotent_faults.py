@@ -3,7 +3,8 @@ once and in order: Produce responses lost on the way back (swallowed by a FaultP
 closes the connection) make the client retry requests the broker already appended, and a broker
 stopped mid-stream (SIGTERM, or SIGKILL with flush.messages=1) and restarted on the same data
 directory and port makes it retry whatever was in flight; afterwards every partition holds each
-message once, in send order, with no gaps, at the offsets its delivery report gave."""
+message once, in send order, with no gaps, at the offsets its delivery report gave. Each runs
+on the local engine and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,8 +29,11 @@ from tests.integration.conftest import (
     consume_partitions,
     create_topic,
     producer,
+    storage_url,
     unique_name,
 )
+
+STORAGE_ENGINES = ("file", "postgresql")
 
 PRODUCE_KEY = 0
 PARTITIONS = (0, 1, 2)
@@ -218,15 +222,18 @@ class Restarter:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL],
                          ids=["sigterm", "sigkill"])
-def test_broker_restart_mid_stream(tmp_path: Path, stop_signal: signal.Signals) -> None:
+def test_broker_restart_mid_stream(tmp_path: Path, stop_signal: signal.Signals,
+                                  storage_engine: str, request: pytest.FixtureRequest) -> None:
     data_dir, log_path = tmp_path / "data", tmp_path / "broker.log"
+    storage = storage_url(request, storage_engine) or None
     count = 9000
     with ExitStack() as running:
         procs: list[subprocess.Popen[bytes]] = []
 
         def start(listen: str) -> str:
             proc, bootstrap = running.enter_context(
-                serve_process(data_dir, log_path, "flush.messages=1", listen=listen))
+                serve_process(data_dir, log_path, "flush.messages=1", listen=listen,
+                              storage=storage))
             procs.append(proc)
             return bootstrap
 

@@ -36,12 +36,16 @@ SESSION_SETTINGS: Final = {
 }
 # Failures of the database or the way to it (as opposed to a bug in a statement).
 DATABASE_DOWN: Final = (OSError, TimeoutError, asyncpg.InterfaceError,
+                        asyncpg.InternalClientError,
                         asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
                         asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
                         asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError,
                         asyncpg.TooManyConnectionsError, asyncpg.DiskFullError,
                         asyncpg.InsufficientResourcesError, asyncpg.ReadOnlySQLTransactionError,
-                        asyncpg.IdleInTransactionSessionTimeoutError)
+                        asyncpg.IdleInTransactionSessionTimeoutError,
+                        # the database dropped or the role changed while running:
+                        asyncpg.InvalidCatalogNameError,
+                        asyncpg.InvalidAuthorizationSpecificationError)
 
 
 class StartupError(StorageError):

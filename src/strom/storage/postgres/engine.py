@@ -46,6 +46,7 @@ from strom.storage.waiters import DataWaiters
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY_BATCHES: Final = 1000
+BROKERS_FRESH_S: Final = 5.0  # how long the list of brokers is answered from memory
 LOAD_CONCURRENCY: Final = 4
 
 
@@ -64,6 +65,8 @@ class PostgresEngine:
         self._configs: dict[str, LogConfig] = {}
         self._cleaning: dict[int, CleanerProgress] = {}
         self._waiters = DataWaiters()
+        self._brokers: list[BrokerRegistration] = []
+        self._brokers_read_at = -BROKERS_FRESH_S
 
     def __str__(self) -> str:
         return redact(self.url)
@@ -151,13 +154,27 @@ class PostgresEngine:
                 "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, "
                 "port = excluded.port, rack = excluded.rack, registered_at = now()",
                 registration.node_id, registration.host, registration.port, registration.rack)
+        self._brokers_read_at = -BROKERS_FRESH_S  # read them again
 
     async def brokers(self) -> Sequence[BrokerRegistration]:
+        """From memory when read in the last BROKERS_FRESH_S (Metadata asks often), and
+        while the database does not answer."""
         pool = self._check_opened()
-        with self._health.statement("list the brokers"):
-            rows = await pool.fetch("SELECT node_id, host, port, rack FROM strom_broker "
-                                    "ORDER BY node_id")
-        return [BrokerRegistration(r["node_id"], r["host"], r["port"], r["rack"]) for r in rows]
+        now = asyncio.get_running_loop().time()
+        if now - self._brokers_read_at < BROKERS_FRESH_S:
+            return self._brokers
+        try:
+            with self._health.statement("list the brokers"):
+                rows = await pool.fetch("SELECT node_id, host, port, rack FROM strom_broker "
+                                        "ORDER BY node_id")
+        except StorageUnavailable:
+            if not self._brokers:
+                raise
+            return self._brokers
+        self._brokers = [BrokerRegistration(r["node_id"], r["host"], r["port"], r["rack"])
+                         for r in rows]
+        self._brokers_read_at = now
+        return self._brokers
 
     async def reserve_producer_ids(self, count: int) -> int:
         pool = self._check_opened()

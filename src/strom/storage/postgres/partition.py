@@ -226,10 +226,15 @@ class PostgresPartitionLog:
             except StorageError as exc:
                 self._fail_pending(group, exc)
                 return
-            except BaseException as exc:  # cancelled (closing): the outcome is unknown
+            except asyncio.CancelledError:  # closing: the outcome is unknown
                 self._fail_pending(group, StorageUnavailable(
-                    f"the commit of {self.name} was interrupted ({type(exc).__name__})"))
+                    f"the commit of {self.name} was interrupted"))
                 raise
+            except Exception as exc:  # a driver failure: the outcome is unknown
+                log.exception("%s: the commit failed unexpectedly", self.name)
+                self._fail_pending(group, StorageUnavailable(
+                    f"the commit of {self.name} failed ({type(exc).__name__})"))
+                return
             self._committed_group(group)
 
     async def _commit(self, group: list[_Append]) -> None:

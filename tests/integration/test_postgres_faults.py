@@ -1,0 +1,103 @@
+"""The PostgreSQL engine when its database fails: PostgreSQL SIGKILLed and restarted while an
+idempotent producer and a transactional producer are writing (nothing acknowledged lost,
+nothing duplicated, order kept per partition, only committed transactions visible), and the
+database dropped from under a running broker (retriable errors; the broker serves on)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import KafkaError
+
+from strom.testing import EmbeddedBroker
+from strom.testing.postgres import PostgresServer, PostgresUnavailable
+from tests.integration.conftest import (
+    DEADLINE_S,
+    Delivered,
+    create_topic,
+    producer,
+    unique_name,
+)
+from tests.integration.test_idempotent_faults import (
+    PARTITIONS,
+    assert_exactly_once_in_order,
+    idempotent_producer,
+    produce_windowed,
+)
+
+DOWN_S = 1.5  # how long PostgreSQL stays down
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own (the test kills it)."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+class DatabaseCrash:
+    """A step for produce_windowed: once a third of the messages are acknowledged, SIGKILLs
+    PostgreSQL with appends in flight; DOWN_S later starts it again (crash recovery)."""
+
+    def __init__(self, server: PostgresServer, count: int) -> None:
+        self.server, self.count = server, count
+        self.killed_at: float | None = None
+        self.in_flight_at_kill = -1
+        self.restarted = False
+
+    def __call__(self, sent: int, delivered: Delivered) -> None:
+        if self.in_flight_at_kill < 0 and len(delivered.acked) >= self.count // 3:
+            self.in_flight_at_kill = sent - len(delivered.acked) - len(delivered.failed)
+            self.server.kill()
+            self.killed_at = time.monotonic()
+        elif self.killed_at is not None and time.monotonic() - self.killed_at >= DOWN_S:
+            self.server.start()
+            self.killed_at = None
+            self.restarted = True
+
+
+def test_postgresql_killed_mid_stream_loses_and_duplicates_nothing(
+        own_postgres: PostgresServer) -> None:
+    count = 9000
+    with EmbeddedBroker(storage=own_postgres.url) as broker:
+        topic = create_topic(broker.bootstrap_servers, unique_name("pg-crash"), len(PARTITIONS))
+        crash = DatabaseCrash(own_postgres, count)
+        delivered = produce_windowed(idempotent_producer(broker.bootstrap_servers), topic,
+                                     count, crash)
+        assert crash.restarted and crash.in_flight_at_kill > 0
+        assert_exactly_once_in_order(broker.bootstrap_servers, topic, count, delivered)
+        # What the database holds after its recovery is what the broker serves.
+        rows = own_postgres.psql(
+            own_postgres.url.rsplit("/", 1)[1],
+            "SELECT sum(last_offset - base_offset + 1) FROM strom_batch b "
+            "JOIN strom_partition p USING (partition_id) JOIN strom_topic t USING (topic_id) "
+            f"WHERE t.name = '{topic}'")
+        assert int(rows) == count
+
+
+def test_database_dropped_while_running(postgres_server: PostgresServer) -> None:
+    """The broker's database vanishes: appends fail with a retriable error, the broker keeps
+    serving (Metadata answers), and the log says what happened."""
+    url = postgres_server.new_database()
+    database = url.rsplit("/", 1)[1]
+    with EmbeddedBroker(storage=url) as broker:
+        bootstrap = broker.bootstrap_servers
+        topic = create_topic(bootstrap, unique_name("pg-drop"), 1)
+        p = producer(bootstrap, acks="all", message_timeout_ms=3000, retries=0)
+        p.produce(topic, value=b"before")
+        assert p.flush(DEADLINE_S) == 0
+        postgres_server.psql("postgres", f"DROP DATABASE {database} WITH (FORCE)")
+        failed = Delivered()
+        p.produce(topic, value=b"after", on_delivery=failed)
+        p.flush(DEADLINE_S)
+        assert [err.code() for err, _ in failed.failed] == [KafkaError.KAFKA_STORAGE_ERROR]
+        assert not failed.acked
+        metadata = producer(bootstrap).list_topics(timeout=10)
+        assert topic in metadata.topics
+
