@@ -14,6 +14,11 @@ Usage (from the repository root):
     .venv/bin/python bench/broker_bench.py            # full run, ~1.5 min on 2 cores
     .venv/bin/python bench/broker_bench.py --quick    # reduced run, ~30 s
     .venv/bin/python bench/broker_bench.py --only tansu
+    .venv/bin/python bench/broker_bench.py --engines     # strom on its local log vs strom
+                                                         # on PostgreSQL (ratio pg/local)
+
+With --engines, "strom-pg" is strom with `--storage postgresql://...` on a private PostgreSQL
+server the script starts (Debian's postgresql; fsync=on, synchronous_commit=on, on loopback).
 
 Results are also written to bench/results/ as JSON and markdown. See bench/README.md.
 """
@@ -47,7 +52,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parent.parent
 TANSU_SCRIPT = Path("/work/shared/peers/tansu.sh")
-BROKERS = ("tansu", "strom")
+BROKERS = ("tansu", "strom", "strom-pg")
+PEER_BROKERS = ("tansu", "strom")  # the default run; --engines runs ENGINE_BROKERS
+ENGINE_BROKERS = ("strom", "strom-pg")
+# The ratio column: numerator / denominator (--engines: PostgreSQL over the local log).
+RATIO = ["strom", "tansu"]
+POSTGRES: list[Any] = []  # the PostgreSQL server of an --engines run, started on first use
 T0 = time.perf_counter()
 
 
@@ -109,8 +119,24 @@ def broker_command(name: str, port: int, data_dir: Path, tansu: str) -> list[str
         url = f"tcp://127.0.0.1:{port}"
         return [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
                 "--storage-engine", "memory://tansu/"]
+    if name == "strom-pg":
+        return [sys.executable, "-m", "strom", "serve", "--storage", postgres_database(),
+                "--listen", f"127.0.0.1:{port}"]
     return [sys.executable, "-m", "strom", "serve", "--data-dir", str(data_dir / "data"),
             "--listen", f"127.0.0.1:{port}"]
+
+
+def postgres_database() -> str:
+    """A new database on the run's private PostgreSQL server (started on first use)."""
+    if not POSTGRES:
+        sys.path.insert(0, str(REPO / "src"))
+        from strom.testing.postgres import PostgresServer
+
+        server = PostgresServer(fsync=True, settings={"shared_buffers": "256MB"})
+        server.start()
+        POSTGRES.append(server)
+    url: str = POSTGRES[0].new_database()
+    return url
 
 
 @dataclass
@@ -613,8 +639,8 @@ class Row:
     cells: dict[str, str] = field(default_factory=dict)
 
     def ratio(self) -> str:
-        strom, tansu = self.values.get("strom"), self.values.get("tansu")
-        return "-" if strom is None or not tansu else f"{strom / tansu:.2f}x"
+        top, bottom = self.values.get(RATIO[0]), self.values.get(RATIO[1])
+        return "-" if top is None or not bottom else f"{top / bottom:.2f}x"
 
 
 def throughput_cell(entry: Record) -> str:
@@ -677,7 +703,7 @@ def build_rows(results: dict[str, Record], settings: Settings) -> list[Row]:
 
 
 def table_lines(rows: list[Row], names: list[str], markdown: bool) -> list[str]:
-    header = ["metric", *names, "strom/tansu", "better"]
+    header = ["metric", *names, f"{RATIO[0]}/{RATIO[1]}", "better"]
     body = [[row.metric, *(row.cells.get(n, "-") for n in names), row.ratio(), row.better]
             for row in rows]
     if markdown:
@@ -717,7 +743,8 @@ def header_lines(machine: Record, mode: str) -> list[str]:
             f"machine: nproc={machine['nproc']}, {machine['cpu']}, {machine['platform']}",
             f"python {machine['python']}, confluent-kafka {machine['confluent_kafka']}"
             f" (librdkafka {machine['librdkafka']}), {machine['tansu']}, {machine['strom']}",
-            "tansu: memory storage engine; strom: defaults (log on local disk)"]
+            "tansu: memory storage engine; strom: defaults (log on local disk); strom-pg: "
+            "strom on PostgreSQL 15 on loopback (fsync=on, synchronous_commit=on)"]
 
 
 def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list[str],
@@ -748,6 +775,8 @@ def parse_args(quick_help: str = "reduced run (~1 min)") -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--only", choices=BROKERS, help="benchmark one broker only")
+    parser.add_argument("--engines", action="store_true",
+                        help="strom on its local log vs strom on PostgreSQL (not Tansu)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                         help="where the JSON and markdown results go")
     return parser.parse_args()
@@ -767,7 +796,10 @@ def run_benchmark(args: argparse.Namespace, settings: Any,
                   rows_of: Callable[[dict[str, Record], Any], list[Row]],
                   header_of: Callable[[Record, str], list[str]], prefix: str) -> int:
     """Runs `bench` for each broker, prints the table, writes the results; the exit status."""
-    names = [args.only] if args.only else list(BROKERS)
+    brokers = ENGINE_BROKERS if getattr(args, "engines", False) else PEER_BROKERS
+    if brokers is ENGINE_BROKERS:
+        RATIO[:] = ["strom-pg", "strom"]
+    names = [args.only] if args.only else list(brokers)
     tansu = tansu_binary() if "tansu" in names else ""
     machine = machine_info(tansu or None)
     header = header_of(machine, "quick" if args.quick else "full")
@@ -780,6 +812,8 @@ def run_benchmark(args: argparse.Namespace, settings: Any,
             results[name] = bench(name, root, tansu, settings)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        for server in POSTGRES:
+            server.close()
     rows = rows_of(results, settings)
     print("\n" + "\n".join([*header[:1], *table_lines(rows, names, markdown=False)]))
     report(results, names)
