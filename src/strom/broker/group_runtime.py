@@ -26,7 +26,14 @@ from strom.protocol.control_batch import ABORT, COMMIT, control_type
 from strom.protocol.messages import ErrorCode
 from strom.protocol.record_builder import RecordInput, build_batch
 from strom.protocol.records import RecordsError, iter_records
-from strom.storage.api import AppendBatch, LogDirFull, StorageEngine, StorageError, TopicExists
+from strom.storage.api import (
+    AppendBatch,
+    LogDirFull,
+    StorageEngine,
+    StorageError,
+    StorageUnavailable,
+    TopicExists,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,8 @@ class GroupRuntime:
         self.config = config
         self.coordinator = GroupCoordinator(config)
         self._pending: dict[PendingKey, asyncio.Future[Any]] = {}
+        # `__consumer_offsets` writes in flight; no answer leaves before those started ahead of it
+        self._writes: set[asyncio.Future[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -137,30 +146,52 @@ class GroupRuntime:
                 del self._pending[key]
 
     async def apply(self, step: Step[Any]) -> None:
-        """Persists, then delivers. If the write fails, the parked calls still get their
-        answers (the coordinator has moved on in memory) and the caller sees the error."""
+        """Persists, then delivers once every write started before this step's is done too.
+
+        As Kafka's coordinator runtime completes a response only when the log holds every
+        record written before it (a step without records waits for the writes in flight), a
+        member is never told of state another member's answer still waits to persist: a
+        follower's SyncGroup in a Stable group is not answered ahead of the leader's.
+        If the write fails, the parked calls still get their answers (the coordinator has
+        moved on in memory) and the caller sees the error.
+        """
+        earlier = tuple(self._writes)
         try:
             if step.records:
                 await self.persist(step.records)
         finally:
-            for completion in step.completions:
-                future = self._pending.get(completion.key)
-                if future is not None and not future.done():
-                    future.set_result(completion.result)
-            self._wake.set()
+            try:
+                if earlier:
+                    await asyncio.wait(earlier)
+            finally:
+                self._deliver(step)
 
     async def persist(self, records: Sequence[GroupLogRecord]) -> None:
         """Appends the records; a storage failure (a full disk) is raised as NOT_COORDINATOR,
         retriable, as Kafka maps KAFKA_STORAGE_ERROR for the group coordinator's writes."""
         try:
-            await self._append_records(records)
+            await self._track(self._start_persist(records))
         except StorageError as exc:
-            if not isinstance(exc, LogDirFull):  # a full disk is logged once by the engine
+            if not isinstance(exc, (LogDirFull, StorageUnavailable)):  # logged by the engine
                 log.error("appending to %s failed: %s", OFFSETS_TOPIC, exc)
             raise ApiError(ErrorCode.not_coordinator,
                            "The coordinator could not write its log") from exc
 
-    async def _append_records(self, records: Sequence[GroupLogRecord]) -> None:
+    def _track(self, write: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        return write
+
+    def _deliver(self, step: Step[Any]) -> None:
+        for completion in step.completions:
+            future = self._pending.get(completion.key)
+            if future is not None and not future.done():
+                future.set_result(completion.result)
+        self._wake.set()
+
+    def _start_persist(self, records: Sequence[GroupLogRecord]) -> asyncio.Future[Any]:
+        """Starts the appends of `records` (in the coordinator's order) and returns their
+        joint future."""
         now_ms = int(time.time() * 1000)
         by_partition: dict[int, list[GroupLogRecord]] = {}
         for record in records:
@@ -172,7 +203,7 @@ class GroupRuntime:
             batches = [_append_batch(list(run), producer, now_ms) for producer, run
                        in groupby(group, key=lambda r: (r.producer_id, r.producer_epoch))]
             appends.append(logs[partition].append(batches))
-        await asyncio.gather(*appends)
+        return asyncio.gather(*appends)
 
     async def complete_txn(self, partition: int, producer_id: int, commit: bool) -> None:
         """The transaction runtime wrote the producer's COMMIT or ABORT marker to

@@ -3,6 +3,7 @@
 from strom.broker.handlers import (  # noqa: F401
     api_versions,
     cluster,
+    config_resources,
     configs,
     consumer_groups,
     describe_producers,
@@ -14,7 +15,9 @@ from strom.broker.handlers import (  # noqa: F401
     offsets,
     produce,
     producer_ids,
+    quorum,
     records_admin,
+    replica_placement,
     topics,
     transactions,
     txn_offset_commit,
