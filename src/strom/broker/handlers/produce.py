@@ -9,6 +9,7 @@ until restart); the detail (which names files) goes to the broker's log only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -164,21 +165,33 @@ def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome
                   error_message=outcome.message)
 
 
-async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: int,
-                        transactional_id: str | None) -> Any:
-    name = broker.resolve_topic(getattr(topic, "name", None), getattr(topic, "topic_id", None))
-    responses = []
-    for part in topic.partition_data:
-        if acks not in VALID_ACKS:
-            outcome = PartitionOutcome(ErrorCode.invalid_required_acks)
-        elif name is None:
-            outcome = PartitionOutcome(ErrorCode.unknown_topic_id)
-        else:
-            outcome = await append_partition(broker, name, part.index, part.records,
-                                             b.version, transactional_id)
-        responses.append(partition_response(b, part.index, outcome))
-    return b.make("TopicProduceResponse", name=name or "",
-                  topic_id=getattr(topic, "topic_id", None), partition_responses=tuple(responses))
+async def partition_outcome(broker: Broker, b: ResponseBuilder, name: str | None, part: Any,
+                            acks: int, transactional_id: str | None) -> PartitionOutcome:
+    if acks not in VALID_ACKS:
+        return PartitionOutcome(ErrorCode.invalid_required_acks)
+    if name is None:
+        return PartitionOutcome(ErrorCode.unknown_topic_id)
+    return await append_partition(broker, name, part.index, part.records, b.version,
+                                  transactional_id)
+
+
+async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: int
+                      ) -> tuple[Any, ...]:
+    """Every partition's append, started in request order and awaited together, so that a
+    request's partitions wait for their writes (a PostgreSQL commit, an fsync) at once, not
+    one after another. Each append is ordered in its partition before the next starts: an
+    engine's produce takes its offsets before its first wait."""
+    names = [broker.resolve_topic(getattr(t, "name", None), getattr(t, "topic_id", None))
+             for t in request.topic_data]
+    work = [partition_outcome(broker, b, name, part, acks, request.transactional_id)
+            for name, t in zip(names, request.topic_data, strict=True)
+            for part in t.partition_data]
+    outcomes = iter([await work[0]] if len(work) == 1 else await asyncio.gather(*work))
+    return tuple(
+        b.make("TopicProduceResponse", name=name or "", topic_id=getattr(t, "topic_id", None),
+               partition_responses=tuple(partition_response(b, part.index, next(outcomes))
+                                         for part in t.partition_data))
+        for name, t in zip(names, request.topic_data, strict=True))
 
 
 @api(0, "Produce", (3, 12),
@@ -189,8 +202,7 @@ async def produce_topic(broker: Broker, b: ResponseBuilder, topic: Any, acks: in
 async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
                          b: ResponseBuilder) -> Any:
     acks = int(request.acks)
-    topics = tuple([await produce_topic(broker, b, t, acks, request.transactional_id)
-                    for t in request.topic_data])
+    topics = await produce_all(broker, b, request, acks)
     if acks == 0:
         failed = [p.error_code for t in topics for p in t.partition_responses if p.error_code]
         if failed:

@@ -86,7 +86,9 @@ async def _cleanable_end(plog: PostgresPartitionLog, now_ms: int) -> int:
 async def _offset_map(plog: PostgresPartitionLog, end: int, aborted: AbortedIndex,
                       budget_bytes: int, max_decompressed_bytes: int) -> tuple[OffsetMap, int]:
     """The map of [log start, map end) and the map end (< end if the keys overflowed)."""
-    omap = OffsetMap(budget_bytes)
+    # No larger than the range's offsets need (allocating the whole budget for a small
+    # partition would stall the event loop for nothing).
+    omap = OffsetMap(budget_bytes, max_keys=max(end - plog.log_start, 1))
     async for page in _pages(plog, 0, end):
         for base, data in page:
             h = read_batch_header(data)
@@ -108,6 +110,9 @@ async def compact(plog: PostgresPartitionLog, progress: CleanerProgress, now_ms:
                   budget_bytes: int, max_decompressed_bytes: int) -> bool:
     """One pass if one is due; returns whether it changed the log."""
     if plog.closed or not progress.due(plog.committed, now_ms):
+        return False
+    if plog.committed == plog.log_start:  # empty
+        progress.cleaned_to = plog.committed
         return False
     async with plog.maintenance_lock:
         end = await _cleanable_end(plog, now_ms)

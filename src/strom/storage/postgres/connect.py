@@ -62,7 +62,7 @@ async def create_pool(url: str, node_name: str) -> Any:
     settings = {**SESSION_SETTINGS, "application_name": node_name}
     try:
         return await asyncpg.create_pool(
-            url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_S,
+            url, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_S,
             command_timeout=COMMAND_TIMEOUT_S, server_settings=settings,
             max_inactive_connection_lifetime=60.0, statement_cache_size=64)
     except asyncpg.InvalidPasswordError:
