@@ -5,6 +5,7 @@ log exactly once and in order, and nothing that failed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -34,13 +35,21 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs mounted at tmp_path/disk (skipped where mounting is not permitted)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
+    with mount_tmpfs(mount_point):
+        yield mount_point
+
+
+@contextlib.contextmanager
+def mount_tmpfs(mount_point: Path) -> Iterator[None]:
+    """A TMPFS_SIZE tmpfs at `mount_point` (the test is skipped where mounting is not
+    permitted), unmounted on the way out."""
     try:
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs",
                         str(mount_point)], check=True, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
         pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {exc}")
     try:
-        yield mount_point
+        yield
     finally:
         done = subprocess.run(["umount", str(mount_point)], capture_output=True, timeout=10)
         if done.returncode:

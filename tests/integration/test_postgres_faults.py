@@ -5,8 +5,12 @@ database dropped from under a running broker (retriable errors; the broker serve
 
 from __future__ import annotations
 
+import os
+import pwd
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError
@@ -16,10 +20,12 @@ from strom.testing.postgres import PostgresServer, PostgresUnavailable
 from tests.integration.conftest import (
     DEADLINE_S,
     Delivered,
+    consume_partitions,
     create_topic,
     producer,
     unique_name,
 )
+from tests.integration.test_disk_full import FILLER_BYTES, fill_until_full, mount_tmpfs, value
 from tests.integration.test_idempotent_faults import (
     PARTITIONS,
     assert_exactly_once_in_order,
@@ -101,3 +107,57 @@ def test_database_dropped_while_running(postgres_server: PostgresServer) -> None
         metadata = producer(bootstrap).list_topics(timeout=10)
         assert topic in metadata.topics
 
+
+
+@pytest.fixture
+def database_disk() -> Iterator[Path]:
+    """A 4 MiB tmpfs the PostgreSQL server's user can reach (outside pytest's private
+    temporary directories)."""
+    mount_point = Path(tempfile.mkdtemp(prefix="strom-pg-disk-"))
+    mount_point.chmod(0o755)
+    try:
+        with mount_tmpfs(mount_point):
+            yield mount_point
+    finally:
+        mount_point.rmdir()
+
+
+def test_full_database_disk_refuses_writes_and_recovers(postgres_server: PostgresServer,
+                                                        database_disk: Path) -> None:
+    """PostgreSQL's disk fills up (strom's tables in a tablespace on a 4 MiB tmpfs): produce
+    answers KAFKA_STORAGE_ERROR (retriable) and acknowledged records stay readable; once
+    space is freed the same idempotent producer carries on, every acknowledged record stored
+    exactly once and in order."""
+    url = postgres_server.new_database()
+    database = url.rsplit("/", 1)[1]
+    space = database_disk / "tablespace"
+    space.mkdir()
+    user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+    if user is not None:
+        os.chown(space, user.pw_uid, user.pw_gid)
+    postgres_server.psql("postgres", f"CREATE TABLESPACE {database}_small LOCATION '{space}'")
+    postgres_server.psql("postgres", f"ALTER DATABASE {database} "
+                                     f"SET default_tablespace = {database}_small")
+    filler = database_disk / "filler"
+    filler.write_bytes(os.urandom(FILLER_BYTES))
+    settings = {"offsets.topic.num.partitions": "1",
+                "transaction.state.log.num.partitions": "1"}
+    with EmbeddedBroker(settings=settings, storage=url) as broker:
+        bootstrap = broker.bootstrap_servers
+        topic = create_topic(bootstrap, unique_name("pg-full"), 1)
+        delivered = Delivered()
+        p = producer(bootstrap, enable_idempotence=True, message_timeout_ms=120000,
+                     linger_ms=0, batch_num_messages=4)
+        sent = fill_until_full(p, bootstrap, topic, delivered)
+        acked_while_full = [m.value() for m in delivered.acked]
+        assert acked_while_full and len(acked_while_full) < sent
+        stored = [m.value() for m in consume_partitions(bootstrap, topic)]
+        assert [v for v in stored if not v.startswith(b"probe")] == acked_while_full
+
+        filler.unlink()  # space is back: the producer's retries go through by themselves
+        assert p.flush(DEADLINE_S) == 0
+        assert not delivered.failed, delivered.failed[:3]
+        assert [m.value() for m in delivered.acked] == [value(i) for i in range(sent)]
+        stored = [m.value() for m in consume_partitions(bootstrap, topic)]
+        assert [v for v in stored if not v.startswith(b"probe")] == [
+            value(i) for i in range(sent)]
