@@ -181,3 +181,35 @@ def test_kafka_python_with_default_idempotence(broker: EmbeddedBroker) -> None:
         c.close()
     assert sorted(r.value for r in got) == sorted(f"v{i}".encode() for i in range(200))
     assert_one_idempotent_producer(broker, topic, 2)
+
+
+def test_pipelined_produce_requests_keep_their_order(broker: EmbeddedBroker) -> None:
+    """Produce requests sent back to back on one connection (their waits for the storage
+    overlap) are appended in the order sent and answered in that order; a request of another
+    API among them is answered in its place."""
+    with RawClient(broker.port) as client:
+        pid = init_producer_id(client).producer_id
+        topic = raw_topic(client)
+        frames = []
+        for i in range(40):
+            frames.append(client.frame(ProduceRequest(
+                transactional_id=None, acks=i16(-1), timeout=timedelta(seconds=5),
+                topic_data=(TopicProduceData(name=topic, partition_data=(
+                    PartitionProduceData(index=i32(0),
+                                         records=idempotent_batch(pid, 0, 3 * i)),)),))))
+            if i == 20:
+                frames.append(client.frame(MetadataRequest(
+                    topics=(MetadataRequestTopic(topic_id=None, name=topic),),
+                    allow_auto_topic_creation=False,
+                    include_topic_authorized_operations=False)))
+        client.send_raw(b"".join(frames))
+        offsets = []
+        for i in range(40):
+            answer = client.read_response(0, 9)
+            part = answer.responses[0].partition_responses[0]
+            assert part.error_code == ErrorCode.none, part
+            offsets.append(part.base_offset)
+            if i == 20:
+                metadata = client.read_response(3, 12)
+                assert metadata.topics[0].name == topic
+        assert offsets == [3 * i for i in range(40)]

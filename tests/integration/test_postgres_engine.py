@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from click.testing import CliRunner
+from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.static.primitive import i16, i32
 
 from strom.cli.serve import serve
 from strom.config.broker import BrokerConfig
@@ -25,8 +28,11 @@ from strom.storage.api import (
 from strom.storage.postgres import PostgresEngine
 from strom.storage.postgres.connect import StartupError
 from strom.storage.postgres.partition import PostgresPartitionLog
+from strom.testing import EmbeddedBroker
 from strom.testing.postgres import PostgresServer
 from strom.testing.storage_conformance import appended, data_batch, read_records
+from tests.integration.raw_client import RawClient
+from tests.unit.batch_factory import make_batch
 
 
 def engine_for(url: str) -> PostgresEngine:
@@ -219,3 +225,30 @@ def test_an_append_result_names_the_log_start(postgres_url: str) -> None:
         finally:
             await engine.close()
     run(body)
+
+
+def test_produce_requests_of_one_connection_share_commits(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client's back-to-back Produce requests overlap on the broker, so their appends to
+    one partition go into shared commits instead of one commit per request."""
+    commits: list[int] = []
+    real_commit = PostgresPartitionLog._commit
+
+    async def counting(self: PostgresPartitionLog, group: list[Any]) -> None:
+        if self.topic == "shared":
+            commits.append(len(group))
+        await real_commit(self, group)
+
+    monkeypatch.setattr(PostgresPartitionLog, "_commit", counting)
+    with EmbeddedBroker(storage=postgres_url) as broker, RawClient(broker.port) as client:
+        broker.run(broker.server.engine.create_topic("shared", 1, {}))
+        frames = [client.frame(ProduceRequest(
+            transactional_id=None, acks=i16(-1), timeout=timedelta(seconds=5),
+            topic_data=(TopicProduceData(name="shared", partition_data=(
+                PartitionProduceData(index=i32(0), records=bytes(make_batch(2))),)),)))
+            for _ in range(60)]
+        client.send_raw(b"".join(frames))
+        offsets = [client.read_response(0, 9).responses[0].partition_responses[0].base_offset
+                   for _ in frames]
+    assert offsets == [2 * i for i in range(60)]
+    assert sum(commits) == 60 and len(commits) < 60, commits

@@ -2,7 +2,11 @@
 
 A reader task reads ahead up to `queued.max.requests.per.connection` frames while the
 connection loop handles them one at a time, as Kafka mutes a channel while a request is in
-flight, so responses always leave in request order.
+flight, with one exception: consecutive Produce requests overlap. The next starts as soon as
+every append of the one before has its place in its partition (strom.broker.placement), so
+that the waits for their writes (a PostgreSQL commit, an fsync) overlap and the storage can
+commit them together, while appends keep the client's order. A writer task sends the answers,
+always in request order; any other request waits until the answers before it are sent.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from strom.broker.errors import ApiError
+from strom.broker.placement import REQUEST_PLACED
 from strom.broker.state import Broker
 from strom.protocol.framing import FrameError, check_frame_size, peek_header
 from strom.protocol.messages import API_VERSIONS_KEY, ErrorCode, encode_response, response_type
@@ -22,10 +28,13 @@ from strom.server.dispatch import PRODUCE_KEY, CloseConnection, dispatch, error_
 log = logging.getLogger(__name__)
 
 FRAME_READ_TIMEOUT_S: Final = 60.0
+# Produce requests of one connection whose answers may be outstanding at once.
+MAX_OVERLAPPING_PRODUCES: Final = 32
 WRITE_TIMEOUT_S: Final = 60.0
 # Bytes of requests read ahead of the one being handled (one larger frame is always allowed).
 READ_AHEAD_BYTES: Final = 8 * 1024 * 1024
 _EOF: Final = object()
+_PRODUCE_KEY_BYTES: Final = PRODUCE_KEY.to_bytes(2, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,28 +117,90 @@ class Connection:
     async def run(self) -> None:
         queue: asyncio.Queue[object] = asyncio.Queue(self.limits.queued_requests)
         reader_task = asyncio.create_task(self.read_ahead(queue))
+        answers: asyncio.Queue[asyncio.Task[bytes | None]] = asyncio.Queue()
+        writer_task = asyncio.create_task(self.write_answers(answers))
         try:
             while True:
                 frame = await queue.get()
-                if frame is _EOF:
+                if frame is _EOF or writer_task.done():
                     break
                 assert isinstance(frame, bytes)
                 self.taken(frame)
+                if frame[:2] == _PRODUCE_KEY_BYTES:
+                    await self.start_produce(frame, answers, writer_task)
+                    continue
+                await answers.join()  # the answers before this one are sent
+                if writer_task.done():
+                    break
                 response = await self.answer(frame)
                 if response is not None:
                     self.writer.write(response)
                     await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+            if not writer_task.done():
+                await answers.join()
         except CloseConnection as exc:
             log.warning("closing connection from %s: %s", self.peer, exc)
         except (ConnectionError, TimeoutError) as exc:
             log.info("connection from %s ended: %s", self.peer, exc)
         finally:
             reader_task.cancel()
+            writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer_task
+            while not answers.empty():
+                answers.get_nowait().cancel()
             self.writer.close()
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(self.writer.wait_closed(), 5)
 
-    async def answer(self, frame: bytes) -> bytes | None:
+    async def start_produce(self, frame: bytes,
+                            answers: asyncio.Queue[asyncio.Task[bytes | None]],
+                            writer_task: asyncio.Task[None]) -> None:
+        """Starts answering a Produce request; returns once its appends are placed (or it
+        finished), with at most MAX_OVERLAPPING_PRODUCES answers outstanding."""
+        while answers.qsize() >= MAX_OVERLAPPING_PRODUCES and not writer_task.done():
+            await asyncio.sleep(0.0005)
+        if writer_task.done():
+            return  # closing
+        placed = asyncio.Event()
+        task = asyncio.create_task(self.answer(frame, placed.set))
+        answers.put_nowait(task)
+        waiting = asyncio.ensure_future(placed.wait())
+        try:
+            await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+
+    async def write_answers(self, answers: asyncio.Queue[asyncio.Task[bytes | None]]) -> None:
+        """Sends each answer in request order; a failure closes the connection."""
+        try:
+            while True:
+                task = await answers.get()
+                try:
+                    response = await task
+                    if response is not None:
+                        self.writer.write(response)
+                        await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+                finally:
+                    answers.task_done()
+        except CloseConnection as exc:
+            log.warning("closing connection from %s: %s", self.peer, exc)
+        except (ConnectionError, TimeoutError) as exc:
+            log.info("connection from %s ended: %s", self.peer, exc)
+        self._drain_after_failure(answers)
+
+    def _drain_after_failure(self, answers: asyncio.Queue[asyncio.Task[bytes | None]]) -> None:
+        """The connection is closing: what is still queued is never answered (its appends
+        go on); the reader sees the close and the loop ends."""
+        self.writer.close()
+        while not answers.empty():
+            answers.get_nowait()
+            answers.task_done()
+
+    async def answer(self, frame: bytes, placed: Callable[[], None] | None = None
+                     ) -> bytes | None:
+        if placed is not None:
+            REQUEST_PLACED.set(placed)  # this task's own context
         try:
             return await dispatch(self.broker, memoryview(frame), self.peer)
         except FrameError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -107,6 +107,8 @@ class Rejected:
 
 
 ProduceOutcome = AppendResult | Duplicate | Rejected
+# Called once an append's place in its partition is fixed (see PartitionLog.produce).
+Placed = Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +201,8 @@ class PartitionLog(Protocol):
         ...
 
     async def produce(self, batches: Sequence[AppendBatch],
-                      verification: VerificationGuard | None = None) -> ProduceOutcome:
+                      verification: VerificationGuard | None = None,
+                      placed: Placed | None = None) -> ProduceOutcome:
         """A client's batches (validated): checks them against the producer state and
         appends them, atomically, as Kafka's log does under its lock (strom.storage.
         producer_checks: a duplicate's original offsets, or the sequence, epoch, transaction
@@ -207,13 +210,17 @@ class PartitionLog(Protocol):
         would begin its producer's transaction here needs `verification`, the guard from
         `producer_state.start_verification` taken before the transaction coordinator
         confirmed the partition, still current. Durable per the flush policy on return, a
-        duplicate no earlier than its original."""
+        duplicate no earlier than its original. `placed()`, if given, is called once the
+        outcome's place in the partition is fixed (offsets taken, producer state updated),
+        before any wait for durability: an append that starts after it comes after it in
+        the partition."""
         ...
 
-    async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
+    async def append(self, batches: Sequence[AppendBatch],
+                     placed: Placed | None = None) -> AppendResult:
         """Appends whole batches atomically in order, without producer checks (the
         coordinators' writes, Kafka's AppendOrigin.COORDINATOR); durable per the flush
-        policy on return. The producer state applies them."""
+        policy on return. The producer state applies them. `placed` as for produce."""
         ...
 
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,

@@ -23,6 +23,7 @@ from strom.storage.api import (
     Duplicate,
     InvalidProducerEpoch,
     PartitionLog,
+    Placed,
     ProduceOutcome,
     Rejected,
 )
@@ -54,14 +55,17 @@ async def append_checked_marker(plog: PartitionLog, producer_id: int, producer_e
 
 
 async def checked_append(plog: PartitionLog, batches: Sequence[AppendBatch],
-                         verification: VerificationGuard | None) -> ProduceOutcome:
+                         verification: VerificationGuard | None,
+                         placed: Placed | None = None) -> ProduceOutcome:
     """PartitionLog.produce for an engine whose `append` applies the batches to the producer
     state before its first await: the check and the write then run with nothing in between.
     A duplicate is answered once the original is as durable as an append would be."""
     found = check_client_batches(plog.producer_state,
                                  [read_batch_header(b.data) for b in batches], verification)
     if found is None:
-        return await plog.append(batches)
+        return await plog.append(batches, placed)
+    if placed is not None:
+        placed()  # nothing appended: no place to keep
     if isinstance(found, BatchMetadata):
         log.debug("a duplicate batch (seq %d-%d) answered with offset %d", found.first_seq,
                   found.last_seq, found.first_offset)

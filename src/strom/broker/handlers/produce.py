@@ -19,6 +19,7 @@ from kio.serial.readers import tz_aware_from_i64
 from kio.static.primitive import i64
 
 from strom.broker.errors import CloseConnection
+from strom.broker.placement import REQUEST_PLACED, Placements
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.coordinator.internal_topics import is_internal
@@ -30,6 +31,7 @@ from strom.storage.api import (
     LogDirFull,
     NotLeader,
     PartitionLog,
+    Placed,
     Rejected,
     StorageError,
     StorageUnavailable,
@@ -62,7 +64,7 @@ class PartitionOutcome:
 
 async def append_partition(broker: Broker, topic: str, index: int, records: bytes | None,
                            produce_version: int, transactional_id: str | None = None,
-                           ) -> PartitionOutcome:
+                           placed: Placed | None = None) -> PartitionOutcome:
     if is_internal(topic):
         return PartitionOutcome(ErrorCode.invalid_topic_exception)
     try:
@@ -91,7 +93,7 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
     if early is not None:
         return early
     try:
-        outcome = await plog.produce(appends, verification)
+        outcome = await plog.produce(appends, verification, placed)
     except StorageError as exc:
         return storage_failure(exc, topic, index)
     if isinstance(outcome, Rejected):
@@ -166,13 +168,18 @@ def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome
 
 
 async def partition_outcome(broker: Broker, b: ResponseBuilder, name: str | None, part: Any,
-                            acks: int, transactional_id: str | None) -> PartitionOutcome:
-    if acks not in VALID_ACKS:
-        return PartitionOutcome(ErrorCode.invalid_required_acks)
-    if name is None:
-        return PartitionOutcome(ErrorCode.unknown_topic_id)
-    return await append_partition(broker, name, part.index, part.records, b.version,
-                                  transactional_id)
+                            acks: int, transactional_id: str | None,
+                            placed: Placed | None) -> PartitionOutcome:
+    try:
+        if acks not in VALID_ACKS:
+            return PartitionOutcome(ErrorCode.invalid_required_acks)
+        if name is None:
+            return PartitionOutcome(ErrorCode.unknown_topic_id)
+        return await append_partition(broker, name, part.index, part.records, b.version,
+                                      transactional_id, placed)
+    finally:
+        if placed is not None:
+            placed()  # nothing placed, or already: done either way
 
 
 async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: int
@@ -183,9 +190,13 @@ async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: in
     engine's produce takes its offsets before its first wait."""
     names = [broker.resolve_topic(getattr(t, "name", None), getattr(t, "topic_id", None))
              for t in request.topic_data]
-    work = [partition_outcome(broker, b, name, part, acks, request.transactional_id)
-            for name, t in zip(names, request.topic_data, strict=True)
-            for part in t.partition_data]
+    parts = [(name, part) for name, t in zip(names, request.topic_data, strict=True)
+             for part in t.partition_data]
+    request_placed = REQUEST_PLACED.get()
+    placements = None if request_placed is None else Placements(len(parts), request_placed)
+    work = [partition_outcome(broker, b, name, part, acks, request.transactional_id,
+                              None if placements is None else placements.one())
+            for name, part in parts]
     outcomes = iter([await work[0]] if len(work) == 1 else await asyncio.gather(*work))
     return tuple(
         b.make("TopicProduceResponse", name=name or "", topic_id=getattr(t, "topic_id", None),

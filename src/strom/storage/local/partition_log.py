@@ -34,6 +34,7 @@ from strom.storage.api import (
     CorruptLog,
     LogDirFailure,
     PartitionOffsets,
+    Placed,
     ProduceOutcome,
     batch_control_type,
 )
@@ -94,11 +95,13 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction,
     # -- append and roll -----------------------------------------------------------------
 
     async def produce(self, batches: Sequence[AppendBatch],
-                      verification: VerificationGuard | None = None) -> ProduceOutcome:
+                      verification: VerificationGuard | None = None,
+                      placed: Placed | None = None) -> ProduceOutcome:
         await self._ensure_writable()  # first: the check and the append must not await
-        return await checked_append(self, batches, verification)
+        return await checked_append(self, batches, verification, placed)
 
-    async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
+    async def append(self, batches: Sequence[AppendBatch],
+                     placed: Placed | None = None) -> AppendResult:
         await self._ensure_writable()
         if not batches:
             return AppendResult(self._leo, self._leo - 1, self._lso)
@@ -126,6 +129,8 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction,
         for b, kind in zip(batches, kinds, strict=True):  # before any await: see append
             self._producer_state.apply_batch(read_batch_header(b.data), kind)
         self._size += total
+        if placed is not None:
+            placed()
         if next_offset - self._flusher.recovery_point >= self.config.flush_messages:
             await self._flusher.flush_to(next_offset)
         self._hooks.appended(self.topic, self.partition)

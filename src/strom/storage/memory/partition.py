@@ -19,6 +19,7 @@ from strom.storage.api import (
     CorruptLog,
     OffsetOutOfRange,
     PartitionOffsets,
+    Placed,
     ProduceOutcome,
     ReadResult,
     UnknownTopic,
@@ -82,11 +83,13 @@ class MemoryPartitionLog:
     # -- appends ---------------------------------------------------------------------------
 
     async def produce(self, batches: Sequence[AppendBatch],
-                      verification: VerificationGuard | None = None) -> ProduceOutcome:
+                      verification: VerificationGuard | None = None,
+                      placed: Placed | None = None) -> ProduceOutcome:
         self._check_open()
-        return await checked_append(self, batches, verification)
+        return await checked_append(self, batches, verification, placed)
 
-    async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
+    async def append(self, batches: Sequence[AppendBatch],
+                     placed: Placed | None = None) -> AppendResult:
         self._check_open()
         base = self._log_end
         if not batches:
@@ -109,6 +112,8 @@ class MemoryPartitionLog:
             self._producer_state.apply_batch(header, kind)
             offset += b.record_count
         self._log_end = offset
+        if placed is not None:
+            placed()
         self._appended(self.topic, self.partition)
         return AppendResult(base, offset - 1, self._log_start)
 

@@ -32,6 +32,7 @@ from strom.storage.api import (
     NotLeader,
     OffsetOutOfRange,
     PartitionOffsets,
+    Placed,
     ProduceOutcome,
     ReadResult,
     StorageError,
@@ -169,11 +170,13 @@ class PostgresPartitionLog:
     # -- appends ---------------------------------------------------------------------------
 
     async def produce(self, batches: Sequence[AppendBatch],
-                      verification: VerificationGuard | None = None) -> ProduceOutcome:
+                      verification: VerificationGuard | None = None,
+                      placed: Placed | None = None) -> ProduceOutcome:
         await self.ready()
-        return await checked_append(self, batches, verification)
+        return await checked_append(self, batches, verification, placed)
 
-    async def append(self, batches: Sequence[AppendBatch]) -> AppendResult:
+    async def append(self, batches: Sequence[AppendBatch],
+                     placed: Placed | None = None) -> AppendResult:
         """Everything up to the first await happens at once: the checks of `produce` and the
         producer state's update see each other."""
         self._check_usable()
@@ -201,6 +204,8 @@ class PostgresPartitionLog:
         self._pending.append(_Append(base, offset, rows, done))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_pending())
+        if placed is not None:
+            placed()
         await done
         return AppendResult(base, offset - 1, self.log_start)
 
