@@ -162,14 +162,16 @@ class Connection:
             await asyncio.sleep(0.0005)
         if writer_task.done():
             return  # closing
-        placed = asyncio.Event()
-        task = asyncio.create_task(self.answer(frame, placed.set))
+        placed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def done(_: object = None) -> None:
+            if not placed.done():
+                placed.set_result(None)
+
+        task = asyncio.create_task(self.answer(frame, done))
+        task.add_done_callback(done)
         answers.put_nowait(task)
-        waiting = asyncio.ensure_future(placed.wait())
-        try:
-            await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
+        await placed
 
     async def write_answers(self, answers: asyncio.Queue[asyncio.Task[bytes | None]]) -> None:
         """Sends each answer in request order; a failure closes the connection."""
