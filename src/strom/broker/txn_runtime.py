@@ -75,10 +75,6 @@ IDS_PER_CALL: Final = 2
 TxnOp = Callable[[TransactionCoordinator, int], Step[T]]
 
 
-def now_ms() -> int:
-    return wall_clock_ms()
-
-
 def transaction_config(config: BrokerConfig, groups: GroupRuntime,
                        producer_ids: ProducerIdAllocator) -> TransactionConfig:
     def allocate() -> int:
@@ -120,7 +116,11 @@ class TransactionRuntime:
         self.runtime.start()
 
     async def stop(self) -> None:
-        await self.runtime.stop()  # unloads every shard, which stops its marker writers
+        writers = [task for tasks in self._markers.values() for task in tasks]
+        await self.runtime.stop()  # unloads every shard, which cancels its marker writers
+        for task in writers:  # a writer's failure was logged where it happened
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def own(self, create: bool) -> None:
         """On first use: creates the topic (if `create`) and owns every partition of it (one
