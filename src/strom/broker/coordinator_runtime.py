@@ -233,8 +233,10 @@ class CoordinatorRuntime(Generic[CoreT]):
 
     async def load_all(self, epoch: int) -> None:
         """Owns every partition of the topic (a single broker)."""
-        for partition in range(self.partitions()):
-            await self.load(partition, epoch)
+        started = time.monotonic()
+        loaded = [await self.load(partition, epoch) for partition in range(self.partitions())]
+        log.info("loaded %d of %d partitions of %s in %.0f ms", sum(loaded), len(loaded),
+                 self.topic, (time.monotonic() - started) * 1000)
 
     def unload(self, partition: int, epoch: int | None = None) -> bool:
         """Gives up `partition`: its state, timers and waiting calls go (they are answered
@@ -244,7 +246,7 @@ class CoordinatorRuntime(Generic[CoreT]):
             return False
         del self._shards[partition]
         self._drop(shard)
-        log.info("%s-%d unloaded at epoch %d", self.topic, partition, shard.epoch)
+        log.debug("%s-%d unloaded at epoch %d", self.topic, partition, shard.epoch)
         return True
 
     def _replace(self, partition: int, epoch: int) -> Shard[CoreT]:
@@ -283,7 +285,7 @@ class CoordinatorRuntime(Generic[CoreT]):
         shard.core_or_none = core
         shard.status = ShardStatus.ACTIVE
         self.touched(shard)
-        log.info("loaded %d records of %s-%d at epoch %d in %.0f ms", count, self.topic,
+        log.debug("loaded %d records of %s-%d at epoch %d in %.0f ms", count, self.topic,
                  shard.partition, shard.epoch, (time.monotonic() - started) * 1000)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
