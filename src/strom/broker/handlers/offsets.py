@@ -121,13 +121,13 @@ def fetch_group(broker: Broker, b: ResponseBuilder, group_id: str,
     try:
         core = broker.groups.core(group_id)
     except CoordinatorError as exc:
-        return ErrorCode(exc.error), [] if topics is None else failed_topics(
-            broker, b, topics, ErrorCode(exc.error))
+        error = ErrorCode(exc.error)
+        return error, [] if topics is None else failed_topics(b, topics, error)
     return fetch_from(core, broker, b, group_id, topics, require_stable)
 
 
-def failed_topics(broker: Broker, b: ResponseBuilder, topics: Iterable[Any],
-                  error: ErrorCode) -> list[Any]:
+def failed_topics(b: ResponseBuilder, topics: Iterable[Any], error: ErrorCode) -> list[Any]:
+    """The requested partitions, each with the group's error and no offset."""
     return [b.make(topic_class(b), name=getattr(topic, "name", None),
                    topic_id=getattr(topic, "topic_id", None), partitions=tuple(
                        fetched_partition(b, int(p), None, error)
