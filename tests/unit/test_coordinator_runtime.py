@@ -165,6 +165,33 @@ def test_a_write_that_finishes_after_the_unload_delivers_nothing_to_the_next_loa
     run(tmp_path, body)
 
 
+def test_a_shard_whose_log_cannot_be_read_is_retried(tmp_path: Path) -> None:
+    async def body(broker: Broker, clock: Clock) -> None:
+        runtime = broker.groups.runtime
+        g0 = key_on(0)
+        assert await commit(broker, g0, 5) == E.none
+        assert runtime.unload(0)
+        plog = broker.engine.partition(OFFSETS_TOPIC, 0)
+        original = plog.read
+        failures: list[int] = []
+
+        async def read(*args: Any, **kwargs: Any) -> Any:
+            if not failures:
+                failures.append(1)
+                raise StorageError("injected: unreadable")
+            return await original(*args, **kwargs)
+
+        plog.read = read  # type: ignore[method-assign]
+        assert not await runtime.load(0, epoch=1)
+        assert runtime.status(0) is ShardStatus.FAILED
+        assert await commit(broker, g0, 6) == E.coordinator_not_available
+        clock.now_ms += 1000  # past the retry delay
+        await eventually(lambda: runtime.status(0) is ShardStatus.ACTIVE)
+        assert committed(broker, g0) == 5
+
+    run(tmp_path, body)
+
+
 # -- the failure policy -------------------------------------------------------------------
 
 def test_a_failed_write_reverts_the_shard_to_its_log(tmp_path: Path) -> None:

@@ -176,6 +176,7 @@ class CoordinatorRuntime(Generic[CoreT]):
         self._epochs: dict[int, int] = {}  # the highest epoch seen per partition
         self._deadlines: dict[int, int] = {}  # cached next deadline of each ACTIVE shard
         self._dirty: set[int] = set()  # shards whose deadline must be asked again
+        self._failed: set[int] = set()  # FAILED shards, retried by the timer loop
         self._writes: dict[int, InFlight] = {}  # appends in flight, by partition
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
@@ -262,6 +263,7 @@ class CoordinatorRuntime(Generic[CoreT]):
         shard.status = ShardStatus.UNLOADED
         self._deadlines.pop(shard.partition, None)
         self._dirty.discard(shard.partition)
+        self._failed.discard(shard.partition)
         self.host.on_unloaded(shard)
 
     async def _replay(self, shard: Shard[CoreT]) -> None:
@@ -277,6 +279,7 @@ class CoordinatorRuntime(Generic[CoreT]):
             if self.is_current(shard):
                 shard.status = ShardStatus.FAILED
                 shard.retry_at_ms = self.clock() + LOAD_RETRY_MS
+                self._failed.add(shard.partition)
                 self._wake.set()
             log.error("cannot load %s-%d: %s", self.topic, shard.partition, exc)
             return
@@ -378,9 +381,8 @@ class CoordinatorRuntime(Generic[CoreT]):
                 due.append(self._shards[partition])  # _drop forgets unloaded ones
             elif next_ms is None or deadline < next_ms:
                 next_ms = deadline
-        for shard in self._shards.values():
-            if shard.status is not ShardStatus.FAILED:
-                continue
+        for partition in self._failed:
+            shard = self._shards[partition]  # _drop forgets unloaded ones
             if shard.retry_at_ms <= now_ms:
                 due.append(shard)
             else:
