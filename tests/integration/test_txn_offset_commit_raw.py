@@ -117,7 +117,7 @@ def end_txn(embedded: EmbeddedBroker, group: str, commit: bool) -> None:
     """What the transaction runtime does: the marker into the group's partition, then
     complete_txn."""
     broker = inner(embedded)
-    partition = broker.groups.coordinator.partition_for(group)
+    partition = broker.groups.partition_for(group)
     marker = bytearray(build_control_batch(PID, EPOCH, commit, 0))
 
     async def write_and_complete() -> None:
@@ -133,7 +133,7 @@ def test_pending_until_commit_marker(broker: EmbeddedBroker, verifier: Verifier)
     with RawClient(broker.port) as client:
         create_topic(client, topic)
         assert commit_v3(client, group, topic, 5) == ErrorCode.none
-        partition = inner(broker).groups.coordinator.partition_for(group)
+        partition = inner(broker).groups.partition_for(group)
         assert verifier.calls == [("tx", PID, EPOCH, [("__consumer_offsets", partition)])]
         assert fetch_v7_(client, group, topic, stable=False) == (-1, ErrorCode.none)
         assert fetch_v7_(client, group, topic, stable=True) == (-1, UNSTABLE)

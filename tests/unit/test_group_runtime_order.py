@@ -1,6 +1,7 @@
 """GroupRuntime answers in write order, as Kafka's coordinator runtime does: a step without
 records (a Stable group's SyncGroup, a heartbeat) and the parked calls it completes wait for the
-`__consumer_offsets` writes started before it; a write that fails still lets later answers go."""
+`__consumer_offsets` writes of its shard started before it; a write that fails (its caller gets
+NOT_COORDINATOR and the shard reloads) still lets later answers go."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.group_runtime import GroupRuntime
 from strom.config.broker import BrokerConfig
 from strom.coordinator.group.model import (
@@ -20,6 +22,7 @@ from strom.coordinator.group.model import (
     Step,
     SyncResult,
 )
+from strom.protocol.messages import ErrorCode
 from strom.storage.memory.engine import MemoryEngine
 
 
@@ -59,13 +62,23 @@ async def with_runtime(tmp_path: Path, body: Any, error: Exception | None = None
     runtime = GroupRuntime(engine, GroupConfig(offsets_topic_partitions=1))
     await runtime.start()
     gated = GatedEngine(engine, error)
-    runtime.engine = gated  # type: ignore[assignment]
+    runtime.runtime.engine = gated  # type: ignore[assignment]
     try:
-        await body(runtime, gated)
+        await body(Runner(runtime), gated)
     finally:
         gated.gate.set()
         await runtime.stop()
         await engine.close()
+
+
+class Runner:
+    """Runs steps on the runtime's one shard, as a handler's `write` does."""
+
+    def __init__(self, runtime: GroupRuntime) -> None:
+        self.runtime = runtime
+
+    async def run(self, step: Step[Any]) -> Any:
+        return await self.runtime._run(self.runtime.runtime.shard(0), step)
 
 
 async def spin() -> None:
@@ -74,7 +87,7 @@ async def spin() -> None:
 
 
 def test_an_answer_without_records_waits_for_the_write_in_flight(tmp_path: Path) -> None:
-    async def body(runtime: GroupRuntime, gated: GatedEngine) -> None:
+    async def body(runtime: Runner, gated: GatedEngine) -> None:
         parked = asyncio.ensure_future(runtime.run(Step(None, SYNC)))
         await spin()
         write = asyncio.ensure_future(runtime.run(Step("leader's sync", records=(RECORD,))))
@@ -96,7 +109,7 @@ def test_an_answer_without_records_waits_for_the_write_in_flight(tmp_path: Path)
 
 
 def test_a_step_after_the_writes_completed_is_answered_at_once(tmp_path: Path) -> None:
-    async def body(runtime: GroupRuntime, gated: GatedEngine) -> None:
+    async def body(runtime: Runner, gated: GatedEngine) -> None:
         gated.gate.set()
         assert await runtime.run(Step("written", records=(RECORD,))) == "written"
         gated.gate.clear()  # a later write would wait, but none is in flight
@@ -106,15 +119,16 @@ def test_a_step_after_the_writes_completed_is_answered_at_once(tmp_path: Path) -
 
 
 def test_a_failed_write_fails_its_caller_and_releases_later_answers(tmp_path: Path) -> None:
-    async def body(runtime: GroupRuntime, gated: GatedEngine) -> None:
+    async def body(runtime: Runner, gated: GatedEngine) -> None:
         write = asyncio.ensure_future(runtime.run(Step("written", records=(RECORD,))))
         await spin()
         read = asyncio.ensure_future(runtime.run(Step("read")))
         await spin()
         assert not read.done()
         gated.gate.set()
-        with pytest.raises(OSError, match="disk"):
+        with pytest.raises(CoordinatorError, match="disk") as failed:
             await asyncio.wait_for(write, 5)
+        assert failed.value.error == ErrorCode.not_coordinator
         assert await asyncio.wait_for(read, 5) == "read"
 
     asyncio.run(with_runtime(tmp_path, body, OSError("disk failed")))

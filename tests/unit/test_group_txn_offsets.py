@@ -265,7 +265,7 @@ def test_handler_runtime_and_restart(tmp_path: Path) -> None:
         await engine.create_topic("t", 2, {})
         answer = await call(broker, request("g", ("t", 0, 5), ("t", 1, 6), ("nope", 0, 1)))
         assert answer == {("t", 0): 0, ("t", 1): 0, ("nope", 0): E.unknown_topic_or_partition}
-        partition = broker.groups.coordinator.partition_for("g")
+        partition = broker.groups.partition_for("g")
         assert fake.calls == [("tx", PID, EPOCH, [(OFFSETS_TOPIC, partition)])]
         plog = engine.partition(OFFSETS_TOPIC, partition)
         data = chunks_bytes((await plog.read(0, 1 << 20, True)).chunks)
@@ -277,7 +277,7 @@ def test_handler_runtime_and_restart(tmp_path: Path) -> None:
         marker = bytearray(build_control_batch(PID, EPOCH, True, 0))
         await plog.append([AppendBatch(marker, 1, 0, 0)])
         await broker.groups.complete_txn(partition, PID, True)
-        assert committed(broker.groups.coordinator) == {("t", 0): 5, ("t", 1): 6}
+        assert committed(broker.groups.core("g")) == {("t", 0): 5, ("t", 1): 6}
         # an open transaction at shutdown
         assert await call(broker, request("g", ("t", 0, 9))) == {("t", 0): 0}
         fake.error = E.invalid_txn_state
@@ -285,10 +285,10 @@ def test_handler_runtime_and_restart(tmp_path: Path) -> None:
         assert await call(broker, request("", ("t", 1, 9))) == {("t", 1): E.invalid_group_id}
 
     async def second(broker: Broker, engine: LocalEngine) -> None:
-        coordinator = broker.groups.coordinator
+        coordinator = broker.groups.core("g")
         assert committed(coordinator) == {("t", 0): 5, ("t", 1): 6}
         assert coordinator.unstable_offsets("g") == {("t", 0)}
-        await broker.groups.complete_txn(coordinator.partition_for("g"), PID, False)
+        await broker.groups.complete_txn(broker.groups.partition_for("g"), PID, False)
         assert coordinator.unstable_offsets("g") == set()
 
     run_broker(tmp_path, first)
@@ -297,10 +297,9 @@ def test_handler_runtime_and_restart(tmp_path: Path) -> None:
 
 def test_plain_commit_batches_are_not_transactional(tmp_path: Path) -> None:
     async def body(broker: Broker, engine: LocalEngine) -> None:
-        step = broker.groups.coordinator.commit_offsets(CommitRequest(
-            "g", -1, "", None, (OffsetCommit("t", 0, 1, -1, None),)), 0)
-        await broker.groups.run(step)
-        plog = engine.partition(OFFSETS_TOPIC, broker.groups.coordinator.partition_for("g"))
+        await broker.groups.write("g", lambda core, now: core.commit_offsets(CommitRequest(
+            "g", -1, "", None, (OffsetCommit("t", 0, 1, -1, None),)), now))
+        plog = engine.partition(OFFSETS_TOPIC, broker.groups.partition_for("g"))
         header = read_batch_header(chunks_bytes((await plog.read(0, 1 << 20, True)).chunks))
         assert not header.is_transactional and header.producer_id == -1
 

@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import shutil
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -186,14 +185,14 @@ def test_groups_map_to_the_actual_partition_count(tmp_path: Path) -> None:
 
     async def first(broker: Broker) -> None:
         for group in group_on_each(3):
-            assert broker.groups.coordinator.partition_for(group) == partition_for(group, 3)
+            assert broker.groups.partition_for(group) == partition_for(group, 3)
 
     with_broker(tmp_path, first, settings)
 
     async def second(broker: Broker) -> None:
         assert broker.engine.topics()[OFFSETS_TOPIC].partitions == 3
         for group in group_on_each(3):
-            partition = broker.groups.coordinator.partition_for(group)
+            partition = broker.groups.partition_for(group)
             assert partition == partition_for(group, 3)
             broker.engine.partition(OFFSETS_TOPIC, partition)  # exists
 
@@ -226,9 +225,8 @@ def test_a_transaction_log_of_one_partition_with_delete_policy_keeps_working(
         assert broker.engine.topics()[TXN_TOPIC].configs["cleanup.policy"] == "compact"
         runtime = broker.transactions
         for transactional_id in ("a", "b", "c", "tx-1", "my-app-tx"):
-            await runtime.prepare()
-            init = await runtime.run(runtime.coordinator.init_producer_id(
-                transactional_id, 60_000, now_ms=int(time.time() * 1000)))
+            init = await runtime.write(transactional_id, lambda core, now, tid=transactional_id: (
+                core.init_producer_id(tid, 60_000, now_ms=now)))
             assert init.error == 0, (transactional_id, init)
         assert broker.engine.partition(TXN_TOPIC, 0).log_end_offset == 5
 

@@ -1,5 +1,5 @@
-"""Review findings on the transaction runtime (broker/txn_runtime.py), run against a real
-LocalEngine and Broker without a network."""
+"""Review findings on the transaction runtime (broker/txn_runtime.py on the coordinator
+runtime), run against a real LocalEngine and Broker without a network."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from strom.broker.coordinator_runtime import CoordinatorError, ShardStatus
 from strom.broker.handlers.produce import append_partition
 from strom.broker.state import Broker
-from strom.broker.txn_runtime import MARKER_RETRY_S, TXN_TOPIC, CoordinatorUnavailable
+from strom.broker.txn_runtime import MARKER_RETRY_S, TXN_TOPIC
 from strom.config.broker import BrokerConfig
+from strom.coordinator.transaction import TransactionSnapshot
 from strom.coordinator.transaction.model import TxnState
 from strom.protocol.batch_header import read_batch_header
+from strom.protocol.messages import ErrorCode
 from strom.protocol.record_builder import build_batch
 from strom.storage.api import AppendBatch, StorageError, chunks_bytes
 from strom.storage.local.engine import LocalEngine
@@ -56,18 +59,31 @@ def run(path: Path, body: Callable[[Broker], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
+def snapshot(broker: Broker) -> dict[str, TransactionSnapshot]:
+    """The state of the one shard of __transaction_state."""
+    return broker.transactions.runtime.shard(0).core.snapshot()
+
+
+async def reloaded(broker: Broker) -> None:
+    """What a failed append does: the shard replays its log; waits until it is served."""
+    runtime = broker.transactions.runtime
+    runtime.revert(runtime.shard(0))
+    assert runtime.status(0) is ShardStatus.LOADING
+    while runtime.status(0) is ShardStatus.LOADING:
+        await asyncio.sleep(0.01)
+    assert runtime.status(0) is ShardStatus.ACTIVE
+
+
 async def begin(broker: Broker, transactional_id: str, timeout_ms: int = 60_000,
                 ) -> tuple[int, int]:
     """InitProducerId, AddPartitionsToTxn(data-0) and one transactional batch there."""
     runtime = broker.transactions
-    await runtime.prepare()
-    init = await runtime.run(runtime.coordinator.init_producer_id(
-        transactional_id, timeout_ms, now_ms=now_ms()))
+    init = await runtime.write(transactional_id, lambda core, now: core.init_producer_id(
+        transactional_id, timeout_ms, now_ms=now))
     assert init.error == 0, init
     pid, epoch = init.producer_id, init.producer_epoch
-    await runtime.prepare()
-    added = await runtime.run(runtime.coordinator.add_partitions(
-        transactional_id, pid, epoch, [(TOPIC, 0)], now_ms()))
+    added = await runtime.write(transactional_id, lambda core, now: core.add_partitions(
+        transactional_id, pid, epoch, [(TOPIC, 0)], now))
     assert added.error == 0, added
     data = build_batch([(None, b"v", [], now_ms())], producer_id=pid, producer_epoch=epoch,
                        base_sequence=0, transactional=True)
@@ -92,10 +108,11 @@ def fail_next_txn_append(broker: Broker) -> list[int]:
     return failures
 
 
-def test_timer_reloads_after_a_failed_append_so_timeouts_still_abort(tmp_path: Path) -> None:
-    """After an append to __transaction_state fails, the state is dropped until a reload; the
-    timer must reload it itself, else (with no further transactional request) an abandoned
-    transaction is never timed out and its partition's LSO stays stuck forever."""
+def test_a_failed_append_reloads_the_shard_so_timeouts_still_abort(tmp_path: Path) -> None:
+    """After an append to __transaction_state fails, the shard reloads from its log by
+    itself, else (with no further transactional request) an abandoned transaction is never
+    timed out and its partition's LSO stays stuck forever. The failed call gets the error
+    Kafka maps a storage error to (NOT_COORDINATOR)."""
 
     async def body(broker: Broker) -> None:
         await begin(broker, "t1", timeout_ms=200)
@@ -103,20 +120,20 @@ def test_timer_reloads_after_a_failed_append_so_timeouts_still_abort(tmp_path: P
         assert plog.last_stable_offset == 0
         failures = fail_next_txn_append(broker)
         runtime = broker.transactions
-        await runtime.prepare()
         try:
-            await runtime.run(runtime.coordinator.init_producer_id("t2", 60_000,
-                                                                   now_ms=now_ms()))
+            await runtime.write("t2", lambda core, now: core.init_producer_id(
+                "t2", 60_000, now_ms=now))
             raise AssertionError("the injected failure did not happen")
-        except CoordinatorUnavailable:
-            pass
+        except CoordinatorError as exc:
+            assert exc.error == ErrorCode.not_coordinator
         assert failures == [1]
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline and plog.last_stable_offset == 0:
             await asyncio.sleep(0.1)
         assert plog.last_stable_offset == plog.log_end_offset, "the LSO never advanced"
-        states = runtime.coordinator.snapshot()
+        states = snapshot(broker)
         assert states["t1"].state is TxnState.COMPLETE_ABORT
+        assert "t2" not in states  # its record was never written
 
     run(tmp_path, body)
 
@@ -142,20 +159,18 @@ def test_a_reload_stops_the_marker_writers_of_the_old_state(tmp_path: Path) -> N
 
         plog.append_marker = append_marker  # type: ignore[method-assign]
         runtime = broker.transactions
-        await runtime.prepare()
-        ended = await runtime.run(runtime.coordinator.end_txn("t1", pid, epoch, True, now_ms(),
-                                                              bump_epoch=False))
+        ended = await runtime.write("t1", lambda core, now: core.end_txn(
+            "t1", pid, epoch, True, now, bump_epoch=False))
         assert ended.error == 0
         while not calls:
             await asyncio.sleep(0.01)
-        runtime._ready = False  # what a failed append does
-        await runtime.prepare()  # reloads: PrepareCommit found, markers requested again
+        await reloaded(broker)  # PrepareCommit found, markers requested again
         blocked.set()
         deadline = time.monotonic() + 5
         while (time.monotonic() < deadline
-               and runtime.coordinator.snapshot()["t1"].state is not TxnState.COMPLETE_COMMIT):
+               and snapshot(broker)["t1"].state is not TxnState.COMPLETE_COMMIT):
             await asyncio.sleep(0.05)
-        assert runtime.coordinator.snapshot()["t1"].state is TxnState.COMPLETE_COMMIT
+        assert snapshot(broker)["t1"].state is TxnState.COMPLETE_COMMIT
         await asyncio.sleep(MARKER_RETRY_S[0] * 4)  # give a stale writer time to write
         markers = [h for h in await batch_headers(plog) if h.is_control]
         assert len(markers) == 1, markers
@@ -181,7 +196,7 @@ def test_an_unreadable_transaction_log_does_not_stop_the_broker(tmp_path: Path) 
     cannot load a transaction log partition)."""
 
     async def write_garbage(broker: Broker) -> None:
-        await broker.transactions.ready()  # creates the topic
+        await broker.transactions.own(create=True)  # creates the topic
         stamp = now_ms()
         data = bytearray(build_batch([(b"\x7f\x7fnot a key", b"junk", [], stamp)]))
         await broker.engine.partition(TXN_TOPIC, 0).append(
@@ -189,11 +204,13 @@ def test_an_unreadable_transaction_log_does_not_stop_the_broker(tmp_path: Path) 
 
     async def reopened(broker: Broker) -> None:
         runtime = broker.transactions
+        assert runtime.runtime.status(0) is ShardStatus.FAILED
         try:
-            await runtime.prepare()
+            await runtime.write("t", lambda core, now: core.init_producer_id(
+                "t", 60_000, now_ms=now))
             raise AssertionError("an unreadable log was loaded")
-        except CoordinatorUnavailable:
-            pass
+        except CoordinatorError as exc:
+            assert exc.error == ErrorCode.coordinator_not_available
         plain = build_batch([(None, b"v", [], now_ms())])
         outcome = await append_partition(broker, TOPIC, 0, plain, 9)
         assert outcome.error == 0
@@ -223,14 +240,15 @@ def test_a_reload_sees_appends_still_waiting_for_their_fsync(tmp_path: Path,
 
     async def body(broker: Broker) -> None:
         runtime = broker.transactions
-        await runtime.prepare()
+        early = await runtime.write("early", lambda core, now: (  # producer ids at hand
+            core.init_producer_id("early", 60_000, now_ms=now)))
+        assert early.error == 0
         slow.set()
-        init = asyncio.ensure_future(runtime.run(runtime.coordinator.init_producer_id(
-            "late", 60_000, now_ms=now_ms())))
+        init = asyncio.ensure_future(runtime.write("late", lambda core, now: (
+            core.init_producer_id("late", 60_000, now_ms=now))))
         await asyncio.sleep(0.05)  # the record is written, its fsync in flight
-        runtime._ready = False
-        await runtime.prepare()
-        assert "late" in runtime.coordinator.snapshot()
+        await reloaded(broker)
+        assert "late" in snapshot(broker)
         assert (await init).error == 0
 
     async def main() -> None:

@@ -1,8 +1,11 @@
-"""The asyncio shell around the I/O-free group coordinator.
+"""The group coordinator on the coordinator runtime (broker/coordinator_runtime.py).
 
-It persists the records each coordinator step emits to `__consumer_offsets` before answering,
-parks JoinGroup/SyncGroup calls whose answer comes later, delivers completions to them, runs the
-coordinator's timers, and replays `__consumer_offsets` into the coordinator at start.
+One `GroupCoordinator` core per partition of `__consumer_offsets`, holding the groups that hash
+to it. This shell gives the runtime its cores, its replay (records and transaction markers, in
+log order) and its timer step; it encodes a step's records as batches (one transactional batch
+per producer run), parks JoinGroup/SyncGroup calls whose answer comes later and delivers the
+completions once the records are written. Handlers call `write(group_id, op)` and `core(group_id)`,
+which raise CoordinatorError for a group whose shard is not served here.
 """
 
 from __future__ import annotations
@@ -10,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Final, TypeVar
 
-from strom.broker.errors import ApiError
-from strom.broker.log_scan import scan_partition
+from strom.broker.coordinator_runtime import (
+    CoordinatorError,
+    CoordinatorRuntime,
+    Shard,
+    ShardStatus,
+    wall_clock_ms,
+)
+from strom.broker.log_scan import replay_partition
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.model import GroupConfig, GroupLogRecord, PendingKey, Step
 from strom.coordinator.internal_topics import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS
@@ -26,20 +34,13 @@ from strom.protocol.control_batch import ABORT, COMMIT, control_type
 from strom.protocol.messages import ErrorCode
 from strom.protocol.record_builder import RecordInput, build_batch
 from strom.protocol.records import RecordsError, iter_records
-from strom.storage.api import (
-    AppendBatch,
-    LogDirFull,
-    StorageEngine,
-    StorageError,
-    StorageUnavailable,
-    TopicExists,
-)
+from strom.storage.api import AppendBatch, PartitionLog, StorageEngine, TopicExists
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TIMER_MAX_SLEEP_S: Final = 0.5
+LOAD_POLL_S: Final = 0.05  # how often a marker's completion looks whether its shard loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,45 +52,32 @@ class Marker:
 
 
 LogEntry = GroupLogRecord | Marker
+GroupOp = Callable[[GroupCoordinator, int], Step[T]]
 
 
 class GroupRuntime:
-    def __init__(self, engine: StorageEngine, config: GroupConfig) -> None:
+    """The consumer-group coordinator's shards (classic and KIP-848 groups, offsets)."""
+
+    def __init__(self, engine: StorageEngine, config: GroupConfig,
+                 clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
         self.config = config
-        self.coordinator = GroupCoordinator(config)
-        self._pending: dict[PendingKey, asyncio.Future[Any]] = {}
-        # `__consumer_offsets` writes in flight; no answer leaves before those started ahead of it
-        self._writes: set[asyncio.Future[Any]] = set()
-        self._timer: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self.runtime: CoordinatorRuntime[GroupCoordinator] = CoordinatorRuntime(
+            engine, OFFSETS_TOPIC, self, config.offsets_topic_partitions, clock)
+        # Calls parked in each shard, by partition.
+        self._pending: dict[int, dict[PendingKey, asyncio.Future[Any]]] = {}
+        # Each shard's writes in flight (answers wait for the ones started before them).
+        self._writes: dict[int, set[asyncio.Future[None]]] = {}
 
     async def start(self) -> None:
         """Creates `__consumer_offsets` if it does not exist (the only way it is created),
-        maps groups to its actual partitions, and replays it."""
+        then owns and loads every partition of it (one broker)."""
         await self.ensure_offsets_topic()
-        partitions = self.engine.topics()[OFFSETS_TOPIC].partitions
-        self.coordinator.use_offsets_topic_partitions(partitions)
-        started = time.monotonic()
-        count = await self.replay_all()
-        log.info("loaded %d group records from %s in %.0f ms", count, OFFSETS_TOPIC,
-                 (time.monotonic() - started) * 1000)
-        self._stopping = False
-        self._timer = asyncio.create_task(self._run_timers())
+        await self.runtime.load_all(epoch=0)
+        self.runtime.start()
 
     async def stop(self) -> None:
-        # The flag too: Python 3.11's wait_for can swallow a cancel that races a wake-up.
-        self._stopping = True
-        self._wake.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-        for future in self._pending.values():
-            if not future.done():
-                future.cancel()
-        self._pending.clear()
+        await self.runtime.stop()
 
     async def ensure_offsets_topic(self) -> None:
         if OFFSETS_TOPIC in self.engine.topics():
@@ -98,134 +86,152 @@ class GroupRuntime:
             await self.engine.create_topic(OFFSETS_TOPIC, self.config.offsets_topic_partitions,
                                            OFFSETS_TOPIC_CONFIGS)
 
-    async def replay_all(self) -> int:
-        count = 0
-        info = self.engine.topics()[OFFSETS_TOPIC]
-        for partition in range(info.partitions):
-            for entry in await self._read_partition(partition):
-                if isinstance(entry, Marker):
-                    self.coordinator.replay_marker(partition, entry.producer_id, entry.commit)
-                else:
-                    self.coordinator.replay(entry)
-                    count += 1
-        return count
+    # -- for handlers ---------------------------------------------------------------------
 
-    async def _read_partition(self, partition: int) -> list[LogEntry]:
-        out: list[LogEntry] = []
+    def partition_for(self, group_id: str) -> int:
+        """The group's partition of `__consumer_offsets` (its actual partition count)."""
+        return self.runtime.partition_for(group_id)
+
+    def owns(self, group_id: str) -> bool:
+        """FindCoordinator: this broker serves the group's shard (loaded or loading)."""
+        status = self.runtime.status(self.partition_for(group_id))
+        return status in (ShardStatus.ACTIVE, ShardStatus.LOADING)
+
+    def core(self, group_id: str) -> GroupCoordinator:
+        """The core serving the group, for reads; raises CoordinatorError."""
+        return self.runtime.shard(self.partition_for(group_id)).core
+
+    async def write(self, group_id: str, op: GroupOp[T]) -> T:
+        """Runs `op(core, now_ms)` on the group's shard, writes its records, delivers its
+        completions and returns its answer (waiting for it if the call was parked)."""
+        shard = self.runtime.shard(self.partition_for(group_id))
+        return await self._run(shard, op(shard.core, self.runtime.clock()))
+
+    def by_shard(self, group_ids: Iterable[str]) -> dict[int, list[str]]:
+        """The distinct ids by their partition, in request order."""
+        out: dict[int, list[str]] = {}
+        for group_id in dict.fromkeys(group_ids):
+            out.setdefault(self.partition_for(group_id), []).append(group_id)
+        return out
+
+    def listed_cores(self) -> list[GroupCoordinator]:
+        """ListGroups: the cores of every shard owned here (Kafka skips the partitions it does
+        not own); raises CoordinatorError while one is loading or cannot be loaded."""
+        return [self.runtime.shard(shard.partition).core for shard in self.runtime.shards()]
+
+    async def complete_txn(self, partition: int, producer_id: int, commit: bool) -> None:
+        """The transaction runtime wrote the producer's COMMIT or ABORT marker to
+        `__consumer_offsets` partition `partition`: its pending offsets there count or go.
+        A shard still loading is waited for; one not served here has nothing to do (whoever
+        loads it replays the marker from the log)."""
+        while self.runtime.status(partition) is ShardStatus.LOADING:
+            await asyncio.sleep(LOAD_POLL_S)
+        if self.runtime.status(partition) is not ShardStatus.ACTIVE:
+            return
+        shard = self.runtime.shard(partition)
+        step = shard.core.complete_txn(partition, producer_id, commit, self.runtime.clock())
+        with contextlib.suppress(CoordinatorError):  # a failed write reloads the shard
+            await self._apply(shard, step)
+
+    # -- the runtime's host ---------------------------------------------------------------
+
+    def new_core(self, partition: int, partitions: int) -> GroupCoordinator:
+        core = GroupCoordinator(self.config)
+        core.use_offsets_topic_partitions(partitions)
+        return core
+
+    async def replay(self, core: GroupCoordinator, plog: PartitionLog, partition: int) -> int:
+        entries: list[LogEntry] = []
 
         def on_batch(header: BatchHeader, batch: memoryview, start: int) -> None:
             try:
-                _collect_batch(batch, header, start, partition, out)
+                _collect_batch(batch, header, start, partition, entries)
             except (RecordsError, ValueError) as exc:
-                log.warning("skipping unreadable batch at offset %d of %s: %s",
-                            header.base_offset, OFFSETS_TOPIC, exc)
+                log.warning("skipping unreadable batch at offset %d of %s-%d: %s",
+                            header.base_offset, OFFSETS_TOPIC, partition, exc)
 
-        await scan_partition(self.engine.partition(OFFSETS_TOPIC, partition), on_batch)
-        return out
+        await replay_partition(plog, on_batch)
+        count = 0
+        for entry in entries:
+            if isinstance(entry, Marker):
+                core.replay_marker(partition, entry.producer_id, entry.commit)
+            else:
+                core.replay(entry)
+                count += 1
+        return count
 
-    async def run(self, step: Step[T]) -> T:
-        """Persists the step's records, delivers its completions, and returns its answer
-        (waiting for it when the coordinator parked the call)."""
+    async def on_timer(self, shard: Shard[GroupCoordinator], now_ms: int) -> None:
+        await self._apply(shard, shard.core.tick(now_ms))
+
+    def on_unloaded(self, shard: Shard[GroupCoordinator]) -> None:
+        """Parked JoinGroup/SyncGroup calls of the shard are answered NOT_COORDINATOR, as
+        Kafka answers them when it unloads a group."""
+        for future in self._pending.pop(shard.partition, {}).values():
+            if not future.done():
+                future.set_exception(CoordinatorError(
+                    ErrorCode.not_coordinator, f"{OFFSETS_TOPIC}-{shard.partition} unloaded"))
+
+    # -- the write path -------------------------------------------------------------------
+
+    async def _run(self, shard: Shard[GroupCoordinator], step: Step[T]) -> T:
         key = step.pending_key
         future: asyncio.Future[Any] | None = None
         if step.result is None:
             assert key is not None, "a step without a result must name its key"
             future = asyncio.get_running_loop().create_future()
-            old = self._pending.pop(key, None)
+            parked = self._pending.setdefault(shard.partition, {})
+            old = parked.pop(key, None)
             if old is not None and not old.done():
                 old.cancel()
-            self._pending[key] = future
+            parked[key] = future
         try:
-            await self.apply(step)
+            await self._apply(shard, step)
             if future is None:
                 assert step.result is not None
                 return step.result
             return await future  # type: ignore[no-any-return]
         finally:
-            if key is not None and self._pending.get(key) is future:
-                del self._pending[key]
+            waiting = self._pending.get(shard.partition)
+            if key is not None and waiting is not None and waiting.get(key) is future:
+                del waiting[key]
 
-    async def apply(self, step: Step[Any]) -> None:
-        """Persists, then delivers once every write started before this step's is done too.
-
-        As Kafka's coordinator runtime completes a response only when the log holds every
-        record written before it (a step without records waits for the writes in flight), a
-        member is never told of state another member's answer still waits to persist: a
-        follower's SyncGroup in a Stable group is not answered ahead of the leader's.
-        If the write fails, the parked calls still get their answers (the coordinator has
-        moved on in memory) and the caller sees the error.
-        """
-        earlier = tuple(self._writes)
-        try:
-            if step.records:
-                await self.persist(step.records)
-        finally:
+    async def _apply(self, shard: Shard[GroupCoordinator], step: Step[Any]) -> None:
+        """Writes the step's records, then delivers its completions once every write of the
+        shard started before this step's is done too: as Kafka's runtime completes a response
+        only when the log holds every record written before it, a member is never told of
+        state another member's answer still waits to persist (a follower's SyncGroup in a
+        Stable group is not answered ahead of the leader's). If the write fails the shard
+        reloads (its parked calls are answered NOT_COORDINATOR) and the caller gets the
+        coordinator error; if the shard was unloaded while the write ran, the completions are
+        dropped (their calls were answered at the unload)."""
+        writes = self._writes.setdefault(shard.partition, set())
+        earlier = tuple(writes)
+        if step.records:
+            mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            writes.add(mine)
             try:
-                if earlier:
-                    await asyncio.wait(earlier)
+                current = await self.runtime.append(
+                    shard, _batches(shard.partition, step.records, self.runtime.clock()))
             finally:
-                self._deliver(step)
-
-    async def persist(self, records: Sequence[GroupLogRecord]) -> None:
-        """Appends the records; a storage failure (a full disk) is raised as NOT_COORDINATOR,
-        retriable, as Kafka maps KAFKA_STORAGE_ERROR for the group coordinator's writes."""
-        try:
-            await self._track(self._start_persist(records))
-        except StorageError as exc:
-            if not isinstance(exc, (LogDirFull, StorageUnavailable)):  # logged by the engine
-                log.error("appending to %s failed: %s", OFFSETS_TOPIC, exc)
-            raise ApiError(ErrorCode.not_coordinator,
-                           "The coordinator could not write its log") from exc
-
-    def _track(self, write: asyncio.Future[Any]) -> asyncio.Future[Any]:
-        self._writes.add(write)
-        write.add_done_callback(self._writes.discard)
-        return write
-
-    def _deliver(self, step: Step[Any]) -> None:
+                writes.discard(mine)
+                mine.set_result(None)
+            if not current:
+                return  # the shard was unloaded meanwhile: its parked calls are answered
+        if earlier:
+            await asyncio.wait(earlier)
+        parked = self._pending.get(shard.partition, {})
         for completion in step.completions:
-            future = self._pending.get(completion.key)
+            future = parked.get(completion.key)
             if future is not None and not future.done():
                 future.set_result(completion.result)
-        self._wake.set()
+        self.runtime.touched(shard)
 
-    def _start_persist(self, records: Sequence[GroupLogRecord]) -> asyncio.Future[Any]:
-        """Starts the appends of `records` (in the coordinator's order) and returns their
-        joint future."""
-        now_ms = int(time.time() * 1000)
-        by_partition: dict[int, list[GroupLogRecord]] = {}
-        for record in records:
-            by_partition.setdefault(record.partition, []).append(record)
-        logs = {p: self.engine.partition(OFFSETS_TOPIC, p) for p in by_partition}
-        # Start every append before awaiting any, so records keep the coordinator's order.
-        appends = []
-        for partition, group in by_partition.items():
-            batches = [_append_batch(list(run), producer, now_ms) for producer, run
-                       in groupby(group, key=lambda r: (r.producer_id, r.producer_epoch))]
-            appends.append(logs[partition].append(batches))
-        return asyncio.gather(*appends)
-
-    async def complete_txn(self, partition: int, producer_id: int, commit: bool) -> None:
-        """The transaction runtime wrote the producer's COMMIT or ABORT marker to
-        `__consumer_offsets` partition `partition`: its pending offsets there count or go."""
-        now_ms = int(time.time() * 1000)
-        await self.apply(self.coordinator.complete_txn(partition, producer_id, commit, now_ms))
-
-    async def _run_timers(self) -> None:
-        while not self._stopping:
-            deadline = self.coordinator.next_deadline_ms()
-            now_ms = int(time.time() * 1000)
-            sleep_s = TIMER_MAX_SLEEP_S if deadline is None else (deadline - now_ms) / 1000
-            self._wake.clear()
-            if sleep_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(sleep_s, TIMER_MAX_SLEEP_S))
-            try:
-                await self.apply(self.coordinator.tick(int(time.time() * 1000)))
-            except ApiError as exc:
-                log.warning("group coordinator timer: %s", exc)
-            except Exception:
-                log.exception("group coordinator timer failed")
+def _batches(partition: int, records: Sequence[GroupLogRecord], now_ms: int,
+             ) -> list[AppendBatch]:
+    """The records as batches, one per run of records of one producer (or none)."""
+    assert all(r.partition == partition for r in records), "a record of another shard"
+    return [_append_batch(list(run), producer, now_ms) for producer, run
+            in groupby(records, key=lambda r: (r.producer_id, r.producer_epoch))]
 
 
 def _append_batch(records: list[GroupLogRecord], producer: tuple[int, int], now_ms: int,

@@ -36,3 +36,11 @@ async def scan_partition(plog: PartitionLog, on_batch: OnBatch) -> None:
             next_offset = header.next_offset
         offset = next_offset
         offsets = await plog.offsets()
+
+
+async def replay_partition(plog: PartitionLog, on_batch: OnBatch) -> None:
+    """`scan_partition` after waiting for the appends already made (answered or in flight) to
+    be durable: with flush.messages=1 the high watermark waits for their fsync, and a replay
+    that stopped below them would forget state that was (or is about to be) answered."""
+    await plog.wait_durable((await plog.offsets()).log_end)
+    await scan_partition(plog, on_batch)

@@ -1,17 +1,20 @@
-"""The asyncio shell around the I/O-free transaction coordinator (docs/decisions/0003).
+"""The transaction coordinator on the coordinator runtime (broker/coordinator_runtime.py;
+docs/decisions/0003).
 
-Per request it calls the core, appends the step's records to `__transaction_state` before
-answering, and then writes the step's transaction markers in the background: one COMMIT/ABORT
-control batch per partition of the transaction (for `__consumer_offsets` partitions the group
-coordinator then completes the pending transactional offset commits), after which the core is
-told (`markers_written`) and the transaction completes. A timer runs the core's timeouts.
+One `TransactionCoordinator` core per partition of `__transaction_state`, holding the
+transactional ids that hash to it. Per request the core's records are appended to the shard's
+partition before the answer; then the step's transaction markers are written in the background:
+one COMMIT/ABORT control batch per partition of the transaction (for `__consumer_offsets`
+partitions the group coordinator then completes the pending transactional offset commits),
+after which the core is told (`markers_written`) and the transaction completes. A marker
+writer belongs to its shard and stops when the shard is unloaded or reloaded: the next load
+asks again for the markers of every transaction it finds in Prepare*.
 
 `__transaction_state` is created on first use, as Kafka does on the first FindCoordinator for a
-transactional id (this runtime is the only creator), and replayed at start when it exists;
-transactional ids map to its actual partition count, which wins over
-transaction.state.log.num.partitions once it exists (as in Kafka). If an append to it fails,
-the core's in-memory state (which moved on) is thrown away and rebuilt from the log before the
-next request, as decisions/0003 requires.
+transactional id (this runtime is the only creator), and this broker then owns every partition
+of it; transactional ids map to its actual partition count, which wins over
+transaction.state.log.num.partitions once it exists (as in Kafka). A failed append reloads the
+shard from its log (the runtime's failure policy), as decisions/0003 requires.
 """
 
 from __future__ import annotations
@@ -19,13 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Final, TypeVar
 
+from strom.broker.coordinator_runtime import (
+    CoordinatorError,
+    CoordinatorRuntime,
+    Shard,
+    ShardStatus,
+    wall_clock_ms,
+)
 from strom.broker.group_runtime import GroupRuntime
-from strom.broker.log_scan import scan_partition
+from strom.broker.log_scan import replay_partition
 from strom.broker.producer_ids import ProducerIdAllocator
 from strom.config.broker import BrokerConfig
 from strom.coordinator.internal_topics import OFFSETS_TOPIC, TXN_TOPIC, TXN_TOPIC_CONFIGS
@@ -36,7 +45,10 @@ from strom.coordinator.transaction import (
     Step,
     TransactionConfig,
     TransactionCoordinator,
+    TransactionDescription,
+    TransactionListing,
     TxnLogRecord,
+    TxnState,
 )
 from strom.protocol.batch_header import BatchHeader
 from strom.protocol.messages import ErrorCode
@@ -45,6 +57,7 @@ from strom.protocol.records import RecordsError, iter_records
 from strom.storage.api import (
     AppendBatch,
     InvalidProducerEpoch,
+    PartitionLog,
     StorageEngine,
     StorageError,
     TopicExists,
@@ -55,14 +68,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TIMER_MAX_SLEEP_S: Final = 1.0
 MARKER_RETRY_S: Final = (0.05, 2.0)  # first and longest backoff of a failed marker write
 # The most producer ids one core call can take: a new id and an exhausted epoch's successor.
 IDS_PER_CALL: Final = 2
 
-
-class CoordinatorUnavailable(Exception):
-    """`__transaction_state` cannot be written or read: answer COORDINATOR_NOT_AVAILABLE."""
+TxnOp = Callable[[TransactionCoordinator, int], Step[T]]
 
 
 def transaction_config(config: BrokerConfig, groups: GroupRuntime,
@@ -78,145 +88,97 @@ def transaction_config(config: BrokerConfig, groups: GroupRuntime,
         transactional_id_expiration_ms=config.get_int("transactional.id.expiration.ms"),
         transaction_state_partitions=config.get_int("transaction.state.log.num.partitions"),
         allocate_producer_id=allocate,
-        offsets_partition_for=groups.coordinator.partition_for)
+        offsets_partition_for=groups.partition_for)
 
 
 class TransactionRuntime:
+    """The transaction coordinator's shards and their marker writers."""
+
     def __init__(self, engine: StorageEngine, config: TransactionConfig,
-                 producer_ids: ProducerIdAllocator, groups: GroupRuntime) -> None:
+                 producer_ids: ProducerIdAllocator, groups: GroupRuntime,
+                 clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
         self.config = config
         self.producer_ids = producer_ids
         self.groups = groups
-        self.coordinator = TransactionCoordinator(config)
-        self._ready = False  # the topic exists and the coordinator holds its replayed state
-        self._load_lock = asyncio.Lock()
-        self._markers: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._stopping = False
-        # Bumped by every (re)load: marker writers of an older load stop, since the reload
-        # asks again for the markers of every transaction it finds in Prepare*.
-        self._generation = 0
+        self.runtime: CoordinatorRuntime[TransactionCoordinator] = CoordinatorRuntime(
+            engine, TXN_TOPIC, self, config.transaction_state_partitions, clock)
+        self._owned = False  # this broker took every partition of the topic
+        self._owning = asyncio.Lock()
+        self._markers: dict[int, set[asyncio.Task[None]]] = {}  # writers by shard partition
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Replays `__transaction_state` if it exists (it is created on first use)."""
+        """Owns and loads `__transaction_state` if it exists (it is created on first use)."""
         if TXN_TOPIC in self.engine.topics():
-            try:
-                await self.ready()
-            except CoordinatorUnavailable:  # the broker serves on; the timer retries
-                log.error("transactions are unavailable until %s can be loaded", TXN_TOPIC)
-        self._timer = asyncio.create_task(self._run_timers())
+            await self.own(create=False)
+        self.runtime.start()
 
     async def stop(self) -> None:
-        self._stopping = True
-        tasks = [t for t in (self._timer, *self._markers) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        writers = [task for tasks in self._markers.values() for task in tasks]
+        await self.runtime.stop()  # unloads every shard, which cancels its marker writers
+        for task in writers:  # a writer's failure was logged where it happened
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._markers.clear()
 
-    async def ready(self) -> None:
-        """Creates and loads `__transaction_state` unless done; raises CoordinatorUnavailable."""
-        if self._ready:
-            return
-        async with self._load_lock:
-            if not self._ready:
-                await self._load()
-        await self.apply(self.coordinator.tick(now_ms()))  # markers of Prepare* transactions
+    async def own(self, create: bool) -> None:
+        """On first use: creates the topic (if `create`) and owns every partition of it (one
+        broker). Raises CoordinatorError(COORDINATOR_NOT_AVAILABLE) if it cannot be created."""
+        if not self._owned:
+            async with self._owning:
+                await self._own(create)
 
-    async def _load(self) -> None:
-        try:
-            if TXN_TOPIC not in self.engine.topics():
+    async def _own(self, create: bool) -> None:
+        if self._owned:
+            return  # another call took them while this one waited for the lock
+        if TXN_TOPIC not in self.engine.topics():
+            if not create:
+                return
+            try:
                 with contextlib.suppress(TopicExists):
                     await self.engine.create_topic(
-                        TXN_TOPIC, self.config.transaction_state_partitions,
-                        TXN_TOPIC_CONFIGS)
-            started = time.monotonic()
-            self.config = replace(self.config, transaction_state_partitions=(
-                self.engine.topics()[TXN_TOPIC].partitions))
-            core = TransactionCoordinator(self.config)
-            count = 0
-            for record in await self._read_all():
-                core.replay(record)
-                count += 1
-        except (StorageError, OSError, LogFormatError) as exc:
-            log.error("cannot load %s: %s", TXN_TOPIC, exc)
-            raise CoordinatorUnavailable(str(exc)) from exc
-        self.coordinator = core
-        self._ready = True
-        self._generation += 1
-        current = asyncio.current_task()
-        for task in self._markers:
-            if task is not current:
-                task.cancel()
-        log.info("loaded %d transaction records from %s in %.0f ms", count, TXN_TOPIC,
-                 (time.monotonic() - started) * 1000)
-
-    async def ready_if_exists(self) -> None:
-        """Loads the state if `__transaction_state` exists; without it there is nothing to
-        describe or list, and it is not created just for that."""
-        if TXN_TOPIC in self.engine.topics():
-            await self.ready()
-
-    async def _read_all(self) -> list[TxnLogRecord]:
-        out: list[TxnLogRecord] = []
-        for partition in range(self.engine.topics()[TXN_TOPIC].partitions):
-            def on_batch(header: BatchHeader, batch: memoryview, start: int,
-                         partition: int = partition) -> None:
-                _collect(partition, header, batch, start, out)
-
-            plog = self.engine.partition(TXN_TOPIC, partition)
-            # Appends answered or still in flight count too (flush.messages=1 holds the high
-            # watermark back until their fsync): wait for them, then read everything.
-            await plog.wait_durable((await plog.offsets()).log_end)
-            await scan_partition(plog, on_batch)
-        return out
-
-    # -- requests -------------------------------------------------------------------------
-
-    async def prepare(self) -> None:
-        """Before a core call: the state is loaded and producer ids are at hand."""
-        await self.ready()
-        try:
-            await self.producer_ids.ensure(IDS_PER_CALL)
-        except StorageError as exc:
-            raise CoordinatorUnavailable(f"cannot reserve producer ids: {exc}") from exc
-
-    async def run(self, step: Step[T]) -> T:
-        """Appends the step's records, then returns its answer; markers follow."""
-        await self.apply(step)
-        return step.result
-
-    async def apply(self, step: Step[Any]) -> None:
-        if step.records:
-            try:
-                await self._persist(step.records)
+                        TXN_TOPIC, self.config.transaction_state_partitions, TXN_TOPIC_CONFIGS)
             except (StorageError, OSError) as exc:
-                # The core already moved on: forget it and replay the log on the next call.
-                log.error("appending to %s failed (%s); reloading the transaction state",
-                          TXN_TOPIC, exc)
-                self._ready = False
-                raise CoordinatorUnavailable(str(exc)) from exc
-        for batch in step.markers:
-            task = asyncio.create_task(self._write_markers(batch, self._generation))
-            self._markers.add(task)
-            task.add_done_callback(self._markers.discard)
-        self._wake.set()
+                log.error("cannot create %s: %s", TXN_TOPIC, exc)
+                raise CoordinatorError(ErrorCode.coordinator_not_available, str(exc)) from exc
+        await self.runtime.load_all(epoch=0)
+        self._owned = True
+
+    # -- for handlers ---------------------------------------------------------------------
+
+    def partition_for(self, transactional_id: str) -> int:
+        return self.runtime.partition_for(transactional_id)
+
+    def owns(self, transactional_id: str) -> bool:
+        """FindCoordinator: this broker serves the id's shard (loaded or loading)."""
+        status = self.runtime.status(self.partition_for(transactional_id))
+        return status in (ShardStatus.ACTIVE, ShardStatus.LOADING)
+
+    async def write(self, transactional_id: str, op: TxnOp[T]) -> T:
+        """Runs `op(core, now_ms)` on the id's shard (producer ids at hand), appends its
+        records, returns its answer and starts its marker writers; raises CoordinatorError."""
+        await self.own(create=True)
+        await self._reserve_ids()
+        shard = self.runtime.shard(self.partition_for(transactional_id))
+        step = op(shard.core, self.runtime.clock())
+        await self._apply(shard, step)
+        return step.result
 
     def verify(self, transactional_id: str, producer_id: int, producer_epoch: int,
                partitions: Sequence[tuple[str, int]]) -> int:
         """KIP-890 part 1: 0 if every partition is in the producer's ongoing transaction,
         else the error to answer (synchronous, so a produce can verify and append with no
-        suspension in between)."""
-        if not self._ready:
+        suspension in between). A shard not served: COORDINATOR_NOT_AVAILABLE, or
+        COORDINATOR_LOAD_IN_PROGRESS while it loads."""
+        try:
+            shard = self.runtime.shard(self.partition_for(transactional_id))
+        except CoordinatorError as exc:
+            if exc.error == ErrorCode.coordinator_load_in_progress:
+                return exc.error
             return int(ErrorCode.coordinator_not_available)
-        step = self.coordinator.add_partitions(transactional_id, producer_id, producer_epoch,
-                                               partitions, now_ms(), verify_only=True)
+        step = shard.core.add_partitions(transactional_id, producer_id, producer_epoch,
+                                         partitions, self.runtime.clock(), verify_only=True)
         if step.result.error:
             return int(step.result.error)
         for _topic, _partition, error in step.result.partition_errors:
@@ -224,48 +186,104 @@ class TransactionRuntime:
                 return int(error)
         return 0
 
-    # -- persistence ----------------------------------------------------------------------
+    async def describe(self, transactional_id: str) -> TransactionDescription:
+        """DescribeTransactions of one id; raises CoordinatorError for a shard not served.
+        Before the topic exists no id is known (it is not created just for this)."""
+        await self.own(create=False)
+        if not self._owned:
+            return TransactionCoordinator(self.config).describe([transactional_id])[0]
+        shard = self.runtime.shard(self.partition_for(transactional_id))
+        return shard.core.describe([transactional_id])[0]
 
-    async def _persist(self, records: Sequence[TxnLogRecord]) -> None:
-        stamp = now_ms()
-        by_partition: dict[int, list[TxnLogRecord]] = {}
+    async def list_transactions(self, state_filters: Iterable[str],
+                                producer_id_filters: Iterable[int], duration_filter_ms: int,
+                                ) -> tuple[tuple[str, ...], list[TransactionListing]]:
+        """ListTransactions over every shard owned here; raises CoordinatorError while one
+        is loading (COORDINATOR_LOAD_IN_PROGRESS) or cannot be loaded."""
+        await self.own(create=False)
+        states, producer_ids = tuple(state_filters), tuple(producer_id_filters)
+        now = self.runtime.clock()
+        unknown = tuple(label for label in states if TxnState.from_label(label) is None)
+        listings: list[TransactionListing] = []
+        for shard in self.runtime.shards():
+            core = self.runtime.shard(shard.partition).core
+            listings += core.list_transactions(states, producer_ids, duration_filter_ms,
+                                               now)[1]
+        return unknown, listings
+
+    # -- the runtime's host ---------------------------------------------------------------
+
+    def new_core(self, partition: int, partitions: int) -> TransactionCoordinator:
+        return TransactionCoordinator(replace(self.config,
+                                              transaction_state_partitions=partitions))
+
+    async def replay(self, core: TransactionCoordinator, plog: PartitionLog,
+                     partition: int) -> int:
+        records: list[TxnLogRecord] = []
+
+        def on_batch(header: BatchHeader, batch: memoryview, start: int) -> None:
+            _collect(partition, header, batch, start, records)
+
+        await replay_partition(plog, on_batch)
         for record in records:
-            by_partition.setdefault(record.partition, []).append(record)
-        # Every append starts before any is awaited, so records keep the core's order.
-        appends = []
-        for partition, group in by_partition.items():
-            plog = self.engine.partition(TXN_TOPIC, partition)
-            data = bytearray(build_batch([(r.key, r.value, [], stamp) for r in group]))
-            appends.append(asyncio.ensure_future(
-                plog.append([AppendBatch(data, len(group), stamp, stamp)])))
-        results = await asyncio.gather(*appends, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            core.replay(record)
+        return len(records)
 
-    async def _write_markers(self, batch: MarkerBatch, generation: int) -> None:
+    async def on_timer(self, shard: Shard[TransactionCoordinator], now_ms: int) -> None:
+        """Markers of transactions loaded in Prepare*, transaction timeouts, id expiry."""
+        await self._reserve_ids()
+        if self.runtime.is_current(shard):
+            await self._apply(shard, shard.core.tick(self.runtime.clock()))
+
+    def on_unloaded(self, shard: Shard[TransactionCoordinator]) -> None:
+        current = asyncio.current_task()
+        for task in self._markers.pop(shard.partition, set()):
+            if task is not current:  # the current one sees it is stale and returns
+                task.cancel()
+
+    # -- the write path -------------------------------------------------------------------
+
+    async def _reserve_ids(self) -> None:
+        try:
+            await self.producer_ids.ensure(IDS_PER_CALL)
+        except StorageError as exc:
+            raise CoordinatorError(ErrorCode.coordinator_not_available,
+                                   f"cannot reserve producer ids: {exc}") from exc
+
+    async def _apply(self, shard: Shard[TransactionCoordinator], step: Step[Any]) -> None:
+        if step.records and not await self.runtime.append(
+                shard, [_batch(shard.partition, step.records, self.runtime.clock())]):
+            return  # written, but the shard was unloaded: whoever loads it writes the markers
+        for batch in step.markers:
+            task = asyncio.get_running_loop().create_task(self._write_markers(shard, batch))
+            writers = self._markers.setdefault(shard.partition, set())
+            writers.add(task)
+            task.add_done_callback(writers.discard)
+        self.runtime.touched(shard)
+
+    async def _write_markers(self, shard: Shard[TransactionCoordinator],
+                             batch: MarkerBatch) -> None:
         """Writes the batch's marker to each partition (retrying storage errors until it is
-        written or the broker stops), then completes the transaction in the core. A writer
-        of an older load stops: the reload started its own for the same transaction."""
+        written or the shard goes), then completes the transaction in the core."""
         for topic, partition in batch.partitions:
             delay = MARKER_RETRY_S[0]
             while True:
-                if generation != self._generation:
+                if not self.runtime.is_current(shard):
                     return
                 if await self._write_marker(batch, topic, partition):
                     break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MARKER_RETRY_S[1])
-        while True:
+        while self.runtime.is_current(shard):
             try:
-                await self.prepare()
-                if generation != self._generation:
+                await self._reserve_ids()
+                if not self.runtime.is_current(shard):
                     return
-                await self.apply(self.coordinator.markers_written(
+                await self._apply(shard, shard.core.markers_written(
                     batch.transactional_id, batch.producer_id, batch.producer_epoch,
-                    now_ms()))
+                    self.runtime.clock()))
                 return
-            except CoordinatorUnavailable:
+            except CoordinatorError:
                 await asyncio.sleep(MARKER_RETRY_S[1])
 
     async def _write_marker(self, batch: MarkerBatch, topic: str, partition: int) -> bool:
@@ -290,32 +308,11 @@ class TransactionRuntime:
             await self.groups.complete_txn(partition, batch.producer_id, batch.commit)
         return True
 
-    # -- time -----------------------------------------------------------------------------
 
-    async def _run_timers(self) -> None:
-        while not self._stopping:
-            deadline = self.coordinator.next_deadline_ms() if self._ready else None
-            sleep_s = (TIMER_MAX_SLEEP_S if deadline is None
-                       else (deadline - now_ms()) / 1000)
-            self._wake.clear()
-            if sleep_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(sleep_s, TIMER_MAX_SLEEP_S))
-            if not self._ready and TXN_TOPIC not in self.engine.topics():
-                continue  # not created yet; once it exists (a failed append) reload it
-            try:
-                await self.prepare()
-                await self.apply(self.coordinator.tick(now_ms()))
-            except CoordinatorUnavailable as exc:
-                log.warning("transaction timeouts not run: %s", exc)
-                await asyncio.sleep(TIMER_MAX_SLEEP_S)
-            except Exception:
-                log.exception("transaction coordinator timer failed")
-                await asyncio.sleep(TIMER_MAX_SLEEP_S)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+def _batch(partition: int, records: Sequence[TxnLogRecord], now_ms: int) -> AppendBatch:
+    assert all(r.partition == partition for r in records), "a record of another shard"
+    data = bytearray(build_batch([(r.key, r.value, [], now_ms) for r in records]))
+    return AppendBatch(data, len(records), now_ms, now_ms)
 
 
 def _collect(partition: int, header: BatchHeader, batch: memoryview, start: int,

@@ -11,13 +11,15 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.handlers.groups import GROUP_OPERATIONS
 from strom.broker.operations import OPERATIONS_OMITTED
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import now_ms
 from strom.coordinator.group.model import (
+    ConsumerGroupDescription,
     ConsumerHeartbeatRequest,
+    ConsumerHeartbeatResult,
     TopicMetadata,
     TopicPartitionIds,
 )
@@ -55,8 +57,11 @@ async def handle_consumer_group_heartbeat(broker: Broker, ctx: RequestContext, r
         server_assignor=request.server_assignor, owned=_owned(request),
         client_id=ctx.client_id or "", client_host=ctx.client_host,
         topics=topics_snapshot(broker))
-    step = broker.groups.coordinator.consumer_heartbeat(beat, now_ms())
-    result = await broker.groups.run(step)
+    try:
+        result = await broker.groups.write(
+            beat.group_id, lambda core, now_ms: core.consumer_heartbeat(beat, now_ms))
+    except CoordinatorError as exc:
+        result = ConsumerHeartbeatResult(exc.error, None, None, 0, 0)
     assignment = None
     if result.assignment is not None:
         assignment = b.make("Assignment", topic_partitions=tuple(
@@ -85,7 +90,7 @@ async def handle_consumer_group_describe(broker: Broker, ctx: RequestContext, re
     operations = (GROUP_OPERATIONS if request.include_authorized_operations
                   else OPERATIONS_OMITTED)
     groups = []
-    for group in broker.groups.coordinator.consumer_describe(list(request.group_ids)):
+    for group in consumer_describe(broker, list(request.group_ids)):
         members = tuple(
             b.make("Member", member_id=m.member_id, instance_id=m.instance_id,
                    rack_id=m.rack_id, member_epoch=m.member_epoch, client_id=m.client_id,
@@ -102,3 +107,17 @@ async def handle_consumer_group_describe(broker: Broker, ctx: RequestContext, re
             members=members, authorized_operations=operations))
     return b.make("ConsumerGroupDescribeResponse", throttle_time=NO_THROTTLE,
                   groups=tuple(groups))
+
+
+def consumer_describe(broker: Broker, group_ids: list[str]) -> list[ConsumerGroupDescription]:
+    """Each group described by its shard, in request order; a shard not served describes
+    its groups with its error."""
+    described: dict[str, ConsumerGroupDescription] = {}
+    for ids in broker.groups.by_shard(group_ids).values():
+        try:
+            described.update((d.group_id, d)
+                             for d in broker.groups.core(ids[0]).consumer_describe(ids))
+        except CoordinatorError as exc:
+            described.update((g, ConsumerGroupDescription(g, exc.error, None, "", -1, -1, "",
+                                                          ())) for g in ids)
+    return [described[g] for g in group_ids]

@@ -9,39 +9,55 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.operations import OPERATIONS_OMITTED
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import CoordinatorUnavailable, now_ms
 from strom.coordinator.group.model import (
+    GroupDescription,
     HeartbeatRequest,
     JoinRequest,
     JoinResult,
     LeaveMember,
     LeaveRequest,
+    LeaveResult,
     SyncRequest,
+    join_error,
+    sync_error,
 )
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
 KEY_TYPE_GROUP: Final = 0
 KEY_TYPE_TRANSACTION: Final = 1
-COORDINATOR_UNAVAILABLE: Final = -1  # internal: a transaction lookup while the log is down
 # Operations a consumer group supports: READ 3, DELETE 6, DESCRIBE 8.
 GROUP_OPERATIONS: Final = sum(1 << op for op in (3, 6, 8))
 
 
-def coordinator_entry(broker: Broker, b: ResponseBuilder, key: str, key_type: int) -> Any:
-    if key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION):
-        error, message = ErrorCode.none, None
-    elif key_type == COORDINATOR_UNAVAILABLE:
-        error, message = ErrorCode.coordinator_not_available, "the transaction log is unavailable"
+async def coordinator_error(broker: Broker, key: str, key_type: int) -> tuple[int, str | None]:
+    """This broker coordinates `key` if it owns the key's shard (loaded or loading), as Kafka
+    answers with the leader of the key's partition; COORDINATOR_NOT_AVAILABLE otherwise."""
+    if key_type == KEY_TYPE_GROUP:
+        owned = broker.groups.owns(key)
+    elif key_type == KEY_TYPE_TRANSACTION:
+        try:  # Kafka creates __transaction_state on the first such lookup
+            await broker.transactions.own(create=True)
+        except CoordinatorError:
+            return ErrorCode.coordinator_not_available, "the transaction log is unavailable"
+        owned = broker.transactions.owns(key)
     else:
-        error, message = ErrorCode.invalid_request, f"unknown key type {key_type}"
+        return ErrorCode.invalid_request, f"unknown key type {key_type}"
+    if not owned:
+        return ErrorCode.coordinator_not_available, "the coordinator is not available"
+    return ErrorCode.none, None
+
+
+async def coordinator_entry(broker: Broker, key: str, key_type: int) -> dict[str, Any]:
+    error, message = await coordinator_error(broker, key, key_type)
     ok = error == ErrorCode.none
     return dict(key=key, node_id=broker.node_id if ok else -1,
                 host=broker.advertised_host if ok else "",
                 port=broker.advertised_port if ok else -1,
-                error_code=error, error_message=message)
+                error_code=ErrorCode(error), error_message=message)
 
 
 @api(10, "FindCoordinator", (0, 6), "group and transaction coordinator are this broker; "
@@ -49,16 +65,12 @@ def coordinator_entry(broker: Broker, b: ResponseBuilder, key: str, key_type: in
 async def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any,
                                   b: ResponseBuilder) -> Any:
     key_type = int(getattr(request, "key_type", KEY_TYPE_GROUP))
-    if key_type == KEY_TYPE_TRANSACTION:
-        try:  # Kafka creates __transaction_state on the first such lookup
-            await broker.transactions.ready()
-        except CoordinatorUnavailable:
-            key_type = COORDINATOR_UNAVAILABLE
     if b.version >= 4:
-        entries = [coordinator_entry(broker, b, key, key_type) for key in request.coordinator_keys]
+        entries = [await coordinator_entry(broker, key, key_type)
+                   for key in request.coordinator_keys]
         return b.make("FindCoordinatorResponse", throttle_time=NO_THROTTLE, coordinators=tuple(
             b.make("Coordinator", **entry) for entry in entries))
-    entry = coordinator_entry(broker, b, request.key, key_type)
+    entry = await coordinator_entry(broker, request.key, key_type)
     return b.make("FindCoordinatorResponse", throttle_time=NO_THROTTLE,
                   error_code=entry["error_code"], error_message=entry["error_message"],
                   node_id=entry["node_id"], host=entry["host"], port=entry["port"])
@@ -94,7 +106,11 @@ async def handle_join_group(broker: Broker, ctx: RequestContext, request: Any,
         protocols=tuple((p.name, p.metadata) for p in request.protocols),
         require_known_member_id=b.version >= 4, reason=getattr(request, "reason", None),
         supports_skip_assignment=b.version >= 9)
-    result = await broker.groups.run(broker.groups.coordinator.join(join, now_ms()))
+    try:
+        result = await broker.groups.write(join.group_id,
+                                           lambda core, now_ms: core.join(join, now_ms))
+    except CoordinatorError as exc:
+        result = join_error(join.member_id, exc.error)
     return join_response(b, result)
 
 
@@ -108,7 +124,14 @@ async def handle_sync_group(broker: Broker, ctx: RequestContext, request: Any,
         protocol_type=getattr(request, "protocol_type", None),
         protocol_name=getattr(request, "protocol_name", None),
         assignments=tuple((a.member_id, a.assignment) for a in request.assignments))
-    result = await broker.groups.run(broker.groups.coordinator.sync(sync, now_ms()))
+    try:
+        result = await broker.groups.write(sync.group_id,
+                                           lambda core, now_ms: core.sync(sync, now_ms))
+    except CoordinatorError as exc:
+        result = sync_error(exc.error)
+        if exc.error == ErrorCode.coordinator_load_in_progress:
+            # Kafka: the rebalance's state is lost with the load; rejoin without a lookup.
+            result = sync_error(ErrorCode.rebalance_in_progress)
     return b.make("SyncGroupResponse", throttle_time=NO_THROTTLE,
                   error_code=ErrorCode(result.error), protocol_type=result.protocol_type,
                   protocol_name=result.protocol_name, assignment=result.assignment)
@@ -120,7 +143,12 @@ async def handle_heartbeat(broker: Broker, ctx: RequestContext, request: Any,
     beat = HeartbeatRequest(group_id=request.group_id, member_id=request.member_id,
                             generation_id=int(request.generation_id),
                             group_instance_id=getattr(request, "group_instance_id", None))
-    error = await broker.groups.run(broker.groups.coordinator.heartbeat(beat, now_ms()))
+    try:
+        error = await broker.groups.write(beat.group_id,
+                                          lambda core, now_ms: core.heartbeat(beat, now_ms))
+    except CoordinatorError as exc:  # still loading: Kafka answers blindly
+        error = (ErrorCode.none if exc.error == ErrorCode.coordinator_load_in_progress
+                 else exc.error)
     return b.make("HeartbeatResponse", throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
 
 
@@ -133,7 +161,11 @@ async def handle_leave_group(broker: Broker, ctx: RequestContext, request: Any,
     else:
         members = (LeaveMember(request.member_id, None, None),)
     leave = LeaveRequest(group_id=request.group_id, members=members)
-    result = await broker.groups.run(broker.groups.coordinator.leave(leave, now_ms()))
+    try:
+        result = await broker.groups.write(leave.group_id,
+                                           lambda core, now_ms: core.leave(leave, now_ms))
+    except CoordinatorError as exc:
+        result = LeaveResult(exc.error, ())
     error = result.error
     if b.version < 3 and error == ErrorCode.none and result.members:
         error = result.members[0][2]  # a single leaver's own error is the answer
@@ -151,7 +183,7 @@ async def handle_describe_groups(broker: Broker, ctx: RequestContext, request: A
     operations = (GROUP_OPERATIONS if getattr(request, "include_authorized_operations", False)
                   else OPERATIONS_OMITTED)
     groups = []
-    for group in broker.groups.coordinator.describe(list(request.groups)):
+    for group in describe(broker, list(request.groups)):
         error = ErrorCode(group.error)
         if b.version < 6 and error == ErrorCode.group_id_not_found:
             error = ErrorCode.none  # before v6 an unknown group is described as Dead, no error
@@ -171,8 +203,14 @@ async def handle_describe_groups(broker: Broker, ctx: RequestContext, request: A
 @api(16, "ListGroups", (0, 5), "states filter (v4+), types filter (v5+)")
 async def handle_list_groups(broker: Broker, ctx: RequestContext, request: Any,
                              b: ResponseBuilder) -> Any:
-    listings = broker.groups.coordinator.list_groups(
-        tuple(getattr(request, "states_filter", ())), tuple(getattr(request, "types_filter", ())))
+    states = tuple(getattr(request, "states_filter", ()))
+    types = tuple(getattr(request, "types_filter", ()))
+    try:
+        listings = [g for core in broker.groups.listed_cores()
+                    for g in core.list_groups(states, types)]
+    except CoordinatorError as exc:
+        return b.make("ListGroupsResponse", throttle_time=NO_THROTTLE,
+                      error_code=ErrorCode(exc.error), groups=())
     return b.make("ListGroupsResponse", throttle_time=NO_THROTTLE, error_code=ErrorCode.none,
                   groups=tuple(
                       b.make("ListedGroup", group_id=g.group_id, protocol_type=g.protocol_type,
@@ -183,8 +221,31 @@ async def handle_list_groups(broker: Broker, ctx: RequestContext, request: Any,
 @api(42, "DeleteGroups", (0, 2), "NON_EMPTY_GROUP for groups with members")
 async def handle_delete_groups(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
-    step = broker.groups.coordinator.delete_groups(list(request.groups_names), now_ms())
-    results = await broker.groups.run(step)
+    results: dict[str, int] = {}
+    for group_ids in broker.groups.by_shard(request.groups_names).values():
+        results.update(await delete_groups(broker, group_ids))
     return b.make("DeleteGroupsResponse", throttle_time=NO_THROTTLE, results=tuple(
-        b.make("DeletableGroupResult", group_id=group_id, error_code=ErrorCode(code))
-        for group_id, code in results))
+        b.make("DeletableGroupResult", group_id=group_id,
+               error_code=ErrorCode(results[group_id]))
+        for group_id in dict.fromkeys(request.groups_names)))
+
+
+def describe(broker: Broker, group_ids: list[str]) -> list[GroupDescription]:
+    """Each group described by its shard, in request order; a shard not served describes
+    its groups with its error (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS)."""
+    described: dict[str, GroupDescription] = {}
+    for ids in broker.groups.by_shard(group_ids).values():
+        try:
+            described.update((d.group_id, d) for d in broker.groups.core(ids[0]).describe(ids))
+        except CoordinatorError as exc:
+            described.update((g, GroupDescription(g, exc.error, "", "", "", ())) for g in ids)
+    return [described[g] for g in group_ids]
+
+
+async def delete_groups(broker: Broker, group_ids: list[str]) -> list[tuple[str, int]]:
+    """DeleteGroups of ids of one shard: (group_id, error) each."""
+    try:
+        return await broker.groups.write(
+            group_ids[0], lambda core, now_ms: core.delete_groups(group_ids, now_ms))
+    except CoordinatorError as exc:
+        return [(group_id, exc.error) for group_id in group_ids]

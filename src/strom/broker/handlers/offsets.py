@@ -6,11 +6,16 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
-from strom.broker.errors import ApiError
+from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import now_ms
-from strom.coordinator.group.model import CommitRequest, CommittedOffset, OffsetCommit
+from strom.coordinator.group.coordinator import GroupCoordinator
+from strom.coordinator.group.model import (
+    CommitRequest,
+    CommitResult,
+    CommittedOffset,
+    OffsetCommit,
+)
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
 NO_OFFSET: Final = -1
@@ -77,11 +82,10 @@ async def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any
             group_instance_id=getattr(request, "group_instance_id", None),
             offsets=tuple(c for _, c in valid))
         try:
-            result = await broker.groups.run(broker.groups.coordinator.commit_offsets(
-                commit, now_ms()))
-        except ApiError as exc:  # the write failed (a full disk): NOT_COORDINATOR, retriable
-            errors.update((key, exc.code) for key, _ in valid)
-            return commit_response(b, request, errors)
+            result = await broker.groups.write(
+                commit.group_id, lambda core, now_ms: core.commit_offsets(commit, now_ms))
+        except CoordinatorError as exc:
+            result = CommitResult((), exc.error)
         outcome = {(t, p): ErrorCode(code) for t, p, code in result.partition_errors}
         for key, c in valid:
             errors[key] = (ErrorCode(result.error) if result.error
@@ -112,18 +116,41 @@ def fetched(b: ResponseBuilder, index: int, committed: CommittedOffset | None,
 def fetch_group(broker: Broker, b: ResponseBuilder, group_id: str,
                 topics: Iterable[Any] | None, require_stable: bool = False,
                 ) -> tuple[ErrorCode, list[Any]]:
-    """(group error, topic entries) for one group of an OffsetFetch."""
-    topic_class = ("OffsetFetchResponseTopics" if b.has_class("OffsetFetchResponseTopics")
-                   else "OffsetFetchResponseTopic")
-    unstable = (broker.groups.coordinator.unstable_offsets(group_id) if require_stable
-                else set())
+    """(group error, topic entries) for one group of an OffsetFetch; a shard not served
+    answers its error for the group (every partition of a version without a group error)."""
+    try:
+        core = broker.groups.core(group_id)
+    except CoordinatorError as exc:
+        error = ErrorCode(exc.error)
+        return error, [] if topics is None else failed_topics(b, topics, error)
+    return fetch_from(core, broker, b, group_id, topics, require_stable)
+
+
+def failed_topics(b: ResponseBuilder, topics: Iterable[Any], error: ErrorCode) -> list[Any]:
+    """The requested partitions, each with the group's error and no offset."""
+    return [b.make(topic_class(b), name=getattr(topic, "name", None),
+                   topic_id=getattr(topic, "topic_id", None), partitions=tuple(
+                       fetched_partition(b, int(p), None, error)
+                       for p in topic.partition_indexes))
+            for topic in topics]
+
+
+def topic_class(b: ResponseBuilder) -> str:
+    return ("OffsetFetchResponseTopics" if b.has_class("OffsetFetchResponseTopics")
+            else "OffsetFetchResponseTopic")
+
+
+def fetch_from(core: GroupCoordinator, broker: Broker, b: ResponseBuilder, group_id: str,
+               topics: Iterable[Any] | None, require_stable: bool,
+               ) -> tuple[ErrorCode, list[Any]]:
+    unstable = core.unstable_offsets(group_id) if require_stable else set()
     if topics is None:
-        error, offsets = broker.groups.coordinator.fetch_offsets(group_id, None)
+        error, offsets = core.fetch_offsets(group_id, None)
         by_topic: dict[str, list[tuple[int, CommittedOffset]]] = {}
         for (topic, partition), committed in sorted(offsets.items()):
             by_topic.setdefault(topic, []).append((partition, committed))
         entries = [
-            b.make(topic_class, name=name, topic_id=topic_id(broker, name), partitions=tuple(
+            b.make(topic_class(b), name=name, topic_id=topic_id(broker, name), partitions=tuple(
                 fetched(b, p, c, ErrorCode.none, (name, p) in unstable) for p, c in parts))
             for name, parts in by_topic.items()]
         return ErrorCode(error), entries
@@ -132,16 +159,27 @@ def fetch_group(broker: Broker, b: ResponseBuilder, group_id: str,
     for topic in topics:
         name = commit_topic_name(broker, topic)
         wanted = [(name, int(p)) for p in topic.partition_indexes] if name else []
-        error, offsets = broker.groups.coordinator.fetch_offsets(group_id, wanted)
+        error, offsets = core.fetch_offsets(group_id, wanted)
         group_error = ErrorCode(error) or group_error
         parts = tuple(
             fetched(b, int(p), offsets.get((name, int(p))) if name else None,
                     ErrorCode.none if name else ErrorCode.unknown_topic_id,
                     (name, int(p)) in unstable)
             for p in topic.partition_indexes)
-        entries.append(b.make(topic_class, name=getattr(topic, "name", None),
+        entries.append(b.make(topic_class(b), name=getattr(topic, "name", None),
                               topic_id=getattr(topic, "topic_id", None), partitions=parts))
     return group_error, entries
+
+
+def validate_offset_fetch(broker: Broker, group: Any) -> int | None:
+    """OffsetFetch v9+ of a KIP-848 member; None if the group's shard is not served (the
+    fetch then answers the shard's error)."""
+    try:
+        core = broker.groups.core(group.group_id)
+    except CoordinatorError:
+        return None
+    return core.validate_offset_fetch(group.group_id, getattr(group, "member_id", None),
+                                      int(getattr(group, "member_epoch", -1)))
 
 
 def topic_id(broker: Broker, name: str) -> uuid.UUID | None:
@@ -157,9 +195,7 @@ async def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any,
     if b.version >= 8:
         groups = []
         for group in request.groups:
-            denied = broker.groups.coordinator.validate_offset_fetch(
-                group.group_id, getattr(group, "member_id", None),
-                int(getattr(group, "member_epoch", -1)))
+            denied = validate_offset_fetch(broker, group)
             if denied:
                 groups.append(b.make("OffsetFetchResponseGroup", group_id=group.group_id,
                                      topics=(), error_code=ErrorCode(denied)))
@@ -178,8 +214,12 @@ async def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any,
 async def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
     wanted = [(t.name, int(p.partition_index)) for t in request.topics for p in t.partitions]
-    step = broker.groups.coordinator.delete_offsets(request.group_id, wanted, now_ms())
-    error, outcome = await broker.groups.run(step)
+    try:
+        error, outcome = await broker.groups.write(
+            request.group_id, lambda core, now_ms: core.delete_offsets(request.group_id,
+                                                                      wanted, now_ms))
+    except CoordinatorError as exc:
+        error, outcome = exc.error, ()
     codes = {(t, p): ErrorCode(code) for t, p, code in outcome}
     topics = tuple(
         b.make("OffsetDeleteResponseTopic", name=t.name, partitions=tuple(

@@ -142,7 +142,8 @@ def verify_transaction(broker: Broker, transactional_id: str | None, plog: Parti
                                            [(topic, index)])
         if error == ErrorCode.producer_fenced:
             error = ErrorCode.invalid_producer_epoch
-        elif error in (ErrorCode.coordinator_not_available, ErrorCode.concurrent_transactions):
+        elif error in (ErrorCode.coordinator_not_available, ErrorCode.concurrent_transactions,
+                       ErrorCode.coordinator_load_in_progress):
             error = ErrorCode.not_enough_replicas  # retriable, as Kafka's verification maps it
         if error:
             plog.producer_state.end_verification(h.producer_id, guard)

@@ -21,7 +21,6 @@ from typing import Any
 from strom.broker.handlers.transactions import call, fenced_as
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import now_ms
 from strom.coordinator.transaction import InitProducerIdResult
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import StorageError
@@ -34,15 +33,12 @@ NO_PRODUCER_EPOCH = -1
 
 async def init_transactional(broker: Broker, request: Any, version: int,
                              answer: Callable[..., Any]) -> Any:
-    runtime = broker.transactions
     timeout_ms = int(request.transaction_timeout.total_seconds() * 1000)
-
-    async def work() -> InitProducerIdResult:
-        return await runtime.run(runtime.coordinator.init_producer_id(
-            request.transactional_id, timeout_ms, int(getattr(request, "producer_id", -1)),
-            int(getattr(request, "producer_epoch", -1)), now_ms()))
-
-    result = await call(broker, work, InitProducerIdResult(ErrorCode.coordinator_not_available))
+    result = await call(broker, request.transactional_id, lambda core, now_ms: (
+        core.init_producer_id(request.transactional_id, timeout_ms,
+                              int(getattr(request, "producer_id", -1)),
+                              int(getattr(request, "producer_epoch", -1)), now_ms)),
+        InitProducerIdResult)
     return answer(fenced_as(result.error, version, 4), result.producer_id, result.producer_epoch)
 
 

@@ -11,16 +11,17 @@ INVALID_PRODUCER_EPOCH instead, as from Kafka.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Final, TypeVar
 
 from kio.serial.readers import tz_aware_from_i64
 from kio.static.primitive import i64
 
+from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import CoordinatorUnavailable, now_ms
+from strom.broker.txn_runtime import TxnOp
 from strom.coordinator.transaction import AddPartitionsResult, EndTxnResult
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
@@ -37,13 +38,14 @@ def fenced_as(error: int, version: int, knows_fenced_from: int) -> ErrorCode:
     return ErrorCode(error)
 
 
-async def call(broker: Broker, work: Callable[[], Awaitable[T]], unavailable: T) -> T:
-    """Runs a core call through the runtime; `unavailable` if its state cannot be used."""
+async def call(broker: Broker, transactional_id: str, op: TxnOp[T],
+               failed: Callable[[int], T]) -> T:
+    """Runs a core call on the id's shard; `failed(error)` if the shard cannot serve it
+    (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, ...)."""
     try:
-        await broker.transactions.prepare()
-        return await work()
-    except CoordinatorUnavailable:
-        return unavailable
+        return await broker.transactions.write(transactional_id, op)
+    except CoordinatorError as exc:
+        return failed(exc.error)
 
 
 # -- AddPartitionsToTxn ---------------------------------------------------------------------
@@ -61,15 +63,12 @@ async def add_partitions(broker: Broker, transactional_id: str, producer_id: int
         return AddPartitionsResult(ErrorCode.unknown_topic_or_partition, tuple(
             (t, p, ErrorCode.unknown_topic_or_partition if (t, p) in unknown
              else ErrorCode.operation_not_attempted) for t, p in dict.fromkeys(wanted)))
-    runtime = broker.transactions
 
-    async def work() -> AddPartitionsResult:
-        return await runtime.run(runtime.coordinator.add_partitions(
-            transactional_id, producer_id, producer_epoch, wanted, now_ms(), verify_only))
+    def failed(error: int) -> AddPartitionsResult:
+        return AddPartitionsResult(error, tuple((t, p, error) for t, p in dict.fromkeys(wanted)))
 
-    unavailable = AddPartitionsResult(ErrorCode.coordinator_not_available, tuple(
-        (t, p, ErrorCode.coordinator_not_available) for t, p in dict.fromkeys(wanted)))
-    return await call(broker, work, unavailable)
+    return await call(broker, transactional_id, lambda core, now_ms: core.add_partitions(
+        transactional_id, producer_id, producer_epoch, wanted, now_ms, verify_only), failed)
 
 
 def topic_results(b: ResponseBuilder, result: AddPartitionsResult, version: int) -> Any:
@@ -112,17 +111,13 @@ async def handle_add_partitions_to_txn(broker: Broker, ctx: RequestContext, requ
      "the group's __consumer_offsets partition joins the transaction")
 async def handle_add_offsets_to_txn(broker: Broker, ctx: RequestContext, request: Any,
                                     b: ResponseBuilder) -> Any:
-    runtime = broker.transactions
-
-    async def work() -> int:
-        return await runtime.run(runtime.coordinator.add_offsets(
-            request.transactional_id, int(request.producer_id), int(request.producer_epoch),
-            request.group_id, now_ms()))
-
     if not request.group_id:
         error: int = ErrorCode.invalid_group_id
     else:
-        error = await call(broker, work, int(ErrorCode.coordinator_not_available))
+        error = await call(broker, request.transactional_id, lambda core, now_ms: (
+            core.add_offsets(request.transactional_id, int(request.producer_id),
+                             int(request.producer_epoch), request.group_id, now_ms)),
+            lambda code: code)
     return b.make("AddOffsetsToTxnResponse", throttle_time=NO_THROTTLE,
                   error_code=fenced_as(error, b.version, 2))
 
@@ -134,14 +129,10 @@ async def handle_add_offsets_to_txn(broker: Broker, ctx: RequestContext, request
      "2) bumps the producer epoch and returns it")
 async def handle_end_txn(broker: Broker, ctx: RequestContext, request: Any,
                          b: ResponseBuilder) -> Any:
-    runtime = broker.transactions
-
-    async def work() -> EndTxnResult:
-        return await runtime.run(runtime.coordinator.end_txn(
-            request.transactional_id, int(request.producer_id), int(request.producer_epoch),
-            bool(request.committed), now_ms(), bump_epoch=b.version >= END_TXN_BUMPS_FROM))
-
-    result = await call(broker, work, EndTxnResult(ErrorCode.coordinator_not_available))
+    result = await call(broker, request.transactional_id, lambda core, now_ms: core.end_txn(
+        request.transactional_id, int(request.producer_id), int(request.producer_epoch),
+        bool(request.committed), now_ms, bump_epoch=b.version >= END_TXN_BUMPS_FROM),
+        EndTxnResult)
     return b.make("EndTxnResponse", throttle_time=NO_THROTTLE,
                   error_code=fenced_as(result.error, b.version, 2),
                   producer_id=result.producer_id, producer_epoch=result.producer_epoch)
@@ -158,13 +149,17 @@ def timestamp(ms: int) -> Any:
      "state, timeout, start time, producer id/epoch and partitions of transactional ids")
 async def handle_describe_transactions(broker: Broker, ctx: RequestContext, request: Any,
                                        b: ResponseBuilder) -> Any:
-    try:
-        await broker.transactions.ready_if_exists()
-        described = broker.transactions.coordinator.describe(request.transactional_ids)
-    except CoordinatorUnavailable:
-        described = []
     states = []
-    for d in described:
+    for transactional_id in request.transactional_ids:
+        try:
+            d = await broker.transactions.describe(transactional_id)
+        except CoordinatorError as exc:
+            states.append(b.make(
+                "TransactionState", error_code=ErrorCode(exc.error),
+                transactional_id=transactional_id, transaction_state="",
+                transaction_timeout=timedelta(0), transaction_start_time=timestamp(-1),
+                producer_id=-1, producer_epoch=-1, topics=()))
+            continue
         states.append(b.make(
             "TransactionState", error_code=ErrorCode(d.error),
             transactional_id=d.transactional_id, transaction_state=d.state,
@@ -172,12 +167,6 @@ async def handle_describe_transactions(broker: Broker, ctx: RequestContext, requ
             transaction_start_time=timestamp(d.txn_start_timestamp_ms),
             producer_id=d.producer_id, producer_epoch=d.producer_epoch,
             topics=tuple(b.make("TopicData", topic=t, partitions=ps) for t, ps in d.topics)))
-    if not described and request.transactional_ids:
-        states = [b.make("TransactionState", error_code=ErrorCode.coordinator_not_available,
-                         transactional_id=t, transaction_state="",
-                         transaction_timeout=timedelta(0),
-                         transaction_start_time=timestamp(-1), producer_id=-1, producer_epoch=-1,
-                         topics=()) for t in request.transactional_ids]
     return b.make("DescribeTransactionsResponse", throttle_time=NO_THROTTLE,
                   transaction_states=tuple(states))
 
@@ -188,14 +177,12 @@ async def handle_list_transactions(broker: Broker, ctx: RequestContext, request:
                                    b: ResponseBuilder) -> Any:
     duration_ms = int(getattr(request, "duration_filter", -1))
     try:
-        await broker.transactions.ready_if_exists()
-    except CoordinatorUnavailable:
+        unknown, listings = await broker.transactions.list_transactions(
+            request.state_filters, [int(p) for p in request.producer_id_filters], duration_ms)
+    except CoordinatorError as exc:
         return b.make("ListTransactionsResponse", throttle_time=NO_THROTTLE,
-                      error_code=ErrorCode.coordinator_not_available, unknown_state_filters=(),
+                      error_code=ErrorCode(exc.error), unknown_state_filters=(),
                       transaction_states=())
-    unknown, listings = broker.transactions.coordinator.list_transactions(
-        request.state_filters, [int(p) for p in request.producer_id_filters], duration_ms,
-        now_ms())
     return b.make("ListTransactionsResponse", throttle_time=NO_THROTTLE,
                   error_code=ErrorCode.none, unknown_state_filters=unknown,
                   transaction_states=tuple(

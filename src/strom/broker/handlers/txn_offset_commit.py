@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from strom.broker.errors import ApiError
+from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.handlers.offsets import offset_commit, partition_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
-from strom.broker.txn_runtime import now_ms
-from strom.coordinator.group.model import OffsetCommit, TxnCommitRequest
+from strom.coordinator.group.model import CommitResult, OffsetCommit, TxnCommitRequest
 from strom.coordinator.internal_topics import OFFSETS_TOPIC
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 
@@ -57,7 +56,7 @@ async def handle_txn_offset_commit(broker: Broker, ctx: RequestContext, request:
     if not request.group_id:
         error = ErrorCode.invalid_group_id
     else:
-        partition = broker.groups.coordinator.partition_for(request.group_id)
+        partition = broker.groups.partition_for(request.group_id)
         error = ErrorCode(broker.transactions.verify(
             request.transactional_id, int(request.producer_id), int(request.producer_epoch),
             [(OFFSETS_TOPIC, partition)]))
@@ -72,12 +71,11 @@ async def handle_txn_offset_commit(broker: Broker, ctx: RequestContext, request:
             member_id=getattr(request, "member_id", ""),
             group_instance_id=getattr(request, "group_instance_id", None),
             offsets=tuple(c for _, c in valid))
-        step = broker.groups.coordinator.txn_commit_offsets(commit, now_ms())
         try:
-            result = await broker.groups.run(step)
-        except ApiError as exc:  # the write failed (a full disk): NOT_COORDINATOR, retriable
-            errors.update((key, exc.code) for key, _ in valid)
-            return txn_commit_response(b, request, errors)
+            result = await broker.groups.write(
+                commit.group_id, lambda core, now_ms: core.txn_commit_offsets(commit, now_ms))
+        except CoordinatorError as exc:
+            result = CommitResult(tuple((c.topic, c.partition, exc.error) for _, c in valid))
         outcome = {(t, p): ErrorCode(code) for t, p, code in result.partition_errors}
         for key, c in valid:
             errors[key] = outcome.get((c.topic, c.partition), ErrorCode.none)
