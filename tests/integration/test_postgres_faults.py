@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import pwd
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from strom.testing import EmbeddedBroker
 from strom.testing.postgres import PostgresServer, PostgresUnavailable
@@ -85,6 +86,70 @@ def test_postgresql_killed_mid_stream_loses_and_duplicates_nothing(
             "JOIN strom_partition p USING (partition_id) JOIN strom_topic t USING (topic_id) "
             f"WHERE t.name = '{topic}'")
         assert int(rows) == count
+
+
+def _run_transaction(p: Producer, topic: str, values: list[bytes], deadline: float,
+                     before_commit: Callable[[], None] = lambda: None) -> bool:
+    """One transaction of `values` (value i to partition i % 3); True if it committed, False
+    if it had to be aborted (the caller tries again). A retriable error of the commit (a
+    timeout while the database is down) is retried, as the client's docs say."""
+    p.begin_transaction()
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=i % len(PARTITIONS))
+    before_commit()
+    while True:
+        try:
+            p.commit_transaction(DEADLINE_S)
+            return True
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            assert time.monotonic() < deadline, f"no transaction went through in time: {err}"
+            if err.txn_requires_abort():
+                p.abort_transaction(DEADLINE_S)
+                return False
+            if not err.retriable():
+                raise
+
+
+def test_postgresql_killed_during_transactions_keeps_exactly_the_committed(
+        own_postgres: PostgresServer) -> None:
+    """Transactions of 30 messages each while PostgreSQL is SIGKILLed and, DOWN_S later,
+    restarted. A read_committed consumer then sees every committed transaction's messages
+    once, in order, and nothing of the aborted ones."""
+    with EmbeddedBroker(storage=own_postgres.url) as broker:
+        bootstrap = broker.bootstrap_servers
+        topic = create_topic(bootstrap, unique_name("pg-txn-crash"), len(PARTITIONS))
+        p = producer(bootstrap, transactional_id=unique_name("txn"), acks="all",
+                     message_timeout_ms=30000, transaction_timeout_ms=60000)
+        p.init_transactions(30)
+        committed: list[bytes] = []
+        attempts = 0
+        deadline = time.monotonic() + 6 * DEADLINE_S
+        restart = threading.Timer(DOWN_S, own_postgres.start)
+
+        def crash() -> None:  # with the transaction's records on their way
+            if not restart.is_alive() and own_postgres.postmaster_pid() is not None:
+                own_postgres.kill()
+                restart.start()
+
+        for txn in range(12):
+            values = [f"t{txn:02d}-{i:02d}".encode() for i in range(30)]
+            attempts += 1
+            while not _run_transaction(p, topic, values, deadline,
+                                       crash if txn == 4 else lambda: None):
+                attempts += 1
+            committed += values
+        restart.join()
+        assert own_postgres.postmaster_pid() is not None, "PostgreSQL was not restarted"
+        stored = consume_partitions(bootstrap, topic, PARTITIONS,
+                                    isolation_level="read_committed")
+        by_partition: dict[int, list[bytes]] = {part: [] for part in PARTITIONS}
+        for m in stored:
+            by_partition[m.partition()].append(m.value())
+        expected = {part: [v for i, v in enumerate(committed) if i % 30 % 3 == part]
+                    for part in PARTITIONS}
+        assert by_partition == expected
+        print(f"{attempts - 12} transactions aborted and tried again")
 
 
 def test_database_dropped_while_running(postgres_server: PostgresServer) -> None:
