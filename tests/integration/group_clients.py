@@ -283,8 +283,10 @@ class Worker:
 
 @contextmanager
 def broker_process(data_dir: Path, log_path: Path, *settings: str,
-                   listen: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+                   listen: str = "127.0.0.1:0", storage: str | None = None,
+                   ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`python -m strom serve` with the group settings and `settings` (see serve_process)."""
     group = [f"{name}={value}" for name, value in GROUP_BROKER_SETTINGS.items()]
-    with serve_process(data_dir, log_path, *group, *settings, listen=listen) as running:
+    with serve_process(data_dir, log_path, *group, *settings, listen=listen,
+                       storage=storage) as running:
         yield running

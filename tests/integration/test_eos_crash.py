@@ -36,6 +36,7 @@ from tests.integration.conftest import (
     consume_partitions,
     create_topic,
     producer,
+    storage_url,
     unique_name,
 )
 from tests.integration.group_clients import GROUP_BROKER_SETTINGS, broker_process
@@ -215,18 +216,23 @@ def test_worker_sigkilled_mid_transaction_processes_each_record_once(tmp_path: P
         assert workers[-1].proc.poll() is None, workers[-1].describe()
 
 
-@pytest.mark.parametrize("client_settings", [
-    pytest.param((), id="rebootstrap"),
-    pytest.param(("metadata.recovery.strategy=none",), id="no-rebootstrap"),
+@pytest.mark.parametrize(("engine", "client_settings"), [
+    pytest.param("file", (), id="rebootstrap"),
+    pytest.param("file", ("metadata.recovery.strategy=none",), id="no-rebootstrap"),
+    pytest.param("postgresql", ("metadata.recovery.strategy=none",),
+                 id="postgresql-no-rebootstrap"),
 ])
 def test_broker_sigkilled_mid_transaction_processes_each_record_once(
-        tmp_path: Path, client_settings: tuple[str, ...]) -> None:
+        tmp_path: Path, engine: str, client_settings: tuple[str, ...],
+        request: pytest.FixtureRequest) -> None:
     """With librdkafka's default re-bootstrap the worker hangs in send_offsets_to_transaction
     after the broker's restart (a client bug, see eos_worker.STUCK_S) and is restarted; without
     it the same worker, with the same producer, goes on and commits its open transaction."""
     data_dir, log_path = tmp_path / "data", tmp_path / "broker.log"
+    storage = storage_url(request, engine) or None
     with ExitStack() as cleanup:
-        proc, bootstrap = cleanup.enter_context(broker_process(data_dir, log_path))
+        proc, bootstrap = cleanup.enter_context(broker_process(data_dir, log_path,
+                                                               storage=storage))
         listen = bootstrap
         in_topic = create_topic(bootstrap, unique_name("eos-in"), len(PARTITIONS))
         out_topic = create_topic(bootstrap, unique_name("eos-out"), len(PARTITIONS))
@@ -251,7 +257,7 @@ def test_broker_sigkilled_mid_transaction_processes_each_record_once(
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             proc, again = cleanup.enter_context(
-                broker_process(data_dir, log_path, listen=listen))
+                broker_process(data_dir, log_path, listen=listen, storage=storage))
             assert again == bootstrap, f"restart {restart} listens on {again}"
             if workers[-1].proc.poll() is not None:
                 workers.append(start())
