@@ -29,7 +29,7 @@ from strom.storage.postgres import PostgresEngine
 from strom.storage.postgres.connect import StartupError
 from strom.storage.postgres.partition import PostgresPartitionLog
 from strom.testing import EmbeddedBroker
-from strom.testing.postgres import PostgresServer
+from strom.testing.postgres import PASSWORD, PostgresServer, free_port
 from strom.testing.storage_conformance import appended, data_batch, read_records
 from tests.integration.raw_client import RawClient
 from tests.unit.batch_factory import make_batch
@@ -42,6 +42,17 @@ def engine_for(url: str) -> PostgresEngine:
 def idem(values: list[bytes], producer_id: int, epoch: int, sequence: int) -> AppendBatch:
     return data_batch(values, producer_id=producer_id, producer_epoch=epoch,
                       base_sequence=sequence)
+
+
+async def retried(call: Callable[[], Awaitable[Any]]) -> Any:
+    """`call()` again while it is refused as retriable (the engine backs off for a moment
+    after a failure), as a client retries."""
+    for _ in range(100):
+        try:
+            return await call()
+        except StorageUnavailable:
+            await asyncio.sleep(0.02)
+    return await call()
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -76,7 +87,7 @@ def test_an_unknown_outcome_is_settled_by_reloading(
             with pytest.raises(StorageUnavailable):
                 await plog.produce([idem([b"c"], 7, 0, 2)])
             assert failed == (["INSERT 0 1"] if committed else ["not sent"])
-            retry = await plog.produce([idem([b"c"], 7, 0, 2)])
+            retry = await retried(lambda: plog.produce([idem([b"c"], 7, 0, 2)]))
             assert isinstance(retry, Duplicate if committed else AppendResult)
             assert retry.base_offset == 2
             assert [v for _, _, v in await read_records(plog)] == [b"a", b"b", b"c"]
@@ -252,3 +263,25 @@ def test_produce_requests_of_one_connection_share_commits(
                    for _ in frames]
     assert offsets == [2 * i for i in range(60)]
     assert sum(commits) == 60 and len(commits) < 60, commits
+
+
+def test_a_url_with_several_hosts_finds_the_one_that_answers(
+        postgres_server: PostgresServer) -> None:
+    """libpq's multi-host form: the first host refuses, the second is the primary
+    (target_session_attrs=read-write), as after a failover."""
+    url = postgres_server.new_database()
+    database = url.rsplit("/", 1)[1]
+    dead = free_port()
+    multi = (f"postgresql://strom:{PASSWORD}@127.0.0.1:{dead},127.0.0.1:{postgres_server.port}"
+             f"/{database}?target_session_attrs=read-write")
+
+    async def body() -> None:
+        engine = engine_for(multi)
+        await engine.open()
+        try:
+            await engine.create_topic("t", 1, {})
+            appended(await engine.partition("t", 0).produce([data_batch([b"x"])]))
+            assert "strom-test-password" not in str(engine)
+        finally:
+            await engine.close()
+    run(body)

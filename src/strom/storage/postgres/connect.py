@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 30.0
 POOL_SIZE: Final = 8
+FIRST_RETRY_S: Final = 0.05  # while the database is down: the first wait before trying again
+MAX_RETRY_S: Final = 1.0
 # Server-side limits so that nothing a broker starts can hold a lock for long if the broker
 # stalls or loses the database (appends are single statements; these catch everything else).
 SESSION_SETTINGS: Final = {
@@ -95,28 +97,41 @@ def _reason(exc: BaseException) -> str:
 
 class Health:
     """Whether the database answered the last statement: one log line when it stops
-    answering, one when it answers again."""
+    answering, one when it answers again. While it does not, calls fail at once without
+    trying, except one now and then (backoff from FIRST_RETRY_S doubling to MAX_RETRY_S), so
+    a down database costs clients no waiting and the broker no connection storms."""
 
     def __init__(self, url: str) -> None:
         self.url = redact(url)
         self.down_since: float | None = None
+        self.retry_at = 0.0
+        self.backoff_s = FIRST_RETRY_S
 
     def failed(self, exc: BaseException) -> None:
+        now = asyncio.get_running_loop().time()
         if self.down_since is None:
-            self.down_since = asyncio.get_running_loop().time()
+            self.down_since = now
             log.error("PostgreSQL at %s does not answer (%s): appends are refused with "
                       "KAFKA_STORAGE_ERROR (retriable) until it does; retrying", self.url,
                       _reason(exc))
+        self.retry_at = now + self.backoff_s
+        self.backoff_s = min(self.backoff_s * 2, MAX_RETRY_S)
 
     def answered(self) -> None:
         if self.down_since is not None:
             down_for = asyncio.get_running_loop().time() - self.down_since
             self.down_since = None
+            self.backoff_s = FIRST_RETRY_S
             log.warning("PostgreSQL at %s answers again after %.1f s", self.url, down_for)
 
     @contextlib.contextmanager
     def statement(self, what: str) -> Iterator[None]:
         """Runs a database call: a failure of the database becomes StorageUnavailable."""
+        if self.down_since is not None:
+            wait = self.retry_at - asyncio.get_running_loop().time()
+            if wait > 0:
+                raise StorageUnavailable(f"{what}: PostgreSQL does not answer (next attempt "
+                                         f"in {wait:.1f} s)")
         try:
             yield
         except DATABASE_DOWN as exc:

@@ -1,0 +1,45 @@
+"""While PostgreSQL does not answer, the engine's calls fail at once (retriable) instead of
+each waiting for a connection attempt, except one attempt now and then, with a backoff that
+grows to a cap and starts over once the database answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from strom.storage.api import StorageUnavailable
+from strom.storage.postgres.connect import FIRST_RETRY_S, MAX_RETRY_S, Health
+
+
+def test_calls_fail_fast_while_down_and_retry_with_backoff() -> None:
+    async def main() -> None:
+        health = Health("postgresql://u:secret@db/x")
+        tried: list[str] = []
+
+        def attempt(what: str, fails: bool) -> None:
+            with health.statement(what):
+                tried.append(what)
+                if fails:
+                    raise OSError("connection refused")
+
+        with pytest.raises(StorageUnavailable, match="did not answer"):
+            attempt("first", fails=True)
+        with pytest.raises(StorageUnavailable, match="next attempt"):
+            attempt("too soon", fails=False)
+        assert tried == ["first"]  # not tried: no connection attempt while backing off
+        await asyncio.sleep(FIRST_RETRY_S * 1.2)
+        with pytest.raises(StorageUnavailable, match="did not answer"):
+            attempt("second", fails=True)
+        assert health.backoff_s == pytest.approx(FIRST_RETRY_S * 4)
+        await asyncio.sleep(FIRST_RETRY_S * 2.4)
+        attempt("third", fails=False)  # it answers: back to normal
+        assert tried == ["first", "second", "third"]
+        assert health.down_since is None and health.backoff_s == FIRST_RETRY_S
+        attempt("fourth", fails=False)
+
+        for _ in range(20):  # the wait never grows past the cap
+            health.failed(OSError("down"))
+        assert health.backoff_s == MAX_RETRY_S
+
+    asyncio.run(main())
