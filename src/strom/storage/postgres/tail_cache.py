@@ -7,7 +7,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Final
 
-DEFAULT_TAIL_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_TAIL_BYTES: Final = 1024 * 1024
 
 
 class TailCache:
