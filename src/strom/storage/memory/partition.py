@@ -16,15 +16,14 @@ from strom.protocol.batch_header import BatchHeader, read_batch_header
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
-    CorruptLog,
     OffsetOutOfRange,
     PartitionOffsets,
     Placed,
     ProduceOutcome,
     ReadResult,
     UnknownTopic,
-    batch_control_type,
 )
+from strom.storage.batch_offsets import with_offsets
 from strom.storage.local.retention import (
     count_size_breached,
     deletes_by_policy,
@@ -33,8 +32,6 @@ from strom.storage.local.retention import (
 from strom.storage.local.timestamps import batch_first_at_or_after
 from strom.storage.producer_checks import append_checked_marker, checked_append
 from strom.storage.producer_state import ProducerStateManager, VerificationGuard
-
-MAX_APPEND_RECORDS = 2**31 - 1
 
 
 class MemoryPartitionLog:
@@ -94,23 +91,13 @@ class MemoryPartitionLog:
         base = self._log_end
         if not batches:
             return AppendResult(base, base - 1, self._log_start)
-        try:
-            kinds = [batch_control_type(b.data) for b in batches]
-        except ValueError as exc:
-            raise CorruptLog(f"an unreadable control batch: {exc}") from None
-        if sum(b.record_count for b in batches) > MAX_APPEND_RECORDS:
-            raise CorruptLog("an append of more records than a batch can hold")
         offset = base
-        for b, kind in zip(batches, kinds, strict=True):
-            data = bytearray(b.data)
-            data[0:8] = offset.to_bytes(8, "big", signed=True)
-            data[12:16] = (0).to_bytes(4, "big")  # the partition leader epoch
-            header = read_batch_header(data)
-            self.batches.append(bytes(data))
+        for data, header, kind in with_offsets(batches, base):
+            self.batches.append(data)
             self.headers.append(header)
             self._lasts.append(header.last_offset)
             self._producer_state.apply_batch(header, kind)
-            offset += b.record_count
+            offset = header.last_offset + 1
         self._log_end = offset
         if placed is not None:
             placed()

@@ -16,7 +16,6 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from types import MappingProxyType
 from typing import Any, Final
 
 import asyncpg
@@ -41,6 +40,7 @@ from strom.storage.postgres.partition import PostgresPartitionLog, Shared
 from strom.storage.postgres.partition_load import reload, write_snapshot
 from strom.storage.postgres.partition_maintenance import run_retention
 from strom.storage.postgres.schema_setup import ensure_schema
+from strom.storage.topic_registry import TopicRegistry
 from strom.storage.waiters import DataWaiters
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,7 @@ class PostgresEngine:
         self._health = Health(url)
         self._shared: Shared | None = None
         self._cluster_id = ""
-        self._topics: dict[str, TopicInfo] = {}
-        self._topics_view = MappingProxyType(self._topics)
-        self._by_id: dict[uuid.UUID, TopicInfo] = {}
-        self._logs: dict[str, list[PostgresPartitionLog]] = {}
-        self._configs: dict[str, LogConfig] = {}
+        self._registry: TopicRegistry[PostgresPartitionLog] = TopicRegistry()
         self._cleaning: dict[int, CleanerProgress] = {}
         self._waiters = DataWaiters()
         self._brokers: list[BrokerRegistration] = []
@@ -102,8 +98,8 @@ class PostgresEngine:
             rows = by_topic.get(info.topic_id, {})
             logs = [self._new_log(info.name, rows[i]["partition_id"], i, config,
                                   rows[i]["leader_epoch"]) for i in range(info.partitions)]
-            self._register(info, config, logs)
-        all_logs = [p for logs in self._logs.values() for p in logs]
+            self._registry.register(info, config, logs)
+        all_logs = self._registry.all_logs()
         limit = asyncio.Semaphore(LOAD_CONCURRENCY)
 
         async def load(plog: PostgresPartitionLog) -> None:
@@ -113,7 +109,7 @@ class PostgresEngine:
         await asyncio.gather(*(load(p) for p in all_logs))
         if all_logs:
             log.info("loaded %s of %s from PostgreSQL", plural(len(all_logs), "partition"),
-                     plural(len(self._topics), "topic"))
+                     plural(len(self._registry.topics()), "topic"))
 
     async def close(self) -> None:
         logs = self._all_logs()
@@ -131,10 +127,7 @@ class PostgresEngine:
                 plog.closed = True
             await self._pool.close()
             self._pool = None
-        self._logs.clear()
-        self._topics.clear()
-        self._by_id.clear()
-        self._configs.clear()
+        self._registry.clear()
 
     def _check_opened(self) -> Any:
         if self._pool is None:
@@ -186,31 +179,15 @@ class PostgresEngine:
     # -- topics -----------------------------------------------------------------------------
 
     def topics(self) -> Mapping[str, TopicInfo]:
-        return self._topics_view
+        return self._registry.topics()
 
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
-        return self._by_id.get(topic_id)
-
-    def _info(self, name: str) -> TopicInfo:
-        info = self._topics.get(name)
-        if info is None:
-            raise UnknownTopic(f"unknown topic {name!r}")
-        return info
+        return self._registry.topic_by_id(topic_id)
 
     def _new_log(self, name: str, partition_id: int, index: int, config: LogConfig,
                  epoch: int) -> PostgresPartitionLog:
         assert self._shared is not None
         return PostgresPartitionLog(self._shared, name, index, partition_id, config, epoch)
-
-    def _register(self, info: TopicInfo, config: LogConfig,
-                  logs: list[PostgresPartitionLog]) -> TopicInfo:
-        self._topics[info.name] = info
-        self._by_id[info.topic_id] = info
-        self._configs[info.name] = config
-        self._logs[info.name] = logs
-        for plog in logs:
-            plog.config = config
-        return info
 
     async def _add_partitions(self, conn: Any, info: TopicInfo, first: int, total: int,
                               config: LogConfig) -> list[PostgresPartitionLog]:
@@ -227,7 +204,7 @@ class PostgresEngine:
         pool = self._check_opened()
         check_topic_name(name)
         check_partition_count(name, partitions)
-        if name in self._topics:
+        if name in self._registry.topics():
             raise TopicExists(f"topic {name!r} already exists")
         info = TopicInfo(name, uuid.uuid4(), partitions, dict(configs))
         config = self.config.log_config(info.configs)
@@ -243,12 +220,12 @@ class PostgresEngine:
                 raise TopicExists(f"topic {name!r} already exists") from None
         for plog in logs:
             plog.mark_new()
-        return self._register(info, config, logs)
+        return self._registry.register(info, config, logs)
 
     async def delete_topic(self, name: str) -> None:
         pool = self._check_opened()
-        info = self._info(name)
-        ids = [p.partition_id for p in self._logs[name]]
+        info = self._registry.info(name)
+        ids = [p.partition_id for p in self._registry.logs[name]]
         with self._health.statement(f"delete topic {name!r}"):
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("DELETE FROM strom_batch WHERE partition_id = ANY($1)", ids)
@@ -256,19 +233,18 @@ class PostgresEngine:
                                    "WHERE partition_id = ANY($1)", ids)
                 await conn.execute("DELETE FROM strom_topic WHERE topic_id = $1",
                                    info.topic_id)
-        for plog in self._logs.pop(name):
+        for plog in self._registry.drop(name):
             plog.closed = True
             self._cleaning.pop(plog.partition_id, None)
-        del self._topics[name], self._by_id[info.topic_id], self._configs[name]
 
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
         pool = self._check_opened()
-        info = self._info(name)
+        info = self._registry.info(name)
         if total <= info.partitions:
             raise ValueError(f"topic {name!r} has {plural(info.partitions, 'partition')}; "
                              f"the new count must be larger, not {total}")
         check_partition_count(name, total)
-        config = self._configs[name]
+        config = self._registry.log_config(name)
         with self._health.statement(f"add partitions to {name!r}"):
             async with pool.acquire() as conn, conn.transaction():
                 added = await self._add_partitions(conn, info, info.partitions, total, config)
@@ -276,35 +252,29 @@ class PostgresEngine:
                                    info.topic_id, total)
         for plog in added:
             plog.mark_new()
-        return self._register(replace(info, partitions=total), config,
-                              self._logs[name] + added)
+        return self._registry.register(replace(info, partitions=total), config,
+                                       self._registry.logs[name] + added)
 
     async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
         pool = self._check_opened()
-        info = replace(self._info(name), configs=dict(configs))
+        info = replace(self._registry.info(name), configs=dict(configs))
         with self._health.statement(f"configure topic {name!r}"):
             await pool.execute("UPDATE strom_topic SET configs = $2::jsonb WHERE topic_id = $1",
                                info.topic_id, json.dumps(info.configs))
-        return self._register(info, self.config.log_config(info.configs), self._logs[name])
+        return self._registry.register(info, self.config.log_config(info.configs),
+                                       self._registry.logs[name])
 
     def partition(self, name: str, index: int) -> PostgresPartitionLog:
-        logs = self._logs.get(name)
-        if logs is None or not 0 <= index < len(logs):
-            raise UnknownTopic(f"unknown topic partition {name}-{index}")
-        return logs[index]
+        return self._registry.partition(name, index)
 
     def orphaned_partitions(self) -> Mapping[str, Sequence[int]]:
         return {}  # a topic's rows go with it, in one transaction
 
     def log_config(self, name: str) -> LogConfig:
-        config = self._configs.get(name)
-        if config is None:
-            raise UnknownTopic(f"unknown topic {name!r}")
-        return config
+        return self._registry.log_config(name)
 
     def partition_sizes(self) -> Sequence[PartitionSize]:
-        return [PartitionSize(name, p.partition, p.size_bytes)
-                for name, logs in self._logs.items() for p in logs]
+        return self._registry.partition_sizes()
 
     # -- waiting, background work -----------------------------------------------------------
 
@@ -319,7 +289,7 @@ class PostgresEngine:
             return None
 
     def _all_logs(self) -> list[PostgresPartitionLog]:
-        return [p for logs in self._logs.values() for p in logs]
+        return self._registry.all_logs()
 
     async def run_retention(self, now_ms: int) -> int:
         deleted = 0
@@ -335,8 +305,8 @@ class PostgresEngine:
         limit = self.config.get_int("message.max.decompressed.bytes")
         budget = self.config.get_int("log.cleaner.dedupe.buffer.size")
         cleaned = 0
-        for name, logs in list(self._logs.items()):
-            if not compacts(self._configs[name].cleanup_policy):
+        for name, logs in list(self._registry.logs.items()):
+            if not compacts(self._registry.log_config(name).cleanup_policy):
                 continue
             for plog in logs:
                 progress = self._cleaning.setdefault(plog.partition_id, CleanerProgress())

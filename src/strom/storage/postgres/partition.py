@@ -24,11 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from strom.config.topic import LogConfig
-from strom.protocol.batch_header import read_batch_header
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
-    CorruptLog,
     NotLeader,
     OffsetOutOfRange,
     PartitionOffsets,
@@ -38,8 +36,8 @@ from strom.storage.api import (
     StorageError,
     StorageUnavailable,
     UnknownTopic,
-    batch_control_type,
 )
+from strom.storage.batch_offsets import with_offsets
 from strom.storage.postgres.connect import Health
 from strom.storage.postgres.partition_load import reload
 from strom.storage.postgres.partition_lookup import max_timestamp, offset_for_timestamp
@@ -51,7 +49,6 @@ from strom.storage.producer_state import ProducerStateManager, VerificationGuard
 
 log = logging.getLogger(__name__)
 
-MAX_APPEND_RECORDS: Final = 2**31 - 1
 MAX_GROUP_BYTES: Final = 4 * 1024 * 1024  # one commit's batches (at least one append)
 READ_ROWS: Final = 2000  # rows one read looks at, at most
 
@@ -183,22 +180,12 @@ class PostgresPartitionLog:
         base = self.assigned
         if not batches:
             return AppendResult(base, base - 1, self.log_start)
-        try:
-            kinds = [batch_control_type(b.data) for b in batches]
-        except ValueError as exc:
-            raise CorruptLog(f"an unreadable control batch: {exc}") from None
-        if sum(b.record_count for b in batches) > MAX_APPEND_RECORDS:
-            raise CorruptLog("an append of more records than a batch can hold")
         offset = base
         rows = []
-        for b, kind in zip(batches, kinds, strict=True):
-            data = b.data
-            data[0:8] = offset.to_bytes(8, "big", signed=True)
-            data[12:16] = (0).to_bytes(4, "big")  # the partition leader epoch, as the local log
-            header = read_batch_header(data)
+        for data, header, kind in with_offsets(batches, base):
             self.state.apply_batch(header, kind)
-            rows.append((offset, header.last_offset, header.max_timestamp, bytes(data)))
-            offset += b.record_count
+            rows.append((header.base_offset, header.last_offset, header.max_timestamp, data))
+            offset = header.last_offset + 1
         self.assigned = offset
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Append(base, offset, rows, done))

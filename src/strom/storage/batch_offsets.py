@@ -1,0 +1,35 @@
+"""Giving an append's batches their offsets, for engines that keep batches as values (the
+memory and PostgreSQL engines; the local engine writes them into segment files itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from strom.protocol.batch_header import BatchHeader, read_batch_header
+from strom.storage.api import AppendBatch, CorruptLog, batch_control_type
+
+MAX_APPEND_RECORDS: Final = 2**31 - 1
+
+
+def with_offsets(batches: Sequence[AppendBatch], base: int
+                 ) -> list[tuple[bytes, BatchHeader, int | None]]:
+    """Each batch as stored from offset `base` on (its base offset and a partition leader
+    epoch of 0 written in, as the local log writes them), its header and its marker type
+    (None for data batches). Everything is checked before anything is returned: raises
+    CorruptLog for an unreadable control batch or more records than one append can hold."""
+    try:
+        kinds = [batch_control_type(b.data) for b in batches]
+    except ValueError as exc:
+        raise CorruptLog(f"an unreadable control batch: {exc}") from None
+    if sum(b.record_count for b in batches) > MAX_APPEND_RECORDS:
+        raise CorruptLog("an append of more records than a batch can hold")
+    out = []
+    offset = base
+    for b, kind in zip(batches, kinds, strict=True):
+        data = bytearray(b.data)
+        data[0:8] = offset.to_bytes(8, "big", signed=True)
+        data[12:16] = (0).to_bytes(4, "big")  # the partition leader epoch
+        out.append((bytes(data), read_batch_header(data), kind))
+        offset += b.record_count
+    return out
