@@ -85,15 +85,20 @@ async def run_until_signalled(config: BrokerConfig) -> None:
               help="A server.properties-style file of name=value settings.")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="A broker setting by Kafka's dotted name, e.g. flush.messages=1.")
+@click.option("--node-id", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="This broker's id (node.id; brokers sharing a PostgreSQL storage need "
+                   "distinct ids). [default: 1]")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: Path | None,
-          sets: tuple[str, ...], log_level: str) -> None:
+          sets: tuple[str, ...], node_id: int | None, log_level: str) -> None:
     """Run a broker (its log on local disk unless --storage says otherwise)."""
     if data_dir is not None and storage is not None:
         raise click.UsageError("give --data-dir DIR or --storage URL, not both "
                                "(--data-dir DIR is --storage file:DIR)")
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if node_id is not None:
+        sets = (*sets, f"node.id={node_id}")
     config = build_config(data_dir or Path("./data"), listen, config_file, sets, storage or "")
     from strom.broker.internal_topic_check import StartupError
     from strom.storage.api import StorageError

@@ -42,7 +42,14 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "producer.id.expiration.ms": "86400000",
     "fetch.max.wait.ms.cap": "30000",
     "max.incremental.fetch.session.cache.slots": "1000",
+    # Brokers sharing a storage (PostgreSQL) register there and renew their session (KRaft's
+    # names and defaults); a broker whose session expired is no longer listed.
+    "broker.heartbeat.interval.ms": "2000",
+    "broker.session.timeout.ms": "9000",
 }
+
+# Settings that make no sense below 1 (Kafka's atLeast(1) validators).
+_AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms"})
 
 # Topic configs may be given to the broker by their topic-level name too (--set flush.messages=1).
 _TOPIC_ALIASES: Final[Mapping[str, str]] = {
@@ -135,8 +142,8 @@ class BrokerConfig:
         elif broker_name in BROKER_SETTINGS:
             if BROKER_SETTINGS[broker_name] in ("true", "false"):
                 _bool(value)
-            else:
-                _int(value)
+            elif _int(value) < 1 and broker_name in _AT_LEAST_ONE:
+                raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
         else:
             raise ConfigError(f"unknown setting {name!r}; see docs/configuration.md")
         self.settings[broker_name] = value.strip()

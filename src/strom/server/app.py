@@ -99,7 +99,11 @@ class BrokerServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self.broker.listen_port = self.port
         self.broker.advertised_port = self.config.advertised_port or self.port
-        await self.broker.register()
+        try:
+            await self.broker.register()  # a node id held by a live broker is refused
+        except BaseException:
+            await self.stop()
+            raise
         self._tasks.append(asyncio.create_task(self._every(
             "log.retention.check.interval.ms", self.engine.run_retention)))
         self._tasks.append(asyncio.create_task(self._every(

@@ -277,11 +277,12 @@ class StorageEngine(Protocol):
 
     async def register_broker(self, registration: BrokerRegistration) -> None:
         """Lists this broker among the cluster's (replacing an older registration of its
-        node id)."""
+        node id; an engine several brokers share refuses, with StorageError, a node id that
+        a live broker at another address holds). It stays listed until the engine closes."""
         ...
 
     async def brokers(self) -> Sequence[BrokerRegistration]:
-        """The brokers serving the cluster, by node id."""
+        """The live brokers serving the cluster, by node id."""
         ...
 
     def topics(self) -> Mapping[str, TopicInfo]: ...

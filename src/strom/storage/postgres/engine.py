@@ -36,6 +36,7 @@ from strom.storage.local.cleaner import compacts
 from strom.storage.local.names import check_partition_count, check_topic_name
 from strom.storage.postgres.compaction import CleanerProgress, compact
 from strom.storage.postgres.connect import Health, create_pool, redact
+from strom.storage.postgres.membership import Membership
 from strom.storage.postgres.partition import PostgresPartitionLog, Shared
 from strom.storage.postgres.partition_load import reload, write_snapshot
 from strom.storage.postgres.partition_maintenance import run_retention
@@ -46,7 +47,6 @@ from strom.storage.waiters import DataWaiters
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY_BATCHES: Final = 1000
-BROKERS_FRESH_S: Final = 5.0  # how long the list of brokers is answered from memory
 LOAD_CONCURRENCY: Final = 4
 
 
@@ -61,8 +61,7 @@ class PostgresEngine:
         self._registry: TopicRegistry[PostgresPartitionLog] = TopicRegistry()
         self._cleaning: dict[int, CleanerProgress] = {}
         self._waiters = DataWaiters()
-        self._brokers: list[BrokerRegistration] = []
-        self._brokers_read_at = -BROKERS_FRESH_S
+        self._members: Membership | None = None
 
     def __str__(self) -> str:
         return redact(self.url)
@@ -112,6 +111,9 @@ class PostgresEngine:
                      plural(len(self._registry.topics()), "topic"))
 
     async def close(self) -> None:
+        if self._members is not None:
+            await self._members.leave()
+            self._members = None
         logs = self._all_logs()
         await asyncio.gather(*(p.drain() for p in logs), return_exceptions=True)
         if self._pool is not None:
@@ -140,34 +142,26 @@ class PostgresEngine:
         return self._cluster_id
 
     async def register_broker(self, registration: BrokerRegistration) -> None:
-        pool = self._check_opened()
-        with self._health.statement("register the broker"):
-            await pool.execute(
-                "INSERT INTO strom_broker (node_id, host, port, rack) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, "
-                "port = excluded.port, rack = excluded.rack, registered_at = now()",
-                registration.node_id, registration.host, registration.port, registration.rack)
-        self._brokers_read_at = -BROKERS_FRESH_S  # read them again
+        """Registers this broker's session (membership.py); raises StartupError if a live
+        broker elsewhere holds its node id."""
+        self._check_opened()
+        await self._membership().register(registration)
 
     async def brokers(self) -> Sequence[BrokerRegistration]:
-        """From memory when read in the last BROKERS_FRESH_S (Metadata asks often), and
-        while the database does not answer."""
-        pool = self._check_opened()
-        now = asyncio.get_running_loop().time()
-        if now - self._brokers_read_at < BROKERS_FRESH_S:
-            return self._brokers
-        try:
-            with self._health.statement("list the brokers"):
-                rows = await pool.fetch("SELECT node_id, host, port, rack FROM strom_broker "
-                                        "ORDER BY node_id")
-        except StorageUnavailable:
-            if not self._brokers:
-                raise
-            return self._brokers
-        self._brokers = [BrokerRegistration(r["node_id"], r["host"], r["port"], r["rack"])
-                         for r in rows]
-        self._brokers_read_at = now
-        return self._brokers
+        """The live brokers as of the last heartbeat (read from the database then, so
+        Metadata costs no query and keeps answering while the database does not)."""
+        membership = self._membership()
+        if not membership.live:
+            return await membership.refresh()
+        return membership.live
+
+    def _membership(self) -> Membership:
+        if self._members is None:
+            self._members = Membership(
+                self._check_opened(), self._health,
+                self.config.get_int("broker.heartbeat.interval.ms"),
+                self.config.get_int("broker.session.timeout.ms"))
+        return self._members
 
     async def reserve_producer_ids(self, count: int) -> int:
         pool = self._check_opened()

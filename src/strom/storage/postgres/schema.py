@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 ADVISORY_LOCK_ID: Final = 0x5354524F4D  # "STROM": serialises schema creation and migration
 
 TABLES: Final = """
@@ -34,7 +34,9 @@ CREATE TABLE strom_broker (
     host text NOT NULL,
     port integer NOT NULL,
     rack text,
-    registered_at timestamptz NOT NULL DEFAULT now()
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    session_epoch bigint NOT NULL DEFAULT 0,
+    expires_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE strom_topic (
     topic_id uuid PRIMARY KEY,
@@ -68,5 +70,11 @@ CREATE TABLE strom_producer_snapshot (
 );
 """
 
-# version -> the SQL taking the schema from version-1 to version (none yet).
-MIGRATIONS: Final[dict[int, str]] = {}
+# version -> the SQL taking the schema from version-1 to version.
+MIGRATIONS: Final[dict[int, str]] = {
+    # 2: broker sessions (membership judged by the database's clock).
+    2: """
+ALTER TABLE strom_broker ADD COLUMN session_epoch bigint NOT NULL DEFAULT 0;
+ALTER TABLE strom_broker ADD COLUMN expires_at timestamptz NOT NULL DEFAULT clock_timestamp();
+""",
+}
