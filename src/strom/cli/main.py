@@ -7,6 +7,7 @@ import sys
 import click
 
 from strom import __version__
+from strom.cli.cluster import cluster
 from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.produce import produce
@@ -25,6 +26,7 @@ cli.add_command(topic)
 cli.add_command(produce)
 cli.add_command(consume)
 cli.add_command(group)
+cli.add_command(cluster)
 
 
 def main() -> None:

@@ -1,0 +1,93 @@
+"""`strom cluster ...`: the cluster's brokers and where its partitions live, as tables.
+
+With the Admin API only (DescribeCluster and Metadata), so it works against any Kafka
+cluster: `status` (cluster id, controller, brokers and how many partition leaders each holds),
+`brokers`, and `placement` (each partition's leader, replicas and in-sync replicas).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import click
+from rich.table import Table
+
+from strom.cli.common import (
+    ClientOptions,
+    admin_client,
+    client_options,
+    cluster_metadata,
+    console,
+    format_ids,
+    row,
+    timeouts,
+    topic_partitions,
+    wait,
+)
+from strom.config.text import plural
+
+
+@click.group()
+def cluster() -> None:
+    """Show the cluster's brokers and where its partitions live."""
+
+
+def _description(client: ClientOptions) -> Any:
+    admin = admin_client(client)
+    return admin, wait(admin.describe_cluster(**timeouts(client)), client, None,
+                       "describing the cluster")
+
+
+def _leaders(metadata: Any) -> Counter[int]:
+    return Counter(p.leader for t in metadata.topics.values() for p in t.partitions.values())
+
+
+@cluster.command()
+@client_options
+def status(client: ClientOptions) -> None:
+    """The cluster id, its controller and its brokers with the leaders each holds."""
+    admin, described = _description(client)
+    metadata = cluster_metadata(admin, client)
+    leaders = _leaders(metadata)
+    partitions = sum(leaders.values())
+    controller = described.controller.id if described.controller is not None else None
+    click.echo(f"cluster {described.cluster_id}: {plural(len(described.nodes), 'broker')}, "
+               f"{plural(len(metadata.topics), 'topic')}, {plural(partitions, 'partition')}; "
+               f"controller {controller if controller is not None else 'unknown'}")
+    table = Table("broker", "host:port", "rack", "leaders", "controller")
+    for node in sorted(described.nodes, key=lambda n: n.id):
+        table.add_row(*row(node.id, f"{node.host}:{node.port}", node.rack or "-",
+                           leaders.get(node.id, 0), "yes" if node.id == controller else ""))
+    unled = sum(count for leader, count in leaders.items() if leader < 0)
+    console().print(table)
+    if unled:
+        click.echo(f"{plural(unled, 'partition')} without a leader", err=True)
+
+
+@cluster.command()
+@client_options
+def brokers(client: ClientOptions) -> None:
+    """The live brokers."""
+    _, described = _description(client)
+    table = Table("broker", "host", "port", "rack")
+    for node in sorted(described.nodes, key=lambda n: n.id):
+        table.add_row(*row(node.id, node.host, node.port, node.rack or "-"))
+    console().print(table)
+
+
+@cluster.command()
+@click.argument("topics", nargs=-1)
+@client_options
+def placement(topics: tuple[str, ...], client: ClientOptions) -> None:
+    """Each partition's leader, replicas and in-sync replicas (of TOPICS, or every topic)."""
+    metadata = cluster_metadata(admin_client(client), client)
+    names = list(topics) or sorted(metadata.topics)
+    table = Table("topic", "partition", "leader", "replicas", "in-sync")
+    for name in names:
+        indexes = topic_partitions(metadata, name)  # an unknown topic is an error
+        for index in indexes:
+            p = metadata.topics[name].partitions[index]
+            table.add_row(*row(name, index, p.leader if p.leader >= 0 else "none",
+                               format_ids(p.replicas), format_ids(p.isrs)))
+    console().print(table)
