@@ -81,7 +81,7 @@ def consume_transform_produce(ix: HistoryIndex) -> list[Anomaly]:
         outputs_of[t.event.input_value].append(t)
     committed = _committed_outputs(ix)
     found: list[Anomaly] = []
-    judge_missing = _outputs_read_in_full(ix)
+    output_final = _output_final_read(ix)
     for value in _inputs(ix):
         steps = outputs_of.get(value, [])
         kept = [t for t in steps if t.event.output_value in committed]
@@ -92,11 +92,11 @@ def consume_transform_produce(ix: HistoryIndex) -> list[Anomaly]:
                 f"input {value!r} has {len(distinct)} committed outputs: "
                 + ", ".join(repr(o) for o in sorted(distinct)),
                 *kept, *(committed[o] for o in sorted(distinct))))
-        elif not distinct and judge_missing:
+        elif not distinct and output_final is not None:
             found.append(anomaly(
                 AnomalyKind.CTP_MISSING,
                 f"input {value!r} has no committed output ({len(steps)} transforms recorded)",
-                ix.outcomes.get(value) or ix.attempts.get(value), *steps))
+                ix.outcomes.get(value) or ix.attempts.get(value), *steps, output_final))
     return found
 
 
@@ -110,12 +110,17 @@ def _committed_outputs(ix: HistoryIndex) -> dict[str, Indexed[Event]]:
     return seen
 
 
-def _outputs_read_in_full(ix: HistoryIndex) -> bool:
-    tps = {ix.topic_partition(t.event.output_value) for t in ix.transforms}
-    return all(
-        tp is not None
-        and any(f.event.isolation == "read_committed" for f in ix.final_reads.get(tp, ()))
-        for tp in tps)
+def _output_final_read(ix: HistoryIndex) -> Indexed[Event] | None:
+    """A read_committed final read of an output partition, if there is one of every partition
+    outputs were sent to (otherwise a missing output cannot be told from an unread one)."""
+    finals: list[Indexed[Event]] = []
+    for tp in dict.fromkeys(ix.topic_partition(t.event.output_value) for t in ix.transforms):
+        final = next((f for f in ix.final_reads.get(tp, ()) if f.event.isolation
+                      == "read_committed"), None) if tp is not None else None
+        if final is None:
+            return None
+        finals.append(final)
+    return finals[0] if finals else None
 
 
 def _inputs(ix: HistoryIndex) -> list[str]:
