@@ -5,6 +5,8 @@ backwards, consume-transform-produce input missing or doubled) with the events t
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -308,3 +310,42 @@ def test_a_read_committed_read_of_an_aborted_value_is_found(sim: SimKafka,
     assert kinds[0] == "aborted_read", report.render()
     # An aborted consume-transform-produce output seen makes its input's output doubled.
     assert kinds[1:] in ([], ["ctp_doubled"])
+
+
+def test_a_write_the_partitioner_placed_is_judged_where_its_ack_put_it() -> None:
+    attempt = ProduceAttempted(producer="p1", topic="t", partition=-1, value="a")
+    ack = ProduceAcked(producer="p1", value="a", topic="t", partition=2, offset=0)
+    assert check([attempt, ack, read("a", 0, partition=2), final(1, partition=2)]).ok
+    assert excerpt(only(check([attempt, ack, final(1, partition=2)]), "lost_write")) == [0, 1, 2]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(), st.data())
+def test_two_writes_of_one_producer_stored_swapped_is_a_reorder(sim: SimKafka,
+                                                               data: st.DataObject) -> None:
+    acks = [e for e in sim.events if isinstance(e, ProduceAcked)]
+    pairs = [(a, b) for i, a in enumerate(acks) for b in acks[i + 1:]
+             if (a.producer, a.topic, a.partition) == (b.producer, b.topic, b.partition)]
+    assume(pairs)
+    a, b = data.draw(st.sampled_from(pairs))
+    moved = {a.value: b.offset, b.value: a.offset}
+
+    def swap(e: Event) -> Event:
+        if isinstance(e, ProduceAcked | RecordRead) and e.value in moved:
+            return dataclasses.replace(e, offset=moved[e.value])
+        return e
+
+    report = check(swap(e) for e in sim.events)
+    assert {k for k, n in report.counts().items() if n} == {"reorder"}, report.render()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories())
+def test_a_commit_below_the_last_one_is_offsets_backwards(sim: SimKafka) -> None:
+    keys = [(group, tp) for (group, tp), offset in sim.group_offsets.items() if offset > 0]
+    assume(keys)
+    group, tp = keys[0]
+    lower = OffsetsCommitted(group=group, consumer="c9", topic=tp.topic, partition=tp.partition,
+                             offset=sim.group_offsets[group, tp] - 1)
+    a = only(check([*sim.events, lower]), "offsets_backwards")
+    assert a.excerpt[-1].event == lower

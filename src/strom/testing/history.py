@@ -41,8 +41,9 @@ class Position(NamedTuple):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProduceAttempted:
-    """A producer handed `value` to its client for (topic, partition); `txn` names the
-    transaction it belongs to (unique per transaction, not the transactional.id)."""
+    """A producer handed `value` to its client for (topic, partition), partition -1 when its
+    partitioner chooses; `txn` names the transaction it belongs to (unique per transaction,
+    not the transactional.id)."""
 
     producer: str
     topic: str

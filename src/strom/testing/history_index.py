@@ -116,12 +116,15 @@ class HistoryIndex:
         return Status.MAY if isinstance(end.event, TxnCommitUnknown) else Status.MUST
 
     def topic_partition(self, value: str) -> TopicPartition | None:
-        """Where `value` was sent (its attempt), or where its ack says it went."""
+        """Where `value`'s ack says it went, or else where it was sent (an attempt's partition
+        is -1 when the producer's partitioner chose)."""
+        acked = self.acked(value)
+        if acked is not None:
+            return acked.event.position.topic_partition
         attempt = self.attempts.get(value)
         if attempt is not None:
             return TopicPartition(attempt.event.topic, attempt.event.partition)
-        acked = self.acked(value)
-        return acked.event.position.topic_partition if acked is not None else None
+        return None
 
     def txn_of(self, value: str) -> str | None:
         attempt = self.attempts.get(value)

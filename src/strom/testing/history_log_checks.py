@@ -98,8 +98,8 @@ def reorders(ix: HistoryIndex) -> list[Anomaly]:
     than the one it sent them in (each descent between consecutive sends is one anomaly)."""
     sent: dict[tuple[str, TopicPartition], list[str]] = defaultdict(list)
     for value, attempt in ix.attempts.items():
-        if ix.acked(value) is not None:
-            tp = TopicPartition(attempt.event.topic, attempt.event.partition)
+        tp = ix.topic_partition(value)
+        if ix.acked(value) is not None and tp is not None:
             sent[attempt.event.producer, tp].append(value)
     found: list[Anomaly] = []
     for (producer, tp), values in sent.items():
