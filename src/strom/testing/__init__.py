@@ -1,5 +1,6 @@
-"""Test tooling for users of strom and of any Kafka client: an in-process broker, and the
-storage engine conformance checker (check_storage_engine)."""
+"""Test tooling for users of strom and of any Kafka client: an in-process broker, the
+storage engine conformance checker (check_storage_engine), and a recorded-history format with
+its checker for fault tests (history, history_jsonl, history_check; docs/testing.md)."""
 
 from __future__ import annotations
 
