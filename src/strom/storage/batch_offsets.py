@@ -15,8 +15,8 @@ MAX_APPEND_RECORDS: Final = 2**31 - 1
 def with_offsets(batches: Sequence[AppendBatch], base: int
                  ) -> list[tuple[bytes, BatchHeader, int | None]]:
     """Each batch as stored from offset `base` on (its base offset and a partition leader
-    epoch of 0 written in, as the local log writes them), its header and its marker type
-    (None for data batches). Everything is checked before anything is returned: raises
+    epoch of 0 written into `data`, as the local log writes them), its header and its marker
+    type (None for data batches). Everything is checked before anything is changed: raises
     CorruptLog for an unreadable control batch or more records than one append can hold."""
     try:
         kinds = [batch_control_type(b.data) for b in batches]
@@ -27,7 +27,7 @@ def with_offsets(batches: Sequence[AppendBatch], base: int
     out = []
     offset = base
     for b, kind in zip(batches, kinds, strict=True):
-        data = bytearray(b.data)
+        data = b.data
         data[0:8] = offset.to_bytes(8, "big", signed=True)
         data[12:16] = (0).to_bytes(4, "big")  # the partition leader epoch
         out.append((bytes(data), read_batch_header(data), kind))
