@@ -3,9 +3,9 @@ target_session_attrs=read-write) survives the primary's loss: the primary SIGKIL
 and the standby promoted a moment later, an idempotent producer carries on and every
 acknowledged record is stored once, in order, on the new primary; a transactional producer
 across the failover keeps exactly its committed transactions; a primary that turns read-only
-while keeping its sessions open is left for the promoted standby; and a host that never
-answers (a machine gone: nothing refuses the connection) costs each connection attempt
-connect_timeout, not the whole attempt."""
+while keeping its sessions open, or that freezes, is left for the promoted standby; and a
+host that never answers (a machine gone: nothing refuses the connection) costs each connection
+attempt connect_timeout, not the whole attempt."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from strom.storage.postgres.connect import COMMAND_TIMEOUT_S
 from strom.testing import EmbeddedBroker
 from strom.testing.postgres import PASSWORD, USER, PostgresServer, PostgresUnavailable
 from strom.testing.postgres_pair import PostgresPair
@@ -87,8 +88,9 @@ class Failover:
     def report(self) -> str:
         assert self.killed_at is not None and self.promoted_at is not None
         assert self.recovered_at is not None, "nothing was acknowledged after the promotion"
-        return (f"kill -> promoted {self.promoted_at - self.killed_at:.2f} s, promoted -> "
-                f"first acknowledgement {self.recovered_at - self.promoted_at:.2f} s")
+        return (f"{self.in_flight_at_kill} records in flight at the kill; kill -> promoted "
+                f"{self.promoted_at - self.killed_at:.2f} s, promoted -> first "
+                f"acknowledgement {self.recovered_at - self.promoted_at:.2f} s")
 
 
 def test_primary_killed_and_standby_promoted_loses_and_duplicates_nothing(
@@ -205,3 +207,36 @@ def test_a_host_that_never_answers_is_passed_over(pair: PostgresPair, silent_hos
         assert not delivered.failed
         assert [m.value() for m in delivered.acked] == [b"before", b"after"]
         assert [m.value() for m in consume_partitions(bootstrap, topic)] == [b"before", b"after"]
+
+
+@pytest.mark.slow
+def test_a_frozen_primary_is_left_for_the_promoted_standby(pair: PostgresPair) -> None:
+    """The primary freezes (SIGSTOP: connections hang rather than fail, as with a hung machine
+    or a network partition) and the standby is promoted: the statements waiting on the frozen
+    server time out once (COMMAND_TIMEOUT_S, then as long again for asyncpg's cancel request
+    to the same server), and then the broker reconnects past it to the standby instead of
+    trying its other pooled connections to the frozen one in turn (minutes)."""
+    with EmbeddedBroker(storage=pair.url + "&connect_timeout=1") as broker:
+        bootstrap = broker.bootstrap_servers
+        topic = create_topic(bootstrap, unique_name("pg-frozen"), len(PARTITIONS))
+        p = producer(bootstrap, enable_idempotence=True, acks="all", linger_ms=2,
+                     message_timeout_ms=180000, socket_timeout_ms=180000)
+        delivered = Delivered()
+        for n in range(30):
+            p.produce(topic, value=f"before-{n}".encode(), partition=n % 3,
+                      on_delivery=delivered)
+        assert p.flush(DEADLINE_S) == 0
+        pair.primary.pause()
+        try:
+            pair.promote()
+            started = time.monotonic()
+            for n in range(30):
+                p.produce(topic, value=f"after-{n}".encode(), partition=n % 3,
+                          on_delivery=delivered)
+            assert p.flush(4 * COMMAND_TIMEOUT_S) == 0
+            took = time.monotonic() - started
+        finally:
+            pair.primary.kill()
+        print(f"acknowledged {took:.1f} s after the freeze")
+        assert not delivered.failed and len(delivered.acked) == 60
+        assert took < 2 * COMMAND_TIMEOUT_S + DEADLINE_S / 2

@@ -1,7 +1,7 @@
 """While PostgreSQL does not answer, the engine's calls fail at once (retriable) instead of
 each waiting for a connection attempt, except one attempt now and then, with a backoff that
 grows to a cap and starts over once the database answers; a server that refuses writes as
-read-only makes the pool replace its connections."""
+read-only, or does not answer in time, makes the pool replace its connections."""
 
 from __future__ import annotations
 
@@ -47,10 +47,11 @@ def test_calls_fail_fast_while_down_and_retry_with_backoff() -> None:
     asyncio.run(main())
 
 
-def test_a_read_only_server_makes_the_pool_reconnect() -> None:
-    """A standby or a demoted primary answers writes with ReadOnlySQLTransactionError: the
-    call is retriable and the pool's connections are expired (reconnecting finds the primary);
-    other failures leave the connections to the pool, which replaces dead ones itself."""
+def test_a_read_only_or_silent_server_makes_the_pool_reconnect() -> None:
+    """A standby or a demoted primary answers writes with ReadOnlySQLTransactionError, a
+    frozen server not at all (TimeoutError): the call is retriable and the pool's connections
+    are expired (reconnecting finds the primary); other failures leave the connections to the
+    pool, which replaces the ones that were closed itself."""
 
     async def main() -> None:
         health = Health("postgresql://u:secret@db1,db2/x?target_session_attrs=read-write")
@@ -79,5 +80,9 @@ def test_a_read_only_server_makes_the_pool_reconnect() -> None:
                                                     "transaction"))
         await asyncio.sleep(0)
         assert expired == [0, 1]
+        await asyncio.sleep(FIRST_RETRY_S * 4.8)
+        attempt(TimeoutError())
+        await asyncio.sleep(0)
+        assert expired == [0, 1, 2]
 
     asyncio.run(main())

@@ -187,6 +187,23 @@ class PostgresServer:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
 
+    def pause(self) -> None:
+        """SIGSTOP of the postmaster and its children: the server freezes, as a hung machine
+        or a network partition looks to clients (connections are taken by the kernel and never
+        answered). `resume()` (SIGCONT) or `kill()` ends it."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        for p in [pid, *_children(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, sig)
+
     def postmaster_pid(self) -> int | None:
         try:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])

@@ -8,7 +8,8 @@ with several hosts the pool tries them one at a time, `connect_timeout` (default
 running are StorageUnavailable (retriable: produce answers KAFKA_STORAGE_ERROR), logged once
 per outage, with a line when the database answers again. A server that refuses writes as
 read-only (a standby, or an old primary fenced after a failover) makes the pool replace its
-connections, so that reconnecting finds the host that accepts writes instead of that one.
+connections, so that reconnecting finds the host that accepts writes instead of that one; so
+does a statement that got no answer in time (a frozen or cut-off server).
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ DATABASE_DOWN: Final = (OSError, TimeoutError, asyncpg.InterfaceError,
                         # the database dropped or the role changed while running:
                         asyncpg.InvalidCatalogNameError,
                         asyncpg.InvalidAuthorizationSpecificationError)
-# Failures that say the connection reached a server that cannot take writes (a standby in
-# recovery, a primary made read-only): its connections are of no use any more.
-WRONG_SERVER: Final = (asyncpg.ReadOnlySQLTransactionError,)
+# Failures after which the pool's connections are replaced (reconnecting goes through the
+# host list again): the server cannot take writes (a standby in recovery, a primary made
+# read-only), or it did not answer in time (frozen, or cut off: its other connections would
+# each wait as long, and no connection reset tells the pool they are dead).
+RECONNECT: Final = (asyncpg.ReadOnlySQLTransactionError, TimeoutError)
 
 
 class StartupError(StorageError):
@@ -118,18 +121,17 @@ class Health:
         self._reconnecting: set[asyncio.Future[None]] = set()
 
     def reconnect_with(self, expire: Callable[[], Awaitable[None]]) -> None:
-        """How to drop the pool's connections (`Pool.expire_connections`) when a statement
-        finds a server that refuses writes: each is replaced at its next use by a new
-        connection, which libpq's host list and target_session_attrs=read-write send to the
-        server that accepts writes."""
+        """How to drop the pool's connections (`Pool.expire_connections`) after a RECONNECT
+        failure: each is replaced at its next use by a new connection, which the host list
+        and target_session_attrs=read-write send to the server that accepts writes."""
         self._reconnect = expire
 
-    def _wrong_server(self, exc: BaseException) -> None:
+    def _replace_connections(self, exc: BaseException) -> None:
         if self._reconnect is None:
             return
         if self.down_since is None:
-            log.warning("PostgreSQL at %s refuses writes (%s): a standby or a demoted "
-                        "primary; reconnecting to find the primary", self.url, _reason(exc))
+            log.warning("PostgreSQL at %s: %s; replacing the pool's connections", self.url,
+                        _reason(exc))
         done = asyncio.ensure_future(self._reconnect())
         self._reconnecting.add(done)
         done.add_done_callback(self._reconnecting.discard)
@@ -162,8 +164,8 @@ class Health:
         try:
             yield
         except DATABASE_DOWN as exc:
-            if isinstance(exc, WRONG_SERVER):
-                self._wrong_server(exc)
+            if isinstance(exc, RECONNECT):
+                self._replace_connections(exc)
             self.failed(exc)
             raise StorageUnavailable(f"{what}: PostgreSQL did not answer "
                                      f"({_reason(exc)})") from exc
