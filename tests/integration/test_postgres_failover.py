@@ -15,7 +15,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
+from strom.cli.serve import serve
 from strom.storage.postgres.connect import COMMAND_TIMEOUT_S
 from strom.testing import EmbeddedBroker
 from strom.testing.postgres import PASSWORD, USER, PostgresServer, PostgresUnavailable
@@ -240,3 +242,15 @@ def test_a_frozen_primary_is_left_for_the_promoted_standby(pair: PostgresPair) -
         print(f"acknowledged {took:.1f} s after the freeze")
         assert not delivered.failed and len(delivered.acked) == 60
         assert took < 2 * COMMAND_TIMEOUT_S + DEADLINE_S / 2
+
+
+def test_start_with_standbys_only_says_so(pair: PostgresPair) -> None:
+    """A URL whose hosts are all standbys (target_session_attrs=read-write) stops the broker
+    at start with a message that says so."""
+    assert pair.standby is not None
+    url = (f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{pair.standby.port}/strom"
+           "?target_session_attrs=read-write")
+    result = CliRunner().invoke(serve, ["--storage", url, "--listen", "127.0.0.1:0"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "no host accepts writes" in lines[0], result.output

@@ -91,6 +91,9 @@ async def create_pool(url: str, node_name: str) -> Any:
             asyncpg.CannotConnectNowError) as exc:
         raise StartupError(f"cannot reach PostgreSQL at {redact(url)}: {_reason(exc)} (is "
                            "the server running, and the host and port right?)") from None
+    except asyncpg.TargetServerAttributeNotMatched:
+        raise StartupError(f"PostgreSQL at {redact(url)}: no host accepts writes (standbys "
+                           "only: promote one, or add the primary to the URL)") from None
     except (ValueError, asyncpg.ClientConfigurationError) as exc:
         raise StartupError(f"the storage URL {redact(url)} is not a valid PostgreSQL URL: "
                            f"{exc}") from None
