@@ -1,11 +1,13 @@
 """While PostgreSQL does not answer, the engine's calls fail at once (retriable) instead of
 each waiting for a connection attempt, except one attempt now and then, with a backoff that
-grows to a cap and starts over once the database answers."""
+grows to a cap and starts over once the database answers; a server that refuses writes as
+read-only, or does not answer in time, makes the pool replace its connections."""
 
 from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from strom.storage.api import StorageUnavailable
@@ -41,5 +43,46 @@ def test_calls_fail_fast_while_down_and_retry_with_backoff() -> None:
         for _ in range(20):  # the wait never grows past the cap
             health.failed(OSError("down"))
         assert health.backoff_s == MAX_RETRY_S
+
+    asyncio.run(main())
+
+
+def test_a_read_only_or_silent_server_makes_the_pool_reconnect() -> None:
+    """A standby or a demoted primary answers writes with ReadOnlySQLTransactionError, a
+    frozen server not at all (TimeoutError): the call is retriable and the pool's connections
+    are expired (reconnecting finds the primary); other failures leave the connections to the
+    pool, which replaces the ones that were closed itself."""
+
+    async def main() -> None:
+        health = Health("postgresql://u:secret@db1,db2/x?target_session_attrs=read-write")
+        expired: list[int] = []
+
+        async def expire() -> None:
+            expired.append(len(expired))
+
+        health.reconnect_with(expire)
+
+        def attempt(failure: Exception) -> None:
+            with pytest.raises(StorageUnavailable, match="did not answer"), \
+                    health.statement("append"):
+                raise failure
+
+        attempt(asyncpg.ReadOnlySQLTransactionError(
+            "cannot execute INSERT in a read-only transaction"))
+        await asyncio.sleep(0)
+        assert expired == [0]
+        await asyncio.sleep(FIRST_RETRY_S * 1.2)
+        attempt(OSError("connection refused"))
+        await asyncio.sleep(0)
+        assert expired == [0]
+        await asyncio.sleep(FIRST_RETRY_S * 2.4)
+        attempt(asyncpg.ReadOnlySQLTransactionError("cannot execute UPDATE in a read-only "
+                                                    "transaction"))
+        await asyncio.sleep(0)
+        assert expired == [0, 1]
+        await asyncio.sleep(FIRST_RETRY_S * 4.8)
+        attempt(TimeoutError())
+        await asyncio.sleep(0)
+        assert expired == [0, 1, 2]
 
     asyncio.run(main())

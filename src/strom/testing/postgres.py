@@ -4,7 +4,9 @@ It runs Debian's `postgresql` binaries (initdb, pg_ctl) on a data directory of i
 temporary directory, on a free loopback port, with no system service involved; `stop()` (or
 leaving the `with`) shuts it down and removes everything. PostgreSQL refuses to run as root:
 when the tests run as root the server runs as the `postgres` system user (which the Debian
-package creates). `kill()` and `start()` let crash tests SIGKILL and restart it.
+package creates). `kill()` and `start()` let crash tests SIGKILL and restart it;
+`standby()` makes a streaming standby of a running server and `promote()` promotes one
+(`strom.testing.postgres_pair.PostgresPair` puts the two together, synchronously).
 
     from strom.testing.postgres import PostgresServer
     with PostgresServer() as pg:
@@ -60,6 +62,11 @@ class PostgresServer:
     """One private server; `url` reaches its database `strom` as user `strom`."""
 
     def __init__(self, *, fsync: bool = True, settings: dict[str, str] | None = None) -> None:
+        self._prepare({"fsync": "on" if fsync else "off", "synchronous_commit": "on",
+                       "max_connections": "100", **(settings or {})})
+        self._initdb()
+
+    def _prepare(self, settings: dict[str, str]) -> None:
         self.bin = find_binaries()
         self.port = free_port()
         self._tmp = Path(tempfile.mkdtemp(prefix="strom-pg-"))
@@ -68,9 +75,7 @@ class PostgresServer:
         self.log_file = self._tmp / "server.log"
         self._run_as = _unprivileged_user()
         self._databases = 0
-        self._settings = {"fsync": "on" if fsync else "off", "synchronous_commit": "on",
-                          "max_connections": "100", **(settings or {})}
-        self._initdb()
+        self._settings = settings
 
     @property
     def url(self) -> str:
@@ -91,10 +96,48 @@ class PostgresServer:
                    "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
                    "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
         pwfile.unlink()
+        self._configure()
+
+    def _configure(self) -> None:
+        """Appends this server's own settings to postgresql.conf (the last line wins)."""
         options = "\n".join(f"{k} = '{v}'" for k, v in self._settings.items())
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
                        f"unix_socket_directories = '{self.socket_dir}'\n{options}\n")
+
+    def standby(self, name: str = "strom_standby") -> PostgresServer:
+        """A new server that streams this (running) one's WAL: `pg_basebackup -R` through a
+        replication slot `name` into a data directory of its own, with `cluster_name = name`
+        (what the primary's `synchronous_standby_names` refers to) and no synchronous standby
+        of its own (once promoted it runs alone). Start it with `start()`."""
+        server = PostgresServer.__new__(PostgresServer)
+        server._prepare({**self._settings, "cluster_name": name,
+                         "synchronous_standby_names": ""})
+        try:
+            server._base_backup(self, name)
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    def _base_backup(self, primary: PostgresServer, slot: str) -> None:
+        for d in (self.data_dir, self.socket_dir):
+            d.mkdir(mode=0o700)
+        self._chown(self._tmp, self.data_dir, self.socket_dir)
+        source = f"host=127.0.0.1 port={primary.port} user={USER} password={PASSWORD}"
+        self._run([str(self.bin / "pg_basebackup"), "-D", str(self.data_dir), "-d", source,
+                   "-R", "-X", "stream", "-C", "-S", slot, "-c", "fast", "--no-sync"])
+        self._configure()
+
+    def promote(self) -> None:
+        """Promotes a standby (`pg_ctl promote`); returns once it accepts writes."""
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
+                   "promote"])
+        deadline = time.monotonic() + 60
+        while self.psql("postgres", "SELECT pg_is_in_recovery()").strip() != "f":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the standby on port {self.port} was not promoted")
+            time.sleep(0.02)
 
     def start(self) -> None:
         self._run([str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-l",
@@ -143,6 +186,23 @@ class PostgresServer:
         for lock in [self.data_dir / "postmaster.pid", *self.socket_dir.glob("*.lock")]:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
+
+    def pause(self) -> None:
+        """SIGSTOP of the postmaster and its children: the server freezes, as a hung machine
+        or a network partition looks to clients (connections are taken by the kernel and never
+        answered). `resume()` (SIGCONT) or `kill()` ends it."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        for p in [pid, *_children(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, sig)
 
     def postmaster_pid(self) -> int | None:
         try:

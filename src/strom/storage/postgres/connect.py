@@ -2,10 +2,14 @@
 how database errors become storage errors.
 
 The URL is libpq's (`postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST2[:PORT2]...]/DB?...`,
-`target_session_attrs=read-write` to find the primary among several hosts), handed to asyncpg
-as it is. Errors at start say what to fix in one line (StartupError); errors while running are
-StorageUnavailable (retriable: produce answers KAFKA_STORAGE_ERROR), logged once per outage,
-with a line when the database answers again.
+`target_session_attrs=read-write` to find the primary among several hosts), handed to asyncpg;
+with several hosts the pool tries them one at a time, `connect_timeout` (default 10 s) each
+(host_list.py). Errors at start say what to fix in one line (StartupError); errors while
+running are StorageUnavailable (retriable: produce answers KAFKA_STORAGE_ERROR), logged once
+per outage, with a line when the database answers again. A server that refuses writes as
+read-only (a standby, or an old primary fenced after a failover) makes the pool replace its
+connections, so that reconnecting finds the host that accepts writes instead of that one; so
+does a statement that got no answer in time (a frozen or cut-off server).
 """
 
 from __future__ import annotations
@@ -14,16 +18,16 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final
 
 import asyncpg
 
 from strom.storage.api import StorageError, StorageUnavailable
+from strom.storage.postgres.host_list import connect_each, parse_hosts
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 30.0
 POOL_SIZE: Final = 8
 FIRST_RETRY_S: Final = 0.05  # while the database is down: the first wait before trying again
@@ -48,6 +52,11 @@ DATABASE_DOWN: Final = (OSError, TimeoutError, asyncpg.InterfaceError,
                         # the database dropped or the role changed while running:
                         asyncpg.InvalidCatalogNameError,
                         asyncpg.InvalidAuthorizationSpecificationError)
+# Failures after which the pool's connections are replaced (reconnecting goes through the
+# host list again): the server cannot take writes (a standby in recovery, a primary made
+# read-only), or it did not answer in time (frozen, or cut off: its other connections would
+# each wait as long, and no connection reset tells the pool they are dead).
+RECONNECT: Final = (asyncpg.ReadOnlySQLTransactionError, TimeoutError)
 
 
 class StartupError(StorageError):
@@ -63,10 +72,12 @@ def redact(url: str) -> str:
 async def create_pool(url: str, node_name: str) -> Any:
     settings = {**SESSION_SETTINGS, "application_name": node_name}
     try:
+        hosts = parse_hosts(url)
         return await asyncpg.create_pool(
-            url, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_S,
+            hosts.url, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=hosts.timeout_s,
             command_timeout=COMMAND_TIMEOUT_S, server_settings=settings,
-            max_inactive_connection_lifetime=60.0, statement_cache_size=64)
+            max_inactive_connection_lifetime=60.0, statement_cache_size=64,
+            connect=connect_each(hosts) if len(hosts.hosts) > 1 else None)
     except asyncpg.InvalidPasswordError:
         raise StartupError(f"PostgreSQL at {redact(url)} refused the user name or password: "
                            "check the credentials in --storage") from None
@@ -80,6 +91,9 @@ async def create_pool(url: str, node_name: str) -> Any:
             asyncpg.CannotConnectNowError) as exc:
         raise StartupError(f"cannot reach PostgreSQL at {redact(url)}: {_reason(exc)} (is "
                            "the server running, and the host and port right?)") from None
+    except asyncpg.TargetServerAttributeNotMatched:
+        raise StartupError(f"PostgreSQL at {redact(url)}: no host accepts writes (standbys "
+                           "only: promote one, or add the primary to the URL)") from None
     except (ValueError, asyncpg.ClientConfigurationError) as exc:
         raise StartupError(f"the storage URL {redact(url)} is not a valid PostgreSQL URL: "
                            f"{exc}") from None
@@ -90,7 +104,7 @@ async def create_pool(url: str, node_name: str) -> Any:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
-        return f"no answer within {CONNECT_TIMEOUT_S:g} s"
+        return "no answer in time"
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0]
 
@@ -106,6 +120,24 @@ class Health:
         self.down_since: float | None = None
         self.retry_at = 0.0
         self.backoff_s = FIRST_RETRY_S
+        self._reconnect: Callable[[], Awaitable[None]] | None = None
+        self._reconnecting: set[asyncio.Future[None]] = set()
+
+    def reconnect_with(self, expire: Callable[[], Awaitable[None]]) -> None:
+        """How to drop the pool's connections (`Pool.expire_connections`) after a RECONNECT
+        failure: each is replaced at its next use by a new connection, which the host list
+        and target_session_attrs=read-write send to the server that accepts writes."""
+        self._reconnect = expire
+
+    def _replace_connections(self, exc: BaseException) -> None:
+        if self._reconnect is None:
+            return
+        if self.down_since is None:
+            log.warning("PostgreSQL at %s: %s; replacing the pool's connections", self.url,
+                        _reason(exc))
+        done = asyncio.ensure_future(self._reconnect())
+        self._reconnecting.add(done)
+        done.add_done_callback(self._reconnecting.discard)
 
     def failed(self, exc: BaseException) -> None:
         now = asyncio.get_running_loop().time()
@@ -135,6 +167,8 @@ class Health:
         try:
             yield
         except DATABASE_DOWN as exc:
+            if isinstance(exc, RECONNECT):
+                self._replace_connections(exc)
             self.failed(exc)
             raise StorageUnavailable(f"{what}: PostgreSQL did not answer "
                                      f"({_reason(exc)})") from exc

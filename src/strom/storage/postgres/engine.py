@@ -70,6 +70,7 @@ class PostgresEngine:
 
     async def open(self) -> None:
         self._pool = await create_pool(self.url, f"strom node {self.config.node_id}")
+        self._health.reconnect_with(self._pool.expire_connections)
         try:
             self._cluster_id = await ensure_schema(self._pool, self.url)
             self._shared = Shared(self._pool, self._health, self._waiters.notify,
