@@ -187,12 +187,15 @@ def database_disk() -> Iterator[Path]:
         mount_point.rmdir()
 
 
-def test_full_database_disk_refuses_writes_and_recovers(postgres_server: PostgresServer,
-                                                        database_disk: Path) -> None:
+def test_full_database_disk_refuses_writes_and_recovers(database_disk: Path,
+                                                        own_postgres: PostgresServer) -> None:
     """PostgreSQL's disk fills up (strom's tables in a tablespace on a 4 MiB tmpfs): produce
     answers KAFKA_STORAGE_ERROR (retriable) and acknowledged records stay readable; once
     space is freed the same idempotent producer carries on, every acknowledged record stored
-    exactly once and in order."""
+    exactly once and in order. The server is the test's own, stopped before the tmpfs goes
+    (fixtures end in reverse order): a tablespace whose files vanish breaks every later
+    checkpoint of its server, and so CREATE DATABASE for the tests after."""
+    postgres_server = own_postgres
     url = postgres_server.new_database()
     database = url.rsplit("/", 1)[1]
     space = database_disk / "tablespace"

@@ -35,6 +35,13 @@ DATABASE: Final = "strom"
 SEARCH_DIRS: Final = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin")
 
 
+class PostgresCommandFailed(subprocess.CalledProcessError):
+    """A PostgreSQL tool failed; the message includes what it printed."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr}"
+
+
 class PostgresUnavailable(RuntimeError):
     """PostgreSQL's server binaries are not installed (`apt-get install postgresql`)."""
 
@@ -241,8 +248,8 @@ class PostgresServer:
         done = subprocess.run(argv, capture_output=True, text=True, cwd=self._tmp,
                               env={**os.environ, "LC_ALL": "C.UTF-8"})
         if done.returncode != 0:
-            raise subprocess.CalledProcessError(done.returncode, argv, done.stdout,
-                                                f"{done.stderr}\n{self._log_tail()}")
+            raise PostgresCommandFailed(done.returncode, argv, done.stdout,
+                                        f"{done.stderr}\n{self._log_tail()}")
         return done.stdout
 
     def _log_tail(self) -> str:
