@@ -36,7 +36,7 @@ from tests.integration.test_idempotent_faults import (
     idempotent_producer,
     produce_windowed,
 )
-from tests.integration.test_postgres_faults import _run_transaction
+from tests.integration.test_postgres_faults import run_transaction
 
 PAUSE_S = 1.0  # from the primary's death to the standby's promotion
 
@@ -132,7 +132,7 @@ def test_transactions_across_a_failover_keep_exactly_the_committed(pair: Postgre
 
         for txn in range(12):
             values = [f"t{txn:02d}-{i:02d}".encode() for i in range(30)]
-            while not _run_transaction(p, topic, values, deadline,
+            while not run_transaction(p, topic, values, deadline,
                                        crash if txn == 4 else lambda: None):
                 pass
             committed += values

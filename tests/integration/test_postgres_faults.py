@@ -88,7 +88,7 @@ def test_postgresql_killed_mid_stream_loses_and_duplicates_nothing(
         assert int(rows) == count
 
 
-def _run_transaction(p: Producer, topic: str, values: list[bytes], deadline: float,
+def run_transaction(p: Producer, topic: str, values: list[bytes], deadline: float,
                      before_commit: Callable[[], None] = lambda: None) -> bool:
     """One transaction of `values` (value i to partition i % 3); True if it committed, False
     if it had to be aborted (the caller tries again). A retriable error of the commit (a
@@ -135,7 +135,7 @@ def test_postgresql_killed_during_transactions_keeps_exactly_the_committed(
         for txn in range(12):
             values = [f"t{txn:02d}-{i:02d}".encode() for i in range(30)]
             attempts += 1
-            while not _run_transaction(p, topic, values, deadline,
+            while not run_transaction(p, topic, values, deadline,
                                        crash if txn == 4 else lambda: None):
                 attempts += 1
             committed += values
