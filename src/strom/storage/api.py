@@ -168,6 +168,7 @@ class TopicInfo:
     topic_id: uuid.UUID
     partitions: int
     configs: Mapping[str, str] = field(default_factory=dict)  # overrides only
+    replication_factor: int = 1  # as created (at most the live brokers then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,21 @@ class BrokerRegistration:
     host: str
     port: int
     rack: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leadership:
+    """Who serves a partition now, as Metadata reports it.
+
+    `leader` is the node id of the broker holding the partition's lease (None while no live
+    broker holds it: Metadata's leader -1); `epoch` is Kafka's leader epoch, the lease's epoch,
+    which moves up by one every time the lease changes hands; `replicas` lists the leader
+    first, then the live brokers next in line to take the lease, as many as the topic's
+    replication factor asks for (durability is the storage's: every one of them is in sync)."""
+
+    leader: int | None
+    epoch: int
+    replicas: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,12 +301,32 @@ class StorageEngine(Protocol):
         """The live brokers serving the cluster, by node id."""
         ...
 
+    def leadership(self, name: str, index: int) -> Leadership:
+        """Who serves the partition now (from memory: an engine several brokers share
+        refreshes it on every heartbeat). Raises UnknownTopic for a missing topic or
+        partition. A single broker leads everything at epoch 0."""
+        ...
+
+    def on_leadership_change(self, listener: Callable[[], None]) -> None:
+        """`listener()` is called, in the event loop, whenever a partition's leadership moved
+        to or from this broker, or topics changed, by another broker's doing or this one's
+        (a lease acquired, handed over or lost; a topic created or deleted elsewhere)."""
+        ...
+
+    async def reassign(self, name: str, index: int, replicas: Sequence[int] | None) -> None:
+        """Pins the partition's lease to the first live broker of `replicas` (then the next),
+        or with None gives it back to the balanced placement; the lease moves within a
+        heartbeat. Raises UnknownTopic, or ValueError for brokers not live."""
+        ...
+
     def topics(self) -> Mapping[str, TopicInfo]: ...
 
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None: ...
 
-    async def create_topic(self, name: str, partitions: int,
-                           configs: Mapping[str, str]) -> TopicInfo: ...
+    async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str],
+                           replication_factor: int = 1) -> TopicInfo:
+        """`replication_factor` is checked by the caller against the live brokers."""
+        ...
 
     async def delete_topic(self, name: str) -> None: ...
 

@@ -66,6 +66,7 @@ from strom.storage.local.producer_snapshots import rebuild
 from strom.storage.local.recovery import LoadedLog, LogLoader
 from strom.storage.local.topic_store import TopicStore
 from strom.storage.producer_state import ProducerStateManager
+from strom.storage.single_broker import SingleBrokerLeadership
 from strom.storage.waiters import DataWaiters
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ PRODUCER_ID_BLOCK_FILE: Final = "producer-id-block"
 RECOVERY_CHECKPOINT_INTERVAL_S: Final = 60.0  # Kafka's log.flush.offset.checkpoint.interval.ms
 
 
-class LocalEngine:
+class LocalEngine(SingleBrokerLeadership):
     """Implements StorageEngine; `await open()` before use and `await close()` at the end."""
 
     def __init__(self, data_dir: Path, config: BrokerConfig) -> None:
@@ -286,8 +287,8 @@ class LocalEngine:
         fsync_dir(self.data_dir)
         return logs
 
-    async def create_topic(self, name: str, partitions: int,
-                           configs: Mapping[str, str]) -> TopicInfo:
+    async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str],
+                           replication_factor: int = 1) -> TopicInfo:
         self._check_opened()
         check_topic_name(name)
         check_partition_count(name, partitions)

@@ -27,11 +27,12 @@ from strom.storage.local.meta_properties import new_cluster_id
 from strom.storage.local.names import check_partition_count, check_topic_name
 from strom.storage.memory.compaction import compact
 from strom.storage.memory.partition import MemoryPartitionLog
+from strom.storage.single_broker import SingleBrokerLeadership
 from strom.storage.topic_registry import TopicRegistry
 from strom.storage.waiters import DataWaiters
 
 
-class MemoryEngine:
+class MemoryEngine(SingleBrokerLeadership):
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self._cluster_id = new_cluster_id()
@@ -84,8 +85,8 @@ class MemoryEngine:
         return [MemoryPartitionLog(name, p, config, expiration, self._waiters.notify)
                 for p in range(first, total)]
 
-    async def create_topic(self, name: str, partitions: int,
-                           configs: Mapping[str, str]) -> TopicInfo:
+    async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str],
+                           replication_factor: int = 1) -> TopicInfo:
         self._check_opened()
         check_topic_name(name)
         check_partition_count(name, partitions)

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ from strom.config.text import plural
 from strom.config.topic import LogConfig
 from strom.storage.api import (
     BrokerRegistration,
+    Leadership,
     PartitionSize,
     StorageError,
     StorageUnavailable,
@@ -62,6 +63,7 @@ class PostgresEngine:
         self._cleaning: dict[int, CleanerProgress] = {}
         self._waiters = DataWaiters()
         self._members: Membership | None = None
+        self._listeners: list[Callable[[], None]] = []
 
     def __str__(self) -> str:
         return redact(self.url)
@@ -194,8 +196,8 @@ class PostgresEngine:
         return [self._new_log(info.name, r["partition_id"], r["index"], config,
                               r["leader_epoch"]) for r in rows]
 
-    async def create_topic(self, name: str, partitions: int,
-                           configs: Mapping[str, str]) -> TopicInfo:
+    async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str],
+                           replication_factor: int = 1) -> TopicInfo:
         pool = self._check_opened()
         check_topic_name(name)
         check_partition_count(name, partitions)
@@ -261,6 +263,21 @@ class PostgresEngine:
 
     def partition(self, name: str, index: int) -> PostgresPartitionLog:
         return self._registry.partition(name, index)
+
+    def leadership(self, name: str, index: int) -> Leadership:
+        plog = self._registry.partition(name, index)
+        node = self.config.node_id
+        return Leadership(node, plog.leader_epoch, (node,))
+
+    def on_leadership_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    async def reassign(self, name: str, index: int, replicas: Sequence[int] | None) -> None:
+        self._registry.partition(name, index)
+        node = self.config.node_id
+        if replicas is not None and set(replicas) != {node}:
+            raise ValueError(f"the only broker is node {node}; replicas "
+                             f"{list(replicas)} name others")
 
     def orphaned_partitions(self) -> Mapping[str, Sequence[int]]:
         return {}  # a topic's rows go with it, in one transaction

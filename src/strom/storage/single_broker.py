@@ -1,0 +1,36 @@
+"""Leadership for engines that one broker serves alone (the local log, memory): that broker
+leads every partition, at leader epoch 0, for as long as it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from strom.config.broker import BrokerConfig
+from strom.storage.api import Leadership
+
+
+class _Engine(Protocol):
+    config: BrokerConfig
+
+    def partition(self, name: str, index: int) -> Any: ...
+
+
+class SingleBrokerLeadership:
+    """Mixed into an engine with `config` and `partition()`."""
+
+    def leadership(self: _Engine, name: str, index: int) -> Leadership:
+        self.partition(name, index)  # raises UnknownTopic
+        node = self.config.node_id
+        return Leadership(node, 0, (node,))
+
+    def on_leadership_change(self, listener: Callable[[], None]) -> None:
+        """Nothing ever moves."""
+
+    async def reassign(self: _Engine, name: str, index: int,
+                       replicas: Sequence[int] | None) -> None:
+        self.partition(name, index)
+        node = self.config.node_id
+        if replicas is not None and set(replicas) != {node}:
+            raise ValueError(f"the only broker is node {node}; replicas "
+                             f"{list(replicas)} name others")
