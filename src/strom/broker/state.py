@@ -71,11 +71,11 @@ class Broker:
         self.listen_port = config.port  # the bound port once the server listens
         self.advertised_port = config.advertised_port or config.port
         self.topic_locks = TopicLocks()
-        self.groups = GroupRuntime(engine, group_config(config))
+        self.groups = GroupRuntime(engine, group_config(config), config.node_id)
         self.producer_ids = ProducerIdAllocator(engine)
         self.transactions = TransactionRuntime(
             engine, transaction_config(config, self.groups, self.producer_ids),
-            self.producer_ids, self.groups)
+            self.producer_ids, self.groups, config.node_id)
 
     def registration(self) -> BrokerRegistration:
         return BrokerRegistration(self.node_id, self.advertised_host, self.advertised_port)

@@ -95,22 +95,24 @@ class TransactionRuntime:
     """The transaction coordinator's shards and their marker writers."""
 
     def __init__(self, engine: StorageEngine, config: TransactionConfig,
-                 producer_ids: ProducerIdAllocator, groups: GroupRuntime,
+                 producer_ids: ProducerIdAllocator, groups: GroupRuntime, node_id: int,
                  clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
         self.config = config
         self.producer_ids = producer_ids
         self.groups = groups
         self.runtime: CoordinatorRuntime[TransactionCoordinator] = CoordinatorRuntime(
-            engine, TXN_TOPIC, self, config.transaction_state_partitions, clock)
-        self._owned = False  # this broker took every partition of the topic
+            engine, TXN_TOPIC, self, config.transaction_state_partitions, node_id, clock)
+        self._owned = False  # the topic exists and the shards led here were loaded once
         self._owning = asyncio.Lock()
         self._markers: dict[int, set[asyncio.Task[None]]] = {}  # writers by shard partition
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Owns and loads `__transaction_state` if it exists (it is created on first use)."""
+        """Loads the shards of `__transaction_state` this broker leads if the topic exists
+        (it is created on first use), and follows leadership as it moves."""
+        self.engine.on_leadership_change(self.runtime.reconcile)
         if TXN_TOPIC in self.engine.topics():
             await self.own(create=False)
         self.runtime.start()
@@ -123,8 +125,8 @@ class TransactionRuntime:
                 await task
 
     async def own(self, create: bool) -> None:
-        """On first use: creates the topic (if `create`) and owns every partition of it (one
-        broker). Raises CoordinatorError(COORDINATOR_NOT_AVAILABLE) if it cannot be created."""
+        """On first use: creates the topic (if `create`) and loads the shards this broker
+        leads. Raises CoordinatorError(COORDINATOR_NOT_AVAILABLE) if it cannot be created."""
         if not self._owned:
             async with self._owning:
                 await self._own(create)
@@ -142,7 +144,7 @@ class TransactionRuntime:
             except (StorageError, OSError) as exc:
                 log.error("cannot create %s: %s", TXN_TOPIC, exc)
                 raise CoordinatorError(ErrorCode.coordinator_not_available, str(exc)) from exc
-        await self.runtime.load_all(epoch=0)
+        await self.runtime.load_led()
         self._owned = True
 
     # -- for handlers ---------------------------------------------------------------------
