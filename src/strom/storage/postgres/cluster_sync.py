@@ -28,7 +28,7 @@ from typing import Any, Final
 from strom.config.broker import BrokerConfig
 from strom.config.text import plural
 from strom.storage.api import BrokerRegistration, Leadership, StorageError, UnknownTopic
-from strom.storage.postgres.connect import Health
+from strom.storage.postgres.connect import Health, StartupError
 from strom.storage.postgres.leases import CHANNEL, Lease, Leases
 from strom.storage.postgres.membership import Membership, SessionLost
 from strom.storage.postgres.partition import PostgresPartitionLog
@@ -71,6 +71,7 @@ class ClusterSync:
         self._loads: set[asyncio.Task[None]] = set()
         self._load_limit = asyncio.Semaphore(LOAD_CONCURRENCY)
         self._sync_lock = asyncio.Lock()
+        self._displaced = False  # another process registered this node id
 
     # -- state --------------------------------------------------------------------------
 
@@ -210,10 +211,19 @@ class ClusterSync:
         try:
             await members.renew()
         except SessionLost as exc:
-            log.warning("%s", exc)
-            self._release_all("this broker's session expired")
-            self._fire()
-            await members.register(members.me)
+            if self.held():
+                log.warning("%s", exc)
+                self._release_all("this broker's session expired")
+                self._fire()
+            try:
+                await members.register(members.me, previous=members.session_epoch)
+            except StartupError as refused:  # another process has the node id now
+                if not self._displaced:
+                    log.error("%s; this broker serves nothing until that one stops",
+                              refused)
+                self._displaced = True
+                return
+            self._displaced = False
         else:
             await members.refresh()
         await self._listen()

@@ -33,7 +33,9 @@ ON CONFLICT (node_id) DO UPDATE SET
     registered_at = now(), session_epoch = strom_broker.session_epoch + 1,
     expires_at = excluded.expires_at
 WHERE strom_broker.expires_at <= clock_timestamp()
-   OR (strom_broker.host = excluded.host AND strom_broker.port = excluded.port)
+   OR ($6::bigint IS NULL
+       AND strom_broker.host = excluded.host AND strom_broker.port = excluded.port)
+   OR strom_broker.session_epoch = $6::bigint
 RETURNING session_epoch
 """
 HOLDER: Final = """
@@ -93,13 +95,16 @@ class Membership:
         interval, so that a database that does not answer is noticed in time."""
         return max(self.heartbeat_ms / 1000, 0.5)
 
-    async def register(self, me: BrokerRegistration) -> None:
-        """Starts a new session. Raises StartupError if a live broker at another address
-        holds the node id."""
+    async def register(self, me: BrokerRegistration, previous: int | None = None) -> None:
+        """Starts a new session. At start (`previous` None) a live registration of the node id
+        at this address is this broker's own earlier life (a restart after a crash) and is
+        taken over; a live one at another address raises StartupError. After this broker's
+        session lapsed (`previous` its epoch), only its own expired row is taken back: if
+        another process registered the node id meanwhile, StartupError too."""
         sent_at = self.clock()
         with self.health.statement("register the broker"):
             epoch = await self.pool.fetchval(REGISTER, me.node_id, me.host, me.port, me.rack,
-                                             self.session_ms)
+                                             self.session_ms, previous)
             if epoch is None:
                 holder = await self.pool.fetchrow(HOLDER, me.node_id)
         if epoch is None:
