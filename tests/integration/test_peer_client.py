@@ -512,3 +512,17 @@ def test_peers_share_a_connection_and_reopen_it_after_a_failure(broker: Embedded
                 await peers.close()
 
         asyncio.run(main())
+
+
+def test_closing_peers_fails_a_send_still_connecting() -> None:
+    async def main() -> None:
+        async with FakePeer(lambda api_key, version, correlation_id: None) as port:
+            peers = peers_of(Directory({7: ("127.0.0.1", port)}))
+            sending = asyncio.ensure_future(peers.send(7, METADATA, metadata(None), 12))
+            await asyncio.sleep(0.2)  # connected, waiting for the ApiVersions answer
+            assert not sending.done()
+            await peers.close()
+            with pytest.raises(PeerUnavailable, match="node 7: this broker is stopping"):
+                await sending
+
+    asyncio.run(main())

@@ -90,7 +90,13 @@ class Peers:
             opening = asyncio.get_running_loop().create_task(self._open(node_id))
             self._opening[node_id] = opening
             opening.add_done_callback(self._opened)
-        return await asyncio.shield(opening)
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if opening.cancelled() and task is not None and not task.cancelling():
+                raise PeerUnavailable(f"node {node_id}: this broker is stopping") from None
+            raise  # this sender was cancelled
 
     def _opened(self, task: asyncio.Task[KafkaConnection]) -> None:
         for node_id, opening in list(self._opening.items()):

@@ -91,6 +91,30 @@ def marker_outcome(error: int) -> MarkerOutcome:
     return MarkerOutcome.RETRY_SLOWLY
 
 
+def answered(transactional_id: str, node_id: int, marker: TxnMarker, topic: str,
+             partition: int, error: int) -> MarkerOutcome:
+    """The outcome of a partition's answer, logged unless it is NONE."""
+    outcome = marker_outcome(error)
+    if error == ErrorCode.none:
+        return outcome
+    what = (f"transaction {transactional_id}: node {node_id} answered the {marker.describe()} "
+            f"for {topic}-{partition} with {error_name(error)}")
+    if outcome is MarkerOutcome.RETRY_SLOWLY:
+        log.error("%s; retrying", what)
+    elif outcome is MarkerOutcome.STOP:
+        log.info("%s: a newer coordinator owns the transaction", what)
+    else:
+        log.info("%s (%s)", what, outcome.value)
+    return outcome
+
+
+def error_name(error: int) -> str:
+    try:
+        return ErrorCode(error).name
+    except ValueError:
+        return f"error {error}"
+
+
 async def write_local_marker(engine: StorageEngine, groups: GroupRuntime, node_id: int,
                              marker: TxnMarker, topic: str, partition: int) -> ErrorCode:
     """Appends the marker to a partition this broker leads (NOT_LEADER_OR_FOLLOWER if it

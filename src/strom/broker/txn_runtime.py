@@ -42,7 +42,7 @@ from strom.broker.producer_ids import ProducerIdAllocator
 from strom.broker.txn_markers import (
     MarkerOutcome,
     TxnMarker,
-    marker_outcome,
+    answered,
     send_marker,
     write_local_marker,
 )
@@ -340,27 +340,7 @@ class TransactionRuntime:
                 log.info("transaction %s: the %s for %s-%d did not reach its leader (%s); "
                          "retrying", transactional_id, marker.describe(), topic, partition, exc)
                 return MarkerOutcome.RETRY
-        outcome = marker_outcome(error)
-        if outcome is MarkerOutcome.RETRY_SLOWLY:
-            log.error("transaction %s: node %d answered the %s for %s-%d with %s; retrying",
-                      transactional_id, leader, marker.describe(), topic, partition,
-                      _error_name(error))
-        elif outcome is MarkerOutcome.STOP:
-            log.info("transaction %s: node %d answered the %s for %s-%d with %s: a newer "
-                     "coordinator owns it", transactional_id, leader, marker.describe(), topic,
-                     partition, _error_name(error))
-        elif error:
-            log.info("transaction %s: node %d answered the %s for %s-%d with %s (%s)",
-                     transactional_id, leader, marker.describe(), topic, partition,
-                     _error_name(error), outcome.value)
-        return outcome
-
-
-def _error_name(error: int) -> str:
-    try:
-        return ErrorCode(error).name
-    except ValueError:
-        return f"error {error}"
+        return answered(transactional_id, leader, marker, topic, partition, error)
 
 
 def _batch(partition: int, records: Sequence[TxnLogRecord], now_ms: int) -> AppendBatch:
