@@ -223,3 +223,37 @@ def test_verify_only_for_a_shard_not_served_here(tmp_path: Path) -> None:
         assert answer == {("tx", TOPIC, 0): ErrorCode.not_coordinator}
 
     run_broker(tmp_path, body)
+
+
+@pytest.mark.parametrize("answer,expected", [
+    (ErrorCode.none, ErrorCode.none),
+    (ErrorCode.not_coordinator, ErrorCode.coordinator_not_available),
+    (UNREACHABLE, ErrorCode.coordinator_not_available),
+    (ErrorCode.invalid_txn_state, ErrorCode.invalid_txn_state),
+])
+def test_a_txn_offset_commit_verified_remotely(tmp_path: Path, answer: Any,
+                                               expected: ErrorCode) -> None:
+    """TxnOffsetCommit checks the group's __consumer_offsets partition with the coordinator
+    on another broker too, and gets what the local coordinator would answer (a shard not
+    served or unreachable: COORDINATOR_NOT_AVAILABLE, which the client retries)."""
+    from strom.broker.handlers.txn_offset_commit import handle_txn_offset_commit
+    from strom.coordinator.internal_topics import OFFSETS_TOPIC
+
+    async def body(broker: Broker, engine: LocalEngine) -> None:
+        peers = await remote_coordinator(broker, engine, scripted(answer))
+        b = RequestBuilder(28, 3)
+        request = b.make(
+            "TxnOffsetCommitRequest", transactional_id="tx", group_id="g", producer_id=7,
+            producer_epoch=1, generation_id=-1, member_id="", group_instance_id=None,
+            topics=(b.make("TxnOffsetCommitRequestTopic", name=TOPIC, partitions=(b.make(
+                "TxnOffsetCommitRequestPartition", partition_index=0, committed_offset=3,
+                committed_leader_epoch=-1, committed_metadata=""),)),))
+        response = await handle_txn_offset_commit(broker, RequestContext("c", "h", 3, 1),
+                                                  request, ResponseBuilder(28, 3))
+        assert [p.error_code for t in response.topics for p in t.partitions] == [expected]
+        ((_at, node, sent),) = peers.sent
+        assert node == COORDINATOR
+        assert [(t.name, list(t.partitions)) for t in sent.transactions[0].topics] == [
+            (OFFSETS_TOPIC, [broker.groups.partition_for("g")])]
+
+    run_broker(tmp_path, body)
