@@ -23,6 +23,7 @@ from strom.broker.leadership import current_leader, leadership, node_endpoints, 
 from strom.broker.placement import REQUEST_PLACED, Placements
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_verification import produce_error, verify_in_transaction
 from strom.coordinator.internal_topics import is_internal
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.protocol.records import RecordsError, ValidatedBatch, validate_produce_records
@@ -94,8 +95,8 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
                                 record_errors=exc.record_errors)
     appends = [AppendBatch(v.data, v.record_count, v.header.max_timestamp,
                            v.header.base_timestamp) for v in batches]
-    verification, early = verify_transaction(broker, transactional_id, plog, topic, index,
-                                             batches)
+    verification, early = await verify_transaction(broker, transactional_id, plog, topic,
+                                                   index, batches)
     if early is not None:
         return early
     try:
@@ -129,14 +130,16 @@ def storage_failure(exc: StorageError, topic: str, index: int) -> PartitionOutco
     return PartitionOutcome(ErrorCode.kafka_storage_error, message=STORAGE_ERROR_MESSAGE)
 
 
-def verify_transaction(broker: Broker, transactional_id: str | None, plog: PartitionLog,
-                       topic: str, index: int, batches: list[ValidatedBatch]
-                       ) -> tuple[VerificationGuard | None, PartitionOutcome | None]:
+async def verify_transaction(broker: Broker, transactional_id: str | None, plog: PartitionLog,
+                             topic: str, index: int, batches: list[ValidatedBatch]
+                             ) -> tuple[VerificationGuard | None, PartitionOutcome | None]:
     """KIP-890 part 1 for transactional batches: the partition's verification guard is taken
     first, then the transaction coordinator must confirm that the partition is in the
     producer's ongoing transaction, so that a late write of a transaction that already ended
     cannot land in the next one (a hanging transaction); the engine appends only if the
-    guard is still current. Returns (guard, None), or (None, the refusal)."""
+    guard is still current. A coordinator on this broker answers without suspending, one on
+    another broker over the network (broker/txn_verification.py). Returns (guard, None), or
+    (None, the refusal)."""
     guard = None
     for v in batches:
         h = v.header
@@ -147,17 +150,12 @@ def verify_transaction(broker: Broker, transactional_id: str | None, plog: Parti
                 ErrorCode.invalid_txn_state,
                 message="a transactional batch in a produce request without a transactional id")
         guard = plog.producer_state.start_verification(h.producer_id)
-        error = broker.transactions.verify(transactional_id, h.producer_id, h.producer_epoch,
-                                           [(topic, index)])
-        if error == ErrorCode.producer_fenced:
-            error = ErrorCode.invalid_producer_epoch
-        elif error in (ErrorCode.coordinator_not_available, ErrorCode.concurrent_transactions,
-                       ErrorCode.coordinator_load_in_progress):
-            error = ErrorCode.not_enough_replicas  # retriable, as Kafka's verification maps it
+        error = produce_error(await verify_in_transaction(
+            broker, transactional_id, h.producer_id, h.producer_epoch, [(topic, index)]))
         if error:
             plog.producer_state.end_verification(h.producer_id, guard)
             return None, PartitionOutcome(
-                ErrorCode(error),
+                error,
                 message=f"{topic}-{index} is not part of an ongoing transaction of producer "
                         f"{h.producer_id} (epoch {h.producer_epoch}) for {transactional_id!r}")
     return guard, None
