@@ -25,7 +25,7 @@ from strom.protocol.client import KafkaConnection
 from strom.protocol.messages import RequestBuilder
 from strom.storage.api import BrokerRegistration, Leadership
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, consume_partitions, create_topic, unique_name
+from tests.integration.conftest import DEADLINE_S, consume_partitions, unique_name
 from tests.integration.test_peer_client import (
     END_TXN,
     INIT_PRODUCER_ID,
@@ -86,10 +86,12 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def topic(cluster: Cluster) -> str:
-    """A topic both brokers know (one storage would hold it once); node 2 leads it."""
+    """A topic both brokers know (one storage would hold it once); node 2 leads it. Each
+    broker's engine creates it (an admin client would send CreateTopics to the controller,
+    one of the two)."""
     name = unique_name("peer-txn")
     for broker in (cluster.coordinator, cluster.leader):
-        create_topic(broker.bootstrap_servers, name)
+        broker.run(broker.server.engine.create_topic(name, 1, {}))
     cluster.led_by_leader.add(name)
     return name
 
