@@ -72,6 +72,7 @@ class ClusterSync:
         self._load_limit = asyncio.Semaphore(LOAD_CONCURRENCY)
         self._sync_lock = asyncio.Lock()
         self._displaced = False  # another process registered this node id
+        self._stopping = False
 
     # -- state --------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class ClusterSync:
 
     async def leave(self) -> None:
         """Hands every lease held here over, then ends the session."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -151,10 +153,13 @@ class ClusterSync:
 
     async def _run(self) -> None:
         interval = self.members.heartbeat_ms / 1000
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+        while not self._stopping:
+            try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
                 await asyncio.sleep(NOTIFY_DEBOUNCE_S)
+            except TimeoutError:
+                pass
             self._wake.clear()
             try:
                 await self.sync()
