@@ -86,6 +86,6 @@ def test_broker_rack_is_free_text_and_registered(tmp_path: Path) -> None:
 
 
 def test_the_session_must_outlast_the_heartbeat(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="must be longer than broker.heartbeat"):
+    with pytest.raises(ConfigError, match=r"must be longer than broker\.heartbeat"):
         BrokerConfig.build(tmp_path, "127.0.0.1", 9092, {
             "broker.heartbeat.interval.ms": "3000", "broker.session.timeout.ms": "3000"})
