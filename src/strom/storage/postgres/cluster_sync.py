@@ -73,6 +73,7 @@ class ClusterSync:
         self._sync_lock = asyncio.Lock()
         self._displaced = False  # another process registered this node id
         self._stopping = False
+        self._retired = False  # leases handed over for a clean stop
 
     # -- state --------------------------------------------------------------------------
 
@@ -131,8 +132,8 @@ class ClusterSync:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
 
-    async def leave(self) -> None:
-        """Hands every lease held here over, then ends the session."""
+    async def retire(self) -> None:
+        """Stops the loop (no more leases taken) and hands every lease held here over."""
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
@@ -141,12 +142,21 @@ class ClusterSync:
             self._task = None
         for task in list(self._loads):
             task.cancel()
-        if self.members.me is not None:
-            try:
+        if self.members.me is None or self._retired:
+            return
+        self._retired = True
+        try:
+            async with self._sync_lock:
                 await self._hand_over_all()
-            except StorageError as exc:
-                log.warning("leases not handed over at stop (%s): they move when this "
-                            "broker's session expires", exc)
+        except StorageError as exc:
+            log.warning("leases not handed over at stop (%s): they move when this "
+                        "broker's session expires", exc)
+        self._fire()
+
+    async def leave(self) -> None:
+        """Hands every lease held here over (if `retire` did not), then ends the session."""
+        await self.retire()
+        if self.members.me is not None:
             await self.members.leave()
             await self.leases.notify()
         await self._unlisten()

@@ -343,6 +343,10 @@ class PostgresEngine:
         await cluster.leases.notify()
         cluster.wake()
 
+    async def retire(self) -> None:
+        if self._cluster is not None and self._pool is not None:
+            await self._cluster.retire()
+
     async def leader_epochs(self, name: str, index: int) -> Sequence[tuple[int, int]]:
         plog = self._registry.partition(name, index)
         return await self._sync().leases.epochs(plog.partition_id)
