@@ -15,10 +15,13 @@ Usage (from the repository root):
     .venv/bin/python bench/broker_bench.py --quick    # reduced run, ~30 s
     .venv/bin/python bench/broker_bench.py --only tansu
     .venv/bin/python bench/broker_bench.py --engines     # strom on its local log vs strom
-                                                         # on PostgreSQL (ratio pg/local)
+                                                         # on PostgreSQL, 1 and 3 brokers
 
 With --engines, "strom-pg" is strom with `--storage postgresql://...` on a private PostgreSQL
-server the script starts (Debian's postgresql; fsync=on, synchronous_commit=on, on loopback).
+server the script starts (Debian's postgresql; fsync=on, synchronous_commit=on, on loopback),
+and "strom-pg3" is three strom brokers (node ids 1-3) sharing one database of that server,
+the clients bootstrapping from all three; the ratio columns are strom-pg/strom and
+strom-pg3/strom.
 
 Results are also written to bench/results/ as JSON and markdown. See bench/README.md.
 """
@@ -26,13 +29,10 @@ Results are also written to bench/results/ as JSON and markdown. See bench/READM
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -49,15 +49,22 @@ from typing import Any
 import confluent_kafka
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from processes import (  # some are re-exported to the other benchmarks
+    REPO,
+    Broker,
+    close_postgres,
+    start_broker,
+    stop_broker,
+    tansu_binary,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-TANSU_SCRIPT = Path("/work/shared/peers/tansu.sh")
-BROKERS = ("tansu", "strom", "strom-pg")
+BROKERS = ("tansu", "strom", "strom-pg", "strom-pg3")
 PEER_BROKERS = ("tansu", "strom")  # the default run; --engines runs ENGINE_BROKERS
-ENGINE_BROKERS = ("strom", "strom-pg")
-# The ratio column: numerator / denominator (--engines: PostgreSQL over the local log).
-RATIO = ["strom", "tansu"]
-POSTGRES: list[Any] = []  # the PostgreSQL server of an --engines run, started on first use
+ENGINE_BROKERS = ("strom", "strom-pg", "strom-pg3")
+# The ratio columns, numerator / denominator; --engines: PostgreSQL (1 and 3 brokers) over
+# the local log.
+RATIOS: list[tuple[str, str]] = [("strom", "tansu")]
+ENGINE_RATIOS = [("strom-pg", "strom"), ("strom-pg3", "strom")]
 T0 = time.perf_counter()
 
 
@@ -95,141 +102,6 @@ FETCH_WAITS_MS = (500, 10)  # librdkafka's default, and a short wait that bounds
 
 def log(message: str) -> None:
     print(f"[{time.perf_counter() - T0:6.1f}s] {message}", flush=True)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tansu_binary() -> str:
-    """The Tansu binary installed by the peers script (installs it on first use)."""
-    out = subprocess.run(["bash", str(TANSU_SCRIPT), "path"], capture_output=True,
-                         text=True, timeout=300, check=True)
-    return out.stdout.strip().splitlines()[-1]
-
-
-def broker_command(name: str, port: int, data_dir: Path, tansu: str) -> list[str]:
-    """The command line of one broker. Tansu's mirrors `tansu.sh start` (memory engine)."""
-    if name == "tansu":
-        url = f"tcp://127.0.0.1:{port}"
-        return [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]
-    if name == "strom-pg":
-        return [sys.executable, "-m", "strom", "serve", "--storage", postgres_database(),
-                "--listen", f"127.0.0.1:{port}"]
-    return [sys.executable, "-m", "strom", "serve", "--data-dir", str(data_dir / "data"),
-            "--listen", f"127.0.0.1:{port}"]
-
-
-def postgres_database() -> str:
-    """A new database on the run's private PostgreSQL server (started on first use)."""
-    if not POSTGRES:
-        sys.path.insert(0, str(REPO / "src"))
-        from strom.testing.postgres import PostgresServer
-
-        server = PostgresServer(fsync=True, settings={"shared_buffers": "256MB"})
-        server.start()
-        POSTGRES.append(server)
-    url: str = POSTGRES[0].new_database()
-    return url
-
-
-@dataclass
-class Broker:
-    """A running broker process started by this script."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    data_dir: Path
-    startup_s: float
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        text = (self.data_dir / "broker.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def start_broker(name: str, root: Path, tansu: str, timeout_s: float = 30.0) -> Broker:
-    """Spawn a broker in a fresh dir on a free port; wait for its first accepted connection."""
-    data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    with open(data_dir / "broker.log", "wb") as logfile:
-        begin = time.perf_counter()
-        proc = subprocess.Popen(broker_command(name, port, data_dir, tansu), cwd=data_dir,
-                                stdout=logfile, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-    broker = Broker(name, proc, port, data_dir, 0.0)
-    while time.perf_counter() - begin < timeout_s:
-        if not broker.alive():
-            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{broker.log_tail()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                broker.startup_s = time.perf_counter() - begin
-                return broker
-        except OSError:
-            time.sleep(0.005)
-    stop_broker(broker)
-    raise RuntimeError(f"{name} did not accept a connection within {timeout_s:.0f}s")
-
-
-def stop_broker(broker: Broker) -> None:
-    """SIGTERM the broker's process group (its own session), SIGKILL after 3 s.
-
-    Tansu only exits on SIGTERM once its clients have gone, so close clients first: clients
-    kept alive by exception tracebacks are only freed by the cycle collector.
-    """
-    gc.collect()
-    for sig, wait_s in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-        if broker.proc.poll() is not None:
-            return
-        try:
-            os.killpg(broker.proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            broker.proc.wait(wait_s)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of pid plus its descendants, in MiB."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    family, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent]
-        family.update(children)
-        frontier.extend(children)
-    total_kb = 0
-    for member in family:
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            continue
-    return total_kb / 1024
 
 
 # --------------------------------------------------------------------------- kafka helpers
@@ -506,7 +378,7 @@ def bench_memory(name: str, root: Path, tansu: str, settings: Settings) -> Recor
     broker = start_broker(name, root, tansu)
     try:
         time.sleep(1.0)
-        record: Record = {"idle_mb": rss_mb(broker.proc.pid)}
+        record: Record = {"idle_mb": broker.rss_mb()}
         log(f"{name}: RSS idle {record['idle_mb']:.1f} MiB")
         topics = {f"rss-{i:03d}": settings.rss_partitions for i in range(settings.rss_topics)}
         begin = time.perf_counter()
@@ -514,7 +386,7 @@ def bench_memory(name: str, root: Path, tansu: str, settings: Settings) -> Recor
         record["create_s"] = time.perf_counter() - begin
         record["unflushed"] = produce_one_each(broker.bootstrap, topics)
         time.sleep(1.0)
-        record["partitions_mb"] = rss_mb(broker.proc.pid)
+        record["partitions_mb"] = broker.rss_mb()
         log(f"{name}: created {sum(topics.values())} partitions in {record['create_s']:.2f} s,"
             f" RSS {record['partitions_mb']:.1f} MiB ({record['unflushed']} unflushed)")
         return record
@@ -618,9 +490,9 @@ def bench_broker(name: str, root: Path, tansu: str, settings: Settings) -> Recor
                 broker, record["produce"], settings, errors))
         if broker.alive():
             record["latency"] = bench_latency(broker, settings, errors)
-        record["rss_after_bench_mb"] = rss_mb(broker.proc.pid) if broker.alive() else None
+        record["rss_after_bench_mb"] = broker.rss_mb() if broker.alive() else None
         if not broker.alive():
-            errors.append(f"{name} exited with {broker.proc.returncode}:\n{broker.log_tail()}")
+            errors.append(broker.exit_report())
     finally:
         stop_broker(broker)
     return record
@@ -638,9 +510,16 @@ class Row:
     values: dict[str, float | None] = field(default_factory=dict)
     cells: dict[str, str] = field(default_factory=dict)
 
-    def ratio(self) -> str:
-        top, bottom = self.values.get(RATIO[0]), self.values.get(RATIO[1])
+    def ratio(self, pair: tuple[str, str] | None = None) -> str:
+        """This row's figure of pair[0] over pair[1] (default: the first of RATIOS)."""
+        if pair is None and not RATIOS:
+            return "-"
+        top, bottom = (self.values.get(name) for name in (pair or RATIOS[0]))
         return "-" if top is None or not bottom else f"{top / bottom:.2f}x"
+
+
+def ratio_label(pair: tuple[str, str]) -> str:
+    return f"{pair[0]}/{pair[1]}"
 
 
 def throughput_cell(entry: Record) -> str:
@@ -688,7 +567,8 @@ def build_rows(results: dict[str, Record], settings: Settings) -> list[Row]:
             add_row(rows, results, f"e2e latency {label} @ {settings.latency_rate:,} msg/s,"
                     f" fetch.wait.max.ms={wait_ms}", "lower", ("latency", f"wait{wait_ms}", name),
                     lambda ms: f"{ms:.2f} ms")
-    add_row(rows, results, f"startup to first connection (median of {settings.startups})",
+    add_row(rows, results, f"startup to first connection (median of {settings.startups};"
+            " a cluster: until all accept and Metadata lists all)",
             "lower", ("startup", "median_s"), lambda s: f"{s * 1000:.0f} ms")
     parts = settings.rss_topics * settings.rss_partitions
     add_row(rows, results, "RSS idle after start", "lower", ("memory", "idle_mb"),
@@ -703,9 +583,9 @@ def build_rows(results: dict[str, Record], settings: Settings) -> list[Row]:
 
 
 def table_lines(rows: list[Row], names: list[str], markdown: bool) -> list[str]:
-    header = ["metric", *names, f"{RATIO[0]}/{RATIO[1]}", "better"]
-    body = [[row.metric, *(row.cells.get(n, "-") for n in names), row.ratio(), row.better]
-            for row in rows]
+    header = ["metric", *names, *map(ratio_label, RATIOS), "better"]
+    body = [[row.metric, *(row.cells.get(n, "-") for n in names),
+             *(row.ratio(pair) for pair in RATIOS), row.better] for row in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return lines + ["| " + " | ".join(cells) + " |" for cells in body]
@@ -744,7 +624,8 @@ def header_lines(machine: Record, mode: str) -> list[str]:
             f"python {machine['python']}, confluent-kafka {machine['confluent_kafka']}"
             f" (librdkafka {machine['librdkafka']}), {machine['tansu']}, {machine['strom']}",
             "tansu: memory storage engine; strom: defaults (log on local disk); strom-pg: "
-            "strom on PostgreSQL 15 on loopback (fsync=on, synchronous_commit=on)"]
+            "strom on PostgreSQL 15 on loopback (fsync=on, synchronous_commit=on); strom-pg3: "
+            "3 strom brokers sharing one database of that server"]
 
 
 def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list[str],
@@ -753,7 +634,10 @@ def write_results(out_dir: Path, header: list[str], rows: list[Row], names: list
     stamp = time.strftime("%Y%m%d-%H%M%S")
     json_path = out_dir / f"{prefix}-{stamp}.json"
     md_path = out_dir / f"{prefix}-{stamp}.md"
-    payload = dict(payload, rows=[asdict(row) | {"ratio": row.ratio()} for row in rows])
+    payload = dict(payload, rows=[
+        asdict(row) | {"ratio": row.ratio(),
+                       "ratios": {ratio_label(pair): row.ratio(pair) for pair in RATIOS}}
+        for row in rows])
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     errors = [f"- {name}: {e}" for name in names for e in payload["results"][name]["errors"]]
     md = [f"# {header[0]}", "", *(f"- {line}" for line in header[1:]), "",
@@ -776,7 +660,8 @@ def parse_args(quick_help: str = "reduced run (~1 min)") -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--only", choices=BROKERS, help="benchmark one broker only")
     parser.add_argument("--engines", action="store_true",
-                        help="strom on its local log vs strom on PostgreSQL (not Tansu)")
+                        help="strom on its local log vs strom on PostgreSQL, one broker and"
+                        " a cluster of three (not Tansu)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                         help="where the JSON and markdown results go")
     return parser.parse_args()
@@ -798,7 +683,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any,
     """Runs `bench` for each broker, prints the table, writes the results; the exit status."""
     brokers = ENGINE_BROKERS if getattr(args, "engines", False) else PEER_BROKERS
     if brokers is ENGINE_BROKERS:
-        RATIO[:] = ["strom-pg", "strom"]
+        RATIOS[:] = ENGINE_RATIOS
     names = [args.only] if args.only else list(brokers)
     tansu = tansu_binary() if "tansu" in names else ""
     machine = machine_info(tansu or None)
@@ -812,8 +697,7 @@ def run_benchmark(args: argparse.Namespace, settings: Any,
             results[name] = bench(name, root, tansu, settings)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        for server in POSTGRES:
-            server.close()
+        close_postgres()
     rows = rows_of(results, settings)
     print("\n" + "\n".join([*header[:1], *table_lines(rows, names, markdown=False)]))
     report(results, names)

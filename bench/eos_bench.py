@@ -50,7 +50,6 @@ from broker_bench import (
     lookup,
     parse_args,
     produce_run,
-    rss_mb,
     run_benchmark,
     start_broker,
     stop_broker,
@@ -424,9 +423,9 @@ def bench_broker(name: str, root: Path, tansu: str, settings: Settings) -> Recor
                 else:
                     errors.append(f"consume-transform-produce: {message}")
                     log(f"  FAILED consume-transform-produce: {message}")
-        record["rss_after_bench_mb"] = rss_mb(broker.proc.pid) if broker.alive() else None
+        record["rss_after_bench_mb"] = broker.rss_mb() if broker.alive() else None
         if not broker.alive():
-            errors.append(f"{name} exited with {broker.proc.returncode}:\n{broker.log_tail()}")
+            errors.append(broker.exit_report())
     finally:
         stop_broker(broker)
     return record
@@ -438,7 +437,7 @@ def bench_broker(name: str, root: Path, tansu: str, settings: Settings) -> Recor
 class RatioRow(Row):
     """A row whose figures are already ratios: no strom/tansu quotient of them."""
 
-    def ratio(self) -> str:
+    def ratio(self, pair: tuple[str, str] | None = None) -> str:
         return "-"
 
 

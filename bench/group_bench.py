@@ -48,7 +48,6 @@ from broker_bench import (
     log,
     lookup,
     parse_args,
-    rss_mb,
     run_benchmark,
     start_broker,
     stop_broker,
@@ -431,13 +430,13 @@ def bench_group_memory(broker: Broker, settings: Settings) -> Record:
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     alter_offsets(admin, ["bench-rss-warmup"], topic, 30.0)  # one-time costs (offsets topic)
     time.sleep(1.0)
-    before = rss_mb(broker.proc.pid)
+    before = broker.rss_mb()
     groups = [f"bench-rss-{i:05d}" for i in range(settings.groups)]
     begin = time.perf_counter()
     alter_offsets(admin, groups, topic, settings.groups_limit_s)
     create_s = time.perf_counter() - begin
     time.sleep(1.0)
-    after = rss_mb(broker.proc.pid)
+    after = broker.rss_mb()
     check = admin.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(groups[-1], [TopicPartition(topic, 0)])])
     fetched = next(iter(check.values())).result(timeout=10).topic_partitions[0].offset
@@ -495,7 +494,7 @@ def bench_broker(name: str, root: Path, tansu: str, settings: Settings) -> Recor
             record["rebalance"][variant.key] = bench_rebalance(broker, variant, settings,
                                                                errors)
         if not broker.alive():
-            errors.append(f"{name} exited with {broker.proc.returncode}:\n{broker.log_tail()}")
+            errors.append(broker.exit_report())
     finally:
         stop_broker(broker)
     return record
