@@ -269,9 +269,14 @@ class GroupWatch:
             else:
                 self.owned[member].difference_update(partitions)
 
-    def assigned(self) -> set[int]:
+    def spread(self, members: int) -> bool:
+        """Each of `members` members owns a partition, and each partition one member: a
+        KIP-848 group hands the first member everything, the others theirs a heartbeat or
+        two later."""
         with self.lock:
-            return set().union(*self.owned.values()) if self.owned else set()
+            owned = [self.owned[m] for m in range(members)]
+            return (all(owned) and sum(map(len, owned)) == self.partitions
+                    and set().union(*owned) == set(range(self.partitions)))
 
     def mark(self, first_seq: int) -> None:
         with self.lock:
