@@ -36,6 +36,10 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "offsets.retention.minutes": "10080",
     "offsets.topic.num.partitions": "50",
     "transaction.state.log.num.partitions": "50",
+    # The internal topics are created with min(this, the live brokers): Kafka refuses to
+    # create them until that many brokers are live, strom must also work alone.
+    "offsets.topic.replication.factor": "3",
+    "transaction.state.log.replication.factor": "3",
     "transaction.max.timeout.ms": "900000",
     "transactional.id.expiration.ms": "604800000",
     "message.max.decompressed.bytes": str(256 * MIB),
@@ -54,7 +58,13 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
 
 # Settings that make no sense below 1 (Kafka's atLeast(1) validators).
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
-                                  "socket.connection.setup.timeout.ms", "request.timeout.ms"})
+                                  "socket.connection.setup.timeout.ms", "request.timeout.ms",
+                                  "offsets.topic.replication.factor",
+                                  "transaction.state.log.replication.factor"})
+# Kafka's SHORT settings: at most 32767.
+_SHORT: Final = frozenset({"offsets.topic.replication.factor",
+                           "transaction.state.log.replication.factor"})
+SHORT_MAX: Final = 2**15 - 1
 
 # Topic configs may be given to the broker by their topic-level name too (--set flush.messages=1).
 _TOPIC_ALIASES: Final[Mapping[str, str]] = {
@@ -149,6 +159,8 @@ class BrokerConfig:
                 _bool(value)
             elif _int(value) < 1 and broker_name in _AT_LEAST_ONE:
                 raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
+            elif _int(value) > SHORT_MAX and broker_name in _SHORT:
+                raise ConfigError(f"{name}: must be at most {SHORT_MAX}, not {value.strip()}")
         else:
             raise ConfigError(f"unknown setting {name!r}; see docs/configuration.md")
         self.settings[broker_name] = value.strip()
