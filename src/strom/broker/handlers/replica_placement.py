@@ -194,15 +194,19 @@ async def handle_alter_partition_reassignments(broker: Broker, ctx: RequestConte
 
 def ongoing_reassignment(broker: Broker, b: ResponseBuilder, topic: str, index: int
                          ) -> Any | None:
-    """A pinned partition whose lease has not reached the pin's broker yet, with Kafka's
-    fields: the target replicas then the current ones leaving, those being added and those
-    being removed (ReplicationControlManager.getOngoingPartitionReassignment)."""
+    """A pinned partition whose lease has not reached the pin's first live broker yet (or
+    none of whose pinned brokers is live), with Kafka's fields: the target replicas then the
+    current ones leaving, those being added and those being removed
+    (ReplicationControlManager.getOngoingPartitionReassignment)."""
     try:
         placed = broker.engine.assignment(topic, index)
         found = broker.engine.leadership(topic, index)
     except UnknownTopic:
         return None
-    if placed.pinned is None or (found.leader is not None and found.leader == placed.target):
+    if placed.pinned is None:
+        return None
+    if found.leader is not None and found.leader == placed.target \
+            and placed.target in placed.pinned:
         return None
     target, current = list(placed.pinned), list(found.replicas)
     return b.make("OngoingPartitionReassignment", partition_index=index,
