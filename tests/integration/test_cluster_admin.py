@@ -254,3 +254,19 @@ def test_an_election_moves_leases_now(postgres_server: PostgresServer) -> None:
             assert not [key for key, (code, _) in again.items() if key[0] == topic]
         finally:
             two.stop()
+
+
+def test_replicas_spread_over_racks(postgres_server: PostgresServer) -> None:
+    url = postgres_server.new_database()
+    racks = {1: "a", 2: "a", 3: "b"}
+    members = [EmbeddedBroker(settings={**FAST, "node.id": str(n), "broker.rack": rack},
+                              storage=url) for n, rack in racks.items()]
+    with running(*members):
+        bootstrap = members[0].bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        described = admin.describe_cluster().result(DEADLINE_S)
+        assert {n.id: n.rack for n in described.nodes} == racks
+        topic = new_topic(bootstrap, 6, 2)
+        for leader, replicas, _ in leaders(bootstrap, topic).values():
+            assert replicas[0] == leader
+            assert {racks[n] for n in replicas} == {"a", "b"}  # one replica per rack

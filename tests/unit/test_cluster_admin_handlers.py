@@ -336,3 +336,18 @@ def test_describe_log_dirs_when_the_engine_fails(tmp_path: Path) -> None:
     (result,) = run(tmp_path, body).results
     assert (result.error_code, result.log_dir, result.total_bytes, result.topics) == (
         E.kafka_storage_error, str(tmp_path.resolve()), -1, ())
+
+
+# --- broker.rack -----------------------------------------------------------------------------
+
+
+def test_broker_rack_is_registered_and_described(tmp_path: Path) -> None:
+    assert BrokerConfig.build(tmp_path, "localhost", 0, {}).rack is None
+
+    async def body(broker: Broker) -> tuple[BrokerRegistration, list[Any]]:
+        return broker.registration(), broker_config_views(broker)
+
+    registration, views = run(tmp_path, body, {"broker.rack": " eu-west-1a "})
+    assert registration.rack == "eu-west-1a"
+    [rack] = [v for v in views if v.name == "broker.rack"]
+    assert (rack.value, rack.kind) == ("eu-west-1a", "STRING")

@@ -116,6 +116,7 @@ class BrokerConfig:
     port: int = 9092
     advertised_host: str | None = None
     advertised_port: int | None = None  # None: the port the broker listens on
+    rack: str | None = None  # broker.rack: brokers of other racks are preferred as replicas
     settings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -139,11 +140,8 @@ class BrokerConfig:
     def set(self, name: str, value: str) -> None:
         """Sets one setting by its Kafka name; raises ConfigError for unknown names or values."""
         name = name.strip()
-        if name == "advertised.host":
-            self.advertised_host = value.strip()
-            return
-        if name in ("listeners", "advertised.listeners"):
-            self._set_listener(name, value)
+        if name in ("listeners", "advertised.listeners", "advertised.host", "broker.rack"):
+            self._set_address(name, value)
             return
         if name == "broker.id":  # Kafka's older name of node.id
             name = "node.id"
@@ -165,9 +163,16 @@ class BrokerConfig:
             raise ConfigError(f"unknown setting {name!r}; see docs/configuration.md")
         self.settings[broker_name] = value.strip()
 
-    def _set_listener(self, name: str, value: str) -> None:
-        """`listeners` / `advertised.listeners` with one PLAINTEXT listener (strom serves one
-        today): NAME://HOST:PORT, an empty host meaning all interfaces."""
+    def _set_address(self, name: str, value: str) -> None:
+        """Where this broker is: `listeners` / `advertised.listeners` with one PLAINTEXT
+        listener (strom serves one today): NAME://HOST:PORT, an empty host meaning all
+        interfaces; `advertised.host`; `broker.rack` (Kafka's default: none)."""
+        if name == "advertised.host":
+            self.advertised_host = value.strip()
+            return
+        if name == "broker.rack":
+            self.rack = value.strip() or None
+            return
         host, port = parse_listener(name, value)
         if name == "listeners":
             self.host, self.port = host or "0.0.0.0", port

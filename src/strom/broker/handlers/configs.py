@@ -185,7 +185,8 @@ def _broker_doc(name: str) -> str:
 
 def listener_views(broker: Broker) -> list[ConfigView]:
     """`listeners` (as started: --listen or listeners), `advertised.listeners` (what clients
-    are told; Kafka's default is the listener) and `broker.id` (node.id's older name)."""
+    are told; Kafka's default is the listener), `broker.id` (node.id's older name) and
+    `broker.rack` when set (Kafka lists it as null otherwise)."""
     config = broker.config
     node = "node.id"
     node_source = (ConfigSource.STATIC_BROKER_CONFIG if node in config.settings
@@ -203,6 +204,11 @@ def listener_views(broker: Broker) -> list[ConfigView]:
             advertised_source),), "LIST", True, "Where clients are told to connect."),
         ConfigView("broker.id", (Synonym("broker.id", str(config.node_id), node_source),),
                    "INT", True, "The node id of this broker (node.id's older name)."),
+        *([] if config.rack is None else [ConfigView(
+            "broker.rack", (Synonym("broker.rack", config.rack,
+                                    ConfigSource.STATIC_BROKER_CONFIG),),
+            "STRING", True, "The rack of this broker: a partition's replicas are taken from "
+                            "other racks first.")]),
     ]
 
 
