@@ -34,7 +34,8 @@ from strom.config.text import plural
 
 @click.group()
 def cluster() -> None:
-    """Show the cluster's brokers and where its partitions live."""
+    """Show the cluster's brokers and where its partitions live; move a partition's
+    leadership."""
 
 
 def _description(client: ClientOptions) -> Any:
