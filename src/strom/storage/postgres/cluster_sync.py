@@ -124,6 +124,7 @@ class ClusterSync:
         """Registers (StartupError if the node id is live elsewhere), takes this broker's
         share of the leases, and starts the loop."""
         await self.members.register(me)
+        await self.leases.notify()  # the others hand this broker its share at once
         await self._listen()
         await self.sync()
         # The partitions taken at start are loaded before the broker serves (later ones
