@@ -81,11 +81,11 @@ def test_move_and_leases_on_two_brokers(postgres_url: str) -> None:
             EmbeddedBroker(settings={**FAST, "node.id": "2"}, storage=postgres_url) as two:
         eventually(lambda: listed(one.bootstrap_servers) == [1, 2] == listed(
             two.bootstrap_servers), "the brokers never listed each other")
-        topic = new_topic(one.bootstrap_servers, 4, 2)
+        topic = new_topic([one, two], 4, 2)
         rows = table_rows(run(two.bootstrap_servers, "cluster", "leases", topic).output)
         counts = {r[0]: int(r[3]) for r in rows if len(r) == 4}
         assert set(counts) == {"1", "2"} and sum(counts.values()) == 4
-        balanced, _, _ = leaders(one.bootstrap_servers, topic)[0]
+        balanced, _, _ = leaders(one, topic)[0]
         other = 2 if balanced == 1 else 1
         moved = run(one.bootstrap_servers, "cluster", "move", topic, "0", str(other)).output
         assert moved.startswith(f"{topic}-0 moved: led by broker {other} (leader epoch ")
@@ -94,5 +94,5 @@ def test_move_and_leases_on_two_brokers(postgres_url: str) -> None:
         assert row[2] == str(other) and int(row[3]) >= 1  # the lease changed hands
         back = run(two.bootstrap_servers, "cluster", "move", topic, "0", "--balanced").output
         assert back.startswith(f"{topic}-0 follows the balanced placement again")
-        eventually(lambda: leaders(one.bootstrap_servers, topic)[0][0] == balanced,
+        eventually(lambda: leaders(one, topic)[0][0] == balanced,
                    "the partition never went back")

@@ -10,7 +10,7 @@ and acks=all is refused with NOT_ENOUGH_REPLICAS below min.insync.replicas live 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,6 +23,8 @@ from kafka import errors as kafka_errors
 from kafka.admin import KafkaAdminClient
 from kio.schema.elect_leaders.v2 import request as elect
 from kio.schema.errors import ErrorCode
+from kio.schema.list_partition_reassignments.v0 import request as listing
+from kio.schema.metadata.v12 import request as metadata
 from kio.static.primitive import i8, i32
 
 from strom.storage.postgres.connect import redact
@@ -75,25 +77,39 @@ def kafka_admin(bootstrap: str) -> Iterator[KafkaAdminClient]:
         client.close()
 
 
-def new_topic(bootstrap: str, partitions: int, replication_factor: int,
+def new_topic(members: Sequence[EmbeddedBroker], partitions: int, replication_factor: int,
               config: Mapping[str, str] | None = None) -> str:
+    """Creates a topic through the first member; returns once every member shows a leader
+    for each of its partitions, the same one."""
     name = unique_name("cluster")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": members[0].bootstrap_servers})
     admin.create_topics([NewTopic(name, partitions, replication_factor,
                                   config=dict(config or {}))])[name].result(DEADLINE_S)
-    eventually(lambda: all(leader >= 0 for leader, _, _ in leaders(bootstrap, name).values())
-               and len(leaders(bootstrap, name)) == partitions, f"{name} never got leaders")
+
+    def agreed() -> bool:
+        views = [leaders(m, name) for m in members]
+        return (len(views[0]) == partitions and all(v == views[0] for v in views)
+                and all(leader >= 0 for leader, _, _ in views[0].values()))
+
+    eventually(agreed, f"the brokers never agreed on {name}'s leaders")
     return name
 
 
-def leaders(bootstrap: str, topic: str) -> Leaders:
-    found = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
-    return {p.id: (p.leader, list(p.replicas), list(p.isrs))
-            for p in found.topics[topic].partitions.values()}
+def leaders(member: EmbeddedBroker, topic: str) -> Leaders:
+    """The partitions of `topic` as this broker's Metadata shows them."""
+    with RawClient(member.port) as client:
+        answer = client.request(metadata.MetadataRequest(
+            topics=(metadata.MetadataRequestTopic(topic_id=None, name=topic),),
+            allow_auto_topic_creation=False, include_topic_authorized_operations=False))
+    [found] = answer.topics
+    return {int(p.partition_index): (int(p.leader_id), [int(n) for n in p.replica_nodes],
+                                     [int(n) for n in p.isr_nodes])
+            for p in found.partitions}
 
 
-def led_by(bootstrap: str, topic: str, partition: int, node: int) -> Callable[[], bool]:
-    return lambda: leaders(bootstrap, topic)[partition][0] == node
+def led_by(member: EmbeddedBroker, topic: str, partition: int, node: int
+           ) -> Callable[[], bool]:
+    return lambda: leaders(member, topic)[partition][0] == node
 
 
 def produce(bootstrap: str, topic: str, acks: str) -> int:
@@ -115,15 +131,15 @@ def elections(answer: Any) -> dict[tuple[str, int], tuple[int, str | None]]:
 def test_a_reassignment_moves_the_leader_and_cancelling_gives_it_back(
         pair: tuple[EmbeddedBroker, EmbeddedBroker, str]) -> None:
     one, two, _ = pair
-    topic = new_topic(one.bootstrap_servers, 2, 2)
-    balanced, replicas, _ = leaders(one.bootstrap_servers, topic)[0]
+    topic = new_topic([one, two], 2, 2)
+    balanced, replicas, _ = leaders(one, topic)[0]
     other = 2 if balanced == 1 else 1
     assert sorted(replicas) == [1, 2]
     tp = TopicPartition(topic, 0)
     with kafka_admin(two.bootstrap_servers) as admin:
         assert admin.alter_partition_reassignments({tp: [other]}) == {tp: None}
         for member in (one, two):
-            eventually(led_by(member.bootstrap_servers, topic, 0, other),
+            eventually(led_by(member, topic, 0, other),
                        f"broker {other} never led {topic}-0")
         eventually(lambda: admin.list_partition_reassignments() == {},
                    "the reassignment stayed in progress")
@@ -131,8 +147,9 @@ def test_a_reassignment_moves_the_leader_and_cancelling_gives_it_back(
         assert elections(admin.elect_leaders(0, {topic: [0]})) == {
             (topic, 0): (ErrorCode.election_not_needed, None)}
         assert admin.alter_partition_reassignments({tp: None}) == {tp: None}
-        eventually(led_by(one.bootstrap_servers, topic, 0, balanced),
-                   "the cancelled partition never went back to the balanced placement")
+        for member in (one, two):
+            eventually(led_by(member, topic, 0, balanced),
+                       "the cancelled partition never went back to the balanced placement")
         assert admin.alter_partition_reassignments({tp: None}) == {
             tp: kafka_errors.NoReassignmentInProgressError}
     confluent = AdminClient({"bootstrap.servers": two.bootstrap_servers})
@@ -144,10 +161,10 @@ def test_a_reassignment_moves_the_leader_and_cancelling_gives_it_back(
 
 def test_describe_log_dirs_lists_what_each_broker_leads(
         pair: tuple[EmbeddedBroker, EmbeddedBroker, str]) -> None:
-    one, _, url = pair
-    topic = new_topic(one.bootstrap_servers, 4, 2)
+    one, two, url = pair
+    topic = new_topic([one, two], 4, 2)
     assert produce(one.bootstrap_servers, topic, "1") == 0
-    led = leaders(one.bootstrap_servers, topic)
+    led = leaders(one, topic)
     with kafka_admin(one.bootstrap_servers) as admin:
         described = admin.describe_log_dirs()
     seen: dict[int, int] = {}
@@ -167,9 +184,9 @@ def test_describe_log_dirs_lists_what_each_broker_leads(
 
 def test_min_insync_replicas_counts_the_replicas_in_sync(
         pair: tuple[EmbeddedBroker, EmbeddedBroker, str]) -> None:
-    one, _, _ = pair
-    enough = new_topic(one.bootstrap_servers, 1, 2, {"min.insync.replicas": "2"})
-    too_many = new_topic(one.bootstrap_servers, 1, 2, {"min.insync.replicas": "3"})
+    one, two, _ = pair
+    enough = new_topic([one, two], 1, 2, {"min.insync.replicas": "2"})
+    too_many = new_topic([one, two], 1, 2, {"min.insync.replicas": "3"})
     assert produce(one.bootstrap_servers, enough, "all") == 0
     # Kafka: an ISR of 2 (the replication factor) never reaches 3
     assert produce(one.bootstrap_servers, too_many, "all") == ErrorCode.not_enough_replicas
@@ -180,12 +197,13 @@ def test_internal_topics_get_at_most_the_live_brokers(
         pair: tuple[EmbeddedBroker, EmbeddedBroker, str]) -> None:
     one, two, _ = pair
     # broker 1 created __consumer_offsets at its start, alone: one replica (of 3 asked for)
-    assert {len(r) for _, r, _ in leaders(one.bootstrap_servers, "__consumer_offsets")
-            .values()} == {1}
+    assert {len(r) for _, r, _ in leaders(one, "__consumer_offsets").values()} == {1}
     producer = Producer({"bootstrap.servers": two.bootstrap_servers,
                          "transactional.id": unique_name("txn")})
     producer.init_transactions(DEADLINE_S)  # creates __transaction_state, two brokers live
-    state = leaders(two.bootstrap_servers, "__transaction_state")
+    eventually(lambda: len(leaders(two, "__transaction_state")) == 50,
+               "broker 2 never learned of __transaction_state")
+    state = leaders(two, "__transaction_state")
     assert {len(replicas) for _, replicas, _ in state.values()} == {2}
     assert all(sorted(isr) == [1, 2] for _, _, isr in state.values())
 
@@ -196,14 +214,14 @@ def test_a_pin_to_a_broker_that_is_down_stays_in_progress(postgres_server: Postg
     one, two = brokers(url, 1, 2)
     with running(one, two):
         bootstrap = one.bootstrap_servers
-        topic = new_topic(bootstrap, 1, 2, {"min.insync.replicas": "2"})
+        topic = new_topic([one, two], 1, 2, {"min.insync.replicas": "2"})
         tp = TopicPartition(topic, 0)
         with kafka_admin(bootstrap) as admin:
             assert admin.alter_partition_reassignments({tp: [2]}) == {tp: None}
-            eventually(led_by(bootstrap, topic, 0, 2), "broker 2 never led the partition")
+            eventually(led_by(one, topic, 0, 2), "broker 2 never led the partition")
             assert produce(bootstrap, topic, "all") == 0
             two.stop()  # hands its leases over at once
-            eventually(led_by(bootstrap, topic, 0, 1), "broker 1 never took the partition")
+            eventually(led_by(one, topic, 0, 1), "broker 1 never took the partition")
             assert admin.list_partition_reassignments() == {tp: {
                 "replicas": [2, 1], "adding_replicas": [2], "removing_replicas": [1]}}
             assert elections(admin.elect_leaders(0, {topic: [0]}, raise_errors=False)) == {
@@ -214,46 +232,50 @@ def test_a_pin_to_a_broker_that_is_down_stays_in_progress(postgres_server: Postg
             assert produce(bootstrap, topic, "all") == ErrorCode.not_enough_replicas
             assert produce(bootstrap, topic, "1") == 0
             two.start()  # the pin takes the lease back as soon as its broker is live
-            eventually(led_by(bootstrap, topic, 0, 2), "broker 2 never led it again")
+            eventually(led_by(one, topic, 0, 2), "broker 2 never led it again")
             assert admin.list_partition_reassignments() == {}
             eventually(lambda: produce(bootstrap, topic, "all") == 0,
                        "acks=all refused with both brokers live")
 
 
-def test_an_election_moves_leases_now(postgres_server: PostgresServer) -> None:
-    """Broker 1 heartbeats every 30 s, so it hands over the partitions that belong to broker
-    2 (which joined after it) only when an election wakes it."""
+def test_an_election_moves_a_lease_now(postgres_server: PostgresServer) -> None:
+    """A pin written to the database without a NOTIFY (as when the hint is lost): broker 2,
+    which heartbeats often, sees that a partition belongs to it; broker 1, which holds it and
+    heartbeats every 30 s, hands it over only when an election wakes it."""
     url = postgres_server.new_database()
     [one] = brokers(url, 1, settings={"broker.heartbeat.interval.ms": "30000",
                                       "broker.session.timeout.ms": "90000"})
     [two] = brokers(url, 2)
-    with running(one):
-        topic = new_topic(one.bootstrap_servers, 8, 1)  # all broker 1's: it is alone
-        two.start()
-        try:
-            eventually(lambda: listed(two.bootstrap_servers) == [1, 2], "2 never listed 1")
-            assert set(leaders(two.bootstrap_servers, topic)) == set(range(8))
-            assert {leader for leader, _, _ in leaders(two.bootstrap_servers, topic).values()
-                    } == {1}
+    with running(one, two):
+        topic = new_topic([one, two], 4, 1)
+        partition = next(p for p, (leader, _, _) in leaders(two, topic).items() if leader == 1)
+        postgres_server.psql(url.rsplit("/", 1)[1], (
+            "UPDATE strom_partition SET assigned = ARRAY[2] WHERE index = "
+            f"{partition} AND topic_id = (SELECT topic_id FROM strom_topic "
+            f"WHERE name = '{topic}')"))
+        wanted = elect.TopicPartitions(topic=topic, partitions=(i32(partition),))
+        with RawClient(two.port) as client:
+            listing = list_request(topic, partition)
+            eventually(lambda: bool(client.request(listing).topics),
+                       "broker 2 never saw the pin")  # in progress: the lease is on 1
+            assert leaders(two, topic)[partition][0] == 1
             asked = time.monotonic()
-            with RawClient(two.port) as client:
-                answer = elections(client.request(elect.ElectLeadersRequest(
-                    election_type=i8(0), timeout=TIMEOUT, topic_partitions=(
-                        elect.TopicPartitions(topic=topic,
-                                              partitions=tuple(i32(p) for p in range(8))),))))
-            moving = {p for (_, p), (code, _) in answer.items() if code == ErrorCode.none}
-            assert moving and all(code in (ErrorCode.none, ErrorCode.election_not_needed)
-                                  for code, _ in answer.values())
-            eventually(lambda: {p for p, (leader, _, _) in leaders(two.bootstrap_servers, topic)
-                                .items() if leader == 2} == moving,
-                       "the elected partitions never moved to broker 2")
+            answer = elections(client.request(elect.ElectLeadersRequest(
+                election_type=i8(0), timeout=TIMEOUT, topic_partitions=(wanted,))))
+            assert answer == {(topic, partition): (ErrorCode.none, None)}
+            eventually(led_by(two, topic, partition, 2),
+                       "the elected partition never moved to broker 2")
             assert time.monotonic() - asked < 10  # long before broker 1's next heartbeat
-            with RawClient(two.port) as client:
-                again = elections(client.request(elect.ElectLeadersRequest(
-                    election_type=i8(0), timeout=TIMEOUT, topic_partitions=None)))
-            assert not [key for key, (code, _) in again.items() if key[0] == topic]
-        finally:
-            two.stop()
+            again = elections(client.request(elect.ElectLeadersRequest(
+                election_type=i8(0), timeout=TIMEOUT, topic_partitions=(wanted,))))
+            assert again == {(topic, partition): (ErrorCode.election_not_needed, None)}
+            assert client.request(listing).topics == ()
+
+
+def list_request(topic: str, partition: int) -> Any:
+    return listing.ListPartitionReassignmentsRequest(timeout=TIMEOUT, topics=(
+        listing.ListPartitionReassignmentsTopics(name=topic,
+                                                 partition_indexes=(i32(partition),)),))
 
 
 def test_replicas_spread_over_racks(postgres_server: PostgresServer) -> None:
@@ -266,7 +288,7 @@ def test_replicas_spread_over_racks(postgres_server: PostgresServer) -> None:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         described = admin.describe_cluster().result(DEADLINE_S)
         assert {n.id: n.rack for n in described.nodes} == racks
-        topic = new_topic(bootstrap, 6, 2)
-        for leader, replicas, _ in leaders(bootstrap, topic).values():
+        topic = new_topic(members, 6, 2)
+        for leader, replicas, _ in leaders(members[0], topic).values():
             assert replicas[0] == leader
             assert {racks[n] for n in replicas} == {"a", "b"}  # one replica per rack

@@ -50,6 +50,9 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     # names and defaults); a broker whose session expired is no longer listed.
     "broker.heartbeat.interval.ms": "2000",
     "broker.session.timeout.ms": "9000",
+    # The broker's rack (Kafka's broker.rack; empty: none): Metadata lists it, and replicas
+    # are reported spread over racks.
+    "broker.rack": "",
     # A broker's requests to another (transaction markers, KIP-890 verification): Kafka's
     # inter-broker client settings.
     "socket.connection.setup.timeout.ms": "10000",
@@ -65,6 +68,9 @@ _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.sessio
 _SHORT: Final = frozenset({"offsets.topic.replication.factor",
                            "transaction.state.log.replication.factor"})
 SHORT_MAX: Final = 2**15 - 1
+
+# Settings whose values are free text.
+_TEXT: Final = frozenset({"broker.rack"})
 
 # Topic configs may be given to the broker by their topic-level name too (--set flush.messages=1).
 _TOPIC_ALIASES: Final[Mapping[str, str]] = {
@@ -116,7 +122,6 @@ class BrokerConfig:
     port: int = 9092
     advertised_host: str | None = None
     advertised_port: int | None = None  # None: the port the broker listens on
-    rack: str | None = None  # broker.rack: brokers of other racks are preferred as replicas
     settings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -125,6 +130,11 @@ class BrokerConfig:
         config = cls(data_dir=data_dir, storage=storage, host=host, port=port)
         for name, value in (overrides or {}).items():
             config.set(name, value)
+        heartbeat = config.get_int("broker.heartbeat.interval.ms")
+        if config.get_int("broker.session.timeout.ms") <= heartbeat:
+            raise ConfigError("broker.session.timeout.ms must be longer than "
+                              f"broker.heartbeat.interval.ms ({heartbeat}): a broker stops "
+                              "acknowledging one heartbeat before its session can expire")
         return config
 
     @property
@@ -140,7 +150,7 @@ class BrokerConfig:
     def set(self, name: str, value: str) -> None:
         """Sets one setting by its Kafka name; raises ConfigError for unknown names or values."""
         name = name.strip()
-        if name in ("listeners", "advertised.listeners", "advertised.host", "broker.rack"):
+        if name in ("listeners", "advertised.listeners", "advertised.host"):
             self._set_address(name, value)
             return
         if name == "broker.id":  # Kafka's older name of node.id
@@ -153,7 +163,9 @@ class BrokerConfig:
             except ConfigError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
         elif broker_name in BROKER_SETTINGS:
-            if BROKER_SETTINGS[broker_name] in ("true", "false"):
+            if broker_name in _TEXT:
+                pass
+            elif BROKER_SETTINGS[broker_name] in ("true", "false"):
                 _bool(value)
             elif _int(value) < 1 and broker_name in _AT_LEAST_ONE:
                 raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
@@ -164,14 +176,11 @@ class BrokerConfig:
         self.settings[broker_name] = value.strip()
 
     def _set_address(self, name: str, value: str) -> None:
-        """Where this broker is: `listeners` / `advertised.listeners` with one PLAINTEXT
-        listener (strom serves one today): NAME://HOST:PORT, an empty host meaning all
-        interfaces; `advertised.host`; `broker.rack` (Kafka's default: none)."""
+        """Where clients reach this broker: `listeners` / `advertised.listeners` with one
+        PLAINTEXT listener (strom serves one today): NAME://HOST:PORT, an empty host meaning
+        all interfaces; or `advertised.host`."""
         if name == "advertised.host":
             self.advertised_host = value.strip()
-            return
-        if name == "broker.rack":
-            self.rack = value.strip() or None
             return
         host, port = parse_listener(name, value)
         if name == "listeners":
@@ -199,6 +208,10 @@ class BrokerConfig:
     @property
     def node_id(self) -> int:
         return self.get_int("node.id")
+
+    @property
+    def rack(self) -> str | None:
+        return self.get("broker.rack").strip() or None
 
     @property
     def advertised(self) -> str:

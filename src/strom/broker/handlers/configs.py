@@ -71,6 +71,7 @@ _BROKER_DOCS: Final[Mapping[str, str]] = {
     "message.max.decompressed.bytes": "The largest decompressed batch the broker validates.",
     "fetch.max.wait.ms.cap": "The longest a Fetch may wait for data, in milliseconds.",
     "max.incremental.fetch.session.cache.slots": "Fetch sessions kept (strom keeps none).",
+    "broker.rack": "The rack of this broker: a partition's replicas are spread over racks.",
     "offsets.topic.replication.factor": "The replication factor of __consumer_offsets when "
                                         "it is created, at most the live brokers then.",
     "transaction.state.log.replication.factor": "The replication factor of "
@@ -169,6 +170,8 @@ def _broker_kind(name: str) -> str:
         return key.kind
     if BROKER_SETTINGS[name] in ("true", "false"):
         return "BOOLEAN"
+    if name == "broker.rack":
+        return "STRING"
     if name.endswith(".ms") or name == "message.max.decompressed.bytes":
         return "LONG"
     if name.endswith(".replication.factor") and name != "default.replication.factor":
@@ -185,8 +188,7 @@ def _broker_doc(name: str) -> str:
 
 def listener_views(broker: Broker) -> list[ConfigView]:
     """`listeners` (as started: --listen or listeners), `advertised.listeners` (what clients
-    are told; Kafka's default is the listener), `broker.id` (node.id's older name) and
-    `broker.rack` when set (Kafka lists it as null otherwise)."""
+    are told; Kafka's default is the listener) and `broker.id` (node.id's older name)."""
     config = broker.config
     node = "node.id"
     node_source = (ConfigSource.STATIC_BROKER_CONFIG if node in config.settings
@@ -204,11 +206,6 @@ def listener_views(broker: Broker) -> list[ConfigView]:
             advertised_source),), "LIST", True, "Where clients are told to connect."),
         ConfigView("broker.id", (Synonym("broker.id", str(config.node_id), node_source),),
                    "INT", True, "The node id of this broker (node.id's older name)."),
-        *([] if config.rack is None else [ConfigView(
-            "broker.rack", (Synonym("broker.rack", config.rack,
-                                    ConfigSource.STATIC_BROKER_CONFIG),),
-            "STRING", True, "The rack of this broker: a partition's replicas are taken from "
-                            "other racks first.")]),
     ]
 
 

@@ -72,6 +72,8 @@ class ClusterSync:
         self._load_limit = asyncio.Semaphore(LOAD_CONCURRENCY)
         self._sync_lock = asyncio.Lock()
         self._displaced = False  # another process registered this node id
+        self._stopping = False
+        self._retired = False  # leases handed over for a clean stop
 
     # -- state --------------------------------------------------------------------------
 
@@ -122,6 +124,7 @@ class ClusterSync:
         """Registers (StartupError if the node id is live elsewhere), takes this broker's
         share of the leases, and starts the loop."""
         await self.members.register(me)
+        await self.leases.notify()  # the others hand this broker its share at once
         await self._listen()
         await self.sync()
         # The partitions taken at start are loaded before the broker serves (later ones
@@ -130,8 +133,9 @@ class ClusterSync:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
 
-    async def leave(self) -> None:
-        """Hands every lease held here over, then ends the session."""
+    async def retire(self) -> None:
+        """Stops the loop (no more leases taken) and hands every lease held here over."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,22 +143,34 @@ class ClusterSync:
             self._task = None
         for task in list(self._loads):
             task.cancel()
-        if self.members.me is not None:
-            try:
+        if self.members.me is None or self._retired:
+            return
+        self._retired = True
+        try:
+            async with self._sync_lock:
                 await self._hand_over_all()
-            except StorageError as exc:
-                log.warning("leases not handed over at stop (%s): they move when this "
-                            "broker's session expires", exc)
+        except StorageError as exc:
+            log.warning("leases not handed over at stop (%s): they move when this "
+                        "broker's session expires", exc)
+        self._fire()
+
+    async def leave(self) -> None:
+        """Hands every lease held here over (if `retire` did not), then ends the session."""
+        await self.retire()
+        if self.members.me is not None:
             await self.members.leave()
             await self.leases.notify()
         await self._unlisten()
 
     async def _run(self) -> None:
         interval = self.members.heartbeat_ms / 1000
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+        while not self._stopping:
+            try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
                 await asyncio.sleep(NOTIFY_DEBOUNCE_S)
+            except TimeoutError:
+                pass
             self._wake.clear()
             try:
                 await self.sync()
