@@ -87,12 +87,16 @@ class Shared:
     """What every partition of one engine uses."""
 
     def __init__(self, pool: Any, health: Health, appended: Callable[[str, int], None],
-                 producer_id_expiration_ms: int, lease_valid: Callable[[], bool]) -> None:
+                 producer_id_expiration_ms: int, lease_valid: Callable[[], bool],
+                 commit_timeout_s: float) -> None:
         self.pool = pool
         self.health = health
         self.appended = appended
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.lease_valid = lease_valid  # this broker's session is surely live
+        # A commit not answered in this long has an unknown outcome (the lease it was fenced
+        # by may have moved meanwhile): it fails, and the partition reloads.
+        self.commit_timeout_s = commit_timeout_s
 
 
 class PostgresPartitionLog:
@@ -262,12 +266,13 @@ class PostgresPartitionLog:
     async def _commit(self, group: list[_Append]) -> None:
         rows = [r for a in group for r in a.rows]
         base, end = group[0].base, group[-1].end
+        timeout = self.db.commit_timeout_s
         with self.db.health.statement(f"append to {self.name}"):
-            async with self.db.pool.acquire() as conn:
+            async with self.db.pool.acquire(timeout=timeout) as conn:
                 status = await conn.execute(
                     APPEND, self.partition_id, base, end, self.leader_epoch,
                     [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                    [r[3] for r in rows])
+                    [r[3] for r in rows], timeout=timeout)
         if status != f"INSERT 0 {len(rows)}":
             await self._refused(base)
 
