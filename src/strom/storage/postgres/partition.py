@@ -87,16 +87,18 @@ class Shared:
     """What every partition of one engine uses."""
 
     def __init__(self, pool: Any, health: Health, appended: Callable[[str, int], None],
-                 producer_id_expiration_ms: int, lease_valid: Callable[[], bool],
-                 commit_timeout_s: float) -> None:
+                 producer_id_expiration_ms: int, lease_left_s: Callable[[], float]) -> None:
         self.pool = pool
         self.health = health
         self.appended = appended
         self.producer_id_expiration_ms = producer_id_expiration_ms
-        self.lease_valid = lease_valid  # this broker's session is surely live
-        # A commit not answered in this long has an unknown outcome (the lease it was fenced
-        # by may have moved meanwhile): it fails, and the partition reloads.
-        self.commit_timeout_s = commit_timeout_s
+        # How long this broker's leases surely last (its session, less a heartbeat): appends
+        # are refused after, and a commit not answered by then has an unknown outcome (it
+        # fails, the partition reloads) rather than holding its producers past the session.
+        self.lease_left_s = lease_left_s
+
+    def lease_valid(self) -> bool:
+        return self.lease_left_s() > 0
 
 
 class PostgresPartitionLog:
@@ -266,7 +268,10 @@ class PostgresPartitionLog:
     async def _commit(self, group: list[_Append]) -> None:
         rows = [r for a in group for r in a.rows]
         base, end = group[0].base, group[-1].end
-        timeout = self.db.commit_timeout_s
+        timeout = self.db.lease_left_s()
+        if timeout <= 0:
+            raise NotLeader(f"{self.name}: the database has not confirmed this broker's "
+                            "session in time; it may have lost its leases")
         with self.db.health.statement(f"append to {self.name}"):
             async with self.db.pool.acquire(timeout=timeout) as conn:
                 status = await conn.execute(
