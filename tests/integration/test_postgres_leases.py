@@ -17,6 +17,7 @@ import pytest
 from strom.config.broker import BrokerConfig
 from strom.storage.api import BrokerRegistration, NotLeader
 from strom.storage.postgres import PostgresEngine
+from strom.storage.postgres.status import Status
 from strom.testing.postgres import PostgresServer
 from strom.testing.storage_conformance import appended, data_batch, read_records
 
@@ -120,8 +121,8 @@ def test_a_clean_stop_hands_leases_over_with_data_and_producer_state(
             ids = [one.partition(TOPIC, i).partition_id for i in range(PARTITIONS)]
             leases = await one._sync().leases.read(5)
             assert {leases[pid].owner for pid in ids} == {1}
-            await eventually(lambda: set(leaders(one)) == {1})
             plog = one.partition(TOPIC, index)
+            await eventually(lambda: plog.status is Status.LOADED)  # adopted and loaded
             assert one.leadership(TOPIC, index).epoch == epoch + 1
             again = await plog.produce([idem([b"a"], 9, 0)])  # the client's retry
             assert getattr(again, "base_offset", None) == first.base_offset  # a duplicate
