@@ -97,7 +97,7 @@ class PostgresEngine:
             self._cluster.listeners = self._listeners
             self._shared = Shared(self._pool, self._health, self._waiters.notify,
                                   self.config.get_int("producer.id.expiration.ms"),
-                                  self._cluster.lease_valid)
+                                  self._cluster.lease_left_s)
             await self._cluster.sync_topics(force=True)
         except BaseException:
             await self._close_pools()
