@@ -84,6 +84,12 @@ class ClusterSync:
     def lease_valid(self) -> bool:
         return self.members.valid()
 
+    def lease_left_s(self) -> float:
+        """How long this broker's leases surely last (0 when they may have lapsed)."""
+        if self.members.me is None:
+            return 0.0
+        return max(0.0, self.members.valid_until - self.members.clock())
+
     def logs(self) -> list[PostgresPartitionLog]:
         return self.registry.all_logs()
 
@@ -93,7 +99,9 @@ class ClusterSync:
     def leadership(self, plog: PostgresPartitionLog, replication_factor: int) -> Leadership:
         lease = self.leases.by_partition.get(plog.partition_id)
         if plog.status in HELD:
-            leader: int | None = self.node_id
+            # While the database has not confirmed this broker's session it does not know
+            # whether it still leads: it names no leader rather than itself.
+            leader: int | None = self.node_id if self.lease_valid() else None
             epoch = plog.leader_epoch
         elif lease is not None and lease.valid(self.members.sessions):
             leader, epoch = lease.owner, lease.epoch
@@ -124,6 +132,7 @@ class ClusterSync:
         """Registers (StartupError if the node id is live elsewhere), takes this broker's
         share of the leases, and starts the loop."""
         await self.members.register(me)
+        await self.leases.notify()  # the others hand this broker its share at once
         await self._listen()
         await self.sync()
         # The partitions taken at start are loaded before the broker serves (later ones
