@@ -27,7 +27,7 @@ from strom.coordinator.internal_topics import OFFSETS_TOPIC, TXN_TOPIC
 from strom.protocol.client import KafkaConnection
 from strom.protocol.messages import RequestBuilder
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S
+from tests.integration.conftest import DEADLINE_S, create_topic, unique_name
 from tests.integration.group_clients import GROUP_BROKER_SETTINGS
 
 NODES: Final = (1, 2, 3)
@@ -188,6 +188,38 @@ class Cluster:
                    f"the cluster never became whole again with {self.running()} running",
                    deadline_s, interval_s=0.2)
         return time.monotonic() - started
+
+    # -- topics and keys ------------------------------------------------------------------------
+
+    def spread_topic(self, prefix: str, partitions: int = 6) -> str:
+        """A new topic whose partitions are led by every running broker: placement hashes
+        partition ids, so a few partitions may by chance all land on two brokers; then
+        another topic is made (each try has a chance of about 3 * (2/3)^partitions to miss)."""
+        for _ in range(10):
+            name = create_topic(self.address(self.running()[0]), unique_name(prefix),
+                                partitions)
+            self.wait_whole([name])
+            if set(self.leaders(self.running()[0], name).values()) == set(self.running()):
+                return name
+        raise AssertionError(f"10 topics of {partitions} partitions all missed a broker")
+
+    def key_on(self, prefix: str, node: int, key_type: int = GROUP_KEY) -> str:
+        """A new group (or transactional) id whose coordinator is `node`."""
+        topic = OFFSETS_TOPIC if key_type == GROUP_KEY else TXN_TOPIC
+        leaders = self.leaders(self.running()[0], topic)
+        for _ in range(200):
+            key = unique_name(prefix)
+            if leaders[partition_for(key, INTERNAL_PARTITIONS)] == node:
+                return key
+        raise AssertionError(f"no {prefix} id hashes to a shard led by node {node}")
+
+    def ensure_txn_topic(self) -> None:
+        """__transaction_state is created by the first FindCoordinator of a transactional
+        id; waits until every running broker agrees on its leaders."""
+        probe = unique_name("probe")
+        eventually(lambda: self.coordinators(self.running()[0], [probe], TXN_KEY)[probe] != -1,
+                   "no transaction coordinator")
+        self.wait_whole([TXN_TOPIC])
 
     # -- where keys live ---------------------------------------------------------------------
 
