@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +22,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from strom.testing.history import (
     FinalRead,
+    Isolation,
     Note,
     OffsetsCommitted,
     ProduceAcked,
     ProduceAttempted,
     ProduceUnknown,
     RecordRead,
+    TxnAborted,
+    TxnBegun,
+    TxnCommitted,
+    TxnCommitUnknown,
 )
 from strom.testing.history_check import Report, check
 from strom.testing.history_jsonl import HistoryRecorder
@@ -138,19 +143,112 @@ class Writer(Worker):
                                                error=err.name()))
 
 
+class TxnWriter(Worker):
+    """A transactional producer: transactions of `size` writes "<name>-<n>" round-robin over
+    the partitions, every fourth one aborted, until stopped. A commit that fails retriably is
+    retried; one that needs an abort is aborted; a fatal error (the outcome unknown) makes a
+    new producer, whose init_transactions settles the old transaction. `commits` keeps the
+    seconds each commit_transaction took and `failures` the errors seen."""
+
+    def __init__(self, name: str, bootstrap: str, transactional_id: str, topic: str,
+                 partitions: int, history: HistoryRecorder, size: int = 6) -> None:
+        super().__init__(name)
+        self.bootstrap, self.transactional_id = bootstrap, transactional_id
+        self.topic, self.partitions, self.history, self.size = topic, partitions, history, size
+        self.sent = 0
+        self.transactions = 0
+        self.commits: list[tuple[float, float]] = []  # (monotonic time, seconds it took)
+        self.failures: list[tuple[float, str]] = []
+        self._failed_sends = 0
+
+    def _producer(self) -> Producer:
+        p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
+                      "socket.timeout.ms": 10000, "message.timeout.ms": 60000,
+                      "transactional.id": self.transactional_id,
+                      "transaction.timeout.ms": 60000})
+        p.init_transactions(DEADLINE_S)
+        return p
+
+    def work(self) -> None:
+        p = self._producer()
+        while not self.halt.is_set():
+            txn = f"{self.name}-txn{self.transactions}"
+            self.transactions += 1
+            p.begin_transaction()
+            self.history.record(TxnBegun(producer=self.name, txn=txn))
+            self._failed_sends = 0
+            for _ in range(self.size):
+                value, partition = f"{self.name}-{self.sent}", self.sent % self.partitions
+                self.sent += 1
+                self.history.record(ProduceAttempted(producer=self.name, topic=self.topic,
+                                                     partition=partition, value=value,
+                                                     txn=txn))
+                p.produce(self.topic, value=value.encode(), partition=partition,
+                          on_delivery=self._report)
+            p.flush(DEADLINE_S * 2)
+            commit = self.transactions % 4 != 0 and self._failed_sends == 0
+            if not self._end(p, txn, commit):
+                self.history.record(Note(text=f"{self.name}: a new producer after {txn}"))
+                p = self._producer()
+            time.sleep(0.05)
+
+    def _end(self, p: Producer, txn: str, commit: bool) -> bool:
+        """Ends the transaction; False if the producer is unusable now (fatal)."""
+        for _ in range(5):
+            started = time.monotonic()
+            try:
+                if commit:
+                    p.commit_transaction(DEADLINE_S)
+                    self.commits.append((time.monotonic(), time.monotonic() - started))
+                    self.history.record(TxnCommitted(producer=self.name, txn=txn))
+                else:
+                    p.abort_transaction(DEADLINE_S)
+                    self.history.record(TxnAborted(producer=self.name, txn=txn))
+                return True
+            except KafkaException as exc:
+                err = exc.args[0]
+                self.failures.append((time.monotonic(), f"{txn}: {err.name()}: {err.str()}"))
+                if err.fatal():
+                    if commit:
+                        self.history.record(TxnCommitUnknown(producer=self.name, txn=txn,
+                                                             error=err.name()))
+                    return False
+                if err.txn_requires_abort():
+                    commit = False
+                elif not err.retriable():
+                    if commit:
+                        self.history.record(TxnCommitUnknown(producer=self.name, txn=txn,
+                                                             error=err.name()))
+                    return False
+        return False
+
+    def _report(self, err: KafkaError | None, msg: Message) -> None:
+        value = (msg.value() or b"").decode()
+        if err is None:
+            self.history.record(ProduceAcked(producer=self.name, value=value,
+                                             topic=msg.topic() or "",
+                                             partition=msg.partition(), offset=msg.offset()))
+        else:
+            self._failed_sends += 1
+            self.failures.append((time.monotonic(), f"delivery: {err.name()}"))
+            self.history.record(ProduceUnknown(producer=self.name, value=value,
+                                               error=err.name()))
+
+
 class GroupReader(Worker):
     """A classic-protocol group member reading `topic` from the earliest offset, committing
     synchronously after each batch it polled; records what it read and every commit that was
     acknowledged. Commit errors while the group or its coordinator moves are counted."""
 
     def __init__(self, name: str, bootstrap: str, topic: str, group: str,
-                 history: HistoryRecorder) -> None:
+                 history: HistoryRecorder, isolation: Isolation = "read_uncommitted") -> None:
         super().__init__(name)
         self.topic, self.group, self.history = topic, group, history
+        self.isolation: Isolation = isolation
         self.commit_errors: list[str] = []
         self.read = 0
         self.consumer: Consumer = group_consumer(bootstrap, group, session_timeout_ms=6000,
-                                                 client_id=name)
+                                                 client_id=name, isolation_level=isolation)
 
     def work(self) -> None:
         c = self.consumer
@@ -166,7 +264,8 @@ class GroupReader(Worker):
                     self.read += 1
                     self.history.record(RecordRead(
                         consumer=self.name, topic=self.topic, partition=msg.partition(),
-                        offset=msg.offset(), value=(msg.value() or b"").decode()))
+                        offset=msg.offset(), value=(msg.value() or b"").decode(),
+                        isolation=self.isolation))
                 if batch:
                     self._commit()
         finally:
@@ -185,15 +284,17 @@ class GroupReader(Worker):
                                                      offset=tp.offset))
 
 
-def final_read(bootstrap: str, topic: str, partitions: int, history: HistoryRecorder) -> None:
-    """Reads every partition from 0 to its high watermark with a fresh consumer, recording
-    each record and then the final read."""
-    c = consumer(bootstrap, client_id="final")
+def final_read(bootstrap: str, topic: str, partitions: int, history: HistoryRecorder,
+               isolation: Isolation = "read_uncommitted") -> None:
+    """Reads every partition from 0 to its end (the high watermark; read_committed stops at
+    the last stable offset, which is the same once no transaction is open) with a fresh
+    consumer, recording each record and then the final read."""
+    c = consumer(bootstrap, client_id="final", isolation_level=isolation)
     try:
         ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                 for p in range(partitions)}
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions) if ends[p] > 0])
-        left = {p for p, end in ends.items() if end > 0}
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        left = set(range(partitions))
         deadline = time.monotonic() + DEADLINE_S
         while left:
             assert time.monotonic() < deadline, f"final read stuck on partitions {left}"
@@ -201,18 +302,18 @@ def final_read(bootstrap: str, topic: str, partitions: int, history: HistoryReco
             if msg is None:
                 continue
             if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(msg.error())
-            p = msg.partition()
-            history.record(RecordRead(consumer="final", topic=topic, partition=p,
-                                      offset=msg.offset(),
-                                      value=(msg.value() or b"").decode()))
-            if msg.offset() + 1 >= ends[p]:
-                left.discard(p)
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(msg.error())
+                if msg.offset() >= ends[msg.partition()]:
+                    left.discard(msg.partition())
+                continue
+            history.record(RecordRead(consumer="final", topic=topic,
+                                      partition=msg.partition(), offset=msg.offset(),
+                                      value=(msg.value() or b"").decode(),
+                                      isolation=isolation))
         for p, end in ends.items():
             history.record(FinalRead(consumer="final", topic=topic, partition=p,
-                                     end_offset=end))
+                                     end_offset=end, isolation=isolation))
     finally:
         c.close()
 
@@ -221,16 +322,28 @@ class Workload:
     """Writers and group readers over one topic, recorded in one history."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, group: str,
-                 writers: int = 2, readers: int = 2, rate: float = 100.0) -> None:
+                 writers: int = 2, readers: int = 2, rate: float = 100.0,
+                 transactional_ids: Sequence[str] = ()) -> None:
+        """With `transactional_ids`, a TxnWriter each too, and the group and the final read
+        are read_committed."""
         self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
         self.history = HistoryRecorder()
+        self.isolation: Isolation = ("read_committed" if transactional_ids
+                                     else "read_uncommitted")
         self.writers = [Writer(f"w{i}", bootstrap, topic, partitions, self.history, rate)
                         for i in range(writers)]
-        self.readers = [GroupReader(f"r{i}", bootstrap, topic, group, self.history)
+        self.txn_writers = [TxnWriter(f"t{i}", bootstrap, tid, topic, partitions,
+                                      self.history)
+                            for i, tid in enumerate(transactional_ids)]
+        self.readers = [GroupReader(f"r{i}", bootstrap, topic, group, self.history,
+                                    self.isolation)
                         for i in range(readers)]
 
+    def workers(self) -> tuple[Worker, ...]:
+        return (*self.readers, *self.writers, *self.txn_writers)
+
     def start(self) -> Workload:
-        for worker in (*self.readers, *self.writers):
+        for worker in self.workers():
             worker.start()
         return self
 
@@ -241,16 +354,25 @@ class Workload:
         return sum(len(w.timeline.acks) for w in self.writers)
 
     def check_running(self) -> None:
-        for worker in (*self.writers, *self.readers):
+        for worker in self.workers():
             if worker.failure is not None:
                 raise AssertionError(f"{worker.name} failed") from worker.failure
 
     def stop_writers(self) -> None:
-        for w in self.writers:
+        for w in (*self.writers, *self.txn_writers):
+            w.stop()
+        for w in (*self.writers, *self.txn_writers):
             w.join_checked(DEADLINE_S * 3)
 
     def acked_values(self) -> set[str]:
-        return {e.value for e in self.history.events if isinstance(e, ProduceAcked)}
+        """The values the group must read: acknowledged outside a transaction, or written
+        in a transaction that committed."""
+        events = self.history.events
+        committed = {e.txn for e in events if isinstance(e, TxnCommitted)}
+        in_txn = {e.value: e.txn for e in events
+                  if isinstance(e, ProduceAttempted) and e.txn is not None}
+        return {e.value for e in events if isinstance(e, ProduceAcked)
+                and (e.value not in in_txn or in_txn[e.value] in committed)}
 
     def group_read_values(self) -> set[str]:
         return {e.value for e in self.history.events
@@ -272,14 +394,15 @@ class Workload:
         self.wait_group_caught_up()
         for r in self.readers:
             r.join_checked()
-        final_read(self.bootstrap, self.topic, self.partitions, self.history)
+        final_read(self.bootstrap, self.topic, self.partitions, self.history,
+                   self.isolation)
         return check(self.history.events)
 
     def close(self) -> None:
         """Teardown after a failure: stops every thread, whatever state it is in."""
-        for worker in (*self.writers, *self.readers):
+        for worker in self.workers():
             worker.stop()
-        for worker in (*self.writers, *self.readers):
+        for worker in self.workers():
             with contextlib.suppress(RuntimeError):
                 worker.join(DEADLINE_S)
 
