@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,18 +242,35 @@ class GroupReader(Worker):
     acknowledged. Commit errors while the group or its coordinator moves are counted."""
 
     def __init__(self, name: str, bootstrap: str, topic: str, group: str,
-                 history: HistoryRecorder, isolation: Isolation = "read_uncommitted") -> None:
+                 history: HistoryRecorder, isolation: Isolation = "read_uncommitted",
+                 protocol: str = "classic") -> None:
         super().__init__(name)
         self.topic, self.group, self.history = topic, group, history
         self.isolation: Isolation = isolation
         self.commit_errors: list[str] = []
+        self.events: list[tuple[float, str, tuple[int, ...]]] = []  # assign/revoke/lost
         self.read = 0
-        self.consumer: Consumer = group_consumer(bootstrap, group, session_timeout_ms=6000,
-                                                 client_id=name, isolation_level=isolation)
+        if protocol == "classic":
+            self.consumer: Consumer = group_consumer(
+                bootstrap, group, session_timeout_ms=6000, client_id=name,
+                isolation_level=isolation)
+        else:  # KIP-848: no session or heartbeat settings on the client
+            self.consumer = Consumer({
+                "bootstrap.servers": bootstrap, "group.id": group, "group.protocol": protocol,
+                "client.id": name, "enable.auto.commit": False,
+                "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100,
+                "socket.timeout.ms": 10000, "isolation.level": isolation})
+
+    def _record(self, kind: str) -> Any:
+        def callback(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            self.events.append((time.monotonic(), kind,
+                                tuple(sorted(tp.partition for tp in partitions))))
+        return callback
 
     def work(self) -> None:
         c = self.consumer
-        c.subscribe([self.topic])
+        c.subscribe([self.topic], on_assign=self._record("assign"),
+                    on_revoke=self._record("revoke"), on_lost=self._record("lost"))
         try:
             while not self.halt.is_set():
                 batch = c.consume(100, 0.1)
@@ -323,7 +341,7 @@ class Workload:
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, group: str,
                  writers: int = 2, readers: int = 2, rate: float = 100.0,
-                 transactional_ids: Sequence[str] = ()) -> None:
+                 transactional_ids: Sequence[str] = (), protocol: str = "classic") -> None:
         """With `transactional_ids`, a TxnWriter each too, and the group and the final read
         are read_committed."""
         self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
@@ -336,7 +354,7 @@ class Workload:
                                       self.history)
                             for i, tid in enumerate(transactional_ids)]
         self.readers = [GroupReader(f"r{i}", bootstrap, topic, group, self.history,
-                                    self.isolation)
+                                    self.isolation, protocol)
                         for i in range(readers)]
 
     def workers(self) -> tuple[Worker, ...]:
@@ -377,6 +395,17 @@ class Workload:
     def group_read_values(self) -> set[str]:
         return {e.value for e in self.history.events
                 if isinstance(e, RecordRead) and e.consumer != "final"}
+
+    def group_rereads(self) -> int:
+        """Records the group read more than once (after a rebalance, from the last commit)."""
+        seen = Counter((e.partition, e.offset) for e in self.history.events
+                       if isinstance(e, RecordRead) and e.consumer != "final")
+        return sum(n - 1 for n in seen.values())
+
+    def rebalances(self) -> list[str]:
+        """Each member's assignment changes after the first assignment, in order."""
+        return [f"{r.name} {kind} {parts}" for r in self.readers
+                for _, kind, parts in r.events[1:]]
 
     def wait_group_caught_up(self) -> None:
         """Until the group has read every acknowledged write."""

@@ -8,6 +8,8 @@ Each test has a cluster of its own (they stop brokers)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -17,6 +19,7 @@ from strom.coordinator.internal_topics import TXN_TOPIC
 from strom.testing.postgres import PostgresServer
 from tests.integration.cluster import NODES, TXN_KEY, Cluster
 from tests.integration.cluster_workload import Workload, errors_of
+from tests.integration.conftest import DEADLINE_S
 
 PARTITIONS = 6
 
@@ -52,19 +55,22 @@ def summary(workload: Workload, since: float) -> str:
             f"{sum(len(w.timeline.transient) for w in writers)}, over "
             f"{max(w.timeline.error_window() for w in writers):.2f} s "
             f"({sorted({e for w in writers for _, e in w.timeline.transient})[:4]}); "
-            f"group commit errors {[e for r in workload.readers for e in r.commit_errors]}")
+            f"group commit errors {[e for r in workload.readers for e in r.commit_errors]}, "
+            f"re-reads {workload.group_rereads()}, rebalances {workload.rebalances()}")
 
 
-def test_a_broker_stopped_cleanly_mid_stream(cluster: Cluster,
-                                             workloads: list[Workload]) -> None:
-    """Node 2 coordinates the group and leads some of the partitions; it stops cleanly
-    while two idempotent producers and a two-member group run. Its partitions and shards
-    move to nodes 1 and 3 at higher leader epochs, the producers carry on without a delivery
-    error, the group reads everything, and the history has no lost or duplicated write."""
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_a_broker_stopped_cleanly_mid_stream(cluster: Cluster, workloads: list[Workload],
+                                             protocol: str) -> None:
+    """Node 2 coordinates the group (classic, or KIP-848's consumer protocol) and leads
+    some of the partitions; it stops cleanly while two idempotent producers and a
+    two-member group run. Its partitions and shards move to nodes 1 and 3 at higher leader
+    epochs, the producers carry on without a delivery error, the group reads everything,
+    and the history has no lost or duplicated write."""
     topic = cluster.spread_topic("cl-stop", PARTITIONS)
     group = cluster.key_on("cl-stop", 2)
     before = cluster.partitions(1, topic)
-    workload = Workload(cluster.bootstrap, topic, PARTITIONS, group)
+    workload = Workload(cluster.bootstrap, topic, PARTITIONS, group, protocol=protocol)
     workloads.append(workload)
     workload.start()
     run_for(workload, 3.0)
@@ -77,8 +83,8 @@ def test_a_broker_stopped_cleanly_mid_stream(cluster: Cluster,
     whole_s = cluster.wait_whole([topic])
     run_for(workload, 4.0)
     report = workload.finish()
-    print(f"\nclean stop of node 2: stop() took {stop_s:.2f} s, whole again after "
-          f"{whole_s:.2f} s; {summary(workload, fault)}")
+    print(f"\nclean stop of node 2 ({protocol} group): stop() took {stop_s:.2f} s, whole "
+          f"again after {whole_s:.2f} s; {summary(workload, fault)}")
     assert report.ok, report.render()
     assert report.summary.writes_acknowledged == report.summary.writes_attempted
     assert errors_of(workload.writers) == []
@@ -87,10 +93,11 @@ def test_a_broker_stopped_cleanly_mid_stream(cluster: Cluster,
     assert cluster.coordinator_of(group) in (1, 3)
     for p, entry in after.items():
         assert int(entry.leader_id) in (1, 3)
+        # The others keep theirs, unless a starved broker (two shared cores) missed its
+        # session: then it took them back at a later epoch.
+        assert int(entry.leader_epoch) >= int(before[p].leader_epoch), (p, entry)
         if int(before[p].leader_id) == 2:
             assert int(entry.leader_epoch) > int(before[p].leader_epoch), (p, entry)
-        else:
-            assert int(entry.leader_epoch) == int(before[p].leader_epoch), (p, entry)
 
 
 def test_a_rolling_restart_under_load(cluster: Cluster, workloads: list[Workload]) -> None:
@@ -156,3 +163,28 @@ def test_transactions_while_their_coordinator_stops(cluster: Cluster,
     assert report.ok, report.render()
     assert len(after) >= 2 * len(txns), "the transactions did not go on after the stop"
     assert [e for t in txns for _, e in t.failures] == []
+
+
+CLOSES_FIRST = (
+    "strom bug: a clean stop closes the client connections first (BrokerServer.stop cancels "
+    "every connection, then the engine's close hands the leases over): clients that ask "
+    "another broker at once (librdkafka does, within milliseconds) are told the stopping "
+    "broker still leads, and librdkafka waits its 1 s re-query interval (twice: the broker "
+    "then leaves the list), so writes to its partitions stall about 2 s")
+
+
+@pytest.mark.xfail(strict=True, reason=CLOSES_FIRST)
+def test_a_clean_stop_hands_its_leases_over_before_closing_connections(
+        cluster: Cluster) -> None:
+    """As Kafka's controlled shutdown moves leadership away before the broker closes its
+    sockets: when node 2's connections close, nodes 1 and 3 already name the new leaders
+    of its partitions."""
+    topic = cluster.spread_topic("cl-order", PARTITIONS)
+    led_by_2 = [p for p, n in cluster.leaders(1, topic).items() if n == 2]
+    with socket.create_connection(("127.0.0.1", cluster.port(2)), timeout=DEADLINE_S) as s:
+        stopping = threading.Thread(target=cluster.stop, args=(2,), daemon=True)
+        stopping.start()
+        assert s.recv(1) == b""  # node 2 closed the connection
+        seen = {node: cluster.leaders(node, topic) for node in (1, 3)}
+        stopping.join(DEADLINE_S)
+    assert all(seen[node][p] != 2 for node in (1, 3) for p in led_by_2), seen
