@@ -15,9 +15,9 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -30,6 +30,7 @@ from strom.testing.history import (
     ProduceAttempted,
     ProduceUnknown,
     RecordRead,
+    Transformed,
     TxnAborted,
     TxnBegun,
     TxnCommitted,
@@ -234,6 +235,178 @@ class TxnWriter(Worker):
             self.failures.append((time.monotonic(), f"delivery: {err.name()}"))
             self.history.record(ProduceUnknown(producer=self.name, value=value,
                                                error=err.name()))
+
+
+# A transactional call that has not returned after this long is taken as hung:
+# librdkafka's send_offsets_to_transaction can hang past its timeout when the broker that
+# coordinates the group left the Metadata broker list meanwhile (its handle decommissioned),
+# as a broker stopping and starting again does: confluentinc/librdkafka#5511 and #5456.
+STUCK_S: Final = 10.0
+
+
+class Stuck(Exception):
+    """A client call did not return in time (it is left running on its thread)."""
+
+
+def bounded(call: Callable[[], None], timeout_s: float = STUCK_S) -> None:
+    """Runs `call` on a thread of its own; raises Stuck if it has not returned after
+    `timeout_s`, and what it raised otherwise."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="bounded-call", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise Stuck(f"no answer after {timeout_s} s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+class CtpWorker(Worker):
+    """Consume-transform-produce: a read_committed group member of `source` and a
+    transactional producer; each polled batch becomes one transaction of outputs
+    ("<input>@<txn>", same partition, in `sink`) with the batch's offsets sent to it. A
+    transaction that cannot commit is aborted and the member rewound to its committed
+    offsets; a fatal error, or a call hung in librdkafka (STUCK_S), makes a new producer
+    (whose init_transactions aborts the old one's transaction). `done` holds the inputs whose
+    outputs committed; `stuck` counts the hung calls."""
+
+    def __init__(self, name: str, bootstrap: str, transactional_id: str, group: str,
+                 source: str, sink: str, history: HistoryRecorder) -> None:
+        super().__init__(name)
+        self.bootstrap, self.transactional_id = bootstrap, transactional_id
+        self.source, self.sink, self.history = source, sink, history
+        self.done: set[str] = set()
+        self.failures: list[str] = []
+        self.transactions = 0
+        self.stuck = 0
+        self._replace: str | None = None  # why the producer must be replaced
+        self._abandoned: list[Producer] = []  # hung producers, kept alive for their threads
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group, "client.id": name,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 200, "fetch.wait.max.ms": 100,
+            "socket.timeout.ms": 10000})
+
+    def _producer(self) -> Producer:
+        p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
+                      "socket.timeout.ms": 10000, "message.timeout.ms": 60000,
+                      "transactional.id": self.transactional_id})
+        p.init_transactions(DEADLINE_S)
+        return p
+
+    def work(self) -> None:
+        c = self.consumer
+        c.subscribe([self.source])
+        p = self._producer()
+        try:
+            while not self.halt.is_set():
+                batch = [m for m in c.consume(50, 0.2) if m.error() is None]
+                if not batch or self._transform(p, batch):
+                    continue
+                self._rewind()
+                if self._replace is not None:
+                    self._abandoned.append(p)
+                    p = self._producer()
+                    if self._replace.startswith("abort "):  # init_transactions aborted it
+                        self.history.record(TxnAborted(producer=self.name,
+                                                       txn=self._replace[len("abort "):]))
+                    self._replace = None
+        finally:
+            c.close()
+
+    def _transform(self, p: Producer, batch: Sequence[Message]) -> bool:
+        """One transaction for `batch`; False if it was aborted (or its outcome unknown)."""
+        txn = f"{self.name}-txn{self.transactions}"
+        self.transactions += 1
+        try:
+            p.begin_transaction()
+            self.history.record(TxnBegun(producer=self.name, txn=txn))
+            self._produce(p, txn, batch)
+            ends: dict[int, int] = {}
+            for m in batch:
+                ends[m.partition()] = max(ends.get(m.partition(), 0), m.offset() + 1)
+            offsets = [TopicPartition(self.source, part, end) for part, end in ends.items()]
+            try:
+                bounded(lambda: p.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), DEADLINE_S))
+            except Stuck:
+                self._hung(txn, "send_offsets_to_transaction", f"abort {txn}")
+                return False
+            if not self._commit(p, txn):
+                return False
+        except KafkaException as exc:
+            self._failed(p, txn, exc.args[0])
+            return False
+        except Stuck:
+            self._hung(txn, "commit_transaction", "unknown")
+            self.history.record(TxnCommitUnknown(producer=self.name, txn=txn, error="hung"))
+            return False
+        self.done.update((m.value() or b"").decode() for m in batch)
+        return True
+
+    def _produce(self, p: Producer, txn: str, batch: Sequence[Message]) -> None:
+        for m in batch:
+            value = (m.value() or b"").decode()
+            output = f"{value}@{txn}"
+            self.history.record(ProduceAttempted(producer=self.name, topic=self.sink,
+                                                 partition=m.partition(), value=output,
+                                                 txn=txn))
+            self.history.record(Transformed(worker=self.name, txn=txn, input_value=value,
+                                            output_value=output))
+            p.produce(self.sink, value=output.encode(), partition=m.partition())
+
+    def _hung(self, txn: str, call: str, replace: str) -> None:
+        self.stuck += 1
+        self.failures.append(f"{txn}: {call} hung")
+        self.history.record(Note(text=f"{self.name}: {call} of {txn} hung"))
+        self._replace = replace
+
+    def _failed(self, p: Producer, txn: str, err: KafkaError) -> None:
+        self.failures.append(f"{txn}: {err.name()}")
+        if err.fatal():
+            self.history.record(TxnCommitUnknown(producer=self.name, txn=txn,
+                                                 error=err.name()))
+            self._replace = "fatal"
+            return
+        try:
+            bounded(lambda: p.abort_transaction(DEADLINE_S))
+        except (KafkaException, Stuck) as exc:
+            self.failures.append(f"{txn}: abort failed: {exc}")
+            self._replace = f"abort {txn}"
+            return
+        self.history.record(TxnAborted(producer=self.name, txn=txn))
+
+    def _commit(self, p: Producer, txn: str) -> bool:
+        """Commits, retrying retriable errors; False (recorded as unknown, the producer to be
+        replaced) if they persist. Raises what needs an abort."""
+        for _ in range(5):
+            try:
+                bounded(lambda: p.commit_transaction(DEADLINE_S))
+                self.history.record(TxnCommitted(producer=self.name, txn=txn))
+                return True
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                self.failures.append(f"{txn}: commit retried: {exc.args[0].name()}")
+        self.history.record(TxnCommitUnknown(producer=self.name, txn=txn, error="retries"))
+        self._replace = "unknown"
+        return False
+
+    def _rewind(self) -> None:
+        """Back to the committed offsets: the aborted batch is read again."""
+        assignment = self.consumer.assignment()
+        for tp in self.consumer.committed(assignment, timeout=DEADLINE_S):
+            with contextlib.suppress(KafkaException):
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
 
 
 class GroupReader(Worker):
