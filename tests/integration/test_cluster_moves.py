@@ -177,16 +177,6 @@ def test_transactions_while_their_coordinator_stops(cluster: Cluster,
     assert [e for t in txns for _, e in t.failures] == []
 
 
-CLOSES_FIRST = (
-    "strom bug: a clean stop hands its leases over (BrokerServer.stop, engine.retire) and "
-    "closes its client connections some 20 ms later, before the brokers it handed them to "
-    "have adopted them (they learn of it by NOTIFY and a sync pass); meanwhile the stopping "
-    "broker's NOT_LEADER_OR_FOLLOWER hints name itself (its partitions are MOVING). A client "
-    "that asks the new leader at once is told the stopped broker still leads; librdkafka then "
-    "waits its 1 s re-query interval, twice, so writes to its partitions stall about 2 s")
-
-
-@pytest.mark.xfail(strict=True, reason=CLOSES_FIRST)
 def test_a_clean_stop_hands_its_leases_over_before_closing_connections(
         cluster: Cluster) -> None:
     """As Kafka's controlled shutdown moves leadership away before the broker closes its
