@@ -47,6 +47,7 @@ from strom.protocol.messages import ErrorCode
 from strom.storage.api import (
     AppendBatch,
     LogDirFull,
+    NotLeader,
     PartitionLog,
     StorageEngine,
     StorageError,
@@ -321,6 +322,11 @@ class CoordinatorRuntime(Generic[CoreT]):
         try:
             plog = self.engine.partition(self.topic, shard.partition)
             count = await self.host.replay(core, plog, shard.partition)
+        except NotLeader as exc:  # the partition moved on while it loaded: not ours now
+            if self.is_current(shard):
+                self.unload(shard.partition)
+            log.debug("%s-%d not loaded: %s", self.topic, shard.partition, exc)
+            return
         except (StorageError, OSError, LogFormatError, ValueError) as exc:
             if self.is_current(shard):
                 shard.status = ShardStatus.FAILED
