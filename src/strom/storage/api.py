@@ -60,6 +60,13 @@ class StorageUnavailable(StorageError):
     storage before it answers anything else."""
 
 
+class OutcomeUnknown(StorageUnavailable):
+    """An append was sent to the storage but its answer was lost (a connection cut, a
+    timeout): it may or may not have been written. Retriable, and answered as Kafka answers
+    a write that may have been persisted (REQUEST_TIMED_OUT), so that an idempotent producer
+    retries the same sequence numbers, which a retry finds duplicate if it was written."""
+
+
 class NotLeader(StorageError):
     """Another broker took the partition over (its leader epoch moved on): this broker can no
     longer append to it (Kafka's NOT_LEADER_OR_FOLLOWER)."""

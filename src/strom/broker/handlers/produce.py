@@ -36,6 +36,7 @@ from strom.storage.api import (
     Leadership,
     LogDirFull,
     NotLeader,
+    OutcomeUnknown,
     PartitionLog,
     Placed,
     Rejected,
@@ -53,6 +54,11 @@ STORAGE_ERROR_MESSAGE: Final = ("Disk error when trying to access log file on th
                                 "partition is offline until the broker restarts.")
 UNAVAILABLE_MESSAGE: Final = ("The storage did not answer (its database is down or "
                               "unreachable); nothing was appended: retry.")
+# OutcomeUnknown: Kafka's answer for a write that may have been persisted, so that an
+# idempotent producer retries the same sequence numbers instead of starting over.
+UNKNOWN_OUTCOME_MESSAGE: Final = ("The storage lost the answer to this write: it may have "
+                                  "been written; retry (a retry of a written batch is "
+                                  "recognised as a duplicate).")
 # LogDirFull: the same error code (retriable), but the partition recovers by itself.
 NO_SPACE_MESSAGE: Final = ("The broker's disk is full; the partition takes writes again "
                            "once space is freed (retriable).")
@@ -142,6 +148,9 @@ def storage_failure(exc: StorageError, topic: str, index: int) -> PartitionOutco
     """The answer for an append the engine could not make."""
     if isinstance(exc, NotLeader):
         return PartitionOutcome(ErrorCode.not_leader_or_follower)
+    if isinstance(exc, OutcomeUnknown):  # it may have been written: "possibly persisted"
+        log.debug("append to %s-%d: outcome unknown: %s", topic, index, exc)
+        return PartitionOutcome(ErrorCode.request_timed_out, message=UNKNOWN_OUTCOME_MESSAGE)
     if isinstance(exc, StorageUnavailable):  # logged once per outage by the engine
         log.debug("append to %s-%d refused: %s", topic, index, exc)
         return PartitionOutcome(ErrorCode.kafka_storage_error, message=UNAVAILABLE_MESSAGE)

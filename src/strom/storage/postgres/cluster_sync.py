@@ -206,10 +206,20 @@ class ClusterSync:
     def wake(self) -> None:
         self._wake.set()
 
+    def _still_listening(self) -> bool:
+        """Whether the LISTENing connection is alive (one the pool took back when the
+        database went away raises on every call: it counts as closed)."""
+        if self._listening is None:
+            return False
+        try:
+            return not self._listening.is_closed()
+        except Exception:
+            return False
+
     async def _listen(self) -> None:
         """A connection LISTENing for other brokers' NOTIFYs (a hint: the heartbeat gets
-        there anyway)."""
-        if self._listening is not None and not self._listening.is_closed():
+        there anyway, so nothing here ever fails a sync pass)."""
+        if self._still_listening():
             return
         await self._unlisten()
         try:

@@ -29,6 +29,7 @@ from strom.storage.api import (
     AppendResult,
     NotLeader,
     OffsetOutOfRange,
+    OutcomeUnknown,
     PartitionOffsets,
     Placed,
     ProduceOutcome,
@@ -255,12 +256,12 @@ class PostgresPartitionLog:
                 self._fail_pending(group, exc)
                 return
             except asyncio.CancelledError:  # closing: the outcome is unknown
-                self._fail_pending(group, StorageUnavailable(
+                self._fail_pending(group, OutcomeUnknown(
                     f"the commit of {self.name} was interrupted"))
                 raise
             except Exception as exc:  # a driver failure: the outcome is unknown
                 log.exception("%s: the commit failed unexpectedly", self.name)
-                self._fail_pending(group, StorageUnavailable(
+                self._fail_pending(group, OutcomeUnknown(
                     f"the commit of {self.name} failed ({type(exc).__name__})"))
                 return
             self._committed_group(group)
@@ -272,12 +273,19 @@ class PostgresPartitionLog:
         if timeout <= 0:
             raise NotLeader(f"{self.name}: the database has not confirmed this broker's "
                             "session in time; it may have lost its leases")
-        with self.db.health.statement(f"append to {self.name}"):
-            async with self.db.pool.acquire(timeout=timeout) as conn:
-                status = await conn.execute(
-                    APPEND, self.partition_id, base, end, self.leader_epoch,
-                    [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                    [r[3] for r in rows], timeout=timeout)
+        sent = False
+        try:
+            with self.db.health.statement(f"append to {self.name}"):
+                async with self.db.pool.acquire(timeout=timeout) as conn:
+                    sent = True
+                    status = await conn.execute(
+                        APPEND, self.partition_id, base, end, self.leader_epoch,
+                        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                        [r[3] for r in rows], timeout=timeout)
+        except StorageUnavailable as exc:
+            if sent:  # it may have committed: the client must not take it as unwritten
+                raise OutcomeUnknown(str(exc)) from exc
+            raise
         if status != f"INSERT 0 {len(rows)}":
             await self._refused(base)
 
