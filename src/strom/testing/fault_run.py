@@ -1,0 +1,168 @@
+"""One fault run end to end: a LocalCluster on a PostgreSQL server (or pair), the workload
+recording a history, the nemesis injecting faults, the workload's finish (drain and final
+reads), and the checker's report. The CI test (tests/integration/test_cluster_faults.py) and
+the soak (bench/fault_soak.py) are both this, at different sizes.
+
+    result = run_faults(FaultRunConfig(brokers=3, faults=10, seed=1), postgres, work_dir)
+    assert result.ok, result.render()
+
+Faults are injected until at least `faults` were and at least `duration_s` passed; the
+workload runs `settle_s` before the first fault and after the last.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from strom.testing.cluster import LocalCluster
+from strom.testing.history_check import Report, check
+from strom.testing.history_jsonl import HistoryRecorder, read_history
+from strom.testing.nemesis import ALL_KINDS, Fault, FaultKind, Nemesis, random_schedule
+from strom.testing.postgres import PostgresServer
+from strom.testing.postgres_pair import PostgresPair
+from strom.testing.workload import Workload, WorkloadConfig, WorkloadResult
+
+Progress = Callable[[str], None]
+PROGRESS_EVERY_S: Final = 10.0
+SCHEDULE_BATCH: Final = 50
+
+
+@dataclass(frozen=True)
+class FaultRunConfig:
+    brokers: int = 3
+    faults: int = 10
+    duration_s: float = 0.0
+    seed: int = 0
+    kinds: tuple[FaultKind, ...] = ALL_KINDS
+    session_timeout_ms: int = 3000
+    heartbeat_interval_ms: int = 500
+    settle_s: float = 3.0
+    gap_s: tuple[float, float] = (2.0, 4.0)
+    broker_settings: dict[str, str] = field(default_factory=dict)
+    workload: WorkloadConfig = field(default_factory=lambda: WorkloadConfig(name="faults"))
+
+    def cluster_settings(self) -> dict[str, str]:
+        return {"broker.session.timeout.ms": str(self.session_timeout_ms),
+                "broker.heartbeat.interval.ms": str(self.heartbeat_interval_ms),
+                "group.initial.rebalance.delay.ms": "0", **self.broker_settings}
+
+
+@dataclass
+class FaultRunResult:
+    report: Report
+    workload: WorkloadResult
+    faults: list[Fault]
+    elapsed_s: float
+    work_dir: Path
+    error: str | None = None  # the nemesis or cluster failure that cut the run short
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok and not self.workload.problems and self.error is None
+
+    def fault_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for fault in self.faults:
+            counts[fault.kind.value] = counts.get(fault.kind.value, 0) + 1
+        return counts
+
+    def render(self) -> str:
+        s = self.report.summary
+        lines = [
+            f"{len(self.faults)} faults in {self.elapsed_s:.0f} s: "
+            + ", ".join(f"{k} {n}" for k, n in sorted(self.fault_counts().items())),
+            f"acknowledged writes: {s.writes_acknowledged} (of {s.writes_attempted} attempted; "
+            f"{s.writes_unknown} unknown, {s.writes_failed} failed); reads: {s.reads}",
+            f"workload: {self.workload.counters}",
+            "problems: " + ("; ".join(self.workload.problems) or "none"),
+        ]
+        if self.error is not None:
+            lines.append(f"run cut short: {self.error}")
+        lines += [self.report.render(), f"history and broker logs: {self.work_dir}"]
+        return "\n".join(lines)
+
+
+def run_faults(config: FaultRunConfig, postgres: PostgresServer | PostgresPair,
+               work_dir: Path, progress: Progress | None = None) -> FaultRunResult:
+    """The whole run (see the module docstring); the history is `work_dir/history.jsonl`,
+    the broker logs `work_dir/broker-N.log`."""
+    say = progress or (lambda _line: None)
+    started = time.monotonic()
+    history = work_dir / "history.jsonl"
+    with HistoryRecorder(history, keep=False) as recorder, LocalCluster(
+            postgres, brokers=config.brokers, settings=config.cluster_settings(),
+            log_dir=work_dir) as cluster:
+        say(f"cluster of {config.brokers} up at {cluster.bootstrap_servers} "
+            f"({time.monotonic() - started:.1f} s)")
+        workload = Workload(config.workload, cluster.bootstrap_servers, recorder)
+        workload.start()
+        nemesis = Nemesis(cluster, recorder, gap_s=config.gap_s, seed=config.seed)
+        reporter = _Reporter(say, started, workload, nemesis)
+        reporter.start()
+        error: str | None = None
+        try:
+            time.sleep(config.settle_s)
+            _inject(config, cluster, nemesis)
+            time.sleep(config.settle_s)
+        except Exception as exc:  # the run goes on to its checks; the result says so
+            error = f"{type(exc).__name__}: {exc}"
+            say(f"faults stopped: {error}")
+        finally:
+            reporter.stop()
+        say("finishing the workload (drain, final reads)")
+        result = workload.finish()
+    say("checking the history")
+    report = check(read_history(history))
+    return FaultRunResult(report, result, list(nemesis.injected),
+                          time.monotonic() - started, work_dir, error)
+
+
+def _inject(config: FaultRunConfig, cluster: LocalCluster, nemesis: Nemesis) -> None:
+    """Faults, drawn a batch at a time, until at least `faults` were injected and
+    `duration_s` passed."""
+    deadline = time.monotonic() + config.duration_s
+
+    def done() -> bool:
+        return len(nemesis.injected) >= config.faults and time.monotonic() >= deadline
+
+    batch = 0
+    while not done():
+        schedule = random_schedule(
+            seed=config.seed * 1000 + batch, count=SCHEDULE_BATCH, brokers=cluster.node_ids,
+            session_timeout_s=config.session_timeout_ms / 1000,
+            can_fail_over=cluster.can_fail_over, kinds=config.kinds)
+        batch += 1
+        nemesis.run(schedule, done=done)
+
+
+class _Reporter:
+    """A progress line every PROGRESS_EVERY_S: time, faults, the workload's counts."""
+
+    def __init__(self, say: Progress, started: float, workload: Workload,
+                 nemesis: Nemesis) -> None:
+        self.say, self.started, self.workload, self.nemesis = say, started, workload, nemesis
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fault-run-progress",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(PROGRESS_EVERY_S):
+            c = self.workload.counters
+            self.say(f"[{time.monotonic() - self.started:6.0f} s] faults "
+                     f"{len(self.nemesis.injected)} {self.nemesis.counts()}; acknowledged "
+                     f"{c.get('acknowledged', 0)}, unknown {c.get('unknown', 0)}, read "
+                     f"{c.get('read', 0)}, txn committed {c.get('txn_committed', 0)} aborted "
+                     f"{c.get('txn_aborted', 0)} unknown {c.get('txn_commit_unknown', 0)}, "
+                     f"clients replaced {c.get('clients_replaced', 0)}")

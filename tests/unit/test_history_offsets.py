@@ -1,0 +1,66 @@
+"""The checks a cluster makes necessary: an offset handed out twice is found from the
+acknowledgements alone (two brokers appending to one partition), even when nobody read either
+value; and a final reader served a partition out of order, or a record twice, is found, while
+gaps (transaction markers, aborted records) are not anomalies."""
+
+from __future__ import annotations
+
+from strom.testing.history import Event, FinalRead, ProduceAcked, ProduceAttempted, RecordRead
+from strom.testing.history_check import check
+from tests.unit.test_history_check import excerpt, final, only, read, sent
+
+
+def test_two_values_acknowledged_at_one_offset() -> None:
+    history: list[Event] = [*sent("a", 4), *sent("b", 4, producer="p2")]
+    a = only(check(history), "inconsistent_offset")
+    assert "t/0@4 acknowledged for 'a', 'b'" in a.explanation
+    assert excerpt(a) == [1, 3]
+
+
+def test_one_value_acknowledged_twice_at_its_offset_is_no_collision() -> None:
+    # A retried send reported twice (an unknown outcome, then the ack): one value, one offset.
+    history: list[Event] = [
+        ProduceAttempted(producer="p1", topic="t", partition=0, value="a"),
+        ProduceAcked(producer="p1", value="a", topic="t", partition=0, offset=0),
+        ProduceAcked(producer="p1", value="a", topic="t", partition=0, offset=0),
+        *sent("b", 1), read("a", 0), read("b", 1), final(2)]
+    assert check(history).ok, check(history).render()
+
+
+def test_an_offset_acknowledged_twice_and_read_once_also_loses_a_write() -> None:
+    history: list[Event] = [*sent("a", 0), *sent("b", 0, producer="p2"), read("b", 0),
+                            final(1)]
+    kinds = sorted(a.kind.value for a in check(history).anomalies)
+    assert kinds == ["inconsistent_offset", "lost_write"]
+
+
+def test_a_final_read_going_back_is_nonmonotonic() -> None:
+    history: list[Event] = [*sent("a", 0), *sent("b", 1), *sent("c", 2),
+                            read("a", 0), read("b", 1), read("a", 0), read("c", 2), final(3)]
+    a = only(check(history), "nonmonotonic_read")
+    assert "read t/0@0 ('a') after t/0@1 ('b')" in a.explanation
+    assert excerpt(a) == [7, 8, 10]
+
+
+def test_a_final_read_with_gaps_and_other_readers_rereading_is_fine() -> None:
+    history: list[Event] = [
+        *sent("a", 0), *sent("b", 3),
+        read("a", 0, consumer="group-member"), read("a", 0, consumer="group-member"),
+        read("a", 0), read("b", 3), final(4)]
+    assert check(history).ok, check(history).render()
+
+
+def test_reads_after_a_final_read_are_not_part_of_it() -> None:
+    history: list[Event] = [*sent("a", 0), *sent("b", 1), read("a", 0), read("b", 1),
+                            final(2), read("a", 0)]
+    assert check(history).ok
+
+
+def test_each_partition_of_a_final_read_is_judged_on_its_own() -> None:
+    history: list[Event] = [
+        *sent("a", 5), *sent("b", 0, partition=1),
+        read("a", 5), read("b", 0, partition=1),
+        FinalRead(consumer="final", topic="t", partition=0, end_offset=6),
+        FinalRead(consumer="final", topic="t", partition=1, end_offset=1),
+        RecordRead(consumer="final", topic="t", partition=1, offset=0, value="b")]
+    assert check(history).ok, check(history).render()
