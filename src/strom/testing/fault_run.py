@@ -12,9 +12,11 @@ workload runs `settle_s` before the first fault and after the last.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -26,6 +28,7 @@ from strom.testing.nemesis import ALL_KINDS, Fault, FaultKind, Nemesis, random_s
 from strom.testing.postgres import PostgresServer
 from strom.testing.postgres_pair import PostgresPair
 from strom.testing.workload import Workload, WorkloadConfig, WorkloadResult
+from strom.testing.workload_worker import CLIENT_LOG
 
 Progress = Callable[[str], None]
 PROGRESS_EVERY_S: Final = 10.0
@@ -84,42 +87,60 @@ class FaultRunResult:
         if self.error is not None:
             lines.append(f"run cut short: {self.error}")
         lines += [self.report.render(), f"history and broker logs: {self.work_dir}"]
+        if not self.ok:
+            lines.append(broker_log_tails(self.work_dir))
         return "\n".join(lines)
+
+
+def broker_log_tails(work_dir: Path, lines: int = 40) -> str:
+    """The last `lines` lines of every broker log of a run, each headed by its file name."""
+    tails = []
+    for log in sorted(work_dir.glob("broker-*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"--- {log.name}, last {len(text)} lines ---\n" + "\n".join(text))
+    return "\n".join(tails)
 
 
 def run_faults(config: FaultRunConfig, postgres: PostgresServer | PostgresPair,
                work_dir: Path, progress: Progress | None = None) -> FaultRunResult:
     """The whole run (see the module docstring); the history is `work_dir/history.jsonl`,
-    the broker logs `work_dir/broker-N.log`."""
+    the broker logs `work_dir/broker-N.log`, the clients' own log `work_dir/clients.log`."""
     say = progress or (lambda _line: None)
     started = time.monotonic()
     history = work_dir / "history.jsonl"
-    with HistoryRecorder(history, keep=False) as recorder, LocalCluster(
-            postgres, brokers=config.brokers, settings=config.cluster_settings(),
-            log_dir=work_dir) as cluster:
+    with _client_log(work_dir / "clients.log"), \
+            HistoryRecorder(history, keep=False) as recorder, \
+            LocalCluster(postgres, brokers=config.brokers, settings=config.cluster_settings(),
+                         log_dir=work_dir) as cluster:
         say(f"cluster of {config.brokers} up at {cluster.bootstrap_servers} "
             f"({time.monotonic() - started:.1f} s)")
         workload = Workload(config.workload, cluster.bootstrap_servers, recorder)
         workload.start()
         nemesis = Nemesis(cluster, recorder, gap_s=config.gap_s, seed=config.seed)
-        reporter = _Reporter(say, started, workload, nemesis)
-        reporter.start()
-        error: str | None = None
-        try:
-            time.sleep(config.settle_s)
-            _inject(config, cluster, nemesis)
-            time.sleep(config.settle_s)
-        except Exception as exc:  # the run goes on to its checks; the result says so
-            error = f"{type(exc).__name__}: {exc}"
-            say(f"faults stopped: {error}")
-        finally:
-            reporter.stop()
+        error = _faults(config, cluster, workload, nemesis, say, started)
         say("finishing the workload (drain, final reads)")
         result = workload.finish()
     say("checking the history")
     report = check(read_history(history))
     return FaultRunResult(report, result, list(nemesis.injected),
                           time.monotonic() - started, work_dir, error)
+
+
+def _faults(config: FaultRunConfig, cluster: LocalCluster, workload: Workload,
+            nemesis: Nemesis, say: Progress, started: float) -> str | None:
+    """The fault phase, with progress lines; what cut it short, if anything did."""
+    reporter = _Reporter(say, started, workload, nemesis)
+    reporter.start()
+    try:
+        time.sleep(config.settle_s)
+        _inject(config, cluster, nemesis)
+        time.sleep(config.settle_s)
+        return None
+    except Exception as exc:  # the run goes on to its checks; the result says so
+        say(f"faults stopped: {type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        reporter.stop()
 
 
 def _inject(config: FaultRunConfig, cluster: LocalCluster, nemesis: Nemesis) -> None:
@@ -138,6 +159,21 @@ def _inject(config: FaultRunConfig, cluster: LocalCluster, nemesis: Nemesis) -> 
             can_fail_over=cluster.can_fail_over, kinds=config.kinds)
         batch += 1
         nemesis.run(schedule, done=done)
+
+
+@contextmanager
+def _client_log(path: Path) -> Iterator[None]:
+    """The clients' librdkafka log lines into `path` for the run, not to stderr."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    CLIENT_LOG.addHandler(handler)
+    CLIENT_LOG.propagate = False
+    try:
+        yield
+    finally:
+        CLIENT_LOG.removeHandler(handler)
+        CLIENT_LOG.propagate = True
+        handler.close()
 
 
 class _Reporter:

@@ -12,6 +12,7 @@ answer recorded after its replacement's would put the history out of order.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +26,9 @@ from strom.testing.history import Event, Note
 from strom.testing.history_jsonl import HistoryRecorder
 
 SOCKET_TIMEOUT_MS: Final = 10_000
+# librdkafka's own log lines (connection refused while a broker is down, and so on) go here
+# rather than to stderr; fault_run writes them to clients.log in its work directory.
+CLIENT_LOG: Final = logging.getLogger("strom.testing.clients")
 
 
 class WorkloadCounters:
@@ -56,7 +60,7 @@ class WorkloadContext:
         """librdkafka settings: the common ones, `settings`, then the context's overrides."""
         return {"bootstrap.servers": self.bootstrap_servers,
                 "socket.timeout.ms": SOCKET_TIMEOUT_MS, "reconnect.backoff.max.ms": 1000,
-                **settings, **self.client_settings}
+                "logger": CLIENT_LOG, **settings, **self.client_settings}
 
 
 class Worker(ABC):
