@@ -1,13 +1,21 @@
 """The checks a cluster makes necessary: an offset handed out twice is found from the
 acknowledgements alone (two brokers appending to one partition), even when nobody read either
-value; and a final reader served a partition out of order, or a record twice, is found, while
-gaps (transaction markers, aborted records) are not anomalies."""
+value; a final reader served a partition out of order, or a record twice, is found, while
+gaps (transaction markers, aborted records) are not anomalies; and a consume-transform-produce
+input the log holds twice is reported once, as the duplicate it is, not also as doubled."""
 
 from __future__ import annotations
 
-from strom.testing.history import Event, FinalRead, ProduceAcked, ProduceAttempted, RecordRead
+from strom.testing.history import (
+    Event,
+    FinalRead,
+    ProduceAcked,
+    ProduceAttempted,
+    RecordRead,
+    TxnCommitted,
+)
 from strom.testing.history_check import check
-from tests.unit.test_history_check import excerpt, final, only, read, sent
+from tests.unit.test_history_check import ctp_step, excerpt, final, only, read, sent
 
 
 def test_two_values_acknowledged_at_one_offset() -> None:
@@ -64,3 +72,23 @@ def test_each_partition_of_a_final_read_is_judged_on_its_own() -> None:
         FinalRead(consumer="final", topic="t", partition=1, end_offset=1),
         RecordRead(consumer="final", topic="t", partition=1, offset=0, value="b")]
     assert check(history).ok, check(history).render()
+
+
+def test_an_input_stored_twice_may_have_an_output_per_copy() -> None:
+    """The stage reads records: a duplicated input is two of them, each transformed once.
+    The duplicate is the anomaly; a third output would still be a doubled one."""
+    history: list[Event] = [
+        *sent("i1", 0, topic="in"),
+        read("i1", 0, topic="in", consumer="w", isolation="read_committed"),
+        read("i1", 1, topic="in", consumer="w", isolation="read_committed"),
+        *ctp_step("i1", "o1", "x1", 0, TxnCommitted),
+        *ctp_step("i1", "o2", "x2", 2, TxnCommitted),
+        read("o1", 0, topic="out", isolation="read_committed"),
+        read("o2", 2, topic="out", isolation="read_committed"),
+        final(4, topic="out", isolation="read_committed")]
+    assert [a.kind.value for a in check(history).anomalies] == ["duplicate"]
+    third = [*history[:-1], *ctp_step("i1", "o3", "x3", 4, TxnCommitted),
+             read("o3", 4, topic="out", isolation="read_committed"),
+             final(6, topic="out", isolation="read_committed")]
+    kinds = sorted(a.kind.value for a in check(third).anomalies)
+    assert kinds == ["ctp_doubled", "duplicate"]

@@ -166,12 +166,15 @@ def _client_log(path: Path) -> Iterator[None]:
     """The clients' librdkafka log lines into `path` for the run, not to stderr."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    level = CLIENT_LOG.level
     CLIENT_LOG.addHandler(handler)
+    CLIENT_LOG.setLevel(logging.DEBUG)  # what librdkafka's `debug` contexts ask for, too
     CLIENT_LOG.propagate = False
     try:
         yield
     finally:
         CLIENT_LOG.removeHandler(handler)
+        CLIENT_LOG.setLevel(level)
         CLIENT_LOG.propagate = True
         handler.close()
 
