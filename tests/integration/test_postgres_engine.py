@@ -21,6 +21,7 @@ from strom.config.broker import BrokerConfig
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
+    BrokerRegistration,
     Duplicate,
     NotLeader,
     StorageUnavailable,
@@ -37,6 +38,16 @@ from tests.unit.batch_factory import make_batch
 
 def engine_for(url: str) -> PostgresEngine:
     return PostgresEngine(url, BrokerConfig.build(Path("unused"), "localhost", 0, storage=url))
+
+
+ME = BrokerRegistration(1, "localhost", 9092)
+
+
+async def open_registered(engine: PostgresEngine) -> PostgresEngine:
+    """Opened and registered as node 1, so that it holds its partitions' leases."""
+    await engine.open()
+    await engine.register_broker(ME)
+    return engine
 
 
 def idem(values: list[bytes], producer_id: int, epoch: int, sequence: int) -> AppendBatch:
@@ -68,7 +79,7 @@ def test_an_unknown_outcome_is_settled_by_reloading(
     appended now, never both."""
     async def body() -> None:
         engine = engine_for(postgres_url)
-        await engine.open()
+        await open_registered(engine)
         try:
             await engine.create_topic("t", 1, {})
             plog = engine.partition("t", 0)
@@ -98,16 +109,17 @@ def test_an_unknown_outcome_is_settled_by_reloading(
 
 
 def test_a_newer_epoch_fences_the_older_broker(postgres_url: str) -> None:
-    """A second engine opened on the same database takes every partition over (its leader
-    epoch moves up): the first can no longer append, even though nothing told it."""
+    """A second process of node 1 at its address (a restart while the first is paused, not
+    dead) takes the session and every lease over (the leader epochs move up): the first can
+    no longer append, even though nothing told it, and it does not take the node back."""
     async def body() -> None:
         first = engine_for(postgres_url)
-        await first.open()
+        await open_registered(first)
         second = engine_for(postgres_url)
         try:
             await first.create_topic("t", 1, {})
             appended(await first.partition("t", 0).produce([data_batch([b"one"])]))
-            await second.open()
+            await open_registered(second)
             with pytest.raises(NotLeader):
                 await first.partition("t", 0).produce([data_batch([b"zombie"])])
             with pytest.raises(NotLeader):  # and it stays fenced
@@ -137,7 +149,7 @@ def test_concurrent_appends_share_commits(postgres_url: str,
 
     async def body() -> None:
         engine = engine_for(postgres_url)
-        await engine.open()
+        await open_registered(engine)
         try:
             await engine.create_topic("t", 1, {})
             plog = engine.partition("t", 0)
@@ -157,7 +169,7 @@ def test_producer_state_comes_back_from_its_snapshot_and_the_tail(postgres_url: 
     and replays the batches after it; one that stops cleanly writes one at close."""
     async def body() -> None:
         engine = engine_for(postgres_url)
-        await engine.open()
+        await open_registered(engine)
         await engine.create_topic("t", 1, {})
         plog = engine.partition("t", 0)
         for seq in range(0, 40, 2):
@@ -178,7 +190,7 @@ def test_producer_state_comes_back_from_its_snapshot_and_the_tail(postgres_url: 
             await restore.execute("UPDATE strom_producer_snapshot SET end_offset = $1, "
                                   "state = $2", old["end_offset"], old["state"])
         engine = engine_for(postgres_url)
-        await engine.open()
+        await open_registered(engine)
         try:
             again = engine.partition("t", 0)
             assert again.snapshot_end == snapshot_end == 40
@@ -196,7 +208,7 @@ def test_a_schema_from_a_newer_strom_is_refused(postgres_server: PostgresServer)
 
     async def body() -> None:
         engine = engine_for(url)
-        await engine.open()
+        await open_registered(engine)
         await engine.close()
         postgres_server.psql(url.rsplit("/", 1)[1],
                              "INSERT INTO strom_schema (version, written_by) VALUES (99, 'x')")
@@ -224,7 +236,7 @@ def test_serve_says_what_is_wrong_with_the_database_in_one_line(
 def test_an_append_result_names_the_log_start(postgres_url: str) -> None:
     async def body() -> None:
         engine = engine_for(postgres_url)
-        await engine.open()
+        await open_registered(engine)
         try:
             await engine.create_topic("t", 1, {})
             plog = engine.partition("t", 0)
@@ -277,7 +289,7 @@ def test_a_url_with_several_hosts_finds_the_one_that_answers(
 
     async def body() -> None:
         engine = engine_for(multi)
-        await engine.open()
+        await open_registered(engine)
         try:
             await engine.create_topic("t", 1, {})
             appended(await engine.partition("t", 0).produce([data_batch([b"x"])]))

@@ -19,7 +19,7 @@ from strom.broker.coordinator_runtime import (
     ShardStatus,
     write_error,
 )
-from strom.broker.handlers.groups import KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, coordinator_error
+from strom.broker.handlers.groups import KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, coordinator_node
 from strom.broker.state import Broker
 from strom.coordinator.group.model import CommitRequest, JoinRequest, OffsetCommit
 from strom.coordinator.internal_topics import OFFSETS_TOPIC, TXN_TOPIC
@@ -64,17 +64,17 @@ def test_an_unloaded_group_shard_answers_not_coordinator_and_a_reload_replays_it
         with pytest.raises(CoordinatorError) as raised:
             broker.groups.core(g0)
         assert raised.value.error == E.not_coordinator
-        assert await coordinator_error(broker, g0, KEY_TYPE_GROUP) == (
-            E.coordinator_not_available, "the coordinator is not available")
+        assert await coordinator_node(broker, g0, KEY_TYPE_GROUP) == (
+            E.coordinator_not_available, "the coordinator is not available", -1)
         # the other shards serve on
         assert await commit(broker, g1, 8) == E.none
         assert committed(broker, g1) == 8
-        assert (await coordinator_error(broker, g1, KEY_TYPE_GROUP))[0] == E.none
+        assert (await coordinator_node(broker, g1, KEY_TYPE_GROUP))[0] == E.none
         # a reload at a higher epoch replays the shard's log
         assert await runtime.load(0, epoch=1)
         assert committed(broker, g0) == 5
         assert await commit(broker, g0, 6) == E.none
-        assert (await coordinator_error(broker, g0, KEY_TYPE_GROUP))[0] == E.none
+        assert (await coordinator_node(broker, g0, KEY_TYPE_GROUP))[0] == E.none
 
     run(tmp_path, body)
 
@@ -253,7 +253,7 @@ def test_an_unloaded_transaction_shard_answers_not_coordinator_and_reloads(
             == E.coordinator_not_available
         with pytest.raises(CoordinatorError):
             await txns.describe(t0)
-        assert (await coordinator_error(broker, t0, KEY_TYPE_TRANSACTION))[0] \
+        assert (await coordinator_node(broker, t0, KEY_TYPE_TRANSACTION))[0] \
             == E.coordinator_not_available
         assert (await init(broker, t1)).error == E.none  # another shard serves on
         assert await runtime.load(0, epoch=1)

@@ -59,7 +59,8 @@ ANSWER = SyncResult(0, "consumer", "range", b"assignment")
 async def with_runtime(tmp_path: Path, body: Any, error: Exception | None = None) -> None:
     engine = MemoryEngine(BrokerConfig.build(tmp_path, "127.0.0.1", 0, {}))
     await engine.open()
-    runtime = GroupRuntime(engine, GroupConfig(offsets_topic_partitions=1))
+    runtime = GroupRuntime(engine, GroupConfig(offsets_topic_partitions=1),
+                           engine.config.node_id)
     await runtime.start()
     gated = GatedEngine(engine, error)
     runtime.runtime.engine = gated  # type: ignore[assignment]

@@ -219,6 +219,9 @@ class FakeTransactions:
         self.calls.append((transactional_id, producer_id, producer_epoch, list(partitions)))
         return self.error
 
+    def partition_for(self, transactional_id: str) -> int:
+        return 0  # __transaction_state does not exist here: this broker's coordinator answers
+
 
 def run_broker(tmp_path: Path, body: Any) -> Any:
     async def main() -> Any:

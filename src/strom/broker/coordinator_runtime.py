@@ -24,8 +24,10 @@ The runtime owns the shards and gives every coordinator the same four things:
   shard, recomputed only for shards a step touched) and lets the coordinator run that shard's
   due timers. Timers live in the shard's core, so an unload cancels them.
 
-A single broker owns every shard (`load_all` at start); a cluster will call `load` and `unload`
-as leases move.
+Which shards a broker serves follows the storage's leadership (`reconcile`, called at start
+and whenever the engine reports that leadership moved): a broker loads the shard of every
+partition of the topic it leads, at that partition's leader epoch, and unloads the others; a
+single broker leads everything at epoch 0.
 """
 
 from __future__ import annotations
@@ -168,8 +170,10 @@ class ShardHost(Protocol[CoreT]):
 
 class CoordinatorRuntime(Generic[CoreT]):
     def __init__(self, engine: StorageEngine, topic: str, host: ShardHost[CoreT],
-                 default_partitions: int, clock: Callable[[], int] = wall_clock_ms) -> None:
+                 default_partitions: int, node_id: int,
+                 clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
+        self.node_id = node_id
         self.topic = topic
         self.host = host
         self.default_partitions = default_partitions
@@ -227,19 +231,59 @@ class CoordinatorRuntime(Generic[CoreT]):
             return False
         self._epochs[partition] = epoch
         current = self._shards.get(partition)
-        if current is not None and current.status is not ShardStatus.FAILED:
-            current.epoch = epoch
+        if (current is not None and current.status is not ShardStatus.FAILED
+                and current.epoch == epoch):
             return current.status is ShardStatus.ACTIVE
+        # A higher epoch: the partition was led elsewhere in between and may have been
+        # written there, so the shard is replayed again.
         shard = self._replace(partition, epoch)
         await self._replay(shard)
         return shard.status is ShardStatus.ACTIVE
 
-    async def load_all(self, epoch: int) -> None:
-        """Owns every partition of the topic (a single broker)."""
+    async def load_led(self) -> None:
+        """Loads the shard of every partition this broker leads (at start, and once the
+        topic is created), and waits for them."""
         started = time.monotonic()
-        loaded = [await self.load(partition, epoch) for partition in range(self.partitions())]
-        log.info("loaded %d of %d partitions of %s in %.0f ms", sum(loaded), len(loaded),
-                 self.topic, (time.monotonic() - started) * 1000)
+        led = self._led()
+        loaded = [await self.load(partition, epoch) for partition, epoch in led.items()]
+        self.reconcile()
+        if loaded:
+            log.info("loaded %d of %d partitions of %s in %.0f ms", sum(loaded), len(loaded),
+                     self.topic, (time.monotonic() - started) * 1000)
+
+    def _led(self) -> dict[int, int]:
+        """{partition: leader epoch} of the topic's partitions this broker leads."""
+        led: dict[int, int] = {}
+        if self.topic not in self.engine.topics():
+            return led
+        for partition in range(self.partitions()):
+            try:
+                leadership = self.engine.leadership(self.topic, partition)
+            except UnknownTopic:
+                continue
+            if leadership.leader == self.node_id:
+                led[partition] = leadership.epoch
+        return led
+
+    def reconcile(self) -> None:
+        """Follows the storage's leadership: starts loading the shards of partitions this
+        broker now leads (or leads at a higher epoch), unloads those it no longer leads."""
+        if self._stopping:
+            return
+        led = self._led()
+        for partition in list(self._shards):
+            if partition not in led:
+                self.unload(partition)
+        for partition, epoch in led.items():
+            shard = self._shards.get(partition)
+            if shard is None or shard.epoch < epoch:
+                self._spawn(self._load_quietly(partition, epoch))
+
+    async def _load_quietly(self, partition: int, epoch: int) -> None:
+        try:
+            await self.load(partition, epoch)
+        except ValueError as exc:  # the topic shrank or went while this waited
+            log.debug("%s-%d not loaded: %s", self.topic, partition, exc)
 
     def unload(self, partition: int, epoch: int | None = None) -> bool:
         """Gives up `partition`: its state, timers and waiting calls go (they are answered

@@ -58,12 +58,12 @@ GroupOp = Callable[[GroupCoordinator, int], Step[T]]
 class GroupRuntime:
     """The consumer-group coordinator's shards (classic and KIP-848 groups, offsets)."""
 
-    def __init__(self, engine: StorageEngine, config: GroupConfig,
+    def __init__(self, engine: StorageEngine, config: GroupConfig, node_id: int,
                  clock: Callable[[], int] = wall_clock_ms) -> None:
         self.engine = engine
         self.config = config
         self.runtime: CoordinatorRuntime[GroupCoordinator] = CoordinatorRuntime(
-            engine, OFFSETS_TOPIC, self, config.offsets_topic_partitions, clock)
+            engine, OFFSETS_TOPIC, self, config.offsets_topic_partitions, node_id, clock)
         # Calls parked in each shard, by partition.
         self._pending: dict[int, dict[PendingKey, asyncio.Future[Any]]] = {}
         # Each shard's writes in flight (answers wait for the ones started before them).
@@ -71,9 +71,11 @@ class GroupRuntime:
 
     async def start(self) -> None:
         """Creates `__consumer_offsets` if it does not exist (the only way it is created),
-        then owns and loads every partition of it (one broker)."""
+        then loads the shards of the partitions this broker leads, and follows leadership
+        as it moves."""
         await self.ensure_offsets_topic()
-        await self.runtime.load_all(epoch=0)
+        self.engine.on_leadership_change(self.runtime.reconcile)
+        await self.runtime.load_led()
         self.runtime.start()
 
     async def stop(self) -> None:

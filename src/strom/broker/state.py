@@ -1,4 +1,5 @@
-"""The broker's shared state: its config, storage engine, cluster identity, coordinators."""
+"""The broker's shared state: its config, storage engine, cluster identity, coordinators,
+connections to the other brokers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from strom.broker.group_runtime import GroupRuntime
+from strom.broker.peers import Peers
 from strom.broker.producer_ids import ProducerIdAllocator
 from strom.broker.topic_locks import TopicLocks
 from strom.broker.txn_runtime import TransactionRuntime, transaction_config
@@ -71,11 +73,15 @@ class Broker:
         self.listen_port = config.port  # the bound port once the server listens
         self.advertised_port = config.advertised_port or config.port
         self.topic_locks = TopicLocks()
-        self.groups = GroupRuntime(engine, group_config(config))
+        self.groups = GroupRuntime(engine, group_config(config), config.node_id)
         self.producer_ids = ProducerIdAllocator(engine)
+        self.peers = Peers(
+            engine, config.node_id,
+            connect_timeout_s=config.get_int("socket.connection.setup.timeout.ms") / 1000,
+            request_timeout_s=config.get_int("request.timeout.ms") / 1000)
         self.transactions = TransactionRuntime(
             engine, transaction_config(config, self.groups, self.producer_ids),
-            self.producer_ids, self.groups)
+            self.producer_ids, self.groups, self.peers)
 
     def registration(self) -> BrokerRegistration:
         return BrokerRegistration(self.node_id, self.advertised_host, self.advertised_port)

@@ -4,7 +4,9 @@ docs/decisions/0003).
 One `TransactionCoordinator` core per partition of `__transaction_state`, holding the
 transactional ids that hash to it. Per request the core's records are appended to the shard's
 partition before the answer; then the step's transaction markers are written in the background:
-one COMMIT/ABORT control batch per partition of the transaction (for `__consumer_offsets`
+one COMMIT/ABORT control batch per partition of the transaction, appended here when this
+broker leads the partition and otherwise sent to its leader in a WriteTxnMarkers request
+(broker/txn_markers.py: which answers retry, drop the marker or stop; for `__consumer_offsets`
 partitions the group coordinator then completes the pending transactional offset commits),
 after which the core is told (`markers_written`) and the transaction completes. A marker
 writer belongs to its shard and stops when the shard is unloaded or reloaded: the next load
@@ -35,11 +37,20 @@ from strom.broker.coordinator_runtime import (
 )
 from strom.broker.group_runtime import GroupRuntime
 from strom.broker.log_scan import replay_partition
+from strom.broker.peers import Peers
 from strom.broker.producer_ids import ProducerIdAllocator
+from strom.broker.txn_markers import (
+    MarkerOutcome,
+    TxnMarker,
+    answered,
+    send_marker,
+    write_local_marker,
+)
 from strom.config.broker import BrokerConfig
-from strom.coordinator.internal_topics import OFFSETS_TOPIC, TXN_TOPIC, TXN_TOPIC_CONFIGS
+from strom.coordinator.internal_topics import TXN_TOPIC, TXN_TOPIC_CONFIGS
 from strom.coordinator.log_codec import LogFormatError
 from strom.coordinator.transaction import (
+    AddPartitionsResult,
     MarkerBatch,
     ProducerIdUnavailable,
     Step,
@@ -51,12 +62,12 @@ from strom.coordinator.transaction import (
     TxnState,
 )
 from strom.protocol.batch_header import BatchHeader
+from strom.protocol.client import PeerUnavailable
 from strom.protocol.messages import ErrorCode
 from strom.protocol.record_builder import build_batch
 from strom.protocol.records import RecordsError, iter_records
 from strom.storage.api import (
     AppendBatch,
-    InvalidProducerEpoch,
     PartitionLog,
     StorageEngine,
     StorageError,
@@ -95,22 +106,28 @@ class TransactionRuntime:
     """The transaction coordinator's shards and their marker writers."""
 
     def __init__(self, engine: StorageEngine, config: TransactionConfig,
-                 producer_ids: ProducerIdAllocator, groups: GroupRuntime,
+                 producer_ids: ProducerIdAllocator, groups: GroupRuntime, peers: Peers,
                  clock: Callable[[], int] = wall_clock_ms) -> None:
+        """`peers` carries the markers for partitions other brokers lead; this broker is
+        `peers.node_id`."""
         self.engine = engine
         self.config = config
         self.producer_ids = producer_ids
         self.groups = groups
+        self.peers = peers
         self.runtime: CoordinatorRuntime[TransactionCoordinator] = CoordinatorRuntime(
-            engine, TXN_TOPIC, self, config.transaction_state_partitions, clock)
-        self._owned = False  # this broker took every partition of the topic
+            engine, TXN_TOPIC, self, config.transaction_state_partitions, peers.node_id,
+            clock)
+        self._owned = False  # the topic exists and the shards led here were loaded once
         self._owning = asyncio.Lock()
         self._markers: dict[int, set[asyncio.Task[None]]] = {}  # writers by shard partition
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Owns and loads `__transaction_state` if it exists (it is created on first use)."""
+        """Loads the shards of `__transaction_state` this broker leads if the topic exists
+        (it is created on first use), and follows leadership as it moves."""
+        self.engine.on_leadership_change(self.runtime.reconcile)
         if TXN_TOPIC in self.engine.topics():
             await self.own(create=False)
         self.runtime.start()
@@ -123,8 +140,8 @@ class TransactionRuntime:
                 await task
 
     async def own(self, create: bool) -> None:
-        """On first use: creates the topic (if `create`) and owns every partition of it (one
-        broker). Raises CoordinatorError(COORDINATOR_NOT_AVAILABLE) if it cannot be created."""
+        """On first use: creates the topic (if `create`) and loads the shards this broker
+        leads. Raises CoordinatorError(COORDINATOR_NOT_AVAILABLE) if it cannot be created."""
         if not self._owned:
             async with self._owning:
                 await self._own(create)
@@ -142,7 +159,7 @@ class TransactionRuntime:
             except (StorageError, OSError) as exc:
                 log.error("cannot create %s: %s", TXN_TOPIC, exc)
                 raise CoordinatorError(ErrorCode.coordinator_not_available, str(exc)) from exc
-        await self.runtime.load_all(epoch=0)
+        await self.runtime.load_led()
         self._owned = True
 
     # -- for handlers ---------------------------------------------------------------------
@@ -172,19 +189,29 @@ class TransactionRuntime:
         suspension in between). A shard not served: COORDINATOR_NOT_AVAILABLE, or
         COORDINATOR_LOAD_IN_PROGRESS while it loads."""
         try:
-            shard = self.runtime.shard(self.partition_for(transactional_id))
+            result = self.verify_partitions(transactional_id, producer_id, producer_epoch,
+                                            partitions)
         except CoordinatorError as exc:
             if exc.error == ErrorCode.coordinator_load_in_progress:
                 return exc.error
             return int(ErrorCode.coordinator_not_available)
-        step = shard.core.add_partitions(transactional_id, producer_id, producer_epoch,
-                                         partitions, self.runtime.clock(), verify_only=True)
-        if step.result.error:
-            return int(step.result.error)
-        for _topic, _partition, error in step.result.partition_errors:
+        if result.error:
+            return int(result.error)
+        for _topic, _partition, error in result.partition_errors:
             if error:
                 return int(error)
         return 0
+
+    def verify_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                          partitions: Sequence[tuple[str, int]]) -> AddPartitionsResult:
+        """AddPartitionsToTxn with verify_only (v4+): each partition's answer, changing
+        nothing (the topic is not created, no producer id reserved). Raises CoordinatorError
+        for a shard not served."""
+        shard = self.runtime.shard(self.partition_for(transactional_id))
+        step = shard.core.add_partitions(transactional_id, producer_id, producer_epoch,
+                                         partitions, self.runtime.clock(), verify_only=True)
+        assert not step.records and not step.markers, "a verification changed the state"
+        return step.result
 
     async def describe(self, transactional_id: str) -> TransactionDescription:
         """DescribeTransactions of one id; raises CoordinatorError for a shard not served.
@@ -263,16 +290,22 @@ class TransactionRuntime:
 
     async def _write_markers(self, shard: Shard[TransactionCoordinator],
                              batch: MarkerBatch) -> None:
-        """Writes the batch's marker to each partition (retrying storage errors until it is
-        written or the shard goes), then completes the transaction in the core."""
+        """Writes the batch's marker to each partition (retrying until it is written or
+        dropped, or the shard goes), then completes the transaction in the core."""
+        marker = TxnMarker(batch.producer_id, batch.producer_epoch, batch.commit, shard.epoch)
         for topic, partition in batch.partitions:
             delay = MARKER_RETRY_S[0]
             while True:
                 if not self.runtime.is_current(shard):
                     return
-                if await self._write_marker(batch, topic, partition):
+                outcome = await self._write_marker(batch.transactional_id, marker, topic,
+                                                   partition)
+                if outcome is MarkerOutcome.DONE:
                     break
-                await asyncio.sleep(delay)
+                if outcome is MarkerOutcome.STOP:
+                    return
+                await asyncio.sleep(MARKER_RETRY_S[1] if outcome is MarkerOutcome.RETRY_SLOWLY
+                                    else delay)
                 delay = min(delay * 2, MARKER_RETRY_S[1])
         while self.runtime.is_current(shard):
             try:
@@ -286,27 +319,31 @@ class TransactionRuntime:
             except CoordinatorError:
                 await asyncio.sleep(MARKER_RETRY_S[1])
 
-    async def _write_marker(self, batch: MarkerBatch, topic: str, partition: int) -> bool:
+    async def _write_marker(self, transactional_id: str, marker: TxnMarker, topic: str,
+                            partition: int) -> MarkerOutcome:
+        """One attempt at the marker for one partition: appended here if this broker leads
+        it, else sent to its leader; retried while it has none."""
         try:
-            plog = self.engine.partition(topic, partition)
-            await plog.append_marker(batch.producer_id, batch.producer_epoch, batch.commit)
+            leader = self.engine.leadership(topic, partition).leader
         except UnknownTopic:
-            log.info("transaction %s: %s-%d is gone; no marker written",
-                     batch.transactional_id, topic, partition)
-            return True
-        except InvalidProducerEpoch as exc:
-            # A newer epoch of this producer already wrote there (it was fenced and moved
-            # on): Kafka drops such a marker too.
-            log.warning("transaction %s: marker for %s-%d not written: %s",
-                        batch.transactional_id, topic, partition, exc)
-            return True
-        except (StorageError, OSError) as exc:
-            log.error("transaction %s: writing the marker to %s-%d failed (%s); retrying",
-                      batch.transactional_id, topic, partition, exc)
-            return False
-        if topic == OFFSETS_TOPIC:
-            await self.groups.complete_txn(partition, batch.producer_id, batch.commit)
-        return True
+            log.info("transaction %s: %s-%d is gone; no marker written", transactional_id,
+                     topic, partition)
+            return MarkerOutcome.DONE
+        if leader is None:
+            log.debug("transaction %s: %s-%d has no leader yet", transactional_id, topic,
+                      partition)
+            return MarkerOutcome.RETRY
+        if leader == self.peers.node_id:
+            error: int = await write_local_marker(self.engine, self.groups, leader, marker,
+                                                  topic, partition)
+        else:
+            try:
+                error = await send_marker(self.peers, leader, marker, topic, partition)
+            except PeerUnavailable as exc:
+                log.info("transaction %s: the %s for %s-%d did not reach its leader (%s); "
+                         "retrying", transactional_id, marker.describe(), topic, partition, exc)
+                return MarkerOutcome.RETRY
+        return answered(transactional_id, leader, marker, topic, partition, error)
 
 
 def _batch(partition: int, records: Sequence[TxnLogRecord], now_ms: int) -> AppendBatch:

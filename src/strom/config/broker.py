@@ -46,10 +46,15 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     # names and defaults); a broker whose session expired is no longer listed.
     "broker.heartbeat.interval.ms": "2000",
     "broker.session.timeout.ms": "9000",
+    # A broker's requests to another (transaction markers, KIP-890 verification): Kafka's
+    # inter-broker client settings.
+    "socket.connection.setup.timeout.ms": "10000",
+    "request.timeout.ms": "30000",
 }
 
 # Settings that make no sense below 1 (Kafka's atLeast(1) validators).
-_AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms"})
+_AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
+                                  "socket.connection.setup.timeout.ms", "request.timeout.ms"})
 
 # Topic configs may be given to the broker by their topic-level name too (--set flush.messages=1).
 _TOPIC_ALIASES: Final[Mapping[str, str]] = {

@@ -130,7 +130,8 @@ class BrokerServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
         if self.broker is not None:
-            await self.broker.transactions.stop()
+            await self.broker.transactions.stop()  # its marker writers use the peers
+            await self.broker.peers.close()
             await self.broker.groups.stop()
         await self.engine.close()
         log.info("strom stopped")

@@ -313,6 +313,11 @@ class StorageEngine(Protocol):
         (a lease acquired, handed over or lost; a topic created or deleted elsewhere)."""
         ...
 
+    async def leader_epochs(self, name: str, index: int) -> Sequence[tuple[int, int]]:
+        """(leader epoch, start offset) of each leader epoch the partition has had, in order
+        (Kafka's leader-epoch cache, for OffsetForLeaderEpoch)."""
+        ...
+
     async def reassign(self, name: str, index: int, replicas: Sequence[int] | None) -> None:
         """Pins the partition's lease to the first live broker of `replicas` (then the next),
         or with None gives it back to the balanced placement; the lease moves within a

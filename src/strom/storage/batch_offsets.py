@@ -12,10 +12,10 @@ from strom.storage.api import AppendBatch, CorruptLog, batch_control_type
 MAX_APPEND_RECORDS: Final = 2**31 - 1
 
 
-def with_offsets(batches: Sequence[AppendBatch], base: int
+def with_offsets(batches: Sequence[AppendBatch], base: int, leader_epoch: int = 0
                  ) -> list[tuple[bytes, BatchHeader, int | None]]:
-    """Each batch as stored from offset `base` on (its base offset and a partition leader
-    epoch of 0 written into `data`, as the local log writes them), its header and its marker
+    """Each batch as stored from offset `base` on (its base offset and the partition leader
+    epoch written into `data`; the local log writes epoch 0), its header and its marker
     type (None for data batches). Everything is checked before anything is changed: raises
     CorruptLog for an unreadable control batch or more records than one append can hold."""
     try:
@@ -29,7 +29,7 @@ def with_offsets(batches: Sequence[AppendBatch], base: int
     for b, kind in zip(batches, kinds, strict=True):
         data = b.data
         data[0:8] = offset.to_bytes(8, "big", signed=True)
-        data[12:16] = (0).to_bytes(4, "big")  # the partition leader epoch
+        data[12:16] = leader_epoch.to_bytes(4, "big", signed=True)
         out.append((bytes(data), read_batch_header(data), kind))
         offset += b.record_count
     return out

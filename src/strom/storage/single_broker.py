@@ -27,6 +27,12 @@ class SingleBrokerLeadership:
     def on_leadership_change(self, listener: Callable[[], None]) -> None:
         """Nothing ever moves."""
 
+    async def leader_epochs(self: _Engine, name: str, index: int
+                            ) -> Sequence[tuple[int, int]]:
+        """One epoch, 0, from the log start on."""
+        offsets = await self.partition(name, index).offsets()
+        return [(0, offsets.log_start)]
+
     async def reassign(self: _Engine, name: str, index: int,
                        replicas: Sequence[int] | None) -> None:
         self.partition(name, index)

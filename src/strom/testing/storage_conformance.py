@@ -50,6 +50,7 @@ INVALID_PRODUCER_EPOCH: Final = 47
 INVALID_TXN_STATE: Final = 48
 INVALID_RECORD: Final = 87
 SMALL_SEGMENTS: Final = {"segment.bytes": "300"}  # about one test batch per segment
+ME: Final = BrokerRegistration(1, "a", 9092, "rack-1")  # the broker (node.id 1) of every check
 
 
 async def check_storage_engine(factory: EngineFactory, *, durable: bool = True) -> None:
@@ -69,16 +70,21 @@ class _Harness:
     durable: bool
     engine: StorageEngine | None = None
 
-    async def open(self) -> StorageEngine:
+    async def open(self, register: bool = True) -> StorageEngine:
+        """The engine, opened and (with `register`) registered as broker ME, so that it
+        leads its partitions (an engine several brokers share leads only once its broker
+        has registered)."""
         if self.engine is None:
             self.engine = self.factory()
             await self.engine.open()
+            if register:
+                await self.engine.register_broker(ME)
         return self.engine
 
-    async def reopen(self) -> StorageEngine:
+    async def reopen(self, register: bool = True) -> StorageEngine:
         """A close and a fresh engine over the same storage."""
         await self.close()
-        return await self.open()
+        return await self.open(register)
 
     async def close(self) -> None:
         if self.engine is not None:
@@ -139,13 +145,12 @@ async def cluster_and_brokers(h: _Harness) -> None:
     engine = await h.open()
     cluster_id = engine.cluster_id()
     assert isinstance(cluster_id, str) and len(cluster_id) == 22, cluster_id
-    me = BrokerRegistration(1, "a", 9092, "rack-1")
-    await engine.register_broker(me)
+    me = ME
     assert list(await engine.brokers()) == [me]
     await engine.register_broker(me)  # registering again (a restart) is no error
     assert list(await engine.brokers()) == [me]
     if h.durable:
-        engine = await h.reopen()
+        engine = await h.reopen(register=False)
         assert engine.cluster_id() == cluster_id, "the cluster id changed"
         moved = BrokerRegistration(1, "a2", 9093)  # the stop ended the old registration
         await engine.register_broker(moved)

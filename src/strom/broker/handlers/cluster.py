@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+from strom.broker.leadership import controller_id, partition_fields
 from strom.broker.operations import CLUSTER_OPERATIONS, OPERATIONS_OMITTED, TOPIC_OPERATIONS
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
@@ -29,7 +30,8 @@ MAX_PARTITIONS_PER_RESPONSE: Final = 2000
 # --- DescribeCluster -------------------------------------------------------------------------
 
 
-@api(60, "DescribeCluster", (0, 2), "this broker; endpoint type BROKER only (v1+)")
+@api(60, "DescribeCluster", (0, 2), "every live broker; the lowest node id is named "
+     "controller; endpoint type BROKER only (v1+)")
 async def handle_describe_cluster(broker: Broker, ctx: RequestContext, request: Any,
                                   b: ResponseBuilder) -> Any:
     endpoint_type = int(getattr(request, "endpoint_type", ENDPOINT_TYPE_BROKERS))
@@ -43,13 +45,14 @@ async def handle_describe_cluster(broker: Broker, ctx: RequestContext, request: 
                       brokers=(), cluster_authorized_operations=OPERATIONS_OMITTED)
     operations = (CLUSTER_OPERATIONS if request.include_cluster_authorized_operations
                   else OPERATIONS_OMITTED)
+    live = await broker.engine.brokers()
     brokers = tuple(b.make("DescribeClusterBroker", broker_id=r.node_id, host=r.host,
                            port=r.port, rack=r.rack, is_fenced=False)
-                    for r in await broker.engine.brokers())
+                    for r in live)
     return b.make("DescribeClusterResponse", throttle_time=NO_THROTTLE,
                   error_code=ErrorCode.none, error_message=None,
                   endpoint_type=ENDPOINT_TYPE_BROKERS, cluster_id=broker.cluster_id,
-                  controller_id=broker.node_id, brokers=brokers,
+                  controller_id=controller_id(broker, live), brokers=brokers,
                   cluster_authorized_operations=operations)
 
 
@@ -100,15 +103,12 @@ async def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request:
 def topic_partitions(broker: Broker, b: ResponseBuilder, info: TopicInfo, start: int,
                      limit: int) -> tuple[Any, int]:
     """The partitions from `start`, at most `limit`; and the next index, or -1 if all done."""
-    node = broker.node_id
     upper = min(info.partitions, start + limit)
     partitions = tuple(
-        b.make("DescribeTopicPartitionsResponsePartition", error_code=ErrorCode.none,
-               partition_index=index, leader_id=node, leader_epoch=0, replica_nodes=(node,),
-               isr_nodes=(node,), eligible_leader_replicas=(), last_known_elr=(),
-               offline_replicas=())
-        for index in range(start, upper)
-    )
+        b.make("DescribeTopicPartitionsResponsePartition",
+               **partition_fields(broker, info.name, index), eligible_leader_replicas=(),
+               last_known_elr=())
+        for index in range(start, upper))
     topic = b.make("DescribeTopicPartitionsResponseTopic", error_code=ErrorCode.none,
                    name=info.name, topic_id=info.topic_id, is_internal=is_internal(info.name),
                    partitions=partitions, topic_authorized_operations=TOPIC_OPERATIONS)

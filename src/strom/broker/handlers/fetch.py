@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+from strom.broker.leadership import (
+    current_leader,
+    leader_check,
+    leadership,
+    node_endpoints,
+    storage_error,
+)
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.storage.api import (
+    Leadership,
     OffsetOutOfRange,
     PartitionLog,
     ReadResult,
@@ -26,7 +34,6 @@ from strom.storage.api import (
 
 log = logging.getLogger(__name__)
 
-LEADER_EPOCH: Final = 0
 FINAL_EPOCH: Final = -1
 READ_COMMITTED: Final = 1  # isolation_level
 
@@ -35,14 +42,7 @@ READ_COMMITTED: Final = 1  # isolation_level
 class FetchBudget:
     remaining: int
     first: bool = True
-
-
-def leader_epoch_error(requested: int) -> ErrorCode | None:
-    if requested < 0 or requested == LEADER_EPOCH:
-        return None
-    if requested > LEADER_EPOCH:
-        return ErrorCode.unknown_leader_epoch
-    return ErrorCode.fenced_leader_epoch
+    leaders: set[int] = field(default_factory=set)  # named in NOT_LEADER answers (KIP-951)
 
 
 def aborted_transactions(b: ResponseBuilder, plog: PartitionLog, fetch_offset: int,
@@ -67,22 +67,28 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
                          budget: FetchBudget, committed: bool) -> tuple[Any, int, int]:
     """(the partition's answer, bytes of records in it, the high watermark read or -1)."""
     def answer(error: ErrorCode, hw: int = -1, lso: int = -1, records: bytes = b"",
-               stable: int | None = None, aborted: tuple[Any, ...] | None = None) -> Any:
+               stable: int | None = None, aborted: tuple[Any, ...] | None = None,
+               leader: Leadership | None = None) -> Any:
+        hint = {}
+        if leader is not None and b.has("PartitionData", "current_leader"):
+            hint["current_leader"] = current_leader(b, leader)
+            if leader.leader is not None:
+                budget.leaders.add(leader.leader)
         return b.make("PartitionData", partition_index=part.partition, error_code=error,
                       high_watermark=hw, last_stable_offset=hw if stable is None else stable,
                       log_start_offset=lso, aborted_transactions=aborted,
-                      preferred_read_replica=-1, records=records)
+                      preferred_read_replica=-1, records=records, **hint)
 
     if topic is None:
         return answer(ErrorCode.unknown_topic_id), 0, -1
     try:
         plog = broker.engine.partition(topic, part.partition)
+        refused, found = leader_check(broker, topic, part.partition,
+                                      int(getattr(part, "current_leader_epoch", -1)))
     except UnknownTopic:
         return answer(ErrorCode.unknown_topic_or_partition), 0, -1
-    epoch_error = leader_epoch_error(int(getattr(part, "current_leader_epoch", -1)))
-    if epoch_error is not None:
-        offsets = await plog.offsets()
-        return answer(epoch_error, offsets.high_watermark, offsets.log_start), 0, -1
+    if refused is not None:
+        return answer(refused, leader=found), 0, -1
     limit = min(int(part.partition_max_bytes), budget.remaining)
     try:
         fetch_offset = int(part.fetch_offset)
@@ -94,16 +100,25 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
         offsets = await plog.offsets()
         return answer(ErrorCode.offset_out_of_range, offsets.high_watermark,
                       offsets.log_start), 0, -1
-    except UnknownTopic:  # deleted while we read
-        return answer(ErrorCode.unknown_topic_or_partition), 0, -1
-    except (StorageError, OSError) as exc:
-        log.error("fetch from %s-%d failed: %s", topic, part.partition, exc)
-        return answer(ErrorCode.kafka_storage_error), 0, -1
+    except (StorageError, OSError) as exc:  # deleted, moved, or the storage failed
+        error = read_failure(exc, topic, part.partition)
+        moved = error == ErrorCode.not_leader_or_follower
+        return answer(error, leader=leadership(broker, topic, part.partition)
+                      if moved else None), 0, -1
     if data:
         budget.first = False
         budget.remaining -= len(data)
     return answer(ErrorCode.none, result.high_watermark, result.log_start_offset, data,
                   result.last_stable_offset, aborted), len(data), result.high_watermark
+
+
+def read_failure(exc: StorageError | OSError, topic: str, partition: int) -> ErrorCode:
+    if isinstance(exc, StorageError):
+        error = storage_error(exc)
+        if error != ErrorCode.kafka_storage_error:
+            return error  # deleted, or the lease moved, while we read
+    log.error("fetch from %s-%d failed: %s", topic, partition, exc)
+    return ErrorCode.kafka_storage_error
 
 
 def topic_name(broker: Broker, topic: Any) -> str | None:
@@ -117,6 +132,7 @@ class FetchRound:
     topics: tuple[Any, ...]
     size: int  # bytes of records
     seen: dict[tuple[str, int], int]  # the high watermarks read, to wait on
+    leaders: set[int]  # named in NOT_LEADER_OR_FOLLOWER answers
 
 
 async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> FetchRound:
@@ -137,12 +153,13 @@ async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> FetchRou
         topics.append(b.make("FetchableTopicResponse", topic=name or "",
                              topic_id=getattr(topic, "topic_id", None),
                              partitions=tuple(partitions)))
-    return FetchRound(tuple(topics), total, seen)
+    return FetchRound(tuple(topics), total, seen, budget.leaders)
 
 
-def fetch_response(b: ResponseBuilder, error: ErrorCode, topics: tuple[Any, ...]) -> Any:
+def fetch_response(b: ResponseBuilder, error: ErrorCode, topics: tuple[Any, ...],
+                   endpoints: tuple[Any, ...] = ()) -> Any:
     return b.make("FetchResponse", throttle_time=NO_THROTTLE, error_code=error, session_id=0,
-                  responses=topics)
+                  responses=topics, node_endpoints=endpoints)
 
 
 @api(1, "Fetch", (4, 17),
@@ -161,6 +178,8 @@ async def handle_fetch(broker: Broker, ctx: RequestContext, request: Any,
     while True:
         read = await read_all(broker, b, request)
         remaining = deadline - time.monotonic()
-        if read.size >= int(request.min_bytes) or remaining <= 0:
-            return fetch_response(b, ErrorCode.none, read.topics)
+        if read.size >= int(request.min_bytes) or remaining <= 0 or read.leaders:
+            endpoints = (await node_endpoints(broker, b, read.leaders)
+                         if b.has("FetchResponse", "node_endpoints") else ())
+            return fetch_response(b, ErrorCode.none, read.topics, endpoints)
         await broker.engine.wait_for_data(read.seen, remaining)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from strom.broker.coordinator_runtime import CoordinatorError
+from strom.broker.coordinator_runtime import CoordinatorError, CoordinatorRuntime, ShardStatus
+from strom.broker.leadership import leadership
 from strom.broker.operations import OPERATIONS_OMITTED
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
@@ -33,35 +34,49 @@ KEY_TYPE_TRANSACTION: Final = 1
 GROUP_OPERATIONS: Final = sum(1 << op for op in (3, 6, 8))
 
 
-async def coordinator_error(broker: Broker, key: str, key_type: int) -> tuple[int, str | None]:
-    """This broker coordinates `key` if it owns the key's shard (loaded or loading), as Kafka
-    answers with the leader of the key's partition; COORDINATOR_NOT_AVAILABLE otherwise."""
+async def coordinator_node(broker: Broker, key: str, key_type: int
+                           ) -> tuple[int, str | None, int]:
+    """(error, message, node id): the coordinator of `key` is the leader of the key's
+    partition of `__consumer_offsets` / `__transaction_state`, as Kafka answers;
+    COORDINATOR_NOT_AVAILABLE while no broker leads it (or this broker leads it but its
+    shard cannot be loaded)."""
+    runtime: CoordinatorRuntime[Any]
     if key_type == KEY_TYPE_GROUP:
-        owned = broker.groups.owns(key)
+        runtime = broker.groups.runtime
     elif key_type == KEY_TYPE_TRANSACTION:
         try:  # Kafka creates __transaction_state on the first such lookup
             await broker.transactions.own(create=True)
         except CoordinatorError:
-            return ErrorCode.coordinator_not_available, "the transaction log is unavailable"
-        owned = broker.transactions.owns(key)
+            return ErrorCode.coordinator_not_available, "the transaction log is unavailable", -1
+        runtime = broker.transactions.runtime
     else:
-        return ErrorCode.invalid_request, f"unknown key type {key_type}"
-    if not owned:
-        return ErrorCode.coordinator_not_available, "the coordinator is not available"
-    return ErrorCode.none, None
+        return ErrorCode.invalid_request, f"unknown key type {key_type}", -1
+    found = leadership(broker, runtime.topic, runtime.partition_for(key))
+    if found is None or found.leader is None:
+        return ErrorCode.coordinator_not_available, "the coordinator is not available", -1
+    if found.leader == broker.node_id and runtime.status(
+            runtime.partition_for(key)) not in (ShardStatus.ACTIVE, ShardStatus.LOADING):
+        return ErrorCode.coordinator_not_available, "the coordinator is not available", -1
+    return ErrorCode.none, None, found.leader
 
 
 async def coordinator_entry(broker: Broker, key: str, key_type: int) -> dict[str, Any]:
-    error, message = await coordinator_error(broker, key, key_type)
-    ok = error == ErrorCode.none
-    return dict(key=key, node_id=broker.node_id if ok else -1,
-                host=broker.advertised_host if ok else "",
-                port=broker.advertised_port if ok else -1,
+    error, message, node = await coordinator_node(broker, key, key_type)
+    endpoint = None
+    if error == ErrorCode.none and node == broker.node_id:
+        endpoint = broker.registration()
+    elif error == ErrorCode.none:
+        endpoint = next((r for r in await broker.engine.brokers() if r.node_id == node), None)
+        if endpoint is None:
+            error, message = ErrorCode.coordinator_not_available, "the coordinator is not live"
+    return dict(key=key, node_id=-1 if endpoint is None else endpoint.node_id,
+                host="" if endpoint is None else endpoint.host,
+                port=-1 if endpoint is None else endpoint.port,
                 error_code=ErrorCode(error), error_message=message)
 
 
-@api(10, "FindCoordinator", (0, 6), "group and transaction coordinator are this broker; "
-     "batched keys (v4+)")
+@api(10, "FindCoordinator", (0, 6), "the leader of the key's partition of __consumer_offsets "
+     "or __transaction_state; batched keys (v4+)")
 async def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Any,
                                   b: ResponseBuilder) -> Any:
     key_type = int(getattr(request, "key_type", KEY_TYPE_GROUP))

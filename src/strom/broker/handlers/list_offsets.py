@@ -11,14 +11,15 @@ ReplicaManager. There is one leader epoch, 0, from the start.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from strom.broker.handlers.fetch import LEADER_EPOCH, READ_COMMITTED, leader_epoch_error
+from strom.broker.handlers.fetch import READ_COMMITTED
+from strom.broker.leadership import leader_check, storage_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import PartitionLog, StorageError, UnknownTopic
+from strom.storage.api import NotLeader, PartitionLog, StorageError, UnknownTopic
 
 LATEST: Final = -1
 EARLIEST: Final = -2
@@ -40,7 +41,7 @@ MIN_VERSION_FOR: Final = {
 class Found:
     offset: int
     timestamp: int = UNKNOWN
-    leader_epoch: int = LEADER_EPOCH
+    leader_epoch: int = 0  # the partition's current leader epoch (set by lookup's caller)
 
 
 NOT_FOUND: Final = Found(UNKNOWN, UNKNOWN, UNKNOWN)
@@ -109,17 +110,18 @@ async def list_partition(broker: Broker, b: ResponseBuilder, topic: str, part: A
         return answer(ErrorCode.unsupported_version)
     try:
         plog = broker.engine.partition(topic, int(part.partition_index))
+        refused, leadership = leader_check(broker, topic, int(part.partition_index),
+                                           int(getattr(part, "current_leader_epoch", -1)))
     except UnknownTopic:
         return answer(ErrorCode.unknown_topic_or_partition)
-    epoch_error = leader_epoch_error(int(getattr(part, "current_leader_epoch", -1)))
-    if epoch_error is not None:
-        return answer(epoch_error)
+    if refused is not None:
+        return answer(refused)
     try:
         found = await lookup(plog, timestamp, replica_id, read_committed)
-    except UnknownTopic:  # deleted while we looked
-        return answer(ErrorCode.unknown_topic_or_partition)
-    except StorageError:
-        return answer(ErrorCode.kafka_storage_error)
+    except (UnknownTopic, NotLeader, StorageError) as exc:  # deleted or moved meanwhile
+        return answer(storage_error(exc))
+    if found.offset != UNKNOWN:
+        found = replace(found, leader_epoch=leadership.epoch)
     return answer(ErrorCode.none, found)
 
 

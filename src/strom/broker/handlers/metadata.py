@@ -7,6 +7,7 @@ import logging
 import uuid
 from typing import Any, Final
 
+from strom.broker.leadership import controller_id, partition_fields
 from strom.broker.operations import CLUSTER_OPERATIONS, OPERATIONS_OMITTED, TOPIC_OPERATIONS
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
@@ -20,13 +21,8 @@ ZERO_UUID: Final = uuid.UUID(int=0)
 
 
 def partition_entries(broker: Broker, b: ResponseBuilder, info: TopicInfo) -> tuple[Any, ...]:
-    node = broker.node_id
-    return tuple(
-        b.make("MetadataResponsePartition", error_code=ErrorCode.none, partition_index=index,
-               leader_id=node, leader_epoch=0, replica_nodes=(node,), isr_nodes=(node,),
-               offline_replicas=())
-        for index in range(info.partitions)
-    )
+    return tuple(b.make("MetadataResponsePartition", **partition_fields(broker, info.name, index))
+                 for index in range(info.partitions))
 
 
 def topic_entry(broker: Broker, b: ResponseBuilder, info: TopicInfo,
@@ -90,10 +86,12 @@ async def handle_metadata(broker: Broker, ctx: RequestContext, request: Any,
     else:
         allow = bool(getattr(request, "allow_auto_topic_creation", True))
         topics = tuple([await requested_topic(broker, b, t, allow, topic_ops) for t in wanted])
+    live = await broker.engine.brokers()
     brokers = tuple(b.make("MetadataResponseBroker", node_id=r.node_id, host=r.host,
                            port=r.port, rack=r.rack)
-                    for r in await broker.engine.brokers())
+                    for r in live)
     return b.make("MetadataResponse", throttle_time=NO_THROTTLE, brokers=brokers,
-                  cluster_id=broker.cluster_id, controller_id=broker.node_id, topics=topics,
+                  cluster_id=broker.cluster_id, controller_id=controller_id(broker, live),
+                  topics=topics,
                   cluster_authorized_operations=cluster_ops,
                   error_code=ErrorCode.none)

@@ -1,37 +1,57 @@
-"""OffsetForLeaderEpoch (23): the end offset of a leader epoch, for truncation checks.
+"""OffsetForLeaderEpoch (23): the end offset of a leader epoch, for truncation checks (KIP-101,
+KIP-320).
 
-strom has one leader epoch, 0, starting at the log start offset. Kafka's
-LeaderEpochFileCache.endOffsetFor with that single entry gives:
+The partition's leader epochs and where each began come from the storage (a single broker has
+one, epoch 0, from the log start; PostgreSQL records one each time a partition's lease changes
+hands). The answer is Kafka's LeaderEpochFileCache.endOffsetFor over them:
 
-- requested epoch -1 (undefined): (-1, -1);
-- requested epoch 0 (the latest): (0, log end offset);
-- requested epoch above the latest: (-1, -1);
-- requested epoch below the earliest (any other negative): (requested epoch, the first
-  epoch's start offset), i.e. the log start offset.
+- requested epoch -1 (undefined), or above the current epoch: (-1, -1);
+- the current epoch: (current epoch, log end offset);
+- an earlier epoch: the largest epoch at or below it, ending where the next epoch began (an
+  epoch that began where a later one also began holds no records and is left out, as Kafka's
+  cache drops it);
+- below the earliest: (requested epoch, the earliest epoch's start offset).
+
+Only the partition's leader answers; the request's current_leader_epoch is checked as Fetch
+checks it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
-from strom.broker.handlers.fetch import LEADER_EPOCH, leader_epoch_error
+from strom.broker.leadership import leader_check, storage_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import PartitionLog, UnknownTopic
+from strom.storage.api import StorageError, UnknownTopic
 
 UNDEFINED_EPOCH: Final = -1
 UNDEFINED_EPOCH_OFFSET: Final = -1
 
 
-async def end_offset_for(plog: PartitionLog, requested_epoch: int) -> tuple[int, int]:
-    """(epoch, end offset) as LeaderEpochFileCache.endOffsetFor answers."""
-    if requested_epoch == UNDEFINED_EPOCH or requested_epoch > LEADER_EPOCH:
+def end_offset_for(epochs: Sequence[tuple[int, int]], current: int, log_end: int,
+                   requested: int) -> tuple[int, int]:
+    """(epoch, end offset) as LeaderEpochFileCache.endOffsetFor answers, over `epochs`
+    ((epoch, start offset) in epoch order)."""
+    if requested == UNDEFINED_EPOCH or requested > current:
         return UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
-    offsets = await plog.offsets()
-    if requested_epoch == LEADER_EPOCH:
-        return LEADER_EPOCH, offsets.log_end
-    return requested_epoch, offsets.log_start
+    if requested == current:
+        return current, log_end
+    kept: list[tuple[int, int]] = []
+    for epoch, start in epochs:  # a later epoch starting at or before an earlier one wins
+        while kept and kept[-1][1] >= start:
+            kept.pop()
+        kept.append((epoch, start))
+    if not kept:
+        return requested, log_end
+    if requested < kept[0][0]:
+        return requested, kept[0][1]
+    floor = max(i for i, (epoch, _start) in enumerate(kept) if epoch <= requested)
+    if floor + 1 < len(kept):
+        return kept[floor][0], kept[floor + 1][1]
+    return kept[floor][0], log_end
 
 
 async def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part: Any) -> Any:
@@ -40,19 +60,27 @@ async def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part:
         return b.make("EpochEndOffset", error_code=error, partition=part.partition,
                       leader_epoch=epoch, end_offset=offset)
 
+    index = int(part.partition)
     try:
-        plog = broker.engine.partition(topic, int(part.partition))
+        plog = broker.engine.partition(topic, index)
+        refused, leadership = leader_check(broker, topic, index, int(part.current_leader_epoch))
     except UnknownTopic:
         return answer(ErrorCode.unknown_topic_or_partition)
-    epoch_error = leader_epoch_error(int(part.current_leader_epoch))
-    if epoch_error is not None:
-        return answer(epoch_error)
-    epoch, offset = await end_offset_for(plog, int(part.leader_epoch))
+    if refused is not None:
+        return answer(refused)
+    try:
+        offsets = await plog.offsets()
+        epochs = await broker.engine.leader_epochs(topic, index)
+    except StorageError as exc:
+        return answer(storage_error(exc))
+    epoch, offset = end_offset_for(epochs, leadership.epoch, offsets.log_end,
+                                   int(part.leader_epoch))
     return answer(ErrorCode.none, epoch, offset)
 
 
 @api(23, "OffsetForLeaderEpoch", (2, 4),
-     "one leader epoch (0): epoch 0 ends at the log end offset, later epochs are undefined")
+     "every leader epoch a partition has had (a new one each time its lease moves), as "
+     "Kafka's leader-epoch cache answers")
 async def handle_offset_for_leader_epoch(broker: Broker, ctx: RequestContext, request: Any,
                                          b: ResponseBuilder) -> Any:
     topics = tuple([

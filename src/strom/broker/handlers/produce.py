@@ -19,15 +19,18 @@ from kio.serial.readers import tz_aware_from_i64
 from kio.static.primitive import i64
 
 from strom.broker.errors import CloseConnection
+from strom.broker.leadership import current_leader, leadership, node_endpoints, not_led_here
 from strom.broker.placement import REQUEST_PLACED, Placements
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_verification import produce_error, verify_in_transaction
 from strom.coordinator.internal_topics import is_internal
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.protocol.records import RecordsError, ValidatedBatch, validate_produce_records
 from strom.storage.api import (
     AppendBatch,
     Duplicate,
+    Leadership,
     LogDirFull,
     NotLeader,
     PartitionLog,
@@ -60,6 +63,7 @@ class PartitionOutcome:
     log_start_offset: int = -1
     message: str | None = None
     record_errors: tuple[tuple[int, str], ...] = ()
+    leader: Leadership | None = None  # NOT_LEADER_OR_FOLLOWER: who leads (KIP-951)
 
 
 async def append_partition(broker: Broker, topic: str, index: int, records: bytes | None,
@@ -71,6 +75,9 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
         plog = broker.engine.partition(topic, index)
     except UnknownTopic:
         return PartitionOutcome(ErrorCode.unknown_topic_or_partition)
+    elsewhere = not_led_here(broker, topic, index)
+    if elsewhere is not None:
+        return PartitionOutcome(ErrorCode.not_leader_or_follower, leader=elsewhere)
     cfg = broker.engine.log_config(topic)
     now_ms = int(time.time() * 1000)
     try:
@@ -88,12 +95,15 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
                                 record_errors=exc.record_errors)
     appends = [AppendBatch(v.data, v.record_count, v.header.max_timestamp,
                            v.header.base_timestamp) for v in batches]
-    verification, early = verify_transaction(broker, transactional_id, plog, topic, index,
-                                             batches)
+    verification, early = await verify_transaction(broker, transactional_id, plog, topic,
+                                                   index, batches)
     if early is not None:
         return early
     try:
         outcome = await plog.produce(appends, verification, placed)
+    except NotLeader:
+        return PartitionOutcome(ErrorCode.not_leader_or_follower,
+                                leader=leadership(broker, topic, index))
     except StorageError as exc:
         return storage_failure(exc, topic, index)
     if isinstance(outcome, Rejected):
@@ -120,14 +130,16 @@ def storage_failure(exc: StorageError, topic: str, index: int) -> PartitionOutco
     return PartitionOutcome(ErrorCode.kafka_storage_error, message=STORAGE_ERROR_MESSAGE)
 
 
-def verify_transaction(broker: Broker, transactional_id: str | None, plog: PartitionLog,
-                       topic: str, index: int, batches: list[ValidatedBatch]
-                       ) -> tuple[VerificationGuard | None, PartitionOutcome | None]:
+async def verify_transaction(broker: Broker, transactional_id: str | None, plog: PartitionLog,
+                             topic: str, index: int, batches: list[ValidatedBatch]
+                             ) -> tuple[VerificationGuard | None, PartitionOutcome | None]:
     """KIP-890 part 1 for transactional batches: the partition's verification guard is taken
     first, then the transaction coordinator must confirm that the partition is in the
     producer's ongoing transaction, so that a late write of a transaction that already ended
     cannot land in the next one (a hanging transaction); the engine appends only if the
-    guard is still current. Returns (guard, None), or (None, the refusal)."""
+    guard is still current. A coordinator on this broker answers without suspending, one on
+    another broker over the network (broker/txn_verification.py). Returns (guard, None), or
+    (None, the refusal)."""
     guard = None
     for v in batches:
         h = v.header
@@ -138,17 +150,12 @@ def verify_transaction(broker: Broker, transactional_id: str | None, plog: Parti
                 ErrorCode.invalid_txn_state,
                 message="a transactional batch in a produce request without a transactional id")
         guard = plog.producer_state.start_verification(h.producer_id)
-        error = broker.transactions.verify(transactional_id, h.producer_id, h.producer_epoch,
-                                           [(topic, index)])
-        if error == ErrorCode.producer_fenced:
-            error = ErrorCode.invalid_producer_epoch
-        elif error in (ErrorCode.coordinator_not_available, ErrorCode.concurrent_transactions,
-                       ErrorCode.coordinator_load_in_progress):
-            error = ErrorCode.not_enough_replicas  # retriable, as Kafka's verification maps it
+        error = produce_error(await verify_in_transaction(
+            broker, transactional_id, h.producer_id, h.producer_epoch, [(topic, index)]))
         if error:
             plog.producer_state.end_verification(h.producer_id, guard)
             return None, PartitionOutcome(
-                ErrorCode(error),
+                error,
                 message=f"{topic}-{index} is not part of an ongoing transaction of producer "
                         f"{h.producer_id} (epoch {h.producer_epoch}) for {transactional_id!r}")
     return guard, None
@@ -165,7 +172,10 @@ def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome
                              batch_index_error_message=text)
                       for i, text in outcome.record_errors
                       if b.has_class("BatchIndexAndErrorMessage")),
-                  error_message=outcome.message)
+                  error_message=outcome.message,
+                  **({"current_leader": current_leader(b, outcome.leader)}
+                     if outcome.leader is not None and b.has_class("LeaderIdAndEpoch")
+                     else {}))
 
 
 async def partition_outcome(broker: Broker, b: ResponseBuilder, name: str | None, part: Any,
@@ -184,11 +194,12 @@ async def partition_outcome(broker: Broker, b: ResponseBuilder, name: str | None
 
 
 async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: int
-                      ) -> tuple[Any, ...]:
+                      ) -> tuple[tuple[Any, ...], set[int]]:
     """Every partition's append, started in request order and awaited together, so that a
     request's partitions wait for their writes (a PostgreSQL commit, an fsync) at once, not
     one after another. Each append is ordered in its partition before the next starts: an
-    engine's produce takes its offsets before its first wait."""
+    engine's produce takes its offsets before its first wait. Returns the topics' answers and
+    the leaders named in them (KIP-951)."""
     names = [broker.resolve_topic(getattr(t, "name", None), getattr(t, "topic_id", None))
              for t in request.topic_data]
     parts = [(name, part) for name, t in zip(names, request.topic_data, strict=True)
@@ -198,12 +209,16 @@ async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: in
     work = [partition_outcome(broker, b, name, part, acks, request.transactional_id,
                               None if placements is None else placements.one())
             for name, part in parts]
-    outcomes = iter([await work[0]] if len(work) == 1 else await asyncio.gather(*work))
-    return tuple(
+    results = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
+    outcomes = iter(results)
+    topics = tuple(
         b.make("TopicProduceResponse", name=name or "", topic_id=getattr(t, "topic_id", None),
                partition_responses=tuple(partition_response(b, part.index, next(outcomes))
                                          for part in t.partition_data))
         for name, t in zip(names, request.topic_data, strict=True))
+    leaders = {o.leader.leader for o in results
+               if o.leader is not None and o.leader.leader is not None}
+    return topics, leaders
 
 
 @api(0, "Produce", (3, 12),
@@ -214,7 +229,7 @@ async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: in
 async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
                          b: ResponseBuilder) -> Any:
     acks = int(request.acks)
-    topics = await produce_all(broker, b, request, acks)
+    topics, leaders = await produce_all(broker, b, request, acks)
     if acks == 0:
         failed = [p.error_code for t in topics for p in t.partition_responses if p.error_code]
         if failed:
@@ -222,4 +237,7 @@ async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
             # refresh its metadata and notice (KafkaApis.handleProduceRequest).
             raise CloseConnection(f"Produce with acks=0 failed: {ErrorCode(failed[0]).name}")
         return None
-    return b.make("ProduceResponse", responses=topics, throttle_time=NO_THROTTLE)
+    endpoints = (await node_endpoints(broker, b, leaders)
+                 if b.has("ProduceResponse", "node_endpoints") else ())
+    return b.make("ProduceResponse", responses=topics, throttle_time=NO_THROTTLE,
+                  node_endpoints=endpoints)

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from strom.broker.errors import ApiError
-from strom.broker.handlers.topics import check_replicas
+from strom.broker.handlers.topics import check_replicas, live_node_ids
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.storage.api import StorageError, UnknownTopic
 
 ELECTION_PREFERRED: Final = 0
 ELECTION_UNCLEAN: Final = 1
@@ -90,8 +91,12 @@ async def handle_elect_leaders(broker: Broker, ctx: RequestContext, request: Any
 # --- AlterPartitionReassignments, ListPartitionReassignments ---------------------------------
 
 
-def reassignment_error(broker: Broker, topic: str, target: Any) -> tuple[ErrorCode, str | None]:
-    """ReplicationControlManager.alterPartitionReassignment for one partition."""
+async def reassignment_error(broker: Broker, topic: str, target: Any
+                             ) -> tuple[ErrorCode, str | None]:
+    """ReplicationControlManager.alterPartitionReassignment for one partition: a valid
+    target pins the partition's lease to its first live broker (then the next), which takes
+    it within a heartbeat; nothing is copied (the storage holds the data), so no
+    reassignment stays in progress."""
     count = partition_count(broker, topic)
     index = int(target.partition_index)
     if count is None:
@@ -102,23 +107,29 @@ def reassignment_error(broker: Broker, topic: str, target: Any) -> tuple[ErrorCo
     if target.replicas is None:  # a cancellation
         return ErrorCode.no_reassignment_in_progress, NO_REASSIGNMENT
     try:
-        check_replicas(broker, target.replicas, None)
+        check_replicas(await live_node_ids(broker), target.replicas, None)
+        await broker.engine.reassign(topic, index, [int(n) for n in target.replicas])
     except ApiError as refused:
         return refused.code, refused.message
-    # The only valid target is the current replica set: nothing to change, as in Kafka.
+    except ValueError as exc:  # a broker left meanwhile
+        return ErrorCode.invalid_replica_assignment, str(exc)
+    except UnknownTopic:
+        return ErrorCode.unknown_topic_or_partition, f"Unable to find a topic named {topic}."
+    except StorageError as exc:
+        return ErrorCode.unknown_server_error, str(exc)
     return ErrorCode.none, None
 
 
-@api(45, "AlterPartitionReassignments", (0, 1), "the only valid target is a partition's "
-     "current replica (a no-op); cancelling answers NO_REASSIGNMENT_IN_PROGRESS; other brokers "
-     "INVALID_REPLICA_ASSIGNMENT")
+@api(45, "AlterPartitionReassignments", (0, 1), "moves a partition's lease to the first live "
+     "broker of the target (at once: no data is copied); cancelling answers "
+     "NO_REASSIGNMENT_IN_PROGRESS; brokers not live INVALID_REPLICA_ASSIGNMENT")
 async def handle_alter_partition_reassignments(broker: Broker, ctx: RequestContext,
                                                request: Any, b: ResponseBuilder) -> Any:
     responses = []
     for topic in request.topics:
         partitions = []
         for target in topic.partitions:
-            error, message = reassignment_error(broker, str(topic.name), target)
+            error, message = await reassignment_error(broker, str(topic.name), target)
             partitions.append(b.make("ReassignablePartitionResponse",
                                      partition_index=target.partition_index,
                                      error_code=error, error_message=message))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -62,15 +62,21 @@ def duplicates(names: Iterable[str | None]) -> set[str]:
 # --- manual replica assignments --------------------------------------------------------------
 
 
-def check_replicas(broker: Broker, replicas: Iterable[int], replication: int | None) -> None:
-    """ReplicationControlManager.validateManualPartitionAssignment for our one broker."""
+async def live_node_ids(broker: Broker) -> set[int]:
+    """The live brokers' node ids, this one's always among them (it is answering)."""
+    return {broker.node_id} | {r.node_id for r in await broker.engine.brokers()}
+
+
+def check_replicas(live: Collection[int], replicas: Iterable[int], replication: int | None
+                   ) -> None:
+    """ReplicationControlManager.validateManualPartitionAssignment over the live brokers."""
     ids = sorted(int(r) for r in replicas)
     if not ids:
         raise ApiError(ErrorCode.invalid_replica_assignment,
                       "The manual partition assignment includes an empty replica list.")
     previous = None
     for broker_id in ids:
-        if broker_id != broker.node_id:
+        if broker_id not in live:
             raise ApiError(ErrorCode.invalid_replica_assignment,
                           f"The manual partition assignment includes broker {broker_id}, "
                           "but no such broker is registered.")
@@ -86,7 +92,7 @@ def check_replicas(broker: Broker, replicas: Iterable[int], replication: int | N
                       f"have {replication} replica(s).")
 
 
-def assigned_layout(broker: Broker, topic: Any) -> tuple[int, int]:
+def assigned_layout(live: Collection[int], topic: Any) -> tuple[int, int]:
     """(partitions, replication factor) of a topic created with manual assignments."""
     if int(topic.replication_factor) != -1:
         raise ApiError(ErrorCode.invalid_request, "A manual partition assignment was specified, "
@@ -101,7 +107,7 @@ def assigned_layout(broker: Broker, topic: Any) -> tuple[int, int]:
         if index in seen:
             raise ApiError(ErrorCode.invalid_replica_assignment,
                           f"Found multiple manual partition assignments for partition {index}")
-        check_replicas(broker, assignment.broker_ids, replication)
+        check_replicas(live, assignment.broker_ids, replication)
         replication = len(assignment.broker_ids)
         seen.add(index)
     if seen != set(range(len(seen))):
@@ -110,7 +116,7 @@ def assigned_layout(broker: Broker, topic: Any) -> tuple[int, int]:
     return len(seen), replication or 1
 
 
-def default_layout(broker: Broker, topic: Any) -> tuple[int, int]:
+def default_layout(broker: Broker, topic: Any, live: Collection[int]) -> tuple[int, int]:
     requested_rf = int(topic.replication_factor)
     requested_partitions = int(topic.num_partitions)
     if requested_rf < -1 or requested_rf == 0:
@@ -123,11 +129,11 @@ def default_layout(broker: Broker, topic: Any) -> tuple[int, int]:
                   else requested_partitions)
     replication = (broker.config.get_int("default.replication.factor") if requested_rf == -1
                    else requested_rf)
-    if replication > 1:
+    if replication > len(live):
         raise ApiError(ErrorCode.invalid_replication_factor,
                       f"Unable to replicate the partition {replication} time(s): The target "
-                      f"replication factor of {replication} cannot be reached because only 1 "
-                      "broker(s) are registered.")
+                      f"replication factor of {replication} cannot be reached because only "
+                      f"{len(live)} broker(s) are registered.")
     return partitions, replication
 
 
@@ -183,16 +189,18 @@ async def _create_one(broker: Broker, topic: Any, validate_only: bool) -> Outcom
     if refusal is not None:
         raise ApiError(ErrorCode.invalid_request, refusal)
     overrides = requested_configs(topic)
+    live = await live_node_ids(broker)
     if topic.assignments:
-        partitions, replication = assigned_layout(broker, topic)
+        partitions, replication = assigned_layout(live, topic)
     else:
-        partitions, replication = default_layout(broker, topic)
+        partitions, replication = default_layout(broker, topic, live)
     outcome = Outcome(name, topic_id=uuid.uuid4(), partitions=partitions,
                       replication=replication, overrides=overrides)
     if validate_only:
         return outcome  # Kafka answers validate-only with the id it would have used
     try:
-        info = await broker.engine.create_topic(name, partitions, overrides)
+        info = await broker.engine.create_topic(name, partitions, overrides, replication)
+        await assign(broker, name, 0, topic.assignments or ())
     except TopicExists:
         raise ApiError(ErrorCode.topic_already_exists, f"Topic '{name}' already exists.") from None
     except ValueError as exc:  # a count the engine cannot name directories for
@@ -202,6 +210,14 @@ async def _create_one(broker: Broker, topic: Any, validate_only: bool) -> Outcom
         raise ApiError(ErrorCode.unknown_server_error, STORAGE_FAILURE) from None
     outcome.topic_id = info.topic_id
     return outcome
+
+
+async def assign(broker: Broker, name: str, first: int, assignments: Iterable[Any]) -> None:
+    """Manual assignments: each partition's lease goes to its first listed broker (its
+    preferred leader), then the next."""
+    for offset, assignment in enumerate(assignments):
+        await broker.engine.reassign(name, first + offset,
+                                     [int(n) for n in assignment.broker_ids])
 
 
 def created_result(broker: Broker, b: ResponseBuilder, outcome: Outcome) -> Any:
@@ -356,7 +372,7 @@ async def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any
 # --- CreatePartitions ------------------------------------------------------------------------
 
 
-def check_growth(broker: Broker, topic: Any) -> TopicInfo:
+def check_growth(broker: Broker, topic: Any, live: Collection[int]) -> TopicInfo:
     """ReplicationControlManager.createPartitions' checks; the topic as it is now."""
     name = str(topic.name)
     info = broker.engine.topics().get(name)
@@ -381,7 +397,7 @@ def check_growth(broker: Broker, topic: Any) -> TopicInfo:
                           f"Attempted to add {additional} additional partition(s), but only "
                           f"{len(topic.assignments)} assignment(s) were specified.")
         for assignment in topic.assignments:
-            check_replicas(broker, assignment.broker_ids, 1)
+            check_replicas(live, assignment.broker_ids, info.replication_factor)
     if additional > MAX_PARTITIONS_PER_BATCH:
         raise ApiError(ErrorCode.policy_violation,
                       "Excessively large number of partitions per request.")
@@ -390,11 +406,12 @@ def check_growth(broker: Broker, topic: Any) -> TopicInfo:
 
 async def grow_topic(broker: Broker, topic: Any, validate_only: bool) -> None:
     async with broker.topic_locks.hold(str(topic.name)):
-        info = check_growth(broker, topic)
+        info = check_growth(broker, topic, await live_node_ids(broker))
         if validate_only:
             return
         try:
             await broker.engine.create_partitions(info.name, int(topic.count))
+            await assign(broker, info.name, info.partitions, topic.assignments or ())
         except UnknownTopic:
             raise ApiError(ErrorCode.unknown_topic_or_partition,
                           "This server does not host this topic-partition.") from None

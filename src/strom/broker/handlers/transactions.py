@@ -19,8 +19,10 @@ from kio.serial.readers import tz_aware_from_i64
 from kio.static.primitive import i64
 
 from strom.broker.coordinator_runtime import CoordinatorError
+from strom.broker.peers import peer_node_id
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_markers import WRITE_TXN_MARKERS_VERSIONS, TxnMarker, write_local_marker
 from strom.broker.txn_runtime import TxnOp
 from strom.coordinator.transaction import AddPartitionsResult, EndTxnResult
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
@@ -54,7 +56,10 @@ async def add_partitions(broker: Broker, transactional_id: str, producer_id: int
                          producer_epoch: int, topics: Any, verify_only: bool,
                          ) -> AddPartitionsResult:
     """Unknown topics or partitions fail the request: UNKNOWN_TOPIC_OR_PARTITION for them,
-    OPERATION_NOT_ATTEMPTED for the rest (Kafka's handleAddPartitionsToTransaction)."""
+    OPERATION_NOT_ATTEMPTED for the rest (Kafka's handleAddPartitionsToTransaction).
+    `verify_only` (v4+) changes nothing: each partition is NONE if it is in the ongoing
+    transaction, else INVALID_TXN_STATE (or the producer's error); a shard not served here
+    answers NOT_COORDINATOR (or LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE)."""
     wanted = [(str(t.name), int(p)) for t in topics for p in t.partitions]
     infos = broker.engine.topics()
     unknown = {tp for tp in wanted
@@ -67,6 +72,12 @@ async def add_partitions(broker: Broker, transactional_id: str, producer_id: int
     def failed(error: int) -> AddPartitionsResult:
         return AddPartitionsResult(error, tuple((t, p, error) for t, p in dict.fromkeys(wanted)))
 
+    if verify_only:  # a partition leader's KIP-890 check (broker/txn_verification.py)
+        try:
+            return broker.transactions.verify_partitions(transactional_id, producer_id,
+                                                         producer_epoch, wanted)
+        except CoordinatorError as exc:
+            return failed(exc.error)
     return await call(broker, transactional_id, lambda core, now_ms: core.add_partitions(
         transactional_id, producer_id, producer_epoch, wanted, now_ms, verify_only), failed)
 
@@ -193,20 +204,35 @@ async def handle_list_transactions(broker: Broker, ctx: RequestContext, request:
 
 # -- WriteTxnMarkers ------------------------------------------------------------------------
 
-@api(27, "WriteTxnMarkers", (1, 2),
-     "inter-broker: refused with CLUSTER_AUTHORIZATION_FAILED; markers come only from this "
-     "broker's transaction coordinator")
+@api(27, "WriteTxnMarkers", WRITE_TXN_MARKERS_VERSIONS,
+     "inter-broker: a transaction coordinator's markers for the partitions this broker leads "
+     "(pending offsets on __consumer_offsets complete); refused with "
+     "CLUSTER_AUTHORIZATION_FAILED unless the client id is a peer broker's")
 async def handle_write_txn_markers(broker: Broker, ctx: RequestContext, request: Any,
                                    b: ResponseBuilder) -> Any:
     """Kafka's coordinators send this to partition leaders, and only a principal with
-    ClusterAction may. A single strom broker writes its markers itself, so a client's request
-    is refused the way Kafka refuses one without that permission: a marker forged past the
-    coordinator would end a transaction behind its back."""
-    denied = ErrorCode.cluster_authorization_failed
-    return b.make("WriteTxnMarkersResponse", markers=tuple(
-        b.make("WritableTxnMarkerResult", producer_id=m.producer_id, topics=tuple(
-            b.make("WritableTxnMarkerTopicResult", name=t.name, partitions=tuple(
-                b.make("WritableTxnMarkerPartitionResult", partition_index=p,
-                       error_code=denied) for p in t.partition_indexes))
-            for t in m.topics))
-        for m in request.markers))
+    ClusterAction may. strom has no authentication, so the client id stands in for the
+    principal: only a request from `strom-broker-<node id>` (strom.broker.peers) is
+    served; any other client is refused as Kafka refuses one without that permission, so
+    that a tool cannot end a transaction behind its coordinator's back. (Not a security
+    boundary: a client can claim a peer's client id, as any client can do anything on a
+    Kafka cluster without an authorizer.)"""
+    allowed = peer_node_id(ctx.client_id) is not None
+    results = []
+    for m in request.markers:
+        marker = TxnMarker(int(m.producer_id), int(m.producer_epoch),
+                           bool(m.transaction_result), int(m.coordinator_epoch))
+        topics = []
+        for t in m.topics:
+            partitions = []
+            for p in t.partition_indexes:
+                error = (await write_local_marker(broker.engine, broker.groups, broker.node_id,
+                                                  marker, t.name, int(p))
+                         if allowed else ErrorCode.cluster_authorization_failed)
+                partitions.append(b.make("WritableTxnMarkerPartitionResult",
+                                         partition_index=p, error_code=error))
+            topics.append(b.make("WritableTxnMarkerTopicResult", name=t.name,
+                                 partitions=tuple(partitions)))
+        results.append(b.make("WritableTxnMarkerResult", producer_id=m.producer_id,
+                              topics=tuple(topics)))
+    return b.make("WriteTxnMarkersResponse", markers=tuple(results))

@@ -15,6 +15,7 @@ from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.handlers.offsets import offset_commit, partition_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
+from strom.broker.txn_verification import verify_in_transaction
 from strom.coordinator.group.model import CommitResult, OffsetCommit, TxnCommitRequest
 from strom.coordinator.internal_topics import OFFSETS_TOPIC
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
@@ -57,9 +58,9 @@ async def handle_txn_offset_commit(broker: Broker, ctx: RequestContext, request:
         error = ErrorCode.invalid_group_id
     else:
         partition = broker.groups.partition_for(request.group_id)
-        error = ErrorCode(broker.transactions.verify(
-            request.transactional_id, int(request.producer_id), int(request.producer_epoch),
-            [(OFFSETS_TOPIC, partition)]))
+        error = ErrorCode(await verify_in_transaction(
+            broker, request.transactional_id, int(request.producer_id),
+            int(request.producer_epoch), [(OFFSETS_TOPIC, partition)]))
     if error != ErrorCode.none:
         errors.update((key, error) for key, _ in valid)
         return txn_commit_response(b, request, errors)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S: Final = 30.0
 POOL_SIZE: Final = 8
+CONTROL_POOL_SIZE: Final = 3  # heartbeats and leases, topic reads, one LISTENing
 FIRST_RETRY_S: Final = 0.05  # while the database is down: the first wait before trying again
 MAX_RETRY_S: Final = 1.0
 # Server-side limits so that nothing a broker starts can hold a lock for long if the broker
@@ -69,12 +70,12 @@ def redact(url: str) -> str:
     return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
-async def create_pool(url: str, node_name: str) -> Any:
+async def create_pool(url: str, node_name: str, size: int = POOL_SIZE) -> Any:
     settings = {**SESSION_SETTINGS, "application_name": node_name}
     try:
         hosts = parse_hosts(url)
         return await asyncpg.create_pool(
-            hosts.url, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=hosts.timeout_s,
+            hosts.url, min_size=size, max_size=size, timeout=hosts.timeout_s,
             command_timeout=COMMAND_TIMEOUT_S, server_settings=settings,
             max_inactive_connection_lifetime=60.0, statement_cache_size=64,
             connect=connect_each(hosts) if len(hosts.hosts) > 1 else None)

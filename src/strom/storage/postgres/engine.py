@@ -1,11 +1,12 @@
 """PostgresEngine (`--storage postgresql://...`): topics and their logs in PostgreSQL.
 
-At open it creates or checks the schema (schema.py), takes every partition over by moving
-its leader epoch up by one (a broker still running on an older epoch can then no longer
-append: the next issue turns this into leases), and loads each partition's offsets and
-producer state. Topic metadata is read once at open and kept in memory, written through on
-every change (one broker owns the cluster's metadata for now). Durability is the database's:
-an append is answered after its commit (fsync with synchronous_commit=on).
+At open it creates or checks the schema (schema.py) and reads the topics; when the broker
+registers it joins the cluster (cluster_sync.py): it takes the leases of its share of the
+partitions (placement.py, leases.py) and loads each one's offsets and producer state as it
+takes it. Several brokers share one database: each serves the partitions whose lease it
+holds, and answers NOT_LEADER_OR_FOLLOWER for the others. Topic metadata is kept in memory,
+written through on every change here and re-read when another broker changed it. Durability
+is the database's: an append is answered after its commit (fsync with synchronous_commit=on).
 """
 
 from __future__ import annotations
@@ -35,20 +36,22 @@ from strom.storage.api import (
 )
 from strom.storage.local.cleaner import compacts
 from strom.storage.local.names import check_partition_count, check_topic_name
+from strom.storage.postgres.cluster_sync import ClusterSync
 from strom.storage.postgres.compaction import CleanerProgress, compact
-from strom.storage.postgres.connect import Health, create_pool, redact
-from strom.storage.postgres.membership import Membership
+from strom.storage.postgres.connect import CONTROL_POOL_SIZE, Health, create_pool, redact
+from strom.storage.postgres.leases import Lease
 from strom.storage.postgres.partition import PostgresPartitionLog, Shared
-from strom.storage.postgres.partition_load import reload, write_snapshot
+from strom.storage.postgres.partition_load import write_snapshot
 from strom.storage.postgres.partition_maintenance import run_retention
+from strom.storage.postgres.placement import desired_owner
 from strom.storage.postgres.schema_setup import ensure_schema
+from strom.storage.postgres.topic_rows import BUMP_VERSION, TopicRows
 from strom.storage.topic_registry import TopicRegistry
 from strom.storage.waiters import DataWaiters
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY_BATCHES: Final = 1000
-LOAD_CONCURRENCY: Final = 4
 
 
 class PostgresEngine:
@@ -56,13 +59,14 @@ class PostgresEngine:
         self.url = url
         self.config = config
         self._pool: Any = None
+        self._control_pool: Any = None  # membership, leases, topics: never behind appends
         self._health = Health(url)
         self._shared: Shared | None = None
         self._cluster_id = ""
         self._registry: TopicRegistry[PostgresPartitionLog] = TopicRegistry()
         self._cleaning: dict[int, CleanerProgress] = {}
         self._waiters = DataWaiters()
-        self._members: Membership | None = None
+        self._cluster: ClusterSync | None = None
         self._listeners: list[Callable[[], None]] = []
 
     def __str__(self) -> str:
@@ -71,52 +75,47 @@ class PostgresEngine:
     # -- open, close ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self._pool = await create_pool(self.url, f"strom node {self.config.node_id}")
-        self._health.reconnect_with(self._pool.expire_connections)
+        name = f"strom node {self.config.node_id}"
+        self._pool = await create_pool(self.url, name)
         try:
+            self._control_pool = await create_pool(self.url, f"{name} (control)",
+                                                   CONTROL_POOL_SIZE)
+
+            async def reconnect() -> None:
+                await self._pool.expire_connections()
+                await self._control_pool.expire_connections()
+
+            self._health.reconnect_with(reconnect)
             self._cluster_id = await ensure_schema(self._pool, self.url)
+            self._cluster = ClusterSync(self._pool, self._control_pool, self._health,
+                                        self.config, self._registry, self._log_of)
+            self._cluster.listeners = self._listeners
             self._shared = Shared(self._pool, self._health, self._waiters.notify,
-                                  self.config.get_int("producer.id.expiration.ms"))
-            await self._load_topics()
+                                  self.config.get_int("producer.id.expiration.ms"),
+                                  self._cluster.lease_valid)
+            await self._cluster.sync_topics(force=True)
         except BaseException:
-            await self._pool.close()
-            self._pool = None
+            await self._close_pools()
             raise
+        topics = self._registry.topics()
+        if topics:
+            log.info("%s of %s in PostgreSQL", plural(len(self._all_logs()), "partition"),
+                     plural(len(topics), "topic"))
 
-    async def _load_topics(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            topics = await conn.fetch("SELECT topic_id, name, partitions, configs "
-                                      "FROM strom_topic")
-            claimed = await conn.fetch(
-                "UPDATE strom_partition SET leader_epoch = leader_epoch + 1 "
-                "RETURNING partition_id, topic_id, index, leader_epoch")
-        by_topic: dict[uuid.UUID, dict[int, Any]] = {}
-        for row in claimed:
-            by_topic.setdefault(row["topic_id"], {})[row["index"]] = row
-        for t in topics:
-            info = TopicInfo(t["name"], t["topic_id"], t["partitions"],
-                             json.loads(t["configs"]))
-            config = self.config.log_config(info.configs)
-            rows = by_topic.get(info.topic_id, {})
-            logs = [self._new_log(info.name, rows[i]["partition_id"], i, config,
-                                  rows[i]["leader_epoch"]) for i in range(info.partitions)]
-            self._registry.register(info, config, logs)
-        all_logs = self._registry.all_logs()
-        limit = asyncio.Semaphore(LOAD_CONCURRENCY)
+    def _log_of(self, rows: TopicRows, index: int) -> PostgresPartitionLog:
+        row = rows.partitions[index]
+        config = self.config.log_config(rows.info.configs)
+        return self._new_log(rows.info.name, row.partition_id, index, config, row.leader_epoch)
 
-        async def load(plog: PostgresPartitionLog) -> None:
-            async with limit:
-                await reload(plog)
-
-        await asyncio.gather(*(load(p) for p in all_logs))
-        if all_logs:
-            log.info("loaded %s of %s from PostgreSQL", plural(len(all_logs), "partition"),
-                     plural(len(self._registry.topics()), "topic"))
+    async def _close_pools(self) -> None:
+        for pool in (self._control_pool, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._control_pool = None
 
     async def close(self) -> None:
-        if self._members is not None:
-            await self._members.leave()
-            self._members = None
+        if self._cluster is not None and self._pool is not None:
+            await self._cluster.leave()
         logs = self._all_logs()
         await asyncio.gather(*(p.drain() for p in logs), return_exceptions=True)
         if self._pool is not None:
@@ -130,8 +129,7 @@ class PostgresEngine:
                     break
             for plog in logs:
                 plog.closed = True
-            await self._pool.close()
-            self._pool = None
+            await self._close_pools()
         self._registry.clear()
 
     def _check_opened(self) -> Any:
@@ -139,32 +137,29 @@ class PostgresEngine:
             raise StorageError("the storage engine is not open")
         return self._pool
 
+    def _sync(self) -> ClusterSync:
+        self._check_opened()
+        assert self._cluster is not None
+        return self._cluster
+
     # -- the cluster ------------------------------------------------------------------------
 
     def cluster_id(self) -> str:
         return self._cluster_id
 
     async def register_broker(self, registration: BrokerRegistration) -> None:
-        """Registers this broker's session (membership.py); raises StartupError if a live
-        broker elsewhere holds its node id."""
-        self._check_opened()
-        await self._membership().register(registration)
+        """Registers this broker's session (membership.py) and takes its share of the
+        leases (cluster_sync.py); raises StartupError if a live broker elsewhere holds its
+        node id."""
+        await self._sync().join(registration)
 
     async def brokers(self) -> Sequence[BrokerRegistration]:
         """The live brokers as of the last heartbeat (read from the database then, so
         Metadata costs no query and keeps answering while the database does not)."""
-        membership = self._membership()
-        if not membership.live:
-            return await membership.refresh()
-        return membership.live
-
-    def _membership(self) -> Membership:
-        if self._members is None:
-            self._members = Membership(
-                self._check_opened(), self._health,
-                self.config.get_int("broker.heartbeat.interval.ms"),
-                self.config.get_int("broker.session.timeout.ms"))
-        return self._members
+        members = self._sync().members
+        if not members.live:
+            return await members.refresh()
+        return members.live
 
     async def reserve_producer_ids(self, count: int) -> int:
         pool = self._check_opened()
@@ -188,96 +183,169 @@ class PostgresEngine:
 
     async def _add_partitions(self, conn: Any, info: TopicInfo, first: int, total: int,
                               config: LogConfig) -> list[PostgresPartitionLog]:
+        """Inserts partitions [first, total) with their leases given to their balanced
+        owners (the live brokers' current sessions) at epoch 0, which adopt them."""
+        cluster = self._sync()
         rows = await conn.fetch(
             "INSERT INTO strom_partition (topic_id, index) SELECT $1, i "
             "FROM generate_series($2::int, $3::int - 1) AS i "
             "RETURNING partition_id, index, leader_epoch", info.topic_id, first, total)
         rows = sorted(rows, key=lambda r: r["index"])
-        return [self._new_log(info.name, r["partition_id"], r["index"], config,
-                              r["leader_epoch"]) for r in rows]
+        live, sessions = cluster.live_ids(), cluster.members.sessions
+        owners = [desired_owner(r["partition_id"], live) for r in rows]
+        ids = [r["partition_id"] for r in rows]
+        await conn.execute(
+            "UPDATE strom_partition p SET owner = o.owner, owner_session = o.session "
+            "FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS o(id, owner, session) "
+            "WHERE p.partition_id = o.id",
+            ids, owners, [None if o is None else sessions.get(o) for o in owners])
+        await conn.execute(
+            "INSERT INTO strom_epoch_start (partition_id, leader_epoch, start_offset) "
+            "SELECT id, 0, 0 FROM unnest($1::bigint[]) AS id", ids)
+        await conn.execute(BUMP_VERSION)
+        logs = []
+        for r, owner in zip(rows, owners, strict=True):
+            plog = self._new_log(info.name, r["partition_id"], r["index"], config,
+                                 r["leader_epoch"])
+            session = None if owner is None else sessions.get(owner)
+            cluster.leases.set(r["partition_id"], Lease(owner, session, 0, None))
+            logs.append(plog)
+        return logs
+
+    def _adopt_new(self, logs: Sequence[PostgresPartitionLog]) -> None:
+        """New partitions whose lease is this broker's: nothing to load."""
+        cluster = self._sync()
+        for plog in logs:
+            lease = cluster.leases.by_partition.get(plog.partition_id)
+            if lease is not None and lease.held_by(self.config.node_id, cluster.session):
+                plog.take(0)
+                plog.mark_new()
+
+    async def _changed_topics(self) -> None:
+        cluster = self._sync()
+        await cluster.leases.notify()
+        cluster.wake()
+        for listener in self._listeners:
+            listener()
 
     async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str],
                            replication_factor: int = 1) -> TopicInfo:
         pool = self._check_opened()
+        cluster = self._sync()
         check_topic_name(name)
         check_partition_count(name, partitions)
         if name in self._registry.topics():
             raise TopicExists(f"topic {name!r} already exists")
-        info = TopicInfo(name, uuid.uuid4(), partitions, dict(configs))
+        info = TopicInfo(name, uuid.uuid4(), partitions, dict(configs), replication_factor)
         config = self.config.log_config(info.configs)
-        with self._health.statement(f"create topic {name!r}"):
-            try:
-                async with pool.acquire() as conn, conn.transaction():
-                    await conn.execute(
-                        "INSERT INTO strom_topic (topic_id, name, partitions, configs) "
-                        "VALUES ($1, $2, $3, $4::jsonb)", info.topic_id, name, partitions,
-                        json.dumps(info.configs))
-                    logs = await self._add_partitions(conn, info, 0, partitions, config)
-            except asyncpg.UniqueViolationError:
-                raise TopicExists(f"topic {name!r} already exists") from None
-        for plog in logs:
-            plog.mark_new()
-        return self._registry.register(info, config, logs)
+        async with cluster.topic_lock:
+            with self._health.statement(f"create topic {name!r}"):
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        await conn.execute(
+                            "INSERT INTO strom_topic (topic_id, name, partitions, configs, "
+                            "replication_factor) VALUES ($1, $2, $3, $4::jsonb, $5)",
+                            info.topic_id, name, partitions, json.dumps(info.configs),
+                            replication_factor)
+                        logs = await self._add_partitions(conn, info, 0, partitions, config)
+                except asyncpg.UniqueViolationError:
+                    exists = True
+                else:
+                    exists = False
+            if not exists:
+                self._registry.register(info, config, logs)
+                self._adopt_new(logs)
+        if exists:
+            await cluster.sync_topics(force=True)  # another broker created it: learn it now
+            raise TopicExists(f"topic {name!r} already exists")
+        await self._changed_topics()
+        return info
 
     async def delete_topic(self, name: str) -> None:
         pool = self._check_opened()
-        info = self._registry.info(name)
-        ids = [p.partition_id for p in self._registry.logs[name]]
-        with self._health.statement(f"delete topic {name!r}"):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("DELETE FROM strom_batch WHERE partition_id = ANY($1)", ids)
-                await conn.execute("DELETE FROM strom_producer_snapshot "
-                                   "WHERE partition_id = ANY($1)", ids)
-                await conn.execute("DELETE FROM strom_topic WHERE topic_id = $1",
-                                   info.topic_id)
-        for plog in self._registry.drop(name):
-            plog.closed = True
-            self._cleaning.pop(plog.partition_id, None)
+        cluster = self._sync()
+        async with cluster.topic_lock:
+            info = self._registry.info(name)
+            ids = [p.partition_id for p in self._registry.logs[name]]
+            with self._health.statement(f"delete topic {name!r}"):
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute("DELETE FROM strom_batch WHERE partition_id = ANY($1)",
+                                       ids)
+                    for table in ("strom_producer_snapshot", "strom_epoch_start"):
+                        await conn.execute(f"DELETE FROM {table} WHERE partition_id = ANY($1)",
+                                           ids)
+                    await conn.execute("DELETE FROM strom_topic WHERE topic_id = $1",
+                                       info.topic_id)
+                    await conn.execute(BUMP_VERSION)
+            for plog in self._registry.drop(name):
+                plog.release("its topic was deleted")
+                plog.closed = True
+                self._cleaning.pop(plog.partition_id, None)
+        await self._changed_topics()
 
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
         pool = self._check_opened()
-        info = self._registry.info(name)
-        if total <= info.partitions:
-            raise ValueError(f"topic {name!r} has {plural(info.partitions, 'partition')}; "
-                             f"the new count must be larger, not {total}")
-        check_partition_count(name, total)
-        config = self._registry.log_config(name)
-        with self._health.statement(f"add partitions to {name!r}"):
-            async with pool.acquire() as conn, conn.transaction():
-                added = await self._add_partitions(conn, info, info.partitions, total, config)
-                await conn.execute("UPDATE strom_topic SET partitions = $2 WHERE topic_id = $1",
-                                   info.topic_id, total)
-        for plog in added:
-            plog.mark_new()
-        return self._registry.register(replace(info, partitions=total), config,
-                                       self._registry.logs[name] + added)
+        cluster = self._sync()
+        async with cluster.topic_lock:
+            info = self._registry.info(name)
+            if total <= info.partitions:
+                raise ValueError(f"topic {name!r} has {plural(info.partitions, 'partition')}; "
+                                 f"the new count must be larger, not {total}")
+            check_partition_count(name, total)
+            config = self._registry.log_config(name)
+            with self._health.statement(f"add partitions to {name!r}"):
+                async with pool.acquire() as conn, conn.transaction():
+                    added = await self._add_partitions(conn, info, info.partitions, total,
+                                                       config)
+                    await conn.execute("UPDATE strom_topic SET partitions = $2 "
+                                       "WHERE topic_id = $1", info.topic_id, total)
+            info = self._registry.register(replace(info, partitions=total), config,
+                                           self._registry.logs[name] + added)
+            self._adopt_new(added)
+        await self._changed_topics()
+        return info
 
     async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicInfo:
         pool = self._check_opened()
-        info = replace(self._registry.info(name), configs=dict(configs))
-        with self._health.statement(f"configure topic {name!r}"):
-            await pool.execute("UPDATE strom_topic SET configs = $2::jsonb WHERE topic_id = $1",
-                               info.topic_id, json.dumps(info.configs))
-        return self._registry.register(info, self.config.log_config(info.configs),
-                                       self._registry.logs[name])
+        cluster = self._sync()
+        async with cluster.topic_lock:
+            info = replace(self._registry.info(name), configs=dict(configs))
+            with self._health.statement(f"configure topic {name!r}"):
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute("UPDATE strom_topic SET configs = $2::jsonb "
+                                       "WHERE topic_id = $1", info.topic_id,
+                                       json.dumps(info.configs))
+                    await conn.execute(BUMP_VERSION)
+            info = self._registry.register(info, self.config.log_config(info.configs),
+                                           self._registry.logs[name])
+        await self._changed_topics()
+        return info
 
     def partition(self, name: str, index: int) -> PostgresPartitionLog:
         return self._registry.partition(name, index)
 
     def leadership(self, name: str, index: int) -> Leadership:
-        plog = self._registry.partition(name, index)
-        node = self.config.node_id
-        return Leadership(node, plog.leader_epoch, (node,))
+        return self._sync().leadership_of(name, index)
 
     def on_leadership_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
     async def reassign(self, name: str, index: int, replicas: Sequence[int] | None) -> None:
-        self._registry.partition(name, index)
-        node = self.config.node_id
-        if replicas is not None and set(replicas) != {node}:
-            raise ValueError(f"the only broker is node {node}; replicas "
-                             f"{list(replicas)} name others")
+        cluster = self._sync()
+        plog = self._registry.partition(name, index)
+        if replicas is not None:
+            live = set(cluster.live_ids())
+            missing = [n for n in replicas if n not in live]
+            if missing or not replicas:
+                raise ValueError(f"replicas {list(replicas)}: brokers {missing} are not live"
+                                 if missing else "replicas: at least one broker")
+        await cluster.leases.reassign(plog.partition_id, replicas)
+        await cluster.leases.notify()
+        cluster.wake()
+
+    async def leader_epochs(self, name: str, index: int) -> Sequence[tuple[int, int]]:
+        plog = self._registry.partition(name, index)
+        return await self._sync().leases.epochs(plog.partition_id)
 
     def orphaned_partitions(self) -> Mapping[str, Sequence[int]]:
         return {}  # a topic's rows go with it, in one transaction

@@ -87,11 +87,12 @@ class Shared:
     """What every partition of one engine uses."""
 
     def __init__(self, pool: Any, health: Health, appended: Callable[[str, int], None],
-                 producer_id_expiration_ms: int) -> None:
+                 producer_id_expiration_ms: int, lease_valid: Callable[[], bool]) -> None:
         self.pool = pool
         self.health = health
         self.appended = appended
         self.producer_id_expiration_ms = producer_id_expiration_ms
+        self.lease_valid = lease_valid  # this broker's session is surely live
 
 
 class PostgresPartitionLog:
@@ -103,7 +104,7 @@ class PostgresPartitionLog:
         self.partition_id = partition_id
         self.config = config
         self.leader_epoch = leader_epoch
-        self.status = Status.STALE  # loaded by the engine before use
+        self.status = Status.FENCED  # until this broker holds its lease
         self.closed = False
         self.log_start = 0
         self.committed = 0  # the high watermark: everything below is in the database
@@ -138,15 +139,44 @@ class PostgresPartitionLog:
     def _check_usable(self) -> None:
         if self.closed:
             raise UnknownTopic(f"{self.name} was deleted or closed")
-        if self.status is Status.FENCED:
-            raise NotLeader(f"{self.name} belongs to a newer leader epoch than "
-                            f"{self.leader_epoch}: another broker appends to it now")
+        self._check_owned()
         if self.status is Status.STALE:
             raise StorageUnavailable(f"{self.name} is reloading its state after a failed "
                                      "commit")
 
+    def _check_owned(self) -> None:
+        if self.status is Status.FENCED:
+            raise NotLeader(f"{self.name} is not led by this broker (its lease is "
+                            "elsewhere)")
+        if self.status is Status.MOVING:
+            raise NotLeader(f"{self.name} is being handed over to another broker")
+        if not self.db.lease_valid():
+            raise NotLeader(f"{self.name}: the database has not confirmed this broker's "
+                            "session in time; it may have lost its leases")
+
+    # -- the lease -------------------------------------------------------------------------
+
+    def take(self, epoch: int) -> None:
+        """This broker now holds the lease at `epoch`: the state is read from the database
+        before the partition answers (another broker may have written since)."""
+        if self.status is Status.LOADED and epoch == self.leader_epoch:
+            return
+        self.leader_epoch = epoch
+        self.status = Status.STALE
+
+    def release(self, reason: str) -> None:
+        """The lease is elsewhere now: appends pending fail (their commits are fenced anyway)
+        and the state held for appends is dropped."""
+        if self.status is Status.FENCED:
+            return
+        self.status = Status.FENCED
+        self._fail_waiting(NotLeader(f"{self.name}: {reason}"))
+        self.state = ProducerStateManager(self.db.producer_id_expiration_ms)
+        self.tail.clear()
+
     async def ready(self) -> None:
-        """Reloads the partition if a commit failed since it was last loaded."""
+        """Reloads the partition if a commit failed since it was last loaded, or its lease
+        was just taken."""
         if self.status is Status.STALE and not self.closed:
             async with self.reload_lock:
                 if self.status is Status.STALE and not self.busy:
@@ -182,7 +212,7 @@ class PostgresPartitionLog:
             return AppendResult(base, base - 1, self.log_start)
         offset = base
         rows = []
-        for data, header, kind in with_offsets(batches, base):
+        for data, header, kind in with_offsets(batches, base, self.leader_epoch):
             self.state.apply_batch(header, kind)
             rows.append((header.base_offset, header.last_offset, header.max_timestamp, data))
             offset = header.last_offset + 1
@@ -252,7 +282,7 @@ class PostgresPartitionLog:
             self.closed = True
             raise UnknownTopic(f"{self.name} was deleted")
         if row["leader_epoch"] != self.leader_epoch:
-            self.status = Status.FENCED
+            self.release(f"its lease moved to epoch {row['leader_epoch']}")
             raise NotLeader(f"{self.name} moved to leader epoch {row['leader_epoch']} "
                             f"(this broker's is {self.leader_epoch}): appends refused")
         raise StorageUnavailable(f"{self.name}'s next offset is {row['next_offset']} in the "
@@ -280,14 +310,22 @@ class PostgresPartitionLog:
 
     def _fail_pending(self, group: list[_Append], exc: StorageError) -> None:
         """Every append not committed fails; the partition reloads before its next answer."""
-        if self.status is Status.LOADED:
+        if self.status is Status.LOADED or self.status is Status.MOVING:
             self.status = Status.STALE
-        log.warning("%s: %s; %d append(s) refused, the partition reloads", self.name, exc,
-                    len(group) + len(self._pending))
-        for a in [*group, *self._pending]:
+        if self.status is not Status.FENCED:
+            log.warning("%s: %s; %d append(s) refused, the partition reloads", self.name,
+                        exc, len(group) + len(self._pending))
+        for a in group:
             if not a.done.done():
                 a.done.set_exception(type(exc)(str(exc)))
                 a.done.exception()  # retrieved: an acks=0 append may never await it
+        self._fail_waiting(exc)
+
+    def _fail_waiting(self, exc: StorageError) -> None:
+        for a in self._pending:
+            if not a.done.done():
+                a.done.set_exception(type(exc)(str(exc)))
+                a.done.exception()
         self._pending.clear()
         for _offset, done in self._durable_waiters:
             if not done.done():
@@ -313,10 +351,12 @@ class PostgresPartitionLog:
 
     async def read(self, offset: int, max_bytes: int, min_one_batch: bool,
                    committed: bool = False) -> ReadResult:
+        if self.status is Status.FENCED or not self.db.lease_valid():
+            self._check_owned()  # only the lease holder knows the high watermark
         try:
             await self.ready()
         except (StorageUnavailable, NotLeader):
-            if committed or self.closed:
+            if committed or self.closed or self.status is Status.FENCED:
                 raise  # read_committed needs the transaction state the reload rebuilds
         if self.closed:
             raise UnknownTopic(f"{self.name} was deleted or closed")

@@ -10,7 +10,7 @@ Kafka's log recovery rebuilds ProducerStateManager from its snapshot and the seg
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from strom.protocol.batch_header import read_batch_header
 from strom.protocol.control_batch import CONTROL_KEY_WINDOW
@@ -35,6 +35,7 @@ ORDER BY base_offset LIMIT {PAGE_ROWS}
 async def reload(plog: PostgresPartitionLog) -> None:
     """Replaces the partition's offsets and producer state by the database's."""
     health, pool = plog.db.health, plog.db.pool
+    epoch = plog.leader_epoch
     with health.statement(f"load {plog.name}"):
         async with pool.acquire() as conn:
             row = await conn.fetchrow(
@@ -43,35 +44,16 @@ async def reload(plog: PostgresPartitionLog) -> None:
             if row is None:
                 plog.closed = True
                 raise UnknownTopic(f"{plog.name} was deleted")
-            if row["leader_epoch"] != plog.leader_epoch:
-                plog.status = Status.FENCED
+            if row["leader_epoch"] != epoch:
+                plog.release(f"its lease moved to epoch {row['leader_epoch']}")
                 raise NotLeader(f"{plog.name} moved to leader epoch {row['leader_epoch']}")
             log_start, next_offset = row["log_start"], row["next_offset"]
-            snap = await conn.fetchrow(
-                "SELECT end_offset, state FROM strom_producer_snapshot WHERE partition_id = $1",
-                plog.partition_id)
-            state = ProducerStateManager(plog.db.producer_id_expiration_ms)
-            start = 0
-            if snap is not None and snap["end_offset"] <= next_offset:
-                try:
-                    state.load_snapshot(snap["state"])
-                    start = snap["end_offset"]
-                except ValueError as exc:
-                    log.warning("%s: the producer state snapshot is unreadable (%s); "
-                                "rebuilding from the whole log", plog.name, exc)
-                    state = ProducerStateManager(plog.db.producer_id_expiration_ms)
-            replayed = 0
-            while start < next_offset:
-                rows = await conn.fetch(HEADERS, plog.partition_id, start, next_offset)
-                if not rows:
-                    break
-                for r in rows:
-                    _replay(state, r["head"], plog.name)
-                replayed += len(rows)
-                start = read_batch_header(rows[-1]["head"]).last_offset + 1
+            state, snap, replayed = await _producer_state(conn, plog, next_offset)
             size = await conn.fetchval(
                 "SELECT coalesce(sum(size), 0) FROM strom_batch WHERE partition_id = $1",
                 plog.partition_id)
+    if plog.status is Status.FENCED or plog.leader_epoch != epoch:
+        raise NotLeader(f"{plog.name}'s lease moved while it loaded")
     state.prune_aborted(log_start)
     state.adopt_verifications(plog.state)
     moved = next_offset != plog.committed
@@ -81,11 +63,39 @@ async def reload(plog: PostgresPartitionLog) -> None:
     plog.snapshot_end = -1 if snap is None else snap["end_offset"]
     plog.since_snapshot = replayed
     plog.tail.clear()
-    if plog.status is Status.STALE and plog.committed:
-        log.info("%s reloaded: log end %d", plog.name, next_offset)
+    log.debug("%s loaded at leader epoch %d: log end %d", plog.name, epoch, next_offset)
     plog.status = Status.LOADED
     if moved:
         plog.db.appended(plog.topic, plog.partition)
+
+
+async def _producer_state(conn: Any, plog: PostgresPartitionLog, next_offset: int
+                          ) -> tuple[ProducerStateManager, Any, int]:
+    """(the producer state as of `next_offset`, the snapshot row it started from or None,
+    batches replayed after the snapshot)."""
+    snap = await conn.fetchrow(
+        "SELECT end_offset, state FROM strom_producer_snapshot WHERE partition_id = $1",
+        plog.partition_id)
+    state = ProducerStateManager(plog.db.producer_id_expiration_ms)
+    start = 0
+    if snap is not None and snap["end_offset"] <= next_offset:
+        try:
+            state.load_snapshot(snap["state"])
+            start = snap["end_offset"]
+        except ValueError as exc:
+            log.warning("%s: the producer state snapshot is unreadable (%s); rebuilding "
+                        "from the whole log", plog.name, exc)
+            state = ProducerStateManager(plog.db.producer_id_expiration_ms)
+    replayed = 0
+    while start < next_offset:
+        rows = await conn.fetch(HEADERS, plog.partition_id, start, next_offset)
+        if not rows:
+            break
+        for r in rows:
+            _replay(state, r["head"], plog.name)
+        replayed += len(rows)
+        start = read_batch_header(rows[-1]["head"]).last_offset + 1
+    return state, snap, replayed
 
 
 def _replay(state: ProducerStateManager, head: bytes, name: str) -> None:

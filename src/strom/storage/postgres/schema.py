@@ -7,15 +7,21 @@ start together take an advisory lock for the check, so exactly one creates or mi
 
 One row per record batch, stored as received (its base offset and partition leader epoch
 written at append); a partition's row holds its log start offset and its next offset (the high
-watermark), moved by compare-and-set together with the batch rows' insert, and the leader epoch
-that fences every append.
+watermark), moved by compare-and-set together with the batch rows' insert, and its lease: the
+owning broker and that broker's session (`owner`, `owner_session`; the lease is valid while
+that session is, see membership.py) and the leader epoch that fences every append, moved up by
+one whenever the lease changes hands (leases.py); `assigned` pins the lease to chosen brokers
+(a reassignment), NULL leaves it to the balanced placement. `strom_epoch_start` records where
+each leader epoch began (Kafka's leader-epoch cache, for OffsetForLeaderEpoch);
+`strom_cluster.topics_version` moves on every topic change, so other brokers know to re-read
+the topics.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 ADVISORY_LOCK_ID: Final = 0x5354524F4D  # "STROM": serialises schema creation and migration
 
 TABLES: Final = """
@@ -27,7 +33,8 @@ CREATE TABLE strom_schema (
 CREATE TABLE strom_cluster (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     cluster_id text NOT NULL,
-    next_producer_id bigint NOT NULL DEFAULT 0
+    next_producer_id bigint NOT NULL DEFAULT 0,
+    topics_version bigint NOT NULL DEFAULT 0
 );
 CREATE TABLE strom_broker (
     node_id integer PRIMARY KEY,
@@ -42,7 +49,8 @@ CREATE TABLE strom_topic (
     topic_id uuid PRIMARY KEY,
     name text NOT NULL UNIQUE,
     partitions integer NOT NULL,
-    configs jsonb NOT NULL DEFAULT '{}'::jsonb
+    configs jsonb NOT NULL DEFAULT '{}'::jsonb,
+    replication_factor integer NOT NULL DEFAULT 1
 );
 CREATE TABLE strom_partition (
     partition_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -51,7 +59,16 @@ CREATE TABLE strom_partition (
     leader_epoch integer NOT NULL DEFAULT 0,
     log_start bigint NOT NULL DEFAULT 0,
     next_offset bigint NOT NULL DEFAULT 0,
+    owner integer,
+    owner_session bigint,
+    assigned integer[],
     UNIQUE (topic_id, index)
+);
+CREATE TABLE strom_epoch_start (
+    partition_id bigint NOT NULL,
+    leader_epoch integer NOT NULL,
+    start_offset bigint NOT NULL,
+    PRIMARY KEY (partition_id, leader_epoch)
 );
 CREATE TABLE strom_batch (
     partition_id bigint NOT NULL,
@@ -76,5 +93,19 @@ MIGRATIONS: Final[dict[int, str]] = {
     2: """
 ALTER TABLE strom_broker ADD COLUMN session_epoch bigint NOT NULL DEFAULT 0;
 ALTER TABLE strom_broker ADD COLUMN expires_at timestamptz NOT NULL DEFAULT clock_timestamp();
+""",
+    # 3: partition leases, leader-epoch history, replication factors, the topics' version.
+    3: """
+ALTER TABLE strom_cluster ADD COLUMN topics_version bigint NOT NULL DEFAULT 0;
+ALTER TABLE strom_topic ADD COLUMN replication_factor integer NOT NULL DEFAULT 1;
+ALTER TABLE strom_partition ADD COLUMN owner integer;
+ALTER TABLE strom_partition ADD COLUMN owner_session bigint;
+ALTER TABLE strom_partition ADD COLUMN assigned integer[];
+CREATE TABLE strom_epoch_start (
+    partition_id bigint NOT NULL,
+    leader_epoch integer NOT NULL,
+    start_offset bigint NOT NULL,
+    PRIMARY KEY (partition_id, leader_epoch)
+);
 """,
 }

@@ -8,4 +8,5 @@ import enum
 class Status(enum.Enum):
     LOADED = "loaded"
     STALE = "stale"  # a commit failed (its outcome unknown): reload before answering
-    FENCED = "fenced"  # a newer leader epoch took it over: no more appends here
+    FENCED = "fenced"  # not this broker's: its lease is elsewhere (or never was here)
+    MOVING = "moving"  # being handed over: appends refused, reads served
