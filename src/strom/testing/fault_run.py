@@ -46,6 +46,7 @@ class FaultRunConfig:
     heartbeat_interval_ms: int = 500
     settle_s: float = 3.0
     gap_s: tuple[float, float] = (2.0, 4.0)
+    stall_limit_s: float = 30.0  # longer without any acknowledged write fails the run
     broker_settings: dict[str, str] = field(default_factory=dict)
     workload: WorkloadConfig = field(default_factory=lambda: WorkloadConfig(name="faults"))
 
@@ -53,6 +54,17 @@ class FaultRunConfig:
         return {"broker.session.timeout.ms": str(self.session_timeout_ms),
                 "broker.heartbeat.interval.ms": str(self.heartbeat_interval_ms),
                 "group.initial.rebalance.delay.ms": "0", **self.broker_settings}
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A stretch without any acknowledged write: how long, from when (seconds into the run)."""
+
+    seconds: float
+    from_s: float
+
+    def __str__(self) -> str:
+        return f"{self.seconds:.0f} s from {self.from_s:.0f} s into the run"
 
 
 @dataclass
@@ -63,10 +75,19 @@ class FaultRunResult:
     elapsed_s: float
     work_dir: Path
     error: str | None = None  # the nemesis or cluster failure that cut the run short
+    longest_stall: Stall | None = None
+    stall_limit_s: float = 0.0
+
+    @property
+    def stalled(self) -> bool:
+        """Whether writes stopped for longer than the limit (0: no limit)."""
+        return (self.stall_limit_s > 0 and self.longest_stall is not None
+                and self.longest_stall.seconds > self.stall_limit_s)
 
     @property
     def ok(self) -> bool:
-        return self.report.ok and not self.workload.problems and self.error is None
+        return (self.report.ok and not self.workload.problems and self.error is None
+                and not self.stalled)
 
     def fault_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -83,6 +104,8 @@ class FaultRunResult:
             f"{s.writes_unknown} unknown, {s.writes_failed} failed); reads: {s.reads}",
             f"workload: {self.workload.counters}",
             "problems: " + ("; ".join(self.workload.problems) or "none"),
+            f"longest stretch without an acknowledged write: {self.longest_stall or 'none'}"
+            + (f" (over the {self.stall_limit_s:.0f} s limit)" if self.stalled else ""),
         ]
         if self.error is not None:
             lines.append(f"run cut short: {self.error}")
@@ -117,19 +140,24 @@ def run_faults(config: FaultRunConfig, postgres: PostgresServer | PostgresPair,
         workload = Workload(config.workload, cluster.bootstrap_servers, recorder)
         workload.start()
         nemesis = Nemesis(cluster, recorder, gap_s=config.gap_s, seed=config.seed)
-        error = _faults(config, cluster, workload, nemesis, say, started)
+        reporter = _Reporter(say, started, workload, nemesis)
+        error = _faults(config, cluster, nemesis, reporter, say)
         say("finishing the workload (drain, final reads)")
-        result = workload.finish()
+        try:
+            result = workload.finish()
+        except Exception as exc:  # the history so far is still checked
+            result = WorkloadResult(False, 0, [f"finishing failed: {exc!r}"],
+                                    workload.counters)
     say("checking the history")
     report = check(read_history(history))
     return FaultRunResult(report, result, list(nemesis.injected),
-                          time.monotonic() - started, work_dir, error)
+                          time.monotonic() - started, work_dir, error,
+                          reporter.longest_stall, config.stall_limit_s)
 
 
-def _faults(config: FaultRunConfig, cluster: LocalCluster, workload: Workload,
-            nemesis: Nemesis, say: Progress, started: float) -> str | None:
+def _faults(config: FaultRunConfig, cluster: LocalCluster, nemesis: Nemesis,
+            reporter: _Reporter, say: Progress) -> str | None:
     """The fault phase, with progress lines; what cut it short, if anything did."""
-    reporter = _Reporter(say, started, workload, nemesis)
     reporter.start()
     try:
         time.sleep(config.settle_s)
@@ -180,11 +208,15 @@ def _client_log(path: Path) -> Iterator[None]:
 
 
 class _Reporter:
-    """A progress line every PROGRESS_EVERY_S: time, faults, the workload's counts."""
+    """Watches the workload once a second: a progress line every PROGRESS_EVERY_S (time,
+    faults, the workload's counts), and the longest stretch in which no write was
+    acknowledged (a cluster that stops serving after a fault is healed is a bug even when
+    nothing it did serve is wrong)."""
 
     def __init__(self, say: Progress, started: float, workload: Workload,
                  nemesis: Nemesis) -> None:
         self.say, self.started, self.workload, self.nemesis = say, started, workload, nemesis
+        self.longest_stall: Stall | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-run-progress",
                                         daemon=True)
@@ -197,11 +229,22 @@ class _Reporter:
         self._thread.join(5)
 
     def _run(self) -> None:
-        while not self._stop.wait(PROGRESS_EVERY_S):
-            c = self.workload.counters
-            self.say(f"[{time.monotonic() - self.started:6.0f} s] faults "
-                     f"{len(self.nemesis.injected)} {self.nemesis.counts()}; acknowledged "
-                     f"{c.get('acknowledged', 0)}, unknown {c.get('unknown', 0)}, read "
-                     f"{c.get('read', 0)}, txn committed {c.get('txn_committed', 0)} aborted "
-                     f"{c.get('txn_aborted', 0)} unknown {c.get('txn_commit_unknown', 0)}, "
-                     f"clients replaced {c.get('clients_replaced', 0)}")
+        acked, since = -1, time.monotonic()
+        next_line = time.monotonic() + PROGRESS_EVERY_S
+        while not self._stop.wait(1.0):
+            now, c = time.monotonic(), self.workload.counters
+            if c.get("acknowledged", 0) != acked:
+                acked, since = c.get("acknowledged", 0), now
+            elif self.longest_stall is None or now - since > self.longest_stall.seconds:
+                self.longest_stall = Stall(now - since, since - self.started)
+            if now >= next_line:
+                next_line += PROGRESS_EVERY_S
+                self.say(self._line(now, c))
+
+    def _line(self, now: float, c: dict[str, int]) -> str:
+        return (f"[{now - self.started:6.0f} s] faults {len(self.nemesis.injected)} "
+                f"{self.nemesis.counts()}; acknowledged {c.get('acknowledged', 0)}, unknown "
+                f"{c.get('unknown', 0)}, read {c.get('read', 0)}, txn committed "
+                f"{c.get('txn_committed', 0)} aborted {c.get('txn_aborted', 0)} unknown "
+                f"{c.get('txn_commit_unknown', 0)}, clients replaced "
+                f"{c.get('clients_replaced', 0)}")

@@ -11,6 +11,7 @@ from typing import Final
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from strom.testing.history import Note
+from strom.testing.workload_outcomes import describe_error
 from strom.testing.workload_worker import WorkloadContext
 
 ASK_TIMEOUT_S: Final = 10.0
@@ -28,15 +29,19 @@ def wait_drained(ctx: WorkloadContext, topic: str, partitions: int, group: str,
         while True:
             try:
                 behind = _behind(consumer, topic, partitions)
-            except KafkaException:
-                behind = {-1: (-1, -1)}  # no answer: ask again
-            if not behind:
+            except KafkaException as exc:
+                behind = {}
+                unanswered = f"no answer ({describe_error(exc)})"
+            else:
+                unanswered = ""
+            if not behind and not unanswered:
                 ctx.recorder.record(Note(text=f"workload: group {group} committed all of "
                                               f"{topic}"))
                 return True
             if time.monotonic() > deadline:
                 ctx.recorder.record(Note(text=f"workload: group {group} behind on {topic} "
-                                              f"(partition: committed, end): {behind}"))
+                                              f"(partition: committed, end): "
+                                              f"{unanswered or behind}"))
                 return False
             time.sleep(ASK_EVERY_S)
     finally:

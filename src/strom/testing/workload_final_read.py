@@ -17,7 +17,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Final
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from strom.testing.history import FinalRead, Isolation, Note, RecordRead
 from strom.testing.workload_worker import WorkloadContext
@@ -48,11 +55,13 @@ def final_read(ctx: WorkloadContext, topic: str, partitions: int, isolation: Iso
         "group.id": reader, "enable.auto.commit": False, "enable.partition.eof": True,
         "isolation.level": isolation, "auto.offset.reset": "error", "fetch.wait.max.ms": 100}))
     result = FinalReadResult()
+    deadline = time.monotonic() + deadline_s
     try:
-        reads = {p: _PartitionRead(_high_watermark(consumer, topic, p))
-                 for p in range(partitions)}
+        ends = {p: _high_watermark(consumer, topic, p, deadline) for p in range(partitions)}
+        reads = {p: _PartitionRead(end) for p, end in ends.items() if end is not None}
+        result.incomplete += [f"final {isolation} read of {topic}/{p}: no high watermark in "
+                              f"{deadline_s:.0f} s" for p, end in ends.items() if end is None]
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in reads])
-        deadline = time.monotonic() + deadline_s
         while reads and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is not None:
@@ -71,10 +80,19 @@ def final_read(ctx: WorkloadContext, topic: str, partitions: int, isolation: Iso
     return result
 
 
-def _high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
-    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                timeout=WATERMARK_TIMEOUT_S, cached=False)
-    return int(high)
+def _high_watermark(consumer: Consumer, topic: str, partition: int,
+                    deadline: float) -> int | None:
+    """The partition's high watermark, asked until `deadline` (a cluster recovering from a
+    fault may not know the partition's leader for a while); None if never answered."""
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=WATERMARK_TIMEOUT_S, cached=False)
+            return int(high)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
 
 
 def _take(ctx: WorkloadContext, reader: str, isolation: Isolation, msg: Message,
