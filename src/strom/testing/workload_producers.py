@@ -127,12 +127,18 @@ class ProducerWorker(Worker):
         producer, self.producer = self.producer, None
         if producer is None:
             return
-        with self.busy("flush"):
-            left = producer.flush(FLUSH_TIMEOUT_S)
-        if left:
-            with self.busy("purge"):
-                producer.purge()
-                producer.flush(5)
+        try:
+            with self.busy("flush"):
+                left = producer.flush(FLUSH_TIMEOUT_S)
+            if left:
+                with self.busy("purge"):
+                    producer.purge()
+                    producer.flush(5)
+        except KafkaException as exc:
+            # A transactional producer in a fatal state refuses even to flush: what it still
+            # held gets no report, and stays unknown.
+            self.record(Note(text=f"workload: {self.name} closed with {len(producer)} values "
+                                  f"unreported: {describe_error(exc)}"))
 
 
 class IdempotentProducerWorker(ProducerWorker):

@@ -155,7 +155,14 @@ class Worker(ABC):
             self.record(Note(text=f"workload: {self.name} failed: {exc!r}"))
         finally:
             if not self.abandoned:
-                self.close()
+                self._close()
+
+    def _close(self) -> None:
+        try:
+            self.close()
+        except Exception as exc:  # reported like a failure of run()
+            self.error = self.error or exc
+            self.record(Note(text=f"workload: {self.name} failed to close: {exc!r}"))
 
 
 class Pacer:
