@@ -37,12 +37,13 @@ def own_postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(480)
 def test_mixed_faults_leave_no_anomaly(own_postgres: PostgresServer, tmp_path: Path) -> None:
     config = FaultRunConfig(
         brokers=BROKERS, faults=FAULTS, seed=SEED, session_timeout_ms=3000,
         heartbeat_interval_ms=500,
-        workload=WorkloadConfig(name=unique_name("faults"), seed=SEED))
+        workload=WorkloadConfig(name=unique_name("faults"), seed=SEED, drain_timeout_s=60,
+                                final_read_timeout_s=60))
     result = run_faults(config, own_postgres, tmp_path, progress=print)
     print(result.render())
     assert len(result.faults) == FAULTS

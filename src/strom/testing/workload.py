@@ -61,6 +61,7 @@ class WorkloadConfig:
     seed: int = 0
     stuck_after_s: float = 45.0
     drain_timeout_s: float = 90.0
+    final_read_timeout_s: float = 120.0  # for all the final reads together
     client_settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -215,10 +216,13 @@ class Workload:
             self._supervisor.join(JOIN_TIMEOUT_S)
         self.note("workload: final reads")
         records = 0
+        deadline = time.monotonic() + self.config.final_read_timeout_s
         for topic, isolations in self._final_reads().items():
             for isolation in isolations:
+                left_s = max(1.0, deadline - time.monotonic())
                 try:
-                    read = final_read(self.ctx, topic, self.config.partitions, isolation)
+                    read = final_read(self.ctx, topic, self.config.partitions, isolation,
+                                      left_s)
                 except Exception as exc:  # a client error: that read is not judged
                     problems.append(f"final {isolation} read of {topic} failed: {exc!r}")
                     continue
@@ -247,8 +251,9 @@ class Workload:
                 s.stopping = True
                 s.worker.stop()
         problems = []
+        deadline = time.monotonic() + JOIN_TIMEOUT_S  # they all stop at once
         for s in slots:
-            finished = s.worker.join(JOIN_TIMEOUT_S)
+            finished = s.worker.join(max(0.0, deadline - time.monotonic()))
             self._collect_failure(s.worker)
             if not finished:
                 stuck = s.worker.stuck()
