@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -152,7 +153,9 @@ class Worker(ABC):
             self.run()
         except BaseException as exc:  # reported through the history and `error`
             self.error = exc
-            self.record(Note(text=f"workload: {self.name} failed: {exc!r}"))
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            self.record(Note(text=f"workload: {self.name} failed: {exc!r} at "
+                                  f"{where.filename}:{where.lineno}"))
         finally:
             if not self.abandoned:
                 self._close()
