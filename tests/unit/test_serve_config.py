@@ -73,3 +73,19 @@ def test_kafkas_listener_and_node_id_names(tmp_path: Path) -> None:
             ("advertised.listeners", "PLAINTEXT://:9092", "a host clients can reach")]:
         with pytest.raises(ConfigError, match=problem):
             BrokerConfig.build(tmp_path, "h", 1, {name: value})
+
+
+def test_broker_rack_is_free_text_and_registered(tmp_path: Path) -> None:
+    from strom.broker.state import Broker
+    from strom.storage.memory import MemoryEngine
+
+    config = BrokerConfig.build(tmp_path, "127.0.0.1", 9092, {"broker.rack": "eu-1a"})
+    assert config.rack == "eu-1a"
+    assert BrokerConfig.build(tmp_path, "127.0.0.1", 9092).rack is None
+    assert Broker(config, MemoryEngine(config)).registration().rack == "eu-1a"
+
+
+def test_the_session_must_outlast_the_heartbeat(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"must be longer than broker\.heartbeat"):
+        BrokerConfig.build(tmp_path, "127.0.0.1", 9092, {
+            "broker.heartbeat.interval.ms": "3000", "broker.session.timeout.ms": "3000"})

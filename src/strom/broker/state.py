@@ -84,7 +84,8 @@ class Broker:
             self.producer_ids, self.groups, self.peers)
 
     def registration(self) -> BrokerRegistration:
-        return BrokerRegistration(self.node_id, self.advertised_host, self.advertised_port)
+        return BrokerRegistration(self.node_id, self.advertised_host, self.advertised_port,
+                                  self.config.rack)
 
     async def register(self) -> None:
         """Lists this broker in the engine, with its advertised host and port."""

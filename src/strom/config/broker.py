@@ -46,6 +46,9 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     # names and defaults); a broker whose session expired is no longer listed.
     "broker.heartbeat.interval.ms": "2000",
     "broker.session.timeout.ms": "9000",
+    # The broker's rack (Kafka's broker.rack; empty: none): Metadata lists it, and replicas
+    # are reported spread over racks.
+    "broker.rack": "",
     # A broker's requests to another (transaction markers, KIP-890 verification): Kafka's
     # inter-broker client settings.
     "socket.connection.setup.timeout.ms": "10000",
@@ -55,6 +58,9 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
 # Settings that make no sense below 1 (Kafka's atLeast(1) validators).
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
                                   "socket.connection.setup.timeout.ms", "request.timeout.ms"})
+
+# Settings whose values are free text.
+_TEXT: Final = frozenset({"broker.rack"})
 
 # Topic configs may be given to the broker by their topic-level name too (--set flush.messages=1).
 _TOPIC_ALIASES: Final[Mapping[str, str]] = {
@@ -114,6 +120,11 @@ class BrokerConfig:
         config = cls(data_dir=data_dir, storage=storage, host=host, port=port)
         for name, value in (overrides or {}).items():
             config.set(name, value)
+        heartbeat = config.get_int("broker.heartbeat.interval.ms")
+        if config.get_int("broker.session.timeout.ms") <= heartbeat:
+            raise ConfigError("broker.session.timeout.ms must be longer than "
+                              f"broker.heartbeat.interval.ms ({heartbeat}): a broker stops "
+                              "acknowledging one heartbeat before its session can expire")
         return config
 
     @property
@@ -145,7 +156,9 @@ class BrokerConfig:
             except ConfigError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
         elif broker_name in BROKER_SETTINGS:
-            if BROKER_SETTINGS[broker_name] in ("true", "false"):
+            if broker_name in _TEXT:
+                pass
+            elif BROKER_SETTINGS[broker_name] in ("true", "false"):
                 _bool(value)
             elif _int(value) < 1 and broker_name in _AT_LEAST_ONE:
                 raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
@@ -182,6 +195,10 @@ class BrokerConfig:
     @property
     def node_id(self) -> int:
         return self.get_int("node.id")
+
+    @property
+    def rack(self) -> str | None:
+        return self.get("broker.rack").strip() or None
 
     @property
     def advertised(self) -> str:

@@ -17,6 +17,8 @@ from strom.storage.select import StorageUrl, engine_for, parse_storage_url
 
 log = logging.getLogger(__name__)
 
+RETIRE_PATIENCE_S = 30.0  # a clean stop's hand-over of partitions, at most
+
 
 async def cancel_all(tasks: list[asyncio.Task[None]], patience_s: float = 10.0) -> None:
     """Cancels the tasks and waits for them, cancelling again while any is still running:
@@ -123,6 +125,11 @@ class BrokerServer:
                 log.exception("background %s failed", setting)
 
     async def stop(self) -> None:
+        if self.broker is not None:
+            try:  # while still answering: clients see NOT_LEADER_OR_FOLLOWER and move on
+                await asyncio.wait_for(self.engine.retire(), RETIRE_PATIENCE_S)
+            except Exception as exc:
+                log.warning("partitions not handed over before stopping: %s", exc)
         if self._server is not None:
             self._server.close()
         await cancel_all([*self._tasks, *self._connections])

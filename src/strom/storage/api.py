@@ -313,6 +313,12 @@ class StorageEngine(Protocol):
         (a lease acquired, handed over or lost; a topic created or deleted elsewhere)."""
         ...
 
+    async def retire(self) -> None:
+        """A clean stop begins: hands every partition this broker leads to the broker next
+        in line, while the broker still answers (clients then see NOT_LEADER_OR_FOLLOWER and
+        move on), and takes no more. Nothing to do for an engine one broker serves alone."""
+        ...
+
     async def leader_epochs(self, name: str, index: int) -> Sequence[tuple[int, int]]:
         """(leader epoch, start offset) of each leader epoch the partition has had, in order
         (Kafka's leader-epoch cache, for OffsetForLeaderEpoch)."""

@@ -27,6 +27,9 @@ class SingleBrokerLeadership:
     def on_leadership_change(self, listener: Callable[[], None]) -> None:
         """Nothing ever moves."""
 
+    async def retire(self) -> None:
+        """No other broker to hand anything to."""
+
     async def leader_epochs(self: _Engine, name: str, index: int
                             ) -> Sequence[tuple[int, int]]:
         """One epoch, 0, from the log start on."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any, Final
 
 from strom.broker.errors import ApiError, unexpected
+from strom.broker.leadership import not_led_here
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.coordinator.internal_topics import INTERNAL_TOPICS
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import OffsetOutOfRange, StorageError, UnknownTopic
+from strom.storage.api import NotLeader, OffsetOutOfRange, StorageError, UnknownTopic
 
 HIGH_WATERMARK: Final = -1
 INVALID_LOW_WATERMARK: Final = -1
@@ -39,14 +40,18 @@ async def _delete_before(broker: Broker, topic: str, index: int, offset: int) ->
         raise ApiError(ErrorCode.invalid_topic_exception)
     if "delete" not in broker.engine.log_config(topic).cleanup_policy.split(","):
         raise ApiError(ErrorCode.policy_violation)
-    high_watermark = (await plog.offsets()).high_watermark
-    target = high_watermark if offset == HIGH_WATERMARK else offset
-    if target < 0 or target > high_watermark:
-        raise ApiError(ErrorCode.offset_out_of_range)
+    if not_led_here(broker, topic, index) is not None:
+        raise ApiError(ErrorCode.not_leader_or_follower)
     try:
+        high_watermark = (await plog.offsets()).high_watermark
+        target = high_watermark if offset == HIGH_WATERMARK else offset
+        if target < 0 or target > high_watermark:
+            raise ApiError(ErrorCode.offset_out_of_range)
         return await plog.delete_records_before(target)
     except OffsetOutOfRange:
         raise ApiError(ErrorCode.offset_out_of_range) from None
+    except NotLeader:  # the lease moved meanwhile
+        raise ApiError(ErrorCode.not_leader_or_follower) from None
     except (StorageError, OSError):
         raise ApiError(ErrorCode.kafka_storage_error) from None
 

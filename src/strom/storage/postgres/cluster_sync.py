@@ -72,6 +72,8 @@ class ClusterSync:
         self._load_limit = asyncio.Semaphore(LOAD_CONCURRENCY)
         self._sync_lock = asyncio.Lock()
         self._displaced = False  # another process registered this node id
+        self._stopping = False
+        self._retired = False  # leases handed over for a clean stop
 
     # -- state --------------------------------------------------------------------------
 
@@ -82,6 +84,12 @@ class ClusterSync:
     def lease_valid(self) -> bool:
         return self.members.valid()
 
+    def lease_left_s(self) -> float:
+        """How long this broker's leases surely last (0 when they may have lapsed)."""
+        if self.members.me is None:
+            return 0.0
+        return max(0.0, self.members.valid_until - self.members.clock())
+
     def logs(self) -> list[PostgresPartitionLog]:
         return self.registry.all_logs()
 
@@ -91,7 +99,9 @@ class ClusterSync:
     def leadership(self, plog: PostgresPartitionLog, replication_factor: int) -> Leadership:
         lease = self.leases.by_partition.get(plog.partition_id)
         if plog.status in HELD:
-            leader: int | None = self.node_id
+            # While the database has not confirmed this broker's session it does not know
+            # whether it still leads: it names no leader rather than itself.
+            leader: int | None = self.node_id if self.lease_valid() else None
             epoch = plog.leader_epoch
         elif lease is not None and lease.valid(self.members.sessions):
             leader, epoch = lease.owner, lease.epoch
@@ -122,6 +132,7 @@ class ClusterSync:
         """Registers (StartupError if the node id is live elsewhere), takes this broker's
         share of the leases, and starts the loop."""
         await self.members.register(me)
+        await self.leases.notify()  # the others hand this broker its share at once
         await self._listen()
         await self.sync()
         # The partitions taken at start are loaded before the broker serves (later ones
@@ -130,8 +141,9 @@ class ClusterSync:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
 
-    async def leave(self) -> None:
-        """Hands every lease held here over, then ends the session."""
+    async def retire(self) -> None:
+        """Stops the loop (no more leases taken) and hands every lease held here over."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,22 +151,34 @@ class ClusterSync:
             self._task = None
         for task in list(self._loads):
             task.cancel()
-        if self.members.me is not None:
-            try:
+        if self.members.me is None or self._retired:
+            return
+        self._retired = True
+        try:
+            async with self._sync_lock:
                 await self._hand_over_all()
-            except StorageError as exc:
-                log.warning("leases not handed over at stop (%s): they move when this "
-                            "broker's session expires", exc)
+        except StorageError as exc:
+            log.warning("leases not handed over at stop (%s): they move when this "
+                        "broker's session expires", exc)
+        self._fire()
+
+    async def leave(self) -> None:
+        """Hands every lease held here over (if `retire` did not), then ends the session."""
+        await self.retire()
+        if self.members.me is not None:
             await self.members.leave()
             await self.leases.notify()
         await self._unlisten()
 
     async def _run(self) -> None:
         interval = self.members.heartbeat_ms / 1000
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+        while not self._stopping:
+            try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
                 await asyncio.sleep(NOTIFY_DEBOUNCE_S)
+            except TimeoutError:
+                pass
             self._wake.clear()
             try:
                 await self.sync()

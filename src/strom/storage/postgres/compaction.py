@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from strom.protocol.batch_header import read_batch_header
 from strom.protocol.records import RecordsError, iter_records
+from strom.storage.api import NotLeader
 from strom.storage.local.cleaner_map import AbortedIndex, OffsetMap
 from strom.storage.local.cleaner_rewrite import RetentionRules, filter_batch
 from strom.storage.local.cleaner_txn import TxnMarkers
@@ -41,6 +42,9 @@ UPDATE strom_batch SET data = $3::bytea, size = octet_length($3::bytea), max_tim
 WHERE partition_id = $1 AND base_offset = $2
 """
 DROP: Final = "DELETE FROM strom_batch WHERE partition_id = $1 AND base_offset = $2"
+HELD: Final = """
+SELECT 1 FROM strom_partition WHERE partition_id = $1 AND leader_epoch = $2 FOR SHARE
+"""
 
 
 class CleanerProgress:
@@ -152,6 +156,10 @@ async def _apply(plog: PostgresPartitionLog, changes: list[tuple[int, bytes | No
     drops = [(plog.partition_id, base) for base, data, _ in changes if data is None]
     with plog.db.health.statement(f"compaction of {plog.name}"):
         async with plog.db.pool.acquire() as conn, conn.transaction():
+            # Only at the epoch held (the row lock keeps the lease from moving meanwhile).
+            held = await conn.fetchval(HELD, plog.partition_id, plog.leader_epoch)
+            if held is None:
+                raise NotLeader(f"{plog.name}: its lease moved; not compacted")
             if rewrites:
                 await conn.executemany(REWRITE, rewrites)
             if drops:

@@ -27,6 +27,7 @@ from strom.config.topic import LogConfig
 from strom.storage.api import (
     BrokerRegistration,
     Leadership,
+    NotLeader,
     PartitionSize,
     StorageError,
     StorageUnavailable,
@@ -45,6 +46,7 @@ from strom.storage.postgres.partition_load import write_snapshot
 from strom.storage.postgres.partition_maintenance import run_retention
 from strom.storage.postgres.placement import desired_owner
 from strom.storage.postgres.schema_setup import ensure_schema
+from strom.storage.postgres.status import Status
 from strom.storage.postgres.topic_rows import BUMP_VERSION, TopicRows
 from strom.storage.topic_registry import TopicRegistry
 from strom.storage.waiters import DataWaiters
@@ -92,7 +94,7 @@ class PostgresEngine:
             self._cluster.listeners = self._listeners
             self._shared = Shared(self._pool, self._health, self._waiters.notify,
                                   self.config.get_int("producer.id.expiration.ms"),
-                                  self._cluster.lease_valid)
+                                  self._cluster.lease_left_s)
             await self._cluster.sync_topics(force=True)
         except BaseException:
             await self._close_pools()
@@ -115,22 +117,26 @@ class PostgresEngine:
 
     async def close(self) -> None:
         if self._cluster is not None and self._pool is not None:
+            await self._write_snapshots()
             await self._cluster.leave()
         logs = self._all_logs()
         await asyncio.gather(*(p.drain() for p in logs), return_exceptions=True)
         if self._pool is not None:
             for plog in logs:
-                try:
-                    if plog.since_snapshot:
-                        await write_snapshot(plog)
-                except StorageError as exc:
-                    log.warning("%s: producer snapshot not written at close: %s", plog.name,
-                                exc)
-                    break
-            for plog in logs:
                 plog.closed = True
             await self._close_pools()
         self._registry.clear()
+
+    async def _write_snapshots(self) -> None:
+        """Producer snapshots of the partitions led here, before they are handed over (their
+        next leader replays less)."""
+        for plog in self._led_logs():
+            try:
+                if plog.since_snapshot:
+                    await write_snapshot(plog)
+            except StorageError as exc:
+                log.warning("%s: producer snapshot not written at stop: %s", plog.name, exc)
+                break
 
     def _check_opened(self) -> Any:
         if self._pool is None:
@@ -343,6 +349,11 @@ class PostgresEngine:
         await cluster.leases.notify()
         cluster.wake()
 
+    async def retire(self) -> None:
+        if self._cluster is not None and self._pool is not None:
+            await self._write_snapshots()
+            await self._cluster.retire()
+
     async def leader_epochs(self, name: str, index: int) -> Sequence[tuple[int, int]]:
         plog = self._registry.partition(name, index)
         return await self._sync().leases.epochs(plog.partition_id)
@@ -371,11 +382,17 @@ class PostgresEngine:
     def _all_logs(self) -> list[PostgresPartitionLog]:
         return self._registry.all_logs()
 
+    def _led_logs(self) -> list[PostgresPartitionLog]:
+        """The partitions this broker leads and has loaded: the only ones it maintains."""
+        return [p for p in self._registry.all_logs() if p.status is Status.LOADED]
+
     async def run_retention(self, now_ms: int) -> int:
         deleted = 0
-        for plog in self._all_logs():
+        for plog in self._led_logs():
             try:
                 deleted += await run_retention(plog, now_ms)
+            except NotLeader:
+                continue  # moved meanwhile: its new leader keeps it
             except StorageUnavailable as exc:
                 log.warning("retention pass stopped: %s", exc)
                 break
@@ -389,9 +406,13 @@ class PostgresEngine:
             if not compacts(self._registry.log_config(name).cleanup_policy):
                 continue
             for plog in logs:
+                if plog.status is not Status.LOADED:
+                    continue  # led elsewhere (or loading): its leader compacts it
                 progress = self._cleaning.setdefault(plog.partition_id, CleanerProgress())
                 try:
                     cleaned += await compact(plog, progress, now_ms, budget, limit)
+                except NotLeader:
+                    continue
                 except StorageUnavailable as exc:
                     log.warning("cleaner pass stopped: %s", exc)
                     return cleaned
@@ -399,7 +420,7 @@ class PostgresEngine:
 
     async def flush_due(self, now_ms: int) -> None:
         """Nothing to flush (commits are durable); writes the producer state snapshots due."""
-        for plog in self._all_logs():
+        for plog in self._led_logs():
             if plog.since_snapshot >= SNAPSHOT_EVERY_BATCHES:
                 try:
                     await write_snapshot(plog)

@@ -91,9 +91,10 @@ class Membership:
         self.valid_until = sent_at + (self.session_ms - self.heartbeat_ms) / 1000
 
     def statement_timeout_s(self) -> float:
-        """How long a membership statement may take before it counts as failed: a heartbeat
-        interval, so that a database that does not answer is noticed in time."""
-        return max(self.heartbeat_ms / 1000, 0.5)
+        """How long a membership statement may take before it counts as failed (and the
+        pool's connections are replaced): half the time a session outlasts a heartbeat, so a
+        slow database still renews in time and a silent one is left while a retry can."""
+        return max((self.session_ms - self.heartbeat_ms) / 2000, self.heartbeat_ms / 1000)
 
     async def register(self, me: BrokerRegistration, previous: int | None = None) -> None:
         """Starts a new session. At start (`previous` None) a live registration of the node id

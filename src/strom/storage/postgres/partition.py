@@ -87,12 +87,18 @@ class Shared:
     """What every partition of one engine uses."""
 
     def __init__(self, pool: Any, health: Health, appended: Callable[[str, int], None],
-                 producer_id_expiration_ms: int, lease_valid: Callable[[], bool]) -> None:
+                 producer_id_expiration_ms: int, lease_left_s: Callable[[], float]) -> None:
         self.pool = pool
         self.health = health
         self.appended = appended
         self.producer_id_expiration_ms = producer_id_expiration_ms
-        self.lease_valid = lease_valid  # this broker's session is surely live
+        # How long this broker's leases surely last (its session, less a heartbeat): appends
+        # are refused after, and a commit not answered by then has an unknown outcome (it
+        # fails, the partition reloads) rather than holding its producers past the session.
+        self.lease_left_s = lease_left_s
+
+    def lease_valid(self) -> bool:
+        return self.lease_left_s() > 0
 
 
 class PostgresPartitionLog:
@@ -262,12 +268,16 @@ class PostgresPartitionLog:
     async def _commit(self, group: list[_Append]) -> None:
         rows = [r for a in group for r in a.rows]
         base, end = group[0].base, group[-1].end
+        timeout = self.db.lease_left_s()
+        if timeout <= 0:
+            raise NotLeader(f"{self.name}: the database has not confirmed this broker's "
+                            "session in time; it may have lost its leases")
         with self.db.health.statement(f"append to {self.name}"):
-            async with self.db.pool.acquire() as conn:
+            async with self.db.pool.acquire(timeout=timeout) as conn:
                 status = await conn.execute(
                     APPEND, self.partition_id, base, end, self.leader_epoch,
                     [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                    [r[3] for r in rows])
+                    [r[3] for r in rows], timeout=timeout)
         if status != f"INSERT 0 {len(rows)}":
             await self._refused(base)
 

@@ -1,17 +1,17 @@
 """Moving a PostgreSQL partition's log start: DeleteRecords and retention by time and size.
 
-The partition row's log start moves (never backwards) in the same transaction that deletes
-the batch rows wholly below it. Retention works per batch row, as the local engine works per
-segment: by time, the oldest batches whose max timestamp is older than retention.ms; by size,
-the oldest batches while the rest still hold retention.bytes; never the newest batch (as Kafka
-never deletes the active segment).
+The partition row's log start moves (never backwards, and only at the leader epoch this broker
+holds) in the same transaction that deletes the batch rows wholly below it. Retention works per
+batch row, as the local engine works per segment: by time, the oldest batches whose max
+timestamp is older than retention.ms; by size, the oldest batches while the rest still hold
+retention.bytes; never the newest batch (as Kafka never deletes the active segment).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from strom.storage.api import OffsetOutOfRange
+from strom.storage.api import NotLeader, OffsetOutOfRange
 from strom.storage.local.retention import deletes_by_policy
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 MOVE_LOG_START: Final = """
 UPDATE strom_partition SET log_start = greatest(log_start, $2)
-WHERE partition_id = $1 RETURNING log_start
+WHERE partition_id = $1 AND leader_epoch = $3 RETURNING log_start
 """
 DELETE_BELOW: Final = """
 WITH gone AS (DELETE FROM strom_batch WHERE partition_id = $1 AND last_offset < $2
@@ -60,9 +60,12 @@ async def advance_log_start(plog: PostgresPartitionLog, offset: int) -> int:
         return 0
     with plog.db.health.statement(f"move the log start of {plog.name}"):
         async with plog.db.pool.acquire() as conn, conn.transaction():
-            start = await conn.fetchval(MOVE_LOG_START, plog.partition_id, offset)
+            start = await conn.fetchval(MOVE_LOG_START, plog.partition_id, offset,
+                                        plog.leader_epoch)
+            if start is None:  # fenced: another broker leads it now
+                raise NotLeader(f"{plog.name}: its lease moved; the log start was not moved")
             gone = await conn.fetchrow(DELETE_BELOW, plog.partition_id, start)
-    if start is not None and start > plog.log_start:
+    if start > plog.log_start:
         plog.log_start = start
         plog.size_bytes -= int(gone[1])
         plog.state.prune_aborted(start)
