@@ -2,13 +2,15 @@
 acknowledgements alone (two brokers appending to one partition), even when nobody read either
 value; a final reader served a partition out of order, or a record twice, is found, while
 gaps (transaction markers, aborted records) are not anomalies; and a consume-transform-produce
-input the log holds twice is reported once, as the duplicate it is, not also as doubled."""
+input the log holds twice is reported once, as the duplicate it is, not also as doubled; and a
+stage that stopped early owes outputs only below its acknowledged input commits."""
 
 from __future__ import annotations
 
 from strom.testing.history import (
     Event,
     FinalRead,
+    OffsetsCommitted,
     ProduceAcked,
     ProduceAttempted,
     RecordRead,
@@ -92,3 +94,23 @@ def test_an_input_stored_twice_may_have_an_output_per_copy() -> None:
              final(6, topic="out", isolation="read_committed")]
     kinds = sorted(a.kind.value for a in check(third).anomalies)
     assert kinds == ["ctp_doubled", "duplicate"]
+
+
+def test_a_stage_owes_outputs_only_for_inputs_below_its_committed_offsets() -> None:
+    """A stage that stopped early (its group behind the input) is judged on what it claims
+    consumed: inputs below the group's acknowledged commit; an input above it is not missing,
+    one below it is."""
+    def commit(offset: int) -> OffsetsCommitted:
+        return OffsetsCommitted(group="ctp", consumer="w", topic="in", partition=0,
+                                offset=offset)
+
+    inputs = [*sent("i0", 0, topic="in"), *sent("i1", 1, topic="in"),
+              *sent("i2", 2, topic="in")]
+    outputs = [*ctp_step("i0", "o0", "x0", 0, TxnCommitted), commit(1),
+               read("o0", 0, topic="out", isolation="read_committed")]
+    history = [*inputs, *outputs, final(2, topic="out", isolation="read_committed")]
+    assert check(history).ok, check(history).render()
+    claimed_more = [*inputs, *outputs, commit(2),
+                    final(2, topic="out", isolation="read_committed")]
+    a = only(check(claimed_more), "ctp_missing")
+    assert "'i1'" in a.explanation

@@ -122,7 +122,7 @@ class Workload:
         self.note(f"workload: started {len(self.slots)} clients")
 
     def create_topics(self) -> None:
-        admin = AdminClient(self.ctx.client_config())
+        admin = AdminClient(self.ctx.client_config("workload-admin"))
         partitions = self.config.partitions
         futures = admin.create_topics(
             [NewTopic(t, num_partitions=partitions, replication_factor=1)

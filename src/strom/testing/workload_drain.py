@@ -22,7 +22,8 @@ def wait_drained(ctx: WorkloadContext, topic: str, partitions: int, group: str,
                  timeout_s: float) -> bool:
     """True once `group` committed the end of every partition of `topic`; False after
     `timeout_s` (noted in the history with how far each partition got)."""
-    consumer = Consumer(ctx.client_config(**{"group.id": group, "enable.auto.commit": False}))
+    consumer = Consumer(ctx.client_config(f"drain-{group}", **{"group.id": group,
+                                                                "enable.auto.commit": False}))
     deadline = time.monotonic() + timeout_s
     behind: dict[int, tuple[int, int]] = {}
     try:

@@ -51,7 +51,7 @@ def final_read(ctx: WorkloadContext, topic: str, partitions: int, isolation: Iso
                deadline_s: float = READ_DEADLINE_S) -> FinalReadResult:
     """Reads `topic`'s partitions from the start to their end as `isolation` (see above)."""
     reader = f"final-{isolation}-{uuid.uuid4().hex[:6]}"
-    consumer = Consumer(ctx.client_config(**{
+    consumer = Consumer(ctx.client_config(reader, **{
         "group.id": reader, "enable.auto.commit": False, "enable.partition.eof": True,
         "isolation.level": isolation, "auto.offset.reset": "error", "fetch.wait.max.ms": 100}))
     result = FinalReadResult()

@@ -66,8 +66,8 @@ class ProducerWorker(Worker):
         self.sent = 0
 
     def new_producer(self, **settings: Any) -> Producer:
-        self.producer = Producer(self.ctx.client_config(**{**PRODUCER_SETTINGS, **settings},
-                                                        error_cb=self._on_error))
+        self.producer = Producer(self.ctx.client_config(
+            self.name, **{**PRODUCER_SETTINGS, **settings}, error_cb=self._on_error))
         return self.producer
 
     def _on_error(self, err: KafkaError) -> None:

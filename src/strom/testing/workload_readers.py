@@ -26,6 +26,9 @@ CONSUMER_SETTINGS: Final[dict[str, Any]] = {
     "isolation.level": "read_committed", "enable.auto.commit": False,
     "auto.offset.reset": "earliest", "session.timeout.ms": 10_000,
     "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 100,
+    # A member whose worker was abandoned (stuck in a call, never polling again) leaves the
+    # group after this, so that its replacement is not kept waiting in a rebalance.
+    "max.poll.interval.ms": 60_000,
 }
 
 
@@ -45,7 +48,8 @@ class GroupMember:
 
     def open(self) -> Consumer:
         self.consumer = Consumer(self.owner.ctx.client_config(
-            **CONSUMER_SETTINGS, **{"group.id": self.group}, error_cb=self._on_error))
+            self.owner.name, **CONSUMER_SETTINGS, **{"group.id": self.group},
+            error_cb=self._on_error))
         self.consumer.subscribe([self.topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         return self.consumer

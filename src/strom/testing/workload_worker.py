@@ -57,9 +57,11 @@ class WorkloadContext:
     client_settings: Mapping[str, Any] = field(default_factory=dict)
     counters: WorkloadCounters = field(default_factory=WorkloadCounters)
 
-    def client_config(self, **settings: Any) -> dict[str, Any]:
-        """librdkafka settings: the common ones, `settings`, then the context's overrides."""
-        return {"bootstrap.servers": self.bootstrap_servers,
+    def client_config(self, client_id: str, **settings: Any) -> dict[str, Any]:
+        """librdkafka settings: the common ones, `settings`, then the context's overrides.
+        `client_id` is the history's name of the client, so that librdkafka's log lines
+        (`ctp0.1#producer-7`) and the brokers' requests say which worker they belong to."""
+        return {"bootstrap.servers": self.bootstrap_servers, "client.id": client_id,
                 "socket.timeout.ms": SOCKET_TIMEOUT_MS, "reconnect.backoff.max.ms": 1000,
                 "logger": CLIENT_LOG, **settings, **self.client_settings}
 
