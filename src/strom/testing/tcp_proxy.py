@@ -42,6 +42,7 @@ READ_BYTES_MAX: Final = 64 * 1024
 CONNECT_TIMEOUT_S: Final = 10.0
 CONTROL_TIMEOUT_S: Final = 10.0
 LINKS_MAX: Final = 1000  # connections open at once; more are refused
+ACCEPT_GRACE_S: Final = 0.1
 
 
 @dataclass
@@ -110,6 +111,7 @@ class TcpFaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
+        self._closing = False
 
     @property
     def address(self) -> str:
@@ -210,6 +212,11 @@ class TcpFaultProxy:
         return len(links)
 
     async def _close(self) -> None:
+        # Connections accepted whose handler has not run yet must reach _accept (which closes
+        # them now) before the server closes: on 3.11 a server closed between the accept and
+        # the handler's start leaks that connection open (Server._attach fails).
+        self._closing = True
+        await asyncio.sleep(ACCEPT_GRACE_S)
         if self._server is not None:
             self._server.close()
         await self._sever()
@@ -223,6 +230,9 @@ class TcpFaultProxy:
             self._server = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.transport.abort()
+            return
         if len(self._links) >= LINKS_MAX:
             self.counters.connections_refused += 1
             writer.transport.abort()
@@ -278,6 +288,6 @@ class TcpFaultProxy:
                     self.counters.bytes_dropped[direction] += len(data)
                     link.lost_bytes = True
                     continue
+                self.counters.bytes_forwarded[direction] += len(data)  # before the peer has it
                 writer.write(data)
-                self.counters.bytes_forwarded[direction] += len(data)
                 await writer.drain()
