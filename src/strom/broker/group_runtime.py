@@ -25,6 +25,7 @@ from strom.broker.coordinator_runtime import (
     ShardStatus,
     wall_clock_ms,
 )
+from strom.broker.internal_topic_create import create_internal_topic
 from strom.broker.log_scan import replay_partition
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.model import GroupConfig, GroupLogRecord, PendingKey, Step
@@ -34,7 +35,7 @@ from strom.protocol.control_batch import ABORT, COMMIT, control_type
 from strom.protocol.messages import ErrorCode
 from strom.protocol.record_builder import RecordInput, build_batch
 from strom.protocol.records import RecordsError, iter_records
-from strom.storage.api import AppendBatch, PartitionLog, StorageEngine, TopicExists
+from strom.storage.api import AppendBatch, PartitionLog, StorageEngine
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,13 @@ class GroupRuntime:
     """The consumer-group coordinator's shards (classic and KIP-848 groups, offsets)."""
 
     def __init__(self, engine: StorageEngine, config: GroupConfig, node_id: int,
-                 clock: Callable[[], int] = wall_clock_ms) -> None:
+                 clock: Callable[[], int] = wall_clock_ms, replication_factor: int = 1) -> None:
+        """`replication_factor`: offsets.topic.replication.factor (capped by the live
+        brokers when the topic is created)."""
         self.engine = engine
         self.config = config
+        self.node_id = node_id
+        self.replication_factor = replication_factor
         self.runtime: CoordinatorRuntime[GroupCoordinator] = CoordinatorRuntime(
             engine, OFFSETS_TOPIC, self, config.offsets_topic_partitions, node_id, clock)
         # Calls parked in each shard, by partition.
@@ -84,9 +89,9 @@ class GroupRuntime:
     async def ensure_offsets_topic(self) -> None:
         if OFFSETS_TOPIC in self.engine.topics():
             return
-        with contextlib.suppress(TopicExists):
-            await self.engine.create_topic(OFFSETS_TOPIC, self.config.offsets_topic_partitions,
-                                           OFFSETS_TOPIC_CONFIGS)
+        await create_internal_topic(self.engine, OFFSETS_TOPIC,
+                                    self.config.offsets_topic_partitions, OFFSETS_TOPIC_CONFIGS,
+                                    self.node_id, self.replication_factor)
 
     # -- for handlers ---------------------------------------------------------------------
 

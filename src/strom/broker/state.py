@@ -73,7 +73,9 @@ class Broker:
         self.listen_port = config.port  # the bound port once the server listens
         self.advertised_port = config.advertised_port or config.port
         self.topic_locks = TopicLocks()
-        self.groups = GroupRuntime(engine, group_config(config), config.node_id)
+        self.groups = GroupRuntime(
+            engine, group_config(config), config.node_id,
+            replication_factor=config.get_int("offsets.topic.replication.factor"))
         self.producer_ids = ProducerIdAllocator(engine)
         self.peers = Peers(
             engine, config.node_id,
@@ -81,7 +83,8 @@ class Broker:
             request_timeout_s=config.get_int("request.timeout.ms") / 1000)
         self.transactions = TransactionRuntime(
             engine, transaction_config(config, self.groups, self.producer_ids),
-            self.producer_ids, self.groups, self.peers)
+            self.producer_ids, self.groups, self.peers,
+            replication_factor=config.get_int("transaction.state.log.replication.factor"))
 
     def registration(self) -> BrokerRegistration:
         return BrokerRegistration(self.node_id, self.advertised_host, self.advertised_port,

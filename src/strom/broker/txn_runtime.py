@@ -36,6 +36,7 @@ from strom.broker.coordinator_runtime import (
     wall_clock_ms,
 )
 from strom.broker.group_runtime import GroupRuntime
+from strom.broker.internal_topic_create import create_internal_topic
 from strom.broker.log_scan import replay_partition
 from strom.broker.peers import Peers
 from strom.broker.producer_ids import ProducerIdAllocator
@@ -71,7 +72,6 @@ from strom.storage.api import (
     PartitionLog,
     StorageEngine,
     StorageError,
-    TopicExists,
     UnknownTopic,
 )
 
@@ -107,9 +107,11 @@ class TransactionRuntime:
 
     def __init__(self, engine: StorageEngine, config: TransactionConfig,
                  producer_ids: ProducerIdAllocator, groups: GroupRuntime, peers: Peers,
-                 clock: Callable[[], int] = wall_clock_ms) -> None:
+                 clock: Callable[[], int] = wall_clock_ms, replication_factor: int = 1) -> None:
         """`peers` carries the markers for partitions other brokers lead; this broker is
-        `peers.node_id`."""
+        `peers.node_id`. `replication_factor`: transaction.state.log.replication.factor
+        (capped by the live brokers when the topic is created)."""
+        self.replication_factor = replication_factor
         self.engine = engine
         self.config = config
         self.producer_ids = producer_ids
@@ -153,9 +155,9 @@ class TransactionRuntime:
             if not create:
                 return
             try:
-                with contextlib.suppress(TopicExists):
-                    await self.engine.create_topic(
-                        TXN_TOPIC, self.config.transaction_state_partitions, TXN_TOPIC_CONFIGS)
+                await create_internal_topic(
+                    self.engine, TXN_TOPIC, self.config.transaction_state_partitions,
+                    TXN_TOPIC_CONFIGS, self.peers.node_id, self.replication_factor)
             except (StorageError, OSError) as exc:
                 log.error("cannot create %s: %s", TXN_TOPIC, exc)
                 raise CoordinatorError(ErrorCode.coordinator_not_available, str(exc)) from exc

@@ -1,8 +1,11 @@
 """`strom cluster ...`: the cluster's brokers and where its partitions live, as tables.
 
-With the Admin API only (DescribeCluster and Metadata), so it works against any Kafka
-cluster: `status` (cluster id, controller, brokers and how many partition leaders each holds),
-`brokers`, and `placement` (each partition's leader, replicas and in-sync replicas).
+With the Admin API only, so it works against any Kafka cluster: `status` (cluster id,
+controller, brokers and how many partition leaders each holds), `brokers`, and `placement`
+(each partition's leader, replicas and in-sync replicas) through confluent-kafka; `leases`
+(leaders with their leader epochs and reassignments in progress, per broker) and `move`
+(AlterPartitionReassignments) through strom's own protocol client (cli/cluster_leases.py),
+since confluent-kafka has no call for them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from strom.cli.cluster_leases import leases, move
 from strom.cli.common import (
     ClientOptions,
     admin_client,
@@ -30,7 +34,8 @@ from strom.config.text import plural
 
 @click.group()
 def cluster() -> None:
-    """Show the cluster's brokers and where its partitions live."""
+    """Show the cluster's brokers and where its partitions live; move a partition's
+    leadership."""
 
 
 def _description(client: ClientOptions) -> Any:
@@ -91,3 +96,7 @@ def placement(topics: tuple[str, ...], client: ClientOptions) -> None:
             table.add_row(*row(name, index, p.leader if p.leader >= 0 else "none",
                                format_ids(p.replicas), format_ids(p.isrs)))
     console().print(table)
+
+
+cluster.add_command(leases)
+cluster.add_command(move)

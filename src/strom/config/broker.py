@@ -36,6 +36,10 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "offsets.retention.minutes": "10080",
     "offsets.topic.num.partitions": "50",
     "transaction.state.log.num.partitions": "50",
+    # The internal topics are created with min(this, the live brokers): Kafka refuses to
+    # create them until that many brokers are live, strom must also work alone.
+    "offsets.topic.replication.factor": "3",
+    "transaction.state.log.replication.factor": "3",
     "transaction.max.timeout.ms": "900000",
     "transactional.id.expiration.ms": "604800000",
     "message.max.decompressed.bytes": str(256 * MIB),
@@ -57,7 +61,13 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
 
 # Settings that make no sense below 1 (Kafka's atLeast(1) validators).
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
-                                  "socket.connection.setup.timeout.ms", "request.timeout.ms"})
+                                  "socket.connection.setup.timeout.ms", "request.timeout.ms",
+                                  "offsets.topic.replication.factor",
+                                  "transaction.state.log.replication.factor"})
+# Kafka's SHORT settings: at most 32767.
+_SHORT: Final = frozenset({"offsets.topic.replication.factor",
+                           "transaction.state.log.replication.factor"})
+SHORT_MAX: Final = 2**15 - 1
 
 # Settings whose values are free text.
 _TEXT: Final = frozenset({"broker.rack"})
@@ -140,11 +150,8 @@ class BrokerConfig:
     def set(self, name: str, value: str) -> None:
         """Sets one setting by its Kafka name; raises ConfigError for unknown names or values."""
         name = name.strip()
-        if name == "advertised.host":
-            self.advertised_host = value.strip()
-            return
-        if name in ("listeners", "advertised.listeners"):
-            self._set_listener(name, value)
+        if name in ("listeners", "advertised.listeners", "advertised.host"):
+            self._set_address(name, value)
             return
         if name == "broker.id":  # Kafka's older name of node.id
             name = "node.id"
@@ -162,13 +169,19 @@ class BrokerConfig:
                 _bool(value)
             elif _int(value) < 1 and broker_name in _AT_LEAST_ONE:
                 raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
+            elif _int(value) > SHORT_MAX and broker_name in _SHORT:
+                raise ConfigError(f"{name}: must be at most {SHORT_MAX}, not {value.strip()}")
         else:
             raise ConfigError(f"unknown setting {name!r}; see docs/configuration.md")
         self.settings[broker_name] = value.strip()
 
-    def _set_listener(self, name: str, value: str) -> None:
-        """`listeners` / `advertised.listeners` with one PLAINTEXT listener (strom serves one
-        today): NAME://HOST:PORT, an empty host meaning all interfaces."""
+    def _set_address(self, name: str, value: str) -> None:
+        """Where clients reach this broker: `listeners` / `advertised.listeners` with one
+        PLAINTEXT listener (strom serves one today): NAME://HOST:PORT, an empty host meaning
+        all interfaces; or `advertised.host`."""
+        if name == "advertised.host":
+            self.advertised_host = value.strip()
+            return
         host, port = parse_listener(name, value)
         if name == "listeners":
             self.host, self.port = host or "0.0.0.0", port

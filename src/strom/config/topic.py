@@ -140,7 +140,10 @@ TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
                   "log.cleaner.min.compaction.lag.ms",
                   doc="The shortest a record stays uncompacted, in milliseconds."),
         ConfigKey("min.insync.replicas", "1", "INT", _int(1, 2**31 - 1), "min.insync.replicas",
-                  doc="In-sync replicas an acks=all write needs (one broker: 1)."),
+                  doc="In-sync replicas an acks=all write needs: with fewer, it is refused "
+                      "with NOT_ENOUGH_REPLICAS (retriable). A partition's in-sync replicas "
+                      "are its leader and the live brokers next in line, as many as the "
+                      "replication factor."),
         ConfigKey("preallocate", "false", "BOOLEAN", _boolean, "log.preallocate",
                   doc="Whether new segment files are preallocated. strom's segments grow as "
                       "written: accepted, no effect."),
@@ -184,6 +187,7 @@ class LogConfig:
     message_timestamp_after_max_ms: int
     min_cleanable_dirty_ratio: float
     min_compaction_lag_ms: int
+    min_insync_replicas: int
     retention_bytes: int
     retention_ms: int
     segment_bytes: int

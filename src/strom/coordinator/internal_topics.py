@@ -2,7 +2,9 @@
 
 `__consumer_offsets` belongs to the group coordinator and `__transaction_state` to the
 transaction coordinator. Each is created by its coordinator alone, with its own partition
-count (offsets.topic.num.partitions, transaction.state.log.num.partitions) and configs, and
+count (offsets.topic.num.partitions, transaction.state.log.num.partitions), replication
+factor (offsets.topic.replication.factor, transaction.state.log.replication.factor, at most
+the live brokers: broker/internal_topic_create.py) and configs, and
 the coordinator maps a group or transactional id to a partition by the topic's actual
 partition count (Kafka reads it at start-up), so an existing topic with another count works.
 
@@ -53,6 +55,9 @@ OWNERS: Final[Mapping[str, str]] = {
 PARTITION_SETTINGS: Final[Mapping[str, str]] = {
     OFFSETS_TOPIC: "offsets.topic.num.partitions",
     TXN_TOPIC: "transaction.state.log.num.partitions"}
+REPLICATION_SETTINGS: Final[Mapping[str, str]] = {
+    OFFSETS_TOPIC: "offsets.topic.replication.factor",
+    TXN_TOPIC: "transaction.state.log.replication.factor"}
 
 
 def is_internal(name: str) -> bool:

@@ -197,10 +197,38 @@ class Leadership:
 
 
 @dataclass(frozen=True, slots=True)
+class Assignment:
+    """Where a partition's lease belongs, as opposed to who holds it now (Leadership).
+
+    `preferred` is Kafka's preferred leader (the first replica of the assignment): the first
+    broker a reassignment pinned the partition to, live or not, else the broker the balanced
+    placement gives it (None while no broker is live); `target` is the broker the lease moves
+    to now: the first *live* broker of the pin, else the balanced one; `pinned` lists the
+    brokers of the reassignment in force (None when the balanced placement decides)."""
+
+    preferred: int | None
+    target: int | None
+    pinned: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionSize:
     topic: str
     partition: int
     size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogDirDescription:
+    """The one "log directory" an engine keeps this broker's partitions in, as DescribeLogDirs
+    reports it: its name (a directory, `memory:`, or a database URL without its password),
+    the space of the volume under it (-1 when the engine cannot tell) and the size of each
+    partition this broker serves from it."""
+
+    path: str
+    total_bytes: int = -1
+    usable_bytes: int = -1
+    partitions: Sequence[PartitionSize] = ()
 
 
 class PartitionLog(Protocol):
@@ -313,6 +341,16 @@ class StorageEngine(Protocol):
         (a lease acquired, handed over or lost; a topic created or deleted elsewhere)."""
         ...
 
+    def assignment(self, name: str, index: int) -> Assignment:
+        """Where the partition's lease belongs (from memory, as `leadership`). Raises
+        UnknownTopic. A single broker: itself, never pinned."""
+        ...
+
+    async def rebalance(self) -> None:
+        """Asks every broker to move leases toward where they belong now rather than at its
+        next heartbeat (a leader election). A single broker has nothing to move."""
+        ...
+
     async def retire(self) -> None:
         """A clean stop begins: hands every partition this broker leads to the broker next
         in line, while the broker still answers (clients then see NOT_LEADER_OR_FOLLOWER and
@@ -359,7 +397,11 @@ class StorageEngine(Protocol):
 
     def log_config(self, name: str) -> LogConfig: ...
 
-    def partition_sizes(self) -> Sequence[PartitionSize]: ...
+    async def describe_log_dir(self) -> LogDirDescription:
+        """The log directory and the partitions this broker serves from it (an engine several
+        brokers share: only those it leads). Raises OSError or StorageError if it cannot be
+        read (KAFKA_STORAGE_ERROR)."""
+        ...
 
     async def run_retention(self, now_ms: int) -> int:
         """Deletes whole segments past retention.ms/retention.bytes; returns segments deleted."""

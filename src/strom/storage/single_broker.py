@@ -1,5 +1,6 @@
 """Leadership for engines that one broker serves alone (the local log, memory): that broker
-leads every partition, at leader epoch 0, for as long as it runs."""
+leads every partition, at leader epoch 0, for as long as it runs, and is where every
+partition belongs (nothing is ever pinned elsewhere or moves)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from strom.config.broker import BrokerConfig
-from strom.storage.api import Leadership
+from strom.storage.api import Assignment, Leadership
 
 
 class _Engine(Protocol):
@@ -23,6 +24,14 @@ class SingleBrokerLeadership:
         self.partition(name, index)  # raises UnknownTopic
         node = self.config.node_id
         return Leadership(node, 0, (node,))
+
+    def assignment(self: _Engine, name: str, index: int) -> Assignment:
+        self.partition(name, index)  # raises UnknownTopic
+        node = self.config.node_id
+        return Assignment(node, node)
+
+    async def rebalance(self) -> None:
+        """Every lease is where it belongs already."""
 
     def on_leadership_change(self, listener: Callable[[], None]) -> None:
         """Nothing ever moves."""

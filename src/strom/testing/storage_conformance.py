@@ -29,6 +29,7 @@ from strom.protocol.records import iter_records
 from strom.storage.api import (
     AppendBatch,
     AppendResult,
+    Assignment,
     BrokerRegistration,
     Duplicate,
     FileRegion,
@@ -187,6 +188,27 @@ async def topics(h: _Harness) -> None:
         assert engine.topics()["conf-topics"] == configured
         assert "conf-doomed" not in engine.topics()
         assert engine.log_config("conf-topics").retention_ms == 7000
+
+
+async def leadership_and_log_dir(h: _Harness) -> None:
+    """A broker alone leads every partition, which belongs to it (nothing pinned), and its
+    log directory lists them with their sizes."""
+    engine = await h.open()
+    await engine.create_topic("conf-led", 2, {})
+    await appended_batch(engine, "conf-led")
+    for index in range(2):
+        assert engine.leadership("conf-led", index).leader == ME.node_id
+        assert engine.assignment("conf-led", index) == Assignment(ME.node_id, ME.node_id)
+    await engine.rebalance()  # nothing to move
+    assert engine.leadership("conf-led", 0).leader == ME.node_id
+    try:
+        engine.assignment("conf-led", 2)
+        raise AssertionError("the assignment of a missing partition must raise UnknownTopic")
+    except UnknownTopic:
+        pass
+    described = await engine.describe_log_dir()
+    sizes = {(p.topic, p.partition): p.size_bytes for p in described.partitions}
+    assert described.path and sizes[("conf-led", 0)] > 0 and ("conf-led", 1) in sizes, sizes
 
 
 def _assert_unknown(engine: StorageEngine, topic: str, partition: int) -> None:
@@ -459,5 +481,6 @@ async def producer_ids(h: _Harness) -> None:
 
 
 CHECKS: Final[tuple[Callable[[_Harness], Awaitable[None]], ...]] = (
-    cluster_and_brokers, topics, append_and_read, produce_checks, transactions,
-    delete_records, timestamps, retention, compaction, wait_for_data, producer_ids)
+    cluster_and_brokers, topics, leadership_and_log_dir, append_and_read, produce_checks,
+    transactions, delete_records, timestamps, retention, compaction, wait_for_data,
+    producer_ids)

@@ -7,7 +7,7 @@ answers).
 
 from __future__ import annotations
 
-import shutil
+import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any, Final
@@ -18,7 +18,9 @@ from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
 from strom.coordinator.internal_topics import is_internal
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import TopicInfo
+from strom.storage.api import LogDirDescription, PartitionSize, StorageError, TopicInfo
+
+log = logging.getLogger(__name__)
 
 ENDPOINT_TYPE_BROKERS: Final = 1
 _ENDPOINT_NAMES: Final = {1: "BROKER", 2: "CONTROLLER"}
@@ -65,10 +67,10 @@ def wanted_partitions(request: Any) -> set[tuple[str, int]] | None:
     return {(str(t.topic), int(p)) for t in request.topics for p in t.partitions}
 
 
-def log_dir_topics(broker: Broker, b: ResponseBuilder,
+def log_dir_topics(b: ResponseBuilder, sizes: Iterable[PartitionSize],
                    wanted: set[tuple[str, int]] | None) -> tuple[Any, ...]:
     by_topic: dict[str, list[Any]] = {}
-    for size in sorted(broker.engine.partition_sizes(), key=lambda s: (s.topic, s.partition)):
+    for size in sorted(sizes, key=lambda s: (s.topic, s.partition)):
         if wanted is not None and (size.topic, size.partition) not in wanted:
             continue
         by_topic.setdefault(size.topic, []).append(
@@ -78,21 +80,23 @@ def log_dir_topics(broker: Broker, b: ResponseBuilder,
                  for name, parts in by_topic.items())
 
 
-@api(35, "DescribeLogDirs", (1, 5), "one log directory, the data directory; volume sizes (v4+)")
+@api(35, "DescribeLogDirs", (1, 5), "one log directory per engine: the data directory (volume "
+     "sizes, v4+), `memory:`, or the database URL without its password, listing only the "
+     "partitions this broker leads (sizes -1: unknown)")
 async def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request: Any,
                                    b: ResponseBuilder) -> Any:
-    log_dir = broker.config.log_dir
     try:
-        usage = shutil.disk_usage(log_dir)
-        total, usable = usage.total, usage.free
-        error = ErrorCode.none
-        topics = log_dir_topics(broker, b, wanted_partitions(request))
-    except OSError:
-        total = usable = -1
+        described = await broker.engine.describe_log_dir()
+    except (OSError, StorageError) as exc:
+        log.warning("DescribeLogDirs: cannot describe %s: %s", broker.config.log_dir, exc)
+        described = LogDirDescription(broker.config.log_dir)
         error = ErrorCode.kafka_storage_error
-        topics = ()
-    result = b.make("DescribeLogDirsResult", error_code=error, log_dir=log_dir, topics=topics,
-                    total_bytes=total, usable_bytes=usable, is_cordoned=False)
+    else:
+        error = ErrorCode.none
+    result = b.make("DescribeLogDirsResult", error_code=error, log_dir=described.path,
+                    topics=log_dir_topics(b, described.partitions, wanted_partitions(request)),
+                    total_bytes=described.total_bytes, usable_bytes=described.usable_bytes,
+                    is_cordoned=False)
     return b.make("DescribeLogDirsResponse", throttle_time=NO_THROTTLE,
                   error_code=ErrorCode.none, results=(result,))
 

@@ -71,6 +71,12 @@ _BROKER_DOCS: Final[Mapping[str, str]] = {
     "message.max.decompressed.bytes": "The largest decompressed batch the broker validates.",
     "fetch.max.wait.ms.cap": "The longest a Fetch may wait for data, in milliseconds.",
     "max.incremental.fetch.session.cache.slots": "Fetch sessions kept (strom keeps none).",
+    "broker.rack": "The rack of this broker: a partition's replicas are spread over racks.",
+    "offsets.topic.replication.factor": "The replication factor of __consumer_offsets when "
+                                        "it is created, at most the live brokers then.",
+    "transaction.state.log.replication.factor": "The replication factor of "
+                                                "__transaction_state when it is created, at "
+                                                "most the live brokers then.",
 }
 
 _TOPIC_KEY_BY_BROKER_NAME: Final[Mapping[str, ConfigKey]] = {
@@ -164,8 +170,12 @@ def _broker_kind(name: str) -> str:
         return key.kind
     if BROKER_SETTINGS[name] in ("true", "false"):
         return "BOOLEAN"
+    if name == "broker.rack":
+        return "STRING"
     if name.endswith(".ms") or name == "message.max.decompressed.bytes":
         return "LONG"
+    if name.endswith(".replication.factor") and name != "default.replication.factor":
+        return "SHORT"  # Kafka's type for the internal topics' replication factors
     return "INT"
 
 

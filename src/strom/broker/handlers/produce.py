@@ -4,7 +4,10 @@ Internal topics are written by their coordinators only: a client's batch for one
 with INVALID_TOPIC_EXCEPTION and no message, as Kafka's ReplicaManager.appendToLocalLog does.
 A storage failure is answered KAFKA_STORAGE_ERROR with a fixed message, one for a full disk
 (the partition takes writes again once space is freed) and one for other failures (offline
-until restart); the detail (which names files) goes to the broker's log only.
+until restart); the detail (which names files) goes to the broker's log only. An acks=all
+produce to a partition with fewer in-sync replicas than its min.insync.replicas is refused
+with NOT_ENOUGH_REPLICAS (retriable) before anything is appended, as Kafka's
+Partition.appendRecordsToLeader does (docs/cluster.md: which replicas are in sync).
 """
 
 from __future__ import annotations
@@ -66,19 +69,37 @@ class PartitionOutcome:
     leader: Leadership | None = None  # NOT_LEADER_OR_FOLLOWER: who leads (KIP-951)
 
 
+def leader_refusal(broker: Broker, topic: str, index: int, acks: int, min_insync: int
+                   ) -> PartitionOutcome | None:
+    """NOT_LEADER_OR_FOLLOWER (with the leader, KIP-951) if another broker leads the
+    partition; then Partition.appendRecordsToLeader's check for acks=all: the in-sync
+    replicas (those Metadata reports: the leader and the live brokers next in line, as many
+    as the replication factor) must be at least min.insync.replicas."""
+    elsewhere = not_led_here(broker, topic, index)
+    if elsewhere is not None:
+        return PartitionOutcome(ErrorCode.not_leader_or_follower, leader=elsewhere)
+    found = leadership(broker, topic, index)
+    if acks != -1 or found is None or len(found.replicas) >= min_insync:
+        return None
+    isr = ", ".join(str(n) for n in found.replicas)
+    return PartitionOutcome(ErrorCode.not_enough_replicas, message=(
+        f"The size of the current ISR Set({isr}) is insufficient to satisfy the min.isr "
+        f"requirement of {min_insync} for partition {topic}-{index}"))
+
+
 async def append_partition(broker: Broker, topic: str, index: int, records: bytes | None,
                            produce_version: int, transactional_id: str | None = None,
-                           placed: Placed | None = None) -> PartitionOutcome:
+                           placed: Placed | None = None, acks: int = 1) -> PartitionOutcome:
     if is_internal(topic):
         return PartitionOutcome(ErrorCode.invalid_topic_exception)
     try:
         plog = broker.engine.partition(topic, index)
     except UnknownTopic:
         return PartitionOutcome(ErrorCode.unknown_topic_or_partition)
-    elsewhere = not_led_here(broker, topic, index)
-    if elsewhere is not None:
-        return PartitionOutcome(ErrorCode.not_leader_or_follower, leader=elsewhere)
     cfg = broker.engine.log_config(topic)
+    refused = leader_refusal(broker, topic, index, acks, cfg.min_insync_replicas)
+    if refused is not None:
+        return refused
     now_ms = int(time.time() * 1000)
     try:
         batches = validate_produce_records(
@@ -187,7 +208,7 @@ async def partition_outcome(broker: Broker, b: ResponseBuilder, name: str | None
         if name is None:
             return PartitionOutcome(ErrorCode.unknown_topic_id)
         return await append_partition(broker, name, part.index, part.records, b.version,
-                                      transactional_id, placed)
+                                      transactional_id, placed, acks)
     finally:
         if placed is not None:
             placed()  # nothing placed, or already: done either way
@@ -222,7 +243,8 @@ async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: in
 
 
 @api(0, "Produce", (3, 12),
-     "acks 0/1/-1; one v2 batch per partition; idempotent and transactional batches "
+     "acks 0/1/-1 (-1: NOT_ENOUGH_REPLICAS below min.insync.replicas in-sync replicas); "
+     "one v2 batch per partition; idempotent and transactional batches "
      "(partition verified in the transaction, KIP-890 part 1); v0-v2 advertised but refused "
      "(KAFKA-18659); internal topics refused (INVALID_TOPIC_EXCEPTION)",
      advertised_min_version=0)

@@ -35,6 +35,7 @@ from strom.config.text import plural
 from strom.config.topic import LogConfig
 from strom.storage.api import (
     BrokerRegistration,
+    LogDirDescription,
     PartitionLog,
     PartitionSize,
     StorageEngine,
@@ -400,6 +401,12 @@ class LocalEngine(SingleBrokerLeadership):
     def partition_sizes(self) -> Sequence[PartitionSize]:
         return [PartitionSize(t, p.partition, p.size_bytes)
                 for t, parts in self._logs.items() for p in parts]
+
+    async def describe_log_dir(self) -> LogDirDescription:
+        """The data directory, its volume's size and free space, and every partition."""
+        usage = shutil.disk_usage(self.data_dir)
+        return LogDirDescription(str(self.data_dir.resolve()), usage.total, usage.free,
+                                 self.partition_sizes())
 
     def _all_logs(self) -> list[LocalPartitionLog]:
         return [p for parts in self._logs.values() for p in parts]

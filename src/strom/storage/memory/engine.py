@@ -14,6 +14,7 @@ from strom.config.text import plural
 from strom.config.topic import LogConfig
 from strom.storage.api import (
     BrokerRegistration,
+    LogDirDescription,
     PartitionLog,
     PartitionSize,
     StorageEngine,
@@ -130,6 +131,10 @@ class MemoryEngine(SingleBrokerLeadership):
 
     def partition_sizes(self) -> Sequence[PartitionSize]:
         return self._registry.partition_sizes()
+
+    async def describe_log_dir(self) -> LogDirDescription:
+        """`memory:`, every partition; no volume, so its space is unknown (-1)."""
+        return LogDirDescription("memory:", partitions=self.partition_sizes())
 
     # -- waiting, background work -----------------------------------------------------------
 

@@ -154,13 +154,29 @@ class ClusterSync:
         if self.members.me is None or self._retired:
             return
         self._retired = True
+        held = self.held()
+        for plog in held:  # no more appends here; the commits in flight finish
+            plog.status = Status.MOVING
+        await asyncio.gather(*(plog.drain() for plog in held), return_exceptions=True)
+        # The session ends first, so that no other broker hands a lease back to this one;
+        # the leases it still holds are handed over by their epoch, which is unchanged.
+        others = [n for n in self.live_ids() if n != self.node_id]
+        await self.members.leave()
         try:
             async with self._sync_lock:
-                await self._hand_over_all()
+                moved = await self._hand_over_all(others)
         except StorageError as exc:
-            log.warning("leases not handed over at stop (%s): they move when this "
-                        "broker's session expires", exc)
+            log.warning("leases not handed over at stop (%s): the other brokers take them "
+                        "as they find this broker gone", exc)
+            moved = False
+        await self.leases.notify()
         self._fire()
+        if moved:
+            # Keep answering for one heartbeat (NOT_LEADER_OR_FOLLOWER naming the new
+            # leaders), by which the brokers that took the leases have adopted them even
+            # without the NOTIFY, as Kafka's controlled shutdown moves leadership before the
+            # broker closes its sockets.
+            await asyncio.sleep(self.members.heartbeat_ms / 1000)
 
     async def leave(self) -> None:
         """Hands every lease held here over (if `retire` did not), then ends the session."""
@@ -336,17 +352,16 @@ class ClusterSync:
                 moves.append((plog, target))
         return await self._move(moves)
 
-    async def _hand_over_all(self) -> None:
-        others = [n for n in self.live_ids() if n != self.node_id]
+    async def _hand_over_all(self, others: list[int]) -> bool:
         if not others:
-            return
+            return False
         moves = []
         for plog in self.held():
             lease = self.leases.by_partition.get(plog.partition_id)
             order = succession(plog.partition_id, others,
                                None if lease is None else lease.assigned)
             moves.append((plog, order[0]))
-        await self._move(moves)
+        return await self._move(moves)
 
     async def _move(self, moves: Sequence[tuple[PostgresPartitionLog, int]]) -> bool:
         if not moves:
@@ -356,8 +371,8 @@ class ClusterSync:
         await asyncio.gather(*(plog.drain() for plog, _ in moves), return_exceptions=True)
         try:
             moved = await self.leases.hand_over(
-                [(p.partition_id, p.leader_epoch, t) for p, t in moves], self.session,
-                self.members.statement_timeout_s())
+                [(p.partition_id, p.leader_epoch, t) for p, t in moves],
+                self.members.session_epoch, self.members.statement_timeout_s())
         except StorageError:
             for plog, _ in moves:  # the outcome is unknown: read the lease again
                 if plog.status is Status.MOVING:

@@ -25,8 +25,10 @@ from strom.config.broker import BrokerConfig
 from strom.config.text import plural
 from strom.config.topic import LogConfig
 from strom.storage.api import (
+    Assignment,
     BrokerRegistration,
     Leadership,
+    LogDirDescription,
     NotLeader,
     PartitionSize,
     StorageError,
@@ -37,6 +39,7 @@ from strom.storage.api import (
 )
 from strom.storage.local.cleaner import compacts
 from strom.storage.local.names import check_partition_count, check_topic_name
+from strom.storage.postgres import lease_view
 from strom.storage.postgres.cluster_sync import ClusterSync
 from strom.storage.postgres.compaction import CleanerProgress, compact
 from strom.storage.postgres.connect import CONTROL_POOL_SIZE, Health, create_pool, redact
@@ -349,6 +352,12 @@ class PostgresEngine:
         await cluster.leases.notify()
         cluster.wake()
 
+    def assignment(self, name: str, index: int) -> Assignment:
+        return lease_view.assignment(self._sync(), self._registry.partition(name, index))
+
+    async def rebalance(self) -> None:
+        await lease_view.rebalance(self._sync())
+
     async def retire(self) -> None:
         if self._cluster is not None and self._pool is not None:
             await self._write_snapshots()
@@ -365,7 +374,13 @@ class PostgresEngine:
         return self._registry.log_config(name)
 
     def partition_sizes(self) -> Sequence[PartitionSize]:
-        return self._registry.partition_sizes()
+        """The partitions this broker leads (the others' sizes are their leaders')."""
+        return lease_view.led_partition_sizes(self._sync())
+
+    async def describe_log_dir(self) -> LogDirDescription:
+        """The database (its URL without the password) as the one log directory; its
+        volume's size and free space are unknown (-1): PostgreSQL does not tell them."""
+        return LogDirDescription(redact(self.url), partitions=self.partition_sizes())
 
     # -- waiting, background work -----------------------------------------------------------
 

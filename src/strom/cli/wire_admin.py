@@ -1,0 +1,211 @@
+"""Admin requests the command line sends with strom's own Kafka protocol client, where
+confluent-kafka's AdminClient has no call for them (AlterPartitionReassignments,
+ListPartitionReassignments) or leaves fields out (Metadata's leader epochs).
+
+They speak the Kafka protocol only, so they work against any Kafka cluster (2.4 or later for
+reassignments), but over a PLAINTEXT listener only: this client has no TLS or SASL, so a
+`--command-config security.protocol=...` other than PLAINTEXT is refused with a message.
+Reassignments go to the controller Metadata names, as Kafka's admin client sends them (a
+KRaft broker forwards them to the active controller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from kio.static.primitive import i32Timedelta
+
+from strom.cli.common import ClientOptions, CliError, unreachable_message
+from strom.protocol.client import KafkaConnection, PeerUnavailable
+from strom.protocol.messages import ErrorCode, RequestBuilder
+
+METADATA, ALTER_REASSIGNMENTS, LIST_REASSIGNMENTS = 3, 45, 46
+METADATA_MIN_VERSION: Final = 7  # the first with leader epochs
+CLIENT_ID: Final = "strom-cli"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerNode:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLeader:
+    topic: str
+    partition: int
+    leader: int  # -1: none
+    epoch: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterLeaders:
+    controller: int
+    brokers: tuple[BrokerNode, ...]
+    partitions: tuple[PartitionLeader, ...]
+    topic_errors: dict[str, ErrorCode]
+
+
+@dataclass(frozen=True, slots=True)
+class Reassignment:
+    """An ongoing reassignment, with Kafka's fields."""
+
+    replicas: tuple[int, ...]
+    adding: tuple[int, ...]
+    removing: tuple[int, ...]
+
+
+Session = Callable[[KafkaConnection], Awaitable[T]]
+
+
+def check_plaintext(client: ClientOptions) -> None:
+    protocol = client.settings.get("security.protocol", "PLAINTEXT").strip().upper()
+    if protocol != "PLAINTEXT":
+        raise CliError(f"this command speaks the Kafka protocol itself and supports PLAINTEXT "
+                       f"listeners only, not {protocol}: point -b at a PLAINTEXT listener, or "
+                       "use Kafka's kafka-reassign-partitions.sh / kafka-topics.sh")
+
+
+def bootstrap_addresses(client: ClientOptions) -> list[tuple[str, int]]:
+    addresses = []
+    for item in client.bootstrap.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or not port.isdigit():
+            raise CliError(f"bootstrap server {item.strip()!r} is not HOST:PORT")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+async def _connect(host: str, port: int, client: ClientOptions) -> KafkaConnection:
+    return await KafkaConnection.open(host, port, CLIENT_ID,
+                                      connect_timeout_s=client.request_timeout,
+                                      request_timeout_s=client.request_timeout)
+
+
+def run(client: ClientOptions, session: Session[T]) -> T:
+    """`session(connection)` on a connection to the first bootstrap server that answers;
+    a CliError if none does."""
+    check_plaintext(client)
+    addresses = bootstrap_addresses(client)
+
+    async def main() -> T:
+        for host, port in addresses:
+            try:
+                connection = await _connect(host, port, client)
+            except PeerUnavailable:
+                continue
+            try:
+                return await session(connection)
+            finally:
+                await connection.close()
+        raise CliError(unreachable_message(client))
+
+    try:
+        return asyncio.run(main())
+    except PeerUnavailable as exc:
+        raise CliError(f"the cluster stopped answering: {exc}") from None
+
+
+def _version(connection: KafkaConnection, api_key: int, max_version: int,
+             min_version: int = 0) -> int:
+    try:
+        return connection.version_for(api_key, max_version, min_version)
+    except PeerUnavailable as exc:
+        raise CliError(f"the cluster does not serve what this command needs: {exc}") from None
+
+
+async def leaders(connection: KafkaConnection, topics: Sequence[str] | None) -> ClusterLeaders:
+    """Metadata (v7+, for leader epochs) of `topics`, or of every topic for None."""
+    b = RequestBuilder(METADATA, _version(connection, METADATA, 12, METADATA_MIN_VERSION))
+    wanted = None if topics is None else tuple(
+        b.make("MetadataRequestTopic", name=name, topic_id=None) for name in topics)
+    answer = await connection.request(b.make(
+        "MetadataRequest", topics=wanted, allow_auto_topic_creation=False,
+        include_cluster_authorized_operations=False,
+        include_topic_authorized_operations=False))
+    partitions = tuple(
+        PartitionLeader(str(t.name), int(p.partition_index), int(p.leader_id),
+                        int(p.leader_epoch), tuple(int(n) for n in p.replica_nodes),
+                        tuple(int(n) for n in p.isr_nodes))
+        for t in answer.topics if t.error_code == ErrorCode.none
+        for p in sorted(t.partitions, key=lambda p: int(p.partition_index)))
+    return ClusterLeaders(
+        int(answer.controller_id),
+        tuple(sorted((BrokerNode(int(n.node_id), str(n.host), int(n.port), n.rack)
+                      for n in answer.brokers), key=lambda n: n.node_id)),
+        partitions,
+        {str(t.name): ErrorCode(t.error_code) for t in answer.topics
+         if t.error_code != ErrorCode.none})
+
+
+async def to_controller(connection: KafkaConnection, client: ClientOptions,
+                        session: Session[T]) -> T:
+    """`session` on a connection to the controller Metadata names (this one if it is)."""
+    cluster = await leaders(connection, ())
+    controller = next((n for n in cluster.brokers if n.node_id == cluster.controller), None)
+    if controller is None:
+        return await session(connection)  # no controller named: any broker forwards
+    if connection.peer == f"{controller.host}:{controller.port}":
+        return await session(connection)
+    other = await _connect(controller.host, controller.port, client)
+    try:
+        return await session(other)
+    finally:
+        await other.close()
+
+
+def _timeout(client: ClientOptions) -> i32Timedelta:
+    return i32Timedelta.parse(datetime.timedelta(seconds=client.request_timeout))
+
+
+async def alter_reassignment(connection: KafkaConnection, client: ClientOptions, topic: str,
+                             partition: int, replicas: Sequence[int] | None
+                             ) -> tuple[ErrorCode, str | None]:
+    """AlterPartitionReassignments for one partition (None replicas: cancel); the error of
+    the request if it failed as a whole, else the partition's."""
+    b = RequestBuilder(ALTER_REASSIGNMENTS, _version(connection, ALTER_REASSIGNMENTS, 0))
+    answer = await connection.request(b.make(
+        "AlterPartitionReassignmentsRequest", timeout=_timeout(client), topics=(
+            b.make("ReassignableTopic", name=topic, partitions=(b.make(
+                "ReassignablePartition", partition_index=partition,
+                replicas=None if replicas is None else tuple(replicas)),)),)))
+    if answer.error_code != ErrorCode.none:
+        return ErrorCode(answer.error_code), answer.error_message
+    for t in answer.responses:
+        for p in t.partitions:
+            return ErrorCode(p.error_code), p.error_message
+    return ErrorCode.unknown_server_error, "the answer names no partition"
+
+
+async def list_reassignments(connection: KafkaConnection, client: ClientOptions,
+                             topics: Sequence[PartitionLeader] | None = None
+                             ) -> dict[tuple[str, int], Reassignment]:
+    """The reassignments in progress (of `topics`' partitions, or all for None)."""
+    b = RequestBuilder(LIST_REASSIGNMENTS, _version(connection, LIST_REASSIGNMENTS, 0))
+    wanted: Any = None
+    if topics is not None:
+        by_topic: dict[str, list[int]] = {}
+        for p in topics:
+            by_topic.setdefault(p.topic, []).append(p.partition)
+        wanted = tuple(b.make("ListPartitionReassignmentsTopics", name=name,
+                              partition_indexes=tuple(parts))
+                       for name, parts in by_topic.items())
+    answer = await connection.request(b.make(
+        "ListPartitionReassignmentsRequest", timeout=_timeout(client), topics=wanted))
+    if answer.error_code != ErrorCode.none:
+        raise CliError(f"listing reassignments failed: {ErrorCode(answer.error_code).name}"
+                       + (f" ({answer.error_message})" if answer.error_message else ""))
+    return {(str(t.name), int(p.partition_index)): Reassignment(
+                tuple(int(n) for n in p.replicas), tuple(int(n) for n in p.adding_replicas),
+                tuple(int(n) for n in p.removing_replicas))
+            for t in answer.topics for p in t.partitions}
