@@ -1,6 +1,8 @@
 """Test tooling for users of strom and of any Kafka client: an in-process broker, the
-storage engine conformance checker (check_storage_engine), and a recorded-history format with
-its checker for fault tests (history, history_jsonl, history_check; docs/testing.md)."""
+storage engine conformance checker (check_storage_engine), a recorded-history format with
+its checker for fault tests (history, history_jsonl, history_check), and the cluster fault
+harness that records such histories (cluster, tcp_proxy, workload, nemesis, fault_run);
+docs/testing.md."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from strom.testing.history_index import Anomaly, AnomalyKind, HistoryIndex, buil
 from strom.testing.history_jsonl import read_history
 from strom.testing.history_log_checks import (
     duplicates,
+    final_read_order,
     inconsistent_offsets,
     lost_writes,
     phantom_reads,
@@ -39,6 +40,7 @@ CHECKS: tuple[Check, ...] = (
     duplicates,
     reorders,
     inconsistent_offsets,
+    final_read_order,
     phantom_reads,
     aborted_reads,
     offsets_backwards,

@@ -49,6 +49,7 @@ class AnomalyKind(enum.StrEnum):
     DUPLICATE = "duplicate"
     REORDER = "reorder"
     INCONSISTENT_OFFSET = "inconsistent_offset"
+    NONMONOTONIC_READ = "nonmonotonic_read"
     PHANTOM_READ = "phantom_read"
     ABORTED_READ = "aborted_read"
     OFFSETS_BACKWARDS = "offsets_backwards"

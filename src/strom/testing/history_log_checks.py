@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 
-from strom.testing.history import Event, Position, ProduceFailed, TopicPartition
+from strom.testing.history import Event, Position, ProduceAcked, ProduceFailed, TopicPartition
 from strom.testing.history_index import (
     Anomaly,
     AnomalyKind,
@@ -69,9 +69,9 @@ def duplicates(ix: HistoryIndex) -> list[Anomaly]:
 
 
 def inconsistent_offsets(ix: HistoryIndex) -> list[Anomaly]:
-    """Two values read at one position, or a value read only at positions other than the one
-    its acknowledgement reported."""
-    found: list[Anomaly] = []
+    """Two values acknowledged or read at one position (an offset assigned twice), or a value
+    read only at positions other than the one its acknowledgement reported."""
+    found = offsets_acknowledged_twice(ix)
     values_at: dict[Position, dict[str, Indexed[Event]]] = defaultdict(dict)
     for read in ix.reads:
         values_at[read.event.position].setdefault(read.event.value, read)
@@ -90,6 +90,44 @@ def inconsistent_offsets(ix: HistoryIndex) -> list[Anomaly]:
             AnomalyKind.INCONSISTENT_OFFSET,
             f"{value!r} acknowledged at {acked.event.position} but read at {where}",
             acked, ix.reads_by_value[value][0]))
+    return found
+
+
+def offsets_acknowledged_twice(ix: HistoryIndex) -> list[Anomaly]:
+    """Two values acknowledged at one position: the offset was handed out twice (two
+    brokers appending to one partition, or an append lost and its offset reused), whether or
+    not anyone read either."""
+    acks_at: dict[Position, list[Indexed[ProduceAcked]]] = defaultdict(list)
+    for value in ix.outcomes:
+        acked = ix.acked(value)
+        if acked is not None:
+            acks_at[acked.event.position].append(acked)
+    found: list[Anomaly] = []
+    for position, acks in acks_at.items():
+        if len(acks) > 1:
+            values = ", ".join(repr(a.event.value) for a in acks)
+            found.append(anomaly(AnomalyKind.INCONSISTENT_OFFSET,
+                                 f"{position} acknowledged for {values}", *acks))
+    return found
+
+
+def final_read_order(ix: HistoryIndex) -> list[Anomaly]:
+    """A final reader's records of a partition not in strictly increasing offset order: it
+    reads from the start without seeking, so the log served it out of order, or twice."""
+    found: list[Anomaly] = []
+    for finals in ix.final_reads.values():
+        for final in finals:
+            reads = ix.reads_by_reader.get((final.event.consumer, final.event.topic_partition),
+                                           [])
+            before = [r for r in reads if r.index < final.index]
+            for a, b in itertools.pairwise(before):
+                if b.event.offset <= a.event.offset:
+                    found.append(anomaly(
+                        AnomalyKind.NONMONOTONIC_READ,
+                        f"final reader {final.event.consumer} read {b.event.position} "
+                        f"({b.event.value!r}) after {a.event.position} ({a.event.value!r})",
+                        a, b, final))
+                    break  # the first one says it; the rest follow from it
     return found
 
 

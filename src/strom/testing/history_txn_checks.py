@@ -72,8 +72,10 @@ def offsets_backwards(ix: HistoryIndex) -> list[Anomaly]:
 
 def consume_transform_produce(ix: HistoryIndex) -> list[Anomaly]:
     """Every input (written for good, or seen) has exactly one output among the values
-    read_committed consumers read; missing ones are judged only when a read_committed final
-    read covers every partition the outputs were sent to."""
+    read_committed consumers read (one per stored copy, for an input the log holds twice:
+    the duplicate check reports that); missing ones are judged only when a read_committed
+    final read covers every partition the outputs were sent to, and, when the history has
+    the stage's acknowledged offset commits, only below them (what the stage claims done)."""
     if not ix.transforms:
         return []
     outputs_of: dict[str, list[Indexed[Transformed]]] = defaultdict(list)
@@ -82,17 +84,20 @@ def consume_transform_produce(ix: HistoryIndex) -> list[Anomaly]:
     committed = _committed_outputs(ix)
     found: list[Anomaly] = []
     output_final = _output_final_read(ix)
+    consumed = _consumed_upto(ix)
     for value in _inputs(ix):
         steps = outputs_of.get(value, [])
         kept = [t for t in steps if t.event.output_value in committed]
         distinct = {t.event.output_value for t in kept}
-        if len(distinct) > 1:
+        # An input stored twice (a duplicate, reported as such) is two input records.
+        copies = max(1, len(ix.read_positions(value)))
+        if len(distinct) > copies:
             found.append(anomaly(
                 AnomalyKind.CTP_DOUBLED,
                 f"input {value!r} has {len(distinct)} committed outputs: "
                 + ", ".join(repr(o) for o in sorted(distinct)),
                 *kept, *(committed[o] for o in sorted(distinct))))
-        elif not distinct and output_final is not None:
+        elif not distinct and output_final is not None and _consumed(ix, value, consumed):
             found.append(anomaly(
                 AnomalyKind.CTP_MISSING,
                 f"input {value!r} has no committed output ({len(steps)} transforms recorded)",
@@ -121,6 +126,32 @@ def _output_final_read(ix: HistoryIndex) -> Indexed[Event] | None:
             return None
         finals.append(final)
     return finals[0] if finals else None
+
+
+def _consumed_upto(ix: HistoryIndex) -> dict[TopicPartition, int]:
+    """The highest acknowledged committed offset of each input partition (any group's: in
+    a workload only the stage commits offsets of its input topics)."""
+    topics = {tp.topic for t in ix.transforms
+              if (tp := ix.topic_partition(t.event.input_value)) is not None}
+    upto: dict[TopicPartition, int] = {}
+    for event in ix.events:
+        if isinstance(event, OffsetsCommitted) and event.topic in topics:
+            tp = TopicPartition(event.topic, event.partition)
+            upto[tp] = max(upto.get(tp, 0), event.offset)
+    return upto
+
+
+def _consumed(ix: HistoryIndex, value: str, upto: dict[TopicPartition, int]) -> bool:
+    """Whether the stage claims to have consumed input `value`: its position is below its
+    partition's committed offset. A stage that stopped early (its group behind) owes outputs
+    only for what it committed; a history with no commits of input offsets owes them all."""
+    if not upto:
+        return True
+    acked = ix.acked(value)
+    positions = [acked.event.position] if acked is not None else ix.read_positions(value)
+    if not positions:
+        return False
+    return positions[0].offset < upto.get(positions[0].topic_partition, 0)
 
 
 def _inputs(ix: HistoryIndex) -> list[str]:
