@@ -1,7 +1,7 @@
 """Three strom brokers share one PostgreSQL database, each through a fault proxy of its own,
 while the recording workload runs (idempotent and transactional producers, a read_committed
 consumer group committing offsets, a consume-transform-produce stage) and the nemesis
-injects ten faults of mixed kinds one after another: brokers SIGKILLed, SIGSTOPped past their
+injects eight faults of mixed kinds one after another: brokers SIGKILLed, SIGSTOPped past their
 session timeout and SIGTERMed, a broker's database link black-holed or losing one direction,
 PostgreSQL SIGKILLed. Afterwards every partition is read from the start, and the checker
 finds no anomaly: no acknowledged write lost, nothing stored twice or out of order, no offset
@@ -21,7 +21,7 @@ from strom.testing.workload import WorkloadConfig
 from tests.integration.conftest import unique_name
 
 BROKERS = 3
-FAULTS = 10
+FAULTS = 8
 SEED = 20261206
 
 

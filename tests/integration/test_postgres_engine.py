@@ -24,6 +24,7 @@ from strom.storage.api import (
     BrokerRegistration,
     Duplicate,
     NotLeader,
+    OutcomeUnknown,
     StorageUnavailable,
 )
 from strom.storage.postgres import PostgresEngine
@@ -95,7 +96,7 @@ def test_an_unknown_outcome_is_settled_by_reloading(
                 raise asyncpg.ConnectionDoesNotExistError("the connection died")
 
             monkeypatch.setattr(asyncpg.Connection, "execute", execute_and_die)
-            with pytest.raises(StorageUnavailable):
+            with pytest.raises(OutcomeUnknown):  # sent, its answer lost: REQUEST_TIMED_OUT
                 await plog.produce([idem([b"c"], 7, 0, 2)])
             assert failed == (["INSERT 0 1"] if committed else ["not sent"])
             retry = await retried(lambda: plog.produce([idem([b"c"], 7, 0, 2)]))

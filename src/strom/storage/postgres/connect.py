@@ -53,6 +53,12 @@ DATABASE_DOWN: Final = (OSError, TimeoutError, asyncpg.InterfaceError,
                         # the database dropped or the role changed while running:
                         asyncpg.InvalidCatalogNameError,
                         asyncpg.InvalidAuthorizationSpecificationError)
+# Failures in which the answer to a statement was lost (the connection died, or no answer came
+# in time), as opposed to an error the server answered: a write that met one of these may or
+# may not have been committed.
+ANSWER_LOST: Final = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                      asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError,
+                      asyncpg.CrashShutdownError)
 # Failures after which the pool's connections are replaced (reconnecting goes through the
 # host list again): the server cannot take writes (a standby in recovery, a primary made
 # read-only), or it did not answer in time (frozen, or cut off: its other connections would

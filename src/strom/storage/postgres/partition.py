@@ -39,7 +39,7 @@ from strom.storage.api import (
     UnknownTopic,
 )
 from strom.storage.batch_offsets import with_offsets
-from strom.storage.postgres.connect import Health
+from strom.storage.postgres.connect import ANSWER_LOST, Health
 from strom.storage.postgres.partition_load import reload
 from strom.storage.postgres.partition_lookup import max_timestamp, offset_for_timestamp
 from strom.storage.postgres.partition_maintenance import delete_records_before
@@ -283,7 +283,9 @@ class PostgresPartitionLog:
                         [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                         [r[3] for r in rows], timeout=timeout)
         except StorageUnavailable as exc:
-            if sent:  # it may have committed: the client must not take it as unwritten
+            if sent and isinstance(exc.__cause__, ANSWER_LOST):
+                # It may have committed: the client must not take it as unwritten. (An
+                # error the server answered, a full disk say, means it was not written.)
                 raise OutcomeUnknown(str(exc)) from exc
             raise
         if status != f"INSERT 0 {len(rows)}":
