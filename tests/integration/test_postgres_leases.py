@@ -56,6 +56,14 @@ def leaders(engine: PostgresEngine) -> list[int | None]:
     return [engine.leadership(TOPIC, i).leader for i in range(PARTITIONS)]
 
 
+async def spread_topic(one: PostgresEngine, two: PostgresEngine) -> None:
+    """TOPIC created on `one`; returns once both brokers agree who leads each partition and
+    each leads some."""
+    await one.create_topic(TOPIC, PARTITIONS, {})
+    await eventually(lambda: TOPIC in two.topics())
+    await eventually(lambda: leaders(one) == leaders(two) and set(leaders(one)) == {1, 2})
+
+
 def idem(values: list[bytes], producer: int, seq: int) -> Any:
     return data_batch(values, producer_id=producer, producer_epoch=0, base_sequence=seq)
 
@@ -86,10 +94,7 @@ def test_brokers_lead_their_share_and_agree_on_who_leads_what(
     async def body() -> None:
         one, two = await started(url, 1), await started(url, 2)
         try:
-            await one.create_topic(TOPIC, PARTITIONS, {})
-            await eventually(lambda: TOPIC in two.topics())
-            await eventually(lambda: leaders(one) == leaders(two)
-                             and set(leaders(one)) == {1, 2})
+            await spread_topic(one, two)
             for index, leader in enumerate(leaders(one)):
                 led, other = (one, two) if leader == 1 else (two, one)
                 appended(await led.partition(TOPIC, index).produce(
@@ -109,10 +114,7 @@ def test_a_clean_stop_hands_leases_over_with_data_and_producer_state(
     async def body() -> None:
         one, two = await started(url, 1), await started(url, 2)
         try:
-            await one.create_topic(TOPIC, PARTITIONS, {})
-            await eventually(lambda: TOPIC in two.topics())
-            await eventually(lambda: leaders(two) == leaders(one)
-                             and set(leaders(two)) == {1, 2})
+            await spread_topic(one, two)
             index = leaders(one).index(2)
             epoch = two.leadership(TOPIC, index).epoch
             first = appended(await two.partition(TOPIC, index).produce([idem([b"a"], 9, 0)]))
@@ -143,10 +145,7 @@ def test_a_silent_broker_stops_appending_then_loses_its_leases(
     async def body() -> None:
         one, two = await started(url, 1), await started(url, 2)
         try:
-            await one.create_topic(TOPIC, PARTITIONS, {})
-            await eventually(lambda: TOPIC in two.topics())
-            await eventually(lambda: leaders(two) == leaders(one)
-                             and set(leaders(two)) == {1, 2})
+            await spread_topic(one, two)
             index = leaders(one).index(2)
             appended(await two.partition(TOPIC, index).produce([data_batch([b"before"])]))
             silence(two)
@@ -181,10 +180,7 @@ def test_a_paused_broker_wakes_fenced_and_rejoins_with_new_epochs(
     async def body() -> None:
         one, two = await started(url, 1), await started(url, 2)
         try:
-            await one.create_topic(TOPIC, PARTITIONS, {})
-            await eventually(lambda: TOPIC in two.topics())
-            await eventually(lambda: leaders(two) == leaders(one)
-                             and set(leaders(two)) == {1, 2})
+            await spread_topic(one, two)
             index = leaders(one).index(2)
             epoch = two.leadership(TOPIC, index).epoch
             plog = two.partition(TOPIC, index)
