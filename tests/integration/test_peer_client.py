@@ -416,11 +416,14 @@ def test_an_answer_that_does_not_decode_fails_every_request(bad: Callable[[int],
 
     async def main() -> None:
         async with FakePeer(answer) as port:
-            connection = await connect(port)
+            connection = await connect(port, request_timeout_s=60)
             try:
-                results = await asyncio.gather(
-                    *(send(connection, METADATA, 12, metadata(None)) for _ in range(3)),
-                    return_exceptions=True)
+                # All three fail at the bad answer, the one it answers too (until it was
+                # decoded while still in flight, that one waited for its request timeout).
+                async with asyncio.timeout(10):
+                    results = await asyncio.gather(
+                        *(send(connection, METADATA, 12, metadata(None)) for _ in range(3)),
+                        return_exceptions=True)
                 assert all(isinstance(r, PeerUnavailable) for r in results), results
                 assert all(reason in str(r) for r in results), results
                 assert connection.closed

@@ -243,11 +243,14 @@ class KafkaConnection:
 
     def _resolve(self, frame: bytes) -> None:
         correlation_id = response_correlation_id(frame)
-        pending = self._pending.pop(correlation_id, None)
+        pending = self._pending.get(correlation_id)
         if pending is None:
             raise DecodeError(f"an answer to correlation id {correlation_id}, which is not "
                               f"in flight")
+        # Decoded while still in flight: an answer that does not decode fails its request
+        # with the others (in _fail), not after the request's timeout.
         body = decode_response(pending.api_key, pending.version, frame)
+        del self._pending[correlation_id]
         if not pending.answer.done():  # its sender gave up (cancelled)
             pending.answer.set_result(body)
 
