@@ -18,7 +18,6 @@ import pytest
 from click.testing import CliRunner
 
 from strom.cli.serve import serve
-from strom.storage.postgres.connect import COMMAND_TIMEOUT_S
 from strom.testing import EmbeddedBroker
 from strom.testing.postgres import PASSWORD, USER, PostgresServer, PostgresUnavailable
 from strom.testing.postgres_pair import PostgresPair
@@ -38,6 +37,7 @@ from tests.integration.test_idempotent_faults import (
 )
 from tests.integration.test_postgres_faults import run_transaction
 
+STATEMENT_TIMEOUT_S = 5.0  # storage.statement.timeout.ms in the frozen-primary test
 PAUSE_S = 1.0  # from the primary's death to the standby's promotion
 
 
@@ -215,10 +215,12 @@ def test_a_host_that_never_answers_is_passed_over(pair: PostgresPair, silent_hos
 def test_a_frozen_primary_is_left_for_the_promoted_standby(pair: PostgresPair) -> None:
     """The primary freezes (SIGSTOP: connections hang rather than fail, as with a hung machine
     or a network partition) and the standby is promoted: the statements waiting on the frozen
-    server time out once (COMMAND_TIMEOUT_S, then as long again for asyncpg's cancel request
-    to the same server), and then the broker reconnects past it to the standby instead of
-    trying its other pooled connections to the frozen one in turn (minutes)."""
-    with EmbeddedBroker(storage=pair.url + "&connect_timeout=1") as broker:
+    server time out once (storage.statement.timeout.ms, then as long again for asyncpg's
+    cancel request to the same server), and then the broker reconnects past it to the standby
+    instead of trying its other pooled connections to the frozen one in turn (minutes). The
+    bound below is far under the 30 s default, so it also shows the setting is applied."""
+    settings = {"storage.statement.timeout.ms": str(round(STATEMENT_TIMEOUT_S * 1000))}
+    with EmbeddedBroker(settings, storage=pair.url + "&connect_timeout=1") as broker:
         bootstrap = broker.bootstrap_servers
         topic = create_topic(bootstrap, unique_name("pg-frozen"), len(PARTITIONS))
         p = producer(bootstrap, enable_idempotence=True, acks="all", linger_ms=2,
@@ -235,13 +237,13 @@ def test_a_frozen_primary_is_left_for_the_promoted_standby(pair: PostgresPair) -
             for n in range(30):
                 p.produce(topic, value=f"after-{n}".encode(), partition=n % 3,
                           on_delivery=delivered)
-            assert p.flush(4 * COMMAND_TIMEOUT_S) == 0
+            assert p.flush(4 * STATEMENT_TIMEOUT_S + DEADLINE_S) == 0
             took = time.monotonic() - started
         finally:
             pair.primary.kill()
         print(f"acknowledged {took:.1f} s after the freeze")
         assert not delivered.failed and len(delivered.acked) == 60
-        assert took < 2 * COMMAND_TIMEOUT_S + DEADLINE_S / 2
+        assert took < 2 * STATEMENT_TIMEOUT_S + DEADLINE_S / 2
 
 
 def test_start_with_standbys_only_says_so(pair: PostgresPair) -> None:

@@ -53,6 +53,10 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     # The broker's rack (Kafka's broker.rack; empty: none): Metadata lists it, and replicas
     # are reported spread over racks.
     "broker.rack": "",
+    # How long a statement to the storage's database (PostgreSQL) may go unanswered before it
+    # counts as failed and the broker reconnects (a frozen or cut-off server): also the
+    # server's statement_timeout for the broker's sessions.
+    "storage.statement.timeout.ms": "30000",
     # A broker's requests to another (transaction markers, KIP-890 verification): Kafka's
     # inter-broker client settings.
     "socket.connection.setup.timeout.ms": "10000",
@@ -61,6 +65,7 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
 
 # Settings that make no sense below 1 (Kafka's atLeast(1) validators).
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
+                                  "storage.statement.timeout.ms",
                                   "socket.connection.setup.timeout.ms", "request.timeout.ms",
                                   "offsets.topic.replication.factor",
                                   "transaction.state.log.replication.factor"})

@@ -28,7 +28,7 @@ from strom.storage.postgres.host_list import connect_each, parse_hosts
 
 log = logging.getLogger(__name__)
 
-COMMAND_TIMEOUT_S: Final = 30.0
+COMMAND_TIMEOUT_S: Final = 30.0  # the default of the broker's storage.statement.timeout.ms
 POOL_SIZE: Final = 8
 CONTROL_POOL_SIZE: Final = 3  # heartbeats and leases, topic reads, one LISTENing
 FIRST_RETRY_S: Final = 0.05  # while the database is down: the first wait before trying again
@@ -36,7 +36,7 @@ MAX_RETRY_S: Final = 1.0
 # Server-side limits so that nothing a broker starts can hold a lock for long if the broker
 # stalls or loses the database (appends are single statements; these catch everything else).
 SESSION_SETTINGS: Final = {
-    "statement_timeout": "30s",
+    # statement_timeout: the broker's storage.statement.timeout.ms (create_pool)
     "lock_timeout": "10s",
     "idle_in_transaction_session_timeout": "10s",
     "application_name": "strom",
@@ -76,13 +76,17 @@ def redact(url: str) -> str:
     return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
-async def create_pool(url: str, node_name: str, size: int = POOL_SIZE) -> Any:
-    settings = {**SESSION_SETTINGS, "application_name": node_name}
+async def create_pool(url: str, node_name: str, size: int = POOL_SIZE,
+                      statement_timeout_s: float = COMMAND_TIMEOUT_S) -> Any:
+    """A pool whose statements fail after `statement_timeout_s` without an answer (client
+    side, and the server's statement_timeout for anything it runs that long)."""
+    settings = {**SESSION_SETTINGS, "application_name": node_name,
+                "statement_timeout": f"{round(statement_timeout_s * 1000)}ms"}
     try:
         hosts = parse_hosts(url)
         return await asyncpg.create_pool(
             hosts.url, min_size=size, max_size=size, timeout=hosts.timeout_s,
-            command_timeout=COMMAND_TIMEOUT_S, server_settings=settings,
+            command_timeout=statement_timeout_s, server_settings=settings,
             max_inactive_connection_lifetime=60.0, statement_cache_size=64,
             connect=connect_each(hosts) if len(hosts.hosts) > 1 else None)
     except asyncpg.InvalidPasswordError:

@@ -81,10 +81,11 @@ class PostgresEngine:
 
     async def open(self) -> None:
         name = f"strom node {self.config.node_id}"
-        self._pool = await create_pool(self.url, name)
+        timeout_s = self.config.get_int("storage.statement.timeout.ms") / 1000
+        self._pool = await create_pool(self.url, name, statement_timeout_s=timeout_s)
         try:
             self._control_pool = await create_pool(self.url, f"{name} (control)",
-                                                   CONTROL_POOL_SIZE)
+                                                   CONTROL_POOL_SIZE, timeout_s)
 
             async def reconnect() -> None:
                 await self._pool.expire_connections()
