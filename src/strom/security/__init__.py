@@ -1,0 +1,1 @@
+"""Security: TLS, SASL mechanisms, principals (and, next, authorization and quotas)."""
