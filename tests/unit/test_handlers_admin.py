@@ -578,7 +578,7 @@ def test_describe_broker_configs_lists_listeners_by_kafkas_names(tmp_path: Path)
     request = describe_request(4, [(4, "3", None)], synonyms=True)
 
     async def body(broker: Broker) -> Any:
-        broker.listen_port = 19092  # as the server sets it once bound
+        broker.bound_ports["PLAINTEXT"] = 19092  # as the server sets it once bound
         return await call(broker, DESCRIBE_CONFIGS, 4, request)
 
     settings = {"broker.id": "3", "advertised.listeners": "PLAINTEXT://proxy.example:9999"}

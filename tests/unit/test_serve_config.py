@@ -66,13 +66,38 @@ def test_kafkas_listener_and_node_id_names(tmp_path: Path) -> None:
     assert (config.advertised, config.advertised_port) == ("broker.example", 29092)
     everywhere = BrokerConfig.build(tmp_path, "h", 1, {"listeners": "PLAINTEXT://:9093"})
     assert (everywhere.host, everywhere.port) == ("0.0.0.0", 9093)
-    for name, value, problem in [
-            ("listeners", "SSL://h:9093", "only PLAINTEXT"),
-            ("listeners", "PLAINTEXT://a:1,PLAINTEXT://b:2", "one listener"),
-            ("listeners", "PLAINTEXT://nowhere", "HOST:PORT"),
-            ("advertised.listeners", "PLAINTEXT://:9092", "a host clients can reach")]:
+    for settings, problem in [
+            ({"listeners": "PLAINTEXT://a:1,PLAINTEXT://b:2"}, "PLAINTEXT appears twice"),
+            ({"listeners": "PLAINTEXT://a:1,SSL://b:1"}, "both use port 1"),
+            ({"listeners": "PLAINTEXT://nowhere"}, "HOST:PORT"),
+            ({"listeners": "CLIENT://h:1"}, "add CLIENT:PROTOCOL"),
+            ({"listener.security.protocol.map": "CLIENT:KERBEROS"}, "not one of"),
+            ({"advertised.listeners": "PLAINTEXT://:9092"}, "a host clients can reach"),
+            ({"advertised.listeners": "SSL://x:9093"}, "SSL, which is not in listeners"),
+            ({"inter.broker.listener.name": "BROKER"}, "BROKER is not in listeners"),
+            ({"listener.name.ssl.num.partitions": "3"}, "prefixes a TLS or SASL setting"),
+            ({"listener.name.ssl.connections.max.reauth.ms": "x"}, "not an integer")]:
         with pytest.raises(ConfigError, match=problem):
-            BrokerConfig.build(tmp_path, "h", 1, {name: value})
+            BrokerConfig.build(tmp_path, "h", 1, settings)
+
+
+def test_several_listeners_with_their_protocols_and_settings(tmp_path: Path) -> None:
+    config = BrokerConfig.build(tmp_path, "localhost", 9092, {
+        "listeners": "CLIENT://:9093,BROKER://127.0.0.1:9094,PLAINTEXT://localhost:0",
+        "listener.security.protocol.map": "CLIENT:SASL_SSL,BROKER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "advertised.listeners": "CLIENT://kafka.example:443",
+        "inter.broker.listener.name": "broker",
+        "ssl.client.auth": "required",
+        "listener.name.client.ssl.client.auth": "none"})
+    assert [str(a) for a in config.listeners()] == [
+        "CLIENT://0.0.0.0:9093", "BROKER://127.0.0.1:9094", "PLAINTEXT://localhost:0"]
+    assert [config.protocol_of(a.name) for a in config.listeners()] == [
+        "SASL_SSL", "PLAINTEXT", "PLAINTEXT"]
+    assert config.inter_broker_listener() == "BROKER"
+    assert config.advertised_address("CLIENT", 9093) == ("kafka.example", 443)
+    assert config.advertised_address("PLAINTEXT", 41234)[1] == 41234
+    assert config.for_listener("CLIENT", "ssl.client.auth") == "none"
+    assert config.for_listener("BROKER", "ssl.client.auth") == "required"
 
 
 def test_broker_rack_is_free_text_and_registered(tmp_path: Path) -> None:

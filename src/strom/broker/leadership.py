@@ -63,15 +63,19 @@ def current_leader(b: ResponseBuilder, found: Leadership | None) -> Any:
     return b.make("LeaderIdAndEpoch", leader_id=leader, leader_epoch=epoch)
 
 
-async def node_endpoints(broker: Broker, b: ResponseBuilder, nodes: Iterable[int]
-                         ) -> tuple[Any, ...]:
-    """The NodeEndpoint of each live broker among `nodes` (KIP-951)."""
+async def node_endpoints(broker: Broker, b: ResponseBuilder, nodes: Iterable[int],
+                         listener: str) -> tuple[Any, ...]:
+    """The NodeEndpoint of each live broker among `nodes` on `listener` (KIP-951)."""
     wanted = set(nodes)
     if not wanted:
         return ()
-    return tuple(b.make("NodeEndpoint", node_id=r.node_id, host=r.host, port=r.port,
-                        rack=r.rack)
-                 for r in await broker.engine.brokers() if r.node_id in wanted)
+    endpoints = []
+    for r in await broker.engine.brokers():
+        if r.node_id in wanted:
+            host, port = r.endpoint(listener)
+            endpoints.append(b.make("NodeEndpoint", node_id=r.node_id, host=host, port=port,
+                                    rack=r.rack))
+    return tuple(endpoints)
 
 
 def storage_error(exc: StorageError) -> ErrorCode:

@@ -6,18 +6,20 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from strom.broker.group_runtime import GroupRuntime
 from strom.broker.peers import Peers
 from strom.broker.producer_ids import ProducerIdAllocator
+from strom.broker.sasl import SaslMechanisms
 from strom.broker.topic_locks import TopicLocks
 from strom.broker.txn_runtime import TransactionRuntime, transaction_config
 from strom.config.broker import BrokerConfig
 from strom.config.text import plural
 from strom.coordinator.group.model import GroupConfig
 from strom.coordinator.internal_topics import RESERVED_TOPICS
+from strom.security.session import Session
 from strom.storage.api import BrokerRegistration, StorageEngine, TopicExists, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ class RequestContext:
     client_host: str
     api_version: int
     correlation_id: int
+    # The connection's security session (listener, principal); a PLAINTEXT one by default.
+    session: Session = field(default_factory=Session.plaintext)
 
 
 def topic_name_error(name: str | None) -> str | None:
@@ -72,6 +76,9 @@ class Broker:
         self.advertised_host = config.advertised
         self.listen_port = config.port  # the bound port once the server listens
         self.advertised_port = config.advertised_port or config.port
+        # listener name -> the port it is bound to (the server sets them once listening)
+        self.bound_ports: dict[str, int] = {a.name: a.port for a in config.listeners()}
+        self.sasl = SaslMechanisms(config, engine)
         self.topic_locks = TopicLocks()
         self.groups = GroupRuntime(
             engine, group_config(config), config.node_id,
@@ -87,8 +94,19 @@ class Broker:
             replication_factor=config.get_int("transaction.state.log.replication.factor"))
 
     def registration(self) -> BrokerRegistration:
-        return BrokerRegistration(self.node_id, self.advertised_host, self.advertised_port,
-                                  self.config.rack)
+        """This broker as Metadata lists it: every listener's advertised address; host and
+        port are the inter-broker listener's."""
+        first = self.config.listeners()[0].name
+        endpoints = []
+        for name, port in self.bound_ports.items():
+            if name == first:  # `advertised_host` / `advertised_port` (tests set them)
+                endpoints.append((name, self.advertised_host, self.advertised_port))
+            else:
+                endpoints.append((name, *self.config.advertised_address(name, port)))
+        inter = self.config.inter_broker_listener()
+        _, host, port = next(e for e in endpoints if e[0] == inter)
+        return BrokerRegistration(self.node_id, host, port, self.config.rack,
+                                  tuple(endpoints) if len(endpoints) > 1 else ())
 
     async def register(self) -> None:
         """Lists this broker in the engine, with its advertised host and port."""

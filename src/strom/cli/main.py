@@ -7,12 +7,14 @@ import sys
 import click
 
 from strom import __version__
+from strom.cli.certs import certs
 from strom.cli.cluster import cluster
 from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.produce import produce
 from strom.cli.serve import serve
 from strom.cli.topic import topic
+from strom.cli.user import user
 
 
 @click.group()
@@ -27,6 +29,8 @@ cli.add_command(produce)
 cli.add_command(consume)
 cli.add_command(group)
 cli.add_command(cluster)
+cli.add_command(user)
+cli.add_command(certs)
 
 
 def main() -> None:

@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from strom.config.listeners import (
+    DEFAULT_PROTOCOL_MAP,
+    ListenerAddress,
+    check_ports,
+    parse_listeners,
+    parse_protocol_map,
+)
 from strom.config.topic import TOPIC_CONFIGS, ConfigError, LogConfig
 
 MIB: Final = 1024 * 1024
@@ -61,7 +68,47 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     # inter-broker client settings.
     "socket.connection.setup.timeout.ms": "10000",
     "request.timeout.ms": "30000",
+    # Listeners (config/listeners.py): which security protocol each listener name speaks,
+    # and the one brokers use to reach each other (empty: the first listener).
+    "listener.security.protocol.map": DEFAULT_PROTOCOL_MAP,
+    "inter.broker.listener.name": "",
+    # TLS (SSL and SASL_SSL listeners; each may be prefixed listener.name.NAME. for one
+    # listener): Kafka's names, PEM files only.
+    "ssl.keystore.type": "PEM",
+    "ssl.keystore.location": "",
+    "ssl.keystore.key": "",
+    "ssl.keystore.certificate.chain": "",
+    "ssl.key.password": "",
+    "ssl.truststore.type": "PEM",
+    "ssl.truststore.location": "",
+    "ssl.truststore.certificates": "",
+    "ssl.client.auth": "none",
+    "ssl.enabled.protocols": "TLSv1.2,TLSv1.3",
+    "ssl.protocol": "TLSv1.3",
+    "ssl.cipher.suites": "",
+    "ssl.principal.mapping.rules": "DEFAULT",
+    # How often the key and trust store files are checked for a new certificate (strom's).
+    "ssl.reload.check.interval.ms": "10000",
+    # SASL (SASL_PLAINTEXT and SASL_SSL listeners). PLAIN checks the SCRAM credentials.
+    "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+    "connections.max.reauth.ms": "0",
+    # OAUTHBEARER tokens are JWTs checked against these keys (KIP-768).
+    "sasl.oauthbearer.jwks.endpoint.url": "",
+    "sasl.oauthbearer.jwks.endpoint.refresh.ms": "3600000",
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms": "100",
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms": "10000",
+    "sasl.oauthbearer.expected.audience": "",
+    "sasl.oauthbearer.expected.issuer": "",
+    "sasl.oauthbearer.scope.claim.name": "scope",
+    "sasl.oauthbearer.sub.claim.name": "sub",
+    "sasl.oauthbearer.clock.skew.seconds": "30",
 }
+
+# Settings whose values are secrets: never shown (DescribeConfigs marks them sensitive).
+SENSITIVE: Final = frozenset({"ssl.key.password", "ssl.keystore.key"})
+# Settings a listener may override with the prefix listener.name.NAME. (Kafka's per-listener
+# configs).
+_PER_LISTENER_PREFIXES: Final = ("ssl.", "sasl.", "connections.max.reauth.ms")
 
 # Settings that make no sense below 1 (Kafka's atLeast(1) validators).
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
@@ -75,7 +122,10 @@ _SHORT: Final = frozenset({"offsets.topic.replication.factor",
 SHORT_MAX: Final = 2**15 - 1
 
 # Settings whose values are free text.
-_TEXT: Final = frozenset({"broker.rack"})
+_TEXT: Final = frozenset({"broker.rack", "inter.broker.listener.name",
+                          *(name for name, default in BROKER_SETTINGS.items()
+                            if name.startswith(("ssl.", "sasl.", "listener."))
+                            and not default.isdigit())})
 
 # Topic configs may be given to the broker by their topic-level name too (--set flush.messages=1).
 _TOPIC_ALIASES: Final[Mapping[str, str]] = {
@@ -93,28 +143,24 @@ def _bool(text: str) -> bool:
     return lowered == "true"
 
 
+def _check_broker_value(name: str, broker_name: str, value: str) -> None:
+    if broker_name == "listener.security.protocol.map":
+        parse_protocol_map(value)
+    elif broker_name in _TEXT:
+        pass
+    elif BROKER_SETTINGS[broker_name] in ("true", "false"):
+        _bool(value)
+    elif _int(value) < 1 and broker_name in _AT_LEAST_ONE:
+        raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
+    elif _int(value) > SHORT_MAX and broker_name in _SHORT:
+        raise ConfigError(f"{name}: must be at most {SHORT_MAX}, not {value.strip()}")
+
+
 def _int(text: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
         raise ConfigError(f"{text!r} is not an integer") from None
-
-
-def parse_listener(name: str, value: str) -> tuple[str, int]:
-    """(host, port) of a one-listener `listeners` value: [PLAINTEXT://]HOST:PORT."""
-    text = value.strip()
-    if "," in text:
-        raise ConfigError(f"{name} {value!r}: strom serves one listener; several come with "
-                          "security (TLS, SASL)")
-    listener, sep, address = text.partition("://")
-    if not sep:
-        listener, address = "PLAINTEXT", text
-    if listener.upper() != "PLAINTEXT":
-        raise ConfigError(f"{name} {value!r}: only PLAINTEXT listeners are served so far")
-    host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{name} {value!r}: expected PLAINTEXT://HOST:PORT")
-    return host.strip("[]"), int(port)
 
 
 @dataclass(slots=True)
@@ -128,6 +174,9 @@ class BrokerConfig:
     advertised_host: str | None = None
     advertised_port: int | None = None  # None: the port the broker listens on
     settings: dict[str, str] = field(default_factory=dict)
+    # From `listeners` (empty: one PLAINTEXT listener at host:port) and `advertised.listeners`.
+    listener_addresses: list[ListenerAddress] = field(default_factory=list)
+    advertised_addresses: dict[str, ListenerAddress] = field(default_factory=dict)
 
     @classmethod
     def build(cls, data_dir: Path, host: str, port: int,
@@ -135,6 +184,10 @@ class BrokerConfig:
         config = cls(data_dir=data_dir, storage=storage, host=host, port=port)
         for name, value in (overrides or {}).items():
             config.set(name, value)
+        config.check_listeners()
+        first = config.advertised_addresses.get(config.listeners()[0].name)
+        if first is not None:  # what `advertised` and `advertised_port` name
+            config.advertised_host, config.advertised_port = first.host, first.port
         heartbeat = config.get_int("broker.heartbeat.interval.ms")
         if config.get_int("broker.session.timeout.ms") <= heartbeat:
             raise ConfigError("broker.session.timeout.ms must be longer than "
@@ -160,6 +213,9 @@ class BrokerConfig:
             return
         if name == "broker.id":  # Kafka's older name of node.id
             name = "node.id"
+        if name.startswith("listener.name."):
+            self._set_per_listener(name, value)
+            return
         broker_name = _TOPIC_ALIASES.get(name, name)
         if broker_name in _BROKER_TOPIC_DEFAULTS:
             topic_name = next(k for k, v in _TOPIC_ALIASES.items() if v == broker_name)
@@ -168,34 +224,90 @@ class BrokerConfig:
             except ConfigError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
         elif broker_name in BROKER_SETTINGS:
-            if broker_name in _TEXT:
-                pass
-            elif BROKER_SETTINGS[broker_name] in ("true", "false"):
-                _bool(value)
-            elif _int(value) < 1 and broker_name in _AT_LEAST_ONE:
-                raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
-            elif _int(value) > SHORT_MAX and broker_name in _SHORT:
-                raise ConfigError(f"{name}: must be at most {SHORT_MAX}, not {value.strip()}")
+            _check_broker_value(name, broker_name, value)
         else:
             raise ConfigError(f"unknown setting {name!r}; see docs/configuration.md")
         self.settings[broker_name] = value.strip()
 
+    def _set_per_listener(self, name: str, value: str) -> None:
+        """listener.name.NAME.SETTING: SETTING for that listener only."""
+        rest = name[len("listener.name."):]
+        listener, dot, setting = rest.partition(".")
+        if not dot or not listener or setting not in BROKER_SETTINGS or not setting.startswith(
+                _PER_LISTENER_PREFIXES):
+            raise ConfigError(f"unknown setting {name!r}: listener.name.NAME. prefixes a TLS "
+                              "or SASL setting (ssl.*, sasl.*, connections.max.reauth.ms)")
+        _check_broker_value(name, setting, value)
+        self.settings[f"listener.name.{listener.lower()}.{setting}"] = value.strip()
+
     def _set_address(self, name: str, value: str) -> None:
-        """Where clients reach this broker: `listeners` / `advertised.listeners` with one
-        PLAINTEXT listener (strom serves one today): NAME://HOST:PORT, an empty host meaning
-        all interfaces; or `advertised.host`."""
+        """Where clients reach this broker: `listeners` / `advertised.listeners`
+        (NAME://HOST:PORT,..., an empty host meaning all interfaces), or `advertised.host`.
+        The first listener is the one `host` and `port` name."""
         if name == "advertised.host":
-            self.advertised_host = value.strip()
+            self.advertised_host = self.settings[name] = value.strip()
             return
-        host, port = parse_listener(name, value)
+        addresses = parse_listeners(name, value)
         if name == "listeners":
-            self.host, self.port = host or "0.0.0.0", port
+            check_ports(addresses)
+            self.listener_addresses = addresses
+            self.host, self.port = addresses[0].host or "0.0.0.0", addresses[0].port
         else:
-            if not host:
-                raise ConfigError(f"advertised.listeners {value!r}: needs a host clients can "
-                                  "reach")
-            self.advertised_host, self.advertised_port = host, port
+            for address in addresses:
+                if not address.host:
+                    raise ConfigError(f"advertised.listeners {value!r}: {address.name} needs "
+                                      "a host clients can reach")
+            self.advertised_addresses = {a.name: a for a in addresses}
         self.settings[name] = value.strip()
+
+    def listeners(self) -> list[ListenerAddress]:
+        """Every listener this broker serves (the first: `host` and `port`)."""
+        if self.listener_addresses:
+            first = self.listener_addresses[0]
+            return [ListenerAddress(first.name, self.host, self.port),
+                    *self.listener_addresses[1:]]
+        return [ListenerAddress("PLAINTEXT", self.host, self.port)]
+
+    def protocol_of(self, listener: str) -> str:
+        """The security protocol of a listener, from listener.security.protocol.map."""
+        protocols = parse_protocol_map(self.get("listener.security.protocol.map"))
+        if listener not in protocols:
+            raise ConfigError(f"listener {listener} has no security protocol: add "
+                              f"{listener}:PROTOCOL to listener.security.protocol.map")
+        return protocols[listener]
+
+    def inter_broker_listener(self) -> str:
+        name = self.get("inter.broker.listener.name").strip().upper()
+        return name or self.listeners()[0].name
+
+    def check_listeners(self) -> None:
+        names = [listener.name for listener in self.listeners()]
+        for name in names:
+            self.protocol_of(name)
+        for name in self.advertised_addresses:
+            if name not in names:
+                raise ConfigError(f"advertised.listeners names {name}, which is not in "
+                                  f"listeners ({', '.join(names)})")
+        if self.inter_broker_listener() not in names:
+            raise ConfigError(f"inter.broker.listener.name {self.inter_broker_listener()} is "
+                              f"not in listeners ({', '.join(names)})")
+
+    def advertised_address(self, listener: str, bound_port: int) -> tuple[str, int]:
+        """Where clients of `listener` are told to connect, given the port it is bound to."""
+        address = self.advertised_addresses.get(listener)
+        if address is not None:
+            return address.host, address.port
+        host = self.settings.get("advertised.host") or next(
+            a.host for a in self.listeners() if a.name == listener)
+        return host, bound_port
+
+    def for_listener(self, listener: str, name: str) -> str:
+        """A TLS or SASL setting as one listener sees it: listener.name.NAME.SETTING if set,
+        else SETTING."""
+        prefixed = f"listener.name.{listener.lower()}.{name}"
+        if prefixed in self.settings:
+            return self.settings[prefixed]
+        return self.get(name)
 
     def get(self, name: str) -> str:
         if name in self.settings:

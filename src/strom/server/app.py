@@ -13,6 +13,7 @@ from strom.broker.registry import load_handlers
 from strom.broker.state import Broker
 from strom.config.broker import BrokerConfig
 from strom.server.connection import Connection, ConnectionLimits
+from strom.server.listeners import TLS_HANDSHAKE_TIMEOUT_S, Listener
 from strom.storage.select import StorageUrl, engine_for, parse_storage_url
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class BrokerServer:
             config.data_dir = self.storage_url.path
         self.engine = engine_for(self.storage_url, config)
         self.broker: Broker | None = None
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
+        self.listeners: list[Listener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: set[asyncio.Task[None]] = set()
         self.port = config.port
@@ -66,8 +68,11 @@ class BrokerServer:
 
     async def start(self) -> None:
         """Raises StartupError (the engine closed again) if the data directory holds an
-        internal topic its coordinator cannot use."""
+        internal topic its coordinator cannot use, ValueError if a listener's TLS settings
+        cannot be used."""
         load_handlers()
+        self.listeners = [Listener.from_config(self.config, address)
+                          for address in self.config.listeners()]
         await self.engine.open()
         try:
             await check_internal_topics(self.engine, self.config)
@@ -75,33 +80,29 @@ class BrokerServer:
             await self.engine.close()
             raise
         self.broker = Broker(self.config, self.engine)
+        try:
+            await self.broker.sasl.start([lst.name for lst in self.listeners])
+        except BaseException:
+            await self.engine.close()
+            raise
         await self.broker.groups.start()
         await self.broker.transactions.start()
-        limits = self.limits()
-        max_connections = self.config.get_int("max.connections")
-        broker = self.broker
-
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if len(self._connections) >= max_connections:
-                log.warning("refusing connection: max.connections=%d reached", max_connections)
-                writer.close()
-                return
-            task = asyncio.current_task()
-            assert task is not None
-            self._connections.add(task)
-            try:
-                await Connection(broker, reader, writer, limits).run()
-            except asyncio.CancelledError:
-                pass  # the broker is stopping; Connection.run closed the socket
-            finally:
-                self._connections.discard(task)
-
-        self._server = await asyncio.start_server(on_connect, self.config.host, self.config.port,
-                                                  reuse_address=True, backlog=1024)
-        self.port = self._server.sockets[0].getsockname()[1]
-        self.broker.listen_port = self.port
-        self.broker.advertised_port = self.config.advertised_port or self.port
         try:
+            for listener in self.listeners:
+                server = await asyncio.start_server(
+                    self._on_connect(listener), listener.address.host or "0.0.0.0",
+                    listener.address.port,
+                    reuse_address=True, backlog=1024, ssl=listener.ssl_context,
+                    ssl_handshake_timeout=(TLS_HANDSHAKE_TIMEOUT_S if listener.tls else None))
+                self._servers.append(server)
+                listener.port = server.sockets[0].getsockname()[1]
+                self.broker.bound_ports[listener.name] = listener.port
+                if listener.tls is not None:
+                    interval_s = self.config.get_int("ssl.reload.check.interval.ms") / 1000
+                    self._tasks.append(asyncio.create_task(listener.tls.watch(interval_s)))
+            self.port = self.listeners[0].port
+            self.broker.listen_port = self.port
+            self.broker.advertised_port = self.config.advertised_port or self.port
             await self.broker.register()  # a node id held by a live broker is refused
         except BaseException:
             await self.stop()
@@ -112,8 +113,43 @@ class BrokerServer:
             "log.flush.scheduler.interval.ms", self.engine.flush_due)))
         self._tasks.append(asyncio.create_task(self._every(
             "log.cleaner.backoff.ms", self.engine.run_cleaner)))
-        log.info("strom listening on %s:%d, storage %s", self.config.host, self.port,
-                 self.storage_url)
+        log.info("strom listening on %s, storage %s",
+                 ", ".join(f"{lst.name} {lst.address.host or '0.0.0.0'}:{lst.port}"
+                           f"{'' if lst.name == lst.protocol else f' ({lst.protocol})'}"
+                           for lst in self.listeners), self.storage_url)
+
+    def _on_connect(self, listener: Listener
+                    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        """The connection handler of one listener's server."""
+        limits = self.limits()
+        max_connections = self.config.get_int("max.connections")
+        broker = self.broker
+        assert broker is not None
+
+        async def on_connect(reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+            if len(self._connections) >= max_connections:
+                log.warning("refusing connection: max.connections=%d reached", max_connections)
+                writer.close()
+                return
+            try:
+                session = listener.session(writer)
+            except ValueError as exc:
+                log.warning("refusing a TLS client from %s on listener %s: %s",
+                            writer.get_extra_info("peername"), listener.name, exc)
+                writer.close()
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._connections.add(task)
+            try:
+                await Connection(broker, reader, writer, limits, session).run()
+            except asyncio.CancelledError:
+                pass  # the broker is stopping; Connection.run closed the socket
+            finally:
+                self._connections.discard(task)
+
+        return on_connect
 
     async def _every(self, setting: str, work: Callable[[int], Awaitable[object]]) -> None:
         interval = self.config.get_int(setting) / 1000
@@ -130,16 +166,17 @@ class BrokerServer:
                 await asyncio.wait_for(self.engine.retire(), RETIRE_PATIENCE_S)
             except Exception as exc:
                 log.warning("partitions not handed over before stopping: %s", exc)
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         await cancel_all([*self._tasks, *self._connections])
-        if self._server is not None:
+        for server in self._servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+                await asyncio.wait_for(server.wait_closed(), 5)
         if self.broker is not None:
             await self.broker.transactions.stop()  # its marker writers use the peers
             await self.broker.peers.close()
             await self.broker.groups.stop()
+            await self.broker.sasl.close()
         await self.engine.close()
         log.info("strom stopped")
 

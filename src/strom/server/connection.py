@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from strom.broker.errors import ApiError
+from strom.broker.handlers.sasl import raw_token
 from strom.broker.placement import REQUEST_PLACED
 from strom.broker.state import Broker
 from strom.protocol.framing import FrameError, check_frame_size, peek_header
 from strom.protocol.messages import API_VERSIONS_KEY, ErrorCode, encode_response, response_type
+from strom.security.session import Session
 from strom.server.dispatch import PRODUCE_KEY, CloseConnection, dispatch, error_body
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ WRITE_TIMEOUT_S: Final = 60.0
 READ_AHEAD_BYTES: Final = 8 * 1024 * 1024
 _EOF: Final = object()
 _PRODUCE_KEY_BYTES: Final = PRODUCE_KEY.to_bytes(2, "big")
+_API_VERSIONS_KEY_BYTES: Final = API_VERSIONS_KEY.to_bytes(2, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,20 +50,30 @@ class ConnectionLimits:
 
 class Connection:
     def __init__(self, broker: Broker, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, limits: ConnectionLimits) -> None:
+                 writer: asyncio.StreamWriter, limits: ConnectionLimits,
+                 session: Session | None = None) -> None:
         self.broker = broker
         self.reader = reader
         self.writer = writer
         self.limits = limits
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if session is None:
+            session = Session.plaintext(peer[0] if isinstance(peer, tuple) else str(peer))
+        self.session = session
         self.seen_api_versions = False
         self._queued_bytes = 0
         self._room = asyncio.Event()
         self._room.set()
 
     def frame_limit(self) -> int:
-        if self.seen_api_versions:
+        """The small pre-authentication limit until the client authenticated (SASL
+        listeners) or sent ApiVersions (the others), the full one after."""
+        if self.session.protocol.uses_sasl:
+            authenticated = self.session.authenticated
+        else:
+            authenticated = self.seen_api_versions
+        if authenticated:
             return self.limits.max_frame_bytes
         return self.limits.max_frame_bytes_before_api_versions
 
@@ -93,7 +106,7 @@ class Connection:
                 frame = await self.read_frame()
                 if frame is None:
                     break
-                if not self.seen_api_versions and peek_header(frame)[0] == API_VERSIONS_KEY:
+                if not self.seen_api_versions and frame[:2] == _API_VERSIONS_KEY_BYTES:
                     self.seen_api_versions = True
                 self._queued_bytes += len(frame)
                 if self._queued_bytes >= READ_AHEAD_BYTES:
@@ -126,16 +139,13 @@ class Connection:
                     break
                 assert isinstance(frame, bytes)
                 self.taken(frame)
-                if frame[:2] == _PRODUCE_KEY_BYTES:
+                if frame[:2] == _PRODUCE_KEY_BYTES and not self.session.raw_tokens:
                     await self.start_produce(frame, answers, writer_task)
                     continue
                 await answers.join()  # the answers before this one are sent
                 if writer_task.done():
                     break
-                response = await self.answer(frame)
-                if response is not None:
-                    self.writer.write(response)
-                    await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+                await self.answer_in_turn(frame)
             if not writer_task.done():
                 await answers.join()
         except CloseConnection as exc:
@@ -152,6 +162,19 @@ class Connection:
             self.writer.close()
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(self.writer.wait_closed(), 5)
+
+    async def answer_in_turn(self, frame: bytes) -> None:
+        """Answers a request that is not a Produce, all answers before it being sent; closes
+        the connection after the answer if the session says so (failed authentication)."""
+        if self.session.raw_tokens:
+            response = await self.raw_token(frame)
+        else:
+            response = await self.answer(frame)
+        if response is not None:
+            self.writer.write(response)
+            await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+        if self.session.close_after_response is not None:
+            raise CloseConnection(self.session.close_after_response)
 
     async def start_produce(self, frame: bytes,
                             answers: asyncio.Queue[asyncio.Task[bytes | None]],
@@ -199,12 +222,19 @@ class Connection:
             answers.get_nowait()
             answers.task_done()
 
+    async def raw_token(self, frame: bytes) -> bytes | None:
+        """A SASL token after a SaslHandshake v0; its answer framed the same way."""
+        answer = await raw_token(self.broker, self.session, frame)
+        if answer is None:
+            return None
+        return len(answer).to_bytes(4, "big") + answer
+
     async def answer(self, frame: bytes, placed: Callable[[], None] | None = None
                      ) -> bytes | None:
         if placed is not None:
             REQUEST_PLACED.set(placed)  # this task's own context
         try:
-            return await dispatch(self.broker, memoryview(frame), self.peer)
+            return await dispatch(self.broker, memoryview(frame), self.session)
         except FrameError as exc:
             raise CloseConnection(str(exc)) from None
         except CloseConnection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import typing
 from typing import Any, Final
 
@@ -24,10 +25,28 @@ from strom.protocol.messages import (
     response_type,
 )
 from strom.protocol.safe_decoder import DecodeError, decode
+from strom.security.session import Session
 
 log = logging.getLogger(__name__)
 
 PRODUCE_KEY: Final = 0
+SASL_HANDSHAKE_KEY: Final = 17
+SASL_AUTHENTICATE_KEY: Final = 36
+# What a SASL listener serves before the client authenticated (Kafka's SaslServerAuthenticator).
+SASL_OPEN_APIS: Final = frozenset({API_VERSIONS_KEY, SASL_HANDSHAKE_KEY, SASL_AUTHENTICATE_KEY})
+
+
+def check_session(session: Session, api_name: str) -> None:
+    """Closes the connection of a request that its session may not make yet: anything but
+    ApiVersions and the SASL exchange before SASL authentication, or after the session's
+    re-authentication was due (KIP-368)."""
+    if session.needs_sasl:
+        raise CloseConnection(f"unexpected {api_name} request during SASL authentication "
+                              "(only ApiVersions, SaslHandshake and SaslAuthenticate before it)")
+    deadline = session.reauth_deadline
+    if deadline is not None and time.monotonic() > deadline:
+        raise CloseConnection(f"{api_name} after the session of {session.principal} expired "
+                              "without re-authentication (connections.max.reauth.ms)")
 
 
 
@@ -74,12 +93,14 @@ def unsupported_version(api_key: int, version: int, correlation_id: int,
                            error_body(cls, ErrorCode.unsupported_version))
 
 
-async def dispatch(broker: Broker, frame: memoryview, client_host: str) -> bytes | None:
+async def dispatch(broker: Broker, frame: memoryview, session: Session) -> bytes | None:
     """Returns the response frame, or None when no response is due (Produce acks=0)."""
     api_key, version, correlation_id = peek_header(frame)
     spec = REGISTRY.get(api_key)
     if spec is None:
         raise CloseConnection(f"unknown API key {api_key}")
+    if api_key not in SASL_OPEN_APIS:
+        check_session(session, spec.name)
     if not spec.serves(version):
         if api_key == PRODUCE_KEY and 0 <= version < spec.min_version and _acks_zero(frame):
             return None
@@ -93,7 +114,8 @@ async def dispatch(broker: Broker, frame: memoryview, client_host: str) -> bytes
         request, _ = decode(req_type, frame, header.body_offset)
     except DecodeError as exc:
         raise CloseConnection(f"malformed {spec.name} v{version} request: {exc}") from None
-    ctx = RequestContext(header.client_id, client_host, version, correlation_id)
+    ctx = RequestContext(header.client_id, session.client_host, version, correlation_id,
+                         session)
     builder = ResponseBuilder(api_key, version)
     body = await spec.handler(broker, ctx, request, builder)
     if body is None:

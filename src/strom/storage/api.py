@@ -183,9 +183,34 @@ class BrokerRegistration:
     """A broker serving the cluster, as Metadata and DescribeCluster list it."""
 
     node_id: int
-    host: str
+    host: str  # host and port: the inter-broker listener's (brokers reach each other there)
     port: int
     rack: str | None = None
+    # Every advertised listener: (name, host, port). Empty: the one listener host:port.
+    listeners: tuple[tuple[str, str, int], ...] = ()
+
+    def endpoint(self, listener: str | None) -> tuple[str, int]:
+        """Where clients of `listener` reach this broker (host:port if it lacks the listener,
+        or registered before brokers had several)."""
+        for name, host, port in self.listeners:
+            if name == listener:
+                return host, port
+        return self.host, self.port
+
+
+def format_endpoints(listeners: Sequence[tuple[str, str, int]]) -> str:
+    return ",".join(f"{name}://{host}:{port}" for name, host, port in listeners)
+
+
+def parse_endpoints(text: str) -> tuple[tuple[str, str, int], ...]:
+    """The inverse of format_endpoints (IPv6 hosts keep their colons: the port is last)."""
+    found = []
+    for part in text.split(","):
+        name, sep, address = part.partition("://")
+        host, colon, port = address.rpartition(":")
+        if sep and colon and port.isdigit():
+            found.append((name, host, int(port)))
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +355,16 @@ class StorageEngine(Protocol):
         """Lists this broker among the cluster's (replacing an older registration of its
         node id; an engine several brokers share refuses, with StorageError, a node id that
         a live broker at another address holds). It stays listed until the engine closes."""
+        ...
+
+    async def read_metadata(self, kind: str) -> dict[str, str]:
+        """The cluster's security metadata records of `kind` ("scram", "acl", "quota"):
+        key -> value, as every broker of the cluster sees them."""
+        ...
+
+    async def write_metadata(self, kind: str, puts: Mapping[str, str],
+                             deletes: Sequence[str]) -> None:
+        """Deletes `deletes` and puts `puts` (records of `kind`), all or nothing, durably."""
         ...
 
     async def brokers(self) -> Sequence[BrokerRegistration]:

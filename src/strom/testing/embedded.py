@@ -45,6 +45,13 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def address(self, listener: str) -> str:
+        """HOST:PORT of one of the broker's listeners (`listeners=NAME://127.0.0.1:0,...`)."""
+        for served in self.server.listeners:
+            if served.name == listener.upper():
+                return f"127.0.0.1:{served.port}"
+        raise KeyError(f"no listener {listener}")
+
     def start(self) -> EmbeddedBroker:
         if self._server is not None:
             raise RuntimeError("already started")

@@ -18,6 +18,8 @@ from strom.broker.handlers import (  # noqa: F401
     quorum,
     records_admin,
     replica_placement,
+    sasl,
+    scram_users,
     topics,
     transactions,
     txn_offset_commit,

@@ -48,8 +48,10 @@ async def handle_describe_cluster(broker: Broker, ctx: RequestContext, request: 
     operations = (CLUSTER_OPERATIONS if request.include_cluster_authorized_operations
                   else OPERATIONS_OMITTED)
     live = await broker.engine.brokers()
-    brokers = tuple(b.make("DescribeClusterBroker", broker_id=r.node_id, host=r.host,
-                           port=r.port, rack=r.rack, is_fenced=False)
+    listener = ctx.session.listener
+    brokers = tuple(b.make("DescribeClusterBroker", broker_id=r.node_id,
+                           host=r.endpoint(listener)[0], port=r.endpoint(listener)[1],
+                           rack=r.rack, is_fenced=False)
                     for r in live)
     return b.make("DescribeClusterResponse", throttle_time=NO_THROTTLE,
                   error_code=ErrorCode.none, error_message=None,

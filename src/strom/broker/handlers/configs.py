@@ -22,11 +22,11 @@ from typing import Any, Final
 from strom.broker.errors import ApiError, unexpected
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
-from strom.config.broker import BROKER_SETTINGS, BrokerConfig
+from strom.config.broker import BROKER_SETTINGS, SENSITIVE, BrokerConfig
 from strom.config.topic import TOPIC_CONFIGS, ConfigError, ConfigKey, validate_topic_configs
 from strom.coordinator.internal_topics import config_refusal
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.storage.api import TopicInfo, UnknownTopic
+from strom.storage.api import TopicInfo, UnknownTopic, format_endpoints
 
 RESOURCE_TOPIC: Final = 2
 RESOURCE_BROKER: Final = 4
@@ -128,6 +128,10 @@ class ConfigView:
     def type_id(self) -> int:
         return CONFIG_TYPES.get(self.kind, 0)
 
+    @property
+    def sensitive(self) -> bool:
+        return self.kind == "PASSWORD"
+
 
 # Broker settings that have no default in Kafka: the topic default comes from another one,
 # which Kafka lists as the DEFAULT_CONFIG synonym instead (KafkaConfig.logRetentionTimeMillis).
@@ -168,10 +172,14 @@ def _broker_kind(name: str) -> str:
     key = _TOPIC_KEY_BY_BROKER_NAME.get(name)
     if key is not None:
         return key.kind
+    if name in SENSITIVE:
+        return "PASSWORD"
     if BROKER_SETTINGS[name] in ("true", "false"):
         return "BOOLEAN"
-    if name == "broker.rack":
-        return "STRING"
+    if name == "broker.rack" or (name.startswith(("ssl.", "sasl.", "listener.", "inter."))
+                                 and not BROKER_SETTINGS[name].isdigit()):
+        return "LIST" if name.endswith(("mechanisms", "protocols", "suites", ".map",
+                                        "audience")) else "STRING"
     if name.endswith(".ms") or name == "message.max.decompressed.bytes":
         return "LONG"
     if name.endswith(".replication.factor") and name != "default.replication.factor":
@@ -194,15 +202,18 @@ def listener_views(broker: Broker) -> list[ConfigView]:
     node_source = (ConfigSource.STATIC_BROKER_CONFIG if node in config.settings
                    else ConfigSource.DEFAULT_CONFIG)
     advertised_source = (ConfigSource.STATIC_BROKER_CONFIG
-                         if config.advertised_host is not None
+                         if config.advertised_host is not None or config.advertised_addresses
                          else ConfigSource.DEFAULT_CONFIG)
+    listeners = ",".join(f"{a.name}://{a.host}:{broker.bound_ports.get(a.name, a.port)}"
+                         for a in config.listeners())
+    advertised = format_endpoints(broker.registration().listeners or [
+        (config.listeners()[0].name, broker.advertised_host, broker.advertised_port)])
     return [
-        ConfigView("listeners", (Synonym("listeners", f"PLAINTEXT://{config.host}:{broker.listen_port}",
+        ConfigView("listeners", (Synonym("listeners", listeners,
                                          ConfigSource.STATIC_BROKER_CONFIG),),
-                   "LIST", True, "Where the broker listens: one PLAINTEXT listener."),
+                   "LIST", True, "Where the broker listens: NAME://HOST:PORT per listener."),
         ConfigView("advertised.listeners", (Synonym(
-            "advertised.listeners",
-            f"PLAINTEXT://{broker.advertised_host}:{broker.advertised_port}",
+            "advertised.listeners", advertised,
             advertised_source),), "LIST", True, "Where clients are told to connect."),
         ConfigView("broker.id", (Synonym("broker.id", str(config.node_id), node_source),),
                    "INT", True, "The node id of this broker (node.id's older name)."),
@@ -266,8 +277,14 @@ def config_entry(b: ResponseBuilder, view: ConfigView, with_synonyms: bool,
         b.make("DescribeConfigsSynonym", name=s.name, value=s.value, source=int(s.source))
         for s in view.synonyms
     ) if with_synonyms else ()
-    return b.make("DescribeConfigsResourceResult", name=view.name, value=view.value,
-                  read_only=view.read_only, config_source=view.source, is_sensitive=False,
+    if view.sensitive:  # Kafka never shows a password, not even its synonyms' values
+        synonyms = tuple(
+            b.make("DescribeConfigsSynonym", name=s.name, value=None, source=int(s.source))
+            for s in view.synonyms) if with_synonyms else ()
+    return b.make("DescribeConfigsResourceResult", name=view.name,
+                  value=None if view.sensitive else view.value,
+                  read_only=view.read_only, config_source=view.source,
+                  is_sensitive=view.sensitive,
                   synonyms=synonyms, config_type=view.type_id,
                   documentation=(view.doc or None) if with_docs else None)
 

@@ -179,7 +179,8 @@ async def handle_fetch(broker: Broker, ctx: RequestContext, request: Any,
         read = await read_all(broker, b, request)
         remaining = deadline - time.monotonic()
         if read.size >= int(request.min_bytes) or remaining <= 0 or read.leaders:
-            endpoints = (await node_endpoints(broker, b, read.leaders)
+            endpoints = (await node_endpoints(broker, b, read.leaders,
+                                                ctx.session.listener)
                          if b.has("FetchResponse", "node_endpoints") else ())
             return fetch_response(b, ErrorCode.none, read.topics, endpoints)
         await broker.engine.wait_for_data(read.seen, remaining)

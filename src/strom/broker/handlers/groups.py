@@ -60,7 +60,8 @@ async def coordinator_node(broker: Broker, key: str, key_type: int
     return ErrorCode.none, None, found.leader
 
 
-async def coordinator_entry(broker: Broker, key: str, key_type: int) -> dict[str, Any]:
+async def coordinator_entry(broker: Broker, key: str, key_type: int, listener: str
+                            ) -> dict[str, Any]:
     error, message, node = await coordinator_node(broker, key, key_type)
     endpoint = None
     if error == ErrorCode.none and node == broker.node_id:
@@ -69,9 +70,9 @@ async def coordinator_entry(broker: Broker, key: str, key_type: int) -> dict[str
         endpoint = next((r for r in await broker.engine.brokers() if r.node_id == node), None)
         if endpoint is None:
             error, message = ErrorCode.coordinator_not_available, "the coordinator is not live"
+    host, port = ("", -1) if endpoint is None else endpoint.endpoint(listener)
     return dict(key=key, node_id=-1 if endpoint is None else endpoint.node_id,
-                host="" if endpoint is None else endpoint.host,
-                port=-1 if endpoint is None else endpoint.port,
+                host=host, port=port,
                 error_code=ErrorCode(error), error_message=message)
 
 
@@ -81,11 +82,11 @@ async def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: 
                                   b: ResponseBuilder) -> Any:
     key_type = int(getattr(request, "key_type", KEY_TYPE_GROUP))
     if b.version >= 4:
-        entries = [await coordinator_entry(broker, key, key_type)
+        entries = [await coordinator_entry(broker, key, key_type, ctx.session.listener)
                    for key in request.coordinator_keys]
         return b.make("FindCoordinatorResponse", throttle_time=NO_THROTTLE, coordinators=tuple(
             b.make("Coordinator", **entry) for entry in entries))
-    entry = await coordinator_entry(broker, request.key, key_type)
+    entry = await coordinator_entry(broker, request.key, key_type, ctx.session.listener)
     return b.make("FindCoordinatorResponse", throttle_time=NO_THROTTLE,
                   error_code=entry["error_code"], error_message=entry["error_message"],
                   node_id=entry["node_id"], host=entry["host"], port=entry["port"])

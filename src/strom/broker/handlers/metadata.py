@@ -87,8 +87,10 @@ async def handle_metadata(broker: Broker, ctx: RequestContext, request: Any,
         allow = bool(getattr(request, "allow_auto_topic_creation", True))
         topics = tuple([await requested_topic(broker, b, t, allow, topic_ops) for t in wanted])
     live = await broker.engine.brokers()
-    brokers = tuple(b.make("MetadataResponseBroker", node_id=r.node_id, host=r.host,
-                           port=r.port, rack=r.rack)
+    listener = ctx.session.listener
+    brokers = tuple(b.make("MetadataResponseBroker", node_id=r.node_id,
+                           host=r.endpoint(listener)[0], port=r.endpoint(listener)[1],
+                           rack=r.rack)
                     for r in live)
     return b.make("MetadataResponse", throttle_time=NO_THROTTLE, brokers=brokers,
                   cluster_id=broker.cluster_id, controller_id=controller_id(broker, live),

@@ -268,7 +268,7 @@ async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
             # refresh its metadata and notice (KafkaApis.handleProduceRequest).
             raise CloseConnection(f"Produce with acks=0 failed: {ErrorCode(failed[0]).name}")
         return None
-    endpoints = (await node_endpoints(broker, b, leaders)
+    endpoints = (await node_endpoints(broker, b, leaders, ctx.session.listener)
                  if b.has("ProduceResponse", "node_endpoints") else ())
     return b.make("ProduceResponse", responses=topics, throttle_time=NO_THROTTLE,
                   node_endpoints=endpoints)

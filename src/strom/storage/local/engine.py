@@ -66,6 +66,7 @@ from strom.storage.local.partition_log import LocalPartitionLog, PartitionHooks
 from strom.storage.local.producer_snapshots import rebuild
 from strom.storage.local.recovery import LoadedLog, LogLoader
 from strom.storage.local.topic_store import TopicStore
+from strom.storage.metadata_records import FileRecords
 from strom.storage.producer_state import ProducerStateManager
 from strom.storage.single_broker import SingleBrokerLeadership
 from strom.storage.waiters import DataWaiters
@@ -104,6 +105,7 @@ class LocalEngine(SingleBrokerLeadership):
         self._opened = False
         self._cluster_id = ""
         self._brokers: dict[int, BrokerRegistration] = {}
+        self._metadata = FileRecords(data_dir)
         self.clean_shutdown = False  # whether the last open found a clean shutdown
         self._orphans: dict[str, list[int]] = {}
 
@@ -122,6 +124,7 @@ class LocalEngine(SingleBrokerLeadership):
         clean = fresh or marker.exists()
         self.clean_shutdown = clean
         self._cluster_id = load_or_create_cluster_id(self.data_dir)
+        self._metadata.load()
         topics = self._store.load()
         log_starts = read_offset_checkpoint(self.data_dir / LOG_START_CHECKPOINT)
         recovery_points = read_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
@@ -210,6 +213,14 @@ class LocalEngine(SingleBrokerLeadership):
 
     async def brokers(self) -> Sequence[BrokerRegistration]:
         return [self._brokers[n] for n in sorted(self._brokers)]
+
+    async def read_metadata(self, kind: str) -> dict[str, str]:
+        return await self._metadata.read(kind)
+
+    async def write_metadata(self, kind: str, puts: Mapping[str, str],
+                             deletes: Sequence[str]) -> None:
+        self._check_opened()
+        await self._metadata.write(kind, puts, deletes)
 
     # -- checkpoints and retired fds -----------------------------------------------------
 

@@ -28,6 +28,7 @@ from strom.storage.local.meta_properties import new_cluster_id
 from strom.storage.local.names import check_partition_count, check_topic_name
 from strom.storage.memory.compaction import compact
 from strom.storage.memory.partition import MemoryPartitionLog
+from strom.storage.metadata_records import MemoryRecords
 from strom.storage.single_broker import SingleBrokerLeadership
 from strom.storage.topic_registry import TopicRegistry
 from strom.storage.waiters import DataWaiters
@@ -38,6 +39,7 @@ class MemoryEngine(SingleBrokerLeadership):
         self.config = config
         self._cluster_id = new_cluster_id()
         self._brokers: dict[int, BrokerRegistration] = {}
+        self._metadata = MemoryRecords()
         self._registry: TopicRegistry[MemoryPartitionLog] = TopicRegistry()
         self._waiters = DataWaiters()
         self._next_producer_id = 0
@@ -66,6 +68,14 @@ class MemoryEngine(SingleBrokerLeadership):
 
     async def brokers(self) -> Sequence[BrokerRegistration]:
         return [self._brokers[n] for n in sorted(self._brokers)]
+
+    async def read_metadata(self, kind: str) -> dict[str, str]:
+        return await self._metadata.read(kind)
+
+    async def write_metadata(self, kind: str, puts: Mapping[str, str],
+                             deletes: Sequence[str]) -> None:
+        self._check_opened()
+        await self._metadata.write(kind, puts, deletes)
 
     async def reserve_producer_ids(self, count: int) -> int:
         first = self._next_producer_id

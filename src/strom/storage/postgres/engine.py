@@ -44,6 +44,7 @@ from strom.storage.postgres.cluster_sync import ClusterSync
 from strom.storage.postgres.compaction import CleanerProgress, compact
 from strom.storage.postgres.connect import CONTROL_POOL_SIZE, Health, create_pool, redact
 from strom.storage.postgres.leases import Lease
+from strom.storage.postgres.metadata_rows import read_records, write_records
 from strom.storage.postgres.partition import PostgresPartitionLog, Shared
 from strom.storage.postgres.partition_load import write_snapshot
 from strom.storage.postgres.partition_maintenance import run_retention
@@ -170,6 +171,17 @@ class PostgresEngine:
         if not members.live:
             return await members.refresh()
         return members.live
+
+    async def read_metadata(self, kind: str) -> dict[str, str]:
+        self._check_opened()
+        with self._health.statement(f"read the {kind} records"):
+            return await read_records(self._control_pool, kind)
+
+    async def write_metadata(self, kind: str, puts: Mapping[str, str],
+                             deletes: Sequence[str]) -> None:
+        self._check_opened()
+        with self._health.statement(f"write the {kind} records"):
+            await write_records(self._control_pool, kind, puts, deletes)
 
     async def reserve_producer_ids(self, count: int) -> int:
         pool = self._check_opened()

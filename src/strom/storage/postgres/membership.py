@@ -20,16 +20,22 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from strom.storage.api import BrokerRegistration, StorageError
+from strom.storage.api import (
+    BrokerRegistration,
+    StorageError,
+    format_endpoints,
+    parse_endpoints,
+)
 from strom.storage.postgres.connect import Health, StartupError
 
 log = logging.getLogger(__name__)
 
 REGISTER: Final = """
-INSERT INTO strom_broker (node_id, host, port, rack, session_epoch, expires_at)
-VALUES ($1, $2, $3, $4, 1, clock_timestamp() + $5 * interval '1 millisecond')
+INSERT INTO strom_broker (node_id, host, port, rack, session_epoch, expires_at, listeners)
+VALUES ($1, $2, $3, $4, 1, clock_timestamp() + $5 * interval '1 millisecond', $7)
 ON CONFLICT (node_id) DO UPDATE SET
     host = excluded.host, port = excluded.port, rack = excluded.rack,
+    listeners = excluded.listeners,
     registered_at = now(), session_epoch = strom_broker.session_epoch + 1,
     expires_at = excluded.expires_at
 WHERE strom_broker.expires_at <= clock_timestamp()
@@ -47,7 +53,7 @@ UPDATE strom_broker SET expires_at = clock_timestamp() + $3 * interval '1 millis
 WHERE node_id = $1 AND session_epoch = $2 AND expires_at > clock_timestamp()
 """
 LIVE: Final = """
-SELECT node_id, host, port, rack, session_epoch FROM strom_broker
+SELECT node_id, host, port, rack, session_epoch, listeners FROM strom_broker
 WHERE expires_at > clock_timestamp() ORDER BY node_id
 """
 LEAVE: Final = """
@@ -105,7 +111,8 @@ class Membership:
         sent_at = self.clock()
         with self.health.statement("register the broker"):
             epoch = await self.pool.fetchval(REGISTER, me.node_id, me.host, me.port, me.rack,
-                                             self.session_ms, previous)
+                                             self.session_ms, previous,
+                                             format_endpoints(me.listeners))
             if epoch is None:
                 holder = await self.pool.fetchrow(HOLDER, me.node_id)
         if epoch is None:
@@ -122,7 +129,8 @@ class Membership:
     async def refresh(self) -> Sequence[BrokerRegistration]:
         with self.health.statement("list the brokers"):
             rows = await self.pool.fetch(LIVE, timeout=self.statement_timeout_s())
-        self.live = [BrokerRegistration(r["node_id"], r["host"], r["port"], r["rack"])
+        self.live = [BrokerRegistration(r["node_id"], r["host"], r["port"], r["rack"],
+                                        parse_endpoints(r["listeners"]))
                      for r in rows]
         self.sessions = {r["node_id"]: int(r["session_epoch"]) for r in rows}
         return self.live

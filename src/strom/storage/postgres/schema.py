@@ -14,14 +14,16 @@ one whenever the lease changes hands (leases.py); `assigned` pins the lease to c
 (a reassignment), NULL leaves it to the balanced placement. `strom_epoch_start` records where
 each leader epoch began (Kafka's leader-epoch cache, for OffsetForLeaderEpoch);
 `strom_cluster.topics_version` moves on every topic change, so other brokers know to re-read
-the topics.
+the topics. `strom_broker.listeners` lists a broker's advertised listeners (NAME://HOST:PORT,
+comma separated; host and port are its inter-broker listener's). `strom_metadata` holds the
+security metadata as key-value records by kind (SCRAM credentials; ACLs and quotas).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 ADVISORY_LOCK_ID: Final = 0x5354524F4D  # "STROM": serialises schema creation and migration
 
 TABLES: Final = """
@@ -43,7 +45,8 @@ CREATE TABLE strom_broker (
     rack text,
     registered_at timestamptz NOT NULL DEFAULT now(),
     session_epoch bigint NOT NULL DEFAULT 0,
-    expires_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    expires_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    listeners text NOT NULL DEFAULT ''
 );
 CREATE TABLE strom_topic (
     topic_id uuid PRIMARY KEY,
@@ -85,6 +88,12 @@ CREATE TABLE strom_producer_snapshot (
     end_offset bigint NOT NULL,
     state bytea NOT NULL
 );
+CREATE TABLE strom_metadata (
+    kind text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (kind, key)
+);
 """
 
 # version -> the SQL taking the schema from version-1 to version.
@@ -106,6 +115,16 @@ CREATE TABLE strom_epoch_start (
     leader_epoch integer NOT NULL,
     start_offset bigint NOT NULL,
     PRIMARY KEY (partition_id, leader_epoch)
+);
+""",
+    # 4: every listener of a broker; security metadata (SCRAM credentials, ACLs, quotas).
+    4: """
+ALTER TABLE strom_broker ADD COLUMN listeners text NOT NULL DEFAULT '';
+CREATE TABLE strom_metadata (
+    kind text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (kind, key)
 );
 """,
 }
