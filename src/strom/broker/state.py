@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Final
 
+from strom.broker.authz import AclRuntime
 from strom.broker.group_runtime import GroupRuntime
 from strom.broker.peers import Peers
 from strom.broker.producer_ids import ProducerIdAllocator
@@ -19,6 +20,7 @@ from strom.config.broker import BrokerConfig
 from strom.config.text import plural
 from strom.coordinator.group.model import GroupConfig
 from strom.coordinator.internal_topics import RESERVED_TOPICS
+from strom.security.acl import Authorizer, Operation, ResourceType
 from strom.security.session import Session
 from strom.storage.api import BrokerRegistration, StorageEngine, TopicExists, TopicInfo
 
@@ -36,6 +38,22 @@ class RequestContext:
     correlation_id: int
     # The connection's security session (listener, principal); a PLAINTEXT one by default.
     session: Session = field(default_factory=Session.plaintext)
+    authorizer: Authorizer | None = None  # None: authorization is off, everything allowed
+
+    def allowed(self, operation: Operation, resource_type: ResourceType, name: str) -> bool:
+        """Whether the session's principal may do `operation` on the resource."""
+        if self.authorizer is None:
+            return True
+        return self.authorizer.authorize(str(self.session.principal), self.session.client_host,
+                                         operation, resource_type, name)
+
+    def operations(self, resource_type: ResourceType, name: str) -> int | None:
+        """Kafka's authorized_operations bit field of the resource; None without an
+        authorizer (the caller answers with everything the resource supports)."""
+        if self.authorizer is None:
+            return None
+        return self.authorizer.authorized_operations(
+            str(self.session.principal), self.session.client_host, resource_type, name)
 
 
 def topic_name_error(name: str | None) -> str | None:
@@ -79,6 +97,7 @@ class Broker:
         # listener name -> the port it is bound to (the server sets them once listening)
         self.bound_ports: dict[str, int] = {a.name: a.port for a in config.listeners()}
         self.sasl = SaslMechanisms(config, engine)
+        self.acls = AclRuntime(config, engine)
         self.topic_locks = TopicLocks()
         self.groups = GroupRuntime(
             engine, group_config(config), config.node_id,

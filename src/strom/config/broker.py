@@ -102,6 +102,12 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "sasl.oauthbearer.scope.claim.name": "scope",
     "sasl.oauthbearer.sub.claim.name": "sub",
     "sasl.oauthbearer.clock.skew.seconds": "30",
+    # Authorization (docs/security.md): Kafka's authorizer class names enable the ACLs.
+    "authorizer.class.name": "",
+    "super.users": "",
+    "allow.everyone.if.no.acl.found": "false",
+    # How often a broker checks whether another one changed the ACLs (strom's).
+    "acl.refresh.interval.ms": "1000",
 }
 
 # Settings whose values are secrets: never shown (DescribeConfigs marks them sensitive).
@@ -112,6 +118,7 @@ _PER_LISTENER_PREFIXES: Final = ("ssl.", "sasl.", "connections.max.reauth.ms")
 
 # Settings that make no sense below 1 (Kafka's atLeast(1) validators).
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
+                                  "acl.refresh.interval.ms",
                                   "storage.statement.timeout.ms",
                                   "socket.connection.setup.timeout.ms", "request.timeout.ms",
                                   "offsets.topic.replication.factor",
@@ -122,7 +129,8 @@ _SHORT: Final = frozenset({"offsets.topic.replication.factor",
 SHORT_MAX: Final = 2**15 - 1
 
 # Settings whose values are free text.
-_TEXT: Final = frozenset({"broker.rack", "inter.broker.listener.name",
+_TEXT: Final = frozenset({"broker.rack", "inter.broker.listener.name", "authorizer.class.name",
+                          "super.users",
                           *(name for name, default in BROKER_SETTINGS.items()
                             if name.startswith(("ssl.", "sasl.", "listener."))
                             and not default.isdigit())})

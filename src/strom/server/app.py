@@ -82,6 +82,7 @@ class BrokerServer:
         self.broker = Broker(self.config, self.engine)
         try:
             await self.broker.sasl.start([lst.name for lst in self.listeners])
+            await self.broker.acls.start()
         except BaseException:
             await self.engine.close()
             raise
@@ -177,6 +178,7 @@ class BrokerServer:
             await self.broker.peers.close()
             await self.broker.groups.stop()
             await self.broker.sasl.close()
+            await self.broker.acls.stop()
         await self.engine.close()
         log.info("strom stopped")
 

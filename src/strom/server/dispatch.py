@@ -115,7 +115,7 @@ async def dispatch(broker: Broker, frame: memoryview, session: Session) -> bytes
     except DecodeError as exc:
         raise CloseConnection(f"malformed {spec.name} v{version} request: {exc}") from None
     ctx = RequestContext(header.client_id, session.client_host, version, correlation_id,
-                         session)
+                         session, broker.acls.authorizer)
     builder = ResponseBuilder(api_key, version)
     body = await spec.handler(broker, ctx, request, builder)
     if body is None:

@@ -1,6 +1,7 @@
 """One module per API family; importing this package registers them all."""
 
 from strom.broker.handlers import (  # noqa: F401
+    acls,
     api_versions,
     cluster,
     config_resources,
