@@ -7,6 +7,7 @@ import sys
 import click
 
 from strom import __version__
+from strom.cli.acl import acl
 from strom.cli.certs import certs
 from strom.cli.cluster import cluster
 from strom.cli.consume import consume
@@ -31,6 +32,7 @@ cli.add_command(group)
 cli.add_command(cluster)
 cli.add_command(user)
 cli.add_command(certs)
+cli.add_command(acl)
 
 
 def main() -> None:
