@@ -117,7 +117,7 @@ def test_only_principals_allowed_to_alter_the_cluster_manage_acls(
         b"pw")])["alice"].result(DEADLINE_S)
     alice = AdminClient(sasl_conf(authz_broker, "SCRAM-SHA-256", "alice", "pw"))
     refused = alice.create_acls([binding("t", AclOperation.READ)])
-    with pytest.raises(KafkaException, match="CLUSTER_AUTHORIZATION_FAILED|uthoriz"):
+    with pytest.raises(KafkaException, match=r"CLUSTER_AUTHORIZATION_FAILED|uthoriz"):
         next(iter(refused.values())).result(DEADLINE_S)
     assert every(admin) == set()
     granted = admin.create_acls([
@@ -134,7 +134,7 @@ def test_without_an_authorizer_acls_are_refused() -> None:
     with EmbeddedBroker() as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         future = next(iter(admin.create_acls([binding("t", AclOperation.READ)]).values()))
-        with pytest.raises(KafkaException, match="SECURITY_DISABLED|No Authorizer"):
+        with pytest.raises(KafkaException, match=r"SECURITY_DISABLED|No Authorizer"):
             future.result(DEADLINE_S)
 
 
