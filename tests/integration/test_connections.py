@@ -98,3 +98,37 @@ def test_long_poll_returns_empty_after_max_wait(strom_broker: EmbeddedBroker) ->
         elapsed = time.monotonic() - started
         assert answer.responses[0].partitions[0].records in (b"", None)
         assert 0.35 <= elapsed < 3, elapsed
+
+
+def test_connections_per_ip_are_limited_with_overrides() -> None:
+    """max.connections.per.ip: the connection beyond the limit is closed at once, and a freed
+    slot is usable again; max.connections.per.ip.overrides raises it for one address."""
+    with EmbeddedBroker(settings={"max.connections.per.ip": "2"}) as broker:
+        first, second = RawClient(broker.port), RawClient(broker.port)
+        try:
+            for raw in (first, second):
+                raw.request(ApiVersionsRequest(client_software_name="t",
+                                               client_software_version="1"))
+            with RawClient(broker.port) as third:
+                assert third.is_closed_by_peer()
+            first.close()
+            time.sleep(0.2)
+            with RawClient(broker.port) as again:
+                again.request(ApiVersionsRequest(client_software_name="t",
+                                                 client_software_version="1"))
+        finally:
+            first.close()
+            second.close()
+    settings = {"max.connections.per.ip": "1",
+                "max.connections.per.ip.overrides": "127.0.0.1:3"}
+    with EmbeddedBroker(settings=settings) as broker:
+        held = [RawClient(broker.port) for _ in range(3)]
+        try:
+            for raw in held:
+                raw.request(ApiVersionsRequest(client_software_name="t",
+                                               client_software_version="1"))
+            with RawClient(broker.port) as fourth:
+                assert fourth.is_closed_by_peer()
+        finally:
+            for raw in held:
+                raw.close()

@@ -76,7 +76,9 @@ def test_kafkas_listener_and_node_id_names(tmp_path: Path) -> None:
             ({"advertised.listeners": "SSL://x:9093"}, "SSL, which is not in listeners"),
             ({"inter.broker.listener.name": "BROKER"}, "BROKER is not in listeners"),
             ({"listener.name.ssl.num.partitions": "3"}, "prefixes a TLS or SASL setting"),
-            ({"listener.name.ssl.connections.max.reauth.ms": "x"}, "not an integer")]:
+            ({"listener.name.ssl.connections.max.reauth.ms": "x"}, "not an integer"),
+            ({"max.connections.per.ip.overrides": "10.0.0.1"}, "HOST:N"),
+            ({"authorizer.class.name": "com.example.Mine"}, "answers to")]:
         with pytest.raises(ConfigError, match=problem):
             BrokerConfig.build(tmp_path, "h", 1, settings)
 

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from strom.config.broker import BrokerConfig
-from strom.config.topic import ConfigError
 from strom.security.acl import AclBinding, AclError, AclFilter, Authorizer
 from strom.storage.api import StorageEngine, StorageError
 
@@ -25,23 +24,9 @@ log = logging.getLogger(__name__)
 ACL_KIND: Final = "acl"
 CLUSTER_KIND: Final = "cluster"
 VERSION_KEY: Final = "acl.version"
-# Kafka's authorizer class names (and strom's own) all mean the standard ACL authorizer.
-AUTHORIZER_NAMES: Final = frozenset({
-    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-    "kafka.security.authorizer.AclAuthorizer",
-    "kafka.security.auth.SimpleAclAuthorizer",
-    "strom",
-})
-
-
 def authorizer_enabled(config: BrokerConfig) -> bool:
-    name = config.get("authorizer.class.name").strip()
-    if not name:
-        return False
-    if name not in AUTHORIZER_NAMES:
-        raise ConfigError(f"authorizer.class.name {name!r}: strom's authorizer answers to "
-                          f"{', '.join(sorted(AUTHORIZER_NAMES))}")
-    return True
+    """authorizer.class.name set (BrokerConfig checked it names the standard authorizer)."""
+    return bool(config.get("authorizer.class.name").strip())
 
 
 class AclRuntime:

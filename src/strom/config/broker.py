@@ -29,6 +29,10 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "socket.request.max.bytes.pre.auth": str(64 * 1024),
     "queued.max.requests.per.connection": "100",
     "max.connections": "10000",
+    # Connections one client address may hold (Kafka's); overrides: HOST:N,... (a host
+    # name or IP address).
+    "max.connections.per.ip": str(2**31 - 1),
+    "max.connections.per.ip.overrides": "",
     "connections.max.idle.ms": "600000",
     "log.retention.check.interval.ms": "300000",
     "log.flush.scheduler.interval.ms": "1000",
@@ -110,6 +114,14 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "acl.refresh.interval.ms": "1000",
 }
 
+# Kafka's authorizer class names (and strom's own) all mean the standard ACL authorizer.
+AUTHORIZER_NAMES: Final = frozenset({
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "kafka.security.authorizer.AclAuthorizer",
+    "kafka.security.auth.SimpleAclAuthorizer",
+    "strom",
+})
+
 # Settings whose values are secrets: never shown (DescribeConfigs marks them sensitive).
 SENSITIVE: Final = frozenset({"ssl.key.password", "ssl.keystore.key"})
 # Settings a listener may override with the prefix listener.name.NAME. (Kafka's per-listener
@@ -130,7 +142,7 @@ SHORT_MAX: Final = 2**15 - 1
 
 # Settings whose values are free text.
 _TEXT: Final = frozenset({"broker.rack", "inter.broker.listener.name", "authorizer.class.name",
-                          "super.users",
+                          "super.users", "max.connections.per.ip.overrides",
                           *(name for name, default in BROKER_SETTINGS.items()
                             if name.startswith(("ssl.", "sasl.", "listener."))
                             and not default.isdigit())})
@@ -154,6 +166,12 @@ def _bool(text: str) -> bool:
 def _check_broker_value(name: str, broker_name: str, value: str) -> None:
     if broker_name == "listener.security.protocol.map":
         parse_protocol_map(value)
+    elif broker_name == "authorizer.class.name" and value.strip() and (
+            value.strip() not in AUTHORIZER_NAMES):
+        raise ConfigError(f"authorizer.class.name {value.strip()!r}: strom's authorizer "
+                          f"answers to {', '.join(sorted(AUTHORIZER_NAMES))}")
+    elif broker_name == "max.connections.per.ip.overrides":
+        parse_ip_overrides(value)
     elif broker_name in _TEXT:
         pass
     elif BROKER_SETTINGS[broker_name] in ("true", "false"):
@@ -162,6 +180,20 @@ def _check_broker_value(name: str, broker_name: str, value: str) -> None:
         raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
     elif _int(value) > SHORT_MAX and broker_name in _SHORT:
         raise ConfigError(f"{name}: must be at most {SHORT_MAX}, not {value.strip()}")
+
+
+def parse_ip_overrides(value: str) -> dict[str, int]:
+    """max.connections.per.ip.overrides: HOST:N pairs, comma separated."""
+    found: dict[str, int] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        host, sep, count = part.strip().rpartition(":")
+        if not sep or not host or not count.strip().isdigit():
+            raise ConfigError(f"max.connections.per.ip.overrides {value!r}: expected HOST:N "
+                              "pairs, e.g. 10.0.0.1:100,admin.example:5")
+        found[host.strip("[]")] = int(count)
+    return found
 
 
 def _int(text: str) -> int:

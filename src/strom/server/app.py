@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from strom.broker.internal_topic_check import StartupError, check_internal_topics
 from strom.broker.registry import load_handlers
 from strom.broker.state import Broker
-from strom.config.broker import BrokerConfig
+from strom.config.broker import BrokerConfig, parse_ip_overrides
 from strom.server.connection import Connection, ConnectionLimits
 from strom.server.listeners import TLS_HANDSHAKE_TIMEOUT_S, Listener
 from strom.storage.select import StorageUrl, engine_for, parse_storage_url
@@ -55,6 +56,7 @@ class BrokerServer:
         self.listeners: list[Listener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: set[asyncio.Task[None]] = set()
+        self._per_ip: Counter[str] = Counter()
         self.port = config.port
 
     def limits(self) -> ConnectionLimits:
@@ -124,6 +126,8 @@ class BrokerServer:
         """The connection handler of one listener's server."""
         limits = self.limits()
         max_connections = self.config.get_int("max.connections")
+        per_ip = self.config.get_int("max.connections.per.ip")
+        overrides = parse_ip_overrides(self.config.get("max.connections.per.ip.overrides"))
         broker = self.broker
         assert broker is not None
 
@@ -131,6 +135,13 @@ class BrokerServer:
                              writer: asyncio.StreamWriter) -> None:
             if len(self._connections) >= max_connections:
                 log.warning("refusing connection: max.connections=%d reached", max_connections)
+                writer.close()
+                return
+            peer = writer.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+            if self._per_ip[ip] >= overrides.get(ip, per_ip):
+                log.warning("refusing connection from %s: max.connections.per.ip=%d reached",
+                            ip, overrides.get(ip, per_ip))
                 writer.close()
                 return
             try:
@@ -143,12 +154,16 @@ class BrokerServer:
             task = asyncio.current_task()
             assert task is not None
             self._connections.add(task)
+            self._per_ip[ip] += 1
             try:
                 await Connection(broker, reader, writer, limits, session).run()
             except asyncio.CancelledError:
                 pass  # the broker is stopping; Connection.run closed the socket
             finally:
                 self._connections.discard(task)
+                self._per_ip[ip] -= 1
+                if not self._per_ip[ip]:
+                    del self._per_ip[ip]
 
         return on_connect
 
