@@ -83,6 +83,9 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "ssl.keystore.key": "",
     "ssl.keystore.certificate.chain": "",
     "ssl.key.password": "",
+    # Kafka's JKS/PKCS12 store passwords: PEM stores have none (refused when set).
+    "ssl.keystore.password": "",
+    "ssl.truststore.password": "",
     "ssl.truststore.type": "PEM",
     "ssl.truststore.location": "",
     "ssl.truststore.certificates": "",
@@ -123,7 +126,8 @@ AUTHORIZER_NAMES: Final = frozenset({
 })
 
 # Settings whose values are secrets: never shown (DescribeConfigs marks them sensitive).
-SENSITIVE: Final = frozenset({"ssl.key.password", "ssl.keystore.key"})
+SENSITIVE: Final = frozenset({"ssl.key.password", "ssl.keystore.key", "ssl.keystore.password",
+                              "ssl.truststore.password"})
 # Settings a listener may override with the prefix listener.name.NAME. (Kafka's per-listener
 # configs).
 _PER_LISTENER_PREFIXES: Final = ("ssl.", "sasl.", "connections.max.reauth.ms")
