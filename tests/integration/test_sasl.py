@@ -24,7 +24,9 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
+from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest as SaslHandshakeRequestV0
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 
@@ -136,6 +138,28 @@ def test_nothing_is_served_before_authentication(sasl_broker: EmbeddedBroker) ->
         assert raw.is_closed_by_peer()
     admin = AdminClient({"bootstrap.servers": sasl_broker.bootstrap_servers})
     assert name not in admin.list_topics(timeout=10).topics
+
+
+def test_the_small_frame_limit_holds_until_authenticated(sasl_broker: EmbeddedBroker) -> None:
+    """socket.request.max.bytes.pre.auth (64 KiB) applies on a SASL listener until the
+    client authenticated, even after ApiVersions; after it, the full limit."""
+    port = int(sasl_broker.address("SASL_PLAINTEXT").rpartition(":")[2])
+    with RawClient(port) as raw:
+        raw.request(ApiVersionsRequest(client_software_name="t", client_software_version="1"))
+        raw.send_raw((100 * 1024).to_bytes(4, "big") + b"\0" * 1024)
+        assert raw.is_closed_by_peer()
+    with RawClient(port) as raw:
+        raw.request(SaslHandshakeRequest(mechanism="PLAIN"))
+        answer = raw.request(SaslAuthenticateRequest(
+            auth_bytes=f"\0alice\0{PASSWORD}".encode()))
+        assert answer.error_code == 0
+        big = raw.frame(MetadataRequest(
+            topics=tuple(MetadataRequestTopic(topic_id=None, name=f"t{i:0>200}")
+                         for i in range(400)),
+            allow_auto_topic_creation=False, include_topic_authorized_operations=False))
+        assert len(big) > 64 * 1024
+        raw.send_raw(big)
+        assert len(raw.read_response(3, 12).topics) == 400
 
 
 def test_handshake_v0_takes_raw_sasl_tokens(sasl_broker: EmbeddedBroker) -> None:
