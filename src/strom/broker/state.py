@@ -13,6 +13,7 @@ from strom.broker.authz import AclRuntime
 from strom.broker.group_runtime import GroupRuntime
 from strom.broker.peers import Peers
 from strom.broker.producer_ids import ProducerIdAllocator
+from strom.broker.quotas import QuotaRuntime
 from strom.broker.sasl import SaslMechanisms
 from strom.broker.topic_locks import TopicLocks
 from strom.broker.txn_runtime import TransactionRuntime, transaction_config
@@ -98,6 +99,7 @@ class Broker:
         self.bound_ports: dict[str, int] = {a.name: a.port for a in config.listeners()}
         self.sasl = SaslMechanisms(config, engine)
         self.acls = AclRuntime(config, engine)
+        self.quotas = QuotaRuntime(config, engine)
         self.topic_locks = TopicLocks()
         self.groups = GroupRuntime(
             engine, group_config(config), config.node_id,

@@ -13,6 +13,7 @@ from strom.cli.cluster import cluster
 from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.produce import produce
+from strom.cli.quota import quota
 from strom.cli.serve import serve
 from strom.cli.topic import topic
 from strom.cli.user import user
@@ -33,6 +34,7 @@ cli.add_command(cluster)
 cli.add_command(user)
 cli.add_command(certs)
 cli.add_command(acl)
+cli.add_command(quota)
 
 
 def main() -> None:

@@ -209,3 +209,41 @@ async def list_reassignments(connection: KafkaConnection, client: ClientOptions,
                 tuple(int(n) for n in p.replicas), tuple(int(n) for n in p.adding_replicas),
                 tuple(int(n) for n in p.removing_replicas))
             for t in answer.topics for p in t.partitions}
+
+
+DESCRIBE_QUOTAS, ALTER_QUOTAS = 48, 49
+Quotas = dict[tuple[tuple[str, str | None], ...], dict[str, float]]
+
+
+async def describe_quotas(connection: KafkaConnection,
+                          components: Sequence[tuple[str, int, str | None]],
+                          strict: bool = False) -> Quotas:
+    """DescribeClientQuotas: entity -> values; components are (entity type, match type
+    0 exact / 1 default / 2 any specified, name)."""
+    b = RequestBuilder(DESCRIBE_QUOTAS, _version(connection, DESCRIBE_QUOTAS, 1))
+    answer = await connection.request(b.make(
+        "DescribeClientQuotasRequest", strict=strict, components=tuple(
+            b.make("ComponentData", entity_type=kind, match_type=match_type, match=name)
+            for kind, match_type, name in components)))
+    if answer.error_code != ErrorCode.none:
+        raise CliError(f"describing quotas failed: {answer.error_message or ''} "
+                       f"({ErrorCode(answer.error_code).name})")
+    return {tuple((str(e.entity_type), e.entity_name) for e in entry.entity):
+            {str(v.key): float(v.value) for v in entry.values}
+            for entry in answer.entries or ()}
+
+
+async def alter_quotas(connection: KafkaConnection, entity: Sequence[tuple[str, str | None]],
+                       ops: dict[str, float | None]) -> None:
+    """AlterClientQuotas of one entity: set (a value) or remove (None) each key."""
+    b = RequestBuilder(ALTER_QUOTAS, _version(connection, ALTER_QUOTAS, 1))
+    answer = await connection.request(b.make(
+        "AlterClientQuotasRequest", validate_only=False, entries=(b.make(
+            "EntryData",
+            entity=tuple(b.make("EntityData", entity_type=k, entity_name=n) for k, n in entity),
+            ops=tuple(b.make("OpData", key=key, value=0.0 if value is None else value,
+                             remove=value is None) for key, value in ops.items())),)))
+    for entry in answer.entries:
+        if entry.error_code != ErrorCode.none:
+            raise CliError(f"changing quotas failed: {entry.error_message or ''} "
+                           f"({ErrorCode(entry.error_code).name})")

@@ -115,6 +115,11 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "allow.everyone.if.no.acl.found": "false",
     # How often a broker checks whether another one changed the ACLs (strom's).
     "acl.refresh.interval.ms": "1000",
+    # Client quotas: rates are measured over quota.window.num windows of this many seconds
+    # (Kafka's); quota.refresh.interval.ms is strom's, as acl.refresh.interval.ms.
+    "quota.window.num": "11",
+    "quota.window.size.seconds": "1",
+    "quota.refresh.interval.ms": "1000",
 }
 
 # Kafka's authorizer class names (and strom's own) all mean the standard ACL authorizer.
@@ -134,7 +139,8 @@ _PER_LISTENER_PREFIXES: Final = ("ssl.", "sasl.", "connections.max.reauth.ms")
 
 # Settings that make no sense below 1 (Kafka's atLeast(1) validators).
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
-                                  "acl.refresh.interval.ms",
+                                  "acl.refresh.interval.ms", "quota.window.num",
+                                  "quota.window.size.seconds", "quota.refresh.interval.ms",
                                   "storage.statement.timeout.ms",
                                   "socket.connection.setup.timeout.ms", "request.timeout.ms",
                                   "offsets.topic.replication.factor",

@@ -48,6 +48,9 @@ class Session:
     close_after_response: str | None = None  # why the connection closes once answered
     # After a SaslHandshake v0 the SASL tokens come as raw frames without a Kafka header.
     raw_tokens: bool = False
+    # time.monotonic() before which the connection's next request waits: a quota throttle
+    # (KIP-219 mutes the channel after the throttled answer).
+    mute_until: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

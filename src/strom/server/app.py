@@ -85,6 +85,7 @@ class BrokerServer:
         try:
             await self.broker.sasl.start([lst.name for lst in self.listeners])
             await self.broker.acls.start()
+            await self.broker.quotas.start()
         except BaseException:
             await self.engine.close()
             raise
@@ -144,6 +145,10 @@ class BrokerServer:
                             ip, overrides.get(ip, per_ip))
                 writer.close()
                 return
+            if not broker.quotas.connection_allowed(ip):
+                log.info("refusing connection from %s: over its connection_creation_rate", ip)
+                writer.close()
+                return
             try:
                 session = listener.session(writer)
             except ValueError as exc:
@@ -194,6 +199,7 @@ class BrokerServer:
             await self.broker.groups.stop()
             await self.broker.sasl.close()
             await self.broker.acls.stop()
+            await self.broker.quotas.stop()
         await self.engine.close()
         log.info("strom stopped")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -139,6 +140,9 @@ class Connection:
                     break
                 assert isinstance(frame, bytes)
                 self.taken(frame)
+                muted_s = self.session.mute_until - time.monotonic()
+                if muted_s > 0:  # a quota throttle: the client waits before its next request
+                    await asyncio.sleep(muted_s)
                 if frame[:2] == _PRODUCE_KEY_BYTES and not self.session.raw_tokens:
                     await self.start_produce(frame, answers, writer_task)
                     continue

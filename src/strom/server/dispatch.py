@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 import typing
+from datetime import timedelta
 from typing import Any, Final
 
 from kio.serial.readers import read_int16
@@ -13,6 +14,7 @@ from kio.static.protocol import Entity
 
 from strom.broker.errors import CloseConnection
 from strom.broker.handlers.api_versions import api_versions_response
+from strom.broker.quotas import QuotaRuntime
 from strom.broker.registry import REGISTRY, ApiSpec
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.framing import FrameError, parse_header, peek_header
@@ -25,11 +27,13 @@ from strom.protocol.messages import (
     response_type,
 )
 from strom.protocol.safe_decoder import DecodeError, decode
+from strom.security.quotas import REQUEST_PERCENTAGE
 from strom.security.session import Session
 
 log = logging.getLogger(__name__)
 
 PRODUCE_KEY: Final = 0
+FETCH_KEY: Final = 1
 SASL_HANDSHAKE_KEY: Final = 17
 SASL_AUTHENTICATE_KEY: Final = 36
 # What a SASL listener serves before the client authenticated (Kafka's SaslServerAuthenticator).
@@ -117,10 +121,40 @@ async def dispatch(broker: Broker, frame: memoryview, session: Session) -> bytes
     ctx = RequestContext(header.client_id, session.client_host, version, correlation_id,
                          session, broker.acls.authorizer)
     builder = ResponseBuilder(api_key, version)
+    if not broker.quotas.active:
+        body = await spec.handler(broker, ctx, request, builder)
+        if body is None:
+            return None
+        return encode_response(api_key, version, correlation_id, body)
+    started = time.perf_counter()
     body = await spec.handler(broker, ctx, request, builder)
-    if body is None:
-        return None
-    return encode_response(api_key, version, correlation_id, body)
+    return throttled(broker.quotas, ctx, len(frame), body, time.perf_counter() - started)
+
+
+def throttled(quotas: QuotaRuntime, ctx: RequestContext, request_size: int, body: Any,
+              handler_s: float) -> bytes | None:
+    """The answer with the throttle the client earned (its request time, a Produce's size, a
+    Fetch answer's size against its quotas), and the session muted that long (KIP-219)."""
+    session, client_id = ctx.session, ctx.client_id or ""
+    api_key = body.__api_key__ if body is not None else PRODUCE_KEY
+    throttle_s = quotas.record(session, client_id, REQUEST_PERCENTAGE, handler_s)
+    if api_key == PRODUCE_KEY:
+        throttle_s = max(throttle_s, quotas.produce_bytes(session, client_id, request_size))
+    encoded = None
+    if body is not None:
+        encoded = encode_response(api_key, ctx.api_version, ctx.correlation_id, body)
+        if api_key == FETCH_KEY:
+            throttle_s = max(throttle_s, quotas.fetch_bytes(session, client_id, len(encoded)))
+    if throttle_s <= 0:
+        return encoded
+    quotas.throttled += 1
+    session.mute_until = max(session.mute_until, time.monotonic() + throttle_s)
+    if body is None or not hasattr(body, "throttle_time"):
+        return encoded
+    ms = round(throttle_s * 1000)
+    body = dataclasses.replace(body, throttle_time=timedelta(milliseconds=max(
+        ms, int(body.throttle_time.total_seconds() * 1000))))
+    return encode_response(api_key, ctx.api_version, ctx.correlation_id, body)
 
 
 def _acks_zero(frame: memoryview) -> bool:

@@ -3,6 +3,7 @@
 from strom.broker.handlers import (  # noqa: F401
     acls,
     api_versions,
+    client_quotas,
     cluster,
     config_resources,
     configs,

@@ -1,0 +1,186 @@
+"""The broker's client quotas: the values (stored by the engine as `quota` metadata records,
+so every broker of a cluster enforces the same; reloaded when another broker changes them),
+the rates measured per client, and the throttle a request earns (KIP-219: the answer goes out
+at once with throttle_time_ms, then the connection is muted that long).
+
+Byte rates count a Produce request's size and a Fetch answer's size against the client's
+producer_byte_rate / consumer_byte_rate; request_percentage counts the time its requests spend
+in their handlers (100 = one thread's whole time); connection_creation_rate counts an IP's new
+connections (over it, the connection is closed at once). A sensor is shared by the clients the
+quota's entity groups: a user's quota is shared by all the user's client ids, a default one
+applies to each user (or client id) separately, as in Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from strom.config.broker import BrokerConfig
+from strom.security.quotas import (
+    CLIENT_ID,
+    CONNECTION_CREATION_RATE,
+    CONSUMER_BYTE_RATE,
+    PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE,
+    USER,
+    Entity,
+    QuotaConfig,
+    QuotaError,
+    Rate,
+    entity_from_record,
+    record_key,
+)
+from strom.security.session import Session
+from strom.storage.api import StorageEngine, StorageError
+
+log = logging.getLogger(__name__)
+
+QUOTA_KIND: Final = "quota"
+CLUSTER_KIND: Final = "cluster"
+VERSION_KEY: Final = "quota.version"
+MAX_SENSORS: Final = 100_000
+
+
+class QuotaRuntime:
+    def __init__(self, config: BrokerConfig, engine: StorageEngine) -> None:
+        self.engine = engine
+        self.quotas = QuotaConfig()
+        self.samples = config.get_int("quota.window.num")
+        self.window_s = config.get_int("quota.window.size.seconds")
+        self.refresh_s = config.get_int("quota.refresh.interval.ms") / 1000
+        self._sensors: dict[tuple[str, str | None, str | None], Rate] = {}
+        self._ip_sensors: dict[str, Rate] = {}
+        self._version: str | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.throttled = 0  # answers that carried a throttle, since start
+
+    @property
+    def active(self) -> bool:
+        return bool(self.quotas.values)
+
+    async def start(self) -> None:
+        await self.reload()
+        self._task = asyncio.create_task(self._refresh_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def reload(self) -> None:
+        version = (await self.engine.read_metadata(CLUSTER_KIND)).get(VERSION_KEY)
+        values: dict[Entity, dict[str, float]] = {}
+        for key, value in (await self.engine.read_metadata(QUOTA_KIND)).items():
+            try:
+                values[entity_from_record(key)] = {k: float(v)
+                                                   for k, v in json.loads(value).items()}
+            except (QuotaError, ValueError, TypeError, AttributeError) as exc:
+                log.warning("ignoring a stored quota: %s", exc)
+        self.quotas = QuotaConfig(values)
+        self._version = version
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                version = (await self.engine.read_metadata(CLUSTER_KIND)).get(VERSION_KEY)
+                if version != self._version:
+                    async with self._lock:
+                        await self.reload()
+            except StorageError as exc:
+                log.debug("cannot check the quota version: %s", exc)
+
+    async def alter(self, changes: Mapping[Entity, Mapping[str, float | None]]) -> None:
+        """Sets (a value) or removes (None) quota values of entities, durably."""
+        async with self._lock:
+            values = {e: dict(v) for e, v in self.quotas.values.items()}
+            puts: dict[str, str] = {}
+            deletes: list[str] = []
+            for entity, ops in changes.items():
+                current = values.setdefault(entity, {})
+                for key, value in ops.items():
+                    if value is None:
+                        current.pop(key, None)
+                    else:
+                        current[key] = value
+                if current:
+                    puts[record_key(entity)] = json.dumps(current, sort_keys=True)
+                else:
+                    deletes.append(record_key(entity))
+                    del values[entity]
+            await self.engine.write_metadata(QUOTA_KIND, puts, deletes)
+            self._version = uuid.uuid4().hex
+            await self.engine.write_metadata(CLUSTER_KIND, {VERSION_KEY: self._version}, ())
+            self.quotas = QuotaConfig(values)
+
+    # -- measuring -----------------------------------------------------------------------
+
+    def _sensor(self, session: Session, client_id: str, key: str) -> tuple[Rate, float] | None:
+        user = session.principal.name if session.principal.type == "User" else None
+        found = self.quotas.client_quota(user, client_id, key)
+        if found is None:
+            return None
+        entity, quota = found
+        types = {t for t, _ in entity}
+        tags = (key, user if USER in types else None,
+                client_id if CLIENT_ID in types else None)
+        rate = self._sensors.get(tags)
+        if rate is None:
+            if len(self._sensors) >= MAX_SENSORS:
+                self._sensors.clear()
+            rate = self._sensors[tags] = Rate(self.samples, self.window_s)
+        return rate, quota
+
+    def record(self, session: Session, client_id: str, key: str, amount: float) -> float:
+        """Records `amount` (bytes, or handler seconds for request_percentage) for the
+        client; returns how long (s) it is to be throttled."""
+        found = self._sensor(session, client_id, key)
+        if found is None:
+            return 0.0
+        rate, quota = found
+        if key == REQUEST_PERCENTAGE:
+            quota = quota / 100.0  # seconds of handler time per second
+        now = time.monotonic()
+        rate.record(amount, now)
+        return rate.throttle_s(quota, now)
+
+    def produce_bytes(self, session: Session, client_id: str, size: int) -> float:
+        return self.record(session, client_id, PRODUCER_BYTE_RATE, size)
+
+    def fetch_bytes(self, session: Session, client_id: str, size: int) -> float:
+        return self.record(session, client_id, CONSUMER_BYTE_RATE, size)
+
+    def connection_allowed(self, ip: str) -> bool:
+        """Records a new connection from `ip`; False when it exceeds the IP's
+        connection_creation_rate (the caller closes it)."""
+        quota = self.quotas.ip_quota(ip)
+        if quota is None:
+            return True
+        rate = self._ip_sensors.get(ip)
+        if rate is None:
+            if len(self._ip_sensors) >= MAX_SENSORS:
+                self._ip_sensors.clear()
+            rate = self._ip_sensors[ip] = Rate(self.samples, self.window_s)
+        now = time.monotonic()
+        if rate.rate(now) + 1 / rate.span(now) > quota:
+            return False
+        rate.record(1, now)
+        return True
+
+
+def described(quotas: QuotaConfig, keys: Sequence[str] | None = None
+              ) -> dict[Entity, dict[str, float]]:
+    return {e: {k: v for k, v in values.items() if keys is None or k in keys}
+            for e, values in quotas.values.items()}
+
+
+__all__ = ("CONNECTION_CREATION_RATE", "QuotaRuntime", "described")
