@@ -3,7 +3,7 @@ their --default; --ip) through DescribeClientQuotas / AlterClientQuotas, so any 
 
     strom quota set --user alice --producer-byte-rate 1048576
     strom quota set --user alice --client-id etl --consumer-byte-rate 2097152
-    strom quota set --default --client-id --request-percentage 50   # the default client id
+    strom quota set --default client-id --request-percentage 50   # the default client id
     strom quota set --ip 10.0.0.7 --connection-creation-rate 10
     strom quota list [--user alice]
     strom quota delete --user alice [--producer-byte-rate]
