@@ -357,7 +357,7 @@ class BrokerConfig:
         prefixed = f"listener.name.{listener.lower()}.{name}"
         if prefixed in self.settings:
             return self.settings[prefixed]
-        return self.get(name)
+        return self.settings.get(name, BROKER_SETTINGS.get(name, ""))  # "": not a setting
 
     def get(self, name: str) -> str:
         if name in self.settings:
