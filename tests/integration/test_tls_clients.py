@@ -396,6 +396,47 @@ def test_sasl_ssl_round_trip_and_wrong_password(tls_broker: EmbeddedBroker, cert
     assert sasl.failures > failures
 
 
+def test_kafka_python_and_aiokafka_over_sasl_ssl(tls_broker: EmbeddedBroker,
+                                                 certs: Certs) -> None:
+    """SCRAM-SHA-512 over TLS with Python's ssl module on the client side (the other SASL
+    mechanisms over SASL_PLAINTEXT: test_sasl.py)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.helpers import create_ssl_context
+    from kafka import KafkaProducer
+
+    topic = fresh_topic(tls_broker)
+    bootstrap = tls_broker.address("SASL_SSL")
+    kp = KafkaProducer(bootstrap_servers=bootstrap, security_protocol="SASL_SSL",
+                       ssl_cafile=certs.ca_pem, sasl_mechanism="SCRAM-SHA-512",
+                       sasl_plain_username="scram-user", sasl_plain_password=PASSWORD)
+    try:
+        kp.send(topic, b"kafka-python").get(timeout=DEADLINE_S)
+    finally:
+        kp.close()
+
+    async def with_aiokafka() -> list[bytes]:
+        context = create_ssl_context(cafile=certs.ca_pem)
+        common: dict[str, Any] = dict(
+            bootstrap_servers=bootstrap, security_protocol="SASL_SSL", ssl_context=context,
+            sasl_mechanism="PLAIN", sasl_plain_username="scram-user",
+            sasl_plain_password=PASSWORD)
+        ap = AIOKafkaProducer(**common)
+        await ap.start()
+        try:
+            await ap.send_and_wait(topic, b"aiokafka")
+        finally:
+            await ap.stop()
+        ac = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **common)
+        await ac.start()
+        try:
+            got = await ac.getmany(timeout_ms=10000)
+            return [m.value for batch in got.values() for m in batch if m.value is not None]
+        finally:
+            await ac.stop()
+
+    assert sorted(asyncio.run(with_aiokafka())) == [b"aiokafka", b"kafka-python"]
+
+
 @needs_kcat
 def test_kcat_scram_over_sasl_ssl(tls_broker: EmbeddedBroker, certs: Certs) -> None:
     topic = fresh_topic(tls_broker)
