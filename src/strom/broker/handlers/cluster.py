@@ -2,7 +2,14 @@
 
 With no authorizer every operation is allowed, so authorized-operations fields, when asked
 for, carry every operation Kafka supports on the resource (as a broker without an authorizer
-answers).
+answers). With one, as Kafka's broker: DescribeCluster is answered to anyone, its
+cluster_authorized_operations (when asked for) the authorizer's, or 0 without DESCRIBE on the
+cluster (AuthHelper.computeDescribeClusterResponse; only a KRaft controller refuses the
+request); DescribeLogDirs needs DESCRIBE on the cluster (else no directories and, from v3,
+CLUSTER_AUTHORIZATION_FAILED); DescribeTopicPartitions lists only the topics the principal may
+DESCRIBE, answers a named one it may not with TOPIC_AUTHORIZATION_FAILED (after the others, as
+DescribeTopicPartitionsRequestHandler), and fills topic_authorized_operations from the
+authorizer.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+from strom.broker.authorize import cluster_allowed, operations_or, topic_allowed
 from strom.broker.leadership import controller_id, partition_fields
 from strom.broker.operations import CLUSTER_OPERATIONS, OPERATIONS_OMITTED, TOPIC_OPERATIONS
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
 from strom.coordinator.internal_topics import is_internal
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import CLUSTER_NAME, Operation, ResourceType
 from strom.storage.api import LogDirDescription, PartitionSize, StorageError, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -45,8 +54,10 @@ async def handle_describe_cluster(broker: Broker, ctx: RequestContext, request: 
                                     f"but we wanted an endpoint of type {wanted}",
                       endpoint_type=ENDPOINT_TYPE_BROKERS, cluster_id="", controller_id=-1,
                       brokers=(), cluster_authorized_operations=OPERATIONS_OMITTED)
-    operations = (CLUSTER_OPERATIONS if request.include_cluster_authorized_operations
-                  else OPERATIONS_OMITTED)
+    operations = OPERATIONS_OMITTED
+    if request.include_cluster_authorized_operations:
+        operations = (operations_or(ctx, ResourceType.CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
+                      if cluster_allowed(ctx, Operation.DESCRIBE) else 0)
     live = await broker.engine.brokers()
     listener = ctx.session.listener
     brokers = tuple(b.make("DescribeClusterBroker", broker_id=r.node_id,
@@ -87,6 +98,9 @@ def log_dir_topics(b: ResponseBuilder, sizes: Iterable[PartitionSize],
      "partitions this broker leads (sizes -1: unknown)")
 async def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request: Any,
                                    b: ResponseBuilder) -> Any:
+    if not cluster_allowed(ctx, Operation.DESCRIBE):
+        return b.make("DescribeLogDirsResponse", throttle_time=NO_THROTTLE,
+                      error_code=ErrorCode.cluster_authorization_failed, results=())
     try:
         described = await broker.engine.describe_log_dir()
     except (OSError, StorageError) as exc:
@@ -106,8 +120,8 @@ async def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request:
 # --- DescribeTopicPartitions -----------------------------------------------------------------
 
 
-def topic_partitions(broker: Broker, b: ResponseBuilder, info: TopicInfo, start: int,
-                     limit: int) -> tuple[Any, int]:
+def topic_partitions(broker: Broker, ctx: RequestContext, b: ResponseBuilder, info: TopicInfo,
+                     start: int, limit: int) -> tuple[Any, int]:
     """The partitions from `start`, at most `limit`; and the next index, or -1 if all done."""
     upper = min(info.partitions, start + limit)
     partitions = tuple(
@@ -117,8 +131,13 @@ def topic_partitions(broker: Broker, b: ResponseBuilder, info: TopicInfo, start:
         for index in range(start, upper))
     topic = b.make("DescribeTopicPartitionsResponseTopic", error_code=ErrorCode.none,
                    name=info.name, topic_id=info.topic_id, is_internal=is_internal(info.name),
-                   partitions=partitions, topic_authorized_operations=TOPIC_OPERATIONS)
+                   partitions=partitions,
+                   topic_authorized_operations=topic_operations(ctx, info.name))
     return topic, (upper if upper < info.partitions else -1)
+
+
+def topic_operations(ctx: RequestContext, name: str) -> int:
+    return operations_or(ctx, ResourceType.TOPIC, name, TOPIC_OPERATIONS)
 
 
 def missing_topic(b: ResponseBuilder, name: str, error: ErrorCode,
@@ -140,8 +159,8 @@ def cursor_error(broker: Broker, request: Any, names: Iterable[str]) -> str | No
     return None
 
 
-def describe_page(broker: Broker, b: ResponseBuilder, request: Any, names: list[str],
-                  fetch_all: bool) -> tuple[list[Any], Any]:
+def describe_page(broker: Broker, ctx: RequestContext, b: ResponseBuilder, request: Any,
+                  names: list[str], fetch_all: bool) -> tuple[list[Any], Any]:
     """KRaftMetadataCache.describeTopicResponse: topics in name order from the cursor."""
     cursor = request.cursor
     remaining = max(min(MAX_PARTITIONS_PER_RESPONSE, int(request.response_partition_limit)), 1)
@@ -155,15 +174,23 @@ def describe_page(broker: Broker, b: ResponseBuilder, request: Any, names: list[
             if not fetch_all:
                 error = (ErrorCode.unknown_topic_or_partition if topic_name_error(name) is None
                          else ErrorCode.invalid_topic_exception)
-                topics.append(missing_topic(b, name, error, TOPIC_OPERATIONS))
+                topics.append(missing_topic(b, name, error, topic_operations(ctx, name)))
             continue
         start = int(cursor.partition_index) if cursor is not None and name == start_name else 0
-        topic, next_index = topic_partitions(broker, b, info, start, remaining)
+        topic, next_index = topic_partitions(broker, ctx, b, info, start, remaining)
         topics.append(topic)
         if next_index != -1:
             return topics, b.make("Cursor", topic_name=name, partition_index=next_index)
         remaining -= len(topic.partitions)
     return topics, None
+
+
+def refused_topics(ctx: RequestContext, request: Any, names: Iterable[str]) -> set[str]:
+    """The topics from the cursor's on that the principal may not DESCRIBE."""
+    if ctx.authorizer is None:
+        return set()
+    start = request.cursor.topic_name if request.cursor is not None else ""
+    return {n for n in names if n >= start and not topic_allowed(ctx, Operation.DESCRIBE, n)}
 
 
 @api(75, "DescribeTopicPartitions", (0, 0),
@@ -179,6 +206,15 @@ async def handle_describe_topic_partitions(broker: Broker, ctx: RequestContext, 
                   for t in request.topics]
         return b.make("DescribeTopicPartitionsResponse", throttle_time=NO_THROTTLE,
                       topics=tuple(topics), next_cursor=None)
-    topics, next_cursor = describe_page(broker, b, request, names, fetch_all)
+    refused = refused_topics(ctx, request, names)
+    if refused:
+        names = [n for n in names if n not in refused]
+    topics, next_cursor = describe_page(broker, ctx, b, request, names, fetch_all)
+    if not fetch_all:  # a topic asked for by name: refused, its existence untold
+        topics.extend(b.make("DescribeTopicPartitionsResponseTopic",
+                             error_code=ErrorCode.topic_authorization_failed, name=name,
+                             topic_id=ZERO_UUID, is_internal=False, partitions=(),
+                             topic_authorized_operations=OPERATIONS_OMITTED)
+                      for name in sorted(refused))
     return b.make("DescribeTopicPartitionsResponse", throttle_time=NO_THROTTLE,
                   topics=tuple(topics), next_cursor=next_cursor)

@@ -6,15 +6,20 @@ version supports) and answers UNSUPPORTED_VERSION if one of them is not among TO
 BROKER_LOGGER, CLIENT_METRICS and GROUP. strom has no client-metrics subscriptions, no group
 configs and no broker loggers configurable through Kafka's APIs (DescribeConfigs serves TOPIC
 and BROKER), so it lists the brokers and the topics (internal ones included, as Kafka does).
+
+With an authorizer the request needs DESCRIBE_CONFIGS on the cluster, else it is answered
+CLUSTER_AUTHORIZATION_FAILED with nothing listed (checked first, as Kafka does).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from strom.broker.authorize import cluster_allowed
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 
 TOPIC: Final = 2
 BROKER: Final = 4
@@ -44,6 +49,9 @@ async def handle_list_config_resources(broker: Broker, ctx: RequestContext, requ
                                        b: ResponseBuilder) -> Any:
     supported = SUPPORTED_V0 if b.version == 0 else SUPPORTED_V1
     asked = frozenset(int(t) for t in getattr(request, "resource_types", ()))
+    if not cluster_allowed(ctx, Operation.DESCRIBE_CONFIGS):
+        return b.make("ListConfigResourcesResponse", throttle_time=NO_THROTTLE,
+                      error_code=ErrorCode.cluster_authorization_failed, config_resources=())
     if not asked <= supported:
         return b.make("ListConfigResourcesResponse", throttle_time=NO_THROTTLE,
                       error_code=ErrorCode.unsupported_version, config_resources=())

@@ -8,6 +8,12 @@ IncrementalAlterConfigs applies SET/DELETE/APPEND/SUBTRACT to them.
 BROKER resources are described (the settings the broker was started with, all read-only) but
 cannot be altered: strom has no dynamic broker configs, so a change is refused the way Kafka
 refuses a config it cannot update dynamically (INVALID_REQUEST).
+
+With an authorizer, as Kafka: describing needs DESCRIBE_CONFIGS, altering ALTER_CONFIGS, on
+the topic for a TOPIC resource (else TOPIC_AUTHORIZATION_FAILED), on the cluster for BROKER,
+BROKER_LOGGER and CLIENT_METRICS ones (else CLUSTER_AUTHORIZATION_FAILED), on the group for a
+GROUP one (else GROUP_AUTHORIZATION_FAILED); a resource refused is neither described nor
+changed, and carries the error's own message.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
 
+from strom.broker.authorize import cluster_allowed, group_allowed, topic_allowed
 from strom.broker.errors import ApiError, unexpected
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext, topic_name_error
@@ -26,10 +33,18 @@ from strom.config.broker import BROKER_SETTINGS, SENSITIVE, BrokerConfig
 from strom.config.topic import TOPIC_CONFIGS, ConfigError, ConfigKey, validate_topic_configs
 from strom.coordinator.internal_topics import config_refusal
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 from strom.storage.api import TopicInfo, UnknownTopic, format_endpoints
 
 RESOURCE_TOPIC: Final = 2
 RESOURCE_BROKER: Final = 4
+RESOURCE_BROKER_LOGGER: Final = 8
+RESOURCE_CLIENT_METRICS: Final = 16
+RESOURCE_GROUP: Final = 32
+# Config resources whose configs are the cluster's to guard (Kafka's ConfigHelper and
+# ControllerApis.authorizeAlterResource).
+CLUSTER_RESOURCES: Final = frozenset({RESOURCE_BROKER, RESOURCE_BROKER_LOGGER,
+                                      RESOURCE_CLIENT_METRICS})
 
 
 class ConfigSource(IntEnum):
@@ -235,6 +250,23 @@ def broker_config_views(broker: Broker) -> list[ConfigView]:
     return sorted(views, key=lambda v: v.name)
 
 
+def access_refusal(ctx: RequestContext, operation: Operation, resource_type: int,
+                   name: str) -> ApiError | None:
+    """The error of a resource the principal may not describe (DESCRIBE_CONFIGS) or alter
+    (ALTER_CONFIGS), with the error's own message, as Kafka's `new ApiError(error)`; None
+    if allowed, or if the type is not one Kafka guards (it is refused as unsupported)."""
+    if resource_type == RESOURCE_TOPIC:
+        if not topic_allowed(ctx, operation, name):
+            return ApiError(ErrorCode.topic_authorization_failed, "Topic authorization failed.")
+    elif resource_type in CLUSTER_RESOURCES:
+        if not cluster_allowed(ctx, operation):
+            return ApiError(ErrorCode.cluster_authorization_failed,
+                            "Cluster authorization failed.")
+    elif resource_type == RESOURCE_GROUP and not group_allowed(ctx, operation, name):
+        return ApiError(ErrorCode.group_authorization_failed, "Group authorization failed.")
+    return None
+
+
 def parse_node_id(name: str) -> int | None:
     return int(name) if _NODE_ID.fullmatch(name) else None
 
@@ -289,13 +321,17 @@ def config_entry(b: ResponseBuilder, view: ConfigView, with_synonyms: bool,
                   documentation=(view.doc or None) if with_docs else None)
 
 
-def describe_resource(broker: Broker, b: ResponseBuilder, resource: Any, with_synonyms: bool,
-                      with_docs: bool) -> Any:
+def describe_resource(broker: Broker, ctx: RequestContext, b: ResponseBuilder, resource: Any,
+                      with_synonyms: bool, with_docs: bool) -> Any:
     def result(error: ErrorCode, message: str | None, configs: tuple[Any, ...]) -> Any:
         return b.make("DescribeConfigsResult", error_code=error, error_message=message,
                       resource_type=resource.resource_type,
                       resource_name=resource.resource_name, configs=configs)
 
+    refused = access_refusal(ctx, Operation.DESCRIBE_CONFIGS, int(resource.resource_type),
+                             resource.resource_name)
+    if refused is not None:
+        return result(refused.code, refused.message, ())
     try:
         views = resource_views(broker, int(resource.resource_type), resource.resource_name)
     except ApiError as exc:
@@ -314,7 +350,7 @@ async def handle_describe_configs(broker: Broker, ctx: RequestContext, request: 
                                   b: ResponseBuilder) -> Any:
     with_synonyms = bool(getattr(request, "include_synonyms", False))
     with_docs = bool(getattr(request, "include_documentation", False))
-    results = tuple(describe_resource(broker, b, r, with_synonyms, with_docs)
+    results = tuple(describe_resource(broker, ctx, b, r, with_synonyms, with_docs)
                     for r in request.resources)
     return b.make("DescribeConfigsResponse", throttle_time=NO_THROTTLE, results=results)
 
@@ -442,7 +478,7 @@ async def alter_resource(broker: Broker, resource: Any, incremental: bool,
                             f"Unsupported resource type {resource_type}")
 
 
-async def alter_all(broker: Broker, b: ResponseBuilder, request: Any,
+async def alter_all(broker: Broker, ctx: RequestContext, b: ResponseBuilder, request: Any,
                     incremental: bool) -> tuple[Any, ...]:
     counts = Counter((int(r.resource_type), r.resource_name) for r in request.resources)
     responses = []
@@ -451,6 +487,10 @@ async def alter_all(broker: Broker, b: ResponseBuilder, request: Any,
         try:
             if counts[(int(resource.resource_type), resource.resource_name)] > 1:
                 raise ApiError(ErrorCode.invalid_request, _DUPLICATE_RESOURCE)
+            refused = access_refusal(ctx, Operation.ALTER_CONFIGS,
+                                     int(resource.resource_type), resource.resource_name)
+            if refused is not None:
+                raise refused
             await alter_resource(broker, resource, incremental, bool(request.validate_only))
         except ApiError as exc:
             error, message = exc.code, exc.message
@@ -466,7 +506,7 @@ async def alter_all(broker: Broker, b: ResponseBuilder, request: Any,
      "replaces a topic's overrides wholesale; broker configs are not dynamic (INVALID_REQUEST)")
 async def handle_alter_configs(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
-    responses = await alter_all(broker, b, request, incremental=False)
+    responses = await alter_all(broker, ctx, b, request, incremental=False)
     return b.make("AlterConfigsResponse", throttle_time=NO_THROTTLE, responses=responses)
 
 
@@ -474,6 +514,6 @@ async def handle_alter_configs(broker: Broker, ctx: RequestContext, request: Any
      "SET/DELETE/APPEND/SUBTRACT on topic configs; broker configs are not dynamic")
 async def handle_incremental_alter_configs(broker: Broker, ctx: RequestContext, request: Any,
                                            b: ResponseBuilder) -> Any:
-    responses = await alter_all(broker, b, request, incremental=True)
+    responses = await alter_all(broker, ctx, b, request, incremental=True)
     return b.make("IncrementalAlterConfigsResponse", throttle_time=NO_THROTTLE,
                   responses=responses)

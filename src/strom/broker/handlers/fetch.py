@@ -2,6 +2,11 @@
 
 Fetch sessions (KIP-227) are answered the way Kafka answers when its session cache has no
 room: a full response with session id 0, after which clients keep sending full fetches.
+
+With an authorizer, as Kafka's KafkaApis.handleFetchRequest: a consumer needs READ on each
+topic, a follower (replica id >= 0) CLUSTER_ACTION on the cluster; a partition refused is
+answered TOPIC_AUTHORIZATION_FAILED and never read (a topic id unknown stays UNKNOWN_TOPIC_ID
+for a consumer). A fetch with nothing it may read answers at once.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from strom.broker.authorize import cluster_allowed, topic_allowed
 from strom.broker.leadership import (
     current_leader,
     leader_check,
@@ -22,6 +28,7 @@ from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 from strom.storage.api import (
     Leadership,
     OffsetOutOfRange,
@@ -63,8 +70,18 @@ def aborted_transactions(b: ResponseBuilder, plog: PartitionLog, fetch_offset: i
                  for pid, first in plog.aborted_transactions(fetch_offset, upper))
 
 
+def unread_error(topic: str | None, denied: bool) -> ErrorCode | None:
+    """Why a partition is not read at all: its topic refused, or unknown by id."""
+    if denied:
+        return ErrorCode.topic_authorization_failed
+    if topic is None:
+        return ErrorCode.unknown_topic_id
+    return None
+
+
 async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, part: Any,
-                         budget: FetchBudget, committed: bool) -> tuple[Any, int, int]:
+                         budget: FetchBudget, committed: bool,
+                         denied: bool = False) -> tuple[Any, int, int]:
     """(the partition's answer, bytes of records in it, the high watermark read or -1)."""
     def answer(error: ErrorCode, hw: int = -1, lso: int = -1, records: bytes = b"",
                stable: int | None = None, aborted: tuple[Any, ...] | None = None,
@@ -79,8 +96,10 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
                       log_start_offset=lso, aborted_transactions=aborted,
                       preferred_read_replica=-1, records=records, **hint)
 
-    if topic is None:
-        return answer(ErrorCode.unknown_topic_id), 0, -1
+    unread = unread_error(topic, denied)
+    if unread is not None:
+        return answer(unread), 0, -1
+    assert topic is not None
     try:
         plog = broker.engine.partition(topic, part.partition)
         refused, found = leader_check(broker, topic, part.partition,
@@ -135,7 +154,31 @@ class FetchRound:
     leaders: set[int]  # named in NOT_LEADER_OR_FOLLOWER answers
 
 
-async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> FetchRound:
+def replica_id(request: Any) -> int:
+    """The fetching replica (>= 0 for a follower): replica_state's from v15, else the
+    request's own field."""
+    state = getattr(request, "replica_state", None)
+    if state is not None:
+        return int(state.replica_id)
+    return int(getattr(request, "replica_id", -1))
+
+
+def refused_topics(broker: Broker, ctx: RequestContext, request: Any
+                   ) -> frozenset[str | None]:
+    """The topics (by the name a topic id resolves to; None: every topic id unknown) this
+    fetch may not read, each checked once; empty without an authorizer."""
+    if ctx.authorizer is None:
+        return frozenset()
+    names = {topic_name(broker, t) for t in request.topics}
+    if replica_id(request) >= 0:  # a follower: the cluster's CLUSTER_ACTION, or nothing
+        return (frozenset() if cluster_allowed(ctx, Operation.CLUSTER_ACTION)
+                else frozenset(names))
+    return frozenset(n for n in names
+                     if n is not None and not topic_allowed(ctx, Operation.READ, n))
+
+
+async def read_all(broker: Broker, b: ResponseBuilder, request: Any,
+                   refused: frozenset[str | None] = frozenset()) -> FetchRound:
     budget = FetchBudget(remaining=max(int(request.max_bytes), 0))
     committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     topics = []
@@ -145,7 +188,8 @@ async def read_all(broker: Broker, b: ResponseBuilder, request: Any) -> FetchRou
         name = topic_name(broker, topic)
         partitions = []
         for part in topic.partitions:
-            data, size, hw = await read_partition(broker, b, name, part, budget, committed)
+            data, size, hw = await read_partition(broker, b, name, part, budget, committed,
+                                                  name in refused)
             partitions.append(data)
             total += size
             if name is not None and hw >= 0:
@@ -175,10 +219,12 @@ async def handle_fetch(broker: Broker, ctx: RequestContext, request: Any,
     max_wait_s = min(request.max_wait.total_seconds(),
                      broker.config.get_int("fetch.max.wait.ms.cap") / 1000)
     deadline = time.monotonic() + max(max_wait_s, 0)
+    refused = refused_topics(broker, ctx, request)
     while True:
-        read = await read_all(broker, b, request)
+        read = await read_all(broker, b, request, refused)
         remaining = deadline - time.monotonic()
-        if read.size >= int(request.min_bytes) or remaining <= 0 or read.leaders:
+        if (read.size >= int(request.min_bytes) or remaining <= 0 or read.leaders
+                or (refused and not read.seen)):
             endpoints = (await node_endpoints(broker, b, read.leaders,
                                                 ctx.session.listener)
                          if b.has("FetchResponse", "node_endpoints") else ())

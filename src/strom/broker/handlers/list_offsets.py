@@ -6,6 +6,9 @@ tiered), -5 latest tiered (KIP-1005, v9+) and -6 earliest pending upload (KIP-10
 "unknown" (-1) as Kafka answers for a topic without remote storage. Any other negative
 timestamp, or a special one below its version, is UNSUPPORTED_VERSION, as in Kafka's
 ReplicaManager. There is one leader epoch, 0, from the start.
+
+With an authorizer each topic needs DESCRIBE (Kafka's KafkaApis.handleListOffsetRequest): the
+partitions of a topic refused answer TOPIC_AUTHORIZATION_FAILED, whether it exists or not.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from strom.broker.authorize import topic_allowed
 from strom.broker.handlers.fetch import READ_COMMITTED
 from strom.broker.leadership import leader_check, storage_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 from strom.storage.api import NotLeader, PartitionLog, StorageError, UnknownTopic
 
 LATEST: Final = -1
@@ -96,33 +101,34 @@ async def lookup(plog: PartitionLog, timestamp: int, replica_id: int,
     return Found(hit[0], hit[1])
 
 
+def answer(b: ResponseBuilder, part: Any, error: ErrorCode, found: Found = NOT_FOUND) -> Any:
+    return b.make("ListOffsetsPartitionResponse", partition_index=part.partition_index,
+                  error_code=error, timestamp=found.timestamp, offset=found.offset,
+                  leader_epoch=found.leader_epoch)
+
+
 async def list_partition(broker: Broker, b: ResponseBuilder, topic: str, part: Any,
                          replica_id: int, duplicated: bool, read_committed: bool) -> Any:
-    def answer(error: ErrorCode, found: Found = NOT_FOUND) -> Any:
-        return b.make("ListOffsetsPartitionResponse", partition_index=part.partition_index,
-                      error_code=error, timestamp=found.timestamp, offset=found.offset,
-                      leader_epoch=found.leader_epoch)
-
     if duplicated:
-        return answer(ErrorCode.invalid_request)
+        return answer(b, part, ErrorCode.invalid_request)
     timestamp = int(part.timestamp)
     if timestamp_unsupported(timestamp, b.version):
-        return answer(ErrorCode.unsupported_version)
+        return answer(b, part, ErrorCode.unsupported_version)
     try:
         plog = broker.engine.partition(topic, int(part.partition_index))
         refused, leadership = leader_check(broker, topic, int(part.partition_index),
                                            int(getattr(part, "current_leader_epoch", -1)))
     except UnknownTopic:
-        return answer(ErrorCode.unknown_topic_or_partition)
+        return answer(b, part, ErrorCode.unknown_topic_or_partition)
     if refused is not None:
-        return answer(refused)
+        return answer(b, part, refused)
     try:
         found = await lookup(plog, timestamp, replica_id, read_committed)
     except (UnknownTopic, NotLeader, StorageError) as exc:  # deleted or moved meanwhile
-        return answer(storage_error(exc))
+        return answer(b, part, storage_error(exc))
     if found.offset != UNKNOWN:
         found = replace(found, leader_epoch=leadership.epoch)
-    return answer(ErrorCode.none, found)
+    return answer(b, part, ErrorCode.none, found)
 
 
 @api(2, "ListOffsets", (1, 11),
@@ -136,12 +142,19 @@ async def handle_list_offsets(broker: Broker, ctx: RequestContext, request: Any,
                      for t in request.topics for p in t.partitions)
     # One answer per topic-partition, grouped by topic in request order, as Kafka's map gives.
     answered: dict[str, dict[int, Any]] = {}
+    allowed: dict[str, bool] = {}  # DESCRIBE, asked once per topic
     for topic in request.topics:
         name = str(topic.name)
+        if name not in allowed:
+            allowed[name] = topic_allowed(ctx, Operation.DESCRIBE, name)
+        refused = not allowed[name]
         per_topic = answered.setdefault(name, {})
         for part in topic.partitions:
             index = int(part.partition_index)
             if index in per_topic:
+                continue
+            if refused:
+                per_topic[index] = answer(b, part, ErrorCode.topic_authorization_failed)
                 continue
             per_topic[index] = await list_partition(broker, b, name, part, replica_id,
                                                     counts[(name, index)] > 1,

@@ -14,6 +14,10 @@ hands). The answer is Kafka's LeaderEpochFileCache.endOffsetFor over them:
 
 Only the partition's leader answers; the request's current_leader_epoch is checked as Fetch
 checks it.
+
+With an authorizer (Kafka's KafkaApis.handleOffsetForLeaderEpochRequest): CLUSTER_ACTION on the
+cluster (a replica's right) allows every topic; otherwise each topic needs DESCRIBE (KIP-320:
+consumers ask too), and the partitions of a topic refused answer TOPIC_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from strom.broker.authorize import cluster_allowed, topic_allowed
 from strom.broker.leadership import leader_check, storage_error
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 from strom.storage.api import StorageError, UnknownTopic
 
 UNDEFINED_EPOCH: Final = -1
@@ -54,12 +60,15 @@ def end_offset_for(epochs: Sequence[tuple[int, int]], current: int, log_end: int
     return kept[floor][0], log_end
 
 
-async def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part: Any) -> Any:
+async def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part: Any,
+                           denied: bool = False) -> Any:
     def answer(error: ErrorCode, epoch: int = UNDEFINED_EPOCH,
                offset: int = UNDEFINED_EPOCH_OFFSET) -> Any:
         return b.make("EpochEndOffset", error_code=error, partition=part.partition,
                       leader_epoch=epoch, end_offset=offset)
 
+    if denied:
+        return answer(ErrorCode.topic_authorization_failed)
     index = int(part.partition)
     try:
         plog = broker.engine.partition(topic, index)
@@ -78,14 +87,24 @@ async def epoch_end_offset(broker: Broker, b: ResponseBuilder, topic: str, part:
     return answer(ErrorCode.none, epoch, offset)
 
 
+def refused_topics(ctx: RequestContext, request: Any) -> frozenset[str]:
+    """The topics this request may not ask about; empty without an authorizer."""
+    if ctx.authorizer is None or cluster_allowed(ctx, Operation.CLUSTER_ACTION):
+        return frozenset()
+    names = {str(t.topic) for t in request.topics}
+    return frozenset(n for n in names if not topic_allowed(ctx, Operation.DESCRIBE, n))
+
+
 @api(23, "OffsetForLeaderEpoch", (2, 4),
      "every leader epoch a partition has had (a new one each time its lease moves), as "
      "Kafka's leader-epoch cache answers")
 async def handle_offset_for_leader_epoch(broker: Broker, ctx: RequestContext, request: Any,
                                          b: ResponseBuilder) -> Any:
+    refused = refused_topics(ctx, request)
     topics = tuple([
         b.make("OffsetForLeaderTopicResult", topic=t.topic,
-               partitions=tuple([await epoch_end_offset(broker, b, str(t.topic), p)
+               partitions=tuple([await epoch_end_offset(broker, b, str(t.topic), p,
+                                                        str(t.topic) in refused)
                                  for p in t.partitions]))
         for t in request.topics
     ])

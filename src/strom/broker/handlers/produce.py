@@ -8,6 +8,13 @@ until restart); the detail (which names files) goes to the broker's log only. An
 produce to a partition with fewer in-sync replicas than its min.insync.replicas is refused
 with NOT_ENOUGH_REPLICAS (retriable) before anything is appended, as Kafka's
 Partition.appendRecordsToLeader does (docs/cluster.md: which replicas are in sync).
+
+With an authorizer, as Kafka's KafkaApis.handleProduceRequest: a request carrying
+transactional batches needs WRITE on its transactional id (none, or not allowed: every
+partition answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED and nothing is appended); each topic
+needs WRITE (TOPIC_AUTHORIZATION_FAILED for its partitions, nothing appended to them), checked
+before whether the topic exists. An idempotent producer's IDEMPOTENT_WRITE is checked by
+InitProducerId only, as in Kafka.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any, Final
 from kio.serial.readers import tz_aware_from_i64
 from kio.static.primitive import i64
 
+from strom.broker.authorize import topic_allowed, transactional_id_allowed
 from strom.broker.errors import CloseConnection
 from strom.broker.leadership import current_leader, leadership, node_endpoints, not_led_here
 from strom.broker.placement import REQUEST_PLACED, Placements
@@ -28,8 +36,14 @@ from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.broker.txn_verification import produce_error, verify_in_transaction
 from strom.coordinator.internal_topics import is_internal
+from strom.protocol.batch_header import (
+    ATTRIBUTES_OFFSET,
+    MAGIC_OFFSET,
+    TRANSACTIONAL_MASK,
+)
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.protocol.records import RecordsError, ValidatedBatch, validate_produce_records
+from strom.security.acl import Operation
 from strom.storage.api import (
     AppendBatch,
     Duplicate,
@@ -208,10 +222,37 @@ def partition_response(b: ResponseBuilder, index: int, outcome: PartitionOutcome
                      else {}))
 
 
+def first_batch_transactional(records: bytes | None) -> bool:
+    """Whether a partition's first batch is a transactional v2 batch (Kafka's
+    RequestUtils.hasTransactionalRecords looks at each partition's first batch)."""
+    if not records or len(records) <= ATTRIBUTES_OFFSET + 1 or records[MAGIC_OFFSET] != 2:
+        return False
+    return bool(records[ATTRIBUTES_OFFSET + 1] & TRANSACTIONAL_MASK)
+
+
+def topic_refusals(ctx: RequestContext, request: Any, names: list[str | None]
+                   ) -> list[ErrorCode | None] | None:
+    """Per topic of the request, the error its partitions get instead of an append, or None
+    when nothing is refused (no authorizer: no work at all). A topic unknown by id is left to
+    the append (UNKNOWN_TOPIC_ID)."""
+    if ctx.authorizer is None:
+        return None
+    if any(first_batch_transactional(p.records)
+           for t in request.topic_data for p in t.partition_data):
+        txn_id = request.transactional_id
+        if txn_id is None or not transactional_id_allowed(ctx, Operation.WRITE, txn_id):
+            return [ErrorCode.transactional_id_authorization_failed] * len(names)
+    return [None if name is None or topic_allowed(ctx, Operation.WRITE, name)
+            else ErrorCode.topic_authorization_failed for name in names]
+
+
 async def partition_outcome(broker: Broker, b: ResponseBuilder, name: str | None, part: Any,
                             acks: int, transactional_id: str | None,
-                            placed: Placed | None) -> PartitionOutcome:
+                            placed: Placed | None, refused: ErrorCode | None = None
+                            ) -> PartitionOutcome:
     try:
+        if refused is not None:
+            return PartitionOutcome(refused)
         if acks not in VALID_ACKS:
             return PartitionOutcome(ErrorCode.invalid_required_acks)
         if name is None:
@@ -223,8 +264,8 @@ async def partition_outcome(broker: Broker, b: ResponseBuilder, name: str | None
             placed()  # nothing placed, or already: done either way
 
 
-async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: int
-                      ) -> tuple[tuple[Any, ...], set[int]]:
+async def produce_all(broker: Broker, ctx: RequestContext, b: ResponseBuilder, request: Any,
+                      acks: int) -> tuple[tuple[Any, ...], set[int]]:
     """Every partition's append, started in request order and awaited together, so that a
     request's partitions wait for their writes (a PostgreSQL commit, an fsync) at once, not
     one after another. Each append is ordered in its partition before the next starts: an
@@ -232,13 +273,15 @@ async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: in
     the leaders named in them (KIP-951)."""
     names = [broker.resolve_topic(getattr(t, "name", None), getattr(t, "topic_id", None))
              for t in request.topic_data]
-    parts = [(name, part) for name, t in zip(names, request.topic_data, strict=True)
+    refusals = topic_refusals(ctx, request, names) or [None] * len(names)
+    parts = [(name, part, refused)
+             for name, t, refused in zip(names, request.topic_data, refusals, strict=True)
              for part in t.partition_data]
     request_placed = REQUEST_PLACED.get()
     placements = None if request_placed is None else Placements(len(parts), request_placed)
     work = [partition_outcome(broker, b, name, part, acks, request.transactional_id,
-                              None if placements is None else placements.one())
-            for name, part in parts]
+                              None if placements is None else placements.one(), refused)
+            for name, part, refused in parts]
     results = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
     outcomes = iter(results)
     topics = tuple(
@@ -260,7 +303,7 @@ async def produce_all(broker: Broker, b: ResponseBuilder, request: Any, acks: in
 async def handle_produce(broker: Broker, ctx: RequestContext, request: Any,
                          b: ResponseBuilder) -> Any:
     acks = int(request.acks)
-    topics, leaders = await produce_all(broker, b, request, acks)
+    topics, leaders = await produce_all(broker, ctx, b, request, acks)
     if acks == 0:
         failed = [p.error_code for t in topics for p in t.partition_responses if p.error_code]
         if failed:

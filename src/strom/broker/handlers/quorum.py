@@ -9,6 +9,10 @@ partition it names. The leader's log end offset and the high watermark are -1 (K
 for "unknown": there is no metadata log), its fetch and caught-up times now (the leader's own
 state, as Kafka reports it), and the leader epoch 0 (strom never elects; OffsetForLeaderEpoch
 serves the same single epoch).
+
+With an authorizer the request needs DESCRIBE on the cluster (Kafka's controller checks it
+before answering), else only the top-level error CLUSTER_AUTHORIZATION_FAILED is answered
+(DescribeQuorumRequest.getTopLevelErrorResponse).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import time
 import uuid
 from typing import Any, Final
 
+from strom.broker.authorize import cluster_allowed
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.coordinator.internal_topics import CLUSTER_METADATA_TOPIC
 from strom.protocol.messages import ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 
 METADATA_PARTITION: Final = 0
 LEADER_EPOCH: Final = 0
@@ -67,6 +73,10 @@ def quorum_partition(broker: Broker, b: ResponseBuilder) -> Any:
      "UNKNOWN_TOPIC_OR_PARTITION")
 async def handle_describe_quorum(broker: Broker, ctx: RequestContext, request: Any,
                                  b: ResponseBuilder) -> Any:
+    if not cluster_allowed(ctx, Operation.DESCRIBE):
+        return b.make("DescribeQuorumResponse",
+                      error_code=ErrorCode.cluster_authorization_failed, error_message=None,
+                      topics=(), nodes=())
     if not names_metadata_partition(request):
         return unknown_partitions(b, request)
     topic = b.make("TopicData", topic_name=CLUSTER_METADATA_TOPIC,

@@ -4,18 +4,24 @@ Offset -1 means the high watermark; an offset beyond the high watermark (or nega
 OFFSET_OUT_OF_RANGE; a topic whose cleanup.policy lacks "delete" answers POLICY_VIOLATION;
 Kafka's internal topics are refused with INVALID_TOPIC_EXCEPTION. The low watermark answered
 is the log start offset after the deletion (the lowest across replicas, and there is one).
+
+With an authorizer each topic needs DELETE (Kafka's KafkaApis.handleDeleteRecordsRequest): the
+partitions of a topic refused answer TOPIC_AUTHORIZATION_FAILED, whether it exists or not, and
+nothing is deleted from them.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from strom.broker.authorize import topic_allowed
 from strom.broker.errors import ApiError, unexpected
 from strom.broker.leadership import not_led_here
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.coordinator.internal_topics import INTERNAL_TOPICS
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 from strom.storage.api import NotLeader, OffsetOutOfRange, StorageError, UnknownTopic
 
 HIGH_WATERMARK: Final = -1
@@ -67,10 +73,13 @@ async def handle_delete_records(broker: Broker, ctx: RequestContext, request: An
             per_topic[int(part.partition_index)] = int(part.offset)
     topics = []
     for name, offsets in wanted.items():
+        allowed = topic_allowed(ctx, Operation.DELETE, name)
         partitions = []
         for index, offset in offsets.items():
             error, low = ErrorCode.none, INVALID_LOW_WATERMARK
             try:
+                if not allowed:
+                    raise ApiError(ErrorCode.topic_authorization_failed)
                 low = await delete_before(broker, name, index, offset)
             except ApiError as refused:
                 error = refused.code

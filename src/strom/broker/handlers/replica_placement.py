@@ -12,6 +12,11 @@ progress only until then. On one broker every partition has one replica, this br
 is its preferred leader and its leader: an election is never needed, the only valid
 reassignment is to that broker (a no-op, as in Kafka), and a replica can only "move" to the
 directory it is already in.
+
+With an authorizer, as Kafka: ElectLeaders, AlterPartitionReassignments and AlterReplicaLogDirs
+need ALTER on the cluster, ListPartitionReassignments DESCRIBE; a request refused changes
+nothing and is answered CLUSTER_AUTHORIZATION_FAILED the way the request's getErrorResponse
+answers (at the top and on every partition it names, where the response has room for it).
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
+from strom.broker.authorize import cluster_allowed
 from strom.broker.errors import ApiError
 from strom.broker.handlers.topics import check_replicas, live_node_ids
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 from strom.storage.api import StorageError, UnknownTopic
 
 ELECTION_PREFERRED: Final = 0
@@ -35,6 +42,14 @@ ELIGIBLE_UNAVAILABLE: Final = "Eligible topic partition leaders are not availabl
 # UnifiedLog.logFutureDirName: "<topic>-<partition>.<32 hex digits>-future" must fit a file name.
 FUTURE_DIR_NAME_MAX: Final = 255
 FUTURE_DIR_SUFFIX_LENGTH: Final = len(".") + 32 + len("-future")
+
+
+def cluster_refusal(ctx: RequestContext, operation: Operation, api_name: str) -> str | None:
+    """The message of a request refused for want of `operation` on the cluster (Kafka's
+    ClusterAuthorizationException from authorizeClusterOperation), or None if allowed."""
+    if cluster_allowed(ctx, operation):
+        return None
+    return f"Request {api_name} from {ctx.session.principal} is not authorized."
 
 
 def partition_count(broker: Broker, topic: str) -> int | None:
@@ -118,6 +133,9 @@ def failed_election(b: ResponseBuilder, request: Any, error: ErrorCode, message:
      "while any broker leads; null partitions elect all and list those that needed it")
 async def handle_elect_leaders(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
+    refused = cluster_refusal(ctx, Operation.ALTER, "ElectLeaders")
+    if refused is not None:
+        return failed_election(b, request, ErrorCode.cluster_authorization_failed, refused)
     election = int(getattr(request, "election_type", ELECTION_PREFERRED))
     if election not in (ELECTION_PREFERRED, ELECTION_UNCLEAN):
         return failed_election(b, request, ErrorCode.invalid_request,
@@ -176,11 +194,17 @@ async def reassignment_error(broker: Broker, topic: str, target: Any
      "NO_REASSIGNMENT_IN_PROGRESS; brokers not live INVALID_REPLICA_ASSIGNMENT")
 async def handle_alter_partition_reassignments(broker: Broker, ctx: RequestContext,
                                                request: Any, b: ResponseBuilder) -> Any:
+    refused = cluster_refusal(ctx, Operation.ALTER, "AlterPartitionReassignments")
     responses = []
     for topic in request.topics:
         partitions = []
         for target in topic.partitions:
-            error, message = await reassignment_error(broker, str(topic.name), target)
+            error: ErrorCode
+            message: str | None
+            if refused is not None:  # AlterPartitionReassignmentsRequest.getErrorResponse
+                error, message = ErrorCode.cluster_authorization_failed, refused
+            else:
+                error, message = await reassignment_error(broker, str(topic.name), target)
             partitions.append(b.make("ReassignablePartitionResponse",
                                      partition_index=target.partition_index,
                                      error_code=error, error_message=message))
@@ -189,7 +213,9 @@ async def handle_alter_partition_reassignments(broker: Broker, ctx: RequestConte
     return b.make("AlterPartitionReassignmentsResponse", throttle_time=NO_THROTTLE,
                   allow_replication_factor_change=getattr(
                       request, "allow_replication_factor_change", True),
-                  error_code=ErrorCode.none, error_message=None, responses=tuple(responses))
+                  error_code=(ErrorCode.none if refused is None
+                              else ErrorCode.cluster_authorization_failed),
+                  error_message=refused, responses=tuple(responses))
 
 
 def ongoing_reassignment(broker: Broker, b: ResponseBuilder, topic: str, index: int
@@ -228,6 +254,11 @@ def requested_listings(broker: Broker, request: Any) -> list[tuple[str, list[int
      "reached the pin's broker yet (a reassignment completes as the lease moves)")
 async def handle_list_partition_reassignments(broker: Broker, ctx: RequestContext,
                                               request: Any, b: ResponseBuilder) -> Any:
+    refused = cluster_refusal(ctx, Operation.DESCRIBE, "ListPartitionReassignments")
+    if refused is not None:
+        return b.make("ListPartitionReassignmentsResponse", throttle_time=NO_THROTTLE,
+                      error_code=ErrorCode.cluster_authorization_failed, error_message=refused,
+                      topics=())
     topics = []
     for topic, indexes in requested_listings(broker, request):
         ongoing = [found for index in indexes
@@ -271,10 +302,24 @@ def by_topic(moves: dict[tuple[str, int], str]) -> Iterator[tuple[str, list[tupl
     yield from topics.items()
 
 
+def refused_moves(b: ResponseBuilder, request: Any) -> tuple[Any, ...]:
+    """AlterReplicaLogDirsRequest.getErrorResponse: CLUSTER_AUTHORIZATION_FAILED on every
+    partition, per directory and topic as the request names them."""
+    return tuple(
+        b.make("AlterReplicaLogDirTopicResult", topic_name=topic.name, partitions=tuple(
+            b.make("AlterReplicaLogDirPartitionResult", partition_index=partition,
+                   error_code=ErrorCode.cluster_authorization_failed)
+            for partition in topic.partitions))
+        for target in request.dirs for topic in target.topics)
+
+
 @api(34, "AlterReplicaLogDirs", (1, 2), "one log directory: a replica is already in it; "
      "any other path is LOG_DIR_NOT_FOUND, an unknown partition REPLICA_NOT_AVAILABLE")
 async def handle_alter_replica_log_dirs(broker: Broker, ctx: RequestContext, request: Any,
                                         b: ResponseBuilder) -> Any:
+    if not cluster_allowed(ctx, Operation.ALTER):
+        return b.make("AlterReplicaLogDirsResponse", throttle_time=NO_THROTTLE,
+                      results=refused_moves(b, request))
     results = tuple(
         b.make("AlterReplicaLogDirTopicResult", topic_name=topic, partitions=tuple(
             b.make("AlterReplicaLogDirPartitionResult", partition_index=partition,

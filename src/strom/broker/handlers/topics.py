@@ -5,6 +5,14 @@ ReplicationControlManager) for a cluster of one broker.
 Internal topics belong to their coordinators: clients cannot create, delete or grow them
 (coordinator/internal_topics.py). Each topic's check and change run under its lock
 (broker/topic_locks.py), so concurrent requests on one topic each get their own answer.
+
+With an authorizer, as Kafka's ControllerApis: CreateTopics needs CREATE on the cluster or on
+each topic (else TOPIC_AUTHORIZATION_FAILED, "Authorization failed.", and the topic is not
+created), and answers a created topic's configs, partition count and replication factor only
+to a principal with DESCRIBE_CONFIGS on it (else topic_config_error_code
+TOPIC_AUTHORIZATION_FAILED); DeleteTopics needs DELETE on the cluster or on each topic, and a
+topic the principal may not DESCRIBE is refused before anything tells whether it exists (by
+id: without its name); CreatePartitions needs ALTER on each topic.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from strom.broker.authorize import cluster_allowed, topic_allowed
 from strom.broker.errors import ApiError, unexpected
 from strom.broker.handlers.configs import topic_config_views
 from strom.broker.registry import api
@@ -28,6 +37,7 @@ from strom.coordinator.internal_topics import (
     growth_refusal,
 )
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 from strom.storage.api import StorageError, TopicExists, TopicInfo, UnknownTopic
 
 ZERO_UUID: Final = uuid.UUID(int=0)
@@ -36,6 +46,10 @@ MAX_PARTITIONS_PER_BATCH: Final = 10_000
 DUPLICATE_NAME: Final = "Duplicate topic name."
 # What a client is told when the broker's files fail it; the detail goes to the broker's log.
 STORAGE_FAILURE: Final = "The broker could not write the topic's files; see the broker's log."
+# ControllerApis' messages for a topic the principal may not create, or delete (the latter is
+# Errors.TOPIC_AUTHORIZATION_FAILED's own message); CreatePartitions' refusal has none.
+CREATE_REFUSED: Final = "Authorization failed."
+TOPIC_REFUSED: Final = "Topic authorization failed."
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +63,14 @@ class Outcome:
     partitions: int = -1
     replication: int = -1
     overrides: dict[str, str] = field(default_factory=dict)
+    config_error: ErrorCode = ErrorCode.none  # the principal may not see the configs
+
+    def hide_configs(self) -> None:
+        """A created topic whose configs the principal may not DESCRIBE_CONFIGS: no configs,
+        partition count or replication factor, as ReplicationControlManager answers."""
+        self.partitions = self.replication = -1
+        self.overrides = {}
+        self.config_error = ErrorCode.topic_authorization_failed
 
 
 def _collides(a: str, b: str) -> bool:
@@ -222,7 +244,8 @@ async def assign(broker: Broker, name: str, first: int, assignments: Iterable[An
 
 def created_result(broker: Broker, b: ResponseBuilder, outcome: Outcome) -> Any:
     configs: tuple[Any, ...] = ()
-    if outcome.error == ErrorCode.none and b.has("CreatableTopicResult", "configs"):
+    if (outcome.error == ErrorCode.none and outcome.config_error == ErrorCode.none
+            and b.has("CreatableTopicResult", "configs")):
         configs = tuple(
             b.make("CreatableTopicConfigs", name=view.name, value=view.value, read_only=False,
                    config_source=view.source, is_sensitive=False)
@@ -230,29 +253,53 @@ def created_result(broker: Broker, b: ResponseBuilder, outcome: Outcome) -> Any:
         )
     return b.make("CreatableTopicResult", name=outcome.name, topic_id=outcome.topic_id,
                   error_code=outcome.error, error_message=outcome.message,
-                  topic_config_error_code=0, num_partitions=outcome.partitions,
+                  topic_config_error_code=outcome.config_error,
+                  num_partitions=outcome.partitions,
                   replication_factor=outcome.replication, configs=configs)
 
 
-async def create_all(broker: Broker, request: Any) -> list[Outcome]:
-    topics = list(request.topics)
-    dups = duplicates(t.name for t in topics)
-    unique = [t for t in topics if t.name not in dups]
-    if requested_partition_total(broker, unique) > MAX_PARTITIONS_PER_BATCH:
-        return [Outcome(t.name, ErrorCode.policy_violation,
-                        "Excessively large number of partitions per request.") for t in topics]
+def refused_creations(ctx: RequestContext, topics: Iterable[Any]) -> list[str]:
+    """The topics the principal may not create (CREATE on the cluster allows all), in request
+    order; the cluster metadata topic is refused anyway, so not asked about."""
+    if ctx.authorizer is None or cluster_allowed(ctx, Operation.CREATE):
+        return []
+    return [str(t.name) for t in topics if t.name != CLUSTER_METADATA_TOPIC
+            and not topic_allowed(ctx, Operation.CREATE, str(t.name))]
+
+
+async def create_allowed(broker: Broker, ctx: RequestContext, topics: Iterable[Any],
+                         validate_only: bool) -> list[Outcome]:
     outcomes = []
-    for topic in unique:
+    for topic in topics:
         if topic.name == CLUSTER_METADATA_TOPIC:
             continue
         try:
-            outcomes.append(await create_one(broker, topic, bool(request.validate_only)))
+            outcome = await create_one(broker, topic, validate_only)
         except ApiError as refusal:
-            outcomes.append(Outcome(topic.name, refusal.code, refusal.message))
+            outcome = Outcome(topic.name, refusal.code, refusal.message)
         except Exception:
-            outcomes.append(Outcome(topic.name, unexpected(f"creating topic {topic.name}").code))
+            outcome = Outcome(topic.name, unexpected(f"creating topic {topic.name}").code)
+        if outcome.error == ErrorCode.none and not topic_allowed(
+                ctx, Operation.DESCRIBE_CONFIGS, str(topic.name)):
+            outcome.hide_configs()
+        outcomes.append(outcome)
+    return outcomes
+
+
+async def create_all(broker: Broker, ctx: RequestContext, request: Any) -> list[Outcome]:
+    topics = list(request.topics)
+    dups = duplicates(t.name for t in topics)
+    unique = [t for t in topics if t.name not in dups]
+    refused = refused_creations(ctx, unique)
+    allowed = [t for t in unique if t.name not in refused]
+    if requested_partition_total(broker, allowed) > MAX_PARTITIONS_PER_BATCH:
+        return [Outcome(t.name, ErrorCode.policy_violation,
+                        "Excessively large number of partitions per request.") for t in topics]
+    outcomes = await create_allowed(broker, ctx, allowed, bool(request.validate_only))
     outcomes.extend(Outcome(name, ErrorCode.invalid_request, DUPLICATE_NAME)
                     for name in sorted(dups))
+    outcomes.extend(Outcome(name, ErrorCode.topic_authorization_failed, CREATE_REFUSED)
+                    for name in refused)
     if any(t.name == CLUSTER_METADATA_TOPIC for t in unique):
         outcomes.append(Outcome(CLUSTER_METADATA_TOPIC, ErrorCode.invalid_request,
                                 f"Creation of internal topic {CLUSTER_METADATA_TOPIC} is "
@@ -265,7 +312,7 @@ async def create_all(broker: Broker, request: Any) -> list[Outcome]:
      "internal topics are created by their coordinators only")
 async def handle_create_topics(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
-    outcomes = await create_all(broker, request)
+    outcomes = await create_all(broker, ctx, request)
     return b.make("CreateTopicsResponse", throttle_time=NO_THROTTLE,
                   topics=tuple(created_result(broker, b, o) for o in outcomes))
 
@@ -279,7 +326,24 @@ def delete_targets(request: Any) -> list[tuple[str | None, uuid.UUID]]:
     return [(name, ZERO_UUID) for name in request.topic_names]
 
 
-def resolve_target(broker: Broker, name: str | None, topic_id: uuid.UUID,
+class DeleteAccess:
+    """Which topics the principal may describe and delete (ControllerApis.deleteTopics): all
+    of them with DELETE on the cluster."""
+
+    __slots__ = ("cluster", "ctx")
+
+    def __init__(self, ctx: RequestContext) -> None:
+        self.ctx = ctx
+        self.cluster = ctx.authorizer is None or cluster_allowed(ctx, Operation.DELETE)
+
+    def describable(self, name: str) -> bool:
+        return self.cluster or topic_allowed(self.ctx, Operation.DESCRIBE, name)
+
+    def deletable(self, name: str) -> bool:
+        return self.cluster or topic_allowed(self.ctx, Operation.DELETE, name)
+
+
+def resolve_target(broker: Broker, access: DeleteAccess, name: str | None, topic_id: uuid.UUID,
                    dup_names: set[str], dup_ids: set[uuid.UUID]) -> Outcome:
     if name is None and topic_id == ZERO_UUID:
         return Outcome(None, ErrorCode.invalid_request,
@@ -288,19 +352,36 @@ def resolve_target(broker: Broker, name: str | None, topic_id: uuid.UUID,
         return Outcome(name, ErrorCode.invalid_request,
                        "You may not specify both topic name and topic id.", topic_id)
     if name is not None:
-        if name in dup_names:
-            return Outcome(name, ErrorCode.invalid_request, DUPLICATE_NAME)
-        info = broker.engine.topics().get(name)
-        if info is None:
-            return Outcome(name, ErrorCode.unknown_topic_or_partition,
-                           "This server does not host this topic-partition.")
-        return refused_deletion(Outcome(name, topic_id=info.topic_id))
+        return resolve_name(broker, access, name, dup_names)
+    return resolve_id(broker, access, topic_id, dup_ids)
+
+
+def resolve_name(broker: Broker, access: DeleteAccess, name: str, dup_names: set[str]
+                 ) -> Outcome:
+    if name in dup_names:
+        return Outcome(name, ErrorCode.invalid_request, DUPLICATE_NAME)
+    if not access.describable(name):  # whether it exists is not told
+        return Outcome(name, ErrorCode.topic_authorization_failed, TOPIC_REFUSED)
+    info = broker.engine.topics().get(name)
+    if info is None:
+        return Outcome(name, ErrorCode.unknown_topic_or_partition,
+                       "This server does not host this topic-partition.")
+    if not access.deletable(name):
+        return Outcome(name, ErrorCode.topic_authorization_failed, TOPIC_REFUSED)
+    return refused_deletion(Outcome(name, topic_id=info.topic_id))
+
+
+def resolve_id(broker: Broker, access: DeleteAccess, topic_id: uuid.UUID,
+               dup_ids: set[uuid.UUID]) -> Outcome:
     if topic_id in dup_ids:
         return Outcome(None, ErrorCode.invalid_request, "Duplicate topic id.", topic_id)
     found = broker.engine.topic_by_id(topic_id)
     if found is None:
         return Outcome(None, ErrorCode.unknown_topic_id, "This server does not host this topic ID.",
                        topic_id)
+    if not access.deletable(found.name):  # the name only to who may describe the topic
+        return Outcome(found.name if access.describable(found.name) else None,
+                       ErrorCode.topic_authorization_failed, TOPIC_REFUSED, topic_id)
     return refused_deletion(Outcome(found.name, topic_id=topic_id))
 
 
@@ -327,18 +408,19 @@ async def delete_resolved(broker: Broker, outcome: Outcome) -> None:
         outcome.error = unexpected(f"deleting topic {outcome.name}").code
 
 
-async def delete_all(broker: Broker, request: Any) -> list[Outcome]:
+async def delete_all(broker: Broker, ctx: RequestContext, request: Any) -> list[Outcome]:
     targets = delete_targets(request)
     dup_names = duplicates(name for name, tid in targets if tid == ZERO_UUID)
     dup_ids = {tid for tid, n in Counter(t for name, t in targets if name is None).items()
                if n > 1 and tid != ZERO_UUID}
+    access = DeleteAccess(ctx)
     outcomes: list[Outcome] = []
     reported: set[tuple[str | None, uuid.UUID]] = set()
     for name, topic_id in targets:
         if (name, topic_id) in reported and (name in dup_names or topic_id in dup_ids):
             continue  # one answer per duplicated name or id, as Kafka
         reported.add((name, topic_id))
-        outcomes.append(resolve_target(broker, name, topic_id, dup_names, dup_ids))
+        outcomes.append(resolve_target(broker, access, name, topic_id, dup_names, dup_ids))
     # A name and an id that resolve to the same topic: Kafka refuses the name.
     by_id: dict[uuid.UUID, Outcome] = {}
     for outcome in outcomes:
@@ -360,7 +442,7 @@ async def delete_all(broker: Broker, request: Any) -> list[Outcome]:
 @api(20, "DeleteTopics", (1, 6), "by name, or by topic id (v6); internal topics refused")
 async def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
-    outcomes = await delete_all(broker, request)
+    outcomes = await delete_all(broker, ctx, request)
     responses = tuple(
         b.make("DeletableTopicResult", name=o.name, topic_id=o.topic_id, error_code=o.error,
                error_message=o.message)
@@ -436,6 +518,8 @@ async def handle_create_partitions(broker: Broker, ctx: RequestContext, request:
             continue
         error, message = ErrorCode.none, None
         try:
+            if not topic_allowed(ctx, Operation.ALTER, str(topic.name)):
+                raise ApiError(ErrorCode.topic_authorization_failed, None)
             await grow_topic(broker, topic, bool(request.validate_only))
         except ApiError as refusal:
             error, message = refusal.code, refusal.message
