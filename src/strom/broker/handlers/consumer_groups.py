@@ -3,14 +3,23 @@
 The coordinator assigns partitions server-side; the handler hands it a snapshot of the cluster's
 topics (what Metadata would say) with each heartbeat so that new topics and partition counts
 are picked up on the next heartbeat.
+
+Authorization, as Kafka 4's KafkaApis and GroupMetadataManager: a heartbeat needs READ on the
+group (GROUP_AUTHORIZATION_FAILED), and DESCRIBE on every topic it subscribes to by name
+(TOPIC_AUTHORIZATION_FAILED, the member is not admitted); a regular expression only ever
+matches topics the principal may DESCRIBE (Kafka resolves it with the heartbeating member's
+rights; the topics it may not describe are left out, no error). ConsumerGroupDescribe needs
+DESCRIBE per group, and a group whose members are assigned topics the principal may not
+DESCRIBE is answered with TOPIC_AUTHORIZATION_FAILED instead of its description.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
+from strom.broker.authorize import group_allowed, operations_or, topic_allowed
 from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.handlers.groups import GROUP_OPERATIONS
 from strom.broker.operations import OPERATIONS_OMITTED
@@ -25,11 +34,34 @@ from strom.coordinator.group.model import (
 )
 from strom.coordinator.internal_topics import INTERNAL_TOPICS
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation, ResourceType
+
+UNAUTHORIZED_TOPICS_MESSAGE: Final = ("The group has described topic(s) that the client is not "
+                                      "authorized to describe.")
 
 
-def topics_snapshot(broker: Broker) -> tuple[TopicMetadata, ...]:
-    return tuple(TopicMetadata(t.name, t.topic_id, t.partitions, t.name in INTERNAL_TOPICS)
+def topics_snapshot(broker: Broker, ctx: RequestContext | None = None
+                    ) -> tuple[TopicMetadata, ...]:
+    """The cluster's topics for the coordinator. A topic `ctx`'s principal may not DESCRIBE is
+    hidden from regular expressions as an internal topic is (topic names are checked before:
+    `unauthorized_subscription`)."""
+    return tuple(TopicMetadata(t.name, t.topic_id, t.partitions, t.name in INTERNAL_TOPICS or (
+        ctx is not None and not topic_allowed(ctx, Operation.DESCRIBE, t.name)))
                  for t in broker.engine.topics().values())
+
+
+def unauthorized_subscription(ctx: RequestContext, request: Any) -> bool:
+    """Whether the heartbeat subscribes by name to a topic the principal may not DESCRIBE
+    (Kafka answers TOPIC_AUTHORIZATION_FAILED whether or not the topic exists)."""
+    names = request.subscribed_topic_names or ()
+    return any(not topic_allowed(ctx, Operation.DESCRIBE, name) for name in set(names))
+
+
+def heartbeat_refusal(b: ResponseBuilder, error: ErrorCode) -> Any:
+    """Kafka's ConsumerGroupHeartbeatRequest.getErrorResponse: the error code alone."""
+    return b.make("ConsumerGroupHeartbeatResponse", throttle_time=NO_THROTTLE, error_code=error,
+                  error_message=None, member_id=None, member_epoch=0,
+                  heartbeat_interval=timedelta(0), assignment=None)
 
 
 def _owned(request: Any) -> TopicPartitionIds | None:
@@ -43,6 +75,10 @@ def _owned(request: Any) -> TopicPartitionIds | None:
      "topic regex via RE2 (v1); membership persisted in __consumer_offsets")
 async def handle_consumer_group_heartbeat(broker: Broker, ctx: RequestContext, request: Any,
                                           b: ResponseBuilder) -> Any:
+    if not group_allowed(ctx, Operation.READ, request.group_id):
+        return heartbeat_refusal(b, ErrorCode.group_authorization_failed)
+    if unauthorized_subscription(ctx, request):
+        return heartbeat_refusal(b, ErrorCode.topic_authorization_failed)
     member_id = request.member_id
     if b.version == 0 and not member_id and request.member_epoch == 0:
         member_id = str(uuid.uuid4())  # v0: the coordinator names new members
@@ -56,7 +92,7 @@ async def handle_consumer_group_heartbeat(broker: Broker, ctx: RequestContext, r
         subscribed_topic_regex=getattr(request, "subscribed_topic_regex", None),
         server_assignor=request.server_assignor, owned=_owned(request),
         client_id=ctx.client_id or "", client_host=ctx.client_host,
-        topics=topics_snapshot(broker))
+        topics=topics_snapshot(broker, ctx if ctx.authorizer is not None else None))
     try:
         result = await broker.groups.write(
             beat.group_id, lambda core, now_ms: core.consumer_heartbeat(beat, now_ms))
@@ -87,10 +123,12 @@ def _assignment(broker: Broker, b: ResponseBuilder, ids: TopicPartitionIds) -> A
      "GROUP_ID_NOT_FOUND for unknown and classic groups")
 async def handle_consumer_group_describe(broker: Broker, ctx: RequestContext, request: Any,
                                          b: ResponseBuilder) -> Any:
-    operations = (GROUP_OPERATIONS if request.include_authorized_operations
-                  else OPERATIONS_OMITTED)
     groups = []
-    for group in consumer_describe(broker, list(request.group_ids)):
+    for group in described_consumer_groups(broker, ctx, list(request.group_ids)):
+        operations = OPERATIONS_OMITTED
+        if request.include_authorized_operations and group.error == ErrorCode.none:
+            operations = operations_or(ctx, ResourceType.GROUP, group.group_id,
+                                       GROUP_OPERATIONS)
         members = tuple(
             b.make("Member", member_id=m.member_id, instance_id=m.instance_id,
                    rack_id=m.rack_id, member_epoch=m.member_epoch, client_id=m.client_id,
@@ -107,6 +145,39 @@ async def handle_consumer_group_describe(broker: Broker, ctx: RequestContext, re
             members=members, authorized_operations=operations))
     return b.make("ConsumerGroupDescribeResponse", throttle_time=NO_THROTTLE,
                   groups=tuple(groups))
+
+
+def refused_group(group_id: str, error: ErrorCode, message: str | None
+                  ) -> ConsumerGroupDescription:
+    return ConsumerGroupDescription(group_id, error, message, "", 0, 0, "", ())
+
+
+def described_consumer_groups(broker: Broker, ctx: RequestContext, group_ids: list[str]
+                              ) -> list[ConsumerGroupDescription]:
+    """`consumer_describe` of the groups the principal may DESCRIBE, the others refused with
+    GROUP_AUTHORIZATION_FAILED; with an authorizer, a group assigning a topic the principal may
+    not DESCRIBE is refused with TOPIC_AUTHORIZATION_FAILED (Kafka's KafkaApis)."""
+    allowed = [g for g in dict.fromkeys(group_ids) if group_allowed(ctx, Operation.DESCRIBE, g)]
+    described = {d.group_id: d for d in consumer_describe(broker, allowed)}
+    out = []
+    for group_id in group_ids:
+        group = described.get(group_id)
+        if group is None:
+            group = refused_group(group_id, ErrorCode.group_authorization_failed, None)
+        elif ctx.authorizer is not None and hides_topics(broker, ctx, group):
+            group = refused_group(group_id, ErrorCode.topic_authorization_failed,
+                                  UNAUTHORIZED_TOPICS_MESSAGE)
+        out.append(group)
+    return out
+
+
+def hides_topics(broker: Broker, ctx: RequestContext, group: ConsumerGroupDescription) -> bool:
+    """Whether a member's assignment or target assignment holds a topic the principal may not
+    DESCRIBE (topics deleted since are not named, so not checked)."""
+    ids = {topic_id for m in group.members for assigned in (m.assignment, m.target_assignment)
+           for topic_id, _ in assigned}
+    names = {info.name for info in map(broker.engine.topic_by_id, ids) if info is not None}
+    return any(not topic_allowed(ctx, Operation.DESCRIBE, name) for name in names)
 
 
 def consumer_describe(broker: Broker, group_ids: list[str]) -> list[ConsumerGroupDescription]:

@@ -1,4 +1,12 @@
-"""Committed offsets: OffsetCommit (8), OffsetFetch (9), OffsetDelete (47)."""
+"""Committed offsets: OffsetCommit (8), OffsetFetch (9), OffsetDelete (47).
+
+Authorization, in Kafka's order (KafkaApis): OffsetCommit needs READ on the group (every
+partition GROUP_AUTHORIZATION_FAILED, nothing committed) and READ on each topic (its partitions
+TOPIC_AUTHORIZATION_FAILED and not committed, before any UNKNOWN_TOPIC_OR_PARTITION); OffsetFetch
+DESCRIBE on the group, and DESCRIBE on each topic: a topic named is answered
+TOPIC_AUTHORIZATION_FAILED, a fetch of all the group's offsets leaves such topics out;
+OffsetDelete DELETE on the group and READ on each topic.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+from strom.broker.authorize import group_allowed, topic_allowed
 from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
@@ -17,6 +26,7 @@ from strom.coordinator.group.model import (
     OffsetCommit,
 )
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 
 NO_OFFSET: Final = -1
 NO_EPOCH: Final = -1
@@ -30,6 +40,15 @@ def partition_error(broker: Broker, topic: str | None, partition: int) -> ErrorC
     if info is None or not 0 <= partition < info.partitions:
         return ErrorCode.unknown_topic_or_partition
     return None
+
+
+def authorized_partition_error(broker: Broker, ctx: RequestContext, topic: str | None,
+                               partition: int) -> ErrorCode | None:
+    """`partition_error`, with TOPIC_AUTHORIZATION_FAILED first for a topic the principal may
+    not READ (an unknown topic id stays UNKNOWN_TOPIC_ID: there is no name to authorize)."""
+    if topic is not None and not topic_allowed(ctx, Operation.READ, topic):
+        return ErrorCode.topic_authorization_failed
+    return partition_error(broker, topic, partition)
 
 
 def commit_topic_name(broker: Broker, topic: Any) -> str | None:
@@ -63,12 +82,16 @@ def commit_response(b: ResponseBuilder, request: Any,
 async def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
     errors: dict[tuple[int, int], ErrorCode] = {}
+    if not group_allowed(ctx, Operation.READ, request.group_id):
+        errors = {(ti, int(p.partition_index)): ErrorCode.group_authorization_failed
+                  for ti, t in enumerate(request.topics) for p in t.partitions}
+        return commit_response(b, request, errors)
     valid: list[tuple[tuple[int, int], OffsetCommit]] = []
     for ti, topic in enumerate(request.topics):
         name = commit_topic_name(broker, topic)
         for p in topic.partitions:
             key = (ti, int(p.partition_index))
-            error = partition_error(broker, name, int(p.partition_index))
+            error = authorized_partition_error(broker, ctx, name, int(p.partition_index))
             if error is not None or not request.group_id:
                 errors[key] = error or ErrorCode.invalid_group_id
                 continue
@@ -113,7 +136,7 @@ def fetched(b: ResponseBuilder, index: int, committed: CommittedOffset | None,
     return fetched_partition(b, index, committed, error)
 
 
-def fetch_group(broker: Broker, b: ResponseBuilder, group_id: str,
+def fetch_group(broker: Broker, ctx: RequestContext, b: ResponseBuilder, group_id: str,
                 topics: Iterable[Any] | None, require_stable: bool = False,
                 ) -> tuple[ErrorCode, list[Any]]:
     """(group error, topic entries) for one group of an OffsetFetch; a shard not served
@@ -123,7 +146,7 @@ def fetch_group(broker: Broker, b: ResponseBuilder, group_id: str,
     except CoordinatorError as exc:
         error = ErrorCode(exc.error)
         return error, [] if topics is None else failed_topics(b, topics, error)
-    return fetch_from(core, broker, b, group_id, topics, require_stable)
+    return fetch_from(core, broker, ctx, b, group_id, topics, require_stable)
 
 
 def failed_topics(b: ResponseBuilder, topics: Iterable[Any], error: ErrorCode) -> list[Any]:
@@ -140,15 +163,16 @@ def topic_class(b: ResponseBuilder) -> str:
             else "OffsetFetchResponseTopic")
 
 
-def fetch_from(core: GroupCoordinator, broker: Broker, b: ResponseBuilder, group_id: str,
-               topics: Iterable[Any] | None, require_stable: bool,
+def fetch_from(core: GroupCoordinator, broker: Broker, ctx: RequestContext, b: ResponseBuilder,
+               group_id: str, topics: Iterable[Any] | None, require_stable: bool,
                ) -> tuple[ErrorCode, list[Any]]:
     unstable = core.unstable_offsets(group_id) if require_stable else set()
     if topics is None:
         error, offsets = core.fetch_offsets(group_id, None)
         by_topic: dict[str, list[tuple[int, CommittedOffset]]] = {}
         for (topic, partition), committed in sorted(offsets.items()):
-            by_topic.setdefault(topic, []).append((partition, committed))
+            if topic_allowed(ctx, Operation.DESCRIBE, topic):  # the others are not shown
+                by_topic.setdefault(topic, []).append((partition, committed))
         entries = [
             b.make(topic_class(b), name=name, topic_id=topic_id(broker, name), partitions=tuple(
                 fetched(b, p, c, ErrorCode.none, (name, p) in unstable) for p, c in parts))
@@ -158,6 +182,9 @@ def fetch_from(core: GroupCoordinator, broker: Broker, b: ResponseBuilder, group
     group_error = ErrorCode.none
     for topic in topics:
         name = commit_topic_name(broker, topic)
+        if name and not topic_allowed(ctx, Operation.DESCRIBE, name):
+            entries.extend(failed_topics(b, (topic,), ErrorCode.topic_authorization_failed))
+            continue
         wanted = [(name, int(p)) for p in topic.partition_indexes] if name else []
         error, offsets = core.fetch_offsets(group_id, wanted)
         group_error = ErrorCode(error) or group_error
@@ -195,25 +222,45 @@ async def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Any,
     if b.version >= 8:
         groups = []
         for group in request.groups:
-            denied = validate_offset_fetch(broker, group)
+            denied = fetch_refusal(broker, ctx, group)
             if denied:
                 groups.append(b.make("OffsetFetchResponseGroup", group_id=group.group_id,
                                      topics=(), error_code=ErrorCode(denied)))
                 continue
-            error, topics = fetch_group(broker, b, group.group_id, group.topics,
+            error, topics = fetch_group(broker, ctx, b, group.group_id, group.topics,
                                         require_stable)
             groups.append(b.make("OffsetFetchResponseGroup", group_id=group.group_id,
                                  topics=tuple(topics), error_code=error))
         return b.make("OffsetFetchResponse", throttle_time=NO_THROTTLE, groups=tuple(groups))
-    error, topics = fetch_group(broker, b, request.group_id, request.topics, require_stable)
+    if not group_allowed(ctx, Operation.DESCRIBE, request.group_id):
+        # Kafka: the group's error at the top from v2, on every partition asked before
+        refused = ErrorCode.group_authorization_failed
+        topics = failed_topics(b, request.topics, refused) if b.version < 2 else []
+        return b.make("OffsetFetchResponse", throttle_time=NO_THROTTLE, topics=tuple(topics),
+                      error_code=refused)
+    error, topics = fetch_group(broker, ctx, b, request.group_id, request.topics,
+                                require_stable)
     return b.make("OffsetFetchResponse", throttle_time=NO_THROTTLE, topics=tuple(topics),
                   error_code=error)
+
+
+def fetch_refusal(broker: Broker, ctx: RequestContext, group: Any) -> int | None:
+    """Why one group of an OffsetFetch v8+ gets no offsets: GROUP_AUTHORIZATION_FAILED
+    without DESCRIBE on it, else `validate_offset_fetch`'s answer."""
+    if not group_allowed(ctx, Operation.DESCRIBE, group.group_id):
+        return ErrorCode.group_authorization_failed
+    return validate_offset_fetch(broker, group)
 
 
 @api(47, "OffsetDelete", (0, 0), "GROUP_SUBSCRIBED_TO_TOPIC while members subscribe to it")
 async def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Any,
                                b: ResponseBuilder) -> Any:
-    wanted = [(t.name, int(p.partition_index)) for t in request.topics for p in t.partitions]
+    if not group_allowed(ctx, Operation.DELETE, request.group_id):
+        return b.make("OffsetDeleteResponse", error_code=ErrorCode.group_authorization_failed,
+                      throttle_time=NO_THROTTLE, topics=())
+    readable = {t.name for t in request.topics if topic_allowed(ctx, Operation.READ, t.name)}
+    wanted = [(t.name, int(p.partition_index)) for t in request.topics if t.name in readable
+              for p in t.partitions]
     try:
         error, outcome = await broker.groups.write(
             request.group_id, lambda core, now_ms: core.delete_offsets(request.group_id,
@@ -221,6 +268,8 @@ async def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Any
     except CoordinatorError as exc:
         error, outcome = exc.error, ()
     codes = {(t, p): ErrorCode(code) for t, p, code in outcome}
+    codes.update(((t.name, int(p.partition_index)), ErrorCode.topic_authorization_failed)
+                 for t in request.topics if t.name not in readable for p in t.partitions)
     topics = tuple(
         b.make("OffsetDeleteResponseTopic", name=t.name, partitions=tuple(
             b.make("OffsetDeleteResponsePartition", partition_index=p.partition_index,

@@ -1,16 +1,22 @@
 """DescribeUserScramCredentials (50) and AlterUserScramCredentials (51): the SCRAM users,
 kept as `scram` metadata records by the storage engine (so every broker of a cluster
-authenticates against the same), with Kafka's checks and error codes (KIP-554)."""
+authenticates against the same), with Kafka's checks and error codes (KIP-554).
+
+Describing needs DESCRIBE on the cluster, altering ALTER on the cluster; a principal without
+it gets CLUSTER_AUTHORIZATION_FAILED (Kafka's getErrorResponse: at the top and for every user
+named when describing, for every user named when altering) and nothing is read or written."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+from strom.broker.authorize import cluster_allowed
 from strom.broker.registry import api
 from strom.broker.sasl import SCRAM_KIND, credential_key, read_credentials
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 from strom.security.scram import (
     MAX_ITERATIONS,
     MECHANISM_TYPE_IDS,
@@ -19,13 +25,23 @@ from strom.security.scram import (
     credential_from_salted_password,
 )
 
+CLUSTER_AUTHORIZATION_MESSAGE = "Cluster authorization failed."
+
 
 @api(50, "DescribeUserScramCredentials", (0, 0), "the users' SCRAM mechanisms and iterations "
      "(never salts or keys); all users, or the ones named")
 async def handle_describe_user_scram_credentials(broker: Broker, ctx: RequestContext,
                                                  request: Any, b: ResponseBuilder) -> Any:
-    stored = await read_credentials(broker.engine)
     names = [str(u.name) for u in request.users or ()]
+    if not cluster_allowed(ctx, Operation.DESCRIBE):
+        refused = ErrorCode.cluster_authorization_failed
+        return b.make("DescribeUserScramCredentialsResponse", throttle_time=NO_THROTTLE,
+                      error_code=refused, error_message=CLUSTER_AUTHORIZATION_MESSAGE,
+                      results=tuple(b.make(
+                          "DescribeUserScramCredentialsResult", user=user, error_code=refused,
+                          error_message=CLUSTER_AUTHORIZATION_MESSAGE, credential_infos=())
+                          for user in names))
+    stored = await read_credentials(broker.engine)
     wanted = names or sorted(stored)
     counts = Counter(names)
     results = []
@@ -81,6 +97,14 @@ def _deletion_error(user: str, mechanism: str | None,
      "all valid ones written together; iterations 4096 to 16384")
 async def handle_alter_user_scram_credentials(broker: Broker, ctx: RequestContext,
                                               request: Any, b: ResponseBuilder) -> Any:
+    if not cluster_allowed(ctx, Operation.ALTER):
+        users = sorted({str(d.name) for d in request.deletions}
+                       | {str(u.name) for u in request.upsertions})
+        return b.make("AlterUserScramCredentialsResponse", throttle_time=NO_THROTTLE,
+                      results=tuple(b.make(
+                          "AlterUserScramCredentialsResult", user=user,
+                          error_code=ErrorCode.cluster_authorization_failed,
+                          error_message=CLUSTER_AUTHORIZATION_MESSAGE) for user in users))
     stored: dict[str, dict[str, Any]] = dict(await read_credentials(broker.engine))
     counts = Counter([str(d.name) for d in request.deletions]
                      + [str(u.name) for u in request.upsertions])

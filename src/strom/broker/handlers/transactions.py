@@ -7,6 +7,14 @@ the TransactionRuntime, which appends the core's records to `__transaction_state
 answer and writes the markers after it. Clients older than KIP-588 (InitProducerId < v4,
 AddPartitionsToTxn / AddOffsetsToTxn / EndTxn < v2) do not know PRODUCER_FENCED and get
 INVALID_PRODUCER_EPOCH instead, as from Kafka.
+
+Authorization, as Kafka's KafkaApis: AddPartitionsToTxn from clients (v3 and below) needs WRITE
+on the transactional id and on each topic (an internal topic never: TOPIC_AUTHORIZATION_FAILED),
+from brokers (v4+) CLUSTER_ACTION on the cluster; AddOffsetsToTxn WRITE on the transactional
+id, then READ on the group; EndTxn WRITE on the transactional id; WriteTxnMarkers ALTER or
+CLUSTER_ACTION on the cluster; DescribeTransactions DESCRIBE per transactional id (and only the
+partitions of topics the principal may DESCRIBE); ListTransactions lists the ids the principal
+may DESCRIBE.
 """
 
 from __future__ import annotations
@@ -18,14 +26,22 @@ from typing import Any, Final, TypeVar
 from kio.serial.readers import tz_aware_from_i64
 from kio.static.primitive import i64
 
+from strom.broker.authorize import (
+    cluster_allowed,
+    group_allowed,
+    topic_allowed,
+    transactional_id_allowed,
+)
 from strom.broker.coordinator_runtime import CoordinatorError
 from strom.broker.peers import peer_node_id
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.broker.txn_markers import WRITE_TXN_MARKERS_VERSIONS, TxnMarker, write_local_marker
 from strom.broker.txn_runtime import TxnOp
+from strom.coordinator.internal_topics import INTERNAL_TOPICS
 from strom.coordinator.transaction import AddPartitionsResult, EndTxnResult
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
+from strom.security.acl import Operation
 
 T = TypeVar("T")
 
@@ -52,22 +68,37 @@ async def call(broker: Broker, transactional_id: str, op: TxnOp[T],
 
 # -- AddPartitionsToTxn ---------------------------------------------------------------------
 
+def refused_partitions(broker: Broker, ctx: RequestContext | None,
+                       wanted: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The partitions that fail the request (Kafka's handleAddPartitionsToTransaction, in its
+    order): TOPIC_AUTHORIZATION_FAILED for topics a client (`ctx`; None for a broker's v4+
+    request) may not WRITE and for internal topics, then UNKNOWN_TOPIC_OR_PARTITION."""
+    infos = broker.engine.topics()
+    refused: dict[tuple[str, int], int] = {}
+    for topic, partition in wanted:
+        if ctx is not None and (topic in INTERNAL_TOPICS
+                                or not topic_allowed(ctx, Operation.WRITE, topic)):
+            refused[(topic, partition)] = ErrorCode.topic_authorization_failed
+        elif topic not in infos or not 0 <= partition < infos[topic].partitions:
+            refused[(topic, partition)] = ErrorCode.unknown_topic_or_partition
+    return refused
+
+
 async def add_partitions(broker: Broker, transactional_id: str, producer_id: int,
                          producer_epoch: int, topics: Any, verify_only: bool,
-                         ) -> AddPartitionsResult:
-    """Unknown topics or partitions fail the request: UNKNOWN_TOPIC_OR_PARTITION for them,
-    OPERATION_NOT_ATTEMPTED for the rest (Kafka's handleAddPartitionsToTransaction).
-    `verify_only` (v4+) changes nothing: each partition is NONE if it is in the ongoing
-    transaction, else INVALID_TXN_STATE (or the producer's error); a shard not served here
-    answers NOT_COORDINATOR (or LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE)."""
+                         ctx: RequestContext | None = None) -> AddPartitionsResult:
+    """Refused partitions (`refused_partitions`) fail the request: their error for them,
+    OPERATION_NOT_ATTEMPTED for the rest. `verify_only` (v4+) changes nothing: each partition
+    is NONE if it is in the ongoing transaction, else INVALID_TXN_STATE (or the producer's
+    error); a shard not served here answers NOT_COORDINATOR (or LOAD_IN_PROGRESS /
+    COORDINATOR_NOT_AVAILABLE)."""
     wanted = [(str(t.name), int(p)) for t in topics for p in t.partitions]
-    infos = broker.engine.topics()
-    unknown = {tp for tp in wanted
-               if tp[0] not in infos or not 0 <= tp[1] < infos[tp[0]].partitions}
-    if unknown:
-        return AddPartitionsResult(ErrorCode.unknown_topic_or_partition, tuple(
-            (t, p, ErrorCode.unknown_topic_or_partition if (t, p) in unknown
-             else ErrorCode.operation_not_attempted) for t, p in dict.fromkeys(wanted)))
+    refused = refused_partitions(broker, ctx, wanted)
+    if refused:
+        error = next(iter(refused.values()))
+        return AddPartitionsResult(error, tuple(
+            (t, p, refused.get((t, p), ErrorCode.operation_not_attempted))
+            for t, p in dict.fromkeys(wanted)))
 
     def failed(error: int) -> AddPartitionsResult:
         return AddPartitionsResult(error, tuple((t, p, error) for t, p in dict.fromkeys(wanted)))
@@ -80,6 +111,12 @@ async def add_partitions(broker: Broker, transactional_id: str, producer_id: int
             return failed(exc.error)
     return await call(broker, transactional_id, lambda core, now_ms: core.add_partitions(
         transactional_id, producer_id, producer_epoch, wanted, now_ms, verify_only), failed)
+
+
+def refused_transaction(topics: Any, error: ErrorCode) -> AddPartitionsResult:
+    """Kafka's errorResponseForTransaction: every partition asked with `error`."""
+    return AddPartitionsResult(error, tuple(dict.fromkeys(
+        (str(t.name), int(p), error) for t in topics for p in t.partitions)))
 
 
 def topic_results(b: ResponseBuilder, result: AddPartitionsResult, version: int) -> Any:
@@ -99,12 +136,21 @@ def topic_results(b: ResponseBuilder, result: AddPartitionsResult, version: int)
 async def handle_add_partitions_to_txn(broker: Broker, ctx: RequestContext, request: Any,
                                        b: ResponseBuilder) -> Any:
     if b.version <= 3:
-        result = await add_partitions(
-            broker, request.v3_and_below_transactional_id,
-            int(request.v3_and_below_producer_id), int(request.v3_and_below_producer_epoch),
-            request.v3_and_below_topics, verify_only=False)
+        transactional_id = request.v3_and_below_transactional_id
+        if transactional_id_allowed(ctx, Operation.WRITE, transactional_id):
+            result = await add_partitions(
+                broker, transactional_id, int(request.v3_and_below_producer_id),
+                int(request.v3_and_below_producer_epoch), request.v3_and_below_topics,
+                verify_only=False, ctx=ctx)
+        else:
+            result = refused_transaction(request.v3_and_below_topics,
+                                         ErrorCode.transactional_id_authorization_failed)
         return b.make("AddPartitionsToTxnResponse", throttle_time=NO_THROTTLE,
                       results_by_topic_v3_and_below=topic_results(b, result, b.version))
+    if not cluster_allowed(ctx, Operation.CLUSTER_ACTION):  # only brokers send v4+
+        return b.make("AddPartitionsToTxnResponse", throttle_time=NO_THROTTLE,
+                      error_code=ErrorCode.cluster_authorization_failed,
+                      results_by_transaction=())
     results = []
     for txn in request.transactions:
         result = await add_partitions(broker, txn.transactional_id, int(txn.producer_id),
@@ -122,8 +168,13 @@ async def handle_add_partitions_to_txn(broker: Broker, ctx: RequestContext, requ
      "the group's __consumer_offsets partition joins the transaction")
 async def handle_add_offsets_to_txn(broker: Broker, ctx: RequestContext, request: Any,
                                     b: ResponseBuilder) -> Any:
-    if not request.group_id:
-        error: int = ErrorCode.invalid_group_id
+    error: int
+    if not transactional_id_allowed(ctx, Operation.WRITE, request.transactional_id):
+        error = ErrorCode.transactional_id_authorization_failed
+    elif not group_allowed(ctx, Operation.READ, request.group_id):
+        error = ErrorCode.group_authorization_failed
+    elif not request.group_id:
+        error = ErrorCode.invalid_group_id
     else:
         error = await call(broker, request.transactional_id, lambda core, now_ms: (
             core.add_offsets(request.transactional_id, int(request.producer_id),
@@ -140,6 +191,10 @@ async def handle_add_offsets_to_txn(broker: Broker, ctx: RequestContext, request
      "2) bumps the producer epoch and returns it")
 async def handle_end_txn(broker: Broker, ctx: RequestContext, request: Any,
                          b: ResponseBuilder) -> Any:
+    if not transactional_id_allowed(ctx, Operation.WRITE, request.transactional_id):
+        return b.make("EndTxnResponse", throttle_time=NO_THROTTLE,
+                      error_code=ErrorCode.transactional_id_authorization_failed,
+                      producer_id=-1, producer_epoch=-1)
     result = await call(broker, request.transactional_id, lambda core, now_ms: core.end_txn(
         request.transactional_id, int(request.producer_id), int(request.producer_epoch),
         bool(request.committed), now_ms, bump_epoch=b.version >= END_TXN_BUMPS_FROM),
@@ -162,24 +217,32 @@ async def handle_describe_transactions(broker: Broker, ctx: RequestContext, requ
                                        b: ResponseBuilder) -> Any:
     states = []
     for transactional_id in request.transactional_ids:
+        if not transactional_id_allowed(ctx, Operation.DESCRIBE, transactional_id):
+            states.append(undescribed(b, transactional_id,
+                                      ErrorCode.transactional_id_authorization_failed))
+            continue
         try:
             d = await broker.transactions.describe(transactional_id)
         except CoordinatorError as exc:
-            states.append(b.make(
-                "TransactionState", error_code=ErrorCode(exc.error),
-                transactional_id=transactional_id, transaction_state="",
-                transaction_timeout=timedelta(0), transaction_start_time=timestamp(-1),
-                producer_id=-1, producer_epoch=-1, topics=()))
+            states.append(undescribed(b, transactional_id, ErrorCode(exc.error)))
             continue
+        topics = tuple(b.make("TopicData", topic=t, partitions=ps) for t, ps in d.topics
+                       if topic_allowed(ctx, Operation.DESCRIBE, t))  # only topics it may see
         states.append(b.make(
             "TransactionState", error_code=ErrorCode(d.error),
             transactional_id=d.transactional_id, transaction_state=d.state,
             transaction_timeout=timedelta(milliseconds=d.txn_timeout_ms),
             transaction_start_time=timestamp(d.txn_start_timestamp_ms),
-            producer_id=d.producer_id, producer_epoch=d.producer_epoch,
-            topics=tuple(b.make("TopicData", topic=t, partitions=ps) for t, ps in d.topics)))
+            producer_id=d.producer_id, producer_epoch=d.producer_epoch, topics=topics))
     return b.make("DescribeTransactionsResponse", throttle_time=NO_THROTTLE,
                   transaction_states=tuple(states))
+
+
+def undescribed(b: ResponseBuilder, transactional_id: str, error: ErrorCode) -> Any:
+    return b.make("TransactionState", error_code=error, transactional_id=transactional_id,
+                  transaction_state="", transaction_timeout=timedelta(0),
+                  transaction_start_time=timestamp(-1), producer_id=-1, producer_epoch=-1,
+                  topics=())
 
 
 @api(66, "ListTransactions", (0, 1),
@@ -199,7 +262,8 @@ async def handle_list_transactions(broker: Broker, ctx: RequestContext, request:
                   transaction_states=tuple(
                       b.make("TransactionState", transactional_id=t.transactional_id,
                              producer_id=t.producer_id, transaction_state=t.state)
-                      for t in listings))
+                      for t in listings
+                      if transactional_id_allowed(ctx, Operation.DESCRIBE, t.transactional_id)))
 
 
 # -- WriteTxnMarkers ------------------------------------------------------------------------
@@ -210,14 +274,15 @@ async def handle_list_transactions(broker: Broker, ctx: RequestContext, request:
      "CLUSTER_AUTHORIZATION_FAILED unless the client id is a peer broker's")
 async def handle_write_txn_markers(broker: Broker, ctx: RequestContext, request: Any,
                                    b: ResponseBuilder) -> Any:
-    """Kafka's coordinators send this to partition leaders, and only a principal with
-    ClusterAction may. strom has no authentication, so the client id stands in for the
-    principal: only a request from `strom-broker-<node id>` (strom.broker.peers) is
-    served; any other client is refused as Kafka refuses one without that permission, so
-    that a tool cannot end a transaction behind its coordinator's back. (Not a security
-    boundary: a client can claim a peer's client id, as any client can do anything on a
-    Kafka cluster without an authorizer.)"""
-    allowed = peer_node_id(ctx.client_id) is not None
+    """Kafka's coordinators send this to partition leaders, and only a principal with ALTER
+    or CLUSTER_ACTION on the cluster may; with an authorizer, so does strom (the brokers'
+    own principal, that of the inter-broker listener, needs it: a super user, as in Kafka).
+    Without one the client id stands in for the principal: only a request from
+    `strom-broker-<node id>` (strom.broker.peers) is served; any other client is refused as
+    Kafka refuses one without that permission, so that a tool cannot end a transaction
+    behind its coordinator's back. (Not a security boundary: a client can claim a peer's
+    client id, as any client can do anything on a Kafka cluster without an authorizer.)"""
+    allowed = markers_allowed(ctx)
     results = []
     for m in request.markers:
         marker = TxnMarker(int(m.producer_id), int(m.producer_epoch),
@@ -236,3 +301,10 @@ async def handle_write_txn_markers(broker: Broker, ctx: RequestContext, request:
         results.append(b.make("WritableTxnMarkerResult", producer_id=m.producer_id,
                               topics=tuple(topics)))
     return b.make("WriteTxnMarkersResponse", markers=tuple(results))
+
+
+def markers_allowed(ctx: RequestContext) -> bool:
+    if ctx.authorizer is None:
+        return peer_node_id(ctx.client_id) is not None
+    return (cluster_allowed(ctx, Operation.ALTER)
+            or cluster_allowed(ctx, Operation.CLUSTER_ACTION))
