@@ -111,9 +111,12 @@ def produce_error(broker: EmbeddedBroker, user: str, topic: str) -> KafkaError |
 
 
 def consume_one(broker: EmbeddedBroker, user: str, topic: str) -> KafkaError | bytes:
-    """The first record of partition 0 read as `user`, or the error the consumer got."""
-    c = Consumer(conf(broker, user, **{"group.id": unique_name("unused"),
-                                       "enable.auto.commit": False}))
+    """The first record of partition 0 read as `user`, or the error the consumer got (its
+    group, which librdkafka looks up even for assigned partitions, is the user's to read)."""
+    group = unique_name("unused")
+    grant(broker, AclBinding(ResourceType.GROUP, group, ResourcePatternType.LITERAL,
+                             f"User:{user}", "*", AclOperation.READ, AclPermissionType.ALLOW))
+    c = Consumer(conf(broker, user, **{"group.id": group, "enable.auto.commit": False}))
     try:
         c.assign([TopicPartition(topic, 0, 0)])
         deadline = time.monotonic() + DEADLINE_S

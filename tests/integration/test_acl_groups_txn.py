@@ -175,9 +175,6 @@ def test_a_consumer_group_needs_read_on_the_group_and_the_topic(
     # DESCRIBE finds the coordinator; joining, committing and reading the topic's offset are
     # still refused.
     create_acls(acl_broker, acl("alice", GROUP, group, AclOperation.DESCRIBE))
-    error = refused_join(acl_broker, "alice", group, topic)
-    assert (error.code(), error.str()) == (KafkaError.GROUP_AUTHORIZATION_FAILED,
-                                           "JoinGroup failed: Broker: Group authorization failed")
     error = commit_error(acl_broker, "alice", group, topic, 1)
     assert error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, error
     consumer = group_consumer(acl_broker, "alice", group)
@@ -187,6 +184,14 @@ def test_a_consumer_group_needs_read_on_the_group_and_the_topic(
         assert fetched.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     finally:
         consumer.close()
+    # Without DESCRIBE on the topic the subscription fails on Metadata first; with it, the
+    # JoinGroup itself is refused.
+    error = refused_join(acl_broker, "alice", group, topic)
+    assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
+    create_acls(acl_broker, acl("alice", TOPIC, topic, AclOperation.DESCRIBE))
+    error = refused_join(acl_broker, "alice", group, topic)
+    assert (error.code(), error.str()) == (KafkaError.GROUP_AUTHORIZATION_FAILED,
+                                           "JoinGroup failed: Broker: Group authorization failed")
     assert committed_offsets(acl_broker, group) == {}
     assert group not in groups(acl_broker)
     # READ on the group and the topic: served.
@@ -323,6 +328,8 @@ def high_watermark(broker: EmbeddedBroker, topic: str) -> int:
 def test_an_idempotent_producer_needs_idempotent_write_or_write_on_a_topic(
         acl_broker: EmbeddedBroker) -> None:
     topic = create_topic(acl_broker.bootstrap_servers, unique_name("dave"))
+    # DESCRIBE on the topic (Metadata) but no WRITE anywhere: InitProducerId is refused.
+    create_acls(acl_broker, acl("dave", TOPIC, topic, AclOperation.DESCRIBE))
     error = idempotent_produce(acl_broker, "dave", topic)
     assert error is not None and error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED, error
     assert error.fatal()
