@@ -149,3 +149,37 @@ def test_an_ips_connection_creation_rate_is_limited() -> None:
                 if raw.is_closed_by_peer(0.3):
                     refused += 1
         assert refused >= 6, refused
+
+
+def test_controller_mutation_rate_refuses_topics_beyond_it(
+        quota_broker: EmbeddedBroker) -> None:
+    """KIP-599: CreateTopics v6+ refuses the topics that come once the client's partition
+    mutation rate is over its quota (THROTTLING_QUOTA_EXCEEDED) and asks it to back off."""
+    from datetime import timedelta
+
+    from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
+    from kio.static.primitive import i16, i32
+
+    cli_ok("quota", "set", "--client-id", "raw-test", "--controller-mutation-rate", "2",
+           "-b", quota_broker.bootstrap_servers)
+    names = [unique_name("mut") for _ in range(6)]
+    with RawClient(quota_broker.port) as raw:
+        answer = raw.request(CreateTopicsRequest(
+            topics=tuple(CreatableTopic(name=n, num_partitions=i32(2),
+                                        replication_factor=i16(1), assignments=(), configs=())
+                         for n in names),
+            timeout=timedelta(seconds=10)))
+    codes = [int(t.error_code) for t in answer.topics]
+    print(f"CreateTopics under a 2 partitions/s quota: {codes}, throttle {answer.throttle_time}")
+    assert codes[0] == 0 and 89 in codes  # THROTTLING_QUOTA_EXCEEDED
+    created = set(topics_of(quota_broker))
+    assert {n for n, c in zip(names, codes, strict=True) if c == 0} <= created
+    assert not {n for n, c in zip(names, codes, strict=True) if c == 89} & created
+    assert answer.throttle_time.total_seconds() > 0
+
+
+def topics_of(broker: EmbeddedBroker) -> list[str]:
+    from confluent_kafka.admin import AdminClient
+
+    return list(AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+                .list_topics(timeout=10).topics)

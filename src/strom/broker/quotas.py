@@ -27,6 +27,7 @@ from strom.security.quotas import (
     CLIENT_ID,
     CONNECTION_CREATION_RATE,
     CONSUMER_BYTE_RATE,
+    CONTROLLER_MUTATION_RATE,
     PRODUCER_BYTE_RATE,
     REQUEST_PERCENTAGE,
     USER,
@@ -159,6 +160,13 @@ class QuotaRuntime:
     def fetch_bytes(self, session: Session, client_id: str, size: int) -> float:
         return self.record(session, client_id, CONSUMER_BYTE_RATE, size)
 
+    def mutations(self, session: Session, client_id: str, strict: bool) -> MutationBudget:
+        """The client's controller_mutation_rate for one CreateTopics, CreatePartitions or
+        DeleteTopics request (KIP-599): `strict` (the versions that know the error) refuses a
+        topic once the rate is over the quota; older versions are only throttled."""
+        found = self._sensor(session, client_id, CONTROLLER_MUTATION_RATE)
+        return MutationBudget(found, strict)
+
     def connection_allowed(self, ip: str) -> bool:
         """Records a new connection from `ip`; False when it exceeds the IP's
         connection_creation_rate (the caller closes it)."""
@@ -175,6 +183,23 @@ class QuotaRuntime:
             return False
         rate.record(1, now)
         return True
+
+
+class MutationBudget:
+    def __init__(self, sensor: tuple[Rate, float] | None, strict: bool) -> None:
+        self.sensor = sensor
+        self.strict = strict
+
+    def exceeded(self) -> bool:
+        """Whether the next topic is to be refused with THROTTLING_QUOTA_EXCEEDED."""
+        if self.sensor is None or not self.strict:
+            return False
+        rate, quota = self.sensor
+        return rate.rate(time.monotonic()) > quota
+
+    def record(self, partitions: int) -> None:
+        if self.sensor is not None and partitions > 0:
+            self.sensor[0].record(partitions, time.monotonic())
 
 
 def described(quotas: QuotaConfig, keys: Sequence[str] | None = None

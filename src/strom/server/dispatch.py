@@ -27,13 +27,14 @@ from strom.protocol.messages import (
     response_type,
 )
 from strom.protocol.safe_decoder import DecodeError, decode
-from strom.security.quotas import REQUEST_PERCENTAGE
+from strom.security.quotas import CONTROLLER_MUTATION_RATE, REQUEST_PERCENTAGE
 from strom.security.session import Session
 
 log = logging.getLogger(__name__)
 
 PRODUCE_KEY: Final = 0
 FETCH_KEY: Final = 1
+MUTATION_KEYS: Final = frozenset({19, 20, 37})  # CreateTopics, DeleteTopics, CreatePartitions
 SASL_HANDSHAKE_KEY: Final = 17
 SASL_AUTHENTICATE_KEY: Final = 36
 # What a SASL listener serves before the client authenticated (Kafka's SaslServerAuthenticator).
@@ -140,6 +141,9 @@ def throttled(quotas: QuotaRuntime, ctx: RequestContext, request_size: int, body
     throttle_s = quotas.record(session, client_id, REQUEST_PERCENTAGE, handler_s)
     if api_key == PRODUCE_KEY:
         throttle_s = max(throttle_s, quotas.produce_bytes(session, client_id, request_size))
+    elif api_key in MUTATION_KEYS:  # the handler recorded the partitions (KIP-599)
+        throttle_s = max(throttle_s, quotas.record(session, client_id,
+                                                   CONTROLLER_MUTATION_RATE, 0))
     encoded = None
     if body is not None:
         encoded = encode_response(api_key, ctx.api_version, ctx.correlation_id, body)

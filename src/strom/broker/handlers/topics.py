@@ -44,6 +44,9 @@ ZERO_UUID: Final = uuid.UUID(int=0)
 # ReplicationControlManager.MAX_PARTITIONS_PER_BATCH: more in one request is a policy violation.
 MAX_PARTITIONS_PER_BATCH: Final = 10_000
 DUPLICATE_NAME: Final = "Duplicate topic name."
+# KIP-599: the versions that know THROTTLING_QUOTA_EXCEEDED (older ones are only throttled).
+STRICT_MUTATIONS: Final = {19: 6, 20: 5, 37: 3}
+THROTTLED: Final = "The throttling quota has been exceeded."
 # What a client is told when the broker's files fail it; the detail goes to the broker's log.
 STORAGE_FAILURE: Final = "The broker could not write the topic's files; see the broker's log."
 # ControllerApis' messages for a topic the principal may not create, or delete (the latter is
@@ -270,11 +273,20 @@ def refused_creations(ctx: RequestContext, topics: Iterable[Any]) -> list[str]:
 async def create_allowed(broker: Broker, ctx: RequestContext, topics: Iterable[Any],
                          validate_only: bool) -> list[Outcome]:
     outcomes = []
+    budget = broker.quotas.mutations(ctx.session, ctx.client_id or "",
+                                     strict=ctx.api_version >= STRICT_MUTATIONS[19])
     for topic in topics:
         if topic.name == CLUSTER_METADATA_TOPIC:
             continue
+        if budget.exceeded():
+            outcomes.append(Outcome(topic.name, ErrorCode.throttling_quota_exceeded,
+                                    THROTTLED))
+            continue
         try:
             outcome = await create_one(broker, topic, validate_only)
+            if outcome.error == ErrorCode.none and not validate_only:
+                created = broker.engine.topics().get(str(topic.name))
+                budget.record(0 if created is None else created.partitions)
         except ApiError as refusal:
             outcome = Outcome(topic.name, refusal.code, refusal.message)
         except Exception:
@@ -433,9 +445,17 @@ async def delete_all(broker: Broker, ctx: RequestContext, request: Any) -> list[
             by_id[outcome.topic_id].message = outcome.message
             continue
         by_id[outcome.topic_id] = outcome
+    budget = broker.quotas.mutations(ctx.session, ctx.client_id or "",
+                                     strict=ctx.api_version >= STRICT_MUTATIONS[20])
     for outcome in by_id.values():
         if outcome.error == ErrorCode.none:
+            if budget.exceeded():
+                outcome.error, outcome.message = ErrorCode.throttling_quota_exceeded, THROTTLED
+                continue
+            doomed = broker.engine.topics().get(outcome.name or "")
             await delete_resolved(broker, outcome)
+            if outcome.error == ErrorCode.none and doomed is not None:
+                budget.record(doomed.partitions)
     return outcomes
 
 
@@ -513,6 +533,8 @@ async def handle_create_partitions(broker: Broker, ctx: RequestContext, request:
     results = [b.make("CreatePartitionsTopicResult", name=name,
                       error_code=ErrorCode.invalid_request, error_message=DUPLICATE_NAME)
                for name in sorted(dups)]
+    budget = broker.quotas.mutations(ctx.session, ctx.client_id or "",
+                                     strict=ctx.api_version >= STRICT_MUTATIONS[37])
     for topic in topics:
         if topic.name in dups:
             continue
@@ -520,7 +542,12 @@ async def handle_create_partitions(broker: Broker, ctx: RequestContext, request:
         try:
             if not topic_allowed(ctx, Operation.ALTER, str(topic.name)):
                 raise ApiError(ErrorCode.topic_authorization_failed, None)
+            if budget.exceeded():
+                raise ApiError(ErrorCode.throttling_quota_exceeded, THROTTLED)
+            before = broker.engine.topics().get(str(topic.name))
             await grow_topic(broker, topic, bool(request.validate_only))
+            if before is not None and not request.validate_only:
+                budget.record(int(topic.count) - before.partitions)
         except ApiError as refusal:
             error, message = refusal.code, refusal.message
         except Exception:
