@@ -12,6 +12,7 @@ client certificates; a second CA signs certificates the broker must not trust.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -561,3 +562,31 @@ def test_metadata_gives_each_listener_its_own_port(tls_broker: EmbeddedBroker,
         brokers = AdminClient(conf).list_topics(timeout=10).brokers
         assert [(b.id, b.host, b.port) for b in brokers.values()] == [
             (1, "127.0.0.1", ports[name])], name
+
+
+def test_junk_records_after_the_handshake_release_the_connection(certs: Certs) -> None:
+    """A TLS record error after the handshake (bad MAC) closes the connection and frees its
+    place: with max.connections.per.ip=2, more junk connections than that come and go and
+    a client is still served. (Until this was fixed the SSLError killed the reader and the
+    connection was held for ever, counting against the limits; found by the fuzzer.)"""
+    settings = {"listeners": "SSL://127.0.0.1:0", "max.connections.per.ip": "2",
+                "ssl.keystore.location": str(certs.dir / "broker.pem")}
+    with EmbeddedBroker(settings=settings) as broker:
+        port = port_of(broker, "SSL")
+        for _ in range(4):
+            plain = socket.create_connection(("127.0.0.1", port), timeout=5)
+            # An application-data record with a MAC that cannot verify, written under the TLS
+            # layer; the broker closes the connection.
+            with client_context(certs).wrap_socket(plain, server_hostname="localhost") as tls, \
+                    socket.socket(fileno=os.dup(tls.fileno())) as raw:
+                raw.sendall(bytes.fromhex("1703030032") + os.urandom(50))
+                raw.settimeout(5)
+                with contextlib.suppress(OSError):
+                    while raw.recv(4096):
+                        pass
+        time.sleep(0.5)
+        served = tls_connect(port, client_context(certs))
+        try:
+            assert api_versions_answered(served)
+        finally:
+            served.close()

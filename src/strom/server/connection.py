@@ -113,8 +113,10 @@ class Connection:
                 if self._queued_bytes >= READ_AHEAD_BYTES:
                     self._room.clear()
                 await queue.put(frame)
-        except (FrameError, ConnectionError) as exc:
+        except (FrameError, OSError) as exc:  # OSError: a reset, a TLS record error (SSLError)
             log.info("closing connection from %s: %s", self.peer, exc)
+        except Exception:  # never leave the connection waiting for a reader that died
+            log.exception("reading from %s failed; closing the connection", self.peer)
         except asyncio.CancelledError:
             # Never block here: a cancelled reader with a full queue would hang forever.
             with contextlib.suppress(asyncio.QueueFull):
@@ -154,7 +156,7 @@ class Connection:
                 await answers.join()
         except CloseConnection as exc:
             log.warning("closing connection from %s: %s", self.peer, exc)
-        except (ConnectionError, TimeoutError) as exc:
+        except OSError as exc:  # a reset, a timeout, a TLS error
             log.info("connection from %s ended: %s", self.peer, exc)
         finally:
             reader_task.cancel()
@@ -214,7 +216,7 @@ class Connection:
                     answers.task_done()
         except CloseConnection as exc:
             log.warning("closing connection from %s: %s", self.peer, exc)
-        except (ConnectionError, TimeoutError) as exc:
+        except OSError as exc:  # a reset, a timeout, a TLS error
             log.info("connection from %s ended: %s", self.peer, exc)
         self._drain_after_failure(answers)
 
