@@ -49,9 +49,12 @@ def admin(bootstrap: str) -> AdminClient:
     return AdminClient(_conf(bootstrap))
 
 
-def produce(bootstrap: str, topic: str, count: int, deadline: Deadline, **extra: Any) -> None:
-    """`count` records (values v0..) to partition 0, all acknowledged."""
-    producer = Producer(_conf(bootstrap, linger_ms=5, message_timeout_ms=15000, **extra))
+def produce(bootstrap: str, topic: str, count: int, deadline: Deadline,
+            common: dict[str, Any] | None = None, **extra: Any) -> None:
+    """`count` records (values v0..) to partition 0, all acknowledged. `common`: settings of
+    every client of the workflow (security)."""
+    producer = Producer(_conf(bootstrap, linger_ms=5, message_timeout_ms=15000,
+                              **(common or {}), **extra))
     failed: list[str] = []
 
     def report(err: KafkaError | None, _msg: Message) -> None:
@@ -114,11 +117,11 @@ def group_consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
 
 
 def group_round_trip(bootstrap: str, topic: str, group: str, deadline: Deadline,
-                     **producer_extra: Any) -> None:
+                     common: dict[str, Any] | None = None, **producer_extra: Any) -> None:
     """A group member (subscribe) reads what a producer wrote and commits; a second member of
     the group then sees the committed offset."""
-    produce(bootstrap, topic, RECORDS, deadline, **producer_extra)
-    consumer = group_consumer(bootstrap, group)
+    produce(bootstrap, topic, RECORDS, deadline, common, **producer_extra)
+    consumer = group_consumer(bootstrap, group, **(common or {}))
     try:
         consumer.subscribe([topic])
         values = consume(consumer, RECORDS, deadline, f"group {group} on {topic}")
@@ -129,12 +132,12 @@ def group_round_trip(bootstrap: str, topic: str, group: str, deadline: Deadline,
         raise CheckFailed(f"group {group}: {exc}") from None
     finally:
         consumer.close()
-    check_committed(bootstrap, group, topic, RECORDS, deadline)
+    check_committed(bootstrap, group, topic, RECORDS, deadline, common)
 
 
 def check_committed(bootstrap: str, group: str, topic: str, offset: int,
-                    deadline: Deadline) -> None:
-    consumer = group_consumer(bootstrap, group)
+                    deadline: Deadline, common: dict[str, Any] | None = None) -> None:
+    consumer = group_consumer(bootstrap, group, **(common or {}))
     try:
         [tp] = consumer.committed([TopicPartition(topic, 0)], timeout=max(deadline.left(), 1))
         if tp.error is not None or tp.offset != offset:

@@ -25,6 +25,7 @@ HISTORY_PORTS_MAX: Final = 4096
 RECENT_S: Final = 5.0  # a handler fails within this long of the frame's arrival
 CLOCK_SLACK_S: Final = 1.0  # the log's timestamps have millisecond resolution
 FRAMES_PER_PORT: Final = 3
+UNRAISABLE: Final = "Exception ignored in"
 
 
 def normalize(text: str) -> str:
@@ -76,6 +77,7 @@ class LogCounts:
     warnings: int = 0
     errors: int = 0  # ERROR and CRITICAL records
     tracebacks: int = 0
+    auth_failures: int = 0  # "authentication failed" records (SASL, --security)
     error_messages: dict[str, int] = field(default_factory=dict)  # normalized, no traceback
     signatures: dict[str, Signature] = field(default_factory=dict)
 
@@ -135,7 +137,9 @@ class LogWatch:
 
     def _line(self, line: str) -> None:
         self.counts.lines += 1
-        if RECORD.match(line):
+        # Python's report of an exception it could not raise (printed, not logged) starts a
+        # record of its own: it has nothing to do with the record before it.
+        if RECORD.match(line) or line.startswith(UNRAISABLE):
             self._finish_record()
         self._record.append(line)
 
@@ -149,6 +153,8 @@ class LogWatch:
             self.counts.warnings += 1
         if level in ("ERROR", "CRITICAL"):
             self.counts.errors += 1
+        if head and head.group(3).startswith("authentication failed"):
+            self.counts.auth_failures += 1
         if any(line.startswith("Traceback (most recent call last)") for line in record):
             self._traceback(record, head)
         elif level in ("ERROR", "CRITICAL") and head:
@@ -158,6 +164,8 @@ class LogWatch:
     def _traceback(self, record: list[str], head: re.Match[str] | None) -> None:
         self.counts.tracebacks += 1
         message = head.group(3) if head else record[0]
+        if message.startswith(UNRAISABLE):  # its object's repr differs every time
+            message = UNRAISABLE + " (printed by Python, not logged)"
         where = [line.strip() for line in record if line.strip().startswith("File ")]
         last = next((line for line in reversed(record) if line and not line.startswith(" ")),
                     "")

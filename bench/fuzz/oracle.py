@@ -12,11 +12,19 @@ One round, each check with its own deadline:
 4. two CreatePartitions for one topic at once, on two connections (8 and 2 partitions): each
    gets a result for the topic (0 or INVALID_PARTITIONS) and the topic ends with 8;
 5. the internal topics still have their partition counts (narrows down when damage happened).
+
+With `--security` (a `SecurityOracle`), four more:
+6. a SASL_SSL client (user `liveness`, SCRAM-SHA-512, the run's CA trusted) produces to and
+   consumes as a group from a new `live-sasl-` topic, and commits;
+7. nothing the fuzz user asked for was done (sec_state.check);
+8. the fuzz user still logs in, and its Produce is refused (the positive control);
+9. the broker released the connections the attacks ended (sec_state.connections_released).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kio.schema.create_partitions.v0.response import CreatePartitionsResponse
 from kio.schema.errors import ErrorCode
@@ -26,6 +34,17 @@ from bench.fuzz.abuse import handshake
 from bench.fuzz.clients import CheckFailed, Deadline
 from bench.fuzz.findings import Check, pretty_hex, run_check
 from bench.fuzz.wire import Client, Conn
+
+if TYPE_CHECKING:
+    from bench.fuzz.sec_state import Baseline
+    from bench.fuzz.security import Listeners
+
+
+@dataclass
+class SecurityOracle:
+    listeners: Listeners
+    baseline: Baseline
+    in_flight_max: int = 4  # connections the paused security workers may hold
 
 
 @dataclass
@@ -76,7 +95,8 @@ def create_partitions_race(address: tuple[str, int], topic: str) -> str:
 
 
 def liveness_round(address: tuple[str, int], index: int, at_frames: int, tag: str,
-                   deadline_s: float, expected: dict[str, int]) -> Round:
+                   deadline_s: float, expected: dict[str, int],
+                   security: SecurityOracle | None = None) -> Round:
     bootstrap = f"{address[0]}:{address[1]}"
     name = f"live-{tag}-{index}"
     result = Round(index, at_frames)
@@ -107,4 +127,31 @@ def liveness_round(address: tuple[str, int], index: int, at_frames: int, tag: st
     result.checks.append(run_check("concurrent CreatePartitions",
                                    lambda: create_partitions_race(address, f"{name}-cp")))
     result.checks.append(run_check("internal topics intact", internal))
+    if security is not None:
+        result.checks += security_checks(bootstrap, security, tag, index, deadline_s)
     return result
+
+
+def security_checks(bootstrap: str, security: SecurityOracle, tag: str, index: int,
+                    deadline_s: float) -> list[Check]:
+    from bench.fuzz import sec_state
+    from bench.fuzz.security import LIVE_PREFIX
+
+    listeners = security.listeners
+    address = listeners.address("PLAINTEXT")
+
+    def sasl_ssl() -> str:
+        deadline = Deadline(deadline_s)
+        topic = f"{LIVE_PREFIX}{tag}-{index}"
+        clients.create_topic(clients.admin(bootstrap), topic, 1, deadline)
+        clients.group_round_trip(listeners.bootstrap("SASL_SSL"), topic, f"{topic}-g",
+                                 deadline, listeners.client_conf())
+        return f"produced and consumed {topic} over SASL_SSL"
+
+    return [run_check("SASL_SSL client (liveness, SCRAM-SHA-512)", sasl_ssl),
+            run_check("nothing done for the fuzz user",
+                      lambda: sec_state.check(address, security.baseline)),
+            run_check("the fuzz user's Produce refused",
+                      lambda: sec_state.refused(listeners, tls=index % 2 == 1)),
+            run_check("connections released after attacks", lambda: sec_state.
+                      connections_released(address, security.in_flight_max))]

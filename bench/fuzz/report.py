@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from bench.fuzz.run import Run
 
 HEADINGS = {"response": "response", "close": "clean close", "timeout": "timeout",
-            "reset": "reset"}
+            "reset": "reset", "cut": "cut by the fuzzer"}
+SECURITY_CATEGORIES = ("pre-auth", "sasl", "tls", "unauthorized")
 
 
 def progress_line(tally: Tally, broker: Broker, rounds: int, rounds_ok: int,
@@ -59,6 +60,7 @@ def build(run: Run, log: LogCounts) -> dict[str, Any]:
                     "end": rss.end, "vm_hwm": rss.hwm, "samples": rss.samples[::10]},
         "log": {"lines": log.lines, "warnings": log.warnings, "errors": log.errors,
                 "tracebacks": log.tracebacks, "signatures": len(log.signatures),
+                "auth_failures": log.auth_failures,
                 "error_messages": dict(sorted(log.error_messages.items(),
                                               key=lambda kv: -kv[1])[:20])},
         "liveness": [{"index": r.index, "at_frames": r.at_frames, "ok": r.ok,
@@ -129,12 +131,33 @@ def _bombs(bombs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _security(result: dict[str, Any]) -> list[str]:
+    """The --security section: frames per scenario and what the oracles saw."""
+    o = result["outcomes"]
+    frames = {c: o["categories"].get(c, {}).get("frames", 0) for c in SECURITY_CATEGORIES}
+    lines = ["## Security (--security)", "",
+             f"{sum(frames.values()):,} frames from the security workers ("
+             + ", ".join(f"{c} {n:,}" for c, n in frames.items()) + f") of "
+             f"{result['frames']:,} in all; listeners {result['info'].get('listeners')}; "
+             f"{result['info'].get('seeds_fuzz_user')} seeds for the fuzz user.", ""]
+    lines += _outcome_table("scenario", o["scenarios"])
+    lines += ["", "| what the security oracles saw | count |", "|---|---:|"]
+    lines += [f"| {name} | {count:,} |" for name, count in o["security_checks"].items()]
+    lines += [f"| broker log: authentication failures | {result['log']['auth_failures']:,} |"]
+    for name, t in o["security_times"].items():
+        lines.append(f"| {name} (s) | {t['count']:,} ({t['min_s']}-{t['max_s']}, mean "
+                     f"{t['mean_s']}) |")
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     o, s, rss = result["outcomes"], result["summary"], result["rss_kib"]
     opts = result["options"]
     lines = [f"# strom fuzz run, {result['date']}",
-             f"seed {opts['seed']}, {opts['duration_s']} s, {opts['workers']} workers, "
-             f"broker {result['broker']['bootstrap']}",
+             f"seed {opts['seed']}, {opts['duration_s']} s, {opts['workers']} workers"
+             + (f" and {result['info'].get('security_workers')} security workers"
+                if opts.get("security") == "True" else "")
+             + f", broker {result['broker']['bootstrap']}",
              "", f"**{s['findings']} findings** {s['by_kind']}; crashes {s['crashes']}, "
              f"hangs {s['hangs']}, liveness {s['liveness_ok']}/{s['liveness_rounds']} rounds "
              f"ok, state checks {'ok' if s['state_checks_ok'] else 'FAILED'}.", "",
@@ -155,6 +178,8 @@ def markdown(result: dict[str, Any]) -> str:
               f"{o['harness_errors'] or 'none'}", "",
               "## Per mutator and batch corruption", ""]
     lines += _outcome_table("mutator", o["labels"])
+    if o.get("scenarios"):
+        lines += ["", *_security(result)]
     lines += ["", "## Timeouts replayed", "", *_replays(o["replays"]),
               "", "## Compression bombs", "", *_bombs(o["bombs"])]
     lines += ["", "## Protocol abuse", "", "| scenario | expected | observed | ok |",

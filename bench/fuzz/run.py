@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import random
 import shutil
 import sys
@@ -13,13 +14,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.fuzz import abuse, oracle, probes, recorder, report, state_checks, target, wire
+from bench.fuzz import (
+    abuse,
+    oracle,
+    probes,
+    recorder,
+    report,
+    sec_state,
+    security,
+    state_checks,
+    target,
+    tls_attacks,
+    wire,
+)
 from bench.fuzz.bomber import Bomber
 from bench.fuzz.broker import Broker
 from bench.fuzz.campaign import FrameSource, Gate, Replayer, Settings, Worker, check_answer
 from bench.fuzz.findings import FindingLog
 from bench.fuzz.logscan import FrameHistory, LogWatch
 from bench.fuzz.mutators import Seed
+from bench.fuzz.sec_worker import SecurityContext, SecurityWorker, healthy_sasl_ssl, healthy_tls
 from bench.fuzz.tally import Tally
 from bench.fuzz.target import PRODUCE_TOPICS
 from bench.fuzz.wire import Conn
@@ -50,6 +64,10 @@ class Options:
     record_budget_s: float = 30.0
     progress_every_s: float = 10.0
     keep: bool = False
+    security: bool = False
+    security_workers: int | None = None  # None: as many as --workers
+    stall_every_s: float = 30.0
+    frames: int = 0  # stop once this many frames were sent (0: run for the duration)
 
 
 @dataclass
@@ -64,15 +82,22 @@ class Run:
     checks: list[Any] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    listeners: security.Listeners | None = None
+    security: oracle.SecurityOracle | None = None  # once the users and targets are made
+    user_seeds: list[Seed] = field(default_factory=list)
+    staller: tls_attacks.Staller | None = None
+    staller_thread: threading.Thread | None = None
+    staller_stop: threading.Event = field(default_factory=threading.Event)
 
 
 def liveness(run: Run, gate: Gate | None, expected: dict[str, int]) -> None:
     index = len(run.rounds)
     if gate is not None and not gate.pause(run.options.frame_timeout_s * 4 + 70):
         say("liveness: workers did not pause in time; checking anyway")
+        faulthandler.dump_traceback(all_threads=True)
     try:
         result = oracle.liveness_round(run.broker.address, index, run.tally.total(), run.tag,
-                                       run.options.liveness_deadline_s, expected)
+                                       run.options.liveness_deadline_s, expected, run.security)
     finally:
         if gate is not None:
             gate.resume()
@@ -117,7 +142,27 @@ def prepare(run: Run) -> tuple[target.Target, list[Any]]:
                     broker_settings=found.settings)
     say(f"seeds: {schema_count} from schemas, {len(seeds) - schema_count} recorded "
         f"({len(failed)} recording failures)")
+    if run.listeners is not None:
+        prepare_security(run, found, frames, names)
     return found, seeds
+
+
+def prepare_security(run: Run, found: target.Target, recorded: list[bytes],
+                     names: list[str]) -> None:
+    """The users, ACLs and target resources (after the probes, which want fresh internal
+    topics), and the fuzz user's seeds."""
+    assert run.listeners is not None
+    security.create_principals(run.broker.bootstrap)
+    baseline = sec_state.prepare(run.broker.address)
+    run.security = oracle.SecurityOracle(run.listeners, baseline)
+    run.user_seeds = security.fuzz_user_seeds(random.Random(run.options.seed + 1),
+                                              found.versions, recorded, names,
+                                              run.options.seeds_per_version)
+    run.info["seeds_fuzz_user"] = len(run.user_seeds)
+    run.info["listeners"] = dict(run.listeners.ports)
+    say(f"security: listeners {run.listeners.ports}, users {security.FUZZ_USER} and "
+        f"{security.LIVENESS_USER}, {len(run.user_seeds)} seeds for the fuzz user")
+    start_staller(run)  # now: its first round is judged by the time a short campaign ends
 
 
 def campaign(run: Run, found: target.Target, seeds: list[Any]) -> None:
@@ -125,11 +170,25 @@ def campaign(run: Run, found: target.Target, seeds: list[Any]) -> None:
     settings = Settings(options.frame_timeout_s, found.fetch_cap_s + 10,
                         options.replays_per_key,
                         str(broker.work_dir).encode() if broker.own else None)
-    gate = Gate(options.workers + 1)  # the bomber pauses too
+    sec_count = 0
+    if run.security is not None:
+        sec_count = (options.workers if options.security_workers is None
+                     else options.security_workers)
+    gate = Gate(options.workers + 1 + sec_count)  # the bomber pauses too
     replayer = Replayer(broker.address, settings, run.tally, run.findings)
     source = FrameSource(seeds, PRODUCE_TOPICS, found.versions.get(0, (3, 9)))
-    workers = [Worker(i, options.seed, broker.address, source, gate, run.tally, run.findings,
-                      run.history, replayer, settings) for i in range(options.workers)]
+    workers: list[Any] = [Worker(i, options.seed, broker.address, source, gate, run.tally,
+                                 run.findings, run.history, replayer, settings)
+                          for i in range(options.workers)]
+    threads = [w.thread for w in workers]
+    if run.security is not None:
+        context = SecurityContext.build(run.security.listeners, run.user_seeds, source,
+                                        settings)
+        workers += [SecurityWorker(i, options.seed, context, gate, run.tally, run.findings,
+                                   run.history) for i in range(sec_count)]
+        run.info["security_workers"] = sec_count
+        run.security.in_flight_max = sec_count + 2
+        threads = [w.thread for w in workers]
     bomber = Bomber(broker.address, found.decompressed_max, options.bomb_every_s,
                     options.tiny_records, gate, run.tally, run.findings)
     held = abuse.HeldConnections(broker.address)
@@ -139,14 +198,15 @@ def campaign(run: Run, found: target.Target, seeds: list[Any]) -> None:
         abuse.run_all(broker.address, stop_abuse)), name="abuse", daemon=True)
     run.info["rss_fuzz_start_kib"] = broker.sample_rss()
     broker.start_sampling(1.0, T0)
-    for thread in [w.thread for w in workers] + [bomber.thread, abuse_thread]:
+    for thread in [*threads, bomber.thread, abuse_thread]:
         thread.start()
     try:
         fuzz_loop(run, gate, workers, found, held)
     finally:
         gate.stop()
         stop_abuse.set()
-        for thread in [w.thread for w in workers] + [abuse_thread, bomber.thread]:
+        run.staller_stop.set()
+        for thread in [*threads, abuse_thread, bomber.thread]:
             thread.join(options.frame_timeout_s + 75)
     if broker.alive():
         liveness(run, None, found.expected_internal)
@@ -161,7 +221,50 @@ def campaign(run: Run, found: target.Target, seeds: list[Any]) -> None:
                              f"expected: {scenario.expected}")
 
 
-def fuzz_loop(run: Run, gate: Gate, workers: list[Worker], found: target.Target,
+def start_staller(run: Run) -> None:
+    """The stalled TLS handshakes, on a thread of their own (not paused by liveness rounds:
+    they only wait)."""
+    assert run.security is not None
+    listeners = run.security.listeners
+
+    def healthy() -> None:
+        healthy_tls(listeners)
+        healthy_sasl_ssl(listeners)
+
+    def judged(result: tls_attacks.StallResult) -> None:
+        closed = result.closed_after_s is not None
+        run.tally.security_frame("tls", f"tls:stall-{result.kind}", result.listener, [], None,
+                                 wire.CLOSE if closed else wire.TIMEOUT)
+        if result.closed_after_s is not None:
+            run.tally.timing("stalled TLS handshakes closed after", result.closed_after_s)
+        else:
+            run.findings.add("tls", "a stalled TLS handshake was not closed",
+                             f"{result.kind} on {result.listener}: still open after "
+                             f"{tls_attacks.HANDSHAKE_TIMEOUT_S + tls_attacks.CLOSE_SLACK_S:.0f}"
+                             f" s (handshake timeout {tls_attacks.HANDSHAKE_TIMEOUT_S:.0f} s)")
+
+    run.staller = tls_attacks.Staller(
+        {name: listeners.address(name) for name in security.TLS_LISTENERS}, healthy,
+        run.options.stall_every_s, run.staller_stop, security.TLS_ATTACKER_IP)
+    run.staller_thread = threading.Thread(target=run.staller.run, args=(judged,),
+                                          name="tls-staller", daemon=True)
+    run.staller_thread.start()
+
+
+def finish_staller(run: Run) -> None:
+    if run.staller is None or run.staller_thread is None:
+        return
+    run.staller_stop.set()
+    run.staller_thread.join(tls_attacks.HANDSHAKE_TIMEOUT_S + tls_attacks.CLOSE_SLACK_S + 15)
+    run.staller_thread = None
+    run.tally.check("healthy TLS clients served while handshakes stalled",
+                    run.staller.healthy_ok)
+    for failure in run.staller.healthy_failures:
+        run.findings.add("tls", "a healthy TLS client was not served while handshakes "
+                         "stalled", failure)
+
+
+def fuzz_loop(run: Run, gate: Gate, workers: list[Any], found: target.Target,
               held: abuse.HeldConnections) -> None:
     options, expected = run.options, found.expected_internal
     start = time.monotonic()
@@ -169,6 +272,9 @@ def fuzz_loop(run: Run, gate: Gate, workers: list[Worker], found: target.Target,
     next_liveness = options.liveness_frames
     next_progress = start + options.progress_every_s
     while time.monotonic() - start < options.duration_s:
+        if options.frames and run.tally.total() >= options.frames:
+            say(f"{options.frames:,} frames sent")
+            return
         time.sleep(0.25)
         if not run.broker.alive():
             code = run.broker.proc.poll() if run.broker.proc else None
@@ -208,9 +314,29 @@ def reproduce_tracebacks(run: Run, watch: LogWatch) -> None:
                 watch.tracebacks_now() > before)
 
 
+def security_end_checks(run: Run) -> list[Any]:
+    from bench.fuzz.findings import run_check
+
+    assert run.security is not None
+    security_oracle = run.security
+    return [run_check("security: nothing done for the fuzz user", lambda: sec_state.check(
+                run.broker.address, security_oracle.baseline)),
+            run_check("security: the fuzz user's Produce refused (SASL_SSL)",
+                      lambda: sec_state.refused(security_oracle.listeners, tls=True)),
+            run_check("security: connections released after attacks",
+                      lambda: sec_state.connections_released(run.broker.address, 2))]
+
+
 def execute(options: Options) -> int:
+    if options.security and options.bootstrap is not None:
+        raise SystemExit("--security starts its own broker: it cannot go with --bootstrap")
     work_dir = Path(tempfile.mkdtemp(prefix="strom-fuzz-"))
     run = Run(options, Broker(work_dir, options.broker_settings, options.bootstrap))
+    if options.security:
+        run.listeners, keystore = security.make_listeners(run.broker.host, run.broker.port,
+                                                          work_dir)
+        run.broker.settings = [*run.broker.settings,
+                               *security.broker_settings(run.listeners, keystore)]
     watch = LogWatch(run.broker.log_path, run.history)
     watch.start()
     exit_status: int | None = None
@@ -218,10 +344,13 @@ def execute(options: Options) -> int:
         found, seeds = prepare(run)
         liveness(run, None, found.expected_internal)
         campaign(run, found, seeds)
+        finish_staller(run)
         if run.broker.alive():
             reproduce_tracebacks(run, watch)
             say("state checks")
-            run.checks = state_checks.run(
+            if run.security is not None:
+                run.checks += security_end_checks(run)
+            run.checks += state_checks.run(
                 run.broker.address, found.expected_internal, found.existing,
                 run.broker.restart if run.broker.own else None, run.tag)
             for check in run.checks:
@@ -231,6 +360,7 @@ def execute(options: Options) -> int:
     finally:
         exit_status = run.broker.stop()
         watch.stop()
+        finish_staller(run)
     run.info["broker_exit_status"] = exit_status
     result = report.build(run, watch.counts)
     report.write(result, options.out)

@@ -53,12 +53,19 @@ _EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 class Dictionary:
     """Names the generator prefers: fixed edge cases plus what the run learned (topics, ids)."""
 
-    def __init__(self, rng: random.Random, topics: Sequence[str] = ()) -> None:
+    def __init__(self, rng: random.Random, topics: Sequence[str] = (),
+                 prefix: str = "") -> None:
+        """`prefix` starts every name but the internal topics' (the edge cases keep their
+        length: the prefix replaces their first characters)."""
         self.topics = list(topics)
         self.ids: list[str] = []
-        self.edge = [*INTERNAL_NAMES, *ODD_NAMES]
+        self.random_prefix = prefix or "fz-"
+        edge = list(ODD_NAMES)
         for n in EDGE_LENGTHS:
-            self.edge.append(rng.choice("aetx") * n)
+            edge.append(rng.choice("aetx") * n)
+        if prefix:
+            edge = [prefix + name[len(prefix):] for name in edge]
+        self.edge = [*INTERNAL_NAMES, *edge]
 
     def learn(self, topics: Sequence[str], ids: Sequence[str]) -> None:
         self.topics += [t for t in topics if t not in self.topics]
@@ -72,7 +79,8 @@ class Dictionary:
             return rng.choice(self.ids)
         if roll < 0.75:
             return rng.choice(self.edge)
-        return "fz-" + "".join(rng.choices("abcdefghij0123456789._-", k=rng.randint(1, 12)))
+        return self.random_prefix + "".join(rng.choices("abcdefghij0123456789._-",
+                                                         k=rng.randint(1, 12)))
 
 
 class Generator:

@@ -36,6 +36,12 @@ class Tally:
     harness_errors: dict[str, int] = field(default_factory=dict)
     bombs: list[dict[str, Any]] = field(default_factory=list)
     replays: list[Replay] = field(default_factory=list)
+    # --security: outcomes per scenario, what the oracles saw (counts), and timings (seconds:
+    # count, min, max, sum)
+    scenarios: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    steps: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    sec_checks: Counter[str] = field(default_factory=Counter)
+    sec_times: dict[str, list[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def frame(self, category: str, labels: list[str], head: tuple[int, int, int] | None,
@@ -48,6 +54,34 @@ class Tally:
                 self.apis[head[0]][outcome] += 1
                 if outcome == "response":
                     self.versions.add((head[0], head[1]))
+
+    def security_frame(self, category: str, scenario: str, step: str, labels: list[str],
+                       head: tuple[int, int, int] | None, outcome: str) -> None:
+        """A frame of a security worker: counted in its category (so in the total), its
+        scenario and step, and its mutators (`labels`), if any."""
+        with self._lock:
+            self.categories[category][outcome] += 1
+            self.scenarios[scenario][outcome] += 1
+            self.steps[f"{scenario} {step}"][outcome] += 1
+            for label in set(labels):
+                self.labels[label][outcome] += 1
+            if head is not None:
+                self.apis[head[0]][outcome] += 1
+
+    def check(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self.sec_checks[what] += n
+
+    def timing(self, what: str, seconds: float) -> None:
+        with self._lock:
+            found = self.sec_times.get(what)
+            if found is None:
+                self.sec_times[what] = [1, seconds, seconds, seconds]
+            else:
+                found[0] += 1
+                found[1] = min(found[1], seconds)
+                found[2] = max(found[2], seconds)
+                found[3] += seconds
 
     def connection(self, preamble: bool, answered: bool) -> None:
         with self._lock:
@@ -89,6 +123,13 @@ class Tally:
                 "harness_errors": self.harness_errors,
                 "bombs": self.bombs,
                 "replays": [vars(r) for r in self.replays],
+                "scenarios": {k: _full(v) for k, v in sorted(self.scenarios.items())},
+                "steps": {k: _full(v) for k, v in sorted(self.steps.items())},
+                "security_checks": dict(sorted(self.sec_checks.items())),
+                "security_times": {k: {"count": int(v[0]), "min_s": round(v[1], 2),
+                                       "max_s": round(v[2], 2),
+                                       "mean_s": round(v[3] / v[0], 2)}
+                                   for k, v in sorted(self.sec_times.items())},
             }
 
 

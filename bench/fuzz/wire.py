@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ RESPONSE = "response"
 CLOSE = "close"
 TIMEOUT = "timeout"
 RESET = "reset"
-OUTCOMES: Final = (RESPONSE, CLOSE, TIMEOUT, RESET)
+CUT = "cut"  # the fuzzer closed the connection on purpose (a SASL or TLS exchange cut short)
+OUTCOMES: Final = (RESPONSE, CLOSE, TIMEOUT, RESET, CUT)
 RESPONSE_BYTES_MAX: Final = 256 * 1024 * 1024
 CLIENT_ID: Final = "strom-fuzz"
 
@@ -101,12 +103,23 @@ class Closed(Exception):
 
 
 class Conn:
-    """One blocking TCP connection to the broker."""
+    """One blocking TCP connection to the broker; with `tls`, TLS over it (the handshake is
+    done here, within the connect timeout; it raises ssl.SSLError, an OSError)."""
 
-    def __init__(self, address: tuple[str, int], connect_timeout_s: float = 5.0) -> None:
-        self.sock = socket.create_connection(address, timeout=connect_timeout_s)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.local_port: int = self.sock.getsockname()[1]
+    def __init__(self, address: tuple[str, int], connect_timeout_s: float = 5.0,
+                 tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+                 source: str | None = None) -> None:
+        sock = socket.create_connection(address, timeout=connect_timeout_s,
+                                        source_address=None if source is None else (source, 0))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.local_port: int = sock.getsockname()[1]
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=server_hostname or address[0])
+            except BaseException:
+                sock.close()
+                raise
+        self.sock: socket.socket = sock
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -135,21 +148,25 @@ class Conn:
             n -= len(chunk)
         return b"".join(chunks)
 
-    def recv_frame(self, timeout_s: float) -> bytes:
-        """One response frame without its size prefix; raises Closed, TimeoutError, OSError."""
+    def recv_frame(self, timeout_s: float, min_size: int = 4) -> bytes:
+        """One response frame without its size prefix; raises Closed, TimeoutError, OSError.
+        `min_size` 0 for raw SASL tokens (an empty one is an answer)."""
         deadline = time.monotonic() + timeout_s
         size = struct.unpack(">i", self.recv_exact(4, deadline))[0]
-        if not 4 <= size <= RESPONSE_BYTES_MAX:
+        if size == 0 and min_size == 0:
+            return b""
+        if not max(min_size, 1) <= size <= RESPONSE_BYTES_MAX:
             raise OSError(f"response size {size} out of bounds")
         return self.recv_exact(size, deadline)
 
-    def exchange(self, frame: bytes, timeout_s: float, expect_answer: bool = True) -> Exchange:
+    def exchange(self, frame: bytes, timeout_s: float, expect_answer: bool = True,
+                 min_size: int = 4) -> Exchange:
         """Sends `frame`, waits for one response (or, without `expect_answer`, only checks that
         the connection is still open); classifies what happened."""
         start = time.monotonic()
         try:
             self.send(frame)
-            response = self.recv_frame(timeout_s)
+            response = self.recv_frame(timeout_s, min_size)
         except Closed:
             return Exchange(CLOSE, None, time.monotonic() - start)
         except TimeoutError:
