@@ -13,15 +13,13 @@ applies to each user (or client id) separately, as in Kafka.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from strom.broker.versioned_records import VersionedRecords
 from strom.config.broker import BrokerConfig
 from strom.security.quotas import (
     CLIENT_ID,
@@ -39,13 +37,11 @@ from strom.security.quotas import (
     record_key,
 )
 from strom.security.session import Session
-from strom.storage.api import StorageEngine, StorageError
+from strom.storage.api import StorageEngine
 
 log = logging.getLogger(__name__)
 
 QUOTA_KIND: Final = "quota"
-CLUSTER_KIND: Final = "cluster"
-VERSION_KEY: Final = "quota.version"
 MAX_SENSORS: Final = 100_000
 
 
@@ -55,12 +51,11 @@ class QuotaRuntime:
         self.quotas = QuotaConfig()
         self.samples = config.get_int("quota.window.num")
         self.window_s = config.get_int("quota.window.size.seconds")
-        self.refresh_s = config.get_int("quota.refresh.interval.ms") / 1000
         self._sensors: dict[tuple[str, str | None, str | None], Rate] = {}
         self._ip_sensors: dict[str, Rate] = {}
-        self._version: str | None = None
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self.records = VersionedRecords(engine, QUOTA_KIND,
+                                        config.get_int("quota.refresh.interval.ms") / 1000,
+                                        self._load)
         self.throttled = 0  # answers that carried a throttle, since start
 
     @property
@@ -68,41 +63,24 @@ class QuotaRuntime:
         return bool(self.quotas.values)
 
     async def start(self) -> None:
-        await self.reload()
-        self._task = asyncio.create_task(self._refresh_forever())
+        await self.records.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.records.stop()
 
-    async def reload(self) -> None:
-        version = (await self.engine.read_metadata(CLUSTER_KIND)).get(VERSION_KEY)
+    def _load(self, records: dict[str, str]) -> None:
         values: dict[Entity, dict[str, float]] = {}
-        for key, value in (await self.engine.read_metadata(QUOTA_KIND)).items():
+        for key, value in records.items():
             try:
                 values[entity_from_record(key)] = {k: float(v)
                                                    for k, v in json.loads(value).items()}
             except (QuotaError, ValueError, TypeError, AttributeError) as exc:
                 log.warning("ignoring a stored quota: %s", exc)
         self.quotas = QuotaConfig(values)
-        self._version = version
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_s)
-            try:
-                version = (await self.engine.read_metadata(CLUSTER_KIND)).get(VERSION_KEY)
-                if version != self._version:
-                    async with self._lock:
-                        await self.reload()
-            except StorageError as exc:
-                log.debug("cannot check the quota version: %s", exc)
 
     async def alter(self, changes: Mapping[Entity, Mapping[str, float | None]]) -> None:
         """Sets (a value) or removes (None) quota values of entities, durably."""
-        async with self._lock:
+        async with self.records.lock:
             values = {e: dict(v) for e, v in self.quotas.values.items()}
             puts: dict[str, str] = {}
             deletes: list[str] = []
@@ -118,9 +96,7 @@ class QuotaRuntime:
                 else:
                     deletes.append(record_key(entity))
                     del values[entity]
-            await self.engine.write_metadata(QUOTA_KIND, puts, deletes)
-            self._version = uuid.uuid4().hex
-            await self.engine.write_metadata(CLUSTER_KIND, {VERSION_KEY: self._version}, ())
+            await self.records.write(puts, deletes)
             self.quotas = QuotaConfig(values)
 
     # -- measuring -----------------------------------------------------------------------
