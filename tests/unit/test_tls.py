@@ -417,3 +417,24 @@ def test_principal_from_certificate(pki: Pki) -> None:
     with pytest.raises(NoMatchingRule):
         principal_from_certificate(der, PrincipalMapper.parse("RULE:^OU=(.*)$/$1/"))
 
+
+
+def test_a_server_name_that_is_not_ascii_is_refused_with_a_log_line(
+        pki: Pki, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python's ssl module cannot decode such a name and reports it as an "Exception ignored"
+    traceback on stderr; the handshake fails (right), and strom logs one line instead."""
+    tls = TlsContext(settings(pki))
+    client = client_context(pki).wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(),
+                                          server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    hello = outgoing.read()
+    assert b"localhost" in hello
+    incoming = ssl.MemoryBIO()
+    incoming.write(hello.replace(b"localhost", b"localho\xff\xff"))
+    server = tls.context.wrap_bio(incoming, ssl.MemoryBIO(), server_side=True)
+    with caplog.at_level(logging.INFO, logger="strom.security.tls"), \
+            pytest.raises(ssl.SSLError):
+        server.do_handshake()
+    assert "Exception ignored" not in capsys.readouterr().err
+    assert any("not ASCII" in record.getMessage() for record in caplog.records)

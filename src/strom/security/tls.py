@@ -20,7 +20,12 @@ import asyncio
 import logging
 import os
 import ssl
-from typing import Final
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from sys import UnraisableHookArgs
 
 from strom.security.dn import subject_name
 from strom.security.principal_rules import NoMatchingRule, PrincipalMapper
@@ -45,11 +50,34 @@ def principal_from_certificate(der: bytes | None, mapper: PrincipalMapper) -> st
     return mapper.name(subject_name(der))
 
 
+_previous_unraisable_hook: Callable[[UnraisableHookArgs], object] | None = None
+
+
+def _unraisable(args: UnraisableHookArgs) -> None:
+    """Python's ssl module cannot decode a server name (SNI) that is not ASCII: it prints the
+    UnicodeDecodeError as "Exception ignored" and the handshake fails with an alert, which is
+    the right answer; this logs that one case as a line instead of a traceback on stderr."""
+    if args.exc_type is UnicodeDecodeError and isinstance(args.object, bytes):
+        log.info("TLS handshake refused: the client's server name (SNI) is not ASCII: %r",
+                 args.object[:64])
+        return
+    if _previous_unraisable_hook is not None:
+        _previous_unraisable_hook(args)
+
+
+def _quiet_sni_decode_errors() -> None:
+    global _previous_unraisable_hook
+    if sys.unraisablehook is not _unraisable:
+        _previous_unraisable_hook = sys.unraisablehook
+        sys.unraisablehook = _unraisable
+
+
 class TlsContext:
     """A listener's server SSLContext whose certificates reload without a restart."""
 
     def __init__(self, settings: TlsSettings, label: str = "TLS") -> None:
         """Reads the key material; TlsConfigError (saying which setting or file to fix)."""
+        _quiet_sni_decode_errors()
         self.settings = settings
         self.label = label
         self._stamps = self._file_stamps()
