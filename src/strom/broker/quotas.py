@@ -4,8 +4,11 @@ the rates measured per client, and the throttle a request earns (KIP-219: the an
 at once with throttle_time_ms, then the connection is muted that long).
 
 Byte rates count a Produce request's size and a Fetch answer's size against the client's
-producer_byte_rate / consumer_byte_rate; request_percentage counts the time its requests spend
-in their handlers (100 = one thread's whole time); connection_creation_rate counts an IP's new
+producer_byte_rate / consumer_byte_rate (a Fetch asks for at most what the quota allows over
+its window; a throttled Fetch is answered empty and its bytes are taken back, as in Kafka);
+request_percentage counts the time its requests' handlers run on the event loop, not the time
+they wait (a Fetch's long poll, a Produce waiting for its write: Kafka's purgatory), 100 being
+one thread's whole time; connection_creation_rate counts an IP's new
 connections (over it, the connection is closed at once). A sensor is shared by the clients the
 quota's entity groups: a user's quota is shared by all the user's client ids, a default one
 applies to each user (or client id) separately, as in Kafka.
@@ -135,6 +138,22 @@ class QuotaRuntime:
 
     def fetch_bytes(self, session: Session, client_id: str, size: int) -> float:
         return self.record(session, client_id, CONSUMER_BYTE_RATE, size)
+
+    def unrecord_fetch_bytes(self, session: Session, client_id: str, size: int) -> None:
+        """Takes back a Fetch answer's bytes that were not sent (a throttled Fetch is answered
+        empty, as Kafka does)."""
+        found = self._sensor(session, client_id, CONSUMER_BYTE_RATE)
+        if found is not None:
+            found[0].record(-size, time.monotonic())
+
+    def fetch_window_bytes(self, session: Session, client_id: str) -> int | None:
+        """The most a client's Fetch may return (None: no consumer_byte_rate applies): what
+        its quota allows over the sampled span, so that one answer never earns a throttle
+        longer than the quota window (Kafka's getMaxValueInQuotaWindow)."""
+        found = self._sensor(session, client_id, CONSUMER_BYTE_RATE)
+        if found is None:
+            return None
+        return max(int(found[1] * (self.samples - 1) * self.window_s), 1)
 
     def mutations(self, session: Session, client_id: str, strict: bool) -> MutationBudget:
         """The client's controller_mutation_rate for one CreateTopics, CreatePartitions or

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 import typing
+from collections.abc import Awaitable, Generator
 from datetime import timedelta
 from typing import Any, Final
 
@@ -127,9 +128,39 @@ async def dispatch(broker: Broker, frame: memoryview, session: Session) -> bytes
         if body is None:
             return None
         return encode_response(api_key, version, correlation_id, body)
-    started = time.perf_counter()
-    body = await spec.handler(broker, ctx, request, builder)
-    return throttled(broker.quotas, ctx, len(frame), body, time.perf_counter() - started)
+    timed = BusyTime(spec.handler(broker, ctx, request, builder))
+    body = await timed
+    return throttled(broker.quotas, ctx, len(frame), body, timed.busy_s)
+
+
+class BusyTime:
+    """Awaits a coroutine and adds up the time it ran on the event loop, leaving out the
+    time it waited (a long poll, a write, a rebalance): the time Kafka's request quota counts
+    on its request threads, without its purgatory."""
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.steps = awaitable.__await__()
+        self.busy_s = 0.0
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        message: Any = None
+        error: BaseException | None = None
+        while True:
+            started = time.perf_counter()
+            try:
+                yielded = (self.steps.send(message) if error is None
+                           else self.steps.throw(error))
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                self.busy_s += time.perf_counter() - started
+            try:
+                message, error = (yield yielded), None
+            except GeneratorExit:
+                self.steps.close()
+                raise
+            except BaseException as exc:  # a cancellation: the coroutine handles it
+                message, error = None, exc
 
 
 def throttled(quotas: QuotaRuntime, ctx: RequestContext, request_size: int, body: Any,
@@ -156,8 +187,16 @@ def throttled(quotas: QuotaRuntime, ctx: RequestContext, request_size: int, body
     if body is None or not hasattr(body, "throttle_time"):
         return encoded
     ms = round(throttle_s * 1000)
-    body = dataclasses.replace(body, throttle_time=timedelta(milliseconds=max(
-        ms, int(body.throttle_time.total_seconds() * 1000))))
+    changes: dict[str, Any] = {"throttle_time": timedelta(milliseconds=max(
+        ms, int(body.throttle_time.total_seconds() * 1000)))}
+    if api_key == FETCH_KEY and body.responses and encoded is not None:
+        # Kafka answers a throttled Fetch empty and takes its bytes back: the consumer asks
+        # for the same offsets once the throttle is over.
+        quotas.unrecord_fetch_bytes(session, client_id, len(encoded))
+        changes["responses"] = ()
+        if hasattr(body, "node_endpoints"):
+            changes["node_endpoints"] = ()
+    body = dataclasses.replace(body, **changes)
     return encode_response(api_key, ctx.api_version, ctx.correlation_id, body)
 
 

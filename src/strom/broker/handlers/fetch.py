@@ -178,8 +178,10 @@ def refused_topics(broker: Broker, ctx: RequestContext, request: Any
 
 
 async def read_all(broker: Broker, b: ResponseBuilder, request: Any,
-                   refused: frozenset[str | None] = frozenset()) -> FetchRound:
-    budget = FetchBudget(remaining=max(int(request.max_bytes), 0))
+                   refused: frozenset[str | None] = frozenset(),
+                   max_bytes: int | None = None) -> FetchRound:
+    limit = int(request.max_bytes) if max_bytes is None else max_bytes
+    budget = FetchBudget(remaining=max(limit, 0))
     committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     topics = []
     total = 0
@@ -220,10 +222,15 @@ async def handle_fetch(broker: Broker, ctx: RequestContext, request: Any,
                      broker.config.get_int("fetch.max.wait.ms.cap") / 1000)
     deadline = time.monotonic() + max(max_wait_s, 0)
     refused = refused_topics(broker, ctx, request)
+    max_bytes, min_bytes = int(request.max_bytes), int(request.min_bytes)
+    if broker.quotas.active:  # no more than the consumer_byte_rate allows over its window
+        window = broker.quotas.fetch_window_bytes(ctx.session, ctx.client_id or "")
+        if window is not None and window < max_bytes:
+            max_bytes, min_bytes = window, min(min_bytes, window)
     while True:
-        read = await read_all(broker, b, request, refused)
+        read = await read_all(broker, b, request, refused, max_bytes)
         remaining = deadline - time.monotonic()
-        if (read.size >= int(request.min_bytes) or remaining <= 0 or read.leaders
+        if (read.size >= min_bytes or remaining <= 0 or read.leaders
                 or (refused and not read.seen)):
             endpoints = (await node_endpoints(broker, b, read.leaders,
                                                 ctx.session.listener)
