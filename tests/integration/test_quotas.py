@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from strom.cli.main import cli
 from strom.testing import EmbeddedBroker
@@ -122,6 +123,39 @@ def test_a_consumer_is_held_to_its_byte_rate(quota_broker: EmbeddedBroker) -> No
     # As in Kafka, the answer that would cross the quota is not sent (an empty throttled
     # answer instead), so the consumer is held as closely as a producer.
     assert 0.8 * RATE <= measured <= 1.2 * RATE
+
+
+def test_request_percentage_counts_work_not_waits(quota_broker: EmbeddedBroker) -> None:
+    """A client whose requests keep the broker busy beyond 1% of a thread is throttled; a
+    consumer long-polling an empty topic under the same quota is not (its waits are not
+    work, as Kafka's purgatory is not)."""
+    bootstrap = quota_broker.bootstrap_servers
+    b = ["-b", bootstrap]
+    topic = create_topic(bootstrap, unique_name("quota-idle"))
+    for client_id in ("busy", "poller"):
+        cli_ok("quota", "set", "--client-id", client_id, "--request-percentage", "1", *b)
+    poller_throttles: list[int] = []
+    c = Consumer({"bootstrap.servers": bootstrap, "client.id": "poller",
+                  "group.id": unique_name("g"), "fetch.wait.max.ms": 500,
+                  "throttle_cb": lambda event: poller_throttles.append(
+                      int(event.throttle_time * 1000))})
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    end = time.monotonic() + 4.0
+    while time.monotonic() < end:  # about 8 long polls of 500 ms: 100% of wall time
+        assert c.poll(0.2) is None
+    c.close()
+    busy_throttles: list[int] = []
+    admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": "busy",
+                         "throttle_cb": lambda event: busy_throttles.append(
+                             int(event.throttle_time * 1000))})
+    end = time.monotonic() + DEADLINE_S
+    while not busy_throttles and time.monotonic() < end:
+        admin.list_topics(timeout=DEADLINE_S)
+        admin.poll(0)
+    print(f"request_percentage 1: long-polling consumer throttled {len(poller_throttles)} "
+          f"times; busy admin client throttled up to {max(busy_throttles, default=0)} ms")
+    assert busy_throttles and max(busy_throttles) > 0
+    assert not poller_throttles
 
 
 def test_quota_checks_and_deletion(quota_broker: EmbeddedBroker) -> None:
