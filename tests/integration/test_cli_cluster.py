@@ -72,8 +72,11 @@ def test_leases_and_move_on_one_broker(broker: EmbeddedBroker) -> None:
     assert "--balanced" in run(bootstrap, "cluster", "move", topic, "0", code=2).output
     assert "not a list of node ids" in run(bootstrap, "cluster", "move", topic, "0", "1,x",
                                            code=2).output
-    assert "PLAINTEXT listeners only, not SSL" in run(
+    assert "TLS handshake failed" in run(
         bootstrap, "cluster", "leases", "-X", "security.protocol=SSL", code=1).output
+    assert "SASL needs -X sasl.username" in run(
+        bootstrap, "cluster", "leases", "-X", "security.protocol=SASL_PLAINTEXT",
+        "-X", "sasl.mechanism=PLAIN", code=1).output
 
 
 def test_move_and_leases_on_two_brokers(postgres_url: str) -> None:

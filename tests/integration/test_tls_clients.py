@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
@@ -34,6 +35,7 @@ from confluent_kafka.admin import (
 )
 from kio.schema.api_versions.v0.request import ApiVersionsRequest
 
+from strom.cli.main import cli
 from strom.security.certs import CertificateAuthority, create_ca, create_certificate
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import DEADLINE_S, create_topic, unique_name
@@ -590,3 +592,39 @@ def test_junk_records_after_the_handshake_release_the_connection(certs: Certs) -
             assert api_versions_answered(served)
         finally:
             served.close()
+
+
+def strom(*args: str) -> tuple[int, str]:
+    done = CliRunner().invoke(cli, list(args))
+    failure = "" if done.exception is None or isinstance(done.exception, SystemExit) else (
+        f" [{type(done.exception).__name__}: {done.exception}]")
+    return done.exit_code, done.output + failure
+
+
+def test_strom_quota_and_cluster_speak_ssl_and_sasl_ssl(tls_broker: EmbeddedBroker,
+                                                       certs: Certs) -> None:
+    """The commands that speak the Kafka protocol themselves take librdkafka's -X settings."""
+    sasl = ["-b", tls_broker.address("SASL_SSL"), "-X", "security.protocol=SASL_SSL",
+            "-X", f"ssl.ca.location={certs.ca_pem}", "-X", "sasl.mechanism=SCRAM-SHA-512",
+            "-X", "sasl.username=scram-user"]
+    code, out = strom("quota", "set", "--user", "tls-quota-user", "--producer-byte-rate",
+                      "4096", *sasl, "-X", f"sasl.password={PASSWORD}")
+    assert code == 0, out
+    code, out = strom("quota", "list", "--user", "tls-quota-user", *sasl,
+                      "-X", f"sasl.password={PASSWORD}")
+    assert code == 0 and "tls-quota-user" in out and "4096" in out, out
+    code, out = strom("quota", "list", *sasl, "-X", "sasl.password=wrong")
+    assert code == 1 and "authentication as 'scram-user' (SCRAM-SHA-512) failed" in out, out
+    # PLAIN on the same listener, and mutual TLS on another.
+    plain = [a if a != "sasl.mechanism=SCRAM-SHA-512" else "sasl.mechanism=PLAIN" for a in sasl]
+    code, out = strom("quota", "delete", "--user", "tls-quota-user", *plain,
+                      "-X", f"sasl.password={PASSWORD}")
+    assert code == 0, out
+    mtls = ["-b", tls_broker.address("MTLS"), "-X", "security.protocol=SSL",
+            "-X", f"ssl.ca.location={certs.ca_pem}",
+            *(f"-X{k}={v}" for k, v in certs.client("alice").items())]
+    code, out = strom("cluster", "leases", *mtls)
+    assert code == 0, out
+    # Without a client certificate the listener that requires one refuses the handshake.
+    code, out = strom("cluster", "leases", *mtls[:6])
+    assert code == 1, out

@@ -7,7 +7,10 @@ A connection is opened on first use from the address the broker directory (the s
 engine's `brokers()`) lists for the node id; the directory is asked again when a node id is not
 in the addresses known, or after a connection to it failed (the broker may have restarted
 elsewhere). A failed connection is replaced on the next send; concurrent sends to a node
-share one opening. Peers identify themselves with the client id `strom-broker-<node id>`.
+share one opening. Peers identify themselves with the client id `strom-broker-<node id>`, and
+connect as the inter-broker listener asks (TLS, SASL: strom.security.client_security); a
+connection whose SASL session the peer limits (connections.max.reauth.ms) is replaced before
+it ends.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from kio.static.protocol import Payload
 
 from strom.protocol.client import KafkaConnection, PeerUnavailable
 from strom.protocol.messages import RequestBuilder
+from strom.security.client_security import ClientSecurity
 from strom.storage.api import BrokerRegistration, StorageError
 
 log = logging.getLogger(__name__)
@@ -54,8 +58,10 @@ class Peers:
     """One connection per node id, opened lazily, replaced after a failure."""
 
     def __init__(self, directory: BrokerDirectory, node_id: int, *,
-                 connect_timeout_s: float, request_timeout_s: float) -> None:
+                 connect_timeout_s: float, request_timeout_s: float,
+                 security: ClientSecurity | None = None) -> None:
         self.directory = directory
+        self.security = security or ClientSecurity()
         self.node_id = node_id
         self.client_id = peer_client_id(node_id)
         self.connect_timeout_s = connect_timeout_s
@@ -121,7 +127,7 @@ class Peers:
     async def _open(self, node_id: int) -> KafkaConnection:
         host, port = await self._address(node_id)
         try:
-            connection = await KafkaConnection.open(
+            connection = await self.security.open(
                 host, port, self.client_id, connect_timeout_s=self.connect_timeout_s,
                 request_timeout_s=self.request_timeout_s, peer=f"node {node_id} ({host}:{port})")
         except PeerUnavailable:

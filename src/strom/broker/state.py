@@ -22,6 +22,7 @@ from strom.config.text import plural
 from strom.coordinator.group.model import GroupConfig
 from strom.coordinator.internal_topics import RESERVED_TOPICS
 from strom.security.acl import Authorizer, Operation, ResourceType
+from strom.security.client_security import inter_broker
 from strom.security.session import Session
 from strom.storage.api import BrokerRegistration, StorageEngine, TopicExists, TopicInfo
 
@@ -108,7 +109,8 @@ class Broker:
         self.peers = Peers(
             engine, config.node_id,
             connect_timeout_s=config.get_int("socket.connection.setup.timeout.ms") / 1000,
-            request_timeout_s=config.get_int("request.timeout.ms") / 1000)
+            request_timeout_s=config.get_int("request.timeout.ms") / 1000,
+            security=inter_broker(config))
         self.transactions = TransactionRuntime(
             engine, transaction_config(config, self.groups, self.producer_ids),
             self.producer_ids, self.groups, self.peers,

@@ -6,7 +6,8 @@ epoch moves up by one each time the lease changes hands, and a reassignment pins
 the first live broker named (nothing is copied: the database holds the data), so a move is
 done within a heartbeat; `move --balanced` cancels the pin. Against Kafka the same requests
 start an ordinary reassignment, which `leases` shows as in progress until its replicas have
-caught up. Both speak the Kafka protocol through cli/wire_admin.py (PLAINTEXT listeners).
+caught up. Both speak the Kafka protocol through cli/wire_admin.py (any listener: -X for
+TLS and SASL).
 """
 
 from __future__ import annotations

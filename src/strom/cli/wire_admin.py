@@ -3,8 +3,8 @@ confluent-kafka's AdminClient has no call for them (AlterPartitionReassignments,
 ListPartitionReassignments) or leaves fields out (Metadata's leader epochs).
 
 They speak the Kafka protocol only, so they work against any Kafka cluster (2.4 or later for
-reassignments), but over a PLAINTEXT listener only: this client has no TLS or SASL, so a
-`--command-config security.protocol=...` other than PLAINTEXT is refused with a message.
+reassignments), over any listener: `-X security.protocol=SSL|SASL_PLAINTEXT|SASL_SSL` with
+librdkafka's TLS and SASL settings (PLAIN, SCRAM-SHA-256/512; strom.security.client_security).
 Reassignments go to the controller Metadata names, as Kafka's admin client sends them (a
 KRaft broker forwards them to the active controller).
 """
@@ -20,8 +20,11 @@ from typing import Any, Final, TypeVar
 from kio.static.primitive import i32Timedelta
 
 from strom.cli.common import ClientOptions, CliError, unreachable_message
+from strom.config.topic import ConfigError
 from strom.protocol.client import KafkaConnection, PeerUnavailable
 from strom.protocol.messages import ErrorCode, RequestBuilder
+from strom.security.client_security import ClientSecurity, from_client_settings
+from strom.security.sasl_client import SaslError
 
 METADATA, ALTER_REASSIGNMENTS, LIST_REASSIGNMENTS = 3, 45, 46
 METADATA_MIN_VERSION: Final = 7  # the first with leader epochs
@@ -68,12 +71,11 @@ class Reassignment:
 Session = Callable[[KafkaConnection], Awaitable[T]]
 
 
-def check_plaintext(client: ClientOptions) -> None:
-    protocol = client.settings.get("security.protocol", "PLAINTEXT").strip().upper()
-    if protocol != "PLAINTEXT":
-        raise CliError(f"this command speaks the Kafka protocol itself and supports PLAINTEXT "
-                       f"listeners only, not {protocol}: point -b at a PLAINTEXT listener, or "
-                       "use Kafka's kafka-reassign-partitions.sh / kafka-topics.sh")
+def security(client: ClientOptions) -> ClientSecurity:
+    try:
+        return from_client_settings(client.settings)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 def bootstrap_addresses(client: ClientOptions) -> list[tuple[str, int]]:
@@ -87,28 +89,34 @@ def bootstrap_addresses(client: ClientOptions) -> list[tuple[str, int]]:
 
 
 async def _connect(host: str, port: int, client: ClientOptions) -> KafkaConnection:
-    return await KafkaConnection.open(host, port, CLIENT_ID,
-                                      connect_timeout_s=client.request_timeout,
-                                      request_timeout_s=client.request_timeout)
+    try:
+        return await security(client).open(host, port, CLIENT_ID,
+                                           connect_timeout_s=client.request_timeout,
+                                           request_timeout_s=client.request_timeout)
+    except SaslError as exc:
+        raise CliError(f"{exc}: check -X sasl.mechanism, sasl.username and sasl.password"
+                       ) from None
 
 
 def run(client: ClientOptions, session: Session[T]) -> T:
     """`session(connection)` on a connection to the first bootstrap server that answers;
     a CliError if none does."""
-    check_plaintext(client)
+    security(client)  # settings checked before any connection
     addresses = bootstrap_addresses(client)
 
     async def main() -> T:
+        last = ""
         for host, port in addresses:
             try:
                 connection = await _connect(host, port, client)
-            except PeerUnavailable:
+            except PeerUnavailable as exc:
+                last = str(exc)
                 continue
             try:
                 return await session(connection)
             finally:
                 await connection.close()
-        raise CliError(unreachable_message(client))
+        raise CliError(f"{unreachable_message(client)}; last error: {last}")
 
     try:
         return asyncio.run(main())

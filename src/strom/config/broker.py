@@ -76,6 +76,14 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     # and the one brokers use to reach each other (empty: the first listener).
     "listener.security.protocol.map": DEFAULT_PROTOCOL_MAP,
     "inter.broker.listener.name": "",
+    # How a broker logs in at the inter-broker listener when it is a SASL one: the mechanism
+    # (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; Kafka's name) and the broker's user in the
+    # listener's listener.name.NAME.MECHANISM.sasl.jaas.config (or sasl.jaas.config).
+    "sasl.mechanism.inter.broker.protocol": "",
+    "sasl.jaas.config": "",
+    # A broker reaching another over TLS checks the host name against its certificate
+    # ("https", Kafka's default) or not ("").
+    "ssl.endpoint.identification.algorithm": "https",
     # TLS (SSL and SASL_SSL listeners; each may be prefixed listener.name.NAME. for one
     # listener): Kafka's names, PEM files only.
     "ssl.keystore.type": "PEM",
@@ -130,9 +138,13 @@ AUTHORIZER_NAMES: Final = frozenset({
     "strom",
 })
 
+# The SASL mechanisms Kafka knows (a listener's JAAS settings may be per mechanism).
+SASL_MECHANISMS: Final = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER",
+                                    "GSSAPI"})
+
 # Settings whose values are secrets: never shown (DescribeConfigs marks them sensitive).
 SENSITIVE: Final = frozenset({"ssl.key.password", "ssl.keystore.key", "ssl.keystore.password",
-                              "ssl.truststore.password"})
+                              "ssl.truststore.password", "sasl.jaas.config"})
 # Settings a listener may override with the prefix listener.name.NAME. (Kafka's per-listener
 # configs).
 _PER_LISTENER_PREFIXES: Final = ("ssl.", "sasl.", "connections.max.reauth.ms")
@@ -276,13 +288,20 @@ class BrokerConfig:
         elif broker_name in BROKER_SETTINGS:
             _check_broker_value(name, broker_name, value)
         else:
-            raise ConfigError(f"unknown setting {name!r}; see docs/configuration.md")
+            raise ConfigError(f"unknown setting {name!r}; the settings are listed in README.md "
+                              "(`strom serve`) and docs/security.md")
         self.settings[broker_name] = value.strip()
 
     def _set_per_listener(self, name: str, value: str) -> None:
         """listener.name.NAME.SETTING: SETTING for that listener only."""
         rest = name[len("listener.name."):]
         listener, dot, setting = rest.partition(".")
+        mechanism, _, jaas = setting.partition(".")
+        if jaas == "sasl.jaas.config" and mechanism.upper() in SASL_MECHANISMS:
+            # Kafka's listener.name.NAME.MECHANISM.sasl.jaas.config
+            key = f"listener.name.{listener.lower()}.{mechanism.lower()}.{jaas}"
+            self.settings[key] = value.strip()
+            return
         if not dot or not listener or setting not in BROKER_SETTINGS or not setting.startswith(
                 _PER_LISTENER_PREFIXES):
             raise ConfigError(f"unknown setting {name!r}: listener.name.NAME. prefixes a TLS "

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
@@ -55,6 +57,10 @@ SOFTWARE_NAME: Final = "strom"
 
 class PeerUnavailable(Exception):
     """The peer could not be reached or did not answer; the message says which and why."""
+
+
+# Authenticates a connection once versions are negotiated (strom.security.sasl_client).
+Authenticate = Callable[["KafkaConnection"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,27 +126,37 @@ class KafkaConnection:
         self._next_correlation_id = 0
         self._room = asyncio.Semaphore(IN_FLIGHT_MAX)
         self._failure: str | None = None  # why the connection closed, once it has
+        # When a session the server limits (connections.max.reauth.ms) is to be given up.
+        self.expires_at: float | None = None
         self._reading = asyncio.get_running_loop().create_task(self._read_answers())
 
     @classmethod
     async def open(cls, host: str, port: int, client_id: str, *, connect_timeout_s: float,
-                   request_timeout_s: float, peer: str | None = None) -> KafkaConnection:
-        """Connects and negotiates versions within `connect_timeout_s` and
+                   request_timeout_s: float, peer: str | None = None,
+                   tls: ssl.SSLContext | None = None,
+                   authenticate: Authenticate | None = None) -> KafkaConnection:
+        """Connects (over TLS with `tls`, the host checked against the certificate if the
+        context checks host names) and negotiates versions within `connect_timeout_s` and
         `request_timeout_s` (a broker's socket.connection.setup.timeout.ms and
-        request.timeout.ms); `peer` names the other side in errors (default host:port).
-        Raises PeerUnavailable."""
+        request.timeout.ms), then runs `authenticate` (a SASL exchange); `peer` names the
+        other side in errors (default host:port). Raises PeerUnavailable."""
         name = peer or f"{host}:{port}"
         try:
             async with asyncio.timeout(connect_timeout_s):
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=host if tls is not None else None)
         except TimeoutError:
             raise PeerUnavailable(f"{name}: no connection within {connect_timeout_s:g} s"
                                   ) from None
+        except ssl.SSLError as exc:
+            raise PeerUnavailable(f"{name}: TLS handshake failed: {_reason(exc)}") from None
         except OSError as exc:
             raise PeerUnavailable(f"{name}: cannot connect: {_reason(exc)}") from None
         connection = cls(name, reader, writer, client_id, request_timeout_s)
         try:
             await connection._negotiate()
+            if authenticate is not None:
+                await authenticate(connection)
         except BaseException:
             await connection.close()
             raise
@@ -148,6 +164,9 @@ class KafkaConnection:
 
     @property
     def closed(self) -> bool:
+        """Failed or closed, or its authenticated session is (nearly) over (KIP-368)."""
+        if self.expires_at is not None and time.monotonic() >= self.expires_at:
+            return True
         return self._failure is not None
 
     def version_for(self, api_key: int, max_version: int, min_version: int = 0) -> int:
