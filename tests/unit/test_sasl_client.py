@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from strom.broker.state import peer_security
 from strom.config.broker import SENSITIVE, BrokerConfig
 from strom.config.topic import ConfigError
 from strom.security import jaas
@@ -144,3 +145,14 @@ def test_inter_broker_security_from_kafkas_settings(tmp_path: Path) -> None:
     # A PLAINTEXT inter-broker listener needs nothing.
     plain = BrokerConfig.build(tmp_path / "d2", "127.0.0.1", 0, {})
     assert inter_broker(plain).tls is None and inter_broker(plain).sasl is None
+
+
+def test_a_broker_that_shares_no_storage_needs_no_inter_broker_login(tmp_path: Path) -> None:
+    sasl_only = BrokerConfig.build(tmp_path / "d", "127.0.0.1", 0,
+                                   {"listeners": "SASL_PLAINTEXT://127.0.0.1:0"})
+    assert peer_security(sasl_only) is None
+    shared = BrokerConfig.build(tmp_path / "d", "127.0.0.1", 0,
+                                {"listeners": "SASL_PLAINTEXT://127.0.0.1:0"},
+                                storage="postgresql://strom@127.0.0.1:5432/strom")
+    with pytest.raises(ConfigError, match="inter"):
+        peer_security(shared)

@@ -19,12 +19,14 @@ from strom.broker.topic_locks import TopicLocks
 from strom.broker.txn_runtime import TransactionRuntime, transaction_config
 from strom.config.broker import BrokerConfig
 from strom.config.text import plural
+from strom.config.topic import ConfigError
 from strom.coordinator.group.model import GroupConfig
 from strom.coordinator.internal_topics import RESERVED_TOPICS
 from strom.security.acl import Authorizer, Operation, ResourceType
-from strom.security.client_security import inter_broker
+from strom.security.client_security import ClientSecurity, inter_broker
 from strom.security.session import Session
 from strom.storage.api import BrokerRegistration, StorageEngine, TopicExists, TopicInfo
+from strom.storage.select import POSTGRES_PREFIXES
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,18 @@ def group_config(config: BrokerConfig) -> GroupConfig:
     )
 
 
+
+def peer_security(config: BrokerConfig) -> ClientSecurity | None:
+    """How this broker reaches the others (strom.security.client_security.inter_broker). A
+    broker whose storage no other broker shares (a data directory, memory) never does: a
+    SASL inter-broker listener without the broker's own login is then no error."""
+    try:
+        return inter_broker(config)
+    except ConfigError:
+        if config.storage.strip().startswith(POSTGRES_PREFIXES):
+            raise
+        return None
+
 class Broker:
     """What every handler needs; one per process."""
 
@@ -110,7 +124,7 @@ class Broker:
             engine, config.node_id,
             connect_timeout_s=config.get_int("socket.connection.setup.timeout.ms") / 1000,
             request_timeout_s=config.get_int("request.timeout.ms") / 1000,
-            security=inter_broker(config))
+            security=peer_security(config))
         self.transactions = TransactionRuntime(
             engine, transaction_config(config, self.groups, self.producer_ids),
             self.producer_ids, self.groups, self.peers,

@@ -150,6 +150,11 @@ class KafkaConnection:
                                   ) from None
         except ssl.SSLError as exc:
             raise PeerUnavailable(f"{name}: TLS handshake failed: {_reason(exc)}") from None
+        except ConnectionError as exc:
+            if tls is None or isinstance(exc, ConnectionRefusedError):
+                raise PeerUnavailable(f"{name}: cannot connect: {_reason(exc)}") from None
+            raise PeerUnavailable(f"{name}: TLS handshake failed: {_reason(exc)} (is it an "
+                                  "SSL or SASL_SSL listener?)") from None
         except OSError as exc:
             raise PeerUnavailable(f"{name}: cannot connect: {_reason(exc)}") from None
         connection = cls(name, reader, writer, client_id, request_timeout_s)

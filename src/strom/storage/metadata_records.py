@@ -16,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from strom.storage.local.files import write_atomic
-
 KINDS: Final = frozenset({"cluster", "scram", "acl", "quota"})
 
 
@@ -101,5 +99,9 @@ def write_file(path: Path, puts: Mapping[str, str], deletes: Sequence[str]) -> N
 
 def _write_private(path: Path, data: bytes) -> None:
     """Credentials are secrets: only the broker's user reads them."""
+    # Imported here: the local engine imports this module, and importing any module of
+    # strom.storage.local first runs the package, which imports the engine.
+    from strom.storage.local.files import write_atomic
+
     write_atomic(path, data)
     os.chmod(path, 0o600)
