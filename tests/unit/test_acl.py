@@ -152,3 +152,28 @@ def test_records_round_trip() -> None:
     assert AclBinding.from_record(b.record()) == b
     with pytest.raises(AclError):
         AclBinding.from_record("[1,2]")
+
+
+@pytest.mark.parametrize(("acls", "expected"), [
+    ((), False),
+    ((acl(T, "out", Operation.WRITE),), True),
+    ((acl(T, "out", Operation.ALL),), True),
+    ((acl(T, "out", Operation.READ),), False),
+    ((acl(G, "out", Operation.WRITE),), False),
+    ((acl(T, "out", Operation.WRITE), acl(T, "out", Operation.WRITE, DENY)), False),
+    ((acl(T, "out-1", Operation.WRITE), acl(T, "out", Operation.WRITE, DENY, pattern=PRE)), False),
+    ((acl(T, "out-", Operation.WRITE, pattern=PRE), acl(T, "o", Operation.ALL, DENY, pattern=PRE)),
+     False),
+    ((acl(T, "out", Operation.WRITE), acl(T, "*", Operation.WRITE, DENY)), False),
+    ((acl(T, "out", Operation.WRITE), acl(T, "other", Operation.WRITE, DENY)), True),
+    ((acl(T, "*", Operation.WRITE, principal="User:*"),), True),
+    ((acl(T, "out", Operation.WRITE, principal=BOB),), False),
+    ((acl(T, "out", Operation.WRITE, host="10.0.0.9"),), False),
+])
+def test_authorize_by_resource_type(acls: tuple[AclBinding, ...], expected: bool) -> None:
+    """Kafka's authorizeByResourceType (KIP-679): may alice WRITE some topic?"""
+    authorizer = Authorizer(acls)
+    assert authorizer.authorize_by_resource_type(ALICE, "127.0.0.1", Operation.WRITE, T) \
+        is expected
+    assert Authorizer(acls, super_users=[ALICE]).authorize_by_resource_type(
+        ALICE, "127.0.0.1", Operation.WRITE, T)

@@ -208,6 +208,10 @@ def _principal_matches(acl_principal: str, principal: str) -> bool:
     return acl_principal == WILDCARD_PRINCIPAL and principal.startswith("User:")
 
 
+# The made-up resource name Kafka's authorizeByResourceType asks about first.
+_ANY_RESOURCE_PROBE: Final = "hardcode"
+
+
 class Authorizer:
     """The decision over a set of bindings (see the module docstring)."""
 
@@ -281,6 +285,35 @@ class Authorizer:
             elif acl.operation is Operation.ALL or acl.operation in implied:
                 allowed = True
         return allowed
+
+    def authorize_by_resource_type(self, principal: str, host: str, operation: Operation,
+                                   resource_type: ResourceType) -> bool:
+        """Kafka's authorizeByResourceType (KIP-679): whether the principal may do
+        `operation` on at least one resource of the type. First a made-up resource name is
+        asked about (super users, and everyone under allow.everyone.if.no.acl.found when no
+        ACL names it, pass); then an ALLOW of the operation (or ALL) for the principal (or
+        User:*), from its host or any, must stand that no DENY covers: a DENY on the same
+        literal name or on a prefix of it, and a DENY of the literal `*`, which denies all."""
+        if self.authorize(principal, host, operation, resource_type, _ANY_RESOURCE_PROBE):
+            return True
+        acls = [a for a in self.bindings
+                if a.resource_type is resource_type and _principal_matches(a.principal, principal)
+                and a.host in (host, WILDCARD) and a.operation in (operation, Operation.ALL)]
+        denied = [a for a in acls if a.permission is Permission.DENY]
+        literal = {a.name for a in denied if a.pattern is PatternType.LITERAL}
+        prefixes = {a.name for a in denied if a.pattern is PatternType.PREFIXED}
+        if WILDCARD in literal:
+            return False
+        for a in acls:
+            if a.permission is not Permission.ALLOW:
+                continue
+            if a.pattern is PatternType.LITERAL and a.name == WILDCARD:
+                return True
+            if a.pattern is PatternType.LITERAL and a.name in literal:
+                continue
+            if not any(a.name[:end] in prefixes for end in range(1, len(a.name) + 1)):
+                return True
+        return False
 
     def authorized_operations(self, principal: str, host: str, resource_type: ResourceType,
                               name: str) -> int:

@@ -30,62 +30,22 @@ from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.coordinator.transaction import InitProducerIdResult
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
-from strom.security.acl import (
-    WILDCARD,
-    WILDCARD_PRINCIPAL,
-    AclBinding,
-    Operation,
-    PatternType,
-    Permission,
-    ResourceType,
-)
+from strom.security.acl import Operation, ResourceType
 from strom.storage.api import StorageError
 
 log = logging.getLogger(__name__)
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
-# The made-up topic Kafka's authorizeByResourceType asks about first: super users (and, with
-# allow.everyone.if.no.acl.found, everyone when no ACL names it) pass on it.
-_ANY_TOPIC_PROBE = "hardcode"
-
-
-def writes_some_topic(ctx: RequestContext) -> bool:
-    """Kafka's Authorizer.authorizeByResourceType(WRITE, TOPIC): whether the principal may
-    WRITE at least one topic: an ALLOW of WRITE (or ALL) on topics, for it or User:*, from
-    its host or any, that no DENY covers (a DENY on the literal name or on a prefix of it,
-    and any DENY of the literal `*`, which denies everything)."""
-    if ctx.allowed(Operation.WRITE, ResourceType.TOPIC, _ANY_TOPIC_PROBE):
-        return True
-    assert ctx.authorizer is not None  # allowed() passes everything without one
-    principal, host = str(ctx.session.principal), ctx.session.client_host
-    acls = [a for a in ctx.authorizer.bindings
-            if a.resource_type is ResourceType.TOPIC and a.principal in (principal,
-                                                                         WILDCARD_PRINCIPAL)
-            and a.host in (host, WILDCARD) and a.operation in (Operation.WRITE, Operation.ALL)]
-    return _some_allow_stands(acls)
-
-
-def _some_allow_stands(acls: list[AclBinding]) -> bool:
-    denied = [a for a in acls if a.permission is Permission.DENY]
-    literal = {a.name for a in denied if a.pattern is PatternType.LITERAL}
-    prefixes = {a.name for a in denied if a.pattern is PatternType.PREFIXED}
-    if WILDCARD in literal:
-        return False
-    for a in acls:
-        if a.permission is not Permission.ALLOW:
-            continue
-        if a.pattern is PatternType.LITERAL and a.name == WILDCARD:
-            return True
-        if a.pattern is PatternType.LITERAL and a.name in literal:
-            continue
-        if not any(a.name[:end] in prefixes for end in range(1, len(a.name) + 1)):
-            return True
-    return False
 
 
 def idempotence_allowed(ctx: RequestContext) -> bool:
-    return cluster_allowed(ctx, Operation.IDEMPOTENT_WRITE) or writes_some_topic(ctx)
+    if cluster_allowed(ctx, Operation.IDEMPOTENT_WRITE):
+        return True
+    assert ctx.authorizer is not None  # cluster_allowed passes everything without one
+    return ctx.authorizer.authorize_by_resource_type(
+        str(ctx.session.principal), ctx.session.client_host, Operation.WRITE,
+        ResourceType.TOPIC)
 
 
 async def init_transactional(broker: Broker, request: Any, version: int,
