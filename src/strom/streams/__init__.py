@@ -1,0 +1,35 @@
+"""strom.streams: stream processing for Python at Kafka Streams' level, as an ordinary Kafka
+client library (it imports nothing of the broker, so it runs against any Kafka cluster).
+
+    from strom.streams import StreamsBuilder, Consumed, Produced, Serdes, TopologyTestDriver
+"""
+
+from strom.streams.aggregate import Change
+from strom.streams.config import StreamsConfig, StreamsConfigError
+from strom.streams.driver import TestInputTopic, TestOutputTopic, TopologyTestDriver
+from strom.streams.dsl import (
+    Consumed,
+    Grouped,
+    KGroupedStream,
+    KStream,
+    KTable,
+    Materialized,
+    Produced,
+    Repartitioned,
+    StreamsBuilder,
+)
+from strom.streams.processor import Processor, ProcessorContext, PunctuationType
+from strom.streams.record import Record, RecordMetadata
+from strom.streams.serdes import JsonSerde, Serde, Serdes, SerializationError
+from strom.streams.stores.kv import KeyValueStore, KeyValueStoreBuilder
+from strom.streams.task import StreamsError
+from strom.streams.topology import Topology, TopologyError
+
+__all__ = [
+    "Change", "Consumed", "Grouped", "JsonSerde", "KGroupedStream", "KStream", "KTable",
+    "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor", "ProcessorContext",
+    "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned", "Serde",
+    "Serdes", "SerializationError", "StreamsBuilder", "StreamsConfig", "StreamsConfigError",
+    "StreamsError", "TestInputTopic", "TestOutputTopic", "Topology", "TopologyError",
+    "TopologyTestDriver",
+]

@@ -1,0 +1,127 @@
+"""An application's settings by Kafka Streams' names; everything else (security.protocol,
+sasl.*, ssl.*, ...) and settings prefixed `consumer.`, `producer.` or `admin.` go to the
+clients (librdkafka's names)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from typing import Any, Final
+
+from strom.streams.serdes import (
+    BYTES,
+    DOUBLE,
+    INTEGER,
+    JSON,
+    LONG,
+    STRING,
+    Serde,
+)
+from strom.streams.task import DeserializationHandler, log_and_continue, log_and_fail
+
+AT_LEAST_ONCE: Final = "at_least_once"
+EXACTLY_ONCE_V2: Final = "exactly_once_v2"
+GUARANTEES: Final = {AT_LEAST_ONCE: AT_LEAST_ONCE, EXACTLY_ONCE_V2: EXACTLY_ONCE_V2,
+                     "exactly_once": EXACTLY_ONCE_V2, "exactly-once": EXACTLY_ONCE_V2,
+                     "at-least-once": AT_LEAST_ONCE}
+SERDES_BY_NAME: Final[dict[str, Serde[Any]]] = {
+    "bytes": BYTES, "bytearray": BYTES, "string": STRING, "integer": INTEGER, "int": INTEGER,
+    "long": LONG, "double": DOUBLE, "json": JSON}
+HANDLERS: Final[dict[str, DeserializationHandler]] = {
+    "logandfail": log_and_fail, "logandcontinue": log_and_continue}
+STREAMS_SETTINGS: Final = frozenset({
+    "application.id", "bootstrap.servers", "default.key.serde", "default.value.serde",
+    "processing.guarantee", "commit.interval.ms", "num.stream.threads", "state.dir",
+    "num.standby.replicas", "default.deserialization.exception.handler",
+    "replication.factor", "application.server", "statestore.cache.max.bytes",
+    "poll.ms", "max.task.idle.ms"})
+_APPLICATION_ID: Final = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class StreamsConfigError(ValueError):
+    """A setting that cannot be used; says which and what to give."""
+
+
+class StreamsConfig:
+    def __init__(self, settings: Mapping[str, Any], *, require_bootstrap: bool = True) -> None:
+        self.settings = dict(settings)
+        self.application_id = str(self.settings.get("application.id", "strom-streams-test"
+                                                     if not require_bootstrap else ""))
+        if not _APPLICATION_ID.fullmatch(self.application_id):
+            raise StreamsConfigError(
+                f"application.id={self.application_id!r}: give a name of letters, digits, "
+                "'.', '_' and '-' (it names the consumer group and the internal topics)")
+        self.bootstrap_servers = str(self.settings.get("bootstrap.servers", ""))
+        if require_bootstrap and not self.bootstrap_servers:
+            raise StreamsConfigError("bootstrap.servers: give HOST:PORT of a broker")
+        self.default_key_serde = self._serde("default.key.serde")
+        self.default_value_serde = self._serde("default.value.serde")
+        guarantee = str(self.settings.get("processing.guarantee", AT_LEAST_ONCE)).lower()
+        if guarantee not in GUARANTEES:
+            raise StreamsConfigError(f"processing.guarantee={guarantee}: use {AT_LEAST_ONCE} "
+                                     f"or {EXACTLY_ONCE_V2}")
+        self.processing_guarantee = GUARANTEES[guarantee]
+        self.commit_interval_ms = self._int(
+            "commit.interval.ms", 100 if self.exactly_once else 30_000, minimum=0)
+        self.num_stream_threads = self._int("num.stream.threads", 1, minimum=1)
+        self.num_standby_replicas = self._int("num.standby.replicas", 0, minimum=0)
+        self.replication_factor = self._int("replication.factor", -1, minimum=-1)
+        self.poll_ms = self._int("poll.ms", 100, minimum=0)
+        self.state_dir = str(self.settings.get("state.dir") or os.path.join(
+            tempfile.gettempdir(), "strom-streams"))
+        self.application_server = str(self.settings.get("application.server", ""))
+        self.deserialization_handler = self._handler()
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == EXACTLY_ONCE_V2
+
+    def _int(self, name: str, default: int, minimum: int) -> int:
+        raw = self.settings.get(name, default)
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise StreamsConfigError(f"{name}={raw!r}: give a whole number") from None
+        if value < minimum:
+            raise StreamsConfigError(f"{name}={value}: give at least {minimum}")
+        return value
+
+    def _serde(self, name: str) -> Serde[Any]:
+        value = self.settings.get(name, BYTES)
+        if isinstance(value, str):
+            key = value.rsplit(".", 1)[-1].lower().removesuffix("serde").replace("$", "")
+            if key not in SERDES_BY_NAME:
+                raise StreamsConfigError(f"{name}={value}: use a serde object or one of "
+                                         f"{', '.join(sorted(SERDES_BY_NAME))}")
+            return SERDES_BY_NAME[key]
+        if not (hasattr(value, "serialize") and hasattr(value, "deserialize")):
+            raise StreamsConfigError(f"{name}: {value!r} is not a serde")
+        return value  # type: ignore[no-any-return]
+
+    def _handler(self) -> DeserializationHandler:
+        value = self.settings.get("default.deserialization.exception.handler", log_and_fail)
+        if isinstance(value, str):
+            key = value.rsplit(".", 1)[-1].lower().removesuffix("exceptionhandler")
+            if key not in HANDLERS:
+                raise StreamsConfigError(
+                    f"default.deserialization.exception.handler={value}: use LogAndFail, "
+                    "LogAndContinue or a function (error, topic, partition, offset) -> skip")
+            return HANDLERS[key]
+        if not callable(value):
+            raise StreamsConfigError("default.deserialization.exception.handler: give a "
+                                     "function or LogAndFail / LogAndContinue")
+        return value  # type: ignore[no-any-return]
+
+    def client_settings(self, client: str) -> dict[str, Any]:
+        """librdkafka settings for one of the clients ("consumer", "producer", "admin"):
+        the settings that are not Kafka Streams' own, then those prefixed `<client>.`."""
+        prefixes = ("consumer.", "producer.", "admin.", "main.consumer.", "restore.consumer.")
+        out: dict[str, Any] = {k: v for k, v in self.settings.items()
+                               if k not in STREAMS_SETTINGS and not k.startswith(prefixes)}
+        out["bootstrap.servers"] = self.bootstrap_servers
+        prefix = f"{client}."
+        out.update({k[len(prefix):]: v for k, v in self.settings.items()
+                    if k.startswith(prefix)})
+        return out

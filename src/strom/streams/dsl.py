@@ -1,0 +1,380 @@
+"""The DSL (Kafka Streams' StreamsBuilder, KStream, KGroupedStream, KTable) over a Topology.
+
+    builder = StreamsBuilder()
+    (builder.stream("words-input", Consumed(value_serde=Serdes.String()))
+        .flat_map_values(lambda line: line.lower().split())
+        .group_by(lambda key, word: word, Grouped(key_serde=Serdes.String()))
+        .count(Materialized("counts"))
+        .to_stream()
+        .to("word-counts", Produced(Serdes.String(), Serdes.Long())))
+    topology = builder.build()
+
+Operators that change the key (map, select_key, flat_map, group_by) mark the stream: the next
+key-based operator (an aggregation, a join) first writes it through an internal repartition
+topic, `<application.id>-<name>-repartition`, so every record of a key reaches one task.
+Nodes, stores and internal topics are named as Kafka Streams names them
+(KSTREAM-MAP-0000000001, ...), or as `named=` / `Materialized(name)` say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from strom.streams.aggregate import (
+    Aggregator,
+    Initializer,
+    Reducer,
+    StreamAggregateProcessor,
+    TableFilterProcessor,
+    TableMapValuesProcessor,
+    TableSourceProcessor,
+    TableToStreamProcessor,
+    reduce_aggregator,
+)
+from strom.streams.operators import (
+    BranchProcessor,
+    FilterProcessor,
+    FlatMapProcessor,
+    FlatMapValuesProcessor,
+    MapProcessor,
+    MapValuesProcessor,
+    PassThroughProcessor,
+    PeekProcessor,
+    Predicate,
+    SelectKeyProcessor,
+)
+from strom.streams.processor import ProcessorSupplier
+from strom.streams.record import Record
+from strom.streams.serdes import LONG, Serde
+from strom.streams.stores.kv import KeyValueStoreBuilder
+from strom.streams.topology import InternalTopic, Partitioner, TimestampExtractor, Topology
+
+
+@dataclass(frozen=True)
+class Consumed:
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    timestamp_extractor: TimestampExtractor | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Produced:
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    partitioner: Partitioner | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Grouped:
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    name: str | None = None  # names the repartition topic
+
+
+@dataclass(frozen=True)
+class Repartitioned:
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    name: str | None = None
+    partitions: int | None = None
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """Names (and so makes queryable) the store behind a table or an aggregation."""
+
+    name: str | None = None
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    logging: bool = True
+    changelog_config: tuple[tuple[str, str], ...] = ()
+    engine: Callable[[str], Any] | None = None  # a persistent engine factory (stores.*)
+
+
+class StreamsBuilder:
+    def __init__(self) -> None:
+        self.topology = Topology()
+        self._index = 0
+
+    def new_name(self, prefix: str) -> str:
+        name = f"{prefix}{self._index:010d}"
+        self._index += 1
+        return name
+
+    def stream(self, *topics: str, consumed: Consumed | None = None) -> KStream:
+        consumed = consumed or Consumed()
+        name = consumed.name or self.new_name("KSTREAM-SOURCE-")
+        self.topology.add_source(name, *topics, key_serde=consumed.key_serde,
+                                 value_serde=consumed.value_serde,
+                                 timestamp_extractor=consumed.timestamp_extractor)
+        return KStream(self, name, consumed.key_serde, consumed.value_serde)
+
+    def table(self, topic: str, consumed: Consumed | None = None,
+              materialized: Materialized | None = None) -> KTable:
+        """The topic as a table: the latest value of each key (None deletes it)."""
+        consumed = consumed or Consumed()
+        source = consumed.name or self.new_name("KSTREAM-SOURCE-")
+        self.topology.add_source(source, topic, key_serde=consumed.key_serde,
+                                 value_serde=consumed.value_serde,
+                                 timestamp_extractor=consumed.timestamp_extractor)
+        name = self.new_name("KTABLE-SOURCE-")
+        materialized = materialized or Materialized()
+        store = materialized.name or self.new_name("KTABLE-SOURCE-STATE-STORE-")
+        self.topology.add_processor(name, lambda: TableSourceProcessor(store), source)
+        self.topology.add_state_store(KeyValueStoreBuilder(
+            store, materialized.key_serde or consumed.key_serde or _DEFAULT,
+            materialized.value_serde or consumed.value_serde or _DEFAULT,
+            logging=materialized.logging, changelog_config=dict(materialized.changelog_config),
+            engine=materialized.engine, timestamped=True), name)
+        return KTable(self, name, materialized.key_serde or consumed.key_serde,
+                      materialized.value_serde or consumed.value_serde, store)
+
+    def build(self) -> Topology:
+        return self.topology
+
+
+_DEFAULT: Any = None  # a store without a serde uses the application's default (see Task)
+
+
+class KStream:
+    def __init__(self, builder: StreamsBuilder, node: str, key_serde: Serde[Any] | None,
+                 value_serde: Serde[Any] | None, repartition_required: bool = False) -> None:
+        self.builder = builder
+        self.node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.repartition_required = repartition_required
+
+    # -- stateless -----------------------------------------------------------------------
+
+    def map(self, mapper: Callable[[Any, Any], tuple[Any, Any]],
+            named: str | None = None) -> KStream:
+        return KStream(self.builder, self._add("KSTREAM-MAP-", lambda: MapProcessor(mapper),
+                                               named), None, None, True)
+
+    def map_values(self, mapper: Callable[[Any], Any], named: str | None = None) -> KStream:
+        return self._same_key("KSTREAM-MAPVALUES-", lambda: MapValuesProcessor(mapper), named,
+                              keep_value_serde=False)
+
+    def _add(self, prefix: str, supplier: ProcessorSupplier, named: str | None) -> str:
+        name = named or self.builder.new_name(prefix)
+        self.builder.topology.add_processor(name, supplier, self.node)
+        return name
+
+    def _same_key(self, prefix: str, supplier: ProcessorSupplier, named: str | None,
+                  keep_value_serde: bool) -> KStream:
+        return KStream(self.builder, self._add(prefix, supplier, named), self.key_serde,
+                       self.value_serde if keep_value_serde else None,
+                       self.repartition_required)
+
+    def flat_map(self, mapper: Callable[[Any, Any], Iterable[tuple[Any, Any]]],
+                 named: str | None = None) -> KStream:
+        return KStream(self.builder, self._add("KSTREAM-FLATMAP-",
+                                               lambda: FlatMapProcessor(mapper), named),
+                       None, None, True)
+
+    def flat_map_values(self, mapper: Callable[[Any], Iterable[Any]],
+                        named: str | None = None) -> KStream:
+        return self._same_key("KSTREAM-FLATMAPVALUES-", lambda: FlatMapValuesProcessor(mapper),
+                              named, keep_value_serde=False)
+
+    def filter(self, predicate: Predicate, named: str | None = None) -> KStream:
+        return self._same_key("KSTREAM-FILTER-", lambda: FilterProcessor(predicate), named,
+                              keep_value_serde=True)
+
+    def filter_not(self, predicate: Predicate, named: str | None = None) -> KStream:
+        return self._same_key("KSTREAM-FILTER-", lambda: FilterProcessor(predicate, False),
+                              named, keep_value_serde=True)
+
+    def select_key(self, mapper: Callable[[Any, Any], Any], named: str | None = None
+                   ) -> KStream:
+        return KStream(self.builder, self._add("KSTREAM-KEY-SELECT-",
+                                               lambda: SelectKeyProcessor(mapper), named),
+                       None, self.value_serde, True)
+
+    def peek(self, action: Callable[[Any, Any], Any], named: str | None = None) -> KStream:
+        return self._same_key("KSTREAM-PEEK-", lambda: PeekProcessor(action), named,
+                              keep_value_serde=True)
+
+    def foreach(self, action: Callable[[Any, Any], Any], named: str | None = None) -> None:
+        self._add("KSTREAM-FOREACH-", lambda: PeekProcessor(action), named)
+
+    def split(self, *predicates: Predicate, named: str | None = None) -> list[KStream]:
+        """One stream per predicate: each record goes to the first whose predicate holds
+        (Kafka's split/branch); add `lambda k, v: True` last for "the rest"."""
+        name = named or self.builder.new_name("KSTREAM-BRANCH-")
+        children = [f"{name}-{i}" for i in range(len(predicates))]
+        self.builder.topology.add_processor(
+            name, lambda: BranchProcessor(list(predicates), children), self.node)
+        streams = []
+        for child in children:
+            self.builder.topology.add_processor(child, PassThroughProcessor, name)
+            streams.append(KStream(self.builder, child, self.key_serde, self.value_serde,
+                                   self.repartition_required))
+        return streams
+
+    def merge(self, other: KStream, named: str | None = None) -> KStream:
+        name = named or self.builder.new_name("KSTREAM-MERGE-")
+        self.builder.topology.add_processor(name, PassThroughProcessor, self.node, other.node)
+        same = self.key_serde is other.key_serde and self.value_serde is other.value_serde
+        return KStream(self.builder, name, self.key_serde if same else None,
+                       self.value_serde if same else None,
+                       self.repartition_required or other.repartition_required)
+
+    def process(self, supplier: ProcessorSupplier, *stores: str,
+                named: str | None = None) -> KStream:
+        """Records through a Processor: `supplier` makes one per task (a Processor class,
+        or a function returning a new Processor); `stores` names the state stores it uses.
+        What it forwards may have any key (the next key-based operator repartitions)."""
+        name = self._add("KSTREAM-PROCESSOR-", supplier, named)
+        if stores:
+            self.builder.topology.connect_processor_and_state_stores(name, stores=stores)
+        return KStream(self.builder, name, None, None, True)
+
+    # -- out -----------------------------------------------------------------------------
+
+    def to(self, topic: str | Callable[[Record], str], produced: Produced | None = None
+           ) -> None:
+        produced = produced or Produced()
+        name = produced.name or self.builder.new_name("KSTREAM-SINK-")
+        self.builder.topology.add_sink(
+            name, topic, self.node, key_serde=produced.key_serde or self.key_serde,
+            value_serde=produced.value_serde or self.value_serde,
+            partitioner=produced.partitioner)
+
+    def repartition(self, repartitioned: Repartitioned | None = None) -> KStream:
+        """Through an internal topic (`<application.id>-<name>-repartition`)."""
+        r = repartitioned or Repartitioned()
+        return self._through_topic(r.name, r.key_serde or self.key_serde,
+                                   r.value_serde or self.value_serde, r.partitions)
+
+    def _through_topic(self, name: str | None, key_serde: Serde[Any] | None,
+                       value_serde: Serde[Any] | None, partitions: int | None) -> KStream:
+        base = name or self.builder.new_name("KSTREAM-REPARTITION-")
+        topic = f"{base}-repartition"
+        topology = self.builder.topology
+        topology.add_internal_topic(InternalTopic(topic, "repartition", partitions))
+        topology.add_sink(f"{base}-sink", topic, self.node, key_serde=key_serde,
+                          value_serde=value_serde)
+        topology.add_source(f"{base}-source", topic, key_serde=key_serde,
+                            value_serde=value_serde)
+        return KStream(self.builder, f"{base}-source", key_serde, value_serde)
+
+    # -- grouping ------------------------------------------------------------------------
+
+    def group_by_key(self, grouped: Grouped | None = None) -> KGroupedStream:
+        grouped = grouped or Grouped()
+        return KGroupedStream(self, grouped.key_serde or self.key_serde,
+                              grouped.value_serde or self.value_serde, grouped.name,
+                              self.repartition_required)
+
+    def group_by(self, selector: Callable[[Any, Any], Any], grouped: Grouped | None = None
+                 ) -> KGroupedStream:
+        grouped = grouped or Grouped()
+        rekeyed = self.select_key(selector)
+        return KGroupedStream(rekeyed, grouped.key_serde, grouped.value_serde or
+                              self.value_serde, grouped.name, True)
+
+    def to_table(self, materialized: Materialized | None = None) -> KTable:
+        stream = self._through_topic(None, self.key_serde, self.value_serde, None) \
+            if self.repartition_required else self
+        materialized = materialized or Materialized()
+        name = self.builder.new_name("KSTREAM-TOTABLE-")
+        store = materialized.name or self.builder.new_name("KSTREAM-TOTABLE-STATE-STORE-")
+        topology = self.builder.topology
+        topology.add_processor(name, lambda: TableSourceProcessor(store), stream.node)
+        topology.add_state_store(KeyValueStoreBuilder(
+            store, materialized.key_serde or stream.key_serde or _DEFAULT,
+            materialized.value_serde or stream.value_serde or _DEFAULT,
+            logging=materialized.logging, engine=materialized.engine, timestamped=True), name)
+        return KTable(self.builder, name, stream.key_serde, stream.value_serde, store)
+
+
+class KGroupedStream:
+    def __init__(self, stream: KStream, key_serde: Serde[Any] | None,
+                 value_serde: Serde[Any] | None, name: str | None,
+                 repartition: bool) -> None:
+        self.stream = stream
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.name = name
+        self.repartition = repartition
+
+    def _aggregate(self, prefix: str, initializer: Initializer | None,
+                   aggregator: Aggregator, materialized: Materialized | None,
+                   result_serde: Serde[Any] | None) -> KTable:
+        builder = self.stream.builder
+        materialized = materialized or Materialized()
+        store = materialized.name or builder.new_name(f"{prefix}-STATE-STORE-")
+        stream = self.stream
+        if self.repartition:
+            stream = stream._through_topic(self.name or f"{store}", self.key_serde,
+                                           self.value_serde, None)
+        name = builder.new_name(f"{prefix}-")
+        key_serde = materialized.key_serde or self.key_serde
+        value_serde = materialized.value_serde or result_serde
+        builder.topology.add_processor(
+            name, lambda: StreamAggregateProcessor(store, initializer, aggregator), stream.node)
+        builder.topology.add_state_store(KeyValueStoreBuilder(
+            store, key_serde or _DEFAULT, value_serde or _DEFAULT, logging=materialized.logging,
+            changelog_config=dict(materialized.changelog_config), engine=materialized.engine,
+            timestamped=True), name)
+        return KTable(builder, name, key_serde, value_serde, store)
+
+    def count(self, materialized: Materialized | None = None) -> KTable:
+        """Records per key (records with a None key or value are not counted)."""
+        return self._aggregate("KSTREAM-AGGREGATE", lambda: 0,
+                               lambda key, value, count: count + 1, materialized,
+                               materialized.value_serde if materialized and
+                               materialized.value_serde else LONG)
+
+    def reduce(self, reducer: Reducer, materialized: Materialized | None = None) -> KTable:
+        return self._aggregate("KSTREAM-REDUCE", None, reduce_aggregator(reducer),
+                               materialized, self.value_serde)
+
+    def aggregate(self, initializer: Initializer, aggregator: Aggregator,
+                  materialized: Materialized | None = None) -> KTable:
+        return self._aggregate("KSTREAM-AGGREGATE", initializer, aggregator, materialized,
+                               None)
+
+
+class KTable:
+    def __init__(self, builder: StreamsBuilder, node: str, key_serde: Serde[Any] | None,
+                 value_serde: Serde[Any] | None, store: str | None) -> None:
+        self.builder = builder
+        self.node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.store = store  # the queryable store, if the table is materialized
+
+    @property
+    def queryable_store_name(self) -> str | None:
+        return self.store
+
+    def _then(self, prefix: str, supplier: ProcessorSupplier, named: str | None,
+              value_serde: Serde[Any] | None) -> KTable:
+        name = named or self.builder.new_name(prefix)
+        self.builder.topology.add_processor(name, supplier, self.node)
+        return KTable(self.builder, name, self.key_serde, value_serde, None)
+
+    def filter(self, predicate: Predicate, named: str | None = None) -> KTable:
+        """Updates whose new value fails the predicate become deletions downstream."""
+        return self._then("KTABLE-FILTER-", lambda: TableFilterProcessor(predicate), named,
+                          self.value_serde)
+
+    def filter_not(self, predicate: Predicate, named: str | None = None) -> KTable:
+        return self._then("KTABLE-FILTER-", lambda: TableFilterProcessor(predicate, False),
+                          named, self.value_serde)
+
+    def map_values(self, mapper: Callable[[Any], Any], named: str | None = None) -> KTable:
+        return self._then("KTABLE-MAPVALUES-",
+                          lambda: TableMapValuesProcessor(lambda _k, v: mapper(v)), named, None)
+
+    def to_stream(self, named: str | None = None) -> KStream:
+        name = named or self.builder.new_name("KTABLE-TOSTREAM-")
+        self.builder.topology.add_processor(name, TableToStreamProcessor, self.node)
+        return KStream(self.builder, name, self.key_serde, self.value_serde)

@@ -1,0 +1,98 @@
+"""The processor API (Kafka Streams' Processor API): a `Processor` gets each record of its
+parents in `process`, may keep state in the stores it was connected to, forwards records to
+its children through its context, and may schedule punctuators on stream time or wall-clock
+time.
+
+    class Deduplicate(Processor):
+        def init(self, context):
+            super().init(context)
+            self.seen = context.get_state_store("seen")
+
+        def process(self, record):
+            if self.seen.get(record.key) is None:
+                self.seen.put(record.key, record.timestamp)
+                self.context.forward(record)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from strom.streams.record import Record, RecordMetadata
+
+if TYPE_CHECKING:
+    from strom.streams.stores.api import StateStore
+
+
+class PunctuationType(enum.Enum):
+    STREAM_TIME = "stream-time"  # fires as records move the task's stream time on
+    WALL_CLOCK_TIME = "wall-clock-time"  # fires as the clock moves on, records or not
+
+
+Punctuator = Callable[[int], None]  # called with the punctuation's time (ms)
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class ProcessorContext(Protocol):
+    """What a processor may ask of its task."""
+
+    @property
+    def application_id(self) -> str: ...
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def record_metadata(self) -> RecordMetadata | None:
+        """The topic, partition and offset of the input record being processed (None in a
+        punctuator)."""
+
+    @property
+    def stream_time(self) -> int:
+        """The largest timestamp the task has seen (-1 before the first record)."""
+
+    def current_system_time_ms(self) -> int: ...
+
+    def forward(self, record: Record, child: str | None = None) -> None:
+        """Hands `record` to every child (or the one named)."""
+
+    def schedule(self, interval_ms: int, kind: PunctuationType,
+                 punctuator: Punctuator) -> Cancellable: ...
+
+    def get_state_store(self, name: str) -> StateStore: ...
+
+    def commit(self) -> None:
+        """Asks for a commit soon (after the current record)."""
+
+
+class Processor:
+    """Override `process` (and `init` / `close` if needed)."""
+
+    context: ProcessorContext
+
+    def init(self, context: ProcessorContext) -> None:
+        self.context = context
+
+    def process(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+
+ProcessorSupplier = Callable[[], Processor]
+
+
+class FunctionProcessor(Processor):
+    """A processor from a function of (record, context), for the DSL's `process`."""
+
+    def __init__(self, function: Callable[[Record, ProcessorContext], Any]) -> None:
+        self.function = function
+
+    def process(self, record: Record) -> None:
+        self.function(record, self.context)
