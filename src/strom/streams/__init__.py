@@ -5,6 +5,7 @@ client library (it imports nothing of the broker, so it runs against any Kafka c
 """
 
 from strom.streams.aggregate import Change
+from strom.streams.app import State, StreamsApp
 from strom.streams.config import StreamsConfig, StreamsConfigError
 from strom.streams.driver import TestInputTopic, TestOutputTopic, TopologyTestDriver
 from strom.streams.dsl import (
@@ -29,7 +30,7 @@ __all__ = [
     "Change", "Consumed", "Grouped", "JsonSerde", "KGroupedStream", "KStream", "KTable",
     "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor", "ProcessorContext",
     "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned", "Serde",
-    "Serdes", "SerializationError", "StreamsBuilder", "StreamsConfig", "StreamsConfigError",
+    "Serdes", "SerializationError", "State", "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError",
     "StreamsError", "TestInputTopic", "TestOutputTopic", "Topology", "TopologyError",
     "TopologyTestDriver",
 ]
