@@ -30,7 +30,7 @@ __all__ = [
     "Change", "Consumed", "Grouped", "JsonSerde", "KGroupedStream", "KStream", "KTable",
     "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor", "ProcessorContext",
     "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned", "Serde",
-    "Serdes", "SerializationError", "State", "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError",
-    "StreamsError", "TestInputTopic", "TestOutputTopic", "Topology", "TopologyError",
-    "TopologyTestDriver",
+    "Serdes", "SerializationError", "State", "StreamsApp", "StreamsBuilder", "StreamsConfig",
+    "StreamsConfigError", "StreamsError", "TestInputTopic", "TestOutputTopic", "Topology",
+    "TopologyError", "TopologyTestDriver",
 ]
