@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--application-id", default="wordcount")
     parser.add_argument("--state-dir", default=None)
     parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="another setting (Kafka Streams' or librdkafka's name)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     create_topics(args.bootstrap_servers, args.partitions)
@@ -71,6 +73,9 @@ def main() -> None:
               "processing.guarantee": "exactly_once_v2"}
     if args.state_dir:
         config["state.dir"] = args.state_dir
+    for item in args.config:
+        key, _, value = item.partition("=")
+        config[key.strip()] = value.strip()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

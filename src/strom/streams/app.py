@@ -59,6 +59,7 @@ class StreamsApp:
         self._state_listeners: list[Callable[[State, State], None]] = []
         self.failure: BaseException | None = None
         self.layout: Layout | None = None
+        self._state_dir: StateDirectory | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -78,6 +79,9 @@ class StreamsApp:
             raise RuntimeError(f"start() is for a new application, this one is {self.state}")
         self.layout = self._setup_topics()
         state = StateDirectory(self.config.state_dir, self.config.application_id)
+        state.lock()
+        self._state_dir = state
+        self.process_id = state.process_id()
         for index in range(self.config.num_stream_threads):
             thread = StreamThread(index, self.topology, self.config, self.process_id, state,
                                   self.layout.sub_partitions, self.restore_listener)
@@ -118,6 +122,8 @@ class StreamsApp:
         for runner in self._runners:
             runner.join(max(0.0, deadline - time.monotonic()))
         stopped = not any(r.is_alive() for r in self._runners)
+        if stopped and self._state_dir is not None:
+            self._state_dir.unlock()
         if self.state is not State.ERROR:
             self._set_state(State.NOT_RUNNING)
         return stopped

@@ -31,6 +31,9 @@ class ProducerCollector:
                 "enable.idempotence": True, **settings}
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
+            # Kafka Streams' default under exactly-once: a crashed instance's transaction
+            # holds read_committed readers back at most this long.
+            conf.setdefault("transaction.timeout.ms", 10_000)
         self.producer = Producer(conf)
         self.transactional = transactional_id is not None
         self.written: dict[tuple[str, int], int] = {}  # changelog (topic, partition) -> next

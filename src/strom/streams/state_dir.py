@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Final
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE: Final = ".lock"
 CHECKPOINT_FILE: Final = ".checkpoint"
+PROCESS_FILE: Final = "kafka-streams-process-metadata"
 
 
 class StateDirectoryLocked(RuntimeError):
@@ -93,8 +95,37 @@ class TaskDirectory:
 
 
 class StateDirectory:
+    """An instance's directory for one application: locked as a whole while the instance
+    runs (two instances never share one), holding the instance's process id (kept across
+    restarts, as Kafka Streams keeps it: the transactional ids made from it fence what a
+    crashed run left open at once, instead of after the transaction timeout) and one
+    directory per task."""
+
     def __init__(self, state_dir: str, application_id: str) -> None:
         self.root = Path(state_dir) / application_id
+        self._own = TaskDirectory(self.root)
+
+    def lock(self) -> None:
+        self._own.lock()
+
+    def unlock(self) -> None:
+        self._own.unlock()
+
+    def process_id(self) -> str:
+        """The instance's id, made on the first run (Kafka Streams' process metadata)."""
+        path = self.root / PROCESS_FILE
+        try:
+            found = json.loads(path.read_text()).get("processId")
+            if isinstance(found, str) and found:
+                return found
+        except (OSError, ValueError, AttributeError):
+            pass
+        made = uuid.uuid4().hex[:12]
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"processId": made}))
+        os.replace(temporary, path)
+        return made
 
     def task(self, task_id: str) -> TaskDirectory:
         return TaskDirectory(self.root / task_id)

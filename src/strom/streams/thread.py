@@ -43,6 +43,15 @@ from strom.streams.topology import SubTopology, Topology
 log = logging.getLogger(__name__)
 
 COMMIT_TIMEOUT_S = 30.0
+# Commit errors that mean the group has moved on without this member (Kafka Streams'
+# TaskMigratedException).
+MIGRATED = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
+                      KafkaError.REBALANCE_IN_PROGRESS, KafkaError.FENCED_INSTANCE_ID,
+                      KafkaError._FENCED})
+
+
+class TaskMigrated(Exception):
+    """The group moved on without this thread: its tasks are closed and it joins again."""
 RESTORE_BATCH = 10_000
 
 
@@ -111,6 +120,7 @@ class StreamThread:
             self.collector.producer.init_transactions(COMMIT_TIMEOUT_S)
             self.collector.begin()
         self._side_assigned: set[tuple[str, int]] = set()
+        self._rejoin = False
 
     def _physical(self, topic: str) -> str:
         return self.topology.physical(self.app, topic)
@@ -138,10 +148,27 @@ class StreamThread:
                    for tp in partitions if tp.topic in self.anchors
                    and f"{self.anchors[tp.topic].id}_{tp.partition}" in self.tasks]
         if leaving:
-            self.commit()  # what the leaving tasks did is committed before they go
+            try:
+                self.commit()  # what the leaving tasks did is committed before they go
+            except TaskMigrated as exc:
+                self._migrated(exc)
             for running in leaving:
-                self._close_task(running, clean=True)
+                if running.task.id in self.tasks:
+                    self._close_task(running, clean=True)
         consumer.incremental_unassign(partitions)
+
+    def _migrated(self, exc: TaskMigrated) -> None:
+        """The group moved on without this thread (a rebalance it was late for, a zombie's
+        generation): what was not committed is given up (aborted under exactly-once), every
+        task closed without committing, and the thread joins the group again; the tasks'
+        new owners (maybe this thread again) restore them from their changelogs."""
+        log.warning("thread %d: %s: closing its tasks without committing and joining the "
+                    "group again", self.index, exc)
+        self.collector.abort(COMMIT_TIMEOUT_S)
+        for running in list(self.tasks.values()):
+            self._close_task(running, clean=False)
+        self.collector.begin()
+        self._rejoin = True
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("thread %d lost its partitions (it left the group): closing its tasks "
@@ -226,6 +253,11 @@ class StreamThread:
 
     def run_once(self) -> int:
         """One poll, restore or process, punctuate and maybe commit; records processed."""
+        if self._rejoin:
+            self._rejoin = False
+            self.group.unsubscribe()
+            self.group.subscribe(sorted(self.anchors), on_assign=self._assigned,
+                                 on_revoke=self._revoked, on_lost=self._lost)
         self._poll()
         if any(r.restoring for r in self.tasks.values()):
             self._restore_some()
@@ -237,7 +269,10 @@ class StreamThread:
                 running.task.punctuate_wall_clock(now)
         if (time.monotonic() - self.last_commit) * 1000 >= self.config.commit_interval_ms or \
                 any(r.task.commit_requested for r in self.tasks.values()):
-            self.commit()
+            try:
+                self.commit()
+            except TaskMigrated as exc:
+                self._migrated(exc)
         return processed
 
     def _poll(self) -> None:
@@ -332,32 +367,45 @@ class StreamThread:
 
     def commit(self) -> None:
         """Everything processed so far: outputs written, then input offsets committed (in
-        one transaction under exactly-once)."""
+        one transaction under exactly-once). TaskMigrated when the group has moved on."""
         offsets = self._offsets()
         for running in self.tasks.values():
             running.task.flush()
         if self.config.exactly_once:
-            producer = self.collector.producer
-            try:
-                if offsets:
-                    producer.send_offsets_to_transaction(
-                        offsets, self.group.consumer_group_metadata(), COMMIT_TIMEOUT_S)
-                producer.commit_transaction(COMMIT_TIMEOUT_S)
-            except KafkaException as exc:
-                raise StreamsError(f"the transaction could not be committed: {exc}") from exc
-            self.collector.begin()
+            self._commit_transaction(offsets)
         else:
             self.collector.flush(COMMIT_TIMEOUT_S)
             if offsets:
-                try:
-                    self.group.commit(offsets=offsets, asynchronous=False)
-                except KafkaException as exc:
-                    if exc.args[0].code() not in (KafkaError._NO_OFFSET,):
-                        raise StreamsError(f"the offsets could not be committed: {exc}"
-                                           ) from exc
+                self._commit_offsets(offsets)
         for running in self.tasks.values():
             running.consumed.clear()
         self.last_commit = time.monotonic()
+
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+        producer = self.collector.producer
+        try:
+            if offsets:
+                producer.send_offsets_to_transaction(
+                    offsets, self.group.consumer_group_metadata(), COMMIT_TIMEOUT_S)
+            producer.commit_transaction(COMMIT_TIMEOUT_S)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.txn_requires_abort() or error.code() in MIGRATED:
+                raise TaskMigrated(f"the transaction could not be committed: {error.str()}"
+                                   ) from exc
+            raise StreamsError(f"the transaction could not be committed: {exc}") from exc
+        self.collector.begin()
+
+    def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        try:
+            self.group.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in MIGRATED:
+                raise TaskMigrated(f"the offsets could not be committed: {error.str()}"
+                                   ) from exc
+            if error.code() != KafkaError._NO_OFFSET:
+                raise StreamsError(f"the offsets could not be committed: {exc}") from exc
 
     def close(self) -> None:
         """Commits and closes every task, leaves the group, closes the clients."""
