@@ -43,7 +43,7 @@ class Harness:
     @property
     def processor(self) -> Any:
         """The aggregation's processor (its `dropped` counter, its stream times)."""
-        runtime = self.driver.tasks[-1]._runtimes[self.table.node]  # type: ignore[attr-defined]
+        runtime: Any = self.driver.tasks[-1]._runtimes[self.table.node]
         return runtime.processor
 
     def store(self) -> Any:
