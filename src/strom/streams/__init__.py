@@ -28,6 +28,7 @@ from strom.streams.stores.window import (
     WindowStore,
     WindowStoreBuilder,
 )
+from strom.streams.suppress import BufferConfig, Suppressed
 from strom.streams.task import StreamsError
 from strom.streams.topology import Topology, TopologyError
 from strom.streams.windowed import SessionWindowedKStream, TimeWindowedKStream
@@ -42,13 +43,13 @@ from strom.streams.windows import (
 )
 
 __all__ = [
-    "Change", "Consumed", "EmitStrategy", "Grouped", "JsonSerde", "KGroupedStream", "KStream",
-    "KTable", "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor",
-    "ProcessorContext", "Produced", "PunctuationType", "Record", "RecordMetadata",
-    "Repartitioned", "Serde", "Serdes", "SerializationError", "SessionStore",
-    "SessionStoreBuilder", "SessionWindowedKStream", "SessionWindows", "SlidingWindows",
-    "StreamsBuilder", "StreamsConfig", "StreamsConfigError", "StreamsError", "TestInputTopic",
-    "TestOutputTopic", "TimeWindowedKStream", "TimeWindows", "TimestampedWindowStore",
-    "Topology", "TopologyError", "TopologyTestDriver", "Window", "WindowStore",
-    "WindowStoreBuilder", "Windowed", "WindowedSerdes",
+    "BufferConfig", "Change", "Consumed", "EmitStrategy", "Grouped", "JsonSerde", "KGroupedStream",
+    "KStream", "KTable", "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor",
+    "ProcessorContext", "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned",
+    "Serde", "Serdes", "SerializationError", "SessionStore", "SessionStoreBuilder",
+    "SessionWindowedKStream", "SessionWindows", "SlidingWindows", "StreamsBuilder",
+    "StreamsConfig", "StreamsConfigError", "StreamsError", "Suppressed", "TestInputTopic",
+    "TestOutputTopic", "TimeWindowedKStream", "TimeWindows", "TimestampedWindowStore", "Topology",
+    "TopologyError", "TopologyTestDriver", "Window", "WindowStore", "WindowStoreBuilder",
+    "Windowed", "WindowedSerdes",
 ]

@@ -53,6 +53,7 @@ from strom.streams.stores.kv import KeyValueStoreBuilder
 from strom.streams.topology import InternalTopic, Partitioner, TimestampExtractor, Topology
 
 if TYPE_CHECKING:
+    from strom.streams.suppress import Suppressed
     from strom.streams.windowed import SessionWindowedKStream, TimeWindowedKStream
     from strom.streams.windows import SessionWindows, SlidingWindows, TimeWindows
 
@@ -391,6 +392,11 @@ class KTable:
     def map_values(self, mapper: Callable[[Any], Any], named: str | None = None) -> KTable:
         return self._then("KTABLE-MAPVALUES-",
                           lambda: TableMapValuesProcessor(lambda _k, v: mapper(v)), named, None)
+
+    def suppress(self, suppressed: Suppressed) -> KTable:
+        """Final results of a windowed table (strom.streams.suppress)."""
+        from strom.streams.suppress import suppress
+        return suppress(self, suppressed)
 
     def to_stream(self, named: str | None = None) -> KStream:
         name = named or self.builder.new_name("KTABLE-TOSTREAM-")

@@ -20,19 +20,22 @@ needs no serde for the key. Late records, closing and emitting: `windowed_aggreg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from strom.streams.aggregate import Aggregator, Initializer, Reducer, reduce_aggregator
 from strom.streams.dsl import KGroupedStream, KTable, Materialized
-from strom.streams.processor import ProcessorSupplier
 from strom.streams.serdes import LONG, Serde
 from strom.streams.session_aggregate import Merger, SessionWindowAggregateProcessor
 from strom.streams.sliding_aggregate import SlidingWindowAggregateProcessor
 from strom.streams.stores.api import StoreBuilder
 from strom.streams.stores.session import SessionStoreBuilder
 from strom.streams.stores.window import WindowStoreBuilder
-from strom.streams.windowed_aggregate import TimeWindowAggregateProcessor
+from strom.streams.windowed_aggregate import (
+    TimeWindowAggregateProcessor,
+    WindowedAggregateProcessor,
+)
 from strom.streams.windowed_serdes import SessionWindowedSerde, TimeWindowedSerde
 from strom.streams.windows import (
     EmitStrategy,
@@ -55,6 +58,19 @@ def windowed_by(grouped: KGroupedStream, windows: Windows
         return TimeWindowedKStream(grouped, windows)
     raise TypeError(f"windowed_by takes TimeWindows, SlidingWindows or SessionWindows, not "
                     f"{type(windows).__name__}")
+
+
+class WindowedSupplier:
+    """Makes a windowed aggregation's processor for each task; tells `suppress` when a
+    window is final: once its end <= stream time - `final_after_ms`."""
+
+    def __init__(self, factory: Callable[[], WindowedAggregateProcessor], final_after_ms: int
+                 ) -> None:
+        self.factory = factory
+        self.final_after_ms = final_after_ms
+
+    def __call__(self) -> WindowedAggregateProcessor:
+        return self.factory()
 
 
 def _count(key: Any, value: Any, count: int) -> int:
@@ -89,7 +105,7 @@ class _Windowed:
         return (store, name, materialized.key_serde or grouped.key_serde,
                 materialized.value_serde or value_serde, stream)
 
-    def _table(self, store_builder: StoreBuilder, name: str, supplier: ProcessorSupplier,
+    def _table(self, store_builder: StoreBuilder, name: str, supplier: WindowedSupplier,
                stream: KStream, key_serde: Serde[Any] | None, value_serde: Serde[Any] | None
                ) -> KTable:
         topology = self.grouped.stream.builder.topology
@@ -139,24 +155,26 @@ class TimeWindowedKStream(_Windowed):
         windows, emit = self.windows, self.emit
         store, name, key_serde, value_serde, stream = self._add(prefix, materialized,
                                                                 value_serde)
-        supplier: ProcessorSupplier
+        factory: Callable[[], WindowedAggregateProcessor]
         if isinstance(windows, TimeWindows):
             size, minimum = windows.size_ms, windows.size_ms + windows.grace_ms
             what = "the window size plus the grace"
-            supplier = partial(TimeWindowAggregateProcessor, store, windows, emit,
+            factory = partial(TimeWindowAggregateProcessor, store, windows, emit,
                                initializer, aggregator)
         else:
             size = windows.time_difference_ms
             minimum, what = 2 * size + windows.grace_ms, "twice the time difference plus grace"
-            supplier = partial(SlidingWindowAggregateProcessor, store, windows, emit,
+            factory = partial(SlidingWindowAggregateProcessor, store, windows, emit,
                                initializer, aggregator)
         options = materialized or Materialized()
         store_builder = WindowStoreBuilder(
             store, _retention(materialized, minimum, what), size, key_serde, value_serde,
             timestamped=True, logging=options.logging,
             changelog_config=dict(options.changelog_config), engine=options.engine)
-        return self._table(store_builder, name, supplier, stream,
-                           TimeWindowedSerde(key_serde, size) if key_serde else None,
+        # A sliding window's end is included: final once it is before stream time - grace.
+        final_after = windows.grace_ms + (0 if isinstance(windows, TimeWindows) else 1)
+        return self._table(store_builder, name, WindowedSupplier(factory, final_after),
+                           stream, TimeWindowedSerde(key_serde, size) if key_serde else None,
                            value_serde)
 
 
@@ -197,8 +215,9 @@ class SessionWindowedKStream(_Windowed):
         windows, emit = self.windows, self.emit
         store, name, key_serde, value_serde, stream = self._add(prefix, materialized,
                                                                 value_serde)
-        supplier = partial(SessionWindowAggregateProcessor, store, windows, emit,
-                           initializer, aggregator, merger)
+        supplier = WindowedSupplier(
+            partial(SessionWindowAggregateProcessor, store, windows, emit, initializer,
+                    aggregator, merger), windows.grace_ms + windows.inactivity_gap_ms + 1)
         options = materialized or Materialized()
         retention = _retention(materialized, windows.inactivity_gap_ms + windows.grace_ms,
                                "the inactivity gap plus the grace")
