@@ -11,7 +11,13 @@ tombstone included, as Kafka does.)
 
 Closing: the close time is stream time - grace - gap (a session's records may still arrive a
 gap after its end); a record whose merged session ends before it is dropped, and with
-`on_window_close` a session is emitted once its end is before it.
+`on_window_close` a session is emitted once its end is before it. A closed session has also
+expired from the store (its retention, gap + grace, runs from the latest session end, which
+is the stream time), so no later record merges into it. With a longer retention
+(`Materialized(retention=...)`) a closed session stays, and, as in Kafka, an out-of-order
+record within a gap after its end that is not late itself merges it into a new session (so
+a session emitted as final can be followed by a larger one). A session closed by the wall
+clock (see `windowed_aggregate`) is never merged again.
 """
 
 from __future__ import annotations
@@ -48,7 +54,10 @@ class SessionWindowAggregateProcessor(WindowedAggregateProcessor):
             return
         key, t = record.key, record.timestamp
         close = self._observe(t)
-        merged = list(self.store.find_sessions(key, t - self.gap, t + self.gap))
+        found = self.store.find_sessions(key, t - self.gap, t + self.gap)
+        if self.emit.wall_clock_idle_ms is not None:  # closed by the wall clock: final
+            found = (session for session in found if session[0].window.end >= close)
+        merged = list(found)
         window = Window(t, t)
         aggregate = self.initializer()
         for session, value in merged:

@@ -105,3 +105,22 @@ def test_emit_on_close_emits_final_sessions_not_merged_ones() -> None:
         h.pipe("b", "x", 50)  # [23,24] of b closes; the new [50,50] does not
         assert h.rows() == [("b", 23, 24, 2, 24)]
         assert h.processor.dropped == 0
+
+
+def test_a_closed_session_has_expired_and_a_longer_retention_keeps_it_mergeable() -> None:
+    with windowed(counts(10, grace=0, emit=EmitStrategy.on_window_close())) as h:
+        h.pipe("a", "x", 0)
+        h.pipe("b", "x", 11)  # close time 1: [0,0] is emitted, and expires from the store
+        assert h.rows() == [("a", 0, 0, 1, 0)]
+        h.pipe("a", "x", 10)  # not late (10 >= 1): a session of its own
+        h.pipe("b", "x", 31)
+        assert h.rows() == [("a", 10, 10, 1, 10), ("b", 11, 11, 1, 11)]
+    windows = SessionWindows.of_inactivity_gap_with_no_grace(10)
+    with windowed(lambda g: g.windowed_by(windows).emit_strategy(
+            EmitStrategy.on_window_close()).count(Materialized(retention=100))) as h:
+        h.pipe("a", "x", 0)
+        h.pipe("b", "x", 11)
+        assert h.rows() == [("a", 0, 0, 1, 0)]
+        h.pipe("a", "x", 10)  # as in Kafka: merged with the session emitted as final
+        h.pipe("b", "x", 31)
+        assert h.rows() == [("a", 0, 10, 2, 10), ("b", 11, 11, 1, 11)]

@@ -91,6 +91,13 @@ def test_sessions_and_sliding_windows_close_on_the_wall_clock_too() -> None:
         h.pipe("a", "x", 10)  # would merge into [5,5]: late, not a second final result
         assert h.rows() == []
         assert h.processor.dropped == 1
+    with windowed(count(SessionWindows.of_inactivity_gap_with_no_grace(10), idle=1)) as h:
+        h.pipe("a", "x", 100)
+        h.driver.advance_wall_clock_time(15)  # close time 100 + 15 - 10
+        assert h.rows() == [("a", 100, 100, 1, 100)]
+        h.pipe("a", "x", 108)  # not late, within the gap, but [100,100] is final
+        h.driver.advance_wall_clock_time(15)
+        assert h.rows() == [("a", 108, 108, 1, 108)]
     sliding = SlidingWindows.of_time_difference_and_grace(10, 0)
     with windowed(count(sliding, idle=1000)) as h:
         h.pipe("a", "x", 100)
