@@ -23,14 +23,34 @@ from strom.streams.processor import Processor, ProcessorContext, PunctuationType
 from strom.streams.record import Record, RecordMetadata
 from strom.streams.serdes import JsonSerde, Serde, Serdes, SerializationError
 from strom.streams.stores.kv import KeyValueStore, KeyValueStoreBuilder
+from strom.streams.stores.session import SessionStore, SessionStoreBuilder
+from strom.streams.stores.window import (
+    TimestampedWindowStore,
+    WindowStore,
+    WindowStoreBuilder,
+)
+from strom.streams.suppress import BufferConfig, Suppressed
 from strom.streams.task import StreamsError
 from strom.streams.topology import Topology, TopologyError
+from strom.streams.windowed import SessionWindowedKStream, TimeWindowedKStream
+from strom.streams.windowed_serdes import WindowedSerdes
+from strom.streams.windows import (
+    EmitStrategy,
+    SessionWindows,
+    SlidingWindows,
+    TimeWindows,
+    Window,
+    Windowed,
+)
 
 __all__ = [
-    "Change", "Consumed", "Grouped", "JsonSerde", "KGroupedStream", "KStream", "KTable",
-    "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor", "ProcessorContext",
-    "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned", "Serde",
-    "Serdes", "SerializationError", "State", "StreamsApp", "StreamsBuilder", "StreamsConfig",
-    "StreamsConfigError", "StreamsError", "TestInputTopic", "TestOutputTopic", "Topology",
-    "TopologyError", "TopologyTestDriver",
+    "BufferConfig", "Change", "Consumed", "EmitStrategy", "Grouped", "JsonSerde",
+    "KGroupedStream", "KStream", "KTable", "KeyValueStore", "KeyValueStoreBuilder",
+    "Materialized", "Processor", "ProcessorContext", "Produced", "PunctuationType", "Record",
+    "RecordMetadata", "Repartitioned", "Serde", "Serdes", "SerializationError", "SessionStore",
+    "SessionStoreBuilder", "SessionWindowedKStream", "SessionWindows", "SlidingWindows",
+    "State", "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError",
+    "StreamsError", "Suppressed", "TestInputTopic", "TestOutputTopic", "TimeWindowedKStream",
+    "TimeWindows", "TimestampedWindowStore", "Topology", "TopologyError", "TopologyTestDriver",
+    "Window", "WindowStore", "WindowStoreBuilder", "Windowed", "WindowedSerdes",
 ]

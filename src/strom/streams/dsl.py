@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, overload
 
 from strom.streams.aggregate import (
     Aggregator,
@@ -50,6 +51,11 @@ from strom.streams.record import Record
 from strom.streams.serdes import LONG, Serde
 from strom.streams.stores.kv import KeyValueStoreBuilder
 from strom.streams.topology import InternalTopic, Partitioner, TimestampExtractor, Topology
+
+if TYPE_CHECKING:
+    from strom.streams.suppress import Suppressed
+    from strom.streams.windowed import SessionWindowedKStream, TimeWindowedKStream
+    from strom.streams.windows import SessionWindows, SlidingWindows, TimeWindows
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ class Materialized:
     logging: bool = True
     changelog_config: tuple[tuple[str, str], ...] = ()
     engine: Callable[[str], Any] | None = None  # a persistent engine factory (stores.*)
+    retention: int | timedelta | None = None  # windowed stores: ms, if longer than needed
 
 
 class StreamsBuilder:
@@ -341,6 +348,18 @@ class KGroupedStream:
         return self._aggregate("KSTREAM-AGGREGATE", initializer, aggregator, materialized,
                                None)
 
+    @overload
+    def windowed_by(self, windows: TimeWindows | SlidingWindows) -> TimeWindowedKStream: ...
+
+    @overload
+    def windowed_by(self, windows: SessionWindows) -> SessionWindowedKStream: ...
+
+    def windowed_by(self, windows: TimeWindows | SlidingWindows | SessionWindows
+                    ) -> TimeWindowedKStream | SessionWindowedKStream:
+        """Aggregations per window (strom.streams.windowed)."""
+        from strom.streams.windowed import windowed_by
+        return windowed_by(self, windows)
+
 
 class KTable:
     def __init__(self, builder: StreamsBuilder, node: str, key_serde: Serde[Any] | None,
@@ -373,6 +392,11 @@ class KTable:
     def map_values(self, mapper: Callable[[Any], Any], named: str | None = None) -> KTable:
         return self._then("KTABLE-MAPVALUES-",
                           lambda: TableMapValuesProcessor(lambda _k, v: mapper(v)), named, None)
+
+    def suppress(self, suppressed: Suppressed) -> KTable:
+        """Final results of a windowed table (strom.streams.suppress)."""
+        from strom.streams.suppress import suppress
+        return suppress(self, suppressed)
 
     def to_stream(self, named: str | None = None) -> KStream:
         name = named or self.builder.new_name("KTABLE-TOSTREAM-")

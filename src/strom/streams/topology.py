@@ -17,7 +17,7 @@ from typing import Any
 from strom.streams.processor import ProcessorSupplier
 from strom.streams.record import Record
 from strom.streams.serdes import Serde
-from strom.streams.stores.kv import KeyValueStoreBuilder
+from strom.streams.stores.api import StoreBuilder
 
 
 class TopologyError(ValueError):
@@ -83,7 +83,7 @@ Node = SourceNode | ProcessorNode | SinkNode
 class Topology:
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
-        self.stores: dict[str, KeyValueStoreBuilder] = {}
+        self.stores: dict[str, StoreBuilder] = {}
         self.internal_topics: dict[str, InternalTopic] = {}
         self._topic_sources: dict[str, str] = {}
 
@@ -140,7 +140,7 @@ class Topology:
             self._children_of(parent).append(name)
         return self
 
-    def add_state_store(self, builder: KeyValueStoreBuilder, *processors: str) -> Topology:
+    def add_state_store(self, builder: StoreBuilder, *processors: str) -> Topology:
         if builder.name in self.stores:
             raise TopologyError(f"a store named {builder.name!r} was added already")
         self.stores[builder.name] = builder

@@ -47,6 +47,21 @@ class StateStore(Protocol):
         """Applies one changelog record (restoration: nothing is logged)."""
 
 
+class StoreBuilder(Protocol):
+    """What a topology holds for each store: a name, and how to make the store of one task
+    (KeyValueStoreBuilder, WindowStoreBuilder, SessionStoreBuilder, or one of your own)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def persistent(self) -> bool: ...
+
+    def build(self, task_directory: str, default_key_serde: Serde[Any],
+              default_value_serde: Serde[Any]) -> StateStore:
+        """The store of one task; a serde the builder was not given is the default one."""
+
+
 class BytesEngine(Protocol):
     """Ordered bytes -> bytes (memory, RocksDB, LMDB)."""
 
