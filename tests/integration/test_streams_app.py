@@ -126,3 +126,20 @@ def test_word_count_counts_and_restores(streams_broker: EmbeddedBroker, tmp_path
     finally:
         assert app.close(DEADLINE_S)
     assert app.failure is None
+    # The same instance again: its RocksDB stores are still there; at-least-once restores
+    # only what came after their checkpoint (nothing), exactly-once all of the changelog.
+    restored: list[int] = []
+    app = StreamsApp(wordcount.topology(), app_config(streams_broker, app_id, tmp_path,
+                                                      guarantee, "b"),
+                     restore_listener=lambda progress: restored.append(progress.restored))
+    app.start()
+    try:
+        wait_running(app)
+        assert app.store("word-counts-store").get("the") == 4
+    finally:
+        assert app.close(DEADLINE_S)
+    assert len(restored) == 3  # a store per task
+    if guarantee == "at_least_once":
+        assert sum(restored) == 0
+    else:
+        assert sum(restored) >= len(expected_counts(LINES + more))

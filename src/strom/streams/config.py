@@ -19,6 +19,7 @@ from strom.streams.serdes import (
     STRING,
     Serde,
 )
+from strom.streams.stores.api import EngineFactory
 from strom.streams.task import DeserializationHandler, log_and_continue, log_and_fail
 
 AT_LEAST_ONCE: Final = "at_least_once"
@@ -36,7 +37,9 @@ STREAMS_SETTINGS: Final = frozenset({
     "processing.guarantee", "commit.interval.ms", "num.stream.threads", "state.dir",
     "num.standby.replicas", "default.deserialization.exception.handler",
     "replication.factor", "application.server", "statestore.cache.max.bytes",
-    "poll.ms", "max.task.idle.ms"})
+    "poll.ms", "max.task.idle.ms", "default.dsl.store"})
+STORE_TYPES: Final = {"rocksdb": "rocksDB", "in_memory": "in_memory", "in-memory": "in_memory",
+                      "memory": "in_memory"}
 _APPLICATION_ID: Final = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -45,7 +48,8 @@ class StreamsConfigError(ValueError):
 
 
 class StreamsConfig:
-    def __init__(self, settings: Mapping[str, Any], *, require_bootstrap: bool = True) -> None:
+    def __init__(self, settings: Mapping[str, Any], *, require_bootstrap: bool = True,
+                 default_store: str = "rocksDB") -> None:
         self.settings = dict(settings)
         self.application_id = str(self.settings.get("application.id", "strom-streams-test"
                                                      if not require_bootstrap else ""))
@@ -73,6 +77,21 @@ class StreamsConfig:
             tempfile.gettempdir(), "strom-streams"))
         self.application_server = str(self.settings.get("application.server", ""))
         self.deserialization_handler = self._handler()
+        store = str(self.settings.get("default.dsl.store", default_store))
+        if store.lower() not in STORE_TYPES:
+            raise StreamsConfigError(f"default.dsl.store={store}: use rocksDB (stores on disk, "
+                                     "restored from their changelogs only past a checkpoint) "
+                                     "or in_memory")
+        self.default_dsl_store = STORE_TYPES[store.lower()]
+
+    @property
+    def default_engine(self) -> EngineFactory | None:
+        """How stores without an engine of their own keep their data (None: in memory)."""
+        if self.default_dsl_store == "rocksDB":
+            from strom.streams.stores.rocksdb import rocksdb_engine
+
+            return rocksdb_engine
+        return None
 
     @property
     def exactly_once(self) -> bool:

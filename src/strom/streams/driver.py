@@ -15,6 +15,9 @@ driver does; every written record (changelogs too) can be read from its topic.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,7 +45,13 @@ class _Written:
 class TopologyTestDriver:
     def __init__(self, topology: Topology, config: Mapping[str, Any] | None = None, *,
                  initial_wall_clock_ms: int = 0) -> None:
-        self.config = StreamsConfig(config or {}, require_bootstrap=False)
+        # Stores in memory unless default.dsl.store says rocksDB (then in a temporary
+        # state directory, removed by close()).
+        self.config = StreamsConfig(config or {}, require_bootstrap=False,
+                                    default_store="in_memory")
+        self._state_dir: str | None = None
+        if self.config.default_engine is not None:
+            self._state_dir = tempfile.mkdtemp(prefix="strom-streams-driver-")
         self.topology = topology
         self.wall_clock_ms = initial_wall_clock_ms
         self.outputs: dict[str, deque[_Written]] = {}
@@ -57,7 +66,9 @@ class TopologyTestDriver:
                         clock=lambda: self.wall_clock_ms,
                         default_key_serde=self.config.default_key_serde,
                         default_value_serde=self.config.default_value_serde,
-                        deserialization_handler=self.config.deserialization_handler)
+                        deserialization_handler=self.config.deserialization_handler,
+                        default_engine=self.config.default_engine,
+                        state_directory=os.path.join(self._state_dir or "", f"{sub.id}_0"))
             self.tasks.append(task)
             for topic in sub.source_topics:
                 self._task_of[topology.physical(self.config.application_id, topic)] = task
@@ -131,6 +142,8 @@ class TopologyTestDriver:
     def close(self) -> None:
         for task in self.tasks:
             task.close()
+        if self._state_dir is not None:
+            shutil.rmtree(self._state_dir, ignore_errors=True)
 
     def __enter__(self) -> TopologyTestDriver:
         return self

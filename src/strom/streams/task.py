@@ -23,7 +23,7 @@ from strom.streams.processor import (
 )
 from strom.streams.record import Headers, Record, RecordMetadata
 from strom.streams.serdes import Serde, SerializationError
-from strom.streams.stores.api import StateStore
+from strom.streams.stores.api import EngineFactory, StateStore
 from strom.streams.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,8 @@ class Task:
                  application_id: str, collector: RecordCollector, clock: Callable[[], int],
                  default_key_serde: Serde[Any], default_value_serde: Serde[Any],
                  state_directory: str = "",
-                 deserialization_handler: DeserializationHandler = log_and_fail) -> None:
+                 deserialization_handler: DeserializationHandler = log_and_fail,
+                 default_engine: EngineFactory | None = None) -> None:
         self.id = task_id
         self.topology = topology
         self.sub = sub
@@ -114,7 +115,8 @@ class Task:
         self.dropped = 0
         self.stores: dict[str, StateStore] = {
             name: topology.stores[name].build(state_directory, default_key_serde,
-                                              default_value_serde) for name in sub.stores}
+                                              default_value_serde, default_engine)
+            for name in sub.stores}
         for store in self.stores.values():
             store.init(self)
         self._stream_punctuations = _Punctuations()

@@ -78,6 +78,8 @@ class _Running:
     queues: dict[str, deque[Message]] = field(default_factory=dict)
     consumed: dict[tuple[str, int], int] = field(default_factory=dict)  # next offsets
     restoring: dict[tuple[str, int], RestoreProgress] = field(default_factory=dict)
+    # changelog (topic, partition) -> the offset its store holds up to (restored)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class StreamThread:
@@ -194,7 +196,8 @@ class StreamThread:
                     default_key_serde=self.config.default_key_serde,
                     default_value_serde=self.config.default_value_serde,
                     state_directory=str(directory.path),
-                    deserialization_handler=self.config.deserialization_handler)
+                    deserialization_handler=self.config.deserialization_handler,
+                    default_engine=self.config.default_engine)
         inputs = [(self._physical(t), partition) for t in sub.source_topics]
         running = _Running(task, inputs[0], inputs, directory,
                            queues={t: deque() for t, _ in inputs})
@@ -239,10 +242,12 @@ class StreamThread:
                                                for t, p in running.restoring])
         if clean and not self.config.exactly_once and any(
                 s.persistent for s in task.stores.values()):
-            running.directory.write_checkpoint(
-                {tp: o for tp, o in self.collector.written.items()
-                 if tp[1] == task.partition and tp[0] in {task.changelog_topic(n)
-                                                          for n in task.stores}})
+            changelogs = {task.changelog_topic(n) for n in task.stores}
+            positions = dict(running.positions)  # where restoration ended
+            for tp, offset in self.collector.written.items():  # and what was written since
+                if tp[1] == task.partition and tp[0] in changelogs:
+                    positions[tp] = max(offset, positions.get(tp, 0))
+            running.directory.write_checkpoint(positions)
         task.close()
         running.directory.unlock()
         del self.tasks[task.id]
@@ -329,6 +334,9 @@ class StreamThread:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     progress.done = True
+                    end = message.offset()
+                    if end is not None and end >= 0:
+                        running.positions[key] = end
                     self._restored(running, key)
                 else:
                     self._consume_error(error)

@@ -9,7 +9,7 @@ task's), through the task's record collector.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from strom.streams.serdes import Serde
@@ -58,8 +58,10 @@ class StoreBuilder(Protocol):
     def persistent(self) -> bool: ...
 
     def build(self, task_directory: str, default_key_serde: Serde[Any],
-              default_value_serde: Serde[Any]) -> StateStore:
-        """The store of one task; a serde the builder was not given is the default one."""
+              default_value_serde: Serde[Any],
+              default_engine: EngineFactory | None = None) -> StateStore:
+        """The store of one task; a serde or engine the builder was not given is the
+        application's default (default.key.serde, default.value.serde, default.dsl.store)."""
 
 
 class BytesEngine(Protocol):
@@ -80,6 +82,22 @@ class BytesEngine(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+# (task directory, store name) -> the engine of one task's store
+EngineFactory = Callable[[str, str], BytesEngine]
+
+
+def make_engine(own: Callable[[str], BytesEngine] | None, default: EngineFactory | None,
+                task_directory: str, store_name: str) -> BytesEngine:
+    """The builder's own engine, else the application's default, else memory."""
+    if own is not None:
+        return own(task_directory)
+    if default is not None:
+        return default(task_directory, store_name)
+    from strom.streams.stores.memory import MemoryEngine
+
+    return MemoryEngine()
 
 
 def serialized(serde: Serde[Any], topic: str, value: Any) -> bytes:

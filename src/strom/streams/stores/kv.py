@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from strom.streams.serdes import BYTES, Serde
-from strom.streams.stores.api import BytesEngine, StoreContext, serialized
+from strom.streams.stores.api import (
+    BytesEngine,
+    EngineFactory,
+    StoreContext,
+    make_engine,
+    serialized,
+)
 from strom.streams.stores.memory import MemoryEngine
 
 
@@ -165,10 +171,11 @@ class KeyValueStoreBuilder:
         return self.engine is not None
 
     def build(self, task_directory: str, default_key_serde: Serde[Any] = BYTES,
-              default_value_serde: Serde[Any] = BYTES) -> KeyValueStore:
+              default_value_serde: Serde[Any] = BYTES,
+              default_engine: EngineFactory | None = None) -> KeyValueStore:
         """The store of one task; a serde not given is the application's default."""
-        engine = self.engine(task_directory) if self.engine is not None else MemoryEngine()
+        engine = make_engine(self.engine, default_engine, task_directory, self.name)
         kind = TimestampedKeyValueStore if self.timestamped else KeyValueStore
         return kind(self.name, self.key_serde or default_key_serde,
                     self.value_serde or default_value_serde, engine,
-                    logging=self.logging, persistent=self.persistent)
+                    logging=self.logging, persistent=not isinstance(engine, MemoryEngine))

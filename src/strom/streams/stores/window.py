@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from strom.streams.serdes import BYTES, Serde
-from strom.streams.stores.api import BytesEngine, StoreContext, serialized
+from strom.streams.stores.api import (
+    BytesEngine,
+    EngineFactory,
+    StoreContext,
+    make_engine,
+    serialized,
+)
 from strom.streams.stores.memory import MemoryEngine
 from strom.streams.windows import Duration, Window, Windowed, to_ms
 
@@ -305,11 +311,12 @@ class WindowStoreBuilder:
         return self.engine is not None
 
     def build(self, task_directory: str, default_key_serde: Serde[Any] = BYTES,
-              default_value_serde: Serde[Any] = BYTES) -> WindowStore:
-        engine = self.engine(task_directory) if self.engine is not None else MemoryEngine()
+              default_value_serde: Serde[Any] = BYTES,
+              default_engine: EngineFactory | None = None) -> WindowStore:
+        engine = make_engine(self.engine, default_engine, task_directory, self.name)
         kind = TimestampedWindowStore if self.timestamped else WindowStore
         return kind(self.name, self.key_serde or default_key_serde,
                     self.value_serde or default_value_serde, engine,
                     retention_ms=self.retention_ms, window_size_ms=self.window_size_ms,
                     retain_duplicates=self.retain_duplicates, logging=self.logging,
-                    persistent=self.persistent)
+                    persistent=not isinstance(engine, MemoryEngine))
