@@ -333,11 +333,7 @@ class StreamThread:
             progress = running.restoring[key]
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    progress.done = True
-                    end = message.offset()
-                    if end is not None and end >= 0:
-                        running.positions[key] = end
-                    self._restored(running, key)
+                    self._reached_end(running, key, message.offset())
                 else:
                     self._consume_error(error)
                 continue
@@ -351,6 +347,12 @@ class StreamThread:
             for key, progress in list(running.restoring.items()):
                 if progress.done:
                     self._restored(running, key)
+
+    def _reached_end(self, running: _Running, key: tuple[str, int], end: int | None) -> None:
+        running.restoring[key].done = True
+        if end is not None and end >= 0:
+            running.positions[key] = end
+        self._restored(running, key)
 
     def _restored(self, running: _Running, key: tuple[str, int]) -> None:
         progress = running.restoring.pop(key, None)
