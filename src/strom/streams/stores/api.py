@@ -67,6 +67,27 @@ class BytesEngine(Protocol):
     def close(self) -> None: ...
 
 
+class StoreBuilder(Protocol):
+    """What a topology keeps of a store: its name, whether and how it logs its changes, and how
+    to make one instance of it per task (a key-value, window, ... store)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def logging(self) -> bool: ...
+
+    @property
+    def changelog_config(self) -> dict[str, str]: ...
+
+    @property
+    def persistent(self) -> bool: ...
+
+    def build(self, task_directory: str, default_key_serde: Serde[Any],
+              default_value_serde: Serde[Any]) -> StateStore:
+        """The store of one task; a serde not given is the application's default."""
+
+
 def serialized(serde: Serde[Any], topic: str, value: Any) -> bytes:
     data = serde.serialize(topic, value)
     if data is None:
