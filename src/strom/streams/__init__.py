@@ -18,6 +18,8 @@ from strom.streams.dsl import (
     Repartitioned,
     StreamsBuilder,
 )
+from strom.streams.global_table import GlobalKTable
+from strom.streams.joins import Joined, JoinWindows, StreamJoined
 from strom.streams.processor import Processor, ProcessorContext, PunctuationType
 from strom.streams.record import Record, RecordMetadata
 from strom.streams.serdes import JsonSerde, Serde, Serdes, SerializationError
@@ -26,10 +28,10 @@ from strom.streams.task import StreamsError
 from strom.streams.topology import Topology, TopologyError
 
 __all__ = [
-    "Change", "Consumed", "Grouped", "JsonSerde", "KGroupedStream", "KStream", "KTable",
-    "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor", "ProcessorContext",
-    "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned", "Serde",
-    "Serdes", "SerializationError", "StreamsBuilder", "StreamsConfig", "StreamsConfigError",
-    "StreamsError", "TestInputTopic", "TestOutputTopic", "Topology", "TopologyError",
-    "TopologyTestDriver",
+    "Change", "Consumed", "GlobalKTable", "Grouped", "JoinWindows", "Joined", "JsonSerde",
+    "KGroupedStream", "KStream", "KTable", "KeyValueStore", "KeyValueStoreBuilder",
+    "Materialized", "Processor", "ProcessorContext", "Produced", "PunctuationType", "Record",
+    "RecordMetadata", "Repartitioned", "Serde", "Serdes", "SerializationError", "StreamJoined",
+    "StreamsBuilder", "StreamsConfig", "StreamsConfigError", "StreamsError", "TestInputTopic",
+    "TestOutputTopic", "Topology", "TopologyError", "TopologyTestDriver",
 ]
