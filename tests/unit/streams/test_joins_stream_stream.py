@@ -172,6 +172,12 @@ def test_left_join_grace_delays_the_unmatched_result_and_lets_a_match_in() -> No
     run.pipe("left", "c", "C", 112)
     run.pipe("right", "b", "y", 128)  # closes C's window (112 + 10 + 5 < 128)
     assert run.take() == [("a", "A+late-match", 108), ("c", "C+None", 112)]
+    run.pipe("left", "d", "D", 130)
+    run.pipe("left", "e", "E", 135)
+    run.pipe("right", "b", "z", 146)  # D's window closed; E's ended at 145, grace runs on
+    assert run.take() == [("d", "D+None", 130)]
+    run.pipe("right", "b", "z", 151)
+    assert run.take() == [("e", "E+None", 135)]
 
 
 def test_outer_join_emits_both_sides_unmatched_at_window_close_in_time_order() -> None:
@@ -190,17 +196,33 @@ def test_outer_join_emits_both_sides_unmatched_at_window_close_in_time_order() -
                                       ).approximate_num_entries() == 1  # Z waits
 
 
+def test_asymmetric_outer_join_closes_each_side_by_its_own_window() -> None:
+    # before 0, after 10: a left record at t waits for right records up to t + 10, a right
+    # record at t for left records up to t (its window is [t - 10, t]).
+    run = Run(build("outer", JoinWindows.of_time_difference_with_no_grace(10).before(0)))
+    run.pipe("left", "a", "A", 100)
+    run.pipe("right", "b", "B", 100)
+    run.pipe("right", "c", "C", 101)
+    assert run.take() == [("b", "None+B", 100)]
+    run.pipe("left", "d", "D", 110)
+    assert run.take() == [("c", "None+C", 101)]
+    run.pipe("left", "e", "E", 111)
+    assert run.take() == [("a", "A+None", 100)]
+
+
 def test_window_stores_keep_records_for_before_after_and_grace_and_log_them() -> None:
     run = Run(build("inner", JoinWindows.of_time_difference_and_grace(10, 5)))
-    for timestamp in (100, 110, 125, 126):
+    for timestamp in (100, 101, 125, 126):
         run.pipe("left", "a", f"A{timestamp}", timestamp)
     # Retention 25: at stream time 126 the record at 100 is gone, 101.. are kept.
-    kept = list(run.driver.get_state_store("j-this-join-store").all())
-    assert kept == [("a", 110, "A110"), ("a", 125, "A125"), ("a", 126, "A126")]
+    store = run.driver.get_state_store("j-this-join-store")
+    assert list(store.all()) == [("a", 101, "A101"), ("a", 125, "A125"), ("a", 126, "A126")]
+    assert list(store.fetch("a", 0, 125)) == [(101, "A101"), (125, "A125")]
+    assert store.put("a", "old", 100) is False and store.put("a", "edge", 101) is True
     changelog = run.driver.create_output_topic("app-j-this-join-store-changelog",
                                                Serdes.Bytes(), S)
     assert [(r.value, r.timestamp) for r in changelog.read_records_to_list()] == [
-        ("A100", 100), ("A110", 110), ("A125", 125), ("A126", 126)]
+        ("A100", 100), ("A101", 101), ("A125", 125), ("A126", 126), ("edge", 101)]
 
 
 def test_a_stream_whose_key_changed_is_repartitioned_before_the_join() -> None:
