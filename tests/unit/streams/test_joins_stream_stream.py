@@ -14,11 +14,13 @@ from strom.streams import (
     Consumed,
     JoinWindows,
     Produced,
+    Serde,
     Serdes,
     StreamJoined,
     StreamsBuilder,
     TopologyTestDriver,
 )
+from strom.streams.stream_join import JoinWindowStore
 
 S = Serdes.String()
 APP = {"application.id": "app"}
@@ -255,3 +257,36 @@ def test_unnamed_join_names_its_nodes_and_stores_as_kafka_does() -> None:
     assert builder.build().copartition_groups == [frozenset({"left", "right"})]
     left.left_join(right, joined, JoinWindows.of_time_difference_with_no_grace(1))
     assert "KSTREAM-OUTERSHARED-0000000005-store" in builder.build().stores
+
+
+def test_a_window_store_restores_from_its_changelog_and_keeps_keys_apart() -> None:
+    class Log:
+        partition = 0
+        task_id = "0_0"
+
+        def __init__(self) -> None:
+            self.records: list[tuple[bytes, bytes | None, int]] = []
+
+        def changelog_topic(self, store: str) -> str:
+            return f"{store}-changelog"
+
+        def log_change(self, topic: str, key: bytes, value: bytes | None, ts: int) -> None:
+            self.records.append((key, value, ts))
+
+    def store() -> JoinWindowStore:
+        serde: Serde[Any] = S
+        return JoinWindowStore("w", serde, serde, retention_ms=100)
+
+    original, log = store(), Log()
+    original.init(log)
+    for key, timestamp in (("a", 10), ("ab", 10), ("a", 10), ("a", 20)):
+        original.put(key, f"{key}@{timestamp}", timestamp)
+    restored = store()
+    for key, value, _ in log.records:
+        restored.restore(key, value)
+    for copy in (original, restored):
+        assert list(copy.fetch("a", 10, 20)) == [(10, "a@10"), (10, "a@10"), (20, "a@20")]
+        assert list(copy.fetch("ab", 0, 100)) == [(10, "ab@10")]
+    restored.put("a", "a@130", 130)  # stream time 130: 10 and 20 expire, 30.. would stay
+    assert list(restored.all()) == [("a", 130, "a@130")]
+    assert restored.put("a", "again", 20) is False
