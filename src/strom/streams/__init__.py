@@ -5,6 +5,7 @@ client library (it imports nothing of the broker, so it runs against any Kafka c
 """
 
 from strom.streams.aggregate import Change
+from strom.streams.app import State, StreamsApp
 from strom.streams.config import StreamsConfig, StreamsConfigError
 from strom.streams.driver import TestInputTopic, TestOutputTopic, TopologyTestDriver
 from strom.streams.dsl import (
@@ -31,7 +32,8 @@ __all__ = [
     "Change", "Consumed", "GlobalKTable", "Grouped", "JoinWindows", "Joined", "JsonSerde",
     "KGroupedStream", "KStream", "KTable", "KeyValueStore", "KeyValueStoreBuilder",
     "Materialized", "Processor", "ProcessorContext", "Produced", "PunctuationType", "Record",
-    "RecordMetadata", "Repartitioned", "Serde", "Serdes", "SerializationError", "StreamJoined",
-    "StreamsBuilder", "StreamsConfig", "StreamsConfigError", "StreamsError", "TestInputTopic",
-    "TestOutputTopic", "Topology", "TopologyError", "TopologyTestDriver",
+    "RecordMetadata", "Repartitioned", "Serde", "Serdes", "SerializationError", "State",
+    "StreamJoined", "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError",
+    "StreamsError", "TestInputTopic", "TestOutputTopic", "Topology", "TopologyError",
+    "TopologyTestDriver",
 ]

@@ -1,0 +1,390 @@
+"""A stream thread: a consumer in the application's group, the tasks it runs, its producer.
+
+How tasks are assigned with an ordinary consumer group (no custom assignor, so any Kafka
+cluster and librdkafka's cooperative rebalancing work): each sub-topology has one *anchor*
+topic (its first source topic); the group consumer subscribes to the anchor topics only, with
+the cooperative-sticky assignor. Owning partition p of a sub-topology's anchor topic means
+running task `<sub-topology>_<p>`: the thread then reads partition p of the sub-topology's
+other source topics itself (a second consumer, `assign`ed, starting at the group's committed
+offsets), so a task's co-partitioned inputs always stay together, rebalances move only the
+tasks that change hands, and tasks stay where they are (sticky). Offsets of every input are
+committed through the group (with exactly-once, in the producer's transaction).
+
+A new task first restores its stores from their changelogs (from its checkpoint for
+persistent stores under at-least-once), with its anchor partition paused; then it processes.
+Records of a task's inputs are processed in timestamp order across its partitions (the
+smallest buffered timestamp first).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from strom.streams.collector import ProducerCollector
+from strom.streams.config import StreamsConfig
+from strom.streams.record import Headers
+from strom.streams.state_dir import StateDirectory, TaskDirectory
+from strom.streams.task import StreamsError, Task
+from strom.streams.topology import SubTopology, Topology
+
+log = logging.getLogger(__name__)
+
+COMMIT_TIMEOUT_S = 30.0
+RESTORE_BATCH = 10_000
+
+
+@dataclass
+class RestoreProgress:
+    task_id: str
+    store: str
+    changelog: str
+    partition: int
+    restored: int = 0
+    done: bool = False
+
+
+# (task id, store, restored so far, done) — progress of restoration, for the application
+RestoreListener = Callable[[RestoreProgress], None]
+
+
+@dataclass
+class _Running:
+    task: Task
+    anchor: tuple[str, int]
+    inputs: list[tuple[str, int]]
+    directory: TaskDirectory
+    queues: dict[str, deque[Message]] = field(default_factory=dict)
+    consumed: dict[tuple[str, int], int] = field(default_factory=dict)  # next offsets
+    restoring: dict[tuple[str, int], RestoreProgress] = field(default_factory=dict)
+
+
+class StreamThread:
+    def __init__(self, index: int, topology: Topology, config: StreamsConfig,
+                 process_id: str, state: StateDirectory, sub_partitions: dict[int, int],
+                 restore_listener: RestoreListener | None = None) -> None:
+        self.index = index
+        self.topology = topology
+        self.config = config
+        self.app = config.application_id
+        self.state = state
+        self.sub_partitions = sub_partitions
+        self.restore_listener = restore_listener
+        self.subs = {sub.id: sub for sub in topology.sub_topologies()}
+        self.anchors: dict[str, SubTopology] = {
+            self._physical(sub.source_topics[0]): sub for sub in self.subs.values()}
+        self.tasks: dict[str, _Running] = {}
+        self._by_input: dict[tuple[str, int], _Running] = {}
+        self.last_commit = time.monotonic()
+        self.running = False
+        self.failure: BaseException | None = None
+        exactly_once = config.exactly_once
+        consumer = {**config.client_settings("consumer"), "group.id": self.app,
+                    "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed" if exactly_once else "read_uncommitted"}
+        self.group = Consumer({**consumer,
+                               "partition.assignment.strategy": "cooperative-sticky",
+                               "client.id": f"{self.app}-{process_id}-{index}-consumer"})
+        plain = {k: v for k, v in consumer.items() if k != "group.id"}
+        self.side = Consumer({**plain, "group.id": f"{self.app}-side-{process_id}-{index}",
+                              "client.id": f"{self.app}-{process_id}-{index}-side"})
+        self.restore = Consumer({**plain, "group.id": f"{self.app}-restore-{process_id}-{index}",
+                                 "enable.partition.eof": True,
+                                 "client.id": f"{self.app}-{process_id}-{index}-restore"})
+        self.collector = ProducerCollector(
+            {**config.client_settings("producer"),
+             "client.id": f"{self.app}-{process_id}-{index}-producer"},
+            transactional_id=f"{self.app}-{process_id}-{index}" if exactly_once else None)
+        if exactly_once:
+            self.collector.producer.init_transactions(COMMIT_TIMEOUT_S)
+            self.collector.begin()
+        self._side_assigned: set[tuple[str, int]] = set()
+
+    def _physical(self, topic: str) -> str:
+        return self.topology.physical(self.app, topic)
+
+    # -- group membership ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.group.subscribe(sorted(self.anchors), on_assign=self._assigned,
+                             on_revoke=self._revoked, on_lost=self._lost)
+        self.running = True
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            sub = self.anchors.get(tp.topic)
+            if sub is not None:
+                self._create_task(sub, tp.partition)
+        consumer.incremental_assign(partitions)
+        paused = [TopicPartition(r.anchor[0], r.anchor[1])
+                  for r in self.tasks.values() if r.restoring]
+        if paused:
+            consumer.pause(paused)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        leaving = [self.tasks[f"{self.anchors[tp.topic].id}_{tp.partition}"]
+                   for tp in partitions if tp.topic in self.anchors
+                   and f"{self.anchors[tp.topic].id}_{tp.partition}" in self.tasks]
+        if leaving:
+            self.commit()  # what the leaving tasks did is committed before they go
+            for running in leaving:
+                self._close_task(running, clean=True)
+        consumer.incremental_unassign(partitions)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("thread %d lost its partitions (it left the group): closing its tasks "
+                    "without committing", self.index)
+        self.collector.abort(COMMIT_TIMEOUT_S)
+        for running in list(self.tasks.values()):
+            self._close_task(running, clean=False)
+        consumer.incremental_unassign(partitions)
+        self.collector.begin()
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def _create_task(self, sub: SubTopology, partition: int) -> None:
+        task_id = f"{sub.id}_{partition}"
+        directory = self.state.task(task_id)
+        directory.lock()
+        if self.config.exactly_once:
+            # A checkpoint under exactly-once would hide writes not committed: restore all.
+            directory.remove_checkpoint()
+            directory.wipe_stores()
+        task = Task(task_id, self.topology, sub, partition, application_id=self.app,
+                    collector=self.collector, clock=lambda: int(time.time() * 1000),
+                    default_key_serde=self.config.default_key_serde,
+                    default_value_serde=self.config.default_value_serde,
+                    state_directory=str(directory.path),
+                    deserialization_handler=self.config.deserialization_handler)
+        inputs = [(self._physical(t), partition) for t in sub.source_topics]
+        running = _Running(task, inputs[0], inputs, directory,
+                           queues={t: deque() for t, _ in inputs})
+        checkpoint = directory.read_checkpoint()
+        for store in task.stores.values():
+            if not getattr(store, "logging", False):
+                continue
+            changelog = task.changelog_topic(store.name)
+            running.restoring[(changelog, partition)] = RestoreProgress(
+                task_id, store.name, changelog, partition)
+            start = checkpoint.get((changelog, partition), OFFSET_BEGINNING) \
+                if store.persistent else OFFSET_BEGINNING
+            self.restore.incremental_assign([TopicPartition(changelog, partition, start)])
+        self.tasks[task_id] = running
+        for tp in inputs:
+            self._by_input[tp] = running
+        others = inputs[1:]
+        if others:
+            committed = self.group.committed([TopicPartition(t, p) for t, p in others],
+                                             timeout=COMMIT_TIMEOUT_S)
+            self.side.incremental_assign([
+                TopicPartition(tp.topic, tp.partition,
+                               tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                for tp in committed])
+            self._side_assigned.update(others)
+            if running.restoring:
+                self.side.pause([TopicPartition(t, p) for t, p in others])
+        log.info("thread %d: task %s created (%d stores to restore)", self.index, task_id,
+                 len(running.restoring))
+
+    def _close_task(self, running: _Running, clean: bool) -> None:
+        task = running.task
+        for tp in running.inputs:
+            self._by_input.pop(tp, None)
+        others = [TopicPartition(t, p) for t, p in running.inputs[1:]
+                  if (t, p) in self._side_assigned]
+        if others:
+            self.side.incremental_unassign(others)
+            self._side_assigned.difference_update((tp.topic, tp.partition) for tp in others)
+        if running.restoring:
+            self.restore.incremental_unassign([TopicPartition(t, p)
+                                               for t, p in running.restoring])
+        if clean and not self.config.exactly_once and any(
+                s.persistent for s in task.stores.values()):
+            running.directory.write_checkpoint(
+                {tp: o for tp, o in self.collector.written.items()
+                 if tp[1] == task.partition and tp[0] in {task.changelog_topic(n)
+                                                          for n in task.stores}})
+        task.close()
+        running.directory.unlock()
+        del self.tasks[task.id]
+        log.info("thread %d: task %s closed%s", self.index, task.id,
+                 "" if clean else " (not committed)")
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """One poll, restore or process, punctuate and maybe commit; records processed."""
+        self._poll()
+        if any(r.restoring for r in self.tasks.values()):
+            self._restore_some()
+        processed = 0
+        now = int(time.time() * 1000)
+        for running in list(self.tasks.values()):
+            if not running.restoring:
+                processed += self._process(running)
+                running.task.punctuate_wall_clock(now)
+        if (time.monotonic() - self.last_commit) * 1000 >= self.config.commit_interval_ms or \
+                any(r.task.commit_requested for r in self.tasks.values()):
+            self.commit()
+        return processed
+
+    def _poll(self) -> None:
+        """Fetched records into their tasks' queues (the group consumer's poll also runs the
+        rebalance callbacks)."""
+        messages = self.group.consume(500, self.config.poll_ms / 1000)
+        if self._side_assigned:
+            messages += self.side.consume(500, 0)
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._consume_error(error)
+                continue
+            topic, partition, _ = _where(message)
+            running = self._by_input.get((topic, partition))
+            if running is not None:
+                running.queues[topic].append(message)
+
+    def _consume_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise StreamsError(f"the consumer failed: {error.str()}")
+        log.warning("thread %d: consumer: %s", self.index, error.str())
+
+    def _process(self, running: _Running) -> int:
+        queues = [q for q in running.queues.values() if q]
+        count = 0
+        task = running.task
+        while queues:
+            queue = queues[0] if len(queues) == 1 else min(
+                queues, key=lambda q: q[0].timestamp()[1])
+            message = queue.popleft()
+            topic, partition, offset = _where(message)
+            task.process(topic, offset, message.key(), message.value(),
+                         message.timestamp()[1], _headers(message))
+            running.consumed[(topic, partition)] = offset + 1
+            count += 1
+            if not queue:
+                queues = [q for q in queues if q]
+        return count
+
+    def _restore_some(self) -> None:
+        for message in self.restore.consume(RESTORE_BATCH, 0.05):
+            topic, partition = message.topic(), message.partition()
+            if topic is None or partition is None:
+                continue
+            key = (topic, partition)
+            error = message.error()
+            running = next((r for r in self.tasks.values() if key in r.restoring), None)
+            if running is None:
+                continue
+            progress = running.restoring[key]
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    progress.done = True
+                    self._restored(running, key)
+                else:
+                    self._consume_error(error)
+                continue
+            record_key = message.key()
+            if record_key is None:
+                continue  # a changelog record always has a key
+            running.task.stores[progress.store].restore(record_key, message.value(),
+                                                        message.timestamp()[1])
+            progress.restored += 1
+        for running in self.tasks.values():
+            for key, progress in list(running.restoring.items()):
+                if progress.done:
+                    self._restored(running, key)
+
+    def _restored(self, running: _Running, key: tuple[str, int]) -> None:
+        progress = running.restoring.pop(key, None)
+        if progress is None:
+            return
+        self.restore.incremental_unassign([TopicPartition(*key)])
+        if self.restore_listener is not None:
+            self.restore_listener(progress)
+        log.info("task %s: store %s restored (%d records)", progress.task_id, progress.store,
+                 progress.restored)
+        if not running.restoring:
+            self.group.resume([TopicPartition(*running.anchor)])
+            others = [TopicPartition(t, p) for t, p in running.inputs[1:]]
+            if others:
+                self.side.resume(others)
+
+    # -- commits -------------------------------------------------------------------------
+
+    def _offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p, o) for r in self.tasks.values()
+                for (t, p), o in r.consumed.items()]
+
+    def commit(self) -> None:
+        """Everything processed so far: outputs written, then input offsets committed (in
+        one transaction under exactly-once)."""
+        offsets = self._offsets()
+        for running in self.tasks.values():
+            running.task.flush()
+        if self.config.exactly_once:
+            producer = self.collector.producer
+            try:
+                if offsets:
+                    producer.send_offsets_to_transaction(
+                        offsets, self.group.consumer_group_metadata(), COMMIT_TIMEOUT_S)
+                producer.commit_transaction(COMMIT_TIMEOUT_S)
+            except KafkaException as exc:
+                raise StreamsError(f"the transaction could not be committed: {exc}") from exc
+            self.collector.begin()
+        else:
+            self.collector.flush(COMMIT_TIMEOUT_S)
+            if offsets:
+                try:
+                    self.group.commit(offsets=offsets, asynchronous=False)
+                except KafkaException as exc:
+                    if exc.args[0].code() not in (KafkaError._NO_OFFSET,):
+                        raise StreamsError(f"the offsets could not be committed: {exc}"
+                                           ) from exc
+        for running in self.tasks.values():
+            running.consumed.clear()
+        self.last_commit = time.monotonic()
+
+    def close(self) -> None:
+        """Commits and closes every task, leaves the group, closes the clients."""
+        try:
+            if self.failure is None:
+                self.commit()
+        finally:
+            for running in list(self.tasks.values()):
+                self._close_task(running, clean=self.failure is None)
+            self.group.close()
+            self.side.close()
+            self.restore.close()
+            if self.config.exactly_once and self.failure is not None:
+                self.collector.abort(COMMIT_TIMEOUT_S)
+            self.collector.close(COMMIT_TIMEOUT_S)
+
+
+def _where(message: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed record (never None for a record)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
+
+
+def _headers(message: Message) -> Headers:
+    headers = message.headers()
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    return tuple((k, v if isinstance(v, bytes | None) else str(v).encode()) for k, v in items)
