@@ -196,6 +196,11 @@ def test_outer_join_emits_both_sides_unmatched_at_window_close_in_time_order() -
     assert run.take() == [("c", "C+None", 116)]  # x matched: never "None+x"
     assert run.driver.get_state_store("j-outer-shared-join-store"
                                       ).approximate_num_entries() == 1  # Z waits
+    run.pipe("right", "q", "late", 184)  # 184 + 10 + 5 < 200: dropped, never emitted
+    run.pipe("right", None, "N", 201)  # no key: emitted at once (KIP-962)
+    run.pipe("left", "w", "W", 400)
+    assert run.take() == [(None, "None+N", 201), ("z", "None+Z", 200)]
+    assert run.processor("j-other-join").late == 1
 
 
 def test_asymmetric_outer_join_closes_each_side_by_its_own_window() -> None:
