@@ -19,6 +19,8 @@ from strom.streams.dsl import (
     Repartitioned,
     StreamsBuilder,
 )
+from strom.streams.global_table import GlobalKTable
+from strom.streams.joins import Joined, JoinWindows, StreamJoined
 from strom.streams.processor import Processor, ProcessorContext, PunctuationType
 from strom.streams.record import Record, RecordMetadata
 from strom.streams.serdes import JsonSerde, Serde, Serdes, SerializationError
@@ -44,13 +46,14 @@ from strom.streams.windows import (
 )
 
 __all__ = [
-    "BufferConfig", "Change", "Consumed", "EmitStrategy", "Grouped", "JsonSerde",
-    "KGroupedStream", "KStream", "KTable", "KeyValueStore", "KeyValueStoreBuilder",
-    "Materialized", "Processor", "ProcessorContext", "Produced", "PunctuationType", "Record",
-    "RecordMetadata", "Repartitioned", "Serde", "Serdes", "SerializationError", "SessionStore",
-    "SessionStoreBuilder", "SessionWindowedKStream", "SessionWindows", "SlidingWindows",
-    "State", "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError",
-    "StreamsError", "Suppressed", "TestInputTopic", "TestOutputTopic", "TimeWindowedKStream",
-    "TimeWindows", "TimestampedWindowStore", "Topology", "TopologyError", "TopologyTestDriver",
-    "Window", "WindowStore", "WindowStoreBuilder", "Windowed", "WindowedSerdes",
+    "BufferConfig", "Change", "Consumed", "EmitStrategy", "GlobalKTable", "Grouped",
+    "JoinWindows", "Joined", "JsonSerde", "KGroupedStream", "KStream", "KTable",
+    "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor", "ProcessorContext",
+    "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned", "Serde",
+    "Serdes", "SerializationError", "SessionStore", "SessionStoreBuilder",
+    "SessionWindowedKStream", "SessionWindows", "SlidingWindows", "State", "StreamJoined",
+    "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError", "StreamsError",
+    "Suppressed", "TestInputTopic", "TestOutputTopic", "TimeWindowedKStream", "TimeWindows",
+    "TimestampedWindowStore", "Topology", "TopologyError", "TopologyTestDriver", "Window",
+    "WindowStore", "WindowStoreBuilder", "Windowed", "WindowedSerdes",
 ]

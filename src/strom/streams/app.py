@@ -77,6 +77,11 @@ class StreamsApp:
         have their tasks). TopicLayoutError when the topics cannot work."""
         if self.state is not State.CREATED:
             raise RuntimeError(f"start() is for a new application, this one is {self.state}")
+        if self.topology.global_stores:
+            raise TopicLayoutError(
+                f"global stores ({', '.join(sorted(self.topology.global_stores))}) need a "
+                "global thread, which StreamsApp does not have yet (the TopologyTestDriver "
+                "runs them)")
         self.layout = self._setup_topics()
         state = StateDirectory(self.config.state_dir, self.config.application_id)
         state.lock()

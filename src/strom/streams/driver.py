@@ -10,7 +10,9 @@ wrote and look into its stores.
 
 Every sub-topology runs as one task (partition 0). A record written to a topic the topology
 reads (a repartition topic) is processed at once, before `pipe_input` returns, as Kafka's
-driver does; every written record (changelogs too) can be read from its topic.
+driver does; every written record (changelogs too) can be read from its topic. Global stores
+live in one more task (`global_task`), which every other task reads them from; a record piped
+into a global store's topic updates the store at once.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from strom.streams.record import Headers, Record
 from strom.streams.serdes import Serde
 from strom.streams.stores.api import StateStore
 from strom.streams.task import Task
-from strom.streams.topology import Topology
+from strom.streams.topology import SubTopology, Topology
 
 
 class _Written:
@@ -60,18 +62,26 @@ class TopologyTestDriver:
         self._draining = False
         self.tasks: list[Task] = []
         self._task_of: dict[str, Task] = {}
+        self.global_task: Task | None = None
+        global_sub = topology.global_sub_topology()
+        if global_sub is not None:
+            self.global_task = self._task("global", global_sub)
         for sub in topology.sub_topologies():
-            task = Task(f"{sub.id}_0", topology, sub, 0,
-                        application_id=self.config.application_id, collector=self,
-                        clock=lambda: self.wall_clock_ms,
-                        default_key_serde=self.config.default_key_serde,
-                        default_value_serde=self.config.default_value_serde,
-                        deserialization_handler=self.config.deserialization_handler,
-                        default_engine=self.config.default_engine,
-                        state_directory=os.path.join(self._state_dir or "", f"{sub.id}_0"))
-            self.tasks.append(task)
-            for topic in sub.source_topics:
-                self._task_of[topology.physical(self.config.application_id, topic)] = task
+            self.tasks.append(self._task(f"{sub.id}_0", sub))
+
+    def _task(self, task_id: str, sub: SubTopology) -> Task:
+        task = Task(task_id, self.topology, sub, 0,
+                    application_id=self.config.application_id, collector=self,
+                    clock=lambda: self.wall_clock_ms,
+                    default_key_serde=self.config.default_key_serde,
+                    default_value_serde=self.config.default_value_serde,
+                    deserialization_handler=self.config.deserialization_handler,
+                    global_stores=self.global_task.stores if self.global_task else None,
+                    default_engine=self.config.default_engine,
+                    state_directory=os.path.join(self._state_dir or "", task_id))
+        for topic in sub.source_topics:
+            self._task_of[self.topology.physical(self.config.application_id, topic)] = task
+        return task
 
     # -- the collector the tasks write to ------------------------------------------------
 
@@ -127,7 +137,7 @@ class TopologyTestDriver:
     # -- stores --------------------------------------------------------------------------
 
     def get_state_store(self, name: str) -> StateStore:
-        for task in self.tasks:
+        for task in [*self.tasks, *([self.global_task] if self.global_task else [])]:
             if name in task.stores:
                 return task.stores[name]
         raise KeyError(f"no store named {name!r} (the topology has "
@@ -142,6 +152,8 @@ class TopologyTestDriver:
     def close(self) -> None:
         for task in self.tasks:
             task.close()
+        if self.global_task is not None:
+            self.global_task.close()
         if self._state_dir is not None:
             shutil.rmtree(self._state_dir, ignore_errors=True)
 

@@ -12,6 +12,8 @@
 Operators that change the key (map, select_key, flat_map, group_by) mark the stream: the next
 key-based operator (an aggregation, a join) first writes it through an internal repartition
 topic, `<application.id>-<name>-repartition`, so every record of a key reaches one task.
+Joins (stream-stream, stream-table, table-table, foreign-key, global tables) are built by
+`joins`, `table_joins`, `fk_join` and `global_table`; the methods here only choose which.
 Nodes, stores and internal topics are named as Kafka Streams names them
 (KSTREAM-MAP-0000000001, ...), or as `named=` / `Materialized(name)` say.
 """
@@ -34,6 +36,9 @@ from strom.streams.aggregate import (
     TableToStreamProcessor,
     reduce_aggregator,
 )
+from strom.streams.fk_join import ForeignKeyExtractor, foreign_key_join
+from strom.streams.global_table import GlobalKTable, global_table, stream_global_table_join
+from strom.streams.joins import Joined, JoinWindows, StreamJoined, stream_stream_join
 from strom.streams.operators import (
     BranchProcessor,
     FilterProcessor,
@@ -50,6 +55,13 @@ from strom.streams.processor import ProcessorSupplier
 from strom.streams.record import Record
 from strom.streams.serdes import LONG, Serde
 from strom.streams.stores.kv import KeyValueStoreBuilder
+from strom.streams.stream_join import ValueJoiner
+from strom.streams.table_joins import (
+    KeyMapper,
+    TableJoinResult,
+    stream_table_join,
+    table_table_join,
+)
 from strom.streams.topology import InternalTopic, Partitioner, TimestampExtractor, Topology
 
 if TYPE_CHECKING:
@@ -139,6 +151,12 @@ class StreamsBuilder:
             engine=materialized.engine, timestamped=True), name)
         return KTable(self, name, materialized.key_serde or consumed.key_serde,
                       materialized.value_serde or consumed.value_serde, store)
+
+    def global_table(self, topic: str, consumed: Consumed | None = None,
+                     materialized: Materialized | None = None) -> GlobalKTable:
+        """The topic, all its partitions, as a table every task can join with (see
+        `global_table`)."""
+        return global_table(self, topic, consumed or Consumed(), materialized or Materialized())
 
     def build(self) -> Topology:
         return self.topology
@@ -271,6 +289,65 @@ class KStream:
                             value_serde=value_serde)
         return KStream(self.builder, f"{base}-source", key_serde, value_serde)
 
+    # -- joins ---------------------------------------------------------------------------
+
+    @overload
+    def join(self, other: KStream, joiner: ValueJoiner, windows: JoinWindows,
+             stream_joined: StreamJoined | None = None) -> KStream: ...
+
+    @overload
+    def join(self, other: KTable, joiner: ValueJoiner, joined: Joined | None = None
+             ) -> KStream: ...
+
+    @overload
+    def join(self, other: GlobalKTable, key_mapper: KeyMapper, joiner: ValueJoiner,
+             named: str | None = None) -> KStream: ...
+
+    def join(self, other: KStream | KTable | GlobalKTable, *args: Any, **kwargs: Any
+             ) -> KStream:
+        """`joiner(value, other value)` for each match: with another stream, records of one
+        key within `windows` of each other; with a table, its current value for the key; with
+        a global table, its value for `key_mapper(key, value)`."""
+        return self._join("inner", other, *args, **kwargs)
+
+    @overload
+    def left_join(self, other: KStream, joiner: ValueJoiner, windows: JoinWindows,
+                  stream_joined: StreamJoined | None = None) -> KStream: ...
+
+    @overload
+    def left_join(self, other: KTable, joiner: ValueJoiner, joined: Joined | None = None
+                  ) -> KStream: ...
+
+    @overload
+    def left_join(self, other: GlobalKTable, key_mapper: KeyMapper, joiner: ValueJoiner,
+                  named: str | None = None) -> KStream: ...
+
+    def left_join(self, other: KStream | KTable | GlobalKTable, *args: Any, **kwargs: Any
+                  ) -> KStream:
+        """As `join`, and every record of this stream without a match gives `joiner(value,
+        None)` (with a stream: once its window has closed)."""
+        return self._join("left", other, *args, **kwargs)
+
+    def outer_join(self, other: KStream, joiner: ValueJoiner, windows: JoinWindows,
+                   stream_joined: StreamJoined | None = None) -> KStream:
+        """As `left_join` with a stream, and unmatched records of the other stream give
+        `joiner(None, other value)` once their window has closed."""
+        return self._join("outer", other, joiner, windows, stream_joined)
+
+    def _join(self, kind: str, other: Any, *args: Any, **kwargs: Any) -> KStream:
+        if isinstance(other, KStream):
+            node, key_serde = stream_stream_join(self, other, *args, kind=kind, **kwargs)
+            return KStream(self.builder, node, key_serde, None)
+        if isinstance(other, KTable) and kind != "outer":
+            node, key_serde = stream_table_join(self, other, *args, left=kind == "left",
+                                                **kwargs)
+            return KStream(self.builder, node, key_serde, None)
+        if isinstance(other, GlobalKTable) and kind != "outer":
+            node = stream_global_table_join(self, other, *args, left=kind == "left", **kwargs)
+            return KStream(self.builder, node, self.key_serde, None, self.repartition_required)
+        joinable = "a KStream" if kind == "outer" else "a KStream, a KTable or a GlobalKTable"
+        raise TypeError(f"a stream {kind}-joins {joinable}, not {type(other).__name__}")
+
     # -- grouping ------------------------------------------------------------------------
 
     def group_by_key(self, grouped: Grouped | None = None) -> KGroupedStream:
@@ -397,6 +474,54 @@ class KTable:
         """Final results of a windowed table (strom.streams.suppress)."""
         from strom.streams.suppress import suppress
         return suppress(self, suppressed)
+
+    # -- joins ---------------------------------------------------------------------------
+
+    @overload
+    def join(self, other: KTable, joiner: ValueJoiner, materialized: Materialized | None = None,
+             named: str | None = None) -> KTable: ...
+
+    @overload
+    def join(self, other: KTable, foreign_key_extractor: ForeignKeyExtractor,
+             joiner: ValueJoiner, materialized: Materialized | None = None,
+             named: str | None = None) -> KTable: ...
+
+    def join(self, other: KTable, *args: Any, **kwargs: Any) -> KTable:
+        """A table of `joiner(value, other value)` for the keys both tables have; or, given a
+        `foreign_key_extractor(value)`, joined with the other table's row of that key (a
+        foreign-key join, see `fk_join`)."""
+        return self._join("inner", other, *args, **kwargs)
+
+    @overload
+    def left_join(self, other: KTable, joiner: ValueJoiner,
+                  materialized: Materialized | None = None, named: str | None = None
+                  ) -> KTable: ...
+
+    @overload
+    def left_join(self, other: KTable, foreign_key_extractor: ForeignKeyExtractor,
+                  joiner: ValueJoiner, materialized: Materialized | None = None,
+                  named: str | None = None) -> KTable: ...
+
+    def left_join(self, other: KTable, *args: Any, **kwargs: Any) -> KTable:
+        """As `join`, and every key of this table has a result (None for the other value)."""
+        return self._join("left", other, *args, **kwargs)
+
+    def outer_join(self, other: KTable, joiner: ValueJoiner,
+                   materialized: Materialized | None = None, named: str | None = None
+                   ) -> KTable:
+        """A result for every key either table has (None for the missing value)."""
+        return self._join("outer", other, joiner, materialized, named)
+
+    def _join(self, kind: str, other: KTable, *args: Any, **kwargs: Any) -> KTable:
+        result: TableJoinResult
+        if "foreign_key_extractor" in kwargs or (len(args) > 1 and callable(args[1])):
+            if kind == "outer":
+                raise TypeError("a foreign-key join is an inner or a left join")
+            result = foreign_key_join(self, other, *args, left_join=kind == "left", **kwargs)
+        else:
+            result = table_table_join(self, other, *args, kind=kind, **kwargs)
+        return KTable(self.builder, result.node, result.key_serde, result.value_serde,
+                      result.store)
 
     def to_stream(self, named: str | None = None) -> KStream:
         name = named or self.builder.new_name("KTABLE-TOSTREAM-")

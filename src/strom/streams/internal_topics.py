@@ -3,7 +3,8 @@
 Each sub-topology runs one task per partition of its source topics, so its source topics
 must have one partition count (co-partitioned: Kafka Streams refuses to start otherwise).
 A repartition topic takes the partition count of the sub-topology that writes it (unless
-`Repartitioned(partitions=N)` fixed one); a changelog topic has one partition per task of
+`Repartitioned(partitions=N)` fixed one), or, when a join reads it with other topics (a
+co-partition group of the topology), theirs; a changelog topic has one partition per task of
 the sub-topology its store belongs to, and is compacted.
 """
 
@@ -48,6 +49,21 @@ def _writers(topology: Topology) -> dict[str, list[int]]:
     return writers
 
 
+def _copartition(topology: Topology, counts: dict[str, int]) -> None:
+    """Internal topics that a join reads with topics of known partition counts take that count
+    (Kafka's CopartitionedTopicsEnforcer); known counts that differ cannot be joined."""
+    for group in topology.copartition_groups:
+        known = {t: counts[t] for t in group if t in counts}
+        if len(set(known.values())) > 1:
+            shown = ", ".join(f"{t} ({n})" for t, n in sorted(known.items()))
+            raise TopicLayoutError(f"the topics {shown} are joined but are not "
+                                   "co-partitioned: give them one partition count, or "
+                                   "repartition one side")
+        for topic in group:
+            if known and topic in topology.internal_topics:
+                counts.setdefault(topic, next(iter(known.values())))
+
+
 def _resolve(topology: Topology, counts: dict[str, int]) -> dict[int, int]:
     """Sub-topology partition counts (and, into `counts`, those of the repartition topics),
     each as soon as all of what decides it is known."""
@@ -90,6 +106,7 @@ def layout(topology: Topology, application_id: str, existing: Mapping[str, int])
     for name, topic in topology.internal_topics.items():
         if topic.partitions is not None:
             counts[name] = topic.partitions
+    _copartition(topology, counts)
     sub_partitions = _resolve(topology, counts)
     plans = [TopicPlan(topology.physical(application_id, name), counts[name],
                        {"cleanup.policy": "delete", **topic.config})

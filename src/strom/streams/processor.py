@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from strom.streams.record import Record, RecordMetadata
 
 if TYPE_CHECKING:
+    from strom.streams.serdes import Serde
     from strom.streams.stores.api import StateStore
 
 
@@ -56,6 +57,14 @@ class ProcessorContext(Protocol):
     def stream_time(self) -> int:
         """The largest timestamp the task has seen (-1 before the first record)."""
 
+    @property
+    def key_serde(self) -> Serde[Any]:
+        """The application's default key serde (default.key.serde)."""
+
+    @property
+    def value_serde(self) -> Serde[Any]:
+        """The application's default value serde (default.value.serde)."""
+
     def current_system_time_ms(self) -> int: ...
 
     def forward(self, record: Record, child: str | None = None) -> None:
@@ -64,7 +73,8 @@ class ProcessorContext(Protocol):
     def schedule(self, interval_ms: int, kind: PunctuationType,
                  punctuator: Punctuator) -> Cancellable: ...
 
-    def get_state_store(self, name: str) -> StateStore: ...
+    def get_state_store(self, name: str) -> StateStore:
+        """A store the processor was connected to, or a global store."""
 
     def commit(self) -> None:
         """Asks for a commit soon (after the current record)."""

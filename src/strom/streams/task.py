@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from strom.streams.processor import (
@@ -97,7 +97,8 @@ class Task:
                  default_key_serde: Serde[Any], default_value_serde: Serde[Any],
                  state_directory: str = "",
                  deserialization_handler: DeserializationHandler = log_and_fail,
-                 default_engine: EngineFactory | None = None) -> None:
+                 default_engine: EngineFactory | None = None,
+                 global_stores: Mapping[str, StateStore] | None = None) -> None:
         self.id = task_id
         self.topology = topology
         self.sub = sub
@@ -117,6 +118,8 @@ class Task:
             name: topology.stores[name].build(state_directory, default_key_serde,
                                               default_value_serde, default_engine)
             for name in sub.stores}
+        # The instance's global stores, shared by its tasks (any processor may read them).
+        self.global_stores: Mapping[str, StateStore] = global_stores or {}
         for store in self.stores.values():
             store.init(self)
         self._stream_punctuations = _Punctuations()
@@ -246,6 +249,14 @@ class _NodeContext:
     def stream_time(self) -> int:
         return self._task.stream_time
 
+    @property
+    def key_serde(self) -> Serde[Any]:
+        return self._task.default_key_serde
+
+    @property
+    def value_serde(self) -> Serde[Any]:
+        return self._task.default_value_serde
+
     def current_system_time_ms(self) -> int:
         return self._task.clock()
 
@@ -265,6 +276,8 @@ class _NodeContext:
 
     def get_state_store(self, name: str) -> Any:
         if name not in self._node.stores:
+            if name in self._task.global_stores:
+                return self._task.global_stores[name]
             raise StreamsError(f"processor {self._node.name} is not connected to store "
                                f"{name!r} (connect it when adding the store)")
         return self._task.stores[name]

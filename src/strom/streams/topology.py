@@ -5,7 +5,15 @@ Nodes that are connected (parent and child, or sharing a store) form a sub-topol
 topic written by one sub-topology's sink and read by another's source (a repartition topic)
 separates them. Each sub-topology runs as one task per partition of its source topics
 (task id `<sub-topology>_<partition>`), which is why a sub-topology's source topics must be
-co-partitioned.
+co-partitioned. Joins also record their inputs' topics as co-partition groups
+(`copartition_groups`), so that a runtime can check their partition counts and give repartition
+topics matching ones.
+
+Global stores (`add_global_store`) hold every partition of their topic and are readable from every
+task; their source and processor form no sub-topology (`sub_topologies()` leaves them out,
+`global_sub_topology()` gives them). A runtime restores each global store from its whole topic,
+all partitions up to their end offsets (`global_stores` names the topics), before any task
+processes, then keeps feeding it the topic's new records.
 """
 
 from __future__ import annotations
@@ -69,6 +77,16 @@ class InternalTopic:
 
 
 @dataclass(frozen=True)
+class GlobalStore:
+    """A store fed by every partition of `topic` through `source` and `processor`."""
+
+    store: str
+    topic: str
+    source: str
+    processor: str
+
+
+@dataclass(frozen=True)
 class SubTopology:
     id: int
     nodes: tuple[str, ...]
@@ -85,6 +103,8 @@ class Topology:
         self.nodes: dict[str, Node] = {}
         self.stores: dict[str, StoreBuilder] = {}
         self.internal_topics: dict[str, InternalTopic] = {}
+        self.global_stores: dict[str, GlobalStore] = {}
+        self.copartition_groups: list[frozenset[str]] = []
         self._topic_sources: dict[str, str] = {}
 
     # -- building ------------------------------------------------------------------------
@@ -156,12 +176,41 @@ class Topology:
             for store in stores:
                 if store not in self.stores:
                     raise TopologyError(f"no store named {store!r}")
+                if store in self.global_stores:
+                    raise TopologyError(f"{store!r} is a global store: every processor reads "
+                                        "it without being connected")
                 if store not in node.stores:
                     node.stores.append(store)
         return self
 
     def add_internal_topic(self, topic: InternalTopic) -> None:
         self.internal_topics[topic.name] = topic
+
+    def add_global_store(self, builder: StoreBuilder, source: str, topic: str, processor: str,
+                         supplier: ProcessorSupplier, *, key_serde: Serde[Any] | None = None,
+                         value_serde: Serde[Any] | None = None,
+                         timestamp_extractor: TimestampExtractor | None = None) -> Topology:
+        """A store holding all partitions of `topic` (Kafka's addGlobalStore): each record goes
+        through `source` to `processor`, which updates the store. The topic is the store's
+        changelog, so the store may not log."""
+        if builder.logging:
+            raise TopologyError(f"global store {builder.name!r}: its topic is its changelog; "
+                                "build it with logging=False")
+        self.add_source(source, topic, key_serde=key_serde, value_serde=value_serde,
+                        timestamp_extractor=timestamp_extractor)
+        self.add_processor(processor, supplier, source)
+        self.add_state_store(builder, processor)
+        self.global_stores[builder.name] = GlobalStore(builder.name, topic, source, processor)
+        return self
+
+    def add_copartition_group(self, *topics: str) -> None:
+        """These topics must have as many partitions (and one partitioner): a join reads them
+        in one task. Groups that share a topic become one."""
+        group = set(topics)
+        for other in [g for g in self.copartition_groups if g & group]:
+            group |= other
+            self.copartition_groups.remove(other)
+        self.copartition_groups.append(frozenset(group))
 
     def _children_of(self, name: str) -> list[str]:
         node = self.nodes[name]
@@ -181,7 +230,9 @@ class Topology:
 
     @property
     def source_topics(self) -> tuple[str, ...]:
-        return tuple(self._topic_sources)
+        """The topics tasks read (global stores' topics are not among them)."""
+        globals_ = {g.topic for g in self.global_stores.values()}
+        return tuple(t for t in self._topic_sources if t not in globals_)
 
     def _connected(self) -> list[list[str]]:
         """The node names of each connected group, in the order of their first node."""
@@ -207,9 +258,21 @@ class Topology:
 
     def sub_topologies(self) -> list[SubTopology]:
         """Connected nodes (edges and shared stores), numbered in the order their first
-        node was added."""
+        node was added; global stores' nodes are not among them."""
+        global_nodes = {g.source for g in self.global_stores.values()}
+        return self._sub_topologies([names for names in self._connected()
+                                     if global_nodes.isdisjoint(names)])
+
+    def global_sub_topology(self) -> SubTopology | None:
+        """The nodes and stores of all global stores (None: the topology has none)."""
+        global_nodes = {g.source for g in self.global_stores.values()}
+        names = [n for group in self._connected() if not global_nodes.isdisjoint(group)
+                 for n in group]
+        return self._sub_topologies([names])[0] if names else None
+
+    def _sub_topologies(self, groups: list[list[str]]) -> list[SubTopology]:
         result = []
-        for number, names in enumerate(self._connected()):
+        for number, names in enumerate(groups):
             members = [self.nodes[n] for n in names]
             sources = tuple(t for m in members if isinstance(m, SourceNode) for t in m.topics)
             sinks = tuple(m.topic for m in members
@@ -222,8 +285,10 @@ class Topology:
     def describe(self) -> str:
         """Kafka Streams' TopologyDescription, as text."""
         lines = ["Topologies:"]
-        for sub in self.sub_topologies():
-            lines.append(f"   Sub-topology: {sub.id}")
+        global_sub = self.global_sub_topology()
+        for sub in self.sub_topologies() + ([global_sub] if global_sub else []):
+            lines.append(f"   Sub-topology: {sub.id}" if sub is not global_sub else
+                         "   Sub-topology: global (global stores; generates no tasks)")
             for name in sub.nodes:
                 node = self.nodes[name]
                 if isinstance(node, SourceNode):
