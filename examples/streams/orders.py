@@ -1,0 +1,151 @@
+"""Orders enriched with customers and products, with strom.streams joins.
+
+Reads three topics, all JSON values with string keys:
+- `customers`, a table by customer id: {"name": ..., ...} (null deletes the customer);
+- `products`, a table by product id: {"name": ..., "price": ..., ...};
+- `orders`, a stream keyed by order id: {"customer": id, "product": id, "quantity": n}
+  (orders that are not JSON objects of that shape are dropped).
+
+and writes two:
+- `orders-with-customers`: each order joined with its customer's current row (a stream-table
+  left join: an order whose customer is unknown gets "customer": null), key the order id,
+  value {"order_id", "customer_id", "product_id", "quantity", "customer"};
+- `orders-enriched`: those orders as a table by order id, joined with the product of their
+  "product_id" (a foreign-key join): {..., "product": {...}, "total": quantity * price}.
+  It is a table's changelog: an order is written when both it and its product are known,
+  again whenever either changes (a new price updates every order of the product), and a
+  null (tombstone) when its product is deleted.
+
+Creates the topics if they are missing; runs until SIGTERM or Ctrl-C, then commits and stops
+cleanly.
+
+    python examples/streams/orders.py --bootstrap-servers localhost:9092
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from strom.streams import (
+    Consumed,
+    Joined,
+    Materialized,
+    Produced,
+    Repartitioned,
+    Serdes,
+    StreamsApp,
+    StreamsBuilder,
+    Topology,
+)
+
+CUSTOMERS, PRODUCTS, ORDERS = "customers", "products", "orders"
+WITH_CUSTOMERS, ENRICHED = "orders-with-customers", "orders-enriched"
+
+
+def is_order(order: Any) -> bool:
+    return (isinstance(order, dict) and isinstance(order.get("customer"), str)
+            and isinstance(order.get("product"), str)
+            and type(order.get("quantity")) is int and order["quantity"] > 0)
+
+
+def by_customer(order_id: str, order: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The order keyed by its customer, for the join with the customers table."""
+    return order["customer"], {"order_id": order_id, "customer_id": order["customer"],
+                               "product_id": order["product"], "quantity": order["quantity"]}
+
+
+def add_customer(order: dict[str, Any], customer: dict[str, Any] | None) -> dict[str, Any]:
+    return {**order, "customer": customer}
+
+
+def add_product(order: dict[str, Any], product: dict[str, Any]) -> dict[str, Any]:
+    price = product.get("price")
+    total = round(order["quantity"] * price, 2) if isinstance(price, int | float) else None
+    return {**order, "product": product, "total": total}
+
+
+def topology(customers_topic: str = CUSTOMERS, products_topic: str = PRODUCTS,
+             orders_topic: str = ORDERS, with_customers_topic: str = WITH_CUSTOMERS,
+             enriched_topic: str = ENRICHED) -> Topology:
+    builder = StreamsBuilder()
+    text, json = Serdes.String(), Serdes.Json()
+    customers = builder.table(customers_topic, Consumed(text, json),
+                              Materialized("customers-store"))
+    products = builder.table(products_topic, Consumed(text, json),
+                             Materialized("products-store"))
+    with_customers = (
+        builder.stream(orders_topic, consumed=Consumed(text, json))
+        .filter(lambda _order_id, order: is_order(order))
+        # Keyed by customer, the orders go through the repartition topic
+        # <application.id>-orders-by-customer-left-repartition, which has as many partitions
+        # as `customers`: each order meets its customer's row in one task.
+        .map(by_customer)
+        .left_join(customers, add_customer, Joined(text, json, json, name="orders-by-customer"))
+        .select_key(lambda _customer_id, order: order["order_id"]))
+    with_customers.to(with_customers_topic, Produced(text, json))
+    (with_customers
+     # Keyed by order id again (repartitioned), the orders become a table, which the
+     # foreign-key join subscribes to the products table with (through its internal topics
+     # <application.id>-orders-products-subscription-{registration,response}-topic).
+     .repartition(Repartitioned(text, json, name="orders-by-id"))
+     .to_table(Materialized("orders-store"))
+     .join(products, lambda order: order["product_id"], add_product, named="orders-products")
+     .to_stream()
+     .to(enriched_topic, Produced(text, json)))
+    return builder.build()
+
+
+def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=30).topics
+    new = [NewTopic(t, partitions, -1) for t in topics if t not in existing]
+    for future in admin.create_topics(new).values() if new else ():
+        try:
+            future.result(30)
+        except Exception as exc:  # created meanwhile by another instance
+            if "already exists" not in str(exc).lower():
+                raise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap-servers", default="localhost:9092")
+    parser.add_argument("--application-id", default="orders")
+    parser.add_argument("--state-dir", default=None)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="another setting (Kafka Streams' or librdkafka's name)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    create_topics(args.bootstrap_servers,
+                  [CUSTOMERS, PRODUCTS, ORDERS, WITH_CUSTOMERS, ENRICHED], args.partitions)
+    config = {"application.id": args.application_id,
+              "bootstrap.servers": args.bootstrap_servers,
+              "processing.guarantee": "exactly_once_v2"}
+    if args.state_dir:
+        config["state.dir"] = args.state_dir
+    for item in args.config:
+        key, _, value = item.partition("=")
+        config[key.strip()] = value.strip()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    app = StreamsApp(topology(), config)
+    app.start()
+    logging.info("orders running (application %s); stop with Ctrl-C", args.application_id)
+    while not stop.wait(0.5):
+        if app.failure is not None:
+            break
+    app.close()
+    if app.failure is not None:
+        raise SystemExit(f"orders failed: {app.failure}")
+
+
+if __name__ == "__main__":
+    main()
