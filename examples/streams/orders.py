@@ -16,6 +16,9 @@ and writes two:
   again whenever either changes (a new price updates every order of the product), and a
   null (tombstone) when its product is deleted.
 
+The joins find a customer's and a product's row in the partition their key hashes to, so
+producers must partition keys as Java clients do (murmur2; in librdkafka clients such as
+confluent-kafka: "partitioner": "murmur2_random"), as for any Kafka Streams application.
 Creates the topics if they are missing; runs until SIGTERM or Ctrl-C, then commits and stops
 cleanly.
 
