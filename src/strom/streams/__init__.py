@@ -19,6 +19,7 @@ from strom.streams.dsl import (
     Repartitioned,
     StreamsBuilder,
 )
+from strom.streams.errors import ErrorHandling, ProcessingHandler, ProductionHandler
 from strom.streams.global_table import GlobalKTable
 from strom.streams.joins import Joined, JoinWindows, StreamJoined
 from strom.streams.processor import Processor, ProcessorContext, PunctuationType
@@ -32,7 +33,7 @@ from strom.streams.stores.window import (
     WindowStoreBuilder,
 )
 from strom.streams.suppress import BufferConfig, Suppressed
-from strom.streams.task import StreamsError
+from strom.streams.task import DeserializationHandler, StreamsError
 from strom.streams.topology import Topology, TopologyError
 from strom.streams.windowed import SessionWindowedKStream, TimeWindowedKStream
 from strom.streams.windowed_serdes import WindowedSerdes
@@ -46,14 +47,59 @@ from strom.streams.windows import (
 )
 
 __all__ = [
-    "BufferConfig", "Change", "Consumed", "EmitStrategy", "GlobalKTable", "Grouped",
-    "JoinWindows", "Joined", "JsonSerde", "KGroupedStream", "KStream", "KTable",
-    "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor", "ProcessorContext",
-    "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned", "Serde",
-    "Serdes", "SerializationError", "SessionStore", "SessionStoreBuilder",
-    "SessionWindowedKStream", "SessionWindows", "SlidingWindows", "State", "StreamJoined",
-    "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError", "StreamsError",
-    "Suppressed", "TestInputTopic", "TestOutputTopic", "TimeWindowedKStream", "TimeWindows",
-    "TimestampedWindowStore", "Topology", "TopologyError", "TopologyTestDriver", "Window",
-    "WindowStore", "WindowStoreBuilder", "Windowed", "WindowedSerdes",
+    "BufferConfig",
+    "Change",
+    "Consumed",
+    "DeserializationHandler",
+    "EmitStrategy",
+    "ErrorHandling",
+    "GlobalKTable",
+    "Grouped",
+    "JoinWindows",
+    "Joined",
+    "JsonSerde",
+    "KGroupedStream",
+    "KStream",
+    "KTable",
+    "KeyValueStore",
+    "KeyValueStoreBuilder",
+    "Materialized",
+    "ProcessingHandler",
+    "Processor",
+    "ProcessorContext",
+    "Produced",
+    "ProductionHandler",
+    "PunctuationType",
+    "Record",
+    "RecordMetadata",
+    "Repartitioned",
+    "Serde",
+    "Serdes",
+    "SerializationError",
+    "SessionStore",
+    "SessionStoreBuilder",
+    "SessionWindowedKStream",
+    "SessionWindows",
+    "SlidingWindows",
+    "State",
+    "StreamJoined",
+    "StreamsApp",
+    "StreamsBuilder",
+    "StreamsConfig",
+    "StreamsConfigError",
+    "StreamsError",
+    "Suppressed",
+    "TestInputTopic",
+    "TestOutputTopic",
+    "TimeWindowedKStream",
+    "TimeWindows",
+    "TimestampedWindowStore",
+    "Topology",
+    "TopologyError",
+    "TopologyTestDriver",
+    "Window",
+    "WindowStore",
+    "WindowStoreBuilder",
+    "Windowed",
+    "WindowedSerdes",
 ]

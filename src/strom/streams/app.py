@@ -151,6 +151,10 @@ class StreamsApp:
         if missing:
             raise TopicLayoutError(f"the source topics {', '.join(missing)} do not exist: "
                                    "create them first")
+        dead_letters = self.config.error_handling.dead_letter_queue
+        if dead_letters is not None and dead_letters not in existing:
+            raise TopicLayoutError(f"the dead-letter queue topic {dead_letters} (errors.dead."
+                                   "letter.queue.topic.name) does not exist: create it first")
         planned = layout(self.topology, self.config.application_id, existing)
         to_create = []
         for plan in planned.internal:

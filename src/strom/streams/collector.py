@@ -5,8 +5,10 @@ agree on where a key lives. Under exactly-once the producer is transactional and
 write between two commits is one transaction.
 
 Delivery reports keep the last offset written to each changelog partition (a store's
-checkpoint) and the first error (raised at the next flush: with at-least-once the commit
-that follows must not happen)."""
+checkpoint) and the first error, unless the production handler (`strom.streams.errors`) skips
+the record (only under at-least-once, and never for changelog or dead-letter-queue records).
+The error is raised at the next flush (with at-least-once the commit that follows must not
+happen); under exactly-once the thread raises it when the transaction cannot commit."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from strom.streams.errors import ErrorHandling
 from strom.streams.record import Headers
 
 log = logging.getLogger(__name__)
@@ -25,8 +28,8 @@ class ProductionError(RuntimeError):
 
 
 class ProducerCollector:
-    def __init__(self, settings: dict[str, Any], *, transactional_id: str | None = None
-                 ) -> None:
+    def __init__(self, settings: dict[str, Any], *, transactional_id: str | None = None,
+                 errors: ErrorHandling | None = None) -> None:
         conf = {"partitioner": "murmur2_random", "linger.ms": 5,
                 "enable.idempotence": True, **settings}
         if transactional_id is not None:
@@ -39,10 +42,28 @@ class ProducerCollector:
         self.written: dict[tuple[str, int], int] = {}  # changelog (topic, partition) -> next
         self._error: KafkaError | None = None
         self.sent = 0
+        self.errors = errors or ErrorHandling()
+        self.skipped = 0  # records the production handler skipped
+
+    def _skip(self, error: KafkaError, message: Any) -> bool:
+        """Whether the production handler skips a record the producer could not write."""
+        topic = message.topic()
+        if self.transactional or error.fatal() or topic.endswith("-changelog") or \
+                topic == self.errors.dead_letter_queue:
+            return False
+        try:
+            skip = self.errors.production(KafkaException(error), topic, message.key(),
+                                          message.value())
+        except Exception:
+            log.exception("the production exception handler failed")
+            return False
+        if skip:
+            self.skipped += 1
+        return skip
 
     def _delivered(self, error: KafkaError | None, message: Any) -> None:
         if error is not None:
-            if self._error is None:
+            if self._error is None and not self._skip(error, message):
                 self._error = error
             return
         topic = message.topic()
@@ -70,6 +91,11 @@ class ProducerCollector:
         self.sent += 1
         if self.sent % 1000 == 0:
             self.producer.poll(0)
+
+    def failed_write(self) -> KafkaError | None:
+        """The first error the producer reported for a record since the last flush (under
+        exactly-once: since the transaction began)."""
+        return self._error
 
     def flush(self, timeout_s: float) -> None:
         """Waits for every record sent; ProductionError for one that failed."""

@@ -8,8 +8,15 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+from strom.streams.errors import (
+    ErrorHandling,
+    continue_processing,
+    continue_production,
+    fail_processing,
+    fail_production,
+)
 from strom.streams.serdes import (
     BYTES,
     DOUBLE,
@@ -30,14 +37,19 @@ GUARANTEES: Final = {AT_LEAST_ONCE: AT_LEAST_ONCE, EXACTLY_ONCE_V2: EXACTLY_ONCE
 SERDES_BY_NAME: Final[dict[str, Serde[Any]]] = {
     "bytes": BYTES, "bytearray": BYTES, "string": STRING, "integer": INTEGER, "int": INTEGER,
     "long": LONG, "double": DOUBLE, "json": JSON}
-HANDLERS: Final[dict[str, DeserializationHandler]] = {
-    "logandfail": log_and_fail, "logandcontinue": log_and_continue}
+H = TypeVar("H")
+DESERIALIZATION_HANDLER: Final = ("default.deserialization.exception.handler",
+                                  "deserialization.exception.handler")
+PROCESSING_HANDLER: Final = ("processing.exception.handler",)
+PRODUCTION_HANDLER: Final = ("default.production.exception.handler",
+                             "production.exception.handler")
+DEAD_LETTER_QUEUE: Final = "errors.dead.letter.queue.topic.name"
 STREAMS_SETTINGS: Final = frozenset({
     "application.id", "bootstrap.servers", "default.key.serde", "default.value.serde",
     "processing.guarantee", "commit.interval.ms", "num.stream.threads", "state.dir",
-    "num.standby.replicas", "default.deserialization.exception.handler",
-    "replication.factor", "application.server", "statestore.cache.max.bytes",
-    "poll.ms", "max.task.idle.ms", "default.dsl.store"})
+    "num.standby.replicas", "replication.factor", "application.server",
+    "statestore.cache.max.bytes", "poll.ms", "max.task.idle.ms", "default.dsl.store",
+    *DESERIALIZATION_HANDLER, *PROCESSING_HANDLER, *PRODUCTION_HANDLER, DEAD_LETTER_QUEUE})
 STORE_TYPES: Final = {"rocksdb": "rocksDB", "in_memory": "in_memory", "in-memory": "in_memory",
                       "memory": "in_memory"}
 _APPLICATION_ID: Final = re.compile(r"[A-Za-z0-9._-]+")
@@ -76,7 +88,16 @@ class StreamsConfig:
         self.state_dir = str(self.settings.get("state.dir") or os.path.join(
             tempfile.gettempdir(), "strom-streams"))
         self.application_server = str(self.settings.get("application.server", ""))
-        self.deserialization_handler = self._handler()
+        self.deserialization_handler: DeserializationHandler = self._handler(
+            DESERIALIZATION_HANDLER, log_and_fail, log_and_continue,
+            "(error, topic, partition, offset) -> skip")
+        dead_letter_queue = self.settings.get(DEAD_LETTER_QUEUE) or None
+        self.error_handling = ErrorHandling(
+            self._handler(PROCESSING_HANDLER, fail_processing, continue_processing,
+                          "(error, topic, partition, offset) -> skip"),
+            self._handler(PRODUCTION_HANDLER, fail_production, continue_production,
+                          "(error, topic, key, value) -> skip"),
+            None if dead_letter_queue is None else str(dead_letter_queue))
         store = str(self.settings.get("default.dsl.store", default_store))
         if store.lower() not in STORE_TYPES:
             raise StreamsConfigError(f"default.dsl.store={store}: use rocksDB (stores on disk, "
@@ -119,18 +140,22 @@ class StreamsConfig:
             raise StreamsConfigError(f"{name}: {value!r} is not a serde")
         return value  # type: ignore[no-any-return]
 
-    def _handler(self) -> DeserializationHandler:
-        value = self.settings.get("default.deserialization.exception.handler", log_and_fail)
+    def _handler(self, names: tuple[str, ...], fail: H, skip: H, signature: str) -> H:
+        """An exception handler by the first of its names given: LogAndFail (the default),
+        LogAndContinue (also as Kafka's class names) or a function."""
+        name = next((n for n in names if n in self.settings), names[0])
+        value = self.settings.get(name, fail)
         if isinstance(value, str):
             key = value.rsplit(".", 1)[-1].lower().removesuffix("exceptionhandler")
-            if key not in HANDLERS:
-                raise StreamsConfigError(
-                    f"default.deserialization.exception.handler={value}: use LogAndFail, "
-                    "LogAndContinue or a function (error, topic, partition, offset) -> skip")
-            return HANDLERS[key]
+            key = key.removesuffix("processing").removesuffix("production")
+            chosen = {"logandfail": fail, "default": fail, "logandcontinue": skip}.get(key)
+            if chosen is None:
+                raise StreamsConfigError(f"{name}={value}: use LogAndFail, LogAndContinue or "
+                                         f"a function {signature}")
+            return chosen
         if not callable(value):
-            raise StreamsConfigError("default.deserialization.exception.handler: give a "
-                                     "function or LogAndFail / LogAndContinue")
+            raise StreamsConfigError(f"{name}: give a function {signature} or LogAndFail / "
+                                     "LogAndContinue")
         return value  # type: ignore[no-any-return]
 
     def client_settings(self, client: str) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class TopologyTestDriver:
                     default_key_serde=self.config.default_key_serde,
                     default_value_serde=self.config.default_value_serde,
                     deserialization_handler=self.config.deserialization_handler,
+                    errors=self.config.error_handling,
                     global_stores=self.global_task.stores if self.global_task else None,
                     default_engine=self.config.default_engine,
                     state_directory=os.path.join(self._state_dir or "", task_id))

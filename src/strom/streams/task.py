@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from strom.streams.errors import ErrorHandling, dead_letter_headers
 from strom.streams.processor import (
     Cancellable,
     Processor,
@@ -98,7 +99,8 @@ class Task:
                  state_directory: str = "",
                  deserialization_handler: DeserializationHandler = log_and_fail,
                  default_engine: EngineFactory | None = None,
-                 global_stores: Mapping[str, StateStore] | None = None) -> None:
+                 global_stores: Mapping[str, StateStore] | None = None,
+                 errors: ErrorHandling | None = None) -> None:
         self.id = task_id
         self.topology = topology
         self.sub = sub
@@ -109,8 +111,11 @@ class Task:
         self.default_key_serde = default_key_serde
         self.default_value_serde = default_value_serde
         self.deserialization_handler = deserialization_handler
+        self.errors = errors or ErrorHandling()
         self.stream_time = -1
         self.record_metadata: RecordMetadata | None = None
+        # The source record being processed as read: key, value, timestamp, headers.
+        self._source: tuple[bytes | None, bytes | None, int, Headers] | None = None
         self.commit_requested = False
         self.processed = 0
         self.dropped = 0
@@ -174,13 +179,55 @@ class Task:
         if source is None:
             raise StreamsError(f"task {self.id} does not read topic {topic}")
         self.record_metadata = RecordMetadata(topic, self.partition, offset)
+        self._source = (key, value, timestamp, headers)
         try:
             assert isinstance(source, _SourceRuntime)
             source.receive(key, value, timestamp, headers)
+        except StreamsError:
+            raise
+        except Exception as exc:
+            self._processing_failed(exc)
         finally:
             self.record_metadata = None
+            self._source = None
         self.processed += 1
         self._stream_punctuations.fire(self.stream_time, self._punctuate)
+
+    # -- failures (strom.streams.errors) -----------------------------------------------------
+
+    def _processing_failed(self, error: Exception) -> None:
+        meta = self.record_metadata
+        assert meta is not None
+        self.dead_letter(error)
+        if self.errors.processing(error, meta.topic, meta.partition, meta.offset):
+            self.dropped += 1
+            return
+        raise StreamsError(f"task {self.id}: processing the record at {meta.topic}-"
+                           f"{meta.partition}@{meta.offset} failed: {error!r} (processing."
+                           "exception.handler=LogAndContinue skips such records)") from error
+
+    def production_failed(self, error: Exception, topic: str, key: Any, value: Any) -> None:
+        """A sink record that could not be serialized or handed to the producer: skipped if
+        the production handler says so, else StreamsError."""
+        self.dead_letter(error)
+        if self.errors.production(error, topic, key, value):
+            self.dropped += 1
+            return
+        where = f" (from {self.record_metadata.topic}-{self.record_metadata.partition}@" \
+            f"{self.record_metadata.offset})" if self.record_metadata else ""
+        raise StreamsError(f"task {self.id}: cannot write a record to {topic}{where}: "
+                           f"{error!r} (default.production.exception.handler=LogAndContinue "
+                           "skips such records)") from error
+
+    def dead_letter(self, error: Exception) -> None:
+        """Writes the source record being processed to the dead-letter queue, if there is
+        one, with headers naming the error and where the record was read."""
+        topic, meta, source = self.errors.dead_letter_queue, self.record_metadata, self._source
+        if topic is None or meta is None or source is None:
+            return
+        key, value, timestamp, headers = source
+        self.collector.send(topic, key, value, timestamp, (*headers, *dead_letter_headers(
+            error, meta.topic, meta.partition, meta.offset)), None)
 
     def advance_stream_time(self, timestamp: int) -> None:
         if timestamp > self.stream_time:
@@ -312,6 +359,7 @@ class _SourceRuntime(_Runtime):
             record = Record(self.key_serde.deserialize(meta.topic, key),
                             self.value_serde.deserialize(meta.topic, value), timestamp, headers)
         except SerializationError as exc:
+            task.dead_letter(exc)
             if task.deserialization_handler(exc, meta.topic, meta.partition, meta.offset):
                 task.dropped += 1
                 return
@@ -340,9 +388,13 @@ class _SinkRuntime(_Runtime):
 
     def process(self, record: Record) -> None:
         topic = self.topic if self.topic is not None else self.node.topic(record)  # type: ignore[operator]
-        key = self.key_serde.serialize(topic, record.key)
-        value = self.value_serde.serialize(topic, record.value)
-        partition = None
-        if self.node.partitioner is not None:
-            partition = self.node.partitioner(topic, record.key, record.value, -1)
-        self.task.collector.send(topic, key, value, record.timestamp, record.headers, partition)
+        try:
+            key = self.key_serde.serialize(topic, record.key)
+            value = self.value_serde.serialize(topic, record.value)
+            partition = None
+            if self.node.partitioner is not None:
+                partition = self.node.partitioner(topic, record.key, record.value, -1)
+            self.task.collector.send(topic, key, value, record.timestamp, record.headers,
+                                     partition)
+        except Exception as exc:  # KIP-399: serializing is part of producing
+            self.task.production_failed(exc, topic, record.key, record.value)

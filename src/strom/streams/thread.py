@@ -33,7 +33,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from strom.streams.collector import ProducerCollector
+from strom.streams.collector import ProducerCollector, ProductionError
 from strom.streams.config import StreamsConfig
 from strom.streams.record import Headers
 from strom.streams.state_dir import StateDirectory, TaskDirectory
@@ -48,6 +48,7 @@ COMMIT_TIMEOUT_S = 30.0
 MIGRATED = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
                       KafkaError.REBALANCE_IN_PROGRESS, KafkaError.FENCED_INSTANCE_ID,
                       KafkaError._FENCED})
+FENCED = MIGRATED | {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 
 class TaskMigrated(Exception):
@@ -117,7 +118,8 @@ class StreamThread:
         self.collector = ProducerCollector(
             {**config.client_settings("producer"),
              "client.id": f"{self.app}-{process_id}-{index}-producer"},
-            transactional_id=f"{self.app}-{process_id}-{index}" if exactly_once else None)
+            transactional_id=f"{self.app}-{process_id}-{index}" if exactly_once else None,
+            errors=config.error_handling)
         if exactly_once:
             self.collector.producer.init_transactions(COMMIT_TIMEOUT_S)
             self.collector.begin()
@@ -197,7 +199,8 @@ class StreamThread:
                     default_value_serde=self.config.default_value_serde,
                     state_directory=str(directory.path),
                     deserialization_handler=self.config.deserialization_handler,
-                    default_engine=self.config.default_engine)
+                    default_engine=self.config.default_engine,
+                    errors=self.config.error_handling)
         inputs = [(self._physical(t), partition) for t in sub.source_topics]
         running = _Running(task, inputs[0], inputs, directory,
                            queues={t: deque() for t, _ in inputs})
@@ -400,6 +403,12 @@ class StreamThread:
             producer.commit_transaction(COMMIT_TIMEOUT_S)
         except KafkaException as exc:
             error = exc.args[0]
+            failed = self.collector.failed_write()
+            if failed is not None and not failed.fatal() and failed.code() not in FENCED:
+                # A record the broker refused: processing it again would fail again.
+                raise ProductionError(
+                    f"a record could not be written: {failed.str()} (under exactly-once the "
+                    "transaction fails with it, whatever the production handler says)") from exc
             if error.txn_requires_abort() or error.code() in MIGRATED:
                 raise TaskMigrated(f"the transaction could not be committed: {error.str()}"
                                    ) from exc
