@@ -131,7 +131,8 @@ class StreamsConfig:
     def _serde(self, name: str) -> Serde[Any]:
         value = self.settings.get(name, BYTES)
         if isinstance(value, str):
-            key = value.rsplit(".", 1)[-1].lower().removesuffix("serde").replace("$", "")
+            # "long", "LongSerde", "org.apache.kafka.common.serialization.Serdes$LongSerde"
+            key = value.rsplit(".", 1)[-1].rsplit("$", 1)[-1].lower().removesuffix("serde")
             if key not in SERDES_BY_NAME:
                 raise StreamsConfigError(f"{name}={value}: use a serde object or one of "
                                          f"{', '.join(sorted(SERDES_BY_NAME))}")

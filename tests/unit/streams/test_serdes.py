@@ -66,3 +66,12 @@ def test_json_serde_with_a_dataclass() -> None:
         serde.deserialize("orders", b'{"id":1}')
     with pytest.raises(TypeError, match="dataclass or a pydantic"):
         JsonSerde(int)
+
+
+@pytest.mark.parametrize("name", ["long", "LongSerde", "org.apache.kafka.common.serialization"
+                                  ".Serdes$LongSerde", "Serdes.LongSerde"])
+def test_default_serdes_by_name_and_by_kafkas_class_names(name: str) -> None:
+    from strom.streams import StreamsConfig
+
+    config = StreamsConfig({"default.value.serde": name}, require_bootstrap=False)
+    assert config.default_value_serde is Serdes.Long()
