@@ -19,7 +19,7 @@ S, J = Serdes.String(), Serdes.Json()
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLES / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_example_unit", EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -200,3 +200,16 @@ def test_orders_topics_and_copartitioning() -> None:
         frozenset({"customers", "orders-by-customer-left-repartition"}),
         frozenset({"products", "orders-products-subscription-registration-topic"}),
         frozenset({"orders-by-id-repartition", "orders-products-subscription-response-topic"})}
+
+
+# -- wordcount ---------------------------------------------------------------------------------
+
+def test_wordcount_counts_words_of_lines() -> None:
+    wordcount = load("wordcount")
+    with TopologyTestDriver(wordcount.topology(), {"application.id": "wc"}) as driver:
+        lines = driver.create_input_topic(wordcount.INPUT, S, S)
+        counts = driver.create_output_topic(wordcount.OUTPUT, S, S)
+        lines.pipe_input(None, "The fox, the dog", 1)
+        lines.pipe_input("k", "a FOX", 2)
+        assert rows(counts) == [("the", "1", 1), ("fox", "1", 1), ("the", "2", 1),
+                                ("dog", "1", 1), ("a", "1", 2), ("fox", "2", 2)]
