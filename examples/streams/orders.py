@@ -38,6 +38,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from strom.streams import (
     Consumed,
     Joined,
+    JsonSerde,
     Materialized,
     Produced,
     Repartitioned,
@@ -77,7 +78,7 @@ def topology(customers_topic: str = CUSTOMERS, products_topic: str = PRODUCTS,
              orders_topic: str = ORDERS, with_customers_topic: str = WITH_CUSTOMERS,
              enriched_topic: str = ENRICHED) -> Topology:
     builder = StreamsBuilder()
-    text, json = Serdes.String(), Serdes.Json()
+    text, json = Serdes.String(), JsonSerde[Any]()
     customers = builder.table(customers_topic, Consumed(text, json),
                               Materialized("customers-store"))
     products = builder.table(products_topic, Consumed(text, json),

@@ -35,6 +35,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from strom.streams import (
     Consumed,
     EmitStrategy,
+    JsonSerde,
     Materialized,
     Produced,
     Record,
@@ -97,7 +98,7 @@ def topology(input_topic: str = INPUT, counts_topic: str = COUNTS,
              grace_ms: int = GRACE_MS, gap_ms: int = GAP_MS, idle_ms: int = IDLE_MS
              ) -> Topology:
     builder = StreamsBuilder()
-    json = Serdes.Json()
+    json: JsonSerde[Any] = Serdes.Json()
     views = (builder.stream(input_topic, consumed=Consumed(
                 Serdes.String(), json, timestamp_extractor=event_time))
              .filter(lambda _key, view: is_view(view))
