@@ -7,9 +7,10 @@ Reads three topics, all JSON values with string keys:
   (orders that are not JSON objects of that shape are dropped).
 
 and writes two:
-- `orders-with-customers`: each order joined with its customer's current row (a stream-table
-  left join: an order whose customer is unknown gets "customer": null), key the order id,
-  value {"order_id", "customer_id", "product_id", "quantity", "customer"};
+- `orders-with-customers`: each order joined with its customer's row as the application
+  holds it when it processes the order (a stream-table left join: an order whose customer is
+  unknown gets "customer": null; customers written after it do not change it), key the
+  order id, value {"order_id", "customer_id", "product_id", "quantity", "customer"};
 - `orders-enriched`: those orders as a table by order id, joined with the product of their
   "product_id" (a foreign-key join): {..., "product": {...}, "total": quantity * price}.
   It is a table's changelog: an order is written when both it and its product are known,
