@@ -6,6 +6,7 @@ interactive queries across two instances (metadata for a key, the HTTP endpoint'
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -99,6 +100,9 @@ def test_a_stream_joins_a_global_table_kept_up_to_date(streams_broker: EmbeddedB
     create_topic(bootstrap, products, 3)  # any count: a global table is read whole
     create_topic(bootstrap, out, 2)
     produce_pairs(bootstrap, products, [(f"p{i}", str(100 + i)) for i in range(30)])
+    # Orders waiting when the application starts: a task processing them before the global
+    # store is full would drop them (an inner join).
+    produce_pairs(bootstrap, orders, [(f"o{i}", f"p{i}:1") for i in range(30)])
     config = {"application.id": unique_name("global"), "bootstrap.servers": bootstrap,
               "processing.guarantee": "exactly_once_v2", "state.dir": str(tmp_path),
               "commit.interval.ms": 200}
@@ -112,7 +116,6 @@ def test_a_stream_joins_a_global_table_kept_up_to_date(streams_broker: EmbeddedB
         restored = progress.of(task="global")
         assert sorted(r.partition for r in restored) == [0, 1, 2]
         assert sum(r.restored for r in restored) == 30
-        produce_pairs(bootstrap, orders, [(f"o{i}", f"p{i}:1") for i in range(30)])
         want = {f"o{i}": f"p{i}:1@{100 + i}" for i in range(30)}
         assert read_latest(bootstrap, out, 2, want) == want
         # Updates while it runs: new prices, a product deleted (the inner join drops its
@@ -245,6 +248,12 @@ def test_a_standby_takes_over_a_task_restoring_only_the_tail(streams_broker: Emb
 # -- interactive queries across instances --------------------------------------------------
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def get(url: str) -> tuple[int, Any, str | None]:
     """(status, JSON body, Location) of a GET that does not follow redirects."""
 
@@ -269,12 +278,16 @@ def test_a_key_asked_of_the_wrong_instance_finds_the_right_one(streams_broker: E
     create_topic(bootstrap, source, PARTITIONS)
     create_topic(bootstrap, sink, PARTITIONS)
     wordcount.INPUT, wordcount.OUTPUT = source, sink
-    settings = {"processing.guarantee": "at_least_once"}
-    apps = [StreamsApp(wordcount.topology(), {
-        "application.id": app_id, "bootstrap.servers": bootstrap, "commit.interval.ms": 200,
-        "state.dir": str(tmp_path / name), **settings}, http=("127.0.0.1", 0))
-        for name in ("a", "b")]
-    a, b = apps
+    config = {"application.id": app_id, "bootstrap.servers": bootstrap,
+              "processing.guarantee": "at_least_once", "commit.interval.ms": 200}
+    # a: an HTTP endpoint on any free port (its address becomes its application.server); b:
+    # one at the application.server it is given.
+    a = StreamsApp(wordcount.topology(), {**config, "state.dir": str(tmp_path / "a")},
+                   http=("127.0.0.1", 0))
+    b = StreamsApp(wordcount.topology(), {
+        **config, "state.dir": str(tmp_path / "b"), "application.server.http": "true",
+        "application.server": f"127.0.0.1:{free_port()}"})
+    apps = [a, b]
     try:
         start_two(apps)
         lines = word_lines(0, 200, per_line=20)

@@ -22,6 +22,7 @@ from strom.streams.dsl import (
 from strom.streams.global_table import GlobalKTable
 from strom.streams.joins import Joined, JoinWindows, StreamJoined
 from strom.streams.processor import Processor, ProcessorContext, PunctuationType
+from strom.streams.queries import KeyQueryMetadata, StreamsMetadata
 from strom.streams.record import Record, RecordMetadata
 from strom.streams.serdes import JsonSerde, Serde, Serdes, SerializationError
 from strom.streams.stores.kv import KeyValueStore, KeyValueStoreBuilder
@@ -33,6 +34,7 @@ from strom.streams.stores.window import (
 )
 from strom.streams.suppress import BufferConfig, Suppressed
 from strom.streams.task import StreamsError
+from strom.streams.thread import RestoreProgress
 from strom.streams.topology import Topology, TopologyError
 from strom.streams.windowed import SessionWindowedKStream, TimeWindowedKStream
 from strom.streams.windowed_serdes import WindowedSerdes
@@ -46,14 +48,58 @@ from strom.streams.windows import (
 )
 
 __all__ = [
-    "BufferConfig", "Change", "Consumed", "EmitStrategy", "GlobalKTable", "Grouped",
-    "JoinWindows", "Joined", "JsonSerde", "KGroupedStream", "KStream", "KTable",
-    "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "Processor", "ProcessorContext",
-    "Produced", "PunctuationType", "Record", "RecordMetadata", "Repartitioned", "Serde",
-    "Serdes", "SerializationError", "SessionStore", "SessionStoreBuilder",
-    "SessionWindowedKStream", "SessionWindows", "SlidingWindows", "State", "StreamJoined",
-    "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError", "StreamsError",
-    "Suppressed", "TestInputTopic", "TestOutputTopic", "TimeWindowedKStream", "TimeWindows",
-    "TimestampedWindowStore", "Topology", "TopologyError", "TopologyTestDriver", "Window",
-    "WindowStore", "WindowStoreBuilder", "Windowed", "WindowedSerdes",
+    "BufferConfig",
+    "Change",
+    "Consumed",
+    "EmitStrategy",
+    "GlobalKTable",
+    "Grouped",
+    "JoinWindows",
+    "Joined",
+    "JsonSerde",
+    "KGroupedStream",
+    "KStream",
+    "KTable",
+    "KeyQueryMetadata",
+    "KeyValueStore",
+    "KeyValueStoreBuilder",
+    "Materialized",
+    "Processor",
+    "ProcessorContext",
+    "Produced",
+    "PunctuationType",
+    "Record",
+    "RecordMetadata",
+    "Repartitioned",
+    "RestoreProgress",
+    "Serde",
+    "Serdes",
+    "SerializationError",
+    "SessionStore",
+    "SessionStoreBuilder",
+    "SessionWindowedKStream",
+    "SessionWindows",
+    "SlidingWindows",
+    "State",
+    "StreamJoined",
+    "StreamsApp",
+    "StreamsBuilder",
+    "StreamsConfig",
+    "StreamsConfigError",
+    "StreamsError",
+    "StreamsMetadata",
+    "Suppressed",
+    "TestInputTopic",
+    "TestOutputTopic",
+    "TimeWindowedKStream",
+    "TimeWindows",
+    "TimestampedWindowStore",
+    "Topology",
+    "TopologyError",
+    "TopologyTestDriver",
+    "Window",
+    "WindowStore",
+    "WindowStoreBuilder",
+    "Windowed",
+    "WindowedSerdes",
 ]

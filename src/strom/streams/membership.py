@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from strom.streams.config import StreamsConfig
@@ -139,7 +139,7 @@ class Membership:
                      "group.id": f"{self.app}-instances-{process_id}",
                      "client.id": f"{self.app}-{process_id}-instances-consumer"}
             self._reader = Consumer(plain)
-            self._reader.assign([TopicPartition(self._topic, 0, 0)])
+            self._reader.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
             self._writer = Producer({**config.client_settings("producer"),
                                      "client.id": f"{self.app}-{process_id}-instances"})
             self._publish(json.dumps({"endpoint": endpoint}).encode())
