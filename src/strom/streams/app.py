@@ -117,7 +117,11 @@ class StreamsApp:
         if self.state is not State.CREATED:
             raise RuntimeError(f"start() is for a new application, this one is {self.state}")
         state, planned = self._prepare()
-        self._start_helpers(state)
+        try:
+            self._start_helpers(state)
+        except BaseException:
+            self._close_helpers()
+            raise
         global_stores = self.global_thread.stores if self.global_thread is not None else None
         membership = self.membership
         for index in range(self.config.num_stream_threads):
@@ -174,6 +178,26 @@ class StreamsApp:
             self.membership = Membership(
                 self.topology, self.config, self.process_id, self.endpoint,
                 lambda task: int(task.partition("_")[0]) in stateful)
+
+    def _close_helpers(self) -> None:
+        """What start() made before it failed: closed, the state directory unlocked."""
+        closers: list[Callable[[], None]] = []
+        if self.global_thread is not None:
+            closers.append(lambda: self.global_thread.close(False) if self.global_thread
+                           else None)
+        if self.standbys is not None:
+            closers.append(self.standbys.close)
+        if self.membership is not None:
+            closers.append(lambda: self.membership.close(False) if self.membership else None)
+        if self.query_server is not None:
+            closers.append(self.query_server.close)
+        for close in closers:
+            try:
+                close()
+            except Exception:
+                log.exception("closing after a failed start failed")
+        if self._state_dir is not None:
+            self._state_dir.unlock()
 
     def _spawn(self, target: Callable[[Any], None], arg: Any, name: str) -> None:
         runner = threading.Thread(target=target, args=(arg,), daemon=True, name=name)
@@ -357,14 +381,18 @@ class StreamsApp:
         membership = self._membership()
         return all_metadata(self.topology, membership.view, membership.endpoints)
 
-    def metadata_for_key(self, store: str, key: Any, key_serde: Serde[Any]
+    def metadata_for_key(self, store: str, key: Any, key_serde: Serde[Any],
+                         partitioner: Callable[[bytes, int], int] | None = None
                          ) -> KeyQueryMetadata:
-        """Which instance holds `key` of `store` (`active` is its application.server)."""
+        """Which instance holds `key` of `store` (`active` is its application.server). Keys
+        are taken to be partitioned by Java's default partitioner (murmur2 of the serialized
+        key), as strom.streams writes them; give `partitioner(key bytes, partitions)` for a
+        store fed straight from a topic that was written otherwise."""
         membership = self._membership()
         assert self.layout is not None
         return _metadata_for_key(self.topology, self.layout.sub_partitions, membership.view,
                                  membership.endpoints, (self.process_id, self.endpoint),
-                                 store, key, key_serde)
+                                 store, key, key_serde, partitioner)
 
 
 class LocalStore:

@@ -10,6 +10,7 @@ every instance: this one answers. Endpoints are the instances' `application.serv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +75,11 @@ def all_metadata(topology: Topology, view: GroupView, endpoints: dict[str, str]
 
 def metadata_for_key(topology: Topology, sub_partitions: dict[int, int], view: GroupView,
                      endpoints: dict[str, str], own: tuple[str, str | None], store: str,
-                     key: Any, key_serde: Serde[Any]) -> KeyQueryMetadata:
-    """Where `key` of `store` is (own: this instance's process id and endpoint)."""
+                     key: Any, key_serde: Serde[Any],
+                     partitioner: Callable[[bytes, int], int] | None = None
+                     ) -> KeyQueryMetadata:
+    """Where `key` of `store` is (own: this instance's process id and endpoint;
+    partitioner(key bytes, partitions): murmur2's unless given)."""
     if store in topology.global_stores:
         return KeyQueryMetadata(own[1], (), -1, None, own[0])
     sub = next((s for s in topology.sub_topologies() if store in s.stores), None)
@@ -84,7 +88,7 @@ def metadata_for_key(topology: Topology, sub_partitions: dict[int, int], view: G
     data = key_serde.serialize(store, key)
     if data is None:
         raise ValueError("a key of a store is never None")
-    partition = partition_for(data, sub_partitions[sub.id])
+    partition = (partitioner or partition_for)(data, sub_partitions[sub.id])
     task_id = f"{sub.id}_{partition}"
     owner = view.owner(task_id)
     standbys = tuple(e for p in view.standbys_of(task_id)

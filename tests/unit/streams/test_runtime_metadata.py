@@ -140,6 +140,10 @@ def test_metadata_for_a_key_names_the_instance_running_its_partition() -> None:
         assert (found.partition, found.task_id) == (partition, f"1_{partition}")
         assert found.active == ("h2:2" if partition == 1 else "h1:1")
         assert found.standbys == (() if partition == 1 else ("h2:2",))
+    # A store fed by a topic written with another partitioner: the caller's partitioner.
+    found = metadata_for_key(topology, {0: 3, 1: 3}, view, endpoints, ("p1", "h1:1"),
+                             "counts", "the", S, lambda data, count: count - 2)
+    assert (found.task_id, found.active) == ("1_1", "h2:2")
     # A global store is everywhere: this instance answers.
     here = metadata_for_key(topology, {0: 3, 1: 3}, view, endpoints, ("p1", "h1:1"),
                             "products", "x", S)
