@@ -218,7 +218,11 @@ def test_a_standby_takes_over_a_task_restoring_only_the_tail(streams_broker: Emb
         word = next(w for w in (f"w{i}" for i in range(2000))
                     if a.metadata_for_key(STORE, w, S).task_id in moving)
         assert (a.store(STORE).get(word), b.store(STORE).get(word)) == (None, 1)
-        time.sleep(1.0)  # the standbys read the changelogs' last records
+        changelog = f"{app_id}-{STORE}-changelog"
+        ends = {t: changelog_end(bootstrap, changelog, int(t[2:])) for t in moving}
+        assert a.standbys is not None
+        wait_for(lambda: all(a.standbys.offsets().get(t, {}).get((changelog, int(t[2:])), 0) >= end
+                             for t, end in ends.items()), "a's standbys to catch up")
         before = len(progress.of())
         assert b.close(DEADLINE_S)
         assert b.failure is None
@@ -229,10 +233,8 @@ def test_a_standby_takes_over_a_task_restoring_only_the_tail(streams_broker: Emb
         # b held about half of the 2000 words' counts; a restored only what its standbys
         # had not read yet (nothing, or the last commit's records).
         tail = sum(r.restored for r in promoted)
-        changelog = sum(changelog_end(bootstrap, f"{app_id}-{STORE}-changelog", int(t[2:]))
-                        for t in moving)
-        assert changelog > 800
-        assert tail < changelog / 20, [(r.task_id, r.restored) for r in promoted]
+        assert sum(ends.values()) > 800
+        assert tail < sum(ends.values()) / 20, [(r.task_id, r.restored) for r in promoted]
         more = [*word_lines(0, 500), "w1999 w1999"]
         produce_lines(bootstrap, source, more)
         assert read_latest(bootstrap, sink, PARTITIONS, expected_counts(lines + more)) == \

@@ -101,6 +101,11 @@ class StandbyTasks:
         with self._lock:
             return sorted(self._tasks)
 
+    def offsets(self) -> dict[str, dict[tuple[str, int], int]]:
+        """Task id -> changelog (topic, partition) -> the next offset its standby reads."""
+        with self._lock:
+            return {t: dict(s.positions) for t, s in self._tasks.items()}
+
     # -- the stream threads' side ---------------------------------------------------------
 
     def take(self, task_id: str) -> Handover | None:
