@@ -223,6 +223,8 @@ def test_a_standby_takes_over_a_task_restoring_only_the_tail(streams_broker: Emb
         assert a.standbys is not None
         wait_for(lambda: all(a.standbys.offsets().get(t, {}).get((changelog, int(t[2:])), 0) >= end
                              for t, end in ends.items()), "a's standbys to catch up")
+        # The standbys' catching up is reported too (standby=True).
+        assert set(moving) <= {r.task_id for r in progress.of(standby=True)}
         before = len(progress.of())
         assert b.close(DEADLINE_S)
         assert b.failure is None
