@@ -23,17 +23,15 @@ from strom.streams.errors import ErrorHandling, ProcessingHandler, ProductionHan
 from strom.streams.global_table import GlobalKTable
 from strom.streams.joins import Joined, JoinWindows, StreamJoined
 from strom.streams.processor import Processor, ProcessorContext, PunctuationType
+from strom.streams.queries import KeyQueryMetadata, StreamsMetadata
 from strom.streams.record import Record, RecordMetadata
 from strom.streams.serdes import JsonSerde, Serde, Serdes, SerializationError
 from strom.streams.stores.kv import KeyValueStore, KeyValueStoreBuilder
 from strom.streams.stores.session import SessionStore, SessionStoreBuilder
-from strom.streams.stores.window import (
-    TimestampedWindowStore,
-    WindowStore,
-    WindowStoreBuilder,
-)
+from strom.streams.stores.window import TimestampedWindowStore, WindowStore, WindowStoreBuilder
 from strom.streams.suppress import BufferConfig, Suppressed
 from strom.streams.task import DeserializationHandler, StreamsError
+from strom.streams.thread import RestoreProgress
 from strom.streams.topology import Topology, TopologyError
 from strom.streams.windowed import SessionWindowedKStream, TimeWindowedKStream
 from strom.streams.windowed_serdes import WindowedSerdes
@@ -48,15 +46,15 @@ from strom.streams.windows import (
 
 __all__ = [
     "BufferConfig", "Change", "Consumed", "DeserializationHandler", "EmitStrategy",
-    "ErrorHandling", "GlobalKTable", "Grouped",
-    "JoinWindows", "Joined", "JsonSerde", "KGroupedStream", "KStream", "KTable",
-    "KeyValueStore", "KeyValueStoreBuilder", "Materialized", "ProcessingHandler", "Processor",
+    "ErrorHandling", "GlobalKTable", "Grouped", "JoinWindows", "Joined", "JsonSerde",
+    "KGroupedStream", "KStream", "KTable", "KeyQueryMetadata", "KeyValueStore",
+    "KeyValueStoreBuilder", "Materialized", "ProcessingHandler", "Processor",
     "ProcessorContext", "Produced", "ProductionHandler", "PunctuationType", "Record",
-    "RecordMetadata", "Repartitioned", "Serde",
-    "Serdes", "SerializationError", "SessionStore", "SessionStoreBuilder",
-    "SessionWindowedKStream", "SessionWindows", "SlidingWindows", "State", "StreamJoined",
-    "StreamsApp", "StreamsBuilder", "StreamsConfig", "StreamsConfigError", "StreamsError",
-    "Suppressed", "TestInputTopic", "TestOutputTopic", "TimeWindowedKStream", "TimeWindows",
+    "RecordMetadata", "Repartitioned", "RestoreProgress", "Serde", "Serdes",
+    "SerializationError", "SessionStore", "SessionStoreBuilder", "SessionWindowedKStream",
+    "SessionWindows", "SlidingWindows", "State", "StreamJoined", "StreamsApp", "StreamsBuilder",
+    "StreamsConfig", "StreamsConfigError", "StreamsError", "StreamsMetadata", "Suppressed",
+    "TestInputTopic", "TestOutputTopic", "TimeWindowedKStream", "TimeWindows",
     "TimestampedWindowStore", "Topology", "TopologyError", "TopologyTestDriver", "Window",
     "WindowStore", "WindowStoreBuilder", "Windowed", "WindowedSerdes",
 ]

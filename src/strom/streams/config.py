@@ -49,10 +49,12 @@ STREAMS_SETTINGS: Final = frozenset({
     "processing.guarantee", "commit.interval.ms", "num.stream.threads", "state.dir",
     "num.standby.replicas", "replication.factor", "application.server",
     "statestore.cache.max.bytes", "poll.ms", "max.task.idle.ms", "default.dsl.store",
-    *DESERIALIZATION_HANDLER, *PROCESSING_HANDLER, *PRODUCTION_HANDLER, DEAD_LETTER_QUEUE})
+    *DESERIALIZATION_HANDLER, *PROCESSING_HANDLER, *PRODUCTION_HANDLER, DEAD_LETTER_QUEUE,
+    "application.server.http"})
 STORE_TYPES: Final = {"rocksdb": "rocksDB", "in_memory": "in_memory", "in-memory": "in_memory",
                       "memory": "in_memory"}
 _APPLICATION_ID: Final = re.compile(r"[A-Za-z0-9._-]+")
+_ENDPOINT: Final = re.compile(r"[^\s:/]+:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5}")
 
 
 class StreamsConfigError(ValueError):
@@ -88,6 +90,18 @@ class StreamsConfig:
         self.state_dir = str(self.settings.get("state.dir") or os.path.join(
             tempfile.gettempdir(), "strom-streams"))
         self.application_server = str(self.settings.get("application.server", ""))
+        if self.application_server and not _ENDPOINT.fullmatch(self.application_server):
+            raise StreamsConfigError(f"application.server={self.application_server}: give "
+                                     "host:port (where this instance answers queries)")
+        http = str(self.settings.get("application.server.http", "false")).lower()
+        if http not in ("true", "false"):
+            raise StreamsConfigError(f"application.server.http={http}: give true (serve "
+                                     "interactive queries over HTTP at application.server) "
+                                     "or false")
+        self.application_server_http = http == "true"
+        if self.application_server_http and not self.application_server:
+            raise StreamsConfigError("application.server.http=true needs application.server "
+                                     "(the host:port to serve on)")
         self.deserialization_handler: DeserializationHandler = self._handler(
             DESERIALIZATION_HANDLER, log_and_fail, log_and_continue,
             "(error, topic, partition, offset) -> skip")

@@ -37,6 +37,11 @@ def external_topics(topology: Topology) -> list[str]:
     return [t for t in topology.source_topics if t not in topology.internal_topics]
 
 
+def global_topics(topology: Topology) -> list[str]:
+    """The topics of the global stores (read whole by every instance; any partition count)."""
+    return sorted({g.topic for g in topology.global_stores.values()})
+
+
 def _writers(topology: Topology) -> dict[str, list[int]]:
     """Internal topic -> the sub-topologies whose sinks write it."""
     writers: dict[str, list[int]] = {}
@@ -98,7 +103,8 @@ def _resolve(topology: Topology, counts: dict[str, int]) -> dict[int, int]:
 
 def layout(topology: Topology, application_id: str, existing: Mapping[str, int]) -> Layout:
     """Partition counts from those of the existing topics (`existing`: topic -> count)."""
-    missing = [t for t in external_topics(topology) if t not in existing]
+    missing = [t for t in external_topics(topology) + global_topics(topology)
+               if t not in existing]
     if missing:
         raise TopicLayoutError(f"the source topics {', '.join(missing)} do not exist: create "
                                "them first")

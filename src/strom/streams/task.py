@@ -100,7 +100,8 @@ class Task:
                  deserialization_handler: DeserializationHandler = log_and_fail,
                  default_engine: EngineFactory | None = None,
                  global_stores: Mapping[str, StateStore] | None = None,
-                 errors: ErrorHandling | None = None) -> None:
+                 errors: ErrorHandling | None = None,
+                 stores: Mapping[str, StateStore] | None = None) -> None:
         self.id = task_id
         self.topology = topology
         self.sub = sub
@@ -119,9 +120,11 @@ class Task:
         self.commit_requested = False
         self.processed = 0
         self.dropped = 0
+        # Stores given (a standby task's, promoted) are taken as they are; the others built.
+        given = stores or {}
         self.stores: dict[str, StateStore] = {
-            name: topology.stores[name].build(state_directory, default_key_serde,
-                                              default_value_serde, default_engine)
+            name: given[name] if name in given else topology.stores[name].build(
+                state_directory, default_key_serde, default_value_serde, default_engine)
             for name in sub.stores}
         # The instance's global stores, shared by its tasks (any processor may read them).
         self.global_stores: Mapping[str, StateStore] = global_stores or {}
@@ -174,11 +177,14 @@ class Task:
     # -- processing ----------------------------------------------------------------------
 
     def process(self, topic: str, offset: int, key: bytes | None, value: bytes | None,
-                timestamp: int, headers: Headers = ()) -> None:
+                timestamp: int, headers: Headers = (), partition: int | None = None) -> None:
+        """One record of `topic` (of the task's partition, or of `partition`: the global
+        task reads every partition)."""
         source = self._sources.get(topic)
         if source is None:
             raise StreamsError(f"task {self.id} does not read topic {topic}")
-        self.record_metadata = RecordMetadata(topic, self.partition, offset)
+        self.record_metadata = RecordMetadata(
+            topic, self.partition if partition is None else partition, offset)
         self._source = (key, value, timestamp, headers)
         try:
             assert isinstance(source, _SourceRuntime)

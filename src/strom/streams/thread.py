@@ -12,6 +12,9 @@ committed through the group (with exactly-once, in the producer's transaction).
 
 A new task first restores its stores from their changelogs (from its checkpoint for
 persistent stores under at-least-once), with its anchor partition paused; then it processes.
+A task that was a standby here (strom.streams.standby) takes over the standby's stores and
+restores only from where they are. Every task reads the instance's global stores
+(strom.streams.global_thread).
 Records of a task's inputs are processed in timestamp order across its partitions (the
 smallest buffered timestamp first).
 """
@@ -21,8 +24,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -35,8 +39,10 @@ from confluent_kafka import (
 
 from strom.streams.collector import ProducerCollector, ProductionError
 from strom.streams.config import StreamsConfig
+from strom.streams.membership import consumer_client_id
 from strom.streams.record import Headers
 from strom.streams.state_dir import StateDirectory, TaskDirectory
+from strom.streams.stores.api import StateStore
 from strom.streams.task import StreamsError, Task
 from strom.streams.topology import SubTopology, Topology
 
@@ -64,10 +70,30 @@ class RestoreProgress:
     partition: int
     restored: int = 0
     done: bool = False
+    standby: bool = False  # a standby task caught up with the changelog's end
 
 
-# (task id, store, restored so far, done) — progress of restoration, for the application
+# Told of each store restored (a stream thread's tasks), of each standby store that caught up
+# (standby=True), and of each global topic partition read to its end (task id "global"); it
+# runs in the thread that did it.
 RestoreListener = Callable[[RestoreProgress], None]
+
+
+@dataclass
+class Handover:
+    """What a standby task gives the active task it becomes (strom.streams.standby)."""
+
+    directory: TaskDirectory  # locked
+    stores: dict[str, StateStore]
+    positions: dict[tuple[str, int], int]  # changelog (topic, partition) -> next offset
+
+
+class Standbys(Protocol):
+    def take(self, task_id: str) -> Handover | None:
+        """The task runs here from now on: its standby's stores, if it has one here."""
+
+    def released(self, task_id: str) -> None:
+        """The task no longer runs here."""
 
 
 @dataclass
@@ -86,7 +112,10 @@ class _Running:
 class StreamThread:
     def __init__(self, index: int, topology: Topology, config: StreamsConfig,
                  process_id: str, state: StateDirectory, sub_partitions: dict[int, int],
-                 restore_listener: RestoreListener | None = None) -> None:
+                 restore_listener: RestoreListener | None = None, *,
+                 global_stores: Mapping[str, StateStore] | None = None,
+                 standbys: Standbys | None = None,
+                 on_tasks_changed: Callable[[], None] | None = None) -> None:
         self.index = index
         self.topology = topology
         self.config = config
@@ -94,6 +123,9 @@ class StreamThread:
         self.state = state
         self.sub_partitions = sub_partitions
         self.restore_listener = restore_listener
+        self.global_stores = global_stores
+        self.standbys = standbys
+        self.on_tasks_changed = on_tasks_changed
         self.subs = {sub.id: sub for sub in topology.sub_topologies()}
         self.anchors: dict[str, SubTopology] = {
             self._physical(sub.source_topics[0]): sub for sub in self.subs.values()}
@@ -108,7 +140,7 @@ class StreamThread:
                     "isolation.level": "read_committed" if exactly_once else "read_uncommitted"}
         self.group = Consumer({**consumer,
                                "partition.assignment.strategy": "cooperative-sticky",
-                               "client.id": f"{self.app}-{process_id}-{index}-consumer"})
+                               "client.id": consumer_client_id(self.app, process_id, index)})
         plain = {k: v for k, v in consumer.items() if k != "group.id"}
         self.side = Consumer({**plain, "group.id": f"{self.app}-side-{process_id}-{index}",
                               "client.id": f"{self.app}-{process_id}-{index}-side"})
@@ -146,6 +178,11 @@ class StreamThread:
                   for r in self.tasks.values() if r.restoring]
         if paused:
             consumer.pause(paused)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_tasks_changed is not None:
+            self.on_tasks_changed()
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         leaving = [self.tasks[f"{self.anchors[tp.topic].id}_{tp.partition}"]
@@ -160,6 +197,7 @@ class StreamThread:
                 if running.task.id in self.tasks:
                     self._close_task(running, clean=True)
         consumer.incremental_unassign(partitions)
+        self._changed()
 
     def _migrated(self, exc: TaskMigrated) -> None:
         """The group moved on without this thread (a rebalance it was late for, a zombie's
@@ -182,17 +220,24 @@ class StreamThread:
             self._close_task(running, clean=False)
         consumer.incremental_unassign(partitions)
         self.collector.begin()
+        self._changed()
 
     # -- tasks ---------------------------------------------------------------------------
 
     def _create_task(self, sub: SubTopology, partition: int) -> None:
         task_id = f"{sub.id}_{partition}"
-        directory = self.state.task(task_id)
-        directory.lock()
+        handover = self.standbys.take(task_id) if self.standbys is not None else None
+        if handover is not None:
+            directory = handover.directory  # locked by the standby
+        else:
+            directory = self.state.task(task_id)
+            directory.lock()
         if self.config.exactly_once:
-            # A checkpoint under exactly-once would hide writes not committed: restore all.
+            # A checkpoint under exactly-once would hide writes not committed: restore all
+            # (a standby's stores hold only committed writes: they are kept).
             directory.remove_checkpoint()
-            directory.wipe_stores()
+            if handover is None:
+                directory.wipe_stores()
         task = Task(task_id, self.topology, sub, partition, application_id=self.app,
                     collector=self.collector, clock=lambda: int(time.time() * 1000),
                     default_key_serde=self.config.default_key_serde,
@@ -200,19 +245,23 @@ class StreamThread:
                     state_directory=str(directory.path),
                     deserialization_handler=self.config.deserialization_handler,
                     default_engine=self.config.default_engine,
-                    errors=self.config.error_handling)
+                    errors=self.config.error_handling,
+                    global_stores=self.global_stores,
+                    stores=handover.stores if handover is not None else None)
         inputs = [(self._physical(t), partition) for t in sub.source_topics]
         running = _Running(task, inputs[0], inputs, directory,
                            queues={t: deque() for t, _ in inputs})
-        checkpoint = directory.read_checkpoint()
+        checkpoint = handover.positions if handover is not None else \
+            directory.read_checkpoint()
         for store in task.stores.values():
             if not getattr(store, "logging", False):
                 continue
             changelog = task.changelog_topic(store.name)
             running.restoring[(changelog, partition)] = RestoreProgress(
                 task_id, store.name, changelog, partition)
+            kept = store.persistent or (handover is not None and store.name in handover.stores)
             start = checkpoint.get((changelog, partition), OFFSET_BEGINNING) \
-                if store.persistent else OFFSET_BEGINNING
+                if kept else OFFSET_BEGINNING
             self.restore.incremental_assign([TopicPartition(changelog, partition, start)])
         self.tasks[task_id] = running
         for tp in inputs:
@@ -228,8 +277,8 @@ class StreamThread:
             self._side_assigned.update(others)
             if running.restoring:
                 self.side.pause([TopicPartition(t, p) for t, p in others])
-        log.info("thread %d: task %s created (%d stores to restore)", self.index, task_id,
-                 len(running.restoring))
+        log.info("thread %d: task %s created (%d stores to restore%s)", self.index, task_id,
+                 len(running.restoring), ", from its standby" if handover is not None else "")
 
     def _close_task(self, running: _Running, clean: bool) -> None:
         task = running.task
@@ -254,6 +303,8 @@ class StreamThread:
         task.close()
         running.directory.unlock()
         del self.tasks[task.id]
+        if self.standbys is not None:
+            self.standbys.released(task.id)
         log.info("thread %d: task %s closed%s", self.index, task.id,
                  "" if clean else " (not committed)")
 
@@ -316,7 +367,7 @@ class StreamThread:
             message = queue.popleft()
             topic, partition, offset = _where(message)
             task.process(topic, offset, message.key(), message.value(),
-                         message.timestamp()[1], _headers(message))
+                         message.timestamp()[1], headers_of(message))
             running.consumed[(topic, partition)] = offset + 1
             count += 1
             if not queue:
@@ -449,7 +500,7 @@ def _where(message: Message) -> tuple[str, int, int]:
     return topic, partition, offset
 
 
-def _headers(message: Message) -> Headers:
+def headers_of(message: Message) -> Headers:
     headers = message.headers()
     if not headers:
         return ()

@@ -1,6 +1,6 @@
 """The runtime's topic layout for joins: repartition and foreign-key topics take the partition
 count of the topics a join reads them with (the topology's co-partition groups), joined user
-topics must agree, and an application with global tables is refused (no global thread yet)."""
+topics must agree, and a global table's topic must exist (with any partition count)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from strom.streams import (
     Joined,
     JoinWindows,
     Serdes,
-    StreamsApp,
     StreamsBuilder,
 )
 from strom.streams.internal_topics import TopicLayoutError, layout
@@ -56,10 +55,11 @@ def test_joined_user_topics_must_have_one_partition_count() -> None:
         plans(builder, left=2, right=3)
 
 
-def test_the_runtime_refuses_global_tables_for_now() -> None:
+def test_a_global_tables_topic_must_exist_but_takes_any_partition_count() -> None:
     builder = StreamsBuilder()
-    builder.global_table("products", Consumed(S, S))
-    app = StreamsApp(builder.build(), {"application.id": "app",
-                                       "bootstrap.servers": "localhost:1"})
-    with pytest.raises(TopicLayoutError, match="global thread"):
-        app.start()
+    products = builder.global_table("products", Consumed(S, S))
+    builder.stream("orders", consumed=Consumed(S, S)).join(
+        products, lambda k, v: v, lambda v, p: p).to("out")
+    with pytest.raises(TopicLayoutError, match="products do not exist"):
+        plans(builder, orders=2)
+    assert plans(builder, orders=2, products=5) == {}  # nothing made for a global table
