@@ -121,3 +121,12 @@ class ProducerCollector:
 
     def close(self, timeout_s: float) -> None:
         self.producer.flush(timeout_s)
+        close_client(self.producer)
+
+
+def close_client(client: Any) -> None:
+    """Closes a librdkafka client at once (newer confluent-kafka versions can), so that it
+    stops connecting to the cluster instead of waiting for the garbage collector."""
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()

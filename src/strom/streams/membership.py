@@ -36,6 +36,7 @@ from typing import Any, Final
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from strom.streams.collector import close_client
 from strom.streams.config import StreamsConfig
 from strom.streams.topology import Topology
 
@@ -197,5 +198,7 @@ class Membership:
     def close(self, clean: bool = True) -> None:
         if self._writer is not None and clean:
             self._publish(None)  # a tombstone: this instance is gone
+        if self._writer is not None:
+            close_client(self._writer)
         if self._reader is not None:
             self._reader.close()
