@@ -108,6 +108,15 @@ def test_word_count_counts_and_restores(streams_broker: EmbeddedBroker, tmp_path
         produce_lines(bootstrap, source, LINES)
         assert read_latest(bootstrap, sink, 3, expected_counts(LINES)) == \
             expected_counts(LINES)
+        metrics = app.metrics()
+        (thread,) = metrics["threads"].values()
+        words = sum(int(c) for c in expected_counts(LINES).values())
+        # Each line once, each word once more (after the repartition topic).
+        assert thread["process-total"] == len(LINES) + words
+        assert thread["commit-total"] >= 1 and thread["commit-latency-max-ms"] > 0
+        assert sorted(metrics["tasks"]) == ["0_0", "0_1", "0_2", "1_0", "1_1", "1_2"]
+        assert sum(t["process-total"] for t in metrics["tasks"].values()) == len(LINES) + words
+        assert all(set(t["records-lag"].values()) <= {0} for t in metrics["tasks"].values())
     finally:
         assert app.close(DEADLINE_S)
     assert app.failure is None

@@ -359,6 +359,15 @@ class StreamsApp:
             raise KeyError(f"no store named {name!r}")
         return LocalStore(self, name)
 
+    def metrics(self) -> dict[str, Any]:
+        """A snapshot of the application's metrics (strom.streams.metrics): per thread and
+        per task, with Kafka Streams' names."""
+        return {"state": self.state.value,
+                "threads": {f"{self.config.application_id}-thread-{t.index}":
+                            t.metrics.snapshot() for t in self.threads},
+                "tasks": {task_id: values for t in self.threads
+                          for task_id, values in t.task_metrics().items()}}
+
     @property
     def tasks(self) -> list[str]:
         """The tasks this instance runs."""

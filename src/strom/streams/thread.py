@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -40,6 +40,7 @@ from confluent_kafka import (
 from strom.streams.collector import ProducerCollector, ProductionError
 from strom.streams.config import StreamsConfig
 from strom.streams.membership import consumer_client_id
+from strom.streams.metrics import ThreadMetrics
 from strom.streams.record import Headers
 from strom.streams.state_dir import StateDirectory, TaskDirectory
 from strom.streams.stores.api import StateStore
@@ -157,6 +158,7 @@ class StreamThread:
             self.collector.begin()
         self._side_assigned: set[tuple[str, int]] = set()
         self._rejoin = False
+        self.metrics = ThreadMetrics()
 
     def _physical(self, topic: str) -> str:
         return self.topology.physical(self.app, topic)
@@ -318,14 +320,19 @@ class StreamThread:
             self.group.subscribe(sorted(self.anchors), on_assign=self._assigned,
                                  on_revoke=self._revoked, on_lost=self._lost)
         self._poll()
+        self.metrics.poll_total += 1
         if any(r.restoring for r in self.tasks.values()):
+            started = time.monotonic()
             self._restore_some()
+            self.metrics.restore_time_total_s += time.monotonic() - started
         processed = 0
         now = int(time.time() * 1000)
         for running in list(self.tasks.values()):
             if not running.restoring:
                 processed += self._process(running)
                 running.task.punctuate_wall_clock(now)
+        if processed:
+            self.metrics.processed(processed)
         if (time.monotonic() - self.last_commit) * 1000 >= self.config.commit_interval_ms or \
                 any(r.task.commit_requested for r in self.tasks.values()):
             try:
@@ -415,6 +422,7 @@ class StreamThread:
         self.restore.incremental_unassign([TopicPartition(*key)])
         if self.restore_listener is not None:
             self.restore_listener(progress)
+        self.metrics.restore_total += progress.restored
         log.info("task %s: store %s restored (%d records)", progress.task_id, progress.store,
                  progress.restored)
         if not running.restoring:
@@ -422,6 +430,27 @@ class StreamThread:
             others = [TopicPartition(t, p) for t, p in running.inputs[1:]]
             if others:
                 self.side.resume(others)
+
+    def task_metrics(self) -> dict[str, dict[str, Any]]:
+        """Per task: records processed and dropped, and the input lag (records between the
+        position and the end of each input partition, from the last fetch)."""
+        out: dict[str, dict[str, Any]] = {}
+        for task_id, running in list(self.tasks.items()):
+            lag = {}
+            for topic, partition in running.inputs:
+                consumer = self.group if (topic, partition) == running.anchor else self.side
+                tp = TopicPartition(topic, partition)
+                try:
+                    _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                    position = consumer.position([tp])[0].offset
+                except KafkaException:
+                    continue
+                if high >= 0 and position >= 0:
+                    lag[f"{topic}-{partition}"] = max(high - position, 0)
+            out[task_id] = {"process-total": running.task.processed,
+                            "dropped-records-total": running.task.dropped,
+                            "restoring": bool(running.restoring), "records-lag": lag}
+        return out
 
     # -- commits -------------------------------------------------------------------------
 
@@ -432,6 +461,7 @@ class StreamThread:
     def commit(self) -> None:
         """Everything processed so far: outputs written, then input offsets committed (in
         one transaction under exactly-once). TaskMigrated when the group has moved on."""
+        started = time.monotonic()
         offsets = self._offsets()
         for running in self.tasks.values():
             running.task.flush()
@@ -444,6 +474,7 @@ class StreamThread:
         for running in self.tasks.values():
             running.consumed.clear()
         self.last_commit = time.monotonic()
+        self.metrics.committed(self.last_commit - started)
 
     def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
         producer = self.collector.producer
