@@ -17,15 +17,9 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from strom.streams.serdes import BYTES, Serde
-from strom.streams.stores.api import (
-    BytesEngine,
-    EngineFactory,
-    StoreContext,
-    make_engine,
-    serialized,
-)
-from strom.streams.stores.memory import MemoryEngine
+from strom.streams.serdes import Serde
+from strom.streams.stores.api import BytesEngine, StoreContext
+from strom.streams.stores.base import EngineStore, EngineStoreBuilder
 from strom.streams.stores.window import ADDITIONAL_CHANGELOG_RETENTION_MS, MAX_TIME
 from strom.streams.windows import Duration, Window, Windowed, to_ms
 
@@ -46,35 +40,20 @@ def split_session_store_key(raw: bytes) -> tuple[bytes, Window]:
     return raw[:-_TIMES.size], Window(start, end)
 
 
-class SessionStore:
+class SessionStore(EngineStore):
     def __init__(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any],
                  engine: BytesEngine, *, retention_ms: int, logging: bool = True,
                  persistent: bool = False) -> None:
-        self._name = name
-        self.key_serde = key_serde
-        self.value_serde = value_serde
-        self.engine = engine
+        super().__init__(name, key_serde, value_serde, engine, logging=logging,
+                         persistent=persistent)
         self.retention_ms = retention_ms
-        self.logging = logging
-        self._persistent = persistent
-        self._context: StoreContext | None = None
-        self._changelog = ""
         self.observed_stream_time = -1
         self.expired = 0  # puts dropped because their session had expired
         self._ends: list[int] = []  # the session ends held, sorted
         self._by_end: dict[int, set[bytes]] = {}  # session end -> engine keys
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def persistent(self) -> bool:
-        return self._persistent
-
     def init(self, context: StoreContext) -> None:
-        self._context = context
-        self._changelog = context.changelog_topic(self._name) if self.logging else ""
+        super().init(context)
         for raw, _ in self.engine.range(None, None):  # a persistent engine's entries
             end = split_session_store_key(raw)[1].end
             self._index(raw, end)
@@ -87,9 +66,6 @@ class SessionStore:
     def _min_live(self) -> int:
         """The oldest session end that has not expired."""
         return max(0, self.observed_stream_time - self.retention_ms)
-
-    def _key(self, key: Any) -> bytes:
-        return serialized(self.key_serde, self._name, key)
 
     def _entry(self, raw: bytes, stored: bytes) -> tuple[Windowed, Any]:
         key, window = split_session_store_key(raw)
@@ -134,9 +110,6 @@ class SessionStore:
     def all(self) -> Iterator[tuple[Windowed, Any]]:
         return self.find_sessions_by_end(0, MAX_TIME)
 
-    def approximate_num_entries(self) -> int:
-        return self.engine.count()
-
     # -- writes --------------------------------------------------------------------------
 
     def put(self, session: Windowed, value: Any, timestamp: int = -1) -> None:
@@ -150,8 +123,7 @@ class SessionStore:
         raw = session_store_key(self._key(session.key), session.window)
         data = None if value is None else self.value_serde.serialize(self._name, value)
         self._apply(raw, end, data)
-        if self._changelog and self._context is not None:
-            self._context.log_change(self._changelog, raw, data, timestamp)
+        self._log(raw, data, timestamp)
 
     def remove(self, session: Windowed, timestamp: int = -1) -> None:
         self.put(session, None, timestamp)
@@ -191,14 +163,8 @@ class SessionStore:
                 self.engine.delete(raw)
         del self._ends[:cut]
 
-    def flush(self) -> None:
-        self.engine.flush()
 
-    def close(self) -> None:
-        self.engine.close()
-
-
-class SessionStoreBuilder:
+class SessionStoreBuilder(EngineStoreBuilder[SessionStore]):
     """Makes one session store per task: in memory unless `engine` makes a persistent one.
     The changelog topic is compacted and deleted after the retention plus a day."""
 
@@ -206,28 +172,16 @@ class SessionStoreBuilder:
                  value_serde: Serde[Any] | None = None, *, logging: bool = True,
                  changelog_config: dict[str, str] | None = None,
                  engine: Callable[[str], BytesEngine] | None = None) -> None:
-        self.name = name
         self.retention_ms = to_ms(retention, "retention")
         if self.retention_ms < 0:
             raise ValueError(f"store {name}: the retention must not be negative")
-        self.key_serde = key_serde
-        self.value_serde = value_serde
-        self.logging = logging
-        self.changelog_config = {
+        super().__init__(name, key_serde, value_serde, logging=logging, changelog_config={
             "cleanup.policy": "compact,delete",
             "retention.ms": str(self.retention_ms + ADDITIONAL_CHANGELOG_RETENTION_MS),
-            **(changelog_config or {})}
-        self.engine = engine
+            **(changelog_config or {})}, engine=engine)
 
-    @property
-    def persistent(self) -> bool:
-        return self.engine is not None
-
-    def build(self, task_directory: str, default_key_serde: Serde[Any] = BYTES,
-              default_value_serde: Serde[Any] = BYTES,
-              default_engine: EngineFactory | None = None) -> SessionStore:
-        engine = make_engine(self.engine, default_engine, task_directory, self.name)
-        return SessionStore(self.name, self.key_serde or default_key_serde,
-                            self.value_serde or default_value_serde, engine,
+    def _make(self, key_serde: Serde[Any], value_serde: Serde[Any], engine: BytesEngine, *,
+              persistent: bool) -> SessionStore:
+        return SessionStore(self.name, key_serde, value_serde, engine,
                             retention_ms=self.retention_ms, logging=self.logging,
-                            persistent=not isinstance(engine, MemoryEngine))
+                            persistent=persistent)

@@ -21,15 +21,9 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from strom.streams.serdes import BYTES, Serde
-from strom.streams.stores.api import (
-    BytesEngine,
-    EngineFactory,
-    StoreContext,
-    make_engine,
-    serialized,
-)
-from strom.streams.stores.memory import MemoryEngine
+from strom.streams.serdes import Serde
+from strom.streams.stores.api import BytesEngine, StoreContext
+from strom.streams.stores.base import EngineStore, EngineStoreBuilder
 from strom.streams.windows import Duration, Window, Windowed, to_ms
 
 _LONG: Final = struct.Struct(">q")
@@ -54,39 +48,24 @@ def split_window_store_key(raw: bytes) -> tuple[bytes, int, int]:
         _INT.unpack_from(raw, len(raw) - 4)[0]
 
 
-class WindowStore:
+class WindowStore(EngineStore):
     def __init__(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any],
                  engine: BytesEngine, *, retention_ms: int, window_size_ms: int,
                  retain_duplicates: bool = False, logging: bool = True,
                  persistent: bool = False) -> None:
-        self._name = name
-        self.key_serde = key_serde
-        self.value_serde = value_serde
-        self.engine = engine
+        super().__init__(name, key_serde, value_serde, engine, logging=logging,
+                         persistent=persistent)
         self.retention_ms = retention_ms
         self.window_size_ms = window_size_ms
         self.retain_duplicates = retain_duplicates
-        self.logging = logging
-        self._persistent = persistent
-        self._context: StoreContext | None = None
-        self._changelog = ""
         self.observed_stream_time = -1
         self.expired = 0  # puts dropped because their window had expired
         self._seqnum = 0
         self._starts: list[int] = []  # the window starts held, sorted
         self._by_start: dict[int, set[bytes]] = {}  # window start -> engine keys
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def persistent(self) -> bool:
-        return self._persistent
-
     def init(self, context: StoreContext) -> None:
-        self._context = context
-        self._changelog = context.changelog_topic(self._name) if self.logging else ""
+        super().init(context)
         for raw, _ in self.engine.range(None, None):  # a persistent engine's entries
             _, start, seqnum = split_window_store_key(raw)
             self._index(raw, start)
@@ -163,9 +142,6 @@ class WindowStore:
     def all(self) -> Iterator[tuple[Windowed, Any]]:
         return self.fetch_all(0, MAX_TIME)
 
-    def approximate_num_entries(self) -> int:
-        return self.engine.count()
-
     def _by_time(self, time_from: int, time_to: int, reverse: bool
                  ) -> Iterator[tuple[bytes, int, bytes]]:
         low = bisect.bisect_left(self._starts, max(time_from, self._min_live))
@@ -179,9 +155,6 @@ class WindowStore:
 
     def _windowed(self, key: bytes, start: int) -> Windowed:
         return Windowed(self.key_serde.deserialize(self._name, key), self._window(start))
-
-    def _key(self, key: Any) -> bytes:
-        return serialized(self.key_serde, self._name, key)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -200,8 +173,7 @@ class WindowStore:
                                self._seqnum if self.retain_duplicates else 0)
         data = None if value is None else self.value_serde.serialize(self._name, value)
         self._apply(raw, window_start, data, timestamp)
-        if self._changelog and self._context is not None:
-            self._context.log_change(self._changelog, raw, data, timestamp)
+        self._log(raw, data, timestamp)
 
     def restore(self, key: bytes, value: bytes | None, timestamp: int = -1) -> None:
         _, start, seqnum = split_window_store_key(key)
@@ -239,12 +211,6 @@ class WindowStore:
                 self.engine.delete(raw)
         del self._starts[:cut]
 
-    def flush(self) -> None:
-        self.engine.flush()
-
-    def close(self) -> None:
-        self.engine.close()
-
 
 class TimestampedWindowStore(WindowStore):
     """A window store whose values carry a timestamp (the DSL's windowed aggregations keep
@@ -279,7 +245,7 @@ class TimestampedWindowStore(WindowStore):
                    *self._with_timestamp(stored))
 
 
-class WindowStoreBuilder:
+class WindowStoreBuilder(EngineStoreBuilder[WindowStore]):
     """Makes one window store per task: in memory unless `engine` makes a persistent one.
     The changelog topic is compacted and deleted after the retention plus a day (Kafka's
     windowstore.changelog.additional.retention.ms), only deleted for a store of duplicates."""
@@ -289,34 +255,22 @@ class WindowStoreBuilder:
                  *, retain_duplicates: bool = False, timestamped: bool = False,
                  logging: bool = True, changelog_config: dict[str, str] | None = None,
                  engine: Callable[[str], BytesEngine] | None = None) -> None:
-        self.name = name
         self.retention_ms = to_ms(retention, "retention")
         self.window_size_ms = to_ms(window_size, "window size")
         if self.window_size_ms < 0 or self.retention_ms < self.window_size_ms:
             raise ValueError(f"store {name}: the retention ({self.retention_ms} ms) must be "
                              f"no smaller than the window size ({self.window_size_ms} ms)")
-        self.key_serde = key_serde
-        self.value_serde = value_serde
         self.retain_duplicates = retain_duplicates
         self.timestamped = timestamped
-        self.logging = logging
-        self.changelog_config = {
+        super().__init__(name, key_serde, value_serde, logging=logging, changelog_config={
             "cleanup.policy": "delete" if retain_duplicates else "compact,delete",
             "retention.ms": str(self.retention_ms + ADDITIONAL_CHANGELOG_RETENTION_MS),
-            **(changelog_config or {})}
-        self.engine = engine
+            **(changelog_config or {})}, engine=engine)
 
-    @property
-    def persistent(self) -> bool:
-        return self.engine is not None
-
-    def build(self, task_directory: str, default_key_serde: Serde[Any] = BYTES,
-              default_value_serde: Serde[Any] = BYTES,
-              default_engine: EngineFactory | None = None) -> WindowStore:
-        engine = make_engine(self.engine, default_engine, task_directory, self.name)
+    def _make(self, key_serde: Serde[Any], value_serde: Serde[Any], engine: BytesEngine, *,
+              persistent: bool) -> WindowStore:
         kind = TimestampedWindowStore if self.timestamped else WindowStore
-        return kind(self.name, self.key_serde or default_key_serde,
-                    self.value_serde or default_value_serde, engine,
+        return kind(self.name, key_serde, value_serde, engine,
                     retention_ms=self.retention_ms, window_size_ms=self.window_size_ms,
                     retain_duplicates=self.retain_duplicates, logging=self.logging,
-                    persistent=not isinstance(engine, MemoryEngine))
+                    persistent=persistent)
