@@ -40,9 +40,11 @@ from typing import Any, Final
 from strom.streams.processor import Processor, ProcessorContext
 from strom.streams.record import Record
 from strom.streams.serdes import BYTES, Serde
-from strom.streams.stores.api import EngineFactory, StoreContext, serialized
+from strom.streams.stores.api import EngineFactory, serialized
+from strom.streams.stores.base import EngineStore
 from strom.streams.stores.kv import KeyValueStore, KeyValueStoreBuilder
 from strom.streams.stores.memory import MemoryEngine
+from strom.streams.stores.window import ADDITIONAL_CHANGELOG_RETENTION_MS
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,9 @@ _TS: Final = struct.Struct(">q")
 _LEN: Final = struct.Struct(">I")
 LEFT: Final = 1  # the side byte of outer-buffer keys (Kafka's: left 1, right 0)
 RIGHT: Final = 0
-# Window store changelogs are compacted and deleted by time, kept a day past the retention
-# (Kafka's windowstore.changelog.additional.retention.ms).
-CHANGELOG_EXTRA_RETENTION_MS: Final = 86_400_000
 
 
-class JoinWindowStore:
+class JoinWindowStore(EngineStore):
     """One side of a stream-stream join: every record of the side by key and timestamp (records
     with the same key and timestamp too), kept for `retention_ms` of the store's stream time.
     Engine keys are the serialized key, the 8-byte big-endian timestamp and a 4-byte sequence
@@ -67,47 +66,27 @@ class JoinWindowStore:
 
     def __init__(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any],
                  retention_ms: int, *, logging: bool = True) -> None:
-        self._name = name
-        self.key_serde = key_serde
-        self.value_serde = value_serde
+        super().__init__(name, key_serde, value_serde, MemoryEngine(), logging=logging)
         self.retention_ms = retention_ms
-        self.logging = logging
-        self.engine = MemoryEngine()
         self.observed_stream_time = -1
         self._sequence = 0
         self._by_time: list[tuple[int, bytes]] = []  # to drop expired records in time order
-        self._context: StoreContext | None = None
-        self._changelog = ""
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def persistent(self) -> bool:
-        return False
-
-    def init(self, context: StoreContext) -> None:
-        self._context = context
-        self._changelog = context.changelog_topic(self._name) if self.logging else ""
 
     def put(self, key: Any, value: Any, timestamp: int) -> bool:
         """Keeps the record; False if it is older than the retention (nothing kept)."""
         self.observed_stream_time = max(self.observed_stream_time, timestamp)
         if timestamp < self.observed_stream_time - self.retention_ms:
             return False
-        raw_key = serialized(self.key_serde, self._name, key) + _TS_SEQ.pack(
-            timestamp, self._sequence)
+        raw_key = self._key(key) + _TS_SEQ.pack(timestamp, self._sequence)
         self._sequence = (self._sequence + 1) & 0xFFFFFFFF
         raw = serialized(self.value_serde, self._name, value)
         self._keep(raw_key, raw, timestamp)
-        if self._changelog and self._context is not None:
-            self._context.log_change(self._changelog, raw_key, raw, timestamp)
+        self._log(raw_key, raw, timestamp)
         return True
 
     def fetch(self, key: Any, time_from: int, time_to: int) -> Iterator[tuple[int, Any]]:
         """(timestamp, value) of the key's records with time_from <= timestamp <= time_to."""
-        prefix = serialized(self.key_serde, self._name, key)
+        prefix = self._key(key)
         low = max(time_from, self.observed_stream_time - self.retention_ms)
         if time_to < low:
             return
@@ -141,11 +120,8 @@ class JoinWindowStore:
         self._sequence = max(self._sequence, (sequence + 1) & 0xFFFFFFFF)
         self._keep(key, value, stamp)
 
-    def flush(self) -> None:
-        return None
-
     def close(self) -> None:
-        self.engine.close()
+        super().close()
         self._by_time.clear()
 
 
@@ -159,9 +135,10 @@ class JoinWindowStoreBuilder:
         self.value_serde = value_serde
         self.retention_ms = retention_ms
         self.logging = logging
+        # Compacted and deleted by time, kept a day past the retention (as window stores').
         self.changelog_config = {
             "cleanup.policy": "compact,delete",
-            "retention.ms": str(retention_ms + CHANGELOG_EXTRA_RETENTION_MS)}
+            "retention.ms": str(retention_ms + ADDITIONAL_CHANGELOG_RETENTION_MS)}
 
     @property
     def persistent(self) -> bool:
