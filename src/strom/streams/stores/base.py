@@ -5,7 +5,8 @@ and the serdes it gets when it was given none."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from strom.streams.serdes import BYTES, Serde
@@ -97,3 +98,98 @@ class EngineStoreBuilder(Generic[StoreT]):
     def _make(self, key_serde: Serde[Any], value_serde: Serde[Any], engine: BytesEngine, *,
               persistent: bool) -> StoreT:
         raise NotImplementedError
+
+
+class RetainedStore(EngineStore):
+    """A store whose entries each have a time (a window's start, a session's end) and expire
+    once it is older than the store's stream time (the largest such time put or restored)
+    minus the retention: expired entries are removed, reads no longer see them, and a put for
+    one is dropped (counted in `expired`). Engine keys are indexed by their time, for scans in
+    time order and expiry."""
+
+    def __init__(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any],
+                 engine: BytesEngine, *, retention_ms: int, logging: bool = True,
+                 persistent: bool = False) -> None:
+        super().__init__(name, key_serde, value_serde, engine, logging=logging,
+                         persistent=persistent)
+        self.retention_ms = retention_ms
+        self.observed_stream_time = -1
+        self.expired = 0  # puts dropped because their entry had expired
+        self._times: list[int] = []  # the entries' times, sorted
+        self._by_time: dict[int, set[bytes]] = {}  # time -> engine keys
+
+    def init(self, context: StoreContext) -> None:
+        super().init(context)
+        for raw, _ in self.engine.range(None, None):  # a persistent engine's entries
+            time = self._seen(raw)
+            self._index(raw, time)
+            self.observed_stream_time = max(self.observed_stream_time, time)
+        self._expire()
+
+    def _seen(self, raw: bytes) -> int:
+        """The time of an engine key the store comes across (in its engine at init, or in
+        its changelog when restoring)."""
+        raise NotImplementedError
+
+    @property
+    def _min_live(self) -> int:
+        """The oldest time that has not expired."""
+        return max(0, self.observed_stream_time - self.retention_ms)
+
+    def _encode(self, value: bytes, timestamp: int) -> bytes:
+        """A value as the engine keeps it (a timestamped store adds its timestamp)."""
+        return value
+
+    def _keys_by_time(self, time_from: int, time_to: int, reverse: bool = False
+                      ) -> Iterator[tuple[int, bytes]]:
+        """(time, engine key) of the live entries with time in [from, to], by time then key."""
+        low = bisect.bisect_left(self._times, max(time_from, self._min_live))
+        high = bisect.bisect_right(self._times, time_to)
+        times = self._times[low:high]
+        for time in reversed(times) if reverse else times:
+            for raw in sorted(self._by_time.get(time, ()), reverse=reverse):
+                yield time, raw
+
+    def _accepts(self, time: int) -> bool:
+        """Moves the stream time on to `time`; False (and counted in `expired`) if an entry
+        at `time` has expired, and a put for it is to be dropped."""
+        self._observe(time)
+        if time < self._min_live:
+            self.expired += 1
+            return False
+        return True
+
+    def restore(self, key: bytes, value: bytes | None, timestamp: int = -1) -> None:
+        time = self._seen(key)
+        self._observe(time)
+        if time >= self._min_live:
+            self._apply(key, time, value, timestamp)
+
+    def _apply(self, raw: bytes, time: int, data: bytes | None, timestamp: int) -> None:
+        if data is None:
+            self.engine.delete(raw)
+            keys = self._by_time.get(time)
+            if keys is not None:
+                keys.discard(raw)
+        else:
+            self.engine.put(raw, self._encode(data, timestamp))
+            self._index(raw, time)
+
+    def _index(self, raw: bytes, time: int) -> None:
+        keys = self._by_time.get(time)
+        if keys is None:
+            keys = self._by_time[time] = set()
+            bisect.insort(self._times, time)
+        keys.add(raw)
+
+    def _observe(self, time: int) -> None:
+        if time > self.observed_stream_time:
+            self.observed_stream_time = time
+            self._expire()
+
+    def _expire(self) -> None:
+        cut = bisect.bisect_left(self._times, self._min_live)
+        for time in self._times[:cut]:
+            for raw in self._by_time.pop(time, ()):
+                self.engine.delete(raw)
+        del self._times[:cut]

@@ -12,14 +12,13 @@ it is removed, reads no longer see it, and a put for it is dropped (counted in `
 
 from __future__ import annotations
 
-import bisect
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from strom.streams.serdes import Serde
-from strom.streams.stores.api import BytesEngine, StoreContext
-from strom.streams.stores.base import EngineStore, EngineStoreBuilder
+from strom.streams.stores.api import BytesEngine
+from strom.streams.stores.base import EngineStoreBuilder, RetainedStore
 from strom.streams.stores.window import ADDITIONAL_CHANGELOG_RETENTION_MS, MAX_TIME
 from strom.streams.windows import Duration, Window, Windowed, to_ms
 
@@ -40,32 +39,12 @@ def split_session_store_key(raw: bytes) -> tuple[bytes, Window]:
     return raw[:-_TIMES.size], Window(start, end)
 
 
-class SessionStore(EngineStore):
-    def __init__(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any],
-                 engine: BytesEngine, *, retention_ms: int, logging: bool = True,
-                 persistent: bool = False) -> None:
-        super().__init__(name, key_serde, value_serde, engine, logging=logging,
-                         persistent=persistent)
-        self.retention_ms = retention_ms
-        self.observed_stream_time = -1
-        self.expired = 0  # puts dropped because their session had expired
-        self._ends: list[int] = []  # the session ends held, sorted
-        self._by_end: dict[int, set[bytes]] = {}  # session end -> engine keys
-
-    def init(self, context: StoreContext) -> None:
-        super().init(context)
-        for raw, _ in self.engine.range(None, None):  # a persistent engine's entries
-            end = split_session_store_key(raw)[1].end
-            self._index(raw, end)
-            self.observed_stream_time = max(self.observed_stream_time, end)
-        self._expire()
+class SessionStore(RetainedStore):
+    def _seen(self, raw: bytes) -> int:
+        """The session end of an engine key."""
+        return split_session_store_key(raw)[1].end
 
     # -- reads ---------------------------------------------------------------------------
-
-    @property
-    def _min_live(self) -> int:
-        """The oldest session end that has not expired."""
-        return max(0, self.observed_stream_time - self.retention_ms)
 
     def _entry(self, raw: bytes, stored: bytes) -> tuple[Windowed, Any]:
         key, window = split_session_store_key(raw)
@@ -99,13 +78,10 @@ class SessionStore(EngineStore):
     def find_sessions_by_end(self, earliest_end: int, latest_end: int
                              ) -> Iterator[tuple[Windowed, Any]]:
         """Every key's sessions ending in [earliest_end, latest_end], by end, key, start."""
-        low = bisect.bisect_left(self._ends, max(earliest_end, self._min_live))
-        high = bisect.bisect_right(self._ends, latest_end)
-        for end in self._ends[low:high]:
-            for raw in sorted(self._by_end.get(end, ())):
-                stored = self.engine.get(raw)
-                if stored is not None:
-                    yield self._entry(raw, stored)
+        for _, raw in self._keys_by_time(earliest_end, latest_end):
+            stored = self.engine.get(raw)
+            if stored is not None:
+                yield self._entry(raw, stored)
 
     def all(self) -> Iterator[tuple[Windowed, Any]]:
         return self.find_sessions_by_end(0, MAX_TIME)
@@ -116,52 +92,15 @@ class SessionStore(EngineStore):
         """Stores `value` for the session (None removes it); `timestamp` is the changelog
         record's (the task's stream time if not given)."""
         end = session.window.end
-        self._observe(end)
-        if end < self._min_live:
-            self.expired += 1
+        if not self._accepts(end):
             return
         raw = session_store_key(self._key(session.key), session.window)
         data = None if value is None else self.value_serde.serialize(self._name, value)
-        self._apply(raw, end, data)
+        self._apply(raw, end, data, timestamp)
         self._log(raw, data, timestamp)
 
     def remove(self, session: Windowed, timestamp: int = -1) -> None:
         self.put(session, None, timestamp)
-
-    def restore(self, key: bytes, value: bytes | None, timestamp: int = -1) -> None:
-        end = split_session_store_key(key)[1].end
-        self._observe(end)
-        if end >= self._min_live:
-            self._apply(key, end, value)
-
-    def _apply(self, raw: bytes, end: int, data: bytes | None) -> None:
-        if data is None:
-            self.engine.delete(raw)
-            keys = self._by_end.get(end)
-            if keys is not None:
-                keys.discard(raw)
-        else:
-            self.engine.put(raw, data)
-            self._index(raw, end)
-
-    def _index(self, raw: bytes, end: int) -> None:
-        keys = self._by_end.get(end)
-        if keys is None:
-            keys = self._by_end[end] = set()
-            bisect.insort(self._ends, end)
-        keys.add(raw)
-
-    def _observe(self, end: int) -> None:
-        if end > self.observed_stream_time:
-            self.observed_stream_time = end
-            self._expire()
-
-    def _expire(self) -> None:
-        cut = bisect.bisect_left(self._ends, self._min_live)
-        for end in self._ends[:cut]:
-            for raw in self._by_end.pop(end, ()):
-                self.engine.delete(raw)
-        del self._ends[:cut]
 
 
 class SessionStoreBuilder(EngineStoreBuilder[SessionStore]):

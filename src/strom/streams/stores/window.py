@@ -16,14 +16,13 @@ has expired: it is removed, reads no longer see it, and a put for such a window 
 
 from __future__ import annotations
 
-import bisect
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from strom.streams.serdes import Serde
-from strom.streams.stores.api import BytesEngine, StoreContext
-from strom.streams.stores.base import EngineStore, EngineStoreBuilder
+from strom.streams.stores.api import BytesEngine
+from strom.streams.stores.base import EngineStoreBuilder, RetainedStore
 from strom.streams.windows import Duration, Window, Windowed, to_ms
 
 _LONG: Final = struct.Struct(">q")
@@ -48,45 +47,29 @@ def split_window_store_key(raw: bytes) -> tuple[bytes, int, int]:
         _INT.unpack_from(raw, len(raw) - 4)[0]
 
 
-class WindowStore(EngineStore):
+class WindowStore(RetainedStore):
     def __init__(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any],
                  engine: BytesEngine, *, retention_ms: int, window_size_ms: int,
                  retain_duplicates: bool = False, logging: bool = True,
                  persistent: bool = False) -> None:
-        super().__init__(name, key_serde, value_serde, engine, logging=logging,
-                         persistent=persistent)
-        self.retention_ms = retention_ms
+        super().__init__(name, key_serde, value_serde, engine, retention_ms=retention_ms,
+                         logging=logging, persistent=persistent)
         self.window_size_ms = window_size_ms
         self.retain_duplicates = retain_duplicates
-        self.observed_stream_time = -1
-        self.expired = 0  # puts dropped because their window had expired
         self._seqnum = 0
-        self._starts: list[int] = []  # the window starts held, sorted
-        self._by_start: dict[int, set[bytes]] = {}  # window start -> engine keys
 
-    def init(self, context: StoreContext) -> None:
-        super().init(context)
-        for raw, _ in self.engine.range(None, None):  # a persistent engine's entries
-            _, start, seqnum = split_window_store_key(raw)
-            self._index(raw, start)
-            self._seqnum = max(self._seqnum, seqnum)
-            self.observed_stream_time = max(self.observed_stream_time, start)
-        self._expire()
+    def _seen(self, raw: bytes) -> int:
+        """The window start of an engine key (noting its sequence number)."""
+        _, start, seqnum = split_window_store_key(raw)
+        self._seqnum = max(self._seqnum, seqnum)
+        return start
 
     # -- values as the engine keeps them (the timestamped store adds its timestamp) -------
-
-    def _encode(self, value: bytes, timestamp: int) -> bytes:
-        return value
 
     def _decode(self, stored: bytes) -> tuple[bytes, int]:
         return stored, -1
 
     # -- reads ---------------------------------------------------------------------------
-
-    @property
-    def _min_live(self) -> int:
-        """The oldest window start that has not expired."""
-        return max(0, self.observed_stream_time - self.retention_ms)
 
     def _value(self, stored: bytes) -> Any:
         return self.value_serde.deserialize(self._name, self._decode(stored)[0])
@@ -136,22 +119,18 @@ class WindowStore(EngineStore):
     def fetch_all(self, time_from: int, time_to: int, *, reverse: bool = False
                   ) -> Iterator[tuple[Windowed, Any]]:
         """Every key's windows with start in [time_from, time_to], by start then key."""
-        for raw, start, stored in self._by_time(time_from, time_to, reverse):
+        for raw, start, stored in self._entries_by_start(time_from, time_to, reverse):
             yield self._windowed(split_window_store_key(raw)[0], start), self._value(stored)
 
     def all(self) -> Iterator[tuple[Windowed, Any]]:
         return self.fetch_all(0, MAX_TIME)
 
-    def _by_time(self, time_from: int, time_to: int, reverse: bool
-                 ) -> Iterator[tuple[bytes, int, bytes]]:
-        low = bisect.bisect_left(self._starts, max(time_from, self._min_live))
-        high = bisect.bisect_right(self._starts, time_to)
-        starts = self._starts[low:high]
-        for start in reversed(starts) if reverse else starts:
-            for raw in sorted(self._by_start.get(start, ()), reverse=reverse):
-                stored = self.engine.get(raw)
-                if stored is not None:
-                    yield raw, start, stored
+    def _entries_by_start(self, time_from: int, time_to: int, reverse: bool
+                          ) -> Iterator[tuple[bytes, int, bytes]]:
+        for start, raw in self._keys_by_time(time_from, time_to, reverse):
+            stored = self.engine.get(raw)
+            if stored is not None:
+                yield raw, start, stored
 
     def _windowed(self, key: bytes, start: int) -> Windowed:
         return Windowed(self.key_serde.deserialize(self._name, key), self._window(start))
@@ -161,9 +140,7 @@ class WindowStore(EngineStore):
     def put(self, key: Any, value: Any, window_start: int, timestamp: int = -1) -> None:
         """Stores `value` for `key`'s window starting at `window_start` (None deletes it; a
         store keeping duplicates adds each value and ignores None)."""
-        self._observe(window_start)
-        if window_start < self._min_live:
-            self.expired += 1
+        if not self._accepts(window_start):
             return
         if self.retain_duplicates:
             if value is None:
@@ -174,42 +151,6 @@ class WindowStore(EngineStore):
         data = None if value is None else self.value_serde.serialize(self._name, value)
         self._apply(raw, window_start, data, timestamp)
         self._log(raw, data, timestamp)
-
-    def restore(self, key: bytes, value: bytes | None, timestamp: int = -1) -> None:
-        _, start, seqnum = split_window_store_key(key)
-        self._seqnum = max(self._seqnum, seqnum)
-        self._observe(start)
-        if start >= self._min_live:
-            self._apply(key, start, value, timestamp)
-
-    def _apply(self, raw: bytes, start: int, data: bytes | None, timestamp: int) -> None:
-        if data is None:
-            self.engine.delete(raw)
-            keys = self._by_start.get(start)
-            if keys is not None:
-                keys.discard(raw)
-        else:
-            self.engine.put(raw, self._encode(data, timestamp))
-            self._index(raw, start)
-
-    def _index(self, raw: bytes, start: int) -> None:
-        keys = self._by_start.get(start)
-        if keys is None:
-            keys = self._by_start[start] = set()
-            bisect.insort(self._starts, start)
-        keys.add(raw)
-
-    def _observe(self, start: int) -> None:
-        if start > self.observed_stream_time:
-            self.observed_stream_time = start
-            self._expire()
-
-    def _expire(self) -> None:
-        cut = bisect.bisect_left(self._starts, self._min_live)
-        for start in self._starts[:cut]:
-            for raw in self._by_start.pop(start, ()):
-                self.engine.delete(raw)
-        del self._starts[:cut]
 
 
 class TimestampedWindowStore(WindowStore):
@@ -240,7 +181,7 @@ class TimestampedWindowStore(WindowStore):
 
     def fetch_all_with_timestamps(self, time_from: int, time_to: int
                                   ) -> Iterator[tuple[Windowed, Any, int]]:
-        for raw, start, stored in self._by_time(time_from, time_to, False):
+        for raw, start, stored in self._entries_by_start(time_from, time_to, False):
             yield (self._windowed(split_window_store_key(raw)[0], start),
                    *self._with_timestamp(stored))
 
