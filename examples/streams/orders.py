@@ -28,13 +28,9 @@ cleanly.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
-import threading
 from typing import Any
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from _runner import run
 
 from strom.streams import (
     Consumed,
@@ -44,7 +40,6 @@ from strom.streams import (
     Produced,
     Repartitioned,
     Serdes,
-    StreamsApp,
     StreamsBuilder,
     Topology,
 )
@@ -106,50 +101,10 @@ def topology(customers_topic: str = CUSTOMERS, products_topic: str = PRODUCTS,
     return builder.build()
 
 
-def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=30).topics
-    new = [NewTopic(t, partitions, -1) for t in topics if t not in existing]
-    for future in admin.create_topics(new).values() if new else ():
-        try:
-            future.result(30)
-        except Exception as exc:  # created meanwhile by another instance
-            if "already exists" not in str(exc).lower():
-                raise
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap-servers", default="localhost:9092")
-    parser.add_argument("--application-id", default="orders")
-    parser.add_argument("--state-dir", default=None)
-    parser.add_argument("--partitions", type=int, default=3)
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                        help="another setting (Kafka Streams' or librdkafka's name)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    create_topics(args.bootstrap_servers,
-                  [CUSTOMERS, PRODUCTS, ORDERS, WITH_CUSTOMERS, ENRICHED], args.partitions)
-    config = {"application.id": args.application_id,
-              "bootstrap.servers": args.bootstrap_servers,
-              "processing.guarantee": "exactly_once_v2"}
-    if args.state_dir:
-        config["state.dir"] = args.state_dir
-    for item in args.config:
-        key, _, value = item.partition("=")
-        config[key.strip()] = value.strip()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    app = StreamsApp(topology(), config)
-    app.start()
-    logging.info("orders running (application %s); stop with Ctrl-C", args.application_id)
-    while not stop.wait(0.5):
-        if app.failure is not None:
-            break
-    app.close()
-    if app.failure is not None:
-        raise SystemExit(f"orders failed: {app.failure}")
+    run(__doc__.splitlines()[0], "orders",
+        [CUSTOMERS, PRODUCTS, ORDERS, WITH_CUSTOMERS, ENRICHED], lambda _args: topology(),
+        "orders")
 
 
 if __name__ == "__main__":

@@ -24,13 +24,10 @@ commits and stops cleanly.
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from _runner import run
 
 from strom.streams import (
     Consumed,
@@ -42,7 +39,6 @@ from strom.streams import (
     Repartitioned,
     Serdes,
     SessionWindows,
-    StreamsApp,
     StreamsBuilder,
     TimeWindows,
     Topology,
@@ -126,51 +122,14 @@ def topology(input_topic: str = INPUT, counts_topic: str = COUNTS,
     return builder.build()
 
 
-def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=30).topics
-    new = [NewTopic(t, partitions, -1) for t in topics if t not in existing]
-    for future in admin.create_topics(new).values() if new else ():
-        try:
-            future.result(30)
-        except Exception as exc:  # created meanwhile by another instance
-            if "already exists" not in str(exc).lower():
-                raise
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--idle-close-ms", type=int, default=IDLE_MS,
+                        help="close sessions after this much wall-clock time without views")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap-servers", default="localhost:9092")
-    parser.add_argument("--application-id", default="pageviews")
-    parser.add_argument("--state-dir", default=None)
-    parser.add_argument("--partitions", type=int, default=3)
-    parser.add_argument("--idle-close-ms", type=int, default=IDLE_MS,
-                        help="close sessions after this much wall-clock time without views")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                        help="another setting (Kafka Streams' or librdkafka's name)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    create_topics(args.bootstrap_servers, [INPUT, COUNTS, SESSIONS], args.partitions)
-    config = {"application.id": args.application_id,
-              "bootstrap.servers": args.bootstrap_servers,
-              "processing.guarantee": "exactly_once_v2"}
-    if args.state_dir:
-        config["state.dir"] = args.state_dir
-    for item in args.config:
-        key, _, value = item.partition("=")
-        config[key.strip()] = value.strip()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    app = StreamsApp(topology(idle_ms=args.idle_close_ms), config)
-    app.start()
-    logging.info("page views running (application %s); stop with Ctrl-C", args.application_id)
-    while not stop.wait(0.5):
-        if app.failure is not None:
-            break
-    app.close()
-    if app.failure is not None:
-        raise SystemExit(f"page views failed: {app.failure}")
+    run(__doc__.splitlines()[0], "pageviews", [INPUT, COUNTS, SESSIONS],
+        lambda args: topology(idle_ms=args.idle_close_ms), "page views", options=options)
 
 
 if __name__ == "__main__":

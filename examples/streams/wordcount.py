@@ -10,13 +10,9 @@ Ctrl-C, then commits and stops cleanly.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import re
-import signal
-import threading
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from _runner import run
 
 from strom.streams import (
     Consumed,
@@ -24,7 +20,6 @@ from strom.streams import (
     Materialized,
     Produced,
     Serdes,
-    StreamsApp,
     StreamsBuilder,
     Topology,
 )
@@ -45,49 +40,9 @@ def topology() -> Topology:
     return builder.build()
 
 
-def create_topics(bootstrap: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=30).topics
-    new = [NewTopic(t, partitions, -1) for t in (INPUT, OUTPUT) if t not in existing]
-    for future in admin.create_topics(new).values() if new else ():
-        try:
-            future.result(30)
-        except Exception as exc:  # created meanwhile by another instance
-            if "already exists" not in str(exc).lower():
-                raise
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap-servers", default="localhost:9092")
-    parser.add_argument("--application-id", default="wordcount")
-    parser.add_argument("--state-dir", default=None)
-    parser.add_argument("--partitions", type=int, default=3)
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                        help="another setting (Kafka Streams' or librdkafka's name)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    create_topics(args.bootstrap_servers, args.partitions)
-    config = {"application.id": args.application_id,
-              "bootstrap.servers": args.bootstrap_servers,
-              "processing.guarantee": "exactly_once_v2"}
-    if args.state_dir:
-        config["state.dir"] = args.state_dir
-    for item in args.config:
-        key, _, value = item.partition("=")
-        config[key.strip()] = value.strip()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    app = StreamsApp(topology(), config)
-    app.start()
-    logging.info("word count running (application %s); stop with Ctrl-C", args.application_id)
-    while not stop.wait(0.5):
-        if app.failure is not None:
-            break
-    app.close()
-    if app.failure is not None:
-        raise SystemExit(f"word count failed: {app.failure}")
+    run(__doc__.splitlines()[0], "wordcount", [INPUT, OUTPUT], lambda _args: topology(),
+        "word count")
 
 
 if __name__ == "__main__":

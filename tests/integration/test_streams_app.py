@@ -24,6 +24,10 @@ LINES = ["the quick brown fox", "jumps over the lazy dog", "The dog sleeps"]
 
 
 def load_example() -> ModuleType:
+    # The examples' folder on sys.path, as `python examples/streams/wordcount.py` puts it
+    # there: the example imports its shared runner (_runner.py) from it.
+    if str(EXAMPLE.parent) not in sys.path:
+        sys.path.append(str(EXAMPLE.parent))
     spec = importlib.util.spec_from_file_location("wordcount_example", EXAMPLE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

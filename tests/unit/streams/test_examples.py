@@ -19,6 +19,10 @@ S, J = Serdes.String(), Serdes.Json()
 
 
 def load(name: str) -> ModuleType:
+    # The examples' folder on sys.path, as `python examples/streams/NAME.py` puts it there:
+    # they import their shared runner (_runner.py) from it.
+    if str(EXAMPLES) not in sys.path:
+        sys.path.append(str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"{name}_example_unit", EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
