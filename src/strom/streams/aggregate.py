@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from strom.streams.processor import Processor, ProcessorContext
+from strom.streams.processor import Processor, ProcessorContext, typed_store
 from strom.streams.record import Record
 from strom.streams.stores.kv import TimestampedKeyValueStore
 
@@ -38,12 +38,6 @@ class Change:
         return f"Change(new={self.new!r}, old={self.old!r})"
 
 
-def _store(context: ProcessorContext, name: str) -> TimestampedKeyValueStore:
-    store = context.get_state_store(name)
-    assert isinstance(store, TimestampedKeyValueStore)
-    return store
-
-
 class StreamAggregateProcessor(Processor):
     """count / reduce / aggregate of a grouped stream: records with a None key or value are
     dropped (as Kafka does); the result's timestamp is the latest of the inputs'."""
@@ -57,7 +51,7 @@ class StreamAggregateProcessor(Processor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        self.store = _store(context, self.store_name)
+        self.store = typed_store(context, self.store_name, TimestampedKeyValueStore)
 
     def process(self, record: Record) -> None:
         key, value = record.key, record.value
@@ -95,7 +89,7 @@ class TableSourceProcessor(Processor):
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
         if self.store_name is not None:
-            self.store = _store(context, self.store_name)
+            self.store = typed_store(context, self.store_name, TimestampedKeyValueStore)
 
     def process(self, record: Record) -> None:
         if record.key is None:

@@ -34,7 +34,7 @@ from strom.streams.fk_messages import (
     value_hash,
 )
 from strom.streams.joins import copartition
-from strom.streams.processor import Processor, ProcessorContext
+from strom.streams.processor import Processor, ProcessorContext, typed_store
 from strom.streams.record import Record
 from strom.streams.serdes import BYTES, Serde
 from strom.streams.stores.api import serialized
@@ -51,12 +51,6 @@ log = logging.getLogger(__name__)
 ForeignKeyExtractor = Callable[[Any], Any]  # left value -> right key
 
 _LEN: Final = struct.Struct(">I")  # subscription store keys: foreign key length, key, left key
-
-
-def _table_store(context: ProcessorContext, name: str) -> TimestampedKeyValueStore:
-    store = context.get_state_store(name)
-    assert isinstance(store, TimestampedKeyValueStore)
-    return store
 
 
 def _or_none(serde: Serde[Any], topic: str, value: Any) -> bytes | None:
@@ -77,7 +71,7 @@ class SubscriptionSendProcessor(Processor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        self.store = _table_store(context, self.left_store)
+        self.store = typed_store(context, self.left_store, TimestampedKeyValueStore)
         self.foreign_key_serde = self.given_foreign_key_serde or context.key_serde
 
     def process(self, record: Record) -> None:
@@ -127,8 +121,9 @@ class SubscriptionReceiveProcessor(Processor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        self.subscriptions = _table_store(context, self.subscription_store)
-        self.right = _table_store(context, self.right_store)
+        self.subscriptions = typed_store(context, self.subscription_store,
+                                         TimestampedKeyValueStore)
+        self.right = typed_store(context, self.right_store, TimestampedKeyValueStore)
 
     def process(self, record: Record) -> None:
         foreign_key, subscription = record.key, record.value
@@ -165,8 +160,9 @@ class ForeignTableJoinProcessor(Processor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        self.subscriptions = _table_store(context, self.subscription_store)
-        self.right = _table_store(context, self.right_store)
+        self.subscriptions = typed_store(context, self.subscription_store,
+                                         TimestampedKeyValueStore)
+        self.right = typed_store(context, self.right_store, TimestampedKeyValueStore)
 
     def process(self, record: Record) -> None:
         if record.key is None:
@@ -197,7 +193,7 @@ class ResponseJoinProcessor(Processor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        self.store = _table_store(context, self.left_store)
+        self.store = typed_store(context, self.left_store, TimestampedKeyValueStore)
         self.right_value_serde = self.given_right_value_serde or context.value_serde
 
     def process(self, record: Record) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from strom.streams.record import Record, RecordMetadata
 
@@ -78,6 +78,16 @@ class ProcessorContext(Protocol):
 
     def commit(self) -> None:
         """Asks for a commit soon (after the current record)."""
+
+
+StoreT = TypeVar("StoreT")
+
+
+def typed_store(context: ProcessorContext, name: str, kind: type[StoreT]) -> StoreT:
+    """The store `name` the processor was connected to, which the DSL made a `kind`."""
+    store = context.get_state_store(name)
+    assert isinstance(store, kind)
+    return store
 
 
 class Processor:

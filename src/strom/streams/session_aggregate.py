@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from strom.streams.aggregate import Aggregator, Initializer
-from strom.streams.processor import ProcessorContext
+from strom.streams.processor import ProcessorContext, typed_store
 from strom.streams.record import Record
 from strom.streams.stores.session import SessionStore
 from strom.streams.windowed_aggregate import WindowedAggregateProcessor
@@ -45,9 +45,7 @@ class SessionWindowAggregateProcessor(WindowedAggregateProcessor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        store = context.get_state_store(self.store_name)
-        assert isinstance(store, SessionStore)
-        self.store = store
+        self.store = typed_store(context, self.store_name, SessionStore)
 
     def process(self, record: Record) -> None:
         if self._skip_null(record):

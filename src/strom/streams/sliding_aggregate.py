@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from strom.streams.aggregate import Aggregator, Initializer
-from strom.streams.processor import ProcessorContext
+from strom.streams.processor import ProcessorContext, typed_store
 from strom.streams.record import Record
 from strom.streams.stores.window import TimestampedWindowStore
 from strom.streams.windowed_aggregate import WindowedAggregateProcessor
@@ -38,9 +38,7 @@ class SlidingWindowAggregateProcessor(WindowedAggregateProcessor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        store = context.get_state_store(self.store_name)
-        assert isinstance(store, TimestampedWindowStore)
-        self.store = store
+        self.store = typed_store(context, self.store_name, TimestampedWindowStore)
 
     def _window(self, start: int) -> Window:
         return Window(start, start + self.difference)

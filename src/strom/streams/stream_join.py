@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from strom.streams.processor import Processor, ProcessorContext
+from strom.streams.processor import Processor, ProcessorContext, typed_store
 from strom.streams.record import Record
 from strom.streams.serdes import BYTES, Serde
 from strom.streams.stores.api import EngineFactory, serialized
@@ -204,16 +204,13 @@ class StreamStreamJoinProcessor(Processor):
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
         spec = self.spec
-        left = context.get_state_store(spec.left_store)
-        right = context.get_state_store(spec.right_store)
-        assert isinstance(left, JoinWindowStore) and isinstance(right, JoinWindowStore)
+        left = typed_store(context, spec.left_store, JoinWindowStore)
+        right = typed_store(context, spec.right_store, JoinWindowStore)
         self.left_store, self.right_store = left, right
         self.this_store, self.other_store = (left, right) if self.left_side else (right, left)
         self.buffer: KeyValueStore | None = None
         if spec.outer_store is not None:
-            buffer = context.get_state_store(spec.outer_store)
-            assert isinstance(buffer, KeyValueStore)
-            self.buffer = buffer
+            self.buffer = typed_store(context, spec.outer_store, KeyValueStore)
         self.tracker = spec.trackers.setdefault(context.task_id, JoinTimeTracker())
 
     def _joined(self, this: Any, other: Any) -> Any:

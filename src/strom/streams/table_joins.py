@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from strom.streams.aggregate import Change
 from strom.streams.joins import Joined, copartition, repartitioned
-from strom.streams.processor import Processor, ProcessorContext
+from strom.streams.processor import Processor, ProcessorContext, typed_store
 from strom.streams.record import Record
 from strom.streams.serdes import Serde
 from strom.streams.stores.kv import KeyValueStoreBuilder, TimestampedKeyValueStore
@@ -37,12 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KeyMapper = Callable[[Any, Any], Any]  # (key, value) -> the key to look up
-
-
-def _table_store(context: ProcessorContext, name: str) -> TimestampedKeyValueStore:
-    store = context.get_state_store(name)
-    assert isinstance(store, TimestampedKeyValueStore)
-    return store
 
 
 def _key_of(key: Any, value: Any) -> Any:
@@ -62,7 +56,7 @@ class StreamTableJoinProcessor(Processor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        self.store = _table_store(context, self.store_name)
+        self.store = typed_store(context, self.store_name, TimestampedKeyValueStore)
 
     def process(self, record: Record) -> None:
         key, value = record.key, record.value
@@ -92,7 +86,7 @@ class TableTableJoinProcessor(Processor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        self.store = _table_store(context, self.other_store)
+        self.store = typed_store(context, self.other_store, TimestampedKeyValueStore)
 
     def _join(self, this: Any, other: Any, has: bool) -> Any:
         if not has:
@@ -126,7 +120,7 @@ class TableStoreProcessor(Processor):
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
         if self.store_name is not None:
-            self.store = _table_store(context, self.store_name)
+            self.store = typed_store(context, self.store_name, TimestampedKeyValueStore)
 
     def process(self, record: Record) -> None:
         if record.key is None:

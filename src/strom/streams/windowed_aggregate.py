@@ -32,7 +32,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from strom.streams.aggregate import Aggregator, Change, Initializer
-from strom.streams.processor import Processor, ProcessorContext, PunctuationType
+from strom.streams.processor import (
+    Processor,
+    ProcessorContext,
+    PunctuationType,
+    typed_store,
+)
 from strom.streams.record import Headers, Record
 from strom.streams.stores.window import TimestampedWindowStore
 from strom.streams.windows import EmitStrategy, TimeWindows, Window, Windowed
@@ -145,9 +150,7 @@ class TimeWindowAggregateProcessor(WindowedAggregateProcessor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
-        store = context.get_state_store(self.store_name)
-        assert isinstance(store, TimestampedWindowStore)
-        self.store = store
+        self.store = typed_store(context, self.store_name, TimestampedWindowStore)
 
     def process(self, record: Record) -> None:
         if self._skip_null(record):
