@@ -78,9 +78,8 @@ def reduce_aggregator(reducer: Reducer) -> Aggregator:
     return aggregate
 
 
-class TableSourceProcessor(Processor):
-    """A topic read as a table: each record an update of its key (None value: deleted),
-    materialized in a store when one is named; forwards the change."""
+class MaterializingProcessor(Processor):
+    """A table processor that keeps the table's values in a store when one is named."""
 
     def __init__(self, store_name: str | None) -> None:
         self.store_name = store_name
@@ -90,6 +89,11 @@ class TableSourceProcessor(Processor):
         super().init(context)
         if self.store_name is not None:
             self.store = typed_store(context, self.store_name, TimestampedKeyValueStore)
+
+
+class TableSourceProcessor(MaterializingProcessor):
+    """A topic read as a table: each record an update of its key (None value: deleted),
+    materialized in a store when one is named; forwards the change."""
 
     def process(self, record: Record) -> None:
         if record.key is None:

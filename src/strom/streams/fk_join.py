@@ -111,9 +111,8 @@ class SubscriptionSendProcessor(Processor):
                 (new_fk, Instruction.PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE)]
 
 
-class SubscriptionReceiveProcessor(Processor):
-    """Right side: keeps (or forgets) each subscription and answers it as its instruction says
-    (Kafka's SubscriptionReceiveProcessorSupplier and SubscriptionJoinProcessorSupplier)."""
+class _RightSideProcessor(Processor):
+    """A processor of the right side, with the subscription store and the right table's."""
 
     def __init__(self, subscription_store: str, right_store: str) -> None:
         self.subscription_store = subscription_store
@@ -124,6 +123,11 @@ class SubscriptionReceiveProcessor(Processor):
         self.subscriptions = typed_store(context, self.subscription_store,
                                          TimestampedKeyValueStore)
         self.right = typed_store(context, self.right_store, TimestampedKeyValueStore)
+
+
+class SubscriptionReceiveProcessor(_RightSideProcessor):
+    """Right side: keeps (or forgets) each subscription and answers it as its instruction says
+    (Kafka's SubscriptionReceiveProcessorSupplier and SubscriptionJoinProcessorSupplier)."""
 
     def process(self, record: Record) -> None:
         foreign_key, subscription = record.key, record.value
@@ -149,20 +153,13 @@ class SubscriptionReceiveProcessor(Processor):
             record.timestamp if found is None else max(record.timestamp, found[1])))
 
 
-class ForeignTableJoinProcessor(Processor):
+class ForeignTableJoinProcessor(_RightSideProcessor):
     """Right side: a change of a right row answers every subscription to its key (Kafka's
     ForeignTableJoinProcessorSupplier), at the change's timestamp."""
 
     def __init__(self, subscription_store: str, right_store: str) -> None:
-        self.subscription_store = subscription_store
-        self.right_store = right_store
+        super().__init__(subscription_store, right_store)
         self.dropped = 0
-
-    def init(self, context: ProcessorContext) -> None:
-        super().init(context)
-        self.subscriptions = typed_store(context, self.subscription_store,
-                                         TimestampedKeyValueStore)
-        self.right = typed_store(context, self.right_store, TimestampedKeyValueStore)
 
     def process(self, record: Record) -> None:
         if record.key is None:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from strom.streams.aggregate import Change
+from strom.streams.aggregate import Change, MaterializingProcessor
 from strom.streams.joins import Joined, copartition, repartitioned
 from strom.streams.processor import Processor, ProcessorContext, typed_store
 from strom.streams.record import Record
@@ -109,18 +109,9 @@ class TableTableJoinProcessor(Processor):
         self.context.forward(Record(record.key, Change(new, old), timestamp, record.headers))
 
 
-class TableStoreProcessor(Processor):
+class TableStoreProcessor(MaterializingProcessor):
     """Keeps each change's new value in a store (None deletes the key), if it has one, and
     forwards the change."""
-
-    def __init__(self, store_name: str | None) -> None:
-        self.store_name = store_name
-        self.store: TimestampedKeyValueStore | None = None
-
-    def init(self, context: ProcessorContext) -> None:
-        super().init(context)
-        if self.store_name is not None:
-            self.store = typed_store(context, self.store_name, TimestampedKeyValueStore)
 
     def process(self, record: Record) -> None:
         if record.key is None:
