@@ -184,3 +184,17 @@ class StreamsConfig:
         out.update({k[len(prefix):]: v for k, v in self.settings.items()
                     if k.startswith(prefix)})
         return out
+
+    def reader_settings(self, role: str, process_id: str) -> dict[str, Any]:
+        """Consumer settings for a reader that assigns itself partitions and keeps its own
+        positions (the global and standby threads: `role` "global" or "standby"): its group
+        is never joined nor committed to; it reads from the beginning, committed records only
+        under exactly-once, and is told when it reaches a partition's end."""
+        app = self.application_id
+        return {
+            **self.client_settings("consumer"),
+            "group.id": f"{app}-{role}-{process_id}",  # never joined nor committed to
+            "client.id": f"{app}-{process_id}-{role}-consumer",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed" if self.exactly_once else "read_uncommitted"}

@@ -75,14 +75,7 @@ class GlobalStreamThread:
         self.stores_of: dict[str, list[StateStore]] = {}
         for name, spec in topology.global_stores.items():
             self.stores_of.setdefault(spec.topic, []).append(self.task.stores[name])
-        app = config.application_id
-        self.consumer = Consumer({
-            **config.client_settings("consumer"),
-            "group.id": f"{app}-global-{process_id}",  # never joined nor committed to
-            "client.id": f"{app}-{process_id}-global-consumer",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed" if config.exactly_once else "read_uncommitted"})
+        self.consumer = Consumer(config.reader_settings("global", process_id))
         self.ready = threading.Event()
         self.positions: dict[tuple[str, int], int] = {}  # next offset of each partition
         self._bootstrapping: dict[tuple[str, int], RestoreProgress] = {}

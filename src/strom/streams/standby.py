@@ -81,14 +81,7 @@ class StandbyTasks:
         self.state = state
         self.restore_listener = restore_listener
         self.subs = stateful_sub_topologies(topology)
-        app = config.application_id
-        self.consumer = Consumer({
-            **config.client_settings("consumer"),
-            "group.id": f"{app}-standby-{process_id}",  # never joined nor committed to
-            "client.id": f"{app}-{process_id}-standby-consumer",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed" if config.exactly_once else "read_uncommitted"})
+        self.consumer = Consumer(config.reader_settings("standby", process_id))
         self._lock = threading.Lock()
         self._tasks: dict[str, _Standby] = {}
         self._by_changelog: dict[tuple[str, int], _Standby] = {}
