@@ -13,10 +13,8 @@ from strom.streams import (
     Consumed,
     Materialized,
     Produced,
-    Serdes,
     SerializationError,
     StreamsBuilder,
-    TopologyTestDriver,
 )
 from strom.streams.fk_messages import (
     Instruction,
@@ -25,9 +23,8 @@ from strom.streams.fk_messages import (
     SubscriptionResponseSerde,
     SubscriptionSerde,
 )
-
-S = Serdes.String()
-APP = {"application.id": "app"}
+from tests.unit.streams import joining
+from tests.unit.streams.joining import S
 
 
 def joined(order: Any, customer: Any) -> str:
@@ -39,20 +36,11 @@ def customer_of(order: str) -> str | None:
     return None if customer == "none" else customer
 
 
-class Run:
+class Run(joining.Run):
     """Tables `orders` (value "customer:item") and `customers`; `take()` reads `out`."""
 
     def __init__(self, builder: StreamsBuilder) -> None:
-        self.driver = TopologyTestDriver(builder.build(), APP)
-        self.inputs = {t: self.driver.create_input_topic(t, S, S)
-                       for t in ("orders", "customers", "order-updates")}
-        self.out = self.driver.create_output_topic("out", S, S)
-
-    def pipe(self, topic: str, key: str, value: str | None, timestamp: int) -> None:
-        self.inputs[topic].pipe_input(key, value, timestamp)
-
-    def take(self) -> list[tuple[Any, Any, int]]:
-        return [(r.key, r.value, r.timestamp) for r in self.out.read_records_to_list()]
+        super().__init__(builder, "orders", "customers", "order-updates")
 
     def subscriptions(self) -> list[bytes]:
         """The subscription store's keys: foreign key length, foreign key, order key."""

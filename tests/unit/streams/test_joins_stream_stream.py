@@ -18,16 +18,9 @@ from strom.streams import (
     Serdes,
     StreamJoined,
     StreamsBuilder,
-    TopologyTestDriver,
 )
 from strom.streams.stream_join import JoinWindowStore
-
-S = Serdes.String()
-APP = {"application.id": "app"}
-
-
-def joined(left: Any, right: Any) -> str:
-    return f"{left}+{right}"
+from tests.unit.streams.joining import Run, S, joined
 
 
 def build(kind: str, windows: JoinWindows, name: str = "j") -> StreamsBuilder:
@@ -37,28 +30,6 @@ def build(kind: str, windows: JoinWindows, name: str = "j") -> StreamsBuilder:
     join = getattr(left, {"inner": "join", "left": "left_join", "outer": "outer_join"}[kind])
     join(right, joined, windows, StreamJoined(S, S, S, name=name)).to("out", Produced(S, S))
     return builder
-
-
-class Run:
-    """A driver with `left` and `right` inputs; `take()` reads (key, value, timestamp)s."""
-
-    def __init__(self, builder: StreamsBuilder) -> None:
-        self.driver = TopologyTestDriver(builder.build(), APP)
-        self.inputs = {side: self.driver.create_input_topic(side, S, S)
-                       for side in ("left", "right")}
-        self.out = self.driver.create_output_topic("out", S, S)
-
-    def pipe(self, side: str, key: str | None, value: str | None, timestamp: int) -> None:
-        self.inputs[side].pipe_input(key, value, timestamp)
-
-    def take(self) -> list[tuple[Any, Any, int]]:
-        return [(r.key, r.value, r.timestamp) for r in self.out.read_records_to_list()]
-
-    def processor(self, name: str) -> Any:
-        for task in self.driver.tasks:
-            if name in task._runtimes:
-                return task._runtimes[name].processor  # type: ignore[attr-defined]
-        raise KeyError(name)
 
 
 def test_join_windows_are_checked_and_built_as_kafka_builds_them() -> None:

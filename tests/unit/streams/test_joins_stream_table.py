@@ -6,8 +6,6 @@ by piping into it, readable by every task, recorded for a runtime to restore."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from strom.streams import (
@@ -16,41 +14,12 @@ from strom.streams import (
     KeyValueStoreBuilder,
     Materialized,
     Produced,
-    Serdes,
     StreamsBuilder,
     Topology,
     TopologyError,
-    TopologyTestDriver,
 )
 from strom.streams.aggregate import TableSourceProcessor
-
-S = Serdes.String()
-APP = {"application.id": "app"}
-
-
-def joined(left: Any, right: Any) -> str:
-    return f"{left}+{right}"
-
-
-class Run:
-    """A driver with an input per topic; `take()` reads (key, value, timestamp)s of `out`."""
-
-    def __init__(self, builder: StreamsBuilder, *topics: str) -> None:
-        self.driver = TopologyTestDriver(builder.build(), APP)
-        self.inputs = {t: self.driver.create_input_topic(t, S, S) for t in topics}
-        self.out = self.driver.create_output_topic("out", S, S)
-
-    def pipe(self, topic: str, key: str | None, value: str | None, timestamp: int) -> None:
-        self.inputs[topic].pipe_input(key, value, timestamp)
-
-    def take(self) -> list[tuple[Any, Any, int]]:
-        return [(r.key, r.value, r.timestamp) for r in self.out.read_records_to_list()]
-
-    def processor(self, name: str) -> Any:
-        for task in self.driver.tasks:
-            if name in task._runtimes:
-                return task._runtimes[name].processor  # type: ignore[attr-defined]
-        raise KeyError(name)
+from tests.unit.streams.joining import Run, S, joined
 
 
 def stream_table(left: bool, name: str = "sj") -> StreamsBuilder:

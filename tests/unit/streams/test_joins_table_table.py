@@ -5,38 +5,13 @@ materialized for the join, and the co-partition group."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from strom.streams import (
     Consumed,
     Materialized,
     Produced,
-    Serdes,
     StreamsBuilder,
-    TopologyTestDriver,
 )
-
-S = Serdes.String()
-APP = {"application.id": "app"}
-
-
-def joined(left: Any, right: Any) -> str:
-    return f"{left}+{right}"
-
-
-class Run:
-    """Inputs `left` and `right`; `take()` reads (key, value, timestamp)s of `out`."""
-
-    def __init__(self, builder: StreamsBuilder, **config: Any) -> None:
-        self.driver = TopologyTestDriver(builder.build(), {**APP, **config})
-        self.inputs = {t: self.driver.create_input_topic(t, S, S) for t in ("left", "right")}
-        self.out = self.driver.create_output_topic("out", S, S)
-
-    def pipe(self, topic: str, key: str, value: str | None, timestamp: int) -> None:
-        self.inputs[topic].pipe_input(key, value, timestamp)
-
-    def take(self) -> list[tuple[Any, Any, int]]:
-        return [(r.key, r.value, r.timestamp) for r in self.out.read_records_to_list()]
+from tests.unit.streams.joining import Run, S, joined
 
 
 def tables(kind: str, materialized: Materialized | None = None) -> StreamsBuilder:
