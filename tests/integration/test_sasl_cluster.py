@@ -96,8 +96,13 @@ def test_brokers_reach_each_other_over_sasl_ssl(postgres_url: str, tmp_path: Pat
         admin = AdminClient(conf)
         topic = unique_name("sasl-ssl-txn")
         admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(DEADLINE_S)
-        leaders = {p.leader for p in admin.list_topics(topic, timeout=10)
-                   .topics[topic].partitions.values()}
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # the partitions' leases are taken within a heartbeat
+            leaders = {p.leader for p in admin.list_topics(topic, timeout=10)
+                       .topics[topic].partitions.values()}
+            if -1 not in leaders or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert leaders == {1, 2}
         p = Producer({**conf, "transactional.id": unique_name("tid")})
         p.init_transactions(DEADLINE_S)
