@@ -206,8 +206,8 @@ class StreamsApp:
 
     def _fail(self, what: str, exc: BaseException) -> None:
         log.error("%s failed", what, exc_info=exc)
+        self._set_state(State.ERROR)  # first: whoever sees the failure sees the state too
         self.failure = self.failure or exc
-        self._set_state(State.ERROR)
 
     def _run_global(self, thread: GlobalStreamThread) -> None:
         clean = True

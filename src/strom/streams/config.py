@@ -87,6 +87,10 @@ class StreamsConfig:
         self.num_standby_replicas = self._int("num.standby.replicas", 0, minimum=0)
         self.replication_factor = self._int("replication.factor", -1, minimum=-1)
         self.poll_ms = self._int("poll.ms", 100, minimum=0)
+        # A task reading several partitions waits for one with no records buffered while it
+        # has not caught up with its end (Kafka's KIP-695 rule for 0, the default), at most
+        # this long when it is above 0 (else IDLE_WAIT_CAP_MS); -1: never waits.
+        self.max_task_idle_ms = self._int("max.task.idle.ms", 0, minimum=-1)
         self.state_dir = str(self.settings.get("state.dir") or os.path.join(
             tempfile.gettempdir(), "strom-streams"))
         self.application_server = str(self.settings.get("application.server", ""))

@@ -61,6 +61,8 @@ FENCED = MIGRATED | {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPO
 class TaskMigrated(Exception):
     """The group moved on without this thread: its tasks are closed and it joins again."""
 RESTORE_BATCH = 10_000
+BATCH = 500  # records taken from a consumer at a time
+IDLE_WAIT_CAP_MS = 10_000  # how long a task waits for an input behind (max.task.idle.ms=0)
 
 
 @dataclass
@@ -108,6 +110,8 @@ class _Running:
     restoring: dict[tuple[str, int], RestoreProgress] = field(default_factory=dict)
     # changelog (topic, partition) -> the offset its store holds up to (restored)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    caught_up: set[tuple[str, int]] = field(default_factory=set)  # inputs at their end
+    waiting_since: float | None = None  # since when it waits for an input behind
 
 
 class StreamThread:
@@ -138,6 +142,7 @@ class StreamThread:
         exactly_once = config.exactly_once
         consumer = {**config.client_settings("consumer"), "group.id": self.app,
                     "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                    "enable.partition.eof": True,  # tells when an input has caught up
                     "isolation.level": "read_committed" if exactly_once else "read_uncommitted"}
         self.group = Consumer({**consumer,
                                "partition.assignment.strategy": "cooperative-sticky",
@@ -301,6 +306,7 @@ class StreamThread:
             for tp, offset in self.collector.written.items():  # and what was written since
                 if tp[1] == task.partition and tp[0] in changelogs:
                     positions[tp] = max(offset, positions.get(tp, 0))
+            task.flush()  # the stores hold on disk what the checkpoint says
             running.directory.write_checkpoint(positions)
         task.close()
         running.directory.unlock()
@@ -344,18 +350,48 @@ class StreamThread:
     def _poll(self) -> None:
         """Fetched records into their tasks' queues (the group consumer's poll also runs the
         rebalance callbacks)."""
-        messages = self.group.consume(500, self.config.poll_ms / 1000)
+        # What is there now, without waiting; with nothing there, waiting (up to poll.ms) for
+        # the first record only, so that one record is not held back to fill a batch.
+        messages = self.group.consume(BATCH, 0)
         if self._side_assigned:
-            messages += self.side.consume(500, 0)
+            messages += self.side.consume(BATCH, 0)
+        if not messages:
+            messages = self.group.consume(1, self.config.poll_ms / 1000)
+            if messages:
+                messages += self.group.consume(BATCH - 1, 0)
         for message in messages:
             error = message.error()
+            topic, partition = message.topic(), message.partition()
+            running = None if topic is None or partition is None else self._by_input.get(
+                (topic, partition))
             if error is not None:
-                self._consume_error(error)
+                if error.code() == KafkaError._PARTITION_EOF and running is not None:
+                    running.caught_up.add((str(topic), int(partition or 0)))
+                else:
+                    self._consume_error(error)
                 continue
-            topic, partition, _ = _where(message)
-            running = self._by_input.get((topic, partition))
             if running is not None:
-                running.queues[topic].append(message)
+                running.caught_up.discard((str(topic), int(partition or 0)))
+                running.queues[str(topic)].append(message)
+
+    def _waiting(self, running: _Running) -> bool:
+        """Whether a task reading several partitions is to wait before processing: one of
+        them has no record buffered and has not caught up with its end (its records would
+        come later than records of the others that they precede, e.g. a table's rows before
+        the stream records joined with them: Kafka's KIP-695), for at most the idle limit."""
+        limit_ms = self.config.max_task_idle_ms
+        if len(running.inputs) < 2 or limit_ms < 0:
+            return False
+        behind = any(not running.queues[t] and (t, p) not in running.caught_up
+                     for t, p in running.inputs)
+        if not behind:
+            running.waiting_since = None
+            return False
+        now = time.monotonic()
+        if running.waiting_since is None:
+            running.waiting_since = now
+        waited_ms = (now - running.waiting_since) * 1000
+        return waited_ms < (limit_ms if limit_ms > 0 else IDLE_WAIT_CAP_MS)
 
     def _consume_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -365,6 +401,8 @@ class StreamThread:
         log.warning("thread %d: consumer: %s", self.index, error.str())
 
     def _process(self, running: _Running) -> int:
+        if self._waiting(running):
+            return 0
         queues = [q for q in running.queues.values() if q]
         count = 0
         task = running.task
@@ -378,6 +416,8 @@ class StreamThread:
             running.consumed[(topic, partition)] = offset + 1
             count += 1
             if not queue:
+                if self._waiting(running):
+                    break
                 queues = [q for q in queues if q]
         return count
 
@@ -463,8 +503,11 @@ class StreamThread:
         one transaction under exactly-once). TaskMigrated when the group has moved on."""
         started = time.monotonic()
         offsets = self._offsets()
+        # The stores are not flushed to disk here: their changelogs are what a crash restores
+        # from, and a checkpoint (written at a clean close, after a flush) is what may skip
+        # that (Kafka Streams flushes at every commit; RocksDB's flushes cost seconds here).
         for running in self.tasks.values():
-            running.task.flush()
+            running.task.commit_requested = False
         if self.config.exactly_once:
             self._commit_transaction(offsets)
         else:
