@@ -483,7 +483,8 @@ def run_one(lib: str, env: Env, workload: str, guarantee: str, data: Dataset,
         result["check"] = check(workload, guarantee, data, run.reader.records, settings)
         # Transactional writes leave commit markers: offsets the records do not use.
         result["check"]["markers"] = result["output_offsets"] - len(run.reader.records)
-        if guarantee == "exactly_once" and result["check"]["markers"] <= 0:
+        if guarantee == "exactly_once" and result["check"]["outputs"] and \
+                result["check"]["markers"] <= 0:
             result["check"]["note"] = "output written outside transactions"
         if run.reader.errors:
             result["check"]["consumer_errors"] = run.reader.errors[:5]
@@ -647,7 +648,7 @@ def summarize(results: list[dict[str, Any]], settings: Settings) -> list[dict[st
                         (lib, workload, guarantee)]
                 if not runs:
                     continue
-                problems = [r["error"] for r in runs if "error" in r]
+                problems = [r["error"] + cause(r) for r in runs if "error" in r]
                 problems += [f"WRONG {r['check']}" for r in runs
                              if "check" in r and not r["check"]["ok"]]
                 rows.append({"workload": workload, "guarantee": guarantee, "lib": lib,
@@ -658,8 +659,16 @@ def summarize(results: list[dict[str, Any]], settings: Settings) -> list[dict[st
                              "startup_s": median_of(runs, "startup_s"),
                              "ok": not problems, "problems": problems,
                              "notes": sorted({r["check"]["note"] for r in runs
-                                              if "note" in r.get("check", {})})})
+                                              if "note" in r.get("check", {})
+                                              and r["check"]["outputs"]})})
     return rows
+
+
+def cause(run: dict[str, Any]) -> str:
+    """The last error line of a failed run's app log, if any."""
+    lines = [line for line in run.get("app_log_tail", []) if "Error" in line
+             or "Exception" in line or "failed" in line]
+    return f" ({lines[-1].strip()[:160]})" if lines else ""
 
 
 def num(value: float | None, fmt: str) -> str:
@@ -673,7 +682,7 @@ def table_row(r: dict[str, Any], strom: dict[str, Any] | None) -> str:
             rate_ratio = f"{strom['records_per_s'] / r['records_per_s']:.2f}x"
         if strom["p99_ms"] and r["p99_ms"]:
             p99_ratio = f"{strom['p99_ms'] / r['p99_ms']:.2f}x"
-    status = "ok" if r["ok"] else ("WRONG" if any(
+    status = "ok" if r["ok"] else ("WRONG" if all(
         p.startswith("WRONG") for p in r["problems"]) else "FAILED")
     if r.get("notes"):
         status += " (" + "; ".join(r["notes"]) + ")"
@@ -740,6 +749,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     parser.add_argument("--venv", type=Path, default=REPO / "bench" / ".venvs",
                         help="where the peers' environments are made and kept")
     parser.add_argument("--out", type=Path, help="JSON results file (a .md copy beside it)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="print the table of an earlier run's JSON file, run nothing")
     args = parser.parse_args(argv)
     records = args.records or (20_000 if args.quick else 200_000)
     settings = Settings(
@@ -838,6 +849,13 @@ def describe(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     settings, args = parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        known = Settings().__dict__.keys()
+        settings = Settings(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in saved["settings"].items() if k in known})
+        print(render(summarize(saved["runs"], settings), settings))
+        return 0
     out = args.out or REPO / "bench" / "results" / \
         f"streams-{time.strftime('%Y%m%d-%H%M%S')}.json"
     return run(settings, args.venv, out)
