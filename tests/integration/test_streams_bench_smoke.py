@@ -1,0 +1,59 @@
+"""A CI-sized run of bench/streams_bench.py, strom side only (no peer environment): each
+workload once, at-least-once and exactly-once between them, a few hundred records, one broker
+for all, through the benchmark's own code (input, app process, output reader, latency phase,
+check), so that the benchmark cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import streams_bench as sb  # noqa: E402
+
+SETTINGS = sb.Settings(records=300, keys=10, latency_records=10, latency_rate=500,
+                       run_timeout_s=30, stall_s=10, shared_broker=True,
+                       rebalance_delay_ms=0, libs=("strom",))
+CASES = [("map_filter", "at_least_once"), ("count", "exactly_once"),
+         ("window_count", "at_least_once"), ("join", "exactly_once")]
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[tuple[sb.Broker, sb.Env, sb.Dataset, Path]]:
+    with tempfile.TemporaryDirectory(prefix="streams-bench-smoke-") as tmp:
+        root = Path(tmp)
+        broker = sb.start_strom_broker(root, "memory", SETTINGS.rebalance_delay_ms)
+        try:
+            yield broker, sb.strom_env(), sb.make_dataset(SETTINGS), root
+        finally:
+            sb.stop_broker(broker)
+
+
+@pytest.mark.parametrize(("workload", "guarantee"), CASES)
+def test_strom_side_of_each_workload(setup: tuple[sb.Broker, sb.Env, sb.Dataset, Path],
+                                     workload: str, guarantee: str) -> None:
+    broker, env, data, root = setup
+    result: dict[str, Any] = sb.run_one("strom", env, workload, guarantee, data, SETTINGS,
+                                        root, f"smoke-{workload.replace('_', '')}", broker)
+    check = result.get("check", {})
+    assert "error" not in result, result
+    assert result["records_per_s"] > 0
+    assert result["latency_samples"] == SETTINGS.latency_records
+    assert result["p50_ms"] <= result["p99_ms"]
+    assert check["wrong"] == 0 and check["duplicates"] == 0, check
+    assert check["latency_outputs_missing"] == 0, check
+    if workload == "join" and check["missing"]:
+        # strom.streams processes a task's stream records as soon as they are buffered, even
+        # while its table partition has records not fetched yet (Kafka Streams waits for
+        # them: max.task.idle.ms, KIP-695), so the first records of a run can miss rows the
+        # table topic already holds. The benchmark reports this as WRONG.
+        pytest.xfail(f"stream-table join missed {check['missing']} records at start-up")
+    assert check["ok"], check
+    assert check["outputs"] == data.expected["outputs"][workload]
