@@ -49,11 +49,7 @@ def test_strom_side_of_each_workload(setup: tuple[sb.Broker, sb.Env, sb.Dataset,
     assert result["p50_ms"] <= result["p99_ms"]
     assert check["wrong"] == 0 and check["duplicates"] == 0, check
     assert check["latency_outputs_missing"] == 0, check
-    if workload == "join" and check["missing"]:
-        # strom.streams processes a task's stream records as soon as they are buffered, even
-        # while its table partition has records not fetched yet (Kafka Streams waits for
-        # them: max.task.idle.ms, KIP-695), so the first records of a run can miss rows the
-        # table topic already holds. The benchmark reports this as WRONG.
-        pytest.xfail(f"stream-table join missed {check['missing']} records at start-up")
+    # The join's tasks wait for their table partitions to catch up before the stream records
+    # they precede (KIP-695): no join misses a row the table topic already holds.
     assert check["ok"], check
     assert check["outputs"] == data.expected["outputs"][workload]

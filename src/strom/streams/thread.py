@@ -522,6 +522,7 @@ class StreamThread:
     def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
         producer = self.collector.producer
         try:
+            producer.flush(COMMIT_TIMEOUT_S)  # the delivery reports, before committing
             if offsets:
                 producer.send_offsets_to_transaction(
                     offsets, self.group.consumer_group_metadata(), COMMIT_TIMEOUT_S)
