@@ -1,13 +1,13 @@
-"""strom.streams applications on a real broker: the word count (examples/streams) at
-at-least-once and exactly-once, two instances sharing the work, a restart restoring the
-counts from the changelog, with confluent-kafka reading the results (read_committed)."""
+"""strom.streams applications on a real broker (its local log, and the PostgreSQL engine): the
+word count (examples/streams) at at-least-once and exactly-once, a restart restoring the
+counts from the changelog or from a checkpoint, with confluent-kafka reading the results
+(read_committed)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,10 +39,13 @@ def load_example() -> ModuleType:
 wordcount = load_example()
 
 
+# The client library against strom's local log and against the PostgreSQL engine.
+STORAGE_ENGINES = ("file", "postgresql")
+
+
 @pytest.fixture(scope="module")
-def streams_broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as broker:
-        yield broker
+def streams_broker(broker: EmbeddedBroker) -> EmbeddedBroker:
+    return broker
 
 
 def expected_counts(lines: list[str]) -> dict[str, str]:
