@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from strom.streams import State, StreamsApp
+from strom.streams import State, StreamsApp, StreamsError
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
 
@@ -142,8 +143,8 @@ def test_word_count_counts_and_restores(streams_broker: EmbeddedBroker, tmp_path
     finally:
         assert app.close(DEADLINE_S)
     assert app.failure is None
-    # The same instance again: its RocksDB stores are still there; at-least-once restores
-    # only what came after their checkpoint (nothing), exactly-once all of the changelog.
+    # The same instance again: its RocksDB stores are still there and restore only what came
+    # after their checkpoint (nothing).
     restored: list[int] = []
     app = StreamsApp(wordcount.topology(), app_config(streams_broker, app_id, tmp_path,
                                                       guarantee, "b"),
@@ -155,7 +156,69 @@ def test_word_count_counts_and_restores(streams_broker: EmbeddedBroker, tmp_path
     finally:
         assert app.close(DEADLINE_S)
     assert len(restored) == 3  # a store per task
-    if guarantee == "at_least_once":
-        assert sum(restored) == 0
-    else:
-        assert sum(restored) >= len(expected_counts(LINES + more))
+    assert sum(restored) == 0  # a clean close checkpointed them (exactly-once too)
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once_v2"])
+def test_a_close_whose_commit_fails_leaves_no_checkpoint(tmp_path: Path, guarantee: str
+                                                         ) -> None:
+    """A clean close checkpoints the stores (under both guarantees; the next start restores
+    nothing); a close whose last commit fails writes no checkpoint (one past writes that
+    were not committed would keep them): the next start restores from the changelog."""
+    with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        app_id = unique_name("wc-close")
+        source, sink = unique_name("words"), unique_name("counts")
+        create_topic(bootstrap, source, 2)
+        create_topic(bootstrap, sink, 2)
+        wordcount.INPUT, wordcount.OUTPUT = source, sink
+        sent: list[str] = []
+
+        def run(lines: list[str], fail_last_commit: bool, exact: bool = True) -> list[int]:
+            restored: list[int] = []
+            app = StreamsApp(wordcount.topology(),
+                             app_config(broker, app_id, tmp_path, guarantee),
+                             restore_listener=lambda progress: restored.append(
+                                 progress.restored))
+            app.start()
+            try:
+                wait_running(app)
+                produce_lines(bootstrap, source, lines)
+                sent.extend(lines)
+                assert not exact or read_latest(bootstrap, sink, 2, expected_counts(sent)) == \
+                    expected_counts(sent)
+                if fail_last_commit:
+                    (thread,) = app.threads
+                    commit, close = thread.commit, thread.close
+                    closing = threading.Event()
+
+                    def failing_commit() -> None:  # the one the close makes
+                        if closing.is_set():
+                            raise StreamsError("the last commit fails (injected)")
+                        commit()
+
+                    def closing_close() -> None:
+                        closing.set()
+                        close()
+                    thread.commit = failing_commit  # type: ignore[method-assign]
+                    thread.close = closing_close  # type: ignore[method-assign]
+            finally:
+                assert app.close(DEADLINE_S)
+            return restored
+
+        def checkpoints() -> dict[str, str]:
+            return {p.parent.name: p.read_text()
+                    for p in (tmp_path / "a" / app_id).glob("*/.checkpoint")}
+
+        run(LINES, fail_last_commit=False)
+        clean = checkpoints()
+        assert sorted(clean) == ["1_0", "1_1"]  # the counting tasks' stores
+        assert sum(run(["more words"], fail_last_commit=True)) == 0  # from the checkpoints
+        if guarantee == "at_least_once":
+            assert checkpoints() == clean  # the previous one stays, none is written
+        else:
+            assert checkpoints() == {}  # removed while the tasks ran, none written
+        # The counts written before the failed commit are restored from the changelog (at
+        # least once: the input whose offsets were not committed is counted again).
+        assert sum(run([], fail_last_commit=False,
+                       exact=guarantee != "at_least_once")) >= 2

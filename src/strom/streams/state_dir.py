@@ -4,8 +4,9 @@ instances (or two threads) never share a store; and `.checkpoint`, the changelog
 task's persistent stores hold up to, written on a clean close (and on commits under
 at-least-once), so that a restart restores only what came after.
 
-Under exactly-once a checkpoint is removed while the task runs (a crash leaves none, and the
-stores, which may hold uncommitted writes, are wiped and restored from the changelog).
+A checkpoint is written only when the task's last commit succeeded. Under exactly-once it is
+removed when the task starts (a crash leaves none, and the stores, which may hold uncommitted
+writes, are wiped and restored from the changelog); a clean close writes it again.
 """
 
 from __future__ import annotations

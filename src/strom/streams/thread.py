@@ -10,8 +10,9 @@ offsets), so a task's co-partitioned inputs always stay together, rebalances mov
 tasks that change hands, and tasks stay where they are (sticky). Offsets of every input are
 committed through the group (with exactly-once, in the producer's transaction).
 
-A new task first restores its stores from their changelogs (from its checkpoint for
-persistent stores under at-least-once), with its anchor partition paused; then it processes.
+A new task first restores its stores from their changelogs (for persistent stores from
+their checkpoint, written when a task is closed after a successful commit; under exactly-once
+a crash leaves none), with its anchor partition paused; then it processes.
 A task that was a standby here (strom.streams.standby) takes over the standby's stores and
 restores only from where they are. Every task reads the instance's global stores
 (strom.streams.global_thread).
@@ -239,11 +240,15 @@ class StreamThread:
         else:
             directory = self.state.task(task_id)
             directory.lock()
+        checkpoint = handover.positions if handover is not None else \
+            directory.read_checkpoint()
         if self.config.exactly_once:
-            # A checkpoint under exactly-once would hide writes not committed: restore all
-            # (a standby's stores hold only committed writes: they are kept).
+            # Under exactly-once a checkpoint is written only at a clean close, after the last
+            # commit (the stores hold exactly what was committed), and removed while the task
+            # runs: after a crash there is none, the stores may hold writes not committed, and
+            # they are restored from scratch (a standby's stores hold only committed writes).
             directory.remove_checkpoint()
-            if handover is None:
+            if handover is None and not checkpoint:
                 directory.wipe_stores()
         task = Task(task_id, self.topology, sub, partition, application_id=self.app,
                     collector=self.collector, clock=lambda: int(time.time() * 1000),
@@ -258,8 +263,6 @@ class StreamThread:
         inputs = [(self._physical(t), partition) for t in sub.source_topics]
         running = _Running(task, inputs[0], inputs, directory,
                            queues={t: deque() for t, _ in inputs})
-        checkpoint = handover.positions if handover is not None else \
-            directory.read_checkpoint()
         for store in task.stores.values():
             if not getattr(store, "logging", False):
                 continue
@@ -299,8 +302,7 @@ class StreamThread:
         if running.restoring:
             self.restore.incremental_unassign([TopicPartition(t, p)
                                                for t, p in running.restoring])
-        if clean and not self.config.exactly_once and any(
-                s.persistent for s in task.stores.values()):
+        if clean and any(s.persistent for s in task.stores.values()):
             changelogs = {task.changelog_topic(n) for n in task.stores}
             positions = dict(running.positions)  # where restoration ended
             for tp, offset in self.collector.written.items():  # and what was written since
@@ -554,16 +556,20 @@ class StreamThread:
 
     def close(self) -> None:
         """Commits and closes every task, leaves the group, closes the clients."""
+        committed = False
         try:
             if self.failure is None:
                 self.commit()
+                committed = True
         finally:
+            # A task is closed clean (its stores flushed and checkpointed) only when what it
+            # did is committed: a checkpoint past writes not committed would keep them.
             for running in list(self.tasks.values()):
-                self._close_task(running, clean=self.failure is None)
+                self._close_task(running, clean=committed)
             self.group.close()
             self.side.close()
             self.restore.close()
-            if self.config.exactly_once and self.failure is not None:
+            if self.config.exactly_once and not committed:
                 self.collector.abort(COMMIT_TIMEOUT_S)
             self.collector.close(COMMIT_TIMEOUT_S)
 
