@@ -1,7 +1,8 @@
 """strom.streams' runtime on a real broker: a global table restored before processing and kept
 up to date while the application runs (and restored from its checkpoint on a restart), standby
 replicas that make a task's move to another instance restore only the changelog's tail, and
-interactive queries across two instances (metadata for a key, the HTTP endpoint's redirect)."""
+interactive queries across two instances (metadata for a key, the HTTP endpoint's redirect),
+and a table re-grouped and counted through its repartition topic."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from strom.streams import (
     Consumed,
+    Grouped,
     Materialized,
     Produced,
     Serdes,
@@ -333,3 +335,48 @@ def test_a_key_asked_of_the_wrong_instance_finds_the_right_one(streams_broker: E
         for app in apps:
             assert app.close(DEADLINE_S)
     assert a.failure is None and b.failure is None
+
+
+# -- a re-grouped table ----------------------------------------------------------------------
+
+
+def test_a_table_regrouped_and_counted(streams_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Users per region from a table of user -> region, through the repartition topic (two
+    partitions, as the table's): moves decrement one region and increment another, deletions
+    decrement."""
+    bootstrap = streams_broker.bootstrap_servers
+    users, out = unique_name("users"), unique_name("per-region")
+    create_topic(bootstrap, users, 2)
+    create_topic(bootstrap, out, 2)
+    builder = StreamsBuilder()
+    (builder.table(users, Consumed(S, S))
+     .group_by(lambda user, region: (region, user), Grouped(S, S, "by-region"))
+     .count(Materialized("per-region"))
+     .to_stream().map_values(str).to(out, Produced(S, S)))
+    app_id = unique_name("regroup")
+    config = {"application.id": app_id, "bootstrap.servers": bootstrap,
+              "processing.guarantee": "exactly_once_v2", "state.dir": str(tmp_path),
+              "commit.interval.ms": 200}
+    app = StreamsApp(builder.build(), config)
+    app.start()
+    try:
+        wait_running(app)
+        produce_pairs(bootstrap, users, [(f"u{i}", "eu" if i % 3 else "us") for i in range(30)])
+        want = {"eu": "20", "us": "10"}
+        assert read_latest(bootstrap, out, 2, want) == want
+        produce_pairs(bootstrap, users, [("u1", "us"), ("u2", "asia"), ("u3", None),
+                                         ("u4", "eu"), ("nobody", None)])
+        want = {"eu": "18", "us": "10", "asia": "1"}  # u1, u2 move, u3 (us) leaves, u4 stays
+        assert read_latest(bootstrap, out, 2, want) == want
+        store = app.store("per-region")
+        wait_for(lambda: store.get("eu") == 18 and store.get("asia") == 1, "the store")
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("meta")})
+        try:
+            topics = c.list_topics(timeout=DEADLINE_S).topics
+        finally:
+            c.close()
+        assert len(topics[f"{app_id}-by-region-repartition"].partitions) == 2
+        assert len(topics[f"{app_id}-per-region-changelog"].partitions) == 2
+    finally:
+        assert app.close(DEADLINE_S)
+    assert app.failure is None

@@ -21,6 +21,7 @@ from strom.streams.dsl import (
 )
 from strom.streams.errors import ErrorHandling, ProcessingHandler, ProductionHandler
 from strom.streams.global_table import GlobalKTable
+from strom.streams.grouped_table import KGroupedTable
 from strom.streams.joins import Joined, JoinWindows, StreamJoined
 from strom.streams.processor import Processor, ProcessorContext, PunctuationType
 from strom.streams.queries import KeyQueryMetadata, StreamsMetadata
@@ -47,7 +48,7 @@ from strom.streams.windows import (
 __all__ = [
     "BufferConfig", "Change", "Consumed", "DeserializationHandler", "EmitStrategy",
     "ErrorHandling", "GlobalKTable", "Grouped", "JoinWindows", "Joined", "JsonSerde",
-    "KGroupedStream", "KStream", "KTable", "KeyQueryMetadata", "KeyValueStore",
+    "KGroupedStream", "KGroupedTable", "KStream", "KTable", "KeyQueryMetadata", "KeyValueStore",
     "KeyValueStoreBuilder", "Materialized", "ProcessingHandler", "Processor",
     "ProcessorContext", "Produced", "ProductionHandler", "PunctuationType", "Record",
     "RecordMetadata", "Repartitioned", "RestoreProgress", "Serde", "Serdes",

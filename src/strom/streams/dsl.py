@@ -12,6 +12,7 @@
 Operators that change the key (map, select_key, flat_map, group_by) mark the stream: the next
 key-based operator (an aggregation, a join) first writes it through an internal repartition
 topic, `<application.id>-<name>-repartition`, so every record of a key reaches one task.
+A table's group_by (`grouped_table`) always goes through one, its subtractions with its additions.
 Joins (stream-stream, stream-table, table-table, foreign-key, global tables) are built by
 `joins`, `table_joins`, `fk_join` and `global_table`; the methods here only choose which.
 Nodes, stores and internal topics are named as Kafka Streams names them
@@ -65,6 +66,7 @@ from strom.streams.table_joins import (
 from strom.streams.topology import InternalTopic, Partitioner, TimestampExtractor, Topology
 
 if TYPE_CHECKING:
+    from strom.streams.grouped_table import KeyValueSelector, KGroupedTable
     from strom.streams.suppress import Suppressed
     from strom.streams.windowed import SessionWindowedKStream, TimeWindowedKStream
     from strom.streams.windows import SessionWindows, SlidingWindows, TimeWindows
@@ -469,6 +471,14 @@ class KTable:
     def map_values(self, mapper: Callable[[Any], Any], named: str | None = None) -> KTable:
         return self._then("KTABLE-MAPVALUES-",
                           lambda: TableMapValuesProcessor(lambda _k, v: mapper(v)), named, None)
+
+    def group_by(self, selector: KeyValueSelector, grouped: Grouped | None = None
+                 ) -> KGroupedTable:
+        """The table re-grouped: `selector(key, value)` gives each row's (new key, new value);
+        aggregate the groups with count, reduce or aggregate (each update takes the row's old
+        pair out of its group and adds the new pair to its own; see `grouped_table`)."""
+        from strom.streams.grouped_table import KGroupedTable
+        return KGroupedTable(self, selector, grouped or Grouped())
 
     def suppress(self, suppressed: Suppressed) -> KTable:
         """Final results of a windowed table (strom.streams.suppress)."""
