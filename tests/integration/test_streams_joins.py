@@ -1,0 +1,114 @@
+"""A join application on a real broker, two instances of it in one group, over co-partitioned
+and not co-partitioned inputs: a table of customers (2 partitions) joined with a stream of
+clicks keyed by customer (2 partitions: co-partitioned, joined where it is read) and with a
+stream of orders keyed by order id (3 partitions: re-keyed by customer, the application
+repartitions it through an internal topic with the table's 2 partitions). Every click and
+order is joined with its customer exactly as the table held it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from strom.streams import Consumed, Produced, Serdes, StreamsApp, StreamsBuilder, Topology
+from strom.testing import EmbeddedBroker
+from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
+from tests.integration.test_streams_app import wait_running
+
+S = Serdes.String()
+
+
+@pytest.fixture(scope="module")
+def streams_broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+def topology(customers: str, clicks: str, orders: str, out: str) -> Topology:
+    builder = StreamsBuilder()
+    table = builder.table(customers, Consumed(S, S))
+    (builder.stream(clicks, consumed=Consumed(S, S))
+     .join(table, lambda page, name: f"click {page} by {name}")
+     .to(out, Produced(S, S)))
+    (builder.stream(orders, consumed=Consumed(S, S))
+     .select_key(lambda _order, value: value.split(":")[0])  # "customer:item"
+     .join(table, lambda value, name: f"order of {value.split(':')[1]} by {name}")
+     .to(out, Produced(S, S)))
+    return builder.build()
+
+
+def produce(bootstrap: str, topic: str, pairs: list[tuple[str, str]]) -> None:
+    # Keys partitioned as Java clients (and Kafka Streams) do: murmur2.
+    p = producer(bootstrap, partitioner="murmur2_random")
+    for key, value in pairs:
+        p.produce(topic, key=key.encode(), value=value.encode())
+    assert p.flush(DEADLINE_S) == 0
+
+
+def read_values(bootstrap: str, topic: str, partitions: int, want: int) -> list[tuple[str, str]]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("read"),
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 2 * DEADLINE_S
+    try:
+        while len(seen) < want and time.monotonic() < deadline:
+            for msg in c.consume(500, 0.2):
+                if msg.error() is None:
+                    seen.append(((msg.key() or b"").decode(), (msg.value() or b"").decode()))
+        for msg in c.consume(500, 1.0):  # nothing more (no record joined twice)
+            if msg.error() is None:
+                seen.append(((msg.key() or b"").decode(), (msg.value() or b"").decode()))
+    finally:
+        c.close()
+    return seen
+
+
+def test_two_instances_join_co_partitioned_and_repartitioned_inputs(
+        streams_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    bootstrap = streams_broker.bootstrap_servers
+    app_id = unique_name("joins")
+    customers, clicks, orders, out = (unique_name(n) for n in
+                                      ("customers", "clicks", "orders", "joined"))
+    create_topic(bootstrap, customers, 2)
+    create_topic(bootstrap, clicks, 2)
+    create_topic(bootstrap, orders, 3)
+    create_topic(bootstrap, out, 2)
+    names = {f"c{i}": f"name{i}" for i in range(20)}
+    produce(bootstrap, customers, list(names.items()))
+    apps = [StreamsApp(topology(customers, clicks, orders, out),
+                       {"application.id": app_id, "bootstrap.servers": bootstrap,
+                        "processing.guarantee": "exactly_once_v2",
+                        "state.dir": str(tmp_path / instance), "commit.interval.ms": 100})
+            for instance in ("a", "b")]
+    for app in apps:
+        app.start()
+    try:
+        for app in apps:
+            wait_running(app)
+        click_pairs = [(f"c{i % 20}", f"page{i}") for i in range(60)]
+        order_pairs = [(f"o{i}", f"c{(i * 7) % 20}:item{i}") for i in range(60)]
+        produce(bootstrap, clicks, click_pairs)
+        produce(bootstrap, orders, order_pairs)
+        seen = read_values(bootstrap, out, 2, len(click_pairs) + len(order_pairs))
+        want = sorted([(c, f"click {page} by {names[c]}") for c, page in click_pairs] +
+                      [(v.split(":")[0], f"order of {v.split(':')[1]} by {names[v.split(':')[0]]}")
+                       for _o, v in order_pairs])
+        assert sorted(seen) == want
+        # The orders went through a repartition topic with the table's partition count; the
+        # clicks were joined where they were read (no repartition topic for them).
+        topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+        repartition = [t for t in topics if t.startswith(app_id) and t.endswith("-repartition")]
+        assert len(repartition) == 1, repartition
+        assert len(topics[repartition[0]].partitions) == 2
+        # Both instances ran tasks (the group spread them).
+        assert all(app.metrics()["tasks"] for app in apps)
+    finally:
+        for app in apps:
+            assert app.close(DEADLINE_S)
+    assert all(app.failure is None for app in apps)
