@@ -40,7 +40,13 @@ from typing import Any, Final
 from strom.streams.processor import Processor, ProcessorContext, typed_store
 from strom.streams.record import Record
 from strom.streams.serdes import BYTES, Serde
-from strom.streams.stores.api import EngineFactory, serialized
+from strom.streams.stores.api import (
+    BytesEngine,
+    EngineFactory,
+    StoreContext,
+    make_engine,
+    serialized,
+)
 from strom.streams.stores.base import EngineStore
 from strom.streams.stores.kv import KeyValueStore, KeyValueStoreBuilder
 from strom.streams.stores.memory import MemoryEngine
@@ -61,16 +67,38 @@ class JoinWindowStore(EngineStore):
     """One side of a stream-stream join: every record of the side by key and timestamp (records
     with the same key and timestamp too), kept for `retention_ms` of the store's stream time.
     Engine keys are the serialized key, the 8-byte big-endian timestamp and a 4-byte sequence
-    number, so one key's records are in timestamp order. Private to the join (a general window
-    store comes with windowed aggregations)."""
+    number, so one key's records are in timestamp order. In memory or on disk as default.dsl.store
+    says; a persistent one rebuilds its expiry index, stream time and sequence from its engine
+    when opened. Private to the join (a general window store comes with windowed
+    aggregations)."""
 
     def __init__(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any],
-                 retention_ms: int, *, logging: bool = True) -> None:
-        super().__init__(name, key_serde, value_serde, MemoryEngine(), logging=logging)
+                 retention_ms: int, *, logging: bool = True, engine: BytesEngine | None = None,
+                 persistent: bool = False) -> None:
+        super().__init__(name, key_serde, value_serde,
+                         engine if engine is not None else MemoryEngine(), logging=logging,
+                         persistent=persistent)
         self.retention_ms = retention_ms
         self.observed_stream_time = -1
         self._sequence = 0
         self._by_time: list[tuple[int, bytes]] = []  # to drop expired records in time order
+
+    def init(self, context: StoreContext) -> None:
+        super().init(context)
+        for raw_key, _ in self.engine.range(None, None):  # a persistent engine's records
+            self._seen(raw_key)
+            self._by_time.append((_TS.unpack_from(raw_key, len(raw_key) - _TS_SEQ.size)[0],
+                                  raw_key))
+        heapq.heapify(self._by_time)
+        self._expire()
+
+    def _seen(self, raw_key: bytes) -> int:
+        """The timestamp of a record key the store comes across; the stream time and the
+        next sequence number move on past it."""
+        stamp, sequence = _TS_SEQ.unpack_from(raw_key, len(raw_key) - _TS_SEQ.size)
+        self.observed_stream_time = max(self.observed_stream_time, stamp)
+        self._sequence = max(self._sequence, (sequence + 1) & 0xFFFFFFFF)
+        return int(stamp)
 
     def put(self, key: Any, value: Any, timestamp: int) -> bool:
         """Keeps the record; False if it is older than the retention (nothing kept)."""
@@ -107,6 +135,9 @@ class JoinWindowStore(EngineStore):
     def _keep(self, raw_key: bytes, raw: bytes, timestamp: int) -> None:
         self.engine.put(raw_key, raw)
         heapq.heappush(self._by_time, (timestamp, raw_key))
+        self._expire()
+
+    def _expire(self) -> None:
         limit = self.observed_stream_time - self.retention_ms
         while self._by_time and self._by_time[0][0] < limit:
             self.engine.delete(heapq.heappop(self._by_time)[1])
@@ -115,10 +146,7 @@ class JoinWindowStore(EngineStore):
         if value is None:
             self.engine.delete(key)
             return
-        stamp, sequence = _TS_SEQ.unpack_from(key, len(key) - _TS_SEQ.size)
-        self.observed_stream_time = max(self.observed_stream_time, stamp)
-        self._sequence = max(self._sequence, (sequence + 1) & 0xFFFFFFFF)
-        self._keep(key, value, stamp)
+        self._keep(key, value, self._seen(key))
 
     def close(self) -> None:
         super().close()
@@ -142,16 +170,17 @@ class JoinWindowStoreBuilder:
 
     @property
     def persistent(self) -> bool:
-        return False
+        return False  # no engine of its own: default.dsl.store decides
 
     def build(self, task_directory: str, default_key_serde: Serde[Any] = BYTES,
               default_value_serde: Serde[Any] = BYTES,
               default_engine: EngineFactory | None = None) -> JoinWindowStore:
-        """A join's window store is in memory whatever default.dsl.store says (it is
-        restored from its changelog, which holds only the join windows' records)."""
+        """A join's window store, on disk when default.dsl.store says rocksDB (the default)."""
+        engine = make_engine(None, default_engine, task_directory, self.name)
         return JoinWindowStore(self.name, self.key_serde or default_key_serde,
                                self.value_serde or default_value_serde, self.retention_ms,
-                               logging=self.logging)
+                               logging=self.logging, engine=engine,
+                               persistent=not isinstance(engine, MemoryEngine))
 
 
 def outer_buffer_builder(name: str, logging: bool) -> KeyValueStoreBuilder:

@@ -41,3 +41,44 @@ def test_the_driver_runs_rocksdb_stores_when_asked() -> None:
         assert store.persistent
         assert driver.create_output_topic("out", S, L).read_key_values_to_map() == {
             "a": 2, "b": 1, "c": 1}
+
+
+def test_a_join_window_store_on_rocksdb_survives_a_reopen(tmp_path: Path) -> None:
+    """default.dsl.store=rocksDB puts a stream-stream join's window stores on disk too: a
+    store opened again over the same directory has its records, its stream time (expiry goes
+    on from it) and its sequence numbers (a new record of a key and timestamp already held is
+    kept beside the old one)."""
+    from strom.streams.stores.rocksdb import rocksdb_engine
+    from strom.streams.stream_join import JoinWindowStoreBuilder
+
+    class Log:
+        partition = 0
+        task_id = "0_0"
+
+        def changelog_topic(self, store: str) -> str:
+            return f"{store}-changelog"
+
+        def log_change(self, topic: str, key: bytes, value: bytes | None, ts: int) -> None:
+            pass
+
+    builder = JoinWindowStoreBuilder("w", S, S, retention_ms=100)
+    first = builder.build(str(tmp_path), default_engine=rocksdb_engine)
+    assert first.persistent
+    first.init(Log())
+    for key, timestamp in (("a", 120), ("a", 10), ("a", 21), ("b", 50)):
+        first.put(key, f"{key}@{timestamp}", timestamp)  # a@10 is too old already
+    first.flush()
+    first.close()
+    again = builder.build(str(tmp_path), default_engine=rocksdb_engine)
+    again.init(Log())
+    assert again.observed_stream_time == 120
+    assert list(again.fetch("a", 0, 200)) == [(21, "a@21"), (120, "a@120")]
+    assert again.put("a", "a@120 again", 120)  # the first record's sequence number is taken
+    assert list(again.fetch("a", 0, 200)) == [(21, "a@21"), (120, "a@120"),
+                                              (120, "a@120 again")]
+    assert again.put("b", "late", 19) is False
+    again.put("c", "c@160", 160)  # stream time 160: a@21 and b@50 expire
+    assert [(k, t) for k, t, _ in again.all()] == [("a", 120), ("a", 120), ("c", 160)]
+    again.close()
+    memory = builder.build(str(tmp_path / "m"))  # default.dsl.store=in_memory
+    assert not memory.persistent
