@@ -15,7 +15,15 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from strom.streams import Consumed, Produced, Serdes, StreamsApp, StreamsBuilder, Topology
+from strom.streams import (
+    Consumed,
+    JoinWindows,
+    Produced,
+    Serdes,
+    StreamsApp,
+    StreamsBuilder,
+    Topology,
+)
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
 from tests.integration.test_streams_app import wait_running
@@ -112,3 +120,62 @@ def test_two_instances_join_co_partitioned_and_repartitioned_inputs(
         for app in apps:
             assert app.close(DEADLINE_S)
     assert all(app.failure is None for app in apps)
+
+
+def windowed_topology(impressions: str, clicks: str, out: str) -> Topology:
+    builder = StreamsBuilder()
+    shown = builder.stream(impressions, consumed=Consumed(S, S))  # keyed by ad
+    (builder.stream(clicks, consumed=Consumed(S, S))  # keyed by click id, value "ad:user"
+     .select_key(lambda _click, value: value.split(":")[0])
+     .join(shown, lambda click, impression: f"{click} after {impression}",
+           JoinWindows.of_time_difference_with_no_grace(10_000))
+     .to(out, Produced(S, S)))
+    return builder.build()
+
+
+def test_a_windowed_stream_join_across_a_restart(streams_broker: EmbeddedBroker,
+                                                 tmp_path: Path) -> None:
+    """A stream-stream join (clicks re-keyed and repartitioned to the impressions' 2
+    partitions) whose window stores are on disk (RocksDB, the default): a click after a clean
+    restart still finds the impression the first run kept, from the store's checkpoint, and a
+    click outside the window finds nothing."""
+    bootstrap = streams_broker.bootstrap_servers
+    app_id = unique_name("ssjoin")
+    impressions, clicks, out = (unique_name(n) for n in ("impressions", "clicks", "joined"))
+    create_topic(bootstrap, impressions, 2)
+    create_topic(bootstrap, clicks, 3)
+    create_topic(bootstrap, out, 2)
+    restored: list[tuple[str, int]] = []
+
+    def run(produce_first: list[tuple[str, str, list[tuple[str, str, int]]]],
+            want: int) -> list[tuple[str, str]]:
+        app = StreamsApp(windowed_topology(impressions, clicks, out),
+                         {"application.id": app_id, "bootstrap.servers": bootstrap,
+                          "processing.guarantee": "exactly_once_v2",
+                          "state.dir": str(tmp_path / "state"), "commit.interval.ms": 100},
+                         restore_listener=lambda p: restored.append((p.store, p.restored)))
+        app.start()
+        try:
+            wait_running(app)
+            for _name, topic, records in produce_first:
+                p = producer(bootstrap, partitioner="murmur2_random")
+                for key, value, timestamp in records:
+                    p.produce(topic, key=key.encode(), value=value.encode(),
+                              timestamp=timestamp)
+                assert p.flush(DEADLINE_S) == 0
+            return read_values(bootstrap, out, 2, want)
+        finally:
+            assert app.close(DEADLINE_S)
+
+    base = int(time.time() * 1000) - 60_000
+    first = run([("impressions", impressions, [(f"ad{i}", f"shown{i}", base) for i in range(6)]),
+                 ("clicks", clicks, [("x0", "ad0:u0", base + 1_000)])], want=1)
+    assert first == [("ad0", "ad0:u0 after shown0")]
+    restored.clear()
+    second = run([("clicks", clicks, [("x1", "ad1:u1", base + 9_000),
+                                      ("x2", "ad2:u2", base + 30_000)])], want=2)
+    # The whole output topic: the first run's join, then the restarted one's (ad2's click is
+    # 30 s after its impression: outside the 10 s window).
+    assert sorted(second) == [("ad0", "ad0:u0 after shown0"), ("ad1", "ad1:u1 after shown1")]
+    join_stores = [(s, n) for s, n in restored if "JOIN" in s.upper()]
+    assert join_stores and all(n == 0 for _s, n in join_stores), restored
