@@ -56,3 +56,24 @@ def test_suppress_needs_a_windowed_table_and_a_strict_buffer_stops_when_full() -
         h.pipe("a", "x", 1)
         with pytest.raises(StreamsError, match="buffer is full"):
             h.pipe("b", "x", 2)
+
+
+def test_the_buffer_entries_round_trip_through_their_encoding() -> None:
+    """What the suppression writes to its store (and changelog) reads back as it was: the
+    windowed key, the change (a None old value too), the timestamp, the order and headers."""
+    from strom.streams import Change, Serdes
+    from strom.streams.suppress import SuppressFinalResultsProcessor, _Buffered
+    from strom.streams.windows import Window, Windowed
+
+    processor = SuppressFinalResultsProcessor(0, BufferConfig.unbounded(), "buf", S,
+                                              Serdes.Long())
+    processor.key_serde, processor.value_serde = S, Serdes.Long()
+    key = Windowed("user-1", Window(10_000, 20_000))
+    assert processor._decode_key(processor._encode_key(key)) == key
+    for change, headers in ((Change(3, None), ()),
+                            (Change(None, 2), (("trace", b"\x00\x01"), ("empty", None)))):
+        held = processor._decode(processor._encode(_Buffered(change, 12_345, headers, 7)))
+        assert (held.change, held.timestamp, held.headers, held.order) == \
+            (change, 12_345, headers, 7)
+    with pytest.raises(StreamsError, match="version 9"):
+        processor._decode(b"\x09" + processor._encode(_Buffered(Change(1, 0), 1, (), 0))[1:])
