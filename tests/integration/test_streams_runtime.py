@@ -225,6 +225,9 @@ def test_a_standby_takes_over_a_task_restoring_only_the_tail(streams_broker: Emb
         assert a.standbys is not None
         wait_for(lambda: all(a.standbys.offsets().get(t, {}).get((changelog, int(t[2:])), 0) >= end
                              for t, end in ends.items()), "a's standbys to catch up")
+        # A stale query (Kafka's enableStaleStores) reads the standby's copy.
+        assert a.store(STORE, stale=True).get(word) == 1
+        assert a.store(STORE).get(word) is None
         # The standbys' catching up is reported too (standby=True).
         assert set(moving) <= {r.task_id for r in progress.of(standby=True)}
         before = len(progress.of())

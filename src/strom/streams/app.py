@@ -352,12 +352,14 @@ class StreamsApp:
 
     # -- stores --------------------------------------------------------------------------
 
-    def store(self, name: str) -> LocalStore:
+    def store(self, name: str, stale: bool = False) -> LocalStore:
         """The store `name` of this instance's tasks (or its global store), read-only
-        (interactive queries)."""
+        (interactive queries). With `stale=True` (Kafka's StoreQueryParameters
+        enableStaleStores) also the stores of its standby tasks and of tasks still restoring,
+        which may lag behind the active ones."""
         if name not in self.topology.stores:
             raise KeyError(f"no store named {name!r}")
-        return LocalStore(self, name)
+        return LocalStore(self, name, stale)
 
     def metrics(self) -> dict[str, Any]:
         """A snapshot of the application's metrics (strom.streams.metrics): per thread and
@@ -415,9 +417,10 @@ class StreamsApp:
 class LocalStore:
     """A store across the tasks of this instance (each holds the keys of its partition)."""
 
-    def __init__(self, app: StreamsApp, name: str) -> None:
+    def __init__(self, app: StreamsApp, name: str, stale: bool = False) -> None:
         self.app = app
         self.name = name
+        self.stale = stale
 
     def _stores(self) -> Iterator[Any]:
         global_thread = self.app.global_thread
@@ -427,8 +430,10 @@ class LocalStore:
             return
         for thread in self.app.threads:
             for running in list(thread.tasks.values()):
-                if not running.restoring and self.name in running.task.stores:
+                if (self.stale or not running.restoring) and self.name in running.task.stores:
                     yield running.task.stores[self.name]
+        if self.stale and self.app.standbys is not None:
+            yield from self.app.standbys.stores(self.name)
 
     def get(self, key: Any) -> Any:
         for store in self._stores():

@@ -94,6 +94,11 @@ class StandbyTasks:
         with self._lock:
             return sorted(self._tasks)
 
+    def stores(self, name: str) -> list[StateStore]:
+        """The store `name` of every standby task kept here (for stale queries)."""
+        with self._lock:
+            return [s.stores[name] for s in self._tasks.values() if name in s.stores]
+
     def offsets(self) -> dict[str, dict[tuple[str, int], int]]:
         """Task id -> changelog (topic, partition) -> the next offset its standby reads."""
         with self._lock:
