@@ -8,7 +8,6 @@ order is joined with its customer exactly as the table held it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,10 +30,13 @@ from tests.integration.test_streams_app import wait_running
 S = Serdes.String()
 
 
+# Against strom's local log and against the PostgreSQL engine.
+STORAGE_ENGINES = ("file", "postgresql")
+
+
 @pytest.fixture(scope="module")
-def streams_broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as broker:
-        yield broker
+def streams_broker(broker: EmbeddedBroker) -> EmbeddedBroker:
+    return broker
 
 
 def topology(customers: str, clicks: str, orders: str, out: str) -> Topology:
