@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples" / "streams"))
 
-from _runner import run  # noqa: E402
+from _runner import run
 
-from strom.streams import (  # noqa: E402
+from strom.streams import (
     Consumed,
     EmitStrategy,
     Materialized,
