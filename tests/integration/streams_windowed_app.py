@@ -30,12 +30,15 @@ INPUT, OUTPUT = "clicks-input", "click-counts"
 WINDOW_MS = 1000
 
 
-def topology() -> Topology:
+def topology(wall_clock_idle_ms: int | None = None) -> Topology:
+    """With `wall_clock_idle_ms`, windows also close by the wall clock (checked every 100
+    ms) once the stream time has not advanced for that long."""
     builder = StreamsBuilder()
     (builder.stream(INPUT, consumed=Consumed(Serdes.String(), Serdes.String()))
      .group_by_key()
      .windowed_by(TimeWindows.of_size_with_no_grace(WINDOW_MS))
-     .emit_strategy(EmitStrategy.on_window_close())
+     .emit_strategy(EmitStrategy.on_window_close(wall_clock_idle_ms, check_interval_ms=100)
+                    if wall_clock_idle_ms else EmitStrategy.on_window_close())
      .count(Materialized("click-counts-store"))
      .to_stream()
      .map(lambda window, count: (f"{window.key}@{window.window.start}", str(count)))
