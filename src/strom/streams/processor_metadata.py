@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 MARKER = "strom.pm"
 VERSION = 1
 MAX_BYTES = 4096  # the broker's default offset.metadata.max.bytes
+_warned: set[frozenset[str]] = set()  # the key sets found too large (warned once each)
 
 
 def encode(metadata: Mapping[str, int]) -> str:
@@ -31,8 +32,11 @@ def encode(metadata: Mapping[str, int]) -> str:
     text = json.dumps({MARKER: VERSION, "m": dict(sorted(metadata.items()))},
                       separators=(",", ":"), ensure_ascii=True)
     if len(text) > MAX_BYTES:
-        log.warning("the processor metadata (%d bytes) is larger than the offset metadata "
-                    "limit (%d): not committed", len(text), MAX_BYTES)
+        keys = frozenset(metadata)
+        log.log(logging.DEBUG if keys in _warned else logging.WARNING,
+                "the processor metadata (%d bytes) is larger than the offset metadata "
+                "limit (%d): not committed", len(text), MAX_BYTES)
+        _warned.add(keys)
         return ""
     return text
 

@@ -8,7 +8,9 @@ running task `<sub-topology>_<p>`: the thread then reads partition p of the sub-
 other source topics itself (a second consumer, `assign`ed, starting at the group's committed
 offsets), so a task's co-partitioned inputs always stay together, rebalances move only the
 tasks that change hands, and tasks stay where they are (sticky). Offsets of every input are
-committed through the group (with exactly-once, in the producer's transaction).
+committed through the group (with exactly-once, in the producer's transaction), each with
+the task's processor metadata in its metadata string (strom.streams.processor_metadata), which
+a task created again reads back from its inputs' committed offsets.
 
 A new task first restores its stores from their changelogs (from its checkpoint for
 persistent stores under at-least-once), with its anchor partition paused; then it processes.
