@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from strom.streams import State, StreamsApp, StreamsError
 from strom.testing import EmbeddedBroker
+from tests.integration import streams_windowed_app as windowed_app
 from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "streams" / "wordcount.py"
@@ -222,3 +223,91 @@ def test_a_close_whose_commit_fails_leaves_no_checkpoint(tmp_path: Path, guarant
         # least once: the input whose offsets were not committed is counted again).
         assert sum(run([], fail_last_commit=False,
                        exact=guarantee != "at_least_once")) >= 2
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, want: set[str]
+             ) -> dict[str, list[str]]:
+    """Every value written per key (read_committed), once every key of `want` is there (and
+    a second more, for anything written twice)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("read"),
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen: dict[str, list[str]] = {}
+
+    def consume(timeout: float) -> None:
+        for msg in c.consume(500, timeout):
+            if msg.error() is None:
+                seen.setdefault((msg.key() or b"").decode(), []).append(
+                    (msg.value() or b"").decode())
+
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while not want <= seen.keys() and time.monotonic() < deadline:
+            consume(0.2)
+        consume(1.0)
+    finally:
+        c.close()
+    return seen
+
+
+@pytest.mark.parametrize(("guarantee", "idle_ms"), [("at_least_once", None),
+                                                     ("exactly_once_v2", 800)])
+def test_windows_emitted_on_close_are_not_emitted_again_after_a_restart(
+        streams_broker: EmbeddedBroker, storage_engine: str, tmp_path: Path, guarantee: str,
+        idle_ms: int | None) -> None:
+    """A windowed count emitting on window close, stopped and started again as another
+    instance (its store restored from the changelog): the windows it had emitted are not
+    emitted again, as its committed processor metadata says. With wall-clock closing, the
+    windows are emitted by a punctuation after the records' offsets were committed: the
+    metadata is committed all the same."""
+    if storage_engine != "file":
+        pytest.skip("the storage engine makes no difference here")
+    bootstrap = streams_broker.bootstrap_servers
+    app_id = unique_name("win")
+    source, sink = unique_name("clicks"), unique_name("click-counts")
+    create_topic(bootstrap, source, 3)
+    create_topic(bootstrap, sink, 3)
+    windowed_app.INPUT, windowed_app.OUTPUT = source, sink
+    base = int(time.time()) * 1000
+
+    def produce(records: list[tuple[str, int]]) -> None:
+        p = producer(bootstrap)
+        for key, window_offset in records:
+            p.produce(source, key=key.encode(), value=b"x", partition=0,
+                      timestamp=base + window_offset)
+        assert p.flush(DEADLINE_S) == 0
+
+    def start(instance: str) -> StreamsApp:
+        app = StreamsApp(windowed_app.topology(idle_ms),
+                         app_config(streams_broker, app_id, tmp_path, guarantee, instance))
+        app.start()
+        wait_running(app)
+        return app
+
+    first = ["a@" + str(base), "a@" + str(base + 1000), "a@" + str(base + 2000)]
+    app = start("a")
+    try:
+        produce([("a", 5), ("a", 7), ("a", 1500), ("a", 2100), ("a", 2200), ("a", 2300)])
+        if idle_ms is None:
+            produce([("closer", 3000)])
+        # else: the wall clock closes [2000, 3000) once the stream time has stood still
+        assert read_all(bootstrap, sink, 3, set(first)) == {
+            first[0]: ["2"], first[1]: ["1"], first[2]: ["3"]}
+    finally:
+        assert app.close(DEADLINE_S)
+    assert app.failure is None
+    app = start("b")
+    try:
+        want = {first[0]: ["2"], first[1]: ["1"], first[2]: ["3"]}
+        if idle_ms is None:
+            produce([("a", 3500), ("a", 5000)])  # 5000 closes [3000, 4000)
+            window = "a@" + str(base + 3000)
+            want["closer@" + str(base + 3000)] = ["1"]
+        else:  # the wall clock has closed the windows up to now: a record after them
+            produce([("a", 60_500)])
+            window = "a@" + str(base + 60_000)
+        want[window] = ["1"]
+        assert read_all(bootstrap, sink, 3, {window}) == want
+    finally:
+        assert app.close(DEADLINE_S)
+    assert app.failure is None

@@ -12,7 +12,9 @@ Every sub-topology runs as one task (partition 0). A record written to a topic t
 reads (a repartition topic) is processed at once, before `pipe_input` returns, as Kafka's
 driver does; every written record (changelogs too) can be read from its topic. Global stores
 live in one more task (`global_task`), which every other task reads them from; a record piped
-into a global store's topic updates the store at once.
+into a global store's topic updates the store at once. `restart_tasks()` creates the tasks
+again over the same stores and processor metadata, as a restarted application would find
+them (restored from their changelogs and committed offsets).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class TopologyTestDriver:
         for sub in topology.sub_topologies():
             self.tasks.append(self._task(f"{sub.id}_0", sub))
 
-    def _task(self, task_id: str, sub: SubTopology) -> Task:
+    def _task(self, task_id: str, sub: SubTopology, previous: Task | None = None) -> Task:
         task = Task(task_id, self.topology, sub, 0,
                     application_id=self.config.application_id, collector=self,
                     clock=lambda: self.wall_clock_ms,
@@ -79,10 +81,24 @@ class TopologyTestDriver:
                     errors=self.config.error_handling,
                     global_stores=self.global_task.stores if self.global_task else None,
                     default_engine=self.config.default_engine,
-                    state_directory=os.path.join(self._state_dir or "", task_id))
+                    state_directory=os.path.join(self._state_dir or "", task_id),
+                    stores=previous.stores if previous is not None else None,
+                    processor_metadata=previous.processor_metadata if previous is not None
+                    else None)
         for topic in sub.source_topics:
             self._task_of[self.topology.physical(self.config.application_id, topic)] = task
         return task
+
+    def restart_tasks(self) -> None:
+        """Closes the tasks' processors and creates the tasks again over the same stores,
+        with their processor metadata, as a restarted application (or another instance)
+        would have them: the stores restored from their changelogs, the metadata from the
+        committed offsets (here everything is committed). Only what processors keep in
+        memory is lost (a stream time, a suppression's buffer). The global task stays."""
+        previous, self.tasks = self.tasks, []
+        for task in previous:
+            task.close(stores=False)
+            self.tasks.append(self._task(task.id, task.sub, task))
 
     # -- the collector the tasks write to ------------------------------------------------
 

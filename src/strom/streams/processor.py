@@ -79,6 +79,16 @@ class ProcessorContext(Protocol):
     def commit(self) -> None:
         """Asks for a commit soon (after the current record)."""
 
+    def add_processor_metadata(self, key: str, value: int) -> None:
+        """Keeps `value` under `key` in the task's processor metadata, committed with the
+        task's input offsets (atomically with its outputs under exactly-once) and given back
+        to the task's processors when the task is created again (after a restart or on
+        another instance). Keep keys few and short (the offset metadata limit is 4 KB)."""
+
+    def processor_metadata(self, key: str) -> int | None:
+        """The value kept under `key` (as last committed, when read in `init` of a task
+        created again), or None."""
+
 
 StoreT = TypeVar("StoreT")
 

@@ -101,7 +101,8 @@ class Task:
                  default_engine: EngineFactory | None = None,
                  global_stores: Mapping[str, StateStore] | None = None,
                  errors: ErrorHandling | None = None,
-                 stores: Mapping[str, StateStore] | None = None) -> None:
+                 stores: Mapping[str, StateStore] | None = None,
+                 processor_metadata: Mapping[str, int] | None = None) -> None:
         self.id = task_id
         self.topology = topology
         self.sub = sub
@@ -118,6 +119,11 @@ class Task:
         # The source record being processed as read: key, value, timestamp, headers.
         self._source: tuple[bytes | None, bytes | None, int, Headers] | None = None
         self.commit_requested = False
+        # Processor metadata (strom.streams.processor_metadata): as committed before (given
+        # here, so that the processors' init sees it), and whether it changed since the last
+        # commit (a commit then includes every input partition, consumed or not).
+        self.processor_metadata: dict[str, int] = dict(processor_metadata or {})
+        self.metadata_changed = False
         self.processed = 0
         self.dropped = 0
         # Stores given (a standby task's, promoted) are taken as they are; the others built.
@@ -259,17 +265,25 @@ class Task:
             self._wall_punctuations.add(self.clock() + interval_ms, schedule)
         return schedule
 
+    def add_processor_metadata(self, key: str, value: int) -> None:
+        if self.processor_metadata.get(key) != value:
+            self.processor_metadata[key] = value
+            self.metadata_changed = True
+
     def flush(self) -> None:
         for store in self.stores.values():
             store.flush()
         self.commit_requested = False
 
-    def close(self) -> None:
+    def close(self, stores: bool = True) -> None:
+        """Closes the processors, and the stores unless `stores` is False (the test
+        driver's restart keeps them for the task it creates again)."""
         for runtime in self._runtimes.values():
             if isinstance(runtime, _ProcessorRuntime):
                 runtime.processor.close()
-        for store in self.stores.values():
-            store.close()
+        if stores:
+            for store in self.stores.values():
+                store.close()
 
 
 class _Runtime:
@@ -337,6 +351,12 @@ class _NodeContext:
 
     def commit(self) -> None:
         self._task.commit_requested = True
+
+    def add_processor_metadata(self, key: str, value: int) -> None:
+        self._task.add_processor_metadata(key, value)
+
+    def processor_metadata(self, key: str) -> int | None:
+        return self._task.processor_metadata.get(key)
 
 
 class _ProcessorRuntime(_Runtime):

@@ -8,7 +8,9 @@ running task `<sub-topology>_<p>`: the thread then reads partition p of the sub-
 other source topics itself (a second consumer, `assign`ed, starting at the group's committed
 offsets), so a task's co-partitioned inputs always stay together, rebalances move only the
 tasks that change hands, and tasks stay where they are (sticky). Offsets of every input are
-committed through the group (with exactly-once, in the producer's transaction).
+committed through the group (with exactly-once, in the producer's transaction), each with
+the task's processor metadata in its metadata string (strom.streams.processor_metadata), which
+a task created again reads back from its inputs' committed offsets.
 
 A new task first restores its stores from their changelogs (for persistent stores from
 their checkpoint, written when a task is closed after a successful commit; under exactly-once
@@ -38,6 +40,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from strom.streams import processor_metadata
 from strom.streams.collector import ProducerCollector, ProductionError
 from strom.streams.config import StreamsConfig
 from strom.streams.membership import consumer_client_id
@@ -108,6 +111,9 @@ class _Running:
     directory: TaskDirectory
     queues: dict[str, deque[Message]] = field(default_factory=dict)
     consumed: dict[tuple[str, int], int] = field(default_factory=dict)  # next offsets
+    # The next offset of every input known (committed at creation, then consumed): where a
+    # commit for processor metadata that changed puts the inputs not consumed since the last.
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     restoring: dict[tuple[str, int], RestoreProgress] = field(default_factory=dict)
     # changelog (topic, partition) -> the offset its store holds up to (restored)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -177,10 +183,13 @@ class StreamThread:
         self.running = True
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            sub = self.anchors.get(tp.topic)
-            if sub is not None:
-                self._create_task(sub, tp.partition)
+        new = [(sub, tp.partition) for tp in partitions
+               if (sub := self.anchors.get(tp.topic)) is not None]
+        committed = self._committed([(self._physical(t), p) for sub, p in new
+                                     for t in sub.source_topics],
+                                    any(len(sub.source_topics) > 1 for sub, _ in new))
+        for sub, partition in new:
+            self._create_task(sub, partition, committed)
         consumer.incremental_assign(partitions)
         paused = [TopicPartition(r.anchor[0], r.anchor[1])
                   for r in self.tasks.values() if r.restoring]
@@ -232,8 +241,35 @@ class StreamThread:
 
     # -- tasks ---------------------------------------------------------------------------
 
-    def _create_task(self, sub: SubTopology, partition: int) -> None:
+    def _committed(self, inputs: list[tuple[str, int]], needed: bool
+                   ) -> dict[tuple[str, int], TopicPartition]:
+        """The group's committed offsets (with their metadata) of the new tasks' inputs.
+        If they cannot be read: an error when `needed` (side inputs start there), else a
+        warning (the tasks start without their processor metadata)."""
+        if not inputs:
+            return {}
+        try:
+            found = self.group.committed([TopicPartition(t, p) for t, p in inputs],
+                                         timeout=COMMIT_TIMEOUT_S)
+        except KafkaException as exc:
+            if needed:
+                raise
+            log.warning("thread %d: cannot read the committed offsets of %d input partitions "
+                        "(%s): their tasks start without their processor metadata (windows "
+                        "emitted on close before may be emitted again)", self.index,
+                        len(inputs), exc)
+            return {}
+        return {(tp.topic, tp.partition): tp for tp in found}
+
+    def _create_task(self, sub: SubTopology, partition: int,
+                     committed: Mapping[tuple[str, int], TopicPartition]) -> None:
         task_id = f"{sub.id}_{partition}"
+        inputs = [(self._physical(t), partition) for t in sub.source_topics]
+        # The processor metadata committed with the task's offsets (each input partition's;
+        # the largest value of each key), for its processors' init.
+        metadata = processor_metadata.merge(
+            committed[tp].metadata if tp in committed else None
+            for tp in inputs)
         handover = self.standbys.take(task_id) if self.standbys is not None else None
         if handover is not None:
             directory = handover.directory  # locked by the standby
@@ -259,10 +295,12 @@ class StreamThread:
                     default_engine=self.config.default_engine,
                     errors=self.config.error_handling,
                     global_stores=self.global_stores,
-                    stores=handover.stores if handover is not None else None)
-        inputs = [(self._physical(t), partition) for t in sub.source_topics]
+                    stores=handover.stores if handover is not None else None,
+                    processor_metadata=metadata)
         running = _Running(task, inputs[0], inputs, directory,
-                           queues={t: deque() for t, _ in inputs})
+                           queues={t: deque() for t, _ in inputs},
+                           next_offsets={tp: committed[tp].offset for tp in inputs
+                                         if tp in committed and committed[tp].offset >= 0})
         for store in task.stores.values():
             if not getattr(store, "logging", False):
                 continue
@@ -278,12 +316,10 @@ class StreamThread:
             self._by_input[tp] = running
         others = inputs[1:]
         if others:
-            committed = self.group.committed([TopicPartition(t, p) for t, p in others],
-                                             timeout=COMMIT_TIMEOUT_S)
             self.side.incremental_assign([
-                TopicPartition(tp.topic, tp.partition,
-                               tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
-                for tp in committed])
+                TopicPartition(t, p, committed[(t, p)].offset
+                               if committed[(t, p)].offset >= 0 else OFFSET_BEGINNING)
+                for t, p in others])
             self._side_assigned.update(others)
             if running.restoring:
                 self.side.pause([TopicPartition(t, p) for t, p in others])
@@ -415,7 +451,8 @@ class StreamThread:
             topic, partition, offset = _where(message)
             task.process(topic, offset, message.key(), message.value(),
                          message.timestamp()[1], headers_of(message))
-            running.consumed[(topic, partition)] = offset + 1
+            running.consumed[(topic, partition)] = running.next_offsets[(topic, partition)] \
+                = offset + 1
             count += 1
             if not queue:
                 if self._waiting(running):
@@ -497,8 +534,20 @@ class StreamThread:
     # -- commits -------------------------------------------------------------------------
 
     def _offsets(self) -> list[TopicPartition]:
-        return [TopicPartition(t, p, o) for r in self.tasks.values()
-                for (t, p), o in r.consumed.items()]
+        """The offsets to commit: each task's inputs consumed since the last commit, all
+        its inputs (that have an offset) if its processor metadata changed, each with the
+        task's processor metadata (strom.streams.processor_metadata)."""
+        offsets = []
+        for running in self.tasks.values():
+            task = running.task
+            consumed = dict(running.next_offsets) if task.metadata_changed else \
+                running.consumed
+            if not consumed:
+                continue
+            text = processor_metadata.encode(task.processor_metadata)
+            offsets += [TopicPartition(t, p, o, metadata=text) if text else
+                        TopicPartition(t, p, o) for (t, p), o in consumed.items()]
+        return offsets
 
     def commit(self) -> None:
         """Everything processed so far: outputs written, then input offsets committed (in
@@ -518,6 +567,7 @@ class StreamThread:
                 self._commit_offsets(offsets)
         for running in self.tasks.values():
             running.consumed.clear()
+            running.task.metadata_changed = False
         self.last_commit = time.monotonic()
         self.metrics.committed(self.last_commit - started)
 

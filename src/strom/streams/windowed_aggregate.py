@@ -15,7 +15,11 @@ With `EmitStrategy.on_window_update()` each update is forwarded as it happens; w
 `on_window_close()` nothing is forwarded until a window closes, then its final value once
 (`Change(value, None)`), windows by start (sessions by end) then key. Closed windows are
 emitted before the record that closed them is aggregated (so none can expire from the store
-first); they are emitted on every record (Kafka's emit interval of 0), not throttled.
+first); they are emitted on every record (Kafka's emit interval of 0), not throttled. The
+close time of the last emission is kept as processor metadata under the store's name
+(committed with the task's offsets, as Kafka does): a task created again after a restart, or
+on another instance, emits only the windows closed after it, and takes records for the
+windows it had emitted as late.
 
 Wall-clock closing (`on_window_close(wall_clock_idle_ms=N)`): the time that closes windows
 is the stream time, except that once the stream time has not advanced for N ms of wall-clock
@@ -63,6 +67,15 @@ class WindowedAggregateProcessor(Processor):
 
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
+        if self.emit.on_close:
+            # The close time of the last final results this task committed, before a
+            # restart or on another instance: they are not emitted again, and the windows
+            # they closed stay closed (records for them are late).
+            restored = context.processor_metadata(self.store_name)
+            if restored is not None and restored > self._last_emit_close:
+                self._last_emit_close = restored
+                self.closing_stream_time = max(self.closing_stream_time,
+                                               restored + self.close_after_ms)
         idle = self.emit.wall_clock_idle_ms
         if self.emit.on_close and idle is not None:
             context.schedule(self.emit.check_interval_ms or idle,
@@ -132,6 +145,7 @@ class WindowedAggregateProcessor(Processor):
             if key not in skip:
                 self.context.forward(Record(key, Change(value, None), timestamp, headers))
         self._last_emit_close = close
+        self.context.add_processor_metadata(self.store_name, close)
 
     def _closed(self, last_close: int, close: int) -> Iterator[tuple[Windowed, Any, int]]:
         """(window, value, timestamp) of the windows closed at `close` but not at
