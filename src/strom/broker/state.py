@@ -11,6 +11,7 @@ from typing import Final
 
 from strom.broker.authz import AclRuntime
 from strom.broker.group_runtime import GroupRuntime
+from strom.broker.meter import TopicMeter
 from strom.broker.peers import Peers
 from strom.broker.producer_ids import ProducerIdAllocator
 from strom.broker.quotas import QuotaRuntime
@@ -116,6 +117,7 @@ class Broker:
         self.acls = AclRuntime(config, engine)
         self.quotas = QuotaRuntime(config, engine)
         self.topic_locks = TopicLocks()
+        self.meter: TopicMeter | None = None  # per-topic counts; None: metrics are off
         self.groups = GroupRuntime(
             engine, group_config(config), config.node_id,
             replication_factor=config.get_int("offsets.topic.replication.factor"))

@@ -66,6 +66,8 @@ async def run_until_signalled(config: BrokerConfig) -> None:
     where = ("in memory: nothing survives a restart" if not url.durable
              else f"data in {url.path}" if url.path is not None else f"data in {url}")
     click.echo(f"strom is ready on {config.host}:{server.port} ({where})", err=True)
+    for (host, _), port in zip(config.http_listeners(), server.http_ports, strict=True):
+        click.echo(f"metrics on http://{host or '0.0.0.0'}:{port}/metrics", err=True)
     try:
         await stop.wait()
     finally:
@@ -88,9 +90,13 @@ async def run_until_signalled(config: BrokerConfig) -> None:
 @click.option("--node-id", type=click.IntRange(0, 2**31 - 1), default=None,
               help="This broker's id (node.id; brokers sharing a PostgreSQL storage need "
                    "distinct ids). [default: 1]")
+@click.option("--http", "http", default=None, metavar="HOST:PORT",
+              help="Serve /metrics (Prometheus), /healthz and /readyz over HTTP here "
+                   "(http.listeners; off unless given).")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: Path | None,
-          sets: tuple[str, ...], node_id: int | None, log_level: str) -> None:
+          sets: tuple[str, ...], node_id: int | None, http: str | None,
+          log_level: str) -> None:
     """Run a broker (its log on local disk unless --storage says otherwise)."""
     if data_dir is not None and storage is not None:
         raise click.UsageError("give --data-dir DIR or --storage URL, not both "
@@ -99,6 +105,9 @@ def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if node_id is not None:
         sets = (*sets, f"node.id={node_id}")
+    if http is not None:
+        parse_listen(http)  # a usage error before anything
+        sets = (*sets, f"http.listeners={http}")
     config = build_config(data_dir or Path("./data"), listen, config_file, sets, storage or "")
     from strom.broker.internal_topic_check import StartupError
     from strom.storage.api import StorageError

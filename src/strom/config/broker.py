@@ -12,6 +12,7 @@ from strom.config.listeners import (
     DEFAULT_PROTOCOL_MAP,
     ListenerAddress,
     check_ports,
+    parse_http_listeners,
     parse_listeners,
     parse_protocol_map,
 )
@@ -128,6 +129,9 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     "quota.window.num": "11",
     "quota.window.size.seconds": "1",
     "quota.refresh.interval.ms": "1000",
+    # Where /metrics, /healthz and /readyz are served over HTTP (docs/metrics.md): HOST:PORT,
+    # comma separated (strom's); empty: nowhere, and no metrics are kept.
+    "http.listeners": "",
 }
 
 # Kafka's authorizer class names (and strom's own) all mean the standard ACL authorizer.
@@ -163,7 +167,8 @@ _SHORT: Final = frozenset({"offsets.topic.replication.factor",
 SHORT_MAX: Final = 2**15 - 1
 
 # Settings whose values are free text.
-_TEXT: Final = frozenset({"broker.rack", "inter.broker.listener.name", "authorizer.class.name",
+_TEXT: Final = frozenset({"broker.rack", "http.listeners", "inter.broker.listener.name",
+                          "authorizer.class.name",
                           "super.users", "max.connections.per.ip.overrides",
                           *(name for name, default in BROKER_SETTINGS.items()
                             if name.startswith(("ssl.", "sasl.", "listener."))
@@ -194,6 +199,8 @@ def _check_broker_value(name: str, broker_name: str, value: str) -> None:
                           f"answers to {', '.join(sorted(AUTHORIZER_NAMES))}")
     elif broker_name == "max.connections.per.ip.overrides":
         parse_ip_overrides(value)
+    elif broker_name == "http.listeners":
+        parse_http_listeners(value)
     elif broker_name in _TEXT:
         pass
     elif BROKER_SETTINGS[broker_name] in ("true", "false"):
@@ -384,6 +391,10 @@ class BrokerConfig:
         if name in BROKER_SETTINGS:
             return BROKER_SETTINGS[name]
         return _BROKER_TOPIC_DEFAULTS[name]
+
+    def http_listeners(self) -> list[tuple[str, int]]:
+        """(host, port) of each HTTP listener (metrics, health); empty: none."""
+        return parse_http_listeners(self.get("http.listeners"))
 
     def get_int(self, name: str) -> int:
         return _int(self.get(name))

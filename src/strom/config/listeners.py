@@ -82,3 +82,19 @@ def check_ports(listeners: list[ListenerAddress]) -> None:
             raise ConfigError(f"listeners: {listener.name} and {seen[listener.port]} both use "
                               f"port {listener.port}")
         seen[listener.port] = listener.name
+
+
+def parse_http_listeners(value: str) -> list[tuple[str, int]]:
+    """`http.listeners`: HOST:PORT entries, comma separated, where the metrics and health
+    endpoints listen (an empty host: every interface; port 0: any free port). Empty: none."""
+    found: list[tuple[str, int]] = []
+    for part in value.split(","):
+        text = part.strip()
+        if not text:
+            continue
+        host, colon, port = text.rpartition(":")
+        if not colon or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"http.listeners {value!r}: expected HOST:PORT, e.g. "
+                              "localhost:9644")
+        found.append((host.strip("[]"), int(port)))
+    return found

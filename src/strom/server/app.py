@@ -13,6 +13,7 @@ from strom.broker.internal_topic_check import StartupError, check_internal_topic
 from strom.broker.registry import load_handlers
 from strom.broker.state import Broker
 from strom.config.broker import BrokerConfig, parse_ip_overrides
+from strom.observability.service import MetricsService
 from strom.server.connection import Connection, ConnectionLimits
 from strom.server.listeners import TLS_HANDSHAKE_TIMEOUT_S, Listener
 from strom.storage.select import StorageUrl, engine_for, parse_storage_url
@@ -57,6 +58,8 @@ class BrokerServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._per_ip: Counter[str] = Counter()
+        self._per_listener: Counter[str] = Counter()  # open connections
+        self.metrics: MetricsService | None = None  # http.listeners set: metrics and health
         self.port = config.port
 
     def limits(self) -> ConnectionLimits:
@@ -92,6 +95,7 @@ class BrokerServer:
         await self.broker.groups.start()
         await self.broker.transactions.start()
         try:
+            await self._start_metrics(self.broker)  # /readyz: 503 until started
             for listener in self.listeners:
                 server = await asyncio.start_server(
                     self._on_connect(listener), listener.address.host or "0.0.0.0",
@@ -121,6 +125,25 @@ class BrokerServer:
                  ", ".join(f"{lst.name} {lst.address.host or '0.0.0.0'}:{lst.port}"
                            f"{'' if lst.name == lst.protocol else f' ({lst.protocol})'}"
                            for lst in self.listeners), self.storage_url)
+        if self.metrics is not None:
+            self.metrics.started = True
+
+    async def _start_metrics(self, broker: Broker) -> None:
+        """Serves /metrics, /healthz and /readyz if http.listeners names where; counts the
+        per-request metrics only then."""
+        addresses = self.config.http_listeners()
+        if not addresses:
+            return
+        for listener in self.listeners:
+            self._per_listener[listener.name] = 0
+        self.metrics = MetricsService(broker, lambda: self._per_listener)
+        broker.meter = self.metrics.metrics.topics
+        await self.metrics.start(addresses)
+
+    @property
+    def http_ports(self) -> list[int]:
+        """The bound port of each http.listeners entry (empty: metrics off)."""
+        return [] if self.metrics is None else list(self.metrics.ports)
 
     def _on_connect(self, listener: Listener
                     ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
@@ -131,6 +154,7 @@ class BrokerServer:
         overrides = parse_ip_overrides(self.config.get("max.connections.per.ip.overrides"))
         broker = self.broker
         assert broker is not None
+        metrics = None if self.metrics is None else self.metrics.metrics
 
         async def on_connect(reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
@@ -160,13 +184,15 @@ class BrokerServer:
             assert task is not None
             self._connections.add(task)
             self._per_ip[ip] += 1
+            self._per_listener[listener.name] += 1
             try:
-                await Connection(broker, reader, writer, limits, session).run()
+                await Connection(broker, reader, writer, limits, session, metrics).run()
             except asyncio.CancelledError:
                 pass  # the broker is stopping; Connection.run closed the socket
             finally:
                 self._connections.discard(task)
                 self._per_ip[ip] -= 1
+                self._per_listener[listener.name] -= 1
                 if not self._per_ip[ip]:
                     del self._per_ip[ip]
 
@@ -187,6 +213,8 @@ class BrokerServer:
                 await asyncio.wait_for(self.engine.retire(), RETIRE_PATIENCE_S)
             except Exception as exc:
                 log.warning("partitions not handed over before stopping: %s", exc)
+        if self.metrics is not None:
+            await self.metrics.stop()
         for server in self._servers:
             server.close()
         await cancel_all([*self._tasks, *self._connections])

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -23,6 +24,7 @@ from strom.broker.errors import ApiError
 from strom.broker.handlers.sasl import raw_token
 from strom.broker.placement import REQUEST_PLACED
 from strom.broker.state import Broker
+from strom.observability.metrics import ApiMeters, BrokerMetrics
 from strom.protocol.framing import FrameError, check_frame_size, peek_header
 from strom.protocol.messages import API_VERSIONS_KEY, ErrorCode, encode_response, response_type
 from strom.security.session import Session
@@ -52,8 +54,13 @@ class ConnectionLimits:
 class Connection:
     def __init__(self, broker: Broker, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, limits: ConnectionLimits,
-                 session: Session | None = None) -> None:
+                 session: Session | None = None, metrics: BrokerMetrics | None = None) -> None:
         self.broker = broker
+        # Metrics on: when each frame still queued was read, and the meters of each Produce
+        # whose answer the writer task has yet to send (both in request order).
+        self.metrics = metrics
+        self._read_at: deque[float] = deque()
+        self._produce_meters: deque[ApiMeters] = deque()
         self.reader = reader
         self.writer = writer
         self.limits = limits
@@ -110,6 +117,8 @@ class Connection:
                 if not self.seen_api_versions and frame[:2] == _API_VERSIONS_KEY_BYTES:
                     self.seen_api_versions = True
                 self._queued_bytes += len(frame)
+                if self.metrics is not None:
+                    self._read_at.append(time.perf_counter())
                 if self._queued_bytes >= READ_AHEAD_BYTES:
                     self._room.clear()
                 await queue.put(frame)
@@ -142,16 +151,17 @@ class Connection:
                     break
                 assert isinstance(frame, bytes)
                 self.taken(frame)
+                read_at = self._read_at.popleft() if self.metrics is not None else 0.0
                 muted_s = self.session.mute_until - time.monotonic()
                 if muted_s > 0:  # a quota throttle: the client waits before its next request
                     await asyncio.sleep(muted_s)
                 if frame[:2] == _PRODUCE_KEY_BYTES and not self.session.raw_tokens:
-                    await self.start_produce(frame, answers, writer_task)
+                    await self.start_produce(frame, answers, writer_task, read_at)
                     continue
                 await answers.join()  # the answers before this one are sent
                 if writer_task.done():
                     break
-                await self.answer_in_turn(frame)
+                await self.answer_in_turn(frame, read_at)
             if not writer_task.done():
                 await answers.join()
         except CloseConnection as exc:
@@ -169,22 +179,30 @@ class Connection:
             with contextlib.suppress(OSError):  # a reset, a timeout, the TLS error it ended on
                 await asyncio.wait_for(self.writer.wait_closed(), 5)
 
-    async def answer_in_turn(self, frame: bytes) -> None:
+    async def answer_in_turn(self, frame: bytes, read_at: float = 0.0) -> None:
         """Answers a request that is not a Produce, all answers before it being sent; closes
         the connection after the answer if the session says so (failed authentication)."""
+        meters = None
         if self.session.raw_tokens:
             response = await self.raw_token(frame)
-        else:
+        elif self.metrics is None:
             response = await self.answer(frame)
+        else:
+            meters = self.metrics.api_of(frame)
+            response = await self.answer(frame, None, meters, read_at)
         if response is not None:
+            started = time.perf_counter()
             self.writer.write(response)
             await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+            if meters is not None:
+                meters.send.observe(time.perf_counter() - started)
+                meters.response_bytes.inc(len(response))
         if self.session.close_after_response is not None:
             raise CloseConnection(self.session.close_after_response)
 
     async def start_produce(self, frame: bytes,
                             answers: asyncio.Queue[asyncio.Task[bytes | None]],
-                            writer_task: asyncio.Task[None]) -> None:
+                            writer_task: asyncio.Task[None], read_at: float = 0.0) -> None:
         """Starts answering a Produce request; returns once its appends are placed (or it
         finished), with at most MAX_OVERLAPPING_PRODUCES answers outstanding."""
         while answers.qsize() >= MAX_OVERLAPPING_PRODUCES and not writer_task.done():
@@ -197,7 +215,12 @@ class Connection:
             if not placed.done():
                 placed.set_result(None)
 
-        task = asyncio.create_task(self.answer(frame, done))
+        if self.metrics is None:
+            task = asyncio.create_task(self.answer(frame, done))
+        else:
+            meters = self.metrics.api_of(frame)
+            self._produce_meters.append(meters)
+            task = asyncio.create_task(self.answer(frame, done, meters, read_at))
         task.add_done_callback(done)
         answers.put_nowait(task)
         await placed
@@ -207,11 +230,17 @@ class Connection:
         try:
             while True:
                 task = await answers.get()
+                meters = (self._produce_meters.popleft() if self.metrics is not None
+                          else None)
                 try:
                     response = await task
                     if response is not None:
+                        started = time.perf_counter()
                         self.writer.write(response)
                         await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+                        if meters is not None:
+                            meters.send.observe(time.perf_counter() - started)
+                            meters.response_bytes.inc(len(response))
                 finally:
                     answers.task_done()
         except CloseConnection as exc:
@@ -224,6 +253,7 @@ class Connection:
         """The connection is closing: what is still queued is never answered (its appends
         go on); the reader sees the close and the loop ends."""
         self.writer.close()
+        self._produce_meters.clear()
         while not answers.empty():
             answers.get_nowait()
             answers.task_done()
@@ -235,12 +265,31 @@ class Connection:
             return None
         return len(answer).to_bytes(4, "big") + answer
 
-    async def answer(self, frame: bytes, placed: Callable[[], None] | None = None
-                     ) -> bytes | None:
+    async def answer(self, frame: bytes, placed: Callable[[], None] | None = None,
+                     meters: ApiMeters | None = None, read_at: float = 0.0) -> bytes | None:
         if placed is not None:
             REQUEST_PLACED.set(placed)  # this task's own context
+        if meters is not None:
+            return await self.answer_metered(frame, meters, read_at)
+        return await self.dispatch_frame(frame, meters)
+
+    async def answer_metered(self, frame: bytes, meters: ApiMeters, read_at: float
+                             ) -> bytes | None:
+        """`answer` with its counts and times: queued since `read_at`, then handled."""
+        started = time.perf_counter()
+        meters.requests.inc()
+        meters.request_bytes.inc(len(frame) + 4)
+        meters.queue.observe(started - read_at)
         try:
-            return await dispatch(self.broker, memoryview(frame), self.session)
+            return await self.dispatch_frame(frame, meters)
+        finally:
+            meters.handle.observe(time.perf_counter() - started)
+
+    async def dispatch_frame(self, frame: bytes, meters: ApiMeters | None) -> bytes | None:
+        """The answer to `frame`, or an error answer (or CloseConnection) if handling failed;
+        error codes counted in `meters`."""
+        try:
+            return await dispatch(self.broker, memoryview(frame), self.session, meters)
         except FrameError as exc:
             raise CloseConnection(str(exc)) from None
         except CloseConnection:
@@ -253,6 +302,8 @@ class Connection:
                 log.debug("API %d v%d from %s: %s", api_key, version, self.peer, exc)
             else:
                 log.exception("error handling API %d v%d from %s", api_key, version, self.peer)
+            if meters is not None:
+                meters.error(code)
             if api_key == PRODUCE_KEY:
                 # An acks=0 producer expects no answer; Kafka closes the connection instead.
                 raise CloseConnection("Produce failed") from None

@@ -18,6 +18,7 @@ from strom.broker.handlers.api_versions import api_versions_response
 from strom.broker.quotas import QuotaRuntime
 from strom.broker.registry import REGISTRY, ApiSpec
 from strom.broker.state import Broker, RequestContext
+from strom.observability.metrics import ApiMeters
 from strom.protocol.framing import FrameError, parse_header, peek_header
 from strom.protocol.messages import (
     API_VERSIONS_KEY,
@@ -99,8 +100,10 @@ def unsupported_version(api_key: int, version: int, correlation_id: int,
                            error_body(cls, ErrorCode.unsupported_version))
 
 
-async def dispatch(broker: Broker, frame: memoryview, session: Session) -> bytes | None:
-    """Returns the response frame, or None when no response is due (Produce acks=0)."""
+async def dispatch(broker: Broker, frame: memoryview, session: Session,
+                   meters: ApiMeters | None = None) -> bytes | None:
+    """Returns the response frame, or None when no response is due (Produce acks=0);
+    counts the answer's error codes in `meters` (metrics on)."""
     api_key, version, correlation_id = peek_header(frame)
     spec = REGISTRY.get(api_key)
     if spec is None:
@@ -110,6 +113,8 @@ async def dispatch(broker: Broker, frame: memoryview, session: Session) -> bytes
     if not spec.serves(version):
         if api_key == PRODUCE_KEY and 0 <= version < spec.min_version and _acks_zero(frame):
             return None
+        if meters is not None:
+            meters.error(ErrorCode.unsupported_version)
         return unsupported_version(api_key, version, correlation_id, spec)
     req_type = request_type(api_key, version)
     if req_type is None:
@@ -122,15 +127,26 @@ async def dispatch(broker: Broker, frame: memoryview, session: Session) -> bytes
         raise CloseConnection(f"malformed {spec.name} v{version} request: {exc}") from None
     ctx = RequestContext(header.client_id, session.client_host, version, correlation_id,
                          session, broker.acls.authorizer)
+    return await handle(broker, spec, ctx, request, len(frame), meters)
+
+
+async def handle(broker: Broker, spec: ApiSpec, ctx: RequestContext, request: Any,
+                 request_size: int, meters: ApiMeters | None) -> bytes | None:
+    """The handler's answer, encoded (with the client's quota throttle, if quotas are on)."""
+    api_key, version, correlation_id = spec.key, ctx.api_version, ctx.correlation_id
     builder = ResponseBuilder(api_key, version)
     if not broker.quotas.active:
         body = await spec.handler(broker, ctx, request, builder)
         if body is None:
             return None
+        if meters is not None:
+            meters.count_errors(body)
         return encode_response(api_key, version, correlation_id, body)
     timed = BusyTime(spec.handler(broker, ctx, request, builder))
     body = await timed
-    return throttled(broker.quotas, ctx, len(frame), body, timed.busy_s)
+    if meters is not None and body is not None:
+        meters.count_errors(body)
+    return throttled(broker.quotas, ctx, request_size, body, timed.busy_s)
 
 
 class BusyTime:

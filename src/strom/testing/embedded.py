@@ -45,6 +45,15 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_address(self) -> str:
+        """HOST:PORT of the metrics and health endpoints (started with the setting
+        `http.listeners`, e.g. 127.0.0.1:0)."""
+        ports = self.server.http_ports
+        if not ports:
+            raise RuntimeError("no HTTP listener: start the broker with http.listeners set")
+        return f"127.0.0.1:{ports[0]}"
+
     def address(self, listener: str) -> str:
         """HOST:PORT of one of the broker's listeners (`listeners=NAME://127.0.0.1:0,...`)."""
         for served in self.server.listeners:

@@ -152,6 +152,7 @@ class FetchRound:
     size: int  # bytes of records
     seen: dict[tuple[str, int], int]  # the high watermarks read, to wait on
     leaders: set[int]  # named in NOT_LEADER_OR_FOLLOWER answers
+    sizes: list[tuple[str, int, int]]  # (topic, partition, bytes) read; kept for metrics only
 
 
 def replica_id(request: Any) -> int:
@@ -186,6 +187,8 @@ async def read_all(broker: Broker, b: ResponseBuilder, request: Any,
     topics = []
     total = 0
     seen: dict[tuple[str, int], int] = {}
+    sizes: list[tuple[str, int, int]] = []
+    metered = broker.meter is not None
     for topic in request.topics:
         name = topic_name(broker, topic)
         partitions = []
@@ -196,10 +199,12 @@ async def read_all(broker: Broker, b: ResponseBuilder, request: Any,
             total += size
             if name is not None and hw >= 0:
                 seen[(name, int(part.partition))] = hw
+                if size and metered:
+                    sizes.append((name, int(part.partition), size))
         topics.append(b.make("FetchableTopicResponse", topic=name or "",
                              topic_id=getattr(topic, "topic_id", None),
                              partitions=tuple(partitions)))
-    return FetchRound(tuple(topics), total, seen, budget.leaders)
+    return FetchRound(tuple(topics), total, seen, budget.leaders, sizes)
 
 
 def fetch_response(b: ResponseBuilder, error: ErrorCode, topics: tuple[Any, ...],
@@ -235,5 +240,8 @@ async def handle_fetch(broker: Broker, ctx: RequestContext, request: Any,
             endpoints = (await node_endpoints(broker, b, read.leaders,
                                                 ctx.session.listener)
                          if b.has("FetchResponse", "node_endpoints") else ())
+            if broker.meter is not None:  # the bytes of records each partition's answer has
+                for name, index, size in read.sizes:
+                    broker.meter.fetched(name, index, size)
             return fetch_response(b, ErrorCode.none, read.topics, endpoints)
         await broker.engine.wait_for_data(read.seen, remaining)

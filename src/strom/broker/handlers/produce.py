@@ -53,6 +53,7 @@ from strom.storage.api import (
     OutcomeUnknown,
     PartitionLog,
     Placed,
+    ProduceOutcome,
     Rejected,
     StorageError,
     StorageUnavailable,
@@ -147,15 +148,25 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
                                 leader=leadership(broker, topic, index))
     except StorageError as exc:
         return storage_failure(exc, topic, index)
+    return answer_outcome(broker, topic, index, outcome, appends,
+                          now_ms if cfg.message_timestamp_type == "LogAppendTime" else -1)
+
+
+def answer_outcome(broker: Broker, topic: str, index: int, outcome: ProduceOutcome,
+                   appends: list[AppendBatch], append_time_ms: int) -> PartitionOutcome:
+    """The partition's answer to the engine's outcome (`append_time_ms`: -1 unless the topic
+    uses LogAppendTime); an append is counted in the metrics, if on."""
     if isinstance(outcome, Rejected):
         return PartitionOutcome(ErrorCode(outcome.error_code), message=outcome.message)
-    log_append_time = cfg.message_timestamp_type == "LogAppendTime"
     if isinstance(outcome, Duplicate):
         return PartitionOutcome(ErrorCode.none, outcome.base_offset,
-                                outcome.timestamp if log_append_time else -1,
+                                outcome.timestamp if append_time_ms >= 0 else -1,
                                 outcome.log_start_offset)
-    return PartitionOutcome(ErrorCode.none, outcome.base_offset,
-                            now_ms if log_append_time else -1, outcome.log_start_offset)
+    if broker.meter is not None:
+        broker.meter.produced(topic, index, outcome.last_offset - outcome.base_offset + 1,
+                              sum(len(a.data) for a in appends))
+    return PartitionOutcome(ErrorCode.none, outcome.base_offset, append_time_ms,
+                            outcome.log_start_offset)
 
 
 def storage_failure(exc: StorageError, topic: str, index: int) -> PartitionOutcome:

@@ -1,0 +1,16 @@
+"""What the produce and fetch handlers tell the metrics, if any (strom.observability
+implements it; `Broker.meter` is None while metrics are off, so nothing is paid then)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class TopicMeter(Protocol):
+    def produced(self, topic: str, partition: int, records: int, size: int) -> None:
+        """`records` records in batches of `size` bytes were appended to the partition."""
+        ...
+
+    def fetched(self, topic: str, partition: int, size: int) -> None:
+        """A fetch answer carries `size` bytes of the partition's batches."""
+        ...
