@@ -1,0 +1,129 @@
+"""Renders docs/metrics.md from a live registry: `python -m strom.observability.metrics_doc`
+(`--write` to update the file; a unit test fails when it is stale).
+
+Every metric is exercised once here so that its labels show in the samples; a metric that
+has none after that is an error (add it to `exercise`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prometheus_client.core import Metric
+
+from strom.observability.collectors import PartitionSample, ServerCollector, StorageCollector
+from strom.observability.metrics import BrokerMetrics
+
+HEADER = """# Metrics
+
+Generated from the broker's registry by `python -m strom.observability.metrics_doc --write`;
+a unit test fails when this file is stale.
+
+`strom serve --http HOST:PORT` (or the setting `http.listeners=HOST:PORT,...`) serves, on the
+broker's own event loop:
+
+| path | answer |
+|---|---|
+| `/metrics` | every metric below, in Prometheus' text format (0.0.4) |
+| `/healthz` | 200 `ok` while the process serves |
+| `/readyz` | 200 once ready (below); else 503 with `{"ready": false, "reason": "..."}` |
+
+Ready means: the broker finished starting, its storage answers (a metadata read within 2 s)
+and every coordinator shard it owns (`__consumer_offsets`, `__transaction_state`) is loaded.
+
+GET and HEAD only; any other path is 404. Without `http.listeners` nothing listens and no
+metric is kept (the request path pays nothing).
+
+What is measured, and how:
+- **Requests** are counted when their handling starts, by API name and version; a version
+  strom does not serve is labelled `unsupported`, an API key it does not know `unknown`.
+- **Errors** are the error codes of the answers, by Kafka's name (`NOT_LEADER_OR_FOLLOWER`):
+  the top-level `error_code` of any API's answer, and for Produce and Fetch also every
+  partition's; a request whose handling failed counts the error its answer carries
+  (`UNKNOWN_SERVER_ERROR`, or the coordinator's), an unserved version `UNSUPPORTED_VERSION`.
+  Per-entity error codes of other APIs (a CreateTopics' topics) are not counted yet.
+- **Latency**: *queue* runs from the frame read off the socket until its handling starts
+  (waiting behind earlier requests of the connection, and a quota's mute); *handle* is
+  decoding, the handler with every wait it makes (a long-polling Fetch, an fsync, a PostgreSQL
+  commit) and encoding; *send* is writing the answer until the socket drained. Produce
+  requests of one connection overlap, so their queue times are short and their answers wait
+  for the ones before them (in *handle* of the later one).
+- **Bytes** are whole frames with their 4-byte size prefix.
+- **Per partition**: messages and bytes in count appends (not an idempotent producer's
+  duplicates); bytes out count the record bytes Fetch answers carry (before a quota throttle
+  empties a throttled answer). Offsets, sizes and segment counts are read from the storage at
+  scrape time, for the partitions this broker serves; series of deleted topics are dropped.
+- **Process** metrics (`process_*`) are prometheus-client's process collector (Linux).
+
+| metric | type | labels | meaning |
+|---|---|---|---|
+"""
+
+
+def exercise(metrics: BrokerMetrics) -> None:
+    """Touches every metric once, with sample label values."""
+    meters = metrics.api(0, 9)
+    meters.requests.inc()
+    meters.queue.observe(0.001)
+    meters.handle.observe(0.001)
+    meters.send.observe(0.001)
+    meters.request_bytes.inc(100)
+    meters.response_bytes.inc(50)
+    meters.error(6)
+    metrics.topics.produced("topic", 0, 1, 100)
+    metrics.topics.fetched("topic", 0, 100)
+    metrics.loop_lag_seconds.observe(0.001)
+
+
+def live_registry() -> BrokerMetrics:
+    """A BrokerMetrics with the collectors a broker registers, every metric exercised."""
+    metrics = BrokerMetrics()
+    storage = StorageCollector(engine=None)  # type: ignore[arg-type]  # never refreshed
+    storage.samples = [PartitionSample("topic", 0, 0, 1, 1, 100, 1)]
+    metrics.registry.register(storage)
+    metrics.registry.register(ServerCollector(lambda: {"PLAINTEXT": 1}, lambda: 0))
+    exercise(metrics)
+    return metrics
+
+
+def exposed_name(family: Metric) -> str:
+    return f"{family.name}_total" if family.type == "counter" else family.name
+
+
+def families() -> list[Metric]:
+    found = list(live_registry().registry.collect())
+    silent = [f.name for f in found if not f.samples]
+    if silent:
+        raise AssertionError(f"metrics with no sample (exercise them): {silent}")
+    return found
+
+
+def labels_of(family: Metric) -> list[str]:
+    names: list[str] = []
+    for sample in family.samples:
+        for name in sample.labels:
+            if name != "le" and name not in names:
+                names.append(name)
+    return names
+
+
+def render() -> str:
+    rows = []
+    for family in sorted(families(), key=lambda f: f.name):
+        labels = ", ".join(f"`{n}`" for n in labels_of(family)) or "—"
+        meaning = " ".join(family.documentation.split()).replace("|", "\\|")
+        rows.append(f"| `{exposed_name(family)}` | {family.type} | {labels} | {meaning} |")
+    return HEADER + "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    text = render()
+    if "--write" in sys.argv:
+        Path("docs/metrics.md").write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()
