@@ -55,6 +55,8 @@ What is measured, and how:
   empties a throttled answer). Offsets, sizes and segment counts are read from the storage at
   scrape time, for the partitions this broker serves; series of deleted topics are dropped.
 - **Process** metrics (`process_*`) are prometheus-client's process collector (Linux).
+- Counters and histograms also have prometheus-client's `_created` series (when the series
+  started), not listed below.
 
 | metric | type | labels | meaning |
 |---|---|---|---|
