@@ -128,8 +128,8 @@ def test_api_meters_are_bound_once_and_bounded() -> None:
     assert metrics.api(0, 9).api == "Produce"
     assert metrics.api_of(b"\x00\x01\x00\x0c\x00\x00\x00\x07").api == "Fetch"
     for version in range(100, 200):  # unserved versions: one series, nothing cached
-        metrics.api(0, version).requests.inc()
-    metrics.api(999, 1).requests.inc()
+        metrics.api(0, version).received(10, 0.0)
+    metrics.api(999, 1).received(10, 0.0)
     assert len(metrics._apis) == 2
     values = {tuple(s.labels.values()): s.value for f in metrics.registry.collect()
               for s in f.samples if s.name == "strom_requests_total" and s.value}
@@ -158,3 +158,26 @@ def test_error_codes_of_produce_and_fetch_answers_are_counted() -> None:
                       ("Fetch", "OFFSET_OUT_OF_RANGE"): 1,
                       ("CreateTopics", "NOT_CONTROLLER"): 1}
     assert error_name(-12345) == "-12345"
+
+
+def test_histograms_render_cumulative_buckets_with_inclusive_bounds() -> None:
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    load_handlers()
+    metrics = BrokerMetrics(process=False)
+    meters = metrics.api(3, 12)
+    for seconds in (0.001, 0.001, 0.002, 100.0):
+        meters.handled(seconds)
+    text = generate_latest(metrics.registry).decode()
+    family = next(f for f in text_string_to_metric_families(text)
+                  if f.name == "strom_request_handle_seconds")
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    assert buckets["0.0005"] == 0
+    assert buckets["0.001"] == 2  # le is inclusive
+    assert buckets["0.0025"] == 3
+    assert buckets["30.0"] == 3
+    assert buckets["+Inf"] == 4
+    count = next(s.value for s in family.samples if s.name.endswith("_count"))
+    total = next(s.value for s in family.samples if s.name.endswith("_sum"))
+    assert (count, total) == (4, 100.004)

@@ -1,19 +1,24 @@
 """The broker's metrics in their own CollectorRegistry (never prometheus-client's global one).
 
-Hot path: the connection looks up one `ApiMeters` per request by its (API key, version),
-whose label children are bound once; the produce and fetch handlers reach `TopicMeters`
-through `Broker.meter` (None while metrics are off). What does not change per request
-(offsets, sizes, connections, throttles) is read at scrape time by collectors
+Hot path: counts are plain Python numbers bumped on the event loop, which is the only thread
+that writes them and the one that renders them (the HTTP endpoint runs on the same loop), so
+no lock is taken per request (prometheus-client's Counter and Histogram take one per
+update). The connection looks up one `ApiMeters` per request by its (API key, version); the
+produce and fetch handlers reach `TopicMeters` through `Broker.meter` (None while metrics are
+off). `MetricsCollector` turns the numbers into Prometheus families at scrape time; what
+does not change per request (offsets, sizes, connections, throttles) is read then too
 (strom.observability.collectors). docs/metrics.md lists every metric.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from strom.broker.registry import REGISTRY
 from strom.protocol.messages import ErrorCode
@@ -37,29 +42,78 @@ def error_name(code: int) -> str:
         return str(code)
 
 
+class Histogram:
+    """Bucket counts (not cumulative; the last one is +Inf) and the sum of what was seen."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le: upper bounds are inclusive
+        self.total += value
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        buckets = []
+        running = 0
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        family.add_metric(labels, buckets, self.total)
+
+
+class ApiStats:
+    """One API's numbers, whatever the version."""
+
+    __slots__ = ("errors", "handle", "name", "queue", "request_bytes", "response_bytes",
+                 "send")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.queue = Histogram(LATENCY_BUCKETS)
+        self.handle = Histogram(LATENCY_BUCKETS)
+        self.send = Histogram(LATENCY_BUCKETS)
+        self.errors: dict[int, int] = {}
+
+
 class ApiMeters:
-    """One API at one version: its label children, bound once."""
+    """One API at one version: where a request's numbers go."""
 
-    __slots__ = ("_errors", "_errors_counter", "api", "api_key", "handle", "queue",
-                 "request_bytes", "requests", "response_bytes", "send")
+    __slots__ = ("api_key", "requests", "stats", "version")
 
-    def __init__(self, metrics: BrokerMetrics, api_key: int, api: str, version: str) -> None:
+    def __init__(self, api_key: int, stats: ApiStats, version: str) -> None:
         self.api_key = api_key
-        self.api = api
-        self.requests = metrics.requests.labels(api, version)
-        self.queue = metrics.queue_seconds.labels(api)
-        self.handle = metrics.handle_seconds.labels(api)
-        self.send = metrics.send_seconds.labels(api)
-        self.request_bytes = metrics.request_bytes.labels(api)
-        self.response_bytes = metrics.response_bytes.labels(api)
-        self._errors_counter = metrics.request_errors
-        self._errors: dict[int, Any] = {}
+        self.stats = stats
+        self.version = version
+        self.requests = 0
+
+    @property
+    def api(self) -> str:
+        return self.stats.name
+
+    def received(self, size: int, queued_s: float) -> None:
+        """Handling starts: the request's frame is `size` bytes, read `queued_s` ago."""
+        self.requests += 1
+        stats = self.stats
+        stats.request_bytes += size
+        stats.queue.observe(queued_s)
+
+    def handled(self, seconds: float) -> None:
+        self.stats.handle.observe(seconds)
+
+    def sent(self, size: int, seconds: float) -> None:
+        stats = self.stats
+        stats.response_bytes += size
+        stats.send.observe(seconds)
 
     def error(self, code: int) -> None:
-        child = self._errors.get(code)
-        if child is None:
-            child = self._errors[code] = self._errors_counter.labels(self.api, error_name(code))
-        child.inc()
+        errors = self.stats.errors
+        errors[code] = errors.get(code, 0) + 1
 
     def count_errors(self, body: Any) -> None:
         """Counts the answer's error codes: the top-level one of any API; for Produce and
@@ -83,80 +137,46 @@ class TopicMeters:
     """Messages and bytes in (Produce) and bytes out (Fetch) per topic and partition
     (strom.broker.meter.TopicMeter)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ("topic", "partition")
-        self.messages_in = Counter("strom_topic_messages_in", "Records appended by Produce.",
-                                   labels, registry=registry)
-        self.bytes_in = Counter("strom_topic_bytes_in", "Bytes of record batches appended by "
-                                "Produce.", labels, registry=registry)
-        self.bytes_out = Counter("strom_topic_bytes_out", "Bytes of record batches in Fetch "
-                                 "answers.", labels, registry=registry)
-        self._in: dict[str, dict[int, tuple[Any, Any]]] = {}
-        self._out: dict[str, dict[int, Any]] = {}
+    def __init__(self) -> None:
+        self.appended: dict[str, dict[int, list[int]]] = {}  # [messages, bytes]
+        self.read: dict[str, dict[int, int]] = {}  # bytes
 
     def produced(self, topic: str, partition: int, records: int, size: int) -> None:
-        parts = self._in.get(topic)
+        parts = self.appended.get(topic)
         if parts is None:
-            parts = self._in[topic] = {}
-        children = parts.get(partition)
-        if children is None:
-            label = str(partition)
-            children = parts[partition] = (self.messages_in.labels(topic, label),
-                                           self.bytes_in.labels(topic, label))
-        children[0].inc(records)
-        children[1].inc(size)
+            parts = self.appended[topic] = {}
+        counts = parts.get(partition)
+        if counts is None:
+            counts = parts[partition] = [0, 0]
+        counts[0] += records
+        counts[1] += size
 
     def fetched(self, topic: str, partition: int, size: int) -> None:
-        parts = self._out.get(topic)
+        parts = self.read.get(topic)
         if parts is None:
-            parts = self._out[topic] = {}
-        child = parts.get(partition)
-        if child is None:
-            child = parts[partition] = self.bytes_out.labels(topic, str(partition))
-        child.inc(size)
+            parts = self.read[topic] = {}
+        parts[partition] = parts.get(partition, 0) + size
 
     def forget_topics(self, alive: Callable[[str], bool]) -> None:
         """Drops the series of topics that no longer exist (called at scrape time)."""
-        for cache, counters in ((self._in, (self.messages_in, self.bytes_in)),
-                                (self._out, (self.bytes_out,))):
+        for cache in (self.appended, self.read):
             for topic in [t for t in cache if not alive(t)]:
-                for partition in cache.pop(topic):
-                    for counter in counters:
-                        counter.remove(topic, str(partition))
+                del cache[topic]
 
 
-class BrokerMetrics:
+class BrokerMetrics(Collector):
     """Every metric of one broker; `registry` is what /metrics renders."""
 
     def __init__(self, process: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
-        self.requests = Counter("strom_requests", "Requests received, by API and version.",
-                                ("api", "version"), registry=registry)
-        self.request_errors = Counter(
-            "strom_request_errors", "Error codes in answers (top-level; Produce and Fetch "
-            "also per partition), by API and Kafka error name.", ("api", "error"),
-            registry=registry)
-        self.queue_seconds = Histogram(
-            "strom_request_queue_seconds", "From the request read off the socket until its "
-            "handling starts.", ("api",), buckets=LATENCY_BUCKETS, registry=registry)
-        self.handle_seconds = Histogram(
-            "strom_request_handle_seconds", "Decoding, handling (with its waits) and encoding "
-            "the answer.", ("api",), buckets=LATENCY_BUCKETS, registry=registry)
-        self.send_seconds = Histogram(
-            "strom_request_send_seconds", "Writing the answer to the socket until drained.",
-            ("api",), buckets=LATENCY_BUCKETS, registry=registry)
-        self.request_bytes = Counter("strom_request_bytes", "Bytes of requests (frames with "
-                                     "their size prefix).", ("api",), registry=registry)
-        self.response_bytes = Counter("strom_response_bytes", "Bytes of answers sent (frames "
-                                      "with their size prefix).", ("api",), registry=registry)
-        self.loop_lag_seconds = Histogram(
-            "strom_event_loop_lag_seconds", "How late the event loop ran a callback scheduled "
-            "by the lag probe.", buckets=LOOP_LAG_BUCKETS, registry=registry)
-        self.topics = TopicMeters(registry)
-        if process:
-            ProcessCollector(registry=registry)
         self._apis: dict[int, ApiMeters] = {}
+        self._stats: dict[str, ApiStats] = {}
+        self._uncached: dict[tuple[str, str], ApiMeters] = {}
+        self.topics = TopicMeters()
+        self.loop_lag = Histogram(LOOP_LAG_BUCKETS)
+        self.registry.register(self)
+        if process:
+            ProcessCollector(registry=self.registry)
 
     def api(self, api_key: int, version: int) -> ApiMeters:
         """The meters of a request; an API strom does not serve, or a version it does not
@@ -167,17 +187,79 @@ class BrokerMetrics:
             return found
         spec = REGISTRY.get(api_key)
         if spec is None:
-            name, label, cache = UNKNOWN_API, UNSUPPORTED_VERSION, False
+            name, label = UNKNOWN_API, UNSUPPORTED_VERSION
         elif not spec.min_version <= version <= spec.max_version:
-            name, label, cache = spec.name, UNSUPPORTED_VERSION, False
+            name, label = spec.name, UNSUPPORTED_VERSION
         else:
-            name, label, cache = spec.name, str(version), True
-        meters = ApiMeters(self, api_key, name, label)
-        if cache:
-            self._apis[key] = meters
+            name, label = spec.name, str(version)
+        stats = self._stats.get(name)
+        if stats is None:
+            stats = self._stats[name] = ApiStats(name)
+        if label == UNSUPPORTED_VERSION:
+            shared = self._uncached.get((name, label))
+            if shared is None:
+                shared = self._uncached[(name, label)] = ApiMeters(api_key, stats, label)
+            return shared
+        meters = self._apis[key] = ApiMeters(api_key, stats, label)
         return meters
 
     def api_of(self, frame: bytes) -> ApiMeters:
         """The meters of a request frame (its header's API key and version)."""
         return self.api(int.from_bytes(frame[0:2], "big", signed=True),
                         int.from_bytes(frame[2:4], "big", signed=True))
+
+    # -- rendering (at scrape time) ----------------------------------------------------------
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def _families(self) -> list[Metric]:
+        return [
+            CounterMetricFamily("strom_requests", "Requests received, by API and version.",
+                                labels=("api", "version")),
+            CounterMetricFamily("strom_request_errors", "Error codes in answers (top-level; "
+                                "Produce and Fetch also per partition), by API and Kafka "
+                                "error name.", labels=("api", "error")),
+            HistogramMetricFamily("strom_request_queue_seconds", "From the request read off "
+                                  "the socket until its handling starts.", labels=("api",)),
+            HistogramMetricFamily("strom_request_handle_seconds", "Decoding, handling (with "
+                                  "its waits) and encoding the answer.", labels=("api",)),
+            HistogramMetricFamily("strom_request_send_seconds", "Writing the answer to the "
+                                  "socket until drained.", labels=("api",)),
+            CounterMetricFamily("strom_request_bytes", "Bytes of requests (frames with their "
+                                "size prefix).", labels=("api",)),
+            CounterMetricFamily("strom_response_bytes", "Bytes of answers sent (frames with "
+                                "their size prefix).", labels=("api",)),
+            CounterMetricFamily("strom_topic_messages_in", "Records appended by Produce.",
+                                labels=("topic", "partition")),
+            CounterMetricFamily("strom_topic_bytes_in", "Bytes of record batches appended by "
+                                "Produce.", labels=("topic", "partition")),
+            CounterMetricFamily("strom_topic_bytes_out", "Bytes of record batches in Fetch "
+                                "answers.", labels=("topic", "partition")),
+            HistogramMetricFamily("strom_event_loop_lag_seconds", "How late the event loop "
+                                  "ran a callback scheduled by the lag probe."),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        (requests, errors, queue, handle, send, request_bytes, response_bytes, messages_in,
+         bytes_in, bytes_out, loop_lag) = self._families()
+        for meters in (*self._apis.values(), *self._uncached.values()):
+            requests.add_metric([meters.api, meters.version], meters.requests)
+        for name, stats in self._stats.items():
+            for code, count in stats.errors.items():
+                errors.add_metric([name, error_name(code)], count)
+            stats.queue.add_to(queue, [name])
+            stats.handle.add_to(handle, [name])
+            stats.send.add_to(send, [name])
+            request_bytes.add_metric([name], stats.request_bytes)
+            response_bytes.add_metric([name], stats.response_bytes)
+        for topic, parts in self.topics.appended.items():
+            for partition, (messages, size) in parts.items():
+                messages_in.add_metric([topic, str(partition)], messages)
+                bytes_in.add_metric([topic, str(partition)], size)
+        for topic, read in self.topics.read.items():
+            for partition, size in read.items():
+                bytes_out.add_metric([topic, str(partition)], size)
+        self.loop_lag.add_to(loop_lag, [])
+        yield from (requests, errors, queue, handle, send, request_bytes, response_bytes,
+                    messages_in, bytes_in, bytes_out, loop_lag)

@@ -55,8 +55,8 @@ What is measured, and how:
   empties a throttled answer). Offsets, sizes and segment counts are read from the storage at
   scrape time, for the partitions this broker serves; series of deleted topics are dropped.
 - **Process** metrics (`process_*`) are prometheus-client's process collector (Linux).
-- Counters and histograms also have prometheus-client's `_created` series (when the series
-  started), not listed below.
+- Counts are kept as plain numbers on the event loop (no lock per request) and turned into
+  Prometheus families at scrape time, so counters have no `_created` series.
 
 | metric | type | labels | meaning |
 |---|---|---|---|
@@ -66,16 +66,13 @@ What is measured, and how:
 def exercise(metrics: BrokerMetrics) -> None:
     """Touches every metric once, with sample label values."""
     meters = metrics.api(0, 9)
-    meters.requests.inc()
-    meters.queue.observe(0.001)
-    meters.handle.observe(0.001)
-    meters.send.observe(0.001)
-    meters.request_bytes.inc(100)
-    meters.response_bytes.inc(50)
+    meters.received(100, 0.001)
+    meters.handled(0.001)
+    meters.sent(50, 0.001)
     meters.error(6)
     metrics.topics.produced("topic", 0, 1, 100)
     metrics.topics.fetched("topic", 0, 100)
-    metrics.loop_lag_seconds.observe(0.001)
+    metrics.loop_lag.observe(0.001)
 
 
 def live_registry() -> BrokerMetrics:

@@ -91,7 +91,7 @@ class MetricsService:
         except BaseException:
             await self.stop()
             raise
-        self._probe = asyncio.create_task(probe_loop_lag(self.metrics.loop_lag_seconds.observe))
+        self._probe = asyncio.create_task(probe_loop_lag(self.metrics.loop_lag.observe))
         log.info("metrics on %s", ", ".join(
             f"http://{host or '0.0.0.0'}:{port}/metrics"
             for (host, _), port in zip(addresses, self.ports, strict=True)))

@@ -195,8 +195,7 @@ class Connection:
             self.writer.write(response)
             await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
             if meters is not None:
-                meters.send.observe(time.perf_counter() - started)
-                meters.response_bytes.inc(len(response))
+                meters.sent(len(response), time.perf_counter() - started)
         if self.session.close_after_response is not None:
             raise CloseConnection(self.session.close_after_response)
 
@@ -239,8 +238,7 @@ class Connection:
                         self.writer.write(response)
                         await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
                         if meters is not None:
-                            meters.send.observe(time.perf_counter() - started)
-                            meters.response_bytes.inc(len(response))
+                            meters.sent(len(response), time.perf_counter() - started)
                 finally:
                     answers.task_done()
         except CloseConnection as exc:
@@ -277,13 +275,11 @@ class Connection:
                              ) -> bytes | None:
         """`answer` with its counts and times: queued since `read_at`, then handled."""
         started = time.perf_counter()
-        meters.requests.inc()
-        meters.request_bytes.inc(len(frame) + 4)
-        meters.queue.observe(started - read_at)
+        meters.received(len(frame) + 4, started - read_at)
         try:
             return await self.dispatch_frame(frame, meters)
         finally:
-            meters.handle.observe(time.perf_counter() - started)
+            meters.handled(time.perf_counter() - started)
 
     async def dispatch_frame(self, frame: bytes, meters: ApiMeters | None) -> bytes | None:
         """The answer to `frame`, or an error answer (or CloseConnection) if handling failed;
