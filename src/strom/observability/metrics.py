@@ -211,55 +211,70 @@ class BrokerMetrics(Collector):
     # -- rendering (at scrape time) ----------------------------------------------------------
 
     def describe(self) -> Iterator[Metric]:
-        return iter(self._families())
-
-    def _families(self) -> list[Metric]:
-        return [
-            CounterMetricFamily("strom_requests", "Requests received, by API and version.",
-                                labels=("api", "version")),
-            CounterMetricFamily("strom_request_errors", "Error codes in answers (top-level; "
-                                "Produce and Fetch also per partition), by API and Kafka "
-                                "error name.", labels=("api", "error")),
-            HistogramMetricFamily("strom_request_queue_seconds", "From the request read off "
-                                  "the socket until its handling starts.", labels=("api",)),
-            HistogramMetricFamily("strom_request_handle_seconds", "Decoding, handling (with "
-                                  "its waits) and encoding the answer.", labels=("api",)),
-            HistogramMetricFamily("strom_request_send_seconds", "Writing the answer to the "
-                                  "socket until drained.", labels=("api",)),
-            CounterMetricFamily("strom_request_bytes", "Bytes of requests (frames with their "
-                                "size prefix).", labels=("api",)),
-            CounterMetricFamily("strom_response_bytes", "Bytes of answers sent (frames with "
-                                "their size prefix).", labels=("api",)),
-            CounterMetricFamily("strom_topic_messages_in", "Records appended by Produce.",
-                                labels=("topic", "partition")),
-            CounterMetricFamily("strom_topic_bytes_in", "Bytes of record batches appended by "
-                                "Produce.", labels=("topic", "partition")),
-            CounterMetricFamily("strom_topic_bytes_out", "Bytes of record batches in Fetch "
-                                "answers.", labels=("topic", "partition")),
-            HistogramMetricFamily("strom_event_loop_lag_seconds", "How late the event loop "
-                                  "ran a callback scheduled by the lag probe."),
-        ]
+        return iter(Families().all())
 
     def collect(self) -> Iterator[Metric]:
-        (requests, errors, queue, handle, send, request_bytes, response_bytes, messages_in,
-         bytes_in, bytes_out, loop_lag) = self._families()
+        f = Families()
         for meters in (*self._apis.values(), *self._uncached.values()):
-            requests.add_metric([meters.api, meters.version], meters.requests)
+            f.requests.add_metric([meters.api, meters.version], meters.requests)
         for name, stats in self._stats.items():
             for code, count in stats.errors.items():
-                errors.add_metric([name, error_name(code)], count)
-            stats.queue.add_to(queue, [name])
-            stats.handle.add_to(handle, [name])
-            stats.send.add_to(send, [name])
-            request_bytes.add_metric([name], stats.request_bytes)
-            response_bytes.add_metric([name], stats.response_bytes)
+                f.errors.add_metric([name, error_name(code)], count)
+            stats.queue.add_to(f.queue, [name])
+            stats.handle.add_to(f.handle, [name])
+            stats.send.add_to(f.send, [name])
+            f.request_bytes.add_metric([name], stats.request_bytes)
+            f.response_bytes.add_metric([name], stats.response_bytes)
         for topic, parts in self.topics.appended.items():
             for partition, (messages, size) in parts.items():
-                messages_in.add_metric([topic, str(partition)], messages)
-                bytes_in.add_metric([topic, str(partition)], size)
+                f.messages_in.add_metric([topic, str(partition)], messages)
+                f.bytes_in.add_metric([topic, str(partition)], size)
         for topic, read in self.topics.read.items():
             for partition, size in read.items():
-                bytes_out.add_metric([topic, str(partition)], size)
-        self.loop_lag.add_to(loop_lag, [])
-        yield from (requests, errors, queue, handle, send, request_bytes, response_bytes,
-                    messages_in, bytes_in, bytes_out, loop_lag)
+                f.bytes_out.add_metric([topic, str(partition)], size)
+        self.loop_lag.add_to(f.loop_lag, [])
+        return iter(f.all())
+
+
+class Families:
+    """The families BrokerMetrics renders, empty."""
+
+    def __init__(self) -> None:
+        self.requests = CounterMetricFamily(
+            "strom_requests", "Requests received, by API and version.",
+            labels=("api", "version"))
+        self.errors = CounterMetricFamily(
+            "strom_request_errors", "Error codes in answers (top-level; Produce and Fetch "
+            "also per partition), by API and Kafka error name.", labels=("api", "error"))
+        self.queue = HistogramMetricFamily(
+            "strom_request_queue_seconds", "From the request read off the socket until its "
+            "handling starts.", labels=("api",))
+        self.handle = HistogramMetricFamily(
+            "strom_request_handle_seconds", "Decoding, handling (with its waits) and "
+            "encoding the answer.", labels=("api",))
+        self.send = HistogramMetricFamily(
+            "strom_request_send_seconds", "Writing the answer to the socket until drained.",
+            labels=("api",))
+        self.request_bytes = CounterMetricFamily(
+            "strom_request_bytes", "Bytes of requests (frames with their size prefix).",
+            labels=("api",))
+        self.response_bytes = CounterMetricFamily(
+            "strom_response_bytes", "Bytes of answers sent (frames with their size prefix).",
+            labels=("api",))
+        self.messages_in = CounterMetricFamily(
+            "strom_topic_messages_in", "Records appended by Produce.",
+            labels=("topic", "partition"))
+        self.bytes_in = CounterMetricFamily(
+            "strom_topic_bytes_in", "Bytes of record batches appended by Produce.",
+            labels=("topic", "partition"))
+        self.bytes_out = CounterMetricFamily(
+            "strom_topic_bytes_out", "Bytes of record batches in Fetch answers.",
+            labels=("topic", "partition"))
+        self.loop_lag = HistogramMetricFamily(
+            "strom_event_loop_lag_seconds", "How late the event loop ran a callback "
+            "scheduled by the lag probe.")
+
+    def all(self) -> list[Metric]:
+        return [self.requests, self.errors, self.queue, self.handle, self.send,
+                self.request_bytes, self.response_bytes, self.messages_in, self.bytes_in,
+                self.bytes_out, self.loop_lag]
