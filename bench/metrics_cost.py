@@ -7,18 +7,24 @@ the metrics broker is loaded, /metrics is scraped every --scrape-s seconds (as P
 would; its scrapes read every partition's offsets). The goal (issue 13): metrics on cost less
 than 3% of produce throughput.
 
+On a shared machine throughput swings by more than that from round to round, so each round
+also reports the broker process's CPU time per message (user + system, from /proc): a
+steadier measure of what metrics add to the broker's own work.
+
 Usage (from the repository root):
 
     .venv/bin/python bench/metrics_cost.py                  # 5 rounds of 10 s per side
     .venv/bin/python bench/metrics_cost.py --rounds 2 --seconds 3     # a short check
     .venv/bin/python bench/metrics_cost.py --linger-ms 0    # many small Produce requests
 
-Prints each round and the medians: msgs/s off and on, and on/off (1.000: no cost).
+Prints each round and the medians: msgs/s and broker CPU µs per message, off and on, and
+their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import threading
@@ -61,18 +67,30 @@ class Scraper:
             self.scrapes += 1
 
 
-def one_round(broker: Broker, args: argparse.Namespace, scrape_url: str | None) -> float:
+def cpu_seconds(broker: Broker) -> float:
+    """User + system CPU time of the broker's process so far."""
+    proc = broker.nodes[0].proc
+    assert proc is not None
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_round(broker: Broker, args: argparse.Namespace, scrape_url: str | None
+              ) -> tuple[float, float]:
+    """(msgs/s, broker CPU µs per message) of one round."""
     payload = bytes(range(256)) * (args.size // 256 + 1)
+    cpu_before = cpu_seconds(broker)
     with Scraper(scrape_url or "", args.scrape_s if scrape_url else 0) as scraper:
         result = produce_run(broker.bootstrap, TOPIC, args.size, args.count, args.acks,
                              args.seconds, extra={"linger.ms": args.linger_ms},
                              payload=payload[:args.size])
     if result.errors:  # undelivered at the end (purged) only lower the round's rate
         raise RuntimeError(f"{broker.name}: {result.errors} errors ({result.first_error})")
+    cpu_us = (cpu_seconds(broker) - cpu_before) * 1e6 / max(result.delivered, 1)
     note = f", {scraper.scrapes} scrapes" if scrape_url else ""
-    print(f"  {broker.name:12} {result.msgs_per_s:12,.0f} msgs/s "
+    print(f"  {broker.name:12} {result.msgs_per_s:12,.0f} msgs/s {cpu_us:7.2f} CPU µs/msg "
           f"({result.delivered:,} in {result.seconds:.1f} s{note})", flush=True)
-    return result.msgs_per_s
+    return result.msgs_per_s, cpu_us
 
 
 def main() -> None:
@@ -96,6 +114,7 @@ def main() -> None:
         "http.listeners": f"127.0.0.1:{http_port}"})
     url = f"http://127.0.0.1:{http_port}/metrics"
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     try:
         for broker in (off, on):
             create_topics(broker.bootstrap, {TOPIC: PARTITIONS}, 30)
@@ -107,16 +126,20 @@ def main() -> None:
             print(f"round {n + 1}", flush=True)
             first, second = ((off, on) if n % 2 == 0 else (on, off))
             for broker in (first, second):
-                metered = broker is on
+                side = "on" if broker is on else "off"
                 time.sleep(0.5)  # the other broker's flushes settle
-                rates["on" if metered else "off"].append(
-                    one_round(broker, args, url if metered else None))
+                rate, cpu_us = one_round(broker, args, url if broker is on else None)
+                rates[side].append(rate)
+                cpu[side].append(cpu_us)
     finally:
         stop_broker(off)
         stop_broker(on)
     off_rate, on_rate = statistics.median(rates["off"]), statistics.median(rates["on"])
+    off_cpu, on_cpu = statistics.median(cpu["off"]), statistics.median(cpu["on"])
     print(f"\nmedian msgs/s: metrics off {off_rate:,.0f}, on {on_rate:,.0f}; "
           f"on/off {on_rate / off_rate:.3f} ({(1 - on_rate / off_rate) * 100:+.1f}% lost)")
+    print(f"median broker CPU µs/msg: off {off_cpu:.3f}, on {on_cpu:.3f}; "
+          f"on/off {on_cpu / off_cpu:.3f} ({(on_cpu / off_cpu - 1) * 100:+.1f}% CPU)")
 
 
 if __name__ == "__main__":
