@@ -181,3 +181,33 @@ def test_histograms_render_cumulative_buckets_with_inclusive_bounds() -> None:
     count = next(s.value for s in family.samples if s.name.endswith("_count"))
     total = next(s.value for s in family.samples if s.name.endswith("_sum"))
     assert (count, total) == (4, 100.004)
+
+
+def test_readiness_says_why_not() -> None:
+    from types import SimpleNamespace
+
+    from strom.broker.coordinator_runtime import ShardStatus
+    from strom.observability.service import readiness
+
+    shards: list[Any] = []
+    answers: list[BaseException | None] = [None]
+
+    async def read_metadata(kind: str) -> dict[str, str]:
+        if answers[0] is not None:
+            raise answers[0]
+        return {}
+
+    runtime = SimpleNamespace(topic="__consumer_offsets", shards=lambda: shards)
+    idle = SimpleNamespace(topic="__transaction_state", shards=lambda: [])
+    broker: Any = SimpleNamespace(engine=SimpleNamespace(read_metadata=read_metadata),
+                                  groups=SimpleNamespace(runtime=runtime),
+                                  transactions=SimpleNamespace(runtime=idle))
+    assert asyncio.run(readiness(broker, started=False)) == (False, "starting")
+    assert asyncio.run(readiness(broker, started=True)) == (True, "ready")
+    shards.append(SimpleNamespace(partition=7, status=ShardStatus.LOADING))
+    assert asyncio.run(readiness(broker, started=True)) == (
+        False, "coordinators not loaded: __consumer_offsets-7 loading")
+    answers[0] = OSError("connection refused")
+    ready, reason = asyncio.run(readiness(broker, started=True))
+    assert not ready
+    assert reason == "storage not reachable: connection refused"

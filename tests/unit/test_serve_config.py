@@ -116,3 +116,11 @@ def test_the_session_must_outlast_the_heartbeat(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"must be longer than broker\.heartbeat"):
         BrokerConfig.build(tmp_path, "127.0.0.1", 9092, {
             "broker.heartbeat.interval.ms": "3000", "broker.session.timeout.ms": "3000"})
+
+
+def test_http_listeners_setting() -> None:
+    config = build_config(Path("."), "127.0.0.1:0", None, ("http.listeners=127.0.0.1:9644,:0",))
+    assert config.http_listeners() == [("127.0.0.1", 9644), ("", 0)]
+    assert build_config(Path("."), "127.0.0.1:0", None, ()).http_listeners() == []
+    with pytest.raises(click.BadParameter, match=r"http\.listeners.*HOST:PORT"):
+        build_config(Path("."), "127.0.0.1:0", None, ("http.listeners=localhost",))
