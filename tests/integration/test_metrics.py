@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from strom.testing import EmbeddedBroker
@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     consume_partitions,
     consumer,
     producer,
+    unique_name,
 )
 
 N = 12
@@ -33,7 +34,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def broker_settings() -> dict[str, str]:
-    return {"http.listeners": "127.0.0.1:0"}
+    return {"http.listeners": "127.0.0.1:0", "group.initial.rebalance.delay.ms": "0"}
 
 
 def get(address: str, path: str, method: str = "GET") -> tuple[int, bytes, str]:
@@ -142,6 +143,37 @@ def test_loop_lag_is_probed(broker: EmbeddedBroker) -> None:
     while value(scrape(broker)[0], "strom_event_loop_lag_seconds_count") < 1:
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_consumer_group_state_members_and_lag(broker: EmbeddedBroker, topic: str) -> None:
+    group = unique_name("group")
+    p = producer(broker.bootstrap_servers)
+    for i in range(5):
+        p.produce(topic, value=b"%d" % i)
+    assert p.flush(DEADLINE_S) == 0
+    c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic])
+        seen = 0
+        deadline = time.monotonic() + DEADLINE_S
+        while seen < 5:
+            assert time.monotonic() < deadline, f"read {seen} of 5"
+            msg = c.poll(0.2)
+            if msg is not None and msg.error() is None:
+                seen += 1
+        c.commit(asynchronous=False)
+        for i in range(3):
+            p.produce(topic, value=b"more %d" % i)
+        assert p.flush(DEADLINE_S) == 0
+        samples, _ = scrape(broker)
+        part = {"group": group, "topic": topic, "partition": "0"}
+        assert value(samples, "strom_consumer_group_committed_offset", **part) == 5
+        assert value(samples, "strom_consumer_group_lag", **part) == 3
+        assert value(samples, "strom_consumer_group_members", group=group) == 1
+        assert value(samples, "strom_consumer_group_state", group=group, state="Stable") == 1
+    finally:
+        c.close()
 
 
 def documented() -> set[str]:

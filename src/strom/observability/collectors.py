@@ -89,6 +89,10 @@ class StorageCollector(Collector):
                                            size.size_bytes, segments))
         return samples
 
+    def log_ends(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> log end offset, as of the last refresh."""
+        return {(s.topic, s.partition): s.log_end for s in self.samples}
+
     def describe(self) -> Iterator[Metric]:
         return iter(_families())
 

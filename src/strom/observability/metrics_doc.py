@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from prometheus_client.core import Metric
 
+from strom.broker.coordinator_runtime import ShardStatus
+from strom.coordinator.group.coordinator import GroupCoordinator
+from strom.coordinator.group.model import CommitRequest, GroupConfig, OffsetCommit
 from strom.observability.collectors import PartitionSample, ServerCollector, StorageCollector
+from strom.observability.groups import GroupCollector
 from strom.observability.metrics import BrokerMetrics
 
 HEADER = """# Metrics
@@ -54,6 +60,10 @@ What is measured, and how:
   duplicates); bytes out count the record bytes Fetch answers carry (before a quota throttle
   empties a throttled answer). Offsets, sizes and segment counts are read from the storage at
   scrape time, for the partitions this broker serves; series of deleted topics are dropped.
+- **Consumer groups** are read at scrape time from the group coordinator shards this broker
+  has loaded: state, members, committed offsets, and the lag of each committed partition
+  this broker serves (log end offset minus committed offset; none for partitions another
+  broker leads).
 - **Process** metrics (`process_*`) are prometheus-client's process collector (Linux).
 - Counts are kept as plain numbers on the event loop (no lock per request) and turned into
   Prometheus families at scrape time, so counters have no `_created` series.
@@ -75,6 +85,15 @@ def exercise(metrics: BrokerMetrics) -> None:
     metrics.loop_lag.observe(0.001)
 
 
+def sample_groups() -> Any:
+    """A group runtime with one loaded shard holding one group that committed an offset."""
+    core = GroupCoordinator(GroupConfig())
+    core.commit_offsets(CommitRequest("group", -1, "", None,
+                                      (OffsetCommit("topic", 0, 0, -1, None),)), 0)
+    shard = SimpleNamespace(status=ShardStatus.ACTIVE, core=core)
+    return SimpleNamespace(runtime=SimpleNamespace(shards=lambda: [shard]))
+
+
 def live_registry() -> BrokerMetrics:
     """A BrokerMetrics with the collectors a broker registers, every metric exercised."""
     metrics = BrokerMetrics()
@@ -82,6 +101,7 @@ def live_registry() -> BrokerMetrics:
     storage.samples = [PartitionSample("topic", 0, 0, 1, 1, 100, 1)]
     metrics.registry.register(storage)
     metrics.registry.register(ServerCollector(lambda: {"PLAINTEXT": 1}, lambda: 0))
+    metrics.registry.register(GroupCollector(sample_groups(), storage.log_ends))
     exercise(metrics)
     return metrics
 

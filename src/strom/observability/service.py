@@ -15,6 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from strom.broker.coordinator_runtime import ShardStatus
 from strom.broker.state import Broker
 from strom.observability.collectors import ServerCollector, StorageCollector
+from strom.observability.groups import GroupCollector
 from strom.observability.http import HttpEndpoints, HttpResponse
 from strom.observability.loop_lag import probe_loop_lag
 from strom.observability.metrics import BrokerMetrics
@@ -61,6 +62,7 @@ class MetricsService:
         self.metrics.registry.register(self.storage)
         self.metrics.registry.register(ServerCollector(connections,
                                                        lambda: broker.quotas.throttled))
+        self.metrics.registry.register(GroupCollector(broker.groups, self.storage.log_ends))
         self.started = False  # the broker finished starting (set by the server)
         self.endpoints = HttpEndpoints({"/metrics": self.render_metrics,
                                         "/healthz": self.healthz, "/readyz": self.readyz})

@@ -1,0 +1,76 @@
+"""Consumer groups at scrape time: each group's state and members, its committed offsets and
+their lag (the partition's log end offset minus the committed offset), read from the group
+coordinator shards this broker serves, without touching the request path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from strom.broker.coordinator_runtime import ShardStatus
+from strom.broker.group_runtime import GroupRuntime
+from strom.coordinator.group.coordinator import CONSUMER_GROUP_TYPE, GroupCoordinator
+
+# (topic, partition) -> log end offset, for the partitions this broker serves.
+LogEnds = Callable[[], Mapping[tuple[str, int], int]]
+
+
+class GroupFamilies:
+    def __init__(self) -> None:
+        self.members = GaugeMetricFamily(
+            "strom_consumer_group_members", "Members of the consumer group (classic or "
+            "KIP-848) whose coordinator this broker is.", labels=("group",))
+        self.state = GaugeMetricFamily(
+            "strom_consumer_group_state", "1 for the group's state (Stable, "
+            "PreparingRebalance, CompletingRebalance, Empty, Dead; KIP-848: Assigning, "
+            "Reconciling).", labels=("group", "state"))
+        self.committed = GaugeMetricFamily(
+            "strom_consumer_group_committed_offset", "The group's committed offset of the "
+            "partition.", labels=("group", "topic", "partition"))
+        self.lag = GaugeMetricFamily(
+            "strom_consumer_group_lag", "The partition's log end offset minus the group's "
+            "committed offset (partitions this broker serves).",
+            labels=("group", "topic", "partition"))
+
+    def all(self) -> list[Metric]:
+        return [self.members, self.state, self.committed, self.lag]
+
+
+def group_members(core: GroupCoordinator, group_id: str, group_type: str) -> int:
+    if group_type == CONSUMER_GROUP_TYPE:
+        return sum(len(d.members) for d in core.consumer_describe([group_id]))
+    return sum(len(d.members) for d in core.describe([group_id]))
+
+
+class GroupCollector(Collector):
+    def __init__(self, groups: GroupRuntime, log_ends: LogEnds) -> None:
+        self.groups = groups
+        self.log_ends = log_ends
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(GroupFamilies().all())
+
+    def collect(self) -> Iterator[Metric]:
+        f = GroupFamilies()
+        ends = self.log_ends()
+        for shard in self.groups.runtime.shards():
+            if shard.status is ShardStatus.ACTIVE:
+                self.collect_shard(f, shard.core, ends)
+        return iter(f.all())
+
+    @staticmethod
+    def collect_shard(f: GroupFamilies, core: GroupCoordinator,
+                      ends: Mapping[tuple[str, int], int]) -> None:
+        for listing in core.list_groups():
+            group = listing.group_id
+            f.state.add_metric([group, listing.state], 1)
+            f.members.add_metric([group], group_members(core, group, listing.group_type))
+            _, committed = core.fetch_offsets(group, None)
+            for (topic, partition), offset in sorted(committed.items()):
+                labels = [group, topic, str(partition)]
+                f.committed.add_metric(labels, offset.offset)
+                end = ends.get((topic, partition))
+                if end is not None and offset.offset >= 0:
+                    f.lag.add_metric(labels, max(end - offset.offset, 0))
