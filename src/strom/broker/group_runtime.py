@@ -28,6 +28,7 @@ from strom.broker.coordinator_runtime import (
 from strom.broker.internal_topic_create import create_internal_topic
 from strom.broker.log_scan import replay_partition
 from strom.coordinator.group.coordinator import GroupCoordinator
+from strom.coordinator.group.lag_health import Commit, HealthRules, LagHistory
 from strom.coordinator.group.model import GroupConfig, GroupLogRecord, PendingKey, Step
 from strom.coordinator.internal_topics import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS
 from strom.protocol.batch_header import BatchHeader
@@ -35,7 +36,7 @@ from strom.protocol.control_batch import ABORT, COMMIT, control_type
 from strom.protocol.messages import ErrorCode
 from strom.protocol.record_builder import RecordInput, build_batch
 from strom.protocol.records import RecordsError, iter_records
-from strom.storage.api import AppendBatch, PartitionLog, StorageEngine
+from strom.storage.api import AppendBatch, PartitionLog, StorageEngine, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,11 @@ class GroupRuntime:
     """The consumer-group coordinator's shards (classic and KIP-848 groups, offsets)."""
 
     def __init__(self, engine: StorageEngine, config: GroupConfig, node_id: int,
-                 clock: Callable[[], int] = wall_clock_ms, replication_factor: int = 1) -> None:
+                 clock: Callable[[], int] = wall_clock_ms, replication_factor: int = 1,
+                 lag_rules: HealthRules | None = None) -> None:
         """`replication_factor`: offsets.topic.replication.factor (capped by the live
-        brokers when the topic is created)."""
+        brokers when the topic is created); `lag_rules`: the consumer-lag health windows
+        (lag.health.*)."""
         self.engine = engine
         self.config = config
         self.node_id = node_id
@@ -73,6 +76,8 @@ class GroupRuntime:
         self._pending: dict[int, dict[PendingKey, asyncio.Future[Any]]] = {}
         # Each shard's writes in flight (answers wait for the ones started before them).
         self._writes: dict[int, set[asyncio.Future[None]]] = {}
+        # The groups' recent commits, for their consumer-lag health (lag_health.py).
+        self.lag_history = LagHistory(lag_rules)
 
     async def start(self) -> None:
         """Creates `__consumer_offsets` if it does not exist (the only way it is created),
@@ -126,6 +131,22 @@ class GroupRuntime:
         not own); raises CoordinatorError while one is loading or cannot be loaded."""
         return [self.runtime.shard(shard.partition).core for shard in self.runtime.shards()]
 
+    async def record_commits(self, group_id: str, committed: Iterable[tuple[str, int, int]],
+                             ) -> None:
+        """Consumer-lag health: the group committed these (topic, partition, offset); each
+        joins its partition's window with the partition's high watermark now. Partitions this
+        broker does not lead are left out (their log end offset is another broker's)."""
+        now_ms = self.runtime.clock()
+        for topic, partition, offset in committed:
+            try:
+                if self.engine.leadership(topic, partition).leader != self.node_id:
+                    continue
+                offsets = await self.engine.partition(topic, partition).offsets()
+            except (StorageError, KeyError):
+                continue
+            self.lag_history.record(group_id, topic, partition,
+                                    Commit(offset, now_ms, offsets.high_watermark))
+
     async def complete_txn(self, partition: int, producer_id: int, commit: bool) -> None:
         """The transaction runtime wrote the producer's COMMIT or ABORT marker to
         `__consumer_offsets` partition `partition`: its pending offsets there count or go.
@@ -172,7 +193,11 @@ class GroupRuntime:
 
     def on_unloaded(self, shard: Shard[GroupCoordinator]) -> None:
         """Parked JoinGroup/SyncGroup calls of the shard are answered NOT_COORDINATOR, as
-        Kafka answers them when it unloads a group."""
+        Kafka answers them when it unloads a group. The consumer-lag windows of its groups go
+        (whoever loads the shard starts them afresh)."""
+        for group_id in self.lag_history.groups():
+            if self.runtime.partition_for(group_id) == shard.partition:
+                self.lag_history.drop_group(group_id)
         for future in self._pending.pop(shard.partition, {}).values():
             if not future.done():
                 future.set_exception(CoordinatorError(

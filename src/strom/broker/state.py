@@ -21,6 +21,7 @@ from strom.broker.txn_runtime import TransactionRuntime, transaction_config
 from strom.config.broker import BrokerConfig
 from strom.config.text import plural
 from strom.config.topic import ConfigError
+from strom.coordinator.group.lag_health import HealthRules
 from strom.coordinator.group.model import GroupConfig
 from strom.coordinator.internal_topics import RESERVED_TOPICS
 from strom.security.acl import Authorizer, Operation, ResourceType
@@ -87,6 +88,14 @@ def group_config(config: BrokerConfig) -> GroupConfig:
     )
 
 
+def lag_rules(config: BrokerConfig) -> HealthRules:
+    """lag.health.window.commits must be at least 2: a trend needs two commits."""
+    window = config.get_int("lag.health.window.commits")
+    if window < 2:
+        raise ConfigError(f"lag.health.window.commits: must be at least 2, not {window}")
+    return HealthRules(window=window,
+                       min_distance_ms=max(config.get_int("lag.health.min.distance.ms"), 0))
+
 
 def peer_security(config: BrokerConfig) -> ClientSecurity | None:
     """How this broker reaches the others (strom.security.client_security.inter_broker). A
@@ -120,7 +129,8 @@ class Broker:
         self.meter: TopicMeter | None = None  # per-topic counts; None: metrics are off
         self.groups = GroupRuntime(
             engine, group_config(config), config.node_id,
-            replication_factor=config.get_int("offsets.topic.replication.factor"))
+            replication_factor=config.get_int("offsets.topic.replication.factor"),
+            lag_rules=lag_rules(config))
         self.producer_ids = ProducerIdAllocator(engine)
         self.peers = Peers(
             engine, config.node_id,

@@ -132,6 +132,10 @@ BROKER_SETTINGS: Final[Mapping[str, str]] = {
     # Where /metrics, /healthz and /readyz are served over HTTP (docs/metrics.md): HOST:PORT,
     # comma separated (strom's); empty: nowhere, and no metrics are kept.
     "http.listeners": "",
+    # Consumer-lag health (docs/operations.md): commits kept per group partition, and how close
+    # (ms) a commit may follow the previous one before it replaces it (strom's, after Burrow's).
+    "lag.health.window.commits": "10",
+    "lag.health.min.distance.ms": "1000",
 }
 
 # Kafka's authorizer class names (and strom's own) all mean the standard ACL authorizer.
@@ -157,7 +161,7 @@ _PER_LISTENER_PREFIXES: Final = ("ssl.", "sasl.", "connections.max.reauth.ms")
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
                                   "acl.refresh.interval.ms", "quota.window.num",
                                   "quota.window.size.seconds", "quota.refresh.interval.ms",
-                                  "storage.statement.timeout.ms",
+                                  "lag.health.window.commits", "storage.statement.timeout.ms",
                                   "socket.connection.setup.timeout.ms", "request.timeout.ms",
                                   "offsets.topic.replication.factor",
                                   "transaction.state.log.replication.factor"})

@@ -93,6 +93,10 @@ class StorageCollector(Collector):
         """(topic, partition) -> log end offset, as of the last refresh."""
         return {(s.topic, s.partition): s.log_end for s in self.samples}
 
+    def high_watermarks(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> high watermark, as of the last refresh."""
+        return {(s.topic, s.partition): s.high_watermark for s in self.samples}
+
     def describe(self) -> Iterator[Metric]:
         return iter(_families())
 

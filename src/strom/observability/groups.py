@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 from strom.broker.coordinator_runtime import ShardStatus
 from strom.broker.group_runtime import GroupRuntime
 from strom.coordinator.group.coordinator import CONSUMER_GROUP_TYPE, GroupCoordinator
+from strom.coordinator.group.lag_health import GROUP_STATUSES, LagHistory
 
 # (topic, partition) -> log end offset, for the partitions this broker serves.
 LogEnds = Callable[[], Mapping[tuple[str, int], int]]
@@ -33,9 +34,18 @@ class GroupFamilies:
             "strom_consumer_group_lag", "The partition's log end offset minus the group's "
             "committed offset (partitions this broker serves).",
             labels=("group", "topic", "partition"))
+        self.status = GaugeMetricFamily(
+            "strom_consumer_group_status", "The group's consumer-lag health (docs/operations.md"
+            "): 1 for its status (OK, WARN, ERR), 0 for the others.",
+            labels=("group", "status"))
+        self.partition_status = GaugeMetricFamily(
+            "strom_consumer_group_partition_status", "1, labelled with the partition's "
+            "consumer-lag health (OK, WARN, STOP, STALL, REWIND; docs/operations.md).",
+            labels=("group", "topic", "partition", "status"))
 
     def all(self) -> list[Metric]:
-        return [self.members, self.state, self.committed, self.lag]
+        return [self.members, self.state, self.committed, self.lag, self.status,
+                self.partition_status]
 
 
 def group_members(core: GroupCoordinator, group_id: str, group_type: str) -> int:
@@ -45,9 +55,13 @@ def group_members(core: GroupCoordinator, group_id: str, group_type: str) -> int
 
 
 class GroupCollector(Collector):
-    def __init__(self, groups: GroupRuntime, log_ends: LogEnds) -> None:
+    def __init__(self, groups: GroupRuntime, log_ends: LogEnds,
+                 high_watermarks: LogEnds | None = None) -> None:
+        """`high_watermarks`: what the consumer-lag health measures the lag against (the
+        log end offsets if not given)."""
         self.groups = groups
         self.log_ends = log_ends
+        self.high_watermarks = high_watermarks or log_ends
 
     def describe(self) -> Iterator[Metric]:
         return iter(GroupFamilies().all())
@@ -55,14 +69,27 @@ class GroupCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         f = GroupFamilies()
         ends = self.log_ends()
+        watermarks = self.high_watermarks()
+        now_ms = self.groups.runtime.clock()
+        seen: dict[str, list[tuple[str, int]]] = {}
         for shard in self.groups.runtime.shards():
             if shard.status is ShardStatus.ACTIVE:
-                self.collect_shard(f, shard.core, ends)
+                seen.update(self.collect_shard(f, shard.core, ends))
+        history = self.groups.lag_history
+        for group in history.groups():  # offsets deleted or expired, or the shard moved
+            if group in seen:
+                history.keep(group, seen[group])
+            else:
+                history.drop_group(group)
+        for group in sorted(seen):
+            collect_health(f, history, group, watermarks, now_ms)
         return iter(f.all())
 
     @staticmethod
     def collect_shard(f: GroupFamilies, core: GroupCoordinator,
-                      ends: Mapping[tuple[str, int], int]) -> None:
+                      ends: Mapping[tuple[str, int], int]) -> dict[str, list[tuple[str, int]]]:
+        """The shard's groups' families; returns each group's partitions with offsets."""
+        groups: dict[str, list[tuple[str, int]]] = {}
         for listing in core.list_groups():
             group = listing.group_id
             f.state.add_metric([group, listing.state], 1)
@@ -74,3 +101,16 @@ class GroupCollector(Collector):
                 end = ends.get((topic, partition))
                 if end is not None and offset.offset >= 0:
                     f.lag.add_metric(labels, max(end - offset.offset, 0))
+            groups[group] = list(committed)
+        return groups
+
+
+def collect_health(f: GroupFamilies, history: LagHistory, group: str,
+                   watermarks: Mapping[tuple[str, int], int], now_ms: int) -> None:
+    """The group's consumer-lag health: its status, and each partition's it has a window of
+    commits for."""
+    health = history.evaluate(group, watermarks, now_ms)
+    for status in GROUP_STATUSES:
+        f.status.add_metric([group, str(status)], 1 if status is health.status else 0)
+    for p in health.partitions:
+        f.partition_status.add_metric([group, p.topic, str(p.partition), str(p.status)], 1)

@@ -16,6 +16,7 @@ from prometheus_client.core import Metric
 
 from strom.broker.coordinator_runtime import ShardStatus
 from strom.coordinator.group.coordinator import GroupCoordinator
+from strom.coordinator.group.lag_health import Commit, LagHistory
 from strom.coordinator.group.model import CommitRequest, GroupConfig, OffsetCommit
 from strom.observability.collectors import PartitionSample, ServerCollector, StorageCollector
 from strom.observability.groups import GroupCollector
@@ -91,7 +92,10 @@ def sample_groups() -> Any:
     core.commit_offsets(CommitRequest("group", -1, "", None,
                                       (OffsetCommit("topic", 0, 0, -1, None),)), 0)
     shard = SimpleNamespace(status=ShardStatus.ACTIVE, core=core)
-    return SimpleNamespace(runtime=SimpleNamespace(shards=lambda: [shard]))
+    history = LagHistory()
+    history.record("group", "topic", 0, Commit(0, 0, 1))
+    return SimpleNamespace(runtime=SimpleNamespace(shards=lambda: [shard], clock=lambda: 0),
+                           lag_history=history)
 
 
 def live_registry() -> BrokerMetrics:

@@ -62,7 +62,8 @@ class MetricsService:
         self.metrics.registry.register(self.storage)
         self.metrics.registry.register(ServerCollector(connections,
                                                        lambda: broker.quotas.throttled))
-        self.metrics.registry.register(GroupCollector(broker.groups, self.storage.log_ends))
+        self.metrics.registry.register(GroupCollector(
+            broker.groups, self.storage.log_ends, self.storage.high_watermarks))
         self.started = False  # the broker finished starting (set by the server)
         self.endpoints = HttpEndpoints({"/metrics": self.render_metrics,
                                         "/healthz": self.healthz, "/readyz": self.readyz})

@@ -306,6 +306,9 @@ async def handle_delete_groups(broker: Broker, ctx: RequestContext, request: Any
     results: dict[str, int] = dict.fromkeys(wanted, ErrorCode.group_authorization_failed)
     for group_ids in broker.groups.by_shard(allowed).values():
         results.update(await delete_groups(broker, group_ids))
+    for group_id, error in results.items():
+        if error == ErrorCode.none:
+            broker.groups.lag_history.drop_group(group_id)
     return b.make("DeleteGroupsResponse", throttle_time=NO_THROTTLE, results=tuple(
         b.make("DeletableGroupResult", group_id=group_id,
                error_code=ErrorCode(results[group_id]))

@@ -113,6 +113,8 @@ async def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Any
         for key, c in valid:
             errors[key] = (ErrorCode(result.error) if result.error
                            else outcome.get((c.topic, c.partition), ErrorCode.none))
+        await broker.groups.record_commits(commit.group_id, [
+            (c.topic, c.partition, c.offset) for key, c in valid if errors[key] == ErrorCode.none])
     return commit_response(b, request, errors)
 
 
@@ -268,6 +270,9 @@ async def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Any
     except CoordinatorError as exc:
         error, outcome = exc.error, ()
     codes = {(t, p): ErrorCode(code) for t, p, code in outcome}
+    if error == ErrorCode.none:
+        broker.groups.lag_history.drop_partitions(request.group_id, [
+            (t, p) for t, p, code in outcome if code == ErrorCode.none])
     codes.update(((t.name, int(p.partition_index)), ErrorCode.topic_authorization_failed)
                  for t in request.topics if t.name not in readable for p in t.partitions)
     topics = tuple(

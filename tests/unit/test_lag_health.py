@@ -1,0 +1,176 @@
+"""Consumer-lag health (strom.coordinator.group.lag_health): every status on synthetic
+histories, the edge cases, the bounded windows and what drops them."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from strom.coordinator.group.lag_health import (
+    Commit,
+    GroupStatus,
+    HealthRules,
+    LagHistory,
+    PartitionStatus,
+    evaluate_group,
+    evaluate_partition,
+    group_status,
+    record,
+)
+
+WINDOW = 5
+
+
+def history(*rows: tuple[int, int, int]) -> list[Commit]:
+    """(offset, time_ms, log end offset) rows."""
+    return [Commit(offset, time_ms, log_end) for offset, time_ms, log_end in rows]
+
+
+def status(commits: list[Commit], log_end: int | None, now_ms: int,
+           window: int = WINDOW) -> PartitionStatus:
+    return evaluate_partition("t", 0, commits, log_end, now_ms, window).status
+
+
+def steady(lags: list[int], step: int = 100, every_ms: int = 1000) -> list[Commit]:
+    """Commits every `every_ms`, the offset moving `step` each time, with these lags."""
+    return [Commit(i * step, i * every_ms, i * step + lag) for i, lag in enumerate(lags)]
+
+
+def test_consumer_keeping_up_is_ok() -> None:
+    commits = steady([0, 0, 0, 0, 0])
+    assert status(commits, commits[-1].offset, 4500) is PartitionStatus.OK
+
+
+def test_lag_zero_anywhere_in_the_window_is_ok() -> None:
+    commits = steady([5, 6, 0, 7, 8])
+    assert status(commits, commits[-1].log_end, 4500) is PartitionStatus.OK
+
+
+def test_lag_never_going_down_is_warn() -> None:
+    commits = steady([5, 6, 6, 7, 9])
+    assert status(commits, commits[-1].log_end, 4500) is PartitionStatus.WARN
+
+
+def test_lag_going_down_once_is_ok() -> None:
+    commits = steady([5, 6, 4, 7, 9])
+    assert status(commits, commits[-1].log_end, 4500) is PartitionStatus.OK
+
+
+def test_same_offset_committed_with_lag_is_stall() -> None:
+    commits = [Commit(100, i * 1000, 150 + i) for i in range(5)]
+    assert status(commits, 160, 4500) is PartitionStatus.STALL
+
+
+def test_no_commit_for_longer_than_the_window_spans_is_stop() -> None:
+    commits = steady([5, 6, 4, 7, 9])  # spans 4000 ms, the newest at 4000
+    assert status(commits, commits[-1].log_end + 50, 8001) is PartitionStatus.STOP
+    assert status(commits, commits[-1].log_end + 50, 8000) is PartitionStatus.OK
+
+
+def test_stopped_without_lag_is_ok() -> None:
+    commits = steady([5, 6, 4, 7, 0])
+    assert status(commits, commits[-1].offset, 60_000) is PartitionStatus.OK
+
+
+def test_stop_comes_before_stall() -> None:
+    commits = [Commit(100, i * 1000, 150) for i in range(5)]
+    assert status(commits, 150, 4500) is PartitionStatus.STALL
+    assert status(commits, 150, 9000) is PartitionStatus.STOP
+
+
+def test_offset_going_backwards_is_rewind() -> None:
+    commits = history((100, 0, 200), (200, 1000, 300), (50, 2000, 300), (80, 3000, 310),
+                      (120, 4000, 320))
+    assert status(commits, 320, 4500) is PartitionStatus.REWIND
+
+
+def test_rewind_even_if_the_lag_was_zero_before_it() -> None:
+    commits = history((100, 0, 100), (200, 1000, 200), (50, 2000, 210), (60, 3000, 220),
+                      (70, 4000, 230))
+    assert status(commits, 230, 4500) is PartitionStatus.REWIND
+
+
+def test_rewind_recovered_falls_back_to_the_other_rules() -> None:
+    commits = history((100, 0, 200), (200, 1000, 300), (50, 2000, 300), (250, 3000, 310),
+                      (260, 4000, 320))
+    assert status(commits, 320, 4500) is PartitionStatus.OK
+
+
+def test_rewind_with_no_lag_now_is_ok() -> None:
+    commits = history((100, 0, 200), (200, 1000, 300), (50, 2000, 300), (60, 3000, 310),
+                      (70, 4000, 320))
+    assert status(commits, 70, 4500) is PartitionStatus.OK
+
+
+def test_fewer_commits_than_the_window_are_not_evaluated() -> None:
+    commits = [Commit(100, i * 1000, 150) for i in range(4)]
+    health = evaluate_partition("t", 0, commits, 150, 60_000, WINDOW)
+    assert health.status is PartitionStatus.OK
+    assert not health.evaluated
+    assert health.reason == "4 of 5 commits"
+    assert health.lag == 50
+
+
+def test_never_committed_is_not_evaluated() -> None:
+    health = evaluate_partition("t", 0, [], 150, 60_000, WINDOW)
+    assert (health.status, health.evaluated, health.offset, health.lag) == (
+        PartitionStatus.OK, False, None, None)
+
+
+def test_deleted_topic_is_not_evaluated() -> None:
+    commits = [Commit(100, i * 1000, 150) for i in range(5)]
+    health = evaluate_partition("t", 0, commits, None, 60_000, WINDOW)
+    assert (health.status, health.evaluated, health.lag) == (PartitionStatus.OK, False, None)
+
+
+def test_group_status_is_the_worst_partitions() -> None:
+    assert group_status([]) is GroupStatus.OK
+    assert group_status([PartitionStatus.OK, PartitionStatus.WARN]) is GroupStatus.WARN
+    for bad in (PartitionStatus.STOP, PartitionStatus.STALL, PartitionStatus.REWIND):
+        assert group_status([PartitionStatus.WARN, bad, PartitionStatus.OK]) is GroupStatus.ERR
+
+
+def test_evaluate_group_by_topic_and_partition() -> None:
+    stalled = [Commit(100, i * 1000, 150) for i in range(5)]
+    fine = steady([0, 0, 0, 0, 0])
+    health = evaluate_group("g", {("b", 0): stalled, ("a", 1): fine, ("a", 0): []},
+                            {("b", 0): 150, ("a", 1): 400}, 4500, WINDOW)
+    assert health.status is GroupStatus.ERR
+    assert [(p.topic, p.partition, p.status) for p in health.partitions] == [
+        ("a", 0, PartitionStatus.OK), ("a", 1, PartitionStatus.OK),
+        ("b", 0, PartitionStatus.STALL)]
+    assert health.total_lag == 50
+    data = health.to_json(4500)
+    assert data["status"] == "ERR"
+    assert data["partitions"][2]["last_commit_age_ms"] == 500  # type: ignore[index]
+
+
+def test_window_is_bounded_and_close_commits_replace_the_newest() -> None:
+    rules = HealthRules(window=3, min_distance_ms=100)
+    window: deque[Commit] = deque(maxlen=rules.window)
+    for i in range(5):
+        record(window, Commit(i, i * 1000, 10), rules)
+    record(window, Commit(9, 4050, 10), rules)
+    assert [c.offset for c in window] == [2, 3, 9]
+
+
+def test_rules_need_two_commits() -> None:
+    with pytest.raises(ValueError):
+        HealthRules(window=1)
+
+
+def test_history_drops_groups_and_partitions() -> None:
+    history_ = LagHistory(HealthRules(window=2, min_distance_ms=0))
+    for i in range(4):
+        history_.record("g", "t", 0, Commit(i, i, 10))
+        history_.record("g", "t", 1, Commit(i, i, 10))
+        history_.record("h", "t", 0, Commit(i, i, 10))
+    assert [c.offset for c in history_.windows("g")[("t", 0)]] == [2, 3]
+    history_.drop_partitions("g", [("t", 0)])
+    assert list(history_.windows("g")) == [("t", 1)]
+    history_.keep("g", [("t", 0)])
+    assert "g" not in history_.groups()
+    history_.drop_group("h")
+    assert history_.groups() == []
+    assert history_.evaluate("h", {}, 0).partitions == ()
