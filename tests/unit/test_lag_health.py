@@ -174,3 +174,18 @@ def test_history_drops_groups_and_partitions() -> None:
     history_.drop_group("h")
     assert history_.groups() == []
     assert history_.evaluate("h", {}, 0).partitions == ()
+
+
+def test_broker_settings() -> None:
+    from pathlib import Path
+
+    from strom.broker.state import lag_rules
+    from strom.config.broker import BrokerConfig
+    from strom.config.topic import ConfigError
+
+    config = BrokerConfig.build(Path("."), "localhost", 9092, {
+        "lag.health.window.commits": "4", "lag.health.min.distance.ms": "0"})
+    assert lag_rules(config) == HealthRules(window=4, min_distance_ms=0)
+    assert lag_rules(BrokerConfig()) == HealthRules(window=10, min_distance_ms=1000)
+    with pytest.raises(ConfigError, match="at least 2"):
+        BrokerConfig.build(Path("."), "localhost", 9092, {"lag.health.window.commits": "1"})

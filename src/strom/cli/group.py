@@ -39,6 +39,7 @@ from strom.cli.common import (
     wait,
     warn,
 )
+from strom.cli.group_health import health
 from strom.cli.group_offsets import (
     Partition,
     committed_offsets,
@@ -65,10 +66,12 @@ TYPES: Final = {"classic": ConsumerGroupType.CLASSIC, "consumer": ConsumerGroupT
 
 @click.group()
 def group() -> None:
-    """List, describe and delete consumer groups; reset their committed offsets."""
+    """List, describe and delete consumer groups; reset their committed offsets; evaluate
+    their consumer-lag health."""
 
 
 group.add_command(reset_offsets)
+group.add_command(health)
 
 
 # --- list ---------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ _PER_LISTENER_PREFIXES: Final = ("ssl.", "sasl.", "connections.max.reauth.ms")
 _AT_LEAST_ONE: Final = frozenset({"broker.heartbeat.interval.ms", "broker.session.timeout.ms",
                                   "acl.refresh.interval.ms", "quota.window.num",
                                   "quota.window.size.seconds", "quota.refresh.interval.ms",
-                                  "lag.health.window.commits", "storage.statement.timeout.ms",
+                                  "storage.statement.timeout.ms",
                                   "socket.connection.setup.timeout.ms", "request.timeout.ms",
                                   "offsets.topic.replication.factor",
                                   "transaction.state.log.replication.factor"})
@@ -209,6 +209,9 @@ def _check_broker_value(name: str, broker_name: str, value: str) -> None:
         pass
     elif BROKER_SETTINGS[broker_name] in ("true", "false"):
         _bool(value)
+    elif broker_name == "lag.health.window.commits" and _int(value) < 2:
+        raise ConfigError(f"{name}: must be at least 2 (a trend needs two commits), not "
+                          f"{value.strip()}")
     elif _int(value) < 1 and broker_name in _AT_LEAST_ONE:
         raise ConfigError(f"{name}: must be at least 1, not {value.strip()}")
     elif _int(value) > SHORT_MAX and broker_name in _SHORT:
