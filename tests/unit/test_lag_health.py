@@ -189,3 +189,27 @@ def test_broker_settings() -> None:
     assert lag_rules(BrokerConfig()) == HealthRules(window=10, min_distance_ms=1000)
     with pytest.raises(ConfigError, match="at least 2"):
         BrokerConfig.build(Path("."), "localhost", 9092, {"lag.health.window.commits": "1"})
+
+
+# docs/operations.md's examples: (offset, lag) per commit one second apart, the high watermark
+# now, how long after the newest commit, the status.
+EXAMPLES = [
+    ([(100, 0), (200, 0), (300, 0), (400, 0), (500, 0)], 500, 500, PartitionStatus.OK),
+    ([(0, 5), (100, 6), (200, 0), (300, 7), (400, 8)], 408, 500, PartitionStatus.OK),
+    ([(0, 5), (100, 6), (200, 6), (300, 7), (400, 9)], 409, 500, PartitionStatus.WARN),
+    ([(0, 5), (100, 6), (200, 4), (300, 7), (400, 9)], 409, 500, PartitionStatus.OK),
+    ([(100, 50), (100, 51), (100, 52), (100, 53), (100, 54)], 160, 500,
+     PartitionStatus.STALL),
+    ([(0, 5), (100, 6), (200, 4), (300, 7), (400, 9)], 459, 4100, PartitionStatus.STOP),
+    ([(100, 100), (200, 100), (50, 250), (80, 230), (120, 200)], 320, 500,
+     PartitionStatus.REWIND),
+    ([(100, 100), (200, 100), (50, 250), (250, 60), (260, 60)], 320, 500,
+     PartitionStatus.OK),
+]
+
+
+@pytest.mark.parametrize(("rows", "high_watermark", "after_ms", "expected"), EXAMPLES)
+def test_documented_examples(rows: list[tuple[int, int]], high_watermark: int, after_ms: int,
+                             expected: PartitionStatus) -> None:
+    commits = [Commit(offset, i * 1000, offset + lag) for i, (offset, lag) in enumerate(rows)]
+    assert status(commits, high_watermark, commits[-1].time_ms + after_ms) is expected

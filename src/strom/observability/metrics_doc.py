@@ -65,6 +65,12 @@ What is measured, and how:
   has loaded: state, members, committed offsets, and the lag of each committed partition
   this broker serves (log end offset minus committed offset; none for partitions another
   broker leads).
+- **Consumer-lag health** (`strom_consumer_group_status`, `..._partition_status`) is the
+  evaluation of docs/operations.md ("Consumer-lag health") over each group partition's window
+  of its last commits, which the coordinator keeps in memory: the group's series carry every
+  status (OK, WARN, ERR), 1 for the current one and 0 for the others, so
+  `strom_consumer_group_status{status="ERR"} == 1` alerts; a partition has one series, its
+  status (OK, WARN, STOP, STALL, REWIND) as the label, value 1.
 - **Process** metrics (`process_*`) are prometheus-client's process collector (Linux).
 - Counts are kept as plain numbers on the event loop (no lock per request) and turned into
   Prometheus families at scrape time, so counters have no `_created` series.
