@@ -213,3 +213,38 @@ def test_documented_examples(rows: list[tuple[int, int]], high_watermark: int, a
                              expected: PartitionStatus) -> None:
     commits = [Commit(offset, i * 1000, offset + lag) for i, (offset, lag) in enumerate(rows)]
     assert status(commits, high_watermark, commits[-1].time_ms + after_ms) is expected
+
+
+def test_group_runtime_records_commits_with_the_high_watermark(tmp_path: object) -> None:
+    import asyncio
+    from pathlib import Path
+
+    from strom.broker.group_runtime import GroupRuntime
+    from strom.config.broker import BrokerConfig
+    from strom.coordinator.group.model import GroupConfig
+    from strom.protocol.record_builder import build_batch
+    from strom.storage.api import AppendBatch
+    from strom.storage.memory.engine import MemoryEngine
+
+    async def body() -> None:
+        assert isinstance(tmp_path, Path)
+        engine = MemoryEngine(BrokerConfig.build(tmp_path, "127.0.0.1", 0, {}))
+        await engine.open()
+        clock = iter(range(0, 100_000, 1000))
+        runtime = GroupRuntime(engine, GroupConfig(offsets_topic_partitions=1),
+                               engine.config.node_id, clock=lambda: next(clock),
+                               lag_rules=HealthRules(window=2, min_distance_ms=0))
+        try:
+            await engine.create_topic("t", 1, {}, engine.config.node_id)
+            data = build_batch([(None, b"x", (), 0)] * 4)
+            await engine.partition("t", 0).append([AppendBatch(bytearray(data), 4, 0, 0)])
+            for offset in (1, 2, 3):
+                await runtime.record_commits("g", [("t", 0, offset),
+                                                   ("missing", 0, offset)])
+            windows = runtime.lag_history.windows("g")
+            assert list(windows) == [("t", 0)]  # a partition that does not exist is left out
+            assert [(c.offset, c.log_end) for c in windows[("t", 0)]] == [(2, 4), (3, 4)]
+        finally:
+            await engine.close()
+
+    asyncio.run(body())
