@@ -281,6 +281,10 @@ def test_handler_runtime_and_restart(tmp_path: Path) -> None:
         await plog.append([AppendBatch(marker, 1, 0, 0)])
         await broker.groups.complete_txn(partition, PID, True)
         assert committed(broker.groups.core("g")) == {("t", 0): 5, ("t", 1): 6}
+        # the committed transaction's offsets join the consumer-lag health windows
+        windows = broker.groups.lag_history.windows("g")
+        assert {tp: [c.offset for c in w] for tp, w in windows.items()} == {
+            ("t", 0): [5], ("t", 1): [6]}
         # an open transaction at shutdown
         assert await call(broker, request("g", ("t", 0, 9))) == {("t", 0): 0}
         fake.error = E.invalid_txn_state

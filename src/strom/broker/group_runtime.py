@@ -11,7 +11,6 @@ which raise CoordinatorError for a group whose shard is not served here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -158,8 +157,12 @@ class GroupRuntime:
             return
         shard = self.runtime.shard(partition)
         step = shard.core.complete_txn(partition, producer_id, commit, self.runtime.clock())
-        with contextlib.suppress(CoordinatorError):  # a failed write reloads the shard
+        try:
             await self._apply(shard, step)
+        except CoordinatorError:  # a failed write reloads the shard
+            return
+        for group_id, offsets in groupby(step.result or (), key=lambda c: c[0]):
+            await self.record_commits(group_id, [c[1:] for c in offsets])
 
     # -- the runtime's host ---------------------------------------------------------------
 

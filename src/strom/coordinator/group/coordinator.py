@@ -112,12 +112,14 @@ class GroupCoordinator:
         return self._step(txn_offsets.commit_txn_offsets(self._ctx, req))
 
     def complete_txn(self, partition: int, producer_id: int, commit: bool, now_ms: int,
-                     ) -> Step[None]:
+                     ) -> Step[list[tuple[str, str, int, int]]]:
         """The producer's COMMIT or ABORT marker is in `__consumer_offsets` partition
-        `partition`: its pending offsets there become committed or go away."""
+        `partition`: its pending offsets there become committed or go away. The result: the
+        (group, topic, partition, offset) committed."""
         self._begin(now_ms)
-        txn_offsets.complete_txn(self._ctx, partition, producer_id, commit)
-        return self._step(None)
+        applied: list[tuple[str, str, int, int]] = []
+        txn_offsets.complete_txn(self._ctx, partition, producer_id, commit, applied)
+        return self._step(applied)
 
     def unstable_offsets(self, group_id: str) -> set[TopicPartition]:
         """The group's partitions with offsets of an open transaction."""

@@ -53,10 +53,11 @@ def commit_txn_offsets(ctx: Context, req: TxnCommitRequest) -> CommitResult:
     return CommitResult(tuple(errors))
 
 
-def complete_txn(ctx: Context, partition: int, producer_id: int, commit: bool) -> list[str]:
+def complete_txn(ctx: Context, partition: int, producer_id: int, commit: bool,
+                 applied: list[tuple[str, str, int, int]] | None = None) -> list[str]:
     """The producer's marker on `partition`: its pending offsets become committed (if newer
-    than the committed ones) or go away. Returns the groups it touched. Writes nothing: the
-    marker is the record."""
+    than the committed ones) or go away. Returns the groups it touched; `applied` gets each
+    (group, topic, partition, offset) committed. Writes nothing: the marker is the record."""
     touched = []
     for group_id, offsets in ctx.txn.take(partition, producer_id).items():
         touched.append(group_id)
@@ -68,6 +69,8 @@ def complete_txn(ctx: Context, partition: int, producer_id: int, commit: bool) -
         for tp, pending in offsets.items():
             if ctx.txn.replaces(group_id, tp, pending, tp in group.offsets):
                 group.offsets[tp] = pending.offset
+                if applied is not None:
+                    applied.append((group_id, tp[0], tp[1], pending.offset.offset))
     return touched
 
 
