@@ -142,6 +142,8 @@ def test_strom_group_health_samples_from_the_client(broker: EmbeddedBroker, topi
     assert by_group[stalled]["status"] == "ERR"
     [partition] = by_group[stalled]["partitions"]
     assert (partition["status"], partition["lag"], partition["offset"]) == ("STALL", 6, 4)
+    assert partition["last_commit_age_ms"] >= 100  # unmoved over 3 samples 50 ms apart
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert ok in result.stdout and "STALL" in result.stdout
+    assert "offset unchanged for" in result.stdout

@@ -72,17 +72,41 @@ def sample(admin: AdminClient, client: ClientOptions, groups: list[str], now_ms:
                 commits.append(Commit(offset, now_ms, end))
 
 
-def health_table(results: list[GroupHealth], now_ms: int) -> Table:
+def as_json(result: GroupHealth, windows: Windows, now_ms: int) -> dict[str, object]:
+    """The group's evaluation; each partition's `last_commit_age_ms` is how long its offset
+    has not moved over the samples (OffsetFetch carries no commit time)."""
+    data = result.to_json(now_ms)
+    for partition, p in zip(data["partitions"], result.partitions,  # type: ignore[call-overload]
+                            strict=True):
+        since = unchanged_since(windows.get(result.group, {}).get((p.topic, p.partition), []))
+        partition["last_commit_age_ms"] = None if since is None else now_ms - since
+    return data
+
+
+def unchanged_since(commits: list[Commit]) -> int | None:
+    """When the newest offset was first sampled (the offset has not moved since)."""
+    if not commits:
+        return None
+    since = commits[-1].time_ms
+    for c in reversed(commits):
+        if c.offset != commits[-1].offset:
+            break
+        since = c.time_ms
+    return since
+
+
+def health_table(results: list[GroupHealth], windows: Windows, now_ms: int) -> Table:
     table = Table("group", "status", "topic", "partition", "partition status", "offset", "lag",
-                  "last commit age", "why")
+                  "offset unchanged for", "why")
     for result in results:
         if not result.partitions:
             table.add_row(*row(result.group, result.status, "-", "-", "-", "-", "-", "-",
                                "no committed offsets"))
         for p in result.partitions:
-            age = None if p.last_commit_ms is None else f"{(now_ms - p.last_commit_ms) / 1000:g}s"
+            since = unchanged_since(windows.get(result.group, {}).get((p.topic, p.partition), []))
+            age = "-" if since is None else f"{(now_ms - since) / 1000:g}s"
             table.add_row(*row(result.group, result.status, p.topic, p.partition, p.status,
-                               dash(p.offset), dash(p.lag), age or "-", p.reason))
+                               dash(p.offset), dash(p.lag), age, p.reason))
     return table
 
 
@@ -120,7 +144,7 @@ def health(groups: tuple[str, ...], samples: int, interval: float, output: str,
         click.echo(f"sample {index + 1}/{samples}", err=True)
     results = [evaluate_group(g, windows.get(g, {}), ends, now_ms, samples) for g in wanted]
     if output == "json":
-        click.echo(json.dumps({"samples": samples, "interval_s": interval,
-                               "groups": [r.to_json(now_ms) for r in results]}, indent=2))
+        click.echo(json.dumps({"samples": samples, "interval_s": interval, "groups": [
+            as_json(r, windows, now_ms) for r in results]}, indent=2))
         return
-    console().print(health_table(results, now_ms))
+    console().print(health_table(results, windows, now_ms))
