@@ -29,6 +29,8 @@ from strom.cli.common import (
     Column,
     admin_client,
     client_options,
+    cluster_metadata,
+    format_ids,
     kafka_error,
     outcome,
     output_option,
@@ -155,11 +157,18 @@ def resource_option(func: Any) -> Any:
     return click.option("--topic", metavar="NAME", help="A topic's configs.")(func)
 
 
-def chosen_resource(topic: str | None, broker: int | None) -> ConfigResource:
+def chosen_resource(admin: AdminClient, client: ClientOptions, topic: str | None,
+                    broker: int | None) -> ConfigResource:
+    """The --topic or --broker resource; a broker must be in the cluster's metadata (the client
+    would otherwise wait for it until the timeout)."""
     if (topic is None) == (broker is None):
         raise click.UsageError("pass exactly one of --topic NAME or --broker ID")
     if topic is not None:
         return ConfigResource(ResourceType.TOPIC, topic)
+    brokers = sorted(cluster_metadata(admin, client).brokers)
+    if broker not in brokers:
+        raise CliError(f"broker {broker} is not in the cluster (its brokers: "
+                       f"{format_ids(brokers)}; see `strom cluster brokers`)")
     return ConfigResource(ResourceType.BROKER, str(broker))
 
 
@@ -179,9 +188,9 @@ def get(topic: str | None, broker: int | None, all_configs: bool, output: str,
     """Show the configs of a topic (--topic NAME) or a broker (--broker ID).
 
     Without --all only values that are not defaults are shown."""
-    resource = chosen_resource(topic, broker)
-    entries = shown_entries(describe_entries(admin_client(client), client, resource),
-                            all_configs)
+    admin = admin_client(client)
+    resource = chosen_resource(admin, client, topic, broker)
+    entries = shown_entries(describe_entries(admin, client, resource), all_configs)
     if output == "json":
         print_json({"resource_type": "topic" if topic is not None else "broker",
                     "resource_name": resource.name,
@@ -214,9 +223,10 @@ def get(topic: str | None, broker: int | None, all_configs: bool, output: str,
 def set_(topic: str | None, broker: int | None, pairs: tuple[str, ...],
          client: ClientOptions) -> None:
     """Set configs of a topic (--topic NAME) or a broker (--broker ID)."""
-    resource = chosen_resource(topic, broker)
     sets = parse_pairs(pairs, "KEY=VALUE")
-    alter_entries(admin_client(client), client, resource.restype, resource.name, sets, ())
+    admin = admin_client(client)
+    resource = chosen_resource(admin, client, topic, broker)
+    alter_entries(admin, client, resource.restype, resource.name, sets, ())
     click.echo(f"set {', '.join(f'{k}={v}' for k, v in sets.items())} on "
                f"{resource_label(resource)}")
 
@@ -228,10 +238,11 @@ def set_(topic: str | None, broker: int | None, pairs: tuple[str, ...],
 def delete(topic: str | None, broker: int | None, keys: tuple[str, ...],
            client: ClientOptions) -> None:
     """Remove config overrides of a topic or broker, so the defaults apply again."""
-    resource = chosen_resource(topic, broker)
     wanted = list(dict.fromkeys(k.strip() for k in keys))
     if not all(wanted):
         raise click.BadParameter("a key must not be empty", param_hint="KEY")
-    alter_entries(admin_client(client), client, resource.restype, resource.name, {}, wanted)
+    admin = admin_client(client)
+    resource = chosen_resource(admin, client, topic, broker)
+    alter_entries(admin, client, resource.restype, resource.name, {}, wanted)
     click.echo(f"deleted {', '.join(wanted)} from {resource_label(resource)} "
                "(the defaults apply)")
