@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,6 +143,46 @@ def test_topic_list_and_describe_json(broker: EmbeddedBroker, topic: str) -> Non
     assert isinstance(partitions[0]["replicas"], list) and partitions[0]["leader"] is not None
     assert [c["name"] for c in described["configs"]] == ["retention.ms"]
     assert described["configs"][0]["value"] == "3600000"
+
+
+def test_produce_from_a_file(broker: EmbeddedBroker, topic: str, tmp_path: Path) -> None:
+    source = tmp_path / "records.txt"
+    source.write_text("".join(f"k{i}:v{i}\n" for i in range(50)), encoding="utf-8")
+    result = run(broker, "produce", topic, "--file", str(source), "--key-separator", ":")
+    assert "50" in result.stderr and result.stdout == ""
+    described = as_json(broker, "topic", "describe", topic)
+    assert sum(p["records"] for p in described["partitions"]) == 50
+
+    both = run(broker, "produce", topic, "--file", str(source), "--value", "x", code=2)
+    assert "pass --value or --file, not both" in both.stderr
+    missing = run(broker, "produce", topic, "--file", str(tmp_path / "none.txt"), code=2)
+    assert "does not exist" in missing.stderr
+
+
+def test_cluster_json(broker: EmbeddedBroker, topic: str) -> None:
+    node = broker.server.config.node_id
+    status = as_json(broker, "cluster", "status")
+    assert status["controller"] == node and status["partitions"] >= 2
+    assert [b["broker"] for b in status["brokers"]] == [node]
+    assert status["brokers"][0]["controller"] is True
+    assert isinstance(status["brokers"][0]["port"], int)
+    brokers = as_json(broker, "cluster", "brokers")["brokers"]
+    assert [(b["broker"], b["port"]) for b in brokers] == [(node, broker.port)]
+    placement = as_json(broker, "cluster", "placement", topic)["partitions"]
+    assert placement == [
+        {"topic": topic, "partition": p, "leader": node, "replicas": [node], "in_sync": [node]}
+        for p in (0, 1)]
+    leases = as_json(broker, "cluster", "leases", topic)
+    assert [(p["partition"], p["leader"], p["moving_to"]) for p in leases["partitions"]] == [
+        (0, node, None), (1, node, None)]
+    assert leases["brokers"][0]["leads"] >= 2
+
+
+def test_quota_and_user_lists_json(broker: EmbeddedBroker) -> None:
+    run(broker, "quota", "set", "--user", "json-alice", "--producer-byte-rate", "1048576")
+    quotas = as_json(broker, "quota", "list")["quotas"]
+    assert {"entity": {"user": "json-alice"}, "values": {"producer_byte_rate": 1048576}} in quotas
+    assert as_json(broker, "user", "list") == {"users": []}
 
 
 # --- completion ---------------------------------------------------------------------------

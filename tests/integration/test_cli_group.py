@@ -292,6 +292,24 @@ def test_reset_to_latest(broker: EmbeddedBroker, committed_group: tuple[str, str
     assert committed(broker, group, topic) == {0: "7", 1: "5"}
 
 
+def test_reset_json_and_batched_commits(broker: EmbeddedBroker,
+                                        committed_group: tuple[str, str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    group, topic = committed_group
+    dry = reset(broker, group, "--topic", topic, "--to-latest", "--output", "json")
+    assert json.loads(dry.stdout) == {"group": group, "dry_run": True, "offsets": [
+        {"topic": topic, "partition": 0, "old_offset": 3, "new_offset": 7},
+        {"topic": topic, "partition": 1, "old_offset": 5, "new_offset": 5}]}
+    assert "dry run" in dry.stderr
+
+    monkeypatch.setattr("strom.cli.group_offsets.COMMIT_BATCH", 1)  # one request a partition
+    done = reset(broker, group, "--topic", topic, "--to-earliest", "--execute", "--output",
+                 "json")
+    assert json.loads(done.stdout)["dry_run"] is False
+    assert "committed 2 offset(s)" in done.stderr
+    assert committed(broker, group, topic) == {0: "0", 1: "0"}
+
+
 def test_reset_shift_by(broker: EmbeddedBroker, committed_group: tuple[str, str]) -> None:
     group, topic = committed_group
     reset(broker, group, "--topic", topic, "--shift-by", "-2", "--execute")

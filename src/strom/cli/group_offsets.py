@@ -297,11 +297,11 @@ def plan(admin: AdminClient, client: ClientOptions, target: Target, partitions: 
             for topic, p in partitions]
 
 
-def commit(admin: AdminClient, client: ClientOptions, group: str, resets: list[Reset],
-           batch: int = COMMIT_BATCH) -> None:
-    """Commits the new offsets (AlterConsumerGroupOffsets, `batch` partitions a request, with
+def commit(admin: AdminClient, client: ClientOptions, group: str, resets: list[Reset]) -> None:
+    """Commits the new offsets (AlterConsumerGroupOffsets, COMMIT_BATCH partitions a request, with
     a progress bar on a terminal); per-partition errors fail."""
     action = f"resetting the offsets of group {group}"
+    batch = COMMIT_BATCH
     with Progress(f"committing offsets of group {group}", len(resets)) as progress:
         for first in range(0, len(resets), batch):
             chunk = resets[first:first + batch]
