@@ -5,6 +5,7 @@ surviving a restart, and ACLs made at one broker applied at another over Postgre
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -101,6 +102,13 @@ def test_the_cli_adds_lists_and_removes(authz_broker: EmbeddedBroker) -> None:
     listed = runner.invoke(cli, ["acl", "list", "--topic", "orders", *b])
     assert listed.exit_code == 0, listed.output
     assert "orders" in listed.output and "billing" not in listed.output
+    as_json = runner.invoke(cli, ["acl", "list", "--topic", "orders", "--output", "json", *b])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["acls"] == [
+        {"resource": "TOPIC", "name": "orders", "pattern": "LITERAL", "principal": "User:alice",
+         "host": "*", "operation": op, "permission": "ALLOW"} for op in ("DESCRIBE", "READ")]
+    empty = runner.invoke(cli, ["acl", "list", "--topic", "none", "--output", "json", *b])
+    assert json.loads(empty.stdout) == {"acls": []} and "no ACLs" in empty.stderr
     done = runner.invoke(cli, ["acl", "remove", "--topic", "orders", "--force", *b])
     assert done.exit_code == 0 and "removed 2 ACLs" in done.output, done.output
     admin = AdminClient({"bootstrap.servers": authz_broker.bootstrap_servers})

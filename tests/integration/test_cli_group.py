@@ -6,6 +6,7 @@ join, consume and commit synchronously.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -181,6 +182,33 @@ def test_describe_shows_offsets_and_lag(broker: EmbeddedBroker,
     assert offsets_of(described, topic) == {0: ["3", "7", "4", "-"], 1: ["5", "5", "0", "-"]}
 
 
+def test_list_and_describe_json(broker: EmbeddedBroker,
+                                committed_group: tuple[str, str]) -> None:
+    group, topic = committed_group
+    listed = json.loads(run(broker, "group", "list", "--output", "json").stdout)
+    assert [g for g in listed["groups"] if g["group"] == group] == [
+        {"group": group, "type": "classic", "state": "Empty", "protocol_type": "consumer"}]
+    # --names-only is a table shortcut: with --output json the document is printed
+    assert json.loads(run(broker, "group", "list", "--names-only", "--output", "json").stdout
+                      ) == listed
+
+    described = json.loads(run(broker, "group", "describe", group, "--output", "json").stdout)
+    [one] = described["groups"]
+    assert (one["group"], one["state"], one["type"], one["members"]) == (
+        group, "Empty", "classic", [])
+    assert one["coordinator"]["id"] >= 0 and isinstance(one["coordinator"]["port"], int)
+    assert [o for o in one["offsets"] if o["topic"] == topic] == [
+        {"topic": topic, "partition": 0, "committed_offset": 3, "log_end_offset": 7, "lag": 4,
+         "member": None},
+        {"topic": topic, "partition": 1, "committed_offset": 5, "log_end_offset": 5, "lag": 0,
+         "member": None}]
+
+    missing = run(broker, "group", "describe", group, f"{group}-none", "--output", "json",
+                  code=1)
+    assert [g["group"] for g in json.loads(missing.stdout)["groups"]] == [group]
+    assert f"{group}-none" in missing.stderr
+
+
 def test_describe_an_active_group(broker: EmbeddedBroker,
                                   committed_group: tuple[str, str]) -> None:
     group, topic = committed_group
@@ -189,6 +217,7 @@ def test_describe_an_active_group(broker: EmbeddedBroker,
         c.subscribe([topic])
         read(c, 4)  # the 4 records after the committed offsets: the member is assigned both
         described = run(broker, "group", "describe", group).stdout
+        as_json = run(broker, "group", "describe", group, "--output", "json").stdout
     finally:
         c.close()
     assert "state: Stable" in described and "assignor: range" in described
@@ -198,6 +227,14 @@ def test_describe_an_active_group(broker: EmbeddedBroker,
     assert len(members) == 1, described
     member_id, instance_id, client_id, _host, assigned = members[0]
     assert (instance_id, client_id, assigned) == ("-", "cli-test-client", f"{topic}:0,1")
+    [shown] = json.loads(as_json)["groups"]
+    [member] = shown["members"]
+    assert (member["member_id"], member["instance_id"], member["client_id"]) == (
+        member_id, None, "cli-test-client")
+    assert member["assigned_partitions"] == [{"topic": topic, "partition": 0},
+                                             {"topic": topic, "partition": 1}]
+    assert {o["partition"]: o["member"] for o in shown["offsets"]} == {0: member_id,
+                                                                       1: member_id}
     rows = offsets_of(described, topic)
     assert rows[0][3] == member_id and rows[1][3] == member_id
 
@@ -253,6 +290,24 @@ def test_reset_to_latest(broker: EmbeddedBroker, committed_group: tuple[str, str
     group, topic = committed_group
     reset(broker, group, "--all-topics", "--to-latest", "--execute")
     assert committed(broker, group, topic) == {0: "7", 1: "5"}
+
+
+def test_reset_json_and_batched_commits(broker: EmbeddedBroker,
+                                        committed_group: tuple[str, str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    group, topic = committed_group
+    dry = reset(broker, group, "--topic", topic, "--to-latest", "--output", "json")
+    assert json.loads(dry.stdout) == {"group": group, "dry_run": True, "offsets": [
+        {"topic": topic, "partition": 0, "old_offset": 3, "new_offset": 7},
+        {"topic": topic, "partition": 1, "old_offset": 5, "new_offset": 5}]}
+    assert "dry run" in dry.stderr
+
+    monkeypatch.setattr("strom.cli.group_offsets.COMMIT_BATCH", 1)  # one request a partition
+    done = reset(broker, group, "--topic", topic, "--to-earliest", "--execute", "--output",
+                 "json")
+    assert json.loads(done.stdout)["dry_run"] is False
+    assert "committed 2 offset(s)" in done.stderr
+    assert committed(broker, group, topic) == {0: "0", 1: "0"}
 
 
 def test_reset_shift_by(broker: EmbeddedBroker, committed_group: tuple[str, str]) -> None:

@@ -23,9 +23,16 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
-from rich.table import Table
 
-from strom.cli.common import ClientOptions, CliError, admin_client, client_options, console, fail
+from strom.cli.common import (
+    ClientOptions,
+    CliError,
+    admin_client,
+    client_options,
+    fail,
+    output_option,
+    render,
+)
 from strom.config.text import plural
 
 CLUSTER: Final = "kafka-cluster"
@@ -107,9 +114,10 @@ def _bindings(resources: list[tuple[ResourceType, str]], pattern: ResourcePatter
 @acl.command()
 @_resource_options
 @_principal_options
+@output_option
 @client_options
 def add(client: ClientOptions, topic: tuple[str, ...], group: tuple[str, ...], cluster: bool,
-        transactional_id: tuple[str, ...], resource_pattern_type: str | None,
+        transactional_id: tuple[str, ...], resource_pattern_type: str | None, output: str,
         **options: Any) -> None:
     """Adds ALLOW or DENY ACLs for principals on resources."""
     resources = _resources(topic, group, cluster, transactional_id)
@@ -128,17 +136,18 @@ def add(client: ClientOptions, topic: tuple[str, ...], group: tuple[str, ...], c
             future.result()
         except Exception as exc:
             raise fail(exc, client, action="adding ACLs") from None
-    click.echo(f"added {plural(len(bindings), 'ACL')}")
-    _print(bindings)
+    click.echo(f"added {plural(len(bindings), 'ACL')}", err=output == "json")
+    _print(bindings, output)
 
 
 @acl.command("list")
 @_resource_options
 @click.option("--principal", default=None, metavar="TYPE:NAME")
+@output_option
 @client_options
 def list_acls(client: ClientOptions, topic: tuple[str, ...], group: tuple[str, ...],
               cluster: bool, transactional_id: tuple[str, ...],
-              resource_pattern_type: str | None, principal: str | None) -> None:
+              resource_pattern_type: str | None, principal: str | None, output: str) -> None:
     """ACLs, all or those of the named resources (--resource-pattern-type match: every ACL
     that applies to the names, prefixes and '*' included)."""
     pattern = ResourcePatternType[(resource_pattern_type or "any").upper()]
@@ -154,7 +163,7 @@ def list_acls(client: ClientOptions, topic: tuple[str, ...], group: tuple[str, .
                          .result())
         except Exception as exc:
             raise fail(exc, client, action="listing ACLs") from None
-    _print(found)
+    _print(found, output)
     if not found:
         click.echo("no ACLs", err=True)
 
@@ -163,10 +172,11 @@ def list_acls(client: ClientOptions, topic: tuple[str, ...], group: tuple[str, .
 @_resource_options
 @_principal_options
 @click.option("--force", is_flag=True, help="Accepted for kafka-acls compatibility.")
+@output_option
 @client_options
 def remove(client: ClientOptions, topic: tuple[str, ...], group: tuple[str, ...],
            cluster: bool, transactional_id: tuple[str, ...], resource_pattern_type: str | None,
-           force: bool, **options: Any) -> None:
+           force: bool, output: str, **options: Any) -> None:
     """Removes the ACLs matching the options (every principal's, without one)."""
     resources = _resources(topic, group, cluster, transactional_id)
     if not resources:
@@ -185,18 +195,17 @@ def remove(client: ClientOptions, topic: tuple[str, ...], group: tuple[str, ...]
             removed.extend(future.result())
         except Exception as exc:
             raise fail(exc, client, action="removing ACLs") from None
-    click.echo(f"removed {plural(len(removed), 'ACL')}")
-    _print(removed)
+    click.echo(f"removed {plural(len(removed), 'ACL')}", err=output == "json")
+    _print(removed, output)
 
 
-def _print(bindings: list[Any]) -> None:
-    if not bindings:
+def _print(bindings: list[Any], output: str) -> None:
+    if not bindings and output == "table":
         return
-    table = Table("resource", "name", "pattern", "principal", "host", "operation",
-                  "permission")
-    for b in sorted(bindings, key=lambda b: (b.restype.name, b.name, b.principal,
-                                             b.operation.name)):
-        rtype = "CLUSTER" if b.restype is ResourceType.BROKER else b.restype.name
-        table.add_row(rtype, b.name, b.resource_pattern_type.name, b.principal, b.host,
-                      b.operation.name, b.permission_type.name)
-    console().print(table)
+    ordered = sorted(bindings, key=lambda b: (b.restype.name, b.name, b.principal,
+                                              b.operation.name))
+    render(output, ["resource", "name", "pattern", "principal", "host", "operation",
+                    "permission"],
+           (["CLUSTER" if b.restype is ResourceType.BROKER else b.restype.name, b.name,
+             b.resource_pattern_type.name, b.principal, b.host, b.operation.name,
+             b.permission_type.name] for b in ordered), key="acls")

@@ -23,7 +23,10 @@ from strom.cli.common import (
     client_options,
     cluster_metadata,
     console,
-    format_ids,
+    output_option,
+    print_json,
+    records,
+    render,
     row,
     timeouts,
     topic_partitions,
@@ -49,53 +52,66 @@ def _leaders(metadata: Any) -> Counter[int]:
 
 
 @cluster.command()
+@output_option
 @client_options
-def status(client: ClientOptions) -> None:
+def status(output: str, client: ClientOptions) -> None:
     """The cluster id, its controller and its brokers with the leaders each holds."""
     admin, described = _description(client)
     metadata = cluster_metadata(admin, client)
     leaders = _leaders(metadata)
     partitions = sum(leaders.values())
     controller = described.controller.id if described.controller is not None else None
+    nodes = sorted(described.nodes, key=lambda n: n.id)
+    unled = sum(count for leader, count in leaders.items() if leader < 0)
+    if output == "json":
+        print_json({"cluster_id": described.cluster_id, "controller": controller,
+                    "topics": len(metadata.topics), "partitions": partitions,
+                    "partitions_without_leader": unled,
+                    "brokers": records(["broker", "host", "port", "rack", "leaders", "controller"],
+                                       ([n.id, n.host, n.port, n.rack or None,
+                                         leaders.get(n.id, 0), n.id == controller]
+                                        for n in nodes))})
+        return
     click.echo(f"cluster {described.cluster_id}: {plural(len(described.nodes), 'broker')}, "
                f"{plural(len(metadata.topics), 'topic')}, {plural(partitions, 'partition')}; "
                f"controller {controller if controller is not None else 'unknown'}")
     table = Table("broker", "host:port", "rack", "leaders", "controller")
-    for node in sorted(described.nodes, key=lambda n: n.id):
+    for node in nodes:
         table.add_row(*row(node.id, f"{node.host}:{node.port}", node.rack or "-",
                            leaders.get(node.id, 0), "yes" if node.id == controller else ""))
-    unled = sum(count for leader, count in leaders.items() if leader < 0)
     console().print(table)
     if unled:
         click.echo(f"{plural(unled, 'partition')} without a leader", err=True)
 
 
 @cluster.command()
+@output_option
 @client_options
-def brokers(client: ClientOptions) -> None:
+def brokers(output: str, client: ClientOptions) -> None:
     """The live brokers."""
     _, described = _description(client)
-    table = Table("broker", "host", "port", "rack")
-    for node in sorted(described.nodes, key=lambda n: n.id):
-        table.add_row(*row(node.id, node.host, node.port, node.rack or "-"))
-    console().print(table)
+    render(output, ["broker", "host", "port", "rack"],
+           ([n.id, n.host, n.port, n.rack or None]
+            for n in sorted(described.nodes, key=lambda n: n.id)), key="brokers")
 
 
 @cluster.command()
 @click.argument("topics", nargs=-1)
+@output_option
 @client_options
-def placement(topics: tuple[str, ...], client: ClientOptions) -> None:
+def placement(topics: tuple[str, ...], output: str, client: ClientOptions) -> None:
     """Each partition's leader, replicas and in-sync replicas (of TOPICS, or every topic)."""
     metadata = cluster_metadata(admin_client(client), client)
     names = list(topics) or sorted(metadata.topics)
-    table = Table("topic", "partition", "leader", "replicas", "in-sync")
+    rows: list[list[object]] = []
     for name in names:
         indexes = topic_partitions(metadata, name)  # an unknown topic is an error
         for index in indexes:
             p = metadata.topics[name].partitions[index]
-            table.add_row(*row(name, index, p.leader if p.leader >= 0 else "none",
-                               format_ids(p.replicas), format_ids(p.isrs)))
-    console().print(table)
+            rows.append([name, index, p.leader if p.leader >= 0 else None, list(p.replicas),
+                         list(p.isrs)])
+    render(output, ["topic", "partition", "leader", "replicas", "in-sync"], rows,
+           key="partitions")
 
 
 cluster.add_command(leases)

@@ -28,6 +28,9 @@ from strom.cli.common import (
     client_options,
     console,
     format_ids,
+    output_option,
+    print_json,
+    records,
     row,
     unknown_topic_message,
 )
@@ -55,8 +58,9 @@ def target_of(reassignment: Reassignment) -> tuple[int, ...]:
 
 @click.command()
 @click.argument("topics", nargs=-1)
+@output_option
 @client_options
-def leases(topics: tuple[str, ...], client: ClientOptions) -> None:
+def leases(topics: tuple[str, ...], output: str, client: ClientOptions) -> None:
     """Who leads each partition (of TOPICS, or every topic), at which leader epoch, with its
     replicas and any move in progress; and how many of them each broker leads."""
 
@@ -74,6 +78,18 @@ def leases(topics: tuple[str, ...], client: ClientOptions) -> None:
 
     view, moving = wire_admin.run(client, session)
     led = Counter(p.leader for p in view.partitions)
+    if output == "json":
+        print_json({
+            "brokers": records(["broker", "host", "port", "rack", "leads"], (
+                [n.node_id, n.host, n.port, n.rack or None, led.get(n.node_id, 0)]
+                for n in view.brokers)),
+            "partitions": records(["topic", "partition", "leader", "epoch", "replicas",
+                                   "in-sync", "moving to"], (
+                [p.topic, p.partition, p.leader if p.leader >= 0 else None, p.epoch,
+                 list(p.replicas), list(p.isr),
+                 None if (r := moving.get((p.topic, p.partition))) is None
+                 else list(target_of(r))] for p in view.partitions))})
+        return
     brokers = Table("broker", "host:port", "rack", "leads")
     for node in view.brokers:
         brokers.add_row(*row(node.node_id, f"{node.host}:{node.port}", node.rack or "-",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,7 @@ import click
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
@@ -272,8 +274,6 @@ def bytes_to_json(data: str | bytes | None) -> str | dict[str, str] | None:
 
 def json_to_bytes(value: Any, what: str) -> bytes | None:
     """The inverse of bytes_to_json; other JSON values are encoded as compact JSON text."""
-    import json
-
     if value is None:
         return None
     if isinstance(value, str):
@@ -292,3 +292,125 @@ def bytes_to_text(data: str | bytes | None) -> str:
     if isinstance(data, str):
         return data
     return data.decode("utf-8", errors="backslashreplace")
+
+
+# --- --output table|json ------------------------------------------------------------------
+
+OUTPUT_FORMATS: Final = ("table", "json")
+
+
+def output_option(func: F) -> F:
+    """Adds `--output table|json` (table by default); the command receives `output: str`."""
+    option = click.option("--output", type=click.Choice(OUTPUT_FORMATS), default="table",
+                          show_default=True,
+                          help="A table, or one JSON document on stdout (messages stay on "
+                               "stderr).")
+    return option(func)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column: its heading in a table and its key in JSON (the heading in snake_case)."""
+
+    heading: str
+    key: str = ""
+
+    @property
+    def json_key(self) -> str:
+        return self.key or self.heading.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def columns_of(columns: Iterable[str | Column]) -> list[Column]:
+    return [c if isinstance(c, Column) else Column(c) for c in columns]
+
+
+def records(columns: Iterable[str | Column], rows: Iterable[Iterable[object]]
+            ) -> list[dict[str, object]]:
+    """Rows as JSON objects keyed by the columns' JSON keys; values kept as they are (numbers
+    stay numbers, None is null)."""
+    keys = [c.json_key for c in columns_of(columns)]
+    result = []
+    for values in rows:
+        cells = list(values)
+        if len(cells) != len(keys):
+            raise ValueError(f"a row has {len(cells)} values for {len(keys)} columns")
+        result.append(dict(zip(keys, cells, strict=True)))
+    return result
+
+
+def table_of(columns: Iterable[str | Column], rows: Iterable[Iterable[object]],
+             title: str | None = None) -> Table:
+    """A rich table of plain-text cells; None shows as `-`, booleans as yes/no."""
+    table = Table(*(c.heading for c in columns_of(columns)), title=title)
+    for values in rows:
+        table.add_row(*row(*(table_cell(v) for v in values)))
+    return table
+
+
+def table_cell(value: object) -> object:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return format_ids(value) if all(isinstance(v, int) for v in value) else ",".join(
+            str(v) for v in value) or "-"
+    return value
+
+
+def print_json(document: object) -> None:
+    """One JSON document on stdout, keys in the order given (stable), numbers as numbers."""
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+def render(output: str, columns: Iterable[str | Column], rows: Iterable[Iterable[object]],
+           *, title: str | None = None, key: str | None = None) -> None:
+    """Print rows as a table, or as a JSON array of objects (an object {key: [...]} when `key`
+    is given)."""
+    columns = columns_of(columns)
+    rows = [list(r) for r in rows]
+    if output == "json":
+        items = records(columns, rows)
+        print_json(items if key is None else {key: items})
+        return
+    console().print(table_of(columns, rows, title))
+
+
+# --- progress on stderr -------------------------------------------------------------------
+
+class Progress:
+    """A rich progress bar on stderr when stderr is a terminal; does nothing otherwise (no
+    progress noise in pipes, files or CI logs)."""
+
+    def __init__(self, description: str, total: float | None, *,
+                 enabled: bool | None = None) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        if enabled:
+            from rich import progress as rich_progress
+
+            self._bar = rich_progress.Progress(
+                rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
+                rich_progress.TaskProgressColumn(), rich_progress.MofNCompleteColumn(),
+                rich_progress.TimeElapsedColumn(),
+                console=Console(file=sys.stderr), transient=True)
+            self._task = self._bar.add_task(description, total=total)
+
+    @property
+    def enabled(self) -> bool:
+        return self._bar is not None
+
+    def __enter__(self) -> Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self, amount: float = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, amount)

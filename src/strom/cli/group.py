@@ -6,7 +6,7 @@ OffsetFetch, ListOffsets, DeleteGroups and (reset-offsets) OffsetCommit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import click
@@ -19,7 +19,6 @@ from confluent_kafka.admin import (
     OffsetSpec,
 )
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from strom.cli.common import (
@@ -29,12 +28,15 @@ from strom.cli.common import (
     client_options,
     cluster_metadata,
     console,
-    dash,
     describe_error,
     fail,
     kafka_error,
     outcome,
-    row,
+    output_option,
+    print_json,
+    records,
+    render,
+    table_of,
     timeouts,
     wait,
     warn,
@@ -117,9 +119,10 @@ def protocol_type(is_simple: bool) -> str:
               type=click.Choice(sorted(TYPES), case_sensitive=False),
               help="Only groups of this type (repeatable).")
 @click.option("-q", "--names-only", is_flag=True, help="Print only the group ids.")
+@output_option
 @client_options
 def list_(states: set[ConsumerGroupState], types: tuple[str, ...], names_only: bool,
-          client: ClientOptions) -> None:
+          output: str, client: ClientOptions) -> None:
     """List the cluster's consumer groups.
 
     Protocol type `-` marks a simple group: one whose consumers assign() partitions and
@@ -140,24 +143,24 @@ def list_(states: set[ConsumerGroupState], types: tuple[str, ...], names_only: b
     for error in errors:
         warn(f"{error} (on one of the brokers; its groups are missing below)")
     listings = sorted(result.valid or [], key=lambda g: str(g.group_id))
-    if names_only:
+    if names_only and output == "table":
         for listing in listings:
             click.echo(listing.group_id)
         return
-    table = Table("group", "type", "state", "protocol type")
-    for listing in listings:
-        table.add_row(*row(listing.group_id, type_name(getattr(listing, "type", None)),
-                           state_name(getattr(listing, "state", None)),
-                           protocol_type(listing.is_simple_consumer_group)))
-    console().print(table)
+    render(output, ["group", "type", "state", "protocol type"],
+           ([listing.group_id, type_name(getattr(listing, "type", None)),
+             state_name(getattr(listing, "state", None)),
+             protocol_type(listing.is_simple_consumer_group)] for listing in listings),
+           key="groups")
 
 
 # --- describe -----------------------------------------------------------------------------
 
 @group.command()
 @click.argument("groups", nargs=-1, required=True, callback=group_id)
+@output_option
 @client_options
-def describe(groups: tuple[str, ...], client: ClientOptions) -> None:
+def describe(groups: tuple[str, ...], output: str, client: ClientOptions) -> None:
     """Show GROUPS: state, coordinator, members and each partition's offsets and lag.
 
     Lag is the log end offset minus the committed offset."""
@@ -167,6 +170,7 @@ def describe(groups: tuple[str, ...], client: ClientOptions) -> None:
     futures = admin.describe_consumer_groups(wanted, **timeouts(client))
     out = console()
     failures = []
+    documents = []
     for name in wanted:
         try:
             description = outcome(futures[name], client)
@@ -179,47 +183,90 @@ def describe(groups: tuple[str, ...], client: ClientOptions) -> None:
         if getattr(description, "state", None) == ConsumerGroupState.DEAD and not offsets:
             failures.append(not_found_message(name))
             continue
-        print_group(out, admin, client, description, offsets)
+        shown = group_view(admin, client, description, offsets)
+        if output == "json":
+            documents.append(shown.as_json())
+        else:
+            shown.print(out)
+    if output == "json":
+        print_json({"groups": documents})
     if failures:
         raise CliError("\n".join(failures))
 
 
-def print_group(out: Console, admin: AdminClient, client: ClientOptions,
-                description: ConsumerGroupDescription,
-                offsets: Mapping[Partition, int | None]) -> None:
-    coordinator = description.coordinator
-    where = "unknown" if coordinator is None else (
-        f"{coordinator.id} ({coordinator.host}:{coordinator.port})")
-    out.print(Text(
-        f"Group: {description.group_id}  state: {state_name(getattr(description, 'state', None))}"
-        f"  type: {type_name(getattr(description, 'type', None))}"
-        f"  protocol type: {protocol_type(description.is_simple_consumer_group)}"
-        f"  assignor: {description.partition_assignor or '-'}  coordinator: {where}"))
+MEMBER_COLUMNS: Final = ["member id", "instance id", "client id", "host",
+                          "assigned partitions"]
+OFFSET_COLUMNS: Final = ["topic", "partition", "committed offset", "log end offset", "lag",
+                         "member"]
+
+
+class GroupView:
+    """What `group describe` shows of one group, as text or as JSON."""
+
+    def __init__(self, description: ConsumerGroupDescription,
+                 members: list[MemberDescription], offset_rows: list[list[object]]) -> None:
+        self.description = description
+        self.members = members
+        self.offset_rows = offset_rows
+
+    def header(self) -> dict[str, object]:
+        d = self.description
+        c = d.coordinator
+        return {"group": d.group_id, "state": state_name(getattr(d, "state", None)),
+                "type": type_name(getattr(d, "type", None)),
+                "protocol_type": protocol_type(d.is_simple_consumer_group),
+                "assignor": d.partition_assignor or None,
+                "coordinator": None if c is None else {"id": c.id, "host": c.host,
+                                                       "port": c.port}}
+
+    def member_rows(self) -> list[list[object]]:
+        return [[m.member_id, m.group_instance_id, m.client_id, m.host, assignment_text(m)]
+                for m in self.members]
+
+    def as_json(self) -> dict[str, object]:
+        members = records(MEMBER_COLUMNS, self.member_rows())
+        for member, m in zip(members, self.members, strict=True):
+            member["assigned_partitions"] = [
+                {"topic": tp.topic, "partition": tp.partition}
+                for tp in sorted(m.assignment.topic_partitions,
+                                 key=lambda tp: (tp.topic, tp.partition))]
+        return {**self.header(), "members": members,
+                "offsets": records(OFFSET_COLUMNS, self.offset_rows)}
+
+    def print(self, out: Console) -> None:
+        h = self.header()
+        c = self.description.coordinator
+        where = "unknown" if c is None else f"{c.id} ({c.host}:{c.port})"
+        out.print(Text(f"Group: {h['group']}  state: {h['state']}  type: {h['type']}"
+                       f"  protocol type: {h['protocol_type']}  assignor: {h['assignor'] or '-'}"
+                       f"  coordinator: {where}"))
+        if self.members:
+            out.print(table_of(MEMBER_COLUMNS, self.member_rows(), title="Members"))
+        else:
+            out.print(Text("No active members."))
+        if not self.offset_rows:
+            out.print(Text("No committed offsets."))
+            return
+        out.print(table_of(OFFSET_COLUMNS, self.offset_rows, title="Offsets"))
+
+
+def group_view(admin: AdminClient, client: ClientOptions, description: ConsumerGroupDescription,
+               offsets: Mapping[Partition, int | None]) -> GroupView:
     members = sorted(description.members or [], key=lambda m: str(m.member_id))
-    if members:
-        out.print(members_table(members))
-    else:
-        out.print(Text("No active members."))
     owners = {(tp.topic, tp.partition): m.member_id
               for m in members for tp in m.assignment.topic_partitions}
-    if not offsets and not owners:
-        out.print(Text("No committed offsets."))
-        return
     partitions = sorted(set(offsets) | set(owners))
-    ends, problems = log_offsets(admin, client, partitions,
-                                 OffsetSpec.latest())  # type: ignore[no-untyped-call]
-    for problem in problems:
-        warn(problem)
-    out.print(offsets_table(partitions, offsets, ends, owners))
-
-
-def members_table(members: Iterable[MemberDescription]) -> Table:
-    table = Table("member id", "instance id", "client id", "host", "assigned partitions",
-                  title="Members")
-    for m in members:
-        table.add_row(*row(m.member_id, m.group_instance_id or "-", m.client_id, m.host,
-                           assignment_text(m)))
-    return table
+    rows: list[list[object]] = []
+    if partitions:
+        ends, problems = log_offsets(admin, client, partitions,
+                                     OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        for problem in problems:
+            warn(problem)
+        for tp in partitions:
+            committed, end = offsets.get(tp), ends.get(tp)
+            lag = end - committed if committed is not None and end is not None else None
+            rows.append([tp[0], tp[1], committed, end, lag, owners.get(tp)])
+    return GroupView(description, members, rows)
 
 
 def assignment_text(member: MemberDescription) -> str:
@@ -229,18 +276,6 @@ def assignment_text(member: MemberDescription) -> str:
         by_topic.setdefault(tp.topic, []).append(tp.partition)
     return " ".join(f"{topic}:{','.join(str(p) for p in sorted(ps))}"
                     for topic, ps in sorted(by_topic.items())) or "-"
-
-
-def offsets_table(partitions: list[Partition], offsets: Mapping[Partition, int | None],
-                  ends: Mapping[Partition, int], owners: Mapping[Partition, str]) -> Table:
-    table = Table("topic", "partition", "committed offset", "log end offset", "lag", "member",
-                  title="Offsets")
-    for tp in partitions:
-        committed, end = offsets.get(tp), ends.get(tp)
-        lag = end - committed if committed is not None and end is not None else None
-        table.add_row(*row(tp[0], tp[1], dash(committed), dash(end), dash(lag),
-                           owners.get(tp, "-")))
-    return table
 
 
 # --- delete -------------------------------------------------------------------------------

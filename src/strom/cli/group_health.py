@@ -26,6 +26,7 @@ from strom.cli.common import (
     cluster_metadata,
     console,
     dash,
+    output_option,
     row,
     timeouts,
     wait,
@@ -118,8 +119,7 @@ def health_table(results: list[GroupHealth], windows: Windows, now_ms: int) -> T
 @click.option("--interval", type=click.FloatRange(min=0), default=DEFAULT_INTERVAL_S,
               show_default=True, help="Seconds between samples (at least the consumers' "
               "commit interval, or a consumer between commits looks STALL).")
-@click.option("--output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="A table, or one JSON document.")
+@output_option
 @client_options
 def health(groups: tuple[str, ...], samples: int, interval: float, output: str,
            client: ClientOptions) -> None:

@@ -21,24 +21,26 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from rich.table import Table
 
 from strom.cli.common import (
     UNKNOWN_TOPIC,
     UNREACHABLE,
     ClientOptions,
     CliError,
+    Progress,
     admin_client,
     check_partitions,
     client_options,
     cluster_metadata,
     console,
-    dash,
     describe_error,
     fail,
     kafka_error,
     outcome,
-    row,
+    output_option,
+    print_json,
+    records,
+    table_of,
     timeouts,
     topic_partitions,
     warn,
@@ -46,6 +48,7 @@ from strom.cli.common import (
 
 Partition = tuple[str, int]
 
+COMMIT_BATCH: Final = 500  # partitions an AlterConsumerGroupOffsets request commits
 INACTIVE_STATES: Final = frozenset({ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD})
 # What OffsetCommit without a member id answers while the group has members.
 ACTIVE_MEMBER_ERRORS: Final = frozenset({
@@ -295,8 +298,19 @@ def plan(admin: AdminClient, client: ClientOptions, target: Target, partitions: 
 
 
 def commit(admin: AdminClient, client: ClientOptions, group: str, resets: list[Reset]) -> None:
-    """Commits the new offsets (AlterConsumerGroupOffsets); per-partition errors fail."""
+    """Commits the new offsets (AlterConsumerGroupOffsets, COMMIT_BATCH partitions a request, with
+    a progress bar on a terminal); per-partition errors fail."""
     action = f"resetting the offsets of group {group}"
+    batch = COMMIT_BATCH
+    with Progress(f"committing offsets of group {group}", len(resets)) as progress:
+        for first in range(0, len(resets), batch):
+            chunk = resets[first:first + batch]
+            commit_batch(admin, client, group, chunk, action)
+            progress.advance(len(chunk))
+
+
+def commit_batch(admin: AdminClient, client: ClientOptions, group: str, resets: list[Reset],
+                 action: str) -> None:
     request = [ConsumerGroupTopicPartitions(
         group, [TopicPartition(r.topic, r.partition, r.new) for r in resets])]
     futures = admin.alter_consumer_group_offsets(request, **timeouts(client))
@@ -310,11 +324,16 @@ def commit(admin: AdminClient, client: ClientOptions, group: str, resets: list[R
         raise CliError("\n".join(sorted(problems)))
 
 
-def print_plan(group: str, resets: list[Reset]) -> None:
-    table = Table("topic", "partition", "old offset", "new offset", title=f"group {group}")
-    for r in resets:
-        table.add_row(*row(r.topic, r.partition, dash(r.current), r.new))
-    console().print(table)
+PLAN_COLUMNS: Final = ["topic", "partition", "old offset", "new offset"]
+
+
+def print_plan(group: str, resets: list[Reset], output: str = "table",
+               dry_run: bool = True) -> None:
+    rows = [[r.topic, r.partition, r.current, r.new] for r in resets]
+    if output == "json":
+        print_json({"group": group, "dry_run": dry_run, "offsets": records(PLAN_COLUMNS, rows)})
+        return
+    console().print(table_of(PLAN_COLUMNS, rows, title=f"group {group}"))
 
 
 def check_inactive(admin: AdminClient, client: ClientOptions, group: str, execute: bool) -> None:
@@ -361,10 +380,11 @@ def state_name(state: ConsumerGroupState | None) -> str:
               help="Move each committed offset by N (negative: back).")
 @click.option("--dry-run/--execute", "dry_run", default=True, show_default=True,
               help="Only show the new offsets, or commit them.")
+@output_option
 @client_options
 def reset_offsets(group: str, topics: list[TopicSpec], all_topics: bool, to_earliest: bool,
                   to_latest: bool, to_offset: int | None, to_datetime: int | None,
-                  to_timestamp: int | None, shift_by: int | None, dry_run: bool,
+                  to_timestamp: int | None, shift_by: int | None, dry_run: bool, output: str,
                   client: ClientOptions) -> None:
     """Move the committed offsets of GROUP (which must have no active members).
 
@@ -384,7 +404,7 @@ def reset_offsets(group: str, topics: list[TopicSpec], all_topics: bool, to_earl
     if not partitions:
         raise CliError(f"group {group} has no committed offsets (name topics with --topic)")
     resets = plan(admin, client, target, partitions, committed)
-    print_plan(group, resets)
+    print_plan(group, resets, output, dry_run)
     if dry_run:
         click.echo("dry run: nothing was changed (pass --execute to commit these offsets)",
                    err=True)

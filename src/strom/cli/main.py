@@ -10,6 +10,8 @@ from strom import __version__
 from strom.cli.acl import acl
 from strom.cli.certs import certs
 from strom.cli.cluster import cluster
+from strom.cli.completion import completion
+from strom.cli.config import config
 from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.produce import produce
@@ -35,6 +37,8 @@ cli.add_command(user)
 cli.add_command(certs)
 cli.add_command(acl)
 cli.add_command(quota)
+cli.add_command(config)
+cli.add_command(completion)
 
 
 def main() -> None:
@@ -42,4 +46,4 @@ def main() -> None:
     # import in a new working directory builds a cache there (about 1 s). The command line never
     # needs those strategies; tests that do import hypothesis before kio.
     sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
-    cli()
+    cli(prog_name="strom")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from strom.cli.common import (
     ClientOptions,
     CliError,
+    Progress,
     admin_client,
     check_partitions,
     client_options,
@@ -231,32 +234,70 @@ def produce_all(producer: Producer, topic: str, records: Iterable[tuple[int, Rec
               default="none", show_default=True)
 @click.option("--value", "values", multiple=True, metavar="VALUE",
               help="A record, parsed like a line of input (repeatable); stdin is not read.")
+@click.option("-F", "--file", "path", type=click.Path(exists=True, dir_okay=False),
+              help="Read the records from this file, one per line, instead of stdin "
+                   "(a progress bar on a terminal).")
 @client_options
 def produce(topic: str, partition: int | None, key_separator: str | None,
             headers: tuple[str, ...], fmt: str, acks: str, compression: str,
-            values: tuple[str, ...], client: ClientOptions) -> None:
-    """Send records to TOPIC, one per --value or per line of stdin."""
+            values: tuple[str, ...], path: str | None, client: ClientOptions) -> None:
+    """Send records to TOPIC, one per --value or per line of --file or stdin.
+
+    Reading a file (--file, or stdin redirected from one) shows a progress bar on stderr
+    when stderr is a terminal."""
     if key_separator == "":
         raise click.BadParameter("must not be empty", param_hint="--key-separator")
     header_pairs: Headers = [(k, v.encode("utf-8"))
                              for k, v in parse_pairs(headers, "--header").items()]
     partitions = topic_partitions(cluster_metadata(admin_client(client), client), topic)
     check_partitions(topic, partitions, [] if partition is None else [partition])
+    if values and path is not None:
+        raise click.UsageError("pass --value or --file, not both")
     parse = Parser(fmt, key_separator, header_pairs, partition)
-    lines = values or stdin_lines()
+    stream = None if values else (
+        open(path, encoding="utf-8") if path is not None else stdin_lines())  # noqa: SIM115
     producer = make_client(Producer, client.config(**{
         "acks": acks, "compression.type": compression, "message.timeout.ms": 30_000}))
     deliveries = Deliveries()
     stopped: str | None = None
     try:
-        produce_all(producer, topic, read_records(lines, parse), partitions, deliveries)
+        with Progress(f"producing to {topic}", file_size(stream),
+                      enabled=shows_progress(stream)) as progress:
+            lines: Iterable[str] = values if stream is None else counted(stream, progress)
+            produce_all(producer, topic, read_records(lines, parse), partitions, deliveries)
     except InputError as exc:
         stopped = f"{exc} (stopped there)"
     except KeyboardInterrupt:
         stopped = "interrupted"
     finally:
         producer.flush()
+        if stream is not None and path is not None:
+            stream.close()
     report(topic, deliveries, stopped, client)
+
+
+def file_size(stream: TextIO | None) -> int | None:
+    """The size in bytes of a regular file being read (the progress bar's total); None for
+    --value records, a pipe or a terminal."""
+    if stream is None:
+        return None
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # e.g. a test runner's in-memory stdin
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def shows_progress(stream: TextIO | None) -> bool:
+    """A bar only for input that is not typed (a file or a pipe) and on a terminal's stderr."""
+    return stream is not None and not stream.isatty() and sys.stderr.isatty()
+
+
+def counted(lines: Iterable[str], progress: Progress) -> Iterator[str]:
+    """The lines, advancing the progress bar by each line's size in bytes."""
+    for line in lines:
+        yield line
+        progress.advance(len(line.encode("utf-8", errors="replace")))
 
 
 def stdin_lines() -> TextIO:

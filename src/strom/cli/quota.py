@@ -14,10 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 
 from strom.cli import wire_admin
-from strom.cli.common import ClientOptions, CliError, client_options, console, row
+from strom.cli.common import (
+    ClientOptions,
+    CliError,
+    client_options,
+    output_option,
+    print_json,
+    render,
+)
 from strom.protocol.client import KafkaConnection
 
 KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage",
@@ -111,9 +117,10 @@ def delete_quota(client: ClientOptions, user: str | None, client_id: str | None,
 
 @quota.command("list")
 @_entity_options
+@output_option
 @client_options
 def list_quotas(client: ClientOptions, user: str | None, client_id: str | None,
-                ip: str | None, defaults: tuple[str, ...]) -> None:
+                ip: str | None, defaults: tuple[str, ...], output: str) -> None:
     """Every quota, or those of entities matching the options."""
     components: list[tuple[str, int, str | None]] = []
     for kind, name in (("user", user), ("client-id", client_id), ("ip", ip)):
@@ -126,13 +133,23 @@ def list_quotas(client: ClientOptions, user: str | None, client_id: str | None,
         return await wire_admin.describe_quotas(connection, components)
 
     found = wire_admin.run(client, session)
-    table = Table("entity", *KEYS)
-    for entity, values in sorted(found.items(), key=lambda item: _label(item[0])):
-        table.add_row(*row(_label(entity), *(f"{values[k]:g}" if k in values else "-"
-                                             for k in KEYS)))
-    console().print(table)
+    ordered = sorted(found.items(), key=lambda item: _label(item[0]))
+    if output == "json":
+        print_json({"quotas": [
+            {"entity": {kind: name for kind, name in entity},
+             "values": {k: number(values[k]) for k in KEYS if k in values}}
+            for entity, values in ordered]})
+    else:
+        render(output, ["entity", *KEYS],
+               ([_label(entity), *(f"{values[k]:g}" if k in values else None for k in KEYS)]
+                for entity, values in ordered))
     if not found:
         click.echo("no quotas", err=True)
+
+
+def number(value: float) -> int | float:
+    """A whole quota as an int in JSON (1048576, not 1048576.0)."""
+    return int(value) if float(value).is_integer() else value
 
 
 def _label(entity: Any) -> str:

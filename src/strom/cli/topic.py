@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Final
 
 import click
 from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPartition
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    ConfigSource,
-    OffsetSpec,
-    ResourceType,
-)
+from confluent_kafka.admin import AdminClient, ConfigEntry, ConfigResource, OffsetSpec, ResourceType
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from strom.cli.common import (
@@ -30,17 +21,27 @@ from strom.cli.common import (
     client_options,
     cluster_metadata,
     console,
-    dash,
     fail,
-    format_ids,
     kafka_error,
     outcome,
+    output_option,
     parse_pairs,
-    row,
+    print_json,
+    records,
+    render,
+    table_of,
     timeouts,
     topic_partitions,
     wait,
     warn,
+)
+from strom.cli.config import (
+    alter_entries,
+    describe_entries,
+    entry_json,
+    shown_entries,
+    shown_value,
+    source_name,
 )
 from strom.config.text import plural
 
@@ -100,22 +101,21 @@ def created_size(admin: AdminClient, client: ClientOptions, name: str) -> str:
 
 @topic.command(name="list")
 @click.option("-q", "--names-only", is_flag=True, help="Print only the names, one per line.")
+@output_option
 @client_options
-def list_(names_only: bool, client: ClientOptions) -> None:
+def list_(names_only: bool, output: str, client: ClientOptions) -> None:
     """List the cluster's topics."""
     admin = admin_client(client)
     metadata = cluster_metadata(admin, client)
     names = sorted(metadata.topics)
-    if names_only:
+    if names_only and output == "table":
         for name in names:
             click.echo(name)
         return
     internal = internal_flags(admin, client, names)
-    table = Table("name", "partitions", "internal")
-    for name in names:
-        info = metadata.topics[name]
-        table.add_row(*row(name, len(info.partitions), "yes" if internal[name] else "no"))
-    console().print(table)
+    render(output, ["name", "partitions", "internal"],
+           ([name, len(metadata.topics[name].partitions), internal[name]] for name in names),
+           key="topics")
 
 
 def internal_flags(admin: AdminClient, client: ClientOptions,
@@ -134,11 +134,15 @@ def internal_flags(admin: AdminClient, client: ClientOptions,
 
 # --- describe -----------------------------------------------------------------------------
 
+PARTITION_COLUMNS: Final = ["partition", "leader", "replicas", "isr", "low", "high", "records"]
+
+
 @topic.command()
 @click.argument("name")
 @click.option("--all-configs", is_flag=True, help="Show every config, not only overrides.")
+@output_option
 @client_options
-def describe(name: str, all_configs: bool, client: ClientOptions) -> None:
+def describe(name: str, all_configs: bool, output: str, client: ClientOptions) -> None:
     """Show topic NAME: partitions, leaders, replicas, watermarks and configs."""
     admin = admin_client(client)
     topic_partitions(cluster_metadata(admin, client), name)
@@ -147,18 +151,25 @@ def describe(name: str, all_configs: bool, client: ClientOptions) -> None:
     ids = [p.id for p in description.partitions]
     low = watermarks(admin, client, name, ids, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
     high = watermarks(admin, client, name, ids, OffsetSpec.latest())  # type: ignore[no-untyped-call]
-    out = console()
-    out.print(Text(f"Topic: {name}  id: {description.topic_id}  partitions: {len(ids)}  "
-                   f"internal: {'yes' if description.is_internal else 'no'}"))
-    table = Table("partition", "leader", "replicas", "isr", "low", "high", "records")
+    rows: list[list[object]] = []
     for p in sorted(description.partitions, key=lambda p: p.id):
         lo, hi = low.get(p.id), high.get(p.id)
         count = hi - lo if lo is not None and hi is not None else None
-        table.add_row(*row(p.id, p.leader.id if p.leader is not None else "none",
-                           format_ids(n.id for n in p.replicas), format_ids(n.id for n in p.isr),
-                           dash(lo), dash(hi), dash(count)))
-    out.print(table)
-    print_configs(out, topic_configs(admin, client, name), all_configs)
+        rows.append([p.id, p.leader.id if p.leader is not None else None,
+                     [n.id for n in p.replicas], [n.id for n in p.isr], lo, hi, count])
+    entries = topic_configs(admin, client, name)
+    if output == "json":
+        print_json({"name": name, "id": str(description.topic_id),
+                    "internal": bool(description.is_internal),
+                    "partitions": records(PARTITION_COLUMNS, rows),
+                    "configs": None if entries is None else [
+                        entry_json(e, all_configs) for e in shown_entries(entries, all_configs)]})
+        return
+    out = console()
+    out.print(Text(f"Topic: {name}  id: {description.topic_id}  partitions: {len(ids)}  "
+                   f"internal: {'yes' if description.is_internal else 'no'}"))
+    out.print(table_of(PARTITION_COLUMNS, rows))
+    print_configs(out, entries, all_configs)
 
 
 def watermarks(admin: AdminClient, client: ClientOptions, name: str, ids: list[int],
@@ -179,39 +190,25 @@ def watermarks(admin: AdminClient, client: ClientOptions, name: str, ids: list[i
 
 def topic_configs(admin: AdminClient, client: ClientOptions,
                   name: str) -> Mapping[str, ConfigEntry] | None:
-    resource = ConfigResource(ResourceType.TOPIC, name)
+    """The topic's configs; None with a warning if the cluster does not say."""
     try:
-        future = admin.describe_configs([resource], **timeouts(client))[resource]
-        entries: Mapping[str, ConfigEntry] = outcome(future, client)
-    except KafkaException as exc:
-        warn(fail(exc, client, name, "describing configs").message)
+        return describe_entries(admin, client, ConfigResource(ResourceType.TOPIC, name))
+    except CliError as exc:
+        warn(exc.message)
         return None
-    return entries
 
 
 def print_configs(out: Console, entries: Mapping[str, ConfigEntry] | None,
                   all_configs: bool) -> None:
     if entries is None:
         return
-    shown = sorted((e for e in entries.values() if all_configs or not e.is_default),
-                   key=lambda e: e.name)
+    shown = shown_entries(entries, all_configs)
     if not shown:
         out.print(Text("Configs: all defaults"))
         return
-    table = Table("config", "value", "source", title="Configs" if all_configs else "Overrides")
-    for entry in shown:
-        value = "(sensitive)" if entry.is_sensitive else entry.value
-        table.add_row(*row(entry.name, value, source_name(entry.source)))
-    out.print(table)
-
-
-def source_name(source: Any) -> str:
-    """`dynamic_topic` for ConfigSource.DYNAMIC_TOPIC_CONFIG (the client may give its int)."""
-    try:
-        name = ConfigSource(source).name
-    except ValueError:
-        name = str(source)
-    return name.lower().removesuffix("_config")
+    out.print(table_of(["config", "value", "source"],
+                       ([e.name, shown_value(e), source_name(e.source)] for e in shown),
+                       title="Configs" if all_configs else "Overrides"))
 
 
 # --- alter --------------------------------------------------------------------------------
@@ -242,13 +239,7 @@ def alter(name: str, partitions: int | None, configs: tuple[str, ...], deletes: 
 
 def alter_configs(admin: AdminClient, client: ClientOptions, name: str,
                   sets: Mapping[str, str], deletes: Iterable[str]) -> None:
-    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-               for k, v in sets.items()]
-    entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE)
-                for k in deletes]
-    resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
-    futures = admin.incremental_alter_configs([resource], **timeouts(client))
-    wait(futures[resource], client, name, f"altering configs of topic {name}")
+    alter_entries(admin, client, ResourceType.TOPIC, name, sets, deletes)
 
 
 def grow(admin: AdminClient, client: ClientOptions, name: str, current: int,

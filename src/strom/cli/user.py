@@ -19,17 +19,16 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
-from rich.table import Table
 
 from strom.cli.common import (
     ClientOptions,
     CliError,
     admin_client,
     client_options,
-    console,
     fail,
     kafka_error,
-    row,
+    output_option,
+    render,
 )
 from strom.security.scram import MECHANISMS, MIN_ITERATIONS, credential_from_password
 
@@ -53,8 +52,9 @@ def user() -> None:
 
 
 @user.command("list")
+@output_option
 @client_options
-def list_users(client: ClientOptions) -> None:
+def list_users(output: str, client: ClientOptions) -> None:
     """Every SCRAM user with its mechanisms and iterations (never a secret)."""
     admin = admin_client(client)
     try:
@@ -63,11 +63,10 @@ def list_users(client: ClientOptions) -> None:
         described = every.result()
     except Exception as exc:
         raise fail(exc, client, action="listing the users") from None
-    table = Table("user", "mechanism", "iterations")
-    for name in sorted(described):
-        for info in described[name].scram_credential_infos:
-            table.add_row(*row(name, info.mechanism.name.replace("_", "-"), info.iterations))
-    console().print(table)
+    render(output, ["user", "mechanism", "iterations"],
+           ([name, info.mechanism.name.replace("_", "-"), info.iterations]
+            for name in sorted(described) for info in described[name].scram_credential_infos),
+           key="users")
     if not described:
         click.echo("no SCRAM users", err=True)
 
