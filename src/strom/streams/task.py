@@ -25,6 +25,7 @@ from strom.streams.processor import (
 from strom.streams.record import Headers, Record, RecordMetadata
 from strom.streams.serdes import Serde, SerializationError
 from strom.streams.stores.api import EngineFactory, StateStore
+from strom.streams.stores.caching import CachingStore, ThreadCache
 from strom.streams.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,10 @@ class Task:
                  default_engine: EngineFactory | None = None,
                  global_stores: Mapping[str, StateStore] | None = None,
                  errors: ErrorHandling | None = None,
-                 stores: Mapping[str, StateStore] | None = None) -> None:
+                 stores: Mapping[str, StateStore] | None = None,
+                 record_cache: ThreadCache | None = None) -> None:
         self.id = task_id
+        self.record_cache = record_cache  # the thread's, for the caching stores (init)
         self.topology = topology
         self.sub = sub
         self.partition = partition
@@ -258,6 +261,19 @@ class Task:
         else:
             self._wall_punctuations.add(self.clock() + interval_ms, schedule)
         return schedule
+
+    def flush_cache(self) -> None:
+        """Flushes the stores' record caches (before each commit): each dirty entry written
+        to its store and changelog and forwarded (strom.streams.stores.caching)."""
+        for store in self.stores.values():
+            if isinstance(store, CachingStore):
+                try:
+                    store.flush_cache()
+                except StreamsError:
+                    raise
+                except Exception as exc:
+                    raise StreamsError(f"task {self.id}: forwarding what the record cache of "
+                                       f"{store.name} flushed failed: {exc!r}") from exc
 
     def flush(self) -> None:
         for store in self.stores.values():
