@@ -11,7 +11,9 @@ counted in the processor's `dropped` (once per window it missed) and logged at d
 
 Results are table updates, `Change(new, old)` keyed by `Windowed(key, window)`, with the
 latest timestamp of the window's records (session windows: the session's end).
-With `EmitStrategy.on_window_update()` each update is forwarded as it happens; with
+With `EmitStrategy.on_window_update()` each update is forwarded as it happens (time windows
+with a record cache: when the cache is flushed, at commits; see
+`strom.streams.stores.caching`); with
 `on_window_close()` nothing is forwarded until a window closes, then its final value once
 (`Change(value, None)`), windows by start (sessions by end) then key. Closed windows are
 emitted before the record that closed them is aggregated (so none can expire from the store
