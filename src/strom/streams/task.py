@@ -264,9 +264,11 @@ class Task:
 
     def flush_cache(self) -> None:
         """Flushes the stores' record caches (before each commit): each dirty entry written
-        to its store and changelog and forwarded (strom.streams.stores.caching)."""
-        for store in self.stores.values():
-            if isinstance(store, CachingStore):
+        to its store and changelog and forwarded (strom.streams.stores.caching). Until none
+        is dirty: what one store's flush forwards may update a cached store downstream."""
+        caching = [s for s in self.stores.values() if isinstance(s, CachingStore)]
+        while dirty := [store for store in caching if store.dirty]:
+            for store in dirty:
                 try:
                     store.flush_cache()
                 except StreamsError:

@@ -361,3 +361,26 @@ def test_a_grouped_table_count_is_cached() -> None:
         store: Any = d.get_state_store("by-value")
         assert isinstance(store, CachingKeyValueStore) and store.caching
         assert dict(store.all()) == {"red": 1, "blue": 1}
+
+
+def test_a_flush_goes_on_until_no_store_downstream_is_dirty() -> None:
+    """An aggregation of an aggregation in one task: what the first store's flush forwards
+    updates the second's cache, which is flushed in the same commit, whatever the order the
+    task keeps its stores in (else a commit would leave updates of committed inputs behind)."""
+    b = StreamsBuilder()
+    (b.stream("in", consumed=Consumed(S, S)).group_by_key(Grouped(S, S))
+     .count(Materialized("up"))
+     .to_stream().group_by_key(Grouped(S, L))
+     .reduce(lambda total, n: total + n, Materialized("down", value_serde=L))
+     .to_stream().to("out", Produced(S, L)))
+    with TopologyTestDriver(b.build(), {"application.id": "app"}) as d:
+        (task,) = d.tasks
+        assert list(task.stores) == ["up", "down"]
+        task.stores = dict(reversed(list(task.stores.items())))  # downstream first
+        source = d.create_input_topic("in", S, S)
+        out = d.create_output_topic("out", S, L)
+        source.pipe_input("a", "x", 1)
+        assert out.read_key_values_to_list() == [("a", 1)]
+        source.pipe_input("a", "x", 2)
+        assert out.read_key_values_to_list() == [("a", 3)]  # 1 + 2
+        assert not any(getattr(s, "dirty", False) for s in task.stores.values())

@@ -287,6 +287,12 @@ class CachingStore:
         """Whether writes go to a record cache (the thread has one)."""
         return getattr(self, "_cache", None) is not None
 
+    @property
+    def dirty(self) -> bool:
+        """Whether the cache holds updates not yet flushed."""
+        cache = getattr(self, "_cache", None)
+        return cache is not None and cache.dirty_count > 0
+
     def flush_cache(self) -> None:
         """Writes the dirty entries to the engine and the changelog and forwards them."""
         cache = getattr(self, "_cache", None)
