@@ -6,9 +6,11 @@ processing.guarantee=exactly_once_v2, Quix processing_guarantee="exactly-once", 
 processing_guarantee="exactly_once"):
 
   map_filter    stateless: JSON in, keep v % 4 != 0, JSON out
-  count         running count per message key, one output per input record
-  window_count  running count per key and 1 s tumbling window (event time), one output per
-                input record (emit on every update)
+  count         running count per message key (an output per update, or fewer: strom, as
+                Kafka Streams, deduplicates a key's updates in its record cache until the
+                next commit)
+  window_count  running count per key and 1 s tumbling window (event time), emitting on
+                update (as for count: fewer outputs with strom's record cache)
   join          stream-table inner join: a table topic preloaded with one row per key (and per
                 latency key), every stream record enriched with its row
 
@@ -51,15 +53,18 @@ Method, the same for every library:
     the input topic writes it to a file once). t_end: the wall-clock time at which a
     read_committed consumer of this script, assigned to every output partition from offset 0,
     has received every expected output record of the M inputs (M, or the filtered count for
-    map_filter). So group join and start-up are outside the clock; writing, committing and,
-    under exactly-once, the visibility of the last transaction are inside it. The same
-    consumer keeps every output record for the correctness check. If the outputs stop short
-    while the app's group has committed its whole input, the run ends at its last output and
-    is flagged WRONG (a run that drops records still gets a rate, marked as such).
+    map_filter; for count and window_count, the final count of every key or (key, window):
+    with a record cache only the latest count at each commit is written). So group join
+    and start-up are outside the clock; writing, committing and, under exactly-once, the
+    visibility of the last transaction are inside it. The same consumer keeps every output
+    record for the correctness check. If the outputs stop short while the app's group has
+    committed its whole input, the run ends at its last output and is flagged WRONG (a run
+    that drops records still gets a rate, marked as such).
   - Latency: once the M inputs are done, L records (default 2,000) are produced at a paced
     R/s (default 500/s) into the same input topic, each with a unique key "lat-N" (the join's
     table has a row for each), a "ts" field and the current time as record timestamp. Each
-    produces exactly one output record with its key (every workload emits per input record).
+    produces exactly one output record with its key (a new key: one count per record; with a
+    record cache it comes out at the next commit, so the latency includes that wait).
     Latency = the time this script's consumer receives that output - the time it produced the
     input (one clock, perf_counter, in this process). p50 and p99 over the L records. Under
     exactly-once this includes waiting for the commit (about half the commit interval).
@@ -67,10 +72,12 @@ Method, the same for every library:
     implies: map_filter, the set of ids kept and their values; count, the final (highest)
     count of every key; window_count, the final count of every (key, window); join, every id
     once with the name of its key; plus the number of outputs (duplicates are reported;
-    exactly-once must have none) and one output per latency record. A run that fails any check
-    is flagged WRONG in the table and in the JSON, whatever its speed. Under exactly-once the
-    output topic must also hold transaction markers (its end offsets exceed its records);
-    output written outside transactions is noted in the table.
+    exactly-once must have none; for the counts, a count that does not increase on its key's
+    previous one is a duplicate, and there is at least one output per key or window) and one
+    output per latency record. A run that fails any check is flagged WRONG in the table and
+    in the JSON, whatever its speed. Under exactly-once the output topic must also hold
+    transaction markers (its end offsets exceed its records); output written outside
+    transactions is noted in the table.
   - Order: for each workload and guarantee, the three libraries run one after the other, in an
     order rotated from one (workload, guarantee) to the next and from round to round
     (--rounds N repeats everything; the table shows medians).
@@ -101,6 +108,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +129,10 @@ APPS = Path(__file__).resolve().parent / "streams_apps.py"
 PEER_PACKAGES = {"quix": ["quixstreams>=3,<4"],
                  "faust": ["faust-streaming[rocksdict,orjson]"]}
 PEER_DIST = {"quix": "quixstreams", "faust": "faust-streaming"}
+# The count workloads' groups: a key, or (key, window start), of an output record.
+COUNTS: dict[str, Callable[[bytes, Any], Any]] = {
+    "count": lambda key, _value: key.decode(),
+    "window_count": lambda key, value: (key.decode(), value["start"])}
 EVENTS_PER_S = 10_000  # input records per second of event time
 WINDOW_MS = 1000
 GRACE_MS = 60_000
@@ -199,9 +211,10 @@ def make_dataset(settings: Settings) -> Dataset:
               base - 60_000) for j in range(keys)]
     table += [(f"lat-{n}".encode(), json.dumps({"name": f"name-lat-{n}"}).encode(), n % parts,
                base - 60_000) for n in range(settings.latency_records)]
+    # outputs: how many there must be (the counts: at least one per key or window)
     expected = {"map_filter": kept, "count": per_key, "window_count": per_window,
-                "join": ids_key, "outputs": {"map_filter": len(kept), "count": m,
-                                             "window_count": m, "join": m}}
+                "join": ids_key, "outputs": {"map_filter": len(kept), "count": len(per_key),
+                                             "window_count": len(per_window), "join": m}}
     counts = Counter(partition for _, _, partition, _ in stream)
     return Dataset(stream, table, expected, {p: counts[p] for p in range(parts)})
 
@@ -285,13 +298,20 @@ class OutputReader:
     """A read_committed consumer of the output topic in a thread: keeps every record, notes
     when the bulk outputs are all there and when each latency record's output arrives."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, expected: int) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, expected: int,
+                 final: dict[Any, int] | None = None,
+                 group: Callable[[bytes, Any], Any] | None = None) -> None:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-reader",
                                   "isolation.level": "read_committed",
                                   "enable.auto.commit": False, "fetch.wait.max.ms": 20,
                                   "auto.offset.reset": "earliest"})
         self.consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         self.expected = expected
+        # The counts: done when every group (key, or (key, window start)) has its final
+        # count, whatever the number of outputs (a record cache writes only the latest).
+        self.final = final
+        self.group = group
+        self.reached: set[Any] = set()
         self.records: list[tuple[bytes, bytes]] = []
         self.bulk = 0
         self.done_at: float | None = None  # time.time() when the bulk outputs were all read
@@ -322,7 +342,14 @@ class OutputReader:
                 else:
                     self.bulk += 1
                     self.last_bulk_at = wall
-            if self.done_at is None and self.bulk >= self.expected:
+                    if self.final is not None and self.group is not None:
+                        value = json.loads(msg.value() or b"{}")
+                        group = self.group(key, value)
+                        if value.get("count") == self.final.get(group):
+                            self.reached.add(group)
+            if self.done_at is None and (
+                    len(self.reached) >= len(self.final) if self.final is not None
+                    else self.bulk >= self.expected):
                 self.done_at = wall
 
     def stop(self) -> None:
@@ -541,8 +568,10 @@ class AppRun:
     def measure(self, data: Dataset) -> dict[str, Any]:
         """Starts the app; throughput over the input, then latency; stops the app."""
         expected = data.expected["outputs"][self.workload]
+        final = data.expected[self.workload] if self.workload in COUNTS else None
         self._reader = reader = OutputReader(self.bootstrap, self.names["output"],
-                                             self.settings.partitions, expected)
+                                             self.settings.partitions, expected, final,
+                                             COUNTS.get(self.workload))
         app_env = dict(os.environ, PYTHONPATH=self.env.pythonpath) if self.env.pythonpath \
             else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         self._log = open(self.work / "app.log", "wb")  # noqa: SIM115 - closed in close()
@@ -593,7 +622,7 @@ def check(workload: str, guarantee: str, data: Dataset, records: list[tuple[byte
     bulk = [(k, json.loads(v)) for k, v in records if not k.startswith(b"lat-")]
     latency = {k for k, _ in records if k.startswith(b"lat-")}
     expected = data.expected[workload]
-    wrong = missing = 0
+    wrong = missing = repeated = 0
     sample: list[Any] = []
     if workload in ("map_filter", "join"):
         seen: Counter[int] = Counter(v["id"] for _, v in bulk)
@@ -612,8 +641,11 @@ def check(workload: str, guarantee: str, data: Dataset, records: list[tuple[byte
                     wrong += 1
     else:
         final: dict[Any, int] = {}
+        repeated = 0  # counts not above their group's previous one: written twice
         for key, value in bulk:
-            group = key.decode() if workload == "count" else (key.decode(), value["start"])
+            group = COUNTS[workload](key, value)
+            if value["count"] <= final.get(group, 0):
+                repeated += 1
             final[group] = max(final.get(group, 0), value["count"])
         absent_groups = [g for g in expected if g not in final or final[g] < expected[g]]
         missing = sum(1 for g in expected if g not in final)
@@ -621,7 +653,7 @@ def check(workload: str, guarantee: str, data: Dataset, records: list[tuple[byte
         wrong = sum(1 for g, n in final.items() if expected.get(g) != n)
     outputs = len(bulk)
     want_outputs = data.expected["outputs"][workload]
-    duplicates = max(0, outputs - want_outputs)
+    duplicates = repeated if workload in COUNTS else max(0, outputs - want_outputs)
     lat_missing = settings.latency_records - len(latency)
     ok = wrong == 0 and missing == 0 and outputs >= want_outputs and lat_missing == 0 and (
         duplicates == 0 or guarantee == "at_least_once")

@@ -160,6 +160,65 @@ def test_word_count_counts_and_restores(streams_broker: EmbeddedBroker, tmp_path
     assert sum(restored) == 0  # a clean close checkpointed them (exactly-once too)
 
 
+def records_in(bootstrap: str, topic: str, partitions: int) -> int:
+    """How many records `topic` holds (written outside transactions: no markers)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("count")})
+    try:
+        return sum(high - low for low, high in (
+            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            for p in range(partitions)))
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("cache_bytes", [None, 0])
+def test_the_record_cache_writes_a_key_once_per_commit(
+        streams_broker: EmbeddedBroker, tmp_path: Path, cache_bytes: int | None) -> None:
+    """With a commit interval longer than the run, a word counted several times is written
+    to the changelog and the output once (at the commit of the close); with
+    statestore.cache.max.bytes=0, once per update."""
+    bootstrap = streams_broker.bootstrap_servers
+    app_id = unique_name("wc-cache")
+    source, sink = unique_name("words"), unique_name("counts")
+    create_topic(bootstrap, source, 3)
+    create_topic(bootstrap, sink, 3)
+    wordcount.INPUT, wordcount.OUTPUT = source, sink
+    lines = LINES * 5
+    words = sum(int(c) for c in expected_counts(lines).values())
+    config = {**app_config(streams_broker, app_id, tmp_path, "at_least_once"),
+              "commit.interval.ms": 600_000}
+    if cache_bytes is not None:
+        config["statestore.cache.max.bytes"] = cache_bytes
+    app = StreamsApp(wordcount.topology(), config)
+    app.start()
+    try:
+        wait_running(app)
+        produce_lines(bootstrap, source, lines)
+        deadline = time.monotonic() + DEADLINE_S
+        # (the thread's own metrics: app.metrics() asks the consumers for the lag, which
+        # can take long before a first commit)
+        (thread,) = app.threads
+        while time.monotonic() < deadline:  # every line and every word processed
+            if thread.metrics.process_total >= len(lines) + words:
+                break
+            time.sleep(0.1)
+        assert thread.metrics.process_total == len(lines) + words
+        snapshot = thread.metrics.snapshot()
+        assert ("record-cache-hit-ratio" in snapshot) is (cache_bytes is None)
+        assert thread.metrics.commit_total == 0  # nothing written yet but the repartitions
+    finally:
+        assert app.close(DEADLINE_S)  # commits: the caches are flushed
+    assert app.failure is None
+    want = expected_counts(lines)
+    assert read_latest(bootstrap, sink, 3, want) == want
+    changelog = records_in(bootstrap, f"{app_id}-word-counts-store-changelog", 3)
+    output = records_in(bootstrap, sink, 3)
+    if cache_bytes == 0:
+        assert changelog == output == words  # every update
+    else:
+        assert changelog == output == len(want) < words  # each word once
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once_v2"])
 def test_a_close_whose_commit_fails_leaves_no_checkpoint(tmp_path: Path, guarantee: str
                                                          ) -> None:

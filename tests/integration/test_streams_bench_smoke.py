@@ -52,4 +52,9 @@ def test_strom_side_of_each_workload(setup: tuple[sb.Broker, sb.Env, sb.Dataset,
     # The join's tasks wait for their table partitions to catch up before the stream records
     # they precede (KIP-695): no join misses a row the table topic already holds.
     assert check["ok"], check
-    assert check["outputs"] == data.expected["outputs"][workload]
+    if workload in sb.COUNTS:
+        # one count per key (or window) at least, one per input at most: the record cache
+        # writes a key's latest count at each commit
+        assert data.expected["outputs"][workload] <= check["outputs"] <= SETTINGS.records
+    else:
+        assert check["outputs"] == data.expected["outputs"][workload]

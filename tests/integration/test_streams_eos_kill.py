@@ -1,8 +1,10 @@
 """Three instances of the word count (examples/streams/wordcount.py, exactly-once) share six
 partitions; one is SIGKILLed mid-stream and started again. Read with read_committed, every
-word's counts are exactly 1, 2, ..., n (no count lost, none written twice) and the final
-counts are exact: what the killed instance had done but not committed was aborted, and the
-tasks it had were restored from their changelogs where they went.
+word's counts are strictly increasing (none written twice: the record cache writes only the
+latest count of a word at each commit, so counts may be skipped, never repeated or taken
+back) and the final counts are exact (none lost): what the killed instance had done but not
+committed was aborted, and the tasks it had were restored from their changelogs where they
+went.
 
 The same with a windowed count emitting on window close (tests/integration/
 streams_windowed_app.py): every (key, window) is written exactly once, with its exact count:
@@ -11,6 +13,7 @@ emitted."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -131,7 +134,12 @@ def test_exactly_once_through_a_sigkill(tmp_path: Path) -> None:
         shown = "\n".join(log.read_text()[-2000:] for log in logs)
         assert {w: v[-1] for w, v in seen.items()} == expected, shown
         for word, counts in seen.items():
-            assert counts == list(range(1, expected[word] + 1)), f"{word}: {counts[:20]}"
+            # with the record cache on (the default), a commit writes a word's latest count
+            # only: counts may be skipped, but a count written twice (an update processed
+            # again after the kill) would repeat or go back
+            assert all(a < b for a, b in itertools.pairwise(counts)), \
+                f"{word}: {counts[:20]}"
+            assert counts[0] >= 1 and counts[-1] == expected[word], f"{word}: {counts[:20]}"
 
 
 def read_windows(bootstrap: str, topic: str, expected: set[str]) -> dict[str, list[int]]:

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from strom.streams.processor import Processor, ProcessorContext, typed_store
-from strom.streams.record import Record
+from strom.streams.record import Headers, Record
+from strom.streams.stores.caching import CachingKeyValueStore, FlushListener
 from strom.streams.stores.kv import TimestampedKeyValueStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ class StreamAggregateProcessor(Processor):
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
         self.store = typed_store(context, self.store_name, TimestampedKeyValueStore)
+        self.cached = cached_store(self.store, self._flushed)
+
+    def _flushed(self, key: Any, new: Any, old: Any, timestamp: int, headers: Headers) -> None:
+        self.context.forward(Record(key, Change(new, old), timestamp, headers))
 
     def process(self, record: Record) -> None:
         key, value = record.key, record.value
@@ -67,8 +72,19 @@ class StreamAggregateProcessor(Processor):
             current = old
         new = value if current is None and self.initializer is None else self.aggregator(
             key, value, current)
+        if self.cached is not None:  # forwarded when the cache is flushed
+            self.cached.put(key, new, timestamp, headers=record.headers)
+            return
         self.store.put(key, new, timestamp)
         self.context.forward(Record(key, Change(new, old), timestamp, record.headers))
+
+
+def cached_store(store: object, listener: FlushListener) -> CachingKeyValueStore | None:
+    """The store if it has a record cache (its flushes then go to `listener`), else None."""
+    if isinstance(store, CachingKeyValueStore) and store.caching:
+        store.flush_listener = listener
+        return store
+    return None
 
 
 def reduce_aggregator(reducer: Reducer) -> Aggregator:

@@ -48,7 +48,8 @@ STREAMS_SETTINGS: Final = frozenset({
     "application.id", "bootstrap.servers", "default.key.serde", "default.value.serde",
     "processing.guarantee", "commit.interval.ms", "num.stream.threads", "state.dir",
     "num.standby.replicas", "replication.factor", "application.server",
-    "statestore.cache.max.bytes", "poll.ms", "max.task.idle.ms", "default.dsl.store",
+    "statestore.cache.max.bytes", "cache.max.bytes.buffering", "poll.ms", "max.task.idle.ms",
+    "default.dsl.store",
     *DESERIALIZATION_HANDLER, *PROCESSING_HANDLER, *PRODUCTION_HANDLER, DEAD_LETTER_QUEUE,
     "application.server.http"})
 STORE_TYPES: Final = {"rocksdb": "rocksDB", "in_memory": "in_memory", "in-memory": "in_memory",
@@ -84,6 +85,12 @@ class StreamsConfig:
         self.commit_interval_ms = self._int(
             "commit.interval.ms", 100 if self.exactly_once else 30_000, minimum=0)
         self.num_stream_threads = self._int("num.stream.threads", 1, minimum=1)
+        # The record caches' budget (strom.streams.stores.caching), split over the threads;
+        # cache.max.bytes.buffering is its deprecated name. 0: no caching.
+        cache_setting = "statestore.cache.max.bytes" if "statestore.cache.max.bytes" in \
+            self.settings or "cache.max.bytes.buffering" not in self.settings \
+            else "cache.max.bytes.buffering"
+        self.cache_max_bytes = self._int(cache_setting, 10 * 1024 * 1024, minimum=0)
         self.num_standby_replicas = self._int("num.standby.replicas", 0, minimum=0)
         self.replication_factor = self._int("replication.factor", -1, minimum=-1)
         self.poll_ms = self._int("poll.ms", 100, minimum=0)

@@ -30,6 +30,7 @@ from strom.streams.config import StreamsConfig
 from strom.streams.record import Headers, Record
 from strom.streams.serdes import Serde
 from strom.streams.stores.api import StateStore
+from strom.streams.stores.caching import ThreadCache
 from strom.streams.task import Task
 from strom.streams.topology import SubTopology, Topology
 
@@ -62,6 +63,9 @@ class TopologyTestDriver:
         self._offsets: dict[str, int] = {}
         self._pending: deque[tuple[str, _Written]] = deque()
         self._draining = False
+        # One thread's record cache for the tasks, flushed after every record processed (as
+        # Kafka's driver commits after each): one record's updates of a key come out once.
+        self.record_cache = ThreadCache.for_thread(self.config.cache_max_bytes, 1)
         self.tasks: list[Task] = []
         self._task_of: dict[str, Task] = {}
         self.global_task: Task | None = None
@@ -84,7 +88,8 @@ class TopologyTestDriver:
                     state_directory=os.path.join(self._state_dir or "", task_id),
                     stores=previous.stores if previous is not None else None,
                     processor_metadata=previous.processor_metadata if previous is not None
-                    else None)
+                    else None,
+                    record_cache=self.record_cache)
         for topic in sub.source_topics:
             self._task_of[self.topology.physical(self.config.application_id, topic)] = task
         return task
@@ -131,6 +136,7 @@ class TopologyTestDriver:
                 self._offsets[topic] = offset + 1
                 self._task_of[topic].process(topic, offset, written.key, written.value,
                                              written.timestamp, written.headers)
+                self._commit()
         finally:
             self._draining = False
 
@@ -141,7 +147,14 @@ class TopologyTestDriver:
         self.wall_clock_ms += ms
         for task in self.tasks:
             task.punctuate_wall_clock(self.wall_clock_ms)
+        self._commit()
         self._drain()
+
+    def _commit(self) -> None:
+        """What a commit does here: the record caches flushed (what they forward to a topic
+        the topology reads is processed next)."""
+        for task in self.tasks:
+            task.flush_cache()
 
     def create_input_topic(self, topic: str, key_serde: Serde[Any],
                            value_serde: Serde[Any]) -> TestInputTopic:

@@ -22,7 +22,7 @@ Nodes, stores and internal topics are named as Kafka Streams names them
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, overload
 
@@ -114,6 +114,15 @@ class Materialized:
     changelog_config: tuple[tuple[str, str], ...] = ()
     engine: Callable[[str], Any] | None = None  # a persistent engine factory (stores.*)
     retention: int | timedelta | None = None  # windowed stores: ms, if longer than needed
+    # The record cache (statestore.cache.max.bytes) in front of an aggregation's store:
+    # False writes and forwards every update (Kafka's withCachingDisabled()).
+    caching: bool = True
+
+    def with_caching_disabled(self) -> Materialized:
+        return replace(self, caching=False)
+
+    def with_caching_enabled(self) -> Materialized:
+        return replace(self, caching=True)
 
 
 class StreamsBuilder:
@@ -408,7 +417,7 @@ class KGroupedStream:
         builder.topology.add_state_store(KeyValueStoreBuilder(
             store, key_serde or _DEFAULT, value_serde or _DEFAULT, logging=materialized.logging,
             changelog_config=dict(materialized.changelog_config), engine=materialized.engine,
-            timestamped=True), name)
+            timestamped=True, caching=materialized.caching), name)
         return KTable(builder, name, key_serde, value_serde, store)
 
     def count(self, materialized: Materialized | None = None) -> KTable:

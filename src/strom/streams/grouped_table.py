@@ -40,9 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from strom.streams.aggregate import Aggregator, Change, Initializer, Reducer
+from strom.streams.aggregate import Aggregator, Change, Initializer, Reducer, cached_store
 from strom.streams.processor import Processor, ProcessorContext, typed_store
-from strom.streams.record import Record
+from strom.streams.record import Headers, Record
 from strom.streams.serdes import BYTES, LONG, Serde, SerializationError
 from strom.streams.stores.kv import KeyValueStoreBuilder, TimestampedKeyValueStore
 from strom.streams.topology import InternalTopic
@@ -172,6 +172,10 @@ class TableAggregateProcessor(Processor):
         super().init(context)
         self.store = typed_store(context, self.store_name, TimestampedKeyValueStore)
         self.value_serde = self.given_value_serde or context.value_serde
+        self.cached = cached_store(self.store, self._flushed)
+
+    def _flushed(self, key: Any, new: Any, old: Any, timestamp: int, headers: Headers) -> None:
+        self.context.forward(Record(key, Change(new, old), timestamp, headers))
 
     def _value(self, data: bytes | None) -> Any:
         return None if data is None else self.value_serde.deserialize(self.topic, data)
@@ -197,6 +201,9 @@ class TableAggregateProcessor(Processor):
                 current = self.adder(key, add, current)
         if current is None and old is None:
             return  # nothing to take back from a group that has no aggregate
+        if self.cached is not None:  # forwarded when the cache is flushed
+            self.cached.put(key, current, timestamp, headers=record.headers)
+            return
         self.store.put(key, current, timestamp)  # None deletes the group
         self.context.forward(Record(key, Change(current, old), timestamp, record.headers))
 
@@ -265,5 +272,5 @@ class KGroupedTable:
         topology.add_state_store(KeyValueStoreBuilder(
             store, key_serde or _DEFAULT, store_value_serde or _DEFAULT,
             logging=materialized.logging, changelog_config=dict(materialized.changelog_config),
-            engine=materialized.engine, timestamped=True), name)
+            engine=materialized.engine, timestamped=True, caching=materialized.caching), name)
         return KTable(builder, name, key_serde, store_value_serde, store)

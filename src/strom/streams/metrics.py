@@ -24,6 +24,7 @@ class ThreadMetrics:
     restore_total: int = 0
     restore_time_total_s: float = 0.0
     _samples: deque[tuple[float, int]] = field(default_factory=deque)
+    cache: Any = None  # the thread's record cache (strom.streams.stores.caching), if any
 
     def processed(self, count: int) -> None:
         self.process_total += count
@@ -51,4 +52,5 @@ class ThreadMetrics:
                 "commit-latency-avg-ms": average * 1000,
                 "commit-latency-max-ms": self.commit_time_max_s * 1000,
                 "restore-total": self.restore_total,
-                "restore-time-total-ms": self.restore_time_total_s * 1000}
+                "restore-time-total-ms": self.restore_time_total_s * 1000,
+                **(self.cache.snapshot() if self.cache is not None else {})}

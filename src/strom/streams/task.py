@@ -25,6 +25,7 @@ from strom.streams.processor import (
 from strom.streams.record import Headers, Record, RecordMetadata
 from strom.streams.serdes import Serde, SerializationError
 from strom.streams.stores.api import EngineFactory, StateStore
+from strom.streams.stores.caching import CachingStore, ThreadCache
 from strom.streams.topology import ProcessorNode, SinkNode, SourceNode, SubTopology, Topology
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,10 @@ class Task:
                  global_stores: Mapping[str, StateStore] | None = None,
                  errors: ErrorHandling | None = None,
                  stores: Mapping[str, StateStore] | None = None,
-                 processor_metadata: Mapping[str, int] | None = None) -> None:
+                 processor_metadata: Mapping[str, int] | None = None,
+                 record_cache: ThreadCache | None = None) -> None:
         self.id = task_id
+        self.record_cache = record_cache  # the thread's, for the caching stores (init)
         self.topology = topology
         self.sub = sub
         self.partition = partition
@@ -269,6 +272,21 @@ class Task:
         if self.processor_metadata.get(key) != value:
             self.processor_metadata[key] = value
             self.metadata_changed = True
+
+    def flush_cache(self) -> None:
+        """Flushes the stores' record caches (before each commit): each dirty entry written
+        to its store and changelog and forwarded (strom.streams.stores.caching). Until none
+        is dirty: what one store's flush forwards may update a cached store downstream."""
+        caching = [s for s in self.stores.values() if isinstance(s, CachingStore)]
+        while dirty := [store for store in caching if store.dirty]:
+            for store in dirty:
+                try:
+                    store.flush_cache()
+                except StreamsError:
+                    raise
+                except Exception as exc:
+                    raise StreamsError(f"task {self.id}: forwarding what the record cache of "
+                                       f"{store.name} flushed failed: {exc!r}") from exc
 
     def flush(self) -> None:
         for store in self.stores.values():

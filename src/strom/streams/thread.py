@@ -48,6 +48,7 @@ from strom.streams.metrics import ThreadMetrics
 from strom.streams.record import Headers
 from strom.streams.state_dir import StateDirectory, TaskDirectory
 from strom.streams.stores.api import StateStore
+from strom.streams.stores.caching import ThreadCache
 from strom.streams.task import StreamsError, Task
 from strom.streams.topology import SubTopology, Topology
 
@@ -170,7 +171,10 @@ class StreamThread:
             self.collector.begin()
         self._side_assigned: set[tuple[str, int]] = set()
         self._rejoin = False
-        self.metrics = ThreadMetrics()
+        # The record cache of this thread's tasks (statestore.cache.max.bytes / threads).
+        self.record_cache = ThreadCache.for_thread(config.cache_max_bytes,
+                                                   config.num_stream_threads)
+        self.metrics = ThreadMetrics(cache=self.record_cache)
 
     def _physical(self, topic: str) -> str:
         return self.topology.physical(self.app, topic)
@@ -296,7 +300,8 @@ class StreamThread:
                     errors=self.config.error_handling,
                     global_stores=self.global_stores,
                     stores=handover.stores if handover is not None else None,
-                    processor_metadata=metadata)
+                    processor_metadata=metadata,
+                    record_cache=self.record_cache)
         running = _Running(task, inputs[0], inputs, directory,
                            queues={t: deque() for t, _ in inputs},
                            next_offsets={tp: committed[tp].offset for tp in inputs
@@ -553,6 +558,8 @@ class StreamThread:
         """Everything processed so far: outputs written, then input offsets committed (in
         one transaction under exactly-once). TaskMigrated when the group has moved on."""
         started = time.monotonic()
+        for running in self.tasks.values():  # what the caches hold, written and forwarded
+            running.task.flush_cache()
         offsets = self._offsets()
         # The stores are not flushed to disk here: their changelogs are what a crash restores
         # from, and a checkpoint (written at a clean close, after a flush) is what may skip

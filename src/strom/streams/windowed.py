@@ -170,7 +170,10 @@ class TimeWindowedKStream(_Windowed):
         store_builder = WindowStoreBuilder(
             store, _retention(materialized, minimum, what), size, key_serde, value_serde,
             timestamped=True, logging=options.logging,
-            changelog_config=dict(options.changelog_config), engine=options.engine)
+            changelog_config=dict(options.changelog_config), engine=options.engine,
+            # the record cache: time windows emitting on update (Kafka also caches sliding
+            # windows and emit-final stores; not here)
+            caching=options.caching and isinstance(windows, TimeWindows) and not emit.on_close)
         # A sliding window's end is included: final once it is before stream time - grace.
         final_after = windows.grace_ms + (0 if isinstance(windows, TimeWindows) else 1)
         return self._table(store_builder, name, WindowedSupplier(factory, final_after),

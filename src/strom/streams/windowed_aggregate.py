@@ -11,7 +11,9 @@ counted in the processor's `dropped` (once per window it missed) and logged at d
 
 Results are table updates, `Change(new, old)` keyed by `Windowed(key, window)`, with the
 latest timestamp of the window's records (session windows: the session's end).
-With `EmitStrategy.on_window_update()` each update is forwarded as it happens; with
+With `EmitStrategy.on_window_update()` each update is forwarded as it happens (time windows
+with a record cache: when the cache is flushed, at commits; see
+`strom.streams.stores.caching`); with
 `on_window_close()` nothing is forwarded until a window closes, then its final value once
 (`Change(value, None)`), windows by start (sessions by end) then key. Closed windows are
 emitted before the record that closed them is aggregated (so none can expire from the store
@@ -43,6 +45,7 @@ from strom.streams.processor import (
     typed_store,
 )
 from strom.streams.record import Headers, Record
+from strom.streams.stores.caching import CachingWindowStore
 from strom.streams.stores.window import TimestampedWindowStore
 from strom.streams.windows import EmitStrategy, TimeWindows, Window, Windowed
 
@@ -165,6 +168,16 @@ class TimeWindowAggregateProcessor(WindowedAggregateProcessor):
     def init(self, context: ProcessorContext) -> None:
         super().init(context)
         self.store = typed_store(context, self.store_name, TimestampedWindowStore)
+        # With a record cache (emitting on update only), updates are forwarded when the
+        # cache is flushed, not as they happen.
+        self.cached: CachingWindowStore | None = None
+        if isinstance(self.store, CachingWindowStore) and self.store.caching and \
+                not self.emit.on_close:
+            self.cached = self.store
+            self.store.flush_listener = self._flushed
+
+    def _flushed(self, key: Any, new: Any, old: Any, timestamp: int, headers: Headers) -> None:
+        self.context.forward(Record(key, Change(new, old), timestamp, headers))
 
     def process(self, record: Record) -> None:
         if self._skip_null(record):
@@ -185,6 +198,9 @@ class TimeWindowAggregateProcessor(WindowedAggregateProcessor):
         else:
             old, current, timestamp = found[0], found[0], max(record.timestamp, found[1])
         new = self.aggregator(key, record.value, current)
+        if self.cached is not None:
+            self.cached.put(key, new, start, timestamp, headers=record.headers)
+            return
         self.store.put(key, new, start, timestamp)
         self._forward_update(record, Windowed(key, window), new, old, timestamp)
 

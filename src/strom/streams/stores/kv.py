@@ -104,13 +104,21 @@ class KeyValueStoreBuilder(EngineStoreBuilder[KeyValueStore]):
                  value_serde: Serde[Any] | None = None, *, logging: bool = True,
                  changelog_config: dict[str, str] | None = None,
                  engine: Callable[[str], BytesEngine] | None = None,
-                 timestamped: bool = False) -> None:
+                 timestamped: bool = False, caching: bool = False) -> None:
         super().__init__(name, key_serde, value_serde, logging=logging,
                          changelog_config=dict(changelog_config or {}), engine=engine)
         self.timestamped = timestamped
+        # A record cache in front of the store (strom.streams.stores.caching): the DSL's
+        # aggregations ask for one; a timestamped store only.
+        self.caching = caching and timestamped
 
     def _make(self, key_serde: Serde[Any], value_serde: Serde[Any], engine: BytesEngine, *,
               persistent: bool) -> KeyValueStore:
-        kind = TimestampedKeyValueStore if self.timestamped else KeyValueStore
+        kind: type[KeyValueStore] = TimestampedKeyValueStore if self.timestamped \
+            else KeyValueStore
+        if self.caching:
+            from strom.streams.stores.caching import CachingKeyValueStore
+
+            kind = CachingKeyValueStore
         return kind(self.name, key_serde, value_serde, engine, logging=self.logging,
                     persistent=persistent)

@@ -195,7 +195,11 @@ class WindowStoreBuilder(EngineStoreBuilder[WindowStore]):
                  key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None,
                  *, retain_duplicates: bool = False, timestamped: bool = False,
                  logging: bool = True, changelog_config: dict[str, str] | None = None,
-                 engine: Callable[[str], BytesEngine] | None = None) -> None:
+                 engine: Callable[[str], BytesEngine] | None = None,
+                 caching: bool = False) -> None:
+        # A record cache in front of the store (strom.streams.stores.caching): time-window
+        # aggregations that emit on update ask for one; timestamped, no duplicates only.
+        self.caching = caching and timestamped and not retain_duplicates
         self.retention_ms = to_ms(retention, "retention")
         self.window_size_ms = to_ms(window_size, "window size")
         if self.window_size_ms < 0 or self.retention_ms < self.window_size_ms:
@@ -210,7 +214,11 @@ class WindowStoreBuilder(EngineStoreBuilder[WindowStore]):
 
     def _make(self, key_serde: Serde[Any], value_serde: Serde[Any], engine: BytesEngine, *,
               persistent: bool) -> WindowStore:
-        kind = TimestampedWindowStore if self.timestamped else WindowStore
+        kind: type[WindowStore] = TimestampedWindowStore if self.timestamped else WindowStore
+        if self.caching:
+            from strom.streams.stores.caching import CachingWindowStore
+
+            kind = CachingWindowStore
         return kind(self.name, key_serde, value_serde, engine,
                     retention_ms=self.retention_ms, window_size_ms=self.window_size_ms,
                     retain_duplicates=self.retain_duplicates, logging=self.logging,
