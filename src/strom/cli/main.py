@@ -10,6 +10,7 @@ from strom import __version__
 from strom.cli.acl import acl
 from strom.cli.certs import certs
 from strom.cli.cluster import cluster
+from strom.cli.console import console
 from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.produce import produce
@@ -35,6 +36,7 @@ cli.add_command(user)
 cli.add_command(certs)
 cli.add_command(acl)
 cli.add_command(quota)
+cli.add_command(console)
 
 
 def main() -> None:
