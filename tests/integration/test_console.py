@@ -13,7 +13,6 @@ from strom.console import ConsoleSettings, RunningConsole, start_in_thread
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import (
     consume_partitions,
-    create_topic,
     produce_all,
     producer,
     unique_name,

@@ -14,7 +14,6 @@ from strom import __version__
 from strom.cli.common import CliError
 from strom.console import kafka
 from strom.console.html import chart, csrf_field, esc, link, moment, table
-
 from strom.console.session import SESSION_KEY, Session
 
 if TYPE_CHECKING:
