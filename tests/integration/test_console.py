@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import html
 import json
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +228,28 @@ def test_assets_are_local(web: ConsoleClient) -> None:
     assert web.get("/static/console.js").status == 200
     assert "data-live" in web.get("/static/console.js").text
     assert json.dumps  # the page's JSON endpoints are covered above
+
+
+def test_strom_serve_console_starts_it_in_process(tmp_path: Path) -> None:
+    """`strom serve --console HOST:PORT`: one command, a broker and its console."""
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "strom", "serve", "--storage",
+                                 "memory:", "--listen", "127.0.0.1:0", "--console",
+                                 "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            found = re.search(r"console on (http://\S+)/\n", log_path.read_text())
+            if found:
+                break
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        web = ConsoleClient(found.group(1))
+        name = unique_name("served")
+        assert web.post("/topics", {"name": name, "partitions": "1"}).status == 302
+        assert name in web.get("/topics").text
+    finally:
+        proc.terminate()
+        proc.wait(15)
