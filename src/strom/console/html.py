@@ -72,7 +72,7 @@ def chart(series: Mapping[str, Sequence[tuple[float, float]]], unit: str, width:
         legend.append(f'<span class="key key-{index % len(COLORS)}">{esc(name)}</span>')
     axes = (f'<line x1="{left}" y1="{pad + h}" x2="{left + w}" y2="{pad + h}" class="axis"/>'
             f'<line x1="{left}" y1="{pad}" x2="{left}" y2="{pad + h}" class="axis"/>'
-            f'<text x="{left - 4}" y="{pad + 10}" text-anchor="end">{top:g}</text>'
+            f'<text x="{left - 4}" y="{pad + 10}" text-anchor="end">{top:.4g}</text>'
             f'<text x="{left - 4}" y="{pad + h}" text-anchor="end">0</text>'
             f'<text x="{left}" y="{height - 4}">{clock(t0)}</text>'
             f'<text x="{left + w}" y="{height - 4}" text-anchor="end">{clock(t1)}</text>')

@@ -272,7 +272,7 @@ class Pages:
 <label>show as <select name="format">{formats}</select></label>
 <button type="submit">read</button></form>"""
         rows = [(esc(m.partition), esc(m.offset), esc(moment(m.timestamp)),
-                 f'<pre class="key">{esc(kafka.render(m.key, fmt))}</pre>',
+                 f'<pre class="msg-key">{esc(kafka.render(m.key, fmt))}</pre>',
                  f'<pre class="value">{esc(kafka.render(m.value, fmt))}</pre>',
                  "<br>".join(f"<code>{esc(k)}</code>: {esc(kafka.render(v, fmt))}"
                              for k, v in m.headers))
