@@ -26,7 +26,11 @@ PAGES = (
     ("topic", "/topics/orders?limit=6"),
     ("groups", "/groups"),
     ("group", "/groups/billing"),
+    ("acls", "/acls"),
+    ("users", "/users"),
 )
+AUTHZ = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+         "super.users": "User:ANONYMOUS"}
 
 
 def traffic(bootstrap: str, stop: threading.Event) -> None:
@@ -68,7 +72,7 @@ def full_page(driver: Any, path: Path) -> None:
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(settings=AUTHZ) as broker:
         bootstrap = broker.bootstrap_servers
         create_topic(bootstrap, "orders", 3, {"retention.ms": "604800000"})
         create_topic(bootstrap, "payments", 2)
@@ -79,6 +83,15 @@ def main(out: Path) -> None:
         thread.start()
         time.sleep(2)
         member = consume_some(bootstrap, "billing", "orders", 40)
+        web = ConsoleClient(console.url)
+        web.post("/users", {"name": "alice", "mechanism": "SCRAM-SHA-512", "password": "pw"})
+        for operation in ("READ", "DESCRIBE"):
+            web.post("/acls", {"resource_type": "TOPIC", "name": "orders", "pattern": "LITERAL",
+                               "principal": "User:alice", "host": "*",
+                               "operation": operation, "permission": "ALLOW"})
+        web.post("/acls", {"resource_type": "GROUP", "name": "billing", "pattern": "PREFIXED",
+                           "principal": "User:alice", "host": "*", "operation": "READ",
+                           "permission": "ALLOW"})
         time.sleep(12)  # the poller's samples: lag and throughput charts
         driver = start_chromium()
         try:
@@ -89,8 +102,6 @@ def main(out: Path) -> None:
                 full_page(driver, out / f"{name}.png")
             member.close()
             time.sleep(1)
-            web = ConsoleClient(console.url)
-            web.get("/groups/billing")
             driver.get(console.url + "/groups/billing")
             driver.execute_script(
                 "var f = document.getElementById('reset');"

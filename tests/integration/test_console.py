@@ -174,7 +174,7 @@ def test_offset_reset_previews_then_applies(broker: EmbeddedBroker, web: Console
 
 
 MUTATING = ("/topics", "/topics/{t}/delete", "/topics/{t}/config", "/topics/{t}/produce",
-            "/groups/{g}/reset")
+            "/groups/{g}/reset", "/acls", "/acls/delete", "/users", "/users/delete")
 
 
 def test_read_only_refuses_every_change(broker: EmbeddedBroker, topic: str) -> None:

@@ -27,6 +27,7 @@ from aiohttp import web
 from strom.cli.common import ClientOptions, CliError
 from strom.console import kafka
 from strom.console.pages import Pages
+from strom.console.security import SecurityPages
 from strom.console.session import SESSION_KEY, Session
 from strom.coordinator.group.lag_health import Commit, GroupHealth, HealthRules, LagHistory
 
@@ -394,6 +395,13 @@ def build_app(settings: ConsoleSettings, poll: bool = True) -> web.Application:
     app.router.add_get("/groups/{group}/live", pages.group_live)
     app.router.add_get("/groups/{group}/lag", pages.group_json)
     app.router.add_post("/groups/{group}/reset", reset_offsets)
+    security_pages = SecurityPages(pages)
+    app.router.add_get("/acls", security_pages.acls)
+    app.router.add_post("/acls", security_pages.add_acl)
+    app.router.add_post("/acls/delete", security_pages.delete_acl)
+    app.router.add_get("/users", security_pages.users)
+    app.router.add_post("/users", security_pages.set_user)
+    app.router.add_post("/users/delete", security_pages.delete_user)
     app.router.add_static("/static/", STATIC, append_version=False)
     if poll:
         async def poller(app: web.Application) -> Any:

@@ -472,5 +472,12 @@ def end_offsets_all(admin: AdminClient, client: ClientOptions) -> dict[Partition
     return end
 
 
+def quote_text(text: str) -> str:
+    """`text` for a URL's query string."""
+    from urllib.parse import quote_plus
+
+    return quote_plus(text)
+
+
 def admin_for(client: ClientOptions) -> AdminClient:
     return admin_client(client)

@@ -19,7 +19,8 @@ from strom.console.session import SESSION_KEY, Session
 if TYPE_CHECKING:
     from strom.console.app import Console
 
-NAV = (("/cluster", "Cluster"), ("/topics", "Topics"), ("/groups", "Consumer groups"))
+NAV = (("/cluster", "Cluster"), ("/topics", "Topics"), ("/groups", "Consumer groups"),
+       ("/acls", "ACLs"), ("/users", "Users"))
 
 
 def topic_url(name: str) -> str:
