@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -253,3 +254,46 @@ def test_strom_serve_console_starts_it_in_process(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_strom_console_command(broker: EmbeddedBroker, topic: str, tmp_path: Path) -> None:
+    """`strom console --bootstrap-servers ... --listen ... --read-only`."""
+    port = free_port()
+    log_path = tmp_path / "console.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "strom", "console",
+                                 "--bootstrap-servers", broker.bootstrap_servers,
+                                 "--listen", f"127.0.0.1:{port}", "--read-only"],
+                                stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        web = ConsoleClient(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = web.get("/topics")
+                break
+            except OSError:
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+        assert page.status == 200 and topic in page.text and "read-only" in page.text
+        assert web.post("/topics", {"name": "x"}).status == 403
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_strom_console_refuses_password_with_sasl() -> None:
+    from click.testing import CliRunner
+
+    from strom.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["console", "--password", "x", "--sasl"])
+    assert result.exit_code == 2
+    assert "not both" in result.output

@@ -35,6 +35,8 @@ STATIC: Final = Path(__file__).parent / "static"
 COOKIE: Final = "strom_console"
 HISTORY: Final = 360  # samples kept per chart (30 minutes at the default 5 s)
 PUBLIC: Final = ("/login", "/static/")
+SESSION_IDLE_S: Final = 12 * 3600.0  # a login unused this long must log in again
+MAX_SESSIONS: Final = 10_000
 
 R = TypeVar("R")
 
@@ -98,11 +100,17 @@ class Console:
         sid, _, mac = request.cookies.get(COOKIE, "").partition(".")
         if not sid or not hmac.compare_digest(self.sign(sid), f"{sid}.{mac}"):
             return None
-        return self.sessions.get(sid)
+        session = self.sessions.get(sid)
+        if session is not None and session.expired(SESSION_IDLE_S):
+            del self.sessions[sid]
+            return None
+        return session
 
     def new_session(self, response: web.StreamResponse, request: web.Request,
                     session: Session) -> None:
         sid = secrets.token_urlsafe(24)
+        if len(self.sessions) >= MAX_SESSIONS:  # the least recently created goes
+            self.sessions.pop(next(iter(self.sessions)))
         self.sessions[sid] = session
         response.set_cookie(COOKIE, self.sign(sid), httponly=True, samesite="Strict",
                             secure=request.secure, path="/")

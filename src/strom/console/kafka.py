@@ -8,6 +8,7 @@ raised as strom.cli.common.CliError with the CLI's messages.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -479,5 +480,19 @@ def quote_text(text: str) -> str:
     return quote_plus(text)
 
 
+_ADMINS: dict[tuple[Any, ...], AdminClient] = {}
+_ADMINS_LOCK = threading.Lock()
+MAX_ADMINS: Final = 32
+
+
 def admin_for(client: ClientOptions) -> AdminClient:
-    return admin_client(client)
+    """One AdminClient per set of client settings (a SASL login's, or the console's), kept:
+    librdkafka handles are thread-safe, and pages refresh every few seconds."""
+    key = (client.bootstrap, tuple(sorted(client.settings.items())), client.request_timeout)
+    with _ADMINS_LOCK:
+        admin = _ADMINS.get(key)
+        if admin is None:
+            if len(_ADMINS) >= MAX_ADMINS:
+                _ADMINS.pop(next(iter(_ADMINS)))
+            admin = _ADMINS[key] = admin_client(client)
+        return admin

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -16,6 +17,15 @@ class Session:
     user: str
     client: ClientOptions
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    last_seen: float = field(default_factory=time.monotonic)
+
+    def expired(self, idle_s: float) -> bool:
+        """Unused for `idle_s`; otherwise marks it used now."""
+        now = time.monotonic()
+        if now - self.last_seen > idle_s:
+            return True
+        self.last_seen = now
+        return False
 
 
 SESSION_KEY: Final = web.RequestKey("session", Session)
