@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from strom.console import ConsoleSettings, RunningConsole, start_in_thread
 from strom.testing import EmbeddedBroker
@@ -297,3 +298,30 @@ def test_strom_console_refuses_password_with_sasl() -> None:
     result = CliRunner().invoke(cli, ["console", "--password", "x", "--sasl"])
     assert result.exit_code == 2
     assert "not both" in result.output
+
+
+def test_offset_reset_is_refused_while_the_group_has_members(
+        broker: EmbeddedBroker, web: ConsoleClient, topic: str) -> None:
+    from confluent_kafka import Consumer
+
+    group = unique_name("group")
+    produce(broker, topic, [b"x"] * 3)
+    member = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group,
+                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        member.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while not member.assignment():
+            assert time.monotonic() < deadline, "never assigned"
+            member.poll(0.2)
+        member.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+        form = {"topic": topic, "to": "earliest", "apply": "0"}
+        preview = web.post(f"/groups/{group}/reset", form)
+        assert "has active members" in preview.text
+        refused = web.post(f"/groups/{group}/reset", {**form, "apply": "1"})
+        assert refused.status == 400 and "active members" in refused.text
+        assert committed(broker.bootstrap_servers, group) == {(topic, 0): 3}
+        members = web.get(f"/groups/{group}/live").text.split("Members")[1]
+        assert f"<td>{topic}[0]</td>" in members  # the member's assignment
+    finally:
+        member.close()

@@ -370,7 +370,9 @@ async def reset_offsets(request: web.Request) -> web.StreamResponse:
     admin = kafka.admin_for(client)
     resets = await console.call(kafka.reset_plan, admin, client, group, target, topic)
     if form.get("apply") != "1":
-        return console.pages.reset_preview(request, group, resets, form)
+        state = await console.call(kafka.group_state, admin, client, group)
+        return console.pages.reset_preview(request, group, resets, form,
+                                           kafka.state_name(state))
     await console.call(kafka.reset_apply, admin, client, group, resets)
     raise redirect(group_url(group), f"committed {len(resets)} offset(s) for group {group}")
 

@@ -57,7 +57,7 @@ from strom.cli.group_offsets import (
     state_name,
 )
 
-__all__ = ["Partition", "Reset", "Target", "committed_offsets"]
+__all__ = ["Partition", "Reset", "Target", "committed_offsets", "group_state", "state_name"]
 
 MAX_MESSAGES: Final = 500
 FORMATS: Final = ("auto", "text", "json", "hex")

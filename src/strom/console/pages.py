@@ -375,12 +375,17 @@ Preview shows the plan; nothing changes until you apply it.</p>
 <button type="submit" name="apply" value="0">preview (dry run)</button></form>"""
 
     def reset_preview(self, request: web.Request, group: str, resets: list[kafka.Reset],
-                      form: Mapping[str, Any]) -> web.Response:
+                      form: Mapping[str, Any], state: str) -> web.Response:
         rows = [(esc(r.topic), esc(r.partition), esc(dash(r.current)), esc(r.new))
                 for r in resets]
         hidden = "".join(f'<input type="hidden" name="{k}" value="{esc(form.get(k, ""))}">'
                          for k in ("topic", "to", "value"))
-        body = ('<p class="notice">Dry run: nothing was changed.</p>'
+        active = ""
+        if state not in ("Empty", "Dead"):
+            active = (f'<p class="notice error">The group has active members (state '
+                      f"{esc(state)}): Kafka refuses new offsets until its consumers stop."
+                      "</p>")
+        body = ('<p class="notice">Dry run: nothing was changed.</p>' + active
                 + table(("topic", "partition", "old offset", "new offset"), rows, "plan")
                 + f'<form method="post" action="{esc(group_url(group))}/reset" class="card">'
                 f'{csrf_field(self.session(request).csrf)}{hidden}'
