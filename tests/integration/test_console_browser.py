@@ -106,3 +106,14 @@ def test_config_edit_through_the_form(browser: Any, console: RunningConsole,
     assert topic_config(broker.bootstrap_servers, topic, "retention.ms") == "4321000"
     field = browser.find_element(By.CSS_SELECTOR, "input[data-key='retention.ms']")
     assert field.get_attribute("value") == "4321000"
+
+
+def test_pages_load_without_browser_errors(browser: Any, console: RunningConsole,
+                                           topic: str) -> None:
+    """Nothing the Content-Security-Policy blocks, nothing missing, no script errors."""
+    browser.get_log("browser")  # what earlier tests left
+    for path in ("/cluster", "/topics", f"/topics/{topic}", "/groups"):
+        browser.get(console.url + path)
+        time.sleep(0.8)  # a live refresh or two
+        severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert severe == [], path

@@ -81,6 +81,7 @@ class Pages:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)} · strom console</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/console.css">
 <script src="/static/console.js" defer></script></head>
 <body><header><a class="brand" href="/">strom console</a><nav>{nav}</nav>
