@@ -249,7 +249,7 @@ def read_messages(admin: AdminClient, client: ClientOptions, topic: str,
     ids = [p for p in ids if (topic, p) in start and (topic, p) in end]
     consumer = make_client(KafkaConsumer, client.config(**{
         "group.id": f"strom-console-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "enable.partition.eof": False, "fetch.wait.max.ms": 100}))
+        "enable.partition.eof": True, "fetch.wait.max.ms": 100}))
     try:
         begin = start_offsets(consumer, client, topic, ids, start, end, browse)
         todo = {p: o for p, o in begin.items() if o < end[(topic, p)]}
@@ -279,6 +279,8 @@ def poll_until(consumer: KafkaConsumer, client: ClientOptions, topic: str,
             error = record.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
+                    # the end, even where the end offset is no record (a transaction marker)
+                    pending.discard(int(record.partition() or 0))
                     continue
                 raise fail(KafkaException(error), client, topic, f"reading topic {topic}")
             p = int(record.partition() or 0)
