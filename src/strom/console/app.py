@@ -23,8 +23,9 @@ from urllib.parse import quote, urlencode
 
 import click
 from aiohttp import web
+from confluent_kafka import KafkaException
 
-from strom.cli.common import ClientOptions, CliError
+from strom.cli.common import ClientOptions, CliError, fail
 from strom.console import kafka
 from strom.console.pages import Pages
 from strom.console.security import SecurityPages
@@ -168,6 +169,15 @@ def console_of(request: web.Request) -> Console:
     return value
 
 
+async def check_post(console: Console, request: web.Request, session: Session) -> None:
+    """A change: refused when read-only, and without the session's CSRF token."""
+    if console.settings.read_only and request.path != "/logout":
+        raise web.HTTPForbidden(text="the console is read-only")
+    form = await request.post()
+    if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+        raise web.HTTPForbidden(text="missing or wrong CSRF token (reload the page)")
+
+
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Sessions (a login when required), CSRF on every POST, read-only refusals."""
@@ -184,15 +194,13 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         session = fresh = Session("anonymous", console.client_options({}))
     request[SESSION_KEY] = session
     if request.method == "POST":
-        if console.settings.read_only and request.path != "/logout":
-            raise web.HTTPForbidden(text="the console is read-only")
-        form = await request.post()
-        if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
-            raise web.HTTPForbidden(text="missing or wrong CSRF token (reload the page)")
+        await check_post(console, request, session)
     try:
         response = await handler(request)
     except click.ClickException as exc:
         response = console.pages.error(request, exc.message)
+    except KafkaException as exc:  # a client call the helpers do not translate
+        response = console.pages.error(request, fail(exc, session.client).message)
     if fresh is not None:
         console.new_session(response, request, fresh)
     return response
