@@ -12,6 +12,7 @@ from strom.cli.certs import certs
 from strom.cli.cluster import cluster
 from strom.cli.completion import completion
 from strom.cli.config import config
+from strom.cli.console import console
 from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.produce import produce
@@ -39,6 +40,7 @@ cli.add_command(acl)
 cli.add_command(quota)
 cli.add_command(config)
 cli.add_command(completion)
+cli.add_command(console)
 
 
 def main() -> None:

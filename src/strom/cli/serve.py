@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -53,7 +54,7 @@ def build_config(data_dir: Path, listen: str, config_file: Path | None,
         raise click.BadParameter(str(exc)) from None
 
 
-async def run_until_signalled(config: BrokerConfig) -> None:
+async def run_until_signalled(config: BrokerConfig, console: str | None = None) -> None:
     from strom.server.app import BrokerServer
 
     server = BrokerServer(config)
@@ -68,10 +69,27 @@ async def run_until_signalled(config: BrokerConfig) -> None:
     click.echo(f"strom is ready on {config.host}:{server.port} ({where})", err=True)
     for (host, _), port in zip(config.http_listeners(), server.http_ports, strict=True):
         click.echo(f"metrics on http://{host or '0.0.0.0'}:{port}/metrics", err=True)
+    running = start_console(console, config.host, server.port) if console else None
     try:
         await stop.wait()
     finally:
+        if running is not None:
+            running.stop()
         await server.stop()
+
+
+def start_console(listen: str, broker_host: str, broker_port: int) -> Any:
+    """`--console`: the web console (strom.console) in a thread of its own, a Kafka client of
+    this broker's listener like any other; STROM_CONSOLE_PASSWORD asks for a login."""
+    from strom.cli.console import console_password
+    from strom.console import ConsoleSettings, start_in_thread
+
+    host, port = parse_listen(listen)
+    target = "127.0.0.1" if broker_host in ("", "0.0.0.0", "::") else broker_host
+    running = start_in_thread(ConsoleSettings(f"{target}:{broker_port}",
+                                              password=console_password()), host, port)
+    click.echo(f"console on http://{host}:{running.port}/", err=True)
+    return running
 
 
 @click.command()
@@ -93,10 +111,13 @@ async def run_until_signalled(config: BrokerConfig) -> None:
 @click.option("--http", "http", default=None, metavar="HOST:PORT",
               help="Serve /metrics (Prometheus), /healthz and /readyz over HTTP here "
                    "(http.listeners; off unless given).")
+@click.option("--console", "console", default=None, metavar="HOST:PORT",
+              help="Also serve the web console here (in-process, a client of this broker; "
+                   "STROM_CONSOLE_PASSWORD asks for a login). See docs/console.md.")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: Path | None,
           sets: tuple[str, ...], node_id: int | None, http: str | None,
-          log_level: str) -> None:
+          console: str | None, log_level: str) -> None:
     """Run a broker (its log on local disk unless --storage says otherwise)."""
     if data_dir is not None and storage is not None:
         raise click.UsageError("give --data-dir DIR or --storage URL, not both "
@@ -108,6 +129,8 @@ def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: 
     if http is not None:
         parse_listen(http)  # a usage error before anything
         sets = (*sets, f"http.listeners={http}")
+    if console is not None:
+        parse_listen(console)
     config = build_config(data_dir or Path("./data"), listen, config_file, sets, storage or "")
     from strom.broker.internal_topic_check import StartupError
     from strom.storage.api import StorageError
@@ -115,7 +138,7 @@ def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: 
     try:
         import uvloop
 
-        uvloop.run(run_until_signalled(config))
+        uvloop.run(run_until_signalled(config, console))
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
     except (StartupError, StorageError) as exc:
