@@ -22,6 +22,7 @@ An entry's size is its serialized key and value plus `ENTRY_OVERHEAD` bytes.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -70,6 +71,7 @@ class NamedCache:
         self.owner = owner
         self._flush = flush
         self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        self._sorted: list[bytes] = []  # the entries' keys in order, for range reads
         self._dirty: dict[bytes, None] = {}
         self.size = 0
         self.lock = threading.RLock()  # reads may come from other threads (queries)
@@ -96,6 +98,8 @@ class NamedCache:
             previous = self._entries.pop(key, None)
             if previous is not None:
                 self._resize(-previous.size(key))
+            else:
+                bisect.insort(self._sorted, key)
             self._entries[key] = entry
             self._resize(entry.size(key))
             if entry.dirty:
@@ -110,10 +114,10 @@ class NamedCache:
     def between(self, low: bytes | None, high: bytes | None) -> list[tuple[bytes, CacheEntry]]:
         """The entries with low <= key <= high (None: unbounded), by key (a snapshot)."""
         with self.lock:
-            chosen = [(k, e) for k, e in self._entries.items()
-                      if (low is None or k >= low) and (high is None or k <= high)]
-        chosen.sort(key=lambda item: item[0])
-        return chosen
+            keys = self._sorted
+            first = 0 if low is None else bisect.bisect_left(keys, low)
+            last = len(keys) if high is None else bisect.bisect_right(keys, high)
+            return [(k, self._entries[k]) for k in keys[first:last]]
 
     def flush(self) -> None:
         """Hands the dirty entries to the store (which writes and forwards them)."""
@@ -138,6 +142,7 @@ class NamedCache:
             self.flush()
         with self.lock:
             entry = self._entries.pop(key)
+            del self._sorted[bisect.bisect_left(self._sorted, key)]
             self._resize(-entry.size(key))
         self.owner.evictions += 1
 
@@ -147,6 +152,7 @@ class NamedCache:
             self.owner.size -= self.size
             self.size = 0
             self._entries.clear()
+            self._sorted.clear()
             self._dirty.clear()
 
 
