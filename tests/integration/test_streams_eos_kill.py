@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -47,6 +48,29 @@ def start_instance(bootstrap: str, app_id: str, state_dir: Path, log: Path,
              "--config", "consumer.session.timeout.ms=6000",
              "--config", "consumer.heartbeat.interval.ms=500"] + [f"--config={c}" for c in EXTRA],
             stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def kill_one_mid_stream(instances: list[subprocess.Popen[bytes]], writer: threading.Thread,
+                        restart: Callable[[], subprocess.Popen[bytes]]) -> None:
+    """Starts the writer, SIGKILLs the second instance mid-stream, starts it again (with the
+    same state directory) and waits for the writer."""
+    writer.start()
+    time.sleep(1.5)  # mid-stream: the writer takes about 3 s
+    instances[1].send_signal(signal.SIGKILL)
+    instances[1].wait(10)
+    time.sleep(1.0)
+    instances[1] = restart()
+    writer.join(DEADLINE_S * 2)
+
+
+def stop_all(instances: list[subprocess.Popen[bytes]]) -> None:
+    for instance in instances:
+        instance.send_signal(signal.SIGTERM)
+    for instance in instances:
+        try:
+            instance.wait(DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            instance.kill()
 
 
 def wait_for_tasks(logs: list[Path], task: str = "task 1_") -> None:
@@ -115,22 +139,11 @@ def test_exactly_once_through_a_sigkill(tmp_path: Path) -> None:
         writer = threading.Thread(target=produce)
         try:
             wait_for_tasks(logs)
-            writer.start()
-            time.sleep(1.5)  # mid-stream: the writer takes about 3 s
-            instances[1].send_signal(signal.SIGKILL)
-            instances[1].wait(10)
-            time.sleep(1.0)
-            instances[1] = start_instance(bootstrap, app_id, tmp_path / "state-1", logs[1])
-            writer.join(DEADLINE_S * 2)
+            kill_one_mid_stream(instances, writer, lambda: start_instance(
+                bootstrap, app_id, tmp_path / "state-1", logs[1]))
             seen = read_counts(bootstrap, "word-counts", sum(expected.values()))
         finally:
-            for instance in instances:
-                instance.send_signal(signal.SIGTERM)
-            for instance in instances:
-                try:
-                    instance.wait(DEADLINE_S)
-                except subprocess.TimeoutExpired:
-                    instance.kill()
+            stop_all(instances)
         shown = "\n".join(log.read_text()[-2000:] for log in logs)
         assert {w: v[-1] for w, v in seen.items()} == expected, shown
         for word, counts in seen.items():
@@ -210,23 +223,11 @@ def test_windows_emitted_on_close_exactly_once_through_a_sigkill(tmp_path: Path)
         writer = threading.Thread(target=produce)
         try:
             wait_for_tasks(logs, "task 0_")
-            writer.start()
-            time.sleep(1.5)  # mid-stream: the writer takes about 3 s
-            instances[1].send_signal(signal.SIGKILL)
-            instances[1].wait(10)
-            time.sleep(1.0)
-            instances[1] = start_instance(bootstrap, app_id, tmp_path / "state-1", logs[1],
-                                          WINDOWED_APP)
-            writer.join(DEADLINE_S * 2)
+            kill_one_mid_stream(instances, writer, lambda: start_instance(
+                bootstrap, app_id, tmp_path / "state-1", logs[1], WINDOWED_APP))
             seen = read_windows(bootstrap, "click-counts", set(expected))
         finally:
-            for instance in instances:
-                instance.send_signal(signal.SIGTERM)
-            for instance in instances:
-                try:
-                    instance.wait(DEADLINE_S)
-                except subprocess.TimeoutExpired:
-                    instance.kill()
+            stop_all(instances)
         shown = "\n".join(log.read_text()[-2000:] for log in logs)
         missing = sorted(set(expected) - seen.keys())
         assert not missing, f"{len(missing)} windows never emitted: {missing[:10]}\n{shown}"
