@@ -1,24 +1,30 @@
 """What metrics cost: produce throughput of strom with metrics off and on, side by side.
 
-Two brokers of the same build run at once, one started with `--set http.listeners=...` (the
-same as `strom serve --http`) and one without; rounds alternate between them (off, on, off,
-on, ...) so that drift of the machine hits both alike, and only one is loaded at a time. While
-the metrics broker is loaded, /metrics is scraped every --scrape-s seconds (as Prometheus
-would; its scrapes read every partition's offsets). The goal (issue 13): metrics on cost less
-than 3% of produce throughput.
+Each round starts two fresh brokers of the same build, one with `--set http.listeners=...`
+(the same as `strom serve --http`) and one without, loads one then the other (the order
+alternates between rounds) and stops both: no broker carries a round's files, memory or
+scheduling luck into the next, and a machine's drift hits both sides alike. While the metrics
+broker is loaded, /metrics is scraped every --scrape-s seconds (as Prometheus would; a scrape
+reads every partition's offsets).
 
-On a shared machine throughput swings by more than that from round to round, so each round
-also reports the broker process's CPU time per message (user + system, from /proc): a
-steadier measure of what metrics add to the broker's own work.
+On a 2-core machine the producer's Python loop and the broker compete for the cores, and where
+the scheduler puts them moved a round's throughput by 25% or more in earlier versions of this
+benchmark (the "on" side came out faster as often as not). With --pin (the default when the
+machine has 2 or more cores) the brokers run on core 0 and the producer on core 1, so every
+round gets the same split. A round's figure is the ratio on/off of that round's two runs;
+the result is the median ratio over rounds, with the broker's CPU time per message (user +
+system, from /proc) as a second, steadier measure of what metrics add to its own work.
+The goal (issue 13): metrics on cost less than 3% of produce throughput.
 
 Usage (from the repository root):
 
-    .venv/bin/python bench/metrics_cost.py                  # 5 rounds of 10 s per side
+    .venv/bin/python bench/metrics_cost.py                  # 7 rounds of 10 s per side
     .venv/bin/python bench/metrics_cost.py --rounds 2 --seconds 3     # a short check
     .venv/bin/python bench/metrics_cost.py --linger-ms 0    # many small Produce requests
+    .venv/bin/python bench/metrics_cost.py --size 1024      # 1 KiB records
 
 Prints each round and the medians: msgs/s and broker CPU µs per message, off and on, and
-their ratios.
+the median of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -93,12 +99,47 @@ def one_round(broker: Broker, args: argparse.Namespace, scrape_url: str | None
     return result.msgs_per_s, cpu_us
 
 
+def pin(cores: set[int]) -> None:
+    """Run this process (and the processes and threads it starts from now on) on `cores`."""
+    os.sched_setaffinity(0, cores)
+
+
+def one_pair(args: argparse.Namespace, root: Path, on_first: bool
+             ) -> dict[str, tuple[float, float]]:
+    """Start a metrics-off and a metrics-on broker, load each in turn, stop both; return
+    {side: (msgs/s, broker CPU µs per message)}."""
+    http_port = free_port()
+    url = f"http://127.0.0.1:{http_port}/metrics"
+    if args.pin:
+        pin({0})  # the brokers inherit core 0
+    off = start_broker("strom-off", root, "")
+    on = start_broker("strom-on", root, "", settings={
+        "http.listeners": f"127.0.0.1:{http_port}"})
+    if args.pin:
+        pin({1})  # the producer (and librdkafka's threads, started later) on core 1
+    results: dict[str, tuple[float, float]] = {}
+    try:
+        for broker in (off, on):
+            create_topics(broker.bootstrap, {TOPIC: PARTITIONS}, 30)
+            produce_run(broker.bootstrap, TOPIC, args.size, 20_000, args.acks, 10)  # warm-up
+        for broker in ((on, off) if on_first else (off, on)):
+            time.sleep(0.5)  # the other broker's flushes settle
+            results["on" if broker is on else "off"] = one_round(
+                broker, args, url if broker is on else None)
+    finally:
+        stop_broker(off)
+        stop_broker(on)
+        if args.pin:
+            pin(set(range(os.cpu_count() or 1)))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per side")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time limit of a round")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds (a pair of runs each)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time limit of a run")
     parser.add_argument("--count", type=int, default=50_000_000,
-                        help="records per round at most (the time limit usually ends it)")
+                        help="records per run at most (the time limit usually ends it)")
     parser.add_argument("--size", type=int, default=100, help="record size, bytes")
     parser.add_argument("--acks", default="1")
     parser.add_argument("--linger-ms", type=int, default=5,
@@ -106,40 +147,37 @@ def main() -> None:
                              "per-request cost shows most)")
     parser.add_argument("--scrape-s", type=float, default=5.0,
                         help="scrape /metrics this often while loaded (0: never)")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
+                        default=(os.cpu_count() or 1) >= 2,
+                        help="brokers on core 0, the producer on core 1 (default with 2+ cores)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="metrics-cost-"))
-    http_port = free_port()
-    off = start_broker("strom-off", root, "")
-    on = start_broker("strom-on", root, "", settings={
-        "http.listeners": f"127.0.0.1:{http_port}"})
-    url = f"http://127.0.0.1:{http_port}/metrics"
+    print(f"{args.rounds} rounds of at most {args.seconds:.0f} s per side, {args.size} B "
+          f"records, acks={args.acks}, linger.ms={args.linger_ms}, {PARTITIONS} partitions, "
+          f"{'pinned: brokers core 0, producer core 1' if args.pin else 'not pinned'}",
+          flush=True)
     rates: dict[str, list[float]] = {"off": [], "on": []}
     cpu: dict[str, list[float]] = {"off": [], "on": []}
-    try:
-        for broker in (off, on):
-            create_topics(broker.bootstrap, {TOPIC: PARTITIONS}, 30)
-            produce_run(broker.bootstrap, TOPIC, args.size, 20_000, args.acks, 10)  # warm-up
-        print(f"{args.rounds} rounds per side of at most {args.seconds:.0f} s, "
-              f"{args.size} B records, acks={args.acks}, linger.ms={args.linger_ms}, "
-              f"{PARTITIONS} partitions", flush=True)
-        for n in range(args.rounds):
-            print(f"round {n + 1}", flush=True)
-            first, second = ((off, on) if n % 2 == 0 else (on, off))
-            for broker in (first, second):
-                side = "on" if broker is on else "off"
-                time.sleep(0.5)  # the other broker's flushes settle
-                rate, cpu_us = one_round(broker, args, url if broker is on else None)
-                rates[side].append(rate)
-                cpu[side].append(cpu_us)
-    finally:
-        stop_broker(off)
-        stop_broker(on)
-    off_rate, on_rate = statistics.median(rates["off"]), statistics.median(rates["on"])
-    off_cpu, on_cpu = statistics.median(cpu["off"]), statistics.median(cpu["on"])
-    print(f"\nmedian msgs/s: metrics off {off_rate:,.0f}, on {on_rate:,.0f}; "
-          f"on/off {on_rate / off_rate:.3f} ({_change(on_rate / off_rate)})")
-    print(f"median broker CPU µs/msg: off {off_cpu:.3f}, on {on_cpu:.3f}; "
-          f"on/off {on_cpu / off_cpu:.3f} ({(on_cpu / off_cpu - 1) * 100:+.1f}% CPU)")
+    rate_ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    for n in range(args.rounds):
+        print(f"round {n + 1}", flush=True)
+        pair = one_pair(args, root, on_first=n % 2 == 1)
+        for side in ("off", "on"):
+            rates[side].append(pair[side][0])
+            cpu[side].append(pair[side][1])
+        rate_ratios.append(pair["on"][0] / pair["off"][0])
+        cpu_ratios.append(pair["on"][1] / pair["off"][1])
+        print(f"  on/off {rate_ratios[-1]:.3f} msgs/s, {cpu_ratios[-1]:.3f} CPU/msg",
+              flush=True)
+    ratio, cpu_ratio = statistics.median(rate_ratios), statistics.median(cpu_ratios)
+    print(f"\nmedian msgs/s: metrics off {statistics.median(rates['off']):,.0f}, "
+          f"on {statistics.median(rates['on']):,.0f}")
+    print(f"median of the rounds' ratios on/off: {ratio:.3f} ({_change(ratio)}); "
+          f"ratios {min(rate_ratios):.3f}-{max(rate_ratios):.3f}")
+    print(f"median broker CPU µs/msg: off {statistics.median(cpu['off']):.3f}, "
+          f"on {statistics.median(cpu['on']):.3f}; median ratio on/off {cpu_ratio:.3f} "
+          f"({(cpu_ratio - 1) * 100:+.1f}% CPU per message)")
 
 
 def _change(ratio: float) -> str:
