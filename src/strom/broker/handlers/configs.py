@@ -363,7 +363,8 @@ def describe_resource(broker: Broker, ctx: RequestContext, b: ResponseBuilder, r
 
 
 @api(32, "DescribeConfigs", (1, 4),
-     "TOPIC and BROKER resources; synonyms, documentation and config types")
+     "TOPIC and BROKER resources (a broker also names `strom.version` and "
+     "`strom.storage.engine`); synonyms, documentation and config types")
 async def handle_describe_configs(broker: Broker, ctx: RequestContext, request: Any,
                                   b: ResponseBuilder) -> Any:
     with_synonyms = bool(getattr(request, "include_synonyms", False))
