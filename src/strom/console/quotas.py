@@ -90,7 +90,8 @@ class QuotaPages:
             rows.append((f'<span class="entity">{esc(q.label)}</span>',
                          *(esc(quota_value(k, q.values[k])) if k in q.values else "-"
                            for k in kafka.QUOTA_KEYS), remove))
-        body = table(("entity", *kafka.QUOTA_KEYS, ""), rows, "quotas", "no client quotas")
+        body = table(("entity", *(k.replace("_", " ") for k in kafka.QUOTA_KEYS), ""), rows,
+                     "quotas", "no client quotas")
         body += ('<p class="muted">Kafka applies the most specific quota that matches a client: '
                  "user and client id, then user, then client id (each before its default).</p>")
         if self.pages.writable:
@@ -100,9 +101,10 @@ class QuotaPages:
             body += f"""<h2>Set a quota</h2>
 <form method="post" action="/quotas" class="card" id="set-quota">{csrf_field(csrf)}
 <label>user <input name="user" placeholder="alice (blank: any)"></label>
-<label><input type="checkbox" name="user_default" value="1"> the default user</label>
+<label class="check"><input type="checkbox" name="user_default" value="1"> the default user</label>
 <label>client id <input name="client_id" placeholder="etl (blank: any)"></label>
-<label><input type="checkbox" name="client_default" value="1"> the default client id</label>
+<label class="check"><input type="checkbox" name="client_default" value="1"> the default client
+id</label>
 {values}
 <button type="submit">set</button></form>"""
         return self.pages.frame(request, "Client quotas", body)
