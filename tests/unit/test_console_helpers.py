@@ -3,13 +3,25 @@ or sizes, the quota form's parsing, and the merge of DescribeLogDirs answers of 
 
 from __future__ import annotations
 
-import pytest
+from concurrent.futures import Future
+from typing import Any
 
-from strom.cli.common import CliError
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import ConfigEntry
+
+from strom.cli.common import ClientOptions, CliError
 from strom.cli.wire_admin import entity_label, merge_sizes
 from strom.console.app import Rate, growth
 from strom.console.html import human_size
-from strom.console.kafka import entity_in_order, quota_entity, total_size
+from strom.console.kafka import (
+    UNKNOWN_SOFTWARE,
+    Software,
+    broker_software,
+    entity_in_order,
+    quota_entity,
+    total_size,
+)
 from strom.console.quotas import entity_from_json, quota_value, values_from
 
 
@@ -92,3 +104,30 @@ def test_entity_from_a_delete_button() -> None:
     for bad in ("", "[]", '[["topic", "x"]]', "{", '[["user"]]', "3"):
         with pytest.raises(CliError, match="no entity"):
             entity_from_json(bad)
+
+
+class FakeAdmin:
+    """describe_configs of BROKER resources: broker 1 is strom, 2 another Kafka broker, 3 fails."""
+
+    def describe_configs(self, resources: list[Any], **_: Any) -> dict[Any, Future[Any]]:
+        answers: dict[Any, Future[Any]] = {}
+        for resource in resources:
+            future: Future[Any] = Future()
+            if resource.name == "1":
+                future.set_result({"strom.version": ConfigEntry("strom.version", "9.9.9"),
+                                   "strom.storage.engine": ConfigEntry("strom.storage.engine",
+                                                                       "postgresql")})
+            elif resource.name == "2":
+                future.set_result({"num.partitions": ConfigEntry("num.partitions", "1")})
+            else:
+                future.set_exception(KafkaException(KafkaError(KafkaError._TIMED_OUT)))
+            answers[resource] = future
+        return answers
+
+
+def test_broker_software_falls_back_for_brokers_that_are_not_strom() -> None:
+    admin: Any = FakeAdmin()
+    found = broker_software(admin, ClientOptions("nowhere:1", {}, 1.0), [1, 2, 3])
+    assert found[1] == Software("9.9.9", "postgresql")
+    assert found[2] == found[3] == Software(UNKNOWN_SOFTWARE, UNKNOWN_SOFTWARE)
+    assert UNKNOWN_SOFTWARE == "unknown (not strom)"
