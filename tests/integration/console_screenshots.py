@@ -28,6 +28,7 @@ PAGES = (
     ("group", "/groups/billing"),
     ("acls", "/acls"),
     ("users", "/users"),
+    ("quotas", "/quotas"),
 )
 AUTHZ = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
          "super.users": "User:ANONYMOUS"}
@@ -92,6 +93,13 @@ def main(out: Path) -> None:
         web.post("/acls", {"resource_type": "GROUP", "name": "billing", "pattern": "PREFIXED",
                            "principal": "User:alice", "host": "*", "operation": "READ",
                            "permission": "ALLOW"})
+        for quota in ({"user": "alice", "producer_byte_rate": "1048576",
+                       "consumer_byte_rate": "2097152"},
+                      {"user": "alice", "client_id": "billing-service",
+                       "request_percentage": "50"},
+                      {"client_default": "1", "producer_byte_rate": "524288",
+                       "controller_mutation_rate": "10"}):
+            web.post("/quotas", quota)
         time.sleep(12)  # the poller's samples: lag and throughput charts
         driver = start_chromium()
         try:

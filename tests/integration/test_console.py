@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 
+from strom import __version__
+from strom.cli import wire_admin
+from strom.cli.common import ClientOptions
 from strom.console import ConsoleSettings, RunningConsole, start_in_thread
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import (
@@ -176,7 +179,8 @@ def test_offset_reset_previews_then_applies(broker: EmbeddedBroker, web: Console
 
 
 MUTATING = ("/topics", "/topics/{t}/delete", "/topics/{t}/config", "/topics/{t}/produce",
-            "/groups/{g}/reset", "/acls", "/acls/delete", "/users", "/users/delete")
+            "/groups/{g}/reset", "/acls", "/acls/delete", "/users", "/users/delete",
+            "/quotas", "/quotas/delete")
 
 
 def test_read_only_refuses_every_change(broker: EmbeddedBroker, topic: str) -> None:
@@ -188,10 +192,16 @@ def test_read_only_refuses_every_change(broker: EmbeddedBroker, topic: str) -> N
         assert 'id="produce"' not in page.text and "config-edit" not in page.text
         assert 'id="create-topic"' not in web.get("/topics").text
         for path in MUTATING:
-            reply = web.post(path.format(t=topic, g="g"), {"name": "x", "key": "retention.ms",
-                                                          "value": "1", "to": "earliest"})
+            reply = web.post(path.format(t=topic, g="g"), {
+                "name": "x", "key": "retention.ms", "value": "1", "to": "earliest",
+                "user": "ro-user", "producer_byte_rate": "1000",
+                "entity": '[["user", "ro-user"]]'})
             assert reply.status == 403, path
         assert topic_config(broker.bootstrap_servers, topic, "retention.ms") != "1"
+        quotas = web.get("/quotas")
+        assert quotas.status == 200 and 'id="set-quota"' not in quotas.text
+        assert "/quotas/delete" not in quotas.text
+        assert (("user", "ro-user"),) not in wire_quotas(broker)
     finally:
         running.stop()
 
@@ -325,3 +335,98 @@ def test_offset_reset_is_refused_while_the_group_has_members(
         assert f"<td>{topic}[0]</td>" in members  # the member's assignment
     finally:
         member.close()
+
+
+# --- sizes, the cluster's software and throughput, client quotas ------------------------------
+
+def data_bytes(fragment: str, css_class: str = "size") -> list[int]:
+    """The data-bytes of each size shown ("-": unknown, left out)."""
+    return [int(n) for n in re.findall(rf'class="{css_class}" data-bytes="(\d+)"', fragment)]
+
+
+def test_topic_sizes_after_producing(broker: EmbeddedBroker, web: ConsoleClient,
+                                     new_topic: Callable[..., str]) -> None:
+    name = new_topic(partitions=2)
+    p = producer(broker.bootstrap_servers)
+    produce_all(p, name, [{"value": b"x" * 1000, "partition": i % 2} for i in range(20)])
+    page = web.get("/topics").text
+    row = page[page.index(f">{name}</a>"):]
+    row = row[:row.index("</tr>")]
+    [size] = data_bytes(row)
+    assert size >= 20 * 1000  # ten 1000-byte values in each partition, and their batches
+    assert re.search(r">\d+\.\d KiB</span>", row), row  # human-readable
+    detail = web.get(f"/topics/{name}/live").text
+    partitions = data_bytes(detail)
+    assert len(partitions) == 2 and all(s >= 10 * 1000 for s in partitions), detail
+    [total] = re.findall(r'id="topic-size" data-bytes="(\d+)"', detail)
+    assert int(total) == sum(partitions) == size
+
+
+def test_cluster_page_names_the_storage_engine_and_version(web: ConsoleClient,
+                                                           storage_engine: str) -> None:
+    page = web.get("/cluster")
+    assert page.status == 200
+    brokers = page.text[page.text.index('id="brokers"'):]
+    brokers = brokers[:brokers.index("</table>")]
+    assert f'<span class="engine">{storage_engine}</span>' in brokers
+    assert f'<span class="version">{__version__}</span>' in brokers
+    assert "not strom" not in brokers
+
+
+def test_cluster_page_charts_messages_and_bytes_in(broker: EmbeddedBroker, web: ConsoleClient,
+                                                   topic: str) -> None:
+    p = producer(broker.bootstrap_servers)
+    deadline = time.monotonic() + 20
+    while True:  # traffic while the poller samples (every 0.5 s): both rates become charts
+        produce_all(p, topic, [{"value": b"y" * 200}] * 20)
+        live = web.get("/cluster/live").text
+        messages = live[live.index('id="throughput-messages"'):live.index('id="throughput-bytes"')]
+        sizes = live[live.index('id="throughput-bytes"'):]
+        if "<polyline" in messages and "<polyline" in sizes:
+            break
+        assert time.monotonic() < deadline, live
+        time.sleep(0.3)
+    assert "messages in per second" in messages and "bytes in per second" in sizes
+
+
+def wire_quotas(broker: EmbeddedBroker) -> wire_admin.Quotas:
+    """The broker's DescribeClientQuotas, asked without the console."""
+    found = wire_admin.list_quotas(ClientOptions(broker.bootstrap_servers, {}, 5.0))
+    return {tuple(sorted(entity)): values for entity, values in found.items()}
+
+
+def test_quotas_page_sets_lists_and_deletes(broker: EmbeddedBroker,
+                                            web: ConsoleClient) -> None:
+    user = unique_name("quota-user")
+    assert web.get("/quotas").status == 200
+    reply = web.post("/quotas", {"user": user, "client_id": "etl",
+                                 "producer_byte_rate": "1048576", "request_percentage": "25"})
+    assert reply.status == 302, reply.text
+    assert "set" in html.unescape(reply.location)
+    entity = (("client-id", "etl"), ("user", user))
+    assert wire_quotas(broker)[entity] == {"producer_byte_rate": 1048576.0,
+                                           "request_percentage": 25.0}
+    page = html.unescape(web.get("/quotas").text)
+    row = page[page.index(f"user={user}, client-id=etl"):]
+    row = row[:row.index("</tr>")]
+    assert "1048576 (1.0 MiB/s)" in row and "<td>25</td>" in row
+
+    defaults = web.post("/quotas", {"client_default": "1", "consumer_byte_rate": "2048"})
+    assert defaults.status == 302, defaults.text
+    assert wire_quotas(broker)[(("client-id", None),)] == {"consumer_byte_rate": 2048.0}
+    assert "client-id=&lt;default&gt;" in web.get("/quotas").text
+
+    bad = web.post("/quotas", {"user": user, "producer_byte_rate": "fast"})
+    assert bad.status == 400 and "not a number" in bad.text
+    neither = web.post("/quotas", {"producer_byte_rate": "1"})
+    assert neither.status == 400 and "needs a user" in neither.text
+
+    removed = web.post("/quotas/delete", {"entity": json.dumps([["client-id", "etl"],
+                                                                 ["user", user]])})
+    assert removed.status == 302, removed.text
+    assert entity not in wire_quotas(broker)
+    assert f"user={user}" not in web.get("/quotas").text
+    web.post("/quotas/delete", {"entity": '[["client-id", null]]'})
+    assert (("client-id", None),) not in wire_quotas(broker)
+    gone = web.post("/quotas/delete", {"entity": json.dumps([["user", user]])})
+    assert gone.status == 400 and "has no quotas" in gone.text

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from strom import __version__
 from strom.console import ConsoleSettings, RunningConsole, start_in_thread
 from strom.testing import EmbeddedBroker
 from tests.integration.browser import require_chromium, start_chromium
@@ -112,8 +113,30 @@ def test_pages_load_without_browser_errors(browser: Any, console: RunningConsole
                                            topic: str) -> None:
     """Nothing the Content-Security-Policy blocks, nothing missing, no script errors."""
     browser.get_log("browser")  # what earlier tests left
-    for path in ("/cluster", "/topics", f"/topics/{topic}", "/groups"):
+    for path in ("/cluster", "/topics", f"/topics/{topic}", "/groups", "/quotas"):
         browser.get(console.url + path)
         time.sleep(0.8)  # a live refresh or two
         severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert severe == [], path
+
+
+def test_quota_set_through_the_form_appears(browser: Any, console: RunningConsole) -> None:
+    from selenium.webdriver.common.by import By
+
+    user = unique_name("quota-user")
+    browser.get(console.url + "/quotas")
+    form = browser.find_element(By.ID, "set-quota")
+    form.find_element(By.NAME, "user").send_keys(user)
+    form.find_element(By.NAME, "producer_byte_rate").send_keys("2097152")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_for(lambda: "quotas of" in text_of(browser, ".notice.ok"), "the confirmation")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#quotas tbody tr")
+    [row] = [r for r in rows if f"user={user}" in r.text]
+    assert "2097152 (2.0 MiB/s)" in row.text
+
+
+def test_cluster_page_shows_the_storage_engine(browser: Any, console: RunningConsole,
+                                               storage_engine: str) -> None:
+    browser.get(console.url + "/cluster")
+    assert text_of(browser, "#brokers .engine") == storage_engine
+    assert text_of(browser, "#brokers .version") == __version__

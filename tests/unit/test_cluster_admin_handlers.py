@@ -351,3 +351,28 @@ def test_broker_rack_is_registered_and_described(tmp_path: Path) -> None:
     assert registration.rack == "eu-west-1a"
     [rack] = [v for v in views if v.name == "broker.rack"]
     assert (rack.value, rack.kind) == ("eu-west-1a", "STRING")
+
+
+# --- what a client cannot learn otherwise: strom's version and storage engine ----------------
+
+
+@pytest.mark.parametrize(("storage", "engine"), [
+    ("", "file"), ("file:./data", "file"), ("memory:", "memory"),
+    ("postgresql://strom:secret@db:5432/strom", "postgresql"),
+    ("postgres://strom:secret@db/strom", "postgresql")])
+def test_storage_engine_names_the_engine_never_its_url(tmp_path: Path, storage: str,
+                                                      engine: str) -> None:
+    config = BrokerConfig.build(tmp_path, "localhost", 0, storage=storage)
+    assert config.storage_engine == engine
+
+
+def test_broker_configs_name_the_version_and_storage_engine(tmp_path: Path) -> None:
+    from strom import __version__
+
+    async def body(broker: Broker) -> Any:
+        return {v.name: v for v in broker_config_views(broker)}
+
+    views = run(tmp_path, body, {})
+    engine, version = views["strom.storage.engine"], views["strom.version"]
+    assert (engine.value, engine.read_only, engine.sensitive) == ("file", True, False)
+    assert (version.value, version.read_only, version.kind) == (__version__, True, "STRING")

@@ -24,11 +24,9 @@ from strom.cli.common import (
     print_json,
     render,
 )
-from strom.protocol.client import KafkaConnection
 
-KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage",
-        "controller_mutation_rate", "connection_creation_rate")
-EXACT, DEFAULT, SPECIFIED = 0, 1, 2
+KEYS = wire_admin.QUOTA_KEYS
+EXACT, DEFAULT = wire_admin.EXACT, wire_admin.DEFAULT
 
 
 def _entity_options(func: Any) -> Any:
@@ -82,10 +80,7 @@ def set_quota(client: ClientOptions, user: str | None, client_id: str | None, ip
     if not ops:
         raise CliError("give a value, e.g. --producer-byte-rate 1048576")
 
-    async def session(connection: KafkaConnection) -> None:
-        await wire_admin.alter_quotas(connection, entity, ops)
-
-    wire_admin.run(client, session)
+    wire_admin.set_quotas(client, entity, ops)
     click.echo(f"quotas of {_label(entity)} set: "
                + ", ".join(f"{k}={v:g}" for k, v in ops.items() if v is not None))
 
@@ -100,16 +95,7 @@ def delete_quota(client: ClientOptions, user: str | None, client_id: str | None,
     """Removes quota values of one entity."""
     entity = _entity(user, client_id, ip, defaults)
 
-    async def session(connection: KafkaConnection) -> list[str]:
-        components = [(kind, DEFAULT if name is None else EXACT, name) for kind, name in entity]
-        found = await wire_admin.describe_quotas(connection, components, strict=True)
-        current = found.get(tuple(sorted(entity)), {})
-        removed = [k for k in current if not keys or k in keys]
-        if removed:
-            await wire_admin.alter_quotas(connection, entity, dict.fromkeys(removed))
-        return removed
-
-    removed = wire_admin.run(client, session)
+    removed = wire_admin.delete_quotas(client, entity, keys)
     if not removed:
         raise CliError(f"{_label(entity)} has no such quota")
     click.echo(f"quotas of {_label(entity)} removed: {', '.join(removed)}")
@@ -129,10 +115,7 @@ def list_quotas(client: ClientOptions, user: str | None, client_id: str | None,
         elif kind in defaults:
             components.append((kind, DEFAULT, None))
 
-    async def session(connection: KafkaConnection) -> wire_admin.Quotas:
-        return await wire_admin.describe_quotas(connection, components)
-
-    found = wire_admin.run(client, session)
+    found = wire_admin.list_quotas(client, components)
     ordered = sorted(found.items(), key=lambda item: _label(item[0]))
     if output == "json":
         print_json({"quotas": [
@@ -153,4 +136,4 @@ def number(value: float) -> int | float:
 
 
 def _label(entity: Any) -> str:
-    return ", ".join(f"{kind}={'<default>' if name is None else name}" for kind, name in entity)
+    return wire_admin.entity_label(entity)

@@ -1,12 +1,16 @@
-"""Admin requests the command line sends with strom's own Kafka protocol client, where
-confluent-kafka's AdminClient has no call for them (AlterPartitionReassignments,
-ListPartitionReassignments) or leaves fields out (Metadata's leader epochs).
+"""Admin requests the command line and the web console send with strom's own Kafka protocol
+client, where confluent-kafka's AdminClient has no call for them (AlterPartitionReassignments,
+ListPartitionReassignments, DescribeClientQuotas, AlterClientQuotas, DescribeLogDirs) or leaves
+fields out (Metadata's leader epochs).
 
 They speak the Kafka protocol only, so they work against any Kafka cluster (2.4 or later for
 reassignments), over any listener: `-X security.protocol=SSL|SASL_PLAINTEXT|SASL_SSL` with
 librdkafka's TLS and SASL settings (PLAIN, SCRAM-SHA-256/512; strom.security.client_security).
 Reassignments go to the controller Metadata names, as Kafka's admin client sends them (a
 KRaft broker forwards them to the active controller).
+
+The blocking helpers (list_quotas, set_quotas, delete_quotas, partition_sizes) run their
+requests on an event loop of their own (`run`): the console calls them from its thread pool.
 """
 
 from __future__ import annotations
@@ -220,7 +224,16 @@ async def list_reassignments(connection: KafkaConnection, client: ClientOptions,
 
 
 DESCRIBE_QUOTAS, ALTER_QUOTAS = 48, 49
+QUOTA_KEYS: Final = ("producer_byte_rate", "consumer_byte_rate", "request_percentage",
+                     "controller_mutation_rate", "connection_creation_rate")
+EXACT, DEFAULT, SPECIFIED = 0, 1, 2  # DescribeClientQuotas' match types
+Entity = Sequence[tuple[str, str | None]]  # (entity type, name; None: the default)
 Quotas = dict[tuple[tuple[str, str | None], ...], dict[str, float]]
+
+
+def entity_label(entity: Entity) -> str:
+    """user=alice, client-id=<default>"""
+    return ", ".join(f"{kind}={'<default>' if name is None else name}" for kind, name in entity)
 
 
 async def describe_quotas(connection: KafkaConnection,
@@ -255,3 +268,112 @@ async def alter_quotas(connection: KafkaConnection, entity: Sequence[tuple[str, 
         if entry.error_code != ErrorCode.none:
             raise CliError(f"changing quotas failed: {entry.error_message or ''} "
                            f"({ErrorCode(entry.error_code).name})")
+
+
+async def remove_quotas(connection: KafkaConnection, entity: Entity,
+                        keys: Sequence[str] = ()) -> list[str]:
+    """Removes the entity's quotas (only `keys`, if given); the keys it had and lost."""
+    components = [(kind, DEFAULT if name is None else EXACT, name) for kind, name in entity]
+    found = await describe_quotas(connection, components, strict=True)
+    wanted = sorted(entity, key=str)
+    current = next((values for key, values in found.items()
+                    if sorted(key, key=str) == wanted), {})
+    removed = [k for k in current if not keys or k in keys]
+    if removed:
+        await alter_quotas(connection, entity, dict.fromkeys(removed))
+    return removed
+
+
+def list_quotas(client: ClientOptions,
+                components: Sequence[tuple[str, int, str | None]] = ()) -> Quotas:
+    """Every quota (or those matching `components`), blocking."""
+    async def session(connection: KafkaConnection) -> Quotas:
+        return await describe_quotas(connection, components)
+
+    return run(client, session)
+
+
+def set_quotas(client: ClientOptions, entity: Entity, ops: dict[str, float | None]) -> None:
+    """Sets (a value) or removes (None) quotas of one entity, blocking."""
+    async def session(connection: KafkaConnection) -> None:
+        await alter_quotas(connection, entity, ops)
+
+    run(client, session)
+
+
+def delete_quotas(client: ClientOptions, entity: Entity, keys: Sequence[str] = ()) -> list[str]:
+    """remove_quotas, blocking."""
+    async def session(connection: KafkaConnection) -> list[str]:
+        return await remove_quotas(connection, entity, keys)
+
+    return run(client, session)
+
+
+# --- DescribeLogDirs: sizes on storage -------------------------------------------------------
+
+DESCRIBE_LOG_DIRS: Final = 35
+Sizes = dict[tuple[str, int], int]
+
+
+async def log_dir_sizes(connection: KafkaConnection, topics: Sequence[str] | None = None
+                        ) -> Sizes:
+    """DescribeLogDirs of one broker: the size in bytes of each partition replica it holds
+    (of `topics`' partitions, or all for None); unknown sizes (-1) are left out."""
+    b = RequestBuilder(DESCRIBE_LOG_DIRS, _version(connection, DESCRIBE_LOG_DIRS, 4, 1))
+    wanted: Any = None
+    if topics is not None:
+        cluster = await leaders(connection, topics)
+        by_topic: dict[str, list[int]] = {}
+        for p in cluster.partitions:
+            by_topic.setdefault(p.topic, []).append(p.partition)
+        wanted = tuple(b.make("DescribableLogDirTopic", topic=name, partitions=tuple(parts))
+                       for name, parts in by_topic.items())
+        if not wanted:
+            return {}
+    answer = await connection.request(b.make("DescribeLogDirsRequest", topics=wanted))
+    code = ErrorCode(getattr(answer, "error_code", ErrorCode.none))
+    if code != ErrorCode.none:
+        raise CliError(f"describing log directories failed: {code.name}")
+    sizes: Sizes = {}
+    for result in answer.results:
+        if result.error_code != ErrorCode.none:
+            continue
+        for t in result.topics:
+            for p in t.partitions:
+                if int(p.partition_size) >= 0 and not p.is_future_key:
+                    key = (str(t.name), int(p.partition_index))
+                    sizes[key] = sizes.get(key, 0) + int(p.partition_size)
+    return sizes
+
+
+def merge_sizes(per_broker: Sequence[Sizes]) -> Sizes:
+    """Each partition's size on storage: its largest replica (replicas hold the same log, and
+    brokers sharing one storage all report it: a sum would count it once per broker)."""
+    merged: Sizes = {}
+    for sizes in per_broker:
+        for key, size in sizes.items():
+            merged[key] = max(size, merged.get(key, 0))
+    return merged
+
+
+def partition_sizes(client: ClientOptions, topics: Sequence[str] | None = None) -> Sizes:
+    """Each partition's size in bytes on storage, from DescribeLogDirs of every broker
+    Metadata names (merge_sizes); blocking. Brokers that do not answer are left out."""
+    async def session(connection: KafkaConnection) -> Sizes:
+        cluster = await leaders(connection, ())
+        found = []
+        for node in cluster.brokers or (BrokerNode(-1, "", 0, None),):
+            if node.node_id < 0 or connection.peer == f"{node.host}:{node.port}":
+                found.append(await log_dir_sizes(connection, topics))
+                continue
+            try:
+                other = await _connect(node.host, node.port, client)
+            except PeerUnavailable:
+                continue
+            try:
+                found.append(await log_dir_sizes(other, topics))
+            finally:
+                await other.close()
+        return merge_sizes(found)
+
+    return run(client, session)

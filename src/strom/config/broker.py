@@ -281,6 +281,16 @@ class BrokerConfig:
             return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", storage)
         return str(self.data_dir.resolve())
 
+    @property
+    def storage_engine(self) -> str:
+        """The storage engine's name: `file`, `memory` or `postgresql` (never its URL)."""
+        storage = self.storage.strip()
+        if storage.startswith("memory:"):
+            return "memory"
+        if storage.startswith(("postgresql:", "postgres:")):
+            return "postgresql"
+        return "file"
+
     def set(self, name: str, value: str) -> None:
         """Sets one setting by its Kafka name; raises ConfigError for unknown names or values."""
         name = name.strip()

@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -28,6 +28,7 @@ from confluent_kafka import KafkaException
 from strom.cli.common import ClientOptions, CliError, fail
 from strom.console import kafka
 from strom.console.pages import Pages
+from strom.console.quotas import QuotaPages
 from strom.console.security import SecurityPages
 from strom.console.session import SESSION_KEY, Session
 from strom.coordinator.group.lag_health import Commit, GroupHealth, HealthRules, LagHistory
@@ -59,6 +60,31 @@ class ConsoleSettings:
         return self.password is not None or self.sasl
 
 
+def growth(previous: Mapping[tuple[str, int], int],
+           current: Mapping[tuple[str, int], int]) -> int:
+    """How much the partitions grew between two samples: the sum of each partition's increase
+    (a partition new since the last sample grew from 0; one that shrank, by retention or
+    deletion, or that went away, did not grow)."""
+    return sum(max(0, value - previous.get(key, 0)) for key, value in current.items())
+
+
+@dataclass(slots=True)
+class Rate:
+    """A per-second rate over time from successive samples of per-partition totals: end
+    offsets (messages in/s) or sizes on storage (bytes in/s)."""
+
+    points: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    last: tuple[float, Mapping[tuple[str, int], int]] | None = None
+
+    def record(self, now_ms: float, totals: Mapping[tuple[str, int], int]) -> None:
+        if self.last is not None:
+            then, previous = self.last
+            if now_ms <= then:
+                return
+            self.points.append((now_ms, growth(previous, totals) * 1000 / (now_ms - then)))
+        self.last = (now_ms, dict(totals))
+
+
 @dataclass(slots=True)
 class History:
     """What the poller keeps: lag per group partition, commit windows, throughput."""
@@ -67,9 +93,8 @@ class History:
         default_factory=dict)
     health: LagHistory = field(default_factory=lambda: LagHistory(HealthRules()))
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
-    throughput: deque[tuple[float, float]] = field(
-        default_factory=lambda: deque(maxlen=HISTORY))
-    last_total: tuple[float, int] | None = None
+    messages: Rate = field(default_factory=Rate)  # messages in/s, from end offsets
+    bytes: Rate = field(default_factory=Rate)  # bytes in/s, from sizes on storage
 
     def group_health(self, group: str) -> GroupHealth:
         return self.health.evaluate(group, self.ends, int(time.time() * 1000))
@@ -122,18 +147,16 @@ class Console:
     # --- the poller -----------------------------------------------------------------------
 
     def sample(self, client: ClientOptions) -> None:
-        """One sample: every group's committed offsets and lag, and the cluster's message
-        rate from the change of the sum of all end offsets."""
+        """One sample: every group's committed offsets and lag, and the cluster's rates:
+        messages in/s from the growth of the end offsets, bytes in/s from the growth of the
+        partitions' sizes on storage (DescribeLogDirs; none where the cluster does not tell)."""
         admin = kafka.admin_for(client)
         now = time.time() * 1000
         ends = kafka.end_offsets_all(admin, client)
-        total = sum(ends.values())
-        if self.history.last_total is not None:
-            t, previous = self.history.last_total
-            if now > t:
-                self.history.throughput.append(
-                    (now, max(0, total - previous) * 1000 / (now - t)))
-        self.history.last_total = (now, total)
+        self.history.messages.record(now, ends)
+        sizes = kafka.sizes_on_storage(client)
+        if sizes:
+            self.history.bytes.record(now, sizes)
         self.history.ends = ends
         for row in kafka.list_groups(admin, client):
             committed = kafka.committed_offsets(admin, client, row.group_id)
@@ -420,6 +443,10 @@ def build_app(settings: ConsoleSettings, poll: bool = True) -> web.Application:
     app.router.add_get("/users", security_pages.users)
     app.router.add_post("/users", security_pages.set_user)
     app.router.add_post("/users/delete", security_pages.delete_user)
+    quota_pages = QuotaPages(pages)
+    app.router.add_get("/quotas", quota_pages.quotas)
+    app.router.add_post("/quotas", quota_pages.set_quota)
+    app.router.add_post("/quotas/delete", quota_pages.delete_quota)
     app.router.add_static("/static/", STATIC, append_version=False)
     if poll:
         async def poller(app: web.Application) -> Any:

@@ -26,6 +26,20 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], table_id: str =
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def human_size(size: int | None) -> str:
+    """Bytes for people: 512 B, 1.5 KiB, 20.0 MiB, 3.2 GiB ("-" for unknown)."""
+    if size is None or size < 0:
+        return "-"
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if round(value, 1) < 1024 or unit == "PiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
 def csrf_field(token: str) -> str:
     return f'<input type="hidden" name="csrf" value="{esc(token)}">'
 

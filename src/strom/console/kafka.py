@@ -3,6 +3,11 @@
 Every function takes the AdminClient (or builds a Consumer/Producer) from the user's
 ClientOptions, so a SASL login's credentials are the credentials of its clients. Failures are
 raised as strom.cli.common.CliError with the CLI's messages.
+
+What confluent-kafka's AdminClient cannot do (client quotas: DescribeClientQuotas and
+AlterClientQuotas; sizes on storage: DescribeLogDirs) goes through strom.cli.wire_admin, the
+code `strom quota` uses: strom's own Kafka protocol client, secured from the same ClientOptions
+(-X security.protocol, ssl.*, sasl.*, and the SASL login's username and password).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from strom.cli import wire_admin
 from strom.cli.common import (
     ClientOptions,
     CliError,
@@ -59,6 +65,10 @@ from strom.cli.group_offsets import (
 
 __all__ = ["Partition", "Reset", "Target", "committed_offsets", "group_state", "state_name"]
 
+QUOTA_KEYS: Final = wire_admin.QUOTA_KEYS
+UNKNOWN_SOFTWARE: Final = "unknown (not strom)"
+
+
 MAX_MESSAGES: Final = 500
 FORMATS: Final = ("auto", "text", "json", "hex")
 MODES: Final = ("newest", "oldest", "offset", "timestamp")
@@ -73,6 +83,24 @@ class TopicRow:
     messages: int
     retention_ms: str
     internal: bool
+    size: int | None = None  # bytes on storage; None: unknown
+
+
+def sizes_on_storage(client: ClientOptions, topics: Iterable[str] | None = None
+                     ) -> dict[Partition, int]:
+    """Each partition's size in bytes on storage (DescribeLogDirs of every broker); empty when
+    the cluster does not tell (no DescribeLogDirs, or no DESCRIBE on the cluster)."""
+    try:
+        return wire_admin.partition_sizes(client, None if topics is None else list(topics))
+    except CliError:
+        return {}
+
+
+def total_size(sizes: dict[Partition, int], topic: str, partitions: Iterable[int]
+               ) -> int | None:
+    """The topic's size: the sum over its partitions, None if no partition's size is known."""
+    known = [sizes[(topic, p)] for p in partitions if (topic, p) in sizes]
+    return sum(known) if known else None
 
 
 def offsets(admin: AdminClient, client: ClientOptions, partitions: Iterable[Partition],
@@ -105,13 +133,14 @@ def list_topics(admin: AdminClient, client: ClientOptions) -> list[TopicRow]:
     partitions = [(t, p) for t in names for p in metadata.topics[t].partitions]
     start, end = offsets(admin, client, partitions)
     configs = topic_configs(admin, client, names)
+    sizes = sizes_on_storage(client)
     rows = []
     for name in names:
         ids = metadata.topics[name].partitions
         messages = sum(max(0, end.get((name, p), 0) - start.get((name, p), 0)) for p in ids)
         entry = configs.get(name, {}).get("retention.ms")
         rows.append(TopicRow(name, len(ids), messages, entry.value if entry else "",
-                             name.startswith("__")))
+                             name.startswith("__"), total_size(sizes, name, ids)))
     return rows
 
 
@@ -138,6 +167,7 @@ class PartitionRow:
     isr: tuple[int, ...]
     start: int | None
     end: int | None
+    size: int | None = None  # bytes on storage; None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +190,21 @@ class TopicDetail:
     def messages(self) -> int:
         return sum(max(0, (p.end or 0) - (p.start or 0)) for p in self.partitions)
 
+    @property
+    def size(self) -> int | None:
+        known = [p.size for p in self.partitions if p.size is not None]
+        return sum(known) if known else None
+
 
 def topic_detail(admin: AdminClient, client: ClientOptions, name: str) -> TopicDetail:
     metadata = cluster_metadata(admin, client)
     ids = topic_partitions(metadata, name)
     start, end = offsets(admin, client, [(name, p) for p in ids])
     info = metadata.topics[name].partitions
+    sizes = sizes_on_storage(client, [name])
     rows = [PartitionRow(p, info[p].leader, tuple(info[p].replicas), tuple(info[p].isrs),
-                         start.get((name, p)), end.get((name, p))) for p in ids]
+                         start.get((name, p)), end.get((name, p)), sizes.get((name, p)))
+            for p in ids]
     entries = topic_configs(admin, client, [name]).get(name, {})
     configs = [ConfigRow(e.name, "" if e.value is None else str(e.value),
                          str(getattr(e.source, "name", e.source)), bool(e.is_default),
@@ -463,6 +500,88 @@ def cluster_info(admin: AdminClient, client: ClientOptions) -> ClusterInfo:
     return ClusterInfo(str(metadata.cluster_id or ""), int(metadata.controller_id), brokers,
                        len(metadata.topics),
                        sum(len(t.partitions) for t in metadata.topics.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class Software:
+    """What a broker runs, as its read-only broker configs `strom.version` and
+    `strom.storage.engine` say (UNKNOWN_SOFTWARE for a broker that is not strom: the Kafka
+    protocol names no broker software)."""
+
+    version: str = UNKNOWN_SOFTWARE
+    engine: str = UNKNOWN_SOFTWARE
+
+
+def broker_software(admin: AdminClient, client: ClientOptions,
+                    brokers: Iterable[int]) -> dict[int, Software]:
+    """Each broker's Software, from DescribeConfigs of its BROKER resource."""
+    resources = [ConfigResource(ResourceType.BROKER, str(node)) for node in brokers]
+    if not resources:
+        return {}
+    found: dict[int, Software] = {}
+    for resource, future in admin.describe_configs(resources, **timeouts(client)).items():
+        try:
+            entries = dict(outcome(future, client))
+        except KafkaException:
+            entries = {}
+        version, engine = entries.get("strom.version"), entries.get("strom.storage.engine")
+        found[int(resource.name)] = Software(
+            str(version.value) if version is not None and version.value else UNKNOWN_SOFTWARE,
+            str(engine.value) if engine is not None and engine.value else UNKNOWN_SOFTWARE)
+    return found
+
+
+# --- client quotas (strom.cli.wire_admin: confluent-kafka has no call for them) -----------
+
+@dataclass(frozen=True, slots=True)
+class QuotaRow:
+    entity: tuple[tuple[str, str | None], ...]  # (type, name; None: the default), sorted
+    values: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return wire_admin.entity_label(self.entity)
+
+
+def list_quotas(client: ClientOptions) -> list[QuotaRow]:
+    """Every client quota the cluster has (DescribeClientQuotas, no filter)."""
+    found = wire_admin.list_quotas(client)
+    return sorted((QuotaRow(entity_in_order(entity), values)
+                   for entity, values in found.items()), key=lambda row: row.label)
+
+
+def entity_in_order(entity: Iterable[tuple[str, str | None]]
+                    ) -> tuple[tuple[str, str | None], ...]:
+    """user, then client-id, then ip (Kafka's order of precedence in its tools' output)."""
+    order = ("user", "client-id", "ip")
+    return tuple(sorted(entity, key=lambda part: (
+        order.index(part[0]) if part[0] in order else len(order), part[0])))
+
+
+def set_quotas(client: ClientOptions, entity: wire_admin.Entity,
+               values: dict[str, float]) -> None:
+    wire_admin.set_quotas(client, entity, dict(values))
+
+
+def delete_quotas(client: ClientOptions, entity: wire_admin.Entity) -> list[str]:
+    """Removes every quota of the entity; the keys removed."""
+    return wire_admin.delete_quotas(client, entity)
+
+
+def quota_entity(user: str, user_default: bool, client_id: str, client_default: bool
+                 ) -> tuple[tuple[str, str | None], ...]:
+    """The entity of a user, a client id or both, each named or the default. CliError for
+    none, or for a name and the default at once."""
+    entity: list[tuple[str, str | None]] = []
+    for kind, name, default in (("user", user.strip(), user_default),
+                                ("client-id", client_id.strip(), client_default)):
+        if name and default:
+            raise CliError(f"give a {kind} or choose the default {kind}, not both")
+        if name or default:
+            entity.append((kind, name or None))
+    if not entity:
+        raise CliError("a quota needs a user, a client id or both (or their defaults)")
+    return tuple(entity)
 
 
 def end_offsets_all(admin: AdminClient, client: ClientOptions) -> dict[Partition, int]:

@@ -13,14 +13,14 @@ from aiohttp import web
 from strom import __version__
 from strom.cli.common import CliError
 from strom.console import kafka
-from strom.console.html import chart, csrf_field, esc, link, moment, table
+from strom.console.html import chart, csrf_field, esc, human_size, link, moment, table
 from strom.console.session import SESSION_KEY, Session
 
 if TYPE_CHECKING:
     from strom.console.app import Console
 
 NAV = (("/cluster", "Cluster"), ("/topics", "Topics"), ("/groups", "Consumer groups"),
-       ("/acls", "ACLs"), ("/users", "Users"))
+       ("/acls", "ACLs"), ("/users", "Users"), ("/quotas", "Quotas"))
 
 
 def topic_url(name: str) -> str:
@@ -132,21 +132,36 @@ class Pages:
 
     async def cluster_fragment(self, request: web.Request) -> str:
         info: kafka.ClusterInfo = await self.admin_call(request, kafka.cluster_info)
-        rows = [(esc(i), esc(f"{host}:{port}"), "controller" if i == info.controller else "")
-                for i, host, port in info.brokers]
+        software: dict[int, kafka.Software] = await self.admin_call(
+            request, kafka.broker_software, [i for i, _, _ in info.brokers])
+        rows = []
+        for i, host, port in info.brokers:
+            runs = software.get(i, kafka.Software())
+            rows.append((esc(i), esc(f"{host}:{port}"),
+                         "controller" if i == info.controller else "",
+                         f'<span class="version">{esc(runs.version)}</span>',
+                         f'<span class="engine">{esc(runs.engine)}</span>'))
         summary = table(("cluster id", "controller", "brokers", "topics", "partitions"), [(
             esc(info.cluster_id), esc(info.controller), esc(len(info.brokers)),
             esc(info.topics), esc(info.partitions))])
-        rate = chart({"messages/s": list(self.console.history.throughput)},
-                     "produced messages per second (all topics)")
-        return (summary + "<h2>Brokers</h2>" + table(("id", "address", "role"), rows,
-                                                      "brokers")
-                + "<h2>Throughput</h2>" + rate)
+        history = self.console.history
+        messages = chart({"messages in/s": list(history.messages.points)},
+                         "messages in per second (all topics)")
+        sizes = chart({"bytes in/s": list(history.bytes.points)},
+                      "bytes in per second (growth on storage, all topics)")
+        return (summary + "<h2>Brokers</h2>"
+                + table(("id", "address", "role", "version", "storage engine"), rows,
+                        "brokers")
+                + '<h2>Throughput</h2><div id="throughput-messages">' + messages + "</div>"
+                + '<div id="throughput-bytes">' + sizes + "</div>")
 
     async def cluster(self, request: web.Request) -> web.StreamResponse:
         body = (self.live("/cluster/live", await self.cluster_fragment(request), "cluster")
                 + f'<p class="muted">console version {esc(__version__)}; the cluster is any '
-                "Kafka cluster the console can reach.</p>")
+                "Kafka cluster the console can reach. A broker's version and storage engine "
+                "are its read-only broker configs <code>strom.version</code> and "
+                "<code>strom.storage.engine</code>; other Kafka brokers do not name theirs."
+                "</p>")
         return self.frame(request, "Cluster", body)
 
     async def cluster_live(self, request: web.Request) -> web.StreamResponse:
@@ -168,9 +183,11 @@ class Pages:
                           f'class="inline confirm" data-confirm="Delete topic {esc(t.name)}?">'
                           f'{csrf_field(csrf)}<button class="danger">delete</button></form>')
             out.append((link(topic_url(t.name), t.name), esc(t.partitions), esc(t.messages),
+                        f'<span class="size" data-bytes="{esc(dash(t.size))}">'
+                        f"{esc(human_size(t.size))}</span>",
                         esc(retention(t.retention_ms)), delete))
-        return table(("topic", "partitions", "messages", "retention", ""), out, "topics",
-                     "no topics")
+        return table(("topic", "partitions", "messages", "size", "retention", ""), out,
+                     "topics", "no topics")
 
     async def topics(self, request: web.Request) -> web.StreamResponse:
         live_url = "/topics/live" + ("?internal=1" if request.query.get("internal") else "")
@@ -195,12 +212,15 @@ class Pages:
         detail: kafka.TopicDetail = await self.admin_call(request, kafka.topic_detail, name)
         rows = [(esc(p.partition), esc(p.leader), esc(",".join(map(str, p.replicas))),
                  esc(",".join(map(str, p.isr))), esc(dash(p.start)), esc(dash(p.end)),
-                 esc(max(0, (p.end or 0) - (p.start or 0))))
+                 esc(max(0, (p.end or 0) - (p.start or 0))),
+                 f'<span class="size" data-bytes="{esc(dash(p.size))}">'
+                 f"{esc(human_size(p.size))}</span>")
                 for p in detail.partitions]
         return (f'<p>{esc(detail.messages)} messages in {len(detail.partitions)} '
-                "partition(s)</p>"
+                f'partition(s), <span id="topic-size" data-bytes="{esc(dash(detail.size))}">'
+                f"{esc(human_size(detail.size))}</span> on storage</p>"
                 + table(("partition", "leader", "replicas", "in sync", "start offset",
-                         "end offset", "messages"), rows, "partitions"))
+                         "end offset", "messages", "size"), rows, "partitions"))
 
     async def topic(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["topic"]

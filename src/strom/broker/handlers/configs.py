@@ -5,7 +5,8 @@ value comes from and (on request) their synonyms and documentation; they are alt
 Kafka controller alters them: AlterConfigs replaces a topic's overrides wholesale,
 IncrementalAlterConfigs applies SET/DELETE/APPEND/SUBTRACT to them.
 
-BROKER resources are described (the settings the broker was started with, all read-only) but
+BROKER resources are described (the settings the broker was started with, all read-only, and
+`strom.version` and `strom.storage.engine`, which a client cannot learn otherwise) but
 cannot be altered: strom has no dynamic broker configs, so a change is refused the way Kafka
 refuses a config it cannot update dynamically (INVALID_REQUEST).
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
 
+from strom import __version__
 from strom.broker.authorize import cluster_allowed, group_allowed, topic_allowed
 from strom.broker.errors import ApiError, unexpected
 from strom.broker.registry import api
@@ -235,10 +237,26 @@ def listener_views(broker: Broker) -> list[ConfigView]:
     ]
 
 
+def strom_views(config: BrokerConfig) -> list[ConfigView]:
+    """What a Kafka client cannot learn otherwise (the protocol names no software version):
+    `strom.version` and `strom.storage.engine` (`file`, `memory` or `postgresql`: the engine's
+    name, never its URL), read-only entries a client such as the console shows."""
+    return [
+        ConfigView("strom.storage.engine", (Synonym(
+            "strom.storage.engine", config.storage_engine,
+            ConfigSource.STATIC_BROKER_CONFIG if config.storage.strip()
+            else ConfigSource.DEFAULT_CONFIG),), "STRING", True,
+            "The storage engine of this broker: file, memory or postgresql."),
+        ConfigView("strom.version", (Synonym("strom.version", __version__,
+                                             ConfigSource.DEFAULT_CONFIG),),
+                   "STRING", True, "The strom version this broker runs."),
+    ]
+
+
 def broker_config_views(broker: Broker) -> list[ConfigView]:
     """The broker's settings and topic defaults, sorted by name; all read-only."""
     config = broker.config
-    views = listener_views(broker)
+    views = listener_views(broker) + strom_views(config)
     for name in sorted({*BROKER_SETTINGS, *_TOPIC_KEY_BY_BROKER_NAME}):
         synonyms = []
         if name in config.settings:
@@ -345,7 +363,8 @@ def describe_resource(broker: Broker, ctx: RequestContext, b: ResponseBuilder, r
 
 
 @api(32, "DescribeConfigs", (1, 4),
-     "TOPIC and BROKER resources; synonyms, documentation and config types")
+     "TOPIC and BROKER resources (a broker also names `strom.version` and "
+     "`strom.storage.engine`); synonyms, documentation and config types")
 async def handle_describe_configs(broker: Broker, ctx: RequestContext, request: Any,
                                   b: ResponseBuilder) -> Any:
     with_synonyms = bool(getattr(request, "include_synonyms", False))
