@@ -18,9 +18,19 @@ from strom.broker.coordinator_runtime import ShardStatus
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.lag_health import Commit, LagHistory
 from strom.coordinator.group.model import CommitRequest, GroupConfig, OffsetCommit
+from strom.coordinator.transaction import (
+    TransactionConfig,
+    TransactionCoordinator,
+    TransactionCounts,
+)
 from strom.observability.collectors import PartitionSample, ServerCollector, StorageCollector
 from strom.observability.groups import GroupCollector
 from strom.observability.metrics import BrokerMetrics
+from strom.observability.operations import (
+    StorageMeters,
+    StorageMetersCollector,
+    TransactionCollector,
+)
 
 HEADER = """# Metrics
 
@@ -104,14 +114,37 @@ def sample_groups() -> Any:
                            lag_history=history)
 
 
+def sample_storage_meters() -> StorageMeters:
+    meters = StorageMeters()
+    meters.appended(0.0001)
+    meters.flushed(0.001)
+    meters.cleaned(100)
+    meters.retention_deleted("time", 1)
+    meters.failed("flush")
+    return meters
+
+
+def sample_transactions() -> Any:
+    """A transaction runtime with one loaded shard and no transaction."""
+    core = TransactionCoordinator(TransactionConfig())
+    shard = SimpleNamespace(status=ShardStatus.ACTIVE, core=core)
+    return SimpleNamespace(runtime=SimpleNamespace(shards=lambda: [shard]),
+                           counts=TransactionCounts())
+
+
 def live_registry() -> BrokerMetrics:
     """A BrokerMetrics with the collectors a broker registers, every metric exercised."""
     metrics = BrokerMetrics()
     storage = StorageCollector(engine=None)  # type: ignore[arg-type]  # never refreshed
-    storage.samples = [PartitionSample("topic", 0, 0, 1, 1, 100, 1)]
+    storage.samples = [PartitionSample("topic", 0, 0, 1, 1, 100, 1, 1)]
     metrics.registry.register(storage)
     metrics.registry.register(ServerCollector(lambda: {"PLAINTEXT": 1}, lambda: 0))
-    metrics.registry.register(GroupCollector(sample_groups(), storage.log_ends))
+    metrics.registry.register(GroupCollector(sample_groups(), storage.log_ends,
+                                             time_lags=lambda: {("group", "topic", 0): 1.0}))
+    metrics.registry.register(StorageMetersCollector(sample_storage_meters(),
+                                                     {"append": 1}))
+    metrics.registry.register(TransactionCollector(sample_transactions(),
+                                                   storage.producer_ids))
     exercise(metrics)
     return metrics
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 
 from strom.protocol.batch_header import read_batch_header
@@ -102,6 +103,16 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction,
 
     async def append(self, batches: Sequence[AppendBatch],
                      placed: Placed | None = None) -> AppendResult:
+        meter = self._hooks.meters.meter
+        if meter is None:
+            return await self._append(batches, placed)
+        started = time.perf_counter()
+        result = await self._append(batches, placed)
+        meter.appended(time.perf_counter() - started)
+        return result
+
+    async def _append(self, batches: Sequence[AppendBatch],
+                      placed: Placed | None = None) -> AppendResult:
         await self._ensure_writable()
         if not batches:
             return AppendResult(self._leo, self._leo - 1, self._lso)
