@@ -1,8 +1,8 @@
 """The pure parts of the operations metrics: retention deletions attributed to their reasons,
 the timestamp of the record at an offset (across markers, compacted gaps, compression), the
-time lag's bounded and cached reads, the transaction coordinator's ended and timed-out counts
-and open transactions, and storage errors counted by the fetch handler and merged with the
-engine's."""
+time lag's bounded and cached reads (and below the log start), the transaction coordinator's
+ended and timed-out counts and open transactions, and storage errors counted by the fetch
+handler and merged with the engine's."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from strom.observability.time_lag import (
 )
 from strom.protocol.compression import GZIP
 from strom.protocol.record_builder import build_batch
-from strom.storage.api import LogDirFailure, ReadResult, UnknownTopic
+from strom.storage.api import LogDirFailure, PartitionOffsets, ReadResult, UnknownTopic
 from strom.storage.meter import retention_reasons
 
 # -- retention reasons ------------------------------------------------------------------
@@ -98,6 +98,10 @@ class FakeLog:
         self.engine = engine
         self.topic = topic
 
+    async def offsets(self) -> PartitionOffsets:
+        start = self.engine.log_start
+        return PartitionOffsets(start, 100, 100, 100)
+
     async def read(self, offset: int, max_bytes: int, min_one_batch: bool,
                    committed: bool = False) -> ReadResult:
         self.engine.reads.append((self.topic, offset))
@@ -110,6 +114,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.reads: list[tuple[str, int]] = []
         self.failing = False
+        self.log_start = 0
 
     def partition(self, topic: str, index: int) -> FakeLog:
         if topic == "gone":
@@ -138,6 +143,16 @@ def test_time_lag_reads_each_offset_once_and_is_0_at_the_end() -> None:
     assert engine.reads == [("a", 5)]  # one read for both groups; none at the end
     asyncio.run(lag.refresh())
     assert engine.reads == [("a", 5)]  # cached
+
+
+def test_time_lag_below_the_log_start_is_the_oldest_records() -> None:
+    engine = FakeEngine()
+    engine.log_start = 20  # retention deleted what the group did not consume
+    lag = TimeLag(groups_with({"g": {"a": 5}}), engine,  # type: ignore[arg-type]
+                  lambda: {("a", 0): 100}, lambda: 80_000)
+    asyncio.run(lag.refresh())
+    assert engine.reads == [("a", 20)]
+    assert lag.lags == {("g", "a", 0): 60.0}
 
 
 def test_time_lag_reads_are_bounded_per_refresh() -> None:

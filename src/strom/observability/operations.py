@@ -75,8 +75,9 @@ class StorageFamilies:
             "(retention.bytes), log_start (below a DeleteRecords' log start offset).",
             labels=("reason",))
         self.errors = CounterMetricFamily(
-            "strom_storage_errors", "Storage failures: appends and reads answered "
-            "KAFKA_STORAGE_ERROR, failed fsyncs (flush), by operation.",
+            "strom_storage_errors", "Storage failures, by operation: Produce appends "
+            "(append) and Fetch reads (read) answered KAFKA_STORAGE_ERROR, failed fsyncs "
+            "(flush).",
             labels=("operation",))
 
     def all(self) -> list[Metric]:

@@ -122,6 +122,8 @@ class TimeLag:
     async def _read(self, topic: str, partition: int, offset: int) -> int | None:
         try:
             plog = self.engine.partition(topic, partition)
+            # Below the log start (retention went past the group): the oldest record left.
+            offset = max(offset, (await plog.offsets()).log_start)
             result = await plog.read(offset, READ_BYTES, True)
             return record_timestamp(chunks_bytes(result.chunks), offset)
         except (StorageError, OSError, RecordsError) as exc:

@@ -218,15 +218,7 @@ class PostgresPartitionLog:
         """Everything up to the first await happens at once: the checks of `produce` and the
         producer state's update see each other. With metrics on, timed until committed."""
         meter = self.db.meters.meter
-        if meter is None:
-            return await self._append(batches, placed)
-        started = time.perf_counter()
-        result = await self._append(batches, placed)
-        meter.appended(time.perf_counter() - started)
-        return result
-
-    async def _append(self, batches: Sequence[AppendBatch],
-                      placed: Placed | None = None) -> AppendResult:
+        started = 0.0 if meter is None else time.perf_counter()
         self._check_usable()
         base = self.assigned
         if not batches:
@@ -245,6 +237,8 @@ class PostgresPartitionLog:
         if placed is not None:
             placed()
         await done
+        if meter is not None:
+            meter.appended(time.perf_counter() - started)
         return AppendResult(base, offset - 1, self.log_start)
 
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
