@@ -1,8 +1,8 @@
 """The pure parts of the operations metrics: retention deletions attributed to their reasons,
 the timestamp of the record at an offset (across markers, compacted gaps, compression), the
 time lag's bounded and cached reads (and below the log start), the transaction coordinator's
-ended and timed-out counts and open transactions, and storage errors counted by the fetch
-handler and merged with the engine's."""
+ended and timed-out counts and open transactions, storage errors counted by the fetch handler
+and merged with the engine's, and the rebalances (generations, group epochs) groups count."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ from strom.protocol.compression import GZIP
 from strom.protocol.record_builder import build_batch
 from strom.storage.api import LogDirFailure, PartitionOffsets, ReadResult, UnknownTopic
 from strom.storage.meter import retention_reasons
+from tests.unit.test_consumer_group_protocol import CONFIG, beat, hb
+from tests.unit.test_group_coordinator import Harness
 
 # -- retention reasons ------------------------------------------------------------------
 
@@ -255,3 +257,28 @@ def test_storage_errors_of_the_engine_and_of_the_handlers_add_up() -> None:
     assert samples_of(families, "strom_log_retention_deletions") == {"time": 3}
     assert samples_of(families, "strom_log_cleaner_runs") == {"": 1}
     assert samples_of(families, "strom_log_cleaner_removed_bytes") == {"": 300}
+
+
+# -- group rebalances -------------------------------------------------------------------
+
+
+def test_rebalances_count_classic_generations() -> None:
+    h = Harness()
+    a, b = h.stable_group(2)
+    assert h.c.rebalances("g") == 1
+    h.new_member()  # a third member: a rebalance that ends when all rejoin
+    h.join(a)
+    step = h.join(b)
+    assert step.result is not None and step.result.generation_id == 2
+    assert h.c.rebalances("g") == 2
+    assert h.c.rebalances("unknown") == 0
+
+
+def test_rebalances_count_kip848_group_epochs() -> None:
+    coord = GroupCoordinator(CONFIG)
+    assert hb(coord, beat("a", 0)).member_epoch == 1
+    assert coord.rebalances("g") == 1
+    assert hb(coord, beat("b", 0)).member_epoch == 2
+    assert coord.rebalances("g") == 2
+    hb(coord, beat("b", 2, owned=()))  # a heartbeat that changes nothing
+    assert coord.rebalances("g") == 2
