@@ -14,3 +14,7 @@ class TopicMeter(Protocol):
     def fetched(self, topic: str, partition: int, size: int) -> None:
         """A fetch answer carries `size` bytes of the partition's batches."""
         ...
+
+    def storage_error(self, operation: str) -> None:
+        """The engine failed an "append" or a "read": the answer is KAFKA_STORAGE_ERROR."""
+        ...

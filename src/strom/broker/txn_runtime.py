@@ -57,6 +57,7 @@ from strom.coordinator.transaction import (
     Step,
     TransactionConfig,
     TransactionCoordinator,
+    TransactionCounts,
     TransactionDescription,
     TransactionListing,
     TxnLogRecord,
@@ -123,6 +124,7 @@ class TransactionRuntime:
         self._owned = False  # the topic exists and the shards led here were loaded once
         self._owning = asyncio.Lock()
         self._markers: dict[int, set[asyncio.Task[None]]] = {}  # writers by shard partition
+        self.counts = TransactionCounts()  # ended transactions, for the metrics
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -244,7 +246,8 @@ class TransactionRuntime:
 
     def new_core(self, partition: int, partitions: int) -> TransactionCoordinator:
         return TransactionCoordinator(replace(self.config,
-                                              transaction_state_partitions=partitions))
+                                              transaction_state_partitions=partitions),
+                                      self.counts)
 
     async def replay(self, core: TransactionCoordinator, plog: PartitionLog,
                      partition: int) -> int:

@@ -43,6 +43,7 @@ class PartitionSample:
     high_watermark: int
     size_bytes: int
     segments: int | None  # None: the engine keeps no segments
+    producer_ids: int = 0  # producer-id states the partition holds
 
 
 def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -86,7 +87,8 @@ class StorageCollector(Collector):
             segments = plog.segment_count if isinstance(plog, HasSegments) else None
             samples.append(PartitionSample(size.topic, size.partition, offsets.log_start,
                                            offsets.log_end, offsets.high_watermark,
-                                           size.size_bytes, segments))
+                                           size.size_bytes, segments,
+                                           len(plog.producer_state)))
         return samples
 
     def log_ends(self) -> dict[tuple[str, int], int]:
@@ -96,6 +98,10 @@ class StorageCollector(Collector):
     def high_watermarks(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> high watermark, as of the last refresh."""
         return {(s.topic, s.partition): s.high_watermark for s in self.samples}
+
+    def producer_ids(self) -> int:
+        """Producer-id states of all the partitions, as of the last refresh."""
+        return sum(s.producer_ids for s in self.samples)
 
     def describe(self) -> Iterator[Metric]:
         return iter(_families())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from strom.broker.coordinator_runtime import ShardStatus
@@ -16,6 +16,8 @@ from strom.coordinator.group.lag_health import GROUP_STATUSES, LagHistory
 
 # (topic, partition) -> log end offset, for the partitions this broker serves.
 LogEnds = Callable[[], Mapping[tuple[str, int], int]]
+# (group, topic, partition) -> seconds.
+TimeLags = Callable[[], Mapping[tuple[str, str, int], float]]
 
 
 class GroupFamilies:
@@ -43,9 +45,19 @@ class GroupFamilies:
             "consumer-lag health (OK, WARN, STOP, STALL, REWIND; docs/operations.md).",
             labels=("group", "topic", "partition", "status"))
 
+        self.rebalances = CounterMetricFamily(
+            "strom_consumer_group_rebalances", "Rebalances the group began while this broker "
+            "coordinated it: classic generations and KIP-848 group epochs bumped.",
+            labels=("group",))
+        self.time_lag = GaugeMetricFamily(
+            "strom_consumer_group_time_lag_seconds", "How old the record at the group's "
+            "committed offset is (now minus its timestamp): the age of the oldest record "
+            "not consumed; 0 when caught up (partitions this broker serves).",
+            labels=("group", "topic", "partition"))
+
     def all(self) -> list[Metric]:
         return [self.members, self.state, self.committed, self.lag, self.status,
-                self.partition_status]
+                self.partition_status, self.rebalances, self.time_lag]
 
 
 def group_members(core: GroupCoordinator, group_id: str, group_type: str) -> int:
@@ -56,12 +68,15 @@ def group_members(core: GroupCoordinator, group_id: str, group_type: str) -> int
 
 class GroupCollector(Collector):
     def __init__(self, groups: GroupRuntime, log_ends: LogEnds,
-                 high_watermarks: LogEnds | None = None) -> None:
+                 high_watermarks: LogEnds | None = None,
+                 time_lags: TimeLags | None = None) -> None:
         """`high_watermarks`: what the consumer-lag health measures the lag against (the
-        log end offsets if not given)."""
+        log end offsets if not given); `time_lags`: each committed partition's time lag, as
+        of the last refresh (strom.observability.time_lag)."""
         self.groups = groups
         self.log_ends = log_ends
         self.high_watermarks = high_watermarks or log_ends
+        self.time_lags = time_lags or dict
 
     def describe(self) -> Iterator[Metric]:
         return iter(GroupFamilies().all())
@@ -83,6 +98,8 @@ class GroupCollector(Collector):
                 history.drop_group(group)
         for group in sorted(seen):
             collect_health(f, history, group, watermarks, now_ms)
+        for (group, topic, partition), seconds in sorted(self.time_lags().items()):
+            f.time_lag.add_metric([group, topic, str(partition)], seconds)
         return iter(f.all())
 
     @staticmethod
@@ -94,6 +111,7 @@ class GroupCollector(Collector):
             group = listing.group_id
             f.state.add_metric([group, listing.state], 1)
             f.members.add_metric([group], group_members(core, group, listing.group_type))
+            f.rebalances.add_metric([group], core.rebalances(group))
             _, committed = core.fetch_offsets(group, None)
             for (topic, partition), offset in sorted(committed.items()):
                 labels = [group, topic, str(partition)]

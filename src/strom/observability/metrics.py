@@ -140,6 +140,7 @@ class TopicMeters:
     def __init__(self) -> None:
         self.appended: dict[str, dict[int, list[int]]] = {}  # [messages, bytes]
         self.read: dict[str, dict[int, int]] = {}  # bytes
+        self.storage_errors: dict[str, int] = {}  # by operation (strom_storage_errors)
 
     def produced(self, topic: str, partition: int, records: int, size: int) -> None:
         parts = self.appended.get(topic)
@@ -156,6 +157,10 @@ class TopicMeters:
         if parts is None:
             parts = self.read[topic] = {}
         parts[partition] = parts.get(partition, 0) + size
+
+    def storage_error(self, operation: str) -> None:
+        errors = self.storage_errors
+        errors[operation] = errors.get(operation, 0) + 1
 
     def forget_topics(self, alive: Callable[[str], bool]) -> None:
         """Drops the series of topics that no longer exist (called at scrape time)."""

@@ -18,9 +18,19 @@ from strom.broker.coordinator_runtime import ShardStatus
 from strom.coordinator.group.coordinator import GroupCoordinator
 from strom.coordinator.group.lag_health import Commit, LagHistory
 from strom.coordinator.group.model import CommitRequest, GroupConfig, OffsetCommit
+from strom.coordinator.transaction import (
+    TransactionConfig,
+    TransactionCoordinator,
+    TransactionCounts,
+)
 from strom.observability.collectors import PartitionSample, ServerCollector, StorageCollector
 from strom.observability.groups import GroupCollector
 from strom.observability.metrics import BrokerMetrics
+from strom.observability.operations import (
+    StorageMeters,
+    StorageMetersCollector,
+    TransactionCollector,
+)
 
 HEADER = """# Metrics
 
@@ -71,6 +81,23 @@ What is measured, and how:
   status (OK, WARN, ERR), 1 for the current one and 0 for the others, so
   `strom_consumer_group_status{status="ERR"} == 1` alerts; a partition has one series, its
   status (OK, WARN, STOP, STALL, REWIND) as the label, value 1.
+- **Consumer-group rebalances** count the classic generations and KIP-848 group epochs a
+  group began while this broker coordinated it (a coordinator moving starts them again).
+  **Time lag** is now minus the timestamp of the record at the committed offset (the first
+  data record at or after it), read through the storage at scrape time: cached per (topic,
+  partition, offset), at most 100 new reads a scrape (the rest follow at the next); 0 when
+  the committed offset is at the high watermark; no series until the record was read.
+- **Storage** (the local and PostgreSQL engines; none with `memory:`): *append* times every
+  append (Produce, transaction markers, coordinator writes) until written, and durable where
+  the engine waits for that; *flush* is an fsync (a rolled segment, or flush.messages /
+  flush.ms) on the local engine and a group commit's statement on PostgreSQL. Cleaner runs
+  count partitions compacted; retention deletions count segments (local) or batch rows
+  (PostgreSQL). Storage errors: appends and reads answered KAFKA_STORAGE_ERROR, and failed
+  fsyncs.
+- **Transactions** are the transaction coordinator's on this broker: open ones are read at
+  scrape time from its loaded shards; commits, aborts and timeouts are counted when a
+  transaction completes (its markers written), for the broker's lifetime. Active producer
+  ids sum the producer-id states of the partitions this broker serves.
 - **Process** metrics (`process_*`) are prometheus-client's process collector (Linux).
 - Counts are kept as plain numbers on the event loop (no lock per request) and turned into
   Prometheus families at scrape time, so counters have no `_created` series.
@@ -104,14 +131,37 @@ def sample_groups() -> Any:
                            lag_history=history)
 
 
+def sample_storage_meters() -> StorageMeters:
+    meters = StorageMeters()
+    meters.appended(0.0001)
+    meters.flushed(0.001)
+    meters.cleaned(100)
+    meters.retention_deleted("time", 1)
+    meters.failed("flush")
+    return meters
+
+
+def sample_transactions() -> Any:
+    """A transaction runtime with one loaded shard and no transaction."""
+    core = TransactionCoordinator(TransactionConfig())
+    shard = SimpleNamespace(status=ShardStatus.ACTIVE, core=core)
+    return SimpleNamespace(runtime=SimpleNamespace(shards=lambda: [shard]),
+                           counts=TransactionCounts())
+
+
 def live_registry() -> BrokerMetrics:
     """A BrokerMetrics with the collectors a broker registers, every metric exercised."""
     metrics = BrokerMetrics()
     storage = StorageCollector(engine=None)  # type: ignore[arg-type]  # never refreshed
-    storage.samples = [PartitionSample("topic", 0, 0, 1, 1, 100, 1)]
+    storage.samples = [PartitionSample("topic", 0, 0, 1, 1, 100, 1, 1)]
     metrics.registry.register(storage)
     metrics.registry.register(ServerCollector(lambda: {"PLAINTEXT": 1}, lambda: 0))
-    metrics.registry.register(GroupCollector(sample_groups(), storage.log_ends))
+    metrics.registry.register(GroupCollector(sample_groups(), storage.log_ends,
+                                             time_lags=lambda: {("group", "topic", 0): 1.0}))
+    metrics.registry.register(StorageMetersCollector(sample_storage_meters(),
+                                                     {"append": 1}))
+    metrics.registry.register(TransactionCollector(sample_transactions(),
+                                                   storage.producer_ids))
     exercise(metrics)
     return metrics
 

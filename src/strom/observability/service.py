@@ -19,6 +19,13 @@ from strom.observability.groups import GroupCollector
 from strom.observability.http import HttpEndpoints, HttpResponse
 from strom.observability.loop_lag import probe_loop_lag
 from strom.observability.metrics import BrokerMetrics
+from strom.observability.operations import (
+    StorageMeters,
+    StorageMetersCollector,
+    TransactionCollector,
+)
+from strom.observability.time_lag import TimeLag
+from strom.storage.meter import MeterSlot
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +69,16 @@ class MetricsService:
         self.metrics.registry.register(self.storage)
         self.metrics.registry.register(ServerCollector(connections,
                                                        lambda: broker.quotas.throttled))
+        self.time_lag = TimeLag(broker.groups, broker.engine, self.storage.high_watermarks,
+                                broker.groups.runtime.clock)
         self.metrics.registry.register(GroupCollector(
-            broker.groups, self.storage.log_ends, self.storage.high_watermarks))
+            broker.groups, self.storage.log_ends, self.storage.high_watermarks,
+            lambda: self.time_lag.lags))
+        self.storage_meters = StorageMeters()
+        self.metrics.registry.register(StorageMetersCollector(
+            self.storage_meters, self.metrics.topics.storage_errors))
+        self.metrics.registry.register(TransactionCollector(broker.transactions,
+                                                            self.storage.producer_ids))
         self.started = False  # the broker finished starting (set by the server)
         self.endpoints = HttpEndpoints({"/metrics": self.render_metrics,
                                         "/healthz": self.healthz, "/readyz": self.readyz})
@@ -71,8 +86,15 @@ class MetricsService:
         self._probe: asyncio.Task[None] | None = None
         self.ports: list[int] = []
 
+    def meter_storage(self, on: bool) -> None:
+        """Starts (or stops) the storage engine's own meters, if it keeps any."""
+        slot = getattr(self.broker.engine, "meters", None)
+        if isinstance(slot, MeterSlot):
+            slot.meter = self.storage_meters if on else None
+
     async def render_metrics(self) -> HttpResponse:
         await self.storage.refresh()
+        await self.time_lag.refresh()
         self.metrics.topics.forget_topics(self.broker.engine.topics().__contains__)
         return HttpResponse(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
 
@@ -95,11 +117,13 @@ class MetricsService:
             await self.stop()
             raise
         self._probe = asyncio.create_task(probe_loop_lag(self.metrics.loop_lag.observe))
+        self.meter_storage(True)
         log.info("metrics on %s", ", ".join(
             f"http://{host or '0.0.0.0'}:{port}/metrics"
             for (host, _), port in zip(addresses, self.ports, strict=True)))
 
     async def stop(self) -> None:
+        self.meter_storage(False)
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):

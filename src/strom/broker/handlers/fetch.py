@@ -24,6 +24,7 @@ from strom.broker.leadership import (
     node_endpoints,
     storage_error,
 )
+from strom.broker.meter import TopicMeter
 from strom.broker.registry import api
 from strom.broker.state import Broker, RequestContext
 from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
@@ -120,7 +121,7 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
         return answer(ErrorCode.offset_out_of_range, offsets.high_watermark,
                       offsets.log_start), 0, -1
     except (StorageError, OSError) as exc:  # deleted, moved, or the storage failed
-        error = read_failure(exc, topic, part.partition)
+        error = read_failure(exc, topic, part.partition, broker.meter)
         moved = error == ErrorCode.not_leader_or_follower
         return answer(error, leader=leadership(broker, topic, part.partition)
                       if moved else None), 0, -1
@@ -131,12 +132,16 @@ async def read_partition(broker: Broker, b: ResponseBuilder, topic: str | None, 
                   result.last_stable_offset, aborted), len(data), result.high_watermark
 
 
-def read_failure(exc: StorageError | OSError, topic: str, partition: int) -> ErrorCode:
+def read_failure(exc: StorageError | OSError, topic: str, partition: int,
+                 meter: TopicMeter | None = None) -> ErrorCode:
+    """The error of a failed read; a storage error is counted in `meter` (metrics on)."""
     if isinstance(exc, StorageError):
         error = storage_error(exc)
         if error != ErrorCode.kafka_storage_error:
             return error  # deleted, or the lease moved, while we read
     log.error("fetch from %s-%d failed: %s", topic, partition, exc)
+    if meter is not None:
+        meter.storage_error("read")
     return ErrorCode.kafka_storage_error
 
 

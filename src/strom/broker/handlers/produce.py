@@ -147,7 +147,10 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
         return PartitionOutcome(ErrorCode.not_leader_or_follower,
                                 leader=leadership(broker, topic, index))
     except StorageError as exc:
-        return storage_failure(exc, topic, index)
+        failure = storage_failure(exc, topic, index)
+        if failure.error == ErrorCode.kafka_storage_error and broker.meter is not None:
+            broker.meter.storage_error("append")
+        return failure
     return answer_outcome(broker, topic, index, outcome, appends,
                           now_ms if cfg.message_timestamp_type == "LogAppendTime" else -1)
 

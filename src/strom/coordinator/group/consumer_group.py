@@ -94,6 +94,7 @@ class ConsumerGroup:
     def __init__(self, group_id: str) -> None:
         self.group_id = group_id
         self.group_epoch = 0
+        self.rebalances = 0  # group epochs bumped here (not replayed), for the metrics
         self.assignment_epoch = 0
         self.members: dict[str, ConsumerMember] = {}
         self.static_members: dict[str, str] = {}  # instance id -> member id

@@ -249,6 +249,7 @@ class ConsumerGroups:
         topics = {t.name: t for t in req.topics}
         if group.refresh_metadata(topics) or bump:
             group.group_epoch += 1
+            group.rebalances += 1
         if group.group_epoch > group.assignment_epoch:
             group.compute_target(topics)
         owned = None if req.owned is None else from_ids(req.owned)
@@ -285,6 +286,7 @@ class ConsumerGroups:
         group.remove(member_id)
         self._cancel(group.group_id, member_id)
         group.group_epoch += 1
+        group.rebalances += 1
 
     def _cancel(self, group_id: str, member_id: str) -> None:
         self.timers.cancel(("session", group_id, member_id))

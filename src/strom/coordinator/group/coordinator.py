@@ -163,6 +163,14 @@ class GroupCoordinator:
                 protocol or "", group.describe_members()))
         return descriptions
 
+    def rebalances(self, group_id: str) -> int:
+        """Generations (classic) and group epochs (KIP-848) the group began while this core
+        served it, for the metrics."""
+        classic = self._ctx.groups.get(group_id)
+        consumer = self._consumer.groups.get(group_id)
+        return ((0 if classic is None else classic.rebalances)
+                + (0 if consumer is None else consumer.rebalances))
+
     def list_groups(self, states: Sequence[str] = (), types: Sequence[str] = (),
                     ) -> list[GroupListing]:
         """Groups filtered by state and type, both case-insensitive."""

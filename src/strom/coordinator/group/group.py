@@ -91,6 +91,7 @@ class ClassicGroup:
         self.protocol_type: str | None = None
         self.protocol_name: str | None = None
         self.generation_id = 0
+        self.rebalances = 0  # generations begun here (not replayed), for the metrics
         self.leader_id: str | None = None
         self.members: dict[str, Member] = {}
         self.static_members: dict[str, str] = {}  # group_instance_id -> member_id
@@ -205,6 +206,7 @@ class ClassicGroup:
 
     def init_next_generation(self, now_ms: int) -> None:
         self.generation_id += 1
+        self.rebalances += 1
         if self.members:
             self.protocol_name = self.select_protocol()
             self.subscribed_topics = self.compute_subscribed_topics()

@@ -46,6 +46,7 @@ from strom.coordinator.transaction.model import (
     Step,
     TopicPartition,
     TransactionConfig,
+    TransactionCounts,
     TransactionDescription,
     TransactionListing,
     TransactionSnapshot,
@@ -58,8 +59,12 @@ T = TypeVar("T")
 
 
 class TransactionCoordinator:
-    def __init__(self, config: TransactionConfig) -> None:
+    def __init__(self, config: TransactionConfig, counts: TransactionCounts | None = None
+                 ) -> None:
+        """`counts`: where ended transactions are counted (the broker's, shared by its
+        cores; a core of its own if not given)."""
         self.config = config
+        self.counts = counts or TransactionCounts()
         self._txns: dict[str, TransactionMetadata] = {}
         self._records: list[TxnLogRecord] = []
         self._markers: list[MarkerBatch] = []
@@ -245,6 +250,11 @@ class TransactionCoordinator:
                                             > duration_filter_ms))]
         return unknown, listings
 
+    def open_transactions(self) -> int:
+        """Transactions under way: Ongoing, or ending (Prepare*: markers being written)."""
+        return sum(1 for m in self._txns.values()
+                   if m.state is TxnState.ONGOING or m.state in PREPARE_STATES)
+
     def snapshot(self) -> dict[str, TransactionSnapshot]:
         """Every transactional id's persisted state (for tests and tools)."""
         return {tid: meta.snapshot() for tid, meta in self._txns.items()}
@@ -266,6 +276,7 @@ class TransactionCoordinator:
                     self._fence_and_abort(meta, now_ms)
                 except ProducerIdUnavailable:
                     continue  # tried again at the next tick
+                self.counts.timed_out += 1
             elif (meta.state in IDLE_STATES and meta.txn_last_update_timestamp_ms
                   + self.config.transactional_id_expiration_ms <= now_ms):
                 del self._txns[meta.transactional_id]
@@ -341,6 +352,10 @@ class TransactionCoordinator:
 
     def _complete(self, meta: TransactionMetadata, now_ms: int) -> None:
         commit = meta.state is TxnState.PREPARE_COMMIT
+        if commit:
+            self.counts.committed += 1
+        else:
+            self.counts.aborted += 1
         meta.state = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
         meta.partitions.clear()
         meta.txn_last_update_timestamp_ms = now_ms

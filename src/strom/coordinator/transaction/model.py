@@ -95,6 +95,18 @@ class TransactionConfig:
     offsets_partition_for: Callable[[str], int] = field(default=_no_offsets_partition)
 
 
+class TransactionCounts:
+    """Transactions ended, for the metrics: plain numbers that every core of one broker
+    bumps (so they outlive a shard moving away), read at scrape time."""
+
+    __slots__ = ("aborted", "committed", "timed_out")
+
+    def __init__(self) -> None:
+        self.committed = 0  # reached CompleteCommit (EndTxn)
+        self.aborted = 0  # reached CompleteAbort (EndTxn, or the coordinator's own abort)
+        self.timed_out = 0  # aborted by the coordinator: transaction.timeout.ms passed
+
+
 @dataclass(frozen=True, slots=True)
 class TxnLogRecord:
     """A record for `__transaction_state` partition `partition`; `value` None is a tombstone."""

@@ -305,10 +305,14 @@ class LogCleaner:
         finally:
             for fd in fds:
                 os.close(fd)
+        size_before = sum(s.size for s in segs)
+        size_after = sum(s.size for s in plog.segments[:-1]
+                         if s.base_offset < todo.cleanable_end)
         log.info("%s: cleaned up to offset %d (%d keys mapped from offset %d); %d -> %d bytes",
-                 plog.directory.name, map_end, len(omap), todo.first_dirty,
-                 sum(s.size for s in segs), sum(s.size for s in plog.segments[:-1]
-                                                if s.base_offset < todo.cleanable_end))
+                 plog.directory.name, map_end, len(omap), todo.first_dirty, size_before,
+                 size_after)
+        if plog.meter is not None:
+            plog.meter.cleaned(max(size_before - size_after, 0))
         tp = _key(plog)
         if state is not None:  # every aborted record below map_end is gone now
             state.prune_aborted(map_end)

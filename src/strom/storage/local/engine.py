@@ -67,6 +67,7 @@ from strom.storage.local.producer_snapshots import rebuild
 from strom.storage.local.recovery import LoadedLog, LogLoader
 from strom.storage.local.topic_store import TopicStore
 from strom.storage.metadata_records import FileRecords
+from strom.storage.meter import MeterSlot
 from strom.storage.producer_state import ProducerStateManager
 from strom.storage.single_broker import SingleBrokerLeadership
 from strom.storage.waiters import DataWaiters
@@ -98,8 +99,9 @@ class LocalEngine(SingleBrokerLeadership):
         self._recovery_points_written: dict[TopicPartition, int] = {}
         self._last_recovery_checkpoint = time.monotonic()
         self._waiters = DataWaiters()
+        self.meters = MeterSlot()
         self._hooks = PartitionHooks(self._retire_fd, self._checkpoint_log_start_offsets,
-                                     self._waiters.notify)
+                                     self._waiters.notify, self.meters)
         self.cleaner = LogCleaner(data_dir, config.get_int("message.max.decompressed.bytes"),
                                   config.get_int("log.cleaner.dedupe.buffer.size"))
         self._opened = False

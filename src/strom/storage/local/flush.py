@@ -26,10 +26,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from strom.storage.api import LogDirFailure
 from strom.storage.local.log_segment import LogSegment
 from strom.storage.local.no_space import NoSpaceEpisode, is_no_space
+from strom.storage.meter import MeterSlot
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,11 @@ class RolledFlush:
 
 class LogFlusher:
     def __init__(self, recovery_point: int, snapshot: Callable[[], tuple[int, int]],
-                 name: str = "") -> None:
+                 name: str = "", meters: MeterSlot | None = None) -> None:
         """`snapshot()` gives (log end offset, active segment fd) at the start of an fsync;
-        `name` names the partition in logs."""
+        `name` names the partition in logs; `meters`: the engine's (fsyncs are timed)."""
         self.recovery_point = recovery_point
+        self._meters = meters or MeterSlot()
         self.last_flush_ms = now_ms()
         self._snapshot = snapshot
         self._name = name
@@ -136,7 +139,7 @@ class LogFlusher:
         space for them: retried later), advances the recovery point, runs `after`."""
         seg = job.seg
         try:
-            await asyncio.to_thread(seg.sync_log)
+            await self._timed_fsync(seg.sync_log)
         except Exception as exc:
             raise self.fail(f"{seg.log_path}: an fsync of a rolled segment", exc) from exc
         self.check()
@@ -191,13 +194,27 @@ class LogFlusher:
                 future = self._flush = asyncio.ensure_future(self._do_flush())
             await asyncio.shield(future)
 
+    async def _timed_fsync(self, sync: Callable[[], None]) -> None:
+        """Runs `sync` in a thread; with metrics on, times it or counts its failure."""
+        meter = self._meters.meter
+        if meter is None:
+            await asyncio.to_thread(sync)
+            return
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(sync)
+        except Exception:
+            meter.failed("flush")
+            raise
+        meter.flushed(time.perf_counter() - started)
+
     async def _do_flush(self) -> None:
         try:
             target, fd = self._snapshot()
             await self.wait_rolled()
             self.check_flushable()
             try:
-                await asyncio.to_thread(os.fsync, fd)
+                await self._timed_fsync(partial(os.fsync, fd))
             except Exception as exc:
                 raise self.fail(f"fsync of the active segment (fd {fd})", exc) from exc
             self.check()

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 
 from strom.protocol.batch_header import read_batch_header
@@ -102,20 +103,13 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction,
 
     async def append(self, batches: Sequence[AppendBatch],
                      placed: Placed | None = None) -> AppendResult:
+        meter = self._hooks.meters.meter  # metrics on: the append is timed
+        started = 0.0 if meter is None else time.perf_counter()
         await self._ensure_writable()
         if not batches:
             return AppendResult(self._leo, self._leo - 1, self._lso)
-        total = 0
-        records = 0
-        max_ts = -1
         kinds = _control_types(batches)
-        for b in batches:
-            total += len(b.data)
-            records += b.record_count
-            if b.max_timestamp > max_ts:
-                max_ts = b.max_timestamp
-        if total > MAX_RELATIVE_OFFSET or records - 1 > MAX_RELATIVE_OFFSET or records < 1:
-            raise CorruptLog(f"an append of {total} bytes and {records} records is too large")
+        total, records, max_ts = _measure(batches)
         seg = self._active
         if seg.size and self._should_roll(seg, total, records, max_ts):
             seg = self._roll()
@@ -134,6 +128,8 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction,
         if next_offset - self._flusher.recovery_point >= self.config.flush_messages:
             await self._flusher.flush_to(next_offset)
         self._hooks.appended(self.topic, self.partition)
+        if meter is not None:
+            meter.appended(time.perf_counter() - started)
         return AppendResult(base, next_offset - 1, self._lso)
 
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
@@ -258,6 +254,21 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction,
             except OSError:
                 log.warning("%s: could not save the producer state snapshot; it will be "
                             "rebuilt from the log", self.directory.name, exc_info=True)
+
+
+def _measure(batches: Sequence[AppendBatch]) -> tuple[int, int, int]:
+    """(bytes, records, max timestamp) of an append; raises CorruptLog if it is too large."""
+    total = 0
+    records = 0
+    max_ts = -1
+    for b in batches:
+        total += len(b.data)
+        records += b.record_count
+        if b.max_timestamp > max_ts:
+            max_ts = b.max_timestamp
+    if total > MAX_RELATIVE_OFFSET or records - 1 > MAX_RELATIVE_OFFSET or records < 1:
+        raise CorruptLog(f"an append of {total} bytes and {records} records is too large")
+    return total, records, max_ts
 
 
 def _control_types(batches: Sequence[AppendBatch]) -> list[int | None]:

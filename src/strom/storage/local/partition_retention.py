@@ -15,6 +15,7 @@ import os
 from strom.storage.api import OffsetOutOfRange
 from strom.storage.local import retention
 from strom.storage.local.partition_state import PartitionState
+from strom.storage.meter import retention_reasons
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,21 @@ class PartitionRetention(PartitionState):
             if self._closed or self.offline:
                 return 0
             config = self.config
-            count = retention.count_log_start_breached(self._bases, self._lso)
+            by_start = retention.count_log_start_breached(self._bases, self._lso)
+            by_size = by_time = 0
             if retention.deletes_by_policy(config.cleanup_policy):
                 sizes = [seg.size for seg in self._segments]
-                count = max(count, retention.count_size_breached(sizes, config.retention_bytes))
-                count = max(count, await self._count_time_breached(now_ms))
+                by_size = retention.count_size_breached(sizes, config.retention_bytes)
+                by_time = await self._count_time_breached(now_ms)
+            count = max(by_start, by_size, by_time)
+            before = len(self._segments)
             await self._delete_oldest(count)
+            meter = self.meter
+            gone = before - len(self._segments)  # never the active one
+            if meter is not None and gone > 0:
+                for reason, deleted in retention_reasons(
+                        min(by_start, gone), min(by_size, gone), min(by_time, gone)).items():
+                    meter.retention_deleted(reason, deleted)
             return count
 
     async def _count_time_breached(self, now_ms: int) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from strom.config.topic import LogConfig
@@ -22,6 +22,7 @@ from strom.storage.local.batch_scan import MAX_RELATIVE_OFFSET
 from strom.storage.local.flush import LogFlusher
 from strom.storage.local.log_segment import LogSegment
 from strom.storage.local.recovery import LoadedLog
+from strom.storage.meter import MeterSlot, StorageMeter
 from strom.storage.producer_state import ProducerStateManager
 
 
@@ -32,6 +33,7 @@ class PartitionHooks:
     retire_fd: Callable[[int], None]  # closes a deleted segment's fd after a grace period
     log_start_changed: Callable[[], Awaitable[None]]  # durably checkpoints log start offsets
     appended: Callable[[str, int], None]  # the high watermark moved: wakes waiting fetches
+    meters: MeterSlot = field(default_factory=MeterSlot)  # the engine's: metrics, if on
 
 
 class PartitionState:
@@ -52,7 +54,7 @@ class PartitionState:
         self._leo = loaded.log_end_offset
         self._size = sum(seg.size for seg in self._segments)
         self._flusher = LogFlusher(self._leo, lambda: (self._leo, self._active.fd),
-                                   directory.name)
+                                   directory.name, hooks.meters)
         self._maintenance = asyncio.Lock()
         self._closed = False
         self._producer_state = producer_state
@@ -82,6 +84,11 @@ class PartitionState:
         self._producer_state.prune_aborted(self._lso)
 
     # -- checks --------------------------------------------------------------------------
+
+    @property
+    def meter(self) -> StorageMeter | None:
+        """The engine's metrics, None while they are off."""
+        return self._hooks.meters.meter
 
     @property
     def offline(self) -> bool:

@@ -144,9 +144,18 @@ async def compact(plog: PostgresPartitionLog, progress: CleanerProgress, now_ms:
         if changes:
             await _apply(plog, changes)
             state.prune_aborted(map_end)
+        _count_run(plog, changes)
         progress.cleaned_to = plog.committed if map_end == end else map_end
         progress.pending_horizon_ms = horizon
         return bool(changes)
+
+
+def _count_run(plog: PostgresPartitionLog, changes: list[tuple[int, bytes | None, int]]
+               ) -> None:
+    """A compaction of the partition, in the metrics (if on)."""
+    meter = plog.db.meters.meter
+    if meter is not None:
+        meter.cleaned(-sum(delta for _, _, delta in changes))
 
 
 async def _apply(plog: PostgresPartitionLog, changes: list[tuple[int, bytes | None, int]]

@@ -39,6 +39,7 @@ from strom.storage.api import (
 )
 from strom.storage.local.cleaner import compacts
 from strom.storage.local.names import check_partition_count, check_topic_name
+from strom.storage.meter import MeterSlot
 from strom.storage.postgres import lease_view
 from strom.storage.postgres.cluster_sync import ClusterSync
 from strom.storage.postgres.compaction import CleanerProgress, compact
@@ -74,6 +75,7 @@ class PostgresEngine:
         self._waiters = DataWaiters()
         self._cluster: ClusterSync | None = None
         self._listeners: list[Callable[[], None]] = []
+        self.meters = MeterSlot()  # metrics, if on (shared with the partitions)
 
     def __str__(self) -> str:
         return redact(self.url)
@@ -99,7 +101,7 @@ class PostgresEngine:
             self._cluster.listeners = self._listeners
             self._shared = Shared(self._pool, self._health, self._waiters.notify,
                                   self.config.get_int("producer.id.expiration.ms"),
-                                  self._cluster.lease_left_s)
+                                  self._cluster.lease_left_s, self.meters)
             await self._cluster.sync_topics(force=True)
         except BaseException:
             await self._close_pools()

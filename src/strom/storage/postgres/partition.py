@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,6 +40,7 @@ from strom.storage.api import (
     UnknownTopic,
 )
 from strom.storage.batch_offsets import with_offsets
+from strom.storage.meter import MeterSlot
 from strom.storage.postgres.connect import ANSWER_LOST, Health
 from strom.storage.postgres.partition_load import reload
 from strom.storage.postgres.partition_lookup import max_timestamp, offset_for_timestamp
@@ -88,8 +90,10 @@ class Shared:
     """What every partition of one engine uses."""
 
     def __init__(self, pool: Any, health: Health, appended: Callable[[str, int], None],
-                 producer_id_expiration_ms: int, lease_left_s: Callable[[], float]) -> None:
+                 producer_id_expiration_ms: int, lease_left_s: Callable[[], float],
+                 meters: MeterSlot | None = None) -> None:
         self.pool = pool
+        self.meters = meters or MeterSlot()  # the engine's: metrics, if on
         self.health = health
         self.appended = appended
         self.producer_id_expiration_ms = producer_id_expiration_ms
@@ -212,7 +216,9 @@ class PostgresPartitionLog:
     async def append(self, batches: Sequence[AppendBatch],
                      placed: Placed | None = None) -> AppendResult:
         """Everything up to the first await happens at once: the checks of `produce` and the
-        producer state's update see each other."""
+        producer state's update see each other. With metrics on, timed until committed."""
+        meter = self.db.meters.meter
+        started = 0.0 if meter is None else time.perf_counter()
         self._check_usable()
         base = self.assigned
         if not batches:
@@ -231,6 +237,8 @@ class PostgresPartitionLog:
         if placed is not None:
             placed()
         await done
+        if meter is not None:
+            meter.appended(time.perf_counter() - started)
         return AppendResult(base, offset - 1, self.log_start)
 
     async def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
@@ -250,6 +258,8 @@ class PostgresPartitionLog:
     async def _commit_pending(self) -> None:
         while self._pending:
             group = _take_group(self._pending)
+            meter = self.db.meters.meter
+            started = time.perf_counter()
             try:
                 await self._commit(group)
             except StorageError as exc:
@@ -264,6 +274,8 @@ class PostgresPartitionLog:
                 self._fail_pending(group, OutcomeUnknown(
                     f"the commit of {self.name} failed ({type(exc).__name__})"))
                 return
+            if meter is not None:
+                meter.flushed(time.perf_counter() - started)
             self._committed_group(group)
 
     async def _commit(self, group: list[_Append]) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from strom.storage.api import NotLeader, OffsetOutOfRange
 from strom.storage.local.retention import deletes_by_policy
+from strom.storage.meter import RETENTION_SIZE, RETENTION_TIME
 
 if TYPE_CHECKING:
     from strom.storage.postgres.partition import PostgresPartitionLog
@@ -86,13 +87,18 @@ async def run_retention(plog: PostgresPartitionLog, now_ms: int) -> int:
             newest = await pool.fetchval(NEWEST, plog.partition_id)
             if newest is None or newest <= plog.log_start:
                 return 0
-            start = plog.log_start
+            start = by_time = plog.log_start
             if config.retention_ms >= 0:
                 kept = await pool.fetchval(KEPT_BY_TIME, plog.partition_id, plog.log_start,
                                            now_ms - config.retention_ms)
-                start = max(start, newest if kept is None else kept)
+                start = by_time = max(start, newest if kept is None else kept)
             if config.retention_bytes >= 0:
                 kept = await pool.fetchval(KEPT_BY_SIZE, plog.partition_id, plog.log_start,
                                            config.retention_bytes)
                 start = max(start, newest if kept is None else kept)
-        return await advance_log_start(plog, min(start, newest))
+        deleted = await advance_log_start(plog, min(start, newest))
+        meter = plog.db.meters.meter
+        if meter is not None and deleted:  # the reason that moved the log start furthest
+            meter.retention_deleted(RETENTION_TIME if by_time >= start else RETENTION_SIZE,
+                                    deleted)
+        return deleted
