@@ -79,10 +79,10 @@ class JsonSchema(ParsedSchema):
     def errors(self, instance: Any) -> list[str]:
         """Why `instance` does not validate ([] when it does)."""
         try:
-            return [
+            return sorted(
                 f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
                 for e in self.validator().iter_errors(instance)
-            ]
+            )
         except referencing.exceptions.Unresolvable as exc:
             return [f"unresolvable reference {exc}"]
 
