@@ -64,6 +64,8 @@ CASES: list[tuple[str, list[str | tuple[str, str, str]], CompatibilityLevel, lis
                           "enum E { Z = 0; A = 1; B = 2; }\nmessage M { E e = 1; }"], FU, []),
     ("enum value removed", ["enum E { Z = 0; A = 1; }\nmessage M { E e = 1; }",
                             "enum E { Z = 0; }\nmessage M { E e = 1; }"], FU, []),
+    ("enum value renamed", ["enum E { Z = 0; A = 1; }\nmessage M { E e = 1; }",
+                            "enum E { Z = 0; B = 1; }\nmessage M { E e = 1; }"], FU, []),
     ("enum added and removed", ["enum E { Z = 0; }\nmessage M { int32 e = 1; }",
                                 "enum G { Z = 0; }\nmessage M { int32 e = 1; }"], FU, []),
     ("repeated numeric label changed",
@@ -167,3 +169,8 @@ def test_named_types_compare_without_the_package() -> None:
     a = pb("message User { A a = 1; }\nmessage A {}", package="one")
     b = pb("message User { A a = 1; }\nmessage A {}", package="two")
     assert check_compatibility(b, [(1, a)], FU) == []
+
+
+def test_enum_constant_renamed_is_a_compatible_difference() -> None:
+    found = protobuf_differences(pb("enum E { Z = 0; A = 1; }"), pb("enum E { Z = 0; B = 1; }"))
+    assert found == [("ENUM_CONST_CHANGED", "#/E/1")]

@@ -134,3 +134,13 @@ def test_schema_values_round_trip(subject: str, version: int, schema_id: int, sc
     key_bytes, value_bytes = record.encode()
     assert decode_key(key_bytes) == key
     assert decode_value(key, value_bytes) == value
+
+
+def test_delete_and_clear_subject_values_round_trip() -> None:
+    delete = DeleteSubjectValue("s", 4)
+    clear = ClearSubjectValue("s")
+    assert encode_value(delete) == b'{"subject":"s","version":4}'
+    assert encode_value(clear) == b'{"subject":"s"}'
+    assert decode_value(DeleteSubjectKey("s"), encode_value(delete)) == delete
+    assert decode_value(ClearSubjectKey("s"), encode_value(clear)) == clear
+    assert encode_value(ModeValue("READONLY")) == b'{"mode":"READONLY"}'

@@ -259,3 +259,37 @@ def test_schema_type_names() -> None:
     assert SchemaType.of("protobuf") is SchemaType.PROTOBUF
     with pytest.raises(InvalidSchemaError):
         SchemaType.of("XML")
+
+
+def test_pcf_of_raw_json_forms_fastavro_does_not_take() -> None:
+    # {"type": <schema>} and {"type": "<named type>"} are schemas too in Avro's Java
+    assert parsing_canonical_form({"type": {"type": "int"}}) == '"int"'
+    fixed_f = {"type": "fixed", "name": "F", "size": 1}
+    assert parsing_canonical_form(
+        {"type": "record", "name": "R", "namespace": "a",
+         "fields": [{"name": "x", "type": fixed_f}, {"name": "y", "type": {"type": "F"}},
+                    {"name": "z", "type": fixed_f}]}
+    ) == ('{"name":"a.R","type":"record","fields":[{"name":"x","type":{"name":"a.F",'
+          '"type":"fixed","size":1}},{"name":"y","type":"a.F"},{"name":"z","type":"a.F"}]}')
+
+
+def test_resolver_errors_pass_through() -> None:
+    ref = SchemaReference("X", "x", 1)
+
+    def invalid(r: SchemaReference) -> AvroSchema:
+        raise InvalidSchemaError("the referenced schema is broken")
+
+    def circular(r: SchemaReference) -> AvroSchema:
+        raise RecursionError
+
+    with pytest.raises(InvalidSchemaError, match="broken"):
+        parse_schema('"int"', "AVRO", [ref], invalid)
+    with pytest.raises(InvalidSchemaError, match="circular"):
+        parse_schema('"int"', "AVRO", [ref], circular)
+
+
+def test_error_bodies() -> None:
+    error = RegistryError(40401, "Subject 'x' not found.")
+    assert error.body() == {"error_code": 40401, "message": "Subject 'x' not found."}
+    assert error.http_status == 404
+    assert RegistryError(409, "incompatible").http_status == 409

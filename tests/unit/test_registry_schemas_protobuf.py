@@ -208,3 +208,35 @@ message Outer {
 """)
     deep = schema.messages[0].messages[1]
     assert [f.full_type for f in deep.fields] == [".p.Outer.Inner", ".p.Outer", ".p.Outer.Inner"]
+
+
+def test_options_reserved_enums_and_well_known_types() -> None:
+    schema = proto("""
+syntax = "proto3";
+import "google/protobuf/struct.proto";
+message M {
+  option deprecated = true;
+  google.protobuf.Struct s = 1;
+  google.protobuf.NullValue n = 2;
+  .M self = 3;
+}
+enum E {
+  option allow_alias = true;
+  A = 0;
+  B = 0;
+  reserved 5 to 7;
+  reserved "OLD";
+}
+""")
+    message = schema.messages[0]
+    assert message.options == ["deprecated = true"]
+    assert [f.kind for f in message.fields] == ["message", "enum", "message"]
+    assert (schema.enums[0].reserved_numbers, schema.enums[0].reserved_names) == ([(5, 7)],
+                                                                                  ["OLD"])
+    assert "  option allow_alias = true;" in schema.normalized()
+    assert "  option deprecated = true;" in schema.normalized()
+
+
+def test_empty_enum_is_invalid() -> None:
+    with pytest.raises(InvalidSchemaError, match="no values"):
+        proto('syntax = "proto3"; enum E {}')

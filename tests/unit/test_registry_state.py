@@ -15,9 +15,14 @@ from strom.registry.errors import RegistryError
 from strom.registry.records import (
     ClearSubjectKey,
     ClearSubjectValue,
+    ConfigKey,
+    ConfigValue,
     DeleteSubjectKey,
     DeleteSubjectValue,
+    ModeKey,
+    ModeValue,
     Record,
+    RecordFormatError,
     SchemaKey,
     SchemaValue,
     encode_key,
@@ -529,3 +534,36 @@ def test_any_history_replays_to_the_same_state(ops: list[tuple[str, str, int]]) 
     for versions in r.state.subject_versions.values():
         for v in versions.values():
             assert by_text.setdefault(v.schema, v.id) == v.id
+
+
+def test_circular_references_in_the_topic_are_invalid_not_a_hang() -> None:
+    state = RegistryState()
+    state.apply_all([
+        Record(SchemaKey("a", 1), SchemaValue("a", 1, 1, '"int"',
+                                              references=(SchemaReference("B", "b", 1),))),
+        Record(SchemaKey("b", 1), SchemaValue("b", 1, 2, '"int"',
+                                              references=(SchemaReference("A", "a", 1),))),
+    ])
+    assert state.versions("a") == [1] and state.versions("b") == [1]
+    with pytest.raises(RegistryError) as info:
+        state.parsed(state.get_version("a", 1))
+    assert code(info) == 42201
+
+
+def test_odd_records_applied_by_hand() -> None:
+    state = RegistryState()
+    with pytest.raises(RecordFormatError):
+        state.apply(Record(SchemaKey("s", 1), ModeValue("READWRITE")))
+    state.apply(Record(ConfigKey(None), ConfigValue("SIDEWAYS")))  # a level we do not know
+    assert state.compatibility("s") is CompatibilityLevel.BACKWARD
+    state.apply(Record(ModeKey(None), None))
+    state.apply(Record(DeleteSubjectKey("s"), None))  # a tombstone of an old record: nothing
+    assert state.subjects(deleted=True) == []
+
+
+def test_import_refuses_ids_out_of_range() -> None:
+    r = Registry()
+    r.set_mode(None, "IMPORT")
+    with pytest.raises(RegistryError) as info:
+        r.register("s", V1, schema_id=0)
+    assert code(info) == 42207

@@ -38,7 +38,6 @@ from strom.registry.records import (
     DeleteSubjectValue,
     ModeKey,
     ModeValue,
-    NoopKey,
     Record,
     RecordFormatError,
     SchemaKey,
@@ -193,8 +192,7 @@ class RegistryState:
             for v in list(self.subject_versions.get(key.subject, {}).values()):
                 if v.deleted:
                     self._remove(v.subject, v.version)
-        elif not isinstance(key, NoopKey | DeleteSubjectKey | ClearSubjectKey):
-            raise RecordFormatError(f"unexpected record {record}")
+        # NOOP, and DELETE_SUBJECT / CLEAR_SUBJECT tombstones: nothing to do
 
     def _apply_setting(self, key: ConfigKey | ModeKey, value: object) -> None:
         if isinstance(key, ConfigKey):

@@ -31,9 +31,7 @@ def _kind(node: Any) -> str:
         return "union"
     if isinstance(node, str):
         return node
-    kind = node["type"]
-    if not isinstance(kind, str):
-        return _kind(kind)
+    kind: str = node["type"]  # fastavro's form: always a name here
     return "record" if kind == "error" else kind
 
 

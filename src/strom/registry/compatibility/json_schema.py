@@ -173,8 +173,6 @@ class _Diff:
     def limits(self, o: dict[str, Any], u: dict[str, Any], path: str) -> None:
         for key, name, larger_accepts_more in _LIMITS:
             a, b = o.get(key), u.get(key)
-            if isinstance(a, bool) or isinstance(b, bool):
-                continue  # draft 4's boolean exclusiveMaximum: not a limit
             if a == b:
                 continue
             if a is None:

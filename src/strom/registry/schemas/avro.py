@@ -77,17 +77,13 @@ def _namespace_of(fullname: str) -> str | None:
 
 @dataclass
 class _Walk:
-    """The state of one canonical-form walk: named types written so far, names known."""
+    """The state of one canonical-form walk: the named types written so far."""
 
-    known: frozenset[str]
     pcf: bool
     seen: set[str] = field(default_factory=set)
 
     def ref(self, name: str, namespace: str | None) -> str:
-        full = _fullname(name, namespace)
-        if full not in self.known and name in self.known:
-            return name  # a null-namespace type named from inside a namespace
-        return full
+        return _fullname(name, namespace)
 
     def schema(self, node: Any, namespace: str | None) -> Any:
         if isinstance(node, str):
@@ -139,10 +135,10 @@ class _Walk:
         return {key: out[key] for key in _PCF_ORDER if key in out} | out  # [ORDER]
 
 
-def parsing_canonical_form(schema: Any, known: frozenset[str] = frozenset()) -> str:
-    """The Avro specification's Parsing Canonical Form of a schema's JSON; `known` names the
-    types defined elsewhere (references), written as names."""
-    return compact_json(_Walk(known, pcf=True).schema(schema, None))
+def parsing_canonical_form(schema: Any) -> str:
+    """The Avro specification's Parsing Canonical Form of a schema's JSON (types defined
+    elsewhere, by references, stay names)."""
+    return compact_json(_Walk(pcf=True).schema(schema, None))
 
 
 class _Checker:
@@ -245,7 +241,6 @@ class AvroSchema(ParsedSchema):
     json_value: Any = None
     parsed: Any = None
     named_types: dict[str, Any] = field(default_factory=dict)
-    foreign_names: frozenset[str] = frozenset()
 
     @property
     def schema_type(self) -> SchemaType:
@@ -255,11 +250,11 @@ class AvroSchema(ParsedSchema):
         return compact_json(self.json_value)
 
     def normalized(self) -> str:
-        return compact_json(_Walk(self.foreign_names, pcf=False).schema(self.json_value, None))
+        return compact_json(_Walk(pcf=False).schema(self.json_value, None))
 
     def parsing_canonical_form(self) -> str:
         """The specification's Parsing Canonical Form."""
-        return parsing_canonical_form(self.json_value, self.foreign_names)
+        return parsing_canonical_form(self.json_value)
 
     def fingerprint(self) -> int:
         """CRC-64-AVRO of the Parsing Canonical Form (unsigned)."""
@@ -288,20 +283,15 @@ def parse_avro(text: str, dependencies: dict[str, ParsedSchema]) -> AvroSchema:
     value = load_json(text, "AVRO")
     named: dict[str, Any] = {}
     for dep in dependencies.values():
-        if not isinstance(dep, AvroSchema):
-            raise InvalidSchemaError("An Avro schema can only reference Avro schemas")
+        assert isinstance(dep, AvroSchema)  # parse_schema checks the references' formats
         named.update(dep.named_types)
-    foreign = frozenset(named)
     try:
         parsed = fastavro.schema.parse_schema(value, named, _write_hint=False)
-    except InvalidSchemaError:
-        raise
     except Exception as exc:  # fastavro raises SchemaParseException, UnknownType, KeyError...
         detail = f"{type(exc).__name__}: {exc}"
         raise InvalidSchemaError(f"Invalid schema of type AVRO, details: {detail}") from None
     _records_have_fields(value)
     _Checker(named).check(parsed, "")
     return AvroSchema(
-        text=text, json_value=value, parsed=parsed, named_types=named, foreign_names=foreign,
-        dependencies=dependencies,
+        text=text, json_value=value, parsed=parsed, named_types=named, dependencies=dependencies,
     )

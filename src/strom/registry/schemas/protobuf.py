@@ -29,7 +29,6 @@ SCALARS = frozenset([
     "double", "float", "int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32",
     "fixed64", "sfixed32", "sfixed64", "bool", "string", "bytes",
 ])
-MAP_KEYS = SCALARS - {"double", "float", "bytes"}
 MAX_FIELD_NUMBER = 536_870_911
 RESERVED_BY_PROTOBUF = range(19000, 20000)
 _WRAPPERS = ["Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes"]
@@ -329,16 +328,13 @@ def _resolve(types: dict[str, str], name: str, scope: str) -> str | None:
     """Protobuf's scoping: ".a.B" is absolute; "B.C" is looked up from the innermost scope."""
     if name.startswith("."):
         return name if name in types else None
-    parts = scope.split(".")
-    while True:
-        candidate = ".".join([*parts, name]) if parts != [""] else f".{name}"
-        if not candidate.startswith("."):
-            candidate = "." + candidate
+    while True:  # scope: ".pkg.Outer.Inner", then ".pkg.Outer", ".pkg", "" (the root)
+        candidate = f"{scope}.{name}"
         if candidate in types:
             return candidate
-        if not parts or parts == [""]:
+        if not scope:
             return None
-        parts = parts[:-1]
+        scope = scope.rpartition(".")[0]
 
 
 class _Validator:
@@ -378,9 +374,7 @@ class _Validator:
     def field_type(self, f: ProtoField, scope: str, where: str) -> None:
         if f.kind == "map":
             key, _, value = f.type[4:-1].partition(",")
-            key, value = key.strip(), value.strip()
-            if key not in MAP_KEYS:
-                raise InvalidSchemaError(f"Invalid map key type {key} in {where}")
+            key, value = key.strip(), value.strip()  # the grammar allows only valid key types
             f.full_type = f"map<{key}, {self.type_name(value, scope, where)}>"
             return
         f.full_type = self.type_name(f.type, scope, where)
