@@ -23,6 +23,7 @@ from strom.registry.schemas.base import (
 )
 from strom.registry.schemas.json_schema import JsonSchema, parse_json_schema
 from strom.registry.schemas.protobuf import ProtobufSchema, parse_protobuf
+from strom.registry.schemas.protobuf_descriptor import decode_descriptor, descriptor_to_text
 from strom.registry.wire import (
     MAGIC_BYTE,
     WireFormatError,
@@ -71,7 +72,9 @@ def parse_schema(
     elif kind is SchemaType.JSON:
         parsed = parse_json_schema(text, dependencies)
     else:
-        parsed = parse_protobuf(text, dependencies)
+        descriptor = decode_descriptor(text)  # base64 of a FileDescriptorProto, or .proto text
+        parsed = parse_protobuf(text if descriptor is None else descriptor_to_text(descriptor),
+                                dependencies)
     parsed.references = tuple(references)
     return parsed
 
