@@ -101,7 +101,10 @@ NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True)
 
 
 @st.composite
-def avro_schemas(draw: st.DrawFn, depth: int = 0) -> Any:
+def avro_schemas(draw: st.DrawFn, depth: int = 0, named: list[int] | None = None) -> Any:
+    """A random schema whose named types all have distinct names (`named` counts them: a
+    name drawn twice would redefine a type, which Avro refuses)."""
+    named = [0] if named is None else named
     primitive = st.sampled_from(["null", "boolean", "int", "long", "float", "double", "bytes",
                                  "string"])
     if depth >= 2:
@@ -110,10 +113,11 @@ def avro_schemas(draw: st.DrawFn, depth: int = 0) -> Any:
     if kind == "primitive":
         return draw(primitive)
     if kind == "array":
-        return {"type": "array", "items": draw(avro_schemas(depth + 1))}
+        return {"type": "array", "items": draw(avro_schemas(depth + 1, named))}
     if kind == "map":
-        return {"values": draw(avro_schemas(depth + 1)), "type": "map"}
-    name = draw(NAMES) + f"_{depth}_{draw(st.integers(0, 10**6))}"
+        return {"values": draw(avro_schemas(depth + 1, named)), "type": "map"}
+    named[0] += 1
+    name = draw(NAMES) + f"_{depth}_{named[0]}"
     if kind == "enum":
         symbols = draw(st.lists(NAMES, min_size=1, max_size=4, unique=True))
         return {"type": "enum", "name": name, "symbols": symbols, "doc": "d"}
@@ -121,7 +125,8 @@ def avro_schemas(draw: st.DrawFn, depth: int = 0) -> Any:
         return {"type": "fixed", "name": name, "size": draw(st.integers(0, 64))}
     field_names = draw(st.lists(NAMES, max_size=3, unique=True))
     return {"type": "record", "name": name, "namespace": "ns.x",
-            "fields": [{"name": n, "type": draw(avro_schemas(depth + 1))} for n in field_names]}
+            "fields": [{"name": n, "type": draw(avro_schemas(depth + 1, named))}
+                       for n in field_names]}
 
 
 @settings(max_examples=60, deadline=None)
