@@ -16,6 +16,7 @@ from strom.broker.peers import Peers
 from strom.broker.producer_ids import ProducerIdAllocator
 from strom.broker.quotas import QuotaRuntime
 from strom.broker.sasl import SaslMechanisms
+from strom.broker.schema_validation import SchemaValidator
 from strom.broker.topic_locks import TopicLocks
 from strom.broker.txn_runtime import TransactionRuntime, transaction_config
 from strom.config.broker import BrokerConfig
@@ -124,6 +125,9 @@ class Broker:
         self.quotas = QuotaRuntime(config, engine)
         self.topic_locks = TopicLocks()
         self.meter: TopicMeter | None = None  # per-topic counts; None: metrics are off
+        # Validation on produce against the schema registry: made when a topic first asks
+        # (strom.broker.handlers.produce.schema_validator).
+        self.schema_validator: SchemaValidator | None = None
         self.groups = GroupRuntime(
             engine, group_config(config), config.node_id,
             replication_factor=config.get_int("offsets.topic.replication.factor"),

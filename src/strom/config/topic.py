@@ -7,7 +7,7 @@ strom reads a typed ``LogConfig``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 MIB: Final = 1024 * 1024
@@ -76,6 +76,24 @@ def _ratio(text: str) -> float:
     return value
 
 
+# Confluent's subject name strategies (value.subject.name.strategy and the like), by their
+# short names; the topic configs take the class name or the short name.
+STRATEGY_PACKAGE: Final = "io.confluent.kafka.serializers.subject."
+SUBJECT_NAME_STRATEGIES: Final = ("TopicNameStrategy", "RecordNameStrategy",
+                                  "TopicRecordNameStrategy")
+
+
+def _subject_name_strategy(text: str) -> str:
+    """The strategy's short name, from its class name or short name."""
+    value = text.strip()
+    short = value.removeprefix(STRATEGY_PACKAGE)
+    if short not in SUBJECT_NAME_STRATEGIES:
+        raise ConfigError(f"{value!r} is not one of "
+                          + ", ".join(STRATEGY_PACKAGE + s for s in SUBJECT_NAME_STRATEGIES)
+                          + " (or their short names)")
+    return short
+
+
 @dataclass(frozen=True, slots=True)
 class ConfigKey:
     """One topic config: its Kafka name, default, the broker setting that overrides the default."""
@@ -99,6 +117,26 @@ TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
                   _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
                   "compression.type",
                   doc="The codec of stored batches; 'producer' keeps the producer's."),
+        ConfigKey("confluent.key.schema.validation", "false", "BOOLEAN", _boolean,
+                  doc="Validation on produce (Confluent's name): every record key must carry "
+                      "the schema registry's wire format with a schema id registered under "
+                      "the key's subject, else the batch is refused with INVALID_RECORD "
+                      "(docs/registry.md). Null keys pass."),
+        ConfigKey("confluent.key.subject.name.strategy", STRATEGY_PACKAGE + "TopicNameStrategy",
+                  "STRING", _subject_name_strategy,
+                  doc="The key's subject for validation: TopicNameStrategy (<topic>-key), "
+                      "RecordNameStrategy (the schema's record name) or "
+                      "TopicRecordNameStrategy (<topic>-<record name>)."),
+        ConfigKey("confluent.value.schema.validation", "false", "BOOLEAN", _boolean,
+                  doc="Validation on produce (Confluent's name): every record value must carry "
+                      "the schema registry's wire format with a schema id registered under "
+                      "the value's subject, else the batch is refused with INVALID_RECORD "
+                      "(docs/registry.md). Null values (tombstones) pass."),
+        ConfigKey("confluent.value.subject.name.strategy",
+                  STRATEGY_PACKAGE + "TopicNameStrategy", "STRING", _subject_name_strategy,
+                  doc="The value's subject for validation: TopicNameStrategy "
+                      "(<topic>-value), RecordNameStrategy (the schema's record name) or "
+                      "TopicRecordNameStrategy (<topic>-<record name>)."),
         ConfigKey("delete.retention.ms", str(_DAY_MS), "LONG", _int(0),
                   "log.cleaner.delete.retention.ms",
                   doc="How long tombstones stay in a compacted topic, in milliseconds."),
@@ -162,6 +200,10 @@ TOPIC_CONFIGS: Final[Mapping[str, ConfigKey]] = {
                       "at once. strom rolls at segment.ms exactly: accepted, no effect."),
         ConfigKey("segment.ms", str(7 * _DAY_MS), "LONG", _int(1), "log.roll.ms",
                   doc="The age at which a partition's active segment is rolled."),
+        ConfigKey("strom.schema.validation.decode", "false", "BOOLEAN", _boolean,
+                  doc="strom's own: with confluent.key/value.schema.validation on, also "
+                      "decode each validated key or value with its schema (Avro, JSON Schema, "
+                      "Protobuf) and refuse the batch if one does not decode."),
         ConfigKey("unclean.leader.election.enable", "false", "BOOLEAN", _boolean,
                   "unclean.leader.election.enable",
                   doc="Whether an out-of-sync replica may become leader. strom's partitions "
@@ -193,6 +235,18 @@ class LogConfig:
     segment_bytes: int
     segment_index_bytes: int
     segment_ms: int
+    confluent_key_schema_validation: bool = False
+    confluent_value_schema_validation: bool = False
+    confluent_key_subject_name_strategy: str = "TopicNameStrategy"
+    confluent_value_subject_name_strategy: str = "TopicNameStrategy"
+    strom_schema_validation_decode: bool = False
+    # Whether produce checks the records against the schema registry at all: the one
+    # attribute the produce path reads when validation is off.
+    schema_validation: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schema_validation", self.confluent_key_schema_validation
+                           or self.confluent_value_schema_validation)
 
     @classmethod
     def from_effective(cls, values: Mapping[str, str]) -> LogConfig:

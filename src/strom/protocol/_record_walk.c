@@ -20,6 +20,7 @@
 #include <Python.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifndef __SIZEOF_INT128__
 #error "strom.protocol._record_walk needs __int128 (gcc or clang); strom falls back to Python"
@@ -551,11 +552,126 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(record_heads_doc,
+"record_heads(buf, pos, count, value, n, /)\n--\n\n"
+"The distinct heads (first min(n, len) bytes; None for null) of the keys (value false) or\n"
+"values (value true) of the `count` records that fill buf[pos:], as a set. For the broker's\n"
+"schema validation: a batch's records usually share one schema id, so this allocates one\n"
+"bytes object per change of head, not per record. Raises RecordsError (INVALID_RECORD) on\n"
+"malformed records. The C twin of record_walk.record_heads_py.");
+
+static PyObject *
+record_heads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "record_heads() takes exactly 5 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    int want_value = PyObject_IsTrue(args[3]);
+    if (want_value < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+    const uint8_t *d = (const uint8_t *)view.buf;
+    int64_t end = (int64_t)view.len;
+    int64_t pos = 0, count = 0, n = 0;
+    PyObject *heads = NULL;
+    if (end > MAX_BUFFER_LEN) {
+        PyErr_SetString(PyExc_OverflowError, "record_heads: buffer too large");
+        goto done;
+    }
+    if (clamped_index(args[1], 0, end, &pos) != 0
+        || clamped_index(args[2], 0, INT64_MAX, &count) != 0
+        || clamped_index(args[4], 0, 1 << 20, &n) != 0) {
+        goto done;
+    }
+    heads = PySet_New(NULL);
+    if (heads == NULL) {
+        goto done;
+    }
+    /* The previous head: -2 none yet, -1 null, else its start and length. */
+    int64_t last_start = -2, last_len = -2;
+    for (int64_t i = 0; i < count; i++) {
+        int64_t length, skip, key_len, value_len;
+        i128 delta;
+        int rd;
+        if ((rd = read_varint(d, end, &pos, &length)) != ST_OK) {
+            goto bad_read;
+        }
+        int64_t record_end = pos + length;
+        if (length < 0 || record_end > end) {
+            raise_invalid(0, "Invalid record size: expected %lld bytes in record payload",
+                          (long long)length);
+            goto fail;
+        }
+        pos += 1;
+        if ((rd = read_varlong(d, end, &pos, &delta)) != ST_OK
+            || (rd = read_varint(d, end, &pos, &skip)) != ST_OK
+            || (rd = read_varint(d, end, &pos, &key_len)) != ST_OK) {
+            goto bad_read;
+        }
+        int64_t field_start = pos, field_len = key_len;
+        if (key_len > 0) {
+            pos += key_len;
+        }
+        if (want_value) {
+            if ((rd = read_varint(d, end, &pos, &value_len)) != ST_OK) {
+                goto bad_read;
+            }
+            field_start = pos;
+            field_len = value_len;
+        }
+        if (field_len >= 0 && field_start + field_len > record_end) {
+            raise_invalid(0, PREMATURE_EOF, (long long)i);
+            goto fail;
+        }
+        int64_t head_len = field_len < 0 ? -1 : (field_len < n ? field_len : n);
+        if (head_len != last_len
+            || (head_len > 0 && memcmp(d + field_start, d + last_start, head_len) != 0)) {
+            PyObject *head = head_len < 0 ? (Py_INCREF(Py_None), Py_None)
+                : PyBytes_FromStringAndSize((const char *)d + field_start, head_len);
+            if (head == NULL) {
+                goto fail;
+            }
+            int added = PySet_Add(heads, head);
+            Py_DECREF(head);
+            if (added != 0) {
+                goto fail;
+            }
+            last_start = field_start;
+            last_len = head_len;
+        }
+        pos = record_end;
+        continue;
+    bad_read:
+        if (rd == ST_EOF) {
+            raise_invalid(1, PREMATURE_EOF, (long long)i);
+        }
+        else {
+            raise_invalid(0, TOO_LONG);
+        }
+        goto fail;
+    }
+    goto done;
+fail:
+    Py_CLEAR(heads);
+done:
+    PyBuffer_Release(&view);
+    return heads;
+}
+
 static PyMethodDef methods[] = {
     {"walk_records", (PyCFunction)(void (*)(void))walk_records, METH_FASTCALL, walk_records_doc},
     {"walk_chunk", (PyCFunction)(void (*)(void))walk_chunk, METH_FASTCALL, walk_chunk_doc},
     {"walk_headers", (PyCFunction)(void (*)(void))walk_headers, METH_FASTCALL,
      walk_headers_doc},
+    {"record_heads", (PyCFunction)(void (*)(void))record_heads, METH_FASTCALL,
+     record_heads_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,3 +9,6 @@ def walk_chunk(
 def walk_headers(
     buf: bytes | bytearray | memoryview, pos: int, count: int, /
 ) -> tuple[int, int]: ...
+def record_heads(
+    buf: bytes | bytearray | memoryview, pos: int, count: int, value: bool, n: int, /
+) -> set[bytes | None]: ...

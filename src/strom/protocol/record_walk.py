@@ -230,7 +230,20 @@ def walk_headers_py(buf: ReadBuffer, pos: int, count: int) -> tuple[int, int]:
     return pos, left
 
 
+def record_heads_py(buf: ReadBuffer, pos: int, count: int, value: bool, n: int
+                    ) -> set[bytes | None]:
+    """The distinct heads (the first min(n, len) bytes; None for null) of the keys (`value`
+    false) or values of the `count` records at buf[pos:]: what the broker's schema validation
+    looks at (the magic byte and the schema id). RecordsError if a record is malformed."""
+    heads: set[bytes | None] = set()
+    for record in parse_records(buf, pos, count):
+        data = record.value if value else record.key
+        heads.add(None if data is None else data[:n])
+    return heads
+
+
 WalkRecords = Callable[[ReadBuffer, int, int], tuple[int, int, int]]
+RecordHeads = Callable[[ReadBuffer, int, int, bool, int], set[bytes | None]]
 WalkChunk = Callable[[ReadBuffer, int, int, int, bool], tuple[int, int, int, int, int]]
 WalkHeaders = Callable[[ReadBuffer, int, int], tuple[int, int]]
 
@@ -252,6 +265,19 @@ walk_chunk: Final[WalkChunk] = walk_chunk_py if _C_WALK is None else _C_WALK[1]
 """walk_chunk_py's contract and results, in C when the extension is built."""
 walk_headers: Final[WalkHeaders] = walk_headers_py if _C_WALK is None else _C_WALK[2]
 """walk_headers_py's contract and results, in C when the extension is built."""
+
+
+def _c_heads() -> RecordHeads | None:
+    try:
+        from strom.protocol._record_walk import record_heads as c_heads
+    except ImportError:  # no compiler, or an extension built before record_heads existed
+        return None
+    return c_heads
+
+
+_C_HEADS: Final = _c_heads()
+record_heads: Final[RecordHeads] = record_heads_py if _C_HEADS is None else _C_HEADS
+"""record_heads_py's contract and results, in C when the extension is built."""
 WALK_IMPLEMENTATION: Final[Literal["c", "python"]] = "python" if _C_WALK is None else "c"
 
 

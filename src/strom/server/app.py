@@ -228,6 +228,8 @@ class BrokerServer:
             await self.broker.sasl.close()
             await self.broker.acls.stop()
             await self.broker.quotas.stop()
+            if self.broker.schema_validator is not None:
+                await self.broker.schema_validator.catalog.close()
         await self.engine.close()
         log.info("strom stopped")
 

@@ -33,8 +33,11 @@ from strom.broker.errors import CloseConnection
 from strom.broker.leadership import current_leader, leadership, node_endpoints, not_led_here
 from strom.broker.placement import REQUEST_PLACED, Placements
 from strom.broker.registry import api
+from strom.broker.schema_catalog import SCHEMAS_TOPIC, LogSource, SchemaCatalog
+from strom.broker.schema_validation import SchemaValidator
 from strom.broker.state import Broker, RequestContext
 from strom.broker.txn_verification import produce_error, verify_in_transaction
+from strom.config.topic import LogConfig
 from strom.coordinator.internal_topics import is_internal
 from strom.protocol.batch_header import (
     ATTRIBUTES_OFFSET,
@@ -77,6 +80,9 @@ UNKNOWN_OUTCOME_MESSAGE: Final = ("The storage lost the answer to this write: it
 # LogDirFull: the same error code (retriable), but the partition recovers by itself.
 NO_SPACE_MESSAGE: Final = ("The broker's disk is full; the partition takes writes again "
                            "once space is freed (retriable).")
+# The topic validates records against the schema registry and `_schemas` could not be read.
+SCHEMAS_UNREADABLE: Final = ("The schema registry's _schemas topic could not be read to "
+                             "validate the records; nothing was appended: retry.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,19 +128,9 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
     if refused is not None:
         return refused
     now_ms = int(time.time() * 1000)
-    try:
-        batches = validate_produce_records(
-            records or b"", max_message_bytes=cfg.max_message_bytes,
-            timestamp_type=cfg.message_timestamp_type, now_ms=now_ms,
-            timestamp_before_max_ms=cfg.message_timestamp_before_max_ms,
-            timestamp_after_max_ms=cfg.message_timestamp_after_max_ms,
-            max_decompressed_bytes=broker.config.get_int("message.max.decompressed.bytes"),
-            require_keys="compact" in cfg.cleanup_policy,
-            produce_version=produce_version,
-        )
-    except RecordsError as exc:
-        return PartitionOutcome(ErrorCode(exc.error_code), message=exc.message,
-                                record_errors=exc.record_errors)
+    batches = await validated_batches(broker, topic, cfg, records, produce_version, now_ms)
+    if isinstance(batches, PartitionOutcome):
+        return batches
     appends = [AppendBatch(v.data, v.record_count, v.header.max_timestamp,
                            v.header.base_timestamp) for v in batches]
     verification, early = await verify_transaction(broker, transactional_id, plog, topic,
@@ -153,6 +149,46 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
         return failure
     return answer_outcome(broker, topic, index, outcome, appends,
                           now_ms if cfg.message_timestamp_type == "LogAppendTime" else -1)
+
+
+async def validated_batches(broker: Broker, topic: str, cfg: LogConfig, records: bytes | None,
+                            produce_version: int, now_ms: int
+                            ) -> list[ValidatedBatch] | PartitionOutcome:
+    """The partition's batch checked as Kafka's LogValidator does, then against the schema
+    registry if the topic asks (confluent.key/value.schema.validation); or the refusal."""
+    max_decompressed = broker.config.get_int("message.max.decompressed.bytes")
+    try:
+        batches = validate_produce_records(
+            records or b"", max_message_bytes=cfg.max_message_bytes,
+            timestamp_type=cfg.message_timestamp_type, now_ms=now_ms,
+            timestamp_before_max_ms=cfg.message_timestamp_before_max_ms,
+            timestamp_after_max_ms=cfg.message_timestamp_after_max_ms,
+            max_decompressed_bytes=max_decompressed,
+            require_keys="compact" in cfg.cleanup_policy,
+            produce_version=produce_version,
+        )
+        if cfg.schema_validation:  # the one check a topic without validation pays
+            refused = await schema_validator(broker).check(topic, cfg, batches,
+                                                           max_decompressed)
+            if refused is not None:
+                raise refused
+    except RecordsError as exc:
+        return PartitionOutcome(ErrorCode(exc.error_code), message=exc.message,
+                                record_errors=exc.record_errors)
+    except StorageError as exc:  # `_schemas` could not be read for the first time
+        log.debug("schema validation of %s: %s", topic, exc)
+        return PartitionOutcome(ErrorCode.kafka_storage_error, message=SCHEMAS_UNREADABLE)
+    return batches
+
+
+def schema_validator(broker: Broker) -> SchemaValidator:
+    """The broker's validator against the schema registry's `_schemas`, made on first use."""
+    validator = broker.schema_validator
+    if validator is None:
+        engine = broker.engine
+        validator = broker.schema_validator = SchemaValidator(SchemaCatalog(LogSource(
+            lambda: engine.partition(SCHEMAS_TOPIC, 0))))
+    return validator
 
 
 def answer_outcome(broker: Broker, topic: str, index: int, outcome: ProduceOutcome,
