@@ -224,10 +224,10 @@ def test_unknown_id_refreshes_once_and_picks_up_new_schemas() -> None:
         assert error is not None and len(error.record_errors) == 100
         assert source.reads == 2  # the load, then one refresh for the miss (not per record)
         source.records.append(schema_record("orders-value", 3, 7, AVRO))
-        now[0] += 0.5  # the miss is believed for RECHECK_AFTER_S
+        now[0] += 0.05  # the miss is believed for RECHECK_AFTER_S
         assert await validator.check("orders", cfg, batch([new]), 2**30) is not None
         assert source.reads == 2
-        now[0] += 0.6
+        now[0] += 0.06
         assert await validator.check("orders", cfg, batch([new]), 2**30) is None
         assert source.reads == 3
     asyncio.run(body())

@@ -41,7 +41,7 @@ from strom.registry import wire
 NEEDS_RECORD: Final = "needs the record"
 # A verdict that the id is unknown (or not under the subject) is believed this long before a
 # record with that id refreshes the catalog again.
-RECHECK_AFTER_S: Final = 1.0
+RECHECK_AFTER_S: Final = 0.1
 Verdict = str | None
 
 
