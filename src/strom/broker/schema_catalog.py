@@ -24,17 +24,20 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Final, Protocol
 
 from strom.protocol.batch_header import BATCH_HEADER_SIZE, read_batch_header
 from strom.protocol.control_batch import ABORT
 from strom.protocol.records import iter_records
 from strom.storage.api import (
+    NotLeader,
     OffsetOutOfRange,
     PartitionLog,
     StorageError,
+    StorageUnavailable,
     UnknownTopic,
     batch_control_type,
     chunks_bytes,
@@ -271,6 +274,8 @@ def committed_records(data: bytes | bytearray | memoryview, start: int,
     pos = 0
     while pos + BATCH_HEADER_SIZE <= len(view):
         header = read_batch_header(view, pos)
+        if pos + header.size > len(view):  # a fetch's partial last batch
+            break
         batch = view[pos: pos + header.size]
         pos += header.size
         while pending and pending[0][1] <= header.base_offset:
@@ -330,6 +335,75 @@ def _end_of_batches(data: bytes) -> int:
     pos, end = 0, -1
     while pos + BATCH_HEADER_SIZE <= len(view):
         header = read_batch_header(view, pos)
+        if pos + header.size > len(view):
+            break
         pos += header.size
         end = header.next_offset
     return end
+
+
+# Fetch (1) in versions 4..12 (topics by name, isolation level).
+FETCH_KEY: Final = 1
+FETCH_VERSIONS: Final = (4, 12)
+READ_COMMITTED: Final = 1
+
+
+@dataclass
+class PeerSource:
+    """`_schemas` read from this broker's engine, or, where the engine cannot read it here
+    (on PostgreSQL only the partition's leader knows its high watermark and transactions), with
+    a read_committed Fetch from its leader over the peers' connections."""
+
+    local: LogSource
+    leader: Callable[[], int | None]  # the leader of `_schemas`-0, None if unknown
+    fetch: Callable[[int, int], Awaitable[Any]]  # (leader, offset) -> a Fetch answer
+
+    async def read(self, start: int) -> tuple[list[RawRecord], int, bool]:
+        try:
+            return await self.local.read(start)
+        except NotLeader:
+            pass
+        leader = self.leader()
+        if leader is None:
+            raise StorageUnavailable(f"{SCHEMAS_TOPIC} has no leader")
+        out: list[RawRecord] = []
+        offset = start
+        reset = False
+        while True:
+            answer = await self.fetch(leader, offset)
+            part = next((p for t in answer.responses for p in t.partitions
+                         if t.topic == SCHEMAS_TOPIC and p.partition_index == 0), None)
+            if part is None or part.error_code == 3:  # UNKNOWN_TOPIC_OR_PARTITION
+                return [], 0, start > 0
+            if part.error_code == 1:  # OFFSET_OUT_OF_RANGE: recreated, or trimmed
+                if offset == 0:
+                    raise StorageUnavailable(f"fetching {SCHEMAS_TOPIC}: offset out of range")
+                offset, out, reset = 0, [], True
+                continue
+            if part.error_code != 0:
+                raise StorageUnavailable(f"fetching {SCHEMAS_TOPIC} from node {leader}: "
+                                         f"error {part.error_code}")
+            data = part.records or b""
+            aborted = [(int(a.producer_id), int(a.first_offset))
+                       for a in (part.aborted_transactions or ())]
+            out.extend(record for _, record in committed_records(data, offset, aborted))
+            next_offset = _end_of_batches(data)
+            if next_offset <= offset:
+                offset = max(offset, int(part.log_start_offset))
+                break
+            offset = next_offset
+            if offset >= int(part.last_stable_offset):
+                break
+        return out, offset, reset
+
+
+def fetch_request(b: Any, offset: int) -> Any:
+    """A read_committed Fetch of `_schemas`-0 from `offset` that answers at once."""
+    return b.make(
+        "FetchRequest", cluster_id=None, replica_id=-1, max_wait=timedelta(0), min_bytes=0,
+        max_bytes=READ_CHUNK_BYTES, isolation_level=READ_COMMITTED, session_id=0,
+        session_epoch=-1, forgotten_topics_data=(), rack_id="",
+        topics=(b.make("FetchTopic", topic=SCHEMAS_TOPIC, partitions=(b.make(
+            "FetchPartition", partition=0, current_leader_epoch=-1, fetch_offset=offset,
+            last_fetched_epoch=-1, log_start_offset=-1,
+            partition_max_bytes=READ_CHUNK_BYTES),)),))

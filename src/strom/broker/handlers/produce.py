@@ -33,7 +33,15 @@ from strom.broker.errors import CloseConnection
 from strom.broker.leadership import current_leader, leadership, node_endpoints, not_led_here
 from strom.broker.placement import REQUEST_PLACED, Placements
 from strom.broker.registry import api
-from strom.broker.schema_catalog import SCHEMAS_TOPIC, LogSource, SchemaCatalog
+from strom.broker.schema_catalog import (
+    FETCH_KEY,
+    FETCH_VERSIONS,
+    SCHEMAS_TOPIC,
+    LogSource,
+    PeerSource,
+    SchemaCatalog,
+    fetch_request,
+)
 from strom.broker.schema_validation import SchemaValidator
 from strom.broker.state import Broker, RequestContext
 from strom.broker.txn_verification import produce_error, verify_in_transaction
@@ -44,6 +52,7 @@ from strom.protocol.batch_header import (
     MAGIC_OFFSET,
     TRANSACTIONAL_MASK,
 )
+from strom.protocol.client import PeerUnavailable
 from strom.protocol.messages import NO_THROTTLE, ErrorCode, ResponseBuilder
 from strom.protocol.records import RecordsError, ValidatedBatch, validate_produce_records
 from strom.security.acl import Operation
@@ -182,12 +191,28 @@ async def validated_batches(broker: Broker, topic: str, cfg: LogConfig, records:
 
 
 def schema_validator(broker: Broker) -> SchemaValidator:
-    """The broker's validator against the schema registry's `_schemas`, made on first use."""
+    """The broker's validator against the schema registry's `_schemas`, made on first use:
+    `_schemas` is read from the engine, or on a cluster where the engine cannot read it here,
+    from its leader."""
     validator = broker.schema_validator
     if validator is None:
         engine = broker.engine
-        validator = broker.schema_validator = SchemaValidator(SchemaCatalog(LogSource(
-            lambda: engine.partition(SCHEMAS_TOPIC, 0))))
+
+        def leader() -> int | None:
+            found = leadership(broker, SCHEMAS_TOPIC, 0)
+            return None if found is None else found.leader
+
+        async def fetch(node_id: int, offset: int) -> Any:
+            try:
+                return await broker.peers.send(node_id, FETCH_KEY,
+                                               lambda b: fetch_request(b, offset),
+                                               max_version=FETCH_VERSIONS[1],
+                                               min_version=FETCH_VERSIONS[0])
+            except PeerUnavailable as exc:
+                raise StorageUnavailable(f"fetching {SCHEMAS_TOPIC}: {exc}") from None
+
+        source = PeerSource(LogSource(lambda: engine.partition(SCHEMAS_TOPIC, 0)), leader, fetch)
+        validator = broker.schema_validator = SchemaValidator(SchemaCatalog(source))
     return validator
 
 
