@@ -18,6 +18,7 @@ Usage (from the repository root):
     .venv/bin/python bench/schema_validation_cost.py --rounds 2 --seconds 3   # a short check
     .venv/bin/python bench/schema_validation_cost.py --decode    # with the decode check too
     .venv/bin/python bench/schema_validation_cost.py --size 1024 # 1 KiB records
+    .venv/bin/python bench/schema_validation_cost.py --compression lz4
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def one_round(broker: Broker, args: argparse.Namespace) -> tuple[float, float]:
     """(msgs/s, broker CPU µs per message) of one run."""
     cpu_before = cpu_seconds(broker)
     result = produce_run(broker.bootstrap, TOPIC, args.size, args.count, args.acks,
-                         args.seconds, extra={"linger.ms": args.linger_ms},
+                         args.seconds, extra={"linger.ms": args.linger_ms,
+                                              "compression.type": args.compression},
                          payload=payload(args.size))
     if result.errors:
         raise RuntimeError(f"{broker.name}: {result.errors} errors ({result.first_error})")
@@ -131,6 +133,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100, help="record size, bytes")
     parser.add_argument("--acks", default="1")
     parser.add_argument("--linger-ms", type=int, default=5, help="the producer's linger.ms")
+    parser.add_argument("--compression", default="none",
+                        help="the producer's compression.type (a compressed batch is "
+                             "decompressed once more for validation)")
     parser.add_argument("--decode", action="store_true",
                         help="also strom.schema.validation.decode=true (every value decoded)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
@@ -140,7 +145,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="validation-cost-"))
     print(f"{args.rounds} rounds of at most {args.seconds:.0f} s per side, {args.size} B "
           f"records, acks={args.acks}, linger.ms={args.linger_ms}, {PARTITIONS} partitions, "
-          f"decode {'on' if args.decode else 'off'}, "
+          f"compression {args.compression}, decode {'on' if args.decode else 'off'}, "
           f"{'pinned: brokers core 0, producer core 1' if args.pin else 'not pinned'}",
           flush=True)
     rates: dict[str, list[float]] = {"off": [], "on": []}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from strom.broker.schema_catalog import RawRecord, SchemaCatalog, committed_records
-from strom.broker.schema_validation import SchemaValidator
+from strom.broker.schema_validation import MAX_CACHED_VERDICTS, SchemaValidator, sides
 from strom.config.topic import TOPIC_CONFIGS, ConfigError, LogConfig, validate_topic_configs
 from strom.protocol import compression
 from strom.protocol.control_batch import ABORT, COMMIT
@@ -284,3 +284,34 @@ def test_committed_records_skip_aborted_transactions_and_markers() -> None:
     got = [(o, v) for o, (_, v) in committed_records(log, 0, [(7, 1)])]
     assert got == [(0, b"a"), (3, b"u"), (6, b"b")]
     assert [o for o, _ in committed_records(log, 3, [(7, 1)])] == [3, 6]
+
+
+def test_decode_check_with_references_and_well_known_types() -> None:
+    base = 'syntax = "proto3";\npackage lib;\nmessage Money { int64 cents = 1; }\n'
+    main = ('syntax = "proto3";\npackage shop;\nimport "lib/money.proto";\n'
+            'import "google/protobuf/timestamp.proto";\n'
+            'message Sale { lib.Money price = 1; google.protobuf.Timestamp at = 2; }\n')
+    records = [schema_record("lib/money.proto", 1, 20, base, SchemaType.PROTOBUF),
+               schema_record("sales-value", 1, 21, main, SchemaType.PROTOBUF,
+                             references=(SchemaReference("lib/money.proto",
+                                                         "lib/money.proto", 1),))]
+    cfg = {**VALUE_ON, "strom.schema.validation.decode": "true"}
+    sale = b"\x0a\x02\x08\x05\x12\x02\x08\x01"  # price{cents=5} at{seconds=1}
+    assert check(records, [wire.frame(21, sale, [0])], topic="sales", **cfg) is None
+    errors = messages(check(records, [wire.frame(21, b"\x0a\x05\x08", [0])], topic="sales",
+                            **cfg))
+    assert "does not decode with schema id 21 (PROTOBUF)" in errors[0]
+    missing = records[1:]  # the reference is not registered: the schema cannot be used
+    errors = messages(check(missing, [wire.frame(21, sale, [0])], topic="sales", **cfg))
+    assert "cannot be used to decode" in errors[0]
+
+
+def test_verdict_cache_is_bounded() -> None:
+    async def body() -> None:
+        validator = SchemaValidator(SchemaCatalog(ListSource(BASE_RECORDS)))
+        await validator.catalog.ensure_loaded()
+        side = sides(config(**VALUE_ON))[0]
+        for i in range(MAX_CACHED_VERDICTS + 10):
+            await validator._verdict("orders", side, b"x" + i.to_bytes(4, "big"))
+        assert len(validator._verdicts) <= MAX_CACHED_VERDICTS
+    asyncio.run(body())

@@ -8,6 +8,8 @@ imported here lazily: only a topic that asks for them pays for these imports.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import io
 import json
 from collections.abc import Callable
@@ -166,6 +168,9 @@ def _add_well_known(pool: Any, name: str, added: set[str]) -> None:
     """Google's well-known types (and what they import) from protobuf's default pool."""
     from google.protobuf import descriptor_pb2, descriptor_pool
 
+    if name.startswith("google/protobuf/") and name.endswith(".proto"):
+        with contextlib.suppress(ImportError):  # registers the file in the default pool
+            importlib.import_module("google.protobuf." + name[16:-6] + "_pb2")
     try:
         file = descriptor_pool.Default().FindFileByName(name)
     except KeyError:

@@ -42,6 +42,7 @@ NEEDS_RECORD: Final = "needs the record"
 # A verdict that the id is unknown (or not under the subject) is believed this long before a
 # record with that id refreshes the catalog again.
 RECHECK_AFTER_S: Final = 0.1
+MAX_CACHED_VERDICTS: Final = 10_000
 Verdict = str | None
 
 
@@ -158,6 +159,8 @@ class SchemaValidator:
         if missed and await catalog.refresh_after_miss():
             self._follow_catalog()
             verdict = self.head_verdict(topic, side, head)
+        if len(self._verdicts) >= MAX_CACHED_VERDICTS:  # garbage ids must not grow it forever
+            self._verdicts.clear()
         self._verdicts[key] = (verdict, catalog.clock() if missed else None)
         return verdict
 
