@@ -315,3 +315,36 @@ def test_verdict_cache_is_bounded() -> None:
             await validator._verdict("orders", side, b"x" + i.to_bytes(4, "big"))
         assert len(validator._verdicts) <= MAX_CACHED_VERDICTS
     asyncio.run(body())
+
+
+def test_peer_source_fetches_from_the_leader_when_the_engine_cannot_read() -> None:
+    from types import SimpleNamespace
+
+    from strom.broker.schema_catalog import LogSource, PeerSource
+    from strom.storage.api import NotLeader, StorageUnavailable
+
+    def not_here() -> Any:
+        raise NotLeader("led elsewhere")
+
+    first = build_batch([(k, v, (), 1) for k, v in BASE_RECORDS[:3]])
+    second = bytearray(build_batch([(k, v, (), 1) for k, v in BASE_RECORDS[3:]]))
+    struct.pack_into(">q", second, 0, 3)
+    log = first + bytes(second)
+    asked: list[tuple[int, int]] = []
+
+    async def fetch(node: int, offset: int) -> Any:
+        asked.append((node, offset))
+        data = log[len(first):] if offset == 3 else log[:len(first) + 20]  # a partial batch
+        part = SimpleNamespace(partition_index=0, error_code=0, records=data,
+                               aborted_transactions=(), last_stable_offset=len(BASE_RECORDS),
+                               log_start_offset=0)
+        return SimpleNamespace(responses=[SimpleNamespace(topic="_schemas", partitions=[part])])
+
+    async def body() -> None:
+        source = PeerSource(LogSource(not_here), lambda: 2, fetch)
+        records, next_offset, reset = await source.read(0)
+        assert records == BASE_RECORDS and next_offset == len(BASE_RECORDS) and not reset
+        assert asked == [(2, 0), (2, 3)]
+        with pytest.raises(StorageUnavailable):
+            await PeerSource(LogSource(not_here), lambda: None, fetch).read(0)
+    asyncio.run(body())
