@@ -84,7 +84,7 @@ def int_param(text: str, code: int, message: str) -> int:
 async def body_of(request: web.Request) -> dict[str, Any]:
     """The JSON object a request sends; 415 for other content types, 400 for bad JSON."""
     ctype = request.content_type
-    if request.can_read_body and ctype not in ACCEPTED_TYPES and ctype != "":
+    if request.body_exists and ctype not in ACCEPTED_TYPES:
         raise RegistryError(415, f"HTTP 415 Unsupported Media Type: {ctype}")
     text = await request.text()
     if not text.strip():
