@@ -71,7 +71,10 @@ async def run_until_signalled(config: BrokerConfig, console: str | None = None,
     for (host, _), port in zip(config.http_listeners(), server.http_ports, strict=True):
         click.echo(f"metrics on http://{host or '0.0.0.0'}:{port}/metrics", err=True)
     running = start_console(console, config.host, server.port) if console else None
-    schemas = start_registry(registry, config.host, server.port) if registry else None
+    schemas = None
+    if registry:  # it reads _schemas from this broker before it listens: not on this loop
+        schemas = await asyncio.get_running_loop().run_in_executor(
+            None, start_registry, registry, config.host, server.port)
     try:
         await stop.wait()
     finally:

@@ -549,6 +549,8 @@ class RunningRegistry:
     _runner: web.AppRunner
 
     def stop(self) -> None:
+        if not self._thread.is_alive() or self._loop.is_closed():
+            return  # stopped already
         future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
         with contextlib.suppress(Exception):
             future.result(timeout=30)
