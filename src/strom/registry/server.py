@@ -257,38 +257,46 @@ class Registry:
                     forwarded: bool) -> tuple[R, int]:
         """Plan and write as the primary: the answer and the offset `_schemas` was read up to
         once written; followers raise NotPrimary (the caller forwards)."""
-        if not self.elected:
-            if forwarded:  # no second hop: the primary we were sent to is not one any more
-                raise RegistryError(UNKNOWN_LEADER, "Leader not known.")
-            raise NotPrimary()
-        try:
-            await asyncio.wait_for(self.primary_ready.wait(), self.settings.request_timeout)
-        except TimeoutError:
-            raise RegistryError(UNKNOWN_LEADER, "Leader not known.") from None
-        async with self.write_lock:
-            if not self.primary_ready.is_set() or self.writer is None:
-                raise NotPrimary()
+        await self._until_primary(forwarded)
+        async with self.write_lock:  # one write at a time: each plans against the last one
+            writer = await self._until_primary(forwarded)
             result, records = plan(self.state)
             if records:
-                writer = self.writer
-                try:
-                    offset = await self.call(writer.write, [r.encode() for r in records])
-                except FencedError as exc:
-                    self.primary_ready.clear()  # a newer primary fenced this writer
-                    if self.writer is writer:
-                        self.writer = None
-                        self._spawn(self.call(writer.close))
-                    if self.elected and (self._promotion is None or self._promotion.done()):
-                        self._promotion = asyncio.get_running_loop().create_task(
-                            self._promote())
-                    raise RegistryError(STORE_ERROR,
-                                        f"Error while registering: {exc} (another instance "
-                                        "is the primary now)") from None
-                except StoreError as exc:
-                    raise RegistryError(STORE_ERROR, f"Error in the backend data store: "
-                                                     f"{exc}") from None
+                offset = await self._append(writer, records)
                 await self.wait_position(offset + 1)
             return result, self.position
+
+    async def _until_primary(self, forwarded: bool) -> SchemasWriter:
+        """The writer, once this instance is the primary and caught up; NotPrimary (or 50004
+        for a forwarded request: no second hop) when it is not the primary."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout
+        while not self.primary_ready.is_set() or self.writer is None:
+            if not self.still_elected():
+                if forwarded:
+                    raise RegistryError(UNKNOWN_LEADER, "Leader not known.")
+                raise NotPrimary()
+            if loop.time() > deadline:  # promoting, or a rebalance, for too long
+                raise RegistryError(UNKNOWN_LEADER, "Leader not known.")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.primary_ready.wait(), 0.2)
+        return self.writer
+
+    async def _append(self, writer: SchemasWriter, records: Sequence[Record]) -> int:
+        try:
+            return await self.call(writer.write, [r.encode() for r in records])
+        except FencedError as exc:
+            self.primary_ready.clear()  # a newer primary fenced this writer
+            if self.writer is writer:
+                self.writer = None
+                self._spawn(self.call(writer.close))
+            if self.elected and (self._promotion is None or self._promotion.done()):
+                self._promotion = asyncio.get_running_loop().create_task(self._promote())
+            raise RegistryError(STORE_ERROR, f"Error while registering: {exc} (another "
+                                             "instance is the primary now)") from None
+        except StoreError as exc:
+            raise RegistryError(STORE_ERROR,
+                                f"Error in the backend data store: {exc}") from None
 
     async def primary_url(self, refresh: bool = False) -> str | None:
         """The primary's advertised URL (DescribeGroups, cached a second)."""
