@@ -312,6 +312,9 @@ def test_misc_endpoints(http: Http) -> None:
     assert http.get(f"/schemas/ids/{schema_id}?subject={subject}").body["schema"]
     assert subject in http.get(f"/subjects?subjectPrefix={subject[:6]}").body
     assert "scope" in http.get("/v1/metadata/id").body
+    listed = http.get(f"/schemas?subjectPrefix={subject}").body
+    assert [(v["subject"], v["version"], v["id"]) for v in listed] == [(subject, 1, schema_id)]
+    assert http.get("/schemas?limit=1").body.__len__() == 1
 
 
 def test_restart_loses_nothing(broker: EmbeddedBroker) -> None:

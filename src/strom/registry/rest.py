@@ -114,7 +114,8 @@ def schema_request(body: dict[str, Any]) -> SchemaRequest:
     kind = body.get("schemaType")
     if kind is not None and not isinstance(kind, str):
         raise RegistryError(errors.INVALID_SCHEMA, f"Invalid schema type {kind}")
-    refs = body.get("references") or []
+    refs = body.get("references")
+    refs = [] if refs is None else refs
     if not isinstance(refs, list):
         raise RegistryError(errors.INVALID_SCHEMA, "Invalid references")
     ids: list[int | None] = []
@@ -356,6 +357,25 @@ async def delete_version(request: web.Request) -> web.Response:
     return await write(request, plan)
 
 
+async def list_schemas(request: web.Request) -> web.Response:
+    """GET /schemas: every version (?subjectPrefix=, ?deleted=true, ?latestOnly=true,
+    ?offset=, ?limit=)."""
+    registry = registry_of(request)
+    state = registry.state
+    prefix = request.query.get("subjectPrefix", "")
+    deleted, latest_only = flag(request, "deleted"), flag(request, "latestOnly")
+    found: list[dict[str, Any]] = []
+    for subject in state.subjects(deleted):
+        if not subject.startswith(prefix):
+            continue
+        versions = state.versions(subject, deleted)
+        for number in versions[-1:] if latest_only else versions:
+            found.append(version_json(registry, state.get_version(subject, number, deleted)))
+    offset = max(0, int_param(request.query.get("offset", "0"), 400, "Invalid offset"))
+    limit = int_param(request.query.get("limit", "-1"), 400, "Invalid limit")
+    return answer(found[offset:] if limit < 0 else found[offset:offset + limit])
+
+
 def schema_id_of(request: web.Request) -> int:
     return int_param(request.match_info["id"], errors.SCHEMA_NOT_FOUND,
                      f"Schema {request.match_info['id']} not found")
@@ -483,6 +503,7 @@ def build_app(registry: Registry) -> web.Application:
     r.add_delete("/subjects/{subject}/versions/{version}", delete_version)
     r.add_get("/subjects/{subject}/versions/{version}/schema", get_version_schema)
     r.add_get("/subjects/{subject}/versions/{version}/referencedby", referenced_by)
+    r.add_get("/schemas", list_schemas)
     r.add_get("/schemas/ids/{id}", schema_by_id)
     r.add_get("/schemas/ids/{id}/schema", schema_by_id_text)
     r.add_get("/schemas/ids/{id}/versions", schema_versions)
