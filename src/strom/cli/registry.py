@@ -32,6 +32,10 @@ USERS_ENV = "STROM_REGISTRY_USERS"
                                                        dir_okay=False),
               default=None, envvar=USERS_ENV, show_envvar=True,
               help="Require HTTP basic authentication: 'username: password' lines.")
+@click.option("--sasl", "sasl_login", is_flag=True,
+              help="Require HTTP basic authentication checked by the cluster: each user's "
+                   "username and password must be SASL credentials it accepts (with the -X "
+                   "security.protocol and sasl.mechanism given).")
 @click.option("--tls-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               default=None, help="Serve HTTPS with this PEM certificate (chain).")
 @click.option("--tls-key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -45,9 +49,10 @@ USERS_ENV = "STROM_REGISTRY_USERS"
 @click.option("--log-level", default="INFO", show_default=True)
 def registry(bootstrap: str, listen: str, command_config: tuple[str, ...], topic: str,
              group_id: str, advertised_url: str | None, users_file: Path | None,
-             tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
+             sasl_login: bool, tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
              session_timeout_ms: int, no_leader_eligibility: bool, log_level: str) -> None:
-    """Serve a schema registry with Confluent Schema Registry's REST API."""
+    """Serve a schema registry with Confluent Schema Registry's REST API, its schemas kept in
+    the compacted topic --topic (see docs/registry.md)."""
     import asyncio
 
     from strom.registry.rest import serve
@@ -56,6 +61,8 @@ def registry(bootstrap: str, listen: str, command_config: tuple[str, ...], topic
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = parse_address(listen)
+    if users_file is not None and sasl_login:
+        raise click.UsageError("give --users or --sasl, not both")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("give --tls-cert and --tls-key together")
     try:
@@ -63,9 +70,10 @@ def registry(bootstrap: str, listen: str, command_config: tuple[str, ...], topic
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--users") from None
     settings = RegistrySettings(bootstrap, parse_pairs(command_config, "--command-config"),
-                                topic, group_id, advertised_url, users, tls_cert, tls_key,
-                                tls_ca, session_timeout_ms, not no_leader_eligibility)
-    if users is None and host not in ("localhost", "127.0.0.1", "::1"):
+                                topic, group_id, advertised_url, users, sasl_login,
+                                tls_cert, tls_key, tls_ca, session_timeout_ms,
+                                not no_leader_eligibility)
+    if not settings.auth_required and host not in ("localhost", "127.0.0.1", "::1"):
         click.echo("warning: no --users: anyone who can reach this address can change "
                    "schemas", err=True)
 

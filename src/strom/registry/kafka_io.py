@@ -72,6 +72,17 @@ def ensure_topic(client: dict[str, str], topic: str, timeout: float = 30.0) -> N
                 raise StoreError(f"cannot create topic {topic}: {exc.args[0].str()}") from None
 
 
+def check_credentials(client: dict[str, str], timeout: float = 3.0) -> bool:
+    """Whether the cluster accepts the client settings' SASL credentials (a Metadata request
+    after authentication)."""
+    admin = AdminClient(_conf(client))
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
 class SchemasReader:
     """Reads `_schemas` partition 0 from the beginning and keeps tailing it."""
 

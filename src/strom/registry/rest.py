@@ -192,16 +192,26 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 async def basic_auth(request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
-    users = registry_of(request).settings.users
-    if users is not None:
+    registry = registry_of(request)
+    settings = registry.settings
+    if settings.auth_required:
         given = basic_credentials(request.headers.get("Authorization", ""))
-        expected = users.get(given[0]) if given else None
-        if given is None or expected is None or not hmac.compare_digest(
-                expected.encode(), given[1].encode()):
+        if given is None or not await authenticated(registry, *given):
+            await asyncio.sleep(0.2)  # slows down guessing
             response = error(401, "Unauthorized")
             response.headers["WWW-Authenticate"] = 'Basic realm="strom schema registry"'
             return response
     return await handler(request)
+
+
+async def authenticated(registry: Registry, user: str, password: str) -> bool:
+    """Checked against the users file, or with the cluster as SASL credentials."""
+    users = registry.settings.users
+    if users is not None:
+        expected = users.get(user)
+        return expected is not None and hmac.compare_digest(expected.encode(),
+                                                             password.encode())
+    return bool(user) and await registry.sasl_login(user, password)
 
 
 # ---- writes: on the primary, or forwarded to it

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 import time
@@ -30,6 +31,7 @@ from strom.registry.kafka_io import (
     SchemasReader,
     SchemasWriter,
     StoreError,
+    check_credentials,
     ensure_topic,
 )
 from strom.registry.records import Record
@@ -44,6 +46,7 @@ STORE_ERROR: Final = 50001
 OPERATION_TIMEOUT: Final = 50002
 FORWARDING_ERROR: Final = 50003
 UNKNOWN_LEADER: Final = 50004
+LOGIN_CACHE_S: Final = 60.0
 FORWARDED_HEADER: Final = "X-Strom-Registry-Forwarded"
 OFFSET_HEADER: Final = "X-Strom-Registry-Offset"  # the primary's read position after a write
 
@@ -58,12 +61,17 @@ class RegistrySettings:
     group_id: str = "schema-registry"
     advertised_url: str | None = None  # default: the listener's http(s)://host:port
     users: dict[str, str] | None = None  # HTTP basic auth: username -> password
+    sasl_login: bool = False  # HTTP basic auth checked as SASL credentials by the cluster
     tls_cert: Path | None = None  # PEM certificate chain: serve HTTPS
     tls_key: Path | None = None
     tls_ca: Path | None = None  # trusted when forwarding to a primary over HTTPS
     session_timeout_ms: int = 10000
     leader_eligibility: bool = True  # False: never primary (Confluent's leader.eligibility)
     request_timeout: float = 30.0
+
+    @property
+    def auth_required(self) -> bool:
+        return self.users is not None or self.sasl_login
 
     @property
     def election_topic(self) -> str:
@@ -110,6 +118,7 @@ class Registry:
         self._promotion: asyncio.Task[None] | None = None
         self._primary_url: tuple[float, str | None] = (0.0, None)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._logins: dict[tuple[str, bytes], float] = {}  # SASL logins the cluster accepted
 
     # ---- life cycle
 
@@ -297,6 +306,22 @@ class Registry:
         except StoreError as exc:
             raise RegistryError(STORE_ERROR,
                                 f"Error in the backend data store: {exc}") from None
+
+    async def sasl_login(self, user: str, password: str) -> bool:
+        """Whether the cluster accepts `user` and `password` as SASL credentials (the
+        settings' -X security.protocol and sasl.mechanism); a success is remembered a minute
+        (by a digest of the password)."""
+        key = (user, hashlib.sha256(password.encode()).digest())
+        now = time.monotonic()
+        if self._logins.get(key, 0.0) > now:
+            return True
+        client = {**self.settings.client(), "sasl.username": user, "sasl.password": password}
+        accepted = await self.call(check_credentials, client)
+        if accepted:
+            if len(self._logins) > 10_000:
+                self._logins.clear()
+            self._logins[key] = now + LOGIN_CACHE_S
+        return accepted
 
     async def primary_url(self, refresh: bool = False) -> str | None:
         """The primary's advertised URL (DescribeGroups, cached a second)."""
