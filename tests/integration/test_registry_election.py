@@ -4,9 +4,11 @@ session timeout; a deposed primary's writer is fenced."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from strom.registry.kafka_io import FencedError, SchemasWriter
 from strom.registry.records import NoopKey, Record
 from strom.registry.rest import RunningRegistry, start_in_thread
 from strom.registry.server import RegistrySettings
+from strom.security.certs import create_ca, create_certificate
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import unique_name
 from tests.integration.registry_client import Http
@@ -90,6 +93,34 @@ def test_stopped_primary_hands_over(pair: tuple[RunningRegistry, RunningRegistry
     wait_for(lambda: second.registry.primary_ready.is_set(), timeout=15, what="a new primary")
     reply = Http(second.url).register(unique_name("after"), '"bytes"')
     assert reply.status == 200, reply
+
+
+def test_forwarding_over_https_with_basic_auth(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    ca = create_ca(tmp_path)
+    cert = create_certificate(tmp_path, ca, "registry", ["127.0.0.1"])
+    secured = dataclasses.replace(
+        settings(broker, unique_name("_schemas"), unique_name("registry")),
+        users={"alice": "pw"}, tls_cert=cert.cert_path, tls_key=cert.key_path,
+        tls_ca=ca.cert_path)
+    first = start_in_thread(secured)
+    second = None
+    try:
+        wait_for(lambda: first.registry.primary_ready.is_set(), what="the first as primary")
+        second = start_in_thread(dataclasses.replace(secured, leader_eligibility=False))
+        context = ssl.create_default_context(cafile=str(ca.cert_path))
+        follower = Http(second.url, ("alice", "pw"), context)
+        subject = unique_name("tls")
+        reply = follower.register(subject, '"string"')
+        assert reply.status == 200, reply
+        assert Http(first.url, ("alice", "pw"), context).get(
+            f"/subjects/{subject}/versions").body == [1]
+        # wrong credentials are refused before anything is forwarded
+        assert Http(second.url, ("alice", "no"), context).register(subject, '"int"'
+                                                                    ).status == 401
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
 
 
 def free_port() -> int:
