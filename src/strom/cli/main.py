@@ -17,6 +17,7 @@ from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.produce import produce
 from strom.cli.quota import quota
+from strom.cli.registry import registry
 from strom.cli.serve import serve
 from strom.cli.topic import topic
 from strom.cli.user import user
@@ -41,6 +42,7 @@ cli.add_command(quota)
 cli.add_command(config)
 cli.add_command(completion)
 cli.add_command(console)
+cli.add_command(registry)
 
 
 def main() -> None:

@@ -54,7 +54,8 @@ def build_config(data_dir: Path, listen: str, config_file: Path | None,
         raise click.BadParameter(str(exc)) from None
 
 
-async def run_until_signalled(config: BrokerConfig, console: str | None = None) -> None:
+async def run_until_signalled(config: BrokerConfig, console: str | None = None,
+                              registry: str | None = None) -> None:
     from strom.server.app import BrokerServer
 
     server = BrokerServer(config)
@@ -70,9 +71,15 @@ async def run_until_signalled(config: BrokerConfig, console: str | None = None) 
     for (host, _), port in zip(config.http_listeners(), server.http_ports, strict=True):
         click.echo(f"metrics on http://{host or '0.0.0.0'}:{port}/metrics", err=True)
     running = start_console(console, config.host, server.port) if console else None
+    schemas = None
+    if registry:  # it reads _schemas from this broker before it listens: not on this loop
+        schemas = await asyncio.get_running_loop().run_in_executor(
+            None, start_registry, registry, config.host, server.port)
     try:
         await stop.wait()
     finally:
+        if schemas is not None:
+            await asyncio.get_running_loop().run_in_executor(None, schemas.stop)
         if running is not None:
             running.stop()
         await server.stop()
@@ -89,6 +96,26 @@ def start_console(listen: str, broker_host: str, broker_port: int) -> Any:
     running = start_in_thread(ConsoleSettings(f"{target}:{broker_port}",
                                               password=console_password()), host, port)
     click.echo(f"console on http://{host}:{running.port}/", err=True)
+    return running
+
+
+def start_registry(listen: str, broker_host: str, broker_port: int) -> Any:
+    """`--registry`: the schema registry (strom.registry) in a thread of its own, a Kafka
+    client of this broker's listener; STROM_REGISTRY_USERS names a users file for HTTP basic
+    authentication."""
+    import os
+
+    from strom.cli.registry import USERS_ENV
+    from strom.registry.rest import start_in_thread
+    from strom.registry.server import RegistrySettings, read_users
+
+    host, port = parse_listen(listen)
+    target = "127.0.0.1" if broker_host in ("", "0.0.0.0", "::") else broker_host
+    users_file = os.environ.get(USERS_ENV)
+    users = read_users(Path(users_file)) if users_file else None
+    running = start_in_thread(RegistrySettings(f"{target}:{broker_port}", users=users),
+                              host, port)
+    click.echo(f"schema registry on {running.url}", err=True)
     return running
 
 
@@ -114,10 +141,13 @@ def start_console(listen: str, broker_host: str, broker_port: int) -> Any:
 @click.option("--console", "console", default=None, metavar="HOST:PORT",
               help="Also serve the web console here (in-process, a client of this broker; "
                    "STROM_CONSOLE_PASSWORD asks for a login). See docs/console.md.")
+@click.option("--registry", "registry", default=None, metavar="HOST:PORT",
+              help="Also serve the schema registry here (in-process, a client of this broker; "
+                   "STROM_REGISTRY_USERS names a users file). See docs/registry.md.")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: Path | None,
           sets: tuple[str, ...], node_id: int | None, http: str | None,
-          console: str | None, log_level: str) -> None:
+          console: str | None, registry: str | None, log_level: str) -> None:
     """Run a broker (its log on local disk unless --storage says otherwise)."""
     if data_dir is not None and storage is not None:
         raise click.UsageError("give --data-dir DIR or --storage URL, not both "
@@ -131,6 +161,8 @@ def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: 
         sets = (*sets, f"http.listeners={http}")
     if console is not None:
         parse_listen(console)
+    if registry is not None:
+        parse_listen(registry)
     config = build_config(data_dir or Path("./data"), listen, config_file, sets, storage or "")
     from strom.broker.internal_topic_check import StartupError
     from strom.storage.api import StorageError
@@ -138,7 +170,7 @@ def serve(data_dir: Path | None, storage: str | None, listen: str, config_file: 
     try:
         import uvloop
 
-        uvloop.run(run_until_signalled(config, console))
+        uvloop.run(run_until_signalled(config, console, registry))
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
     except (StartupError, StorageError) as exc:
