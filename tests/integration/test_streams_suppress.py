@@ -20,7 +20,13 @@ from strom.streams import (
     Topology,
 )
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
+from tests.integration.conftest import (
+    DEADLINE_S,
+    STREAMS_BROKER_SETTINGS,
+    create_topic,
+    producer,
+    unique_name,
+)
 from tests.integration.test_streams_app import wait_running
 
 S, L = Serdes.String(), Serdes.Long()
@@ -50,7 +56,7 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
 
 
 def test_buffered_windows_survive_a_restart(tmp_path: Path) -> None:
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(settings=STREAMS_BROKER_SETTINGS) as broker:
         bootstrap = broker.bootstrap_servers
         app_id = unique_name("suppress")
         source, sink = unique_name("views"), unique_name("final")
