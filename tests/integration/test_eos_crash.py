@@ -41,6 +41,8 @@ from tests.integration.conftest import (
 )
 from tests.integration.group_clients import GROUP_BROKER_SETTINGS, broker_process
 
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
+
 WORKER = Path(__file__).with_name("eos_worker.py")
 PARTITIONS = (0, 1, 2)
 N = 3000

@@ -27,6 +27,8 @@ from tests.integration.conftest import (
     unique_name,
 )
 
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "streams" / "wordcount.py"
 LINES = ["the quick brown fox", "jumps over the lazy dog", "The dog sleeps"]
 

@@ -35,6 +35,8 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_streams_app import wait_running
 
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
+
 S = Serdes.String()
 
 

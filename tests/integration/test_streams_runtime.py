@@ -47,6 +47,8 @@ from tests.integration.test_streams_app import (
     wordcount,
 )
 
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
+
 S = Serdes.String()
 
 

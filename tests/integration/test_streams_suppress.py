@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from strom.streams import (
@@ -28,6 +29,8 @@ from tests.integration.conftest import (
     unique_name,
 )
 from tests.integration.test_streams_app import wait_running
+
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
 
 S, L = Serdes.String(), Serdes.Long()
 WINDOW_MS = 10_000

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 RECORDS = 2_000_000
 KEYS = 400_000
 # Measured with 5 million records and 1 million keys: 1,069 MiB peak RSS and 37 s CPU before
@@ -35,6 +37,7 @@ def _run(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_cleaning_a_batch_of_millions_of_records_stays_within_bounded_memory(
         tmp_path: Path) -> None:
     _run("write", str(tmp_path), str(RECORDS), str(KEYS))
