@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
+
 REPO = Path(__file__).resolve().parents[2]
 SEED = 20_240_601
 PEAK_RSS_KIB_MAX = 512 * 1024  # generous: the run's bombs decompress at most 16 MiB

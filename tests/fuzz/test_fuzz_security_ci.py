@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
+
 REPO = Path(__file__).resolve().parents[2]
 SEED = 20_240_611
 ARGS = ["--security", "--duration", "5", "--workers", "1", "--security-workers", "2",

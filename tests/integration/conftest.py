@@ -26,6 +26,13 @@ from strom.testing import EmbeddedBroker
 # Every wait in these tests is a poll loop with a deadline this short or shorter.
 DEADLINE_S = 20.0
 
+# Brokers for streams tests that run one application instance at a time: a new (or emptied)
+# group forms its first generation at once, not after group.initial.rebalance.delay.ms (3 s by
+# default), which every StreamsApp start paid. Not for tests of instances sharing the tasks:
+# without the delay the first instance forms the group alone and keeps the stateful tasks, the
+# others get warm-up replicas only (as with Kafka Streams' high-availability assignor).
+STREAMS_BROKER_SETTINGS: Mapping[str, str] = {"group.initial.rebalance.delay.ms": "0"}
+
 
 @pytest.fixture(scope="module")
 def broker_settings() -> dict[str, str]:

@@ -81,6 +81,7 @@ def cluster(postgres_server: PostgresServer) -> Iterator[Cluster]:
         yield running
 
 
+@pytest.mark.slow
 def test_a_paused_broker_loses_its_leases_and_acknowledges_nothing_stale(
         cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="strom.storage.postgres")

@@ -32,11 +32,17 @@ from tests.integration.console_client import (
     committed,
     topic_config,
 )
+from tests.integration.group_clients import GROUP_BROKER_SETTINGS
 
 
 def start(broker: EmbeddedBroker, **settings: object) -> RunningConsole:
     return start_in_thread(ConsoleSettings(broker.bootstrap_servers, poll_interval=0.5,
                                            **settings))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def broker_settings() -> dict[str, str]:
+    return dict(GROUP_BROKER_SETTINGS)  # a group's first generation forms at once
 
 
 @pytest.fixture(scope="module")

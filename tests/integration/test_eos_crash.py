@@ -17,6 +17,7 @@ group state, not about fsync."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +42,8 @@ from tests.integration.conftest import (
 )
 from tests.integration.group_clients import GROUP_BROKER_SETTINGS, broker_process
 
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
+
 WORKER = Path(__file__).with_name("eos_worker.py")
 PARTITIONS = (0, 1, 2)
 N = 3000
@@ -55,13 +58,16 @@ class EosWorker:
     """eos_worker.py in its own process; its stdout lines are collected by a reader thread."""
 
     def __init__(self, bootstrap: str, in_topic: str, out_topic: str, group: str, txn_id: str,
-                 log_path: Path, *settings: str) -> None:
+                 log_path: Path, *settings: str, stuck_s: float | None = None) -> None:
         self.log_path = log_path
+        env = dict(os.environ)
+        if stuck_s is not None:
+            env["EOS_WORKER_STUCK_S"] = str(stuck_s)
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(WORKER), bootstrap, in_topic, out_topic, group, txn_id,
                  str(BATCH), str(PAUSE_MS), *settings],
-                stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
+                stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env=env)
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -241,8 +247,12 @@ def test_broker_sigkilled_mid_transaction_processes_each_record_once(
         workers: list[EosWorker] = []
 
         def start() -> EosWorker:
+            # With re-bootstrap the worker hangs after each restart and exits once it has hung
+            # STUCK_S: 4 s, not 8, restarts it sooner (a call that is only slow exits too, which
+            # this case allows). Without it, a hang fails the test: the default stays.
             worker = EosWorker(bootstrap, in_topic, out_topic, group, txn_id,
-                               tmp_path / f"worker{len(workers)}.log", *client_settings)
+                               tmp_path / f"worker{len(workers)}.log", *client_settings,
+                               stuck_s=None if client_settings else 4.0)
             cleanup.callback(worker.kill)
             return worker
 

@@ -21,13 +21,14 @@ from tests.integration.conftest import (
     producer,
     unique_name,
 )
+from tests.integration.group_clients import GROUP_BROKER_SETTINGS
 
 PARTITIONS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(storage="memory:") as running:
+    with EmbeddedBroker(settings=GROUP_BROKER_SETTINGS, storage="memory:") as running:
         yield running
 
 

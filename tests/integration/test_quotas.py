@@ -68,6 +68,7 @@ def rate_between(acked: list[tuple[float, int]], start: float, end: float) -> fl
     return sum(size for t, size in acked if start <= t < end) / (end - start)
 
 
+@pytest.mark.slow
 def test_a_producer_is_held_to_its_byte_rate_and_others_are_not(
         quota_broker: EmbeddedBroker) -> None:
     b = ["-b", quota_broker.bootstrap_servers]

@@ -33,6 +33,7 @@ from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from strom.cli.main import cli
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import DEADLINE_S, create_topic, unique_name
+from tests.integration.group_clients import GROUP_BROKER_SETTINGS
 from tests.integration.raw_client import RawClient
 
 PASSWORD = "s3cret-Pw"
@@ -42,7 +43,8 @@ LISTENERS = {"listeners": "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"
 
 @pytest.fixture(scope="module")
 def sasl_broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(settings=dict(LISTENERS)) as broker:
+    # GROUP_BROKER_SETTINGS: round_trip's new groups form at once, not after 3 s.
+    with EmbeddedBroker(settings={**LISTENERS, **GROUP_BROKER_SETTINGS}) as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         upserts = [UserScramCredentialUpsertion(
             name, ScramCredentialInfo(getattr(ScramMechanism, m.replace("-", "_")), 4096),

@@ -19,7 +19,15 @@ from confluent_kafka import Consumer, TopicPartition
 from strom.streams import State, StreamsApp, StreamsError
 from strom.testing import EmbeddedBroker
 from tests.integration import streams_windowed_app as windowed_app
-from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
+from tests.integration.conftest import (
+    DEADLINE_S,
+    STREAMS_BROKER_SETTINGS,
+    create_topic,
+    producer,
+    unique_name,
+)
+
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "streams" / "wordcount.py"
 LINES = ["the quick brown fox", "jumps over the lazy dog", "The dog sleeps"]
@@ -43,6 +51,11 @@ wordcount = load_example()
 
 # The client library against strom's local log and against the PostgreSQL engine.
 STORAGE_ENGINES = ("file", "postgresql")
+
+
+@pytest.fixture(scope="module")
+def broker_settings() -> dict[str, str]:
+    return dict(STREAMS_BROKER_SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +238,7 @@ def test_a_close_whose_commit_fails_leaves_no_checkpoint(tmp_path: Path, guarant
     """A clean close checkpoints the stores (under both guarantees; the next start restores
     nothing); a close whose last commit fails writes no checkpoint (one past writes that
     were not committed would keep them): the next start restores from the changelog."""
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(settings=STREAMS_BROKER_SETTINGS) as broker:
         bootstrap = broker.bootstrap_servers
         app_id = unique_name("wc-close")
         source, sink = unique_name("words"), unique_name("counts")

@@ -33,6 +33,7 @@ from strom.streams.internal_topics import TopicLayoutError
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import (
     DEADLINE_S,
+    STREAMS_BROKER_SETTINGS,
     create_topic,
     produce_all,
     producer,
@@ -42,7 +43,7 @@ from tests.integration.conftest import (
 
 @pytest.fixture(scope="module")
 def streams_broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(settings=STREAMS_BROKER_SETTINGS) as broker:
         yield broker
 
 

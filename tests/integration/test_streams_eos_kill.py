@@ -24,10 +24,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
+
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "streams" / "wordcount.py"
 WINDOWED_APP = Path(__file__).parent / "streams_windowed_app.py"

@@ -20,7 +20,13 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
+from tests.integration.conftest import (
+    DEADLINE_S,
+    STREAMS_BROKER_SETTINGS,
+    create_topic,
+    producer,
+    unique_name,
+)
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "streams"
 SRC = Path(__file__).parents[2] / "src"
@@ -29,7 +35,7 @@ PARTITIONS = 2
 
 @pytest.fixture(scope="module")
 def streams_broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(settings=STREAMS_BROKER_SETTINGS) as broker:
         yield broker
 
 

@@ -8,6 +8,7 @@ order is joined with its customer exactly as the table held it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,17 @@ from strom.streams import (
     Topology,
 )
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
+from tests.integration.conftest import (
+    DEADLINE_S,
+    STREAMS_BROKER_SETTINGS,
+    create_topic,
+    producer,
+    storage_url,
+    unique_name,
+)
 from tests.integration.test_streams_app import wait_running
+
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
 
 S = Serdes.String()
 
@@ -36,7 +46,17 @@ STORAGE_ENGINES = ("file", "postgresql")
 
 @pytest.fixture(scope="module")
 def streams_broker(broker: EmbeddedBroker) -> EmbeddedBroker:
+    """With the initial rebalance delay: the two instances share the tasks."""
     return broker
+
+
+@pytest.fixture(scope="module")
+def single_instance_broker(storage_engine: str, request: pytest.FixtureRequest
+                           ) -> Iterator[EmbeddedBroker]:
+    """For one instance at a time: no initial rebalance delay (STREAMS_BROKER_SETTINGS)."""
+    with EmbeddedBroker(settings=STREAMS_BROKER_SETTINGS,
+                        storage=storage_url(request, storage_engine)) as running:
+        yield running
 
 
 def topology(customers: str, clicks: str, orders: str, out: str) -> Topology:
@@ -135,13 +155,13 @@ def windowed_topology(impressions: str, clicks: str, out: str) -> Topology:
     return builder.build()
 
 
-def test_a_windowed_stream_join_across_a_restart(streams_broker: EmbeddedBroker,
+def test_a_windowed_stream_join_across_a_restart(single_instance_broker: EmbeddedBroker,
                                                  tmp_path: Path) -> None:
     """A stream-stream join (clicks re-keyed and repartitioned to the impressions' 2
     partitions) whose window stores are on disk (RocksDB, the default): a click after a clean
     restart still finds the impression the first run kept, from the store's checkpoint, and a
     click outside the window finds nothing."""
-    bootstrap = streams_broker.bootstrap_servers
+    bootstrap = single_instance_broker.bootstrap_servers
     app_id = unique_name("ssjoin")
     impressions, clicks, out = (unique_name(n) for n in ("impressions", "clicks", "joined"))
     create_topic(bootstrap, impressions, 2)

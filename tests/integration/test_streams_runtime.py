@@ -32,7 +32,13 @@ from strom.streams import (
 )
 from strom.streams.thread import RestoreProgress
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
+from tests.integration.conftest import (
+    DEADLINE_S,
+    STREAMS_BROKER_SETTINGS,
+    create_topic,
+    producer,
+    unique_name,
+)
 from tests.integration.test_streams_app import (
     expected_counts,
     produce_lines,
@@ -41,12 +47,22 @@ from tests.integration.test_streams_app import (
     wordcount,
 )
 
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
+
 S = Serdes.String()
 
 
 @pytest.fixture(scope="module")
 def streams_broker() -> Iterator[EmbeddedBroker]:
+    """With the initial rebalance delay: the tests of two instances have them share the tasks."""
     with EmbeddedBroker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def single_instance_broker() -> Iterator[EmbeddedBroker]:
+    """For one instance at a time: no initial rebalance delay (STREAMS_BROKER_SETTINGS)."""
+    with EmbeddedBroker(settings=STREAMS_BROKER_SETTINGS) as broker:
         yield broker
 
 
@@ -94,9 +110,9 @@ def produce_pairs(bootstrap: str, topic: str, pairs: list[tuple[str, str | None]
     assert p.flush(DEADLINE_S) == 0
 
 
-def test_a_stream_joins_a_global_table_kept_up_to_date(streams_broker: EmbeddedBroker,
-                                                      tmp_path: Path) -> None:
-    bootstrap = streams_broker.bootstrap_servers
+def test_a_stream_joins_a_global_table_kept_up_to_date(single_instance_broker: EmbeddedBroker,
+                                                       tmp_path: Path) -> None:
+    bootstrap = single_instance_broker.bootstrap_servers
     orders, products, out = unique_name("orders"), unique_name("products"), unique_name("out")
     create_topic(bootstrap, orders, 2)
     create_topic(bootstrap, products, 3)  # any count: a global table is read whole
@@ -343,11 +359,12 @@ def test_a_key_asked_of_the_wrong_instance_finds_the_right_one(streams_broker: E
 # -- a re-grouped table ----------------------------------------------------------------------
 
 
-def test_a_table_regrouped_and_counted(streams_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_a_table_regrouped_and_counted(single_instance_broker: EmbeddedBroker,
+                                       tmp_path: Path) -> None:
     """Users per region from a table of user -> region, through the repartition topic (two
     partitions, as the table's): moves decrement one region and increment another, deletions
     decrement."""
-    bootstrap = streams_broker.bootstrap_servers
+    bootstrap = single_instance_broker.bootstrap_servers
     users, out = unique_name("users"), unique_name("per-region")
     create_topic(bootstrap, users, 2)
     create_topic(bootstrap, out, 2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from strom.streams import (
@@ -20,8 +21,16 @@ from strom.streams import (
     Topology,
 )
 from strom.testing import EmbeddedBroker
-from tests.integration.conftest import DEADLINE_S, create_topic, producer, unique_name
+from tests.integration.conftest import (
+    DEADLINE_S,
+    STREAMS_BROKER_SETTINGS,
+    create_topic,
+    producer,
+    unique_name,
+)
 from tests.integration.test_streams_app import wait_running
+
+pytestmark = pytest.mark.slow  # runs first: see tests/conftest.py
 
 S, L = Serdes.String(), Serdes.Long()
 WINDOW_MS = 10_000
@@ -50,7 +59,7 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
 
 
 def test_buffered_windows_survive_a_restart(tmp_path: Path) -> None:
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(settings=STREAMS_BROKER_SETTINGS) as broker:
         bootstrap = broker.bootstrap_servers
         app_id = unique_name("suppress")
         source, sink = unique_name("views"), unique_name("final")

@@ -3,7 +3,7 @@ by what the batch decompresses to.
 
 Each batch (a compression bomb at the 256 MiB cap, one valid record of zeros that big, the
 fuzz campaign's 22,974,098 tiny records) is built here with streaming compressors and handed
-to a fresh Python process, which reports how far its peak RSS (ru_maxrss) rose over its
+to a fresh Python process, which reports how far its peak RSS (VmHWM) rose over its
 baseline while validating it or iterating its records. Decompressing whole, as strom did
 before, took the decompressed size and more (hundreds of MiB); streaming stays under 64 MiB.
 """
@@ -35,8 +35,14 @@ TINY_RECORDS = 22_974_098  # the fuzz campaign's zstd batch
 
 # Runs in a fresh process: argv = batch file, "validate" or "iterate", cap, before_max_ms.
 CHILD = r"""
-import json, resource, sys
+import json, sys
 from strom.protocol.records import RecordsError, iter_records, validate_produce_records
+
+def peak_kib():
+    # VmHWM, the peak of this process's own memory: ru_maxrss would start at the peak of the
+    # pytest worker that spawned it (Linux carries it over exec), hiding any rise below that.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 def validate(data, cap, before):
     return validate_produce_records(
@@ -49,7 +55,7 @@ data = open(path, "rb").read()
 warm = open(path + ".small", "rb").read()
 validate(warm, cap, before)  # imports, pools and buffers in place before the baseline
 list(iter_records(warm))
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+baseline = peak_kib()
 outcome = "ok"
 try:
     if mode == "validate":
@@ -59,7 +65,7 @@ try:
         outcome = f"ok {count}"
 except RecordsError as exc:
     outcome = exc.error_code
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kib()
 print(json.dumps({"outcome": outcome, "rss_kib": peak - baseline}))
 """.replace("NOW_MS", str(NOW))
 
