@@ -46,7 +46,8 @@ USERS_ENV = "STROM_REGISTRY_USERS"
               show_default=True, help="The election group's session timeout.")
 @click.option("--no-leader-eligibility", is_flag=True,
               help="Never become the primary (forward every write).")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True,
+              help="Logging level on stderr (DEBUG, INFO, WARNING, ERROR).")
 def registry(bootstrap: str, listen: str, command_config: tuple[str, ...], topic: str,
              group_id: str, advertised_url: str | None, users_file: Path | None,
              sasl_login: bool, tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
