@@ -124,7 +124,12 @@ class SchemasReader:
         tp = [TopicPartition(self._topic, 0)]
         while not self._stop.is_set():
             try:
-                messages = self._consumer.consume(500, timeout=0.2)
+                # Wait for one message only, then take what else is there without waiting: a
+                # write waits for its record read back here, and consume(500, timeout) would
+                # hold it for the whole timeout when fewer than 500 arrive (~200 ms a write).
+                messages = self._consumer.consume(1, timeout=0.2)
+                if messages:
+                    messages += self._consumer.consume(500, timeout=0)
                 batch: RecordBatch = []
                 position = -1
                 for m in messages:
