@@ -553,7 +553,8 @@ def validate_value(schema: Schema | None, value: Any, field_name: str | None = N
         return
     if value is None:
         if not schema.optional:
-            raise DataException(f'Invalid value: null used for required field: "{field_name}", '
+            where = f'field: "{field_name}"' if field_name is not None else "value"
+            raise DataException(f"Invalid value: null used for required {where}, "
                                 f"schema type: {schema.type}")
         return
     if not _matches_type(schema, value):
