@@ -32,7 +32,6 @@ from strom.connect.data import (
     INT32_SCHEMA,
     INT64_SCHEMA,
     OPTIONAL_BYTES_SCHEMA,
-    OPTIONAL_INT32_SCHEMA,
     OPTIONAL_STRING_SCHEMA,
     STRING_SCHEMA,
     Date,
