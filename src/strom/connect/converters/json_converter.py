@@ -114,6 +114,11 @@ class _F32(float):
     """A float to be written as a 32-bit float."""
 
 
+def dumps(node: Any) -> str:
+    """Compact JSON as Jackson writes it (decimal.Decimal as a JSON number)."""
+    return _dumps(node)
+
+
 def _dumps(node: Any) -> str:
     if node is None:
         return "null"

@@ -36,6 +36,7 @@ from typing import Any
 
 from strom.connect.config import ConfigDef, ConfigType, Importance
 from strom.connect.converters.base import ConverterBase
+from strom.connect.converters.json_converter import dumps
 from strom.connect.data import (
     Date,
     Decimal,
@@ -748,7 +749,7 @@ class JsonSchemaConverter(RegistryConverter):
                 json.loads(json.dumps(node, default=float)))
         except ValidationError as exc:
             raise DataException(f"Validation error: {exc.message}") from exc
-        return json.dumps(node, separators=(",", ":"), default=str).encode(), []
+        return dumps(node).encode(), []
 
     def decode(self, schema_text: str, payload: bytes, indexes: list[int]) -> SchemaAndValue:
         schema = connect_schema_of_json(json.loads(schema_text))
