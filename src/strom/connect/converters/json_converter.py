@@ -102,11 +102,17 @@ def _float32_text(value: float) -> str:
     """The shortest decimal that reads back as the same 32-bit float (Java's Float.toString)."""
     if math.isnan(value) or math.isinf(value):
         return json.dumps(value)
-    packed = struct.pack(">f", value)
+    try:
+        packed = struct.pack(">f", value)
+    except OverflowError:  # beyond float32: written as the double it is
+        return json.dumps(value)
     for digits in range(1, 10):
         text = f"{value:.{digits}g}"
-        if struct.pack(">f", float(text)) == packed:
-            return json.dumps(float(text))
+        try:
+            if struct.pack(">f", float(text)) == packed:
+                return json.dumps(float(text))
+        except OverflowError:  # rounded up past the largest float32
+            continue
     return json.dumps(value)
 
 
@@ -559,9 +565,21 @@ def _to_int(node: Any, kind: Type) -> int:
 
 
 def _to_float32(node: Any) -> float:
-    value = float(_number(node, Type.FLOAT32))
-    return float(struct.unpack(">f", struct.pack(">f", value))[0]) \
-        if math.isfinite(value) and abs(value) <= 3.4028234663852886e38 else value
+    return round_float32(float(_number(node, Type.FLOAT32)))
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32_ROUNDS_TO_MAX = 3.4028235677973366e38  # halfway to the next (unrepresentable) value
+
+
+def round_float32(value: float) -> float:
+    """The nearest 32-bit float, as Java's (float) cast (past the range: infinity)."""
+    try:
+        return float(struct.unpack(">f", struct.pack(">f", value))[0])
+    except OverflowError:
+        if abs(value) < _FLOAT32_ROUNDS_TO_MAX:
+            return math.copysign(_FLOAT32_MAX, value)
+        return math.copysign(math.inf, value)
 
 
 def _to_bool(node: Any) -> bool:
