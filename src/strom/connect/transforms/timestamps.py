@@ -247,7 +247,11 @@ class TimestampRouter(Transform):
     def configure(self, configs: Mapping[str, Any]) -> None:
         super().configure(configs)
         self.topic_format: str = self.config.get("topic.format")
-        self.timestamp_format = JavaDateFormat(self.config.get("timestamp.format"))
+        pattern = self.config.get("timestamp.format")
+        try:
+            self.timestamp_format = JavaDateFormat(pattern)
+        except ValueError as exc:
+            raise ConfigException("timestamp.format", pattern, str(exc)) from exc
 
     def apply(self, record: R) -> R | None:
         if record.timestamp is None:
