@@ -97,6 +97,14 @@ def test_validators(validator: Any, value: Any, ok: bool) -> None:
             validator.ensure_valid("k", value)
 
 
+def test_kafkas_nested_names() -> None:
+    d = ConfigDef().define("a", ConfigDef.Type.INT, ConfigDef.NO_DEFAULT_VALUE,
+                           ConfigDef.Importance.HIGH, "doc")
+    assert d.parse({"a": "5"}) == {"a": 5}
+    with pytest.raises(ConfigException, match="Missing required configuration"):
+        d.parse({})
+
+
 def test_define_twice_and_simple_config() -> None:
     with pytest.raises(ConfigException, match="defined twice"):
         ConfigDef().define("a", ConfigType.INT, 1).define("a", ConfigType.INT, 1)

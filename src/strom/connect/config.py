@@ -362,17 +362,28 @@ def parse_type(name: str, value: Any, kind: ConfigType) -> Any:
     return _PARSERS[kind](name, value)
 
 
+_Importance = Importance
+_Width = Width
+
+
 class ConfigDef:
     """Kafka's ConfigDef: `define` configs, then `parse` properties (defaults filled in,
-    ConfigException on the first error) or `validate` them (every error, per config)."""
+    ConfigException on the first error) or `validate` them (every error, per config).
+    Kafka's nested names work too: `ConfigDef.Type.STRING`, `ConfigDef.Importance.HIGH`,
+    `ConfigDef.NO_DEFAULT_VALUE`."""
+
+    Type = ConfigType
+    Importance = Importance
+    Width = Width
+    NO_DEFAULT_VALUE: Any = NO_DEFAULT
 
     def __init__(self, base: ConfigDef | None = None) -> None:
         self.config_keys: dict[str, ConfigKey] = dict(base.config_keys) if base else {}
 
     def define(self, name: str, type: ConfigType, default: Any = NO_DEFAULT,
-               importance: Importance = Importance.MEDIUM, doc: str = "", *,
+               importance: _Importance = _Importance.MEDIUM, doc: str = "", *,
                validator: Validator | None = None, group: str | None = None,
-               order_in_group: int = -1, width: Width = Width.NONE,
+               order_in_group: int = -1, width: _Width = _Width.NONE,
                display_name: str | None = None, dependents: Iterable[str] = (),
                internal: bool = False) -> ConfigDef:
         if name in self.config_keys:
@@ -387,7 +398,7 @@ class ConfigDef:
 
     def define_internal(self, name: str, type: ConfigType,
                         default: Any = NO_DEFAULT) -> ConfigDef:
-        return self.define(name, type, default, Importance.LOW, "", internal=True)
+        return self.define(name, type, default, _Importance.LOW, "", internal=True)
 
     def names(self) -> set[str]:
         return set(self.config_keys)
