@@ -226,3 +226,21 @@ def test_json_schema_converter_validates() -> None:
     assert raw is not None
     body: Any = json.loads(raw[5:])
     assert body["raw"] == "AP8=" and body["day"] == 18321 and body["price"] == 12.34
+
+
+def test_protobuf_reads_a_nested_message_by_its_indexes() -> None:
+    registry = FakeRegistry()
+    schema = (SchemaBuilder.struct().name("com.example.P").field("a", INT32_SCHEMA)
+              .field("inner", INNER).build())
+    c = ProtobufConverter(registry)
+    c.configure({"schema.registry.url": "http://unused"}, False)
+    c.from_connect_data("t", schema, Struct(schema).put("a", 1).put(
+        "inner", Struct(INNER).put("x", 2)))
+    inner_only = ProtobufConverter(registry)
+    inner_only.configure({"schema.registry.url": "http://unused"}, False)
+    payload = b"\x08\x07"  # field 1 (x), varint 7
+    back = inner_only.to_connect_data("t", wire.frame(1, payload, [0, 0]))
+    assert back.schema is not None and back.schema.name == "com.example.P.Inner"
+    assert back.value.get("x") == 7
+    with pytest.raises(DataException, match="No message at indexes"):
+        inner_only.to_connect_data("t", wire.frame(1, payload, [3]))

@@ -852,12 +852,11 @@ class ProtobufConverter(RegistryConverter):
         pool = descriptor_pool.DescriptorPool()
         fd = schema_to_descriptor(parsed, f"connect_{len(self._classes)}.proto")
         pool.Add(fd)
-        msg = parsed.message_at(indexes or [0])
-        full = f"{parsed.package}.{msg.name}" if parsed.package else msg.name
-        for candidate in parsed.all_messages():
-            if candidate is msg:
-                full = candidate.full_name if hasattr(candidate, "full_name") else full
-        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(full.lstrip(".")))
+        try:
+            full = parsed.message_at(indexes or [0]).full_name.lstrip(".")
+        except IndexError as exc:
+            raise DataException(f"No message at indexes {indexes} in the schema") from exc
+        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
         self._classes[key] = cls
         return cls
 
