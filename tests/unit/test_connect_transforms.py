@@ -358,6 +358,21 @@ def test_flatten_with_schema() -> None:
     assert out.value.get("B.x") is None and out.value.get("f") == 1.5
 
 
+def test_set_schema_metadata() -> None:
+    out = make_raw(T + "SetSchemaMetadata$Value", {"schema.name": "renamed",
+                                                   "schema.version": "7"}).apply(
+        sink(simple(), SIMPLE))
+    assert (out.value_schema.name, out.value_schema.version) == ("renamed", 7)
+    assert out.value.schema == out.value_schema and out.value.get("magic") == 42
+    out = make_raw(T + "SetSchemaMetadata$Key", {"schema.version": "2"}).apply(
+        sink("v", key=5, key_schema=INT32_SCHEMA))
+    assert out.key_schema.version == 2 and out.key == 5
+    with pytest.raises(DataException, match="Schema required for"):
+        make_raw(T + "SetSchemaMetadata$Value", {"schema.name": "x"}).apply(sink({"a": 1}))
+    with pytest.raises(ConfigException, match="Neither schema name nor version"):
+        make_raw(T + "SetSchemaMetadata$Value", {})
+
+
 # -- RegexRouter, TimestampRouter, Filter ------------------------------------------------------
 
 @pytest.mark.parametrize(("regex", "replacement", "topic", "expected"), [

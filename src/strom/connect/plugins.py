@@ -73,7 +73,7 @@ def _builtin_converters() -> None:
 _KEY_VALUE_TRANSFORMS = {
     "InsertField": "fields", "ReplaceField": "fields", "MaskField": "fields",
     "HoistField": "fields", "ExtractField": "fields", "Flatten": "fields", "Cast": "cast",
-    "TimestampConverter": "timestamps", "HeaderFrom": "headers",
+    "TimestampConverter": "timestamps", "HeaderFrom": "headers", "SetSchemaMetadata": "fields",
 }
 _SINGLE_TRANSFORMS = {
     "ValueToKey": "fields", "RegexRouter": "routing", "Filter": "routing",

@@ -24,6 +24,9 @@ from strom.connect.transforms.fields import (
     ReplaceField,
     ReplaceFieldKey,
     ReplaceFieldValue,
+    SetSchemaMetadata,
+    SetSchemaMetadataKey,
+    SetSchemaMetadataValue,
     ValueToKey,
 )
 from strom.connect.transforms.headers import (
@@ -53,7 +56,8 @@ __all__ = [
     "HeaderFrom", "HeaderFromKey", "HeaderFromValue", "HoistField", "HoistFieldKey",
     "HoistFieldValue", "InsertField", "InsertFieldKey", "InsertFieldValue", "InsertHeader",
     "MaskField", "MaskFieldKey", "MaskFieldValue", "Predicate", "RecordIsTombstone",
-    "RegexRouter", "ReplaceField", "ReplaceFieldKey", "ReplaceFieldValue", "TimestampConverter",
+    "RegexRouter", "ReplaceField", "ReplaceFieldKey", "ReplaceFieldValue", "SetSchemaMetadata",
+    "SetSchemaMetadataKey", "SetSchemaMetadataValue", "TimestampConverter",
     "TimestampConverterKey", "TimestampConverterValue", "TimestampRouter", "TopicNameMatches",
     "Transformation", "TransformationChain", "TransformationStage", "ValueToKey",
 ]

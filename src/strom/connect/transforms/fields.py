@@ -43,6 +43,7 @@ from strom.connect.transforms.base import (
     copy_schema_basics,
     require_map,
     require_map_or_null,
+    require_schema,
     require_sink_record,
     require_struct,
     require_struct_or_null,
@@ -637,4 +638,49 @@ class FlattenKey(Flatten, KeyMixin):
 
 
 class FlattenValue(Flatten, ValueMixin):
+    pass
+
+
+# -- SetSchemaMetadata --------------------------------------------------------------------------
+
+class SetSchemaMetadata(Transform, KeyOrValue):
+    """Set the key's or value's schema name and/or version (a Struct value is rebuilt on the
+    new schema)."""
+
+    PURPOSE = "updating schema metadata"
+    CONFIG_DEF = _replace_null_def(
+        ConfigDef()
+        .define("schema.name", ConfigType.STRING, None, Importance.HIGH, "Schema name to set.")
+        .define("schema.version", ConfigType.INT, None, Importance.HIGH,
+                "Schema version to set."))
+
+    def configure(self, configs: Mapping[str, Any]) -> None:
+        super().configure(configs)
+        self.name: str | None = self.config.get("schema.name")
+        self.version: int | None = self.config.get("schema.version")
+        self.replace_null = bool(self.config.get(REPLACE_NULL))
+        if self.name is None and self.version is None:
+            raise ConfigException("Neither schema name nor version configured")
+
+    def apply(self, record: R) -> R | None:
+        schema = require_schema(self.operating_schema(record), self.PURPOSE)
+        updated = Schema(schema.type, schema.optional, schema.default,
+                         self.name if self.name is not None else schema.name,
+                         self.version if self.version is not None else schema.version,
+                         schema.doc, schema.parameters, schema.key_schema, schema.value_schema,
+                         schema.fields)
+        value = self.operating_value(record)
+        if isinstance(value, Struct):
+            rebuilt = Struct(updated)
+            for f in updated.fields:
+                rebuilt.put(f.name, struct_value(value, f.name, self.replace_null))
+            value = rebuilt
+        return self.new_record(record, updated, value)
+
+
+class SetSchemaMetadataKey(SetSchemaMetadata, KeyMixin):
+    pass
+
+
+class SetSchemaMetadataValue(SetSchemaMetadata, ValueMixin):
     pass
