@@ -28,6 +28,7 @@ optional fields proto3 `optional`; logical types are not supported (DataExceptio
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import decimal as _decimal
 import io
 import json
@@ -202,7 +203,7 @@ class _AvroData:
     def __init__(self) -> None:
         self.defined: set[str] = set()
 
-    def from_connect(self, schema: Schema, in_union: bool = False) -> Any:
+    def from_connect(self, schema: Schema) -> Any:
         avro = self._non_optional(schema)
         if schema.optional:
             return ["null", avro]
@@ -345,6 +346,8 @@ class _ToConnect:
             if full in self.named:
                 return self.schema(self.named[full], namespace, optional)
             avro = {"type": avro}
+        if isinstance(avro.get("type"), dict | list):  # {"type": {...}}: the inner schema
+            return self.schema(avro["type"], namespace, optional)
         builder = self._builder(avro, namespace)
         if optional:
             builder.optional()
@@ -352,10 +355,6 @@ class _ToConnect:
 
     def _builder(self, avro: dict[str, Any], namespace: str | None) -> SchemaBuilder:
         kind = avro["type"]
-        if isinstance(kind, dict | list):
-            inner = self.schema(kind, namespace)
-            builder = SchemaBuilder(inner.type)
-            return builder
         logical = avro.get("logicalType")
         connect_name = avro.get("connect.name")
         if logical == "decimal":
@@ -479,7 +478,6 @@ def _connect_value(schema: Schema, value: Any) -> Any:
             Decimal.to_logical(schema, value)
     if schema.name in _AVRO_LOGICAL:
         if schema.name == Timestamp.LOGICAL_NAME and value.tzinfo is None:
-            import datetime as _dt
             return value.replace(tzinfo=_dt.UTC)
         return value
     if schema.type is Type.STRUCT:
