@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -62,24 +62,58 @@ def _cluster_id(bootstrap: str, config: WorkerConfig) -> str | None:
         return None
 
 
+class StandaloneRuntime:
+    """A standalone worker: its herder, worker and REST server (started by `start`)."""
+
+    def __init__(self, props: Mapping[str, str]) -> None:
+        self.props = dict(props)
+        if self.props.get("plugin.path"):
+            log.info("plugin.path is ignored: strom.connect finds connectors through the "
+                     "Python entry point group strom.connect.connectors")
+        self.listeners = parse_listeners(self.props.get("listeners"))
+        self.config = WorkerConfig(self.props, worker_id(self.props, self.listeners[0]))
+        offsets_file = self.props.get("offset.storage.file.filename")
+        offsets = (FileOffsetBackingStore(offsets_file) if offsets_file
+                   else MemoryOffsetBackingStore())
+        self.herder = StandaloneHerder(Worker(self.config, offsets))
+        self.runner: web.AppRunner | None = None
+        self.ports: list[int] = []
+
+    async def start(self) -> None:
+        self.herder.cluster_id = await asyncio.to_thread(_cluster_id, self.config.bootstrap_servers,
+                                                         self.config)
+        self.runner = web.AppRunner(make_app(self.herder), access_log=None)
+        await self.runner.setup()
+        for listener in self.listeners:
+            site = web.TCPSite(self.runner, listener.host, listener.port)
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            port = sockets[0].getsockname()[1] if sockets else listener.port
+            self.ports.append(port)
+            log.info("REST API listening on http://%s:%d", listener.host, port)
+        if self.listeners[0].port == 0 and self.ports:
+            host = self.config.worker_id.rsplit(":", 1)[0]
+            self.config.worker_id = f"{host}:{self.ports[0]}"
+
+    async def add_connector(self, connector: Mapping[str, str], source: str = "") -> None:
+        name = connector.get("name")
+        if not name:
+            raise ValueError(f"{source}: no 'name' in the connector configuration")
+        await self.herder.put_connector_config(name, connector, allow_replace=False)
+        log.info("connector %s created from %s", name, source)
+
+    async def close(self) -> None:
+        log.info("stopping the connectors")
+        await self.herder.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
 async def run_standalone(worker_properties: Path, connector_properties: Sequence[Path],
                          stop: asyncio.Event | None = None) -> None:
-    props = load_properties(worker_properties)
-    if props.get("plugin.path"):
-        log.info("plugin.path is ignored: strom.connect finds connectors through the Python "
-                 "entry point group strom.connect.connectors")
-    listeners = parse_listeners(props.get("listeners"))
-    config = WorkerConfig(props, worker_id(props, listeners[0]))
-    offsets_file = props.get("offset.storage.file.filename")
-    offsets = (FileOffsetBackingStore(offsets_file) if offsets_file
-               else MemoryOffsetBackingStore())
-    cluster_id = await asyncio.to_thread(_cluster_id, config.bootstrap_servers, config)
-    herder = StandaloneHerder(Worker(config, offsets), cluster_id)
-    runner = web.AppRunner(make_app(herder), access_log=None)
-    await runner.setup()
-    for listener in listeners:
-        await web.TCPSite(runner, listener.host, listener.port).start()
-        log.info("REST API listening on http://%s:%d", listener.host, listener.port)
+    runtime = StandaloneRuntime(load_properties(worker_properties))
+    await runtime.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,15 +121,9 @@ async def run_standalone(worker_properties: Path, connector_properties: Sequence
             loop.add_signal_handler(sig, stop.set)
     try:
         for path in connector_properties:
-            connector = load_properties(path)
-            name = connector.get("name")
-            if not name:
-                raise SystemExit(f"{path}: no 'name' in the connector configuration")
-            created, _ = await herder.put_connector_config(name, connector, allow_replace=False)
-            log.info("connector %s %s from %s", name, "created" if created else "updated", path)
-        print(f"strom connect (standalone) worker {config.worker_id} is running", flush=True)
+            await runtime.add_connector(load_properties(path), str(path))
+        print(f"strom connect (standalone) worker {runtime.config.worker_id} is running",
+              flush=True)
         await stop.wait()
     finally:
-        log.info("stopping the connectors")
-        await herder.stop()
-        await runner.cleanup()
+        await runtime.close()
