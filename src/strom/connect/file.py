@@ -263,6 +263,8 @@ class FileStreamSinkTask(SinkTask):
         assert self._out is not None
         for record in records:
             self._out.write(_text(record.value) + "\n")
+        # Visible at once (Kafka's only at the next offset flush); durable at flush().
+        self._out.flush()
 
     def flush(self, current_offsets: Mapping[TopicPartition, int]) -> None:
         if self._out is not None:

@@ -550,6 +550,9 @@ class WorkerSinkTask(WorkerTask):
                                           f"connect-{self.connector}")
         self.consumer = Consumer({
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            # Kafka's consumer default before 3.0 (now 45 s): a worker killed without leaving
+            # its group holds its partitions this long.
+            "session.timeout.ms": 10000, "heartbeat.interval.ms": 3000,
             **self.worker.config.client_config("consumer"),
             **{k[len("consumer.override."):]: v for k, v in self.connector_config.items()
                if k.startswith("consumer.override.")}})
