@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (Kafka's properties files are quoted verbatim, long lines included)
 """Kafka's Connect quickstart, unchanged, against strom connect: the three properties files as
 Kafka ships them (config/connect-standalone.properties, connect-file-source.properties,
 connect-file-sink.properties), `strom connect --standalone` as a subprocess, lines appended to

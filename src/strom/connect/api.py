@@ -25,7 +25,7 @@ T = TypeVar("T")
 async def maybe_await(value: T | Awaitable[T]) -> T:
     """`value`, awaited if a task method returned an awaitable (an `async def` method)."""
     if inspect.isawaitable(value):
-        return await value  # type: ignore[no-any-return]
+        return await value
     return value
 
 

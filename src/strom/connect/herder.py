@@ -231,7 +231,7 @@ class StandaloneHerder(Herder):
             self._require(name)
             await self._stop_connector(name)
             for mapping in (self.configs, self.target, self.task_config_map, self.plugins):
-                mapping.pop(name, None)  # type: ignore[attr-defined]
+                mapping.pop(name, None)
             self.worker.active_topics.pop(name, None)
 
     def _connector_status(self, name: str) -> Status:

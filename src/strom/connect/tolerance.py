@@ -243,7 +243,7 @@ class DeadLetterQueueReporter:
             log.warning("not sending a record to the dead letter queue topic it came from")
             return
         await asyncio.to_thread(self._ensure_topic)
-        headers: list[tuple[str, bytes | None]] = list(context.raw_headers or [])
+        headers: list[tuple[str, str | bytes | None]] = list(context.raw_headers or [])
         if self.settings.dlq_context_headers:
             headers.extend(error_headers(context))
         failed: list[BaseException] = []

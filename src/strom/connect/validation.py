@@ -244,20 +244,20 @@ def validate_connector_config(plugin_name: str, config: Mapping[str, str]) -> di
         configs.append({"definition": None,
                         "value": Value("connector.class", config.get("connector.class"),
                                        [f"{type(error).__name__}: {error}"]).to_json()})
-    for value in values:
-        name = getattr(value, "name", None)
+    for outcome in values:
+        name = getattr(outcome, "name", None)
         if name in common_names:
             continue
-        raw = getattr(value, "value", None)
+        raw = getattr(outcome, "value", None)
         configs.append({
             "definition": definitions.get(name),
             "value": {"name": name,
                       "value": None if raw is None else (raw if isinstance(raw, str)
                                                          else str(raw)),
-                      "recommended_values": list(getattr(value, "recommended_values", [])
+                      "recommended_values": list(getattr(outcome, "recommended_values", [])
                                                  or []),
-                      "errors": list(getattr(value, "errors", []) or []),
-                      "visible": bool(getattr(value, "visible", True))}})
+                      "errors": list(getattr(outcome, "errors", []) or []),
+                      "visible": bool(getattr(outcome, "visible", True))}})
     groups: list[str] = []
     for entry in configs:
         group = (entry["definition"] or {}).get("group")
