@@ -58,7 +58,7 @@ def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
                                      headers={"Content-Type": "application/json",
                                               "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - test
+        with urllib.request.urlopen(request, timeout=30) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:

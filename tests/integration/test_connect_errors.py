@@ -105,3 +105,30 @@ def test_tolerance_none_fails_the_task(worker: ConnectWorker, broker: EmbeddedBr
     assert "Tolerance exceeded in error handler" in task["trace"]
     assert "DataException" in task["trace"]
     assert out.read_text().splitlines() == []  # the first batch held the poison record
+
+
+def test_transform_failures_go_to_the_dlq(worker: ConnectWorker, broker: EmbeddedBroker,
+                                          tmp_path: Path) -> None:
+    name, topic, dlq = unique_name("xform"), unique_name("in"), unique_name("dlq-topic")
+    out = tmp_path / "sink.txt"
+    delivered = produce_all(producer(broker.bootstrap_servers), topic,
+                            [{"value": b'{"f": "one"}'}, {"value": b'"not a map"'},
+                             {"value": b'{"f": "two"}'}])
+    assert not delivered.failed
+    code, body = worker.request("POST", "/connectors", {"name": name, "config": sink_config(
+        topic, out, **{"transforms": "extract",
+                       "transforms.extract.type":
+                           "org.apache.kafka.connect.transforms.ExtractField$Value",
+                       "transforms.extract.field": "f",
+                       "errors.tolerance": "all",
+                       "errors.deadletterqueue.topic.name": dlq,
+                       "errors.deadletterqueue.topic.replication.factor": "1",
+                       "errors.deadletterqueue.context.headers.enable": "true"})})
+    assert code == 201, body
+    wait_for(lambda: out.exists() and out.read_text().splitlines() == ["one", "two"],
+             what="the transformed records in the sink file")
+    [poison] = consume_partitions(broker.bootstrap_servers, dlq, expected=1)
+    headers = dict(poison.headers() or [])
+    assert poison.value() == b'"not a map"'
+    assert headers["__connect.errors.stage"] == b"TRANSFORMATION"
+    assert headers["__connect.errors.offset"] == b"1"

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from strom.connect.api import (
@@ -47,6 +47,7 @@ from strom.connect.tolerance import (
     RetryWithToleranceOperator,
     Stage,
 )
+from strom.connect.transforms import TransformationChain
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +108,9 @@ def make_converter(worker: WorkerConfig, connector_config: Mapping[str, str], ke
     from strom.connect import plugins
     class_name, configs = _converter_configs(worker, connector_config, key)
     if key == "header.converter":
-        lookup = getattr(plugins, "header_converter", plugins.converter)
-        converter = lookup(class_name)()
-        configure = converter.configure
-        try:
-            configure(configs, False)
-        except TypeError:
-            configure(configs)
-        return converter
+        header_converter = plugins.header_converter(class_name)()
+        header_converter.configure(configs)
+        return header_converter
     converter = plugins.converter(class_name)()
     converter.configure(configs, key == "key.converter")
     return converter
@@ -122,62 +118,6 @@ def make_converter(worker: WorkerConfig, connector_config: Mapping[str, str], ke
 
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
-@dataclass
-class _Step:
-    alias: str
-    transform: Any
-    predicate: Any = None
-    negate: bool = False
-
-
-@dataclass
-class TransformChain:
-    """The connector's `transforms` with their `predicates` (KIP-585), in order."""
-
-    steps: list[_Step] = field(default_factory=list)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, str]) -> TransformChain:
-        aliases = _split(config.get("transforms"))
-        if not aliases:
-            return cls()
-        from strom.connect import plugins
-        predicates: dict[str, Any] = {}
-        for alias in _split(config.get("predicates")):
-            prefix = f"predicates.{alias}."
-            props = {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
-            predicate = plugins.predicate(props["type"])()
-            predicate.configure(props)
-            predicates[alias] = predicate
-        steps = []
-        for alias in aliases:
-            prefix = f"transforms.{alias}."
-            props = {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
-            if "type" not in props:
-                raise ValueError(f"Missing required configuration \"transforms.{alias}.type\"")
-            transform = plugins.transformation(props["type"])()
-            transform.configure(props)
-            predicate = predicates.get(props["predicate"]) if props.get("predicate") else None
-            steps.append(_Step(alias, transform, predicate,
-                               props.get("negate", "false").lower() == "true"))
-        return cls(steps)
-
-    def apply(self, record: Any) -> Any:
-        for step in self.steps:
-            if record is None:
-                return None
-            if step.predicate is not None and bool(step.predicate.test(record)) == step.negate:
-                continue
-            record = step.transform.apply(record)
-        return record
-
-    def close(self) -> None:
-        for step in self.steps:
-            step.transform.close()
-            if step.predicate is not None:
-                step.predicate.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +230,7 @@ class _Submitted:
 class WorkerSourceTask(WorkerTask):
     def _setup(self) -> None:
         from confluent_kafka import Producer
-        self.chain = TransformChain.from_config(self.connector_config)
+        self.chain = TransformationChain.from_config(self.connector_config)
         self.key_conv = make_converter(self.worker.config, self.connector_config,
                                        "key.converter")
         self.value_conv = make_converter(self.worker.config, self.connector_config,
@@ -378,8 +318,8 @@ class WorkerSourceTask(WorkerTask):
             except BufferError:
                 await asyncio.to_thread(self.producer.poll, 0.1)
 
-    async def _convert(self, record: Any, chain: TransformChain, key_conv: Any, value_conv: Any,
-                       header_conv: Any
+    async def _convert(self, record: Any, chain: TransformationChain, key_conv: Any,
+                       value_conv: Any, header_conv: Any
                        ) -> tuple[str, int | None, bytes | None, bytes | None,
                                   list[tuple[str, bytes | None]], int | None] | None:
         context = ProcessingContext(self.connector, self.task_id, record_repr=repr(record))
@@ -539,7 +479,7 @@ class WorkerSinkTask(WorkerTask):
         else:
             self.dlq = None
         self.context.reporter = _ErrantReporter(self, loop)
-        self.chain = TransformChain.from_config(self.connector_config)
+        self.chain = TransformationChain.from_config(self.connector_config)
         self.key_conv = make_converter(self.worker.config, self.connector_config,
                                        "key.converter")
         self.value_conv = make_converter(self.worker.config, self.connector_config,
@@ -641,7 +581,7 @@ class WorkerSinkTask(WorkerTask):
                 for tp in parts:
                     current.pop(tp, None)
 
-    async def _record(self, message: Any, chain: TransformChain, key_conv: Any,
+    async def _record(self, message: Any, chain: TransformationChain, key_conv: Any,
                       value_conv: Any, header_conv: Any) -> Any:
         from strom.connect.data import Headers
         from strom.connect.records import SinkRecord
