@@ -131,4 +131,5 @@ def test_transform_failures_go_to_the_dlq(worker: ConnectWorker, broker: Embedde
     headers = dict(poison.headers() or [])
     assert poison.value() == b'"not a map"'
     assert headers["__connect.errors.stage"] == b"TRANSFORMATION"
+    assert b"ExtractField" in headers["__connect.errors.class.name"], headers
     assert headers["__connect.errors.offset"] == b"1"

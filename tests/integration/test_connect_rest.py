@@ -67,6 +67,14 @@ def test_root_and_plugins(worker: ConnectWorker) -> None:
         assert set(topic_key) >= {"name", "type", "required", "default_value", "importance",
                                   "documentation", "group", "width", "display_name",
                                   "dependents", "order"}
+    code, everything = worker.request("GET", "/connector-plugins?connectorsOnly=false")
+    assert code == 200
+    pairs = {(p["class"], p["type"]) for p in everything}
+    assert {("org.apache.kafka.connect.json.JsonConverter", "converter"),
+            ("org.apache.kafka.connect.storage.SimpleHeaderConverter", "header_converter"),
+            ("org.apache.kafka.connect.transforms.InsertField$Value", "transformation"),
+            ("org.apache.kafka.connect.transforms.predicates.HasHeaderKey", "predicate"),
+            ("org.apache.kafka.connect.file.FileStreamSinkConnector", "sink")} <= pairs
     code, body = worker.request("GET", "/connector-plugins/NoSuchConnector/config")
     assert code == 404 and body["error_code"] == 404
 
@@ -175,6 +183,18 @@ def test_kafka_ui_flow(worker: ConnectWorker, broker: EmbeddedBroker) -> None:
                          ("GET", "/offsets"), ("GET", "/topics")):
         code, body = worker.request(method, f"/connectors/{name}{path}")
         assert code == 404, (method, path, body)
+
+
+def test_initial_state(worker: ConnectWorker) -> None:
+    name = unique_name("init")
+    code, body = worker.request("POST", "/connectors", {
+        "name": name, "config": source_config(unique_name("t")), "initial_state": "STOPPED"})
+    assert code == 201 and body["tasks"] == []
+    assert state(worker, name) == ("STOPPED", [])
+    code, body = worker.request("POST", "/connectors", {
+        "name": unique_name("init"), "config": source_config("t"), "initial_state": "NAPPING"})
+    assert code == 400
+    assert worker.request("DELETE", f"/connectors/{name}")[0] == 204
 
 
 def test_put_config_creates_and_bad_configs(worker: ConnectWorker) -> None:

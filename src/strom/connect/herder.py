@@ -68,8 +68,11 @@ class Herder(ABC):
 
     @abstractmethod
     async def put_connector_config(self, name: str, config: Mapping[str, str],
-                                   allow_replace: bool) -> tuple[bool, ConnectorInfo]:
-        """(created, info); raises AlreadyExists when it exists and not allow_replace."""
+                                   allow_replace: bool,
+                                   initial_state: TargetState | None = None
+                                   ) -> tuple[bool, ConnectorInfo]:
+        """(created, info); raises AlreadyExists when it exists and not allow_replace.
+        `initial_state` (KIP-980) applies to a new connector only."""
 
     @abstractmethod
     async def delete_connector(self, name: str) -> None: ...
@@ -154,7 +157,9 @@ class StandaloneHerder(Herder):
         return dict(self._require(name))
 
     async def put_connector_config(self, name: str, config: Mapping[str, str],
-                                   allow_replace: bool) -> tuple[bool, ConnectorInfo]:
+                                   allow_replace: bool,
+                                   initial_state: TargetState | None = None
+                                   ) -> tuple[bool, ConnectorInfo]:
         config = {**config, "name": name}
         async with self._lock:
             exists = name in self.configs
@@ -178,7 +183,7 @@ class StandaloneHerder(Herder):
                 await self._stop_connector(name)
             self.configs[name] = config
             self.plugins[name] = find_connector(class_name)
-            self.target.setdefault(name, TargetState.STARTED)
+            self.target.setdefault(name, initial_state or TargetState.STARTED)
             await self._start_connector(name)
         return not exists, await self.connector_info(name)
 

@@ -119,11 +119,18 @@ async def create_connector(request: web.Request) -> web.Response:
                          f"connector name in the URL ({name})")
     if "/" in name:
         raise BadRequest("Connector name must not contain '/'")
-    initial = body.get("initial_state")
+    initial = body.get("initial_state")  # KIP-980
+    target = None
+    if initial is not None:
+        if not isinstance(initial, str) or initial.upper() not in ("RUNNING", "PAUSED",
+                                                                    "STOPPED"):
+            raise BadRequest(f"Invalid initial state {initial}: must be one of RUNNING, "
+                             "PAUSED, STOPPED")
+        target = TargetState.STARTED if initial.upper() == "RUNNING" \
+            else TargetState[initial.upper()]
     herder = _herder(request)
-    _, info = await herder.put_connector_config(name, config, allow_replace=False)
-    if isinstance(initial, str) and initial.upper() in ("PAUSED", "STOPPED"):
-        await herder.set_target_state(name, TargetState[initial.upper()])
+    _, info = await herder.put_connector_config(name, config, allow_replace=False,
+                                                initial_state=target)
     location = f"{request.url.origin()}/connectors/{name}"
     return web.json_response(info.to_json(), status=201, headers={"Location": location})
 
@@ -231,16 +238,13 @@ async def delete_offsets(request: web.Request) -> web.Response:
 # --- connector plugins -------------------------------------------------------------------------
 
 def _other_plugins() -> list[dict[str, Any]]:
-    """Converters, transformations and predicates from A's strom.connect.plugins, if it lists
-    them (`plugin_descriptors()` -> dicts with class/type/version)."""
-    try:
-        from strom.connect import plugins
-    except ImportError:
-        return []
-    lister = getattr(plugins, "plugin_descriptors", None)
-    if lister is None:
-        return []
-    return [dict(p) for p in lister()]
+    """Converters, header converters, transformations and predicates under Kafka's names
+    (`?connectorsOnly=false`), with Kafka's plugin type names."""
+    from strom import __version__
+    from strom.connect import plugins
+    return [{"class": name, "type": kind, "version": __version__}
+            for kind in ("converter", "header_converter", "transformation", "predicate")
+            for name in plugins.full_names(kind)]
 
 
 async def list_plugins(request: web.Request) -> web.Response:

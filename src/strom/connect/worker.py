@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import re
@@ -118,6 +119,20 @@ def make_converter(worker: WorkerConfig, connector_config: Mapping[str, str], ke
 
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+async def transform(errors: RetryWithToleranceOperator, chain: TransformationChain,
+                    record: Any, context: ProcessingContext) -> Any:
+    """The record through each transformation (None: dropped, or failed and tolerated); a
+    failure is reported with the failing transformation's class, as Kafka's."""
+    for stage in chain.stages:
+        apply = functools.partial(stage.apply, record)
+        ok, out = await errors.execute(Stage.TRANSFORMATION, type(stage.transformation),
+                                       apply, context)
+        if not ok or out is None:
+            return None
+        record = out
+    return record
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,9 +338,8 @@ class WorkerSourceTask(WorkerTask):
                        ) -> tuple[str, int | None, bytes | None, bytes | None,
                                   list[tuple[str, bytes | None]], int | None] | None:
         context = ProcessingContext(self.connector, self.task_id, record_repr=repr(record))
-        ok, out = await self.errors.execute(Stage.TRANSFORMATION, type(chain),
-                                            lambda: chain.apply(record), context)
-        if not ok or out is None:
+        out = await transform(self.errors, chain, record, context)
+        if out is None:
             return None
         headers: list[tuple[str, bytes | None]] = []
         ok, _ = await self.errors.execute(
@@ -621,9 +635,7 @@ class WorkerSinkTask(WorkerTask):
                                                                       "NoTimestampType"),
             original_topic=topic, original_kafka_partition=partition,
             original_kafka_offset=offset)
-        ok, out = await self.errors.execute(Stage.TRANSFORMATION, type(chain),
-                                            lambda: chain.apply(record), context)
-        return out if ok else None
+        return await transform(self.errors, chain, record, context)
 
     async def _put(self, task: SinkTask, batch: list[Any]) -> None:
         from strom.connect.errors import RetriableException
