@@ -133,3 +133,22 @@ def test_transform_failures_go_to_the_dlq(worker: ConnectWorker, broker: Embedde
     assert headers["__connect.errors.stage"] == b"TRANSFORMATION"
     assert b"ExtractField" in headers["__connect.errors.class.name"], headers
     assert headers["__connect.errors.offset"] == b"1"
+
+
+def test_paused_sink_consumes_nothing_until_resumed(worker: ConnectWorker,
+                                                    broker: EmbeddedBroker,
+                                                    tmp_path: Path) -> None:
+    name, topic = unique_name("pause"), unique_name("in")
+    out = tmp_path / "sink.txt"
+    p = producer(broker.bootstrap_servers)
+    assert not produce_all(p, topic, [{"value": b'"first"'}]).failed
+    assert worker.request("POST", "/connectors",
+                          {"name": name, "config": sink_config(topic, out)})[0] == 201
+    wait_for(lambda: out.exists() and out.read_text().splitlines() == ["first"], what="first")
+    assert worker.request("PUT", f"/connectors/{name}/pause")[0] == 202
+    assert not produce_all(p, topic, [{"value": b'"second"'}]).failed
+    import time
+    time.sleep(1.5)
+    assert out.read_text().splitlines() == ["first"]
+    assert worker.request("PUT", f"/connectors/{name}/resume")[0] == 202
+    wait_for(lambda: out.read_text().splitlines() == ["first", "second"], what="second")
