@@ -12,6 +12,7 @@ from strom.cli.certs import certs
 from strom.cli.cluster import cluster
 from strom.cli.completion import completion
 from strom.cli.config import config
+from strom.cli.connect import connect
 from strom.cli.console import console
 from strom.cli.consume import consume
 from strom.cli.group import group
@@ -43,6 +44,7 @@ cli.add_command(config)
 cli.add_command(completion)
 cli.add_command(console)
 cli.add_command(registry)
+cli.add_command(connect)
 
 
 def main() -> None:

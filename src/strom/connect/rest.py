@@ -1,0 +1,384 @@
+"""Kafka Connect's REST API (aiohttp) over a `Herder`.
+
+Paths, JSON shapes and status codes are Kafka Connect's (ConnectorsResource,
+ConnectorPluginsResource, LoggingResource, RootResource); errors are
+``{"error_code": N, "message": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from strom.connect.discovery import PluginNotFound, connector_plugins, find_connector
+from strom.connect.herder import Herder
+from strom.connect.states import BadRequest, HerderError, NotFound, TargetState
+from strom.connect.validation import plugin_config_definitions
+
+log = logging.getLogger(__name__)
+
+HERDER_KEY = web.AppKey("herder", Herder)
+LOGGER_TIMES_KEY = web.AppKey("logger_times", dict)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error_code": status, "message": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HerderError as error:
+        return error_response(error.status, error.message)
+    except web.HTTPException as error:
+        if error.status >= 400:
+            return error_response(error.status, error.reason or "")
+        raise
+    except Exception as error:
+        log.exception("REST request %s %s failed", request.method, request.path)
+        return error_response(500, f"{type(error).__name__}: {error}")
+
+
+def _herder(request: web.Request) -> Herder:
+    return request.app[HERDER_KEY]
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "false").lower() == "true"
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest(f"Invalid JSON: {error}") from error
+
+
+def _string_config(config: Any) -> dict[str, str]:
+    if not isinstance(config, dict):
+        raise BadRequest("Connector configuration must be a JSON object")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list))
+            else str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in config.items() if v is not None}
+
+
+def _task_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["task"])
+    except ValueError as error:
+        raise NotFound(f"Task {request.match_info['task']} not found") from error
+
+
+# --- root --------------------------------------------------------------------------------------
+
+async def root(request: web.Request) -> web.Response:
+    return web.json_response(_herder(request).server_info())
+
+
+# --- connectors --------------------------------------------------------------------------------
+
+async def list_connectors(request: web.Request) -> web.Response:
+    herder = _herder(request)
+    names = await herder.connectors()
+    expand = request.query.getall("expand", [])
+    if not expand:
+        return web.json_response(names)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        entry: dict[str, Any] = {}
+        try:
+            if "status" in expand:
+                entry["status"] = await herder.connector_status(name)
+            if "info" in expand:
+                entry["info"] = (await herder.connector_info(name)).to_json()
+        except NotFound:
+            continue
+        out[name] = entry
+    return web.json_response(out)
+
+
+async def create_connector(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object with name and config")
+    config = _string_config(body.get("config") or {})
+    name = body.get("name") or config.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("Connector name must not be empty")
+    name = name.strip()
+    if "name" in config and config["name"] != name:
+        raise BadRequest(f"Connector name configuration ({config['name']}) doesn't match "
+                         f"connector name in the URL ({name})")
+    if "/" in name:
+        raise BadRequest("Connector name must not contain '/'")
+    initial = body.get("initial_state")  # KIP-980
+    target = None
+    if initial is not None:
+        if not isinstance(initial, str) or initial.upper() not in ("RUNNING", "PAUSED",
+                                                                    "STOPPED"):
+            raise BadRequest(f"Invalid initial state {initial}: must be one of RUNNING, "
+                             "PAUSED, STOPPED")
+        target = TargetState.STARTED if initial.upper() == "RUNNING" \
+            else TargetState[initial.upper()]
+    herder = _herder(request)
+    _, info = await herder.put_connector_config(name, config, allow_replace=False,
+                                                initial_state=target)
+    location = f"{request.url.origin()}/connectors/{name}"
+    return web.json_response(info.to_json(), status=201, headers={"Location": location})
+
+
+async def get_connector(request: web.Request) -> web.Response:
+    info = await _herder(request).connector_info(request.match_info["name"])
+    return web.json_response(info.to_json())
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return web.json_response(await _herder(request).connector_config(request.match_info["name"]))
+
+
+async def put_config(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    config = _string_config(await _json_body(request))
+    if "name" in config and config["name"] != name:
+        raise BadRequest(f"Connector name configuration ({config['name']}) doesn't match "
+                         f"connector name in the URL ({name})")
+    created, info = await _herder(request).put_connector_config(name, config,
+                                                                allow_replace=True)
+    if created:
+        return web.json_response(info.to_json(), status=201,
+                                 headers={"Location": f"{request.url.origin()}/connectors/"
+                                                      f"{name}"})
+    return web.json_response(info.to_json())
+
+
+async def delete_connector(request: web.Request) -> web.Response:
+    await _herder(request).delete_connector(request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def connector_status(request: web.Request) -> web.Response:
+    return web.json_response(await _herder(request).connector_status(request.match_info["name"]))
+
+
+async def restart_connector(request: web.Request) -> web.Response:
+    status = await _herder(request).restart_connector(
+        request.match_info["name"], _flag(request, "includeTasks"), _flag(request, "onlyFailed"))
+    if status is None:
+        return web.Response(status=204)
+    return web.json_response(status, status=202)
+
+
+def _target(state: TargetState, code: int) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        await _herder(request).set_target_state(request.match_info["name"], state)
+        return web.Response(status=code)
+    return handler
+
+
+async def task_configs(request: web.Request) -> web.Response:
+    return web.json_response(await _herder(request).task_configs(request.match_info["name"]))
+
+
+async def tasks_config(request: web.Request) -> web.Response:
+    """The deprecated GET /connectors/{name}/tasks-config: {"name-0": {...}}."""
+    name = request.match_info["name"]
+    tasks = await _herder(request).task_configs(name)
+    return web.json_response({f"{name}-{t['id']['task']}": t["config"] for t in tasks})
+
+
+async def task_status(request: web.Request) -> web.Response:
+    return web.json_response(await _herder(request).task_status(request.match_info["name"],
+                                                                _task_id(request)))
+
+
+async def restart_task(request: web.Request) -> web.Response:
+    await _herder(request).restart_task(request.match_info["name"], _task_id(request))
+    return web.Response(status=204)
+
+
+async def topics(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return web.json_response({name: {"topics": await _herder(request).active_topics(name)}})
+
+
+async def reset_topics(request: web.Request) -> web.Response:
+    await _herder(request).reset_active_topics(request.match_info["name"])
+    return web.Response(status=202)
+
+
+async def get_offsets(request: web.Request) -> web.Response:
+    offsets = await _herder(request).connector_offsets(request.match_info["name"])
+    return web.json_response({"offsets": offsets})
+
+
+async def patch_offsets(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("offsets"), list):
+        raise BadRequest("Offsets must be specified in the request body as "
+                         '{"offsets": [{"partition": ..., "offset": ...}]}')
+    await _herder(request).alter_offsets(request.match_info["name"], body["offsets"])
+    return web.json_response({"message": "The offsets for this connector have been altered "
+                                         "successfully"})
+
+
+async def delete_offsets(request: web.Request) -> web.Response:
+    await _herder(request).alter_offsets(request.match_info["name"], None)
+    return web.json_response({"message": "The offsets for this connector have been reset "
+                                         "successfully"})
+
+
+# --- connector plugins -------------------------------------------------------------------------
+
+def _other_plugins() -> list[dict[str, Any]]:
+    """Converters, header converters, transformations and predicates under Kafka's names
+    (`?connectorsOnly=false`), with Kafka's plugin type names."""
+    from strom import __version__
+    from strom.connect import plugins
+    return [{"class": name, "type": kind, "version": __version__}
+            for kind in ("converter", "header_converter", "transformation", "predicate")
+            for name in plugins.full_names(kind)]
+
+
+async def list_plugins(request: web.Request) -> web.Response:
+    out: list[dict[str, Any]] = [{"class": p.class_name, "type": p.type, "version": p.version()}
+                                 for p in connector_plugins()]
+    if request.query.get("connectorsOnly", "true").lower() == "false":
+        out += _other_plugins()
+    return web.json_response(out)
+
+
+async def plugin_config(request: web.Request) -> web.Response:
+    try:
+        plugin = find_connector(request.match_info["plugin"])
+    except PluginNotFound as error:
+        raise NotFound(str(error)) from error
+    return web.json_response(plugin_config_definitions(plugin))
+
+
+async def validate_config(request: web.Request) -> web.Response:
+    plugin = request.match_info["plugin"]
+    config = _string_config(await _json_body(request))
+    declared = config.get("connector.class")
+    if declared is not None and declared != plugin:
+        try:
+            same = find_connector(declared).class_name == find_connector(plugin).class_name
+        except PluginNotFound:
+            same = False
+        if not same:
+            raise BadRequest(f"Included connector type {declared} does not match request type "
+                             f"{plugin}")
+    config.setdefault("connector.class", plugin)
+    return web.json_response(await _herder(request).validate(plugin, config))
+
+
+# --- loggers (KIP-495) -------------------------------------------------------------------------
+
+_TO_KAFKA = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARN",
+             logging.ERROR: "ERROR", logging.CRITICAL: "FATAL", 5: "TRACE"}
+_FROM_KAFKA = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO,
+               "WARN": logging.WARNING, "ERROR": logging.ERROR, "FATAL": logging.CRITICAL,
+               "OFF": logging.CRITICAL + 10}
+
+
+def _level_name(level: int) -> str:
+    if level > logging.CRITICAL:
+        return "OFF"
+    return _TO_KAFKA.get(level, logging.getLevelName(level))
+
+
+def _logger_json(request: web.Request, name: str, logger: logging.Logger) -> dict[str, Any]:
+    out: dict[str, Any] = {"level": _level_name(logger.getEffectiveLevel())}
+    modified = request.app[LOGGER_TIMES_KEY].get(name)
+    out["last_modified"] = modified
+    return out
+
+
+async def list_loggers(request: web.Request) -> web.Response:
+    root_logger = logging.getLogger()
+    out = {"root": _logger_json(request, "root", root_logger)}
+    for name, logger in sorted(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            out[name] = _logger_json(request, name, logger)
+    return web.json_response(out)
+
+
+async def get_logger(request: web.Request) -> web.Response:
+    name = request.match_info["logger"]
+    if name == "root":
+        return web.json_response(_logger_json(request, name, logging.getLogger()))
+    if name not in logging.Logger.manager.loggerDict:
+        raise NotFound(f"Logger {name} not found.")
+    return web.json_response(_logger_json(request, name, logging.getLogger(name)))
+
+
+async def put_logger(request: web.Request) -> web.Response:
+    name = request.match_info["logger"]
+    body = await _json_body(request)
+    level_name = body.get("level") if isinstance(body, dict) else None
+    if not isinstance(level_name, str):
+        raise BadRequest("Desired 'level' parameter was not specified in request.")
+    level = _FROM_KAFKA.get(level_name.upper())
+    if level is None:
+        raise NotFound(f"invalid log level '{level_name}'.")
+    scope = request.query.get("scope", "worker")
+    if scope not in ("worker", "cluster"):
+        log.warning("unknown logger scope %s: using worker", scope)
+    target = logging.getLogger() if name == "root" else logging.getLogger(name)
+    target.setLevel(level)
+    now = int(time.time() * 1000)
+    times = request.app[LOGGER_TIMES_KEY]
+    changed = [name]
+    times[name] = now
+    prefix = "" if name == "root" else name + "."
+    for other, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and other.startswith(prefix) and other != name \
+                and logger.level != logging.NOTSET:
+            logger.setLevel(level)
+            times[other] = now
+            changed.append(other)
+    if scope == "cluster":
+        return web.Response(status=204)
+    return web.json_response(sorted(changed))
+
+
+def make_app(herder: Herder) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware])
+    app[HERDER_KEY] = herder
+    app[LOGGER_TIMES_KEY] = {}
+    r = app.router
+    r.add_get("/", root)
+    r.add_get("/connectors", list_connectors)
+    r.add_post("/connectors", create_connector)
+    r.add_get("/connectors/{name}", get_connector)
+    r.add_delete("/connectors/{name}", delete_connector)
+    r.add_get("/connectors/{name}/config", get_config)
+    r.add_put("/connectors/{name}/config", put_config)
+    r.add_get("/connectors/{name}/status", connector_status)
+    r.add_post("/connectors/{name}/restart", restart_connector)
+    r.add_put("/connectors/{name}/pause", _target(TargetState.PAUSED, 202))
+    r.add_put("/connectors/{name}/resume", _target(TargetState.STARTED, 202))
+    r.add_put("/connectors/{name}/stop", _target(TargetState.STOPPED, 204))
+    r.add_get("/connectors/{name}/tasks", task_configs)
+    r.add_get("/connectors/{name}/tasks-config", tasks_config)
+    r.add_get("/connectors/{name}/tasks/{task}/status", task_status)
+    r.add_post("/connectors/{name}/tasks/{task}/restart", restart_task)
+    r.add_get("/connectors/{name}/topics", topics)
+    r.add_put("/connectors/{name}/topics/reset", reset_topics)
+    r.add_get("/connectors/{name}/offsets", get_offsets)
+    r.add_patch("/connectors/{name}/offsets", patch_offsets)
+    r.add_delete("/connectors/{name}/offsets", delete_offsets)
+    r.add_get("/connector-plugins", list_plugins)
+    r.add_get("/connector-plugins/{plugin}/config", plugin_config)
+    r.add_put("/connector-plugins/{plugin}/config/validate", validate_config)
+    r.add_get("/admin/loggers", list_loggers)
+    r.add_get("/admin/loggers/{logger}", get_logger)
+    r.add_put("/admin/loggers/{logger}", put_logger)
+    return app

@@ -1,0 +1,800 @@
+"""The worker: runs connectors and their tasks as asyncio tasks of one event loop.
+
+Source task loop: poll (in a thread unless `async def poll`) -> transforms -> converters ->
+produce; a record's source offset is committed to the offset store once it and every record
+polled before it are acknowledged (every `offset.flush.interval.ms` and at stop), then
+`SourceTask.commit()`; `commit_record` follows each acknowledgement.
+Sink task loop: consume (group `connect-<connector>`) -> converters -> transforms -> put; the
+offsets `pre_commit` returns are committed to the group every `offset.flush.interval.ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from strom.connect.api import (
+    Connector,
+    ConnectorContext,
+    ErrantRecordReporter,
+    OffsetStorageReader,
+    RecordMetadata,
+    SinkConnector,
+    SinkTask,
+    SinkTaskContext,
+    SourceTask,
+    SourceTaskContext,
+    Task,
+    TopicPartition,
+    maybe_await,
+)
+from strom.connect.offsets import ConnectorOffsetReader, OffsetBackingStore, offset_key
+from strom.connect.states import State, Status, trace_of
+from strom.connect.tolerance import (
+    DeadLetterQueueReporter,
+    ErrorSettings,
+    ProcessingContext,
+    RetryWithToleranceOperator,
+    Stage,
+)
+from strom.connect.transforms import TransformationChain
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+DEFAULT_VALUE_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+DEFAULT_HEADER_CONVERTER = "org.apache.kafka.connect.storage.SimpleHeaderConverter"
+SINK_POLL_S = 0.5
+SINK_BATCH = 500
+
+
+@dataclass
+class WorkerConfig:
+    """The worker's properties (Kafka's names), as read from WORKER.properties."""
+
+    props: dict[str, str]
+    worker_id: str = "localhost:8083"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.props.get("bootstrap.servers", "localhost:9092")
+
+    @property
+    def offset_flush_interval_s(self) -> float:
+        return int(self.props.get("offset.flush.interval.ms", "60000")) / 1000
+
+    def prefixed(self, prefix: str) -> dict[str, str]:
+        return {k[len(prefix):]: v for k, v in self.props.items() if k.startswith(prefix)}
+
+    def client_config(self, role: str) -> dict[str, Any]:
+        """librdkafka settings for a producer/consumer/admin: bootstrap.servers and the worker's
+        security settings, then its `producer.` / `consumer.` / `admin.` overrides."""
+        base: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        for key, value in self.props.items():
+            if key.startswith(("security.", "sasl.", "ssl.")) and "." in key:
+                base[key] = value
+        base.update(self.prefixed(role + "."))
+        return base
+
+
+# ---------------------------------------------------------------------------------------------
+# Converters and transforms (A's plugin lookup)
+
+
+def _converter_configs(worker: WorkerConfig, connector_config: Mapping[str, str],
+                       key: str) -> tuple[str, dict[str, str]]:
+    """The converter class and settings for `key` ("key.converter" ...): the connector's when
+    it names one, the worker's otherwise."""
+    defaults = {"key.converter": DEFAULT_KEY_CONVERTER,
+                "value.converter": DEFAULT_VALUE_CONVERTER,
+                "header.converter": DEFAULT_HEADER_CONVERTER}
+    source: Mapping[str, str] = connector_config if key in connector_config else worker.props
+    class_name = source.get(key, defaults[key])
+    configs = {k[len(key) + 1:]: v for k, v in source.items() if k.startswith(key + ".")}
+    return class_name, configs
+
+
+def make_converter(worker: WorkerConfig, connector_config: Mapping[str, str], key: str) -> Any:
+    from strom.connect import plugins
+    class_name, configs = _converter_configs(worker, connector_config, key)
+    if key == "header.converter":
+        header_converter = plugins.header_converter(class_name)()
+        header_converter.configure(configs)
+        return header_converter
+    converter = plugins.converter(class_name)()
+    converter.configure(configs, key == "key.converter")
+    return converter
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+async def transform(errors: RetryWithToleranceOperator, chain: TransformationChain,
+                    record: Any, context: ProcessingContext) -> Any:
+    """The record through each transformation (None: dropped, or failed and tolerated); a
+    failure is reported with the failing transformation's class, as Kafka's."""
+    for stage in chain.stages:
+        apply = functools.partial(stage.apply, record)
+        ok, out = await errors.execute(Stage.TRANSFORMATION, type(stage.transformation),
+                                       apply, context)
+        if not ok or out is None:
+            return None
+        record = out
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+
+
+class WorkerTask:
+    """One task: its status, and the asyncio task running its loop."""
+
+    def __init__(self, worker: Worker, connector: str, task_id: int, task_cls: type[Task],
+                 task_config: Mapping[str, str], connector_config: Mapping[str, str],
+                 paused: bool = False) -> None:
+        self.worker = worker
+        self.connector = connector
+        self.task_id = task_id
+        self.task_cls = task_cls
+        self.task_config = dict(task_config)
+        self.connector_config = dict(connector_config)
+        self.status = Status(State.UNASSIGNED, worker.config.worker_id)
+        self.paused = paused
+        self._resumed = asyncio.Event()
+        if not paused:
+            self._resumed.set()
+        self.stopping = False
+        self.runner: asyncio.Task[None] | None = None
+        self.errors = RetryWithToleranceOperator(
+            ErrorSettings.from_config(connector_config), connector, task_id)
+
+    @property
+    def id(self) -> tuple[str, int]:
+        return (self.connector, self.task_id)
+
+    def start(self) -> None:
+        self.runner = asyncio.get_running_loop().create_task(
+            self._run(), name=f"connect-task-{self.connector}-{self.task_id}")
+
+    async def _run(self) -> None:
+        try:
+            await self.execute()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.error("task %s-%d failed", self.connector, self.task_id, exc_info=error)
+            self.status = Status(State.FAILED, self.worker.config.worker_id, trace_of(error))
+
+    async def execute(self) -> None:
+        raise NotImplementedError
+
+    def set_running(self) -> None:
+        self.status = Status(State.PAUSED if self.paused else State.RUNNING,
+                             self.worker.config.worker_id)
+
+    def pause(self) -> None:
+        self.paused = True
+        self._resumed.clear()
+        if self.status.state == State.RUNNING:
+            self.status = Status(State.PAUSED, self.worker.config.worker_id)
+
+    def resume(self) -> None:
+        self.paused = False
+        self._resumed.set()
+        if self.status.state == State.PAUSED:
+            self.status = Status(State.RUNNING, self.worker.config.worker_id)
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        self.stopping = True
+        self._resumed.set()
+        if self.runner is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.runner), timeout_s)
+        except TimeoutError:
+            log.warning("task %s-%d did not stop in %.0f s: cancelling it", self.connector,
+                        self.task_id, timeout_s)
+            self.runner.cancel()
+            with contextlib.suppress(BaseException):
+                await self.runner
+        except Exception:
+            pass
+
+
+async def _call(method: Callable[..., Any], *args: Any) -> Any:
+    """Await an `async def` task method; run a plain one in a thread (it may block)."""
+    if inspect.iscoroutinefunction(method):
+        return await method(*args)
+    return await maybe_await(await asyncio.to_thread(method, *args))
+
+
+class _SourceContext(SourceTaskContext):
+    def __init__(self, reader: OffsetStorageReader, config: Mapping[str, str]) -> None:
+        self._reader = reader
+        self._config = config
+
+    def offset_storage_reader(self) -> OffsetStorageReader:
+        return self._reader
+
+    def configs(self) -> Mapping[str, str]:
+        return self._config
+
+
+@dataclass
+class _Submitted:
+    record: Any
+    key: str | None
+    offset: Mapping[str, Any] | None
+    done: bool = False
+    metadata: RecordMetadata | None = None
+
+
+class WorkerSourceTask(WorkerTask):
+    def _setup(self) -> None:
+        from confluent_kafka import Producer
+        self.chain = TransformationChain.from_config(self.connector_config)
+        self.key_conv = make_converter(self.worker.config, self.connector_config,
+                                       "key.converter")
+        self.value_conv = make_converter(self.worker.config, self.connector_config,
+                                         "value.converter")
+        self.header_conv = make_converter(self.worker.config, self.connector_config,
+                                          "header.converter")
+        self.producer = Producer({"acks": "all", "linger.ms": 5, "enable.idempotence": True,
+                                  **self.worker.config.client_config("producer"),
+                                  **{k[len("producer.override."):]: v
+                                     for k, v in self.connector_config.items()
+                                     if k.startswith("producer.override.")}})
+        self.submitted: deque[_Submitted] = deque()
+        self.acked: list[_Submitted] = []
+        self.failures: list[str] = []
+
+    async def execute(self) -> None:
+        task = self.task_cls()
+        assert isinstance(task, SourceTask)
+        reader = ConnectorOffsetReader(self.worker.offsets, self.connector)
+        task.initialize(_SourceContext(reader, self.task_config))
+        self._setup()
+        await _call(task.start, self.task_config)
+        self.set_running()
+        last_commit = time.monotonic()
+        try:
+            while not self.stopping:
+                if self.paused:
+                    await self._resumed.wait()
+                    continue
+                records = await _call(task.poll)
+                for record in records or []:
+                    await self._send(record)
+                self.producer.poll(0)
+                if self.failures:
+                    raise RuntimeError(f"producer failed to send a record: {self.failures[0]}")
+                await self._ack(task)
+                if time.monotonic() - last_commit >= self.worker.config.offset_flush_interval_s:
+                    await self._commit(task, flush=False)
+                    last_commit = time.monotonic()
+                if not records:
+                    await asyncio.sleep(0)
+        finally:
+            try:
+                if self.status.state != State.FAILED:
+                    await self._commit(task, flush=True)
+            finally:
+                self.chain.close()
+                await _call(task.stop)
+
+    async def _send(self, record: Any) -> None:
+        entry = _Submitted(
+            record, offset_key(self.connector, record.source_partition)
+            if record.source_partition else None,
+            record.source_offset if record.source_partition else None)
+        self.submitted.append(entry)
+        produced = await self._convert(record, self.chain, self.key_conv, self.value_conv,
+                                       self.header_conv)
+        if produced is None:
+            entry.done = True
+            self.acked.append(entry)
+            return
+        topic, partition, key, value, headers, timestamp = produced
+        self.worker.record_topic(self.connector, topic)
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                self.failures.append(str(err))
+                return
+            entry.metadata = RecordMetadata(msg.topic(), msg.partition(), msg.offset(),
+                                            msg.timestamp()[1])
+            entry.done = True
+            self.acked.append(entry)
+
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        if timestamp is not None:
+            kwargs["timestamp"] = timestamp
+        while True:
+            try:
+                self.producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                await asyncio.to_thread(self.producer.poll, 0.1)
+
+    async def _convert(self, record: Any, chain: TransformationChain, key_conv: Any,
+                       value_conv: Any, header_conv: Any
+                       ) -> tuple[str, int | None, bytes | None, bytes | None,
+                                  list[tuple[str, bytes | None]], int | None] | None:
+        context = ProcessingContext(self.connector, self.task_id, record_repr=repr(record))
+        out = await transform(self.errors, chain, record, context)
+        if out is None:
+            return None
+        headers: list[tuple[str, bytes | None]] = []
+        ok, _ = await self.errors.execute(
+            Stage.HEADER_CONVERTER, type(header_conv),
+            lambda: headers.extend(
+                (h.key, header_conv.from_connect_header(out.topic, h.key, h.schema, h.value))
+                for h in (out.headers or ())), context)
+        if not ok:
+            return None
+        ok, key = await self.errors.execute(
+            Stage.KEY_CONVERTER, type(key_conv),
+            lambda: key_conv.from_connect_data(out.topic, out.key_schema, out.key, out.headers),
+            context)
+        if not ok:
+            return None
+        ok, value = await self.errors.execute(
+            Stage.VALUE_CONVERTER, type(value_conv),
+            lambda: value_conv.from_connect_data(out.topic, out.value_schema, out.value,
+                                                 out.headers), context)
+        if not ok:
+            return None
+        return out.topic, out.kafka_partition, key, value, headers, out.timestamp
+
+    async def _ack(self, task: SourceTask) -> None:
+        while self.acked:
+            entry = self.acked.pop(0)
+            await _call(task.commit_record, entry.record, entry.metadata)
+
+    async def _commit(self, task: SourceTask, flush: bool) -> None:
+        if flush:
+            await asyncio.to_thread(self.producer.flush, 30)
+        else:
+            self.producer.poll(0)
+        await self._ack(task)
+        offsets: dict[str, Mapping[str, Any] | None] = {}
+        while self.submitted and self.submitted[0].done:
+            entry = self.submitted.popleft()
+            if entry.key is not None:
+                offsets[entry.key] = entry.offset
+        if offsets:
+            await asyncio.to_thread(self.worker.offsets.set, offsets)
+        await _call(task.commit)
+
+
+class _ErrantReporter:
+    def __init__(self, owner: WorkerSinkTask, loop: asyncio.AbstractEventLoop) -> None:
+        self.owner = owner
+        self.loop = loop
+
+    def report(self, record: Any, error: BaseException) -> Future[None]:
+        raw = self.owner.raw.get((record.original_topic, record.original_kafka_partition,
+                                  record.original_kafka_offset))
+        context = ProcessingContext(
+            self.owner.connector, self.owner.task_id, Stage.TASK_PUT,
+            f"{self.owner.task_cls.__module__}.{self.owner.task_cls.__qualname__}", error,
+            record.original_topic, record.original_kafka_partition,
+            record.original_kafka_offset,
+            raw[0] if raw else None, raw[1] if raw else None, raw[2] if raw else None)
+        coro = self.owner.errors.report(context)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            done: Future[None] = Future()
+            task = self.loop.create_task(coro)
+            task.add_done_callback(lambda t: done.set_result(None))
+            return done
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+
+class _SinkContext(SinkTaskContext):
+    def __init__(self, owner: WorkerSinkTask) -> None:
+        self.owner = owner
+        self.resets: dict[TopicPartition, int] = {}
+        self.timeout_ms = 0
+        self.commit_requested = False
+        self.paused: set[TopicPartition] = set()
+        self.reporter: _ErrantReporter | None = None
+
+    def offset(self, offsets: Mapping[TopicPartition, int] | TopicPartition,
+               offset: int | None = None) -> None:
+        if isinstance(offsets, TopicPartition):
+            assert offset is not None
+            self.resets[offsets] = offset
+        else:
+            self.resets.update(offsets)
+
+    def timeout(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.owner.assigned)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+        self.owner.apply_pauses()
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused.difference_update(partitions)
+        self.owner.apply_pauses()
+
+    def request_commit(self) -> None:
+        self.commit_requested = True
+
+    def errant_record_reporter(self) -> ErrantRecordReporter | None:
+        return self.reporter
+
+    def configs(self) -> Mapping[str, str]:
+        return self.owner.task_config
+
+
+class WorkerSinkTask(WorkerTask):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.assigned: set[TopicPartition] = set()
+        self.raw: dict[tuple[str, int, int], tuple[bytes | None, bytes | None,
+                                                   list[tuple[str, bytes | None]]]] = {}
+        self.consumer: Any = None
+        self.context = _SinkContext(self)
+        self._events: list[tuple[str, list[TopicPartition]]] = []
+        self._lock = threading.Lock()
+
+    def apply_pauses(self) -> None:
+        from confluent_kafka import TopicPartition as KafkaTP
+        if self.consumer is None:
+            return
+        paused = self.assigned if self.paused else (self.context.paused & self.assigned)
+        running = self.assigned - paused
+        if paused:
+            self.consumer.pause([KafkaTP(tp.topic, tp.partition) for tp in paused])
+        if running:
+            self.consumer.resume([KafkaTP(tp.topic, tp.partition) for tp in running])
+
+    def pause(self) -> None:
+        super().pause()
+        self.apply_pauses()
+
+    def resume(self) -> None:
+        super().resume()
+        self.apply_pauses()
+
+    def _setup(self, loop: asyncio.AbstractEventLoop) -> None:
+        from confluent_kafka import Consumer
+        settings = self.errors.settings
+        if settings.dlq_topic:
+            self.dlq: DeadLetterQueueReporter | None = DeadLetterQueueReporter(
+                settings, self.worker.config.client_config("producer"),
+                self.worker.config.client_config("admin"))
+            self.errors.reporters.append(self.dlq)
+        else:
+            self.dlq = None
+        self.context.reporter = _ErrantReporter(self, loop)
+        self.chain = TransformationChain.from_config(self.connector_config)
+        self.key_conv = make_converter(self.worker.config, self.connector_config,
+                                       "key.converter")
+        self.value_conv = make_converter(self.worker.config, self.connector_config,
+                                         "value.converter")
+        self.header_conv = make_converter(self.worker.config, self.connector_config,
+                                          "header.converter")
+        group = self.connector_config.get("consumer.override.group.id",
+                                          f"connect-{self.connector}")
+        self.consumer = Consumer({
+            "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            # Kafka's consumer default before 3.0 (now 45 s): a worker killed without leaving
+            # its group holds its partitions this long.
+            "session.timeout.ms": 10000, "heartbeat.interval.ms": 3000,
+            **self.worker.config.client_config("consumer"),
+            **{k[len("consumer.override."):]: v for k, v in self.connector_config.items()
+               if k.startswith("consumer.override.")}})
+        topics = _split(self.task_config.get("topics"))
+        regex = self.task_config.get("topics.regex", "").strip()
+
+        def on_assign(_c: Any, parts: list[Any]) -> None:
+            with self._lock:
+                self._events.append(("assign", [TopicPartition(p.topic, p.partition)
+                                                 for p in parts]))
+
+        def on_revoke(_c: Any, parts: list[Any]) -> None:
+            with self._lock:
+                self._events.append(("revoke", [TopicPartition(p.topic, p.partition)
+                                                 for p in parts]))
+
+        self.consumer.subscribe(topics if topics else ["^" + regex], on_assign=on_assign,
+                                on_revoke=on_revoke)
+
+    async def execute(self) -> None:
+        task = self.task_cls()
+        assert isinstance(task, SinkTask)
+        task.initialize(self.context)
+        self._setup(asyncio.get_running_loop())
+        await _call(task.start, self.task_config)
+        self.set_running()
+        current: dict[TopicPartition, int] = {}
+        last_commit = time.monotonic()
+        try:
+            while not self.stopping:
+                await self._iteration(task, current)
+                due = time.monotonic() - last_commit >= self.worker.config.offset_flush_interval_s
+                if current and (due or self.context.commit_requested):
+                    await self._commit(task, current)
+                    self.context.commit_requested = False
+                    last_commit = time.monotonic()
+        finally:
+            await self._close(task, current)
+
+    async def _iteration(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        messages = await asyncio.to_thread(self.consumer.consume, SINK_BATCH, SINK_POLL_S)
+        await self._rebalance(task, current)
+        batch = []
+        for message in messages:
+            if message.error():
+                log.warning("consumer error in %s-%d: %s", self.connector, self.task_id,
+                            message.error())
+                continue
+            tp = TopicPartition(message.topic(), message.partition())
+            current[tp] = message.offset() + 1
+            record = await self._record(message, self.chain, self.key_conv, self.value_conv,
+                                        self.header_conv)
+            if record is not None:
+                batch.append(record)
+        if batch:
+            await self._put(task, batch)
+        self.raw.clear()
+        await self._apply_resets(current)
+
+    async def _close(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        try:
+            if self.status.state != State.FAILED and current:
+                await self._commit(task, current)
+            if self.assigned:
+                await _call(task.close, sorted(self.assigned))
+        finally:
+            self.chain.close()
+            await _call(task.stop)
+            await asyncio.to_thread(self.consumer.close)
+            if self.dlq is not None:
+                await asyncio.to_thread(self.dlq.close)
+
+    async def _rebalance(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+        for kind, parts in events:
+            if kind == "assign":
+                self.assigned.update(parts)
+                for tp in parts:
+                    self.worker.record_topic(self.connector, tp.topic)
+                await _call(task.open, parts)
+                self.apply_pauses()
+            else:
+                await _call(task.close, parts)
+                self.assigned.difference_update(parts)
+                for tp in parts:
+                    current.pop(tp, None)
+
+    async def _record(self, message: Any, chain: TransformationChain, key_conv: Any,
+                      value_conv: Any, header_conv: Any) -> Any:
+        from strom.connect.data import Headers
+        from strom.connect.records import SinkRecord
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        raw_headers = list(message.headers() or [])
+        self.raw[(topic, partition, offset)] = (message.key(), message.value(), raw_headers)
+        context = ProcessingContext(self.connector, self.task_id, topic=topic,
+                                    partition=partition, offset=offset, raw_key=message.key(),
+                                    raw_value=message.value(), raw_headers=raw_headers)
+        headers = Headers()
+
+        def convert_headers() -> None:
+            for hkey, hvalue in raw_headers:
+                sv = header_conv.to_connect_header(topic, hkey, hvalue)
+                headers.add(hkey, sv.value, sv.schema)
+
+        ok, _ = await self.errors.execute(Stage.HEADER_CONVERTER, type(header_conv),
+                                          convert_headers, context)
+        if not ok:
+            return None
+        ok, key = await self.errors.execute(
+            Stage.KEY_CONVERTER, type(key_conv),
+            lambda: key_conv.to_connect_data(topic, message.key(), headers), context)
+        if not ok:
+            return None
+        ok, value = await self.errors.execute(
+            Stage.VALUE_CONVERTER, type(value_conv),
+            lambda: value_conv.to_connect_data(topic, message.value(), headers), context)
+        if not ok or key is None or value is None:
+            return None
+        ts_type, ts = message.timestamp()
+        record = SinkRecord(
+            topic=topic, kafka_partition=partition, key_schema=key.schema, key=key.value,
+            value_schema=value.schema, value=value.value,
+            timestamp=ts if ts_type != 0 else None, headers=headers, kafka_offset=offset,
+            timestamp_type={1: "CreateTime", 2: "LogAppendTime"}.get(ts_type,
+                                                                      "NoTimestampType"),
+            original_topic=topic, original_kafka_partition=partition,
+            original_kafka_offset=offset)
+        return await transform(self.errors, chain, record, context)
+
+    async def _put(self, task: SinkTask, batch: list[Any]) -> None:
+        from strom.connect.errors import RetriableException
+        while True:
+            try:
+                await _call(task.put, batch)
+                return
+            except RetriableException as error:
+                log.warning("task %s-%d put failed, will retry: %s", self.connector,
+                            self.task_id, error)
+                await asyncio.sleep(max(self.context.timeout_ms, 100) / 1000)
+                if self.stopping:
+                    raise
+
+    async def _apply_resets(self, current: dict[TopicPartition, int]) -> None:
+        from confluent_kafka import TopicPartition as KafkaTP
+        resets, self.context.resets = self.context.resets, {}
+        for tp, offset in resets.items():
+            try:
+                self.consumer.seek(KafkaTP(tp.topic, tp.partition, offset))
+                current[tp] = offset
+            except Exception as error:
+                log.warning("cannot reset %s to %d: %s", tp, offset, error)
+
+    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        from confluent_kafka import TopicPartition as KafkaTP
+        offsets = await _call(task.pre_commit, dict(current))
+        commit = [KafkaTP(tp.topic, tp.partition, off) for tp, off in (offsets or {}).items()
+                  if tp in self.assigned]
+        if commit:
+            try:
+                await asyncio.to_thread(self.consumer.commit, offsets=commit,
+                                        asynchronous=False)
+            except Exception as error:
+                log.warning("offset commit failed for %s-%d: %s", self.connector,
+                            self.task_id, error)
+
+
+# ---------------------------------------------------------------------------------------------
+# Connectors
+
+
+class _ConnectorContext(ConnectorContext):
+    def __init__(self, owner: WorkerConnector) -> None:
+        self.owner = owner
+
+    def request_task_reconfiguration(self) -> None:
+        self.owner.worker.on_reconfiguration_request(self.owner.name)
+
+    def raise_error(self, error: BaseException) -> None:
+        self.owner.status = Status(State.FAILED, self.owner.worker.config.worker_id,
+                                   trace_of(error))
+
+
+class WorkerConnector:
+    def __init__(self, worker: Worker, name: str, cls: type[Connector],
+                 config: Mapping[str, str]) -> None:
+        self.worker = worker
+        self.name = name
+        self.cls = cls
+        self.config = dict(config)
+        self.instance: Connector | None = None
+        self.status = Status(State.UNASSIGNED, worker.config.worker_id)
+
+    @property
+    def is_sink(self) -> bool:
+        return issubclass(self.cls, SinkConnector)
+
+    async def start(self, paused: bool = False) -> bool:
+        try:
+            self.instance = self.cls()
+            self.instance.initialize(_ConnectorContext(self))
+            await maybe_await(self.instance.start(self.config))
+        except Exception as error:
+            log.error("connector %s failed to start", self.name, exc_info=error)
+            self.status = Status(State.FAILED, self.worker.config.worker_id, trace_of(error))
+            return False
+        self.status = Status(State.PAUSED if paused else State.RUNNING,
+                             self.worker.config.worker_id)
+        return True
+
+    def task_configs(self) -> list[dict[str, str]]:
+        """Kafka's Worker.connectorTaskConfigs: the connector's, plus task.class and, for sinks,
+        the topics."""
+        assert self.instance is not None
+        max_tasks = int(self.config.get("tasks.max", "1"))
+        configs = self.instance.task_configs(max_tasks)
+        if len(configs) > max_tasks:
+            raise ValueError(f"connector {self.name} produced {len(configs)} task configs, "
+                             f"more than tasks.max={max_tasks}")
+        task_cls = self.instance.task_class()
+        out = []
+        for config in configs:
+            config = dict(config)
+            config["task.class"] = f"{task_cls.__module__}.{task_cls.__qualname__}"
+            if self.is_sink:
+                for key in ("topics", "topics.regex"):
+                    if key in self.config:
+                        config[key] = self.config[key]
+            out.append(config)
+        return out
+
+    async def stop(self) -> None:
+        if self.instance is not None:
+            try:
+                await maybe_await(self.instance.stop())
+            except Exception:
+                log.exception("connector %s failed to stop", self.name)
+        self.instance = None
+
+
+class Worker:
+    """Runs the connectors and tasks the herder assigns it."""
+
+    def __init__(self, config: WorkerConfig, offsets: OffsetBackingStore,
+                 reconfigure: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.offsets = offsets
+        self.connectors: dict[str, WorkerConnector] = {}
+        self.tasks: dict[tuple[str, int], WorkerTask] = {}
+        self.active_topics: dict[str, set[str]] = {}
+        self._reconfigure = reconfigure
+
+    def record_topic(self, connector: str, topic: str) -> None:
+        self.active_topics.setdefault(connector, set()).add(topic)
+
+    def on_reconfiguration_request(self, connector: str) -> None:
+        if self._reconfigure is not None:
+            self._reconfigure(connector)
+
+    def start_task(self, connector: WorkerConnector, task_id: int, task_config: Mapping[str, str],
+                   paused: bool) -> WorkerTask:
+        assert connector.instance is not None
+        task_cls = connector.instance.task_class()
+        kind = WorkerSinkTask if connector.is_sink else WorkerSourceTask
+        task = kind(self, connector.name, task_id, task_cls, task_config, connector.config,
+                    paused)
+        self.tasks[task.id] = task
+        task.start()
+        return task
+
+    async def stop_task(self, task_id: tuple[str, int]) -> None:
+        task = self.tasks.pop(task_id, None)
+        if task is not None:
+            await task.stop()
+
+    async def stop_tasks(self, connector: str) -> None:
+        ids = [tid for tid in self.tasks if tid[0] == connector]
+        await asyncio.gather(*(self.stop_task(tid) for tid in ids))
+
+    def tasks_of(self, connector: str) -> list[WorkerTask]:
+        return sorted((t for t in self.tasks.values() if t.connector == connector),
+                      key=lambda t: t.task_id)
+
+
+def matches_topics(config: Mapping[str, str], topic: str) -> bool:
+    topics = _split(config.get("topics"))
+    if topics:
+        return topic in topics
+    regex = config.get("topics.regex", "")
+    return bool(regex) and re.fullmatch(regex, topic) is not None
+
