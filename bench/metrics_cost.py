@@ -40,6 +40,7 @@ from pathlib import Path
 
 from broker_bench import create_topics, produce_run
 from processes import Broker, free_port, start_broker, stop_broker
+from raw_produce import raw_produce_run
 
 TOPIC = "metrics-cost"
 PARTITIONS = 6
@@ -84,19 +85,27 @@ def cpu_seconds(broker: Broker) -> float:
 def one_round(broker: Broker, args: argparse.Namespace, scrape_url: str | None
               ) -> tuple[float, float]:
     """(msgs/s, broker CPU µs per message) of one round."""
-    payload = bytes(range(256)) * (args.size // 256 + 1)
     cpu_before = cpu_seconds(broker)
     with Scraper(scrape_url or "", args.scrape_s if scrape_url else 0) as scraper:
-        result = produce_run(broker.bootstrap, TOPIC, args.size, args.count, args.acks,
-                             args.seconds, extra={"linger.ms": args.linger_ms},
-                             payload=payload[:args.size])
-    if result.errors:  # undelivered at the end (purged) only lower the round's rate
-        raise RuntimeError(f"{broker.name}: {result.errors} errors ({result.first_error})")
-    cpu_us = (cpu_seconds(broker) - cpu_before) * 1e6 / max(result.delivered, 1)
+        if args.client == "raw":
+            host, port = broker.bootstrap.rsplit(":", 1)
+            raw = raw_produce_run(host, int(port), TOPIC, PARTITIONS, args.seconds,
+                                  records=args.batch_records, size=args.size)
+            delivered, rate, seconds = raw.records, raw.records_per_s, raw.seconds
+        else:
+            payload = bytes(range(256)) * (args.size // 256 + 1)
+            result = produce_run(broker.bootstrap, TOPIC, args.size, args.count, args.acks,
+                                 args.seconds, extra={"linger.ms": args.linger_ms},
+                                 payload=payload[:args.size])
+            if result.errors:  # undelivered at the end (purged) only lower the round's rate
+                raise RuntimeError(f"{broker.name}: {result.errors} errors "
+                                   f"({result.first_error})")
+            delivered, rate, seconds = result.delivered, result.msgs_per_s, result.seconds
+    cpu_us = (cpu_seconds(broker) - cpu_before) * 1e6 / max(delivered, 1)
     note = f", {scraper.scrapes} scrapes" if scrape_url else ""
-    print(f"  {broker.name:12} {result.msgs_per_s:12,.0f} msgs/s {cpu_us:7.2f} CPU µs/msg "
-          f"({result.delivered:,} in {result.seconds:.1f} s{note})", flush=True)
-    return result.msgs_per_s, cpu_us
+    print(f"  {broker.name:12} {rate:12,.0f} msgs/s {cpu_us:7.2f} CPU µs/msg "
+          f"({delivered:,} in {seconds:.1f} s{note})", flush=True)
+    return rate, cpu_us
 
 
 def pin(cores: set[int]) -> None:
@@ -145,6 +154,12 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=int, default=5,
                         help="the producer's linger.ms (0: small requests, where a "
                              "per-request cost shows most)")
+    parser.add_argument("--client", choices=("raw", "librdkafka"), default="raw",
+                        help="raw: pre-built Produce requests pipelined on one connection, "
+                             "so the broker is the bottleneck (default); librdkafka: "
+                             "confluent-kafka's producer from a Python loop")
+    parser.add_argument("--batch-records", type=int, default=100,
+                        help="raw client: records per partition batch of each request")
     parser.add_argument("--scrape-s", type=float, default=5.0,
                         help="scrape /metrics this often while loaded (0: never)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
@@ -152,8 +167,11 @@ def main() -> None:
                         help="brokers on core 0, the producer on core 1 (default with 2+ cores)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="metrics-cost-"))
+    client = (f"raw client, {args.batch_records} records a batch, acks=1"
+              if args.client == "raw" else
+              f"librdkafka, acks={args.acks}, linger.ms={args.linger_ms}")
     print(f"{args.rounds} rounds of at most {args.seconds:.0f} s per side, {args.size} B "
-          f"records, acks={args.acks}, linger.ms={args.linger_ms}, {PARTITIONS} partitions, "
+          f"records, {client}, {PARTITIONS} partitions, "
           f"{'pinned: brokers core 0, producer core 1' if args.pin else 'not pinned'}",
           flush=True)
     rates: dict[str, list[float]] = {"off": [], "on": []}
