@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -117,8 +118,10 @@ def one_pair(args: argparse.Namespace, root: Path, on_first: bool
             time.sleep(0.5)
             results["on" if broker is on else "off"] = one_round(broker, args)
     finally:
-        stop_broker(off)
-        stop_broker(on)
+        for broker in (off, on):
+            stop_broker(broker)
+            # A round writes gigabytes (1 M+ records/s): its files go with it.
+            shutil.rmtree(broker.data_dir, ignore_errors=True)
         if args.pin:
             pin(set(range(os.cpu_count() or 1)))
     return results
