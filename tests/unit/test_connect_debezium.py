@@ -143,7 +143,8 @@ def test_add_fields_from_the_envelope_and_the_source() -> None:
     assert value.get("__ts_ms") == 1_700_000_000_123
     names = [f.name for f in out.value_schema.fields]
     assert names == ["id", "name", "__op", "__table", "__source_ts_ms", "__lsn", "__ts_ms"]
-    assert all(out.value_schema.field(n).schema.optional for n in names[2:])  # type: ignore[union-attr]
+    added = [out.value_schema.field(n) for n in names[2:]]
+    assert all(f is not None and f.schema.optional for f in added)
 
 
 def test_add_headers() -> None:

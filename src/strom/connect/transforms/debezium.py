@@ -175,6 +175,7 @@ class ExtractNewRecordState(Transform):
                 return record.new_record(record.topic, record.kafka_partition,
                                          record.key_schema, record.key, state_schema, None,
                                          record.timestamp, headers)
+            assert envelope_schema is not None
             new_schema = self._updated_schema(envelope_schema, state_schema, rewrite)
             out = Struct(new_schema)
             for f in state.schema.fields:
