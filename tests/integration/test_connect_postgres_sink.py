@@ -424,7 +424,7 @@ def test_schemaless_values_into_an_existing_table(postgres_url: str) -> None:
 
 
 def test_auto_create_refuses_schemaless_values(postgres_url: str) -> None:
-    with pytest.raises(ConnectException, match="auto.create needs schemas"):
+    with pytest.raises(ConnectException, match=r"auto\.create needs schemas"):
         run(postgres_url, {"auto.create": "true"},
             [rec(None, topic="nope", key=None, key_schema=None, value_schema=None,
                  value={"id": 1})])

@@ -178,9 +178,9 @@ def test_truncate_is_dropped_and_other_records_pass() -> None:
 
 
 def test_bad_modes_are_config_errors() -> None:
-    with pytest.raises(ConfigException, match="delete.handling.mode"):
+    with pytest.raises(ConfigException, match=r"delete\.handling\.mode"):
         smt(**{"delete.handling.mode": "sometimes"})
-    with pytest.raises(ConfigException, match="delete.tombstone.handling.mode"):
+    with pytest.raises(ConfigException, match=r"delete\.tombstone\.handling\.mode"):
         smt(**{"delete.tombstone.handling.mode": "keep"})
 
 

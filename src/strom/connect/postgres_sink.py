@@ -28,7 +28,7 @@ import json
 import logging
 import uuid
 import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -287,11 +287,12 @@ def sql_literal(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return "'\\x" + bytes(value).hex() + "'::bytea"
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return "'" + value.isoformat() + "'"
+        moment: dt.datetime = value
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        return "'" + moment.isoformat() + "'"
     if isinstance(value, dt.date | dt.time):
-        return "'" + value.isoformat() + "'"
+        return "'" + str(value.isoformat()) + "'"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     raise ConnectException(f"Unsupported default value {value!r}")
@@ -340,61 +341,57 @@ def _fields_of(value: Any, schema: Schema | None) -> list[tuple[str, Schema | No
     raise DataException(f"Value must be a Struct or a map, found {type(value).__name__}")
 
 
-def make_row(settings: Settings, record: SinkRecord) -> Row | None:
-    """The row a record writes (None: skipped, a tombstone with deletes disabled)."""
-    table = TableId.parse(settings.table_format.replace("${topic}", record.topic))
-    if record.value is None:
-        if not settings.delete_enabled:
-            return None
-        op = "delete"
-    else:
-        op = settings.insert_mode
-    keys: list[tuple[str, Schema | None, Any]] = []
-    mode = settings.pk_mode
-    if mode == "kafka":
+Column = tuple[str, Schema | None, Any]  # name, schema (None: schemaless), value
+
+
+def _pick(available: list[Column], wanted: Sequence[str], where: str) -> list[Column]:
+    by_name = {c[0]: c for c in available}
+    for name in wanted:
+        if name not in by_name:
+            raise DataException(f"PK field '{name}' is not in the record {where}")
+    return [by_name[name] for name in wanted or tuple(by_name)]
+
+
+def _record_key_columns(settings: Settings, record: SinkRecord) -> list[Column]:
+    if record.key is None:
+        raise DataException("pk.mode=record_key needs a record key, found null")
+    if isinstance(record.key, Struct | Mapping):
+        return _pick(_fields_of(record.key, record.key_schema), settings.pk_fields, "key")
+    if len(settings.pk_fields) > 1:
+        raise DataException("pk.mode=record_key with a primitive key takes one pk.fields name")
+    name = settings.pk_fields[0] if settings.pk_fields else DEFAULT_KEY_FIELD
+    return [(name, record.key_schema or infer_schema(record.key), record.key)]
+
+
+def _key_columns(settings: Settings, record: SinkRecord, value_fields: list[Column]
+                 ) -> list[Column]:
+    if settings.pk_mode == "kafka":
         names = settings.pk_fields or KAFKA_PK_FIELDS
-        keys = list(zip(names, KAFKA_PK_SCHEMAS,
-                        (record.topic, record.kafka_partition, record.kafka_offset),
-                        strict=True))
-    elif mode == "record_key":
-        if record.key is None:
-            raise DataException("pk.mode=record_key needs a record key, found null")
-        if isinstance(record.key, Struct | Mapping):
-            available = _fields_of(record.key, record.key_schema)
-            wanted = settings.pk_fields or tuple(n for n, _, _ in available)
-            by_name = {n: (n, s, v) for n, s, v in available}
-            for name in wanted:
-                if name not in by_name:
-                    raise DataException(f"PK field '{name}' is not in the record key")
-                keys.append(by_name[name])
-        else:
-            if len(settings.pk_fields) > 1:
-                raise DataException("pk.mode=record_key with a primitive key takes one "
-                                    "pk.fields name")
-            name = settings.pk_fields[0] if settings.pk_fields else DEFAULT_KEY_FIELD
-            keys = [(name, record.key_schema or infer_schema(record.key), record.key)]
+        values = (record.topic, record.kafka_partition, record.kafka_offset)
+        return [(n, s, v) for n, s, v in zip(names, KAFKA_PK_SCHEMAS, values, strict=True)]
+    if settings.pk_mode == "record_key":
+        return _record_key_columns(settings, record)
+    if settings.pk_mode == "record_value":
+        return _pick(value_fields, settings.pk_fields, "value")
+    return []
+
+
+def make_row(settings: Settings, record: SinkRecord) -> Row | None:
+    """The row a record writes (None: skipped, a tombstone with deletes disabled or with
+    pk.mode=record_value)."""
+    if record.value is None and (not settings.delete_enabled
+                                 or settings.pk_mode == "record_value"):
+        return None
+    op = "delete" if record.value is None else settings.insert_mode
     value_fields = [] if record.value is None else _fields_of(record.value, record.value_schema)
-    if mode == "record_value":
-        if record.value is None:
-            return None
-        by_name = {n: (n, s, v) for n, s, v in value_fields}
-        for name in settings.pk_fields or tuple(by_name):
-            if name not in by_name:
-                raise DataException(f"PK field '{name}' is not in the record value")
-            keys.append(by_name[name])
+    keys = _key_columns(settings, record, value_fields)
     key_names = {n for n, _, _ in keys}
-    columns = list(keys)
-    if op != "delete":
-        for name, schema, value in value_fields:
-            if name in key_names:
-                continue
-            if settings.fields_include and name not in settings.fields_include:
-                continue
-            columns.append((name, schema, value))
-    return Row(record, table, op, tuple(n for n, _, _ in keys),
-               tuple(n for n, _, _ in columns),
-               tuple(_to_param(v) for _, _, v in columns),
-               tuple(s for _, s, _ in columns))
+    include = settings.fields_include
+    columns = keys + [c for c in value_fields if c[0] not in key_names
+                      and (not include or c[0] in include)]
+    return Row(record, TableId.parse(settings.table_format.replace("${topic}", record.topic)),
+               op, tuple(n for n, _, _ in keys), tuple(n for n, _, _ in columns),
+               tuple(_to_param(v) for _, _, v in columns), tuple(s for _, s, _ in columns))
 
 
 def _to_param(value: Any) -> Any:
@@ -421,62 +418,96 @@ def _parse_datetime(value: Any) -> dt.datetime:
     raise DataException(f"cannot write {value!r} to a timestamp column")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _to_date(value: Any, timezone: dt.tzinfo) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    if _is_int(value):
+        return dt.date(1970, 1, 1) + dt.timedelta(days=value)
+    return value
+
+
+def _to_time(value: Any, timezone: dt.tzinfo) -> Any:
+    if isinstance(value, str):
+        return dt.time.fromisoformat(value)
+    if _is_int(value):
+        return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=value)).time()
+    return value
+
+
+def _to_numeric(value: Any, timezone: dt.tzinfo) -> Any:
+    if isinstance(value, float | str) or _is_int(value):
+        return decimal.Decimal(str(value))
+    return value
+
+
+def _to_float(value: Any, timezone: dt.tzinfo) -> Any:
+    if isinstance(value, decimal.Decimal | str) or _is_int(value):
+        return float(value)
+    return value
+
+
+def _to_int(value: Any, timezone: dt.tzinfo) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str | decimal.Decimal):
+        return int(value)
+    return value
+
+
+def _to_text(value: Any, timezone: dt.tzinfo) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping | list):
+        return json.dumps(_jsonable(value))
+    return str(value)
+
+
+def _when_str(convert: Callable[[str], Any]) -> Callable[[Any, dt.tzinfo], Any]:
+    return lambda value, _tz: convert(value) if isinstance(value, str) else value
+
+
+# information_schema's data_type -> the conversion of a value for such a column
+_COERCIONS: dict[str, Callable[[Any, dt.tzinfo], Any]] = {
+    "timestamp without time zone":
+        lambda v, tz: _parse_datetime(v).astimezone(tz).replace(tzinfo=None),
+    "timestamp with time zone": lambda v, _tz: _parse_datetime(v),
+    "date": _to_date,
+    "time without time zone": _to_time,
+    "time with time zone": _to_time,
+    "json": lambda v, _tz: json.dumps(_jsonable(v)),
+    "jsonb": lambda v, _tz: json.dumps(_jsonable(v)),
+    "numeric": _to_numeric,
+    "real": _to_float,
+    "double precision": _to_float,
+    "smallint": _to_int,
+    "integer": _to_int,
+    "bigint": _to_int,
+    "text": _to_text,
+    "character varying": _to_text,
+    "character": _to_text,
+    "boolean": _when_str(lambda v: {"true": True, "false": False}[v.strip().lower()]),
+    "bytea": _when_str(lambda v: base64.b64decode(v, validate=True)),
+    "uuid": _when_str(uuid.UUID),
+}
+
+
 def coerce(value: Any, column_type: str, timezone: dt.tzinfo) -> Any:
     """The value as the column's type wants it (asyncpg encodes by the column's type)."""
-    if value is None:
-        return None
+    convert = _COERCIONS.get(column_type)
+    if value is None or convert is None:
+        return value
     try:
-        if column_type == "timestamp without time zone":
-            return _parse_datetime(value).astimezone(timezone).replace(tzinfo=None)
-        if column_type == "timestamp with time zone":
-            return _parse_datetime(value)
-        if column_type == "date":
-            if isinstance(value, dt.datetime):
-                return value.date()
-            if isinstance(value, str):
-                return dt.date.fromisoformat(value)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return dt.date(1970, 1, 1) + dt.timedelta(days=value)
-            return value
-        if column_type.startswith("time"):  # time with/without time zone
-            if isinstance(value, str):
-                return dt.time.fromisoformat(value)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=value)).time()
-            return value
-        if column_type in ("json", "jsonb"):
-            return json.dumps(_jsonable(value))
-        if column_type == "numeric":
-            if isinstance(value, float | str | int) and not isinstance(value, bool):
-                return decimal.Decimal(str(value))
-            return value
-        if column_type in ("real", "double precision"):
-            if isinstance(value, int | decimal.Decimal | str) and not isinstance(value, bool):
-                return float(value)
-            return value
-        if column_type in ("smallint", "integer", "bigint"):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            if isinstance(value, str | decimal.Decimal):
-                return int(value)
-            return value
-        if column_type in ("text", "character varying", "character"):
-            if isinstance(value, str):
-                return value
-            if isinstance(value, bool):
-                return "true" if value else "false"
-            if isinstance(value, Mapping | list):
-                return json.dumps(_jsonable(value))
-            return str(value)
-        if column_type == "boolean" and isinstance(value, str):
-            return {"true": True, "false": False}[value.strip().lower()]
-        if column_type == "bytea" and isinstance(value, str):
-            return base64.b64decode(value, validate=True)
-        if column_type == "uuid" and isinstance(value, str):
-            return uuid.UUID(value)
+        return convert(value, timezone)
     except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
         raise DataException(f"cannot write {value!r} to a {column_type} column: {exc}") from exc
-    return value
 
 
 def _jsonable(value: Any) -> Any:
@@ -685,8 +716,8 @@ class PostgresSinkTask(SinkTask):
                         if not tolerated:  # the whole batch is rolled back
                             await self._report(row.record, error)
                         failed.append((row.record, error))
-        for record, error in failed:
-            await self._report(record, error)
+        for bad_record, bad_error in failed:
+            await self._report(bad_record, bad_error)
 
     def _reporter(self) -> Any:
         """The errant record reporter, when bad records are tolerated (errors.tolerance=all);

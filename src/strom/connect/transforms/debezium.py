@@ -145,60 +145,61 @@ class ExtractNewRecordState(Transform):
         if not self._is_envelope(value):
             return record
         op = self._get(value, "op")
-        if op == "t":
+        if op == "t" or (op == "d" and self.delete_mode == "drop"):
             return None
-        if op == "d":
-            if self.delete_mode == "drop":
-                return None
-            if self.delete_mode == "tombstone":
-                return record.new_record(record.topic, record.kafka_partition,
-                                         record.key_schema, record.key, None, None,
-                                         record.timestamp)
-            if self.delete_mode == "none":
-                state, deleted = None, True
-            else:
-                state, deleted = self._get(value, "before"), True
+        if op == "d" and self.delete_mode == "tombstone":
+            return record.new_record(record.topic, record.kafka_partition, record.key_schema,
+                                     record.key, None, None, record.timestamp)
+        deleted = op == "d"
+        if deleted and self.delete_mode == "none":
+            state = None
         else:
-            state, deleted = self._get(value, "after"), False
-        rewrite = self.delete_mode == "rewrite"
+            state = self._get(value, "before" if deleted else "after")
         headers = record.headers.copy()
         for path in self.add_headers:
             hschema, hvalue = self._metadata(value, record.value_schema, path)
-            key = self.headers_prefix + path.replace(".", "_")
-            headers.add(key, hvalue, _optional(hschema) if hschema is not None else None)
-        envelope_schema = record.value_schema
+            headers.add(self.headers_prefix + path.replace(".", "_"), hvalue,
+                        _optional(hschema) if hschema is not None else None)
+        schema: Schema | None = None
+        row: Struct | dict[str, Any] | None
         if isinstance(value, Struct):
-            state_field = envelope_schema.field("before" if op == "d" else "after") \
-                if envelope_schema is not None else None
-            state_schema = state_field.schema if state_field is not None else None
-            if state is None or state_schema is None:
-                return record.new_record(record.topic, record.kafka_partition,
-                                         record.key_schema, record.key, state_schema, None,
-                                         record.timestamp, headers)
-            assert envelope_schema is not None
-            new_schema = self._updated_schema(envelope_schema, state_schema, rewrite)
-            out = Struct(new_schema)
-            for f in state.schema.fields:
-                out.put(f.name, state.get_without_default(f.name))
-            for path in self.add_fields:
-                _schema, meta = self._metadata(value, envelope_schema, path)
-                out.put(self.fields_prefix + path.replace(".", "_"), meta)
-            if rewrite:
-                out.put(DELETED_FIELD, "true" if deleted else "false")
-            return record.new_record(record.topic, record.kafka_partition, record.key_schema,
-                                     record.key, new_schema, out, record.timestamp, headers)
-        # schemaless
+            schema, row = self._struct_state(value, record.value_schema, state, deleted)
+        else:
+            row = self._map_state(value, state, deleted)
+        return record.new_record(record.topic, record.kafka_partition, record.key_schema,
+                                 record.key, schema, row, record.timestamp, headers)
+
+    def _struct_state(self, envelope: Struct, envelope_schema: Schema | None, state: Any,
+                      deleted: bool) -> tuple[Schema | None, Struct | None]:
+        """The new value and its schema (the row's, plus added fields) of a Struct envelope."""
+        state_field = envelope_schema.field("before" if deleted else "after") \
+            if envelope_schema is not None else None
+        state_schema = state_field.schema if state_field is not None else None
+        if state is None or state_schema is None or envelope_schema is None:
+            return state_schema, None
+        rewrite = self.delete_mode == "rewrite"
+        new_schema = self._updated_schema(envelope_schema, state_schema, rewrite)
+        out = Struct(new_schema)
+        for f in state.schema.fields:
+            out.put(f.name, state.get_without_default(f.name))
+        for path in self.add_fields:
+            out.put(self.fields_prefix + path.replace(".", "_"),
+                    self._metadata(envelope, envelope_schema, path)[1])
+        if rewrite:
+            out.put(DELETED_FIELD, "true" if deleted else "false")
+        return new_schema, out
+
+    def _map_state(self, envelope: Any, state: Any, deleted: bool) -> dict[str, Any] | None:
+        """The new value of a schemaless envelope."""
         if state is None:
-            return record.new_record(record.topic, record.kafka_partition, record.key_schema,
-                                     record.key, None, None, record.timestamp, headers)
+            return None
         row = dict(state)
         for path in self.add_fields:
-            row[self.fields_prefix + path.replace(".", "_")] = self._metadata(value, None,
+            row[self.fields_prefix + path.replace(".", "_")] = self._metadata(envelope, None,
                                                                               path)[1]
-        if rewrite:
+        if self.delete_mode == "rewrite":
             row[DELETED_FIELD] = "true" if deleted else "false"
-        return record.new_record(record.topic, record.kafka_partition, record.key_schema,
-                                 record.key, None, row, record.timestamp, headers)
+        return row
 
     def _updated_schema(self, envelope_schema: Schema, state_schema: Schema,
                         rewrite: bool) -> Schema:
