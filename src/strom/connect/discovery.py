@@ -22,6 +22,15 @@ BUILTINS: dict[str, str] = {
         "strom.connect.file:FileStreamSourceConnector",
     "org.apache.kafka.connect.file.FileStreamSinkConnector":
         "strom.connect.file:FileStreamSinkConnector",
+    "strom.connect.postgres_sink.PostgresSinkConnector":
+        "strom.connect.postgres_sink:PostgresSinkConnector",
+}
+
+# Further names a built-in answers to (besides its simple name and alias).
+EXTRA_ALIASES: dict[str, tuple[str, ...]] = {
+    # Confluent's JDBC sink, whose configs and semantics the PostgreSQL sink keeps.
+    "strom.connect.postgres_sink.PostgresSinkConnector": (
+        "io.confluent.connect.jdbc.JdbcSinkConnector", "JdbcSinkConnector", "JdbcSink"),
 }
 
 
@@ -64,6 +73,7 @@ def _plugin(class_name: str, cls: type[Connector]) -> ConnectorPlugin:
                f"{cls.__module__}:{cls.__qualname__}"}
     if simple.endswith("Connector"):
         aliases.add(simple[: -len("Connector")])
+    aliases.update(EXTRA_ALIASES.get(class_name, ()))
     aliases.discard(class_name)
     return ConnectorPlugin(class_name, cls, tuple(sorted(aliases)))
 

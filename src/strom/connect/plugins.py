@@ -91,6 +91,9 @@ def _builtin_transforms() -> None:
         _register("transformation", f"{_T}.{module}:{name}", (_TRANSFORMS + name, name))
     for name in ("TopicNameMatches", "HasHeaderKey", "RecordIsTombstone"):
         _register("predicate", f"{_T}.predicates:{name}", (_PREDICATES + name, name))
+    # Debezium's SMT for change event envelopes (the CDC source's, Debezium's own).
+    _register("transformation", f"{_T}.debezium:ExtractNewRecordState",
+              ("io.debezium.transforms.ExtractNewRecordState", "ExtractNewRecordState"))
 
 
 _builtin_converters()
