@@ -4,11 +4,15 @@ headers and keeps going; with errors.tolerance=none the task fails with the trac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
+from strom.connect.api import Task
+from strom.connect.file import FileStreamSinkConnector, FileStreamSinkTask
+from strom.connect.records import SinkRecord
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import consume_partitions, produce_all, producer, unique_name
 from tests.integration.connect_worker import ConnectWorker, wait_for
@@ -152,3 +156,68 @@ def test_paused_sink_consumes_nothing_until_resumed(worker: ConnectWorker,
     assert out.read_text().splitlines() == ["first"]
     assert worker.request("PUT", f"/connectors/{name}/resume")[0] == 202
     wait_for(lambda: out.read_text().splitlines() == ["first", "second"], what="second")
+
+
+class RejectingSinkTask(FileStreamSinkTask):
+    """A FileStreamSink that reports values starting with "bad" through the errant record
+    reporter instead of writing them (as a sink does with rows its system refuses)."""
+
+    def put(self, records: Sequence[SinkRecord]) -> None:
+        reporter = self.context.errant_record_reporter()
+        assert reporter is not None
+        good = []
+        for record in records:
+            if str(record.value).startswith("bad"):
+                reporter.report(record, ValueError(f"refused {record.value}")).result(10)
+            else:
+                good.append(record)
+        super().put(good)
+
+
+class RejectingSink(FileStreamSinkConnector):
+    def task_class(self) -> type[Task]:
+        return RejectingSinkTask
+
+
+def produce_values(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    delivered = produce_all(producer(bootstrap), topic,
+                            [{"key": b"k", "value": value} for value in values])
+    assert not delivered.failed
+
+
+@pytest.mark.parametrize("tolerance", ["none", "all"])
+def test_errant_record_reporter_follows_the_tolerance(worker: ConnectWorker,
+                                                      broker: EmbeddedBroker, tmp_path: Path,
+                                                      tolerance: str) -> None:
+    """A record a sink task reports is sent to the dead letter queue under
+    errors.tolerance=all; under none the report fails the task, as Kafka's
+    WorkerErrantRecordReporter does (it used to go to the queue either way)."""
+    name, topic, dlq = unique_name("errant"), unique_name("in"), unique_name("dlq-topic")
+    out = tmp_path / "sink.txt"
+    produce_values(broker.bootstrap_servers, topic, [b'"good-1"', b'"bad-1"', b'"good-2"'])
+    config = sink_config(topic, out, **{
+        "connector.class": f"{__name__}:RejectingSink", "errors.tolerance": tolerance,
+        "errors.deadletterqueue.topic.name": dlq,
+        "errors.deadletterqueue.topic.replication.factor": "1",
+        "errors.deadletterqueue.context.headers.enable": "true"})
+    code, body = worker.request("POST", "/connectors", {"name": name, "config": config})
+    assert code == 201, body
+    if tolerance == "all":
+        wait_for(lambda: out.exists() and out.read_text().splitlines() == ["good-1", "good-2"],
+                 what="the good records in the sink file")
+        messages = consume_partitions(broker.bootstrap_servers, dlq, expected=1)
+        assert [m.value() for m in messages] == [b'"bad-1"']
+        headers = dict(messages[0].headers() or [])
+        assert headers["__connect.errors.stage"] == b"TASK_PUT"
+        assert headers["__connect.errors.exception.message"] == b"refused bad-1"
+        return
+
+    def failed() -> dict[str, str] | None:
+        task = worker.request("GET", f"/connectors/{name}/tasks/0/status")[1]
+        return task if task["state"] == "FAILED" else None
+
+    task = wait_for(failed, what="the task failed")
+    assert "Tolerance exceeded in error handler" in task["trace"]
+    assert "refused bad-1" in task["trace"]
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+    assert dlq not in admin.list_topics(timeout=10).topics  # nothing was sent to the queue

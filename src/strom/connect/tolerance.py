@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from strom.connect.errors import RetriableException
+
 log = logging.getLogger("strom.connect.errors.log")
 
 T = TypeVar("T")
@@ -108,10 +110,6 @@ Reporter = Callable[[ProcessingContext], Awaitable[None]]
 
 
 def _is_retriable(error: BaseException) -> bool:
-    try:
-        from strom.connect.errors import RetriableException
-    except ImportError:  # pragma: no cover - the data model not merged yet
-        return False
     return isinstance(error, RetriableException)
 
 

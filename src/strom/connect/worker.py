@@ -47,6 +47,7 @@ from strom.connect.tolerance import (
     ProcessingContext,
     RetryWithToleranceOperator,
     Stage,
+    ToleranceExceeded,
 )
 from strom.connect.transforms import TransformationChain
 
@@ -390,6 +391,10 @@ class _ErrantReporter:
         self.loop = loop
 
     def report(self, record: Any, error: BaseException) -> Future[None]:
+        if not self.owner.errors.settings.tolerance_all:
+            # Kafka's WorkerErrantRecordReporter under errors.tolerance=none: the report
+            # itself fails (the task with it); nothing goes to the dead letter queue.
+            raise ToleranceExceeded("Tolerance exceeded in error handler") from error
         raw = self.owner.raw.get((record.original_topic, record.original_kafka_partition,
                                   record.original_kafka_offset))
         context = ProcessingContext(
