@@ -582,8 +582,11 @@ def is_transient(error: BaseException) -> bool:
     import asyncpg
     if sqlstate(error)[:2] in TRANSIENT_CLASSES:
         return True
+    # InternalClientError: asyncpg's protocol state after the server ended the connection in
+    # the middle of an operation ("cannot switch to state ...; another operation is in
+    # progress"); the connection is dropped and the batch redelivered like any lost link.
     return isinstance(error, OSError | TimeoutError | asyncpg.InterfaceError
-                      | asyncpg.PostgresConnectionError)
+                      | asyncpg.PostgresConnectionError | asyncpg.InternalClientError)
 
 
 # ---------------------------------------------------------------------------------------------
