@@ -22,6 +22,8 @@ BUILTINS: dict[str, str] = {
         "strom.connect.file:FileStreamSourceConnector",
     "org.apache.kafka.connect.file.FileStreamSinkConnector":
         "strom.connect.file:FileStreamSinkConnector",
+    "io.confluent.connect.http.HttpSinkConnector": "strom.connect.http_sink:HttpSinkConnector",
+    "io.confluent.connect.s3.S3SinkConnector": "strom.connect.s3_sink:S3SinkConnector",
 }
 
 
