@@ -234,13 +234,14 @@ def test_time_based_partitioner_paths(s3: S3Server, bucket: str) -> None:
 
 def test_time_buckets_in_a_time_zone_and_record_field_timestamps() -> None:
     extractor = TimestampExtractor("RecordField", "meta.at")
-    partitioner = TimeBasedPartitioner("YYYY-MM-dd/HH", 3_600_000, "Asia/Kolkata", extractor)
+    partitioner = TimeBasedPartitioner("YYYY-MM-dd/HH-mm", 3_600_000, "Asia/Kolkata", extractor)
     at = dt.datetime(2024, 5, 1, 23, 10, tzinfo=dt.UTC)  # 04:40 on May 2nd in Kolkata
     value = {"meta": {"at": int(at.timestamp() * 1000)}}
-    assert partitioner.encode(record(0, value)) == "2024-05-02/04"
-    daily = TimeBasedPartitioner("'dt'=YYYYMMdd", 86_400_000, "America/New_York",
+    # hours start on the zone's hours (UTC+5:30), not UTC's
+    assert partitioner.encode(record(0, value)) == "2024-05-02/04-00"
+    daily = TimeBasedPartitioner("'dt'=YYYYMMdd-HH", 86_400_000, "America/New_York",
                                  TimestampExtractor("RecordField", "at"))
-    assert daily.encode(record(0, {"at": "2024-05-02T03:00:00Z"})) == "dt=20240501"
+    assert daily.encode(record(0, {"at": "2024-05-02T03:00:00Z"})) == "dt=20240501-00"
     assert joda_to_java("'Year'=YYYY") == "'Year'=yyyy"
     with pytest.raises(ConfigException, match="timezone"):
         TimeBasedPartitioner("HH", 1000, "Mars/Olympus", extractor)
