@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import gzip
 import io
 import json
 from collections.abc import Iterator
@@ -387,3 +388,21 @@ def test_config_and_discovery(s3: S3Server) -> None:
     with pytest.raises(ConfigException, match=r"parquet\.codec"):
         S3SinkConnector().start(dict(base, **{"format.class": PARQUET,
                                               "parquet.codec": "lzo"}))
+
+
+def test_scheduled_rotation_commits_idle_files_gzipped(s3: S3Server, bucket: str) -> None:
+    async def scenario() -> None:
+        task = await started(props(s3, bucket, **{
+            "flush.size": "100", "rotate.schedule.interval.ms": "200",
+            "s3.compression.type": "gzip"}))
+        try:
+            await task.put([record(0, {"n": 0}), record(1, {"n": 1})])
+            await asyncio.sleep(0.45)
+            assert await task.pre_commit({TP: 2}) == {TP: 2}  # the schedule passed: uploaded
+        finally:
+            await task.stop()
+
+    asyncio.run(scenario())
+    [key] = s3.keys(bucket)
+    assert key == "topics/orders/partition=0/orders+0+0000000000.json.gz"
+    assert gzip.decompress(s3.get(bucket, key)) == b'{"n":0}\n{"n":1}\n'
