@@ -48,6 +48,9 @@ def test_sink_names_and_unknown() -> None:
 def test_listeners() -> None:
     assert parse_listeners(None)[0].port == 8083
     assert parse_listeners("http://127.0.0.1:9000")[0] == parse_listeners("127.0.0.1:9000")[0]
+    # port 0: a free port (the in-process test workers), not the default 8083
+    assert parse_listeners("http://127.0.0.1:0")[0].port == 0
+    assert parse_listeners("http://h")[0].port == 8083
     with pytest.raises(ValueError, match="http"):
         parse_listeners("https://h:1")
 

@@ -24,6 +24,8 @@ BUILTINS: dict[str, str] = {
         "strom.connect.file:FileStreamSinkConnector",
     "strom.connect.postgres_sink.PostgresSinkConnector":
         "strom.connect.postgres_sink:PostgresSinkConnector",
+    "io.confluent.connect.http.HttpSinkConnector": "strom.connect.http_sink:HttpSinkConnector",
+    "io.confluent.connect.s3.S3SinkConnector": "strom.connect.s3_sink:S3SinkConnector",
 }
 
 # Further names a built-in answers to (besides its simple name and alias).
