@@ -22,6 +22,10 @@ BUILTINS: dict[str, str] = {
         "strom.connect.file:FileStreamSourceConnector",
     "org.apache.kafka.connect.file.FileStreamSinkConnector":
         "strom.connect.file:FileStreamSinkConnector",
+    "io.debezium.connector.postgresql.PostgresConnector":
+        "strom.connect.postgres:PostgresCdcSourceConnector",
+    "io.confluent.connect.jdbc.JdbcSourceConnector":
+        "strom.connect.postgres:PostgresQuerySourceConnector",
 }
 
 
@@ -62,8 +66,10 @@ def _plugin(class_name: str, cls: type[Connector]) -> ConnectorPlugin:
     simple = class_name.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
     aliases = {simple, f"{cls.__module__}.{cls.__qualname__}",
                f"{cls.__module__}:{cls.__qualname__}"}
-    if simple.endswith("Connector"):
-        aliases.add(simple[: -len("Connector")])
+    for name in (simple, cls.__qualname__):  # the Python class's own names too
+        aliases.add(name)
+        if name.endswith("Connector"):
+            aliases.add(name[: -len("Connector")])
     aliases.discard(class_name)
     return ConnectorPlugin(class_name, cls, tuple(sorted(aliases)))
 

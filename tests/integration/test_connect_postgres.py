@@ -1,0 +1,303 @@
+"""The PostgreSQL source connectors against a real PostgreSQL (wal_level=logical) and an
+embedded broker, run by an in-process standalone worker: CDC snapshot then stream with
+before/after images and tombstones, a worker restart resuming from the stored LSN (changes
+made while it was down arrive, the snapshot is not repeated), concurrent writers (every change
+once, in commit order per key), and the query mode (incrementing, timestamp+incrementing)
+resuming from its offsets."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from strom.testing import EmbeddedBroker
+from strom.testing.postgres import PASSWORD, USER, PostgresServer, PostgresUnavailable
+from tests.integration.conftest import consume_partitions
+from tests.integration.connect_worker import ConnectWorker, wait_for
+from tests.integration.group_clients import GROUP_BROKER_SETTINGS
+
+pytestmark = pytest.mark.slow
+
+LOGICAL = {"wal_level": "logical", "max_replication_slots": "20", "max_wal_senders": "20"}
+
+
+@pytest.fixture(scope="module")
+def broker_settings() -> dict[str, str]:
+    return dict(GROUP_BROKER_SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer(fsync=False, settings=LOGICAL)
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+class Db:
+    """A new database of the test's own, with a psycopg2 connection (autocommit)."""
+
+    def __init__(self, pg: PostgresServer) -> None:
+        self.pg = pg
+        self.name = pg.new_database().rsplit("/", 1)[1]
+        self.conn = self.connect()
+
+    def connect(self) -> Any:
+        conn = psycopg2.connect(host="127.0.0.1", port=self.pg.port, user=USER,
+                                password=PASSWORD, dbname=self.name)
+        conn.autocommit = True
+        return conn
+
+    def run(self, *statements: str) -> None:
+        with self.conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+
+    def scalar(self, sql: str) -> Any:
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+            row = cur.fetchone()
+            return None if row is None else row[0]
+
+    def cdc_config(self, prefix: str, **extra: str) -> dict[str, str]:
+        return {"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+                "tasks.max": "1", "database.hostname": "127.0.0.1",
+                "database.port": str(self.pg.port), "database.user": USER,
+                "database.password": PASSWORD, "database.dbname": self.name,
+                "topic.prefix": prefix, "slot.name": f"slot_{uuid.uuid4().hex[:10]}",
+                "publication.name": f"pub_{prefix}", **extra}
+
+    def jdbc_config(self, prefix: str, **extra: str) -> dict[str, str]:
+        return {"connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector",
+                "tasks.max": "1",
+                "connection.url": f"jdbc:postgresql://127.0.0.1:{self.pg.port}/{self.name}",
+                "connection.user": USER, "connection.password": PASSWORD,
+                "topic.prefix": prefix, "poll.interval.ms": "200", **extra}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def db(pg: PostgresServer) -> Iterator[Db]:
+    database = Db(pg)
+    yield database
+    database.close()
+
+
+def worker(broker: EmbeddedBroker, offsets: Path) -> ConnectWorker:
+    return ConnectWorker({
+        "bootstrap.servers": broker.bootstrap_servers,
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "false",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "false",
+        "value.converter.decimal.format": "NUMERIC",
+        "offset.storage.file.filename": str(offsets),
+        "offset.flush.interval.ms": "200"})
+
+
+def create(w: ConnectWorker, name: str, config: dict[str, str]) -> None:
+    code, body = w.request("POST", "/connectors", {"name": name, "config": config})
+    assert code == 201, body
+    wait_for(lambda: w.request("GET", f"/connectors/{name}/status")[1]["tasks"]
+             and w.request("GET", f"/connectors/{name}/status")[1]["tasks"][0]["state"]
+             == "RUNNING", what="the task running")
+
+
+def events(broker: EmbeddedBroker, topic: str, expected: int) -> list[tuple[Any, Any]]:
+    messages = consume_partitions(broker.bootstrap_servers, topic, expected=expected)
+    assert len(messages) >= expected, f"{len(messages)} of {expected} on {topic}"
+    return [(json.loads(m.key()) if m.key() else None,
+             json.loads(m.value()) if m.value() is not None else None) for m in messages]
+
+
+def ops(batch: list[tuple[Any, Any]]) -> list[tuple[Any, str | None]]:
+    return [(k["id"] if k else None, v["op"] if v else None) for k, v in batch]
+
+
+ITEMS = ("CREATE TABLE items (id int PRIMARY KEY, name text, price numeric(10,2), "
+         "at timestamptz, doc jsonb, ok bool, day date, raw bytea)",
+         "ALTER TABLE items REPLICA IDENTITY FULL")
+
+
+def test_snapshot_then_stream(broker: EmbeddedBroker, db: Db, tmp_path: Path) -> None:
+    db.run(*ITEMS, "INSERT INTO items VALUES (1, 'one', 1.5, '2024-01-02 03:04:05+00', "
+           "'{\"a\": 1}', true, '2024-01-02', '\\x00ff'), (2, 'two', 2, NULL, NULL, false, "
+           "NULL, NULL), (3, 'three', 3.25, NULL, NULL, NULL, NULL, NULL)")
+    prefix = f"pg{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.public.items"
+    config = db.cdc_config(prefix)
+    with worker(broker, tmp_path / "offsets") as w:
+        create(w, "cdc", config)
+        snapshot = events(broker, topic, 3)
+        consistent = db.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                               f"WHERE slot_name = '{config['slot.name']}'")
+        assert ops(snapshot) == [(1, "r"), (2, "r"), (3, "r")]
+        first = snapshot[0][1]
+        assert first["before"] is None
+        assert first["after"] == {"id": 1, "name": "one", "price": 1.5,
+                                  "at": 1704164645000, "doc": '{"a": 1}', "ok": True,
+                                  "day": 19724, "raw": "AP8="}
+        assert first["source"]["snapshot"] == "true"
+        assert snapshot[2][1]["source"]["snapshot"] == "last"
+        assert first["source"]["db"] == db.name and first["source"]["table"] == "items"
+        db.run("INSERT INTO items (id, name) VALUES (4, 'four')",
+               "UPDATE items SET name = 'ONE', price = 9.99 WHERE id = 1",
+               "DELETE FROM items WHERE id = 2")
+        batch = events(broker, topic, 7)[3:]
+        assert ops(batch) == [(4, "c"), (1, "u"), (2, "d"), (2, None)]
+        _, create_event = batch[0]
+        assert create_event["before"] is None and create_event["after"]["name"] == "four"
+        _, update = batch[1]
+        assert update["before"]["name"] == "one" and update["before"]["price"] == 1.5
+        assert update["after"]["name"] == "ONE" and update["after"]["price"] == 9.99
+        assert update["source"]["lsn"] > 0 and update["source"]["txId"] > 0
+        _, delete = batch[2]
+        assert delete["before"]["name"] == "two" and delete["after"] is None
+        assert batch[3] == ({"id": 2}, None)  # the tombstone
+        # The slot is confirmed (only) up to what Connect committed: past the snapshot now.
+        slot_query = ("SELECT confirmed_flush_lsn > '{}'::pg_lsn FROM pg_replication_slots "
+                      "WHERE slot_name = '{}'").format(consistent, config["slot.name"])
+        wait_for(lambda: db.scalar(slot_query), what="the slot confirmed past its start")
+
+
+def test_restart_resumes_from_the_stored_lsn(broker: EmbeddedBroker, db: Db,
+                                             tmp_path: Path) -> None:
+    db.run(*ITEMS, "INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'b')")
+    prefix = f"pg{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.public.items"
+    config = db.cdc_config(prefix)
+    offsets = tmp_path / "offsets"
+    with worker(broker, offsets) as w:
+        create(w, "cdc", config)
+        events(broker, topic, 2)
+        db.run("INSERT INTO items (id, name) VALUES (3, 'c')")
+        events(broker, topic, 3)
+        time.sleep(1)  # offsets flushed (offset.flush.interval.ms=200)
+    # Changes while the worker is down.
+    db.run("INSERT INTO items (id, name) VALUES (4, 'd')",
+           "UPDATE items SET name = 'A' WHERE id = 1",
+           "DELETE FROM items WHERE id = 2",
+           "BEGIN; INSERT INTO items (id, name) VALUES (5, 'e'); "
+           "UPDATE items SET name = 'E' WHERE id = 5; COMMIT")
+    with worker(broker, offsets) as w:
+        create(w, "cdc", config)
+        batch = events(broker, topic, 9)
+        assert ops(batch) == [(1, "r"), (2, "r"), (3, "c"), (4, "c"), (1, "u"), (2, "d"),
+                              (2, None), (5, "c"), (5, "u")]
+        assert batch[4][1]["after"]["name"] == "A"
+        assert batch[8][1]["after"]["name"] == "E"
+        time.sleep(1)
+        # Nothing more (no repeated snapshot, no duplicates).
+        assert len(events(broker, topic, 9)) == 9
+
+
+def test_concurrent_writers(broker: EmbeddedBroker, db: Db, tmp_path: Path) -> None:
+    db.run("CREATE TABLE counters (id int PRIMARY KEY, v int NOT NULL)",
+           "ALTER TABLE counters REPLICA IDENTITY FULL")
+    prefix = f"pg{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.public.counters"
+    writers, keys, updates = 4, 10, 4
+    with worker(broker, tmp_path / "offsets") as w:
+        create(w, "cdc", db.cdc_config(prefix, **{"snapshot.mode": "never"}))
+
+        def write(n: int) -> None:
+            conn = db.connect()
+            try:
+                with conn.cursor() as cur:
+                    for k in range(n * keys, (n + 1) * keys):
+                        cur.execute("INSERT INTO counters VALUES (%s, 0)", (k,))
+                    for v in range(1, updates + 1):
+                        for k in range(n * keys, (n + 1) * keys):
+                            cur.execute("UPDATE counters SET v = %s WHERE id = %s", (v, k))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        total = writers * keys * (1 + updates)
+        batch = events(broker, topic, total)
+        time.sleep(0.5)
+        batch = events(broker, topic, total)
+        assert len(batch) == total
+        per_key: dict[int, list[int]] = defaultdict(list)
+        lsns = []
+        for key, value in batch:
+            per_key[key["id"]].append(value["after"]["v"])
+            lsns.append(value["source"]["lsn"])
+        assert per_key == {k: list(range(updates + 1)) for k in range(writers * keys)}
+
+
+def test_query_incrementing_resumes(broker: EmbeddedBroker, db: Db, tmp_path: Path) -> None:
+    db.run("CREATE TABLE orders (id serial PRIMARY KEY, item text, amount numeric(8,2))",
+           "INSERT INTO orders (item, amount) VALUES ('a', 1), ('b', 2), ('c', 3)")
+    prefix = f"jdbc{uuid.uuid4().hex[:8]}-"
+    topic = f"{prefix}orders"
+    config = db.jdbc_config(prefix, **{"mode": "incrementing",
+                                       "incrementing.column.name": "id",
+                                       "table.whitelist": "orders", "batch.max.rows": "2"})
+    offsets = tmp_path / "offsets"
+    with worker(broker, offsets) as w:
+        create(w, "jdbc", config)
+        assert [v["id"] for _, v in events(broker, topic, 3)] == [1, 2, 3]
+        db.run("INSERT INTO orders (item, amount) VALUES ('d', 4.5), ('e', 5)")
+        rows = events(broker, topic, 5)
+        assert [v["id"] for _, v in rows] == [1, 2, 3, 4, 5]
+        assert rows[3][1] == {"id": 4, "item": "d", "amount": 4.5}
+        time.sleep(1)
+        code, body = w.request("GET", "/connectors/jdbc/offsets")
+        assert body["offsets"] == [{"partition": {"protocol": "1",
+                                                  "table": f"{db.name}.public.orders"},
+                                    "offset": {"incrementing": 5}}]
+    db.run("INSERT INTO orders (item, amount) VALUES ('f', 6), ('g', 7)")
+    with worker(broker, offsets) as w:
+        create(w, "jdbc", config)
+        rows = events(broker, topic, 7)
+        time.sleep(1)
+        rows = events(broker, topic, 7)
+        assert [v["id"] for _, v in rows] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_query_timestamp_incrementing(broker: EmbeddedBroker, db: Db, tmp_path: Path) -> None:
+    db.run("CREATE TABLE t (id serial PRIMARY KEY, v text, "
+           "updated timestamp NOT NULL DEFAULT now())",
+           "INSERT INTO t (v, updated) VALUES ('a', '2024-01-01 00:00:00'), "
+           "('b', '2024-01-01 00:00:00'), ('c', '2024-01-01 00:00:01.5')")
+    prefix = f"jdbc{uuid.uuid4().hex[:8]}-"
+    topic = f"{prefix}t"
+    config = db.jdbc_config(prefix, **{"mode": "timestamp+incrementing",
+                                       "incrementing.column.name": "id",
+                                       "timestamp.column.name": "updated",
+                                       "table.include.list": "t", "batch.max.rows": "1"})
+    offsets = tmp_path / "offsets"
+    with worker(broker, offsets) as w:
+        create(w, "jdbc", config)
+        assert [v["v"] for _, v in events(broker, topic, 3)] == ["a", "b", "c"]
+        db.run("UPDATE t SET v = 'A', updated = '2024-01-02 00:00:00' WHERE id = 1")
+        assert [v["v"] for _, v in events(broker, topic, 4)] == ["a", "b", "c", "A"]
+        time.sleep(1)
+        code, body = w.request("GET", "/connectors/jdbc/offsets")
+        assert body["offsets"][0]["offset"] == {"incrementing": 1, "timestamp": 1704153600000,
+                                                "timestamp_nanos": 0}
+    db.run("UPDATE t SET v = 'B', updated = '2024-01-03 00:00:00' WHERE id = 2",
+           "INSERT INTO t (v, updated) VALUES ('d', '2024-01-03 00:00:00')")
+    with worker(broker, offsets) as w:
+        create(w, "jdbc", config)
+        events(broker, topic, 6)
+        time.sleep(1)
+        assert [v["v"] for _, v in events(broker, topic, 6)] == ["a", "b", "c", "A", "B", "d"]
