@@ -260,7 +260,7 @@ def test_query_incrementing_resumes(broker: EmbeddedBroker, db: Db, tmp_path: Pa
         assert [v["id"] for _, v in rows] == [1, 2, 3, 4, 5]
         assert rows[3][1] == {"id": 4, "item": "d", "amount": 4.5}
         time.sleep(1)
-        code, body = w.request("GET", "/connectors/jdbc/offsets")
+        _, body = w.request("GET", "/connectors/jdbc/offsets")
         assert body["offsets"] == [{"partition": {"protocol": "1",
                                                   "table": f"{db.name}.public.orders"},
                                     "offset": {"incrementing": 5}}]
@@ -291,7 +291,7 @@ def test_query_timestamp_incrementing(broker: EmbeddedBroker, db: Db, tmp_path: 
         db.run("UPDATE t SET v = 'A', updated = '2024-01-02 00:00:00' WHERE id = 1")
         assert [v["v"] for _, v in events(broker, topic, 4)] == ["a", "b", "c", "A"]
         time.sleep(1)
-        code, body = w.request("GET", "/connectors/jdbc/offsets")
+        _, body = w.request("GET", "/connectors/jdbc/offsets")
         assert body["offsets"][0]["offset"] == {"incrementing": 1, "timestamp": 1704153600000,
                                                 "timestamp_nanos": 0}
     db.run("UPDATE t SET v = 'B', updated = '2024-01-03 00:00:00' WHERE id = 2",

@@ -216,13 +216,14 @@ def test_a_transaction_becomes_change_events_with_tombstones() -> None:
     create, update, delete, tombstone = records
     assert create.topic == "srv.public.items"
     assert create.value.get("before") is None and create.value.get("after").get("name") == "a"
-    assert update.value.get("before").get("name") == "a" and update.value.get("after").get("name") == "b"
+    assert update.value.get("before").get("name") == "a"
+    assert update.value.get("after").get("name") == "b"
     assert delete.value.get("before").get("name") == "b" and delete.value.get("after") is None
     assert tombstone.value is None and tombstone.key == delete.key
     assert create.key.get("id") == 1 and create.key_schema.name == "srv.public.items.Key"
     source = update.value.get("source")
-    assert (source.get("txId"), source.get("db"), source.get("schema"), source.get("table"), source.get("lsn")) \
-        == (500, "db", "public", "items", 1004)
+    assert [source.get(f) for f in ("txId", "db", "schema", "table", "lsn")] \
+        == [500, "db", "public", "items", 1005]
     assert [r.source_offset["event"] for r in records] == [1, 2, 3, 3]
     assert {r.source_offset["lsn"] for r in records} == {0x100}
     assert all(r.source_offset["events"] == 3 for r in records)

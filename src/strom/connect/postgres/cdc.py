@@ -416,8 +416,7 @@ class PostgresCdcSourceTask(SourceTask):
 
     @staticmethod
     def _texts(relation: pgoutput.Relation,
-               values: tuple[pgoutput.ColumnValue, ...] | None,
-               only_keys: bool = False) -> dict[str, Any] | None:
+               values: tuple[pgoutput.ColumnValue, ...] | None) -> dict[str, Any] | None:
         if values is None:
             return None
         out: dict[str, Any] = {}
@@ -545,7 +544,7 @@ class PostgresCdcSourceTask(SourceTask):
             if conn is not None:
                 try:
                     conn.close()
-                except Exception:  # noqa: BLE001 - closing anyway
+                except Exception:  # closing anyway
                     log.debug("closing a connection failed", exc_info=True)
         self._snapshot_conn = self._repl = self._meta = self._cursor = None
         self._streaming = False

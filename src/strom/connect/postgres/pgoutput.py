@@ -201,64 +201,88 @@ class _Reader:
         return tuple(values)
 
 
+def _begin(r: _Reader) -> Message:
+    return Begin(r.uint64(), r.int64(), r.uint32())
+
+
+def _commit(r: _Reader) -> Message:
+    return Commit(r.int8(), r.uint64(), r.uint64(), r.int64())
+
+
+def _origin(r: _Reader) -> Message:
+    return Origin(r.uint64(), r.string())
+
+
+def _relation(r: _Reader) -> Message:
+    oid, namespace, name = r.uint32(), r.string(), r.string()
+    identity = chr(r.int8())
+    columns = tuple(RelationColumn(r.int8(), r.string(), r.uint32(), r.int32())
+                    for _ in range(r.int16()))
+    return Relation(oid, namespace, name, identity, columns)
+
+
+def _type(r: _Reader) -> Message:
+    return TypeMessage(r.uint32(), r.string(), r.string())
+
+
+def _insert(r: _Reader) -> Message:
+    oid = r.uint32()
+    if chr(r.int8()) != "N":
+        raise PgOutputError("Insert without a new tuple")
+    return Insert(oid, r.tuple_data())
+
+
+def _update(r: _Reader) -> Message:
+    oid = r.uint32()
+    old = key = None
+    kind = chr(r.int8())
+    if kind == "K":
+        key = r.tuple_data()
+        kind = chr(r.int8())
+    elif kind == "O":
+        old = r.tuple_data()
+        kind = chr(r.int8())
+    if kind != "N":
+        raise PgOutputError(f"Update without a new tuple ({kind!r})")
+    return Update(oid, r.tuple_data(), old, key)
+
+
+def _delete(r: _Reader) -> Message:
+    oid = r.uint32()
+    kind = chr(r.int8())
+    if kind == "K":
+        return Delete(oid, key=r.tuple_data())
+    if kind == "O":
+        return Delete(oid, old=r.tuple_data())
+    raise PgOutputError(f"Delete without an old tuple ({kind!r})")
+
+
+def _truncate(r: _Reader) -> Message:
+    count = r.int32()
+    options = r.int8()
+    return Truncate(options, tuple(r.uint32() for _ in range(count)))
+
+
+def _logical_message(r: _Reader) -> Message:
+    flags, lsn, prefix = r.int8(), r.uint64(), r.string()
+    return LogicalMessage(flags, lsn, prefix, r.take(r.int32()))
+
+
+_DECODERS: Final = {"B": _begin, "C": _commit, "O": _origin, "R": _relation, "Y": _type,
+                    "I": _insert, "U": _update, "D": _delete, "T": _truncate,
+                    "M": _logical_message}
+
+
 def decode(payload: bytes) -> Message:
     """One pgoutput message."""
     if not payload:
         raise PgOutputError("empty pgoutput message")
     r = _Reader(bytes(payload))
     tag = chr(r.int8())
-    message: Message
-    if tag == "B":
-        message = Begin(r.uint64(), r.int64(), r.uint32())
-    elif tag == "C":
-        message = Commit(r.int8(), r.uint64(), r.uint64(), r.int64())
-    elif tag == "O":
-        message = Origin(r.uint64(), r.string())
-    elif tag == "R":
-        oid, namespace, name = r.uint32(), r.string(), r.string()
-        identity = chr(r.int8())
-        columns = tuple(RelationColumn(r.int8(), r.string(), r.uint32(), r.int32())
-                        for _ in range(r.int16()))
-        message = Relation(oid, namespace, name, identity, columns)
-    elif tag == "Y":
-        message = TypeMessage(r.uint32(), r.string(), r.string())
-    elif tag == "I":
-        oid = r.uint32()
-        if chr(r.int8()) != "N":
-            raise PgOutputError("Insert without a new tuple")
-        message = Insert(oid, r.tuple_data())
-    elif tag == "U":
-        oid = r.uint32()
-        old = key = None
-        kind = chr(r.int8())
-        if kind == "K":
-            key = r.tuple_data()
-            kind = chr(r.int8())
-        elif kind == "O":
-            old = r.tuple_data()
-            kind = chr(r.int8())
-        if kind != "N":
-            raise PgOutputError(f"Update without a new tuple ({kind!r})")
-        message = Update(oid, r.tuple_data(), old, key)
-    elif tag == "D":
-        oid = r.uint32()
-        kind = chr(r.int8())
-        if kind == "K":
-            message = Delete(oid, key=r.tuple_data())
-        elif kind == "O":
-            message = Delete(oid, old=r.tuple_data())
-        else:
-            raise PgOutputError(f"Delete without an old tuple ({kind!r})")
-    elif tag == "T":
-        count = r.int32()
-        options = r.int8()
-        message = Truncate(options, tuple(r.uint32() for _ in range(count)))
-    elif tag == "M":
-        flags, lsn, prefix = r.int8(), r.uint64(), r.string()
-        message = LogicalMessage(flags, lsn, prefix, r.take(r.int32()))
-    else:
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
         raise PgOutputError(f"unknown pgoutput message type {tag!r}")
-    return message
+    return decoder(r)
 
 
 # -- encoding, for tests and tools ----------------------------------------------------------
@@ -277,38 +301,50 @@ def encode_tuple(values: tuple[ColumnValue, ...] | list[ColumnValue]) -> bytes:
     return out
 
 
+def _encode_relation(m: Relation) -> bytes:
+    out = (b"R" + struct.pack(">I", m.oid) + _string(m.namespace) + _string(m.name)
+           + m.replica_identity.encode() + struct.pack(">h", len(m.columns)))
+    for c in m.columns:
+        out += (struct.pack(">B", c.flags) + _string(c.name)
+                + struct.pack(">Ii", c.type_oid, c.type_modifier))
+    return out
+
+
+def _encode_update(m: Update) -> bytes:
+    out = b"U" + struct.pack(">I", m.relation_oid)
+    if m.key is not None:
+        out += b"K" + encode_tuple(m.key)
+    elif m.old is not None:
+        out += b"O" + encode_tuple(m.old)
+    return out + b"N" + encode_tuple(m.new)
+
+
+def _encode_delete(m: Delete) -> bytes:
+    out = b"D" + struct.pack(">I", m.relation_oid)
+    if m.key is not None:
+        return out + b"K" + encode_tuple(m.key)
+    return out + b"O" + encode_tuple(m.old or ())
+
+
 def encode(message: Message) -> bytes:
     """The pgoutput bytes of `message` (the inverse of `decode`)."""
     m = message
+    if isinstance(m, Relation):
+        return _encode_relation(m)
+    if isinstance(m, Update):
+        return _encode_update(m)
+    if isinstance(m, Delete):
+        return _encode_delete(m)
     if isinstance(m, Begin):
         return b"B" + struct.pack(">QqI", m.final_lsn, m.commit_ts, m.xid)
     if isinstance(m, Commit):
         return b"C" + struct.pack(">BQQq", m.flags, m.commit_lsn, m.end_lsn, m.commit_ts)
     if isinstance(m, Origin):
         return b"O" + struct.pack(">Q", m.commit_lsn) + _string(m.name)
-    if isinstance(m, Relation):
-        out = (b"R" + struct.pack(">I", m.oid) + _string(m.namespace) + _string(m.name)
-               + m.replica_identity.encode() + struct.pack(">h", len(m.columns)))
-        for c in m.columns:
-            out += (struct.pack(">B", c.flags) + _string(c.name)
-                    + struct.pack(">Ii", c.type_oid, c.type_modifier))
-        return out
     if isinstance(m, TypeMessage):
         return b"Y" + struct.pack(">I", m.oid) + _string(m.namespace) + _string(m.name)
     if isinstance(m, Insert):
         return b"I" + struct.pack(">I", m.relation_oid) + b"N" + encode_tuple(m.new)
-    if isinstance(m, Update):
-        out = b"U" + struct.pack(">I", m.relation_oid)
-        if m.key is not None:
-            out += b"K" + encode_tuple(m.key)
-        elif m.old is not None:
-            out += b"O" + encode_tuple(m.old)
-        return out + b"N" + encode_tuple(m.new)
-    if isinstance(m, Delete):
-        out = b"D" + struct.pack(">I", m.relation_oid)
-        if m.key is not None:
-            return out + b"K" + encode_tuple(m.key)
-        return out + b"O" + encode_tuple(m.old or ())
     if isinstance(m, Truncate):
         return (b"T" + struct.pack(">iB", len(m.relation_oids), m.options)
                 + b"".join(struct.pack(">I", oid) for oid in m.relation_oids))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+from collections.abc import Callable
 from typing import Any, Final
 
 from strom.connect.data import Date, Decimal, Schema, SchemaBuilder, Time, Timestamp
@@ -57,34 +58,25 @@ def numeric_scale(type_modifier: int) -> int | None:
     return (type_modifier - 4) & 0xFFFF
 
 
+_SIMPLE_SCHEMAS: Final = {
+    BOOL: SchemaBuilder.bool, INT2: SchemaBuilder.int16, INT4: SchemaBuilder.int32,
+    INT8: SchemaBuilder.int64, OID: SchemaBuilder.int64, FLOAT4: SchemaBuilder.float32,
+    FLOAT8: SchemaBuilder.float64, BYTEA: SchemaBuilder.bytes, DATE: Date.builder,
+    TIME: Time.builder, TIMESTAMP: Timestamp.builder, TIMESTAMPTZ: Timestamp.builder,
+}
+
+
 def schema_builder(type_oid: int, type_modifier: int = -1) -> SchemaBuilder:
     """The Connect schema (a builder, to make optional or name) of a column of this type."""
-    if type_oid == BOOL:
-        return SchemaBuilder.bool()
-    if type_oid == INT2:
-        return SchemaBuilder.int16()
-    if type_oid == INT4:
-        return SchemaBuilder.int32()
-    if type_oid in (INT8, OID):
-        return SchemaBuilder.int64()
-    if type_oid == FLOAT4:
-        return SchemaBuilder.float32()
-    if type_oid == FLOAT8:
-        return SchemaBuilder.float64()
+    simple = _SIMPLE_SCHEMAS.get(type_oid)
+    if simple is not None:
+        return simple()
     if type_oid == NUMERIC:
         scale = numeric_scale(type_modifier)
         if scale is None:
             return SchemaBuilder.string()
         precision = ((type_modifier - 4) >> 16) & 0xFFFF
         return Decimal.builder(scale).parameter("connect.decimal.precision", str(precision))
-    if type_oid == BYTEA:
-        return SchemaBuilder.bytes()
-    if type_oid == DATE:
-        return Date.builder()
-    if type_oid == TIME:
-        return Time.builder()
-    if type_oid in (TIMESTAMP, TIMESTAMPTZ):
-        return Timestamp.builder()
     return SchemaBuilder.string()
 
 
@@ -100,39 +92,49 @@ def _timestamp(text: str) -> _dt.datetime:
     return value.astimezone(_dt.UTC)
 
 
+def _numeric(type_modifier: int, text: str) -> Any:
+    scale = numeric_scale(type_modifier)
+    if scale is None:
+        return text
+    value = decimal.Decimal(text)
+    if not value.is_finite():
+        raise ValueError(f"numeric {text} has no Connect Decimal counterpart")
+    return value.quantize(decimal.Decimal(1).scaleb(-scale))
+
+
+def _bytea(text: str) -> bytes:
+    if text.startswith("\\x"):
+        return bytes.fromhex(text[2:])
+    return _unescape_bytea(text)
+
+
+def _time(text: str) -> _dt.time:
+    t = _dt.time.fromisoformat(text)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def _timestamp_ms(text: str) -> _dt.datetime:
+    value = _timestamp(text)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+_PARSERS: Final[dict[int, Callable[[str], Any]]] = {
+    BOOL: lambda text: text == "t", INT2: int, INT4: int, INT8: int, OID: int,
+    FLOAT4: float, FLOAT8: float, BYTEA: _bytea, DATE: _dt.date.fromisoformat, TIME: _time,
+    TIMESTAMP: _timestamp_ms, TIMESTAMPTZ: _timestamp_ms,
+}
+
+
 def parse_text(type_oid: int, type_modifier: int, text: str | None) -> Any:
     """The Connect value of the server's text output `text` of a value of this type (None for
     NULL). Values that have no Connect counterpart (infinity dates, NaN numerics) raise
     ValueError."""
     if text is None:
         return None
-    if type_oid == BOOL:
-        return text == "t"
-    if type_oid in (INT2, INT4, INT8, OID):
-        return int(text)
-    if type_oid in (FLOAT4, FLOAT8):
-        return float(text)
     if type_oid == NUMERIC:
-        scale = numeric_scale(type_modifier)
-        if scale is None:
-            return text
-        value = decimal.Decimal(text)
-        if not value.is_finite():
-            raise ValueError(f"numeric {text} has no Connect Decimal counterpart")
-        return value.quantize(decimal.Decimal(1).scaleb(-scale))
-    if type_oid == BYTEA:
-        if text.startswith("\\x"):
-            return bytes.fromhex(text[2:])
-        return _unescape_bytea(text)
-    if type_oid == DATE:
-        return _dt.date.fromisoformat(text)
-    if type_oid == TIME:
-        t = _dt.time.fromisoformat(text)
-        return t.replace(microsecond=t.microsecond // 1000 * 1000)
-    if type_oid in (TIMESTAMP, TIMESTAMPTZ):
-        value = _timestamp(text)
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
-    return text
+        return _numeric(type_modifier, text)
+    parser = _PARSERS.get(type_oid)
+    return text if parser is None else parser(text)
 
 
 def _unescape_bytea(text: str) -> bytes:
