@@ -491,13 +491,13 @@ class PostgresCdcSourceTask(SourceTask):
 
     def poll(self) -> list[SourceRecord] | None:
         if self._snapshot is not None:
-            records = []
+            snapshot: list[SourceRecord] = []
             for record in self._snapshot:
-                records.append(record)
-                if len(records) >= self.batch:
-                    return records
+                snapshot.append(record)
+                if len(snapshot) >= self.batch:
+                    return snapshot
             self._snapshot = None
-            return records
+            return snapshot
         if self.initial_only:
             time.sleep(POLL_WAIT_S)
             return None
