@@ -301,3 +301,53 @@ def test_query_timestamp_incrementing(broker: EmbeddedBroker, db: Db, tmp_path: 
         events(broker, topic, 6)
         time.sleep(1)
         assert [v["v"] for _, v in events(broker, topic, 6)] == ["a", "b", "c", "A", "B", "d"]
+
+
+def test_concurrent_writers_across_a_worker_restart(broker: EmbeddedBroker, db: Db,
+                                                    tmp_path: Path) -> None:
+    """Writers keep committing while the worker stops and starts again: every change arrives,
+    in commit order per key, none twice (a graceful stop commits the offsets and the slot)."""
+    db.run("CREATE TABLE counters (id int PRIMARY KEY, v int NOT NULL)",
+           "ALTER TABLE counters REPLICA IDENTITY FULL")
+    prefix = f"pg{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.public.counters"
+    config = db.cdc_config(prefix)
+    offsets = tmp_path / "offsets"
+    writers, keys, updates = 3, 5, 30
+    def write(n: int) -> None:
+        conn = db.connect()
+        try:
+            with conn.cursor() as cur:
+                for k in range(n * keys, (n + 1) * keys):
+                    cur.execute("INSERT INTO counters VALUES (%s, 0)", (k,))
+                for v in range(1, updates + 1):
+                    # All the writer's keys in one transaction: several events each.
+                    cur.execute("BEGIN")
+                    for k in range(n * keys, (n + 1) * keys):
+                        cur.execute("UPDATE counters SET v = %s WHERE id = %s", (v, k))
+                    cur.execute("COMMIT")
+                    time.sleep(0.01)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    with worker(broker, offsets) as w:
+        create(w, "cdc", config)
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+    time.sleep(0.3)  # writes while the worker is down
+    with worker(broker, offsets) as w:
+        create(w, "cdc", config)
+        for thread in threads:
+            thread.join()
+        total = writers * keys * (1 + updates)
+        batch = events(broker, topic, total)
+        time.sleep(1)
+        batch = events(broker, topic, total)
+    per_key: dict[int, list[int]] = defaultdict(list)
+    for key, value in batch:
+        assert value["op"] in ("c", "u"), value
+        per_key[key["id"]].append(value["after"]["v"])
+    assert per_key == {k: list(range(updates + 1)) for k in range(writers * keys)}
+    assert len(batch) == total
