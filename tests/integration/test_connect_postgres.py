@@ -351,3 +351,32 @@ def test_concurrent_writers_across_a_worker_restart(broker: EmbeddedBroker, db: 
         per_key[key["id"]].append(value["after"]["v"])
     assert per_key == {k: list(range(updates + 1)) for k in range(writers * keys)}
     assert len(batch) == total
+
+
+def test_query_mode_timestamp_with_a_query(broker: EmbeddedBroker, db: Db,
+                                           tmp_path: Path) -> None:
+    db.run("CREATE TABLE events (id int, kind text, n numeric, at timestamptz NOT NULL)",
+           "INSERT INTO events VALUES (1, 'x', 1.25, '2024-01-01 00:00:00+00'), "
+           "(2, 'y', 2, '2024-01-01 00:00:01+00'), (3, 'x', 3, '2024-01-01 00:00:02+00')")
+    topic = f"jdbcq{uuid.uuid4().hex[:8]}"
+    config = db.jdbc_config(topic, **{"mode": "timestamp", "timestamp.column.name": "at",
+                                      "query": "SELECT id, n, at FROM events "
+                                               "WHERE kind = 'x'"})
+    offsets = tmp_path / "offsets"
+    with worker(broker, offsets) as w:
+        create(w, "jdbc", config)
+        rows = events(broker, topic, 2)
+        assert [v for _, v in rows] == [{"id": 1, "n": "1.25", "at": 1704067200000},
+                                        {"id": 3, "n": "3", "at": 1704067202000}]
+        time.sleep(1)
+        _, body = w.request("GET", "/connectors/jdbc/offsets")
+        assert body["offsets"] == [{"partition": {"query": "query"},
+                                    "offset": {"timestamp": 1704067202000,
+                                               "timestamp_nanos": 0}}]
+    db.run("INSERT INTO events VALUES (4, 'x', 4, '2024-01-01 00:00:03.25+00'), "
+           "(5, 'y', 5, '2024-01-01 00:00:04+00')")
+    with worker(broker, offsets) as w:
+        create(w, "jdbc", config)
+        events(broker, topic, 3)
+        time.sleep(1)
+        assert [v["id"] for _, v in events(broker, topic, 3)] == [1, 3, 4]

@@ -219,8 +219,9 @@ class PostgresQuerySourceTask(SourceTask):
             columns = []
             for column in cur.description:
                 typmod = -1
+                # An unconstrained numeric reads as internal size -1 (precision 65535).
                 if column.type_code == types.NUMERIC and column.scale is not None \
-                        and column.precision is not None and column.precision > 0:
+                        and column.precision is not None and (column.internal_size or 0) > 0:
                     typmod = ((column.precision << 16) | column.scale) + 4
                 columns.append((column.name, int(column.type_code), typmod))
         builder = SchemaBuilder.struct().name(source.name)
