@@ -380,3 +380,23 @@ def test_query_mode_timestamp_with_a_query(broker: EmbeddedBroker, db: Db,
         events(broker, topic, 3)
         time.sleep(1)
         assert [v["id"] for _, v in events(broker, topic, 3)] == [1, 3, 4]
+
+
+def test_slot_dropped_on_stop_and_debezium_names(broker: EmbeddedBroker, db: Db,
+                                                 tmp_path: Path) -> None:
+    db.run(*ITEMS, "INSERT INTO items (id, name) VALUES (1, 'a')")
+    prefix = f"pg{uuid.uuid4().hex[:8]}"
+    config = db.cdc_config("", **{"database.server.name": prefix,
+                                  "snapshot.mode": "when_needed",
+                                  "slot.drop.on.stop": "true",
+                                  "publication.name": f"pub_{prefix}"})
+    del config["topic.prefix"]
+    slot = config["slot.name"]
+    count = f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    with worker(broker, tmp_path / "offsets") as w:
+        create(w, "cdc", config)
+        assert ops(events(broker, f"{prefix}.public.items", 1)) == [(1, "r")]
+        assert db.scalar(count) == 1
+        code, _ = w.request("DELETE", "/connectors/cdc")
+        assert code == 204
+        wait_for(lambda: db.scalar(count) == 0, what="the slot dropped")

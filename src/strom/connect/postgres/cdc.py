@@ -53,7 +53,10 @@ from strom.connect.records import SourceRecord
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_MODES: Final = ("initial", "always", "never", "no_data", "initial_only")
+SNAPSHOT_MODES: Final = ("initial", "always", "never", "no_data", "initial_only",
+                          "when_needed", "exported")
+# Debezium's other names for `initial` (older releases, or "snapshot when offsets are missing").
+INITIAL_ALIASES: Final = ("when_needed", "exported")
 AUTOCREATE_MODES: Final = ("all_tables", "filtered", "disabled")
 POLL_WAIT_S: Final = 0.5
 
@@ -84,6 +87,9 @@ def cdc_config_def() -> ConfigDef:
     d.define("max.batch.size", i, 2048, low, "most records per poll (whole transactions)")
     d.define("snapshot.fetch.size", i, 10240, low, "rows fetched at a time in the snapshot")
     d.define("status.update.interval.ms", i, 10000, low, "standby status updates interval")
+    d.define("slot.drop.on.stop", b, False, low, "drop the slot when the task stops "
+             "(tests and demos: changes made while stopped are then lost)")
+    d.define("database.server.name", s, None, low, "older name of topic.prefix")
     return d
 
 
@@ -100,9 +106,11 @@ class PostgresCdcSourceConnector(SourceConnector):
         return cdc_config_def()
 
     def start(self, props: Mapping[str, str]) -> None:
-        if not props.get("topic.prefix"):
-            raise ConnectException("topic.prefix is required")
         self._props = dict(props)
+        if not props.get("topic.prefix"):
+            if not props.get("database.server.name"):
+                raise ConnectException("topic.prefix is required")
+            self._props["topic.prefix"] = props["database.server.name"]
 
     def task_class(self) -> type[Task]:
         return PostgresCdcSourceTask
@@ -233,6 +241,7 @@ class PostgresCdcSourceTask(SourceTask):
         if self.context is not None:
             offset = self.context.offset_storage_reader().offset(self.partition)
         mode = self.props["snapshot.mode"]
+        mode = "initial" if mode in INITIAL_ALIASES else mode
         snapshot_done = offset is not None and (not offset.get("snapshot")
                                                 or bool(offset.get("last_snapshot_record")))
         want_snapshot = mode == "always" or (mode in ("initial", "initial_only")
@@ -548,6 +557,30 @@ class PostgresCdcSourceTask(SourceTask):
                     log.debug("closing a connection failed", exc_info=True)
         self._snapshot_conn = self._repl = self._meta = self._cursor = None
         self._streaming = False
+        if self.props.get("slot.drop.on.stop", "false").lower() == "true":
+            self._drop_slot()
+
+    def _drop_slot(self) -> None:
+        """Drop the slot once the (closed) replication connection's walsender released it."""
+        conn = connect(self._params())
+        try:
+            conn.autocommit = True
+            deadline = time.monotonic() + 10
+            with conn.cursor() as cur:
+                while time.monotonic() < deadline:
+                    cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                                (self.slot,))
+                    row = cur.fetchone()
+                    if row is None:
+                        return
+                    if row[0] in (False, "f"):
+                        cur.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+                        log.info("dropped replication slot %s", self.slot)
+                        return
+                    time.sleep(0.05)
+            log.warning("replication slot %s still active: not dropped", self.slot)
+        finally:
+            conn.close()
 
 
 def _defaults() -> dict[str, Any]:
