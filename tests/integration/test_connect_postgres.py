@@ -400,3 +400,29 @@ def test_slot_dropped_on_stop_and_debezium_names(broker: EmbeddedBroker, db: Db,
         code, _ = w.request("DELETE", "/connectors/cdc")
         assert code == 204
         wait_for(lambda: db.scalar(count) == 0, what="the slot dropped")
+
+
+def test_a_broken_replication_connection_reconnects(broker: EmbeddedBroker, db: Db,
+                                                    tmp_path: Path) -> None:
+    """The walsender is terminated (as a server restart or wal_sender_timeout would): the task
+    reconnects and streams on from the slot, nothing lost and nothing twice."""
+    db.run(*ITEMS)
+    prefix = f"pg{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.public.items"
+    config = db.cdc_config(prefix, **{"snapshot.mode": "never"})
+    terminate = ("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                 f"WHERE slot_name = '{config['slot.name']}' AND active_pid IS NOT NULL")
+    with worker(broker, tmp_path / "offsets") as w:
+        create(w, "cdc", config)
+        db.run("INSERT INTO items (id, name) VALUES (1, 'a')")
+        events(broker, topic, 1)
+        db.run("INSERT INTO items (id, name) VALUES (2, 'b')")
+        events(broker, topic, 2)
+        wait_for(lambda: db.scalar(terminate), what="the walsender terminated")
+        db.run("INSERT INTO items (id, name) VALUES (3, 'c')",
+               "UPDATE items SET name = 'A' WHERE id = 1")
+        events(broker, topic, 4)
+        time.sleep(1)
+        assert ops(events(broker, topic, 4)) == [(1, "c"), (2, "c"), (3, "c"), (1, "u")]
+        _, status = w.request("GET", "/connectors/cdc/status")
+        assert status["tasks"][0]["state"] == "RUNNING"

@@ -17,6 +17,7 @@ skipped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import select
@@ -59,6 +60,7 @@ SNAPSHOT_MODES: Final = ("initial", "always", "never", "no_data", "initial_only"
 INITIAL_ALIASES: Final = ("when_needed", "exported")
 AUTOCREATE_MODES: Final = ("all_tables", "filtered", "disabled")
 POLL_WAIT_S: Final = 0.5
+RECONNECT_WAIT_S: Final = 1.0
 
 
 def cdc_config_def() -> ConfigDef:
@@ -211,6 +213,7 @@ class PostgresCdcSourceTask(SourceTask):
         self._txn: pgoutput.Begin | None = None
         self._changes: list[tuple[str, _Table, Struct | None, Struct | None, int]] = []
         self._flushed = 0
+        self._returned: tuple[int, int, bool] | None = None  # the last transaction polled
         self._stopping = False
 
     def version(self) -> str:
@@ -250,6 +253,7 @@ class PostgresCdcSourceTask(SourceTask):
             lsn, events, total = (int(offset["lsn"]), int(offset.get("event", 0)),
                                   int(offset.get("events", 0)))
             self._resume = (lsn, events, events >= total)
+            self._returned = self._resume
             self._start_lsn = lsn if events >= total else 0
             self._flushed = self._start_lsn
         elif offset is not None and snapshot_done:
@@ -494,6 +498,8 @@ class PostgresCdcSourceTask(SourceTask):
                 records.append(SourceRecord(
                     topic=table.topic, key_schema=table.key_schema, key=record.key,
                     timestamp=ts_ms, source_partition=self.partition, source_offset=offset))
+        if records:
+            self._returned = (commit.end_lsn, total, True)
         return records
 
     # -- poll / commit ----------------------------------------------------------------------
@@ -510,6 +516,25 @@ class PostgresCdcSourceTask(SourceTask):
         if self.initial_only:
             time.sleep(POLL_WAIT_S)
             return None
+        try:
+            return self._stream()
+        except psycopg2.Error as error:
+            # The connection broke (server restart, wal_sender_timeout while paused, a
+            # terminated walsender): start again from the slot, skipping what was returned.
+            log.warning("replication stream of slot %s broke (%s): reconnecting", self.slot,
+                        str(error).strip())
+            self._drop_replication()
+            time.sleep(RECONNECT_WAIT_S)
+            return None
+
+    def _stream(self) -> list[SourceRecord]:
+        if self._repl is None:
+            self._repl = connect(
+                self._params(), connection_factory=psycopg2.extras.LogicalReplicationConnection)
+            self._cursor = self._repl.cursor()
+        if self._meta is None or self._meta.closed:
+            self._meta = connect(self._params())
+            self._meta.autocommit = True
         if not self._streaming:
             self._cursor.start_replication(
                 slot_name=self.slot, decode=False, start_lsn=self._start_lsn,
@@ -531,6 +556,17 @@ class PostgresCdcSourceTask(SourceTask):
             select.select([self._repl], [], [], min(remaining, 0.1))
         return records
 
+    def _drop_replication(self) -> None:
+        for conn in (self._repl, self._meta):
+            if conn is not None:
+                with contextlib.suppress(psycopg2.Error):
+                    conn.close()
+        self._repl = self._cursor = self._meta = None
+        self._streaming = False
+        self._txn, self._changes = None, []
+        self._start_lsn = 0  # the slot's confirmed position
+        self._resume = self._returned
+
     def commit(self) -> None:
         """Connect committed the offsets: confirm the slot up to the last transaction whose
         events were all committed."""
@@ -543,7 +579,13 @@ class PostgresCdcSourceTask(SourceTask):
             return
         lsn = int(offset["lsn"])
         if lsn > self._flushed:
-            self._cursor.send_feedback(write_lsn=lsn, flush_lsn=lsn, force=True)
+            try:
+                self._cursor.send_feedback(write_lsn=lsn, flush_lsn=lsn, force=True)
+            except psycopg2.Error as error:
+                log.warning("confirming slot %s failed (%s): the next poll reconnects",
+                            self.slot, str(error).strip())
+                self._drop_replication()
+                return
             self._flushed = lsn
             log.debug("slot %s confirmed up to %s", self.slot, pgoutput.format_lsn(lsn))
 
