@@ -426,3 +426,24 @@ def test_a_broken_replication_connection_reconnects(broker: EmbeddedBroker, db: 
         assert ops(events(broker, topic, 4)) == [(1, "c"), (2, "c"), (3, "c"), (1, "u")]
         _, status = w.request("GET", "/connectors/cdc/status")
         assert status["tasks"][0]["state"] == "RUNNING"
+
+
+def test_an_idle_slot_follows_the_wal(broker: EmbeddedBroker, db: Db, tmp_path: Path) -> None:
+    """Changes to tables the connector does not capture move the slot too once everything
+    polled is committed, so the server does not keep WAL for an idle connector."""
+    db.run(*ITEMS, "CREATE TABLE other (id int PRIMARY KEY)")
+    prefix = f"pg{uuid.uuid4().hex[:8]}"
+    config = db.cdc_config(prefix, **{"table.include.list": "public\\.items",
+                                      "snapshot.mode": "never"})
+    confirmed = ("SELECT confirmed_flush_lsn >= '{}'::pg_lsn FROM pg_replication_slots "
+                 "WHERE slot_name = '{}'")
+    with worker(broker, tmp_path / "offsets") as w:
+        create(w, "cdc", config)
+        db.run("INSERT INTO items (id, name) VALUES (1, 'a')")
+        events(broker, f"{prefix}.public.items", 1)
+        db.run(*(f"INSERT INTO other VALUES ({n})" for n in range(20)))
+        target = db.scalar("SELECT pg_current_wal_lsn()::text")
+        wait_for(lambda: db.scalar(confirmed.format(target, config["slot.name"])),
+                 what="the slot confirmed past the other table's changes")
+        db.run("INSERT INTO items (id, name) VALUES (2, 'b')")
+        assert ops(events(broker, f"{prefix}.public.items", 2)) == [(1, "c"), (2, "c")]

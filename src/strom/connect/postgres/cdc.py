@@ -551,10 +551,22 @@ class PostgresCdcSourceTask(SourceTask):
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 break
-            if self._txn is None:  # keep the server's wal_sender_timeout at bay
-                self._cursor.send_feedback()
+            if self._txn is None:
+                self._confirm_idle()
             select.select([self._repl], [], [], min(remaining, 0.1))
         return records
+
+    def _confirm_idle(self) -> None:
+        """Idle, with everything polled confirmed: confirm the server's sent position too (WAL
+        of other tables and databases), so an idle slot does not hold WAL (Debezium needs
+        heartbeats for this). Also the keepalive that wal_sender_timeout wants."""
+        everything_confirmed = self._returned is None or self._returned[0] <= self._flushed
+        wal_end = int(self._cursor.wal_end or 0)
+        if everything_confirmed and wal_end > self._flushed and self._start_lsn <= wal_end:
+            self._cursor.send_feedback(write_lsn=wal_end, flush_lsn=wal_end, force=True)
+            self._flushed = wal_end
+        else:
+            self._cursor.send_feedback()
 
     def _drop_replication(self) -> None:
         for conn in (self._repl, self._meta):
