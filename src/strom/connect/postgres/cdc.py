@@ -12,7 +12,9 @@ Offsets (source partition ``{"server": topic.prefix}``): during the snapshot
 moves (Standby Status Update) only in `commit()`, to the LSN of the last transaction whose
 events Connect committed entirely, so a restart resumes from the stored offset with nothing
 lost; a transaction cut in the middle is received again and its first `event` events are
-skipped.
+skipped. When idle with everything polled confirmed, the slot follows the server's sent
+position (WAL of uncaptured tables is not held). A broken stream is reopened from the slot,
+skipping the transactions already polled.
 """
 
 from __future__ import annotations
