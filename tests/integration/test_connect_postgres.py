@@ -447,3 +447,31 @@ def test_an_idle_slot_follows_the_wal(broker: EmbeddedBroker, db: Db, tmp_path: 
                  what="the slot confirmed past the other table's changes")
         db.run("INSERT INTO items (id, name) VALUES (2, 'b')")
         assert ops(events(broker, f"{prefix}.public.items", 2)) == [(1, "c"), (2, "c")]
+
+
+def test_filtered_publication_and_snapshot_always(broker: EmbeddedBroker, db: Db,
+                                                  tmp_path: Path) -> None:
+    db.run("CREATE TABLE a (id int PRIMARY KEY)", "CREATE TABLE b (id int PRIMARY KEY)",
+           "INSERT INTO a VALUES (1)", "INSERT INTO b VALUES (1)")
+    prefix = f"pg{uuid.uuid4().hex[:8]}"
+    config = db.cdc_config(prefix, **{"table.include.list": "public\\.(a|b)",
+                                      "table.exclude.list": "public\\.b",
+                                      "publication.autocreate.mode": "filtered",
+                                      "snapshot.mode": "always"})
+    offsets = tmp_path / "offsets"
+    with worker(broker, offsets) as w:
+        create(w, "cdc", config)
+        assert ops(events(broker, f"{prefix}.public.a", 1)) == [(1, "r")]
+        published = db.scalar("SELECT string_agg(schemaname || '.' || tablename, ',') "
+                              f"FROM pg_publication_tables WHERE pubname = 'pub_{prefix}'")
+        assert published == "public.a"
+        db.run("INSERT INTO a VALUES (2)", "INSERT INTO b VALUES (2)")
+        assert ops(events(broker, f"{prefix}.public.a", 2)) == [(1, "r"), (2, "c")]
+    with worker(broker, offsets) as w:
+        create(w, "cdc", config)  # snapshot.mode=always: the snapshot again
+        batch = events(broker, f"{prefix}.public.a", 4)
+        assert sorted(ops(batch)[2:]) == [(1, "r"), (2, "r")]
+        db.run("INSERT INTO a VALUES (3)")
+        assert ops(events(broker, f"{prefix}.public.a", 5))[4] == (3, "c")
+        _, topics = w.request("GET", "/connectors/cdc/topics")
+        assert topics == {"cdc": {"topics": [f"{prefix}.public.a"]}}  # b is excluded
