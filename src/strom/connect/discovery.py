@@ -26,6 +26,10 @@ BUILTINS: dict[str, str] = {
         "strom.connect.postgres_sink:PostgresSinkConnector",
     "io.confluent.connect.http.HttpSinkConnector": "strom.connect.http_sink:HttpSinkConnector",
     "io.confluent.connect.s3.S3SinkConnector": "strom.connect.s3_sink:S3SinkConnector",
+    "io.debezium.connector.postgresql.PostgresConnector":
+        "strom.connect.postgres:PostgresCdcSourceConnector",
+    "io.confluent.connect.jdbc.JdbcSourceConnector":
+        "strom.connect.postgres:PostgresQuerySourceConnector",
 }
 
 # Further names a built-in answers to (besides its simple name and alias).
@@ -73,8 +77,10 @@ def _plugin(class_name: str, cls: type[Connector]) -> ConnectorPlugin:
     simple = class_name.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
     aliases = {simple, f"{cls.__module__}.{cls.__qualname__}",
                f"{cls.__module__}:{cls.__qualname__}"}
-    if simple.endswith("Connector"):
-        aliases.add(simple[: -len("Connector")])
+    for name in (simple, cls.__qualname__):  # the Python class's own names too
+        aliases.add(name)
+        if name.endswith("Connector"):
+            aliases.add(name[: -len("Connector")])
     aliases.update(EXTRA_ALIASES.get(class_name, ()))
     aliases.discard(class_name)
     return ConnectorPlugin(class_name, cls, tuple(sorted(aliases)))
