@@ -8,6 +8,7 @@ resuming from its offsets."""
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 import uuid
@@ -475,3 +476,134 @@ def test_filtered_publication_and_snapshot_always(broker: EmbeddedBroker, db: Db
         assert ops(events(broker, f"{prefix}.public.a", 5))[4] == (3, "c")
         _, topics = w.request("GET", "/connectors/cdc/topics")
         assert topics == {"cdc": {"topics": [f"{prefix}.public.a"]}}  # b is excluded
+
+
+ACCOUNTS = "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint)"
+ACCOUNT_KEYS = 40
+
+
+def schema_worker(broker: EmbeddedBroker, offsets: Path) -> ConnectWorker:
+    """A standalone worker whose converters keep schemas (the sink creates its table from
+    them)."""
+    return ConnectWorker({
+        "bootstrap.servers": broker.bootstrap_servers,
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "offset.storage.file.filename": str(offsets),
+        "offset.flush.interval.ms": "200"})
+
+
+def accounts_sink_config(target: Db, topic: str) -> dict[str, str]:
+    return {"connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector",
+            "tasks.max": "1", "topics": topic,
+            "connection.url": f"jdbc:postgresql://127.0.0.1:{target.pg.port}/{target.name}",
+            "connection.user": USER, "connection.password": PASSWORD,
+            "table.name.format": "accounts", "auto.create": "true",
+            "insert.mode": "upsert", "pk.mode": "record_key", "delete.enabled": "true",
+            "transforms": "unwrap",
+            "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+            "transforms.unwrap.drop.tombstones": "false"}
+
+
+def account_rows(db: Db) -> list[tuple[Any, ...]]:
+    with db.conn.cursor() as cur:
+        cur.execute("SELECT id, owner, balance FROM accounts ORDER BY id")
+        return [tuple(row) for row in cur.fetchall()]
+
+
+def target_rows(target: Db) -> list[tuple[Any, ...]] | None:
+    with target.conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('public.accounts')")
+        row = cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+    return account_rows(target)
+
+
+class Writers:
+    """Threads changing random accounts (insert if absent, else update or delete) until
+    stopped; each change its own transaction."""
+
+    def __init__(self, db: Db, count: int) -> None:
+        self.db = db
+        self.stop = threading.Event()
+        self.changes = 0
+        self.errors: list[BaseException] = []
+        self.threads = [threading.Thread(target=self.run, args=(n,), daemon=True)
+                        for n in range(count)]
+
+    def run(self, n: int) -> None:
+        rng = random.Random(n)
+        conn = self.db.connect()
+        try:
+            with conn.cursor() as cur:
+                while not self.stop.is_set():
+                    key = rng.randrange(ACCOUNT_KEYS)
+                    roll = rng.random()
+                    if roll < 0.15:
+                        cur.execute("DELETE FROM accounts WHERE id = %s", (key,))
+                    else:
+                        cur.execute(
+                            "INSERT INTO accounts VALUES (%s, %s, %s) ON CONFLICT (id) DO "
+                            "UPDATE SET balance = accounts.balance + EXCLUDED.balance, "
+                            "owner = EXCLUDED.owner",
+                            (key, f"owner-{n}-{rng.randrange(1000)}", rng.randrange(100)))
+                    self.changes += 1
+                    time.sleep(0.002)
+        except BaseException as exc:  # reported by the test
+            self.errors.append(exc)
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Writers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+def test_cdc_into_a_postgres_sink_across_a_worker_restart(
+        broker: EmbeddedBroker, pg: PostgresServer, tmp_path: Path) -> None:
+    """The issue's end-to-end case: CDC of a table under concurrent writers into a topic,
+    then the PostgreSQL sink into another database (ExtractNewRecordState, upsert, delete on
+    tombstones), with the worker stopped and started again in the middle: the target table
+    ends equal to the source, deletes included."""
+    source, target = Db(pg), Db(pg)
+    try:
+        source.run(ACCOUNTS, "ALTER TABLE accounts REPLICA IDENTITY FULL",
+                   "INSERT INTO accounts SELECT g, 'seed', 0 FROM generate_series(0, 9) g")
+        prefix = f"pg{uuid.uuid4().hex[:8]}"
+        topic = f"{prefix}.public.accounts"
+        offsets = tmp_path / "offsets"
+        cdc = source.cdc_config(prefix)
+        with Writers(source, 3) as writers:
+            with schema_worker(broker, offsets) as w:
+                create(w, "cdc", cdc)
+                create(w, "sink", accounts_sink_config(target, topic))
+                wait_for(lambda: target_rows(target), timeout=30,
+                         what="the sink's first rows")
+                time.sleep(1.5)
+            # The worker is down; the writers go on.
+            time.sleep(1.0)
+            with schema_worker(broker, offsets) as w:
+                create(w, "cdc", cdc)
+                create(w, "sink", accounts_sink_config(target, topic))
+                time.sleep(1.5)
+                writers.stop.set()
+                for thread in writers.threads:
+                    thread.join(10)
+                assert not writers.errors, writers.errors
+                assert writers.changes > 100, writers.changes
+                expected = account_rows(source)
+                # Every key was deleted and written again at random: the end state must
+                # match exactly, deletes included.
+                wait_for(lambda: target_rows(target) == expected, timeout=60,
+                         what="the target table equal to the source")
+                assert account_rows(target) == expected
+    finally:
+        source.close()
+        target.close()
