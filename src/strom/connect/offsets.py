@@ -3,7 +3,7 @@
 Keys and values are Kafka Connect's (the internal JSON converter without schemas): the key of a
 source partition is ``["<connector>", {partition}]``, its value the offset map (or null, a
 tombstone, once reset). The standalone file holds these pairs as JSON lines (Kafka's holds them
-Java-serialized; the distributed herder will keep the same pairs in `connect-offsets`).
+Java-serialized; distributed mode keeps the same pairs in `connect-offsets`, see kafka_store.py).
 """
 
 from __future__ import annotations
