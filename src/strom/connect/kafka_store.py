@@ -76,6 +76,7 @@ class KafkaLog:
         self._thread = threading.Thread(target=self._run, name=f"connect-log-{topic}",
                                         daemon=True)
         self.partitions: list[int] = []
+        self._admin: Any = None
 
     def start(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -134,11 +135,25 @@ class KafkaLog:
         return TopicPartition(self.topic, partition)
 
     def end_offsets(self) -> dict[int, int]:
+        """Each partition's last stable offset: what a read_committed reader reaches (an open
+        transaction, e.g. of a killed exactly-once source task, does not hold it up). Asked
+        with an admin client: the reader's consumer is busy in its thread."""
+        from confluent_kafka import IsolationLevel, KafkaException
+        from confluent_kafka.admin import AdminClient, OffsetSpec
+        if self._admin is None:
+            self._admin = AdminClient(self.client)
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        tps = [self._tp(p) for p in self.partitions]
+        futures = self._admin.list_offsets({tp: latest for tp in tps},
+                                           isolation_level=IsolationLevel.READ_COMMITTED,
+                                           request_timeout=10)
         out = {}
-        for p in self.partitions:
-            _low, high = self._consumer.get_watermark_offsets(self._tp(p), timeout=10,
-                                                              cached=False)
-            out[p] = high
+        for tp in tps:
+            try:
+                out[tp.partition] = int(futures[tp].result(timeout=15).offset)
+            except KafkaException as exc:
+                raise RuntimeError(f"listing the offsets of {self.topic}: "
+                                   f"{exc.args[0].str()}") from None
         return out
 
     def read_to_end(self, timeout: float = 30.0) -> None:
@@ -227,6 +242,9 @@ class KafkaOffsetBackingStore(OffsetBackingStore):
 
     def read_to_end(self) -> None:
         self.log.read_to_end()
+
+    def transactional_topic(self) -> str | None:
+        return self.log.topic
 
     def stop(self) -> None:
         self.log.stop()

@@ -35,6 +35,14 @@ class OffsetBackingStore(ABC):
     @abstractmethod
     def items(self) -> list[tuple[str, Mapping[str, Any]]]: ...
 
+    def transactional_topic(self) -> str | None:
+        """The topic a source task's transactional producer writes offsets to (KIP-618);
+        None: this store cannot take part in a transaction."""
+        return None
+
+    def read_to_end(self) -> None:  # noqa: B027 (optional: a local store is always current)
+        """Wait until reads reflect every offset written so far."""
+
     def connector_offsets(self, connector: str
                           ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any]]]:
         out = []
