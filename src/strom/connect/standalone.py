@@ -41,7 +41,7 @@ def parse_listeners(value: str | None) -> list[Listener]:
         url = urlparse(item if "://" in item else "http://" + item)
         if url.scheme not in ("http", ""):
             raise ValueError(f"listener {item}: only http listeners are supported")
-        out.append(Listener(url.hostname or "0.0.0.0", url.port or 8083))
+        out.append(Listener(url.hostname or "0.0.0.0", 8083 if url.port is None else url.port))
     return out
 
 
