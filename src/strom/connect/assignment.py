@@ -9,7 +9,7 @@ balance connectors, and tasks, within one of each other over the live workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 ConnectorId = str
@@ -78,7 +78,7 @@ def _items(load: WorkerLoad, kind: str) -> list[object]:
     return items
 
 
-def _distribute(out: Assignment, live: list[str], new: list[object], kind: str) -> None:
+def _distribute(out: Assignment, live: list[str], new: Sequence[object], kind: str) -> None:
     for item in new:
         worker = min(live, key=lambda w: (len(_items(out[w], kind)),
                                           len(out[w].connectors) + len(out[w].tasks), w))

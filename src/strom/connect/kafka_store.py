@@ -106,14 +106,15 @@ class KafkaLog:
                         continue
                     raw_key, raw_value = m.key(), m.value()
                     key = raw_key.decode() if raw_key is not None else None
+                    partition = m.partition() or 0
+                    positions[partition] = (m.offset() or 0) + 1
                     try:
                         value = json.loads(raw_value) if raw_value is not None else None
-                    except ValueError:
-                        log.warning("%s: skipping a record that is not JSON at %s-%d@%d",
-                                    self.topic, m.topic(), m.partition(), m.offset())
-                        value = None
+                    except ValueError:  # not a tombstone: skipped
+                        log.warning("%s: skipping a record that is not JSON at %d@%d",
+                                    self.topic, partition, m.offset())
+                        continue
                     batch.append((key, value))
-                    positions[m.partition()] = (m.offset() or 0) + 1
                 if batch:
                     self._deliver(batch)
                 with contextlib.suppress(Exception):
