@@ -413,3 +413,51 @@ def test_exactly_once_source_across_a_sigkill(cluster_factory: Callable[..., Clu
     offsets = dict(read_topic(cluster.broker.bootstrap_servers, cluster.topics["offsets"]))
     assert offsets[json.dumps(["eos", {"filename": str(source_file)}],
                               separators=(",", ":"), sort_keys=True)]["position"] > 0
+
+
+def test_a_frozen_worker_comes_back_as_a_fenced_zombie(cluster_factory: Callable[..., Cluster],
+                                                       new_topic: Callable[..., str],
+                                                       tmp_path: Path) -> None:
+    """SIGSTOP the worker running an exactly-once source task past its session timeout: the
+    task moves; on SIGCONT the frozen worker's task (still holding its file position and an
+    open transaction) is a zombie: its transaction is fenced and it stops what it was running,
+    so the topic still has every line once (without exactly-once support, duplicates)."""
+    cluster = cluster_factory(2, {"exactly.once.source.support": "enabled"})
+    topic = new_topic(partitions=1)
+    source_file = tmp_path / "in.txt"
+    source_file.write_text("")
+    first = cluster.workers[0]
+    create(first, "z", {"connector.class": "FileStreamSource", "tasks.max": "1",
+                        "file": str(source_file), "topic": topic})
+    wait_for(lambda: running_on(first, "z", 1), 60, "the source running")
+    lines = [f"z-{i:05d}" for i in range(900)]
+
+    def append(part: list[str]) -> None:
+        with open(source_file, "a") as out:
+            out.write("".join(line + "\n" for line in part))
+
+    append(lines[:300])
+    status = status_of(first, "z")
+    assert status is not None
+    frozen = next(w for w in cluster.workers if w.id == status["tasks"][0]["worker_id"])
+    other = next(w for w in cluster.workers if w is not frozen)
+    assert frozen.proc is not None
+    time.sleep(0.2)
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        append(lines[300:600])
+        wait_for(lambda: (owners := running_on(other, "z", 1)) is not None
+                 and frozen.id not in owners, (DELAY_MS + SESSION_MS) / 1000 + 30,
+                 "the task running on the other worker")
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+    append(lines[600:])
+
+    def values() -> list[str]:
+        return [v for _, v in read_topic(cluster.broker.bootstrap_servers, topic, raw=True)]
+
+    wait_for(lambda: len(set(values())) == len(lines), 60, "every line in the topic")
+    time.sleep(3)  # the zombie's last transaction would have committed by now
+    assert Counter(values()) == Counter(lines)
+    owners = wait_for(lambda: running_on(other, "z", 1), 30, "one owner")
+    assert len(owners) == 1
