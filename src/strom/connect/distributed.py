@@ -149,6 +149,13 @@ class Membership:
             self._consumer.close()  # leaves the group: the others rebalance at once
 
 
+def _generation(value: Mapping[str, Any]) -> int:
+    try:
+        return int(value.get("generation") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _status_json(status: Status, generation: int) -> dict[str, Any]:
     return {"state": status.state.value, "trace": status.trace,
             "worker_id": status.worker_id, "generation": generation}
@@ -285,6 +292,11 @@ class DistributedHerder(StandaloneHerder):
                 if value is None:
                     self.statuses.pop(key, None)
                 elif isinstance(value, dict):
+                    # As Kafka's status store: a status of an older assignment generation (a
+                    # zombie's, written late) does not replace a newer one.
+                    known = self.statuses.get(key)
+                    if known is not None and _generation(value) < _generation(known):
+                        continue
                     self.statuses[key] = value
 
     def _status(self, key: str, owner: str | None) -> dict[str, Any]:
