@@ -664,6 +664,12 @@ class DistributedRuntime:
         from strom.connect.standalone import parse_listeners, worker_id
         self.props = dict(props)
         self.listeners = parse_listeners(self.props.get("listeners"))
+        if (not self.props.get("rest.advertised.host.name")
+                and self.listeners[0].host in ("0.0.0.0", "::", "")):
+            # The other workers forward writes to this address: not "localhost" (Kafka's
+            # default is the host's name too).
+            import socket
+            self.props["rest.advertised.host.name"] = socket.gethostname()
         self.config = WorkerConfig(self.props, worker_id(self.props, self.listeners[0]))
         self.dconfig = DistributedConfig(self.props)
         offsets = KafkaOffsetBackingStore(self.config.client_config("admin"),
