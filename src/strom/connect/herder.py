@@ -4,8 +4,7 @@
 and runs everything on its own worker, as Kafka's standalone mode. A distributed herder
 (configs, offsets and statuses in the compacted topics connect-configs / connect-offsets /
 connect-status, connectors and tasks balanced over the workers of a group) implements the same
-interface; the REST layer does not change (see docs/connect.md, "What distributed mode adds
-next").
+interface (strom.connect.distributed); the REST layer does not change.
 """
 
 from __future__ import annotations
@@ -165,20 +164,7 @@ class StandaloneHerder(Herder):
             exists = name in self.configs
             if exists and not allow_replace:
                 raise AlreadyExists(f"Connector {name} already exists")
-            class_name = config.get("connector.class")
-            if not class_name:
-                raise BadRequest("Connector config {...} contains no connector type"
-                                 .replace("{...}", str(dict(config))))
-            result = validate_connector_config(class_name, config)
-            if result["error_count"]:
-                messages = [f"{c['value']['name']}: {e}" for c in result["configs"]
-                            for e in c["value"]["errors"]]
-                raise BadRequest(f"Connector configuration is invalid and contains the "
-                                 f"following {result['error_count']} error(s):\n"
-                                 + "\n".join(messages)
-                                 + "\nYou can also find the above list of errors at the "
-                                   "endpoint `/connector-plugins/{connectorType}/config/"
-                                   "validate`")
+            class_name = check_connector_config(config)
             if exists:
                 await self._stop_connector(name)
             self.configs[name] = config
@@ -455,6 +441,25 @@ class StandaloneHerder(Herder):
     async def stop(self) -> None:
         for name in list(self.worker.connectors):
             await self._stop_connector(name)
+
+
+def check_connector_config(config: Mapping[str, str]) -> str:
+    """The connector's class name; BadRequest (Kafka's messages) when the config is invalid."""
+    class_name = config.get("connector.class")
+    if not class_name:
+        raise BadRequest("Connector config {...} contains no connector type"
+                         .replace("{...}", str(dict(config))))
+    result = validate_connector_config(class_name, config)
+    if result["error_count"]:
+        messages = [f"{c['value']['name']}: {e}" for c in result["configs"]
+                    for e in c["value"]["errors"]]
+        raise BadRequest(f"Connector configuration is invalid and contains the "
+                         f"following {result['error_count']} error(s):\n"
+                         + "\n".join(messages)
+                         + "\nYou can also find the above list of errors at the "
+                           "endpoint `/connector-plugins/{connectorType}/config/"
+                           "validate`")
+    return class_name
 
 
 def _trace(error: BaseException) -> list[str]:

@@ -3,7 +3,7 @@
 Keys and values are Kafka Connect's (the internal JSON converter without schemas): the key of a
 source partition is ``["<connector>", {partition}]``, its value the offset map (or null, a
 tombstone, once reset). The standalone file holds these pairs as JSON lines (Kafka's holds them
-Java-serialized; the distributed herder will keep the same pairs in `connect-offsets`).
+Java-serialized; distributed mode keeps the same pairs in `connect-offsets`, see kafka_store.py).
 """
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ class OffsetBackingStore(ABC):
 
     @abstractmethod
     def items(self) -> list[tuple[str, Mapping[str, Any]]]: ...
+
+    def transactional_topic(self) -> str | None:
+        """The topic a source task's transactional producer writes offsets to (KIP-618);
+        None: this store cannot take part in a transaction."""
+        return None
+
+    def read_to_end(self) -> None:  # noqa: B027 (optional: a local store is always current)
+        """Wait until reads reflect every offset written so far."""
 
     def connector_offsets(self, connector: str
                           ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any]]]:

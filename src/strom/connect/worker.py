@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import json
 import logging
 import re
 import threading
@@ -70,6 +71,12 @@ class WorkerConfig:
     @property
     def bootstrap_servers(self) -> str:
         return self.props.get("bootstrap.servers", "localhost:9092")
+
+    @property
+    def exactly_once_source(self) -> bool:
+        """KIP-618 `exactly.once.source.support=enabled` (distributed mode only)."""
+        return (self.props.get("exactly.once.source.support", "disabled").strip().lower()
+                == "enabled")
 
     @property
     def offset_flush_interval_s(self) -> float:
@@ -253,11 +260,22 @@ class WorkerSourceTask(WorkerTask):
                                          "value.converter")
         self.header_conv = make_converter(self.worker.config, self.connector_config,
                                           "header.converter")
-        self.producer = Producer({"acks": "all", "linger.ms": 5, "enable.idempotence": True,
-                                  **self.worker.config.client_config("producer"),
-                                  **{k[len("producer.override."):]: v
-                                     for k, v in self.connector_config.items()
-                                     if k.startswith("producer.override.")}})
+        settings: dict[str, Any] = {
+            "acks": "all", "linger.ms": 5, "enable.idempotence": True,
+            **self.worker.config.client_config("producer"),
+            **{k[len("producer.override."):]: v for k, v in self.connector_config.items()
+               if k.startswith("producer.override.")}}
+        # KIP-618: records and their source offsets in one transaction of a producer whose
+        # transactional.id is the task's (Kafka's `<group.id>-<connector>-<task>`), so a new
+        # incarnation of the task fences (and aborts the open transaction of) an older one.
+        self.offsets_topic = (self.worker.offsets.transactional_topic()
+                              if self.worker.config.exactly_once_source else None)
+        if self.offsets_topic is not None:
+            group = self.worker.config.props.get("group.id", "connect-cluster")
+            settings["transactional.id"] = f"{group}-{self.connector}-{self.task_id}"
+            settings["partitioner"] = "murmur2_random"  # offset keys as the store writes them
+        self.producer = Producer(settings)
+        self.in_transaction = False
         self.submitted: deque[_Submitted] = deque()
         self.acked: list[_Submitted] = []
         self.failures: list[str] = []
@@ -268,6 +286,10 @@ class WorkerSourceTask(WorkerTask):
         reader = ConnectorOffsetReader(self.worker.offsets, self.connector)
         task.initialize(_SourceContext(reader, self.task_config))
         self._setup()
+        if self.offsets_topic is not None:
+            await asyncio.to_thread(self.producer.init_transactions, 30)
+            # The offsets the fenced incarnation committed last, now that it cannot add any.
+            await asyncio.to_thread(self.worker.offsets.read_to_end)
         await _call(task.start, self.task_config)
         self.set_running()
         last_commit = time.monotonic()
@@ -327,6 +349,9 @@ class WorkerSourceTask(WorkerTask):
             kwargs["headers"] = headers
         if timestamp is not None:
             kwargs["timestamp"] = timestamp
+        if self.offsets_topic is not None and not self.in_transaction:
+            self.producer.begin_transaction()
+            self.in_transaction = True
         while True:
             try:
                 self.producer.produce(topic, **kwargs)
@@ -370,7 +395,7 @@ class WorkerSourceTask(WorkerTask):
             await _call(task.commit_record, entry.record, entry.metadata)
 
     async def _commit(self, task: SourceTask, flush: bool) -> None:
-        if flush:
+        if flush or self.in_transaction:
             await asyncio.to_thread(self.producer.flush, 30)
         else:
             self.producer.poll(0)
@@ -380,7 +405,15 @@ class WorkerSourceTask(WorkerTask):
             entry = self.submitted.popleft()
             if entry.key is not None:
                 offsets[entry.key] = entry.offset
-        if offsets:
+        if self.in_transaction:
+            assert self.offsets_topic is not None
+            for key, value in offsets.items():
+                self.producer.produce(self.offsets_topic, key=key.encode(),
+                                      value=None if value is None else json.dumps(
+                                          value, separators=(",", ":")).encode())
+            await asyncio.to_thread(self.producer.commit_transaction, 30)
+            self.in_transaction = False
+        elif offsets:
             await asyncio.to_thread(self.worker.offsets.set, offsets)
         await _call(task.commit)
 

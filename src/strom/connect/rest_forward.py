@@ -1,0 +1,52 @@
+"""Distributed mode's REST forwarding: every worker answers reads itself; a write to
+/connectors (create, config, delete, restart, pause/resume/stop, offsets) received by a
+follower is sent on to the leader and answered with the leader's answer, as Kafka Connect's
+workers do. While no leader is known (a rebalance), writes answer 409."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from strom.connect.rest import HERDER_KEY, Handler, error_response
+
+log = logging.getLogger(__name__)
+
+FORWARDED_HEADER = "X-Strom-Connect-Forwarded"
+WRITE_METHODS = ("POST", "PUT", "DELETE", "PATCH")
+
+
+def is_forwarded_write(request: web.Request) -> bool:
+    path = request.path
+    return (request.method in WRITE_METHODS and path.startswith("/connectors")
+            and not path.endswith("/topics/reset"))
+
+
+@web.middleware
+async def forwarding_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    herder: Any = request.app[HERDER_KEY]
+    if not is_forwarded_write(request) or herder.is_leader():
+        return await handler(request)
+    from strom.connect.distributed import REBALANCING
+    leader = herder.leader_url()
+    if request.headers.get(FORWARDED_HEADER) or leader is None \
+            or leader == f"http://{herder.config.worker_id}":
+        return error_response(409, REBALANCING)
+    body = await request.read()
+    headers = {FORWARDED_HEADER: herder.config.worker_id}
+    if request.content_type:
+        headers["Content-Type"] = request.content_type
+    try:
+        async with ClientSession(timeout=ClientTimeout(total=60)) as session, \
+                session.request(request.method, leader + request.path_qs, data=body,
+                                headers=headers) as response:
+            payload = await response.read()
+            out_headers = {k: v for k, v in response.headers.items()
+                           if k.lower() in ("location", "content-type")}
+            return web.Response(status=response.status, body=payload, headers=out_headers)
+    except (ClientError, TimeoutError) as error:
+        log.warning("forwarding %s %s to the leader %s failed: %s", request.method,
+                    request.path, leader, error)
+        return error_response(409, REBALANCING)
