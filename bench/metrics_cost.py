@@ -122,8 +122,9 @@ def one_pair(args: argparse.Namespace, root: Path, on_first: bool
     url = f"http://127.0.0.1:{http_port}/metrics"
     if args.pin:
         pin({0})  # the brokers inherit core 0
-    off = start_broker("strom-off", root, "")
-    on = start_broker("strom-on", root, "", settings={
+    prefix = "strom-mem" if args.engine == "memory" else "strom"
+    off = start_broker(f"{prefix}-off", root, "")
+    on = start_broker(f"{prefix}-on", root, "", settings={
         "http.listeners": f"127.0.0.1:{http_port}"})
     if args.pin:
         pin({1})  # the producer (and librdkafka's threads, started later) on core 1
@@ -133,7 +134,8 @@ def one_pair(args: argparse.Namespace, root: Path, on_first: bool
             create_topics(broker.bootstrap, {TOPIC: PARTITIONS}, 30)
             produce_run(broker.bootstrap, TOPIC, args.size, 20_000, args.acks, 10)  # warm-up
         for broker in ((on, off) if on_first else (off, on)):
-            time.sleep(0.5)  # the other broker's flushes settle
+            os.sync()  # the other run's dirty pages written back: not during this run
+            time.sleep(0.5)
             results["on" if broker is on else "off"] = one_round(
                 broker, args, url if broker is on else None)
     finally:
@@ -165,6 +167,9 @@ def main() -> None:
                         help="raw client: records per partition batch of each request")
     parser.add_argument("--scrape-s", type=float, default=5.0,
                         help="scrape /metrics this often while loaded (0: never)")
+    parser.add_argument("--engine", choices=("file", "memory"), default="file",
+                        help="the brokers' storage: the local log (default) or memory "
+                             "(no disk: the CPU cost alone)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
                         default=(os.cpu_count() or 1) >= 2,
                         help="brokers on core 0, the producer on core 1 (default with 2+ cores)")
@@ -174,7 +179,7 @@ def main() -> None:
               if args.client == "raw" else
               f"librdkafka, acks={args.acks}, linger.ms={args.linger_ms}")
     print(f"{args.rounds} rounds of at most {args.seconds:.0f} s per side, {args.size} B "
-          f"records, {client}, {PARTITIONS} partitions, "
+          f"records, {client}, {PARTITIONS} partitions, {args.engine} engine, "
           f"{'pinned: brokers core 0, producer core 1' if args.pin else 'not pinned'}",
           flush=True)
     rates: dict[str, list[float]] = {"off": [], "on": []}

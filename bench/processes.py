@@ -218,7 +218,9 @@ def make_nodes(name: str, data_dir: Path, tansu: str,
             nodes.append(Node(node_id, port, command, data_dir, data_dir / log_name))
         return nodes
     port = free_port()
-    command = strom_command(["--data-dir", str(data_dir / "data")], port, None, settings)
+    storage = (["--storage", "memory:"] if name.startswith("strom-mem")  # no disk at all
+               else ["--data-dir", str(data_dir / "data")])
+    command = strom_command(storage, port, None, settings)
     return [Node(1, port, command, data_dir, data_dir / "broker.log")]
 
 
