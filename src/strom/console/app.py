@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import hmac
 import secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +31,7 @@ from strom.console.quotas import QuotaPages
 from strom.console.security import SecurityPages
 from strom.console.session import SESSION_KEY, Session
 from strom.coordinator.group.lag_health import Commit, GroupHealth, HealthRules, LagHistory
+from strom.loop_thread import LoopThread, start_loop_thread
 
 STATIC: Final = Path(__file__).parent / "static"
 COOKIE: Final = "strom_console"
@@ -466,50 +466,24 @@ class RunningConsole:
 
     url: str
     port: int
-    _loop: asyncio.AbstractEventLoop
-    _thread: threading.Thread
-    _runner: web.AppRunner
+    _served: LoopThread[tuple[web.AppRunner, int]]
 
     def stop(self) -> None:
-        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-        with contextlib.suppress(Exception):
-            future.result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self._served.stop(self._served.value[0], cleanup_timeout_s=10)
 
 
 def start_in_thread(settings: ConsoleSettings, host: str = "127.0.0.1",
                     port: int = 0) -> RunningConsole:
     """Starts the console on its own event loop in a daemon thread; returns once it listens."""
-    loop = asyncio.new_event_loop()
-    ready: dict[str, Any] = {}
-    started = threading.Event()
 
-    async def start() -> None:
+    async def start() -> tuple[web.AppRunner, int]:
         runner = web.AppRunner(build_app(settings), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        ready["runner"] = runner
-        ready["port"] = runner.addresses[0][1]
+        return runner, runner.addresses[0][1]
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(start())
-        except BaseException as exc:
-            ready["error"] = exc
-            started.set()
-            return
-        started.set()
-        loop.run_forever()
-        loop.close()
-
-    thread = threading.Thread(target=run, name="strom-console", daemon=True)
-    thread.start()
-    started.wait(30)
-    if "error" in ready:
-        raise ready["error"]
+    served = start_loop_thread(start, "strom-console", timeout_s=30)
+    bound = served.value[1]
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    return RunningConsole(f"http://{shown}:{ready['port']}", ready["port"], loop, thread,
-                          ready["runner"])
+    return RunningConsole(f"http://{shown}:{bound}", bound, served)

@@ -18,7 +18,6 @@ import hmac
 import json
 import logging
 import socket
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,6 +25,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from strom.loop_thread import LoopThread, start_loop_thread
 from strom.registry import errors
 from strom.registry.errors import RegistryError
 from strom.registry.records import Record
@@ -575,47 +575,17 @@ class RunningRegistry:
     url: str
     port: int
     registry: Registry
-    _loop: asyncio.AbstractEventLoop
-    _thread: threading.Thread
-    _runner: web.AppRunner
+    _served: LoopThread[tuple[web.AppRunner, Registry, int]]
 
     def stop(self) -> None:
-        if not self._thread.is_alive() or self._loop.is_closed():
-            return  # stopped already
-        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self._served.stop(self._served.value[0], cleanup_timeout_s=30)
 
 
 def start_in_thread(settings: RegistrySettings, host: str = "127.0.0.1",
                     port: int = 0) -> RunningRegistry:
     """Start the registry on its own event loop in a daemon thread; returns once it has read
     `_schemas` to its end and listens."""
-    loop = asyncio.new_event_loop()
-    ready: dict[str, Any] = {}
-    started = threading.Event()
-
-    async def start() -> None:
-        ready["runner"], ready["registry"], ready["port"] = await serve(settings, host, port)
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(start())
-        except BaseException as exc:
-            ready["error"] = exc
-            started.set()
-            return
-        started.set()
-        loop.run_forever()
-        loop.close()
-
-    thread = threading.Thread(target=run, name="strom-registry", daemon=True)
-    thread.start()
-    started.wait(120)
-    if "error" in ready:
-        raise ready["error"]
-    registry: Registry = ready["registry"]
-    return RunningRegistry(registry.url, ready["port"], registry, loop, thread, ready["runner"])
+    served = start_loop_thread(lambda: serve(settings, host, port), "strom-registry",
+                               timeout_s=120)
+    _runner, registry, bound = served.value
+    return RunningRegistry(registry.url, bound, registry, served)
