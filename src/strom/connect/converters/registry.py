@@ -32,7 +32,7 @@ import datetime as _dt
 import decimal as _decimal
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from strom.connect.config import ConfigDef, ConfigType, Importance
@@ -480,21 +480,28 @@ def _connect_value(schema: Schema, value: Any) -> Any:
         if schema.name == Timestamp.LOGICAL_NAME and value.tzinfo is None:
             return value.replace(tzinfo=_dt.UTC)
         return value
+    return _nested_to_connect(schema, value, _connect_value)
+
+
+def _nested_to_connect(schema: Schema, value: Any,
+                       convert: Callable[[Schema, Any], Any]) -> Any:
+    """A decoded struct, array or map as its Connect value, each element through `convert`
+    (a map with non-string keys comes as a list of {"key", "value"} entries); other values
+    as they are."""
     if schema.type is Type.STRUCT:
         struct = Struct(schema)
         for f in schema.fields:
-            struct.put(f.name, _connect_value(f.schema, value.get(f.name)))
+            struct.put(f.name, convert(f.schema, value.get(f.name)))
         return struct
     if schema.type is Type.ARRAY:
         assert schema.value_schema is not None
-        return [_connect_value(schema.value_schema, v) for v in value]
+        return [convert(schema.value_schema, v) for v in value]
     if schema.type is Type.MAP:
         key, val = schema.key_schema, schema.value_schema
         assert key is not None and val is not None
         if isinstance(value, list):
-            return {_connect_value(key, e["key"]): _connect_value(val, e["value"])
-                    for e in value}
-        return {k: _connect_value(val, v) for k, v in value.items()}
+            return {convert(key, e["key"]): convert(val, e["value"]) for e in value}
+        return {k: convert(val, v) for k, v in value.items()}
     return value
 
 
@@ -708,26 +715,7 @@ def _json_to_connect(schema: Schema, value: Any) -> Any:
         return base64.b64decode(value)
     if schema.type in (Type.FLOAT32, Type.FLOAT64):
         return float(value)
-    return _json_nested_to_connect(schema, value)
-
-
-def _json_nested_to_connect(schema: Schema, value: Any) -> Any:
-    if schema.type is Type.STRUCT:
-        struct = Struct(schema)
-        for f in schema.fields:
-            struct.put(f.name, _json_to_connect(f.schema, value.get(f.name)))
-        return struct
-    if schema.type is Type.ARRAY:
-        assert schema.value_schema is not None
-        return [_json_to_connect(schema.value_schema, v) for v in value]
-    if schema.type is Type.MAP:
-        key, val = schema.key_schema, schema.value_schema
-        assert key is not None and val is not None
-        if isinstance(value, list):
-            return {_json_to_connect(key, e["key"]): _json_to_connect(val, e["value"])
-                    for e in value}
-        return {k: _json_to_connect(val, v) for k, v in value.items()}
-    return value
+    return _nested_to_connect(schema, value, _json_to_connect)
 
 
 class JsonSchemaConverter(RegistryConverter):
