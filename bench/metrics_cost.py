@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from broker_bench import create_topics, produce_run
@@ -148,6 +149,36 @@ def one_pair(args: argparse.Namespace, root: Path, on_first: bool
     return results
 
 
+def paired_rounds(rounds: int, pair: Callable[[int], dict[str, tuple[float, float]]],
+                  what: str) -> float:
+    """Runs `pair(n)` for each round ({"off"|"on": (msgs/s, broker CPU µs/msg)}), prints each
+    round's on/off ratios and the medians; returns the median of the rounds' throughput
+    ratios on/off."""
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    rate_ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    for n in range(rounds):
+        print(f"round {n + 1}", flush=True)
+        result = pair(n)
+        for side in ("off", "on"):
+            rates[side].append(result[side][0])
+            cpu[side].append(result[side][1])
+        rate_ratios.append(result["on"][0] / result["off"][0])
+        cpu_ratios.append(result["on"][1] / result["off"][1])
+        print(f"  on/off {rate_ratios[-1]:.3f} msgs/s, {cpu_ratios[-1]:.3f} CPU/msg",
+              flush=True)
+    ratio, cpu_ratio = statistics.median(rate_ratios), statistics.median(cpu_ratios)
+    print(f"\nmedian msgs/s: {what} off {statistics.median(rates['off']):,.0f}, "
+          f"on {statistics.median(rates['on']):,.0f}")
+    print(f"median of the rounds' ratios on/off: {ratio:.3f}; "
+          f"ratios {min(rate_ratios):.3f}-{max(rate_ratios):.3f}")
+    print(f"median broker CPU µs/msg: off {statistics.median(cpu['off']):.3f}, "
+          f"on {statistics.median(cpu['on']):.3f}; median ratio on/off {cpu_ratio:.3f} "
+          f"({(cpu_ratio - 1) * 100:+.1f}% CPU per message)")
+    return ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="rounds (a pair of runs each)")
@@ -182,29 +213,9 @@ def main() -> None:
           f"records, {client}, {PARTITIONS} partitions, {args.engine} engine, "
           f"{'pinned: brokers core 0, producer core 1' if args.pin else 'not pinned'}",
           flush=True)
-    rates: dict[str, list[float]] = {"off": [], "on": []}
-    cpu: dict[str, list[float]] = {"off": [], "on": []}
-    rate_ratios: list[float] = []
-    cpu_ratios: list[float] = []
-    for n in range(args.rounds):
-        print(f"round {n + 1}", flush=True)
-        pair = one_pair(args, root, on_first=n % 2 == 1)
-        for side in ("off", "on"):
-            rates[side].append(pair[side][0])
-            cpu[side].append(pair[side][1])
-        rate_ratios.append(pair["on"][0] / pair["off"][0])
-        cpu_ratios.append(pair["on"][1] / pair["off"][1])
-        print(f"  on/off {rate_ratios[-1]:.3f} msgs/s, {cpu_ratios[-1]:.3f} CPU/msg",
-              flush=True)
-    ratio, cpu_ratio = statistics.median(rate_ratios), statistics.median(cpu_ratios)
-    print(f"\nmedian msgs/s: metrics off {statistics.median(rates['off']):,.0f}, "
-          f"on {statistics.median(rates['on']):,.0f}")
-    print(f"median of the rounds' ratios on/off: {ratio:.3f} ({_change(ratio)}); "
-          f"ratios {min(rate_ratios):.3f}-{max(rate_ratios):.3f}")
-    print(f"median broker CPU µs/msg: off {statistics.median(cpu['off']):.3f}, "
-          f"on {statistics.median(cpu['on']):.3f}; median ratio on/off {cpu_ratio:.3f} "
-          f"({(cpu_ratio - 1) * 100:+.1f}% CPU per message)")
-
+    ratio = paired_rounds(args.rounds, lambda n: one_pair(args, root, on_first=n % 2 == 1),
+                          "metrics")
+    print(f"  ({_change(ratio)})")
 
 def _change(ratio: float) -> str:
     """A ratio on/off as what metrics cost (or, within the noise, seem to give)."""

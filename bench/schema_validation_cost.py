@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 from broker_bench import create_topics, produce_run
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from metrics_cost import cpu_seconds, pin
+from metrics_cost import cpu_seconds, paired_rounds, pin
 from processes import REPO, Broker, start_broker, stop_broker
 
 sys.path.insert(0, str(REPO / "src"))
@@ -151,29 +150,9 @@ def main() -> None:
           f"compression {args.compression}, decode {'on' if args.decode else 'off'}, "
           f"{'pinned: brokers core 0, producer core 1' if args.pin else 'not pinned'}",
           flush=True)
-    rates: dict[str, list[float]] = {"off": [], "on": []}
-    cpu: dict[str, list[float]] = {"off": [], "on": []}
-    rate_ratios: list[float] = []
-    cpu_ratios: list[float] = []
-    for n in range(args.rounds):
-        print(f"round {n + 1}", flush=True)
-        pair = one_pair(args, root, on_first=n % 2 == 1)
-        for side in ("off", "on"):
-            rates[side].append(pair[side][0])
-            cpu[side].append(pair[side][1])
-        rate_ratios.append(pair["on"][0] / pair["off"][0])
-        cpu_ratios.append(pair["on"][1] / pair["off"][1])
-        print(f"  on/off {rate_ratios[-1]:.3f} msgs/s, {cpu_ratios[-1]:.3f} CPU/msg",
-              flush=True)
-    ratio, cpu_ratio = statistics.median(rate_ratios), statistics.median(cpu_ratios)
-    print(f"\nmedian msgs/s: validation off {statistics.median(rates['off']):,.0f}, "
-          f"on {statistics.median(rates['on']):,.0f}")
-    print(f"median of the rounds' ratios on/off: {ratio:.3f} (target >= 0.90); "
-          f"ratios {min(rate_ratios):.3f}-{max(rate_ratios):.3f}")
-    print(f"median broker CPU µs/msg: off {statistics.median(cpu['off']):.3f}, "
-          f"on {statistics.median(cpu['on']):.3f}; median ratio on/off {cpu_ratio:.3f} "
-          f"({(cpu_ratio - 1) * 100:+.1f}% CPU per message)")
-
+    ratio = paired_rounds(args.rounds, lambda n: one_pair(args, root, on_first=n % 2 == 1),
+                          "validation")
+    print(f"  (target >= 0.90: {'met' if ratio >= 0.9 else 'not met'})")
 
 if __name__ == "__main__":
     main()
