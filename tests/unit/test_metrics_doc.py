@@ -19,8 +19,8 @@ def test_metrics_doc_is_current() -> None:
 def test_a_metric_left_out_of_the_exercise_is_an_error(monkeypatch: pytest.MonkeyPatch
                                                        ) -> None:
     def skip_topics(metrics: BrokerMetrics) -> None:
-        metrics.api(0, 9).received(100, 0.001)
+        metrics.api(0, 9).handled(100, 0.001, 0.001)
 
     monkeypatch.setattr(metrics_doc, "exercise", skip_topics)
-    with pytest.raises(AssertionError, match="strom_topic_messages_in"):
+    with pytest.raises(AssertionError, match="strom_topic_bytes_out"):
         metrics_doc.render()

@@ -128,9 +128,13 @@ def test_api_meters_are_bound_once_and_bounded() -> None:
     assert metrics.api(0, 9).api == "Produce"
     assert metrics.api_of(b"\x00\x01\x00\x0c\x00\x00\x00\x07").api == "Fetch"
     for version in range(100, 200):  # unserved versions: one series, nothing cached
-        metrics.api(0, version).received(10, 0.0)
-    metrics.api(999, 1).received(10, 0.0)
+        metrics.api(0, version).handled(10, 0.0, 0.0)
+    metrics.api(999, 1).handled(10, 0.0, 0.0)
     assert len(metrics._apis) == 2
+    for version in range(100, 200):  # nor are unserved frames' heads
+        assert metrics.api_of(b"\x00\x00" + version.to_bytes(2, "big")).version == "unsupported"
+    assert metrics.api_of(b"\x00\x01\x00\x0c\x00\x00\x00\x08") is metrics.api(1, 12)
+    assert list(metrics._heads) == [b"\x00\x01\x00\x0c"]
     values = {tuple(s.labels.values()): s.value for f in metrics.registry.collect()
               for s in f.samples if s.name == "strom_requests_total" and s.value}
     assert values == {("Produce", "unsupported"): 100, ("unknown", "unsupported"): 1}
@@ -168,7 +172,7 @@ def test_histograms_render_cumulative_buckets_with_inclusive_bounds() -> None:
     metrics = BrokerMetrics(process=False)
     meters = metrics.api(3, 12)
     for seconds in (0.001, 0.001, 0.002, 100.0):
-        meters.handled(seconds)
+        meters.handled(10, 0.0, seconds)
     text = generate_latest(metrics.registry).decode()
     family = next(f for f in text_string_to_metric_families(text)
                   if f.name == "strom_request_handle_seconds")

@@ -7,10 +7,6 @@ from typing import Protocol
 
 
 class TopicMeter(Protocol):
-    def produced(self, topic: str, partition: int, records: int, size: int) -> None:
-        """`records` records in batches of `size` bytes were appended to the partition."""
-        ...
-
     def fetched(self, topic: str, partition: int, size: int) -> None:
         """A fetch answer carries `size` bytes of the partition's batches."""
         ...

@@ -44,9 +44,13 @@ class PartitionSample:
     size_bytes: int
     segments: int | None  # None: the engine keeps no segments
     producer_ids: int = 0  # producer-id states the partition holds
+    appended_records: int = 0  # what this broker appended (strom.storage.api.PartitionLog)
+    appended_bytes: int = 0
 
 
-def _families() -> tuple[GaugeMetricFamily, ...]:
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+                         GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily,
+                         CounterMetricFamily]:
     return (
         GaugeMetricFamily("strom_log_start_offset", "The partition's log start offset.",
                           labels=_PARTITION_LABELS),
@@ -58,6 +62,12 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
                           labels=_PARTITION_LABELS),
         GaugeMetricFamily("strom_log_segments", "The partition's segment files (the local "
                           "engine only).", labels=_PARTITION_LABELS),
+        CounterMetricFamily("strom_topic_messages_in", "Records this broker appended to the "
+                            "partition (Produce, transaction markers, coordinator writes; "
+                            "Kafka's MessagesInPerSec).", labels=_PARTITION_LABELS),
+        CounterMetricFamily("strom_topic_bytes_in", "Bytes of record batches this broker "
+                            "appended to the partition (as messages in; Kafka's "
+                            "BytesInPerSec).", labels=_PARTITION_LABELS),
     )
 
 
@@ -88,7 +98,8 @@ class StorageCollector(Collector):
             samples.append(PartitionSample(size.topic, size.partition, offsets.log_start,
                                            offsets.log_end, offsets.high_watermark,
                                            size.size_bytes, segments,
-                                           len(plog.producer_state)))
+                                           len(plog.producer_state), plog.appended_records,
+                                           plog.appended_bytes))
         return samples
 
     def log_ends(self) -> dict[tuple[str, int], int]:
@@ -107,7 +118,8 @@ class StorageCollector(Collector):
         return iter(_families())
 
     def collect(self) -> Iterator[Metric]:
-        start, end, hw, size, segments = _families()
+        families = _families()
+        start, end, hw, size, segments, messages_in, bytes_in = families
         for s in self.samples:
             labels = [s.topic, str(s.partition)]
             start.add_metric(labels, s.log_start)
@@ -116,7 +128,10 @@ class StorageCollector(Collector):
             size.add_metric(labels, s.size_bytes)
             if s.segments is not None:
                 segments.add_metric(labels, s.segments)
-        yield from (start, end, hw, size, segments)
+            if s.appended_records:  # a partition nothing was appended to has no series
+                messages_in.add_metric(labels, s.appended_records)
+                bytes_in.add_metric(labels, s.appended_bytes)
+        yield from families
 
 
 class ServerCollector(Collector):

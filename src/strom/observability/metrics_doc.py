@@ -110,11 +110,9 @@ What is measured, and how:
 def exercise(metrics: BrokerMetrics) -> None:
     """Touches every metric once, with sample label values."""
     meters = metrics.api(0, 9)
-    meters.received(100, 0.001)
-    meters.handled(0.001)
+    meters.handled(100, 0.001, 0.001)
     meters.sent(50, 0.001)
     meters.error(6)
-    metrics.topics.produced("topic", 0, 1, 100)
     metrics.topics.fetched("topic", 0, 100)
     metrics.loop_lag.observe(0.001)
 
@@ -153,7 +151,7 @@ def live_registry() -> BrokerMetrics:
     """A BrokerMetrics with the collectors a broker registers, every metric exercised."""
     metrics = BrokerMetrics()
     storage = StorageCollector(engine=None)  # type: ignore[arg-type]  # never refreshed
-    storage.samples = [PartitionSample("topic", 0, 0, 1, 1, 100, 1, 1)]
+    storage.samples = [PartitionSample("topic", 0, 0, 1, 1, 100, 1, 1, 1, 100)]
     metrics.registry.register(storage)
     metrics.registry.register(ServerCollector(lambda: {"PLAINTEXT": 1}, lambda: 0))
     metrics.registry.register(GroupCollector(sample_groups(), storage.log_ends,

@@ -37,9 +37,8 @@ class StorageMeters:
         self.cleaner_removed_bytes = 0
         self.retention: dict[str, int] = {}
         self.errors: dict[str, int] = {}
-
-    def appended(self, seconds: float) -> None:
-        self.append.observe(seconds)
+        # Once per partition of each Produce: the histogram's own method, one call less.
+        self.appended: Callable[[float], None] = self.append.observe
 
     def flushed(self, seconds: float) -> None:
         self.flush.observe(seconds)

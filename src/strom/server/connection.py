@@ -275,11 +275,10 @@ class Connection:
                              ) -> bytes | None:
         """`answer` with its counts and times: queued since `read_at`, then handled."""
         started = time.perf_counter()
-        meters.received(len(frame) + 4, started - read_at)
         try:
             return await self.dispatch_frame(frame, meters)
         finally:
-            meters.handled(time.perf_counter() - started)
+            meters.handled(len(frame) + 4, started - read_at, time.perf_counter() - started)
 
     async def dispatch_frame(self, frame: bytes, meters: ApiMeters | None) -> bytes | None:
         """The answer to `frame`, or an error answer (or CloseConnection) if handling failed;

@@ -266,6 +266,12 @@ class LogDirDescription:
 class PartitionLog(Protocol):
     """One partition's log."""
 
+    # What this broker appended to the partition since it opened it (Produce, coordinator
+    # writes, transaction markers; not a duplicate's retry): records and bytes of batches,
+    # bumped by every append (the metrics' messages and bytes in, read at scrape time).
+    appended_records: int
+    appended_bytes: int
+
     async def offsets(self) -> PartitionOffsets:
         """The log start, high watermark, last stable (where read_committed consumers stop)
         and log end offsets, taken together."""

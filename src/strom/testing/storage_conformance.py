@@ -235,6 +235,8 @@ async def append_and_read(h: _Harness) -> None:
     assert (first.base_offset, first.last_offset, first.log_start_offset) == (0, 1, 0)
     rest = await plog.append(batches[1:])
     assert (rest.base_offset, rest.last_offset) == (2, 5)
+    assert (plog.appended_records, plog.appended_bytes) == (
+        6, sum(len(b.data) for b in batches)), "appends count their records and bytes"
     offsets = await plog.offsets()
     assert (offsets.high_watermark, offsets.last_stable, offsets.log_end) == (6, 6, 6)
     stored = await read_batches(plog, 0)
@@ -296,6 +298,8 @@ async def produce_checks(h: _Harness) -> None:
     rejected(await plog.produce([idem(4, epoch=0)]), INVALID_PRODUCER_EPOCH)
     rejected(await plog.produce([idem(5, epoch=2)]), OUT_OF_ORDER_SEQUENCE_NUMBER)
     assert (await plog.offsets()).log_end == 6
+    assert (plog.appended_records, plog.appended_bytes) == (6, 3 * len(idem(0).data)), (
+        "duplicates and refused batches are not counted as appended")
     if h.durable:  # the producer state is rebuilt: a retry is still a duplicate
         engine = await h.reopen()
         plog = engine.partition("conf-idempotent", 0)
@@ -329,6 +333,7 @@ async def transactions(h: _Harness) -> None:
     assert (offsets.last_stable, offsets.high_watermark) == (6, 6)
     assert plog.aborted_transactions(0, 6) == [(11, 1)]
     assert plog.aborted_transactions(5, 6) == []
+    assert plog.appended_records == 6, "a transaction marker is an appended record"
     try:
         await plog.append_marker(12, -1 + 0, commit=True)
         raise AssertionError("a marker of an older epoch must raise InvalidProducerEpoch")

@@ -156,7 +156,7 @@ async def append_partition(broker: Broker, topic: str, index: int, records: byte
         if failure.error == ErrorCode.kafka_storage_error and broker.meter is not None:
             broker.meter.storage_error("append")
         return failure
-    return answer_outcome(broker, topic, index, outcome, appends,
+    return answer_outcome(broker, topic, index, outcome,
                           now_ms if cfg.message_timestamp_type == "LogAppendTime" else -1)
 
 
@@ -217,18 +217,15 @@ def schema_validator(broker: Broker) -> SchemaValidator:
 
 
 def answer_outcome(broker: Broker, topic: str, index: int, outcome: ProduceOutcome,
-                   appends: list[AppendBatch], append_time_ms: int) -> PartitionOutcome:
+                   append_time_ms: int) -> PartitionOutcome:
     """The partition's answer to the engine's outcome (`append_time_ms`: -1 unless the topic
-    uses LogAppendTime); an append is counted in the metrics, if on."""
+    uses LogAppendTime)."""
     if isinstance(outcome, Rejected):
         return PartitionOutcome(ErrorCode(outcome.error_code), message=outcome.message)
     if isinstance(outcome, Duplicate):
         return PartitionOutcome(ErrorCode.none, outcome.base_offset,
                                 outcome.timestamp if append_time_ms >= 0 else -1,
                                 outcome.log_start_offset)
-    if broker.meter is not None:
-        broker.meter.produced(topic, index, outcome.last_offset - outcome.base_offset + 1,
-                              sum(len(a.data) for a in appends))
     return PartitionOutcome(ErrorCode.none, outcome.base_offset, append_time_ms,
                             outcome.log_start_offset)
 

@@ -123,6 +123,8 @@ class LocalPartitionLog(PartitionReads, PartitionRetention, PartitionCompaction,
         for b, kind in zip(batches, kinds, strict=True):  # before any await: see append
             self._producer_state.apply_batch(read_batch_header(b.data), kind)
         self._size += total
+        self.appended_records += records
+        self.appended_bytes += total
         if placed is not None:
             placed()
         if next_offset - self._flusher.recovery_point >= self.config.flush_messages:

@@ -53,6 +53,8 @@ class PartitionState:
         self._lso = loaded.log_start_offset
         self._leo = loaded.log_end_offset
         self._size = sum(seg.size for seg in self._segments)
+        self.appended_records = 0  # strom.storage.api.PartitionLog
+        self.appended_bytes = 0
         self._flusher = LogFlusher(self._leo, lambda: (self._leo, self._active.fd),
                                    directory.name, hooks.meters)
         self._maintenance = asyncio.Lock()

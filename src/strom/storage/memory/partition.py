@@ -47,6 +47,8 @@ class MemoryPartitionLog:
         self._log_end = 0
         self._producer_state = ProducerStateManager(producer_id_expiration_ms)
         self._appended = appended
+        self.appended_records = 0  # strom.storage.api.PartitionLog
+        self.appended_bytes = 0
         self.closed = False
 
     # -- state -----------------------------------------------------------------------------
@@ -92,13 +94,17 @@ class MemoryPartitionLog:
         if not batches:
             return AppendResult(base, base - 1, self._log_start)
         offset = base
+        size = 0
         for data, header, kind in with_offsets(batches, base):
+            size += len(data)
             self.batches.append(data)
             self.headers.append(header)
             self._lasts.append(header.last_offset)
             self._producer_state.apply_batch(header, kind)
             offset = header.last_offset + 1
         self._log_end = offset
+        self.appended_records += offset - base
+        self.appended_bytes += size
         if placed is not None:
             placed()
         self._appended(self.topic, self.partition)

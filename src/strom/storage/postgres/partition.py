@@ -119,6 +119,8 @@ class PostgresPartitionLog:
         self.closed = False
         self.log_start = 0
         self.committed = 0  # the high watermark: everything below is in the database
+        self.appended_records = 0  # strom.storage.api.PartitionLog
+        self.appended_bytes = 0
         self.assigned = 0  # the log end: committed, plus the appends being committed
         self.size_bytes = 0
         self.since_snapshot = 0  # batches committed since the last producer snapshot
@@ -225,10 +227,12 @@ class PostgresPartitionLog:
             return AppendResult(base, base - 1, self.log_start)
         offset = base
         rows = []
+        size = 0
         for data, header, kind in with_offsets(batches, base, self.leader_epoch):
             self.state.apply_batch(header, kind)
             rows.append((header.base_offset, header.last_offset, header.max_timestamp, data))
             offset = header.last_offset + 1
+            size += len(data)
         self.assigned = offset
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Append(base, offset, rows, done))
@@ -236,7 +240,9 @@ class PostgresPartitionLog:
             self._committer = asyncio.create_task(self._commit_pending())
         if placed is not None:
             placed()
-        await done
+        await done  # raises if the commit failed: then nothing is counted
+        self.appended_records += offset - base
+        self.appended_bytes += size
         if meter is not None:
             meter.appended(time.perf_counter() - started)
         return AppendResult(base, offset - 1, self.log_start)
