@@ -222,8 +222,6 @@ class Counted:
     def __init__(self) -> None:
         self.errors: list[str] = []
 
-    def produced(self, topic: str, partition: int, records: int, size: int) -> None: ...
-
     def fetched(self, topic: str, partition: int, size: int) -> None: ...
 
     def storage_error(self, operation: str) -> None:
