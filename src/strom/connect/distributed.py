@@ -480,6 +480,8 @@ class DistributedHerder(StandaloneHerder):
         except Exception as error:
             from strom.connect.states import trace_of
             log.exception("task %s-%d: no task class", name, number)
+            self.worker.counts.task_startup_attempts += 1
+            self.worker.counts.task_startup_failures += 1
             self.statuses_failed(name, number, trace_of(error))
             return
         kind: type[WorkerTask] = (WorkerSinkTask if issubclass(cls, SinkConnector)

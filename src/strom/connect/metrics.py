@@ -136,7 +136,7 @@ class TaskView(Protocol):
 
     def partition_numbers(self) -> Mapping[tuple[str, int], PartitionNumbers]: ...
 
-    def records_active(self) -> int: ...
+    def records_active(self) -> int: ...  # a sink task's (a source's are its metrics')
 
 
 class ConnectorView(Protocol):
@@ -326,7 +326,10 @@ class ConnectCollector(Collector):
                  "Records read and not yet committed (Kafka's sink-record-active-count).")):
             gauge = _gauge(name, doc)
             for task in group:
-                gauge.add_metric(_labels(task), task.records_active())
+                metrics = task.metrics
+                gauge.add_metric(_labels(task), metrics.records_active
+                                 if isinstance(metrics, SourceTaskMetrics)
+                                 else task.records_active())
             yield gauge
         yield from self._partitions(sinks)
 

@@ -282,9 +282,6 @@ class WorkerSourceTask(WorkerTask):
         super().__init__(*args, **kwargs)
         self.metrics = self.source_metrics = SourceTaskMetrics()
 
-    def records_active(self) -> int:
-        return self.source_metrics.records_active
-
     def _setup(self) -> None:
         from confluent_kafka import Producer
         self.chain = TransformationChain.from_config(self.connector_config)
