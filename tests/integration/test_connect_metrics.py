@@ -80,9 +80,9 @@ def status(worker: ConnectWorker, name: str) -> tuple[str, list[str]]:
 
 def test_file_source_and_sink_counts_lag_and_deletion(worker: ConnectWorker,
                                                       tmp_path: Path) -> None:
-    content_type, text = fetch(worker.url)
+    content_type, _ = fetch(worker.url)
     assert content_type == CONTENT_TYPE_LATEST
-    assert "strom_connect_worker_tasks 0.0" in text
+    assert value(scrape(worker.url), "strom_connect_worker_tasks") == 0
     source, sink, topic = unique_name("src"), unique_name("sink"), unique_name("lines")
     lines, out = tmp_path / "in.txt", tmp_path / "out.txt"
     first = [f"line-{i}" for i in range(25)]

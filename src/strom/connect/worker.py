@@ -436,7 +436,7 @@ class WorkerSourceTask(WorkerTask):
         started = time.monotonic()
         try:
             await self._commit_offsets(task, flush)
-        except BaseException:
+        except Exception:
             self.metrics.commit_failures += 1
             raise
         self.metrics.commits += 1
