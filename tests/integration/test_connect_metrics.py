@@ -231,7 +231,7 @@ def test_distributed_worker_metrics(cluster_factory: Callable[..., Cluster],  # 
 
     s = wait_for(written, 60, "the lines written")
     assert task_value(s, "strom_connect_source_records_polled_total", name) == 10
-    assert value(s, "strom_connect_worker_rebalances_completed_total", ) >= 1
+    assert value(s, "strom_connect_worker_rebalances_completed_total") >= 1
     assert value(s, "strom_connect_worker_assignment_generation") >= 1
     assert value(s, "strom_connect_worker_rebalancing") == 0
     assert value(s, "strom_connect_worker_leader") == 1
