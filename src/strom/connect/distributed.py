@@ -32,6 +32,7 @@ from strom.connect.assignment import Assignment, WorkerLoad, assign
 from strom.connect.discovery import find_connector
 from strom.connect.herder import ConnectorInfo, StandaloneHerder, check_connector_config
 from strom.connect.kafka_store import KafkaLog, KafkaOffsetBackingStore, Record, ensure_topic
+from strom.connect.metrics import RebalanceState
 from strom.connect.states import Conflict, NotFound, State, Status, TargetState
 from strom.connect.worker import (
     Worker,
@@ -86,6 +87,7 @@ class Membership:
         self.member = False
         self.leader = False
         self.changes = 0
+        self.rebalancing = False  # from the revocation of a group rebalance to its assignment
         self._consumer = Consumer({
             **client, "group.id": group_id, "client.id": worker_id,
             "enable.auto.commit": False, "auto.offset.reset": "latest",
@@ -107,11 +109,13 @@ class Membership:
     def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
         self.leader = any(p.partition == 0 for p in partitions)
         self.member = True
+        self.rebalancing = False
         self.changes += 1
         log.info("joined group %s%s", self.group_id, " as its leader" if self.leader else "")
 
     def _revoked(self, _consumer: Any, _partitions: list[Any]) -> None:
         self.leader = False
+        self.rebalancing = True
 
     def _lost(self, _consumer: Any, _partitions: list[Any]) -> None:
         log.warning("lost the membership of group %s", self.group_id)
@@ -190,6 +194,8 @@ class DistributedHerder(StandaloneHerder):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._stopping = False
+        self.rebalances = 0  # assignments applied since the worker started
+        worker.collector.rebalance = self.rebalance_state
 
     # --- startup ----------------------------------------------------------------------------
 
@@ -252,6 +258,8 @@ class DistributedHerder(StandaloneHerder):
 
     def _apply_assignment(self, value: Any) -> None:
         if isinstance(value, dict) and int(value.get("generation", 0)) >= self.generation:
+            if self.loaded and int(value["generation"]) > self.generation:
+                self.rebalances += 1
             self.generation = int(value["generation"])
             self.leader_id = value.get("leader")
             self.assignment = {w: WorkerLoad.from_json(load)
@@ -472,6 +480,8 @@ class DistributedHerder(StandaloneHerder):
         except Exception as error:
             from strom.connect.states import trace_of
             log.exception("task %s-%d: no task class", name, number)
+            self.worker.counts.task_startup_attempts += 1
+            self.worker.counts.task_startup_failures += 1
             self.statuses_failed(name, number, trace_of(error))
             return
         kind: type[WorkerTask] = (WorkerSinkTask if issubclass(cls, SinkConnector)
@@ -533,6 +543,16 @@ class DistributedHerder(StandaloneHerder):
         for key in list(self.published):
             if key not in current:
                 del self.published[key]
+
+    def rebalance_state(self) -> RebalanceState:
+        """For /metrics: rebalancing while the group rebalances, the worker is out of it, or
+        the assignment does not name it yet."""
+        membership = self.membership
+        return RebalanceState(
+            completed=self.rebalances,
+            rebalancing=(membership.rebalancing or not membership.member
+                         or self.config.worker_id not in self.assignment),
+            generation=self.generation, leader=membership.leader)
 
     # --- REST: reads ------------------------------------------------------------------------
 

@@ -112,6 +112,10 @@ class Herder(ABC):
     async def validate(self, plugin: str, config: Mapping[str, str]) -> dict[str, Any]:
         return validate_connector_config(plugin, config)
 
+    async def metrics(self) -> bytes:
+        """GET /metrics: the worker's metrics in Prometheus' text format."""
+        raise NotFound("This herder has no metrics")
+
 
 class StandaloneHerder(Herder):
     def __init__(self, worker: Worker, cluster_id: str | None = None) -> None:
@@ -131,6 +135,9 @@ class StandaloneHerder(Herder):
     def server_info(self) -> dict[str, Any]:
         return {"version": KAFKA_VERSION, "commit": f"strom-{__version__}",
                 "kafka_cluster_id": self.cluster_id or ""}
+
+    async def metrics(self) -> bytes:
+        return await self.worker.scrape()
 
     def _require(self, name: str) -> dict[str, str]:
         if name not in self.configs:

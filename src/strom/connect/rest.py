@@ -235,6 +235,15 @@ async def delete_offsets(request: web.Request) -> web.Response:
                                          "successfully"})
 
 
+# --- metrics -----------------------------------------------------------------------------------
+
+async def metrics(request: web.Request) -> web.Response:
+    """The worker's metrics (strom.connect.metrics) in Prometheus' text format."""
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    body = await _herder(request).metrics()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 # --- connector plugins -------------------------------------------------------------------------
 
 def _other_plugins() -> list[dict[str, Any]]:
@@ -378,6 +387,7 @@ def make_app(herder: Herder) -> web.Application:
     r.add_get("/connector-plugins", list_plugins)
     r.add_get("/connector-plugins/{plugin}/config", plugin_config)
     r.add_put("/connector-plugins/{plugin}/config/validate", validate_config)
+    r.add_get("/metrics", metrics)
     r.add_get("/admin/loggers", list_loggers)
     r.add_get("/admin/loggers/{logger}", get_logger)
     r.add_put("/admin/loggers/{logger}", put_logger)

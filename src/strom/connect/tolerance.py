@@ -120,8 +120,14 @@ class RetryWithToleranceOperator:
         self.connector = connector
         self.task_id = task_id
         self.reporters = list(reporters or [])
-        self.total_failures = 0
-        self.total_skipped = 0
+        # task-error-metrics (strom.connect.metrics), bumped only when something fails.
+        self.record_failures = 0  # failed attempts, retried ones included
+        self.record_errors = 0  # records that failed for good (tolerated or not)
+        self.records_skipped = 0
+        self.retries = 0
+        self.errors_logged = 0
+        self.dlq_requests = 0
+        self.dlq_failures = 0
 
     async def execute(self, stage: Stage, executing_class: type | str,
                       fn: Callable[[], T], context: ProcessingContext) -> tuple[bool, T | None]:
@@ -134,13 +140,15 @@ class RetryWithToleranceOperator:
             try:
                 return True, fn()
             except Exception as error:
+                self.record_failures += 1
                 if _is_retriable(error) and (deadline is None or time.monotonic() < deadline):
                     remaining = 1e9 if deadline is None else deadline - time.monotonic()
                     await asyncio.sleep(max(0.0, min(delay, remaining,
                                                      self.settings.retry_delay_max_ms / 1000)))
                     delay *= 2
+                    self.retries += 1
                     continue
-                self.total_failures += 1
+                self.record_errors += 1
                 context.stage = stage
                 context.executing_class = (executing_class if isinstance(executing_class, str)
                                            else f"{executing_class.__module__}."
@@ -148,13 +156,14 @@ class RetryWithToleranceOperator:
                 context.error = error
                 if stage not in TOLERATED_STAGES or not self.settings.tolerance_all:
                     raise ToleranceExceeded("Tolerance exceeded in error handler") from error
-                self.total_skipped += 1
+                self.records_skipped += 1
                 await self.report(context)
                 return False, None
 
     async def report(self, context: ProcessingContext) -> None:
         if self.settings.log_enable:
             log_error(context, self.settings.log_include_messages)
+            self.errors_logged += 1
         for reporter in self.reporters:
             await reporter(context)
 
@@ -207,9 +216,11 @@ class DeadLetterQueueReporter:
     """Sends the original bytes of failed records to the DLQ topic (creating it if missing)."""
 
     def __init__(self, settings: ErrorSettings, producer_config: Mapping[str, Any],
-                 admin_config: Mapping[str, Any]) -> None:
+                 admin_config: Mapping[str, Any],
+                 counts: RetryWithToleranceOperator | None = None) -> None:
         from confluent_kafka import Producer
         self.settings = settings
+        self.counts = counts  # where the produce requests and failures are counted
         self.topic = settings.dlq_topic
         self._admin_config = dict(admin_config)
         self._producer = Producer(dict(producer_config))
@@ -240,6 +251,23 @@ class DeadLetterQueueReporter:
         if context.topic == self.topic:
             log.warning("not sending a record to the dead letter queue topic it came from")
             return
+        if self.counts is not None:
+            self.counts.dlq_requests += 1
+        try:
+            failed = await self._send(context)
+        except Exception:
+            self._count_failure()
+            raise
+        if failed:
+            self._count_failure()
+            log.error("could not write to the dead letter queue %s: %s", self.topic, failed[0])
+
+    def _count_failure(self) -> None:
+        if self.counts is not None:
+            self.counts.dlq_failures += 1
+
+    async def _send(self, context: ProcessingContext) -> list[BaseException]:
+        """The record's original bytes to the topic; the delivery errors."""
         await asyncio.to_thread(self._ensure_topic)
         headers: list[tuple[str, str | bytes | None]] = list(context.raw_headers or [])
         if self.settings.dlq_context_headers:
@@ -253,8 +281,7 @@ class DeadLetterQueueReporter:
         self._producer.produce(self.topic, key=context.raw_key, value=context.raw_value,
                                headers=headers, on_delivery=delivered)
         await asyncio.to_thread(self._producer.flush, 30)
-        if failed:
-            log.error("could not write to the dead letter queue %s: %s", self.topic, failed[0])
+        return failed
 
     def close(self) -> None:
         self._producer.flush(10)

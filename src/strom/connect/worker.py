@@ -40,6 +40,15 @@ from strom.connect.api import (
     TopicPartition,
     maybe_await,
 )
+from strom.connect.metrics import (
+    ConnectCollector,
+    PartitionNumbers,
+    SinkTaskMetrics,
+    SourceTaskMetrics,
+    TaskMetrics,
+    WorkerCounts,
+    make_registry,
+)
 from strom.connect.offsets import ConnectorOffsetReader, OffsetBackingStore, offset_key
 from strom.connect.states import State, Status, trace_of
 from strom.connect.tolerance import (
@@ -59,6 +68,8 @@ DEFAULT_VALUE_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 DEFAULT_HEADER_CONVERTER = "org.apache.kafka.connect.storage.SimpleHeaderConverter"
 SINK_POLL_S = 0.5
 SINK_BATCH = 500
+# How long /metrics waits for a paused partition's high watermark from the broker.
+LAG_QUERY_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -168,12 +179,25 @@ class WorkerTask:
         self.runner: asyncio.Task[None] | None = None
         self.errors = RetryWithToleranceOperator(
             ErrorSettings.from_config(connector_config), connector, task_id)
+        self.metrics: TaskMetrics = TaskMetrics()
+        self._started = False
 
     @property
     def id(self) -> tuple[str, int]:
         return (self.connector, self.task_id)
 
+    @property
+    def state(self) -> str:
+        return self.status.state.value
+
+    def partition_numbers(self) -> Mapping[tuple[str, int], PartitionNumbers]:
+        return {}
+
+    def records_active(self) -> int:
+        return 0
+
     def start(self) -> None:
+        self.worker.counts.task_startup_attempts += 1
         self.runner = asyncio.get_running_loop().create_task(
             self._run(), name=f"connect-task-{self.connector}-{self.task_id}")
 
@@ -185,11 +209,14 @@ class WorkerTask:
         except Exception as error:
             log.error("task %s-%d failed", self.connector, self.task_id, exc_info=error)
             self.status = Status(State.FAILED, self.worker.config.worker_id, trace_of(error))
+            if not self._started:
+                self.worker.counts.task_startup_failures += 1
 
     async def execute(self) -> None:
         raise NotImplementedError
 
     def set_running(self) -> None:
+        self._started = True
         self.status = Status(State.PAUSED if self.paused else State.RUNNING,
                              self.worker.config.worker_id)
 
@@ -251,6 +278,10 @@ class _Submitted:
 
 
 class WorkerSourceTask(WorkerTask):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metrics = self.source_metrics = SourceTaskMetrics()
+
     def _setup(self) -> None:
         from confluent_kafka import Producer
         self.chain = TransformationChain.from_config(self.connector_config)
@@ -298,7 +329,12 @@ class WorkerSourceTask(WorkerTask):
                 if self.paused:
                     await self._resumed.wait()
                     continue
+                started = time.monotonic()
                 records = await _call(task.poll)
+                if records is not None:
+                    metrics = self.source_metrics
+                    metrics.poll_batch_seconds.observe(time.monotonic() - started)
+                    metrics.records_polled += len(records)
                 for record in records or []:
                     await self._send(record)
                 self.producer.poll(0)
@@ -329,6 +365,7 @@ class WorkerSourceTask(WorkerTask):
         if produced is None:
             entry.done = True
             self.acked.append(entry)
+            self.source_metrics.records_dropped += 1
             return
         topic, partition, key, value, headers, timestamp = produced
         self.worker.record_topic(self.connector, topic)
@@ -341,6 +378,7 @@ class WorkerSourceTask(WorkerTask):
                                             msg.timestamp()[1])
             entry.done = True
             self.acked.append(entry)
+            self.source_metrics.records_written += 1
 
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
         if partition is not None:
@@ -395,6 +433,16 @@ class WorkerSourceTask(WorkerTask):
             await _call(task.commit_record, entry.record, entry.metadata)
 
     async def _commit(self, task: SourceTask, flush: bool) -> None:
+        started = time.monotonic()
+        try:
+            await self._commit_offsets(task, flush)
+        except Exception:
+            self.metrics.commit_failures += 1
+            raise
+        self.metrics.commits += 1
+        self.metrics.commit_seconds.observe(time.monotonic() - started)
+
+    async def _commit_offsets(self, task: SourceTask, flush: bool) -> None:
         if flush or self.in_transaction:
             await asyncio.to_thread(self.producer.flush, 30)
         else:
@@ -424,6 +472,8 @@ class _ErrantReporter:
         self.loop = loop
 
     def report(self, record: Any, error: BaseException) -> Future[None]:
+        self.owner.errors.record_failures += 1
+        self.owner.errors.record_errors += 1
         if not self.owner.errors.settings.tolerance_all:
             # Kafka's WorkerErrantRecordReporter under errors.tolerance=none: the report
             # itself fails (the task with it); nothing goes to the dead letter queue.
@@ -500,6 +550,80 @@ class WorkerSinkTask(WorkerTask):
         self.context = _SinkContext(self)
         self._events: list[tuple[str, list[TopicPartition]]] = []
         self._lock = threading.Lock()
+        self.metrics = self.sink_metrics = SinkTaskMetrics()
+        # Per partition: the next offset to read (what was consumed), the offset read first
+        # since the assignment (until a commit), the last one committed, the lag /metrics
+        # read last; the consumer's lock keeps /metrics from using it while it closes.
+        self.current: dict[TopicPartition, int] = {}
+        self.consumed_from: dict[TopicPartition, int] = {}
+        self.unbased: set[TopicPartition] = set()
+        self.committed: dict[TopicPartition, int] = {}
+        self.lag: dict[TopicPartition, int] = {}
+        self._consumer_lock = threading.Lock()
+        self._consumer_closed = False
+
+    def partition_numbers(self) -> Mapping[tuple[str, int], PartitionNumbers]:
+        return {(tp.topic, tp.partition): PartitionNumbers(self.lag.get(tp),
+                                                           self.committed.get(tp))
+                for tp in self.assigned}
+
+    def records_active(self) -> int:
+        """Kafka's sink-record-active-count: read and not yet committed."""
+        active = 0
+        for tp, consumed in self.current.items():
+            base = self.committed.get(tp, self.consumed_from.get(tp))
+            if base is not None:
+                active += max(0, consumed - base)
+        return active
+
+    async def refresh_lag(self) -> None:
+        """The lag of each assigned partition, for /metrics: the consumer's position against
+        the high watermark it cached from its last fetch, or (a paused partition, which is
+        not fetched) the broker's."""
+        if self.consumer is None or not self.assigned:
+            self.lag = {}
+            return
+        parts = sorted(self.assigned)
+        paused = set(parts) if self.paused else set(self.context.paused)
+        fallback = {tp: self.current.get(tp, self.committed.get(tp)) for tp in parts}
+        self.lag = await asyncio.to_thread(self._read_lag, parts, paused, fallback)
+
+    def _read_lag(self, parts: list[TopicPartition], paused: set[TopicPartition],
+                  fallback: Mapping[TopicPartition, int | None]) -> dict[TopicPartition, int]:
+        from confluent_kafka import TopicPartition as KafkaTP
+        out: dict[TopicPartition, int] = {}
+        with self._consumer_lock:
+            if self._consumer_closed:
+                return out
+            try:
+                positions = self.consumer.position([KafkaTP(tp.topic, tp.partition)
+                                                    for tp in parts])
+            except Exception as error:
+                log.debug("positions of %s-%d: %s", self.connector, self.task_id, error)
+                return out
+            for tp, position in zip(parts, positions, strict=True):
+                offset = position.offset if position.offset >= 0 else fallback.get(tp)
+                if offset is None:
+                    continue
+                kafka_tp = KafkaTP(tp.topic, tp.partition)
+                try:
+                    high = -1
+                    if tp not in paused:
+                        high = self.consumer.get_watermark_offsets(kafka_tp, cached=True)[1]
+                    if high < 0:
+                        high = self.consumer.get_watermark_offsets(
+                            kafka_tp, timeout=LAG_QUERY_TIMEOUT_S, cached=False)[1]
+                except Exception as error:
+                    log.debug("high watermark of %s: %s", tp, error)
+                    continue
+                if high >= 0:
+                    out[tp] = max(0, high - offset)
+        return out
+
+    def _close_consumer(self) -> None:
+        with self._consumer_lock:
+            self._consumer_closed = True
+            self.consumer.close()
 
     def apply_pauses(self) -> None:
         from confluent_kafka import TopicPartition as KafkaTP
@@ -526,7 +650,7 @@ class WorkerSinkTask(WorkerTask):
         if settings.dlq_topic:
             self.dlq: DeadLetterQueueReporter | None = DeadLetterQueueReporter(
                 settings, self.worker.config.client_config("producer"),
-                self.worker.config.client_config("admin"))
+                self.worker.config.client_config("admin"), self.errors)
             self.errors.reporters.append(self.dlq)
         else:
             self.dlq = None
@@ -571,7 +695,7 @@ class WorkerSinkTask(WorkerTask):
         self._setup(asyncio.get_running_loop())
         await _call(task.start, self.task_config)
         self.set_running()
-        current: dict[TopicPartition, int] = {}
+        current = self.current
         last_commit = time.monotonic()
         try:
             while not self.stopping:
@@ -587,11 +711,15 @@ class WorkerSinkTask(WorkerTask):
     async def _iteration(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
         messages = await asyncio.to_thread(self.consumer.consume, SINK_BATCH, SINK_POLL_S)
         await self._rebalance(task, current)
+        if self.unbased and messages:
+            self._set_bases(messages)
+        self.sink_metrics.records_read += len(messages)
         batch = []
         for message in messages:
             if message.error():
                 log.warning("consumer error in %s-%d: %s", self.connector, self.task_id,
                             message.error())
+                self.sink_metrics.records_read -= 1
                 continue
             tp = TopicPartition(message.topic(), message.partition())
             current[tp] = message.offset() + 1
@@ -613,7 +741,7 @@ class WorkerSinkTask(WorkerTask):
         finally:
             self.chain.close()
             await _call(task.stop)
-            await asyncio.to_thread(self.consumer.close)
+            await asyncio.to_thread(self._close_consumer)
             if self.dlq is not None:
                 await asyncio.to_thread(self.dlq.close)
 
@@ -623,6 +751,7 @@ class WorkerSinkTask(WorkerTask):
         for kind, parts in events:
             if kind == "assign":
                 self.assigned.update(parts)
+                self.unbased.update(parts)
                 for tp in parts:
                     self.worker.record_topic(self.connector, tp.topic)
                 await _call(task.open, parts)
@@ -630,8 +759,11 @@ class WorkerSinkTask(WorkerTask):
             else:
                 await _call(task.close, parts)
                 self.assigned.difference_update(parts)
+                self.unbased.difference_update(parts)
                 for tp in parts:
                     current.pop(tp, None)
+                    for numbers in (self.consumed_from, self.committed, self.lag):
+                        numbers.pop(tp, None)
 
     async def _record(self, message: Any, chain: TransformationChain, key_conv: Any,
                       value_conv: Any, header_conv: Any) -> Any:
@@ -675,11 +807,27 @@ class WorkerSinkTask(WorkerTask):
             original_kafka_offset=offset)
         return await transform(self.errors, chain, record, context)
 
+    def _set_bases(self, messages: list[Any]) -> None:
+        """The first offset read of each partition since its assignment (Kafka's sink task
+        counts its active records from there until it commits)."""
+        for message in messages:
+            if message.error():
+                continue
+            tp = TopicPartition(message.topic(), message.partition())
+            if tp in self.unbased:
+                self.unbased.discard(tp)
+                self.consumed_from[tp] = message.offset()
+                if not self.unbased:
+                    return
+
     async def _put(self, task: SinkTask, batch: list[Any]) -> None:
         from strom.connect.errors import RetriableException
         while True:
             try:
+                started = time.monotonic()
                 await _call(task.put, batch)
+                self.sink_metrics.put_batch_seconds.observe(time.monotonic() - started)
+                self.sink_metrics.records_put += len(batch)
                 return
             except RetriableException as error:
                 log.warning("task %s-%d put failed, will retry: %s", self.connector,
@@ -703,13 +851,21 @@ class WorkerSinkTask(WorkerTask):
         offsets = await _call(task.pre_commit, dict(current))
         commit = [KafkaTP(tp.topic, tp.partition, off) for tp, off in (offsets or {}).items()
                   if tp in self.assigned]
-        if commit:
-            try:
-                await asyncio.to_thread(self.consumer.commit, offsets=commit,
-                                        asynchronous=False)
-            except Exception as error:
-                log.warning("offset commit failed for %s-%d: %s", self.connector,
-                            self.task_id, error)
+        if not commit:
+            self.metrics.commit_skips += 1
+            return
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(self.consumer.commit, offsets=commit, asynchronous=False)
+        except Exception as error:
+            self.metrics.commit_failures += 1
+            log.warning("offset commit failed for %s-%d: %s", self.connector,
+                        self.task_id, error)
+            return
+        self.metrics.commits += 1
+        self.metrics.commit_seconds.observe(time.monotonic() - started)
+        for part in commit:
+            self.committed[TopicPartition(part.topic, part.partition)] = part.offset
 
 
 # ---------------------------------------------------------------------------------------------
@@ -742,12 +898,18 @@ class WorkerConnector:
     def is_sink(self) -> bool:
         return issubclass(self.cls, SinkConnector)
 
+    @property
+    def state(self) -> str:
+        return self.status.state.value
+
     async def start(self, paused: bool = False) -> bool:
+        self.worker.counts.connector_startup_attempts += 1
         try:
             self.instance = self.cls()
             self.instance.initialize(_ConnectorContext(self))
             await maybe_await(self.instance.start(self.config))
         except Exception as error:
+            self.worker.counts.connector_startup_failures += 1
             log.error("connector %s failed to start", self.name, exc_info=error)
             self.status = Status(State.FAILED, self.worker.config.worker_id, trace_of(error))
             return False
@@ -796,6 +958,23 @@ class Worker:
         self.tasks: dict[tuple[str, int], WorkerTask] = {}
         self.active_topics: dict[str, set[str]] = {}
         self._reconfigure = reconfigure
+        self.counts = WorkerCounts()
+        self.collector = ConnectCollector(self)
+        self.registry = make_registry(self.collector)
+
+    def connector_views(self) -> list[WorkerConnector]:
+        return list(self.connectors.values())
+
+    def task_views(self) -> list[WorkerTask]:
+        return sorted(self.tasks.values(), key=lambda t: t.id)
+
+    async def scrape(self) -> bytes:
+        """/metrics: the Prometheus text exposition of the worker's registry."""
+        from prometheus_client.exposition import generate_latest
+        sinks = [t for t in self.tasks.values() if isinstance(t, WorkerSinkTask)]
+        if sinks:
+            await asyncio.gather(*(t.refresh_lag() for t in sinks))
+        return generate_latest(self.registry)
 
     def record_topic(self, connector: str, topic: str) -> None:
         self.active_topics.setdefault(connector, set()).add(topic)
