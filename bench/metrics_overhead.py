@@ -9,8 +9,9 @@ Produce request (acks=1, a batch of `--records` records for each of 6 partitions
 meters, `broker.meter` and the engine's storage meter unset) and on (exactly what
 `Connection.answer_metered` and `write_answers` do: the API's meters, queue/handle/send
 times, request/response bytes, error codes, and the storage append timings; what each
-partition appended the engine counts whether metrics are on or not, so it is on both sides). The CPU time (time.process_time) of each sample gives µs per request; the
-result is the median over samples of on/off, and the median extra µs per request.
+partition appended the engine counts whether metrics are on or not, so it is on both
+sides). The CPU time (time.process_time) of each sample gives µs per request; the result is
+the median over samples of on/off, and the median extra µs per request.
 
 Usage (from the repository root):
 
