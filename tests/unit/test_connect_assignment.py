@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strom.connect.assignment import Assignment, WorkerLoad, assign, moved
+from strom.connect.assignment import Assignment, WorkerLoad, assign, defer_moves, moved
 
 
 def tasks(name: str, n: int) -> list[tuple[str, int]]:
@@ -22,6 +22,50 @@ def counts(a: Assignment, workers: list[str]) -> tuple[list[int], list[int]]:
 def everything(a: Assignment) -> tuple[list[str], list[tuple[str, int]]]:
     return (sorted(c for load in a.values() for c in load.connectors),
             sorted(t for load in a.values() for t in load.tasks))
+
+
+def never(_item: object) -> bool:
+    return False
+
+
+def test_a_move_between_live_workers_takes_two_assignments() -> None:
+    """KIP-415: the task leaves w1 in one assignment and reaches w2 only once w1 said it
+    stopped it (its status no longer RUNNING there)."""
+    before = assign({}, ["w1"], [], ["src"], tasks("src", 2))
+    wanted = assign(before, ["w1", "w2"], [], ["src"], tasks("src", 2))
+    assert moved(before, wanted) == 1
+    running = {("src", 0): "w1", ("src", 1): "w1", "src": "w1"}
+    first, deferred = defer_moves(wanted, before, ["w1", "w2"], running, never)
+    (mover,) = deferred
+    assert mover in before["w1"].tasks and mover not in first["w1"].tasks
+    assert mover not in first["w2"].tasks  # nobody runs it in between
+    # w1 stopped it but its UNASSIGNED status is not read yet: still deferred.
+    again, deferred = defer_moves(assign(first, ["w1", "w2"], [], ["src"], tasks("src", 2)),
+                                  first, ["w1", "w2"], running, never)
+    assert deferred == {mover} and mover not in again["w2"].tasks
+    # Its status says UNASSIGNED now (not in running): w2 gets it.
+    del running[mover]
+    final, deferred = defer_moves(assign(again, ["w1", "w2"], [], ["src"], tasks("src", 2)),
+                                  again, ["w1", "w2"], running, never)
+    assert deferred == set() and mover in final["w2"].tasks
+    assert counts(final, ["w1", "w2"])[1] == [1, 1]
+
+
+def test_a_departed_workers_task_moves_at_once_and_a_silent_one_after_expiry() -> None:
+    before = assign({}, ["w1", "w2"], [], ["src"], tasks("src", 2))
+    running = {t: w for w, load in before.items() for t in load.tasks}
+    gone = assign(before, ["w1"], [], ["src"], tasks("src", 2))
+    after, deferred = defer_moves(gone, before, ["w1"], running, never)
+    assert deferred == set() and sorted(after["w1"].tasks) == tasks("src", 2)
+    # A live worker that never confirms: moved once `expired` says so, and not deferred
+    # again afterwards although its stale status still names the old worker.
+    alone = assign({}, ["w1"], [], ["src"], tasks("src", 2))
+    running = {t: "w1" for t in tasks("src", 2)}
+    wanted = assign(alone, ["w1", "w2"], [], ["src"], tasks("src", 2))
+    after, deferred = defer_moves(wanted, alone, ["w1", "w2"], running, lambda _item: True)
+    assert deferred == set() and after == wanted and len(after["w2"].tasks) == 1
+    later, deferred = defer_moves(after, after, ["w1", "w2"], running, never)
+    assert deferred == set() and later == after
 
 
 def test_first_assignment_spreads_a_connectors_tasks() -> None:

@@ -9,7 +9,7 @@ balance connectors, and tasks, within one of each other over the live workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 ConnectorId = str
@@ -116,3 +116,42 @@ def moved(before: Mapping[str, WorkerLoad], after: Mapping[str, WorkerLoad]) -> 
             if item in where and where[item] != worker:
                 count += 1
     return count
+
+
+Item = ConnectorId | TaskId
+# Statuses of something still running where they say (a FAILED, STOPPED or UNASSIGNED one
+# produces nothing more and holds no uncommitted offsets).
+RUNNING_STATES = frozenset({"RUNNING", "PAUSED", "RESTARTING"})
+
+
+def defer_moves(new: Mapping[str, WorkerLoad], previous: Mapping[str, WorkerLoad],
+                live: Iterable[str], running_on: Mapping[Item, str],
+                expired: Callable[[Item], bool]) -> tuple[Assignment, set[Item]]:
+    """Kafka's two rounds for a move (KIP-415: revoked in one assignment, assigned in the
+    next): what `new` gives to a worker that did not have it in `previous`, while another
+    live worker holds it (in `previous`) or still runs it (`running_on`, from the status
+    records: that worker has not yet stopped it, written its last offsets and said
+    UNASSIGNED), is left unassigned for now, unless `expired(item)` (the old worker did not
+    confirm in time). Returns the assignment and what it deferred."""
+    live_set = set(live)
+    holder: dict[Item, str] = {}
+    for worker, load in previous.items():
+        if worker in live_set:
+            holder.update(dict.fromkeys(load.connectors, worker))
+            holder.update(dict.fromkeys(load.tasks, worker))
+    out: Assignment = {}
+    deferred: set[Item] = set()
+
+    def held_elsewhere(item: Item, worker: str) -> bool:
+        if holder.get(item) == worker:  # not a move: it stays where it is
+            return False
+        others = {holder.get(item), running_on.get(item)} - {None, worker}
+        if others & live_set and not expired(item):
+            deferred.add(item)
+            return True
+        return False
+
+    for worker, load in new.items():
+        out[worker] = WorkerLoad([c for c in load.connectors if not held_elsewhere(c, worker)],
+                                 [t for t in load.tasks if not held_elsewhere(t, worker)])
+    return out, deferred

@@ -28,7 +28,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from strom.connect.api import SinkConnector
-from strom.connect.assignment import Assignment, WorkerLoad, assign
+from strom.connect.assignment import (
+    RUNNING_STATES,
+    Assignment,
+    Item,
+    WorkerLoad,
+    assign,
+    defer_moves,
+)
 from strom.connect.discovery import find_connector
 from strom.connect.herder import ConnectorInfo, StandaloneHerder, check_connector_config
 from strom.connect.kafka_store import KafkaLog, KafkaOffsetBackingStore, Record, ensure_topic
@@ -51,6 +58,10 @@ REBALANCING = ("Cannot complete request because of a conflicting operation (e.g.
 STALE = ("Cannot complete request momentarily due to stale configuration (typically caused by "
          "a concurrent config change)")
 TICK_S = 0.25
+# How long a move waits for the worker losing a connector or task to say it stopped it (an
+# UNASSIGNED status, written once its task stopped within its 5 s and flushed its offsets)
+# before the leader gives it to its new worker anyway.
+MOVE_TIMEOUT_S = 15.0
 
 
 class DistributedConfig:
@@ -189,6 +200,7 @@ class DistributedHerder(StandaloneHerder):
         self._status_lock = threading.Lock()
         self.published: dict[str, dict[str, Any]] = {}
         self.departed_since: dict[str, float] = {}
+        self.deferred_since: dict[Item, float] = {}  # moves waiting for the old worker
         self.loaded = False
         self._restarts: list[tuple[str, dict[str, Any]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -359,6 +371,10 @@ class DistributedHerder(StandaloneHerder):
         reserved = [w for w, since in self.departed_since.items()
                     if now - since < self.dconfig.rebalance_delay_s and w in previous]
         new = assign(previous, members, reserved, list(self.configs), self._wanted_tasks())
+        new, deferred = defer_moves(new, previous, members, self._running_on(),
+                                    self._move_expired)
+        for item in [i for i in self.deferred_since if i not in deferred]:
+            del self.deferred_since[item]
         me = self.config.worker_id
         if self._same(new, previous) and self.leader_id == me:
             return
@@ -369,6 +385,32 @@ class DistributedHerder(StandaloneHerder):
             "generation": generation, "leader": me,
             "assignments": {w: load.to_json() for w, load in new.items()},
             "reserved": reserved})])
+
+    def _running_on(self) -> dict[Item, str]:
+        """What the status records say runs where (strom.connect.assignment.RUNNING_STATES)."""
+        out: dict[Item, str] = {}
+        with self._status_lock:
+            statuses = list(self.statuses.items())
+        for key, value in statuses:
+            worker = value.get("worker_id")
+            if value.get("state") not in RUNNING_STATES or not isinstance(worker, str):
+                continue
+            if key.startswith("status-connector-"):
+                out[key.removeprefix("status-connector-")] = worker
+            elif key.startswith("status-task-"):
+                name, _, number = key.removeprefix("status-task-").rpartition("-")
+                if number.isdigit():
+                    out[(name, int(number))] = worker
+        return out
+
+    def _move_expired(self, item: Item) -> bool:
+        now = time.monotonic()
+        since = self.deferred_since.setdefault(item, now)
+        if now - since < MOVE_TIMEOUT_S:
+            return False
+        log.warning("moving %s although its worker did not say it stopped it within %.0f s",
+                    item, MOVE_TIMEOUT_S)
+        return True
 
     @staticmethod
     def _same(a: Assignment, b: Assignment) -> bool:
@@ -537,12 +579,25 @@ class DistributedHerder(StandaloneHerder):
             current[f"status-task-{name}-{number}"] = _status_json(task.status, self.generation)
         changed = [(k, v) for k, v in current.items()
                    if {**self.published.get(k, {}), "generation": 0} != {**v, "generation": 0}]
-        if changed:
-            await asyncio.to_thread(self.status_log.send, changed, False)
-            self.published.update(changed)
-        for key in list(self.published):
+        # As Kafka's onShutdown: what this worker stopped while its connector still exists
+        # (moved to another worker, stopped) is UNASSIGNED, which lets the leader assign a
+        # moved one to its new worker (DistributedHerder._lead); a FAILED status stays.
+        for key, value in list(self.published.items()):
             if key not in current:
                 del self.published[key]
+                if (value.get("state") != State.FAILED.value
+                        and self._connector_of_status(key) in self.configs):
+                    changed.append((key, {**value, "state": State.UNASSIGNED.value,
+                                          "trace": None, "generation": self.generation}))
+        if changed:
+            await asyncio.to_thread(self.status_log.send, changed, False)
+            self.published.update((k, v) for k, v in changed if k in current)
+
+    @staticmethod
+    def _connector_of_status(key: str) -> str:
+        if key.startswith("status-connector-"):
+            return key.removeprefix("status-connector-")
+        return key.removeprefix("status-task-").rpartition("-")[0]
 
     def rebalance_state(self) -> RebalanceState:
         """For /metrics: rebalancing while the group rebalances, the worker is out of it, or
