@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from strom.connect import loggers
 from strom.connect.api import SinkConnector
 from strom.connect.assignment import Assignment, WorkerLoad, assign
 from strom.connect.discovery import find_connector
@@ -45,6 +46,7 @@ from strom.connect.worker import (
 log = logging.getLogger(__name__)
 
 ASSIGNMENT_KEY = "assignment"
+LOGGER_PREFIX = "logger-cluster-"
 REBALANCING = ("Cannot complete request because of a conflicting operation (e.g. worker "
                "rebalance)")
 STALE = ("Cannot complete request momentarily due to stale configuration (typically caused by "
@@ -246,9 +248,18 @@ class DistributedHerder(StandaloneHerder):
                     str(k): str(v) for k, v in value.get("properties", {}).items()}
         elif key.startswith("commit-"):
             self._apply_commit(key[len("commit-"):], value)
-        elif (key.startswith(("restart-connector-", "restart-task-")) and self.loaded
-              and value is not None):
+        elif self.loaded and value is not None:
+            self._apply_request(key, value)
+
+    def _apply_request(self, key: str, value: Any) -> None:
+        """The records that are requests, applied when read after this worker started."""
+        if key.startswith(("restart-connector-", "restart-task-")):
             self._restarts.append((key, value))
+        elif key.startswith(LOGGER_PREFIX) and isinstance(value, dict):
+            # KIP-976: a cluster-wide level, applied by every worker that reads it.
+            level = loggers.parse_level(str(value.get("level")))
+            if level is not None:
+                loggers.set_level(key[len(LOGGER_PREFIX):], level)
 
     def _apply_assignment(self, value: Any) -> None:
         if isinstance(value, dict) and int(value.get("generation", 0)) >= self.generation:
@@ -631,6 +642,10 @@ class DistributedHerder(StandaloneHerder):
     async def alter_offsets(self, name: str, offsets: list[dict[str, Any]] | None) -> None:
         self._require_leader()
         await super().alter_offsets(name, offsets)
+
+    async def set_cluster_logger_level(self, namespace: str, level: str) -> None:
+        """As Kafka's workers: any worker writes the record (not forwarded to the leader)."""
+        await self._write([(f"{LOGGER_PREFIX}{namespace}", {"level": level})])
 
     # --- shutdown ---------------------------------------------------------------------------
 

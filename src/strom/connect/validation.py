@@ -30,10 +30,21 @@ class Definition:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "required": self.required,
-                "default_value": self.default, "importance": self.importance,
+                "default_value": default_string(self.default), "importance": self.importance,
                 "documentation": self.doc, "group": self.group, "width": self.width,
                 "display_name": self.display or self.name, "dependents": [],
                 "order": self.order}
+
+
+def default_string(default: Any) -> str | None:
+    """A default as Kafka's ConfigKeyInfo has it: a string (ConfigDef.convertToString)."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, (list, tuple)):
+        return ",".join(str(v) for v in default)
+    return str(default)
 
 
 @dataclass
