@@ -66,6 +66,8 @@ def test_writes_are_forwarded_and_answered_with_the_leaders_answer(tmp_path: Pat
         response = await client.post("/connectors", json=sink(tmp_path))
         assert response.status == 201
         assert (await response.json())["name"] == "s"
+        # The Location is the connector's URL on the worker asked, not on the leader.
+        assert response.headers["Location"] == str(client.make_url("/connectors/s"))
         assert await leader.connectors() == ["s"]  # done by the leader
         assert await follower.connectors() == []  # not by the follower
         # The leader's error answers come back unchanged.

@@ -52,6 +52,10 @@ async def forwarding_middleware(request: web.Request, handler: Handler) -> web.S
             payload = await response.read()
             out_headers = {k: v for k, v in response.headers.items()
                            if k.lower() in ("location", "content-type")}
+            for key, value in out_headers.items():
+                if key.lower() == "location" and value.startswith(leader):
+                    # As Kafka's: the created connector's URL on the worker asked.
+                    out_headers[key] = f"{request.url.origin()}{value[len(leader):]}"
             return web.Response(status=response.status, body=payload, headers=out_headers)
     except (ClientError, TimeoutError) as error:
         log.warning("forwarding %s %s to the leader %s failed: %s", request.method,
