@@ -19,7 +19,10 @@ from strom.connect import loggers
 from strom.connect.discovery import PluginNotFound, connector_plugins, find_connector
 from strom.connect.herder import Herder
 from strom.connect.states import BadRequest, HerderError, NotFound, TargetState
-from strom.connect.validation import plugin_config_definitions
+from strom.connect.validation import (
+    other_plugin_config_definitions,
+    plugin_config_definitions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -275,10 +278,15 @@ async def list_plugins(request: web.Request) -> web.Response:
 
 
 async def plugin_config(request: web.Request) -> web.Response:
+    """A connector's settings, or (KIP-769) a transformation's, predicate's or converter's."""
+    name = request.match_info["plugin"]
     try:
-        plugin = find_connector(request.match_info["plugin"])
+        plugin = find_connector(name)
     except PluginNotFound as error:
-        raise NotFound(str(error)) from error
+        others = other_plugin_config_definitions(name)
+        if others is None:
+            raise NotFound(str(error)) from error
+        return web.json_response(others)
     return web.json_response(plugin_config_definitions(plugin))
 
 

@@ -231,6 +231,20 @@ def plugin_config_definitions(plugin: ConnectorPlugin) -> list[dict[str, Any]]:
     return [_definition_of(key, i + 1) for i, key in enumerate(_keys_of(connector.config()))]
 
 
+def other_plugin_config_definitions(name: str) -> list[dict[str, Any]] | None:
+    """GET /connector-plugins/{plugin}/config of a transformation, predicate, converter or
+    header converter (KIP-769); None when `name` is none of them."""
+    from strom.connect import plugins
+    from strom.connect.errors import ConfigException
+    for kind in ("transformation", "predicate", "converter", "header_converter"):
+        try:
+            config_def = plugins.lookup(kind, name)().config_def()
+        except (ConfigException, AttributeError, TypeError):
+            continue
+        return [_definition_of(key, i + 1) for i, key in enumerate(_keys_of(config_def))]
+    return None
+
+
 def validate_connector_config(plugin_name: str, config: Mapping[str, str]) -> dict[str, Any]:
     try:
         plugin = find_connector(plugin_name)
