@@ -509,6 +509,8 @@ def test_kafka_ui_flow_through_a_follower(cluster_factory: Callable[..., Cluster
     assert code == 200 and listed[name]["status"]["connector"]["state"] == "RUNNING"
     assert listed[name]["info"]["tasks"] == [{"connector": name, "task": 0},
                                              {"connector": name, "task": 1}]
+    code, body = follower.request("GET", "/connectors?expand=status,info")
+    assert code == 200 and set(body[name]) == {"status", "info"}
     code, info = follower.request("GET", f"/connectors/{name}")
     assert code == 200 and info["config"]["tasks.max"] == "2"
     assert follower.request("GET", f"/connectors/{name}/config")[1]["name"] == name
