@@ -251,6 +251,25 @@ def validation_errors(answer: Answer, _env: Env) -> None:
     assert value["value"] == "zero"
 
 
+def transform_errors(answer: Answer, _env: Env) -> None:
+    body = answer.body
+    errors = {c["value"]["name"]: c["value"]["errors"] for c in body["configs"]}
+    assert {name: e for name, e in errors.items() if e} == {
+        "transforms.a.type": ['Missing required configuration "transforms.a.type" which has '
+                              'no default value.'],
+        "transforms.b.type": ["Invalid value Nope for configuration transforms.b.type: Class "
+                              "Nope could not be found."],
+        "predicates.p.pattern": ['Missing required configuration "predicates.p.pattern" '
+                                 'which has no default value.']}
+    assert body["error_count"] == 3
+    assert {"Transforms: a", "Transforms: b", "Transforms: c", "Predicates: p"} <= set(
+        body["groups"])
+    assert {"transforms.c.predicate", "transforms.c.negate", "transforms.c.static.field"} <= set(
+        errors)
+    static = next(c for c in body["configs"] if c["value"]["name"] == "transforms.c.static.field")
+    assert static["value"]["value"] == "s" and static["definition"]["group"] == "Transforms: c"
+
+
 INVALID = ("Connector configuration is invalid and contains the following 1 error(s):",
            "You can also find the above list of errors at the endpoint "
            "`/connector-plugins/{connectorType}/config/validate`")
@@ -423,6 +442,13 @@ ENDPOINTS = [
         Case("missing required and bad values", "PUT", VALIDATE, 200, CONFIG_INFOS,
              {"connector.class": SOURCE, "name": "v", "tasks.max": "zero"},
              check=validation_errors),
+        Case("transformations and predicates, each alias its own configs", "PUT", VALIDATE,
+             200, CONFIG_INFOS, {**source(), "name": "v", "transforms": "a,b,c",
+                                 "transforms.b.type": "Nope",
+                                 "transforms.c.type": "InsertField$Value",
+                                 "transforms.c.static.field": "s",
+                                 "predicates": "p", "predicates.p.type": "TopicNameMatches"},
+             check=transform_errors),
         Case("another plugin's connector.class", "PUT", VALIDATE, 400, ERROR,
              {"connector.class": "FileStreamSink", "name": "v"},
              check=message_has("does not match request type")),
