@@ -461,3 +461,123 @@ def test_a_frozen_worker_comes_back_as_a_fenced_zombie(cluster_factory: Callable
     assert Counter(values()) == Counter(lines)
     owners = wait_for(lambda: running_on(other, "z", 1), 30, "one owner")
     assert len(owners) == 1
+
+
+def leader_of(cluster: Cluster) -> DistributedWorker:
+    """The worker that published the latest assignment (the config topic's `assignment`)."""
+    def published() -> str | None:
+        value = dict(read_topic(cluster.broker.bootstrap_servers,
+                                cluster.topics["configs"])).get("assignment")
+        return value["leader"] if value and len(value.get("assignments", {})) == len(
+            cluster.workers) else None
+    leader = wait_for(published, 60, "an assignment of every worker")
+    return next(w for w in cluster.workers if w.id == leader)
+
+
+def states(worker: DistributedWorker, name: str) -> tuple[str, list[str]] | None:
+    status = status_of(worker, name)
+    if status is None:
+        return None
+    return status["connector"]["state"], [t["state"] for t in status["tasks"]]
+
+
+def test_kafka_ui_flow_through_a_follower(cluster_factory: Callable[..., Cluster],
+                                          new_topic: Callable[..., str]) -> None:
+    """Kafka UI's calls, each sent to the worker that is not the leader (writes are forwarded),
+    then KIP-875 offsets of the stopped connector and a cluster-wide logger level (KIP-976)."""
+    cluster = cluster_factory(2)
+    leader = leader_of(cluster)
+    follower = next(w for w in cluster.workers if w is not leader)
+    topic = new_topic(partitions=2)
+    name = "ui"
+    config = {"connector.class": "tests.integration.connect_plugins:CountingSource",
+              "tasks.max": "2", "topic": topic}
+    code, body = follower.request("GET", "/connectors?expand=info&expand=status")
+    assert (code, body) == (200, {})
+    code, plugins = follower.request("GET", "/connector-plugins")
+    assert code == 200 and "org.apache.kafka.connect.file.FileStreamSinkConnector" in {
+        p["class"] for p in plugins}
+    code, body = follower.request("PUT", "/connector-plugins/FileStreamSink/config/validate",
+                                  {"connector.class": "FileStreamSink", "name": name})
+    assert code == 200 and body["error_count"] == 2  # on topics and on topics.regex, as Kafka
+    code, body = follower.request("POST", "/connectors", {"name": name, "config": config})
+    assert code == 201, body
+    assert body["name"] == name and body["type"] == "source" and body["config"]["topic"] == topic
+    wait_for(lambda: states(follower, name) == ("RUNNING", ["RUNNING", "RUNNING"]), 60,
+             "running")
+    code, listed = follower.request("GET", "/connectors?expand=status&expand=info")
+    assert code == 200 and listed[name]["status"]["connector"]["state"] == "RUNNING"
+    assert listed[name]["info"]["tasks"] == [{"connector": name, "task": 0},
+                                             {"connector": name, "task": 1}]
+    code, body = follower.request("GET", "/connectors?expand=status,info")
+    assert code == 200 and set(body[name]) == {"status", "info"}
+    code, info = follower.request("GET", f"/connectors/{name}")
+    assert code == 200 and info["config"]["tasks.max"] == "2"
+    assert follower.request("GET", f"/connectors/{name}/config")[1]["name"] == name
+    code, tasks = follower.request("GET", f"/connectors/{name}/tasks")
+    assert code == 200 and [t["id"] for t in tasks] == [{"connector": name, "task": i}
+                                                        for i in (0, 1)]
+    code, task = follower.request("GET", f"/connectors/{name}/tasks/1/status")
+    assert code == 200 and task["id"] == 1 and task["state"] == "RUNNING"
+    assert task["worker_id"] in {w.id for w in cluster.workers}
+
+    code, body = follower.request("PUT", f"/connectors/{name}/pause")
+    assert (code, body) == (202, None)
+    wait_for(lambda: states(follower, name) == ("PAUSED", ["PAUSED", "PAUSED"]), 30, "paused")
+    code, body = follower.request("PUT", f"/connectors/{name}/resume")
+    assert (code, body) == (202, None)
+    wait_for(lambda: states(follower, name) == ("RUNNING", ["RUNNING", "RUNNING"]), 30,
+             "resumed")
+    code, body = follower.request(
+        "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=false")
+    assert code == 202, body
+    assert body["name"] == name and body["connector"]["state"] == "RESTARTING"
+    assert [t["state"] for t in body["tasks"]] == ["RESTARTING", "RESTARTING"]
+    wait_for(lambda: states(follower, name) == ("RUNNING", ["RUNNING", "RUNNING"]), 30,
+             "restarted")
+    assert follower.request("POST", f"/connectors/{name}/restart") == (204, None)
+    assert follower.request("POST", f"/connectors/{name}/tasks/1/restart") == (204, None)
+    assert follower.request("POST", f"/connectors/{name}/tasks/9/restart")[0] == 404
+    code, body = follower.request("PUT", f"/connectors/{name}/config",
+                                  {**config, "tasks.max": "1"})
+    assert code == 200 and body["config"]["tasks.max"] == "1"
+    wait_for(lambda: states(follower, name) == ("RUNNING", ["RUNNING"]), 30, "one task")
+    code, body = follower.request("GET", f"/connectors/{name}/topics")
+    assert code == 200 and set(body) == {name} and isinstance(body[name]["topics"], list)
+
+    assert follower.request("PUT", f"/connectors/{name}/stop") == (204, None)
+    wait_for(lambda: states(follower, name) == ("STOPPED", []), 30, "stopped")
+    offsets = wait_for(lambda: follower.request("GET", f"/connectors/{name}/offsets")[1][
+        "offsets"], 30, "committed offsets")
+    assert {o["partition"]["task"] for o in offsets} <= {"0", "1"}
+    patch = {"offsets": [{"partition": {"task": "0"}, "offset": {"n": 1000}}]}
+
+    def altered() -> tuple[int, Any] | None:
+        # 409 until every worker has stopped the connector's tasks (their last offset commit
+        # would otherwise land after the change), as Kafka's leader during that rebalance.
+        code, body = follower.request("PATCH", f"/connectors/{name}/offsets", patch)
+        assert code in (200, 409), body
+        return (code, body) if code == 200 else None
+
+    assert wait_for(altered, 30, "the offsets altered") == (200, {
+        "message": "The offsets for this connector have been altered successfully"})
+    wait_for(lambda: {"partition": {"task": "0"}, "offset": {"n": 1000}} in leader.request(
+        "GET", f"/connectors/{name}/offsets")[1]["offsets"], 30, "altered offsets")
+    code, body = follower.request("DELETE", f"/connectors/{name}/offsets")
+    assert (code, body) == (200, {"message": "The offsets for this connector have been reset "
+                                             "successfully"})
+    assert follower.request("GET", f"/connectors/{name}/offsets") == (200, {"offsets": []})
+
+    logger = "strom.connect.ui_flow"
+    code, _ = follower.request("PUT", f"/admin/loggers/{logger}?scope=cluster",
+                               {"level": "DEBUG"})
+    assert code == 204
+    for worker in cluster.workers:  # applied by every worker
+        wait_for(lambda w=worker: w.request("GET", f"/admin/loggers/{logger}")[1].get("level")
+                 == "DEBUG", 30, f"the level on {worker.id}")
+
+    assert follower.request("DELETE", f"/connectors/{name}") == (204, None)
+    for worker in cluster.workers:
+        wait_for(lambda w=worker: w.request("GET", f"/connectors/{name}")[0] == 404, 30,
+                 f"deleted on {worker.id}")
+        assert worker.request("GET", "/connectors") == (200, [])

@@ -16,6 +16,8 @@ from strom.connect.rest import make_app
 from strom.connect.rest_forward import FORWARDED_HEADER, forwarding_middleware
 from strom.connect.worker import Worker, WorkerConfig
 
+NO_LEADER = ("Cannot complete request momentarily due to no known leader URL, likely because "
+             "a rebalance was underway.")
 REBALANCE = ("Cannot complete request because of a conflicting operation (e.g. worker "
              "rebalance)")
 
@@ -64,6 +66,8 @@ def test_writes_are_forwarded_and_answered_with_the_leaders_answer(tmp_path: Pat
         response = await client.post("/connectors", json=sink(tmp_path))
         assert response.status == 201
         assert (await response.json())["name"] == "s"
+        # The Location is the connector's URL on the worker asked, not on the leader.
+        assert response.headers["Location"] == str(client.make_url("/connectors/s"))
         assert await leader.connectors() == ["s"]  # done by the leader
         assert await follower.connectors() == []  # not by the follower
         # The leader's error answers come back unchanged.
@@ -88,9 +92,13 @@ def test_no_leader_known_or_reachable_is_a_409(tmp_path: Path) -> None:
         follower.leader_address = None
         response = await client.post("/connectors", json=sink(tmp_path))
         assert response.status == 409
-        assert (await response.json()) == {"error_code": 409, "message": REBALANCE}
+        assert (await response.json()) == {"error_code": 409, "message": NO_LEADER}
         follower.leader_address = "http://127.0.0.1:9"  # nothing listens there
         response = await client.put("/connectors/s/pause")
+        assert response.status == 409
+        assert (await response.json()) == {"error_code": 409, "message": REBALANCE}
+        # Kafka's own hop marker: `?forward=false` is not forwarded again either.
+        response = await client.put("/connectors/s/pause?forward=false")
         assert response.status == 409
         # A request already forwarded once is not forwarded again (no loops).
         follower.leader_address = "http://127.0.0.1:9"

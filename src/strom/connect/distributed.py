@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from strom.connect import loggers
 from strom.connect.api import SinkConnector
 from strom.connect.assignment import (
     RUNNING_STATES,
@@ -53,6 +54,8 @@ from strom.connect.worker import (
 log = logging.getLogger(__name__)
 
 ASSIGNMENT_KEY = "assignment"
+LOGGER_PREFIX = "logger-cluster-"
+ACTIVE = RUNNING_STATES  # what a status says while its worker still runs it
 REBALANCING = ("Cannot complete request because of a conflicting operation (e.g. worker "
                "rebalance)")
 STALE = ("Cannot complete request momentarily due to stale configuration (typically caused by "
@@ -220,6 +223,7 @@ class DistributedHerder(StandaloneHerder):
             await asyncio.to_thread(ensure_topic, self.client, topic, partitions,
                                     d.replication(kind))
         await asyncio.to_thread(self.status_log.start)
+        await self._unassign_leftovers()
         await asyncio.to_thread(self.offset_store.start)
         await asyncio.to_thread(self.config_log.start)
         # After the records the initial read scheduled: restart requests from then on apply.
@@ -230,6 +234,17 @@ class DistributedHerder(StandaloneHerder):
 
     def _set_loaded(self) -> None:
         self.loaded = True
+
+    async def _unassign_leftovers(self) -> None:
+        """What a previous run of this worker id left RUNNING or PAUSED (it was killed, so it
+        did not write UNASSIGNED at shutdown): UNASSIGNED, it runs nothing yet."""
+        me = self.config.worker_id
+        with self._status_lock:
+            left = [(key, {**value, "state": State.UNASSIGNED.value, "trace": None})
+                    for key, value in self.statuses.items()
+                    if value.get("worker_id") == me and value.get("state") in ACTIVE]
+        if left:
+            await asyncio.to_thread(self.status_log.send, left, False)
 
     # --- the config topic -------------------------------------------------------------------
 
@@ -264,9 +279,18 @@ class DistributedHerder(StandaloneHerder):
                     str(k): str(v) for k, v in value.get("properties", {}).items()}
         elif key.startswith("commit-"):
             self._apply_commit(key[len("commit-"):], value)
-        elif (key.startswith(("restart-connector-", "restart-task-")) and self.loaded
-              and value is not None):
+        elif self.loaded and value is not None:
+            self._apply_request(key, value)
+
+    def _apply_request(self, key: str, value: Any) -> None:
+        """The records that are requests, applied when read after this worker started."""
+        if key.startswith(("restart-connector-", "restart-task-")):
             self._restarts.append((key, value))
+        elif key.startswith(LOGGER_PREFIX) and isinstance(value, dict):
+            # KIP-976: a cluster-wide level, applied by every worker that reads it.
+            level = loggers.parse_level(str(value.get("level")))
+            if level is not None:
+                loggers.set_level(key[len(LOGGER_PREFIX):], level)
 
     def _apply_assignment(self, value: Any) -> None:
         if isinstance(value, dict) and int(value.get("generation", 0)) >= self.generation:
@@ -318,6 +342,14 @@ class DistributedHerder(StandaloneHerder):
                     if known is not None and _generation(value) < _generation(known):
                         continue
                     self.statuses[key] = value
+                    if value.get("worker_id") != self.config.worker_id \
+                            and self._loop is not None:
+                        self._loop.call_soon_threadsafe(self._overwritten, key)
+
+    def _overwritten(self, key: str) -> None:
+        """Another worker wrote a status this one publishes (e.g. the UNASSIGNED of a task's
+        previous owner, read after this one's RUNNING): publish ours again on the next tick."""
+        self.published.pop(key, None)
 
     def _status(self, key: str, owner: str | None) -> dict[str, Any]:
         with self._status_lock:
@@ -447,10 +479,7 @@ class DistributedHerder(StandaloneHerder):
             if (name in self.configs and name in self.plugins and number < len(configs)
                     and self.target.get(name) != TargetState.STOPPED):
                 wanted[(name, number)] = configs[number]
-        for tid, task in list(self.worker.tasks.items()):
-            if (tid not in wanted or task.task_config != wanted[tid]
-                    or task.connector_config != self.configs.get(tid[0])):
-                await self.worker.stop_task(tid)
+        await self._stop_unwanted(wanted)
         starting = [tid for tid in sorted(wanted) if tid not in self.worker.tasks]
         if starting:
             await asyncio.to_thread(self.offset_store.read_to_end)
@@ -462,6 +491,38 @@ class DistributedHerder(StandaloneHerder):
                 task.pause()
             elif not paused and task.paused:
                 task.resume()
+
+    async def _stop_unwanted(self, wanted: Mapping[tuple[str, int], dict[str, str]]) -> None:
+        """Stop the tasks no longer ours, and those whose configs changed."""
+        for tid, task in list(self.worker.tasks.items()):
+            if (tid not in wanted or task.task_config != wanted[tid]
+                    or task.connector_config != self.configs.get(tid[0])):
+                await self.worker.stop_task(tid)
+                if tid not in wanted:
+                    await self._unassigned(tid)
+
+    async def _unassigned(self, tid: tuple[str, int]) -> None:
+        """As Kafka's workers when a task shuts down: its status UNASSIGNED, unless another
+        worker has written one since (the task moved there). Written after the task's last
+        offset commit, so the leader knows when a stopped connector's offsets can change."""
+        key = f"status-task-{tid[0]}-{tid[1]}"
+        self.published.pop(key, None)
+        with self._status_lock:
+            known = self.statuses.get(key)
+        if known is not None and known.get("worker_id") != self.config.worker_id:
+            return
+        status = Status(State.UNASSIGNED, self.config.worker_id)
+        await asyncio.to_thread(self.status_log.send,
+                                [(key, _status_json(status, self.generation))], False)
+
+    def _stopping_tasks(self, name: str, members: list[str]) -> list[str]:
+        """The connector's tasks some live worker still reports RUNNING or PAUSED."""
+        prefix = f"status-task-{name}-"
+        with self._status_lock:
+            return sorted(key[len(prefix):] for key, value in self.statuses.items()
+                          if key.startswith(prefix) and key[len(prefix):].isdigit()
+                          and value.get("state") in ACTIVE
+                          and value.get("worker_id") in members)
 
     async def _stop_connector_only(self, name: str) -> None:
         connector = self.worker.connectors.pop(name, None)
@@ -705,7 +766,22 @@ class DistributedHerder(StandaloneHerder):
 
     async def alter_offsets(self, name: str, offsets: list[dict[str, Any]] | None) -> None:
         self._require_leader()
+        self._require(name)
+        self._require_stopped(name)
+        # STOPPED, but a worker may not have stopped its tasks yet (their last offset commit
+        # would land after ours): as Kafka's leader before the rebalance completes, 409.
+        await asyncio.to_thread(self.status_log.read_to_end)
+        members = await asyncio.to_thread(self.membership.members) or list(self.assignment)
+        stopping = self._stopping_tasks(name, members)
+        if stopping:
+            raise Conflict(f"Cannot complete request momentarily: the tasks {stopping} of "
+                           f"connector {name} are still stopping")
+        await asyncio.to_thread(self.offset_store.read_to_end)
         await super().alter_offsets(name, offsets)
+
+    async def set_cluster_logger_level(self, namespace: str, level: str) -> None:
+        """As Kafka's workers: any worker writes the record (not forwarded to the leader)."""
+        await self._write([(f"{LOGGER_PREFIX}{namespace}", {"level": level})])
 
     # --- shutdown ---------------------------------------------------------------------------
 

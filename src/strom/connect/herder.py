@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strom import __version__
+from strom.connect import loggers
 from strom.connect.discovery import ConnectorPlugin, PluginNotFound, find_connector
 from strom.connect.offsets import OffsetBackingStore, offset_key
 from strom.connect.states import (
@@ -115,6 +116,14 @@ class Herder(ABC):
     async def metrics(self) -> bytes:
         """GET /metrics: the worker's metrics in Prometheus' text format."""
         raise NotFound("This herder has no metrics")
+
+    async def set_cluster_logger_level(self, namespace: str, level: str) -> None:
+        """PUT /admin/loggers/{namespace}?scope=cluster (KIP-976): on every worker of the
+        cluster; a standalone worker is a cluster of one."""
+        parsed = loggers.parse_level(level)
+        if parsed is None:
+            raise BadRequest(f"invalid log level '{level}'.")
+        loggers.set_level(namespace, parsed)
 
 
 class StandaloneHerder(Herder):

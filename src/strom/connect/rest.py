@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
+from strom.connect import loggers
 from strom.connect.discovery import PluginNotFound, connector_plugins, find_connector
 from strom.connect.herder import Herder
 from strom.connect.states import BadRequest, HerderError, NotFound, TargetState
-from strom.connect.validation import plugin_config_definitions
+from strom.connect.validation import (
+    other_plugin_config_definitions,
+    plugin_config_definitions,
+)
 
 log = logging.getLogger(__name__)
 
 HERDER_KEY = web.AppKey("herder", Herder)
-LOGGER_TIMES_KEY = web.AppKey("logger_times", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error_code": status, "message": message}, status=status)
+def error_response(status: int, message: str,
+                   headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error_code": status, "message": message}, status=status,
+                             headers=headers)
 
 
 @web.middleware
@@ -40,7 +45,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(error.status, error.message)
     except web.HTTPException as error:
         if error.status >= 400:
-            return error_response(error.status, error.reason or "")
+            # Jersey's messages: "HTTP 404 Not Found", "HTTP 405 Method Not Allowed" (with
+            # its Allow header).
+            allow = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+            return error_response(error.status, f"HTTP {error.status} {error.reason}", allow)
         raise
     except Exception as error:
         log.exception("REST request %s %s failed", request.method, request.path)
@@ -51,8 +59,14 @@ def _herder(request: web.Request) -> Herder:
     return request.app[HERDER_KEY]
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "false").lower() == "true"
+def _flag(request: web.Request, name: str, default: bool = False) -> bool:
+    """A boolean query parameter as JAX-RS reads one: true only for "true" (any case)."""
+    value = request.query.get(name)
+    return default if value is None else value.lower() == "true"
+
+
+def _location(request: web.Request, name: str) -> str:
+    return f"{request.url.origin()}/connectors/{quote(name, safe='')}"
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -88,9 +102,12 @@ async def root(request: web.Request) -> web.Response:
 async def list_connectors(request: web.Request) -> web.Response:
     herder = _herder(request)
     names = await herder.connectors()
-    expand = request.query.getall("expand", [])
-    if not expand:
+    if "expand" not in request.query:
         return web.json_response(names)
+    # Kafka: `expand=status&expand=info`; `expand=status,info` is accepted too. Unknown
+    # expansions are ignored.
+    expand = {part.strip() for value in request.query.getall("expand")
+              for part in value.split(",")}
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         entry: dict[str, Any] = {}
@@ -110,13 +127,15 @@ async def create_connector(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object with name and config")
     config = _string_config(body.get("config") or {})
-    name = body.get("name") or config.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("Connector name must not be empty")
-    name = name.strip()
+    raw_name = body.get("name")
+    if raw_name is not None and not isinstance(raw_name, str):
+        raise BadRequest("Connector name must be a string")
+    name = (raw_name or "").strip()  # as Kafka: the name of the request, trimmed
     if "name" in config and config["name"] != name:
         raise BadRequest(f"Connector name configuration ({config['name']}) doesn't match "
                          f"connector name in the URL ({name})")
+    if not name:
+        raise BadRequest("Connector name must not be empty")
     if "/" in name:
         raise BadRequest("Connector name must not contain '/'")
     initial = body.get("initial_state")  # KIP-980
@@ -131,8 +150,8 @@ async def create_connector(request: web.Request) -> web.Response:
     herder = _herder(request)
     _, info = await herder.put_connector_config(name, config, allow_replace=False,
                                                 initial_state=target)
-    location = f"{request.url.origin()}/connectors/{name}"
-    return web.json_response(info.to_json(), status=201, headers={"Location": location})
+    return web.json_response(info.to_json(), status=201,
+                             headers={"Location": _location(request, name)})
 
 
 async def get_connector(request: web.Request) -> web.Response:
@@ -154,8 +173,7 @@ async def put_config(request: web.Request) -> web.Response:
                                                                 allow_replace=True)
     if created:
         return web.json_response(info.to_json(), status=201,
-                                 headers={"Location": f"{request.url.origin()}/connectors/"
-                                                      f"{name}"})
+                                 headers={"Location": _location(request, name)})
     return web.json_response(info.to_json())
 
 
@@ -221,9 +239,13 @@ async def get_offsets(request: web.Request) -> web.Response:
 
 async def patch_offsets(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("offsets"), list):
+    if not isinstance(body, dict) or not isinstance(body.get("offsets"), (list, type(None))):
         raise BadRequest("Offsets must be specified in the request body as "
                          '{"offsets": [{"partition": ..., "offset": ...}]}')
+    if not body.get("offsets"):
+        raise BadRequest("Partitions / offsets need to be provided for an alter offsets request")
+    if not all(isinstance(entry, dict) for entry in body["offsets"]):
+        raise BadRequest('Each offset must be {"partition": {...}, "offset": {...}}')
     await _herder(request).alter_offsets(request.match_info["name"], body["offsets"])
     return web.json_response({"message": "The offsets for this connector have been altered "
                                          "successfully"})
@@ -259,16 +281,21 @@ def _other_plugins() -> list[dict[str, Any]]:
 async def list_plugins(request: web.Request) -> web.Response:
     out: list[dict[str, Any]] = [{"class": p.class_name, "type": p.type, "version": p.version()}
                                  for p in connector_plugins()]
-    if request.query.get("connectorsOnly", "true").lower() == "false":
+    if not _flag(request, "connectorsOnly", default=True):
         out += _other_plugins()
     return web.json_response(out)
 
 
 async def plugin_config(request: web.Request) -> web.Response:
+    """A connector's settings, or (KIP-769) a transformation's, predicate's or converter's."""
+    name = request.match_info["plugin"]
     try:
-        plugin = find_connector(request.match_info["plugin"])
+        plugin = find_connector(name)
     except PluginNotFound as error:
-        raise NotFound(str(error)) from error
+        others = other_plugin_config_definitions(name)
+        if others is None:
+            raise NotFound(str(error)) from error
+        return web.json_response(others)
     return web.json_response(plugin_config_definitions(plugin))
 
 
@@ -288,44 +315,18 @@ async def validate_config(request: web.Request) -> web.Response:
     return web.json_response(await _herder(request).validate(plugin, config))
 
 
-# --- loggers (KIP-495) -------------------------------------------------------------------------
-
-_TO_KAFKA = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARN",
-             logging.ERROR: "ERROR", logging.CRITICAL: "FATAL", 5: "TRACE"}
-_FROM_KAFKA = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO,
-               "WARN": logging.WARNING, "ERROR": logging.ERROR, "FATAL": logging.CRITICAL,
-               "OFF": logging.CRITICAL + 10}
-
-
-def _level_name(level: int) -> str:
-    if level > logging.CRITICAL:
-        return "OFF"
-    return _TO_KAFKA.get(level, logging.getLevelName(level))
-
-
-def _logger_json(request: web.Request, name: str, logger: logging.Logger) -> dict[str, Any]:
-    out: dict[str, Any] = {"level": _level_name(logger.getEffectiveLevel())}
-    modified = request.app[LOGGER_TIMES_KEY].get(name)
-    out["last_modified"] = modified
-    return out
-
+# --- loggers (KIP-495, KIP-976) -----------------------------------------------------------------
 
 async def list_loggers(request: web.Request) -> web.Response:
-    root_logger = logging.getLogger()
-    out = {"root": _logger_json(request, "root", root_logger)}
-    for name, logger in sorted(logging.Logger.manager.loggerDict.items()):
-        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
-            out[name] = _logger_json(request, name, logger)
-    return web.json_response(out)
+    return web.json_response(loggers.all_logger_levels())
 
 
 async def get_logger(request: web.Request) -> web.Response:
     name = request.match_info["logger"]
-    if name == "root":
-        return web.json_response(_logger_json(request, name, logging.getLogger()))
-    if name not in logging.Logger.manager.loggerDict:
+    level = loggers.logger_level(name)
+    if level is None:
         raise NotFound(f"Logger {name} not found.")
-    return web.json_response(_logger_json(request, name, logging.getLogger(name)))
+    return web.json_response(level)
 
 
 async def put_logger(request: web.Request) -> web.Response:
@@ -334,61 +335,61 @@ async def put_logger(request: web.Request) -> web.Response:
     level_name = body.get("level") if isinstance(body, dict) else None
     if not isinstance(level_name, str):
         raise BadRequest("Desired 'level' parameter was not specified in request.")
-    level = _FROM_KAFKA.get(level_name.upper())
+    level = loggers.parse_level(level_name)
     if level is None:
-        raise NotFound(f"invalid log level '{level_name}'.")
-    scope = request.query.get("scope", "worker")
-    if scope not in ("worker", "cluster"):
-        log.warning("unknown logger scope %s: using worker", scope)
-    target = logging.getLogger() if name == "root" else logging.getLogger(name)
-    target.setLevel(level)
-    now = int(time.time() * 1000)
-    times = request.app[LOGGER_TIMES_KEY]
-    changed = [name]
-    times[name] = now
-    prefix = "" if name == "root" else name + "."
-    for other, logger in logging.Logger.manager.loggerDict.items():
-        if isinstance(logger, logging.Logger) and other.startswith(prefix) and other != name \
-                and logger.level != logging.NOTSET:
-            logger.setLevel(level)
-            times[other] = now
-            changed.append(other)
+        raise NotFound(f"invalid log level '{level_name}'.")  # Kafka's status for it
+    scope = request.query.get("scope", "worker").lower()
     if scope == "cluster":
+        await _herder(request).set_cluster_logger_level(name, level_name.upper())
         return web.Response(status=204)
-    return web.json_response(sorted(changed))
+    if scope != "worker":
+        log.warning("invalid logger scope %r: using worker", scope)
+    return web.json_response(loggers.set_level(name, level))
+
+
+# Kafka Connect's endpoints: (method, path, handler). Each also answers with a trailing slash, as
+# Jersey's do (`DELETE /connectors/name/`); GETs answer HEAD too.
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/", root),
+    ("GET", "/connectors", list_connectors),
+    ("POST", "/connectors", create_connector),
+    ("GET", "/connectors/{name}", get_connector),
+    ("DELETE", "/connectors/{name}", delete_connector),
+    ("GET", "/connectors/{name}/config", get_config),
+    ("PUT", "/connectors/{name}/config", put_config),
+    ("GET", "/connectors/{name}/status", connector_status),
+    ("POST", "/connectors/{name}/restart", restart_connector),
+    ("PUT", "/connectors/{name}/pause", _target(TargetState.PAUSED, 202)),
+    ("PUT", "/connectors/{name}/resume", _target(TargetState.STARTED, 202)),
+    ("PUT", "/connectors/{name}/stop", _target(TargetState.STOPPED, 204)),
+    ("GET", "/connectors/{name}/tasks", task_configs),
+    ("GET", "/connectors/{name}/tasks-config", tasks_config),
+    ("GET", "/connectors/{name}/tasks/{task}/status", task_status),
+    ("POST", "/connectors/{name}/tasks/{task}/restart", restart_task),
+    ("GET", "/connectors/{name}/topics", topics),
+    ("PUT", "/connectors/{name}/topics/reset", reset_topics),
+    ("GET", "/connectors/{name}/offsets", get_offsets),
+    ("PATCH", "/connectors/{name}/offsets", patch_offsets),
+    ("DELETE", "/connectors/{name}/offsets", delete_offsets),
+    ("GET", "/connector-plugins", list_plugins),
+    ("GET", "/connector-plugins/{plugin}/config", plugin_config),
+    ("PUT", "/connector-plugins/{plugin}/config/validate", validate_config),
+    ("GET", "/admin/loggers", list_loggers),
+    ("GET", "/admin/loggers/{logger}", get_logger),
+    ("PUT", "/admin/loggers/{logger}", put_logger),
+]
 
 
 def make_app(herder: Herder) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
     app[HERDER_KEY] = herder
-    app[LOGGER_TIMES_KEY] = {}
-    r = app.router
-    r.add_get("/", root)
-    r.add_get("/connectors", list_connectors)
-    r.add_post("/connectors", create_connector)
-    r.add_get("/connectors/{name}", get_connector)
-    r.add_delete("/connectors/{name}", delete_connector)
-    r.add_get("/connectors/{name}/config", get_config)
-    r.add_put("/connectors/{name}/config", put_config)
-    r.add_get("/connectors/{name}/status", connector_status)
-    r.add_post("/connectors/{name}/restart", restart_connector)
-    r.add_put("/connectors/{name}/pause", _target(TargetState.PAUSED, 202))
-    r.add_put("/connectors/{name}/resume", _target(TargetState.STARTED, 202))
-    r.add_put("/connectors/{name}/stop", _target(TargetState.STOPPED, 204))
-    r.add_get("/connectors/{name}/tasks", task_configs)
-    r.add_get("/connectors/{name}/tasks-config", tasks_config)
-    r.add_get("/connectors/{name}/tasks/{task}/status", task_status)
-    r.add_post("/connectors/{name}/tasks/{task}/restart", restart_task)
-    r.add_get("/connectors/{name}/topics", topics)
-    r.add_put("/connectors/{name}/topics/reset", reset_topics)
-    r.add_get("/connectors/{name}/offsets", get_offsets)
-    r.add_patch("/connectors/{name}/offsets", patch_offsets)
-    r.add_delete("/connectors/{name}/offsets", delete_offsets)
-    r.add_get("/connector-plugins", list_plugins)
-    r.add_get("/connector-plugins/{plugin}/config", plugin_config)
-    r.add_put("/connector-plugins/{plugin}/config/validate", validate_config)
-    r.add_get("/metrics", metrics)
-    r.add_get("/admin/loggers", list_loggers)
-    r.add_get("/admin/loggers/{logger}", get_logger)
-    r.add_put("/admin/loggers/{logger}", put_logger)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+        if method == "GET":
+            app.router.add_route("HEAD", path, handler)
+        if path != "/":
+            app.router.add_route(method, path + "/", handler)
+    # Not one of Kafka Connect's endpoints (Kafka's workers report metrics over JMX).
+    app.router.add_route("GET", "/metrics", metrics)
+    app.router.add_route("HEAD", "/metrics", metrics)
     return app

@@ -30,10 +30,21 @@ class Definition:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "required": self.required,
-                "default_value": self.default, "importance": self.importance,
+                "default_value": default_string(self.default), "importance": self.importance,
                 "documentation": self.doc, "group": self.group, "width": self.width,
                 "display_name": self.display or self.name, "dependents": [],
                 "order": self.order}
+
+
+def default_string(default: Any) -> str | None:
+    """A default as Kafka's ConfigKeyInfo has it: a string (ConfigDef.convertToString)."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, (list, tuple)):
+        return ",".join(str(v) for v in default)
+    return str(default)
 
 
 @dataclass
@@ -128,10 +139,6 @@ def _check_common(config: Mapping[str, str], sink: bool) -> dict[str, list[str]]
         err("tasks.max", f"Invalid value {tasks} for configuration tasks.max: Value must be "
                          "at least 1")
     _check_errors(config, err)
-    for alias in [a.strip() for a in config.get("transforms", "").split(",") if a.strip()]:
-        if not config.get(f"transforms.{alias}.type"):
-            err("transforms", f"Missing required configuration \"transforms.{alias}.type\" "
-                              "which has no default value.")
     if sink:
         _check_sink(config, err)
     return errors
@@ -190,13 +197,10 @@ def _definition_of(key: Any, order: int) -> dict[str, Any]:
     default = attr("default_value", "default")
     has_default = getattr(key, "has_default", None)
     required = (not has_default) if isinstance(has_default, bool) else default is None
-    if required:
-        default = None
-    elif isinstance(default, list):
-        default = ",".join(str(v) for v in default)
     return {"name": attr("name"), "type": str(attr("type", default="STRING")),
-            "required": bool(required), "default_value": None if default is None else
-            str(default), "importance": str(attr("importance", default="MEDIUM")),
+            "required": bool(required),
+            "default_value": None if required else default_string(default),
+            "importance": str(attr("importance", default="MEDIUM")),
             "documentation": attr("documentation", "doc", default=""),
             "group": attr("group", default=None), "width": str(attr("width", default="NONE")),
             "display_name": attr("display_name", default=None) or attr("name"),
@@ -220,6 +224,95 @@ def plugin_config_definitions(plugin: ConnectorPlugin) -> list[dict[str, Any]]:
     return [_definition_of(key, i + 1) for i, key in enumerate(_keys_of(connector.config()))]
 
 
+def other_plugin_config_definitions(name: str) -> list[dict[str, Any]] | None:
+    """GET /connector-plugins/{plugin}/config of a transformation, predicate, converter or
+    header converter (KIP-769); None when `name` is none of them."""
+    from strom.connect import plugins
+    from strom.connect.errors import ConfigException
+    for kind in ("transformation", "predicate", "converter", "header_converter"):
+        try:
+            config_def = plugins.lookup(kind, name)().config_def()
+        except (ConfigException, AttributeError, TypeError):
+            continue
+        return [_definition_of(key, i + 1) for i, key in enumerate(_keys_of(config_def))]
+    return None
+
+
+_ALIASED = (("transforms", "transformation", "Transforms", "Transformation"),
+            ("predicates", "predicate", "Predicates", "Predicate"))
+
+
+def _aliases(config: Mapping[str, str], key: str) -> list[str]:
+    return list(dict.fromkeys(a.strip() for a in config.get(key, "").split(",") if a.strip()))
+
+
+def _enriched(config: Mapping[str, str]) -> list[dict[str, Any]]:
+    """As Kafka's ConnectorConfig.enrich: per transformation / predicate alias, its
+    `<key>.<alias>.type` (and a transformation's `predicate` and `negate`), then the plugin's
+    own settings under the prefix, each validated, in the group `Transforms: <alias>` /
+    `Predicates: <alias>`."""
+    from strom.connect import plugins
+    from strom.connect.errors import ConfigException
+    out: list[dict[str, Any]] = []
+    for key, kind, group_name, title in _ALIASED:
+        for alias in _aliases(config, key):
+            prefix, group = f"{key}.{alias}.", f"{group_name}: {alias}"
+            type_def = Definition(f"{prefix}type", "CLASS", None, "HIGH",
+                                  f"Class for the '{alias}' {kind}.", group, 0,
+                                  f"{title} type for {alias}", required=True, width="LONG")
+            defs = [type_def]
+            if kind == "transformation":
+                defs += [Definition(f"{prefix}predicate", "STRING", None, "MEDIUM",
+                                    f"The alias of a predicate used to determine whether to "
+                                    f"apply the {alias} transformation.", group, 1,
+                                    f"Predicate for {alias}", width="LONG"),
+                         Definition(f"{prefix}negate", "BOOLEAN", False, "MEDIUM",
+                                    "Whether the configured predicate should be negated.",
+                                    group, 2, f"Negate predicate for {alias}", width="SHORT")]
+            class_name = config.get(type_def.name, "").strip()
+            type_errors: list[str] = []
+            config_def: Any = None
+            if not class_name:
+                type_errors.append(f'Missing required configuration "{type_def.name}" which '
+                                   "has no default value.")
+            else:
+                try:
+                    config_def = plugins.lookup(kind, class_name)().config_def()
+                except (ConfigException, AttributeError, TypeError) as error:
+                    type_errors.append(f"Invalid value {class_name} for configuration "
+                                       f"{type_def.name}: {error}")
+            for definition in defs:
+                errors = type_errors if definition is type_def else []
+                out.append({"definition": definition.to_json(),
+                            "value": Value(definition.name, config.get(definition.name),
+                                           errors).to_json()})
+            if config_def is not None:
+                out += _prefixed(config, config_def, prefix, group, len(defs))
+    return out
+
+
+def _prefixed(config: Mapping[str, str], config_def: Any, prefix: str, group: str,
+              first: int) -> list[dict[str, Any]]:
+    """A plugin's own settings under `prefix`, validated against what the config has there."""
+    own = {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+    try:
+        outcomes = {v.name: v for v in config_def.validate(own)}
+    except Exception:  # a plugin's validation that breaks: its definitions only
+        outcomes = {}
+    out = []
+    for i, key in enumerate(_keys_of(config_def)):
+        definition = _definition_of(key, first + i)
+        name = definition["name"]
+        outcome = outcomes.get(name)
+        definition.update(name=prefix + name, group=group, order=first + i)
+        errors = [e.replace(f'configuration "{name}"', f'configuration "{prefix}{name}"')
+                  .replace(f"configuration {name}:", f"configuration {prefix}{name}:")
+                  for e in getattr(outcome, "errors", []) or []]
+        out.append({"definition": definition,
+                    "value": Value(prefix + name, own.get(name), errors).to_json()})
+    return out
+
+
 def validate_connector_config(plugin_name: str, config: Mapping[str, str]) -> dict[str, Any]:
     try:
         plugin = find_connector(plugin_name)
@@ -233,6 +326,7 @@ def validate_connector_config(plugin_name: str, config: Mapping[str, str]) -> di
         value = Value(definition.name, config.get(definition.name),
                       errors.get(definition.name, []))
         configs.append({"definition": definition.to_json(), "value": value.to_json()})
+    configs += _enriched(config)
     common_names = {d.name for d in common}
     connector = plugin.cls()
     definitions = {d["name"]: d for d in (_definition_of(k, i + 1) for i, k in
@@ -251,9 +345,7 @@ def validate_connector_config(plugin_name: str, config: Mapping[str, str]) -> di
         raw = getattr(outcome, "value", None)
         configs.append({
             "definition": definitions.get(name),
-            "value": {"name": name,
-                      "value": None if raw is None else (raw if isinstance(raw, str)
-                                                         else str(raw)),
+            "value": {"name": name, "value": default_string(raw),
                       "recommended_values": list(getattr(outcome, "recommended_values", [])
                                                  or []),
                       "errors": list(getattr(outcome, "errors", []) or []),
