@@ -290,6 +290,30 @@ def test_a_primary_key_change_is_a_delete_and_a_create() -> None:
     [update] = feed(task, [RELATION, *transaction(
         8, 0x50, pgoutput.Update(10, (t("1"), t("b")), old=(t("1"), t("a"))))])
     assert update.value.get("op") == "u" and update.headers.is_empty()
+    # an old tuple without the primary key (a replica identity index on other columns): the
+    # key change cannot be told, one update as before
+    task = stream_task()
+    [update] = feed(task, [RELATION, *transaction(
+        9, 0x60, pgoutput.Update(10, (t("5"), t("b")), key=(CV(pgoutput.NULL), t("a"))))])
+    assert update.value.get("op") == "u" and update.key.get("id") == 5
+
+
+def test_a_poll_takes_at_most_a_batch_and_keeps_a_delete_with_its_tombstone() -> None:
+    task = stream_task()
+    task.batch = 2
+    task._ready = feed(task, [RELATION, *transaction(
+        1, 0x10, pgoutput.Insert(10, (t("1"), t("a"))),
+        pgoutput.Delete(10, key=(t("2"), CV(pgoutput.NULL))),
+        pgoutput.Insert(10, (t("3"), t("c"))))])
+    polls = []
+    while task._ready:
+        polls.append([(r.key.get("id"), r.value is None) for r in task._take()])
+    assert polls == [[(1, False)], [(2, False), (2, True)], [(3, False)]]
+    assert task._returned == _Position(0x10, 0x10 - 8, 3, True)
+    task.batch = 1
+    task._ready = feed(task, [*transaction(
+        2, 0x20, pgoutput.Delete(10, key=(t("4"), CV(pgoutput.NULL))))])
+    assert len(task._take()) == 2  # the pair, even above a batch of 1
 
 
 def big_transaction(xid: int, end: int, first: int, count: int) -> list[pgoutput.Message]:

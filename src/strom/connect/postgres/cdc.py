@@ -173,6 +173,11 @@ class _Table:
                 log.warning("%s.%s.%s: %s; sent as null", self.schema, self.name, name, error)
         return value
 
+    def has_key_values(self, row: Struct | None) -> bool:
+        """Whether the row holds every key column (an old tuple of a replica identity index
+        other than the primary key may not)."""
+        return row is not None and all(row.get(name) is not None for name in self.key_columns)
+
     def key(self, row: Struct | None) -> Struct | None:
         if self.key_schema is None or row is None:
             return None
@@ -524,9 +529,9 @@ class PostgresCdcSourceTask(SourceTask):
                 old = self._texts(relation, message.old or message.key)
                 after = table.row(self._texts(relation, message.new) or {})
                 before = table.row(old) if old is not None else None
-                old_key, new_key = table.key(before), table.key(after)
-                if before is not None and old_key is not None and new_key is not None \
-                        and old_key != new_key:
+                old_key = table.key(before) if table.has_key_values(before) else None
+                new_key = table.key(after)
+                if old_key is not None and new_key is not None and old_key != new_key:
                     # A key change: Debezium's delete of the old key (then its tombstone)
                     # and create of the new one.
                     self._add("d", table, before, None, data_start, Headers().add(
