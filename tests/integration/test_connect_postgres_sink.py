@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -348,6 +349,72 @@ def test_bad_data_goes_to_the_errant_record_reporter(postgres_url: str) -> None:
     assert [getattr(e, "sqlstate", None) for _, e in reporter.reported] == ["22001", "23514"]
 
 
+def test_insert_mode_fails_on_a_duplicate_key(postgres_url: str) -> None:
+    """insert.mode=insert with record keys is a plain INSERT, as the JDBC sink's: a key written
+    again is bad data, the task fails (tolerance none) or the record is reported (all)."""
+    props = {"auto.create": "true", "pk.mode": "record_key"}
+    run(postgres_url, props, [rec(1, "first"), rec(2, "two")])
+    with pytest.raises(ConnectException, match="could not be written"):
+        run(postgres_url, props, [rec(3, "three"), rec(1, "again")])
+    assert query(postgres_url, "SELECT id, name FROM orders ORDER BY id") == [
+        (1, "first"), (2, "two")]  # the failed batch rolled back whole
+    reporter = Reporter()
+    run(postgres_url, {**props, "errors.tolerance": "all"},
+        [rec(3, "three"), rec(1, "again"), rec(4, "four"), rec(4, "dup")],
+        context=Context(reporter))
+    assert query(postgres_url, "SELECT id, name FROM orders ORDER BY id") == [
+        (1, "first"), (2, "two"), (3, "three"), (4, "four")]
+    assert [(r.key.get("id"), r.value.get("name")) for r, _ in reporter.reported] == [
+        (1, "again"), (4, "dup")]
+    assert {getattr(e, "sqlstate", None) for _, e in reporter.reported} == {"23505"}
+
+
+def test_bad_records_are_reported_once_when_the_batch_is_retried(postgres_url: str) -> None:
+    """A batch with a record that cannot become a row fails transiently (its connection is
+    terminated while it waits for a lock) and is redelivered: the bad record reaches the
+    reporter once, after the batch committed."""
+    props = {**jdbc(postgres_url), "auto.create": "true", "insert.mode": "upsert",
+             "pk.mode": "record_key", "errors.tolerance": "all"}
+    reporter = Reporter()
+    bad = rec(None, topic="orders", key=Struct(KEY).put("id", 9), value_schema=None,
+              value="not a struct")
+    batch = [rec(2, "b"), bad, rec(3, "c")]
+
+    async def body() -> None:
+        task = PostgresSinkTask()
+        task.initialize(Context(reporter))
+        task.start(props)
+        try:
+            await task.put([rec(1, "a")])
+            locker = await asyncpg.connect(postgres_url)
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
+            put = asyncio.ensure_future(task.put(batch))
+            waiting: list[Any] = []
+            for _ in range(200):
+                waiting = await locker.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()")
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the batch never waited for the lock"
+            await locker.execute("SELECT pg_terminate_backend($1)", waiting[0]["pid"])
+            with pytest.raises(RetriableException):
+                await put
+            await lock.rollback()
+            await locker.close()
+            assert reporter.reported == []  # nothing committed, nothing reported yet
+            await task.put(batch)  # the worker's redelivery
+        finally:
+            await task.stop()
+
+    asyncio.run(body())
+    assert query(postgres_url, "SELECT id FROM orders ORDER BY id") == [(1,), (2,), (3,)]
+    assert [r.kafka_offset for r, _ in reporter.reported] == [bad.kafka_offset]
+
+
 def test_bad_data_without_tolerance_fails_the_whole_batch(postgres_url: str) -> None:
     execute(postgres_url, "CREATE TABLE orders (id int PRIMARY KEY, name varchar(3), qty int)")
     reporter = Reporter()
@@ -570,3 +637,55 @@ def test_end_to_end_bad_rows_go_to_the_dead_letter_queue(broker: Any, postgres_u
     assert headers["__connect.errors.stage"] == b"TASK_PUT"
     assert headers["__connect.errors.offset"] == b"1"
     assert b"StringDataRightTruncation" in headers["__connect.errors.exception.class.name"]
+
+
+def test_end_to_end_insert_mode_duplicate_keys(broker: Any, postgres_url: str) -> None:
+    """insert.mode=insert, pk.mode=record_key through the worker: a key produced twice fails
+    the task under errors.tolerance=none, and goes to the dead letter queue with the error
+    headers under errors.tolerance=all."""
+    from tests.integration.conftest import consume_partitions, produce_all, producer, unique_name
+    from tests.integration.connect_worker import ConnectWorker, wait_for
+    execute(postgres_url, "CREATE TABLE strict (id int PRIMARY KEY, name text, qty int)")
+    execute(postgres_url, "CREATE TABLE lenient (id int PRIMARY KEY, name text, qty int)")
+    topic, dlq = unique_name("dups"), unique_name("dlq")
+
+    def record(id_: int, text: str) -> dict[str, Any]:
+        return {"key": _json(KEY, Struct(KEY).put("id", id_)),
+                "value": _json(VALUE, Struct(VALUE).put("id", id_).put("name", text))}
+    produce_all(producer(broker.bootstrap_servers), topic,
+                [record(1, "one"), record(2, "two"), record(1, "again"), record(3, "three")])
+    props = {"bootstrap.servers": broker.bootstrap_servers,
+             "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+             "offset.flush.interval.ms": "200"}
+    base = {"connector.class": "PostgresSink", "topics": topic, **jdbc(postgres_url),
+            "insert.mode": "insert", "pk.mode": "record_key"}
+    with ConnectWorker(props) as worker:
+        code, body = worker.request("POST", "/connectors", {"name": "strict", "config": {
+            **base, "table.name.format": "strict"}})
+        assert code == 201, body
+        code, body = worker.request("POST", "/connectors", {"name": "lenient", "config": {
+            **base, "table.name.format": "lenient", "errors.tolerance": "all",
+            "errors.deadletterqueue.topic.name": dlq,
+            "errors.deadletterqueue.topic.replication.factor": "1",
+            "errors.deadletterqueue.context.headers.enable": "true"}})
+        assert code == 201, body
+
+        def strict_state() -> str | None:
+            tasks = worker.request("GET", "/connectors/strict/status")[1].get("tasks") or []
+            return str(tasks[0]["state"]) if tasks else None
+        wait_for(lambda: strict_state() == "FAILED", what="the strict task failed")
+        wait_for(lambda: _rows(postgres_url, "SELECT id, name FROM lenient ORDER BY id")
+                 == [(1, "one"), (2, "two"), (3, "three")], what="the lenient rows")
+        messages = consume_partitions(broker.bootstrap_servers, dlq, expected=1)
+        time.sleep(0.5)
+        messages = consume_partitions(broker.bootstrap_servers, dlq, expected=1)
+        status = worker.request("GET", "/connectors/lenient/status")[1]
+        assert status["tasks"][0]["state"] == "RUNNING", status
+    # the failing batch rolled back (whatever batches the consumer made, "again" is not in)
+    assert _rows(postgres_url, "SELECT name FROM strict WHERE id = 1") in ([], [("one",)])
+    assert len(messages) == 1
+    headers = dict(messages[0].headers() or [])
+    assert headers["__connect.errors.stage"] == b"TASK_PUT"
+    assert headers["__connect.errors.offset"] == b"2"
+    assert b"UniqueViolation" in headers["__connect.errors.exception.class.name"]

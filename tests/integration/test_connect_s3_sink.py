@@ -406,3 +406,90 @@ def test_scheduled_rotation_commits_idle_files_gzipped(s3: S3Server, bucket: str
     [key] = s3.keys(bucket)
     assert key == "topics/orders/partition=0/orders+0+0000000000.json.gz"
     assert gzip.decompress(s3.get(bucket, key)) == b'{"n":0}\n{"n":1}\n'
+
+
+REGIONS = {"partitioner.class": "FieldPartitioner", "partition.field.name": "region",
+           "flush.size": "4", "s3.offset.recovery.enabled": "true"}
+
+
+def regional(offset: int) -> SinkRecord:
+    return record(offset, {"region": "eu" if offset % 2 == 0 else "us", "n": offset})
+
+
+def stored_values(s3: S3Server, bucket: str) -> list[int]:
+    return sorted(json.loads(line)["n"] for key in s3.keys(bucket)
+                  for line in s3.get(bucket, key).decode().splitlines())
+
+
+async def redeliver(config: dict[str, str], last: int) -> dict[TopicPartition, int]:
+    """A new task: recovery on open(), then the records from where it resumes (the group's
+    offset is 0: nothing was committed)."""
+    context = Context()
+    task = await started(config, context)
+    try:
+        start = context.resets.get(TP, 0)
+        await task.put([regional(i) for i in range(start, last)])
+        assert await task.pre_commit({TP: last}) == {TP: last}
+    finally:
+        await task.stop()
+    return context.resets
+
+
+@pytest.mark.parametrize("lost", ["region=eu/orders+0+0000000004.json",
+                                  "region=us/orders+0+0000000005.json"])
+def test_offset_recovery_skips_a_commit_missing_a_file(s3: S3Server, bucket: str,
+                                                       lost: str) -> None:
+    """Two commits of two files each (FieldPartitioner); one file of the newest is gone (its
+    upload never happened): recovery trusts only the complete commit before it, so the lost
+    file's records are delivered and written again, none lost."""
+    config = props(s3, bucket, **REGIONS)
+
+    async def scenario() -> dict[TopicPartition, int]:
+        task = await started(config)
+        try:
+            await task.put([regional(i) for i in range(8)])
+        finally:
+            await task.stop()
+        s3.client().delete_object(Bucket=bucket, Key=f"topics/orders/{lost}")
+        return await redeliver(config, 8)
+
+    assert asyncio.run(scenario()) == {TP: 4}
+    assert stored_values(s3, bucket) == list(range(8))
+    assert len(s3.keys(bucket)) == 4
+
+
+@pytest.mark.parametrize("failing_commit", [1, 2])
+def test_offset_recovery_after_a_failed_upload(s3: S3Server, bucket: str,
+                                               failing_commit: int) -> None:
+    """The upload of one file of a commit fails (the others of that commit succeed) and the
+    task fails: the next task does not trust that commit; it resumes after the commit before
+    it (or, with none, from the group's offset)."""
+    config = props(s3, bucket, **REGIONS)
+
+    async def scenario() -> dict[TopicPartition, int]:
+        task = await started(config)
+        put_object = task._client.put_object
+        commits = iter(range(1, 100))
+        current = {"commit": 0}
+
+        async def flaky_put(**kwargs: Any) -> Any:
+            if kwargs["Key"].startswith("topics/orders/region=eu/"):
+                current["commit"] = next(commits)
+            if "region=us" in kwargs["Key"] and current["commit"] == failing_commit:
+                await asyncio.sleep(0.5)  # failing after its retries, the other one done
+                raise OSError("injected upload failure")
+            return await put_object(**kwargs)
+
+        task._client.put_object = flaky_put
+        try:
+            with pytest.raises(ConnectException, match="cannot upload"):
+                await task.put([regional(i) for i in range(8)])
+        finally:
+            await task.stop()
+        assert any("region=eu" in k and f"{4 * (failing_commit - 1):010d}" in k
+                   for k in s3.keys(bucket))  # the other file of the commit is there
+        return await redeliver(config, 8)
+
+    resets = asyncio.run(scenario())
+    assert resets == ({} if failing_commit == 1 else {TP: 4})
+    assert stored_values(s3, bucket) == list(range(8))

@@ -14,7 +14,7 @@ import pytest
 from strom.connect.data import Date, Decimal, Time, Timestamp, Type
 from strom.connect.discovery import find_connector
 from strom.connect.postgres import pgoutput, types
-from strom.connect.postgres.cdc import PostgresCdcSourceTask
+from strom.connect.postgres.cdc import PostgresCdcSourceTask, _Position
 from strom.connect.postgres.common import TableFilter, jdbc_url_params
 from strom.connect.postgres.pgoutput import ColumnValue as CV
 from strom.connect.postgres.query import select_tables
@@ -182,7 +182,8 @@ def stream_task(tombstones: bool = True,
     task.prefix, task.dbname, task.tombstones = "srv", "db", tombstones
     task.filter = TableFilter(["public\\.items"])
     task._meta = _Catalog()
-    task._resume = resume
+    # (end LSN, events done, complete): an offset without commit_lsn (older versions')
+    task._resume = None if resume is None else _Position(resume[0], None, *resume[1:])
     return task
 
 
@@ -260,6 +261,107 @@ def test_a_stored_offset_skips_what_was_delivered() -> None:
     task = stream_task(resume=(0x20, 2, True))
     records = feed(task, [RELATION, *first, *second, *third])
     assert [r.value.get("after").get("id") for r in records] == [4]
+
+
+def test_a_primary_key_change_is_a_delete_and_a_create() -> None:
+    """As Debezium: the old key's delete (header __debezium.newkey) and tombstone, then the
+    new key's create (header __debezium.oldkey); under REPLICA IDENTITY DEFAULT (the old key,
+    'K') and FULL (the old row, 'O')."""
+    for old in ((t("1"), CV(pgoutput.NULL)), (t("1"), t("a"))):
+        task = stream_task()
+        records = feed(task, [RELATION, *transaction(
+            7, 0x40, pgoutput.Update(10, (t("42"), t("a")), key=old) if old[1].kind
+            == pgoutput.NULL else pgoutput.Update(10, (t("42"), t("a")), old=old))])
+        assert [(r.key.get("id"), r.value.get("op") if r.value else None) for r in records] \
+            == [(1, "d"), (1, None), (42, "c")]
+        delete, tombstone, create = records
+        assert delete.value.get("before").get("id") == 1 and delete.value.get("after") is None
+        assert create.value.get("before") is None
+        assert create.value.get("after").get("id") == 42
+        [newkey] = delete.headers.all_with_name("__debezium.newkey")
+        assert newkey.value.get("id") == 42 and newkey.schema == delete.key_schema
+        assert tombstone.headers == delete.headers
+        [oldkey] = create.headers.all_with_name("__debezium.oldkey")
+        assert oldkey.value.get("id") == 1
+        assert [r.source_offset["event"] for r in records] == [1, 1, 2]
+        assert all(r.source_offset["events"] == 2 for r in records)
+    # the same key (FULL identity sends the old row on every update): one update
+    task = stream_task()
+    [update] = feed(task, [RELATION, *transaction(
+        8, 0x50, pgoutput.Update(10, (t("1"), t("b")), old=(t("1"), t("a"))))])
+    assert update.value.get("op") == "u" and update.headers.is_empty()
+    # an old tuple without the primary key (a replica identity index on other columns): the
+    # key change cannot be told, one update as before
+    task = stream_task()
+    [update] = feed(task, [RELATION, *transaction(
+        9, 0x60, pgoutput.Update(10, (t("5"), t("b")), key=(CV(pgoutput.NULL), t("a"))))])
+    assert update.value.get("op") == "u" and update.key.get("id") == 5
+
+
+def test_a_poll_takes_at_most_a_batch_and_keeps_a_delete_with_its_tombstone() -> None:
+    task = stream_task()
+    task.batch = 2
+    task._ready = feed(task, [RELATION, *transaction(
+        1, 0x10, pgoutput.Insert(10, (t("1"), t("a"))),
+        pgoutput.Delete(10, key=(t("2"), CV(pgoutput.NULL))),
+        pgoutput.Insert(10, (t("3"), t("c"))))])
+    polls = []
+    while task._ready:
+        polls.append([(r.key.get("id"), r.value is None) for r in task._take()])
+    assert polls == [[(1, False)], [(2, False), (2, True)], [(3, False)]]
+    assert task._returned == _Position(0x10, 0x10 - 8, 3, True)
+    task.batch = 1
+    task._ready = feed(task, [*transaction(
+        2, 0x20, pgoutput.Delete(10, key=(t("4"), CV(pgoutput.NULL))))])
+    assert len(task._take()) == 2  # the pair, even above a batch of 1
+
+
+def big_transaction(xid: int, end: int, first: int, count: int) -> list[pgoutput.Message]:
+    return transaction(xid, end, *(pgoutput.Insert(10, (t(str(n)), t("x")))
+                                   for n in range(first, first + count)))
+
+
+def ids(records: list[SourceRecord]) -> list[int]:
+    return [r.value.get("after").get("id") for r in records]
+
+
+def test_a_large_transaction_is_sent_before_its_commit() -> None:
+    """More changes than max.batch.size: all but the last are sent as they come (offsets
+    without the events count, so not complete), the last at the Commit; a resume from the
+    middle, by the commit LSN, skips what was delivered."""
+    task = stream_task()
+    task.batch = 4
+    begin, *changes, commit = big_transaction(9, 0x100, 0, 10)
+    out: list[list[SourceRecord]] = [feed(task, [RELATION, begin])]
+    for change in changes:
+        out.append(feed(task, [change]))
+    out.append(feed(task, [commit]))
+    sizes = [len(o) for o in out]
+    assert sum(sizes) == 10 and max(sizes) <= 4, sizes
+    records = [r for o in out for r in o]
+    assert ids(records) == list(range(10))
+    assert [r.source_offset["event"] for r in records] == list(range(1, 11))
+    # batches of 4 sent when a 5th change arrives; the rest at the Commit
+    assert ["events" in r.source_offset for r in records] == [False] * 8 + [True] * 2
+    early, last = records[:8], records[-1]
+    assert {r.source_offset["lsn"] for r in early} == {0x100 - 8}  # the commit LSN
+    assert last.source_offset["events"] == 10 and last.source_offset["lsn"] == 0x100
+    assert {r.source_offset["commit_lsn"] for r in records} == {0x100 - 8}
+    # Stored: the 6th event, sent early. A restart skips the transactions before and the
+    # first 6 events of this one.
+    before = transaction(8, 0x80, pgoutput.Insert(10, (t("99"), t("y"))))
+    after = transaction(10, 0x120, pgoutput.Insert(10, (t("100"), t("z"))))
+    task = stream_task()
+    task._resume = _Position.of(records[5].source_offset)
+    assert not task._resume.complete
+    again = feed(task, [RELATION, *before, *big_transaction(9, 0x100, 0, 10), *after])
+    assert ids(again) == [6, 7, 8, 9, 100]
+    # Stored: the transaction's last event: complete.
+    task = stream_task()
+    task._resume = _Position.of(last.source_offset)
+    assert task._resume.complete
+    again = feed(task, [RELATION, *before, *big_transaction(9, 0x100, 0, 10), *after])
+    assert ids(again) == [100]
 
 
 # -- names and helpers ------------------------------------------------------------------------

@@ -80,6 +80,21 @@ def test_statements() -> None:
         'ON CONFLICT ("id") DO NOTHING')
 
 
+def test_insert_mode_skips_conflicts_only_for_kafka_keys() -> None:
+    """insert.mode=insert is a plain INSERT (a duplicate key is bad data, as the JDBC sink's);
+    only pk.mode=kafka, whose conflicts are the same record again, adds DO NOTHING."""
+    for pk_mode, safe in (("record_key", False), ("record_value", False), ("kafka", True)):
+        row = make_row(settings(**{"pk.mode": pk_mode}), record(5))
+        assert row is not None and row.op == "insert" and row.redelivery_safe is safe
+        [run] = runs_of([row])
+        sql = statement(run)
+        assert sql.startswith('INSERT INTO "t" (')
+        assert sql.endswith("DO NOTHING") is safe, sql
+        assert "ON CONFLICT" not in sql or safe
+    upsert = make_row(settings(**{"pk.mode": "kafka", "insert.mode": "upsert"}), record(5))
+    assert upsert is not None and not upsert.redelivery_safe
+
+
 def test_rows_by_pk_mode() -> None:
     row = make_row(settings(**{"pk.mode": "record_key", "insert.mode": "upsert"}), record(5))
     assert row is not None

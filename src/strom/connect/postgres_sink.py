@@ -15,7 +15,13 @@ be converted) is rolled back and written again record by record, each in a savep
 failing records go to the errant record reporter (the dead letter queue) when
 `errors.tolerance=all`, else the task fails. Connection losses and transient server errors
 raise RetriableException (the batch is redelivered after `retry.backoff.ms`) up to
-`max.retries` times in a row.
+`max.retries` times in a row. Records are reported only once their batch committed, so a
+batch redelivered after a transient failure reports its bad records once.
+
+`insert.mode=insert` is a plain INSERT, as the JDBC sink's: a duplicate key (SQLSTATE 23505)
+is bad data (the task fails, or the record goes to the dead letter queue). Only with
+`pk.mode=kafka`, where a conflict can only be the same record delivered again, is it
+`ON CONFLICT DO NOTHING`.
 """
 
 from __future__ import annotations
@@ -314,10 +320,12 @@ class Row:
     columns: tuple[str, ...]  # key columns first, then the value's
     values: tuple[Any, ...]
     schemas: tuple[Schema | None, ...]  # None: schemaless
+    # insert with pk.mode=kafka: a conflict is the same record again, skipped
+    redelivery_safe: bool = False
 
     @property
-    def group(self) -> tuple[TableId, str, tuple[str, ...], tuple[str, ...]]:
-        return (self.table, self.op, self.key_columns, self.columns)
+    def group(self) -> tuple[TableId, str, tuple[str, ...], tuple[str, ...], bool]:
+        return (self.table, self.op, self.key_columns, self.columns, self.redelivery_safe)
 
 
 @dataclass
@@ -329,6 +337,7 @@ class Run:
     key_columns: tuple[str, ...]
     columns: tuple[str, ...]
     rows: list[Row] = field(default_factory=list)
+    redelivery_safe: bool = False
 
 
 def _fields_of(value: Any, schema: Schema | None) -> list[tuple[str, Schema | None, Any]]:
@@ -391,7 +400,8 @@ def make_row(settings: Settings, record: SinkRecord) -> Row | None:
                       and (not include or c[0] in include)]
     return Row(record, TableId.parse(settings.table_format.replace("${topic}", record.topic)),
                op, tuple(n for n, _, _ in keys), tuple(n for n, _, _ in columns),
-               tuple(_to_param(v) for _, _, v in columns), tuple(s for _, s, _ in columns))
+               tuple(_to_param(v) for _, _, v in columns), tuple(s for _, s, _ in columns),
+               redelivery_safe=op == "insert" and settings.pk_mode == "kafka")
 
 
 def _to_param(value: Any) -> Any:
@@ -551,9 +561,10 @@ def statement(run: Run) -> str:
             sql += f" ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
         else:
             sql += f" ON CONFLICT ({conflict}) DO NOTHING"
-    elif keys:
+    elif keys and run.redelivery_safe:
         # insert with pk.mode=kafka: the key is the record's own position, so a conflict is
-        # the same record delivered again (the JDBC sink would fail on it).
+        # the same record delivered again (the JDBC sink would fail on it). Other keys: a
+        # plain INSERT, a duplicate key is bad data (SQLSTATE 23505), as the JDBC sink's.
         sql += f" ON CONFLICT ({', '.join(quote(c) for c in keys)}) DO NOTHING"
     return sql
 
@@ -562,11 +573,12 @@ def runs_of(rows: Iterable[Row]) -> list[Run]:
     """Consecutive rows grouped by table, operation and columns (the order is kept)."""
     out: list[Run] = []
     for row in rows:
-        if out and (out[-1].table, out[-1].op, out[-1].key_columns, out[-1].columns) \
-                == row.group:
+        if out and (out[-1].table, out[-1].op, out[-1].key_columns, out[-1].columns,
+                    out[-1].redelivery_safe) == row.group:
             out[-1].rows.append(row)
         else:
-            out.append(Run(row.table, row.op, row.key_columns, row.columns, [row]))
+            out.append(Run(row.table, row.op, row.key_columns, row.columns, [row],
+                           row.redelivery_safe))
     return out
 
 
@@ -682,11 +694,18 @@ class PostgresSinkTask(SinkTask):
         assert settings is not None
         connection = await self._connect()
         rows: list[Row] = []
+        # Bad records are reported once the batch committed: a batch that fails transiently
+        # is redelivered whole, and would report them again. Without tolerance the first one
+        # fails the task at once (nothing written).
+        failed: list[tuple[SinkRecord, BaseException]] = []
+        tolerated = self._reporter() is not None
         for record in records:
             try:
                 row = make_row(settings, record)
             except DataException as error:
-                await self._report(record, error)
+                if not tolerated:
+                    await self._report(record, error)
+                failed.append((record, error))
                 continue
             if row is not None:
                 rows.append(row)
@@ -700,9 +719,16 @@ class PostgresSinkTask(SinkTask):
                 raise
             log.info("a batch of %d records failed on bad data (%s): writing them one by one",
                      len(rows), error)
-            await self._write_one_by_one(connection, runs)
+            failed.extend(await self._write_one_by_one(connection, runs))
+        position = {id(record): n for n, record in enumerate(records)}
+        failed.sort(key=lambda bad: position.get(id(bad[0]), 0))  # in the batch's order
+        for bad_record, bad_error in failed:
+            await self._report(bad_record, bad_error)
 
-    async def _write_one_by_one(self, connection: Any, runs: list[Run]) -> None:
+    async def _write_one_by_one(self, connection: Any, runs: list[Run]
+                                ) -> list[tuple[SinkRecord, BaseException]]:
+        """Each row in a savepoint; the rows that failed on bad data (to report once the
+        transaction committed)."""
         failed: list[tuple[SinkRecord, BaseException]] = []
         tolerated = self._reporter() is not None
         async with connection.transaction():
@@ -719,8 +745,7 @@ class PostgresSinkTask(SinkTask):
                         if not tolerated:  # the whole batch is rolled back
                             await self._report(row.record, error)
                         failed.append((row.record, error))
-        for bad_record, bad_error in failed:
-            await self._report(bad_record, bad_error)
+        return failed
 
     def _reporter(self) -> Any:
         """The errant record reporter, when bad records are tolerated (errors.tolerance=all);

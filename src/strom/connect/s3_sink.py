@@ -18,6 +18,12 @@ A task that stops or crashes before committing has its records redelivered from 
 offset; the same records cut at the same places give the same object names with the same
 bytes, so the objects are overwritten, not duplicated (this needs deterministic rotation: record
 or record-field timestamps, not Wallclock or the rotation schedule).
+
+Every file of a commit carries the commit's first and last offsets and its number of files in
+its metadata. With `s3.offset.recovery.enabled` a newly assigned partition resumes after the
+newest commit whose files are all in the bucket: a commit cut short (an upload failed, the
+worker died while uploading) is not trusted, the previous complete one (or the group offset)
+is, so the missing file's records are delivered again.
 """
 
 from __future__ import annotations
@@ -78,6 +84,9 @@ DEFAULT_PARTITIONER = _PARTITIONERS + "DefaultPartitioner"
 HOURLY = ("'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH", 3_600_000)
 DAILY = ("'year'=YYYY/'month'=MM/'day'=dd", 86_400_000)
 COMMIT_END_METADATA = "kafka-commit-end-offset"
+COMMIT_START_METADATA = "kafka-commit-start-offset"
+COMMIT_FILES_METADATA = "kafka-commit-files"
+RECOVERY_HEADS = 16  # object metadata read at a time during recovery
 
 
 def config_def() -> ConfigDef:
@@ -145,7 +154,7 @@ def config_def() -> ConfigDef:
              "Null values (tombstones): fail or ignore",
              validator=CaseInsensitiveValidString.in_("fail", "ignore"))
     d.define(OFFSET_RECOVERY, ConfigType.BOOLEAN, False, Importance.LOW,
-             "On partition assignment, resume after the last file in the bucket")
+             "On partition assignment, resume after the newest complete commit in the bucket")
     return d
 
 
@@ -554,21 +563,27 @@ class S3SinkTask(SinkTask):
         """Upload every open file of the partition, whole, then forget them."""
         if not writer.count:
             return
+        files = sorted(writer.files.values(), key=lambda f: (f.start_offset, f.encoded))
+        # Each file names its commit (first and last offsets) and the commit's file count:
+        # recovery trusts a commit only when all its files are there.
+        metadata = {COMMIT_START_METADATA: str(writer.offsets[0]),
+                    COMMIT_END_METADATA: str(writer.offsets[-1]),
+                    COMMIT_FILES_METADATA: str(len(files))}
         uploads = []
-        for file in sorted(writer.files.values(), key=lambda f: (f.start_offset, f.encoded)):
+        for file in files:
             key = self.object_key(file, writer.tp.partition)
             body = self.format.render(writer.schema, file.rows)
-            uploads.append(self._upload(key, body, writer.offsets[-1]))
+            uploads.append(self._upload(key, body, metadata))
         await asyncio.gather(*uploads)
         log.debug("S3 sink: committed %d files of %s up to offset %d", len(uploads), writer.tp,
                   writer.offsets[-1])
         writer.reset()
 
-    async def _upload(self, key: str, body: bytes, commit_end: int) -> None:
+    async def _upload(self, key: str, body: bytes, metadata: Mapping[str, str]) -> None:
         try:
             await self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType=self.format.content_type,
-                Metadata={COMMIT_END_METADATA: str(commit_end)})
+                Metadata=dict(metadata))
         except Exception as error:
             raise ConnectException(f"cannot upload s3://{self.bucket}/{key}: {error}") from error
         self.uploaded.append(key)
@@ -596,26 +611,78 @@ class S3SinkTask(SinkTask):
     # -- recovery from the bucket
 
     async def _recover(self, tp: TopicPartition) -> None:
-        """Resume after the last commit found in the bucket: the file of `tp` with the highest
-        start offset carries the commit's end offset in its metadata."""
+        """Resume after the newest complete commit found in the bucket. The file of `tp` with
+        the highest start offset names its commit (first and last offsets, file count); the
+        commit is complete when that many files of its offset range carry the same commit. An
+        incomplete one (an upload failed or the worker died mid-commit) is skipped: the commit
+        before it is looked at, and without a complete commit the group offset stands."""
         assert self._client is not None and self.context is not None
+        files = await self._files_of(tp)
+        heads = asyncio.Semaphore(RECOVERY_HEADS)
+
+        async def metadata(key: str) -> Mapping[str, str]:
+            async with heads:
+                head = await self._client.head_object(Bucket=self.bucket, Key=key)
+            return dict(head.get("Metadata", {}))
+
+        bound: int | None = None  # only files starting below it are left to look at
+        for start_offset, key in files:
+            if bound is not None and start_offset >= bound:
+                continue
+            meta = await metadata(key)
+            commit = _commit_of(meta)
+            if commit is None:
+                bound = start_offset  # not a file of this sink's: look below it
+                continue
+            first, end, count = commit
+            if count is None:  # written by an older version: its end offset only
+                self._resume_at(tp, end + 1, key)
+                return
+            members = [k for offset, k in files if first <= offset <= end and k != key]
+            if len(members) + 1 >= count:
+                others = await asyncio.gather(*(metadata(k) for k in members))
+                found = 1 + sum(1 for m in others if _commit_of(m) == commit)
+                if found == count:
+                    self._resume_at(tp, end + 1, key)
+                    return
+            log.warning("S3 sink: the commit of %s offsets %d..%d is incomplete (%s has "
+                        "%d files, fewer found): not trusted, looking at the one before",
+                        tp, first, end, key, count)
+            bound = min(first, start_offset)
+        log.info("S3 sink: no complete commit of %s in the bucket: the group offset stands", tp)
+
+    async def _files_of(self, tp: TopicPartition) -> list[tuple[int, str]]:
+        """(start offset, object key) of the partition's files in the bucket, highest first."""
         prefix = self.dir_delim.join(p for p in (self.topics_dir, tp.topic) if p) + self.dir_delim
         pattern = re.compile(re.escape(f"{tp.topic}{self.file_delim}{tp.partition}"
                                        f"{self.file_delim}") + r"(\d+)\.")
-        best: tuple[int, str] | None = None
+        files: list[tuple[int, str]] = []
         paginator = self._client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 name = item["Key"].rsplit(self.dir_delim, 1)[-1]
                 match = pattern.match(name)
-                if match and (best is None or int(match.group(1)) > best[0]):
-                    best = (int(match.group(1)), item["Key"])
-        if best is None:
-            return
-        head = await self._client.head_object(Bucket=self.bucket, Key=best[1])
-        end = head.get("Metadata", {}).get(COMMIT_END_METADATA)
-        if end is not None:
-            log.info("S3 sink: %s resumes at offset %d after %s", tp, int(end) + 1, best[1])
-            self.resume[tp] = int(end) + 1
-            self.context.offset(tp, int(end) + 1)
+                if match:
+                    files.append((int(match.group(1)), item["Key"]))
+        files.sort(reverse=True)
+        return files
 
+    def _resume_at(self, tp: TopicPartition, offset: int, key: str) -> None:
+        assert self.context is not None
+        log.info("S3 sink: %s resumes at offset %d after %s", tp, offset, key)
+        self.resume[tp] = offset
+        self.context.offset(tp, offset)
+
+
+def _commit_of(meta: Mapping[str, str]) -> tuple[int, int, int | None] | None:
+    """(first offset, last offset, file count) of the commit an object's metadata names; the
+    first offset and count are unknown (-1, None) for files of older versions, None for
+    objects without the end offset."""
+    try:
+        end = int(meta[COMMIT_END_METADATA])
+    except (KeyError, ValueError):
+        return None
+    try:
+        return int(meta[COMMIT_START_METADATA]), end, int(meta[COMMIT_FILES_METADATA])
+    except (KeyError, ValueError):
+        return -1, end, None

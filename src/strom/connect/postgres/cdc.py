@@ -3,18 +3,28 @@
 The task creates the publication and the replication slot when missing, snapshots the included
 tables in a REPEATABLE READ transaction using the snapshot the slot exported at its creation
 (so the snapshot and the stream meet exactly at the slot's consistent point), then streams the
-slot. Transactions are buffered until their Commit and sent whole, in commit order.
+slot, in commit order. A poll returns at most `max.batch.size` records: a transaction's changes
+are held until its Commit while they fit in one batch; a larger transaction is sent in batches
+before its Commit arrives (at most a batch of its changes is held in memory).
 
 Offsets (source partition ``{"server": topic.prefix}``): during the snapshot
 ``{"lsn": consistent point, "snapshot": true[, "last_snapshot_record": true]}``; then
-``{"lsn": end LSN of the transaction, "txId": xid, "ts_usec": commit time, "event": i,
-"events": n}`` (the i-th of the transaction's n change events). The slot's confirmed_flush_lsn
-moves (Standby Status Update) only in `commit()`, to the LSN of the last transaction whose
-events Connect committed entirely, so a restart resumes from the stored offset with nothing
-lost; a transaction cut in the middle is received again and its first `event` events are
-skipped. When idle with everything polled confirmed, the slot follows the server's sent
-position (WAL of uncaptured tables is not held). A broken stream is reopened from the slot,
-skipping the transactions already polled.
+``{"lsn": end LSN of the transaction, "commit_lsn": its commit LSN, "txId": xid,
+"ts_usec": commit time, "event": i, "events": n}`` (the i-th of the transaction's n change
+events), or, for the events of a large transaction sent before its Commit (n not known yet),
+``{"lsn": commit LSN, "commit_lsn": commit LSN, "txId", "ts_usec", "event": i}``. The commit
+LSN (the Begin message's final LSN) identifies the transaction as soon as it begins. The slot's
+confirmed_flush_lsn moves (Standby Status Update) only in `commit()`, to the end LSN of the
+last transaction whose events Connect committed entirely, so a restart resumes from the stored
+offset with nothing lost; a transaction cut in the middle is received again and its first
+`event` events are skipped. When idle with everything polled confirmed, the slot follows the
+server's sent position (WAL of uncaptured tables is not held). A broken stream is reopened from
+the slot, skipping what was already polled.
+
+An UPDATE that changes the key (pgoutput sends the old key, or the old row under REPLICA
+IDENTITY FULL, and it differs from the new one) is sent as Debezium does: a delete of the old
+key (header ``__debezium.newkey``), its tombstone, then a create of the new key (header
+``__debezium.oldkey``).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import contextlib
 import dataclasses
 import logging
 import select
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,6 +49,7 @@ from strom.connect.data import (
     OPTIONAL_INT64_SCHEMA,
     OPTIONAL_STRING_SCHEMA,
     STRING_SCHEMA,
+    Headers,
     Schema,
     SchemaBuilder,
     Struct,
@@ -63,6 +75,10 @@ INITIAL_ALIASES: Final = ("when_needed", "exported")
 AUTOCREATE_MODES: Final = ("all_tables", "filtered", "disabled")
 POLL_WAIT_S: Final = 0.5
 RECONNECT_WAIT_S: Final = 1.0
+# Debezium's headers of the two events of a primary key change.
+PK_UPDATE_NEWKEY: Final = "__debezium.newkey"
+PK_UPDATE_OLDKEY: Final = "__debezium.oldkey"
+_ALL: Final = sys.maxsize  # every change event of a transaction (already delivered)
 
 
 def cdc_config_def() -> ConfigDef:
@@ -88,7 +104,8 @@ def cdc_config_def() -> ConfigDef:
     d.define("snapshot.mode", s, "initial", medium, " | ".join(SNAPSHOT_MODES),
              validator=ValidString.in_(*SNAPSHOT_MODES))
     d.define("tombstones.on.delete", b, True, medium, "a tombstone after each delete")
-    d.define("max.batch.size", i, 2048, low, "most records per poll (whole transactions)")
+    d.define("max.batch.size", i, 2048, low, "most records per poll (a larger transaction "
+             "is sent in several polls)")
     d.define("snapshot.fetch.size", i, 10240, low, "rows fetched at a time in the snapshot")
     d.define("status.update.interval.ms", i, 10000, low, "standby status updates interval")
     d.define("slot.drop.on.stop", b, False, low, "drop the slot when the task stops "
@@ -156,6 +173,11 @@ class _Table:
                 log.warning("%s.%s.%s: %s; sent as null", self.schema, self.name, name, error)
         return value
 
+    def has_key_values(self, row: Struct | None) -> bool:
+        """Whether the row holds every key column (an old tuple of a replica identity index
+        other than the primary key may not)."""
+        return row is not None and all(row.get(name) is not None for name in self.key_columns)
+
     def key(self, row: Struct | None) -> Struct | None:
         if self.key_schema is None or row is None:
             return None
@@ -166,6 +188,52 @@ class _Table:
 
 
 _UNCHANGED = object()
+
+
+@dataclass
+class _Change:
+    """A captured change event of the transaction being read, not yet a record."""
+
+    op: str
+    table: _Table
+    before: Struct | None
+    after: Struct | None
+    lsn: int  # the change's own LSN
+    number: int  # its place among the transaction's change events, from 1
+    headers: Headers | None = None
+
+
+@dataclass
+class _Txn:
+    """The transaction being read: its Begin, how many of its change events were already
+    delivered (None: not known before its Commit, an offset stored by an older version), its
+    change events so far and those not yet sent."""
+
+    begin: pgoutput.Begin
+    skip: int | None
+    count: int = 0
+    pending: list[_Change] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Position:
+    """How far the records (polled, or whose offsets are stored) go: `done` change events of a
+    transaction, all of them when `complete`. `lsn` is the transaction's end LSN when its
+    events count is known, else its commit LSN; `commit_lsn` is None in offsets stored by
+    versions that did not record it."""
+
+    lsn: int
+    commit_lsn: int | None
+    done: int
+    complete: bool
+
+    @classmethod
+    def of(cls, offset: Mapping[str, Any]) -> _Position:
+        done = int(offset.get("event", 0))
+        events = offset.get("events")
+        commit = offset.get("commit_lsn")
+        return cls(int(offset["lsn"]), None if commit is None else int(commit), done,
+                   events is not None and done >= int(events))
 
 SOURCE_SCHEMA: Final = (
     SchemaBuilder.struct().name("io.debezium.connector.postgresql.Source")
@@ -209,13 +277,14 @@ class PostgresCdcSourceTask(SourceTask):
         self._snapshot: Iterator[SourceRecord] | None = None
         self._snapshot_conn: Any = None
         self._start_lsn = 0
-        self._resume: tuple[int, int, bool] | None = None  # end lsn, events done, complete
+        self._resume: _Position | None = None  # what to skip of the stream
         self._relations: dict[int, pgoutput.Relation] = {}
         self._tables: dict[tuple[Any, ...], _Table] = {}
-        self._txn: pgoutput.Begin | None = None
-        self._changes: list[tuple[str, _Table, Struct | None, Struct | None, int]] = []
+        self._txn: _Txn | None = None
+        self._ready: list[SourceRecord] = []  # made, not yet returned by poll
+        self.batch = 2048
         self._flushed = 0
-        self._returned: tuple[int, int, bool] | None = None  # the last transaction polled
+        self._returned: _Position | None = None  # where the records polled end
         self._stopping = False
 
     def version(self) -> str:
@@ -252,11 +321,9 @@ class PostgresCdcSourceTask(SourceTask):
         want_snapshot = mode == "always" or (mode in ("initial", "initial_only")
                                              and not snapshot_done)
         if offset is not None and not offset.get("snapshot"):
-            lsn, events, total = (int(offset["lsn"]), int(offset.get("event", 0)),
-                                  int(offset.get("events", 0)))
-            self._resume = (lsn, events, events >= total)
-            self._returned = self._resume
-            self._start_lsn = lsn if events >= total else 0
+            position = _Position.of(offset)
+            self._resume = self._returned = position
+            self._start_lsn = position.lsn if position.complete else 0
             self._flushed = self._start_lsn
         elif offset is not None and snapshot_done:
             self._start_lsn = int(offset["lsn"])
@@ -401,7 +468,7 @@ class PostgresCdcSourceTask(SourceTask):
 
     def _event(self, table: _Table, op: str, before: Struct | None, after: Struct | None,
                ts_ms: int, tx_id: int | None, lsn: int | None, offset: Mapping[str, Any],
-               snapshot: str | None = None) -> SourceRecord:
+               snapshot: str | None = None, headers: Headers | None = None) -> SourceRecord:
         source = Struct(SOURCE_SCHEMA)
         (source.put("version", __version__).put("connector", "postgresql")
          .put("name", self.prefix).put("ts_ms", ts_ms).put("snapshot", snapshot or "false")
@@ -413,8 +480,8 @@ class PostgresCdcSourceTask(SourceTask):
         return SourceRecord(topic=table.topic, key_schema=table.key_schema,
                             key=table.key(after if after is not None else before),
                             value_schema=table.envelope_schema, value=envelope,
-                            timestamp=ts_ms, source_partition=self.partition,
-                            source_offset=dict(offset))
+                            timestamp=ts_ms, headers=headers or Headers(),
+                            source_partition=self.partition, source_offset=dict(offset))
 
     def _table_for(self, relation: pgoutput.Relation) -> _Table:
         key = (relation.oid, relation.namespace, relation.name, relation.columns)
@@ -443,29 +510,41 @@ class PostgresCdcSourceTask(SourceTask):
         return out
 
     def _handle(self, payload: bytes, data_start: int) -> list[SourceRecord]:
+        """Decode one message of the stream; the records it completes (a Commit, or a batch
+        of a large transaction)."""
         message = pgoutput.decode(payload)
         if isinstance(message, pgoutput.Begin):
-            self._txn = message
-            self._changes = []
+            self._txn = _Txn(message, self._delivered(message.final_lsn))
         elif isinstance(message, pgoutput.Relation):
             self._relations[message.oid] = message
         elif isinstance(message, pgoutput.Insert | pgoutput.Update | pgoutput.Delete):
             relation = self._relations[message.relation_oid]
-            if not self.filter(relation.namespace, relation.name):
+            if not self.filter(relation.namespace, relation.name) or self._txn is None:
                 return []
             table = self._table_for(relation)
             if isinstance(message, pgoutput.Insert):
                 after = table.row(self._texts(relation, message.new) or {})
-                self._changes.append(("c", table, None, after, data_start))
+                self._add("c", table, None, after, data_start)
             elif isinstance(message, pgoutput.Update):
                 old = self._texts(relation, message.old or message.key)
                 after = table.row(self._texts(relation, message.new) or {})
                 before = table.row(old) if old is not None else None
-                self._changes.append(("u", table, before, after, data_start))
+                old_key = table.key(before) if table.has_key_values(before) else None
+                new_key = table.key(after)
+                if old_key is not None and new_key is not None and old_key != new_key:
+                    # A key change: Debezium's delete of the old key (then its tombstone)
+                    # and create of the new one.
+                    self._add("d", table, before, None, data_start, Headers().add(
+                        PK_UPDATE_NEWKEY, new_key, table.key_schema))
+                    self._add("c", table, None, after, data_start, Headers().add(
+                        PK_UPDATE_OLDKEY, old_key, table.key_schema))
+                else:
+                    self._add("u", table, before, after, data_start)
             else:
                 old = self._texts(relation, message.old or message.key)
                 before = table.row(old or {})
-                self._changes.append(("d", table, before, None, data_start))
+                self._add("d", table, before, None, data_start)
+            return self._send_early()
         elif isinstance(message, pgoutput.Truncate):
             log.info("TRUNCATE of relations %s not sent (as Debezium's default "
                      "skipped.operations=t)", message.relation_oids)
@@ -473,36 +552,81 @@ class PostgresCdcSourceTask(SourceTask):
             return self._commit_transaction(message)
         return []
 
+    def _delivered(self, final_lsn: int) -> int | None:
+        """How many change events of the transaction whose commit LSN is `final_lsn` were
+        delivered already (by the stored offset, or before a reconnection): 0, `_ALL`, or None
+        when only its Commit tells (an offset without `commit_lsn`: its `lsn` is an end LSN)."""
+        resume = self._resume
+        if resume is None:
+            return 0
+        if resume.commit_lsn is not None:
+            if final_lsn < resume.commit_lsn:
+                return _ALL
+            self._resume = None
+            if final_lsn == resume.commit_lsn:
+                return _ALL if resume.complete else resume.done
+            return 0
+        # A transaction commits at or after the end of the one before it: one beginning
+        # before the stored end LSN is that transaction or an earlier one.
+        if final_lsn >= resume.lsn:
+            self._resume = None
+            return 0
+        return _ALL if resume.complete else None
+
+    def _add(self, op: str, table: _Table, before: Struct | None, after: Struct | None,
+             lsn: int, headers: Headers | None = None) -> None:
+        txn = self._txn
+        assert txn is not None
+        txn.count += 1
+        if txn.skip is not None and txn.count <= txn.skip:
+            return  # delivered already
+        txn.pending.append(_Change(op, table, before, after, lsn, txn.count, headers))
+
+    def _send_early(self) -> list[SourceRecord]:
+        """A transaction holding more than a batch of changes: send all but its last change
+        now (their offsets cannot count the transaction's events yet; the last change's,
+        sent at the Commit, does)."""
+        txn = self._txn
+        if txn is None or txn.skip is None or len(txn.pending) <= self.batch:
+            return []
+        changes, txn.pending = txn.pending[:-1], txn.pending[-1:]
+        return self._records(txn, changes, None)
+
+    def _records(self, txn: _Txn, changes: list[_Change], commit: pgoutput.Commit | None
+                 ) -> list[SourceRecord]:
+        begin = txn.begin
+        ts_ms = pgoutput.pg_timestamp_ms(begin.commit_ts)
+        records: list[SourceRecord] = []
+        for change in changes:
+            offset: dict[str, Any] = {
+                "lsn": commit.end_lsn if commit is not None else begin.final_lsn,
+                "commit_lsn": begin.final_lsn, "txId": begin.xid, "ts_usec": begin.commit_ts,
+                "event": change.number}
+            if commit is not None:
+                offset["events"] = txn.count
+            record = self._event(change.table, change.op, change.before, change.after, ts_ms,
+                                 begin.xid, change.lsn, offset, headers=change.headers)
+            records.append(record)
+            if change.op == "d" and self.tombstones and record.key is not None:
+                records.append(SourceRecord(
+                    topic=change.table.topic, key_schema=change.table.key_schema,
+                    key=record.key, timestamp=ts_ms, headers=record.headers.copy(),
+                    source_partition=self.partition, source_offset=offset))
+        return records
+
     def _commit_transaction(self, commit: pgoutput.Commit) -> list[SourceRecord]:
-        txn, changes = self._txn, self._changes
-        self._txn, self._changes = None, []
+        txn, self._txn = self._txn, None
         if txn is None:
             return []
-        skip = 0
-        if self._resume is not None:
-            lsn, done, complete = self._resume
-            if commit.end_lsn < lsn or (commit.end_lsn == lsn and complete):
+        changes = txn.pending
+        if txn.skip is None:  # an offset of an older version: decided by the end LSN
+            resume = self._resume
+            assert resume is not None
+            if commit.end_lsn < resume.lsn:
                 return []
-            if commit.end_lsn == lsn:
-                skip = done
             self._resume = None
-        ts_ms = pgoutput.pg_timestamp_ms(commit.commit_ts)
-        records: list[SourceRecord] = []
-        total = len(changes)
-        for number, (op, table, before, after, lsn) in enumerate(changes, start=1):
-            if number <= skip:
-                continue
-            offset = {"lsn": commit.end_lsn, "txId": txn.xid, "ts_usec": txn.commit_ts,
-                      "event": number, "events": total}
-            record = self._event(table, op, before, after, ts_ms, txn.xid, lsn, offset)
-            records.append(record)
-            if op == "d" and self.tombstones and record.key is not None:
-                records.append(SourceRecord(
-                    topic=table.topic, key_schema=table.key_schema, key=record.key,
-                    timestamp=ts_ms, source_partition=self.partition, source_offset=offset))
-        if records:
-            self._returned = (commit.end_lsn, total, True)
-        return records
+            changes = [c for c in changes if c.number > resume.done]
+        return self._records(txn, changes, commit)
 
     # -- poll / commit ----------------------------------------------------------------------
 
@@ -543,26 +667,41 @@ class PostgresCdcSourceTask(SourceTask):
                 options={"proto_version": "1", "publication_names": self.publication},
                 status_interval=max(1, int(self.props["status.update.interval.ms"]) // 1000))
             self._streaming = True
-        records: list[SourceRecord] = []
         deadline = time.monotonic() + POLL_WAIT_S
-        while len(records) < self.batch and not self._stopping:
+        while len(self._ready) < self.batch and not self._stopping:
             message = self._cursor.read_message()
             if message is not None:
-                records.extend(self._handle(message.payload, message.data_start))
+                self._ready.extend(self._handle(message.payload, message.data_start))
                 continue
             remaining = deadline - time.monotonic()
-            if records or remaining <= 0:
+            if self._ready or remaining <= 0:
                 break
             if self._txn is None:
                 self._confirm_idle()
             select.select([self._repl], [], [], min(remaining, 0.1))
+        return self._take()
+
+    def _take(self) -> list[SourceRecord]:
+        """At most a batch of the records made (a delete is not parted from its tombstone,
+        which shares its offset, unless the batch holds only the two)."""
+        cut = min(self.batch, len(self._ready))
+        if 1 < cut < len(self._ready) \
+                and self._ready[cut].source_offset == self._ready[cut - 1].source_offset:
+            cut -= 1
+        elif cut == 1 < len(self._ready) \
+                and self._ready[1].source_offset == self._ready[0].source_offset:
+            cut = 2
+        records, self._ready = self._ready[:cut], self._ready[cut:]
+        if records:
+            self._returned = _Position.of(records[-1].source_offset)
         return records
 
     def _confirm_idle(self) -> None:
         """Idle, with everything polled confirmed: confirm the server's sent position too (WAL
         of other tables and databases), so an idle slot does not hold WAL (Debezium needs
         heartbeats for this). Also the keepalive that wal_sender_timeout wants."""
-        everything_confirmed = self._returned is None or self._returned[0] <= self._flushed
+        everything_confirmed = self._returned is None or (
+            self._returned.complete and self._returned.lsn <= self._flushed)
         wal_end = int(self._cursor.wal_end or 0)
         if everything_confirmed and wal_end > self._flushed and self._start_lsn <= wal_end:
             self._cursor.send_feedback(write_lsn=wal_end, flush_lsn=wal_end, force=True)
@@ -577,7 +716,7 @@ class PostgresCdcSourceTask(SourceTask):
                     conn.close()
         self._repl = self._cursor = self._meta = None
         self._streaming = False
-        self._txn, self._changes = None, []
+        self._txn, self._ready = None, []
         self._start_lsn = 0  # the slot's confirmed position
         self._resume = self._returned
 
@@ -589,9 +728,10 @@ class PostgresCdcSourceTask(SourceTask):
         offset = self.context.offset_storage_reader().offset(self.partition)
         if offset is None or offset.get("snapshot"):
             return
-        if int(offset.get("event", 0)) < int(offset.get("events", 0)):
+        position = _Position.of(offset)
+        if not position.complete:
             return
-        lsn = int(offset["lsn"])
+        lsn = position.lsn
         if lsn > self._flushed:
             try:
                 self._cursor.send_feedback(write_lsn=lsn, flush_lsn=lsn, force=True)
