@@ -431,7 +431,9 @@ class WorkerSourceTask(WorkerTask):
             def close() -> None:
                 # Whatever is still queued was not committed and is polled again: don't wait.
                 producer.purge()
-                producer.close()
+                closing = getattr(producer, "close", None)  # not in older confluent-kafka
+                if closing is not None:
+                    closing()
             try:
                 await asyncio.to_thread(close)
             except Exception:
@@ -507,7 +509,7 @@ class WorkerSourceTask(WorkerTask):
     async def _while_paused(self, task: SourceTask, first: bool) -> None:
         if first and self.offsets_topic is not None:
             # Kafka's onPause: no transaction stays open while paused.
-            await self._commit_transaction_if(task, self._final_boundary())
+            await self._commit_transaction_if(task, await self._final_boundary())
         # Kafka's SourceTaskOffsetCommitter keeps committing what was acknowledged before the
         # pause.
         interval = self.worker.config.offset_flush_interval_s
@@ -552,7 +554,7 @@ class WorkerSourceTask(WorkerTask):
             return request is not None
         return True
 
-    def _final_boundary(self) -> bool:
+    async def _final_boundary(self) -> bool:
         """Whether the open transaction is committed at stop or pause: always, except with
         connector-defined boundaries where only when the connector asked for it."""
         if self.boundary != "connector":
@@ -560,7 +562,7 @@ class WorkerSourceTask(WorkerTask):
         assert self.transactions is not None
         request = self.transactions.batch_request()
         if request == "abort":
-            self._abort_now()
+            await self._abort_transaction()
         return request is not None
 
     async def _abort_transaction(self) -> None:
@@ -603,7 +605,7 @@ class WorkerSourceTask(WorkerTask):
             # Kafka: a failed exactly-once task commits nothing more; a stopping one ends its
             # transaction as its boundary says (the producer's close aborts one left open).
             if not failed:
-                await self._commit_transaction_if(task, self._final_boundary())
+                await self._commit_transaction_if(task, await self._final_boundary())
             return
         if not failed:
             await self._commit(task, flush=True)
