@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import threading
 import time
 import urllib.error
@@ -18,7 +19,12 @@ from strom.connect.standalone import StandaloneRuntime
 
 class ConnectWorker:
     def __init__(self, props: Mapping[str, str]) -> None:
-        self.runtime = StandaloneRuntime({"listeners": "http://127.0.0.1:0", **props})
+        # offset.storage.file.filename is required (Kafka's StandaloneConfig): a private file
+        # when the test does not name one.
+        self._offsets_dir = tempfile.TemporaryDirectory(prefix="connect-offsets-")
+        defaults = {"listeners": "http://127.0.0.1:0",
+                    "offset.storage.file.filename": f"{self._offsets_dir.name}/offsets"}
+        self.runtime = StandaloneRuntime({**defaults, **props})
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -41,6 +47,7 @@ class ConnectWorker:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
+            self._offsets_dir.cleanup()
 
     def __enter__(self) -> ConnectWorker:
         return self.start()

@@ -41,7 +41,11 @@ def connect(standalone: bool, bootstrap_servers: str | None, listen: str | None,
         from strom.connect.standalone import run_standalone
         if not configs:
             raise click.UsageError("--standalone needs WORKER.properties")
-        asyncio.run(run_standalone(configs[0], configs[1:]))
+        from strom.connect.errors import ConfigException
+        try:
+            asyncio.run(run_standalone(configs[0], configs[1:]))
+        except ConfigException as error:
+            raise click.ClickException(str(error)) from error
         return
     from strom.connect.distributed import run_distributed
     if len(configs) > 1:

@@ -69,12 +69,33 @@ class OffsetStorageReader(ABC):
         return {tuple(sorted(p.items())): self.offset(p) for p in partitions}
 
 
+class TransactionContext(ABC):
+    """KIP-618: how a source task with `transaction.boundary=connector` defines its
+    transactions (exactly-once source support on the worker)."""
+
+    @abstractmethod
+    def commit_transaction(self, record: SourceRecord | None = None) -> None:
+        """Commit the transaction after `record` is sent, or (no record) after the records of
+        the current poll() batch."""
+
+    @abstractmethod
+    def abort_transaction(self, record: SourceRecord | None = None) -> None:
+        """Abort the transaction after `record` is sent (it and the records before it in the
+        transaction are dropped), or (no record) after the current poll() batch. The offsets
+        of the dropped records are still committed, as Kafka's."""
+
+
 class SourceTaskContext(ABC):
     @abstractmethod
     def offset_storage_reader(self) -> OffsetStorageReader: ...
 
     def configs(self) -> Mapping[str, str]:
         return {}
+
+    def transaction_context(self) -> TransactionContext | None:
+        """The transaction context when the connector defines its own transaction boundaries
+        (exactly-once source support and `transaction.boundary=connector`), else None."""
+        return None
 
 
 class ErrantRecordReporter(Protocol):
@@ -216,7 +237,14 @@ class SourceConnector(Connector):
         return "source"
 
     def exactly_once_support(self) -> str | None:
+        """KIP-618: "SUPPORTED", "UNSUPPORTED" or None (unknown) for this connector's
+        configuration; `exactly.once.support=required` needs "SUPPORTED"."""
         return None
+
+    def can_define_transaction_boundaries(self) -> str:
+        """KIP-618: "SUPPORTED" when its tasks use the TransactionContext
+        (`transaction.boundary=connector`); "UNSUPPORTED" by default."""
+        return "UNSUPPORTED"
 
 
 class SinkConnector(Connector):

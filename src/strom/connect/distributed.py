@@ -719,7 +719,7 @@ class DistributedHerder(StandaloneHerder):
         if exists and not allow_replace:
             from strom.connect.states import AlreadyExists
             raise AlreadyExists(f"Connector {name} already exists")
-        check_connector_config(config)
+        check_connector_config(config, self.config.exactly_once_source)
         records: list[tuple[str, Any]] = [(f"connector-{name}", {"properties": config})]
         if not exists:
             state = (initial_state or TargetState.STARTED).value

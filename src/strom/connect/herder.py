@@ -136,6 +136,9 @@ class StandaloneHerder(Herder):
         self.task_config_map: dict[str, list[dict[str, str]]] = {}
         self.plugins: dict[str, ConnectorPlugin] = {}
         self._lock = asyncio.Lock()
+        # Reconfigurations the connectors requested, still running (kept so they are not
+        # garbage-collected, and cancelled at stop).
+        self._pending: set[asyncio.Task[None]] = set()
 
     @property
     def config(self) -> WorkerConfig:
@@ -147,6 +150,9 @@ class StandaloneHerder(Herder):
 
     async def metrics(self) -> bytes:
         return await self.worker.scrape()
+
+    async def validate(self, plugin: str, config: Mapping[str, str]) -> dict[str, Any]:
+        return validate_connector_config(plugin, config, self.config.exactly_once_source)
 
     def _require(self, name: str) -> dict[str, str]:
         if name not in self.configs:
@@ -180,7 +186,7 @@ class StandaloneHerder(Herder):
             exists = name in self.configs
             if exists and not allow_replace:
                 raise AlreadyExists(f"Connector {name} already exists")
-            class_name = check_connector_config(config)
+            class_name = check_connector_config(config, self.config.exactly_once_source)
             if exists:
                 await self._stop_connector(name)
             self.configs[name] = config
@@ -197,18 +203,29 @@ class StandaloneHerder(Herder):
         connector = WorkerConnector(self.worker, name, self.plugins[name].cls,
                                     self.configs[name])
         self.worker.connectors[name] = connector
-        if not await connector.start(paused=target == TargetState.PAUSED):
+        if await connector.start(paused=target == TargetState.PAUSED):
+            await self._update_tasks(name)
+
+    async def _update_tasks(self, name: str) -> None:
+        """Kafka's updateConnectorTasks: the running connector's task configs; its tasks are
+        restarted when they changed, and the missing ones started."""
+        connector = self._connector(name)
+        if connector is None or connector.instance is None:
             return
         try:
             configs = connector.task_configs()
         except Exception as error:
+            log.error("connector %s failed to generate its task configs", name, exc_info=error)
             connector.status = Status(State.FAILED, self.config.worker_id,
                                       "".join(_trace(error)))
             return
-        self.task_config_map[name] = configs
+        paused = self.target.get(name) == TargetState.PAUSED
+        if configs != self.task_config_map.get(name):
+            await self.worker.stop_tasks(name)
+            self.task_config_map[name] = configs
         for task_id, task_config in enumerate(configs):
-            self.worker.start_task(connector, task_id, task_config,
-                                   paused=target == TargetState.PAUSED)
+            if (name, task_id) not in self.worker.tasks:
+                self.worker.start_task(connector, task_id, task_config, paused)
 
     async def _stop_connector(self, name: str) -> None:
         await self.worker.stop_tasks(name)
@@ -217,21 +234,21 @@ class StandaloneHerder(Herder):
             await connector.stop()
 
     def _request_reconfiguration(self, name: str) -> None:
-        asyncio.get_running_loop().create_task(self._reconfigure(name))
+        pending = asyncio.get_running_loop().create_task(
+            self._reconfigure(name), name=f"connect-reconfigure-{name}")
+        self._pending.add(pending)
+        pending.add_done_callback(self._reconfigured)
+
+    def _reconfigured(self, pending: asyncio.Task[None]) -> None:
+        self._pending.discard(pending)
+        if not pending.cancelled() and pending.exception() is not None:
+            log.error("reconfiguring the tasks of a connector failed",
+                      exc_info=pending.exception())
 
     async def _reconfigure(self, name: str) -> None:
         async with self._lock:
-            connector = self._connector(name)
-            if connector is None or connector.instance is None:
-                return
-            configs = connector.task_configs()
-            if configs == self.task_config_map.get(name):
-                return
-            await self.worker.stop_tasks(name)
-            self.task_config_map[name] = configs
-            paused = self.target.get(name) == TargetState.PAUSED
-            for task_id, task_config in enumerate(configs):
-                self.worker.start_task(connector, task_id, task_config, paused)
+            if name in self.configs and self.target.get(name) != TargetState.STOPPED:
+                await self._update_tasks(name)
 
     async def delete_connector(self, name: str) -> None:
         async with self._lock:
@@ -311,7 +328,11 @@ class StandaloneHerder(Herder):
         connector = WorkerConnector(self.worker, name, self.plugins[name].cls,
                                     self.configs[name])
         self.worker.connectors[name] = connector
-        await connector.start(paused=self.target.get(name) == TargetState.PAUSED)
+        # As Kafka's (and the distributed herder's): a restarted connector's task configs are
+        # regenerated, changed tasks restarted and missing ones (a connector whose start had
+        # failed has none) started.
+        if await connector.start(paused=self.target.get(name) == TargetState.PAUSED):
+            await self._update_tasks(name)
 
     async def _restart_task(self, name: str, task_id: int) -> None:
         connector = self._connector(name)
@@ -455,17 +476,21 @@ class StandaloneHerder(Herder):
             future.result(10)
 
     async def stop(self) -> None:
+        for pending in list(self._pending):
+            pending.cancel()
         for name in list(self.worker.connectors):
             await self._stop_connector(name)
 
 
-def check_connector_config(config: Mapping[str, str]) -> str:
-    """The connector's class name; BadRequest (Kafka's messages) when the config is invalid."""
+def check_connector_config(config: Mapping[str, str], exactly_once_source: bool = False) -> str:
+    """The connector's class name; BadRequest (Kafka's messages) when the config is invalid.
+    `exactly_once_source`: the worker's exactly.once.source.support is enabled (KIP-618's
+    exactly.once.support / transaction.boundary checks)."""
     class_name = config.get("connector.class")
     if not class_name:
         raise BadRequest("Connector config {...} contains no connector type"
                          .replace("{...}", str(dict(config))))
-    result = validate_connector_config(class_name, config)
+    result = validate_connector_config(class_name, config, exactly_once_source)
     if result["error_count"]:
         messages = [f"{c['value']['name']}: {e}" for c in result["configs"]
                     for e in c["value"]["errors"]]

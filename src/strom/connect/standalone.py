@@ -14,8 +14,9 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
+from strom.connect.errors import ConfigException
 from strom.connect.herder import StandaloneHerder
-from strom.connect.offsets import FileOffsetBackingStore, MemoryOffsetBackingStore
+from strom.connect.offsets import FileOffsetBackingStore
 from strom.connect.properties import load_properties
 from strom.connect.rest import make_app
 from strom.connect.worker import Worker, WorkerConfig
@@ -23,6 +24,7 @@ from strom.connect.worker import Worker, WorkerConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTENER = "http://:8083"
+OFFSETS_FILE = "offset.storage.file.filename"
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,13 @@ class StandaloneRuntime:
                      "Python entry point group strom.connect.connectors")
         self.listeners = parse_listeners(self.props.get("listeners"))
         self.config = WorkerConfig(self.props, worker_id(self.props, self.listeners[0]))
-        offsets_file = self.props.get("offset.storage.file.filename")
-        offsets = (FileOffsetBackingStore(offsets_file) if offsets_file
-                   else MemoryOffsetBackingStore())
-        self.herder = StandaloneHerder(Worker(self.config, offsets))
+        offsets_file = self.props.get("offset.storage.file.filename", "").strip()
+        if not offsets_file:
+            # Kafka's StandaloneConfig: required, no default (an in-memory store would start
+            # every source over after a restart).
+            raise ConfigException(f'Missing required configuration "{OFFSETS_FILE}" which has '
+                                  "no default value.")
+        self.herder = StandaloneHerder(Worker(self.config, FileOffsetBackingStore(offsets_file)))
         self.runner: web.AppRunner | None = None
         self.ports: list[int] = []
 

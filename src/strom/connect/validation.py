@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from strom.connect import topic_creation
 from strom.connect.discovery import ConnectorPlugin, PluginNotFound, find_connector
 from strom.connect.states import BadRequest
 
@@ -116,11 +117,83 @@ def _common(sink: bool) -> list[Definition]:
                        "messages written to the dead letter queue.", "Error Handling", 8,
                        "Enable Error Context Headers", width="MEDIUM"),
         ]
+    else:
+        defs += [
+            Definition("topic.creation.groups", "LIST", "", "LOW", "Groups of configurations "
+                       "for topics created by source connectors (KIP-158), besides the "
+                       "default group.", "Topic Creation", 1, "Topic Creation Groups",
+                       width="LONG"),
+            Definition("exactly.once.support", "STRING", "requested", "MEDIUM", "requested "
+                       "or required: whether the connector must support exactly-once "
+                       "semantics (checked with the connector when the worker enables "
+                       "exactly-once source support).", "Exactly Once Support", 1,
+                       "Exactly once support", width="SHORT"),
+            Definition("transaction.boundary", "STRING", "poll", "MEDIUM", "poll, interval or "
+                       "connector: where a transaction of an exactly-once source task ends "
+                       "(after each poll() batch, every transaction.boundary.interval.ms, or "
+                       "where the connector says).", "Exactly Once Support", 2,
+                       "Transaction Boundary", width="SHORT"),
+            Definition("transaction.boundary.interval.ms", "LONG", None, "LOW", "With "
+                       "transaction.boundary=interval: the transaction length (default: the "
+                       "worker's offset.flush.interval.ms).", "Exactly Once Support", 3,
+                       "Transaction boundary interval", width="SHORT"),
+        ]
     return defs
 
 
 def _is_int(value: str) -> bool:
     return re.fullmatch(r"-?\d+", value.strip()) is not None
+
+
+def _check_source(config: Mapping[str, str], connector: Any, exactly_once_source: bool,
+                  err: Callable[[str, str], None]) -> None:
+    """KIP-618's exactly.once.support / transaction.boundary (Kafka checks the connector only
+    when the worker enables exactly-once source support)."""
+    support = config.get("exactly.once.support", "requested").strip().lower()
+    if support not in ("requested", "required"):
+        err("exactly.once.support", f"Invalid value {config['exactly.once.support']} for "
+                                    "configuration exactly.once.support: String must be one "
+                                    "of (case insensitive): requested, required")
+    boundary = config.get("transaction.boundary", "poll").strip().lower()
+    if boundary not in ("poll", "interval", "connector"):
+        err("transaction.boundary", f"Invalid value {config['transaction.boundary']} for "
+                                    "configuration transaction.boundary: String must be one "
+                                    "of (case insensitive): poll, interval, connector")
+    interval = config.get("transaction.boundary.interval.ms", "").strip()
+    if interval and (not _is_int(interval) or int(interval) < 0):
+        err("transaction.boundary.interval.ms",
+            f"Invalid value {interval} for configuration transaction.boundary.interval.ms: "
+            "Value must be a non-negative number of type LONG")
+    if not exactly_once_source:
+        return
+    if support == "required":
+        declared = _ask(connector, "exactly_once_support")
+        if declared is None:
+            err("exactly.once.support", "The connector does not implement the API required "
+                "for preflight validation of exactly-once source support. Check the "
+                "connector's documentation for whether it supports exactly-once semantics, "
+                "and use \"requested\" for this setting if so (the connector can then be "
+                "created, without exactly-once guarantees if it cannot give them).")
+        elif str(declared).upper() != "SUPPORTED":
+            err("exactly.once.support", "The connector does not support exactly-once "
+                "semantics with the provided configuration.")
+    if boundary == "connector" and str(_ask(connector, "can_define_transaction_boundaries")
+                                       ).upper() != "SUPPORTED":
+        err("transaction.boundary", "The connector does not support connector-defined "
+            "transaction boundaries with the given configuration. Please reconfigure it to use "
+            "a different transaction boundary definition.")
+
+
+def _ask(connector: Any, method: str) -> Any:
+    """A KIP-618 capability of a connector, asked after starting nothing: Kafka passes the
+    config; strom's connectors read it from start(), so it is given when the method takes it."""
+    ask = getattr(connector, method, None)
+    if ask is None:
+        return None
+    try:
+        return ask()
+    except Exception as error:
+        return f"failed: {error}"
 
 
 def _check_common(config: Mapping[str, str], sink: bool) -> dict[str, list[str]]:
@@ -313,7 +386,10 @@ def _prefixed(config: Mapping[str, str], config_def: Any, prefix: str, group: st
     return out
 
 
-def validate_connector_config(plugin_name: str, config: Mapping[str, str]) -> dict[str, Any]:
+def validate_connector_config(plugin_name: str, config: Mapping[str, str],
+                              exactly_once_source: bool = False) -> dict[str, Any]:
+    """`exactly_once_source`: the worker enables KIP-618 exactly-once source support, so the
+    connector's exactly_once_support() / can_define_transaction_boundaries() are checked."""
     try:
         plugin = find_connector(plugin_name)
     except PluginNotFound as error:
@@ -321,14 +397,21 @@ def validate_connector_config(plugin_name: str, config: Mapping[str, str]) -> di
     sink = plugin.type == "sink"
     common = _common(sink)
     errors = _check_common(config, sink)
+    connector = plugin.cls()
+    if not sink:
+        _check_source(config, connector, exactly_once_source,
+                      lambda name, message: errors.setdefault(name, []).append(message))
+        errors.update(topic_creation.validation_errors(config))
     configs: list[dict[str, Any]] = []
     for definition in common:
         value = Value(definition.name, config.get(definition.name),
-                      errors.get(definition.name, []))
+                      errors.pop(definition.name, []))
         configs.append({"definition": definition.to_json(), "value": value.to_json()})
+    for setting, messages in errors.items():  # topic.creation.<group>.* settings
+        configs.append({"definition": None,
+                        "value": Value(setting, config.get(setting), messages).to_json()})
     configs += _enriched(config)
     common_names = {d.name for d in common}
-    connector = plugin.cls()
     definitions = {d["name"]: d for d in (_definition_of(k, i + 1) for i, k in
                                           enumerate(_keys_of(connector.config())))}
     try:

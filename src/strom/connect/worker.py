@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from strom.connect import topic_creation
 from strom.connect.api import (
     Connector,
     ConnectorContext,
@@ -38,8 +39,10 @@ from strom.connect.api import (
     SourceTaskContext,
     Task,
     TopicPartition,
+    TransactionContext,
     maybe_await,
 )
+from strom.connect.errors import ConnectException, RetriableException
 from strom.connect.metrics import (
     ConnectCollector,
     PartitionNumbers,
@@ -58,7 +61,9 @@ from strom.connect.tolerance import (
     RetryWithToleranceOperator,
     Stage,
     ToleranceExceeded,
+    log_error,
 )
+from strom.connect.topic_creation import TopicCreation, TopicCreationGroup
 from strom.connect.transforms import TransformationChain
 
 log = logging.getLogger(__name__)
@@ -256,16 +261,68 @@ async def _call(method: Callable[..., Any], *args: Any) -> Any:
     return await maybe_await(await asyncio.to_thread(method, *args))
 
 
+class _TransactionContext(TransactionContext):
+    """Kafka's WorkerTransactionContext: the commits and aborts the task asks for, read by the
+    worker after each record it sends and after each poll() batch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._commit_batch = False
+        self._abort_batch = False
+        # by identity, holding the record so its id is not reused meanwhile
+        self._commit_records: dict[int, Any] = {}
+        self._abort_records: dict[int, Any] = {}
+
+    def commit_transaction(self, record: Any = None) -> None:
+        with self._lock:
+            if record is None:
+                self._commit_batch = True
+            else:
+                self._commit_records[id(record)] = record
+
+    def abort_transaction(self, record: Any = None) -> None:
+        with self._lock:
+            if record is None:
+                self._abort_batch = True
+            else:
+                self._abort_records[id(record)] = record
+
+    def batch_request(self) -> str | None:
+        """"commit", "abort" or None for the batch just sent (the request is consumed)."""
+        with self._lock:
+            commit, abort = self._commit_batch, self._abort_batch
+            self._commit_batch = self._abort_batch = False
+        return _one_request(commit, abort)
+
+    def record_request(self, record: Any) -> str | None:
+        with self._lock:
+            commit = self._commit_records.pop(id(record), None) is not None
+            abort = self._abort_records.pop(id(record), None) is not None
+        return _one_request(commit, abort)
+
+
+def _one_request(commit: bool, abort: bool) -> str | None:
+    if commit and abort:
+        raise ConnectException("Connector requested both commit and abort of the same "
+                               "transaction")
+    return "commit" if commit else "abort" if abort else None
+
+
 class _SourceContext(SourceTaskContext):
-    def __init__(self, reader: OffsetStorageReader, config: Mapping[str, str]) -> None:
+    def __init__(self, reader: OffsetStorageReader, config: Mapping[str, str],
+                 transactions: TransactionContext | None = None) -> None:
         self._reader = reader
         self._config = config
+        self._transactions = transactions
 
     def offset_storage_reader(self) -> OffsetStorageReader:
         return self._reader
 
     def configs(self) -> Mapping[str, str]:
         return self._config
+
+    def transaction_context(self) -> TransactionContext | None:
+        return self._transactions
 
 
 @dataclass
@@ -275,12 +332,56 @@ class _Submitted:
     offset: Mapping[str, Any] | None
     done: bool = False
     metadata: RecordMetadata | None = None
+    aborted: bool = False  # in a transaction the connector aborted: no delivery expected
+
+
+def _retriable_poll_error(error: BaseException) -> bool:
+    """Connect's RetriableException, or a retriable Kafka client error (Kafka retries the poll
+    on both)."""
+    if isinstance(error, RetriableException):
+        return True
+    from confluent_kafka import KafkaException
+    if isinstance(error, KafkaException) and error.args:
+        retriable = getattr(error.args[0], "retriable", None)
+        return bool(retriable()) if callable(retriable) else False
+    return False
+
+
+# A poll() that raised a RetriableException is retried after this long.
+POLL_RETRY_BACKOFF_S = 0.1
+TRANSACTION_BOUNDARIES = ("poll", "interval", "connector")
 
 
 class WorkerSourceTask(WorkerTask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.metrics = self.source_metrics = SourceTaskMetrics()
+        self.producer: Any = None
+        self.admin: Any = None
+        self.chain: TransformationChain | None = None
+        self.offsets_topic: str | None = None
+        self.in_transaction = False
+        self.submitted: deque[_Submitted] = deque()
+        self.acked: list[_Submitted] = []
+        self.failures: list[str] = []
+        # Offsets taken off `submitted` whose write failed: written with the next commit.
+        self.unwritten: dict[str, Mapping[str, Any] | None] = {}
+        # KIP-618 transaction boundaries (exactly-once source support only).
+        exactly_once = (self.worker.config.exactly_once_source
+                        and self.worker.offsets.transactional_topic() is not None)
+        self.boundary = self.connector_config.get("transaction.boundary", "poll").strip().lower()
+        if self.boundary not in TRANSACTION_BOUNDARIES:
+            self.boundary = "poll"
+        interval = self.connector_config.get("transaction.boundary.interval.ms", "").strip()
+        self.boundary_interval_s = (int(interval) / 1000 if interval
+                                    else self.worker.config.offset_flush_interval_s)
+        self.transactions = (_TransactionContext()
+                             if exactly_once and self.boundary == "connector" else None)
+        self.last_transaction_commit = time.monotonic()
+        self.last_commit = time.monotonic()
+        # KIP-158: the connector's topic creation groups, and the topics known to exist.
+        self.topic_creation: TopicCreation | None = None
+        self.known_topics: set[str] = set()
 
     def _setup(self) -> None:
         from confluent_kafka import Producer
@@ -291,6 +392,13 @@ class WorkerSourceTask(WorkerTask):
                                          "value.converter")
         self.header_conv = make_converter(self.worker.config, self.connector_config,
                                           "header.converter")
+        if topic_creation.enabled_for(self.worker.config.props, self.connector_config):
+            from confluent_kafka.admin import AdminClient
+            self.topic_creation = TopicCreation.from_config(self.connector_config)
+            self.admin = AdminClient({
+                **self.worker.config.client_config("admin"),
+                **{k[len("admin.override."):]: v for k, v in self.connector_config.items()
+                   if k.startswith("admin.override.")}})
         settings: dict[str, Any] = {
             "acks": "all", "linger.ms": 5, "enable.idempotence": True,
             **self.worker.config.client_config("producer"),
@@ -306,53 +414,243 @@ class WorkerSourceTask(WorkerTask):
             settings["transactional.id"] = f"{group}-{self.connector}-{self.task_id}"
             settings["partitioner"] = "murmur2_random"  # offset keys as the store writes them
         self.producer = Producer(settings)
-        self.in_transaction = False
-        self.submitted: deque[_Submitted] = deque()
-        self.acked: list[_Submitted] = []
-        self.failures: list[str] = []
+
+    async def _close_clients(self) -> None:
+        """Close what `_setup` created, whatever part of it succeeded (Kafka's
+        WorkerSourceTask.close)."""
+        if self.chain is not None:
+            try:
+                self.chain.close()
+            except Exception:
+                log.exception("task %s-%d: closing the transformations failed", self.connector,
+                              self.task_id)
+            self.chain = None
+        producer, self.producer = self.producer, None
+        self.admin = None
+        if producer is not None:
+            def close() -> None:
+                # Whatever is still queued was not committed and is polled again: don't wait.
+                producer.purge()
+                closing = getattr(producer, "close", None)  # not in older confluent-kafka
+                if closing is not None:
+                    closing()
+            try:
+                await asyncio.to_thread(close)
+            except Exception:
+                log.exception("task %s-%d: closing the producer failed", self.connector,
+                              self.task_id)
 
     async def execute(self) -> None:
         task = self.task_cls()
         assert isinstance(task, SourceTask)
         reader = ConnectorOffsetReader(self.worker.offsets, self.connector)
-        task.initialize(_SourceContext(reader, self.task_config))
-        self._setup()
-        if self.offsets_topic is not None:
-            await asyncio.to_thread(self.producer.init_transactions, 30)
-            # The offsets the fenced incarnation committed last, now that it cannot add any.
-            await asyncio.to_thread(self.worker.offsets.read_to_end)
-        await _call(task.start, self.task_config)
-        self.set_running()
-        last_commit = time.monotonic()
+        task.initialize(_SourceContext(reader, self.task_config, self.transactions))
         try:
-            while not self.stopping:
-                if self.paused:
-                    await self._resumed.wait()
-                    continue
-                started = time.monotonic()
-                records = await _call(task.poll)
-                if records is not None:
-                    metrics = self.source_metrics
-                    metrics.poll_batch_seconds.observe(time.monotonic() - started)
-                    metrics.records_polled += len(records)
-                for record in records or []:
-                    await self._send(record)
-                self.producer.poll(0)
-                if self.failures:
-                    raise RuntimeError(f"producer failed to send a record: {self.failures[0]}")
-                await self._ack(task)
-                if time.monotonic() - last_commit >= self.worker.config.offset_flush_interval_s:
-                    await self._commit(task, flush=False)
-                    last_commit = time.monotonic()
-                if not records:
-                    await asyncio.sleep(0)
+            self._setup()
+            if self.offsets_topic is not None:
+                await asyncio.to_thread(self.producer.init_transactions, 30)
+                # The offsets the fenced incarnation committed last, now that it cannot add any.
+                await asyncio.to_thread(self.worker.offsets.read_to_end)
+            await _call(task.start, self.task_config)
+        except BaseException:
+            await self._close_clients()
+            raise
+        self.set_running()
+        failed = False
+        try:
+            await self._loop(task)
+        except BaseException:
+            failed = True
+            raise
         finally:
             try:
-                if self.status.state != State.FAILED:
-                    await self._commit(task, flush=True)
+                await self._final_commit(task, failed)
             finally:
-                self.chain.close()
+                await self._close_clients()
                 await _call(task.stop)
+
+    async def _loop(self, task: SourceTask) -> None:
+        interval = self.worker.config.offset_flush_interval_s
+        self.last_commit = time.monotonic()
+        was_paused = False
+        self.last_transaction_commit = time.monotonic()
+        while not self.stopping:
+            if self.paused:
+                await self._while_paused(task, first=not was_paused)
+                was_paused = True
+                continue
+            if was_paused:
+                was_paused = False
+                self.last_transaction_commit = time.monotonic()
+            records = await self._poll(task)
+            await self._send_batch(task, records or [])
+            self.producer.poll(0)
+            if self.failures:
+                raise RuntimeError(f"producer failed to send a record: {self.failures[0]}")
+            await self._ack(task)
+            if self.offsets_topic is not None:
+                await self._commit_transaction_if(task, await self._batch_boundary())
+            elif time.monotonic() - self.last_commit >= interval:
+                await self._periodic_commit(task)
+            if not records:
+                await asyncio.sleep(0)
+
+    async def _send_batch(self, task: SourceTask, records: list[Any]) -> None:
+        for record in records:
+            await self._send(record)
+            if self.transactions is not None:
+                # Kafka's shouldCommitTransactionForRecord: a commit or abort the connector
+                # asked for at this record.
+                request = self.transactions.record_request(record)
+                if request == "abort":
+                    await self._abort_transaction()
+                await self._commit_transaction_if(task, request is not None)
+
+    async def _while_paused(self, task: SourceTask, first: bool) -> None:
+        if first and self.offsets_topic is not None:
+            # Kafka's onPause: no transaction stays open while paused.
+            await self._commit_transaction_if(task, await self._final_boundary())
+        # Kafka's SourceTaskOffsetCommitter keeps committing what was acknowledged before the
+        # pause.
+        interval = self.worker.config.offset_flush_interval_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._resumed.wait(),
+                                   max(0.0, self.last_commit + interval - time.monotonic()))
+        if (self.offsets_topic is None and not self.stopping
+                and time.monotonic() - self.last_commit >= interval):
+            await self._periodic_commit(task)
+
+    async def _poll(self, task: SourceTask) -> list[Any] | None:
+        started = time.monotonic()
+        try:
+            records: list[Any] | None = await _call(task.poll)
+        except Exception as error:
+            if not _retriable_poll_error(error):
+                raise
+            # Kafka's AbstractWorkerSourceTask.poll: logged, and polled again.
+            log.warning("task %s-%d failed to poll records from SourceTask. Will retry "
+                        "operation.", self.connector, self.task_id, exc_info=error)
+            await asyncio.sleep(POLL_RETRY_BACKOFF_S)
+            return None
+        if records is not None:
+            metrics = self.source_metrics
+            metrics.poll_batch_seconds.observe(time.monotonic() - started)
+            metrics.records_polled += len(records)
+        return records
+
+    async def _batch_boundary(self) -> bool:
+        """Whether the transaction ends after this poll() batch (Kafka's
+        shouldCommitTransactionForBatch)."""
+        if self.boundary == "interval":
+            if time.monotonic() >= self.last_transaction_commit + self.boundary_interval_s:
+                self.last_transaction_commit = time.monotonic()
+                return True
+            return False
+        if self.boundary == "connector":
+            assert self.transactions is not None
+            request = self.transactions.batch_request()
+            if request == "abort":
+                await self._abort_transaction()
+            return request is not None
+        return True
+
+    async def _final_boundary(self) -> bool:
+        """Whether the open transaction is committed at stop or pause: always, except with
+        connector-defined boundaries where only when the connector asked for it."""
+        if self.boundary != "connector":
+            return True
+        assert self.transactions is not None
+        request = self.transactions.batch_request()
+        if request == "abort":
+            await self._abort_transaction()
+        return request is not None
+
+    async def _abort_transaction(self) -> None:
+        log.info("task %s-%d: aborting the transaction as the connector requested",
+                 self.connector, self.task_id)
+        await asyncio.to_thread(self._abort_now)
+
+    def _abort_now(self) -> None:
+        # The records of the transaction are dropped; their offsets are still committed (in
+        # the next transaction), so the task does not see them again, as Kafka's.
+        for entry in self.submitted:
+            if not entry.done:
+                entry.aborted = entry.done = True
+                self.acked.append(entry)
+        if self.in_transaction:
+            self.producer.abort_transaction(30)
+            self.in_transaction = False
+
+    def _pending_offsets(self) -> bool:
+        return bool(self.unwritten) or any(e.key is not None for e in self.submitted)
+
+    async def _commit_transaction_if(self, task: SourceTask, boundary: bool) -> None:
+        if boundary and (self.in_transaction or self._pending_offsets()):
+            await self._commit(task, flush=True)
+
+    async def _periodic_commit(self, task: SourceTask) -> None:
+        """Kafka's SourceTaskOffsetCommitter: a failed periodic commit is logged and retried at
+        the next one, not fatal."""
+        try:
+            await self._commit(task, flush=False)
+        except Exception:
+            log.exception("task %s-%d: committing source offsets failed; retrying at the next "
+                          "commit", self.connector, self.task_id)
+        self.last_commit = time.monotonic()
+
+    async def _final_commit(self, task: SourceTask, failed: bool) -> None:
+        if self.producer is None:
+            return
+        if self.offsets_topic is not None:
+            # Kafka: a failed exactly-once task commits nothing more; a stopping one ends its
+            # transaction as its boundary says (the producer's close aborts one left open).
+            if not failed:
+                await self._commit_transaction_if(task, await self._final_boundary())
+            return
+        if not failed:
+            await self._commit(task, flush=True)
+            return
+        # The acknowledged prefix is safe to commit even though the task failed (Kafka's
+        # WorkerSourceTask.finalOffsetCommit); the task's own error is the one reported.
+        try:
+            await self._commit(task, flush=True)
+        except Exception:
+            log.exception("task %s-%d: the final offset commit failed", self.connector,
+                          self.task_id)
+
+    async def _maybe_create_topic(self, topic: str) -> None:
+        """Kafka's WorkerSourceTask.maybeCreateTopic: before the first record to a topic, create
+        it with its topic creation group's settings unless it exists."""
+        if self.topic_creation is None or topic in self.known_topics:
+            return
+        group = self.topic_creation.group_for(topic)
+        created = await asyncio.to_thread(self._create_topic, topic, group)
+        self.known_topics.add(topic)
+        if created:
+            log.info("task %s-%d created topic %s (topic creation group %s: %d partitions, "
+                     "replication factor %d, %s)", self.connector, self.task_id, topic,
+                     group.name, group.partitions, group.replication_factor, group.configs)
+
+    def _create_topic(self, topic: str, group: TopicCreationGroup) -> bool:
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import NewTopic
+        assert self.admin is not None
+        if topic in self.admin.list_topics(timeout=30).topics:
+            return False
+        new = NewTopic(topic, num_partitions=group.partitions,
+                       replication_factor=group.replication_factor, config=dict(group.configs))
+        try:
+            self.admin.create_topics([new], request_timeout=30)[topic].result(60)
+        except KafkaException as error:
+            code = error.args[0].code() if error.args else None
+            if code == KafkaError.TOPIC_ALREADY_EXISTS:
+                return False
+            raise ConnectException(
+                f"Task failed to create new topic {topic} (partitions={group.partitions}, "
+                f"replication factor={group.replication_factor}, configs={group.configs}): "
+                f"{error}. Ensure that the task is authorized to create topics or that the "
+                "topic exists and restart the task") from error
+        return True
 
     async def _send(self, record: Any) -> None:
         entry = _Submitted(
@@ -360,6 +658,7 @@ class WorkerSourceTask(WorkerTask):
             if record.source_partition else None,
             record.source_offset if record.source_partition else None)
         self.submitted.append(entry)
+        assert self.chain is not None
         produced = await self._convert(record, self.chain, self.key_conv, self.value_conv,
                                        self.header_conv)
         if produced is None:
@@ -368,19 +667,10 @@ class WorkerSourceTask(WorkerTask):
             self.source_metrics.records_dropped += 1
             return
         topic, partition, key, value, headers, timestamp = produced
+        await self._maybe_create_topic(topic)
         self.worker.record_topic(self.connector, topic)
-
-        def on_delivery(err: Any, msg: Any) -> None:
-            if err is not None:
-                self.failures.append(str(err))
-                return
-            entry.metadata = RecordMetadata(msg.topic(), msg.partition(), msg.offset(),
-                                            msg.timestamp()[1])
-            entry.done = True
-            self.acked.append(entry)
-            self.source_metrics.records_written += 1
-
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
+        kwargs: dict[str, Any] = {"key": key, "value": value,
+                                  "on_delivery": self._on_delivery(entry, topic)}
         if partition is not None:
             kwargs["partition"] = partition
         if headers:
@@ -396,6 +686,45 @@ class WorkerSourceTask(WorkerTask):
                 return
             except BufferError:
                 await asyncio.to_thread(self.producer.poll, 0.1)
+
+    def _on_delivery(self, entry: _Submitted, topic: str) -> Callable[[Any, Any], None]:
+        tolerate = self.offsets_topic is None and self.errors.settings.tolerance_all
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if entry.aborted:
+                return
+            if err is not None:
+                if tolerate:
+                    self._send_failed_tolerated(entry, topic, err)
+                else:
+                    self.failures.append(str(err))
+                return
+            entry.metadata = RecordMetadata(msg.topic(), msg.partition(), msg.offset(),
+                                            msg.timestamp()[1])
+            entry.done = True
+            self.acked.append(entry)
+            self.source_metrics.records_written += 1
+        return on_delivery
+
+    def _send_failed_tolerated(self, entry: _Submitted, topic: str, err: Any) -> None:
+        """KIP-779: under errors.tolerance=all a record the producer failed to send is logged,
+        counted (task-error-metrics) and acknowledged, so the offsets after it commit."""
+        errors = self.errors
+        errors.record_failures += 1
+        errors.record_errors += 1
+        errors.records_skipped += 1
+        log.warning("task %s-%d failed to send a record to topic %s: %s; skipping it "
+                    "(errors.tolerance=all)", self.connector, self.task_id, topic, err)
+        if errors.settings.log_enable:
+            from confluent_kafka import KafkaException
+            context = ProcessingContext(self.connector, self.task_id, Stage.KAFKA_PRODUCE,
+                                        f"{type(self).__module__}.{type(self).__qualname__}",
+                                        KafkaException(err), topic=topic,
+                                        record_repr=repr(entry.record))
+            log_error(context, errors.settings.log_include_messages)
+            errors.errors_logged += 1
+        entry.done = True
+        self.acked.append(entry)
 
     async def _convert(self, record: Any, chain: TransformationChain, key_conv: Any,
                        value_conv: Any, header_conv: Any
@@ -430,7 +759,12 @@ class WorkerSourceTask(WorkerTask):
     async def _ack(self, task: SourceTask) -> None:
         while self.acked:
             entry = self.acked.pop(0)
-            await _call(task.commit_record, entry.record, entry.metadata)
+            try:
+                await _call(task.commit_record, entry.record, entry.metadata)
+            except Exception:
+                # Kafka's commitTaskRecord: logged, not fatal.
+                log.exception("task %s-%d: exception thrown while calling "
+                              "task.commit_record()", self.connector, self.task_id)
 
     async def _commit(self, task: SourceTask, flush: bool) -> None:
         started = time.monotonic()
@@ -448,22 +782,40 @@ class WorkerSourceTask(WorkerTask):
         else:
             self.producer.poll(0)
         await self._ack(task)
-        offsets: dict[str, Mapping[str, Any] | None] = {}
+        offsets = self.unwritten
+        self.unwritten = {}
         while self.submitted and self.submitted[0].done:
             entry = self.submitted.popleft()
             if entry.key is not None:
                 offsets[entry.key] = entry.offset
-        if self.in_transaction:
-            assert self.offsets_topic is not None
-            for key, value in offsets.items():
-                self.producer.produce(self.offsets_topic, key=key.encode(),
-                                      value=None if value is None else json.dumps(
-                                          value, separators=(",", ":")).encode())
-            await asyncio.to_thread(self.producer.commit_transaction, 30)
-            self.in_transaction = False
-        elif offsets:
-            await asyncio.to_thread(self.worker.offsets.set, offsets)
-        await _call(task.commit)
+        try:
+            await self._write_offsets(offsets)
+        except BaseException:
+            if self.offsets_topic is None:
+                self.unwritten = {**offsets, **self.unwritten}
+            raise
+        try:
+            await _call(task.commit)
+        except Exception:
+            # Kafka's commitSourceTask: logged, not fatal.
+            log.exception("task %s-%d: exception thrown while calling task.commit()",
+                          self.connector, self.task_id)
+
+    async def _write_offsets(self, offsets: dict[str, Mapping[str, Any] | None]) -> None:
+        if self.offsets_topic is None:
+            if offsets:
+                await asyncio.to_thread(self.worker.offsets.set, offsets)
+            return
+        if not self.in_transaction:
+            # Offsets of dropped or aborted records only: a transaction of their own.
+            self.producer.begin_transaction()
+            self.in_transaction = True
+        for key, value in offsets.items():
+            self.producer.produce(self.offsets_topic, key=key.encode(),
+                                  value=None if value is None else json.dumps(
+                                      value, separators=(",", ":")).encode())
+        await asyncio.to_thread(self.producer.commit_transaction, 30)
+        self.in_transaction = False
 
 
 class _ErrantReporter:
