@@ -184,7 +184,7 @@ class Connector:
             return
         self.last_check = now
         code, body = rest(self.worker, "GET", f"/connectors/{self.name}/status")
-        states = [body["connector"]] + body.get("tasks", []) if code == 200 else []
+        states = [body["connector"], *body.get("tasks", [])] if code == 200 else []
         for state in states:
             if state.get("state") == "FAILED":
                 raise RuntimeError(f"{self.name} failed: {state.get('trace', '')[-1500:]}")
@@ -519,8 +519,9 @@ def bulk_run(ctx: Context, writer_conn: Any, topic: str) -> Result:
         began = time.perf_counter()
         with writer_conn.cursor() as cur:
             for start in range(0, count, step):
-                cur.execute("INSERT INTO bulk (id, sent_ns, payload) SELECT g, 0, repeat('b', 80)"
-                            " FROM generate_series(%s, %s) g", (start, min(count, start + step) - 1))
+                cur.execute("INSERT INTO bulk (id, sent_ns, payload) SELECT g, 0, "
+                            "repeat('b', 80) FROM generate_series(%s, %s) g",
+                            (start, min(count, start + step) - 1))
         inserted.append(time.perf_counter() - began)
 
     measure(result, insert_all, lambda: ctx.marks.total(topic), lambda: None, 0.05)
