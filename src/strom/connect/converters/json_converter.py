@@ -143,6 +143,25 @@ def _dumps(node: Any) -> str:
     return "{" + ",".join(json.dumps(k) + ":" + _dumps(v) for k, v in node.items()) + "}"
 
 
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":")).encode
+_DECODER = json.JSONDecoder(parse_float=_decimal.Decimal)
+
+
+def _loads(data: bytes) -> Any:
+    """json.loads(data, parse_float=Decimal) without building a JSONDecoder per call."""
+    return _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
+
+
+def _schema_key(node: Any) -> str:
+    """`_dumps(node)`, the schema cache's key, computed once per record: the C encoder writes
+    the same text for what json.loads returns (dicts, lists, str, int, bool, None); a schema
+    with a number that was parsed as a Decimal (a default, a parameter) takes `_dumps`."""
+    try:
+        return _KEY_ENCODER(node)
+    except TypeError:
+        return _dumps(node)
+
+
 def _base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -299,7 +318,7 @@ class JsonConverter(ConverterBase):
         if value is None:
             return SchemaAndValue(None, None)
         try:
-            node = json.loads(bytes(value), parse_float=_decimal.Decimal)
+            node = _loads(bytes(value))
         except (ValueError, UnicodeDecodeError) as exc:
             raise DataException("Converting byte[] to Kafka Connect data failed due to "
                                 f"serialization error: {exc}") from exc
@@ -315,7 +334,7 @@ class JsonConverter(ConverterBase):
         """Kafka's JsonConverter.asConnectSchema: Kafka's JSON schema as a Schema."""
         if node is None:
             return None
-        key = _dumps(node)
+        key = _schema_key(node)
         cached = self._to_connect_cache.get(key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
