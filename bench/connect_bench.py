@@ -446,14 +446,19 @@ def sink_baseline(ctx: Context, scenario: str, mode: str, topic: str, url: str, 
 
 
 def cdc_events(consumer: Consumer, timeout_s: float) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(receive time ns, the change's `after` row) of what poll returns within timeout_s."""
-    for message in consumer.consume(1000, timeout_s):
+    """(receive time ns, the change event) of the messages that arrive within timeout_s.
+
+    poll(), one message at a time: consume(n, timeout) would hold what arrived until n
+    messages or the timeout."""
+    deadline = time.perf_counter() + timeout_s
+    while (remaining := deadline - time.perf_counter()) > 0:
+        message = consumer.poll(remaining)
         received = time.time_ns()
-        if message.error() or message.value() is None:
+        if message is None or message.error() or message.value() is None:
             continue
-        after = json.loads(message.value()).get("after")
-        if after:
-            yield received, after
+        event = json.loads(message.value())
+        if event.get("after"):
+            yield received, event
 
 
 def paced_inserts(conn: Any, rate: int, seconds: float, stop: threading.Event,
@@ -481,6 +486,7 @@ def latency_run(ctx: Context, writer_conn: Any, consumer: Consumer) -> Result:
     expected = int(rate * seconds)
     result = Result(f"CDC latency @ {rate} rows/s for {seconds:g} s", "strom.connect", expected)
     latencies: list[float] = []
+    stages: list[tuple[float, float, float]] = []  # ms: INSERT -> commit -> read -> received
     stop = threading.Event()
     sent: list[int] = []
     writer = threading.Thread(target=paced_inserts, args=(writer_conn, rate, seconds, stop, sent),
@@ -489,9 +495,14 @@ def latency_run(ctx: Context, writer_conn: Any, consumer: Consumer) -> Result:
     deadline = time.perf_counter() + seconds + 30
     try:
         while len(latencies) < expected and time.perf_counter() < deadline:
-            for received, after in cdc_events(consumer, 0.2):
+            for received, event in cdc_events(consumer, 0.2):
+                after = event["after"]
                 if after.get("payload") != "warm":
-                    latencies.append((received - int(after["sent_ns"])) / 1e6)
+                    sent_ms = int(after["sent_ns"]) / 1e6
+                    latencies.append(received / 1e6 - sent_ms)
+                    stages.append((event["source"]["ts_ms"] - sent_ms,
+                                   event["ts_ms"] - event["source"]["ts_ms"],
+                                   received / 1e6 - event["ts_ms"]))
     finally:
         stop.set()
         writer.join(10)
@@ -506,6 +517,13 @@ def latency_run(ctx: Context, writer_conn: Any, consumer: Consumer) -> Result:
                         "p99_ms": percentile(ordered, 0.99), "max_ms": ordered[-1],
                         "mean_ms": statistics.fmean(ordered)}
         log("  latency ms: " + ", ".join(f"{k[:-3]} {v:.1f}" for k, v in result.extra.items()))
+        # where the time goes (medians, ms; PostgreSQL's commit time and the connector's
+        # envelope ts_ms have millisecond resolution)
+        result.extra["stages_p50_ms"] = {
+            name: statistics.median(s[i] for s in stages) for i, name in
+            enumerate(("insert_to_commit", "commit_to_connector", "connector_to_consumer"))}
+        log("  medians ms: " + ", ".join(f"{k} {v:.1f}"
+                                         for k, v in result.extra["stages_p50_ms"].items()))
     return result
 
 
