@@ -162,6 +162,17 @@ def _schema_key(node: Any) -> str:
         return _dumps(node)
 
 
+def _encode(node: Any, float32: bool) -> str:
+    """`_dumps(node)`: by the C encoder, which writes the same text, unless the node holds a
+    FLOAT32 (Java's Float.toString digits) or a Decimal (a JSON number)."""
+    if not float32:
+        try:
+            return _KEY_ENCODER(node)
+        except TypeError:  # a Decimal
+            pass
+    return _dumps(node)
+
+
 def _base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -184,6 +195,7 @@ class JsonConverter(ConverterBase):
         self.replace_null_with_default = True
         self._from_connect_cache = _Lru(1000)
         self._to_connect_cache = _Lru(1000)
+        self._float32 = False  # a FLOAT32 (_F32) went into the node being converted
 
     @classmethod
     def config_def(cls) -> ConfigDef:
@@ -219,12 +231,13 @@ class JsonConverter(ConverterBase):
                           headers: Headers | None = None) -> bytes | None:
         if schema is None and value is None:
             return None
+        self._float32 = False
         if self.schemas_enabled:
             node: Any = {"schema": self.as_json_schema(schema),
                          "payload": self.convert_to_json(schema, value)}
         else:
             node = self.convert_to_json(schema, value)
-        return _dumps(node).encode("utf-8")
+        return _encode(node, self._float32).encode("utf-8")
 
     def as_json_schema(self, schema: Schema | None) -> dict[str, Any] | None:
         """Kafka's JsonConverter.asJsonSchema: the schema as Kafka's JSON."""
@@ -232,7 +245,10 @@ class JsonConverter(ConverterBase):
             return None
         cached = self._from_connect_cache.get(schema)
         if cached is not None:
-            return dict(cached)
+            node, float32 = cached
+            self._float32 = self._float32 or float32
+            return dict(node)
+        outer, self._float32 = self._float32, False
         node = self._json_schema_type(schema)
         node["optional"] = schema.optional
         if schema.name is not None:
@@ -245,7 +261,8 @@ class JsonConverter(ConverterBase):
             node["parameters"] = dict(schema.parameters)
         if schema.default is not None:
             node["default"] = self.convert_to_json(schema, schema.default)
-        self._from_connect_cache.put(schema, node)
+        self._from_connect_cache.put(schema, (node, self._float32))
+        self._float32 = outer or self._float32
         return dict(node)
 
     def _json_schema_type(self, schema: Schema) -> dict[str, Any]:
@@ -263,6 +280,10 @@ class JsonConverter(ConverterBase):
                 fields.append(field_node)
             node["fields"] = fields
         return node
+
+    def _to_float32(self, value: Any) -> _F32:
+        self._float32 = True
+        return _F32(_check_float(value))
 
     def convert_to_json(self, schema: Schema | None, value: Any) -> Any:
         """Kafka's JsonConverter.convertToJson: a Connect value as a JSON-able node."""
@@ -530,7 +551,7 @@ _TO_JSON: dict[Type, _ToJson] = {
     Type.INT16: lambda c, s, v: _check_int(v, 16),
     Type.INT32: lambda c, s, v: _check_int(v, 32),
     Type.INT64: lambda c, s, v: _check_int(v, 64),
-    Type.FLOAT32: lambda c, s, v: _F32(_check_float(v)),
+    Type.FLOAT32: lambda c, s, v: c._to_float32(v),
     Type.FLOAT64: lambda c, s, v: (v if isinstance(v, _decimal.Decimal) and s is None
                                    else _check_float(v)),
     Type.BOOLEAN: lambda c, s, v: _check_instance(bool)(v),
