@@ -772,12 +772,16 @@ def main() -> int:
     closers: list[Callable[[], None]] = []
     began = time.perf_counter()
     try:
-        results = run(args, root, closers)
-    finally:
-        for close in reversed(closers):
-            with contextlib.suppress(Exception):
-                close()
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            results = run(args, root, closers)
+        finally:
+            for close in reversed(closers):
+                with contextlib.suppress(Exception):
+                    close()
+            shutil.rmtree(root, ignore_errors=True)
+    except (KeyboardInterrupt, Stop) as exc:
+        log(f"interrupted ({str(exc) or 'Ctrl-C'}): processes stopped, temporary files removed")
+        return 130
     rows = table_rows(results)
     print("\n" + "\n".join([header[0], *format_table(rows, markdown=False)]))
     print(f"\n(total {time.perf_counter() - began:.0f} s)")
