@@ -363,7 +363,7 @@ class WorkerSourceTask(WorkerTask):
                        value_conv: Any, header_conv: Any
                        ) -> tuple[str, int | None, bytes | None, bytes | None,
                                   list[tuple[str, bytes | None]], int | None] | None:
-        context = ProcessingContext(self.connector, self.task_id, record_repr=repr(record))
+        context = ProcessingContext(self.connector, self.task_id, source_record=record)
         out = await transform(self.errors, chain, record, context)
         if out is None:
             return None
