@@ -19,8 +19,9 @@ PRIMARY KEY (id) for upsert), and writes each batch in one transaction on asyncp
 (insert) or executemany of INSERT ... ON CONFLICT (id) DO UPDATE (upsert), 3000 rows a round
 trip, then commits the consumer offsets asynchronously. It runs until SIGTERM.
 
-Both print "ready" once imported and wait for a line on stdin before they create any client,
-so that the timed part starts where the worker's does: a running process given its work.
+Both print "ready" once started (imports done, as the worker's are) and wait for a line on
+stdin before they create any client, so that the timed part starts where the worker's does: a
+running process given its work.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from typing import Any
+
+import asyncpg
+from confluent_kafka import Consumer, Producer
 
 PG_TYPES = {"int8": "SMALLINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
             "float": "REAL", "double": "DOUBLE PRECISION", "boolean": "BOOLEAN",
@@ -39,8 +44,7 @@ STRING_SCHEMA = '{"schema":{"type":"string","optional":false},"payload":'
 
 
 def run_file(args: argparse.Namespace) -> None:
-    from confluent_kafka import Producer
-
+    began = time.perf_counter()
     producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 5,
                          "enable.idempotence": True})
     as_json = args.format == "json"
@@ -60,6 +64,7 @@ def run_file(args: argparse.Namespace) -> None:
                         producer.poll(0.1)
             producer.poll(0)
     producer.flush(60)
+    print(f"done {time.perf_counter() - began:.3f}", flush=True)
 
 
 def create_table_sql(table: str, schema: dict[str, Any], upsert: bool) -> str:
@@ -79,9 +84,6 @@ def upsert_sql(table: str, names: list[str]) -> str:
 
 
 async def run_sink(args: argparse.Namespace, stopping: list[bool]) -> None:
-    import asyncpg
-    from confluent_kafka import Consumer
-
     consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group,
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "session.timeout.ms": 10000, "heartbeat.interval.ms": 3000})

@@ -219,6 +219,15 @@ class BaselineProcess:
         if code not in (None, 0):
             raise RuntimeError(f"the baseline exited with {code}:\n{self.log_tail()}")
 
+    def own_seconds(self) -> float | None:
+        """The time the baseline took by its own clock (`done S` once flushed), if it said."""
+        assert self.proc.stdout is not None
+        with contextlib.suppress(ValueError, OSError):
+            line = self.proc.stdout.readline().decode().split()
+            if line[:1] == ["done"]:
+                return float(line[1])
+        return None
+
     def log_tail(self) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-15:])
 
@@ -293,8 +302,10 @@ def progress_line(result: Result, unit: str = "records") -> None:
     if result.error:
         return
     mb = f", {result.mbytes / result.seconds:.1f} MB/s" if result.mbytes else ""
+    own = result.extra.get("own_seconds")
     log(f"  {result.runner}: {result.records:,} {unit} in {result.seconds:.2f} s "
-        f"({result.rate:,.0f}/s{mb}; first after {result.first_s:.2f} s)")
+        f"({result.rate:,.0f}/s{mb}; first after {result.first_s:.2f} s"
+        + (f"; by its own clock {own:.2f} s" if own is not None else "") + ")")
 
 
 # --------------------------------------------------------------------------- 1. file -> topic
@@ -346,6 +357,9 @@ def bench_file(ctx: Context) -> list[Result]:
                         base.check, 0.02)
             finally:
                 base.stop()
+            own = base.own_seconds()
+            if own is not None:
+                result.extra["own_seconds"] = own
             progress_line(result)
             results.append(result)
     path.unlink()

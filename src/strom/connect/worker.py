@@ -276,6 +276,7 @@ class WorkerSourceTask(WorkerTask):
             settings["partitioner"] = "murmur2_random"  # offset keys as the store writes them
         self.producer = Producer(settings)
         self.in_transaction = False
+        self._last_partition: tuple[Mapping[str, Any], dict[str, Any], str] | None = None
         self.submitted: deque[_Submitted] = deque()
         self.acked: list[_Submitted] = []
         self.failures: list[str] = []
@@ -318,9 +319,18 @@ class WorkerSourceTask(WorkerTask):
                 self.chain.close()
                 await _call(task.stop)
 
+    def _offset_key(self, partition: Mapping[str, Any]) -> str:
+        """offset_key of the connector and `partition`, remembered for the last partition:
+        a task usually hands the same partition object to many records in a row."""
+        last = self._last_partition
+        if last is None or last[0] is not partition or last[1] != partition:
+            last = self._last_partition = (partition, dict(partition),
+                                           offset_key(self.connector, partition))
+        return last[2]
+
     async def _send(self, record: Any) -> None:
         entry = _Submitted(
-            record, offset_key(self.connector, record.source_partition)
+            record, self._offset_key(record.source_partition)
             if record.source_partition else None,
             record.source_offset if record.source_partition else None)
         self.submitted.append(entry)
