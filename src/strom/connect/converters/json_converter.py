@@ -144,6 +144,8 @@ def _dumps(node: Any) -> str:
 
 
 _KEY_ENCODER = json.JSONEncoder(separators=(",", ":")).encode
+_SCHEMA_PREFIX = b'{"schema":'
+_PAYLOAD_SEP = ',"payload":'
 _DECODER = json.JSONDecoder(parse_float=_decimal.Decimal)
 
 
@@ -196,6 +198,7 @@ class JsonConverter(ConverterBase):
         self._from_connect_cache = _Lru(1000)
         self._to_connect_cache = _Lru(1000)
         self._float32 = False  # a FLOAT32 (_F32) went into the node being converted
+        self._last_schema: tuple[str, Schema | None] | None = None  # (its JSON text, it)
 
     @classmethod
     def config_def(cls) -> ConfigDef:
@@ -224,6 +227,7 @@ class JsonConverter(ConverterBase):
         size = int(parsed[SCHEMAS_CACHE_SIZE_CONFIG])
         self._from_connect_cache = _Lru(size)
         self._to_connect_cache = _Lru(size)
+        self._last_schema = None
 
     # -- Connect -> JSON ---------------------------------------------------------------------
 
@@ -338,8 +342,14 @@ class JsonConverter(ConverterBase):
                         headers: Headers | None = None) -> SchemaAndValue:
         if value is None:
             return SchemaAndValue(None, None)
+        data = bytes(value)
+        if self.schemas_enabled:
+            envelope = self._envelope(data)
+            if envelope is not None:
+                schema, payload = envelope
+                return SchemaAndValue(schema, self.convert_to_connect(schema, payload))
         try:
-            node = _loads(bytes(value))
+            node = _loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DataException("Converting byte[] to Kafka Connect data failed due to "
                                 f"serialization error: {exc}") from exc
@@ -350,6 +360,34 @@ class JsonConverter(ConverterBase):
             schema = self.as_connect_schema(node["schema"])
             return SchemaAndValue(schema, self.convert_to_connect(schema, node["payload"]))
         return SchemaAndValue(None, self.convert_to_connect(None, node))
+
+    def _envelope(self, data: bytes) -> tuple[Schema | None, Any] | None:
+        """The schema and payload of `{"schema":S,"payload":P}` as JsonConverter writes it,
+        with S not parsed again when it is the text of the previous record's schema (a topic's
+        records mostly share one). None for anything else (other spacing or key order, bad
+        JSON, more keys): the general path then reads it or says what is wrong."""
+        if not data.startswith(_SCHEMA_PREFIX):
+            return None
+        start = len(_SCHEMA_PREFIX)
+        try:
+            text = data.decode("utf-8")
+            last = self._last_schema
+            if (last is not None and text.startswith(last[0], start)
+                    and text.startswith(_PAYLOAD_SEP, start + len(last[0]))):
+                schema, at = last[1], start + len(last[0]) + len(_PAYLOAD_SEP)
+            else:
+                node, end = _DECODER.raw_decode(text, start)
+                if not text.startswith(_PAYLOAD_SEP, end):
+                    return None
+                schema = self.as_connect_schema(node)
+                self._last_schema = (text[start:end], schema)
+                at = end + len(_PAYLOAD_SEP)
+            payload, end = _DECODER.raw_decode(text, at)
+        except ValueError:  # not UTF-8, not JSON (UnicodeDecodeError, JSONDecodeError)
+            return None
+        if text[end:].strip(" \t\n\r") != "}":
+            return None
+        return schema, payload
 
     def as_connect_schema(self, node: Any) -> Schema | None:
         """Kafka's JsonConverter.asConnectSchema: Kafka's JSON schema as a Schema."""
