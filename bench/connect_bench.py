@@ -74,6 +74,9 @@ except ImportError:  # pragma: no cover
     from processes import REPO, Broker, Node, free_port, start_broker, stop_broker
 
 BASELINE = Path(__file__).resolve().with_name("connect_baseline.py")
+BYTEWAX = Path(__file__).resolve().with_name("connect_bytewax.py")
+# PEER ONLY: what the bytewax environment installs (its own venv, never strom's)
+BYTEWAX_PACKAGES = ["bytewax==0.21.1", "confluent-kafka", "asyncpg"]
 BROKER_SETTINGS = {"group.initial.rebalance.delay.ms": "0"}
 PG_SETTINGS = {"wal_level": "logical", "max_replication_slots": "10", "max_wal_senders": "10",
                "shared_buffers": "256MB"}
@@ -195,20 +198,30 @@ class Connector:
             rest(self.worker, "DELETE", f"/connectors/{self.name}")
 
 
-class BaselineProcess:
-    """bench/connect_baseline.py started ahead and told to go by `start()`."""
+@dataclass(frozen=True)
+class Peer:
+    """What runs beside strom.connect: the hand-written baseline, or bytewax in its venv."""
 
-    def __init__(self, root: Path, name: str, argv: list[str]) -> None:
+    name: str
+    python: str
+    script: Path
+
+
+class BaselineProcess:
+    """A peer's script (connect_baseline.py, connect_bytewax.py) started ahead and told to go
+    by `start()`."""
+
+    def __init__(self, root: Path, name: str, argv: list[str], peer: Peer) -> None:
         self.log_path = root / f"{name}.log"
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of strom
         with open(self.log_path, "ab") as logfile:
-            self.proc = subprocess.Popen([sys.executable, str(BASELINE), *argv],
+            self.proc = subprocess.Popen([peer.python, str(peer.script), *argv],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=logfile, env=env, start_new_session=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if line.strip() != b"ready":
-            raise RuntimeError(f"the baseline did not start:\n{self.log_tail()}")
+            raise RuntimeError(f"{peer.name} did not start:\n{self.log_tail()}")
 
     def start(self) -> None:
         assert self.proc.stdin is not None
@@ -218,7 +231,7 @@ class BaselineProcess:
     def check(self) -> None:
         code = self.proc.poll()
         if code not in (None, 0):
-            raise RuntimeError(f"the baseline exited with {code}:\n{self.log_tail()}")
+            raise RuntimeError(f"the peer exited with {code}:\n{self.log_tail()}")
 
     def own_seconds(self) -> float | None:
         """The time the baseline took by its own clock (`done S` once flushed), if it said."""
@@ -345,26 +358,35 @@ def bench_file(ctx: Context) -> list[Result]:
             connector.delete()
         progress_line(result)
         results.append(result)
-        if ctx.args.baseline:
-            base_topic = f"file-{label}-baseline"
-            create_topic(ctx.broker.bootstrap, base_topic)
-            base = BaselineProcess(ctx.root, f"baseline-file-{label}", [
-                "file", "--bootstrap", ctx.broker.bootstrap, "--topic", base_topic,
-                "--file", str(path), "--format", label,
-                "--batch-size", str(ctx.args.file_batch)])
-            result = Result(scenario, "baseline", count, mbytes=text_bytes / 1e6)
-            try:
-                measure(result, base.start, lambda t=base_topic: ctx.marks.total(t),
-                        base.check, 0.02)
-            finally:
-                base.stop()
-            own = base.own_seconds()
-            if own is not None:
-                result.extra["own_seconds"] = own
-            progress_line(result)
-            results.append(result)
+        for peer in ctx.peers:
+            results.append(file_peer(ctx, peer, scenario, label, path, text_bytes))
     path.unlink()
     return results
+
+
+def file_peer(ctx: Context, peer: Peer, scenario: str, label: str, path: Path,
+              text_bytes: int) -> Result:
+    count = ctx.args.file_records
+    topic = f"file-{label}-{peer.name}"
+    create_topic(ctx.broker.bootstrap, topic)
+    result = Result(scenario, peer.name, count, mbytes=text_bytes / 1e6)
+    try:
+        process = BaselineProcess(ctx.root, f"{peer.name}-file-{label}", [
+            "file", "--bootstrap", ctx.broker.bootstrap, "--topic", topic, "--file", str(path),
+            "--format", label, "--batch-size", str(ctx.args.file_batch)], peer)
+    except RuntimeError as exc:
+        result.error = str(exc).splitlines()[0]
+        log(f"  FAILED {scenario} {peer.name}: {exc}")
+        return result
+    try:
+        measure(result, process.start, lambda: ctx.marks.total(topic), process.check, 0.02)
+    finally:
+        process.stop()
+    own = process.own_seconds()
+    if own is not None:
+        result.extra["own_seconds"] = own
+    progress_line(result)
+    return result
 
 
 # --------------------------------------------------------------------------- 2. topic -> PG
@@ -434,25 +456,30 @@ def bench_sink(ctx: Context) -> list[Result]:
                 connector.delete()
             progress_line(result)
             results.append(result)
-            if ctx.args.baseline:
-                results.append(sink_baseline(ctx, scenario, mode, topic, url, count, mbytes,
-                                             conn))
+            for peer in ctx.peers:
+                results.append(sink_peer(ctx, peer, scenario, mode, topic, url, mbytes, conn))
     finally:
         conn.close()
     return results
 
 
-def sink_baseline(ctx: Context, scenario: str, mode: str, topic: str, url: str, count: int,
-                  mbytes: float, conn: Any) -> Result:
-    table = f"baseline_{mode}"
-    base = BaselineProcess(ctx.root, f"baseline-sink-{mode}", [
-        "sink", "--bootstrap", ctx.broker.bootstrap, "--topic", topic,
-        "--group", f"baseline-{mode}", "--dsn", url, "--table", table, "--mode", mode])
-    result = Result(scenario, "baseline", count, mbytes=mbytes)
+def sink_peer(ctx: Context, peer: Peer, scenario: str, mode: str, topic: str, url: str,
+              mbytes: float, conn: Any) -> Result:
+    table = f"{peer.name}_{mode}"
+    result = Result(scenario, peer.name, ctx.args.sink_records, mbytes=mbytes)
     try:
-        measure(result, base.start, lambda: row_count(conn, table), base.check, 0.1)
+        process = BaselineProcess(ctx.root, f"{peer.name}-sink-{mode}", [
+            "sink", "--bootstrap", ctx.broker.bootstrap, "--topic", topic,
+            "--group", f"{peer.name}-{mode}", "--dsn", url, "--table", table, "--mode", mode],
+            peer)
+    except RuntimeError as exc:
+        result.error = str(exc).splitlines()[0]
+        log(f"  FAILED {scenario} {peer.name}: {exc}")
+        return result
+    try:
+        measure(result, process.start, lambda: row_count(conn, table), process.check, 0.1)
     finally:
-        base.stop()
+        process.stop()
     progress_line(result)
     return result
 
@@ -627,6 +654,7 @@ class Context:
     broker: Broker
     worker: Node
     marks: Watermarks
+    peers: list[Peer] = field(default_factory=list)
     pg: Any = None
     pg_user: str = ""
     pg_password: str = ""
@@ -661,25 +689,34 @@ def header_lines(machine: dict[str, Any], args: argparse.Namespace) -> list[str]
             f"(librdkafka {machine['librdkafka']}), {machine['postgresql']}",
             "broker, worker, PostgreSQL (fsync=on), baseline and this script share the "
             f"{machine['nproc']} cores; the worker is a separate standalone process",
-            "baseline: bench/connect_baseline.py, a hand-written confluent-kafka + asyncpg "
-            "pipeline doing the same work (no Python Kafka Connect runtime installs here)"]
+            "peers (no Python Kafka Connect runtime installs here): baseline = "
+            "bench/connect_baseline.py, a hand-written confluent-kafka + asyncpg pipeline doing "
+            "the same work; bytewax = the same pipelines as bytewax 0.21 dataflows "
+            "(bench/connect_bytewax.py, in its own venv)"]
 
 
-def table_rows(results: list[Result]) -> list[list[str]]:
+def table_header(peers: list[str]) -> list[str]:
+    return ["figure", "strom.connect", "first record after",
+            *(cell for p in peers for cell in (p, f"strom.connect/{p}"))]
+
+
+def table_rows(results: list[Result], peers: list[str]) -> list[list[str]]:
     rows = []
     by_key = {(r.scenario, r.runner): r for r in results}
     for r in results:
         if r.runner != "strom.connect":
             continue
-        base = by_key.get((r.scenario, "baseline"))
         if "latency" in r.scenario:
             figure = ("p50 {p50_ms:.1f} / p95 {p95_ms:.1f} / p99 {p99_ms:.1f} / "
                       "max {max_ms:.1f} ms").format(**r.extra) if r.extra else "failed"
-            rows.append([r.scenario, figure, "-", "-", "-"])
+            rows.append([r.scenario, figure, "-", *(["-"] * 2 * len(peers))])
             continue
-        rows.append([r.scenario, rate_cell(r), f"{r.first_s:.2f} s" if not r.error else "-",
-                     rate_cell(base) if base else "-",
-                     f"{r.rate / base.rate:.2f}x" if base and base.rate and r.rate else "-"])
+        row = [r.scenario, rate_cell(r), f"{r.first_s:.2f} s" if not r.error else "-"]
+        for name in peers:
+            other = by_key.get((r.scenario, name))
+            row += [rate_cell(other) if other else "-",
+                    f"{r.rate / other.rate:.2f}x" if other and other.rate and r.rate else "-"]
+        rows.append(row)
     return rows
 
 
@@ -690,30 +727,27 @@ def rate_cell(r: Result) -> str:
     return f"{r.rate:,.0f} rec/s ({r.seconds:.1f} s{mb})"
 
 
-HEADER = ["figure", "strom.connect", "first record after", "baseline", "strom.connect/baseline"]
-
-
-def format_table(rows: list[list[str]], markdown: bool) -> list[str]:
+def format_table(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
     if markdown:
-        return ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),
+        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                 *("| " + " | ".join(row) + " |" for row in rows)]
-    widths = [max(len(line[i]) for line in [HEADER, *rows]) for i in range(len(HEADER))]
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
 
     def fmt(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    return [fmt(HEADER), "  ".join("-" * w for w in widths), *map(fmt, rows)]
+    return [fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)]
 
 
-def write_results(out: Path, header: list[str], rows: list[list[str]],
-                  payload: dict[str, Any]) -> Path:
+def write_results(out: Path, header: list[str], table: list[str], payload: dict[str, Any]
+                  ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"connect-bench-{stamp}.json").write_text(
         json.dumps(payload, indent=2, default=str) + "\n")
     md = out / f"connect-bench-{stamp}.md"
     md.write_text("\n".join([f"# {header[0]}", "", *(f"- {line}" for line in header[1:]), "",
-                             *format_table(rows, markdown=True), ""]))
+                             *table, ""]))
     return md
 
 
@@ -724,8 +758,13 @@ def parse_args() -> argparse.Namespace:
                         "5 s of CDC at 100 rows/s, 10,000 bulk rows")
     parser.add_argument("--only", default="file,sink,cdc",
                         help="comma-separated parts: file, sink, cdc (all)")
-    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
-                        help="skip the hand-written baseline runs")
+    parser.add_argument("--peers", default="baseline,bytewax",
+                        help="what runs beside strom.connect for file and sink: baseline "
+                        "(bench/connect_baseline.py), bytewax (bench/connect_bytewax.py in "
+                        "its own venv), both (the default) or none")
+    parser.add_argument("--venv", type=Path, default=REPO / "bench" / ".venvs",
+                        help="where the bytewax environment is made on first use "
+                        "(bench/.venvs, gitignored)")
     parser.add_argument("--file-records", type=int, help="lines of the file (1,000,000)")
     parser.add_argument("--file-batch", type=int, default=2000,
                         help="FileStreamSource batch.size (2000, its default)")
@@ -750,7 +789,41 @@ def parse_args() -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, small if short else full)
     args.parts = {p.strip() for p in args.only.split(",") if p.strip()}
+    args.peer_names = [p.strip() for p in args.peers.split(",")
+                       if p.strip() in ("baseline", "bytewax")]
     return args
+
+
+def bytewax_python(root: Path) -> str:
+    """PEER ONLY: the python of bytewax's own environment, made on first use (~10 s)."""
+    venv = root / "bytewax"
+    python = venv / "bin" / "python"
+    ready = venv / ".bench-ready"
+    if not ready.exists():
+        log(f"creating the bytewax environment in {venv} (python -m venv + pip install "
+            f"{' '.join(BYTEWAX_PACKAGES)}) ...")
+        if venv.exists():
+            shutil.rmtree(venv)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        *BYTEWAX_PACKAGES], check=True, timeout=900)
+        ready.write_text(subprocess.run([str(python), "-m", "pip", "freeze"], check=True,
+                                        capture_output=True, text=True, timeout=120).stdout)
+    return str(python)
+
+
+def make_peers(args: argparse.Namespace) -> list[Peer]:
+    peers = []
+    for name in args.peer_names:
+        if name == "baseline":
+            peers.append(Peer("baseline", sys.executable, BASELINE))
+            continue
+        try:
+            peers.append(Peer("bytewax", bytewax_python(args.venv), BYTEWAX))
+        except (OSError, subprocess.SubprocessError) as exc:
+            log(f"bytewax left out: its environment could not be made ({exc})")
+    args.peer_names = [peer.name for peer in peers]
+    return peers
 
 
 def run(args: argparse.Namespace, root: Path, closers: list[Callable[[], None]]
@@ -762,7 +835,7 @@ def run(args: argparse.Namespace, root: Path, closers: list[Callable[[], None]]
     closers.append(lambda: stop_node(worker))
     marks = Watermarks(broker.bootstrap)
     closers.append(marks.close)
-    ctx = Context(args, root, broker, worker, marks)
+    ctx = Context(args, root, broker, worker, marks, make_peers(args))
     results: list[Result] = []
     if "file" in args.parts:
         results += bench_file(ctx)
@@ -802,16 +875,17 @@ def main() -> int:
     except (KeyboardInterrupt, Stop) as exc:
         log(f"interrupted ({str(exc) or 'Ctrl-C'}): processes stopped, temporary files removed")
         return 130
-    rows = table_rows(results)
-    print("\n" + "\n".join([header[0], *format_table(rows, markdown=False)]))
+    columns = table_header(args.peer_names)
+    rows = table_rows(results, args.peer_names)
+    print("\n" + "\n".join([header[0], *format_table(columns, rows, markdown=False)]))
     print(f"\n(total {time.perf_counter() - began:.0f} s)")
     if args.short:
         print("short run: the baseline's runs last under a second, so its start-up weighs in"
               " its rate and the ratios; take figures from a full run")
     payload = {"machine": machine, "settings": {k: v for k, v in vars(args).items()
-                                                if k not in ("out", "parts")},
+                                                if k not in ("out", "parts", "venv")},
                "results": [asdict(r) | {"rate": r.rate} for r in results]}
-    md = write_results(args.out, header, rows, payload)
+    md = write_results(args.out, header, format_table(columns, rows, markdown=True), payload)
     log(f"wrote {md.with_suffix('.json').name} and {md.name} in {md.parent}")
     return 0 if all(not r.error for r in results) else 1
 
