@@ -5,9 +5,10 @@ Every process is separate: a strom broker (`python -m strom serve --data-dir DIR
 connect --standalone worker.properties`, no connector files: the script creates each
 connector through the REST API and deletes it after its run), a private PostgreSQL server
 (`strom.testing.postgres.PostgresServer`: fsync=on, synchronous_commit=on,
-wal_level=logical) and, for the comparison, the hand-written baseline `bench/connect_baseline.py`
-(confluent-kafka + asyncpg doing the same work with the same client settings). This script
-only creates the work and watches it finish.
+wal_level=logical) and, for the comparison, two peers doing the same work with the same
+client settings: the hand-written baseline `bench/connect_baseline.py` (confluent-kafka +
+asyncpg) and bytewax 0.21 (`bench/connect_bytewax.py`, in its own venv under bench/.venvs,
+made on first use). This script only creates the work and watches it finish.
 
 1. file -> topic: FileStreamSource over a file of N lines of ~100 B into a 1-partition topic,
    value StringConverter (the line as is), then JsonConverter schemas.enable=true (as Kafka's
@@ -26,19 +27,21 @@ only creates the work and watches it finish.
    transactions (INSERT ... SELECT generate_series), timed from the first INSERT until that
    table's topic holds N records.
 
-The baseline runs for 1 and 2 (a hand-written CDC reader of pgoutput is not what a team would
-write for a comparison; CDC is absolute). Each baseline process starts, imports, prints
-"ready", and is timed from the line that tells it to go: like the worker, it creates its
-clients in the timed part. The ratio column is strom.connect / baseline.
+The peers run for 1 and 2 (a hand-written CDC reader of pgoutput is not what a team would
+write for a comparison, and bytewax has no PostgreSQL CDC source; CDC is absolute). Each peer
+process starts, imports, prints "ready", and is timed from the line that tells it to go: like
+the worker, it creates its clients in the timed part. The ratio columns are
+strom.connect / peer.
 
 Everything the run writes (broker data, the worker's offsets, the input file, PostgreSQL's
-cluster) is in temporary directories removed at the end, also on errors, Ctrl-C and SIGTERM.
+cluster) is in temporary directories removed at the end, also on errors, Ctrl-C and SIGTERM;
+only the bytewax environment (an install, reused) and the results in bench/results/ stay.
 
 Usage (from the repository root):
 
-    PYTHONPATH=src:. .venv/bin/python -m bench.connect_bench            # ~3 min on 2 quiet cores
+    PYTHONPATH=src:. .venv/bin/python -m bench.connect_bench            # ~2-3 min on 2 cores
     PYTHONPATH=src:. .venv/bin/python -m bench.connect_bench --short    # ~30 s: a check
-    PYTHONPATH=src:. .venv/bin/python -m bench.connect_bench --only file,sink --no-baseline
+    PYTHONPATH=src:. .venv/bin/python -m bench.connect_bench --only file,sink --peers none
 """
 
 from __future__ import annotations
@@ -687,7 +690,7 @@ def header_lines(machine: dict[str, Any], args: argparse.Namespace) -> list[str]
             f"machine: nproc={machine['nproc']}, {machine['cpu']}, {machine['platform']}",
             f"python {machine['python']}, confluent-kafka {machine['confluent_kafka']} "
             f"(librdkafka {machine['librdkafka']}), {machine['postgresql']}",
-            "broker, worker, PostgreSQL (fsync=on), baseline and this script share the "
+            "broker, worker, PostgreSQL (fsync=on), the peers and this script share the "
             f"{machine['nproc']} cores; the worker is a separate standalone process",
             "peers (no Python Kafka Connect runtime installs here): baseline = "
             "bench/connect_baseline.py, a hand-written confluent-kafka + asyncpg pipeline doing "
@@ -880,8 +883,8 @@ def main() -> int:
     print("\n" + "\n".join([header[0], *format_table(columns, rows, markdown=False)]))
     print(f"\n(total {time.perf_counter() - began:.0f} s)")
     if args.short:
-        print("short run: the baseline's runs last under a second, so its start-up weighs in"
-              " its rate and the ratios; take figures from a full run")
+        print("short run: the peers' runs last under a second, so their start-up weighs in"
+              " their rates and the ratios; take figures from a full run")
     payload = {"machine": machine, "settings": {k: v for k, v in vars(args).items()
                                                 if k not in ("out", "parts", "venv")},
                "results": [asdict(r) | {"rate": r.rate} for r in results]}
