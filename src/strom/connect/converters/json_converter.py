@@ -336,9 +336,9 @@ class JsonConverter(ConverterBase):
     def _struct_to_json(self, schema: Schema | None, value: Any) -> Any:
         if not isinstance(value, Struct):
             raise TypeError(type(value))
-        if value.schema != schema:
+        if value.schema is not schema and value.schema != schema:  # `is`: no deep compare
             raise DataException("Mismatching schema.")
-        return {f.name: self.convert_to_json(f.schema, value.get_without_default(f.name))
+        return {f.name: self.convert_to_json(f.schema, value.get_without_default(f))
                 for f in value.schema.fields}
 
     # -- JSON -> Connect ---------------------------------------------------------------------
