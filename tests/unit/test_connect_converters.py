@@ -445,3 +445,41 @@ def test_plugin_lookup_header_converters_and_registration() -> None:
     plugins.register_converter(Mine, "com.example.Mine", "Mine")
     assert plugins.converter("com.example.Mine") is Mine and plugins.converter("Mine") is Mine
     assert "org.apache.kafka.connect.json.JsonConverter" in plugins.full_names("converter")
+
+
+ENVELOPE_SCHEMA = ('{"type":"struct","fields":[{"field":"id","type":"int64","optional":false},'
+                   '{"field":"x","type":"double","optional":true}],"optional":false}')
+ENVELOPES = [text.replace("@S@", ENVELOPE_SCHEMA) for text in [
+    '{"schema":@S@,"payload":{"id":1,"x":1.5}}',
+    '{"schema":@S@,"payload":{"id":2,"x":null}}',  # same schema text again
+    '{"schema":{"type":"int64","optional":false},"payload":12345678901234567890}',
+    '{"schema":@S@,"payload":{"id":3}} \n',
+    '{"schema":@S@,"payload":{"id":4} }',
+    '{"schema":@S@,"payload":{"id":5},"extra":1}',
+    '{"schema":@S@,"payload":{"id":6}}garbage',
+    '{"schema":@S@, "payload":{"id":7}}',
+    '{"payload":{"id":8},"schema":@S@}',
+    '{"schema":@S@,"payload":{"id":"nine"}}',
+    '{"schema":null,"payload":{"a":1}}',
+    '{"schema":{"type":"nope"},"payload":1}',
+    '{"schema":1,"payload":2}',
+    '{"schema":{"type":"string","optional":false},"payload":"unterminated"',
+]]
+
+
+def test_envelope_fast_path_reads_as_the_general_path() -> None:
+    """`{"schema":S,"payload":P}` as JsonConverter writes it is read without parsing S again
+    when S is the previous record's text; every input (other spellings, errors) reads the same
+    as through json.loads of the whole value."""
+    def read(converter: JsonConverter, text: str) -> tuple[Any, ...]:
+        try:
+            result = converter.to_connect_data("t", text.encode())
+        except DataException as error:
+            return "error", str(error)
+        return "ok", result.schema, repr(result.value)
+
+    fast = json_converter()
+    general = json_converter()
+    general._envelope = lambda data: None  # type: ignore[method-assign]
+    for text in ENVELOPES + ENVELOPES[::-1]:
+        assert read(fast, text) == read(general, text), text

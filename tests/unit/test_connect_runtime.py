@@ -132,3 +132,25 @@ def test_error_settings_and_headers() -> None:
     assert headers["__connect.errors.task.id"] == b"2"
     assert headers["__connect.errors.stage"] == b"TRANSFORMATION"
     assert headers["__connect.errors.exception.class.name"] == b"builtins.KeyError"
+
+
+def test_source_record_rendered_only_when_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A source task's context keeps the record; its repr is made only for the log line."""
+    from strom.connect.tolerance import log_error
+
+    class Record:
+        renders = 0
+
+        def __repr__(self) -> str:
+            Record.renders += 1
+            return "SourceRecord{line-7}"
+
+    context = ProcessingContext("c", 0, Stage.VALUE_CONVERTER, "x.Y", ValueError("bad"),
+                                source_record=Record())
+    assert Record.renders == 0
+    log_error(context, include_messages=False)
+    assert Record.renders == 0
+    with caplog.at_level("ERROR", logger="strom.connect.errors.log"):
+        log_error(context, include_messages=True)
+    assert Record.renders == 1
+    assert "where source record is = SourceRecord{line-7}" in caplog.text

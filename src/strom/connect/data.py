@@ -565,7 +565,7 @@ def validate_value(schema: Schema | None, value: Any, field_name: str | None = N
 
 def _validate_nested(schema: Schema, value: Any, field_name: str | None) -> None:
     if schema.type is Type.STRUCT:
-        if value.schema != schema:
+        if value.schema is not schema and value.schema != schema:  # `is`: no deep compare
             raise DataException("Struct schemas do not match.")
         value.validate()
     elif schema.type is Type.ARRAY:

@@ -105,6 +105,7 @@ class FileStreamSourceTask(SourceTask):
         self._position = 0
         self._pending = b""
         self._stopping = False
+        self._source_partition: dict[str, Any] = {}
 
     def version(self) -> str:
         return __version__
@@ -116,7 +117,13 @@ class FileStreamSourceTask(SourceTask):
         self._stopping = False
 
     def _partition(self) -> dict[str, Any] | None:
-        return {FILENAME_FIELD: self.filename} if self.filename else None
+        """The source partition, one object for all the records of a file (the worker
+        remembers the offset key of the last partition object it saw)."""
+        if not self.filename:
+            return None
+        if self._source_partition.get(FILENAME_FIELD) != self.filename:
+            self._source_partition = {FILENAME_FIELD: self.filename}
+        return self._source_partition
 
     def _open(self) -> bool:
         """Open the file (at the committed position the first time); False if it is missing."""
@@ -194,14 +201,16 @@ class FileStreamSourceTask(SourceTask):
             chunk = self._stream.read(1 << 16)
             if chunk:
                 self._pending += chunk
+        pending, start = self._pending, 0  # cut once at the end, not after every line
         while len(records) < self.batch_size:
-            newline = self._pending.find(b"\n")
+            newline = pending.find(b"\n", start)
             if newline < 0:
                 break
-            raw = self._pending[:newline]
-            self._pending = self._pending[newline + 1:]
-            self._position += newline + 1
+            raw = pending[start:newline]
+            self._position += newline + 1 - start
+            start = newline + 1
             records.append(self._record(raw.rstrip(b"\r").decode("utf-8", "replace")))
+        self._pending = pending[start:]
         return records
 
     def _record(self, line: str) -> SourceRecord:

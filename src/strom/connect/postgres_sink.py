@@ -341,8 +341,8 @@ class Run:
 
 
 def _fields_of(value: Any, schema: Schema | None) -> list[tuple[str, Schema | None, Any]]:
-    if isinstance(value, Struct):
-        return [(f.name, f.schema, value.get(f.name)) for f in value.schema.fields]
+    if isinstance(value, Struct):  # get(Field): no search of the fields by name
+        return [(f.name, f.schema, value.get(f)) for f in value.schema.fields]
     if isinstance(value, Mapping):
         field_schemas = {f.name: f.schema for f in schema.fields} \
             if schema is not None and schema.type is Type.STRUCT else {}
@@ -532,7 +532,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, Struct):
-        return {f.name: _jsonable(value.get(f.name)) for f in value.schema.fields}
+        return {f.name: _jsonable(value.get(f)) for f in value.schema.fields}
     return value
 
 

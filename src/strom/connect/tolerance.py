@@ -99,6 +99,7 @@ class ProcessingContext:
     raw_value: bytes | None = None
     raw_headers: list[tuple[str, bytes | None]] | None = None
     record_repr: str | None = None
+    source_record: Any = None  # a source record, rendered (repr) only if an error is logged
 
 
 class ToleranceExceeded(Exception):
@@ -178,8 +179,9 @@ def log_error(context: ProcessingContext, include_messages: bool) -> None:
                     f"{context.partition}, offset={context.offset}}}")
         if include_messages:
             message += f", key={context.raw_key!r}, value={context.raw_value!r}"
-    elif include_messages and context.record_repr:
-        message += f", where source record is = {context.record_repr}"
+    elif include_messages and (context.record_repr or context.source_record is not None):
+        shown = context.record_repr or repr(context.source_record)
+        message += f", where source record is = {shown}"
     log.error(message + ".", exc_info=error)
 
 

@@ -86,7 +86,7 @@ def _append(value: Any, embedded: bool) -> str:
         return "{" + ",".join(_append(k, True) + ":" + _append(v, True)
                               for k, v in value.items()) + "}"
     if isinstance(value, Struct):
-        return "{" + ",".join(f'"{_escape(f.name)}":' + _append(value.get(f.name), True)
+        return "{" + ",".join(f'"{_escape(f.name)}":' + _append(value.get(f), True)
                               for f in value.schema.fields) + "}"
     return str(value)
 

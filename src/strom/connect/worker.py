@@ -364,6 +364,7 @@ class WorkerSourceTask(WorkerTask):
         self.submitted: deque[_Submitted] = deque()
         self.acked: list[_Submitted] = []
         self.failures: list[str] = []
+        self._last_partition: tuple[Mapping[str, Any], dict[str, Any], str] | None = None
         # Offsets taken off `submitted` whose write failed: written with the next commit.
         self.unwritten: dict[str, Mapping[str, Any] | None] = {}
         # KIP-618 transaction boundaries (exactly-once source support only).
@@ -652,9 +653,18 @@ class WorkerSourceTask(WorkerTask):
                 "topic exists and restart the task") from error
         return True
 
+    def _offset_key(self, partition: Mapping[str, Any]) -> str:
+        """offset_key of the connector and `partition`, remembered for the last partition:
+        a task usually hands the same partition object to many records in a row."""
+        last = self._last_partition
+        if last is None or last[0] is not partition or last[1] != partition:
+            last = self._last_partition = (partition, dict(partition),
+                                           offset_key(self.connector, partition))
+        return last[2]
+
     async def _send(self, record: Any) -> None:
         entry = _Submitted(
-            record, offset_key(self.connector, record.source_partition)
+            record, self._offset_key(record.source_partition)
             if record.source_partition else None,
             record.source_offset if record.source_partition else None)
         self.submitted.append(entry)
@@ -720,7 +730,7 @@ class WorkerSourceTask(WorkerTask):
             context = ProcessingContext(self.connector, self.task_id, Stage.KAFKA_PRODUCE,
                                         f"{type(self).__module__}.{type(self).__qualname__}",
                                         KafkaException(err), topic=topic,
-                                        record_repr=repr(entry.record))
+                                        source_record=entry.record)
             log_error(context, errors.settings.log_include_messages)
             errors.errors_logged += 1
         entry.done = True
@@ -730,7 +740,7 @@ class WorkerSourceTask(WorkerTask):
                        value_conv: Any, header_conv: Any
                        ) -> tuple[str, int | None, bytes | None, bytes | None,
                                   list[tuple[str, bytes | None]], int | None] | None:
-        context = ProcessingContext(self.connector, self.task_id, record_repr=repr(record))
+        context = ProcessingContext(self.connector, self.task_id, source_record=record)
         out = await transform(self.errors, chain, record, context)
         if out is None:
             return None
@@ -757,8 +767,14 @@ class WorkerSourceTask(WorkerTask):
         return out.topic, out.kafka_partition, key, value, headers, out.timestamp
 
     async def _ack(self, task: SourceTask) -> None:
-        while self.acked:
-            entry = self.acked.pop(0)
+        """commit_record for each acknowledged record, in order; skipped when the task keeps
+        SourceTask's (a no-op): a plain method runs in a thread, a round trip per record."""
+        if not self.acked:
+            return
+        acked, self.acked = self.acked, []
+        if type(task).commit_record is SourceTask.commit_record:
+            return
+        for entry in acked:
             try:
                 await _call(task.commit_record, entry.record, entry.metadata)
             except Exception:
