@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ClassVar
 
@@ -570,3 +571,98 @@ async def test_reconfiguration_errors_fail_the_connector() -> None:
     await until(lambda: not herder._pending, what="the reconfiguration finished")
     FlakyConnector.break_configs = False
     await herder.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Task reconfigurations: requested from any thread, retried until written
+
+
+class GrowingConnector(NoEosConnector):
+    """A connector whose task count a test changes, then asks for a reconfiguration."""
+
+    count: ClassVar[int] = 1
+
+    def task_class(self) -> type[Task]:
+        return scripted()
+
+    def task_configs(self, max_tasks: int) -> list[dict[str, str]]:
+        return [{"task": str(i)} for i in range(GrowingConnector.count)]
+
+
+def _from_a_thread(call: Callable[[], None]) -> None:
+    import threading
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+
+
+@synchronously
+async def test_standalone_reconfiguration_requested_from_a_thread() -> None:
+    GrowingConnector.count = 1
+    herder = StandaloneHerder(Worker(WorkerConfig({}), MemoryOffsetBackingStore()))
+    await herder.put_connector_config("x", {"connector.class": f"{HERE}:GrowingConnector",
+                                            "tasks.max": "3"}, False)
+    await until(lambda: len(herder.worker.tasks_of("x")) == 1, what="one task")
+    GrowingConnector.count = 2
+    instance = herder.worker.connectors["x"].instance
+    assert instance is not None
+    # Kafka's connectors watch their source from threads of their own and call this there.
+    _from_a_thread(instance.context.request_task_reconfiguration)
+    await until(lambda: len(herder.worker.tasks_of("x")) == 2, what="two tasks")
+    assert [c["task"] for c in herder.task_config_map["x"]] == ["0", "1"]
+    await herder.stop()
+
+
+@synchronously
+async def test_distributed_reconfiguration_is_retried_until_its_configs_are_written() -> None:
+    from strom.connect import distributed
+    from strom.connect.distributed import DistributedConfig, DistributedHerder
+    from strom.connect.kafka_store import KafkaOffsetBackingStore
+    from strom.connect.worker import WorkerConnector
+
+    GrowingConnector.count = 1
+    client = {"bootstrap.servers": "127.0.0.1:9"}  # never contacted: the writes are replaced
+    worker = Worker(WorkerConfig({"bootstrap.servers": "127.0.0.1:9"}),
+                    KafkaOffsetBackingStore(client, "offsets"))
+    herder = DistributedHerder(worker, DistributedConfig({"group.id": "g"}),
+                               KafkaOffsetBackingStore(client, "offsets"))
+    written: list[list[dict[str, str]]] = []
+    failures = [RuntimeError("writing to connect-configs failed: timed out")] * 2
+
+    async def write(name: str, configs: list[dict[str, str]]) -> None:
+        if failures:
+            raise failures.pop()
+        written.append(configs)
+        herder.task_config_map[name] = configs  # as when the commit record is read back
+
+    herder._write_task_configs = write  # type: ignore[method-assign]
+    connector = WorkerConnector(worker, "x", GrowingConnector,
+                                {"connector.class": f"{HERE}:GrowingConnector",
+                                 "tasks.max": "3"})
+    worker.connectors["x"] = connector
+    assert await connector.start()
+    await herder._update_task_configs(connector)  # the first write fails: not raised, kept
+    assert written == [] and herder._reconfigure_attempts == {"x": 1}
+    first = herder._reconfigure_at["x"]
+    assert first > time.monotonic()
+    await herder._reconfigure_due()  # not due yet
+    assert written == []
+    herder._reconfigure_at["x"] = 0.0
+    await herder._reconfigure_due()  # fails again: a longer backoff
+    assert written == [] and herder._reconfigure_attempts == {"x": 2}
+    assert herder._reconfigure_at["x"] - time.monotonic() > distributed.RECONFIGURE_BACKOFF_S
+    herder._reconfigure_at["x"] = 0.0
+    await herder._reconfigure_due()
+    assert [[c["task"] for c in configs] for configs in written] == [["0"]]
+    assert herder._reconfigure_at == {} and herder._reconfigure_attempts == {}
+    # A request from a connector's own thread: done on the next tick.
+    GrowingConnector.count = 2
+    assert connector.instance is not None
+    _from_a_thread(connector.instance.context.request_task_reconfiguration)
+    await until(lambda: "x" in herder._reconfigure_at, what="the request noted")
+    await herder._reconfigure_due()
+    assert [c["task"] for c in written[-1]] == ["0", "1"]
+    await connector.stop()
+    for log_ in (herder.config_log, herder.status_log, herder.offset_store):
+        log_.stop()
+    herder.membership.stop()

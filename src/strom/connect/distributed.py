@@ -65,6 +65,9 @@ TICK_S = 0.25
 # UNASSIGNED status, written once its task stopped within its 5 s and flushed its offsets)
 # before the leader gives it to its new worker anyway.
 MOVE_TIMEOUT_S = 15.0
+# Kafka's herder retries a connector's task reconfiguration from 250 ms up to 60 s.
+RECONFIGURE_BACKOFF_S = 0.25
+RECONFIGURE_BACKOFF_MAX_S = 60.0
 
 
 class DistributedConfig:
@@ -210,6 +213,11 @@ class DistributedHerder(StandaloneHerder):
         self._ticker: asyncio.Task[None] | None = None
         self._stopping = False
         self.rebalances = 0  # assignments applied since the worker started
+        # Task reconfigurations to do: connector -> when (monotonic; 0 at once), with the
+        # failed attempts of each (the backoff of `_retry_reconfiguration`).
+        self._reconfigure_at: dict[str, float] = {}
+        self._reconfigure_attempts: dict[str, int] = {}
+        self._reconfigure_lock = threading.Lock()
         worker.collector.rebalance = self.rebalance_state
 
     # --- startup ----------------------------------------------------------------------------
@@ -376,6 +384,7 @@ class DistributedHerder(StandaloneHerder):
                 if self.membership.leader and self.loaded:
                     await self._lead()
                 await self._reconcile()
+                await self._reconfigure_due()
                 await self._publish_statuses()
             except asyncio.CancelledError:
                 raise
@@ -567,7 +576,12 @@ class DistributedHerder(StandaloneHerder):
             connector.status = Status(State.FAILED, self.config.worker_id, trace_of(error))
             return
         if configs != self.task_config_map.get(connector.name):
-            await self._write_task_configs(connector.name, configs)
+            try:
+                await self._write_task_configs(connector.name, configs)
+            except Exception as error:
+                self._retry_reconfiguration(connector.name, error)
+                return
+        self._reconfigure_attempts.pop(connector.name, None)
 
     async def _write_task_configs(self, name: str, configs: list[dict[str, str]]) -> None:
         records: list[tuple[str, Any]] = [(f"task-{name}-{i}", {"properties": config})
@@ -602,13 +616,33 @@ class DistributedHerder(StandaloneHerder):
                                     _status_json(status, self.generation))], False))
 
     def _request_reconfiguration(self, name: str) -> None:
-        asyncio.get_running_loop().create_task(self._reconfigure(name))
+        """ConnectorContext.request_task_reconfiguration, from any thread: the next tick asks
+        the connector for its task configs (`_reconfigure_due`)."""
+        with self._reconfigure_lock:
+            self._reconfigure_at[name] = 0.0
 
-    async def _reconfigure(self, name: str) -> None:
-        async with self._lock:
-            connector = self.worker.connectors.get(name)
-            if connector is not None and connector.instance is not None:
-                await self._update_task_configs(connector)
+    def _retry_reconfiguration(self, name: str, error: BaseException) -> None:
+        """As Kafka's herder: a reconfiguration whose task configs could not be written is
+        tried again with an exponential backoff (250 ms up to 60 s), never dropped."""
+        attempts = self._reconfigure_attempts.get(name, 0) + 1
+        self._reconfigure_attempts[name] = attempts
+        delay = min(RECONFIGURE_BACKOFF_MAX_S, RECONFIGURE_BACKOFF_S * 2 ** (attempts - 1))
+        log.warning("connector %s: writing its task configs failed (%s); trying again in "
+                    "%.2f s", name, error, delay)
+        with self._reconfigure_lock:
+            self._reconfigure_at[name] = time.monotonic() + delay
+
+    async def _reconfigure_due(self) -> None:
+        now = time.monotonic()
+        with self._reconfigure_lock:
+            due = sorted(n for n, at in self._reconfigure_at.items() if at <= now)
+            for name in due:
+                del self._reconfigure_at[name]
+        for name in due:
+            async with self._lock:
+                connector = self.worker.connectors.get(name)
+                if connector is not None and connector.instance is not None:
+                    await self._update_task_configs(connector)
 
     async def _apply_restart(self, key: str, value: Mapping[str, Any]) -> None:
         if key.startswith("restart-task-"):

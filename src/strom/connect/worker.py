@@ -1271,6 +1271,7 @@ class WorkerConnector:
         return self.status.state.value
 
     async def start(self, paused: bool = False) -> bool:
+        self.worker.loop = asyncio.get_running_loop()
         self.worker.counts.connector_startup_attempts += 1
         try:
             self.instance = self.cls()
@@ -1326,6 +1327,7 @@ class Worker:
         self.tasks: dict[tuple[str, int], WorkerTask] = {}
         self.active_topics: dict[str, set[str]] = {}
         self._reconfigure = reconfigure
+        self.loop: asyncio.AbstractEventLoop | None = None  # the connectors' (set at start)
         self.counts = WorkerCounts()
         self.collector = ConnectCollector(self)
         self.registry = make_registry(self.collector)
@@ -1348,8 +1350,17 @@ class Worker:
         self.active_topics.setdefault(connector, set()).add(topic)
 
     def on_reconfiguration_request(self, connector: str) -> None:
-        if self._reconfigure is not None:
-            self._reconfigure(connector)
+        """ConnectorContext.request_task_reconfiguration: callable from any thread (a
+        connector watching its source from a thread of its own, as Kafka's connectors do)."""
+        if self._reconfigure is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not the event loop's thread
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._reconfigure, connector)
+            return
+        self._reconfigure(connector)
 
     def start_task(self, connector: WorkerConnector, task_id: int, task_config: Mapping[str, str],
                    paused: bool) -> WorkerTask:
