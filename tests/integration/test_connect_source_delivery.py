@@ -329,3 +329,25 @@ def test_connector_boundary_commits_where_the_connector_says(broker: EmbeddedBro
                          "transaction.boundary": "connector"}), visible, timeout=30))
     assert values == ["1", "2", "3", "4", "5", "6"]
     assert all(len(v) % 3 == 0 for v in seen), seen
+
+
+def test_fence_producers_aborts_and_fences_a_zombie(broker: EmbeddedBroker) -> None:
+    """strom.connect.kafka_store.fence_producers (what the worker calls before an exactly-once
+    source connector's task count shrinks, as Kafka's Admin.fenceProducers): the zombie task's
+    open transaction is aborted and its commit fails as fenced."""
+    from confluent_kafka import KafkaException, Producer
+
+    from strom.connect.kafka_store import fence_producers
+    bootstrap, topic = broker.bootstrap_servers, unique_name("fence")
+    create_topic(bootstrap, topic)
+    transactional_id = unique_name("connect") + "-x-1"
+    zombie = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id})
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    zombie.produce(topic, b"from the zombie")
+    zombie.flush(10)
+    fence_producers({"bootstrap.servers": bootstrap}, [transactional_id])
+    with pytest.raises(KafkaException) as raised:
+        zombie.commit_transaction(10)
+    assert raised.value.args[0].fatal() or raised.value.args[0].txn_requires_abort()
+    assert read(bootstrap, topic, committed=True, timeout=3) == []

@@ -666,3 +666,61 @@ async def test_distributed_reconfiguration_is_retried_until_its_configs_are_writ
     for log_ in (herder.config_log, herder.status_log, herder.offset_store):
         log_.stop()
     herder.membership.stop()
+
+
+@synchronously
+async def test_distributed_fences_the_removed_tasks_of_an_exactly_once_source() -> None:
+    """KIP-618: before an exactly-once source connector's task count shrinks, the
+    transactional ids of the tasks that go are fenced (their producers initialized), then the
+    configs written; the tasks that stay are fenced by their own next incarnation."""
+    from strom.connect.distributed import DistributedConfig, DistributedHerder
+    from strom.connect.kafka_store import KafkaOffsetBackingStore
+    from strom.connect.worker import WorkerConnector
+
+    client = {"bootstrap.servers": "127.0.0.1:9"}
+    props = {"bootstrap.servers": "127.0.0.1:9", "group.id": "g",
+             "exactly.once.source.support": "enabled"}
+    worker = Worker(WorkerConfig(props), KafkaOffsetBackingStore(client, "offsets"))
+    herder = DistributedHerder(worker, DistributedConfig(props),
+                               KafkaOffsetBackingStore(client, "offsets"))
+    order: list[str] = []
+
+    async def write(name: str, configs: list[dict[str, str]]) -> None:
+        order.append(f"write {len(configs)}")
+        herder.task_config_map[name] = configs
+
+    herder._write_task_configs = write  # type: ignore[method-assign]
+    GrowingConnector.count = 3
+    connector = WorkerConnector(worker, "x", GrowingConnector,
+                                {"connector.class": f"{HERE}:GrowingConnector",
+                                 "tasks.max": "3"})
+    worker.connectors["x"] = connector
+    assert await connector.start()
+
+    def fenced() -> list[str]:
+        return [p.conf["transactional.id"] for p in FakeProducer.instances
+                if p.conf.get("transactional.id") and ("init",) in p.events]
+
+    await herder._update_task_configs(connector)  # 0 -> 3 tasks: nothing to fence
+    assert order == ["write 3"] and fenced() == []
+    GrowingConnector.count = 1
+    FakeProducer.instances = []
+    real_write = herder._write_task_configs
+
+    async def write_after_fencing(name: str, configs: list[dict[str, str]]) -> None:
+        order.append(f"fenced {fenced()}")
+        await real_write(name, configs)
+
+    herder._write_task_configs = write_after_fencing  # type: ignore[method-assign]
+    await herder._update_task_configs(connector)  # 3 -> 1: tasks 1 and 2 fenced first
+    assert order == ["write 3", "fenced ['g-x-1', 'g-x-2']", "write 1"]
+    # Without exactly-once support nothing is fenced.
+    worker.config.props["exactly.once.source.support"] = "disabled"
+    GrowingConnector.count = 0
+    FakeProducer.instances = []
+    await herder._update_task_configs(connector)
+    assert fenced() == [] and order[-1] == "write 0"
+    await connector.stop()
+    for log_ in (herder.config_log, herder.status_log, herder.offset_store):
+        log_.stop()
+    herder.membership.stop()

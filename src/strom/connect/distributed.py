@@ -39,7 +39,13 @@ from strom.connect.assignment import (
 )
 from strom.connect.discovery import find_connector
 from strom.connect.herder import ConnectorInfo, StandaloneHerder, check_connector_config
-from strom.connect.kafka_store import KafkaLog, KafkaOffsetBackingStore, Record, ensure_topic
+from strom.connect.kafka_store import (
+    KafkaLog,
+    KafkaOffsetBackingStore,
+    Record,
+    ensure_topic,
+    fence_producers,
+)
 from strom.connect.metrics import RebalanceState
 from strom.connect.states import Conflict, NotFound, State, Status, TargetState
 from strom.connect.worker import (
@@ -555,6 +561,7 @@ class DistributedHerder(StandaloneHerder):
                 await connector.stop()
             connector.status = Status(State.STOPPED, self.config.worker_id)
             if self.task_config_map.get(name):
+                await self._fence_removed_tasks(connector, 0)
                 await self._write_task_configs(name, [])
         elif connector.instance is not None and connector.status.state in (State.RUNNING,
                                                                            State.PAUSED):
@@ -577,11 +584,28 @@ class DistributedHerder(StandaloneHerder):
             return
         if configs != self.task_config_map.get(connector.name):
             try:
+                await self._fence_removed_tasks(connector, len(configs))
                 await self._write_task_configs(connector.name, configs)
             except Exception as error:
                 self._retry_reconfiguration(connector.name, error)
                 return
         self._reconfigure_attempts.pop(connector.name, None)
+
+    async def _fence_removed_tasks(self, connector: WorkerConnector, count: int) -> None:
+        """Exactly-once source support (KIP-618): before an exactly-once source connector's
+        task count shrinks, the transactional ids of the tasks that go are fenced, so a zombie
+        of one (its worker frozen or cut off) can commit nothing more. The tasks that stay are
+        fenced by their new incarnations' `init_transactions`."""
+        previous = len(self.task_config_map.get(connector.name, []))
+        if not self.config.exactly_once_source or connector.is_sink or previous <= count:
+            return
+        ids = [self.config.transactional_id(connector.name, i) for i in range(count, previous)]
+        client = {**self.config.client_config("producer"),
+                  **{k[len("producer.override."):]: v for k, v in connector.config.items()
+                     if k.startswith("producer.override.")}}
+        log.info("connector %s: fencing the producers of its removed tasks %s",
+                 connector.name, ids)
+        await asyncio.to_thread(fence_producers, client, ids)
 
     async def _write_task_configs(self, name: str, configs: list[dict[str, str]]) -> None:
         records: list[tuple[str, Any]] = [(f"task-{name}-{i}", {"properties": config})

@@ -55,6 +55,25 @@ def encode(value: Any) -> bytes | None:
     return None if value is None else json.dumps(value, separators=(",", ":")).encode()
 
 
+def fence_producers(client: dict[str, Any], transactional_ids: list[str],
+                    timeout: float = 30.0) -> None:
+    """Fence the producers of these transactional ids, as Kafka's Admin.fenceProducers (which
+    KIP-618's leader calls before an exactly-once source connector's task configs change): a
+    producer of each id initializes its transactions, which bumps the id's epoch and aborts its
+    open transaction, so a zombie still holding an older epoch can neither commit nor write."""
+    from confluent_kafka import KafkaException, Producer
+    for transactional_id in transactional_ids:
+        producer = Producer({**client, "transactional.id": transactional_id,
+                             "enable.idempotence": True})
+        try:
+            producer.init_transactions(timeout)
+        except KafkaException as exc:
+            raise RuntimeError(f"fencing the producers of {transactional_id}: "
+                               f"{exc.args[0].str()}") from None
+        finally:
+            producer.flush(0)
+
+
 class KafkaLog:
     """A compacted topic read whole and tailed; `deliver(records)` is called from the reader
     thread with each batch in offset order (per partition)."""

@@ -101,6 +101,11 @@ class WorkerConfig:
     def prefixed(self, prefix: str) -> dict[str, str]:
         return {k[len(prefix):]: v for k, v in self.props.items() if k.startswith(prefix)}
 
+    def transactional_id(self, connector: str, task: int) -> str:
+        """KIP-618: the transactional.id of an exactly-once source task (Kafka's
+        `<group.id>-<connector>-<task>`)."""
+        return f"{self.props.get('group.id', 'connect-cluster')}-{connector}-{task}"
+
     def client_config(self, role: str) -> dict[str, Any]:
         """librdkafka settings for a producer/consumer/admin: bootstrap.servers and the worker's
         security settings, then its `producer.` / `consumer.` / `admin.` overrides."""
@@ -411,8 +416,8 @@ class WorkerSourceTask(WorkerTask):
         self.offsets_topic = (self.worker.offsets.transactional_topic()
                               if self.worker.config.exactly_once_source else None)
         if self.offsets_topic is not None:
-            group = self.worker.config.props.get("group.id", "connect-cluster")
-            settings["transactional.id"] = f"{group}-{self.connector}-{self.task_id}"
+            settings["transactional.id"] = self.worker.config.transactional_id(self.connector,
+                                                                               self.task_id)
             settings["partitioner"] = "murmur2_random"  # offset keys as the store writes them
         self.producer = Producer(settings)
 
