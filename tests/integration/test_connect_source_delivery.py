@@ -351,3 +351,36 @@ def test_fence_producers_aborts_and_fences_a_zombie(broker: EmbeddedBroker) -> N
         zombie.commit_transaction(10)
     assert raised.value.args[0].fatal() or raised.value.args[0].txn_requires_abort()
     assert read(bootstrap, topic, committed=True, timeout=3) == []
+
+
+def test_a_newer_claim_fences_the_config_writes_of_an_older_leader(
+        broker: EmbeddedBroker) -> None:
+    """Exactly-once source support: the leader writes the config topic in transactions of
+    `connect-cluster-<group.id>` (KafkaLog.claim); a newer leader's claim fences the older
+    one, whose next write fails (Fenced) and is not seen by read_committed readers."""
+    from strom.connect.kafka_store import Fenced, KafkaLog
+    bootstrap, topic = broker.bootstrap_servers, unique_name("configs")
+    client = {"bootstrap.servers": bootstrap}
+    ensure_topic(client, topic, 1, 1)
+    seen: list[tuple[str | None, Any]] = []
+    old, new, reader = (KafkaLog(client, topic, lambda _: None),
+                        KafkaLog(client, topic, lambda _: None),
+                        KafkaLog(client, topic, seen.extend))
+    transactional_id = f"connect-cluster-{unique_name('group')}"
+    try:
+        for log_ in (old, new, reader):
+            log_.start()
+        old.claim(transactional_id)
+        old.send([("assignment", {"generation": 1})], transactional=True)
+        new.claim(transactional_id)
+        with pytest.raises(Fenced):
+            old.send([("assignment", {"generation": 2, "leader": "zombie"})],
+                     transactional=True)
+        assert not old.claimed
+        new.send([("assignment", {"generation": 2, "leader": "new"})], transactional=True)
+        reader.read_to_end()
+        assert seen == [("assignment", {"generation": 1}),
+                        ("assignment", {"generation": 2, "leader": "new"})]
+    finally:
+        for log_ in (old, new, reader):
+            log_.stop()

@@ -724,3 +724,74 @@ async def test_distributed_fences_the_removed_tasks_of_an_exactly_once_source() 
     for log_ in (herder.config_log, herder.status_log, herder.offset_store):
         log_.stop()
     herder.membership.stop()
+
+
+class ClaimingLog:
+    """A stand-in for the config topic's KafkaLog: records the writes; `fence()` makes the
+    next transactional write fail as a newer leader's claim would."""
+
+    def __init__(self) -> None:
+        self.claimed = False
+        self.claims = 0
+        self.fenced = False
+        self.writes: list[tuple[bool, list[tuple[str, Any]]]] = []
+
+    def claim(self, transactional_id: str) -> None:
+        assert transactional_id == "connect-cluster-g"
+        self.claimed, self.fenced = True, False
+        self.claims += 1
+
+    def release(self) -> None:
+        self.claimed = False
+
+    def send(self, records: list[tuple[str, Any]], wait: bool = True,
+             transactional: bool = False) -> None:
+        from strom.connect.kafka_store import Fenced
+        if transactional and (self.fenced or not self.claimed):
+            self.claimed = False
+            raise Fenced("fenced by a newer claim")
+        self.writes.append((transactional, records))
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("eos", [True, False])
+@synchronously
+async def test_a_fenced_leader_stops_leading_until_it_rejoins(eos: bool) -> None:
+    from strom.connect.distributed import DistributedConfig, DistributedHerder
+    from strom.connect.kafka_store import KafkaOffsetBackingStore
+    from strom.connect.states import Conflict
+
+    client = {"bootstrap.servers": "127.0.0.1:9"}
+    props = {"bootstrap.servers": "127.0.0.1:9", "group.id": "g",
+             "exactly.once.source.support": "enabled" if eos else "disabled"}
+    herder = DistributedHerder(Worker(WorkerConfig(props),
+                                      KafkaOffsetBackingStore(client, "offsets")),
+                               DistributedConfig(props),
+                               KafkaOffsetBackingStore(client, "offsets"))
+    real_log, fake = herder.config_log, ClaimingLog()
+    herder.config_log = fake  # type: ignore[assignment]
+    herder.membership.leader = True
+    await herder._write([("target-state-x", {"state": "PAUSED"})])
+    assert fake.writes == [(eos, [("target-state-x", {"state": "PAUSED"})])]
+    assert fake.claims == (1 if eos else 0)
+    fake.fenced = True  # a newer leader claimed the transactional id
+    if not eos:  # without exactly-once support the leader's writes are not transactional
+        await herder._write([("target-state-x", {"state": "STARTED"})])
+        assert herder.is_leader()
+        return
+    with pytest.raises(Conflict):
+        await herder._write([("target-state-x", {"state": "STARTED"})])
+    assert not herder.is_leader() and not herder.leading  # forwards writes from now on
+    with pytest.raises(Conflict):
+        herder._require_leader()
+    herder.membership.changes += 1  # it rejoined the group, still (or again) its leader
+    assert herder.is_leader()
+    await herder._write([("target-state-x", {"state": "STARTED"})])
+    assert fake.claims == 2 and fake.writes[-1] == (True, [("target-state-x",
+                                                             {"state": "STARTED"})])
+    herder.config_log = real_log
+    for log_ in (herder.config_log, herder.status_log, herder.offset_store):
+        log_.stop()
+    herder.membership.stop()

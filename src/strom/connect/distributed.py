@@ -40,6 +40,7 @@ from strom.connect.assignment import (
 from strom.connect.discovery import find_connector
 from strom.connect.herder import ConnectorInfo, StandaloneHerder, check_connector_config
 from strom.connect.kafka_store import (
+    Fenced,
     KafkaLog,
     KafkaOffsetBackingStore,
     Record,
@@ -224,6 +225,10 @@ class DistributedHerder(StandaloneHerder):
         self._reconfigure_at: dict[str, float] = {}
         self._reconfigure_attempts: dict[str, int] = {}
         self._reconfigure_lock = threading.Lock()
+        # Exactly-once source support: the leader writes the config topic in transactions of
+        # `connect-cluster-<group.id>` (Kafka's); fenced by a newer leader's claim, this worker
+        # stops leading until its group membership changes (the membership count it saw then).
+        self._fenced_at: int | None = None
         worker.collector.rebalance = self.rebalance_state
 
     # --- startup ----------------------------------------------------------------------------
@@ -387,7 +392,9 @@ class DistributedHerder(StandaloneHerder):
     async def _tick_loop(self) -> None:
         while not self._stopping:
             try:
-                if self.membership.leader and self.loaded:
+                if self.config_log.claimed and not self.leading:
+                    await asyncio.to_thread(self.config_log.release)
+                if self.leading and self.loaded:
                     await self._lead()
                 await self._reconcile()
                 await self._reconfigure_due()
@@ -403,9 +410,35 @@ class DistributedHerder(StandaloneHerder):
                 if name in self.configs and self.target.get(name) != TargetState.STOPPED
                 for i in range(len(configs))]
 
+    @property
+    def leading(self) -> bool:
+        """The group made this worker its leader, and no newer leader fenced its writes."""
+        if self._fenced_at is not None and self._fenced_at != self.membership.changes:
+            self._fenced_at = None  # a new membership: it may lead again
+        return self.membership.leader and self._fenced_at is None
+
+    async def _leader_write(self, records: list[tuple[str, Any]]) -> None:
+        """The leader's writes to the config topic. With exactly-once source support, as
+        Kafka's leader: in transactions of `connect-cluster-<group.id>`, claimed when it first
+        writes, so the writes of a previous leader that does not know it was replaced (a
+        zombie: frozen, cut off) are fenced rather than mixed with the new leader's."""
+        if not self.config.exactly_once_source:
+            await asyncio.to_thread(self.config_log.send, records)
+            return
+        if not self.config_log.claimed:
+            await asyncio.to_thread(self.config_log.claim,
+                                    f"connect-cluster-{self.dconfig.group_id}")
+        try:
+            await asyncio.to_thread(self.config_log.send, records, True, True)
+        except Fenced:
+            log.warning("a newer leader fenced this worker's writes to %s: it stops leading "
+                        "until it rejoins the group", self.dconfig.config_topic)
+            self._fenced_at = self.membership.changes
+            raise Conflict(REBALANCING) from None
+
     async def _lead(self) -> None:
         members = await asyncio.to_thread(self.membership.members)
-        if members is None or not self.membership.leader:
+        if members is None or not self.leading:
             return
         now = time.monotonic()
         previous = self.assignment
@@ -428,7 +461,7 @@ class DistributedHerder(StandaloneHerder):
         generation = self.generation + 1
         log.info("publishing assignment generation %d: %s", generation,
                  {w: load.to_json() for w, load in new.items()})
-        await asyncio.to_thread(self.config_log.send, [(ASSIGNMENT_KEY, {
+        await self._leader_write([(ASSIGNMENT_KEY, {
             "generation": generation, "leader": me,
             "assignments": {w: load.to_json() for w, load in new.items()},
             "reserved": reserved})])
@@ -731,7 +764,7 @@ class DistributedHerder(StandaloneHerder):
     # --- REST: reads ------------------------------------------------------------------------
 
     def is_leader(self) -> bool:
-        return self.membership.leader
+        return self.leading
 
     def leader_url(self) -> str | None:
         return f"http://{self.leader_id}" if self.leader_id else None
@@ -761,11 +794,11 @@ class DistributedHerder(StandaloneHerder):
     # --- REST: writes (on the leader) -------------------------------------------------------
 
     def _require_leader(self) -> None:
-        if not self.membership.leader:
+        if not self.leading:
             raise Conflict(REBALANCING)
 
     async def _write(self, records: list[tuple[str, Any]]) -> None:
-        await asyncio.to_thread(self.config_log.send, records)
+        await self._leader_write(records)
 
     async def put_connector_config(self, name: str, config: Mapping[str, str],
                                    allow_replace: bool,

@@ -74,6 +74,11 @@ def fence_producers(client: dict[str, Any], transactional_ids: list[str],
             producer.flush(0)
 
 
+class Fenced(RuntimeError):
+    """A transactional write failed because a newer producer of the same transactional id
+    (the next leader's) fenced this one."""
+
+
 class KafkaLog:
     """A compacted topic read whole and tailed; `deliver(records)` is called from the reader
     thread with each batch in offset order (per partition)."""
@@ -96,6 +101,7 @@ class KafkaLog:
                                         daemon=True)
         self.partitions: list[int] = []
         self._admin: Any = None
+        self._transactional: Any = None  # the producer of `claim`, while it holds the claim
 
     def start(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -187,9 +193,64 @@ class KafkaLog:
                     raise TimeoutError(f"reading {self.topic} to its end timed out")
                 self._cond.wait(min(remaining, 0.2))
 
-    def send(self, records: list[tuple[str, Any]], wait: bool = True) -> None:
+    def claim(self, transactional_id: str, timeout: float = 30.0) -> None:
+        """Claim the write privileges of `transactional_id` (Kafka's
+        KafkaConfigBackingStore.claimWritePrivileges): a transactional producer of that id,
+        initialized, which fences the previous holder's. `send(..., transactional=True)` then
+        writes in its transactions until `release`, or until a newer claim fences it."""
+        from confluent_kafka import KafkaException, Producer
+        self.release()
+        producer = Producer({**self.client, "transactional.id": transactional_id,
+                             "acks": "all", "linger.ms": 0, "enable.idempotence": True,
+                             "partitioner": "murmur2_random"})
+        try:
+            producer.init_transactions(timeout)
+        except KafkaException as exc:
+            raise RuntimeError(f"claiming the writes to {self.topic} as {transactional_id}: "
+                               f"{exc.args[0].str()}") from None
+        self._transactional = producer
+
+    @property
+    def claimed(self) -> bool:
+        return self._transactional is not None
+
+    def release(self) -> None:
+        producer, self._transactional = self._transactional, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.flush(0)
+
+    def _send_transactional(self, records: list[tuple[str, Any]],
+                            delivered: Callable[[Any, Any], None]) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+        producer = self._transactional
+        if producer is None:
+            raise Fenced(f"writing to {self.topic}: no write privileges (not claimed)")
+        try:
+            producer.begin_transaction()
+            for key, value in records:
+                producer.produce(self.topic, key=key.encode(), value=encode(value),
+                                 on_delivery=delivered)
+            producer.commit_transaction(30)
+        except KafkaException as exc:
+            error = exc.args[0]
+            fenced = error.fatal() or error.code() in (KafkaError._FENCED,
+                                                       KafkaError.PRODUCER_FENCED,
+                                                       KafkaError.INVALID_PRODUCER_EPOCH)
+            if fenced:
+                self.release()
+                raise Fenced(f"writing to {self.topic}: fenced by a newer claim "
+                             f"({error.str()})") from None
+            if error.txn_requires_abort():
+                with contextlib.suppress(Exception):
+                    producer.abort_transaction(30)
+            raise RuntimeError(f"writing to {self.topic} failed: {error.str()}") from None
+
+    def send(self, records: list[tuple[str, Any]], wait: bool = True,
+             transactional: bool = False) -> None:
         """Produce the records (JSON values, None a tombstone) and wait for the acks; with
-        `wait`, also until the reader has delivered them."""
+        `wait`, also until the reader has delivered them. `transactional`: in one transaction
+        of the `claim`ed producer (Fenced when a newer claim took the privileges)."""
         failures: list[str] = []
         written: dict[int, int] = {}
 
@@ -200,10 +261,14 @@ class KafkaLog:
                 written[msg.partition()] = max(written.get(msg.partition(), 0),
                                                (msg.offset() or 0) + 1)
 
-        for key, value in records:
-            self._producer.produce(self.topic, key=key.encode(), value=encode(value),
-                                   on_delivery=delivered)
-        remaining = self._producer.flush(30)
+        if transactional:
+            self._send_transactional(records, delivered)
+            remaining = 0
+        else:
+            for key, value in records:
+                self._producer.produce(self.topic, key=key.encode(), value=encode(value),
+                                       on_delivery=delivered)
+            remaining = self._producer.flush(30)
         if failures or remaining:
             raise RuntimeError(f"writing to {self.topic} failed: {failures or 'timed out'}")
         if not wait:
@@ -219,6 +284,7 @@ class KafkaLog:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self.release()
         with contextlib.suppress(Exception):
             self._producer.flush(5)
         with contextlib.suppress(Exception):
