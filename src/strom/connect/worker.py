@@ -929,6 +929,7 @@ class WorkerSinkTask(WorkerTask):
         self.lag: dict[TopicPartition, int] = {}
         self._consumer_lock = threading.Lock()
         self._consumer_closed = False
+        self._stop_requested = asyncio.Event()  # wakes a retry back-off
 
     def partition_numbers(self) -> Mapping[tuple[str, int], PartitionNumbers]:
         return {(tp.topic, tp.partition): PartitionNumbers(self.lag.get(tp),
@@ -1003,6 +1004,10 @@ class WorkerSinkTask(WorkerTask):
             self.consumer.pause([KafkaTP(tp.topic, tp.partition) for tp in paused])
         if running:
             self.consumer.resume([KafkaTP(tp.topic, tp.partition) for tp in running])
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop_requested.set()
+        await super().stop(timeout_s)
 
     def pause(self) -> None:
         super().pause()
@@ -1083,6 +1088,9 @@ class WorkerSinkTask(WorkerTask):
             self._set_bases(messages)
         self.sink_metrics.records_read += len(messages)
         batch = []
+        # The offsets move past the batch only once put() took it (Kafka's origOffsets): a
+        # batch that fails, or is abandoned at stop, is not committed.
+        offsets: dict[TopicPartition, int] = {}
         for message in messages:
             if message.error():
                 log.warning("consumer error in %s-%d: %s", self.connector, self.task_id,
@@ -1090,13 +1098,15 @@ class WorkerSinkTask(WorkerTask):
                 self.sink_metrics.records_read -= 1
                 continue
             tp = TopicPartition(message.topic(), message.partition())
-            current[tp] = message.offset() + 1
+            offsets[tp] = message.offset() + 1
             record = await self._record(message, self.chain, self.key_conv, self.value_conv,
                                         self.header_conv)
             if record is not None:
                 batch.append(record)
-        if batch:
-            await self._put(task, batch)
+        if batch and not await self._put(task, batch):
+            self.raw.clear()
+            return
+        current.update(offsets)
         self.raw.clear()
         await self._apply_resets(current)
 
@@ -1188,7 +1198,9 @@ class WorkerSinkTask(WorkerTask):
                 if not self.unbased:
                     return
 
-    async def _put(self, task: SinkTask, batch: list[Any]) -> None:
+    async def _put(self, task: SinkTask, batch: list[Any]) -> bool:
+        """Put the batch, again after a RetriableException (after `context.timeout` ms); False
+        when the task is stopped before the batch was taken."""
         from strom.connect.errors import RetriableException
         while True:
             try:
@@ -1196,13 +1208,17 @@ class WorkerSinkTask(WorkerTask):
                 await _call(task.put, batch)
                 self.sink_metrics.put_batch_seconds.observe(time.monotonic() - started)
                 self.sink_metrics.records_put += len(batch)
-                return
+                return True
             except RetriableException as error:
                 log.warning("task %s-%d put failed, will retry: %s", self.connector,
                             self.task_id, error)
-                await asyncio.sleep(max(self.context.timeout_ms, 100) / 1000)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(),
+                                           max(self.context.timeout_ms, 100) / 1000)
                 if self.stopping:
-                    raise
+                    log.info("task %s-%d stopped while retrying a batch of %d records",
+                             self.connector, self.task_id, len(batch))
+                    return False
 
     async def _apply_resets(self, current: dict[TopicPartition, int]) -> None:
         from confluent_kafka import TopicPartition as KafkaTP

@@ -1,0 +1,275 @@
+"""Sink task delivery as Kafka Connect's WorkerSinkTask (offsets committed only for records put
+and accepted by preCommit, retriable put failures, rebalances, stop, the errant record reporter),
+without a broker: a fake consumer plays the partitions' logs and the group's rebalances."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, ClassVar
+
+import confluent_kafka
+import pytest
+
+from strom.connect.api import SinkTask, TopicPartition
+from strom.connect.errors import ConnectException, RetriableException
+from strom.connect.offsets import MemoryOffsetBackingStore
+from strom.connect.records import SinkRecord
+from strom.connect.states import State
+from strom.connect.worker import Worker, WorkerConfig, WorkerSinkTask
+
+STRING = "org.apache.kafka.connect.storage.StringConverter"
+TP0 = TopicPartition("in", 0)
+TP1 = TopicPartition("in", 1)
+
+# What happened, in order: ("put", [(partition, offset)...]), ("commit", {tp: offset}),
+# ("open"/"close", [tp...]), ("stop",).
+EVENTS: list[tuple[Any, ...]] = []
+
+
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        self._topic, self._partition, self._offset, self._value = (topic, partition, offset,
+                                                                   value)
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return None
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 0)
+
+
+class FakeConsumer:
+    """A group member over in-memory logs: `rebalances` (("assign"|"revoke", [tp...])) are
+    played at the start of the next consume(), as librdkafka calls the rebalance callbacks
+    from within it; messages come from the assigned, unpaused partitions' positions."""
+
+    instances: ClassVar[list[FakeConsumer]] = []
+    logs: ClassVar[dict[TopicPartition, list[bytes]]] = {}
+
+    def __init__(self, conf: Mapping[str, Any]) -> None:
+        self.conf = dict(conf)
+        self.subscribed: list[str] = []
+        self.on_assign: Callable[..., None] | None = None
+        self.on_revoke: Callable[..., None] | None = None
+        self.rebalances: list[tuple[str, list[TopicPartition]]] = []
+        self.assigned: set[TopicPartition] = set()
+        self.paused: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.consume_sizes: list[int] = []
+        self.closed = False
+        self.lock = threading.Lock()
+        FakeConsumer.instances.append(self)
+
+    def subscribe(self, topics: list[str], on_assign: Callable[..., None],
+                  on_revoke: Callable[..., None], **_: Any) -> None:
+        self.subscribed = topics
+        self.on_assign, self.on_revoke = on_assign, on_revoke
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        self.consume_sizes.append(num_messages)
+        while self.rebalances:
+            kind, parts = self.rebalances.pop(0)
+            kafka_parts = [confluent_kafka.TopicPartition(tp.topic, tp.partition)
+                           for tp in parts]
+            if kind == "assign":
+                self.assigned.update(parts)
+                for tp in parts:
+                    self.positions[tp] = self.committed.get(tp, 0)
+                assert self.on_assign is not None
+                self.on_assign(self, kafka_parts)
+            else:
+                assert self.on_revoke is not None
+                self.on_revoke(self, kafka_parts)
+                self.assigned.difference_update(parts)
+        out: list[FakeMessage] = []
+        with self.lock:
+            for tp in sorted(self.assigned - self.paused):
+                log = self.logs.get(tp, [])
+                while self.positions[tp] < len(log) and len(out) < num_messages:
+                    offset = self.positions[tp]
+                    out.append(FakeMessage(tp.topic, tp.partition, offset, log[offset]))
+                    self.positions[tp] = offset + 1
+        if not out:
+            threading.Event().wait(min(timeout, 0.02))
+        return out
+
+    def commit(self, offsets: list[Any], asynchronous: bool = True) -> None:
+        done = {TopicPartition(p.topic, p.partition): p.offset for p in offsets}
+        EVENTS.append(("commit", done))
+        self.committed.update(done)
+
+    def seek(self, part: Any) -> None:
+        with self.lock:
+            self.positions[TopicPartition(part.topic, part.partition)] = part.offset
+
+    def pause(self, parts: list[Any]) -> None:
+        self.paused.update(TopicPartition(p.topic, p.partition) for p in parts)
+
+    def resume(self, parts: list[Any]) -> None:
+        self.paused.difference_update(TopicPartition(p.topic, p.partition) for p in parts)
+
+    def position(self, parts: list[Any]) -> list[Any]:
+        return [confluent_kafka.TopicPartition(p.topic, p.partition, -1) for p in parts]
+
+    def get_watermark_offsets(self, part: Any, **_: Any) -> tuple[int, int]:
+        return (0, len(self.logs.get(TopicPartition(part.topic, part.partition), [])))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture(autouse=True)
+def fake_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(confluent_kafka, "Consumer", FakeConsumer)
+    FakeConsumer.instances = []
+    FakeConsumer.logs = {TP0: [f"a{n}".encode() for n in range(5)],
+                         TP1: [f"b{n}".encode() for n in range(3)]}
+    EVENTS.clear()
+
+
+def synchronously(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Runs an async test in its own event loop (no pytest asyncio plugin here)."""
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
+
+
+async def until(check: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out: {what}"
+        await asyncio.sleep(0.01)
+
+
+class RecordingTask(SinkTask):
+    """Records what it is given; `put_errors` are raised by the next puts, in turn."""
+
+    put_errors: ClassVar[list[BaseException]] = []
+    puts: ClassVar[list[list[SinkRecord]]] = []
+
+    def version(self) -> str:
+        return "1"
+
+    def start(self, props: Mapping[str, str]) -> None:
+        pass
+
+    def put(self, records: Sequence[SinkRecord]) -> None:
+        if self.put_errors:
+            raise self.put_errors.pop(0)
+        self.puts.append(list(records))
+        EVENTS.append(("put", [(r.kafka_partition, r.kafka_offset) for r in records]))
+
+    def open(self, partitions: Sequence[TopicPartition]) -> None:
+        EVENTS.append(("open", sorted(partitions)))
+
+    def close(self, partitions: Sequence[TopicPartition]) -> None:
+        EVENTS.append(("close", sorted(partitions)))
+
+    def stop(self) -> None:
+        EVENTS.append(("stop",))
+
+
+def recording(**attributes: Any) -> type[RecordingTask]:
+    return type("Task", (RecordingTask,), {"put_errors": [], "puts": [], **attributes})
+
+
+def sink_task(task_cls: type[SinkTask], config: Mapping[str, str] | None = None,
+              worker_props: Mapping[str, str] | None = None) -> WorkerSinkTask:
+    worker = Worker(WorkerConfig({"offset.flush.interval.ms": "60000", **(worker_props or {})}),
+                    MemoryOffsetBackingStore())
+    connector_config = {"name": "c", "topics": "in", "value.converter": STRING,
+                        "key.converter": STRING, **(config or {})}
+    return WorkerSinkTask(worker, "c", 0, task_cls, connector_config, connector_config)
+
+
+async def started(task: WorkerSinkTask, *parts: TopicPartition) -> FakeConsumer:
+    task.start()
+    await until(lambda: FakeConsumer.instances, what="the consumer")
+    consumer = FakeConsumer.instances[0]
+    consumer.rebalances.append(("assign", list(parts or (TP0,))))
+    return consumer
+
+
+def commits() -> list[dict[TopicPartition, int]]:
+    return [event[1] for event in EVENTS if event[0] == "commit"]
+
+
+def put_offsets() -> list[tuple[int, int]]:
+    return [position for event in EVENTS if event[0] == "put" for position in event[1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# put(): offsets move only past records put
+
+
+@synchronously
+async def test_failed_put_commits_nothing_of_its_batch() -> None:
+    cls = recording(put_errors=[ConnectException("the sink is broken")])
+    task = sink_task(cls)
+    await started(task)
+    await until(lambda: task.status.state == State.FAILED, what="the task failing")
+    await task.stop()
+    assert "the sink is broken" in (task.status.trace or "")
+    assert all(TP0 not in commit for commit in commits()), commits()
+    assert ("stop",) in EVENTS
+
+
+@synchronously
+async def test_retriable_put_redelivers_the_same_batch() -> None:
+    cls = recording(put_errors=[RetriableException("busy"), RetriableException("busy")])
+    task = sink_task(cls)
+    await started(task)
+    await until(lambda: cls.puts, what="the batch put after the retries")
+    assert put_offsets() == [(0, n) for n in range(5)]
+    assert task.status.state == State.RUNNING
+    await task.stop()
+    assert commits() == [{TP0: 5}]
+    assert EVENTS[-3:] == [("commit", {TP0: 5}), ("close", [TP0]), ("stop",)]
+
+
+@synchronously
+async def test_stop_during_a_retry_back_off_is_prompt_and_commits_nothing_unput() -> None:
+    class Task(RecordingTask):
+        put_errors: ClassVar[list[BaseException]] = []
+        puts: ClassVar[list[list[SinkRecord]]] = []
+        attempts = 0
+
+        def put(self, records: Sequence[SinkRecord]) -> None:
+            assert self.context is not None
+            type(self).attempts += 1
+            self.context.timeout(60_000)
+            raise RetriableException("the database is down")
+
+    task = sink_task(Task)
+    await started(task)
+    await until(lambda: Task.attempts, what="a put")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await task.stop()
+    assert loop.time() - began < 2
+    assert task.status.state != State.FAILED, task.status.trace
+    assert all(TP0 not in commit for commit in commits()), commits()
+    assert ("stop",) in EVENTS
