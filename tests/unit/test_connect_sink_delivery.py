@@ -273,3 +273,24 @@ async def test_stop_during_a_retry_back_off_is_prompt_and_commits_nothing_unput(
     assert task.status.state != State.FAILED, task.status.trace
     assert all(TP0 not in commit for commit in commits()), commits()
     assert ("stop",) in EVENTS
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebalances
+
+
+@synchronously
+async def test_revoked_partitions_are_committed_before_they_are_closed() -> None:
+    cls = recording()
+    task = sink_task(cls)
+    consumer = await started(task, TP0, TP1)
+    await until(lambda: len(put_offsets()) == 8, what="both partitions put")
+    consumer.rebalances.append(("revoke", [TP1]))
+    await until(lambda: ("close", [TP1]) in EVENTS, what="TP1 closed")
+    close = EVENTS.index(("close", [TP1]))
+    assert EVENTS[close - 1] == ("commit", {TP1: 3})
+    assert consumer.committed == {TP1: 3}
+    await task.stop()
+    assert commits()[-1] == {TP0: 5}
+    assert task.status.state != State.FAILED, task.status.trace
+

@@ -930,6 +930,10 @@ class WorkerSinkTask(WorkerTask):
         self._consumer_lock = threading.Lock()
         self._consumer_closed = False
         self._stop_requested = asyncio.Event()  # wakes a retry back-off
+        # The task, while the consumer's rebalance callbacks may call into it; what one of them
+        # raised (raised again by the loop).
+        self._rebalance_task: SinkTask | None = None
+        self._rebalance_error: BaseException | None = None
 
     def partition_numbers(self) -> Mapping[tuple[str, int], PartitionNumbers]:
         return {(tp.topic, tp.partition): PartitionNumbers(self.lag.get(tp),
@@ -1054,12 +1058,27 @@ class WorkerSinkTask(WorkerTask):
                                                  for p in parts]))
 
         def on_revoke(_c: Any, parts: list[Any]) -> None:
-            with self._lock:
-                self._events.append(("revoke", [TopicPartition(p.topic, p.partition)
-                                                 for p in parts]))
+            self._revoked("revoke", parts, loop)
+
+        def on_lost(_c: Any, parts: list[Any]) -> None:
+            self._revoked("lost", parts, loop)
 
         self.consumer.subscribe(topics if topics else ["^" + regex], on_assign=on_assign,
-                                on_revoke=on_revoke)
+                                on_revoke=on_revoke, on_lost=on_lost)
+
+    def _revoked(self, kind: str, parts: list[Any], loop: asyncio.AbstractEventLoop) -> None:
+        """The consumer's revocation callback (in the thread of consume()): as Kafka's
+        onPartitionsRevoked, the revoked partitions' offsets are committed (preCommit) and the
+        task closes them before the consumer lets them go; lost ones are only closed."""
+        with self._lock:
+            self._events.append((kind, [TopicPartition(p.topic, p.partition) for p in parts]))
+        task = self._rebalance_task
+        if task is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._rebalance(task, self.current), loop).result()
+        except BaseException as error:
+            self._rebalance_error = error
 
     async def execute(self) -> None:
         task = self.task_cls()
@@ -1067,6 +1086,7 @@ class WorkerSinkTask(WorkerTask):
         task.initialize(self.context)
         self._setup(asyncio.get_running_loop())
         await _call(task.start, self.task_config)
+        self._rebalance_task = task
         self.set_running()
         current = self.current
         last_commit = time.monotonic()
@@ -1084,6 +1104,8 @@ class WorkerSinkTask(WorkerTask):
     async def _iteration(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
         messages = await asyncio.to_thread(self.consumer.consume, SINK_BATCH, SINK_POLL_S)
         await self._rebalance(task, current)
+        if self._rebalance_error is not None:
+            raise self._rebalance_error
         if self.unbased and messages:
             self._set_bases(messages)
         self.sink_metrics.records_read += len(messages)
@@ -1098,6 +1120,8 @@ class WorkerSinkTask(WorkerTask):
                 self.sink_metrics.records_read -= 1
                 continue
             tp = TopicPartition(message.topic(), message.partition())
+            if tp not in self.assigned:  # revoked while consume() ran
+                continue
             offsets[tp] = message.offset() + 1
             record = await self._record(message, self.chain, self.key_conv, self.value_conv,
                                         self.header_conv)
@@ -1111,6 +1135,7 @@ class WorkerSinkTask(WorkerTask):
         await self._apply_resets(current)
 
     async def _close(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        self._rebalance_task = None  # closing the consumer revokes all: the task is done
         try:
             if self.status.state != State.FAILED and current:
                 await self._commit(task, current)
@@ -1135,6 +1160,8 @@ class WorkerSinkTask(WorkerTask):
                 await _call(task.open, parts)
                 self.apply_pauses()
             else:
+                if kind == "revoke" and self.status.state != State.FAILED:
+                    await self._commit(task, current, parts)
                 await _call(task.close, parts)
                 self.assigned.difference_update(parts)
                 self.unbased.difference_update(parts)
@@ -1230,11 +1257,18 @@ class WorkerSinkTask(WorkerTask):
             except Exception as error:
                 log.warning("cannot reset %s to %d: %s", tp, offset, error)
 
-    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int],
+                      partitions: list[TopicPartition] | None = None) -> None:
+        """Commit what the task's pre_commit accepts of `current` (of `partitions` only, when
+        given: those being revoked)."""
         from confluent_kafka import TopicPartition as KafkaTP
-        offsets = await _call(task.pre_commit, dict(current))
+        offered = (dict(current) if partitions is None
+                   else {tp: current[tp] for tp in partitions if tp in current})
+        if not offered:
+            return
+        offsets = await _call(task.pre_commit, offered)
         commit = [KafkaTP(tp.topic, tp.partition, off) for tp, off in (offsets or {}).items()
-                  if tp in self.assigned]
+                  if tp in self.assigned and (partitions is None or tp in partitions)]
         if not commit:
             self.metrics.commit_skips += 1
             return
