@@ -294,3 +294,22 @@ async def test_revoked_partitions_are_committed_before_they_are_closed() -> None
     assert commits()[-1] == {TP0: 5}
     assert task.status.state != State.FAILED, task.status.trace
 
+
+
+@synchronously
+async def test_offsets_a_task_sets_when_it_opens_a_partition_apply_before_any_put() -> None:
+    class Task(RecordingTask):
+        put_errors: ClassVar[list[BaseException]] = []
+        puts: ClassVar[list[list[SinkRecord]]] = []
+
+        def open(self, partitions: Sequence[TopicPartition]) -> None:
+            assert self.context is not None
+            self.context.offset(TP0, 3)  # as a sink keeping its offsets elsewhere does
+
+    task = sink_task(Task)
+    await started(task)
+    await until(lambda: len(put_offsets()) >= 2, what="the records after offset 3")
+    await asyncio.sleep(0.1)
+    await task.stop()
+    assert put_offsets() == [(0, 3), (0, 4)]
+    assert commits()[-1] == {TP0: 5}

@@ -1106,6 +1106,10 @@ class WorkerSinkTask(WorkerTask):
         await self._rebalance(task, current)
         if self._rebalance_error is not None:
             raise self._rebalance_error
+        # Offsets the task set (in open(), say) move the consumer before anything is put, as
+        # Kafka's rewind() before each poll: what consume() returned of those partitions is
+        # stale.
+        rewound = await self._apply_resets(current)
         if self.unbased and messages:
             self._set_bases(messages)
         self.sink_metrics.records_read += len(messages)
@@ -1120,7 +1124,7 @@ class WorkerSinkTask(WorkerTask):
                 self.sink_metrics.records_read -= 1
                 continue
             tp = TopicPartition(message.topic(), message.partition())
-            if tp not in self.assigned:  # revoked while consume() ran
+            if tp not in self.assigned or tp in rewound:  # revoked while consume() ran
                 continue
             offsets[tp] = message.offset() + 1
             record = await self._record(message, self.chain, self.key_conv, self.value_conv,
@@ -1247,15 +1251,19 @@ class WorkerSinkTask(WorkerTask):
                              self.connector, self.task_id, len(batch))
                     return False
 
-    async def _apply_resets(self, current: dict[TopicPartition, int]) -> None:
+    async def _apply_resets(self, current: dict[TopicPartition, int]) -> set[TopicPartition]:
+        """Seek to the offsets set with context.offset(); the partitions sought."""
         from confluent_kafka import TopicPartition as KafkaTP
         resets, self.context.resets = self.context.resets, {}
+        sought = set()
         for tp, offset in resets.items():
             try:
                 self.consumer.seek(KafkaTP(tp.topic, tp.partition, offset))
                 current[tp] = offset
+                sought.add(tp)
             except Exception as error:
                 log.warning("cannot reset %s to %d: %s", tp, offset, error)
+        return sought
 
     async def _commit(self, task: SinkTask, current: dict[TopicPartition, int],
                       partitions: list[TopicPartition] | None = None) -> None:
