@@ -5,6 +5,7 @@ without a broker: a fake consumer plays the partitions' logs and the group's reb
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -313,3 +314,57 @@ async def test_offsets_a_task_sets_when_it_opens_a_partition_apply_before_any_pu
     await task.stop()
     assert put_offsets() == [(0, 3), (0, 4)]
     assert commits()[-1] == {TP0: 5}
+
+
+# ---------------------------------------------------------------------------------------------
+# KIP-610: the errant record reporter
+
+
+@synchronously
+async def test_errant_reports_complete_before_the_offsets_covering_them_are_committed() -> None:
+    class Task(RecordingTask):
+        put_errors: ClassVar[list[BaseException]] = []
+        puts: ClassVar[list[list[SinkRecord]]] = []
+
+        def put(self, records: Sequence[SinkRecord]) -> None:
+            assert self.context is not None
+            reporter = self.context.errant_record_reporter()
+            assert reporter is not None
+            for record in records:  # not waiting for the reports, as Kafka allows
+                reporter.report(record, ValueError(f"bad {record.value}"))
+            self.context.request_commit()
+
+    async def slow_dead_letter_queue(context: Any) -> None:
+        await asyncio.sleep(0.3)
+        EVENTS.append(("reported", context.offset))
+
+    task = sink_task(Task, {"errors.tolerance": "all", "errors.log.enable": "true"})
+    task.errors.reporters.append(slow_dead_letter_queue)
+    await started(task)
+    await until(lambda: commits(), what="a commit")
+    first_commit = EVENTS.index(("commit", {TP0: 5}))
+    assert [e for e in EVENTS[:first_commit] if e[0] == "reported"] == [
+        ("reported", n) for n in range(5)]
+    await task.stop()
+
+
+@synchronously
+async def test_a_task_swallowing_the_reporters_failure_still_fails() -> None:
+    class Task(RecordingTask):
+        put_errors: ClassVar[list[BaseException]] = []
+        puts: ClassVar[list[list[SinkRecord]]] = []
+
+        def put(self, records: Sequence[SinkRecord]) -> None:
+            assert self.context is not None
+            reporter = self.context.errant_record_reporter()
+            assert reporter is not None
+            # errors.tolerance=none: the report fails; the task carries on
+            with contextlib.suppress(Exception):
+                reporter.report(records[0], ValueError("bad"))
+
+    task = sink_task(Task)
+    await started(task)
+    await until(lambda: task.status.state == State.FAILED, what="the task failing")
+    await task.stop()
+    assert "Tolerance exceeded" in (task.status.trace or "")
+    assert all(TP0 not in commit for commit in commits()), commits()

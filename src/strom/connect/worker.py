@@ -838,6 +838,10 @@ class _ErrantReporter:
     def __init__(self, owner: WorkerSinkTask, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = owner
         self.loop = loop
+        # The reports not yet awaited before a commit; a failure not tolerated (the task fails
+        # with it even if put() swallowed it, as Kafka's).
+        self.pending: list[Future[None]] = []
+        self.exceeded: ToleranceExceeded | None = None
 
     def report(self, record: Any, error: BaseException) -> Future[None]:
         self.owner.errors.record_failures += 1
@@ -845,7 +849,25 @@ class _ErrantReporter:
         if not self.owner.errors.settings.tolerance_all:
             # Kafka's WorkerErrantRecordReporter under errors.tolerance=none: the report
             # itself fails (the task with it); nothing goes to the dead letter queue.
-            raise ToleranceExceeded("Tolerance exceeded in error handler") from error
+            exceeded = ToleranceExceeded("Tolerance exceeded in error handler")
+            exceeded.__cause__ = error
+            self.exceeded = exceeded
+            raise exceeded
+        future = self._report(record, error)
+        self.pending.append(future)
+        return future
+
+    async def completed(self) -> None:
+        """Wait for the reports made so far (Kafka's awaitFutures before a commit): a record
+        is not committed past before it is in the dead letter queue."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            try:
+                await asyncio.wrap_future(future)
+            except Exception as error:
+                raise ConnectException("could not report an errant record") from error
+
+    def _report(self, record: Any, error: BaseException) -> Future[None]:
         raw = self.owner.raw.get((record.original_topic, record.original_kafka_partition,
                                   record.original_kafka_offset))
         context = ProcessingContext(
@@ -862,7 +884,16 @@ class _ErrantReporter:
         if running is self.loop:
             done: Future[None] = Future()
             task = self.loop.create_task(coro)
-            task.add_done_callback(lambda t: done.set_result(None))
+
+            def finished(t: asyncio.Task[None]) -> None:
+                if t.cancelled():
+                    done.cancel()
+                elif t.exception() is not None:
+                    done.set_exception(t.exception())
+                else:
+                    done.set_result(None)
+
+            task.add_done_callback(finished)
             return done
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
@@ -1237,6 +1268,11 @@ class WorkerSinkTask(WorkerTask):
             try:
                 started = time.monotonic()
                 await _call(task.put, batch)
+                reporter = self.context.reporter
+                if reporter is not None and reporter.exceeded is not None:
+                    # put() swallowed the errant record reporter's failure: the task fails
+                    # anyway (Kafka's WorkerSinkTask.deliverMessages).
+                    raise reporter.exceeded
                 self.sink_metrics.put_batch_seconds.observe(time.monotonic() - started)
                 self.sink_metrics.records_put += len(batch)
                 return True
@@ -1274,6 +1310,8 @@ class WorkerSinkTask(WorkerTask):
                    else {tp: current[tp] for tp in partitions if tp in current})
         if not offered:
             return
+        if self.context.reporter is not None:
+            await self.context.reporter.completed()
         offsets = await _call(task.pre_commit, offered)
         commit = [KafkaTP(tp.topic, tp.partition, off) for tp, off in (offsets or {}).items()
                   if tp in self.assigned and (partitions is None or tp in partitions)]
