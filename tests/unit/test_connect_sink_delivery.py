@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ClassVar
@@ -368,3 +369,32 @@ async def test_a_task_swallowing_the_reporters_failure_still_fails() -> None:
     await task.stop()
     assert "Tolerance exceeded" in (task.status.trace or "")
     assert all(TP0 not in commit for commit in commits()), commits()
+
+
+# ---------------------------------------------------------------------------------------------
+# The consumer
+
+
+@synchronously
+async def test_topics_regex_subscribes_to_whole_topic_names_only() -> None:
+    task = sink_task(recording(), {"topics": "", "topics.regex": "in|out"})
+    await started(task)
+    await task.stop()
+    [pattern] = FakeConsumer.instances[0].subscribed
+    for topic in ("in", "out"):
+        assert re.match(pattern, topic), pattern
+    for topic in ("input", "in-dlq", "xout", "outer"):
+        assert not re.match(pattern, topic), (pattern, topic)
+
+
+@synchronously
+async def test_max_poll_records_bounds_the_batches() -> None:
+    cls = recording()
+    task = sink_task(cls, {"consumer.override.max.poll.records": "2"})
+    await started(task)
+    await until(lambda: len(put_offsets()) == 5, what="the records")
+    await task.stop()
+    consumer = FakeConsumer.instances[0]
+    assert "max.poll.records" not in consumer.conf  # not a librdkafka setting
+    assert set(consumer.consume_sizes) == {2}
+    assert [len(batch) for batch in cls.puts] == [2, 2, 1]

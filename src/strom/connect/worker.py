@@ -1072,14 +1072,17 @@ class WorkerSinkTask(WorkerTask):
                                           "header.converter")
         group = self.connector_config.get("consumer.override.group.id",
                                           f"connect-{self.connector}")
-        self.consumer = Consumer({
+        consumer_config = {
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             # Kafka's consumer default before 3.0 (now 45 s): a worker killed without leaving
             # its group holds its partitions this long.
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 3000,
             **self.worker.config.client_config("consumer"),
             **{k[len("consumer.override."):]: v for k, v in self.connector_config.items()
-               if k.startswith("consumer.override.")}})
+               if k.startswith("consumer.override.")}}
+        # Kafka's max.poll.records (not a librdkafka setting): the most records a batch holds.
+        self.batch_size = int(consumer_config.pop("max.poll.records", SINK_BATCH))
+        self.consumer = Consumer(consumer_config)
         topics = _split(self.task_config.get("topics"))
         regex = self.task_config.get("topics.regex", "").strip()
 
@@ -1094,7 +1097,9 @@ class WorkerSinkTask(WorkerTask):
         def on_lost(_c: Any, parts: list[Any]) -> None:
             self._revoked("lost", parts, loop)
 
-        self.consumer.subscribe(topics if topics else ["^" + regex], on_assign=on_assign,
+        # librdkafka subscribes to the topics a pattern starting with ^ finds in them; Kafka
+        # matches topics.regex against whole topic names.
+        self.consumer.subscribe(topics if topics else [f"^({regex})$"], on_assign=on_assign,
                                 on_revoke=on_revoke, on_lost=on_lost)
 
     def _revoked(self, kind: str, parts: list[Any], loop: asyncio.AbstractEventLoop) -> None:
@@ -1133,7 +1138,8 @@ class WorkerSinkTask(WorkerTask):
             await self._close(task, current)
 
     async def _iteration(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
-        messages = await asyncio.to_thread(self.consumer.consume, SINK_BATCH, SINK_POLL_S)
+        messages = await asyncio.to_thread(self.consumer.consume, self.batch_size,
+                                         SINK_POLL_S)
         await self._rebalance(task, current)
         if self._rebalance_error is not None:
             raise self._rebalance_error
