@@ -20,10 +20,10 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from strom.connect import topic_creation
 from strom.connect.api import (
@@ -67,6 +67,8 @@ from strom.connect.topic_creation import TopicCreation, TopicCreationGroup
 from strom.connect.transforms import TransformationChain
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_KEY_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 DEFAULT_VALUE_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
@@ -1106,13 +1108,26 @@ class WorkerSinkTask(WorkerTask):
         """The consumer's revocation callback (in the thread of consume()): as Kafka's
         onPartitionsRevoked, the revoked partitions' offsets are committed (preCommit) and the
         task closes them before the consumer lets them go; lost ones are only closed."""
-        with self._lock:
-            self._events.append((kind, [TopicPartition(p.topic, p.partition) for p in parts]))
+        revoked = [TopicPartition(p.topic, p.partition) for p in parts]
         task = self._rebalance_task
         if task is None:
+            with self._lock:
+                self._events.append((kind, revoked))
             return
+
+        def on_loop(coro: Coroutine[Any, Any, T]) -> T:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
         try:
-            asyncio.run_coroutine_threadsafe(self._rebalance(task, self.current), loop).result()
+            if kind == "revoke" and self.status.state != State.FAILED:
+                on_loop(self._rebalance(task, self.current))  # the assignments before it
+                commit = on_loop(self._offsets_to_commit(task, self.current, revoked))
+                # In this thread: librdkafka takes a synchronous commit from its rebalance
+                # callback (one from another thread meanwhile never completes).
+                self._commit_offsets(commit)
+            with self._lock:
+                self._events.append((kind, revoked))
+            on_loop(self._rebalance(task, self.current))
         except BaseException as error:
             self._rebalance_error = error
 
@@ -1201,8 +1216,6 @@ class WorkerSinkTask(WorkerTask):
                 await _call(task.open, parts)
                 self.apply_pauses()
             else:
-                if kind == "revoke" and self.status.state != State.FAILED:
-                    await self._commit(task, current, parts)
                 await _call(task.close, parts)
                 self.assigned.difference_update(parts)
                 self.unbased.difference_update(parts)
@@ -1307,15 +1320,20 @@ class WorkerSinkTask(WorkerTask):
                 log.warning("cannot reset %s to %d: %s", tp, offset, error)
         return sought
 
-    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int],
-                      partitions: list[TopicPartition] | None = None) -> None:
-        """Commit what the task's pre_commit accepts of `current` (of `partitions` only, when
-        given: those being revoked)."""
+    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        commit = await self._offsets_to_commit(task, current)
+        if commit:
+            await asyncio.to_thread(self._commit_offsets, commit)
+
+    async def _offsets_to_commit(self, task: SinkTask, current: dict[TopicPartition, int],
+                                 partitions: list[TopicPartition] | None = None) -> list[Any]:
+        """What the task's pre_commit accepts of `current` (of `partitions` only, when given:
+        those being revoked), once the errant records reported so far are reported."""
         from confluent_kafka import TopicPartition as KafkaTP
         offered = (dict(current) if partitions is None
                    else {tp: current[tp] for tp in partitions if tp in current})
         if not offered:
-            return
+            return []
         if self.context.reporter is not None:
             await self.context.reporter.completed()
         offsets = await _call(task.pre_commit, offered)
@@ -1323,10 +1341,14 @@ class WorkerSinkTask(WorkerTask):
                   if tp in self.assigned and (partitions is None or tp in partitions)]
         if not commit:
             self.metrics.commit_skips += 1
+        return commit
+
+    def _commit_offsets(self, commit: list[Any]) -> None:
+        if not commit:
             return
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self.consumer.commit, offsets=commit, asynchronous=False)
+            self.consumer.commit(offsets=commit, asynchronous=False)
         except Exception as error:
             self.metrics.commit_failures += 1
             log.warning("offset commit failed for %s-%d: %s", self.connector,
