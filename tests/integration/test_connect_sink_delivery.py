@@ -1,6 +1,7 @@
 """Sink task delivery against a real broker and librdkafka's group consumer: the revoked
 partitions' offsets are committed before another member gets them (Kafka's
-onPartitionsRevoked), and topics.regex matches whole topic names."""
+onPartitionsRevoked), a batch refused with a RetriableException is redelivered whole and once
+while the paused consumer keeps polling, and topics.regex matches whole topic names."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTP
 
 from strom.connect.api import SinkConnector, SinkTask, Task
+from strom.connect.errors import RetriableException
 from strom.connect.records import SinkRecord
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import produce_all, producer, unique_name
@@ -57,7 +59,29 @@ class RecordingSinkTask(SinkTask):
         pass
 
 
+class FlakySinkTask(RecordingSinkTask):
+    """Refuses its first puts with a RetriableException (as a sink whose database is down)."""
+
+    def start(self, props: Mapping[str, str]) -> None:
+        super().start(props)
+        self.refusals = int(props.get("refusals", "0"))
+
+    def put(self, records: Sequence[SinkRecord]) -> Any:
+        if self.refusals > 0:
+            self.refusals -= 1
+            assert self.context is not None
+            self.context.timeout(300)
+            raise RetriableException("the database is down")
+        return super().put(records)
+
+
+class FlakySink(RecordingSink):
+    def task_class(self) -> type[Task]:
+        return FlakySinkTask
+
+
 SINK = f"{__name__}:RecordingSink"
+FLAKY = f"{__name__}:FlakySink"
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +160,21 @@ def test_topics_regex_matches_whole_topic_names(worker: ConnectWorker, broker: E
     wait_for(lambda: len(RECEIVED.get(name, [])) >= 2, what="the records put")
     time.sleep(1.5)
     assert sorted(RECEIVED[name]) == [(topic, 0, 0), (topic, 0, 1)]
+
+
+def test_a_batch_refused_with_a_retriable_error_is_redelivered_whole_and_once(
+        worker: ConnectWorker, broker: EmbeddedBroker,
+        new_topic: Callable[..., str]) -> None:
+    name, topic = unique_name("flaky"), new_topic(partitions=2)
+    produce(broker, topic, 2, 50)
+    code, body = worker.request("POST", "/connectors", {"name": name, "config": {
+        "connector.class": FLAKY, "tasks.max": "1", "topics": topic, "refusals": "3",
+        "consumer.override.max.poll.records": "20"}})
+    assert code == 201, body
+    wait_for(lambda: len(RECEIVED.get(name, [])) >= 100, what="the records put")
+    time.sleep(1)
+    received = RECEIVED[name]
+    for partition in (0, 1):
+        assert [o for _, p, o in received if p == partition] == list(range(50))
+    code, status = worker.request("GET", f"/connectors/{name}/status")
+    assert [t["state"] for t in status["tasks"]] == ["RUNNING"], status

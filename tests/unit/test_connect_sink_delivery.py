@@ -105,6 +105,7 @@ class FakeConsumer:
                 assert self.on_revoke is not None
                 self.on_revoke(self, kafka_parts)
                 self.assigned.difference_update(parts)
+                self.paused.difference_update(parts)  # as Kafka's consumer forgets it
         out: list[FakeMessage] = []
         with self.lock:
             for tp in sorted(self.assigned - self.paused):
@@ -398,3 +399,35 @@ async def test_max_poll_records_bounds_the_batches() -> None:
     assert "max.poll.records" not in consumer.conf  # not a librdkafka setting
     assert set(consumer.consume_sizes) == {2}
     assert [len(batch) for batch in cls.puts] == [2, 2, 1]
+
+
+@synchronously
+async def test_the_consumer_is_polled_while_a_batch_waits_for_redelivery() -> None:
+    """Kafka pauses the partitions and keeps polling while it retries a batch: the group
+    membership holds, and a partition revoked meanwhile leaves the batch (its next owner gets
+    those records)."""
+    class Task(RecordingTask):
+        put_errors: ClassVar[list[BaseException]] = []
+        puts: ClassVar[list[list[SinkRecord]]] = []
+        attempts = 0
+
+        def put(self, records: Sequence[SinkRecord]) -> None:
+            assert self.context is not None
+            type(self).attempts += 1
+            if type(self).attempts <= 4:
+                self.context.timeout(200)
+                raise RetriableException("busy")
+            super().put(records)
+
+    task = sink_task(Task)
+    consumer = await started(task, TP0, TP1)
+    await until(lambda: Task.attempts >= 1, what="a first put")
+    polls = len(consumer.consume_sizes)
+    consumer.rebalances.append(("revoke", [TP1]))
+    await until(lambda: Task.puts, what="the batch put after the retries")
+    assert len(consumer.consume_sizes) > polls + 2
+    assert ("close", [TP1]) in EVENTS
+    assert put_offsets() == [(0, n) for n in range(5)]  # TP1's records left with it
+    await task.stop()
+    assert commits()[-1] == {TP0: 5}
+    assert consumer.paused == set()  # resumed once the batch went through

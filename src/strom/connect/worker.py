@@ -962,7 +962,10 @@ class WorkerSinkTask(WorkerTask):
         self.lag: dict[TopicPartition, int] = {}
         self._consumer_lock = threading.Lock()
         self._consumer_closed = False
-        self._stop_requested = asyncio.Event()  # wakes a retry back-off
+        # A batch put() refused with a RetriableException, and its offsets: redelivered (all
+        # partitions paused meanwhile, the consumer still polled) from `_retry_at` on.
+        self._redelivery: tuple[list[Any], dict[TopicPartition, int]] | None = None
+        self._retry_at = 0.0
         # The task, while the consumer's rebalance callbacks may call into it; what one of them
         # raised (raised again by the loop).
         self._rebalance_task: SinkTask | None = None
@@ -1035,16 +1038,13 @@ class WorkerSinkTask(WorkerTask):
         from confluent_kafka import TopicPartition as KafkaTP
         if self.consumer is None:
             return
-        paused = self.assigned if self.paused else (self.context.paused & self.assigned)
+        paused = (self.assigned if self.paused or self._redelivery is not None
+                  else (self.context.paused & self.assigned))
         running = self.assigned - paused
         if paused:
             self.consumer.pause([KafkaTP(tp.topic, tp.partition) for tp in paused])
         if running:
             self.consumer.resume([KafkaTP(tp.topic, tp.partition) for tp in running])
-
-    async def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop_requested.set()
-        await super().stop(timeout_s)
 
     def pause(self) -> None:
         super().pause()
@@ -1152,16 +1152,24 @@ class WorkerSinkTask(WorkerTask):
         finally:
             await self._close(task, current)
 
-    async def _iteration(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
-        messages = await asyncio.to_thread(self.consumer.consume, self.batch_size,
-                                         SINK_POLL_S)
+    async def _consume(self, task: SinkTask, current: dict[TopicPartition, int],
+                       timeout_s: float) -> tuple[list[Any], set[TopicPartition]]:
+        """Poll (the rebalance callbacks run in it); the messages and the partitions sought
+        with context.offset()."""
+        messages = await asyncio.to_thread(self.consumer.consume, self.batch_size, timeout_s)
         await self._rebalance(task, current)
         if self._rebalance_error is not None:
             raise self._rebalance_error
         # Offsets the task set (in open(), say) move the consumer before anything is put, as
         # Kafka's rewind() before each poll: what consume() returned of those partitions is
         # stale.
-        rewound = await self._apply_resets(current)
+        return messages, await self._apply_resets(current)
+
+    async def _iteration(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        if self._redelivery is not None:
+            await self._redeliver(task, current)
+            return
+        messages, rewound = await self._consume(task, current, SINK_POLL_S)
         if self.unbased and messages:
             self._set_bases(messages)
         self.sink_metrics.records_read += len(messages)
@@ -1183,12 +1191,58 @@ class WorkerSinkTask(WorkerTask):
                                         self.header_conv)
             if record is not None:
                 batch.append(record)
-        if batch and not await self._put(task, batch):
-            self.raw.clear()
-            return
+        await self._deliver(task, batch, offsets, current)
+
+    async def _deliver(self, task: SinkTask, batch: list[Any], offsets: dict[TopicPartition, int],
+                       current: dict[TopicPartition, int]) -> None:
+        """Put the batch and move the offsets past it (Kafka's deliverMessages); after a
+        RetriableException, pause all partitions and keep the batch for redelivery after
+        `context.timeout` ms (the offsets stay where they were)."""
+        from strom.connect.errors import RetriableException
+        if batch:
+            try:
+                await self._put(task, batch)
+            except RetriableException as error:
+                log.warning("task %s-%d put failed, will retry: %s", self.connector,
+                            self.task_id, error)
+                self._retry_at = time.monotonic() + max(self.context.timeout_ms, 100) / 1000
+                self.context.timeout_ms = 0  # Kafka's: a timeout applies to one retry
+                if self._redelivery is None:
+                    self._redelivery = (batch, offsets)
+                    self.apply_pauses()
+                return
         current.update(offsets)
         self.raw.clear()
+        if self._redelivery is not None:
+            self._redelivery = None
+            self.apply_pauses()
         await self._apply_resets(current)
+
+    async def _redeliver(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        """Poll the paused consumer until the batch is due (rebalances and commits go on),
+        then put it again, without the records of partitions revoked or sought meanwhile."""
+        from confluent_kafka import TopicPartition as KafkaTP
+        assert self._redelivery is not None
+        wait = min(max(0.0, self._retry_at - time.monotonic()), SINK_POLL_S)
+        messages, rewound = await self._consume(task, current, wait)
+        first: dict[TopicPartition, int] = {}
+        for message in messages:  # none while paused; not to be lost if one came
+            if not message.error():
+                tp = TopicPartition(message.topic(), message.partition())
+                first[tp] = min(first.get(tp, message.offset()), message.offset())
+        for tp, offset in first.items():
+            if tp in self.assigned and tp not in rewound:
+                self.consumer.seek(KafkaTP(tp.topic, tp.partition, offset))
+        batch, offsets = self._redelivery
+        kept = {tp for tp in offsets if tp in self.assigned and tp not in rewound}
+        if kept != set(offsets):
+            batch = [r for r in batch if TopicPartition(r.original_topic or r.topic,
+                                                        r.original_kafka_partition or 0) in kept]
+            offsets = {tp: offset for tp, offset in offsets.items() if tp in kept}
+            self._redelivery = (batch, offsets)
+        if self.stopping or time.monotonic() < self._retry_at:
+            return
+        await self._deliver(task, batch, offsets, current)
 
     async def _close(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
         self._rebalance_task = None  # closing the consumer revokes all: the task is done
@@ -1279,32 +1333,16 @@ class WorkerSinkTask(WorkerTask):
                 if not self.unbased:
                     return
 
-    async def _put(self, task: SinkTask, batch: list[Any]) -> bool:
-        """Put the batch, again after a RetriableException (after `context.timeout` ms); False
-        when the task is stopped before the batch was taken."""
-        from strom.connect.errors import RetriableException
-        while True:
-            try:
-                started = time.monotonic()
-                await _call(task.put, batch)
-                reporter = self.context.reporter
-                if reporter is not None and reporter.exceeded is not None:
-                    # put() swallowed the errant record reporter's failure: the task fails
-                    # anyway (Kafka's WorkerSinkTask.deliverMessages).
-                    raise reporter.exceeded
-                self.sink_metrics.put_batch_seconds.observe(time.monotonic() - started)
-                self.sink_metrics.records_put += len(batch)
-                return True
-            except RetriableException as error:
-                log.warning("task %s-%d put failed, will retry: %s", self.connector,
-                            self.task_id, error)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop_requested.wait(),
-                                           max(self.context.timeout_ms, 100) / 1000)
-                if self.stopping:
-                    log.info("task %s-%d stopped while retrying a batch of %d records",
-                             self.connector, self.task_id, len(batch))
-                    return False
+    async def _put(self, task: SinkTask, batch: list[Any]) -> None:
+        started = time.monotonic()
+        await _call(task.put, batch)
+        reporter = self.context.reporter
+        if reporter is not None and reporter.exceeded is not None:
+            # put() swallowed the errant record reporter's failure: the task fails anyway
+            # (Kafka's WorkerSinkTask.deliverMessages).
+            raise reporter.exceeded
+        self.sink_metrics.put_batch_seconds.observe(time.monotonic() - started)
+        self.sink_metrics.records_put += len(batch)
 
     async def _apply_resets(self, current: dict[TopicPartition, int]) -> set[TopicPartition]:
         """Seek to the offsets set with context.offset(); the partitions sought."""
