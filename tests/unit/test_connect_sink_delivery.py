@@ -16,6 +16,7 @@ import confluent_kafka
 import pytest
 
 from strom.connect.api import SinkTask, TopicPartition
+from strom.connect.converters.simple import StringConverter
 from strom.connect.errors import ConnectException, RetriableException
 from strom.connect.offsets import MemoryOffsetBackingStore
 from strom.connect.records import SinkRecord
@@ -431,3 +432,37 @@ async def test_the_consumer_is_polled_while_a_batch_waits_for_redelivery() -> No
     await task.stop()
     assert commits()[-1] == {TP0: 5}
     assert consumer.paused == set()  # resumed once the batch went through
+
+
+# ---------------------------------------------------------------------------------------------
+# KIP-298: retried conversions
+
+
+class UnavailableConverter(StringConverter):
+    """Fails on value a2 with a RetriableException (as a converter whose registry is down)."""
+
+    attempts = 0
+
+    def to_connect_data(self, topic: str, value: bytes | None, headers: Any = None) -> Any:
+        if value == b"a2":
+            type(self).attempts += 1
+            raise RetriableException("the schema registry is unavailable")
+        return super().to_connect_data(topic, value, headers)
+
+
+@synchronously
+async def test_stop_interrupts_a_retried_conversion_and_abandons_its_batch() -> None:
+    UnavailableConverter.attempts = 0
+    cls = recording()
+    task = sink_task(cls, {"errors.retry.timeout": "-1", "errors.retry.delay.max.ms": "60000",
+                           "value.converter": f"{__name__}.UnavailableConverter"})
+    await started(task)
+    await until(lambda: UnavailableConverter.attempts >= 2, what="conversion retries")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await task.stop()
+    assert loop.time() - began < 2
+    assert task.status.state != State.FAILED, task.status.trace
+    assert cls.puts == []
+    assert all(TP0 not in commit for commit in commits()), commits()
+    assert ("stop",) in EVENTS

@@ -58,6 +58,7 @@ from strom.connect.tolerance import (
     DeadLetterQueueReporter,
     ErrorSettings,
     ProcessingContext,
+    RetryStopped,
     RetryWithToleranceOperator,
     Stage,
     ToleranceExceeded,
@@ -1046,6 +1047,10 @@ class WorkerSinkTask(WorkerTask):
         if running:
             self.consumer.resume([KafkaTP(tp.topic, tp.partition) for tp in running])
 
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        self.errors.trigger_stop()  # a conversion being retried gives up at once
+        await super().stop(timeout_s)
+
     def pause(self) -> None:
         super().pause()
         self.apply_pauses()
@@ -1187,8 +1192,12 @@ class WorkerSinkTask(WorkerTask):
             if tp not in self.assigned or tp in rewound:  # revoked while consume() ran
                 continue
             offsets[tp] = message.offset() + 1
-            record = await self._record(message, self.chain, self.key_conv, self.value_conv,
-                                        self.header_conv)
+            try:
+                record = await self._record(message, self.chain, self.key_conv,
+                                            self.value_conv, self.header_conv)
+            except RetryStopped:  # the task stops: the batch is abandoned, not committed
+                self.raw.clear()
+                return
             if record is not None:
                 batch.append(record)
         await self._deliver(task, batch, offsets, current)
