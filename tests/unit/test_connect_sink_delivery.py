@@ -466,3 +466,31 @@ async def test_stop_interrupts_a_retried_conversion_and_abandons_its_batch() -> 
     assert cls.puts == []
     assert all(TP0 not in commit for commit in commits()), commits()
     assert ("stop",) in EVENTS
+
+
+@synchronously
+async def test_a_failing_pre_commit_rewinds_to_the_last_commit_and_the_task_goes_on() -> None:
+    """Kafka's commitOffsets: preCommit (flush) failing commits nothing and rewinds the
+    consumer to the last committed offsets, so the records are redelivered; the task lives."""
+    class Task(RecordingTask):
+        put_errors: ClassVar[list[BaseException]] = []
+        puts: ClassVar[list[list[SinkRecord]]] = []
+        failures = 1
+
+        def put(self, records: Sequence[SinkRecord]) -> None:
+            super().put(records)
+            assert self.context is not None
+            self.context.request_commit()
+
+        def flush(self, current_offsets: Mapping[TopicPartition, int]) -> None:
+            if type(self).failures:
+                type(self).failures -= 1
+                raise OSError("the disk is full")
+
+    task = sink_task(Task)
+    await started(task)
+    await until(lambda: commits(), what="a commit after the failed one")
+    assert task.status.state == State.RUNNING, task.status.trace
+    assert put_offsets() == [(0, n) for n in range(5)] * 2
+    assert commits() == [{TP0: 5}]
+    await task.stop()

@@ -1126,7 +1126,8 @@ class WorkerSinkTask(WorkerTask):
         try:
             if kind == "revoke" and self.status.state != State.FAILED:
                 on_loop(self._rebalance(task, self.current))  # the assignments before it
-                commit = on_loop(self._offsets_to_commit(task, self.current, revoked))
+                commit = on_loop(self._offsets_to_commit(task, self.current, revoked,
+                                                         closing=True))
                 # In this thread: librdkafka takes a synchronous commit from its rebalance
                 # callback (one from another thread meanwhile never completes).
                 self._commit_offsets(commit)
@@ -1257,7 +1258,7 @@ class WorkerSinkTask(WorkerTask):
         self._rebalance_task = None  # closing the consumer revokes all: the task is done
         try:
             if self.status.state != State.FAILED and current:
-                await self._commit(task, current)
+                await self._commit(task, current, closing=True)
             if self.assigned:
                 await _call(task.close, sorted(self.assigned))
         finally:
@@ -1367,15 +1368,19 @@ class WorkerSinkTask(WorkerTask):
                 log.warning("cannot reset %s to %d: %s", tp, offset, error)
         return sought
 
-    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
-        commit = await self._offsets_to_commit(task, current)
+    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int],
+                      closing: bool = False) -> None:
+        commit = await self._offsets_to_commit(task, current, closing=closing)
         if commit:
             await asyncio.to_thread(self._commit_offsets, commit)
 
     async def _offsets_to_commit(self, task: SinkTask, current: dict[TopicPartition, int],
-                                 partitions: list[TopicPartition] | None = None) -> list[Any]:
+                                 partitions: list[TopicPartition] | None = None,
+                                 closing: bool = False) -> list[Any]:
         """What the task's pre_commit accepts of `current` (of `partitions` only, when given:
-        those being revoked), once the errant records reported so far are reported."""
+        those being revoked), once the errant records reported so far are reported. When
+        pre_commit fails nothing is committed and, unless the partitions are being closed, the
+        consumer goes back to the last committed offsets (Kafka's commitOffsets)."""
         from confluent_kafka import TopicPartition as KafkaTP
         offered = (dict(current) if partitions is None
                    else {tp: current[tp] for tp in partitions if tp in current})
@@ -1383,12 +1388,42 @@ class WorkerSinkTask(WorkerTask):
             return []
         if self.context.reporter is not None:
             await self.context.reporter.completed()
-        offsets = await _call(task.pre_commit, offered)
+        try:
+            offsets = await _call(task.pre_commit, offered)
+        except Exception as error:
+            self.metrics.commit_failures += 1
+            if closing:
+                log.warning("offset commit of %s-%d failed during close: %s", self.connector,
+                            self.task_id, error)
+            else:
+                log.error("offset commit of %s-%d failed, rewinding to the last committed "
+                          "offsets", self.connector, self.task_id, exc_info=error)
+                self._rewind(current)
+            return []
         commit = [KafkaTP(tp.topic, tp.partition, off) for tp, off in (offsets or {}).items()
                   if tp in self.assigned and (partitions is None or tp in partitions)]
         if not commit:
             self.metrics.commit_skips += 1
         return commit
+
+    def _rewind(self, current: dict[TopicPartition, int]) -> None:
+        """Seek each assigned partition back to its last committed offset (the first read
+        since its assignment when none): what was read since is redelivered."""
+        from confluent_kafka import TopicPartition as KafkaTP
+        for tp in sorted(self.assigned):
+            offset = self.committed.get(tp, self.consumed_from.get(tp))
+            if offset is None:
+                continue
+            try:
+                self.consumer.seek(KafkaTP(tp.topic, tp.partition, offset))
+            except Exception as error:
+                log.warning("cannot rewind %s to %d: %s", tp, offset, error)
+                continue
+            current[tp] = offset
+        if self._redelivery is not None:  # its records come again
+            self._redelivery = None
+            self.raw.clear()
+            self.apply_pauses()
 
     def _commit_offsets(self, commit: list[Any]) -> None:
         if not commit:
