@@ -11,6 +11,7 @@ queue (sink connectors only, as Kafka's) gets the original key and value bytes w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -107,6 +108,11 @@ class ToleranceExceeded(Exception):
     exceeded in error handler')."""
 
 
+class RetryStopped(Exception):
+    """The task was asked to stop while an operation was being retried (Kafka's
+    RetryWithToleranceOperator.triggerStop): the record is neither processed nor skipped."""
+
+
 Reporter = Callable[[ProcessingContext], Awaitable[None]]
 
 
@@ -129,6 +135,11 @@ class RetryWithToleranceOperator:
         self.errors_logged = 0
         self.dlq_requests = 0
         self.dlq_failures = 0
+        self._stop = asyncio.Event()
+
+    def trigger_stop(self) -> None:
+        """End a retry back-off now; retries from now on raise RetryStopped."""
+        self._stop.set()
 
     async def execute(self, stage: Stage, executing_class: type | str,
                       fn: Callable[[], T], context: ProcessingContext) -> tuple[bool, T | None]:
@@ -144,8 +155,12 @@ class RetryWithToleranceOperator:
                 self.record_failures += 1
                 if _is_retriable(error) and (deadline is None or time.monotonic() < deadline):
                     remaining = 1e9 if deadline is None else deadline - time.monotonic()
-                    await asyncio.sleep(max(0.0, min(delay, remaining,
-                                                     self.settings.retry_delay_max_ms / 1000)))
+                    if not self._stop.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stop.wait(), max(0.0, min(
+                                delay, remaining, self.settings.retry_delay_max_ms / 1000)))
+                    if self._stop.is_set():
+                        raise RetryStopped(f"{stage.value} stopped while retrying") from error
                     delay *= 2
                     self.retries += 1
                     continue

@@ -20,10 +20,10 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from strom.connect import topic_creation
 from strom.connect.api import (
@@ -58,6 +58,7 @@ from strom.connect.tolerance import (
     DeadLetterQueueReporter,
     ErrorSettings,
     ProcessingContext,
+    RetryStopped,
     RetryWithToleranceOperator,
     Stage,
     ToleranceExceeded,
@@ -67,6 +68,8 @@ from strom.connect.topic_creation import TopicCreation, TopicCreationGroup
 from strom.connect.transforms import TransformationChain
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_KEY_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 DEFAULT_VALUE_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
@@ -843,6 +846,10 @@ class _ErrantReporter:
     def __init__(self, owner: WorkerSinkTask, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = owner
         self.loop = loop
+        # The reports not yet awaited before a commit; a failure not tolerated (the task fails
+        # with it even if put() swallowed it, as Kafka's).
+        self.pending: list[Future[None]] = []
+        self.exceeded: ToleranceExceeded | None = None
 
     def report(self, record: Any, error: BaseException) -> Future[None]:
         self.owner.errors.record_failures += 1
@@ -850,7 +857,25 @@ class _ErrantReporter:
         if not self.owner.errors.settings.tolerance_all:
             # Kafka's WorkerErrantRecordReporter under errors.tolerance=none: the report
             # itself fails (the task with it); nothing goes to the dead letter queue.
-            raise ToleranceExceeded("Tolerance exceeded in error handler") from error
+            exceeded = ToleranceExceeded("Tolerance exceeded in error handler")
+            exceeded.__cause__ = error
+            self.exceeded = exceeded
+            raise exceeded
+        future = self._report(record, error)
+        self.pending.append(future)
+        return future
+
+    async def completed(self) -> None:
+        """Wait for the reports made so far (Kafka's awaitFutures before a commit): a record
+        is not committed past before it is in the dead letter queue."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            try:
+                await asyncio.wrap_future(future)
+            except Exception as error:
+                raise ConnectException("could not report an errant record") from error
+
+    def _report(self, record: Any, error: BaseException) -> Future[None]:
         raw = self.owner.raw.get((record.original_topic, record.original_kafka_partition,
                                   record.original_kafka_offset))
         context = ProcessingContext(
@@ -867,7 +892,16 @@ class _ErrantReporter:
         if running is self.loop:
             done: Future[None] = Future()
             task = self.loop.create_task(coro)
-            task.add_done_callback(lambda t: done.set_result(None))
+
+            def finished(t: asyncio.Task[None]) -> None:
+                if t.cancelled():
+                    done.cancel()
+                elif t.exception() is not None:
+                    done.set_exception(t.exception())
+                else:
+                    done.set_result(None)
+
+            task.add_done_callback(finished)
             return done
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
@@ -934,6 +968,14 @@ class WorkerSinkTask(WorkerTask):
         self.lag: dict[TopicPartition, int] = {}
         self._consumer_lock = threading.Lock()
         self._consumer_closed = False
+        # A batch put() refused with a RetriableException, and its offsets: redelivered (all
+        # partitions paused meanwhile, the consumer still polled) from `_retry_at` on.
+        self._redelivery: tuple[list[Any], dict[TopicPartition, int]] | None = None
+        self._retry_at = 0.0
+        # The task, while the consumer's rebalance callbacks may call into it; what one of them
+        # raised (raised again by the loop).
+        self._rebalance_task: SinkTask | None = None
+        self._rebalance_error: BaseException | None = None
 
     def partition_numbers(self) -> Mapping[tuple[str, int], PartitionNumbers]:
         return {(tp.topic, tp.partition): PartitionNumbers(self.lag.get(tp),
@@ -1002,12 +1044,17 @@ class WorkerSinkTask(WorkerTask):
         from confluent_kafka import TopicPartition as KafkaTP
         if self.consumer is None:
             return
-        paused = self.assigned if self.paused else (self.context.paused & self.assigned)
+        paused = (self.assigned if self.paused or self._redelivery is not None
+                  else (self.context.paused & self.assigned))
         running = self.assigned - paused
         if paused:
             self.consumer.pause([KafkaTP(tp.topic, tp.partition) for tp in paused])
         if running:
             self.consumer.resume([KafkaTP(tp.topic, tp.partition) for tp in running])
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        self.errors.trigger_stop()  # a conversion being retried gives up at once
+        await super().stop(timeout_s)
 
     def pause(self) -> None:
         super().pause()
@@ -1037,14 +1084,17 @@ class WorkerSinkTask(WorkerTask):
                                           "header.converter")
         group = self.connector_config.get("consumer.override.group.id",
                                           f"connect-{self.connector}")
-        self.consumer = Consumer({
+        consumer_config = {
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             # Kafka's consumer default before 3.0 (now 45 s): a worker killed without leaving
             # its group holds its partitions this long.
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 3000,
             **self.worker.config.client_config("consumer"),
             **{k[len("consumer.override."):]: v for k, v in self.connector_config.items()
-               if k.startswith("consumer.override.")}})
+               if k.startswith("consumer.override.")}}
+        # Kafka's max.poll.records (not a librdkafka setting): the most records a batch holds.
+        self.batch_size = int(consumer_config.pop("max.poll.records", SINK_BATCH))
+        self.consumer = Consumer(consumer_config)
         topics = _split(self.task_config.get("topics"))
         regex = self.task_config.get("topics.regex", "").strip()
 
@@ -1054,12 +1104,43 @@ class WorkerSinkTask(WorkerTask):
                                                  for p in parts]))
 
         def on_revoke(_c: Any, parts: list[Any]) -> None:
-            with self._lock:
-                self._events.append(("revoke", [TopicPartition(p.topic, p.partition)
-                                                 for p in parts]))
+            self._revoked("revoke", parts, loop)
 
-        self.consumer.subscribe(topics if topics else ["^" + regex], on_assign=on_assign,
-                                on_revoke=on_revoke)
+        def on_lost(_c: Any, parts: list[Any]) -> None:
+            self._revoked("lost", parts, loop)
+
+        # librdkafka subscribes to the topics a pattern starting with ^ finds in them; Kafka
+        # matches topics.regex against whole topic names.
+        self.consumer.subscribe(topics if topics else [f"^({regex})$"], on_assign=on_assign,
+                                on_revoke=on_revoke, on_lost=on_lost)
+
+    def _revoked(self, kind: str, parts: list[Any], loop: asyncio.AbstractEventLoop) -> None:
+        """The consumer's revocation callback (in the thread of consume()): as Kafka's
+        onPartitionsRevoked, the revoked partitions' offsets are committed (preCommit) and the
+        task closes them before the consumer lets them go; lost ones are only closed."""
+        revoked = [TopicPartition(p.topic, p.partition) for p in parts]
+        task = self._rebalance_task
+        if task is None:
+            with self._lock:
+                self._events.append((kind, revoked))
+            return
+
+        def on_loop(coro: Coroutine[Any, Any, T]) -> T:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        try:
+            if kind == "revoke" and self.status.state != State.FAILED:
+                on_loop(self._rebalance(task, self.current))  # the assignments before it
+                commit = on_loop(self._offsets_to_commit(task, self.current, revoked,
+                                                         closing=True))
+                # In this thread: librdkafka takes a synchronous commit from its rebalance
+                # callback (one from another thread meanwhile never completes).
+                self._commit_offsets(commit)
+            with self._lock:
+                self._events.append((kind, revoked))
+            on_loop(self._rebalance(task, self.current))
+        except BaseException as error:
+            self._rebalance_error = error
 
     async def execute(self) -> None:
         task = self.task_cls()
@@ -1067,6 +1148,7 @@ class WorkerSinkTask(WorkerTask):
         task.initialize(self.context)
         self._setup(asyncio.get_running_loop())
         await _call(task.start, self.task_config)
+        self._rebalance_task = task
         self.set_running()
         current = self.current
         last_commit = time.monotonic()
@@ -1081,13 +1163,31 @@ class WorkerSinkTask(WorkerTask):
         finally:
             await self._close(task, current)
 
-    async def _iteration(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
-        messages = await asyncio.to_thread(self.consumer.consume, SINK_BATCH, SINK_POLL_S)
+    async def _consume(self, task: SinkTask, current: dict[TopicPartition, int],
+                       timeout_s: float) -> tuple[list[Any], set[TopicPartition]]:
+        """Poll (the rebalance callbacks run in it); the messages and the partitions sought
+        with context.offset()."""
+        messages = await asyncio.to_thread(self.consumer.consume, self.batch_size, timeout_s)
         await self._rebalance(task, current)
+        if self._rebalance_error is not None:
+            raise self._rebalance_error
+        # Offsets the task set (in open(), say) move the consumer before anything is put, as
+        # Kafka's rewind() before each poll: what consume() returned of those partitions is
+        # stale.
+        return messages, await self._apply_resets(current)
+
+    async def _iteration(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        if self._redelivery is not None:
+            await self._redeliver(task, current)
+            return
+        messages, rewound = await self._consume(task, current, SINK_POLL_S)
         if self.unbased and messages:
             self._set_bases(messages)
         self.sink_metrics.records_read += len(messages)
         batch = []
+        # The offsets move past the batch only once put() took it (Kafka's origOffsets): a
+        # batch that fails, or is abandoned at stop, is not committed.
+        offsets: dict[TopicPartition, int] = {}
         for message in messages:
             if message.error():
                 log.warning("consumer error in %s-%d: %s", self.connector, self.task_id,
@@ -1095,20 +1195,75 @@ class WorkerSinkTask(WorkerTask):
                 self.sink_metrics.records_read -= 1
                 continue
             tp = TopicPartition(message.topic(), message.partition())
-            current[tp] = message.offset() + 1
-            record = await self._record(message, self.chain, self.key_conv, self.value_conv,
-                                        self.header_conv)
+            if tp not in self.assigned or tp in rewound:  # revoked while consume() ran
+                continue
+            offsets[tp] = message.offset() + 1
+            try:
+                record = await self._record(message, self.chain, self.key_conv,
+                                            self.value_conv, self.header_conv)
+            except RetryStopped:  # the task stops: the batch is abandoned, not committed
+                self.raw.clear()
+                return
             if record is not None:
                 batch.append(record)
+        await self._deliver(task, batch, offsets, current)
+
+    async def _deliver(self, task: SinkTask, batch: list[Any], offsets: dict[TopicPartition, int],
+                       current: dict[TopicPartition, int]) -> None:
+        """Put the batch and move the offsets past it (Kafka's deliverMessages); after a
+        RetriableException, pause all partitions and keep the batch for redelivery after
+        `context.timeout` ms (the offsets stay where they were)."""
+        from strom.connect.errors import RetriableException
         if batch:
-            await self._put(task, batch)
+            try:
+                await self._put(task, batch)
+            except RetriableException as error:
+                log.warning("task %s-%d put failed, will retry: %s", self.connector,
+                            self.task_id, error)
+                self._retry_at = time.monotonic() + max(self.context.timeout_ms, 100) / 1000
+                self.context.timeout_ms = 0  # Kafka's: a timeout applies to one retry
+                if self._redelivery is None:
+                    self._redelivery = (batch, offsets)
+                    self.apply_pauses()
+                return
+        current.update(offsets)
         self.raw.clear()
+        if self._redelivery is not None:
+            self._redelivery = None
+            self.apply_pauses()
         await self._apply_resets(current)
 
+    async def _redeliver(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        """Poll the paused consumer until the batch is due (rebalances and commits go on),
+        then put it again, without the records of partitions revoked or sought meanwhile."""
+        from confluent_kafka import TopicPartition as KafkaTP
+        assert self._redelivery is not None
+        wait = min(max(0.0, self._retry_at - time.monotonic()), SINK_POLL_S)
+        messages, rewound = await self._consume(task, current, wait)
+        first: dict[TopicPartition, int] = {}
+        for message in messages:  # none while paused; not to be lost if one came
+            if not message.error():
+                tp = TopicPartition(message.topic(), message.partition())
+                first[tp] = min(first.get(tp, message.offset()), message.offset())
+        for tp, offset in first.items():
+            if tp in self.assigned and tp not in rewound:
+                self.consumer.seek(KafkaTP(tp.topic, tp.partition, offset))
+        batch, offsets = self._redelivery
+        kept = {tp for tp in offsets if tp in self.assigned and tp not in rewound}
+        if kept != set(offsets):
+            batch = [r for r in batch if TopicPartition(r.original_topic or r.topic,
+                                                        r.original_kafka_partition or 0) in kept]
+            offsets = {tp: offset for tp, offset in offsets.items() if tp in kept}
+            self._redelivery = (batch, offsets)
+        if self.stopping or time.monotonic() < self._retry_at:
+            return
+        await self._deliver(task, batch, offsets, current)
+
     async def _close(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+        self._rebalance_task = None  # closing the consumer revokes all: the task is done
         try:
             if self.status.state != State.FAILED and current:
-                await self._commit(task, current)
+                await self._commit(task, current, closing=True)
             if self.assigned:
                 await _call(task.close, sorted(self.assigned))
         finally:
@@ -1194,42 +1349,93 @@ class WorkerSinkTask(WorkerTask):
                     return
 
     async def _put(self, task: SinkTask, batch: list[Any]) -> None:
-        from strom.connect.errors import RetriableException
-        while True:
-            try:
-                started = time.monotonic()
-                await _call(task.put, batch)
-                self.sink_metrics.put_batch_seconds.observe(time.monotonic() - started)
-                self.sink_metrics.records_put += len(batch)
-                return
-            except RetriableException as error:
-                log.warning("task %s-%d put failed, will retry: %s", self.connector,
-                            self.task_id, error)
-                await asyncio.sleep(max(self.context.timeout_ms, 100) / 1000)
-                if self.stopping:
-                    raise
+        started = time.monotonic()
+        await _call(task.put, batch)
+        reporter = self.context.reporter
+        if reporter is not None and reporter.exceeded is not None:
+            # put() swallowed the errant record reporter's failure: the task fails anyway
+            # (Kafka's WorkerSinkTask.deliverMessages).
+            raise reporter.exceeded
+        self.sink_metrics.put_batch_seconds.observe(time.monotonic() - started)
+        self.sink_metrics.records_put += len(batch)
 
-    async def _apply_resets(self, current: dict[TopicPartition, int]) -> None:
+    async def _apply_resets(self, current: dict[TopicPartition, int]) -> set[TopicPartition]:
+        """Seek to the offsets set with context.offset(); the partitions sought."""
         from confluent_kafka import TopicPartition as KafkaTP
         resets, self.context.resets = self.context.resets, {}
+        sought = set()
         for tp, offset in resets.items():
             try:
                 self.consumer.seek(KafkaTP(tp.topic, tp.partition, offset))
                 current[tp] = offset
+                sought.add(tp)
             except Exception as error:
                 log.warning("cannot reset %s to %d: %s", tp, offset, error)
+        return sought
 
-    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int]) -> None:
+    async def _commit(self, task: SinkTask, current: dict[TopicPartition, int],
+                      closing: bool = False) -> None:
+        commit = await self._offsets_to_commit(task, current, closing=closing)
+        if commit:
+            await asyncio.to_thread(self._commit_offsets, commit)
+
+    async def _offsets_to_commit(self, task: SinkTask, current: dict[TopicPartition, int],
+                                 partitions: list[TopicPartition] | None = None,
+                                 closing: bool = False) -> list[Any]:
+        """What the task's pre_commit accepts of `current` (of `partitions` only, when given:
+        those being revoked), once the errant records reported so far are reported. When
+        pre_commit fails nothing is committed and, unless the partitions are being closed, the
+        consumer goes back to the last committed offsets (Kafka's commitOffsets)."""
         from confluent_kafka import TopicPartition as KafkaTP
-        offsets = await _call(task.pre_commit, dict(current))
+        offered = (dict(current) if partitions is None
+                   else {tp: current[tp] for tp in partitions if tp in current})
+        if not offered:
+            return []
+        if self.context.reporter is not None:
+            await self.context.reporter.completed()
+        try:
+            offsets = await _call(task.pre_commit, offered)
+        except Exception as error:
+            self.metrics.commit_failures += 1
+            if closing:
+                log.warning("offset commit of %s-%d failed during close: %s", self.connector,
+                            self.task_id, error)
+            else:
+                log.error("offset commit of %s-%d failed, rewinding to the last committed "
+                          "offsets", self.connector, self.task_id, exc_info=error)
+                self._rewind(current)
+            return []
         commit = [KafkaTP(tp.topic, tp.partition, off) for tp, off in (offsets or {}).items()
-                  if tp in self.assigned]
+                  if tp in self.assigned and (partitions is None or tp in partitions)]
         if not commit:
             self.metrics.commit_skips += 1
+        return commit
+
+    def _rewind(self, current: dict[TopicPartition, int]) -> None:
+        """Seek each assigned partition back to its last committed offset (the first read
+        since its assignment when none): what was read since is redelivered."""
+        from confluent_kafka import TopicPartition as KafkaTP
+        for tp in sorted(self.assigned):
+            offset = self.committed.get(tp, self.consumed_from.get(tp))
+            if offset is None:
+                continue
+            try:
+                self.consumer.seek(KafkaTP(tp.topic, tp.partition, offset))
+            except Exception as error:
+                log.warning("cannot rewind %s to %d: %s", tp, offset, error)
+                continue
+            current[tp] = offset
+        if self._redelivery is not None:  # its records come again
+            self._redelivery = None
+            self.raw.clear()
+            self.apply_pauses()
+
+    def _commit_offsets(self, commit: list[Any]) -> None:
+        if not commit:
             return
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self.consumer.commit, offsets=commit, asynchronous=False)
+            self.consumer.commit(offsets=commit, asynchronous=False)
         except Exception as error:
             self.metrics.commit_failures += 1
             log.warning("offset commit failed for %s-%d: %s", self.connector,
