@@ -753,13 +753,15 @@ class WorkerSourceTask(WorkerTask):
         if out is None:
             return None
         headers: list[tuple[str, bytes | None]] = []
-        ok, _ = await self.errors.execute(
-            Stage.HEADER_CONVERTER, type(header_conv),
-            lambda: headers.extend(
-                (h.key, header_conv.from_connect_header(out.topic, h.key, h.schema, h.value))
-                for h in (out.headers or ())), context)
-        if not ok:
-            return None
+        if out.headers:  # most records have none: no header stage to run
+            ok, _ = await self.errors.execute(
+                Stage.HEADER_CONVERTER, type(header_conv),
+                lambda: headers.extend(
+                    (h.key, header_conv.from_connect_header(out.topic, h.key, h.schema,
+                                                            h.value))
+                    for h in out.headers), context)
+            if not ok:
+                return None
         ok, key = await self.errors.execute(
             Stage.KEY_CONVERTER, type(key_conv),
             lambda: key_conv.from_connect_data(out.topic, out.key_schema, out.key, out.headers),
