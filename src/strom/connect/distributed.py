@@ -810,7 +810,8 @@ class DistributedHerder(StandaloneHerder):
         if exists and not allow_replace:
             from strom.connect.states import AlreadyExists
             raise AlreadyExists(f"Connector {name} already exists")
-        check_connector_config(config, self.config.exactly_once_source)
+        check_connector_config(config, self.config.exactly_once_source,
+                               self.config.override_policy)
         records: list[tuple[str, Any]] = [(f"connector-{name}", {"properties": config})]
         if not exists:
             state = (initial_state or TargetState.STARTED).value
@@ -913,6 +914,7 @@ class DistributedRuntime:
             import socket
             self.props["rest.advertised.host.name"] = socket.gethostname()
         self.config = WorkerConfig(self.props, worker_id(self.props, self.listeners[0]))
+        _ = self.config.override_policy  # a bad policy fails the worker's start
         self.dconfig = DistributedConfig(self.props)
         offsets = KafkaOffsetBackingStore(self.config.client_config("admin"),
                                           self.dconfig.offset_topic)

@@ -152,7 +152,8 @@ class StandaloneHerder(Herder):
         return await self.worker.scrape()
 
     async def validate(self, plugin: str, config: Mapping[str, str]) -> dict[str, Any]:
-        return validate_connector_config(plugin, config, self.config.exactly_once_source)
+        return validate_connector_config(plugin, config, self.config.exactly_once_source,
+                                         self.config.override_policy)
 
     def _require(self, name: str) -> dict[str, str]:
         if name not in self.configs:
@@ -186,7 +187,8 @@ class StandaloneHerder(Herder):
             exists = name in self.configs
             if exists and not allow_replace:
                 raise AlreadyExists(f"Connector {name} already exists")
-            class_name = check_connector_config(config, self.config.exactly_once_source)
+            class_name = check_connector_config(config, self.config.exactly_once_source,
+                                                self.config.override_policy)
             if exists:
                 await self._stop_connector(name)
             self.configs[name] = config
@@ -482,15 +484,18 @@ class StandaloneHerder(Herder):
             await self._stop_connector(name)
 
 
-def check_connector_config(config: Mapping[str, str], exactly_once_source: bool = False) -> str:
+def check_connector_config(config: Mapping[str, str], exactly_once_source: bool = False,
+                           override_policy: str = "All") -> str:
     """The connector's class name; BadRequest (Kafka's messages) when the config is invalid.
     `exactly_once_source`: the worker's exactly.once.source.support is enabled (KIP-618's
-    exactly.once.support / transaction.boundary checks)."""
+    exactly.once.support / transaction.boundary checks); `override_policy`: the worker's
+    connector.client.config.override.policy."""
     class_name = config.get("connector.class")
     if not class_name:
         raise BadRequest("Connector config {...} contains no connector type"
                          .replace("{...}", str(dict(config))))
-    result = validate_connector_config(class_name, config, exactly_once_source)
+    result = validate_connector_config(class_name, config, exactly_once_source,
+                                       override_policy)
     if result["error_count"]:
         messages = [f"{c['value']['name']}: {e}" for c in result["configs"]
                     for e in c["value"]["errors"]]

@@ -75,6 +75,7 @@ class StandaloneRuntime:
                      "Python entry point group strom.connect.connectors")
         self.listeners = parse_listeners(self.props.get("listeners"))
         self.config = WorkerConfig(self.props, worker_id(self.props, self.listeners[0]))
+        _ = self.config.override_policy  # a bad policy fails the worker's start
         offsets_file = self.props.get("offset.storage.file.filename", "").strip()
         if not offsets_file:
             # Kafka's StandaloneConfig: required, no default (an in-memory store would start

@@ -13,6 +13,7 @@ from typing import Any
 
 from strom.connect import topic_creation
 from strom.connect.discovery import ConnectorPlugin, PluginNotFound, find_connector
+from strom.connect.override_policy import override_errors
 from strom.connect.states import BadRequest
 
 
@@ -387,9 +388,11 @@ def _prefixed(config: Mapping[str, str], config_def: Any, prefix: str, group: st
 
 
 def validate_connector_config(plugin_name: str, config: Mapping[str, str],
-                              exactly_once_source: bool = False) -> dict[str, Any]:
+                              exactly_once_source: bool = False,
+                              override_policy: str = "All") -> dict[str, Any]:
     """`exactly_once_source`: the worker enables KIP-618 exactly-once source support, so the
-    connector's exactly_once_support() / can_define_transaction_boundaries() are checked."""
+    connector's exactly_once_support() / can_define_transaction_boundaries() are checked;
+    `override_policy`: the worker's connector.client.config.override.policy (KIP-458)."""
     try:
         plugin = find_connector(plugin_name)
     except PluginNotFound as error:
@@ -402,6 +405,7 @@ def validate_connector_config(plugin_name: str, config: Mapping[str, str],
         _check_source(config, connector, exactly_once_source,
                       lambda name, message: errors.setdefault(name, []).append(message))
         errors.update(topic_creation.validation_errors(config))
+    errors.update(override_errors(override_policy, config))
     configs: list[dict[str, Any]] = []
     for definition in common:
         value = Value(definition.name, config.get(definition.name),

@@ -53,6 +53,7 @@ from strom.connect.metrics import (
     make_registry,
 )
 from strom.connect.offsets import ConnectorOffsetReader, OffsetBackingStore, offset_key
+from strom.connect.override_policy import override_errors, policy_name
 from strom.connect.states import State, Status, trace_of
 from strom.connect.tolerance import (
     DeadLetterQueueReporter,
@@ -96,6 +97,12 @@ class WorkerConfig:
         """KIP-618 `exactly.once.source.support=enabled` (distributed mode only)."""
         return (self.props.get("exactly.once.source.support", "disabled").strip().lower()
                 == "enabled")
+
+    @property
+    def override_policy(self) -> str:
+        """KIP-458 `connector.client.config.override.policy`: All (the default), None or
+        Principal (strom.connect.override_policy)."""
+        return policy_name(self.props)
 
     @property
     def offset_flush_interval_s(self) -> float:
@@ -214,8 +221,18 @@ class WorkerTask:
         self.runner = asyncio.get_running_loop().create_task(
             self._run(), name=f"connect-task-{self.connector}-{self.task_id}")
 
+    def _check_overrides(self) -> None:
+        """As Kafka's Worker: a task whose connector config overrides client settings that the
+        worker's connector.client.config.override.policy forbids (a config written before the
+        policy was tightened) fails at start."""
+        forbidden = override_errors(self.worker.config.override_policy, self.connector_config)
+        if forbidden:
+            raise ConnectException("Client Config Overrides not allowed: "
+                                   + " ".join(m for ms in forbidden.values() for m in ms))
+
     async def _run(self) -> None:
         try:
+            self._check_overrides()
             await self.execute()
         except asyncio.CancelledError:
             raise
