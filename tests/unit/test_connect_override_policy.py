@@ -4,6 +4,7 @@ may carry (validation, create, task start), with Kafka's messages."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -66,14 +67,14 @@ def test_validation_and_create_follow_the_workers_policy() -> None:
     asyncio.run(run())
 
 
-def test_a_bad_policy_fails_the_workers_start(tmp_path: object) -> None:
-    with pytest.raises(ConfigException, match="connector.client.config.override.policy"):
+def test_a_bad_policy_fails_the_workers_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigException, match=r"connector\.client\.config\.override\.policy"):
         StandaloneRuntime({"bootstrap.servers": "localhost:9092",
-                           "offset.storage.file.filename": "/tmp/unused-offsets",
+                           "offset.storage.file.filename": str(tmp_path / "offsets"),
                            "connector.client.config.override.policy": "Everything"})
 
 
-def test_a_task_whose_config_the_policy_forbids_fails_at_start(tmp_path: object) -> None:
+def test_a_task_whose_config_the_policy_forbids_fails_at_start() -> None:
     """A config accepted under a looser policy (the worker restarted with None since): its
     task fails at start, as Kafka's Worker refuses the overrides, and creates no client."""
     from strom.connect.states import State
