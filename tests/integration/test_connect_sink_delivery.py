@@ -13,35 +13,26 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTP
 
-from strom.connect.api import SinkConnector, SinkTask, Task
+from strom.connect.api import SinkTask, Task
 from strom.connect.errors import RetriableException
 from strom.connect.records import SinkRecord
 from strom.testing import EmbeddedBroker
 from tests.integration.conftest import produce_all, producer, unique_name
+from tests.integration.connect_plugins import MemorySink
 from tests.integration.connect_worker import ConnectWorker, wait_for
 from tests.integration.group_clients import GROUP_BROKER_SETTINGS
 
 RECEIVED: dict[str, list[tuple[str, int, int]]] = {}
 
 
-class RecordingSink(SinkConnector):
-    def __init__(self) -> None:
-        self.props: dict[str, str] = {}
-
-    def version(self) -> str:
-        return "1.0"
-
-    def start(self, props: Mapping[str, str]) -> None:
-        self.props = dict(props)
+class RecordingSink(MemorySink):
+    """One RecordingSinkTask."""
 
     def task_class(self) -> type[Task]:
         return RecordingSinkTask
 
     def task_configs(self, max_tasks: int) -> list[dict[str, str]]:
         return [dict(self.props)]
-
-    def stop(self) -> None:
-        pass
 
 
 class RecordingSinkTask(SinkTask):
