@@ -633,12 +633,11 @@ class DistributedHerder(StandaloneHerder):
         if not self.config.exactly_once_source or connector.is_sink or previous <= count:
             return
         ids = [self.config.transactional_id(connector.name, i) for i in range(count, previous)]
-        client = {**self.config.client_config("producer"),
-                  **{k[len("producer.override."):]: v for k, v in connector.config.items()
-                     if k.startswith("producer.override.")}}
         log.info("connector %s: fencing the producers of its removed tasks %s",
                  connector.name, ids)
-        await asyncio.to_thread(fence_producers, client, ids)
+        await asyncio.to_thread(fence_producers,
+                                self.config.connector_client_config("producer",
+                                                                    connector.config), ids)
 
     async def _write_task_configs(self, name: str, configs: list[dict[str, str]]) -> None:
         records: list[tuple[str, Any]] = [(f"task-{name}-{i}", {"properties": config})

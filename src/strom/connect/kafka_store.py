@@ -55,23 +55,28 @@ def encode(value: Any) -> bytes | None:
     return None if value is None else json.dumps(value, separators=(",", ":")).encode()
 
 
+def _initialized_producer(settings: dict[str, Any], transactional_id: str, timeout: float,
+                          doing: str) -> Any:
+    """A producer of `transactional_id` whose transactions are initialized: the id's epoch
+    bumped, the previous producer of the id fenced and its open transaction aborted."""
+    from confluent_kafka import KafkaException, Producer
+    producer = Producer({**settings, "transactional.id": transactional_id,
+                         "enable.idempotence": True})
+    try:
+        producer.init_transactions(timeout)
+    except KafkaException as exc:
+        raise RuntimeError(f"{doing}: {exc.args[0].str()}") from None
+    return producer
+
+
 def fence_producers(client: dict[str, Any], transactional_ids: list[str],
                     timeout: float = 30.0) -> None:
     """Fence the producers of these transactional ids, as Kafka's Admin.fenceProducers (which
-    KIP-618's leader calls before an exactly-once source connector's task configs change): a
-    producer of each id initializes its transactions, which bumps the id's epoch and aborts its
-    open transaction, so a zombie still holding an older epoch can neither commit nor write."""
-    from confluent_kafka import KafkaException, Producer
+    KIP-618's leader calls before an exactly-once source connector's task configs change), so
+    a zombie still holding an older epoch can neither commit nor write."""
     for transactional_id in transactional_ids:
-        producer = Producer({**client, "transactional.id": transactional_id,
-                             "enable.idempotence": True})
-        try:
-            producer.init_transactions(timeout)
-        except KafkaException as exc:
-            raise RuntimeError(f"fencing the producers of {transactional_id}: "
-                               f"{exc.args[0].str()}") from None
-        finally:
-            producer.flush(0)
+        _initialized_producer(client, transactional_id, timeout,
+                              f"fencing the producers of {transactional_id}").flush(0)
 
 
 class Fenced(RuntimeError):
@@ -198,17 +203,11 @@ class KafkaLog:
         KafkaConfigBackingStore.claimWritePrivileges): a transactional producer of that id,
         initialized, which fences the previous holder's. `send(..., transactional=True)` then
         writes in its transactions until `release`, or until a newer claim fences it."""
-        from confluent_kafka import KafkaException, Producer
         self.release()
-        producer = Producer({**self.client, "transactional.id": transactional_id,
-                             "acks": "all", "linger.ms": 0, "enable.idempotence": True,
-                             "partitioner": "murmur2_random"})
-        try:
-            producer.init_transactions(timeout)
-        except KafkaException as exc:
-            raise RuntimeError(f"claiming the writes to {self.topic} as {transactional_id}: "
-                               f"{exc.args[0].str()}") from None
-        self._transactional = producer
+        self._transactional = _initialized_producer(
+            {**self.client, "acks": "all", "linger.ms": 0, "partitioner": "murmur2_random"},
+            transactional_id, timeout,
+            f"claiming the writes to {self.topic} as {transactional_id}")
 
     @property
     def claimed(self) -> bool:

@@ -116,6 +116,15 @@ class WorkerConfig:
         `<group.id>-<connector>-<task>`)."""
         return f"{self.props.get('group.id', 'connect-cluster')}-{connector}-{task}"
 
+    def connector_client_config(self, role: str,
+                                connector_config: Mapping[str, str]) -> dict[str, Any]:
+        """A connector's producer/consumer/admin settings: the worker's (`client_config`),
+        then the connector's `<role>.override.*`."""
+        prefix = f"{role}.override."
+        return {**self.client_config(role),
+                **{k[len(prefix):]: v for k, v in connector_config.items()
+                   if k.startswith(prefix)}}
+
     def client_config(self, role: str) -> dict[str, Any]:
         """librdkafka settings for a producer/consumer/admin: bootstrap.servers and the worker's
         security settings, then its `producer.` / `consumer.` / `admin.` overrides."""
@@ -421,15 +430,11 @@ class WorkerSourceTask(WorkerTask):
         if topic_creation.enabled_for(self.worker.config.props, self.connector_config):
             from confluent_kafka.admin import AdminClient
             self.topic_creation = TopicCreation.from_config(self.connector_config)
-            self.admin = AdminClient({
-                **self.worker.config.client_config("admin"),
-                **{k[len("admin.override."):]: v for k, v in self.connector_config.items()
-                   if k.startswith("admin.override.")}})
+            self.admin = AdminClient(
+                self.worker.config.connector_client_config("admin", self.connector_config))
         settings: dict[str, Any] = {
             "acks": "all", "linger.ms": 5, "enable.idempotence": True,
-            **self.worker.config.client_config("producer"),
-            **{k[len("producer.override."):]: v for k, v in self.connector_config.items()
-               if k.startswith("producer.override.")}}
+            **self.worker.config.connector_client_config("producer", self.connector_config)}
         # KIP-618: records and their source offsets in one transaction of a producer whose
         # transactional.id is the task's (Kafka's `<group.id>-<connector>-<task>`), so a new
         # incarnation of the task fences (and aborts the open transaction of) an older one.
@@ -1108,9 +1113,7 @@ class WorkerSinkTask(WorkerTask):
             # Kafka's consumer default before 3.0 (now 45 s): a worker killed without leaving
             # its group holds its partitions this long.
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 3000,
-            **self.worker.config.client_config("consumer"),
-            **{k[len("consumer.override."):]: v for k, v in self.connector_config.items()
-               if k.startswith("consumer.override.")}}
+            **self.worker.config.connector_client_config("consumer", self.connector_config)}
         # Kafka's max.poll.records (not a librdkafka setting): the most records a batch holds.
         self.batch_size = int(consumer_config.pop("max.poll.records", SINK_BATCH))
         self.consumer = Consumer(consumer_config)
